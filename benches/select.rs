@@ -1,0 +1,2 @@
+//! Benchmarks of version selection.
+fn main() {}

@@ -1,0 +1,39 @@
+//! keel-core: the domain types, version-selection engine, plugin traits and update pipeline
+//! of keel-rs.
+//!
+//! keel-rs watches container registries, picks the right new version of each image by a
+//! policy, and rolls it out to a target. This crate holds everything that does not talk to a
+//! network:
+//!
+//! - [`reference`]: [`ImageRef`], [`Tag`], [`Digest`], [`Platform`], parsed by the
+//!   distribution grammar;
+//! - [`version`] and [`policy`]: the version engine and every built-in policy
+//!   ([`VersionPolicy`]), and the [`Policy`] trait for your own;
+//! - the plugin traits [`Registry`], [`Target`] and [`Notifier`];
+//! - [`pipeline`]: one pass of discover → list → select → apply → notify;
+//! - [`memory`]: an in-memory registry and target for tests and examples, and, with the
+//!   `testkit` feature, the conformance suite every backend runs.
+#![doc = ""]
+#![doc = include_str!("../../../README.md")]
+
+pub mod error;
+pub mod policy;
+pub mod reference;
+pub mod version;
+
+pub use error::{Error, ParseError};
+pub use policy::{Decision, Policy, PolicyOptions, PolicySpec, VersionPolicy};
+pub use reference::{Digest, ImageRef, Platform, Tag};
+
+pub mod memory;
+pub mod notify;
+pub mod pipeline;
+pub mod registry;
+pub mod target;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use notify::{Event, EventKind, Notifier};
+pub use pipeline::{Pipeline, RunReport};
+pub use registry::{ImageMetadata, Registry, RegistryExt, TagList};
+pub use target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};

@@ -1,0 +1,90 @@
+//! The `Notifier` trait and the events it delivers.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::target::UpdatePlan;
+
+/// What happened to an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A policy chose an update; it is about to be applied (or shown, in a dry run).
+    UpdatePlanned,
+    /// The target applied the update.
+    UpdateApplied,
+    /// Applying the update failed.
+    UpdateFailed,
+    /// The update waits for approvals.
+    ApprovalRequested,
+    /// The update got its approvals.
+    Approved,
+    /// The update was rejected.
+    Rejected,
+    /// The approval deadline passed.
+    Expired,
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventKind::UpdatePlanned => "update planned",
+            EventKind::UpdateApplied => "update applied",
+            EventKind::UpdateFailed => "update failed",
+            EventKind::ApprovalRequested => "approval requested",
+            EventKind::Approved => "approved",
+            EventKind::Rejected => "rejected",
+            EventKind::Expired => "expired",
+        })
+    }
+}
+
+/// One notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The update it happened to.
+    pub plan: UpdatePlan,
+    /// A human-readable sentence, e.g. the error of a failed update.
+    pub message: String,
+    /// A release-notes link, when the tracked image has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_notes: Option<String>,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+}
+
+impl Event {
+    /// An event of `kind` for `plan`, now.
+    pub fn new(kind: EventKind, plan: UpdatePlan, message: impl Into<String>) -> Self {
+        Event {
+            kind,
+            plan,
+            message: message.into(),
+            release_notes: None,
+            time: Utc::now(),
+        }
+    }
+}
+
+/// Delivers events: a chat webhook, a generic JSON webhook, a log.
+///
+/// Contract: `notify` delivers one event or fails with an error saying why; it does not
+/// panic and does not block other notifiers (the pipeline calls them concurrently and
+/// counts failures). Retries, if any, happen inside, within a bounded time.
+///
+/// The trait is object-safe; the pipeline holds `Arc<dyn Notifier>`s.
+#[async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// A short name for messages, e.g. `slack #deploys`.
+    fn name(&self) -> &str;
+
+    /// Delivers `event`.
+    async fn notify(&self, event: &Event) -> Result<(), Error>;
+}

@@ -1,0 +1,837 @@
+//! Tests of the built-in policies: every rule and example of `POLICIES.md`.
+
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::reference::Digest;
+use crate::version::{Decimal, DockerVersion, natural_cmp};
+
+fn policy(spec: &str) -> VersionPolicy {
+    spec.parse().unwrap_or_else(|e| panic!("{spec:?}: {e}"))
+}
+
+fn with(spec: &str, options: PolicyOptions) -> VersionPolicy {
+    VersionPolicy::parse(spec, &options).unwrap_or_else(|e| panic!("{spec:?}: {e}"))
+}
+
+fn pick_with(p: &VersionPolicy, current: Option<&str>, tags: &str) -> Option<String> {
+    let tags: Vec<Candidate<'_>> = tags.split_whitespace().map(Candidate::new).collect();
+    let current = current.map_or_else(Current::none, Current::tag);
+    p.select(&SelectInput::new(current, &tags))
+        .tag()
+        .map(str::to_owned)
+}
+
+fn pick(spec: &str, current: &str, tags: &str) -> Option<String> {
+    pick_with(&policy(spec), Some(current), tags)
+}
+
+fn explain(p: &VersionPolicy, current: Option<&str>, tags: &str) -> Explanation {
+    let tags: Vec<Candidate<'_>> = tags.split_whitespace().map(Candidate::new).collect();
+    let current = current.map_or_else(Current::none, Current::tag);
+    p.select(&SelectInput::new(current, &tags).explained())
+        .explanation
+        .expect("explanation was asked for")
+}
+
+fn reason_of<'e>(e: &'e Explanation, tag: &str) -> &'e Reason {
+    &e.rejected
+        .iter()
+        .find(|r| r.tag == tag)
+        .unwrap_or_else(|| panic!("{tag} not rejected in {e:?}"))
+        .reason
+}
+
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+// The examples of POLICIES.md, verbatim.
+
+#[test]
+fn example_minor() {
+    assert_eq!(
+        pick("minor", "1.2.3", "1.2.4 1.3.0 2.0.0 1.3.1-rc.1").as_deref(),
+        Some("1.3.0")
+    );
+}
+
+#[test]
+fn example_patch() {
+    assert_eq!(
+        pick("patch", "v1.2.3", "v1.2.9 1.2.10 v1.3.0").as_deref(),
+        Some("1.2.10")
+    );
+}
+
+#[test]
+fn example_semver_pre_release_range() {
+    assert_eq!(
+        pick(
+            "semver:>=1.0.0-0 <2.0.0",
+            "1.0.0-rc.1",
+            "1.0.0-rc.2 1.1.0-beta.1 2.0.0"
+        )
+        .as_deref(),
+        Some("1.1.0-beta.1")
+    );
+}
+
+#[test]
+fn example_regexp_compare() {
+    assert_eq!(
+        pick(
+            r"regexp:^main-(?P<compare>\d+)-[0-9a-f]+$",
+            "main-9-aa11",
+            "main-10-bb22 main-8-cc33"
+        )
+        .as_deref(),
+        Some("main-10-bb22")
+    );
+}
+
+#[test]
+fn example_docker() {
+    assert_eq!(
+        pick(
+            "docker",
+            "3.11-slim",
+            "3.12-slim 3.12 3.12.1-slim 3.13-alpine"
+        )
+        .as_deref(),
+        Some("3.12-slim")
+    );
+}
+
+// Semver policies.
+
+#[test]
+fn all_takes_pre_releases_whatever_the_current_tag() {
+    assert_eq!(
+        pick("all", "1.2.3", "1.2.4 2.0.0-rc.1 1.9.0").as_deref(),
+        Some("2.0.0-rc.1")
+    );
+    assert_eq!(
+        pick_with(&policy("all"), None, "1.0.0 latest 0.9.0").as_deref(),
+        Some("1.0.0")
+    );
+}
+
+#[test]
+fn major_keeps_the_channel() {
+    assert_eq!(
+        pick("major", "1.2.3", "2.0.0 3.0.0-rc.1 1.9.9").as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        pick(
+            "major",
+            "1.0.0-rc.1",
+            "1.0.0-rc.2 1.0.0 2.0.0-rc.1 2.0.0-beta.1"
+        )
+        .as_deref(),
+        Some("2.0.0-rc.1")
+    );
+    assert_eq!(
+        pick("major", "3.11-alpine", "3.12 3.12-alpine 3.13-slim").as_deref(),
+        Some("3.12-alpine")
+    );
+}
+
+#[test]
+fn minor_and_patch_stay_inside_their_version() {
+    assert_eq!(
+        pick("minor", "1.2.3", "2.0.0 1.9.0 0.9.0").as_deref(),
+        Some("1.9.0")
+    );
+    assert_eq!(pick("minor", "1.2.3", "2.0.0 1.2.3 1.1.0"), None);
+    assert_eq!(
+        pick("patch", "1.2.3", "1.3.0 1.2.4 1.2.5-rc.1").as_deref(),
+        Some("1.2.4")
+    );
+}
+
+#[test]
+fn match_pre_release_false_drops_the_channel_rule() {
+    let p = with(
+        "minor",
+        PolicyOptions {
+            match_pre_release: false,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(&p, Some("1.2.3"), "1.2.4 1.3.0-rc.1").as_deref(),
+        Some("1.3.0-rc.1")
+    );
+}
+
+#[test]
+fn major_minor_patch_need_a_semver_current_tag() {
+    for spec in ["major", "minor", "patch"] {
+        assert_eq!(pick(spec, "latest", "1.0.0 2.0.0"), None, "{spec}");
+        assert_eq!(pick_with(&policy(spec), None, "1.0.0"), None, "{spec}");
+        let e = explain(&policy(spec), Some("latest"), "1.0.0");
+        assert!(e.note.as_deref().unwrap().contains("needs a current tag"));
+    }
+}
+
+#[test]
+fn semver_ranges_select_inside() {
+    assert_eq!(
+        pick("semver:^1.2", "1.2.0", "1.2.5 1.9.0 2.0.0 1.10.0-rc.1").as_deref(),
+        Some("1.9.0")
+    );
+    assert_eq!(
+        pick("semver:~1.2", "1.2.0", "1.2.5 1.3.0").as_deref(),
+        Some("1.2.5")
+    );
+    assert_eq!(
+        pick("semver:>= 1.2, < 2", "1.0.0", "1.1.0 1.5.0 2.0.0").as_deref(),
+        Some("1.5.0")
+    );
+    assert_eq!(
+        pick("semver:^1.2 || ^2.0", "1.2.0", "1.9.0 2.5.0 3.0.0").as_deref(),
+        Some("2.5.0")
+    );
+    // The current tag need not be inside the range.
+    assert_eq!(
+        pick("semver:1.x", "latest", "0.9.0 1.4.0 2.0.0").as_deref(),
+        Some("1.4.0")
+    );
+}
+
+#[test]
+fn leniency_v_prefix_partials_and_dates() {
+    assert_eq!(
+        pick("minor", "v1.2", "v1.3 1.2.1 20240101").as_deref(),
+        Some("v1.3")
+    );
+    assert_eq!(pick("all", "1.0.0", "20240101 20250101"), None);
+}
+
+// No downgrade.
+
+#[test]
+fn never_downgrades_without_permission() {
+    assert_eq!(pick("all", "2.0.0", "1.0.0 1.5.0"), None);
+    assert_eq!(pick("semver:^1", "1.9.0", "1.2.0 1.8.0"), None);
+    assert_eq!(pick("alphabetical", "b", "a"), None);
+    assert_eq!(pick("numerical", "10", "9 2"), None);
+    assert_eq!(pick("glob:build-*", "build-10", "build-9"), None);
+    assert_eq!(pick("docker", "3.12", "3.11 3.10"), None);
+}
+
+#[test]
+fn allow_downgrade_lifts_the_guard() {
+    let p = with(
+        "semver:^1",
+        PolicyOptions {
+            allow_downgrade: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(&p, Some("1.9.0"), "1.2.0 1.8.0").as_deref(),
+        Some("1.8.0")
+    );
+    // Still never "moves" to the tag it runs.
+    assert_eq!(pick_with(&p, Some("1.9.0"), "1.2.0 1.9.0"), None);
+}
+
+#[test]
+fn equal_order_is_not_newer() {
+    assert_eq!(pick("all", "1.2.3", "v1.2.3 1.2.3+build.7"), None);
+    assert_eq!(pick("numerical", "07", "7 7.0"), None);
+}
+
+#[test]
+fn unparsable_current_turns_the_guard_off() {
+    assert_eq!(
+        pick("semver:*", "latest", "1.0.0 0.1.0").as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(pick("numerical", "latest", "3 20").as_deref(), Some("20"));
+}
+
+// Ties.
+
+#[test]
+fn ties_prefer_the_current_prefix_then_bytes() {
+    assert_eq!(
+        pick("all", "v1.0.0", "1.2.0 v1.2.0").as_deref(),
+        Some("v1.2.0")
+    );
+    assert_eq!(
+        pick("all", "1.0.0", "v1.2.0 1.2.0").as_deref(),
+        Some("1.2.0")
+    );
+    assert_eq!(
+        pick_with(&policy("all"), None, "1.2.0 v1.2.0").as_deref(),
+        Some("v1.2.0")
+    );
+    assert_eq!(
+        pick("all", "1.0.0", "1.2.0+b 1.2.0+a").as_deref(),
+        Some("1.2.0+b")
+    );
+}
+
+#[test]
+fn tied_extracted_values_break_by_bytes() {
+    let p = with(
+        "numerical",
+        PolicyOptions {
+            filter: Some(r"^main-(?P<n>\d+)-(?P<sha>[0-9a-f]+)$".into()),
+            extract: Some("$n".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(
+            &p,
+            Some("main-1-aaaa"),
+            "main-5-bbbb main-5-cccc main-4-ffff"
+        )
+        .as_deref(),
+        Some("main-5-cccc")
+    );
+    let e = explain(
+        &p,
+        Some("main-1-aaaa"),
+        "main-5-bbbb main-5-cccc main-4-ffff",
+    );
+    assert_eq!(
+        reason_of(&e, "main-5-bbbb"),
+        &Reason::LostTie {
+            to: "main-5-cccc".into()
+        }
+    );
+}
+
+// Other orders.
+
+#[test]
+fn glob_matches_whole_tags_in_natural_order() {
+    assert_eq!(
+        pick("glob:build-*", "build-9", "build-10 build-8 other-99").as_deref(),
+        Some("build-10")
+    );
+    assert_eq!(
+        pick("glob:1.?.x", "1.1.x", "1.2.x 1.10.x").as_deref(),
+        Some("1.2.x")
+    );
+}
+
+#[test]
+fn regexp_without_compare_orders_whole_tags_naturally() {
+    assert_eq!(
+        pick("regexp:^rel-", "rel-1.9", "rel-1.10 rel-1.2 dev-9").as_deref(),
+        Some("rel-1.10")
+    );
+    // Keel's regexp policy never compared: a greater match is still required.
+    assert_eq!(pick("regexp:^rel-", "rel-2", "rel-1.10"), None);
+}
+
+#[test]
+fn alphabetical_and_numerical_in_both_orders() {
+    assert_eq!(pick("alphabetical", "a", "b c B").as_deref(), Some("c"));
+    assert_eq!(
+        pick("alphabetical:desc", "c", "b a d").as_deref(),
+        Some("a")
+    );
+    assert_eq!(pick("numerical", "9", "10 2 x 1e9").as_deref(), Some("10"));
+    assert_eq!(
+        pick("numerical:desc", "9", "10 2 -1.5").as_deref(),
+        Some("-1.5")
+    );
+    assert_eq!(
+        pick("numerical", "1.5", "1.25 1.75").as_deref(),
+        Some("1.75")
+    );
+}
+
+#[test]
+fn numerical_skips_bad_tags_instead_of_failing() {
+    assert_eq!(
+        pick("numerical", "1", "2 latest 3-rc 4").as_deref(),
+        Some("4")
+    );
+}
+
+#[test]
+fn docker_only_moves_within_shape() {
+    assert_eq!(
+        pick("docker", "3.11", "3.12 3.12-slim 3.12.1").as_deref(),
+        Some("3.12")
+    );
+    assert_eq!(
+        pick(
+            "docker",
+            "1.25.3-alpine3.18",
+            "1.25.4-alpine3.18 1.26.0-alpine3.19"
+        )
+        .as_deref(),
+        Some("1.25.4-alpine3.18")
+    );
+    assert_eq!(pick("docker", "latest", "3.12"), None);
+}
+
+#[test]
+fn force_moves_to_any_tag_but_semver_only_up() {
+    assert_eq!(
+        pick("force", "latest", "1.0.0 dev").as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(pick("force", "1.2.3", "1.2.2 1.0.0"), None);
+    assert_eq!(
+        pick("force", "1.2.3", "1.2.4 1.2.2").as_deref(),
+        Some("1.2.4")
+    );
+    assert_eq!(
+        pick("force", "1.2.3", "staging").as_deref(),
+        Some("staging")
+    );
+    assert_eq!(pick("force", "staging", "dev staging"), None);
+    // Stable: what it moved to is not left again.
+    assert_eq!(pick("force", "1.2.4", "1.2.4 staging"), None);
+}
+
+#[test]
+fn never_and_empty_select_nothing() {
+    assert_eq!(pick("never", "1.0.0", "2.0.0"), None);
+    assert_eq!(pick("", "1.0.0", "2.0.0"), None);
+}
+
+// Digests and metadata.
+
+fn digest(fill: char) -> Digest {
+    format!("sha256:{}", fill.to_string().repeat(64))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn digest_policy_follows_the_current_tag() {
+    let (old, new) = (digest('a'), digest('b'));
+    let p = policy("digest");
+    assert!(p.needs().current_tag_digest);
+    let tags = [
+        Candidate::new("1.0").with_digest(&new),
+        Candidate::new("2.0").with_digest(&old),
+    ];
+    let d = p.select(&SelectInput::new(
+        Current::tag("1.0").with_digest(&old),
+        &tags,
+    ));
+    let update = d.update.unwrap();
+    assert_eq!(
+        (update.tag.as_str(), update.digest),
+        ("1.0", Some(new.clone()))
+    );
+
+    let same = [Candidate::new("1.0").with_digest(&old)];
+    let d = p.select(&SelectInput::new(Current::tag("1.0").with_digest(&old), &same).explained());
+    assert_eq!(d.update, None);
+    assert!(
+        d.explanation
+            .unwrap()
+            .note
+            .unwrap()
+            .contains("still has digest")
+    );
+
+    // An unknown running digest gets pinned.
+    let d = p.select(&SelectInput::new(Current::tag("1.0"), &same));
+    assert_eq!(d.update.unwrap().digest, Some(old));
+}
+
+#[test]
+fn force_with_match_tag_is_a_digest_update() {
+    let (old, new) = (digest('a'), digest('b'));
+    let p = with(
+        "force",
+        PolicyOptions {
+            match_tag: true,
+            ..Default::default()
+        },
+    );
+    let tags = [
+        Candidate::new("latest").with_digest(&new),
+        Candidate::new("2.0.0").with_digest(&old),
+    ];
+    let d = p.select(&SelectInput::new(
+        Current::tag("latest").with_digest(&old),
+        &tags,
+    ));
+    assert_eq!(d.tag(), Some("latest"));
+    assert!(
+        VersionPolicy::parse(
+            "minor",
+            &PolicyOptions {
+                match_tag: true,
+                ..Default::default()
+            }
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn newest_build_orders_by_creation_time() {
+    let p = policy("newest-build");
+    assert!(p.needs().created);
+    let t = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
+    let tags = [
+        Candidate::new("main-aaa").with_created(t(3)),
+        Candidate::new("main-bbb").with_created(t(5)),
+        Candidate::new("main-ccc"),
+    ];
+    let cur = Current::tag("main-zzz").with_created(t(2));
+    assert_eq!(
+        p.select(&SelectInput::new(cur, &tags)).tag(),
+        Some("main-bbb")
+    );
+    let cur = Current::tag("main-zzz").with_created(t(6));
+    assert_eq!(p.select(&SelectInput::new(cur, &tags)).tag(), None);
+}
+
+// Exclude, filter, extract.
+
+#[test]
+fn signature_tags_are_excluded_by_default() {
+    let sig = format!("sha256-{SHA}.sig");
+    let att = format!("sha256-{SHA}.att");
+    let tags = format!("{sig} {att} b");
+    assert_eq!(pick("alphabetical", "a", &tags).as_deref(), Some("b"));
+    let e = explain(&policy("alphabetical"), Some("a"), &tags);
+    assert!(matches!(reason_of(&e, &sig), Reason::Excluded { .. }));
+    // Only the exact artefact shape.
+    let near = format!("sha256-{}.sig", &SHA[1..]);
+    assert_eq!(
+        pick("alphabetical", "a", &near).as_deref(),
+        Some(near.as_str())
+    );
+    let p = with(
+        "alphabetical",
+        PolicyOptions {
+            default_excludes: false,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(&p, Some("a"), &sig).as_deref(),
+        Some(sig.as_str())
+    );
+}
+
+#[test]
+fn user_excludes_and_filters() {
+    let p = with(
+        "semver:*",
+        PolicyOptions {
+            exclude: vec!["-debug$".into(), "^0\\.".into()],
+            filter: Some("^v?1\\.".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(&p, Some("1.0.0"), "1.5.0 1.6.0-debug 2.0.0 0.9.0").as_deref(),
+        Some("1.5.0")
+    );
+    let e = explain(&p, Some("1.0.0"), "1.5.0 1.6.0-debug 2.0.0 0.9.0");
+    assert_eq!(
+        reason_of(&e, "1.6.0-debug"),
+        &Reason::Excluded {
+            pattern: "-debug$".into()
+        }
+    );
+    assert_eq!(
+        reason_of(&e, "2.0.0"),
+        &Reason::Filtered {
+            pattern: "^v?1\\.".into()
+        }
+    );
+}
+
+#[test]
+fn extract_orders_the_expansion() {
+    let p = with(
+        "semver:^1",
+        PolicyOptions {
+            filter: Some(r"^app-(?P<version>.*)-linux$".into()),
+            extract: Some("${version}".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        pick_with(
+            &p,
+            Some("app-1.0.0-linux"),
+            "app-1.2.0-linux app-2.0.0-linux app-1.3.0-win"
+        )
+        .as_deref(),
+        Some("app-1.2.0-linux")
+    );
+    let p = with(
+        "alphabetical",
+        PolicyOptions {
+            filter: Some(r"^(\d+)-(\w+)$".into()),
+            extract: Some("$2-$1".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(pick_with(&p, None, "1-b 2-a 9-a").as_deref(), Some("1-b"));
+}
+
+#[test]
+fn bad_options_are_errors_naming_the_input() {
+    let bad = |o: PolicyOptions| VersionPolicy::parse("alphabetical", &o).unwrap_err();
+    let e = bad(PolicyOptions {
+        filter: Some("(".into()),
+        ..Default::default()
+    });
+    assert!(
+        e.to_string().starts_with("invalid filter regex \"(\""),
+        "{e}"
+    );
+    let e = bad(PolicyOptions {
+        exclude: vec!["[z-a]".into()],
+        ..Default::default()
+    });
+    assert!(e.to_string().starts_with("invalid exclude regex"), "{e}");
+    let e = bad(PolicyOptions {
+        extract: Some("$n".into()),
+        ..Default::default()
+    });
+    assert!(e.to_string().contains("needs a filter"), "{e}");
+    let e = bad(PolicyOptions {
+        filter: Some("(?P<n>\\d+)".into()),
+        extract: Some("x-$m".into()),
+        ..Default::default()
+    });
+    assert!(e.to_string().contains("group `m`"), "{e}");
+    assert_eq!(e.span(), Some((2, 4)));
+    let e = bad(PolicyOptions {
+        filter: Some("(\\d+)".into()),
+        extract: Some("${2}".into()),
+        ..Default::default()
+    });
+    assert!(e.to_string().contains("group `2`"), "{e}");
+    assert!(
+        VersionPolicy::parse(
+            "alphabetical",
+            &PolicyOptions {
+                filter: Some("(\\d+)".into()),
+                extract: Some("$$-${1}-$1".into()),
+                ..Default::default()
+            }
+        )
+        .is_ok()
+    );
+}
+
+// Explain.
+
+#[test]
+fn explain_gives_the_first_rule_for_each_rejected_tag() {
+    let p = with(
+        "minor",
+        PolicyOptions {
+            exclude: vec!["^bad".into()],
+            ..Default::default()
+        },
+    );
+    let e = explain(
+        &p,
+        Some("1.2.3"),
+        "bad-1 latest 2.0.0 1.3.0-rc.1 1.2.0 1.2.3 1.2.9 1.3.0 v1.3.0",
+    );
+    assert_eq!(e.chosen.as_deref(), Some("1.3.0"));
+    assert!(matches!(reason_of(&e, "bad-1"), Reason::Excluded { .. }));
+    assert!(matches!(reason_of(&e, "latest"), Reason::Unparsable { .. }));
+    assert_eq!(
+        reason_of(&e, "2.0.0"),
+        &Reason::DifferentMajor {
+            major: 2,
+            current: 1
+        }
+    );
+    assert_eq!(
+        reason_of(&e, "1.3.0-rc.1"),
+        &Reason::DifferentChannel {
+            channel: "rc".into(),
+            current: String::new()
+        }
+    );
+    assert!(matches!(reason_of(&e, "1.2.0"), Reason::NotNewer { .. }));
+    assert!(matches!(reason_of(&e, "1.2.3"), Reason::NotNewer { .. }));
+    assert_eq!(
+        reason_of(&e, "1.2.9"),
+        &Reason::Outranked { by: "1.3.0".into() }
+    );
+    assert_eq!(
+        reason_of(&e, "v1.3.0"),
+        &Reason::LostTie { to: "1.3.0".into() }
+    );
+    assert_eq!(e.rejected.len(), 8);
+    let text = e.to_string();
+    assert!(text.contains("rejected 2.0.0: major version 2 differs from the current 1"));
+    assert!(text.ends_with("chosen: 1.3.0\n"));
+}
+
+#[test]
+fn explain_range_reasons() {
+    let e = explain(
+        &policy("semver:^1.2"),
+        Some("1.2.0"),
+        "1.3.0-rc.1 3.0.0 1.4.0",
+    );
+    assert!(matches!(
+        reason_of(&e, "1.3.0-rc.1"),
+        Reason::PreRelease { .. }
+    ));
+    assert!(matches!(reason_of(&e, "3.0.0"), Reason::OutOfRange { .. }));
+}
+
+#[test]
+fn no_explanation_unless_asked() {
+    let tags = [Candidate::new("1.0.1")];
+    let d = policy("patch").select(&SelectInput::new(Current::tag("1.0.0"), &tags));
+    assert_eq!(d.explanation, None);
+}
+
+#[test]
+fn admits_prefilters_tags() {
+    let p = with(
+        "glob:main-*",
+        PolicyOptions {
+            exclude: vec!["-dirty$".into()],
+            ..Default::default()
+        },
+    );
+    assert!(p.admits("main-1"));
+    assert!(!p.admits("dev-1"));
+    assert!(!p.admits("main-1-dirty"));
+    assert!(!p.admits(&format!("sha256-{SHA}.sig")));
+}
+
+// Properties.
+
+fn tag_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (
+            0u8..4,
+            0u8..12,
+            0u8..12,
+            prop::bool::ANY,
+            prop::option::of("(rc|beta)\\.[0-9]")
+        )
+            .prop_map(|(a, b, c, v, pre)| {
+                let mut s = format!("{}{a}.{b}.{c}", if v { "v" } else { "" });
+                if let Some(pre) = pre {
+                    s.push('-');
+                    s.push_str(&pre);
+                }
+                s
+            }),
+        (0u8..4, 0u8..12).prop_map(|(a, b)| format!("{a}.{b}")),
+        (0u8..4, 0u8..12).prop_map(|(a, b)| format!("{a}.{b}-slim")),
+        "[a-z]{1,4}-[0-9]{1,3}",
+        "[0-9]{1,3}",
+    ]
+}
+
+const SPECS: &[&str] = &[
+    "all",
+    "major",
+    "minor",
+    "patch",
+    "semver:>=1.0.0 <3.0.0",
+    "semver:^1.2 || >=2.5.0-0",
+    "glob:*-*",
+    "regexp:^[a-z]+-(?P<compare>[0-9]+)$",
+    "alphabetical",
+    "alphabetical:desc",
+    "numerical",
+    "numerical:desc",
+    "docker",
+    "force",
+];
+
+proptest! {
+    #[test]
+    fn result_does_not_depend_on_listing_order(
+        tags in prop::collection::vec(tag_strategy(), 0..25),
+        current in tag_strategy(),
+        seed in any::<u64>(),
+    ) {
+        let mut shuffled = tags.clone();
+        // A deterministic shuffle from the seed.
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        for spec in SPECS {
+            let p = policy(spec);
+            let a = pick_with(&p, Some(&current), &tags.join(" "));
+            let b = pick_with(&p, Some(&current), &shuffled.join(" "));
+            prop_assert_eq!(a, b, "{}", spec);
+        }
+    }
+
+    #[test]
+    fn never_downgrades(
+        tags in prop::collection::vec(tag_strategy(), 0..25),
+        current in tag_strategy(),
+    ) {
+        for spec in ["all", "major", "minor", "patch", "semver:*", "semver:>=0.0.0-0"] {
+            if let (Some(chosen), Some(cur)) = (
+                pick_with(&policy(spec), Some(&current), &tags.join(" ")),
+                crate::version::Version::parse(&current),
+            ) {
+                let chosen = crate::version::Version::parse(&chosen).unwrap();
+                prop_assert!(chosen.precedence(&cur).is_gt(), "{} {} -> {}", spec, current, chosen);
+            }
+        }
+        // The other orders, checked against the order types directly.
+        let cur = current.as_str();
+        if let Some(c) = pick_with(&policy("numerical"), Some(cur), &tags.join(" ")) {
+            if let Some(cd) = Decimal::parse(cur) {
+                prop_assert!(Decimal::parse(&c).unwrap() > cd, "numerical {} -> {}", cur, c);
+            }
+        }
+        if let Some(c) = pick_with(&policy("alphabetical"), Some(cur), &tags.join(" ")) {
+            prop_assert!(c.as_bytes() > cur.as_bytes(), "alphabetical {} -> {}", cur, c);
+        }
+        if let Some(c) = pick_with(&policy("glob:*"), Some(cur), &tags.join(" ")) {
+            prop_assert!(natural_cmp(&c, cur).is_gt(), "glob {} -> {}", cur, c);
+        }
+        if let Some(c) = pick_with(&policy("docker"), Some(cur), &tags.join(" ")) {
+            let (a, b) = (DockerVersion::parse(&c).unwrap(), DockerVersion::parse(cur).unwrap());
+            prop_assert!(a.is_compatible(&b) && a.numbers_cmp(&b).is_gt(), "docker {} -> {}", cur, c);
+        }
+    }
+
+    #[test]
+    fn the_chosen_tag_is_listed_and_explained(
+        tags in prop::collection::vec(tag_strategy(), 1..20),
+        current in tag_strategy(),
+    ) {
+        for spec in SPECS {
+            let p = policy(spec);
+            let joined = tags.join(" ");
+            let chosen = pick_with(&p, Some(&current), &joined);
+            let e = explain(&p, Some(&current), &joined);
+            prop_assert_eq!(&e.chosen, &chosen);
+            if let Some(c) = &chosen {
+                prop_assert!(tags.contains(c));
+                prop_assert_ne!(c, &current);
+                prop_assert_eq!(e.rejected.len(), tags.iter().filter(|t| *t != c).count());
+            } else if e.note.is_none() {
+                prop_assert_eq!(e.rejected.len(), tags.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The `Registry` trait: where tags, digests and image metadata come from.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+use crate::reference::{Digest, ImageRef, Platform, Tag};
+
+/// The tags of one repository, as listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagList {
+    /// Tag names in the order the registry listed them.
+    pub tags: Vec<String>,
+    /// Whether the listing stopped at the backend's budget (pages or tags) before the end,
+    /// so that callers can tell a short list from a cut one.
+    pub truncated: bool,
+}
+
+/// What a registry knows about one image, for policies that need more than tag names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageMetadata {
+    /// When the image was created (from its config); for an index, the newest creation time
+    /// among the platforms the backend was told to consider.
+    pub created: Option<DateTime<Utc>>,
+    /// The platforms of an index; one entry (or none, when unknown) for a single manifest.
+    pub platforms: Vec<Platform>,
+}
+
+/// A source of tags and digests: an OCI registry, or the in-memory one of the tests.
+///
+/// Contract:
+/// - `list_tags` lists every tag of the repository named by `image` (its tag and digest are
+///   ignored), bounded by the backend's budget, with [`TagList::truncated`] set when the
+///   budget cut it. A repository that does not exist is [`Error::NotFound`].
+/// - `resolve_digest` resolves a tag to the digest of the manifest (or index) it points at
+///   now; a missing tag or repository is [`Error::NotFound`].
+/// - `metadata` is optional: backends that cannot read it return [`Error::NotSupported`],
+///   which is the default.
+/// - Credentials never appear in errors, logs or `Debug` output.
+///
+/// The trait is object-safe; the pipeline holds an `Arc<dyn Registry>`.
+#[async_trait]
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// A short name for messages, e.g. `registry ghcr.io`.
+    fn name(&self) -> &str;
+
+    /// Lists the tags of the repository `image` names.
+    async fn list_tags(&self, image: &ImageRef) -> Result<TagList, Error>;
+
+    /// Resolves `tag` in the repository `image` names to its current digest.
+    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error>;
+
+    /// Reads the metadata of `tag` in the repository `image` names.
+    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
+        let _ = (image, tag);
+        Err(Error::not_supported("image metadata", self.name()))
+    }
+}
+
+/// Conveniences on top of [`Registry`], for every implementation.
+#[async_trait]
+pub trait RegistryExt: Registry {
+    /// The digest `image` runs: its own digest when it is pinned, else its tag's digest now.
+    async fn digest_of(&self, image: &ImageRef) -> Result<Digest, Error> {
+        if let Some(d) = image.digest() {
+            return Ok(d.clone());
+        }
+        match image.tag() {
+            Some(tag) => self.resolve_digest(image, tag).await,
+            None => Err(Error::not_found(format!("tag of {image}"))),
+        }
+    }
+}
+
+impl<R: Registry + ?Sized> RegistryExt for R {}

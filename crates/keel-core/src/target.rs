@@ -1,0 +1,161 @@
+//! The `Target` trait: where images run, and how updates are applied there.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::policy::Policy;
+use crate::reference::ImageRef;
+
+/// How updates of a tracked image are triggered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Only when a webhook reports a push (Keel's default).
+    #[default]
+    Webhook,
+    /// By polling the registry on a schedule (`@every 5m`, a cron expression).
+    Poll {
+        /// The schedule as written.
+        schedule: String,
+    },
+}
+
+/// One image a target deploys, and how it is to be kept up to date.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct TrackedImage {
+    /// Identifies the image within its target, stable across discoveries, e.g.
+    /// `deployment/default/web/app` or `apps/web.yaml#spec.containers[0].image`.
+    pub id: String,
+    /// The image as it runs now.
+    pub image: ImageRef,
+    /// Which tag it should move to.
+    pub policy: Arc<dyn Policy>,
+    /// When to look for updates.
+    pub trigger: Trigger,
+    /// How many approvals an update needs before it is applied (0: none).
+    pub approvals: u32,
+    /// A release-notes link to pass on to notifications.
+    pub release_notes: Option<String>,
+}
+
+impl TrackedImage {
+    /// Tracks `image` under `id` with `policy`, webhook-triggered, without approvals.
+    pub fn new(id: impl Into<String>, image: ImageRef, policy: Arc<dyn Policy>) -> Self {
+        TrackedImage {
+            id: id.into(),
+            image,
+            policy,
+            trigger: Trigger::default(),
+            approvals: 0,
+            release_notes: None,
+        }
+    }
+
+    /// The same, with a trigger.
+    pub fn with_trigger(self, trigger: Trigger) -> Self {
+        TrackedImage { trigger, ..self }
+    }
+
+    /// The same, needing `approvals` approvals.
+    pub fn with_approvals(self, approvals: u32) -> Self {
+        TrackedImage { approvals, ..self }
+    }
+
+    /// The same, with a release-notes link.
+    pub fn with_release_notes(self, url: impl Into<String>) -> Self {
+        TrackedImage {
+            release_notes: Some(url.into()),
+            ..self
+        }
+    }
+}
+
+impl fmt::Debug for TrackedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedImage")
+            .field("id", &self.id)
+            .field("image", &self.image.to_string())
+            .field("policy", &self.policy)
+            .field("trigger", &self.trigger)
+            .field("approvals", &self.approvals)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One update to apply: in `target`, move tracked image `id` from `current` to `new`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UpdatePlan {
+    /// The target's name.
+    pub target: String,
+    /// The tracked image's id within the target.
+    pub id: String,
+    /// What runs now; a target refuses the plan ([`Error::Conflict`]) when that changed.
+    pub current: ImageRef,
+    /// What is to run.
+    pub new: ImageRef,
+}
+
+impl fmt::Display for UpdatePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} -> {}",
+            self.target, self.id, self.current, self.new
+        )
+    }
+}
+
+/// What applying one plan did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyOutcome {
+    /// The target changed.
+    Applied,
+    /// The target already ran the new image; nothing changed.
+    AlreadyCurrent,
+}
+
+/// Where images run: a Kubernetes cluster, manifests in Git, or the in-memory target of the
+/// tests.
+///
+/// Contract:
+/// - `discover` reports every tracked image with a stable id.
+/// - `apply` is idempotent: applying a plan whose new image already runs returns
+///   [`ApplyOutcome::AlreadyCurrent`] and changes nothing. A plan whose `current` no longer
+///   runs is [`Error::Conflict`]; an unknown id is [`Error::NotFound`]. A failed apply
+///   leaves nothing half-done.
+/// - `apply_all` may apply several plans as one change (one commit); its default applies
+///   them one by one. It returns one result per plan, in order.
+/// - `preview` shows what `apply_all` would change (a diff), changing nothing.
+///
+/// The trait is object-safe; the pipeline holds `Arc<dyn Target>`s.
+#[async_trait]
+pub trait Target: Send + Sync + fmt::Debug {
+    /// The target's name, e.g. `cluster prod` or `git ssh://host/repo.git#main`.
+    fn name(&self) -> &str;
+
+    /// The images this target deploys and how each is to be updated.
+    async fn discover(&self) -> Result<Vec<TrackedImage>, Error>;
+
+    /// Applies one plan.
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error>;
+
+    /// Applies several plans; one result per plan, in order.
+    async fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome, Error>> {
+        let mut results = Vec::with_capacity(plans.len());
+        for plan in plans {
+            results.push(self.apply(plan).await);
+        }
+        results
+    }
+
+    /// What applying `plans` would change, without changing anything.
+    async fn preview(&self, plans: &[UpdatePlan]) -> Result<String, Error> {
+        Ok(plans.iter().map(|p| format!("{p}\n")).collect())
+    }
+}
