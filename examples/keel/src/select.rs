@@ -135,13 +135,6 @@ struct JsonDecision<'a> {
     explanation: Option<&'a keel_core::policy::Explanation>,
 }
 
-/// One parsed line of the tags file.
-struct Line<'a> {
-    tag: &'a str,
-    digest: Option<usize>,
-    created: Option<DateTime<Utc>>,
-}
-
 pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
     let options = PolicyOptions {
         exclude: args.exclude.clone(),
@@ -180,52 +173,36 @@ pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
     } else {
         args.tags_file.display().to_string()
     };
-    let mut digests: Vec<Digest> = Vec::new();
-    let mut lines: Vec<Line<'_>> = Vec::new();
+    // Digests are rare in tag lists: keep them aside and point the candidates at them once
+    // parsing is done, so that a million tags cost one vector of candidates.
+    let mut digests: Vec<(usize, Digest)> = Vec::new();
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    let mut skipped: Option<(usize, String)> = None;
+    let mut skipped_count = 0;
     for (n, raw) in text.lines().enumerate() {
-        let mut fields = raw.split_ascii_whitespace();
-        let Some(tag) = fields.next() else {
-            continue;
-        };
-        if !is_valid_tag(tag) {
-            return Err(CliError::Input(format!(
-                "{source}:{}: {tag:?} is not a valid tag: a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
-                n + 1
-            )));
-        }
-        let mut line = Line {
-            tag,
-            digest: None,
-            created: None,
-        };
-        for field in fields {
-            // A time starts with its year; a digest with its algorithm's name.
-            if !field.starts_with(|c: char| c.is_ascii_digit()) {
-                let digest = field
-                    .parse::<Digest>()
-                    .map_err(|e| CliError::Input(format!("{source}:{}: {e}", n + 1)))?;
-                digests.push(digest);
-                line.digest = Some(digests.len() - 1);
-            } else {
-                line.created = Some(parse_time(field).map_err(|e| {
-                    CliError::Input(format!(
-                        "{source}:{}: {field:?} is not an RFC 3339 time: {e}",
-                        n + 1
-                    ))
-                })?);
+        match parse_line(raw) {
+            Ok(None) => {}
+            Ok(Some((candidate, digest))) => {
+                if let Some(d) = digest {
+                    digests.push((candidates.len(), d));
+                }
+                candidates.push(candidate);
+            }
+            Err(reason) => {
+                skipped_count += 1;
+                skipped.get_or_insert((n + 1, reason));
             }
         }
-        lines.push(line);
     }
-    let candidates: Vec<Candidate<'_>> = lines
-        .iter()
-        .map(|l| Candidate {
-            tag: l.tag,
-            digest: l.digest.map(|i| &digests[i]),
-            created: l.created,
-        })
-        .collect();
-    drop(lines);
+    for (i, digest) in &digests {
+        candidates[*i].digest = Some(digest);
+    }
+    if let Some((line, reason)) = skipped {
+        // One odd line in a long list must not cost the decision: skip it, loudly.
+        eprintln!(
+            "keel: warning: skipped {skipped_count} line(s) of {source}; the first, line {line}: {reason}"
+        );
+    }
 
     let current = Current {
         tag: args.current.as_deref(),
@@ -236,6 +213,32 @@ pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
     input.explain = args.explain;
     let decision = policy.select(&input);
     print(args, &policy, &candidates, &decision)
+}
+
+/// Parses `TAG [DIGEST] [CREATED]`; `None` for a blank line.
+fn parse_line(raw: &str) -> Result<Option<(Candidate<'_>, Option<Digest>)>, String> {
+    let mut fields = raw.split_ascii_whitespace();
+    let Some(tag) = fields.next() else {
+        return Ok(None);
+    };
+    if !is_valid_tag(tag) {
+        return Err(format!(
+            "{tag:?} is not a valid tag: a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
+        ));
+    }
+    let mut candidate = Candidate::new(tag);
+    let mut digest = None;
+    for field in fields {
+        // A time starts with its year; a digest with its algorithm's name.
+        if field.starts_with(|c: char| c.is_ascii_digit()) {
+            let time =
+                parse_time(field).map_err(|e| format!("{field:?} is not an RFC 3339 time: {e}"))?;
+            candidate.created = Some(time);
+        } else {
+            digest = Some(field.parse::<Digest>().map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(Some((candidate, digest)))
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {

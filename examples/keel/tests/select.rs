@@ -257,6 +257,21 @@ fn json_output_with_and_without_reasons() {
 }
 
 #[test]
+fn odd_lines_are_skipped_with_a_warning() {
+    let o = keel(
+        &["select", "--policy", "patch", "--current", "1.0.0"],
+        "1.0.1\n-bad\n1.0.2 not-a-digest\n1.0.3 2024-13-01T00:00:00Z\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1.0.1\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("skipped 3 line(s) of stdin; the first, line 2: \"-bad\" is not a valid tag"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_input_exits_non_zero_naming_it() {
     let cases: &[(&[&str], &str, &str)] = &[
         (&["select", "--policy", "minr"], "", "unknown policy `minr`"),
@@ -292,11 +307,6 @@ fn bad_input_exits_non_zero_naming_it() {
             &["select", "--policy", "minor", "--current", "bad tag"],
             "",
             "invalid --current \"bad tag\"",
-        ),
-        (
-            &["select", "--policy", "minor"],
-            "1.0.0\n-bad\n",
-            "stdin:2: \"-bad\" is not a valid tag",
         ),
         (
             &[
