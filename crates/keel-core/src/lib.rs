@@ -5,7 +5,7 @@
 //! policy, and rolls it out to a target. This crate holds everything that does not talk to a
 //! network:
 //!
-//! - [`reference`]: [`ImageRef`], [`Tag`], [`Digest`], [`Platform`], parsed by the
+//! - [`reference`](mod@reference): [`ImageRef`], [`Tag`], [`Digest`], [`Platform`], parsed by the
 //!   distribution grammar;
 //! - [`version`] and [`policy`]: the version engine and every built-in policy
 //!   ([`VersionPolicy`]), and the [`Policy`] trait for your own;

@@ -325,3 +325,61 @@ mod tests {
         assert_eq!(v("0.9.9").precedence_to(&bound), Ordering::Less);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn version() -> impl Strategy<Value = String> {
+        (
+            prop::bool::ANY,
+            0u8..3,
+            0u8..3,
+            0u8..3,
+            prop::option::of("(alpha|beta|rc|0|1|11|a1)(\\.(alpha|0|1|11|x)){0,2}"),
+            prop::option::of("[a-z0-9]{1,3}"),
+        )
+            .prop_map(|(v, a, b, c, pre, build)| {
+                let mut s = format!("{}{a}.{b}.{c}", if v { "v" } else { "" });
+                if let Some(p) = pre {
+                    s = format!("{s}-{p}");
+                }
+                if let Some(b) = build {
+                    s = format!("{s}+{b}");
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn precedence_is_a_total_order(a in version(), b in version(), c in version()) {
+            let (x, y, z) = (
+                Version::parse(&a).unwrap(),
+                Version::parse(&b).unwrap(),
+                Version::parse(&c).unwrap(),
+            );
+            prop_assert_eq!(x.precedence(&y), y.precedence(&x).reverse());
+            if x.precedence(&y).is_le() && y.precedence(&z).is_le() {
+                prop_assert!(x.precedence(&z).is_le());
+            }
+        }
+
+        #[test]
+        fn agrees_with_the_semver_crate(a in version(), b in version()) {
+            let strict = |s: &str| semver::Version::parse(s.trim_start_matches('v'));
+            if let (Ok(sa), Ok(sb)) = (strict(&a), strict(&b)) {
+                let x = Version::parse(&a).unwrap();
+                let y = Version::parse(&b).unwrap();
+                prop_assert_eq!(x.precedence(&y), sa.cmp_precedence(&sb));
+                prop_assert_eq!(x.precedence_to(&sb), sa.cmp_precedence(&sb));
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,24}") {
+            let _ = Version::parse(&s);
+        }
+    }
+}
