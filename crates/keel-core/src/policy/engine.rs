@@ -197,9 +197,10 @@ impl VersionPolicy {
                 self.rank(input, &values, &ranker, &tie)
             }
             PolicySpec::Regexp(re) => {
+                let compare = has_compare_group(re);
                 let ranker = PatternRanker {
-                    pattern: Pattern::Regex(re),
-                    current: current_value.and_then(|v| regex_key(re, v)),
+                    pattern: Pattern::Regex(re, compare),
+                    current: current_value.and_then(|v| regex_key(re, compare, v)),
                     allow_downgrade,
                 };
                 self.rank(input, &values, &ranker, &tie)
@@ -327,7 +328,7 @@ impl VersionPolicy {
                 }
             } else if let Some(value) = self.filtered(values, value) {
                 match ranker.key(value, c) {
-                    Err(reason) => reason,
+                    Err(miss) => ranker.reason(miss, value),
                     Ok(key) => match (ranker.guard(&key), chosen_key) {
                         (Err(reason), _) => reason,
                         (Ok(()), Some(ck)) if ranker.cmp(&key, ck) == Ordering::Equal => {
@@ -547,6 +548,10 @@ const SIGNATURE_TAGS: &str = r"^sha256-[0-9a-f]{64}(\.[a-z]+)?$";
 /// The default exclude, by hand: cosign and notation artefact tags,
 /// `^sha256-[0-9a-f]{64}(\.[a-z]+)?$`.
 fn is_signature_tag(tag: &str) -> bool {
+    // "sha256-" and 64 hex digits, then nothing or "." and at least one letter.
+    if tag.len() != 71 && tag.len() < 73 {
+        return false;
+    }
     let Some(rest) = tag.strip_prefix("sha256-") else {
         return false;
     };
@@ -615,12 +620,35 @@ fn has_v_prefix(tag: &str) -> bool {
 trait Ranker<'v> {
     type Key;
 
-    fn key(&self, value: &'v str, candidate: &Candidate<'_>) -> Result<Self::Key, Reason>;
+    /// Reads `value` into a key, or says cheaply why not (no allocation on the hot path).
+    fn key(&self, value: &'v str, candidate: &Candidate<'_>) -> Result<Self::Key, Miss>;
+
+    /// Spells out a miss of `value`, for explanations only.
+    fn reason(&self, miss: Miss, value: &str) -> Reason {
+        let _ = value;
+        match miss {
+            Miss::Unparsable(expected) => Reason::Unparsable { expected },
+            other => unreachable!("{other:?} from a ranker without constraints"),
+        }
+    }
 
     fn cmp(&self, a: &Self::Key, b: &Self::Key) -> Ordering;
 
     /// Whether the chosen key may replace the current tag.
     fn guard(&self, key: &Self::Key) -> Result<(), Reason>;
+}
+
+/// Why a value was rejected before ordering; spelled out as a [`Reason`] only when explaining.
+#[derive(Clone, Copy, Debug)]
+enum Miss {
+    Unparsable(&'static str),
+    NoMatch,
+    Channel,
+    Major(u64),
+    Minor(u64),
+    OutOfRange,
+    PreRelease,
+    Shape,
 }
 
 fn not_newer(current: impl fmt::Display) -> Reason {
@@ -657,8 +685,8 @@ struct SemverRanker<'s, 'c> {
 impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
     type Key = Version<'v>;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Reason> {
-        let v = Version::parse(value).ok_or(Reason::Unparsable { expected: SEMVER })?;
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Miss> {
+        let v = Version::parse(value).ok_or(Miss::Unparsable(SEMVER))?;
         let Some(cur) = &self.current else {
             return Ok(v);
         };
@@ -666,25 +694,38 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
             return Ok(v);
         }
         if self.match_channel && !v.same_channel(cur) {
-            return Err(Reason::DifferentChannel {
-                channel: v.channel(),
-                current: cur.channel(),
-            });
+            return Err(Miss::Channel);
         }
         let minor = matches!(self.spec, PolicySpec::Minor | PolicySpec::Patch);
         if minor && v.major != cur.major {
-            return Err(Reason::DifferentMajor {
-                major: v.major,
-                current: cur.major,
-            });
+            return Err(Miss::Major(v.major));
         }
         if matches!(self.spec, PolicySpec::Patch) && v.minor != cur.minor {
-            return Err(Reason::DifferentMinor {
-                minor: v.minor,
-                current: cur.minor,
-            });
+            return Err(Miss::Minor(v.minor));
         }
         Ok(v)
+    }
+
+    fn reason(&self, miss: Miss, value: &str) -> Reason {
+        let current = self.current.unwrap_or(Version::ZERO);
+        match miss {
+            Miss::Channel => Reason::DifferentChannel {
+                channel: Version::parse(value)
+                    .map(|v| v.channel())
+                    .unwrap_or_default(),
+                current: current.channel(),
+            },
+            Miss::Major(major) => Reason::DifferentMajor {
+                major,
+                current: current.major,
+            },
+            Miss::Minor(minor) => Reason::DifferentMinor {
+                minor,
+                current: current.minor,
+            },
+            Miss::Unparsable(expected) => Reason::Unparsable { expected },
+            other => unreachable!("{other:?} from a semver policy"),
+        }
     }
 
     fn cmp(&self, a: &Version<'v>, b: &Version<'v>) -> Ordering {
@@ -710,18 +751,24 @@ struct RangeRanker<'s, 'c> {
 impl<'v> Ranker<'v> for RangeRanker<'_, '_> {
     type Key = Version<'v>;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Reason> {
-        let v = Version::parse(value).ok_or(Reason::Unparsable { expected: SEMVER })?;
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Miss> {
+        let v = Version::parse(value).ok_or(Miss::Unparsable(SEMVER))?;
         if self.range.matches(&v) {
             Ok(v)
         } else if v.is_pre_release() && !self.range.admits_pre_releases() {
-            Err(Reason::PreRelease {
-                range: self.range.to_string(),
-            })
+            Err(Miss::PreRelease)
         } else {
-            Err(Reason::OutOfRange {
-                range: self.range.to_string(),
-            })
+            Err(Miss::OutOfRange)
+        }
+    }
+
+    fn reason(&self, miss: Miss, _: &str) -> Reason {
+        let range = self.range.to_string();
+        match miss {
+            Miss::PreRelease => Reason::PreRelease { range },
+            Miss::OutOfRange => Reason::OutOfRange { range },
+            Miss::Unparsable(expected) => Reason::Unparsable { expected },
+            other => unreachable!("{other:?} from a range policy"),
         }
     }
 
@@ -750,7 +797,7 @@ struct ForceRanker<'c> {
 impl<'v> Ranker<'v> for ForceRanker<'_> {
     type Key = (Option<Version<'v>>, &'v str);
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Self::Key, Reason> {
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Self::Key, Miss> {
         Ok((Version::parse(value), value))
     }
 
@@ -777,12 +824,17 @@ impl<'v> Ranker<'v> for ForceRanker<'_> {
 
 enum Pattern<'s> {
     Glob(&'s super::Glob),
-    Regex(&'s Regex),
+    /// The regex, and whether it has a `compare` group.
+    Regex(&'s Regex, bool),
+}
+
+fn has_compare_group(re: &Regex) -> bool {
+    re.capture_names().flatten().any(|n| n == "compare")
 }
 
 /// The key of a value under `regexp:`: its `compare` group, or the whole value.
-fn regex_key<'v>(re: &Regex, value: &'v str) -> Option<&'v str> {
-    if re.capture_names().flatten().any(|n| n == "compare") {
+fn regex_key<'v>(re: &Regex, compare: bool, value: &'v str) -> Option<&'v str> {
+    if compare {
         re.captures(value)?.name("compare").map(|m| m.as_str())
     } else {
         re.is_match(value).then_some(value)
@@ -799,14 +851,24 @@ struct PatternRanker<'s, 'c> {
 impl<'v> Ranker<'v> for PatternRanker<'_, '_> {
     type Key = &'v str;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<&'v str, Reason> {
-        let (key, pattern) = match &self.pattern {
-            Pattern::Glob(g) => (g.matches(value).then_some(value), g.as_str()),
-            Pattern::Regex(re) => (regex_key(re, value), re.as_str()),
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<&'v str, Miss> {
+        let key = match &self.pattern {
+            Pattern::Glob(g) => g.matches(value).then_some(value),
+            Pattern::Regex(re, compare) => regex_key(re, *compare, value),
         };
-        key.ok_or_else(|| Reason::NoMatch {
-            pattern: pattern.to_owned(),
-        })
+        key.ok_or(Miss::NoMatch)
+    }
+
+    fn reason(&self, miss: Miss, _: &str) -> Reason {
+        let pattern = match &self.pattern {
+            Pattern::Glob(g) => format!("glob {}", g.as_str()),
+            Pattern::Regex(re, _) => format!("regexp /{}/", re.as_str()),
+        };
+        match miss {
+            Miss::NoMatch => Reason::NoMatch { pattern },
+            Miss::Unparsable(expected) => Reason::Unparsable { expected },
+            other => unreachable!("{other:?} from a pattern policy"),
+        }
     }
 
     fn cmp(&self, a: &&'v str, b: &&'v str) -> Ordering {
@@ -841,7 +903,7 @@ fn ordered(order: SortOrder, ord: Ordering) -> Ordering {
 impl<'v> Ranker<'v> for AlphabeticalRanker<'_> {
     type Key = &'v str;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<&'v str, Reason> {
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<&'v str, Miss> {
         Ok(value)
     }
 
@@ -870,10 +932,8 @@ struct NumericalRanker<'c> {
 impl<'v> Ranker<'v> for NumericalRanker<'_> {
     type Key = Decimal<'v>;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Decimal<'v>, Reason> {
-        Decimal::parse(value).ok_or(Reason::Unparsable {
-            expected: "a decimal number",
-        })
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Decimal<'v>, Miss> {
+        Decimal::parse(value).ok_or(Miss::Unparsable("a decimal number"))
     }
 
     fn cmp(&self, a: &Decimal<'v>, b: &Decimal<'v>) -> Ordering {
@@ -899,16 +959,23 @@ struct DockerRanker<'c> {
 impl<'v> Ranker<'v> for DockerRanker<'_> {
     type Key = DockerVersion<'v>;
 
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<DockerVersion<'v>, Reason> {
-        let v = DockerVersion::parse(value).ok_or(Reason::Unparsable {
-            expected: "a docker version v?<n>(.<n>)*[-<suffix>]",
-        })?;
+    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<DockerVersion<'v>, Miss> {
+        let v = DockerVersion::parse(value)
+            .ok_or(Miss::Unparsable("a docker version v?<n>(.<n>)*[-<suffix>]"))?;
         if self.current.is_compatible(&v) {
             Ok(v)
         } else {
-            Err(Reason::DifferentShape {
+            Err(Miss::Shape)
+        }
+    }
+
+    fn reason(&self, miss: Miss, _: &str) -> Reason {
+        match miss {
+            Miss::Shape => Reason::DifferentShape {
                 current: self.current_tag.to_owned(),
-            })
+            },
+            Miss::Unparsable(expected) => Reason::Unparsable { expected },
+            other => unreachable!("{other:?} from the docker policy"),
         }
     }
 
@@ -933,10 +1000,10 @@ struct CreatedRanker {
 impl<'v> Ranker<'v> for CreatedRanker {
     type Key = DateTime<Utc>;
 
-    fn key(&self, _: &'v str, candidate: &Candidate<'_>) -> Result<DateTime<Utc>, Reason> {
-        candidate.created.ok_or(Reason::Unparsable {
-            expected: "an image with a known creation time",
-        })
+    fn key(&self, _: &'v str, candidate: &Candidate<'_>) -> Result<DateTime<Utc>, Miss> {
+        candidate
+            .created
+            .ok_or(Miss::Unparsable("an image with a known creation time"))
     }
 
     fn cmp(&self, a: &DateTime<Utc>, b: &DateTime<Utc>) -> Ordering {

@@ -42,6 +42,16 @@ pub struct Version<'a> {
 const DATE_DIGITS: usize = 8;
 
 impl<'a> Version<'a> {
+    /// `0.0.0`.
+    pub const ZERO: Version<'static> = Version {
+        major: 0,
+        minor: 0,
+        patch: 0,
+        pre: "",
+        build: "",
+        prefixed: false,
+    };
+
     /// Parses `s` leniently; `None` when it is not a version under the rules above.
     pub fn parse(s: &'a str) -> Option<Version<'a>> {
         let bytes = s.as_bytes();
