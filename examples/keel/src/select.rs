@@ -16,9 +16,9 @@ use serde::Serialize;
 /// Arguments of `keel select`.
 #[derive(Debug, Args)]
 pub(crate) struct SelectArgs {
-    /// The policy: all, major, minor, patch, force, digest, newest-build, docker, never,
-    /// semver:<range>, glob:<pattern>, regexp:<regex>, alphabetical[:asc|desc],
-    /// numerical[:asc|desc].
+    /// The policy: `all`, `major`, `minor`, `patch`, `force`, `digest`, `newest-build`,
+    /// `docker`, `never`, `semver:RANGE`, `glob:PATTERN`, `regexp:REGEX`,
+    /// `alphabetical[:asc|desc]`, `numerical[:asc|desc]`.
     #[arg(long, value_name = "SPEC")]
     policy: String,
 
