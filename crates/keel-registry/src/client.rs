@@ -1,0 +1,1246 @@
+//! The registry client: HTTP, auth, retries, limits, pagination and caching.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keel_core::registry::{ImageMetadata, Registry, TagList};
+use keel_core::{Digest, Error, ImageRef, Platform, Tag};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use tracing::{debug, warn};
+
+use crate::auth::{Challenge, Token, parse_challenge};
+use crate::cache::TtlCache;
+use crate::credentials::{Credentials, DockerConfig, normalize_host};
+use crate::limiter::HostLimiter;
+
+/// Manifest media types we accept, most specific first.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// Tunables of a [`RegistryClient`], with defaults that are polite to public registries.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) insecure: HashSet<String>,
+    pub(crate) extra_ca_pem: Vec<Vec<u8>>,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) requests_per_second: f64,
+    pub(crate) concurrent_requests: usize,
+    pub(crate) page_size: usize,
+    pub(crate) max_pages: usize,
+    pub(crate) max_tags: usize,
+    pub(crate) max_retries: u32,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) max_tag_list_bytes: usize,
+    pub(crate) max_manifest_bytes: usize,
+    pub(crate) max_config_bytes: usize,
+    pub(crate) platform: Platform,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            insecure: HashSet::new(),
+            extra_ca_pem: Vec::new(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            requests_per_second: 20.0,
+            concurrent_requests: 8,
+            page_size: 1000,
+            max_pages: 1000,
+            max_tags: 100_000,
+            max_retries: 4,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            cache_ttl: Duration::from_secs(30),
+            max_tag_list_bytes: 16 << 20,
+            max_manifest_bytes: 4 << 20,
+            max_config_bytes: 4 << 20,
+            platform: "linux/amd64".parse().expect("valid platform"),
+        }
+    }
+}
+
+/// Builds a [`RegistryClient`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use keel_registry::{Credentials, RegistryClient};
+///
+/// let client = RegistryClient::builder()
+///     .with_credentials("ghcr.io", Credentials::basic("bot", "token"))
+///     .with_insecure_registry("registry.lan:5000")
+///     .with_requests_per_second(5.0)
+///     .with_timeout(Duration::from_secs(10))
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct RegistryClientBuilder {
+    settings: Settings,
+    config: DockerConfig,
+}
+
+impl RegistryClientBuilder {
+    /// Uses `config` for credentials (merged over what was there).
+    pub fn with_docker_config(mut self, config: DockerConfig) -> Self {
+        self.config.merge(config);
+        self
+    }
+
+    /// Uses `credentials` for registry `host` (`docker.io`, `ghcr.io`, `localhost:5000`).
+    pub fn with_credentials(mut self, host: &str, credentials: Credentials) -> Self {
+        self.config.insert(host, credentials);
+        self
+    }
+
+    /// Allows plain HTTP to `host` (`host` or `host:port`). `localhost`, `127.0.0.1` and
+    /// `[::1]` are always allowed; every other host gets HTTPS.
+    pub fn with_insecure_registry(mut self, host: &str) -> Self {
+        self.settings.insecure.insert(normalize_host(host));
+        self
+    }
+
+    /// Trusts the PEM certificates in `pem` besides the system roots.
+    pub fn with_extra_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.extra_ca_pem.push(pem.into());
+        self
+    }
+
+    /// The timeout of each request (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// Requests per second to one registry host (default 20; 0 means no spacing).
+    pub fn with_requests_per_second(mut self, rps: f64) -> Self {
+        self.settings.requests_per_second = rps.max(0.0);
+        self
+    }
+
+    /// Requests in flight to one registry host (default 8).
+    pub fn with_concurrent_requests(mut self, n: usize) -> Self {
+        self.settings.concurrent_requests = n.max(1);
+        self
+    }
+
+    /// Tags asked for per page (`n=`, default 1000).
+    pub fn with_page_size(mut self, n: usize) -> Self {
+        self.settings.page_size = n.max(1);
+        self
+    }
+
+    /// The listing budget: at most `pages` pages and `tags` tags (defaults 1000 and
+    /// 100,000); a listing cut by it is marked [`TagList::truncated`].
+    pub fn with_listing_budget(mut self, pages: usize, tags: usize) -> Self {
+        self.settings.max_pages = pages.max(1);
+        self.settings.max_tags = tags.max(1);
+        self
+    }
+
+    /// Retries of rate-limited and failed requests (default 4), with exponential backoff
+    /// from `base` up to `max`, with jitter.
+    pub fn with_retries(mut self, retries: u32, base: Duration, max: Duration) -> Self {
+        self.settings.max_retries = retries;
+        self.settings.backoff_base = base;
+        self.settings.backoff_max = max.max(base);
+        self
+    }
+
+    /// The longest `Retry-After` honoured by waiting (default 120 s); a registry asking for
+    /// longer gets a [`Error::RateLimited`] back at once.
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.settings.max_retry_after = max;
+        self
+    }
+
+    /// How long tag lists and digests stay cached (default 30 s; zero disables the cache).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.cache_ttl = ttl;
+        self
+    }
+
+    /// Caps on response bodies: tag-list pages and manifests/configs (defaults 16 MiB and
+    /// 4 MiB), so that a hostile registry cannot exhaust memory.
+    pub fn with_body_limits(mut self, tag_list: usize, manifest: usize) -> Self {
+        self.settings.max_tag_list_bytes = tag_list;
+        self.settings.max_manifest_bytes = manifest;
+        self.settings.max_config_bytes = manifest;
+        self
+    }
+
+    /// The platform whose image `metadata` reads from an index (default `linux/amd64`).
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.settings.platform = platform;
+        self
+    }
+
+    /// Settings from the environment: credentials from Docker's `config.json`
+    /// (`$DOCKER_CONFIG` or `~/.docker`), and plain-HTTP hosts from
+    /// `KEEL_INSECURE_REGISTRIES` (comma-separated).
+    pub fn from_env() -> Result<Self, Error> {
+        let mut builder =
+            RegistryClientBuilder::default().with_docker_config(DockerConfig::from_env()?);
+        if let Ok(hosts) = std::env::var("KEEL_INSECURE_REGISTRIES") {
+            for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                builder = builder.with_insecure_registry(host);
+            }
+        }
+        Ok(builder)
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<RegistryClient, Error> {
+        let mut http = reqwest::Client::builder()
+            .timeout(self.settings.timeout)
+            .connect_timeout(self.settings.connect_timeout)
+            .user_agent(concat!("keel-rs/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5));
+        for pem in &self.settings.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                keel_core::ParseError::new("CA certificate", "extra CA bundle", e.to_string())
+            })?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Error::Backend {
+            backend: "registry client".into(),
+            action: "build the HTTP client".into(),
+            message: e.to_string(),
+            retryable: false,
+            source: Some(Box::new(e)),
+        })?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                tags: TtlCache::new(self.settings.cache_ttl),
+                digests: TtlCache::new(self.settings.cache_ttl),
+                settings: self.settings,
+                http,
+                config: self.config,
+                tokens: Mutex::new(HashMap::new()),
+                basic_hosts: Mutex::new(HashSet::new()),
+                limiters: Mutex::new(HashMap::new()),
+                stats: Stats::default(),
+                rate_remaining: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// Counts of the HTTP requests a client made, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Tag-list pages fetched.
+    pub tag_pages: u64,
+    /// Manifest `HEAD`s.
+    pub manifest_heads: u64,
+    /// Manifest `GET`s.
+    pub manifest_gets: u64,
+    /// Blob `GET`s (image configs).
+    pub blob_gets: u64,
+    /// Token requests to an auth server.
+    pub token_requests: u64,
+    /// Requests repeated after a 429, 5xx or transport failure.
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    tag_pages: AtomicU64,
+    manifest_heads: AtomicU64,
+    manifest_gets: AtomicU64,
+    blob_gets: AtomicU64,
+    token_requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// A [`Registry`] for any registry that speaks the OCI Distribution API.
+///
+/// Cheap to clone; clones share connections, tokens, limits and caches.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    http: reqwest::Client,
+    config: DockerConfig,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    basic_hosts: Mutex<HashSet<String>>,
+    limiters: Mutex<HashMap<String, Arc<HostLimiter>>>,
+    tags: TtlCache<String, TagList>,
+    digests: TtlCache<(String, String), Digest>,
+    stats: Stats,
+    rate_remaining: Mutex<HashMap<String, u64>>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials and tokens stay out of Debug output.
+        f.debug_struct("RegistryClient")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What kind of request, for counting and body limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    TagPage,
+    ManifestHead,
+    ManifestGet,
+    BlobGet,
+}
+
+/// A response read in full (within its cap).
+struct Fetched {
+    headers: HeaderMap,
+    body: Vec<u8>,
+    url: reqwest::Url,
+}
+
+#[derive(Deserialize)]
+struct TagPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    platform: Option<PlatformField>,
+}
+
+#[derive(Deserialize)]
+struct PlatformField {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    created: Option<String>,
+}
+
+impl RegistryClient {
+    /// A builder with default settings and no credentials.
+    pub fn builder() -> RegistryClientBuilder {
+        RegistryClientBuilder::default()
+    }
+
+    /// How many requests of each kind this client (and its clones) made.
+    pub fn stats(&self) -> RequestStats {
+        let s = &self.inner.stats;
+        RequestStats {
+            tag_pages: s.tag_pages.load(Ordering::Relaxed),
+            manifest_heads: s.manifest_heads.load(Ordering::Relaxed),
+            manifest_gets: s.manifest_gets.load(Ordering::Relaxed),
+            blob_gets: s.blob_gets.load(Ordering::Relaxed),
+            token_requests: s.token_requests.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The last `RateLimit-Remaining` Docker Hub (or any registry sending it) reported for
+    /// `host`.
+    pub fn rate_limit_remaining(&self, host: &str) -> Option<u64> {
+        self.inner
+            .rate_remaining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&normalize_host(host))
+            .copied()
+    }
+
+    /// Lists tags like [`Registry::list_tags`], reporting progress (tags so far) after each
+    /// page, and bypassing the cache.
+    pub async fn list_tags_with_progress(
+        &self,
+        image: &ImageRef,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<TagList, Error> {
+        self.fetch_tags(image, progress).await
+    }
+
+    fn scheme(&self, host: &str) -> &'static str {
+        let bare = host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let local = matches!(bare, "localhost" | "127.0.0.1" | "[::1]");
+        if local
+            || self.inner.settings.insecure.contains(host)
+            || self.inner.settings.insecure.contains(bare)
+        {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// The base URL of a registry's API: Docker Hub's API lives on `registry-1.docker.io`.
+    fn base(&self, registry: &str) -> String {
+        let host = if registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        format!("{}://{host}", self.scheme(registry))
+    }
+
+    fn limiter(&self, host: &str) -> Arc<HostLimiter> {
+        let s = &self.inner.settings;
+        self.inner
+            .limiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_owned())
+            .or_insert_with(|| {
+                Arc::new(HostLimiter::new(
+                    s.requests_per_second,
+                    s.concurrent_requests,
+                ))
+            })
+            .clone()
+    }
+
+    fn count(&self, kind: Kind) {
+        let s = &self.inner.stats;
+        match kind {
+            Kind::TagPage => &s.tag_pages,
+            Kind::ManifestHead => &s.manifest_heads,
+            Kind::ManifestGet => &s.manifest_gets,
+            Kind::BlobGet => &s.blob_gets,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn body_limit(&self, kind: Kind) -> usize {
+        let s = &self.inner.settings;
+        match kind {
+            Kind::TagPage => s.max_tag_list_bytes,
+            Kind::ManifestHead | Kind::ManifestGet => s.max_manifest_bytes,
+            Kind::BlobGet => s.max_config_bytes,
+        }
+    }
+
+    /// Sends one request to `image`'s registry with auth, limits and retries, and reads the
+    /// body within its cap.
+    async fn send(
+        &self,
+        image: &ImageRef,
+        kind: Kind,
+        url: &str,
+        action: &str,
+    ) -> Result<Fetched, Error> {
+        let registry = image.registry();
+        let scope = format!("repository:{}:pull", image.repository());
+        let limiter = self.limiter(registry);
+        let settings = &self.inner.settings;
+        let method = if kind == Kind::ManifestHead {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let mut attempt = 0u32;
+        let mut authenticated = false;
+        loop {
+            let permit = limiter.acquire().await;
+            self.count(kind);
+            let mut request = self.inner.http.request(method.clone(), url);
+            if matches!(kind, Kind::ManifestHead | Kind::ManifestGet) {
+                request = request.header(header::ACCEPT, MANIFEST_ACCEPT);
+            }
+            request = self.authorize(request, registry, &scope)?;
+            let result = request.send().await;
+            let response = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(permit);
+                    let retryable = e.is_timeout() || e.is_connect() || e.is_request();
+                    if retryable && attempt < settings.max_retries {
+                        attempt += 1;
+                        self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        let delay = self.backoff(attempt);
+                        debug!(url, attempt, ?delay, error = %e, "retrying after a transport error");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    let what = if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "could not connect"
+                    };
+                    return Err(Error::Backend {
+                        backend: format!("registry {registry}"),
+                        action: action.to_owned(),
+                        message: format!("{what}: {}", without_url(&e)),
+                        retryable,
+                        source: Some(Box::new(e.without_url())),
+                    });
+                }
+            };
+            self.note_rate_limit(registry, response.headers());
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                authenticated = true;
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_challenge);
+                drop(permit);
+                match challenge {
+                    Some(Challenge::Bearer {
+                        realm,
+                        service,
+                        scope: asked,
+                    }) => {
+                        let scope = asked.unwrap_or_else(|| scope.clone());
+                        self.fetch_token(registry, &realm, service.as_deref(), &scope, action)
+                            .await?;
+                        continue;
+                    }
+                    Some(Challenge::Basic) => {
+                        if matches!(self.credentials(registry)?, Credentials::Basic { .. }) {
+                            self.inner
+                                .basic_hosts
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(registry.to_owned());
+                            continue;
+                        }
+                        return Err(self.unauthorized(
+                            registry,
+                            action,
+                            "the registry needs credentials and none are configured",
+                        ));
+                    }
+                    None => {
+                        return Err(self.unauthorized(
+                            registry,
+                            action,
+                            "the registry refused the request without saying how to authenticate",
+                        ));
+                    }
+                }
+            }
+            if status.is_success() {
+                let headers = response.headers().clone();
+                let url = response.url().clone();
+                let body = if kind == Kind::ManifestHead {
+                    Vec::new()
+                } else {
+                    self.read_capped(response, kind, registry, action).await?
+                };
+                drop(permit);
+                return Ok(Fetched { headers, body, url });
+            }
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let detail = registry_message(response).await;
+            drop(permit);
+            match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    let reason = format!(
+                        "the registry refused {} ({}{detail})",
+                        self.credentials(registry)
+                            .map(|c| c.describe())
+                            .unwrap_or_else(|_| "the credentials".into()),
+                        status.as_u16()
+                    );
+                    return Err(self.unauthorized(registry, action, &reason));
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(Error::NotFound {
+                        what: format!("{} ({action})", image_name(image, kind, url)),
+                    });
+                }
+                _ => {}
+            }
+            let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if transient && attempt < settings.max_retries {
+                let too_long = retry_after.is_some_and(|d| d > settings.max_retry_after);
+                if !too_long {
+                    attempt += 1;
+                    self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    warn!(
+                        url,
+                        status = status.as_u16(),
+                        attempt,
+                        ?delay,
+                        "registry asked to retry"
+                    );
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(Error::RateLimited {
+                    action: format!("{action} at registry {registry}"),
+                    retry_after,
+                });
+            }
+            return Err(Error::Backend {
+                backend: format!("registry {registry}"),
+                action: action.to_owned(),
+                message: format!("HTTP {}{detail}", status.as_u16()),
+                retryable: transient,
+                source: None,
+            });
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let s = &self.inner.settings;
+        let ceiling = s
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(s.backoff_max);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut x = u64::from(nanos) ^ (u64::from(attempt) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        let fraction = (x % 1000) as f64 / 1000.0;
+        ceiling.mul_f64(0.5 + fraction / 2.0)
+    }
+
+    fn credentials(&self, registry: &str) -> Result<Credentials, Error> {
+        self.inner.config.credentials(registry)
+    }
+
+    fn unauthorized(&self, registry: &str, action: &str, reason: &str) -> Error {
+        Error::Unauthorized {
+            action: format!("{action} at registry {registry}"),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        registry: &str,
+        scope: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let token = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(registry.to_owned(), scope.to_owned()))
+            .filter(|t| t.is_fresh())
+            .map(|t| t.value.clone());
+        if let Some(token) = token {
+            return Ok(request.bearer_auth(token));
+        }
+        let basic = self
+            .inner
+            .basic_hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(registry);
+        match self.credentials(registry)? {
+            Credentials::Basic { username, password } if basic => {
+                Ok(request.basic_auth(username, Some(password.expose())))
+            }
+            Credentials::Bearer(token) => Ok(request.bearer_auth(token.expose())),
+            _ => Ok(request),
+        }
+    }
+
+    /// Gets a bearer token from the registry's auth server and keeps it until it expires.
+    async fn fetch_token(
+        &self,
+        registry: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        action: &str,
+    ) -> Result<(), Error> {
+        self.inner
+            .stats
+            .token_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let credentials = self.credentials(registry)?;
+        let realm_url = reqwest::Url::parse(realm).map_err(|_| Error::Backend {
+            backend: format!("registry {registry}"),
+            action: action.to_owned(),
+            message: format!("the auth challenge names an invalid realm {realm:?}"),
+            retryable: false,
+            source: None,
+        })?;
+        let mut params: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(service) = service {
+            params.push(("service", service));
+        }
+        let request = match &credentials {
+            Credentials::IdentityToken(refresh) => {
+                params.extend([
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose()),
+                    ("client_id", "keel-rs"),
+                ]);
+                self.inner.http.post(realm_url).form(&params)
+            }
+            Credentials::Basic { username, password } => self
+                .inner
+                .http
+                .get(realm_url)
+                .query(&params)
+                .basic_auth(username, Some(password.expose())),
+            _ => self.inner.http.get(realm_url).query(&params),
+        };
+        let failed = |message: String, retryable: bool| Error::Backend {
+            backend: format!("auth server of {registry}"),
+            action: format!("get a token to {action}"),
+            message,
+            retryable,
+            source: None,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| failed(without_url(&e), e.is_timeout() || e.is_connect()))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.unauthorized(
+                registry,
+                action,
+                &format!(
+                    "the auth server refused {} ({})",
+                    credentials.describe(),
+                    status.as_u16()
+                ),
+            ));
+        }
+        if !status.is_success() {
+            return Err(failed(
+                format!("HTTP {}", status.as_u16()),
+                status.is_server_error(),
+            ));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| failed(without_url(&e), true))?;
+        if body.len() > 1 << 20 {
+            return Err(failed(
+                "the token answer is larger than 1 MiB".into(),
+                false,
+            ));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("the token answer is not valid JSON: {e}"), false))?;
+        let value = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| failed("the token answer holds no token".into(), false))?;
+        self.inner
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (registry.to_owned(), scope.to_owned()),
+                Token::new(value, answer.expires_in),
+            );
+        Ok(())
+    }
+
+    fn note_rate_limit(&self, registry: &str, headers: &HeaderMap) {
+        let Some(remaining) = headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return;
+        };
+        if remaining < 10 {
+            warn!(registry, remaining, "registry rate limit almost used up");
+        }
+        self.inner
+            .rate_remaining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(registry.to_owned(), remaining);
+    }
+
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        kind: Kind,
+        registry: &str,
+        action: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let limit = self.body_limit(kind);
+        let too_large = || Error::Backend {
+            backend: format!("registry {registry}"),
+            action: action.to_owned(),
+            message: format!("the response is larger than the {limit}-byte limit"),
+            retryable: false,
+            source: None,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(Error::Backend {
+                        backend: format!("registry {registry}"),
+                        action: action.to_owned(),
+                        message: format!("the response broke off: {}", without_url(&e)),
+                        retryable: true,
+                        source: None,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn fetch_tags(
+        &self,
+        image: &ImageRef,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<TagList, Error> {
+        let settings = &self.inner.settings;
+        let base = self.base(image.registry());
+        let action = format!("list tags of {}", image.name());
+        let mut url = format!(
+            "{base}/v2/{}/tags/list?n={}",
+            image.repository(),
+            settings.page_size
+        );
+        let mut seen = HashSet::new();
+        let mut tags = Vec::new();
+        let mut pages = 0;
+        loop {
+            if !seen.insert(url.clone()) {
+                return Err(Error::Backend {
+                    backend: format!("registry {}", image.registry()),
+                    action,
+                    message: format!("pagination loops: the registry sent the link {url} twice"),
+                    retryable: false,
+                    source: None,
+                });
+            }
+            let page = self.send(image, Kind::TagPage, &url, &action).await?;
+            pages += 1;
+            let parsed: TagPage =
+                serde_json::from_slice(&page.body).map_err(|e| Error::Backend {
+                    backend: format!("registry {}", image.registry()),
+                    action: action.clone(),
+                    message: format!("the tag list is not valid JSON: {e}"),
+                    retryable: false,
+                    source: None,
+                })?;
+            tags.extend(parsed.tags.unwrap_or_default());
+            progress(tags.len());
+            let next = next_link(&page.headers, &page.url);
+            if tags.len() >= settings.max_tags {
+                let truncated = next.is_some() || tags.len() > settings.max_tags;
+                tags.truncate(settings.max_tags);
+                return Ok(TagList { tags, truncated });
+            }
+            match next {
+                None => {
+                    return Ok(TagList {
+                        tags,
+                        truncated: false,
+                    });
+                }
+                Some(_) if pages >= settings.max_pages => {
+                    return Ok(TagList {
+                        tags,
+                        truncated: true,
+                    });
+                }
+                Some(next) => url = next,
+            }
+        }
+    }
+
+    async fn fetch_digest(&self, image: &ImageRef, reference: &str) -> Result<Digest, Error> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base(image.registry()),
+            image.repository()
+        );
+        let action = format!("resolve {}:{reference}", image.name());
+        let head = self.send(image, Kind::ManifestHead, &url, &action).await?;
+        if let Some(digest) = head
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+        {
+            return Ok(digest);
+        }
+        // No digest header: hash the manifest as served.
+        let got = self.send(image, Kind::ManifestGet, &url, &action).await?;
+        Ok(sha256_digest(&got.body))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        action: &str,
+    ) -> Result<(Manifest, String), Error> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base(image.registry()),
+            image.repository()
+        );
+        let got = self.send(image, Kind::ManifestGet, &url, action).await?;
+        let content_type = got
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let manifest: Manifest = serde_json::from_slice(&got.body).map_err(|e| Error::Backend {
+            backend: format!("registry {}", image.registry()),
+            action: action.to_owned(),
+            message: format!("the manifest is not valid JSON: {e}"),
+            retryable: false,
+            source: None,
+        })?;
+        let media_type = manifest.media_type.clone().unwrap_or(content_type);
+        Ok((manifest, media_type))
+    }
+
+    async fn config_created(
+        &self,
+        image: &ImageRef,
+        config_digest: &str,
+        action: &str,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let url = format!(
+            "{}/v2/{}/blobs/{config_digest}",
+            self.base(image.registry()),
+            image.repository()
+        );
+        let got = self.send(image, Kind::BlobGet, &url, action).await?;
+        let config: ImageConfig =
+            serde_json::from_slice(&got.body).map_err(|e| Error::Backend {
+                backend: format!("registry {}", image.registry()),
+                action: action.to_owned(),
+                message: format!("the image config is not valid JSON: {e}"),
+                retryable: false,
+                source: None,
+            })?;
+        Ok(config
+            .created
+            .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
+            .map(|c| c.with_timezone(&Utc)))
+    }
+}
+
+#[async_trait]
+impl Registry for RegistryClient {
+    fn name(&self) -> &str {
+        "OCI registry client"
+    }
+
+    async fn list_tags(&self, image: &ImageRef) -> Result<TagList, Error> {
+        self.inner
+            .tags
+            .get_or_fetch(&image.name(), || self.fetch_tags(image, &|_| {}))
+            .await
+    }
+
+    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
+        let key = (image.name(), tag.as_str().to_owned());
+        self.inner
+            .digests
+            .get_or_fetch(&key, || self.fetch_digest(image, tag.as_str()))
+            .await
+    }
+
+    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
+        let action = format!("read metadata of {}:{tag}", image.name());
+        let (manifest, media_type) = self.fetch_manifest(image, tag.as_str(), &action).await?;
+        if let Some(entries) = manifest
+            .manifests
+            .filter(|_| media_type.contains("index") || media_type.contains("list"))
+        {
+            let mut platforms = Vec::new();
+            let mut created: Option<DateTime<Utc>> = None;
+            for entry in entries {
+                let Some(p) = entry.platform else { continue };
+                if p.os == "unknown" || p.architecture == "unknown" {
+                    continue; // attestation manifests
+                }
+                let Ok(platform) = Platform::new(&p.os, &p.architecture, p.variant.as_deref())
+                else {
+                    continue;
+                };
+                if platform.matches(&self.inner.settings.platform) {
+                    let (inner, _) = self.fetch_manifest(image, &entry.digest, &action).await?;
+                    if let Some(config) = inner.config {
+                        let c = self.config_created(image, &config.digest, &action).await?;
+                        created = created.max(c);
+                    }
+                }
+                platforms.push(platform);
+            }
+            return Ok(ImageMetadata { created, platforms });
+        }
+        let created = match manifest.config {
+            Some(config) => self.config_created(image, &config.digest, &action).await?,
+            None => None,
+        };
+        Ok(ImageMetadata {
+            created,
+            platforms: Vec::new(),
+        })
+    }
+}
+
+fn sha256_digest(bytes: &[u8]) -> Digest {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+        .parse()
+        .expect("a sha256 digest is valid")
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the page's URL.
+fn next_link(headers: &HeaderMap, page: &reqwest::Url) -> Option<String> {
+    for value in headers.get_all(header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let Some((target, params)) = link.split_once(';') else {
+                continue;
+            };
+            let is_next = params.split(';').any(|p| {
+                p.trim()
+                    .replace(' ', "")
+                    .eq_ignore_ascii_case("rel=\"next\"")
+                    || p.trim().eq_ignore_ascii_case("rel=next")
+            });
+            if !is_next {
+                continue;
+            }
+            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+            return page.join(target).ok().map(String::from);
+        }
+    }
+    None
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let date = DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    let wait = date.with_timezone(&Utc) - Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The registry's own error message (`{"errors":[{"code":..,"message":..}]}`), if any.
+async fn registry_message(response: reqwest::Response) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let Ok(body) = response.bytes().await else {
+        return String::new();
+    };
+    let body = &body[..body.len().min(64 << 10)];
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let first = &e.errors[0];
+            format!(": {} {}", first.code, first.message)
+                .trim_end()
+                .to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+fn image_name(image: &ImageRef, kind: Kind, url: &str) -> String {
+    match kind {
+        Kind::TagPage => format!("repository {}", image.name()),
+        _ => {
+            let reference = url.rsplit('/').next().unwrap_or("");
+            format!("{}:{reference}", image.name()).replace(":sha256:", "@sha256:")
+        }
+    }
+}
+
+/// A transport error's text without the URL (URLs may carry a token in a query).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "the registry");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let page = reqwest::Url::parse("http://127.0.0.1:5000/v2/a/tags/list?n=2").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            r#"</v2/a/tags/list?last=b&n=2>; rel="next""#.parse().unwrap(),
+        );
+        assert_eq!(
+            next_link(&h, &page).as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/tags/list?last=b&n=2")
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            r#"<https://r.example/v2/a/tags/list?last=c>; rel=next"#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h, &page).as_deref(),
+            Some("https://r.example/v2/a/tags/list?last=c")
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::LINK, r#"</x>; rel="prev""#.parse().unwrap());
+        assert_eq!(next_link(&h, &page), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn plain_http_only_where_allowed() {
+        let c = RegistryClient::builder()
+            .with_insecure_registry("registry.lan:5000")
+            .build()
+            .unwrap();
+        assert_eq!(c.base("localhost:5000"), "http://localhost:5000");
+        assert_eq!(c.base("127.0.0.1:41000"), "http://127.0.0.1:41000");
+        assert_eq!(c.base("registry.lan:5000"), "http://registry.lan:5000");
+        assert_eq!(c.base("registry.lan"), "https://registry.lan");
+        assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
+        assert_eq!(c.base("docker.io"), "https://registry-1.docker.io");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let c = RegistryClient::builder()
+            .with_retries(5, Duration::from_millis(100), Duration::from_secs(1))
+            .build()
+            .unwrap();
+        for attempt in 1..8 {
+            let d = c.backoff(attempt);
+            let ceiling = Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(1));
+            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let c = RegistryClient::builder()
+            .with_credentials("ghcr.io", Credentials::basic("bot", "s3cr3t"))
+            .build()
+            .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn sha256_of_bytes() {
+        assert_eq!(
+            sha256_digest(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
