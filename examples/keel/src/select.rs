@@ -1,26 +1,23 @@
 //! `keel select`.
 
-use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use clap::{ArgAction, Args, ValueEnum};
-use keel_core::policy::{Candidate, Current, Decision, Policy, PolicyOptions, SelectInput};
+use clap::Args;
+use keel_core::Digest;
+use keel_core::policy::{Candidate, Current, Policy, SelectInput};
 use keel_core::reference::is_valid_tag;
-use keel_core::{Digest, ParseError, VersionPolicy};
-use serde::Serialize;
+
+use crate::decide::PolicyArgs;
+use crate::error::CliError;
 
 /// Arguments of `keel select`.
 #[derive(Debug, Args)]
 pub(crate) struct SelectArgs {
-    /// The policy: `all`, `major`, `minor`, `patch`, `force`, `digest`, `newest-build`,
-    /// `docker`, `never`, `semver:RANGE`, `glob:PATTERN`, `regexp:REGEX`,
-    /// `alphabetical[:asc|desc]`, `numerical[:asc|desc]`.
-    #[arg(long, value_name = "SPEC")]
-    policy: String,
+    #[command(flatten)]
+    decide: PolicyArgs,
 
     /// The tag the image runs now; without it there is nothing to compare against, so
     /// `major`, `minor`, `patch` and `docker` select nothing.
@@ -39,113 +36,10 @@ pub(crate) struct SelectArgs {
     /// (`sha256:...`) and creation time (RFC 3339) after the tag, separated by spaces.
     #[arg(long, value_name = "FILE", default_value = "-")]
     tags_file: PathBuf,
-
-    /// Keep only tags matching this regex (unanchored).
-    #[arg(long, value_name = "RE", allow_hyphen_values = true)]
-    filter: Option<String>,
-
-    /// Order the expansion of this template on the filter's match (`$name`, `${name}`, `$1`).
-    #[arg(
-        long,
-        value_name = "TPL",
-        requires = "filter",
-        allow_hyphen_values = true
-    )]
-    extract: Option<String>,
-
-    /// Drop tags matching this regex (repeatable).
-    #[arg(long, value_name = "RE", allow_hyphen_values = true)]
-    exclude: Vec<String>,
-
-    /// Keep cosign/notation artefact tags (`sha256-<hex>.sig`), which are dropped by default.
-    #[arg(long)]
-    no_default_excludes: bool,
-
-    /// Whether major, minor and patch keep to the current pre-release channel.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
-    match_pre_release: bool,
-
-    /// Allow a result that orders below the current tag.
-    #[arg(long)]
-    allow_downgrade: bool,
-
-    /// With `force`: follow the current tag to a new digest instead of moving between tags.
-    #[arg(long)]
-    match_tag: bool,
-
-    /// Say why: the chosen tag and, for each rejected tag, the first rule that rejected it
-    /// (on stderr, or inside the JSON with `-o json`).
-    #[arg(long)]
-    explain: bool,
-
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    output: Output,
-}
-
-/// How `keel select` prints its decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    /// The chosen tag and a newline, or nothing.
-    Text,
-    /// One JSON object.
-    Json,
-}
-
-/// A failure of `keel select`, by exit code: bad input is 2, I/O is 1.
-#[derive(Debug)]
-pub(crate) enum CliError {
-    Input(String),
-    Io(String),
-}
-
-impl CliError {
-    pub(crate) fn exit_code(&self) -> ExitCode {
-        match self {
-            CliError::Input(_) => ExitCode::from(2),
-            CliError::Io(_) => ExitCode::from(1),
-        }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CliError::Input(m) | CliError::Io(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<ParseError> for CliError {
-    fn from(e: ParseError) -> Self {
-        CliError::Input(e.to_string())
-    }
-}
-
-/// The JSON of `-o json`.
-#[derive(Serialize)]
-struct JsonDecision<'a> {
-    policy: String,
-    current: Option<&'a str>,
-    candidates: usize,
-    chosen: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<&'a Digest>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    explanation: Option<&'a keel_core::policy::Explanation>,
 }
 
 pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
-    let options = PolicyOptions {
-        exclude: args.exclude.clone(),
-        default_excludes: !args.no_default_excludes,
-        filter: args.filter.clone(),
-        extract: args.extract.clone(),
-        match_pre_release: args.match_pre_release,
-        allow_downgrade: args.allow_downgrade,
-        match_tag: args.match_tag,
-    };
-    let policy = VersionPolicy::parse(&args.policy, &options)?;
+    let policy = args.decide.policy()?;
     if let Some(tag) = &args.current {
         if !is_valid_tag(tag) {
             return Err(CliError::Input(format!(
@@ -210,9 +104,15 @@ pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
         created: current_created,
     };
     let mut input = SelectInput::new(current, &candidates);
-    input.explain = args.explain;
+    input.explain = args.decide.explain;
     let decision = policy.select(&input);
-    print(args, &policy, &candidates, &decision)
+    args.decide.print(
+        &policy,
+        None,
+        args.current.as_deref(),
+        &candidates,
+        &decision,
+    )
 }
 
 /// Parses `TAG [DIGEST] [CREATED]`; `None` for a blank line.
@@ -261,46 +161,4 @@ fn read_tags(path: &PathBuf) -> Result<String, CliError> {
         CliError::Io(format!("cannot read tags from {name}: {e}"))
     })?;
     Ok(text)
-}
-
-fn print(
-    args: &SelectArgs,
-    policy: &VersionPolicy,
-    candidates: &[Candidate<'_>],
-    decision: &Decision,
-) -> Result<(), CliError> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let io_err = |e: io::Error| CliError::Io(format!("cannot write the decision: {e}"));
-    let update = decision.update.as_ref();
-    match args.output {
-        Output::Text => {
-            if let Some(u) = update {
-                match &u.digest {
-                    Some(d) => writeln!(out, "{}@{d}", u.tag),
-                    None => writeln!(out, "{}", u.tag),
-                }
-                .map_err(io_err)?;
-            }
-            if let Some(explanation) = &decision.explanation {
-                let stderr = io::stderr();
-                let mut err = BufWriter::new(stderr.lock());
-                write!(err, "{explanation}").map_err(io_err)?;
-            }
-        }
-        Output::Json => {
-            let json = JsonDecision {
-                policy: policy.to_string(),
-                current: args.current.as_deref(),
-                candidates: candidates.len(),
-                chosen: update.map(|u| u.tag.as_str()),
-                digest: update.and_then(|u| u.digest.as_ref()),
-                explanation: decision.explanation.as_ref(),
-            };
-            serde_json::to_writer(&mut out, &json)
-                .map_err(|e| CliError::Io(format!("cannot write the decision: {e}")))?;
-            writeln!(out).map_err(io_err)?;
-        }
-    }
-    out.flush().map_err(io_err)
 }

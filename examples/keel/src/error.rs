@@ -1,0 +1,45 @@
+//! How the CLI fails.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use keel_core::{Error, ParseError};
+
+/// A failure of a `keel` command, by exit code: bad input is 2, anything else 1.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    Input(String),
+    Io(String),
+}
+
+impl CliError {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Input(_) => ExitCode::from(2),
+            CliError::Io(_) => ExitCode::from(1),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Input(m) | CliError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<ParseError> for CliError {
+    fn from(e: ParseError) -> Self {
+        CliError::Input(e.to_string())
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput(p) => CliError::Input(p.to_string()),
+            other => CliError::Io(other.to_string()),
+        }
+    }
+}

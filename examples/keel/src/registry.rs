@@ -1,0 +1,233 @@
+//! `keel tags`, `keel digest` and `keel check`: the registry side of the CLI.
+
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use keel_core::policy::{Candidate, Current, Policy, SelectInput};
+use keel_core::{ImageRef, Registry, Tag};
+use keel_registry::{Credentials, DockerConfig, RegistryClient};
+use serde::Serialize;
+
+use crate::decide::PolicyArgs;
+use crate::error::CliError;
+
+/// How to reach the registry.
+#[derive(Debug, Args)]
+pub(crate) struct RegistryArgs {
+    /// A Docker `config.json` with credentials (default: `$DOCKER_CONFIG/config.json` or
+    /// `~/.docker/config.json`, when present).
+    #[arg(long, value_name = "FILE")]
+    docker_config: Option<PathBuf>,
+
+    /// A user name for the image's registry; the password is read from stdin.
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+
+    /// Read the password for `--username` from stdin.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+
+    /// Allow plain HTTP to this registry host (repeatable); localhost is always allowed.
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn client(&self, image: &ImageRef) -> Result<RegistryClient, CliError> {
+        let config = match &self.docker_config {
+            Some(path) => DockerConfig::from_file(path)?,
+            None => DockerConfig::from_env()?,
+        };
+        let mut builder = RegistryClient::builder().with_docker_config(config);
+        for host in &self.insecure_registry {
+            builder = builder.with_insecure_registry(host);
+        }
+        if let (Some(user), true) = (&self.username, self.password_stdin) {
+            let mut password = String::new();
+            io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| CliError::Io(format!("cannot read the password from stdin: {e}")))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            builder =
+                builder.with_credentials(image.registry(), Credentials::basic(user, password));
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// Output of `keel tags` and `keel digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ListOutput {
+    /// One per line.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Arguments of `keel tags`.
+#[derive(Debug, Args)]
+pub(crate) struct TagsArgs {
+    /// The repository, e.g. `ghcr.io/acme/web` or `nginx` (a tag, if given, is ignored).
+    image: String,
+
+    /// Print at most this many tags.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Text)]
+    output: ListOutput,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Arguments of `keel digest`.
+#[derive(Debug, Args)]
+pub(crate) struct DigestArgs {
+    /// The image, e.g. `ghcr.io/acme/web:1.2.3`.
+    image: String,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Arguments of `keel check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The image as it runs, e.g. `ghcr.io/acme/web:1.2.3`.
+    image: String,
+
+    #[command(flatten)]
+    decide: PolicyArgs,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+fn parse_image(s: &str) -> Result<ImageRef, CliError> {
+    Ok(ImageRef::parse(s)?)
+}
+
+pub(crate) async fn tags(args: &TagsArgs) -> Result<(), CliError> {
+    let image = parse_image(&args.image)?;
+    let client = args.registry.client(&image)?;
+    let show_progress = io::stderr().is_terminal();
+    let progress = move |n: usize| {
+        if show_progress {
+            eprint!("\rlisted {n} tags");
+        }
+    };
+    let list = client.list_tags_with_progress(&image, &progress).await?;
+    if show_progress {
+        eprintln!();
+    }
+    if list.truncated {
+        eprintln!(
+            "keel: warning: the listing of {} stopped at the budget of {} tags",
+            image.name(),
+            list.tags.len()
+        );
+    }
+    let shown = &list.tags[..list.tags.len().min(args.limit.unwrap_or(usize::MAX))];
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let io_err = |e: io::Error| CliError::Io(format!("cannot write the tags: {e}"));
+    match args.output {
+        ListOutput::Text => {
+            for tag in shown {
+                writeln!(out, "{tag}").map_err(io_err)?;
+            }
+        }
+        ListOutput::Json => {
+            #[derive(Serialize)]
+            struct Json<'a> {
+                repository: String,
+                tags: &'a [String],
+                truncated: bool,
+            }
+            let json = Json {
+                repository: image.name(),
+                tags: shown,
+                truncated: list.truncated || shown.len() < list.tags.len(),
+            };
+            serde_json::to_writer(&mut out, &json)
+                .map_err(|e| CliError::Io(format!("cannot write the tags: {e}")))?;
+            writeln!(out).map_err(io_err)?;
+        }
+    }
+    out.flush().map_err(io_err)
+}
+
+pub(crate) async fn digest(args: &DigestArgs) -> Result<(), CliError> {
+    let image = parse_image(&args.image)?;
+    let client = args.registry.client(&image)?;
+    let tag = image
+        .tag()
+        .ok_or_else(|| CliError::Input(format!("{} names no tag to resolve", args.image)))?;
+    let digest = client.resolve_digest(&image, tag).await?;
+    println!("{digest}");
+    Ok(())
+}
+
+pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
+    let image = parse_image(&args.image)?;
+    let policy = args.decide.policy()?;
+    let client = args.registry.client(&image)?;
+    let list = client.list_tags(&image).await?;
+    let needs = policy.needs();
+    let current_tag = image.tag().map(Tag::as_str);
+
+    let mut digests = Vec::new();
+    if needs.current_tag_digest {
+        if let Some(tag) = image
+            .tag()
+            .filter(|t| list.tags.iter().any(|l| l == t.as_str()))
+        {
+            digests.push((
+                tag.as_str().to_owned(),
+                client.resolve_digest(&image, tag).await?,
+            ));
+        }
+    }
+    let mut created = std::collections::HashMap::new();
+    if needs.created {
+        for tag in list
+            .tags
+            .iter()
+            .filter(|t| policy.admits(t) || Some(t.as_str()) == current_tag)
+        {
+            let Ok(parsed) = Tag::new(tag.as_str()) else {
+                continue;
+            };
+            if let Some(time) = client.metadata(&image, &parsed).await?.created {
+                created.insert(tag.clone(), time);
+            }
+        }
+    }
+    let candidates: Vec<Candidate<'_>> = list
+        .tags
+        .iter()
+        .map(|t| Candidate {
+            tag: t,
+            digest: digests.iter().find(|(d, _)| d == t).map(|(_, d)| d),
+            created: created.get(t).copied(),
+        })
+        .collect();
+    let current = Current {
+        tag: current_tag,
+        digest: image.digest(),
+        created: current_tag.and_then(|t| created.get(t).copied()),
+    };
+    let mut input = SelectInput::new(current, &candidates);
+    input.explain = args.decide.explain;
+    let decision = policy.select(&input);
+    args.decide.print(
+        &policy,
+        Some(&image.to_string()),
+        current_tag,
+        &candidates,
+        &decision,
+    )
+}
