@@ -900,11 +900,15 @@ impl RegistryClient {
             tags.extend(parsed.tags.unwrap_or_default());
             progress(tags.len());
             let next = next_link(&page.headers, &page.url);
-            if tags.len() >= settings.max_tags {
-                let truncated = next.is_some() || tags.len() > settings.max_tags;
+            if tags.len() > settings.max_tags {
                 tags.truncate(settings.max_tags);
-                return Ok(TagList { tags, truncated });
+                return Ok(TagList {
+                    tags,
+                    truncated: true,
+                });
             }
+            // At exactly the budget a next page may still be empty: it is fetched (one page
+            // over, bounded by the page size) so that "complete" is never guessed.
             match next {
                 None => {
                     return Ok(TagList {

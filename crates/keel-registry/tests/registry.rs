@@ -1,0 +1,499 @@
+//! `RegistryClient` against real registries on 127.0.0.1: the CNCF distribution server
+//! (anonymous, htpasswd, bearer tokens), a paginating server, and a fault-injecting proxy.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_core::testkit::{self, RegistryFixture};
+use keel_core::{Error, ImageRef, Platform, Registry, Tag};
+use keel_registry::{Credentials, DockerConfig, RegistryClient, RegistryClientBuilder};
+use support::{Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions};
+
+fn image(addr: &str, repo: &str) -> ImageRef {
+    ImageRef::parse(&format!("{addr}/{repo}")).expect("valid reference")
+}
+
+fn tag(t: &str) -> Tag {
+    Tag::new(t).expect("valid tag")
+}
+
+/// A client for tests: no cache unless asked, quick retries.
+fn builder() -> RegistryClientBuilder {
+    RegistryClient::builder()
+        .with_cache_ttl(Duration::ZERO)
+        .with_requests_per_second(0.0)
+        .with_retries(3, Duration::from_millis(10), Duration::from_millis(50))
+}
+
+#[tokio::test]
+async fn conformance_against_distribution() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    let fixture = RegistryFixture::standard(&format!("{}/keel/conformance", server.addr()));
+    server.push_tags("keel/conformance", &fixture.tags).await;
+    let client = builder().build().unwrap();
+    testkit::registry_conformance(&client, &fixture).await;
+    testkit::registry_drives_the_pipeline(Arc::new(client), &fixture).await;
+}
+
+#[tokio::test]
+async fn pagination_follows_link_headers_within_the_budget() {
+    let server = RegistryServer::start(ServerOptions::paginating()).await;
+    let tags: Vec<String> = (0..250).map(|i| format!("1.0.{i}")).collect();
+    server.push_tags("team/many", &tags).await;
+    let repo = image(server.addr(), "team/many");
+
+    let client = builder().with_page_size(100).build().unwrap();
+    let list = client.list_tags(&repo).await.unwrap();
+    assert_eq!(list.tags.len(), 250);
+    assert!(!list.truncated);
+    let mut sorted = list.tags.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 250, "a tag was listed twice");
+    assert_eq!(client.stats().tag_pages, 3);
+
+    let pages = builder()
+        .with_page_size(100)
+        .with_listing_budget(2, 100_000)
+        .build()
+        .unwrap();
+    let list = pages.list_tags(&repo).await.unwrap();
+    assert_eq!((list.tags.len(), list.truncated), (200, true));
+
+    let tags_budget = builder()
+        .with_page_size(100)
+        .with_listing_budget(100, 150)
+        .build()
+        .unwrap();
+    let list = tags_budget.list_tags(&repo).await.unwrap();
+    assert_eq!((list.tags.len(), list.truncated), (150, true));
+
+    // A repository that fits exactly in its pages is complete, not truncated.
+    let exact = builder()
+        .with_page_size(50)
+        .with_listing_budget(100, 250)
+        .build()
+        .unwrap();
+    let list = exact.list_tags(&repo).await.unwrap();
+    assert_eq!((list.tags.len(), list.truncated), (250, false));
+}
+
+#[tokio::test]
+async fn digests_of_every_manifest_kind() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    let oci = server
+        .push_image("team/app", "oci", "2024-01-01T00:00:00Z", "linux/amd64")
+        .await;
+    let docker = server
+        .push_docker_v2("team/app", "docker", "2024-01-02T00:00:00Z")
+        .await;
+    let index = server
+        .push_index(
+            "team/app",
+            "multi",
+            &[
+                ("linux/amd64", "2024-01-03T00:00:00Z"),
+                ("linux/arm64/v8", "2024-01-04T00:00:00Z"),
+            ],
+        )
+        .await;
+    let list = server
+        .push_docker_list(
+            "team/app",
+            "list",
+            &[("linux/amd64", "2024-01-05T00:00:00Z")],
+        )
+        .await;
+    let client = builder().build().unwrap();
+    let repo = image(server.addr(), "team/app");
+    for (t, want) in [
+        ("oci", &oci),
+        ("docker", &docker),
+        ("multi", &index),
+        ("list", &list.index),
+    ] {
+        let got = client.resolve_digest(&repo, &tag(t)).await.unwrap();
+        assert_eq!(&got.to_string(), want, "{t}");
+    }
+    // Resolving is HEAD only: no manifest was downloaded.
+    assert_eq!(client.stats().manifest_heads, 4);
+    assert_eq!(client.stats().manifest_gets, 0);
+
+    // A moved tag resolves to its new digest once the cache has expired.
+    let moved = server
+        .move_tag("team/app", "oci", "2024-02-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        client
+            .resolve_digest(&repo, &tag("oci"))
+            .await
+            .unwrap()
+            .to_string(),
+        moved
+    );
+}
+
+#[tokio::test]
+async fn metadata_reads_creation_times_and_platforms() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server
+        .push_image("team/app", "single", "2024-03-01T10:00:00Z", "linux/amd64")
+        .await;
+    server
+        .push_index(
+            "team/app",
+            "multi",
+            &[
+                ("linux/amd64", "2024-03-02T10:00:00Z"),
+                ("linux/arm64/v8", "2024-03-05T10:00:00Z"),
+                ("linux/arm/v7", "2024-03-09T10:00:00Z"),
+            ],
+        )
+        .await;
+    let repo = image(server.addr(), "team/app");
+    let client = builder().build().unwrap();
+
+    let single = client.metadata(&repo, &tag("single")).await.unwrap();
+    assert_eq!(
+        single.created.unwrap().to_rfc3339(),
+        "2024-03-01T10:00:00+00:00"
+    );
+
+    let multi = client.metadata(&repo, &tag("multi")).await.unwrap();
+    let platforms: Vec<String> = multi.platforms.iter().map(|p| p.to_string()).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]);
+    assert_eq!(
+        multi.created.unwrap().to_rfc3339(),
+        "2024-03-02T10:00:00+00:00",
+        "an index gives the creation time of the configured platform (linux/amd64)"
+    );
+
+    let arm = builder()
+        .with_platform("linux/arm64".parse::<Platform>().unwrap())
+        .build()
+        .unwrap();
+    let multi = arm.metadata(&repo, &tag("multi")).await.unwrap();
+    assert_eq!(
+        multi.created.unwrap().to_rfc3339(),
+        "2024-03-05T10:00:00+00:00"
+    );
+}
+
+#[tokio::test]
+async fn missing_repositories_and_tags_are_not_found() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let client = builder().build().unwrap();
+    let missing = image(server.addr(), "team/nothing");
+    let err = client.list_tags(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("team/nothing"), "{err}");
+    let err = client
+        .resolve_digest(&image(server.addr(), "team/app"), &tag("9.9.9"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("9.9.9"), "{err}");
+}
+
+#[tokio::test]
+async fn basic_auth_with_right_wrong_and_no_credentials() {
+    let server = RegistryServer::start(ServerOptions::htpasswd("keel", "s3cret-pw")).await;
+    server.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let repo = image(server.addr(), "team/app");
+
+    let good = builder()
+        .with_credentials(server.addr(), Credentials::basic("keel", "s3cret-pw"))
+        .build()
+        .unwrap();
+    assert_eq!(good.list_tags(&repo).await.unwrap().tags.len(), 2);
+    assert!(good.resolve_digest(&repo, &tag("1.1.0")).await.is_ok());
+
+    let wrong = builder()
+        .with_credentials(server.addr(), Credentials::basic("keel", "wrong-pw"))
+        .build()
+        .unwrap();
+    let err = wrong.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("user \"keel\""), "{text}");
+    assert!(!text.contains("wrong-pw"), "the password leaked: {text}");
+
+    let none = builder().build().unwrap();
+    let err = none.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("needs credentials"), "{err}");
+}
+
+#[tokio::test]
+async fn credentials_from_docker_config_and_kubernetes_secrets() {
+    use base64::Engine;
+    let server = RegistryServer::start(ServerOptions::htpasswd("bot", "pa55")).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let repo = image(server.addr(), "team/app");
+    let auth = base64::engine::general_purpose::STANDARD.encode("bot:pa55");
+
+    let config = format!(
+        r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
+        server.addr()
+    );
+    let client = builder()
+        .with_docker_config(DockerConfig::from_json(&config).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+
+    // The value of a kubernetes.io/dockerconfigjson secret, and a legacy .dockercfg one.
+    let secret = format!(
+        r#"{{"auths":{{"{}":{{"username":"bot","password":"pa55","auth":"{auth}"}}}}}}"#,
+        server.addr()
+    );
+    let client = builder()
+        .with_docker_config(DockerConfig::from_json(&secret).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    let legacy = format!(r#"{{"{}":{{"auth":"{auth}"}}}}"#, server.addr());
+    let client = builder()
+        .with_docker_config(DockerConfig::from_dockercfg_json(&legacy).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_once_and_reused() {
+    let server = RegistryServer::start(ServerOptions::token("keel", "t0ken-pw")).await;
+    server.push_tags("team/app", &["1.0.0", "2.0.0"]).await;
+    let repo = image(server.addr(), "team/app");
+    let issuer = server.token_issuer();
+
+    let client = builder()
+        .with_credentials(server.addr(), Credentials::basic("keel", "t0ken-pw"))
+        .build()
+        .unwrap();
+    let before = issuer.issued();
+    for _ in 0..3 {
+        assert_eq!(client.list_tags(&repo).await.unwrap().tags.len(), 2);
+    }
+    client.resolve_digest(&repo, &tag("2.0.0")).await.unwrap();
+    assert_eq!(issuer.issued() - before, 1, "the token was not reused");
+    assert_eq!(client.stats().token_requests, 1);
+
+    let wrong = builder()
+        .with_credentials(server.addr(), Credentials::basic("keel", "nope"))
+        .build()
+        .unwrap();
+    let err = wrong.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("auth server refused user \"keel\""),
+        "{err}"
+    );
+    assert!(!format!("{err:?}").contains("nope"));
+
+    // Anonymous pulls where the issuer allows them.
+    issuer.set_anonymous_pull(true);
+    let anonymous = builder().build().unwrap();
+    assert_eq!(anonymous.list_tags(&repo).await.unwrap().tags.len(), 2);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_renewed() {
+    let server = RegistryServer::start(ServerOptions::token("keel", "pw")).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let repo = image(server.addr(), "team/app");
+    let issuer = server.token_issuer();
+    issuer.set_expires_in(1);
+    let client = builder()
+        .with_credentials(server.addr(), Credentials::basic("keel", "pw"))
+        .build()
+        .unwrap();
+    let before = issuer.issued();
+    client.list_tags(&repo).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.list_tags(&repo).await.unwrap();
+    assert_eq!(issuer.issued() - before, 2);
+}
+
+/// A registry with one repository behind a fault proxy.
+async fn behind_proxy(faults: Vec<FaultRule>) -> (RegistryServer, FaultProxy, ImageRef) {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server
+        .push_tags("team/app", &["1.0.0", "1.1.0", "2.0.0"])
+        .await;
+    let proxy = FaultProxy::start(server.addr(), faults).await;
+    let repo = image(proxy.addr(), "team/app");
+    (server, proxy, repo)
+}
+
+#[tokio::test]
+async fn rate_limits_honour_retry_after() {
+    let (_server, proxy, repo) = behind_proxy(vec![
+        FaultRule::new("/tags/list", Fault::too_many_requests(1)).times(2),
+    ])
+    .await;
+    let client = builder().build().unwrap();
+    let started = Instant::now();
+    let list = client.list_tags(&repo).await.unwrap();
+    assert_eq!(list.tags.len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was not waited for"
+    );
+    assert_eq!(proxy.count("GET", "/tags/list"), 3);
+    assert_eq!(client.stats().retries, 2);
+
+    // Asked to wait longer than allowed: a RateLimited error with the wait, at once.
+    proxy.set_faults(vec![FaultRule::new(
+        "/tags/list",
+        Fault::too_many_requests(3600),
+    )]);
+    let impatient = builder()
+        .with_max_retry_after(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let err = impatient.list_tags(&repo).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_a_bounded_number_of_times() {
+    let (_server, proxy, repo) = behind_proxy(vec![
+        FaultRule::new("/tags/list", Fault::status(500)).times(1),
+    ])
+    .await;
+    let client = builder().build().unwrap();
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags.len(), 3);
+
+    proxy.set_faults(vec![FaultRule::new("/tags/list", Fault::status(503))]);
+    proxy.reset_counts();
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("HTTP 503"), "{err}");
+    assert_eq!(proxy.count("GET", "/tags/list"), 4, "1 try + 3 retries");
+}
+
+#[tokio::test]
+async fn slow_responses_time_out() {
+    let (_server, _proxy, repo) = behind_proxy(vec![FaultRule::new(
+        "/tags/list",
+        Fault::Delay(Duration::from_secs(5)),
+    )])
+    .await;
+    let client = builder()
+        .with_timeout(Duration::from_millis(300))
+        .with_retries(1, Duration::from_millis(10), Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn truncated_json_is_a_clear_error() {
+    let (_server, _proxy, repo) =
+        behind_proxy(vec![FaultRule::new("/tags/list", Fault::TruncateBody)]).await;
+    let err = builder()
+        .build()
+        .unwrap()
+        .list_tags(&repo)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let (_server, _proxy, repo) = behind_proxy(vec![FaultRule::new(
+        "/tags/list",
+        Fault::oversized(64 << 20),
+    )])
+    .await;
+    let client = builder()
+        .with_body_limits(1 << 20, 1 << 20)
+        .build()
+        .unwrap();
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("larger than the 1048576-byte limit"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_looping_link_is_an_error_not_a_hang() {
+    let (_server, _proxy, repo) =
+        behind_proxy(vec![FaultRule::new("/tags/list", Fault::LoopingLink)]).await;
+    let client = builder().build().unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.list_tags(&repo))
+        .await
+        .expect("the listing must end")
+        .unwrap_err();
+    assert!(err.to_string().contains("pagination loops"), "{err}");
+}
+
+#[tokio::test]
+async fn the_cache_serves_repeated_listings_within_its_ttl() {
+    let (_server, proxy, repo) = behind_proxy(Vec::new()).await;
+    let client = builder()
+        .with_cache_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let listings = futures::future::join_all((0..20).map(|_| client.list_tags(&repo))).await;
+    assert!(listings.iter().all(|l| l.as_ref().unwrap().tags.len() == 3));
+    for _ in 0..5 {
+        client.resolve_digest(&repo, &tag("1.0.0")).await.unwrap();
+    }
+    assert_eq!(proxy.count("GET", "/tags/list"), 1);
+    assert_eq!(proxy.count("HEAD", "/manifests/1.0.0"), 1);
+}
+
+#[tokio::test]
+async fn the_limiter_spaces_requests_to_one_host() {
+    let (_server, proxy, repo) = behind_proxy(Vec::new()).await;
+    let client = RegistryClient::builder()
+        .with_cache_ttl(Duration::ZERO)
+        .with_requests_per_second(20.0)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..11 {
+        client.list_tags(&repo).await.unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "11 requests at 20/s took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(proxy.count("GET", "/tags/list"), 11);
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_for_hosts_not_marked_insecure() {
+    // A registry reached by a name other than localhost gets HTTPS unless marked insecure;
+    // "127.1" is such a name for the same loopback server.
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let port = server.addr().rsplit(':').next().unwrap();
+    let other = format!("127.1:{port}");
+    let repo = image(&other, "team/app");
+    let strict = builder()
+        .with_retries(0, Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(
+        strict.list_tags(&repo).await.is_err(),
+        "plain HTTP was used without permission"
+    );
+    let allowed = builder().with_insecure_registry(&other).build().unwrap();
+    assert_eq!(allowed.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+}
