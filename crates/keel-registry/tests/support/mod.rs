@@ -31,9 +31,14 @@ pub(crate) const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.index.v
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
-/// The root of the repository (where `scripts/` lives).
+/// The root of the repository (where `scripts/` lives), found upwards from the package that
+/// includes this support code (keel-registry, the CLI's tests, the benches).
 pub(crate) fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("scripts/registry-server").is_file())
+        .expect("the package lies inside the keel-rs repository")
+        .to_path_buf()
 }
 
 /// `sha256:<hex>` of `bytes`.
