@@ -497,3 +497,51 @@ async fn plain_http_is_refused_for_hosts_not_marked_insecure() {
     let allowed = builder().with_insecure_registry(&other).build().unwrap();
     assert_eq!(allowed.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
 }
+
+#[tokio::test]
+async fn digests_fall_back_to_hashing_the_manifest() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    let pushed = server
+        .push_image("team/app", "1.0.0", "2024-01-01T00:00:00Z", "linux/amd64")
+        .await;
+    // A registry whose HEAD answers carry no Docker-Content-Digest.
+    let proxy = FaultProxy::start(
+        server.addr(),
+        vec![
+            FaultRule::new(
+                "/manifests/",
+                Fault::Respond {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: String::new(),
+                },
+            )
+            .method("HEAD"),
+        ],
+    )
+    .await;
+    let client = builder().build().unwrap();
+    let digest = client
+        .resolve_digest(&image(proxy.addr(), "team/app"), &tag("1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(digest.to_string(), pushed);
+    assert_eq!(proxy.count("GET", "/manifests/1.0.0"), 1);
+}
+
+#[tokio::test]
+async fn docker_hub_rate_limit_remaining_is_surfaced() {
+    let (_server, proxy, repo) = behind_proxy(vec![FaultRule::new(
+        "/tags/list",
+        Fault::Respond {
+            status: 200,
+            headers: vec![("RateLimit-Remaining".into(), "42;w=21600".into())],
+            body: r#"{"name":"team/app","tags":["1.0.0"]}"#.into(),
+        },
+    )])
+    .await;
+    let client = builder().build().unwrap();
+    assert_eq!(client.rate_limit_remaining(proxy.addr()), None);
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    assert_eq!(client.rate_limit_remaining(proxy.addr()), Some(42));
+}
