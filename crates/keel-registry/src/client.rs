@@ -631,13 +631,12 @@ impl RegistryClient {
                     retry_after,
                 });
             }
-            return Err(Error::Backend {
-                backend: format!("registry {registry}"),
-                action: action.to_owned(),
-                message: format!("HTTP {}{detail}", status.as_u16()),
-                retryable: transient,
-                source: None,
-            });
+            return Err(registry_failure(
+                registry,
+                action,
+                format!("HTTP {}{detail}", status.as_u16()),
+                transient,
+            ));
         }
     }
 
@@ -716,12 +715,13 @@ impl RegistryClient {
             .token_requests
             .fetch_add(1, Ordering::Relaxed);
         let credentials = self.credentials(registry)?;
-        let realm_url = reqwest::Url::parse(realm).map_err(|_| Error::Backend {
-            backend: format!("registry {registry}"),
-            action: action.to_owned(),
-            message: format!("the auth challenge names an invalid realm {realm:?}"),
-            retryable: false,
-            source: None,
+        let realm_url = reqwest::Url::parse(realm).map_err(|_| {
+            registry_failure(
+                registry,
+                action,
+                format!("the auth challenge names an invalid realm {realm:?}"),
+                false,
+            )
         })?;
         let mut params: Vec<(&str, &str)> = vec![("scope", scope)];
         if let Some(service) = service {
@@ -828,12 +828,13 @@ impl RegistryClient {
         action: &str,
     ) -> Result<Vec<u8>, Error> {
         let limit = self.body_limit(kind);
-        let too_large = || Error::Backend {
-            backend: format!("registry {registry}"),
-            action: action.to_owned(),
-            message: format!("the response is larger than the {limit}-byte limit"),
-            retryable: false,
-            source: None,
+        let too_large = || {
+            registry_failure(
+                registry,
+                action,
+                format!("the response is larger than the {limit}-byte limit"),
+                false,
+            )
         };
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_large());
@@ -849,13 +850,12 @@ impl RegistryClient {
                 }
                 Ok(None) => return Ok(body),
                 Err(e) => {
-                    return Err(Error::Backend {
-                        backend: format!("registry {registry}"),
-                        action: action.to_owned(),
-                        message: format!("the response broke off: {}", without_url(&e)),
-                        retryable: true,
-                        source: None,
-                    });
+                    return Err(registry_failure(
+                        registry,
+                        action,
+                        format!("the response broke off: {}", without_url(&e)),
+                        true,
+                    ));
                 }
             }
         }
@@ -890,13 +890,7 @@ impl RegistryClient {
             let page = self.send(image, Kind::TagPage, &url, &action).await?;
             pages += 1;
             let parsed: TagPage =
-                serde_json::from_slice(&page.body).map_err(|e| Error::Backend {
-                    backend: format!("registry {}", image.registry()),
-                    action: action.clone(),
-                    message: format!("the tag list is not valid JSON: {e}"),
-                    retryable: false,
-                    source: None,
-                })?;
+                parse_json(&page.body, image.registry(), &action, "the tag list")?;
             tags.extend(parsed.tags.unwrap_or_default());
             progress(tags.len());
             let next = next_link(&page.headers, &page.url);
@@ -966,13 +960,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let manifest: Manifest = serde_json::from_slice(&got.body).map_err(|e| Error::Backend {
-            backend: format!("registry {}", image.registry()),
-            action: action.to_owned(),
-            message: format!("the manifest is not valid JSON: {e}"),
-            retryable: false,
-            source: None,
-        })?;
+        let manifest: Manifest = parse_json(&got.body, image.registry(), action, "the manifest")?;
         let media_type = manifest.media_type.clone().unwrap_or(content_type);
         Ok((manifest, media_type))
     }
@@ -990,13 +978,7 @@ impl RegistryClient {
         );
         let got = self.send(image, Kind::BlobGet, &url, action).await?;
         let config: ImageConfig =
-            serde_json::from_slice(&got.body).map_err(|e| Error::Backend {
-                backend: format!("registry {}", image.registry()),
-                action: action.to_owned(),
-                message: format!("the image config is not valid JSON: {e}"),
-                retryable: false,
-                source: None,
-            })?;
+            parse_json(&got.body, image.registry(), action, "the image config")?;
         Ok(config
             .created
             .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
@@ -1063,6 +1045,34 @@ impl Registry for RegistryClient {
             platforms: Vec::new(),
         })
     }
+}
+
+/// A failure of registry `registry` while doing `action`.
+fn registry_failure(registry: &str, action: &str, message: String, retryable: bool) -> Error {
+    Error::Backend {
+        backend: format!("registry {registry}"),
+        action: action.to_owned(),
+        message,
+        retryable,
+        source: None,
+    }
+}
+
+/// Parses a JSON answer, or says which document of which registry was not JSON.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    registry: &str,
+    action: &str,
+    what: &str,
+) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        registry_failure(
+            registry,
+            action,
+            format!("{what} is not valid JSON: {e}"),
+            false,
+        )
+    })
 }
 
 fn sha256_digest(bytes: &[u8]) -> Digest {
