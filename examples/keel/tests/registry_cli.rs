@@ -3,31 +3,10 @@
 #[path = "../../../crates/keel-registry/tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+use common::keel;
 
 use support::{RegistryServer, ServerOptions};
-
-fn keel(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("keel-no-docker-config"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keel starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap()

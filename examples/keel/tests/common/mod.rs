@@ -1,0 +1,26 @@
+//! Running the `keel` binary as a user would, for the CLI tests.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `keel ARGS` with `stdin` as its input, away from any Docker config of the machine.
+pub(crate) fn keel(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("keel-no-docker-config"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keel starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("keel reads its stdin");
+    child.wait_with_output().expect("keel finishes")
+}
