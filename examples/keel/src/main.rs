@@ -13,12 +13,13 @@
 
 mod decide;
 mod error;
+mod gitops;
 mod registry;
 mod select;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -40,10 +41,49 @@ enum Command {
     Digest(registry::DigestArgs),
     /// Show the update a policy picks for an image, from its registry's tags.
     Check(registry::CheckArgs),
+    /// Update the image references of a Git repository by their policies.
+    Gitops(gitops::GitopsArgs),
+    /// Set one image to one tag wherever a Git repository references it; commit and push
+    /// (the CI step; settings also from `KEEL_*` and `PLUGIN_*` variables).
+    Release(gitops::ReleaseArgs),
+}
+
+/// CI plugins (Drone, Woodpecker) pass their settings as `PLUGIN_*`: every argument that
+/// reads `KEEL_X` also takes `PLUGIN_X` when `KEEL_X` is unset.
+fn with_plugin_settings(command: clap::Command) -> clap::Command {
+    let mut command = command;
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, with_plugin_settings);
+    }
+    let args: Vec<(String, String)> = command
+        .get_arguments()
+        .filter_map(|a| {
+            let keel = a.get_env()?.to_str()?.to_owned();
+            Some((a.get_id().to_string(), keel))
+        })
+        .collect();
+    for (id, keel) in args {
+        let plugin = keel.replacen("KEEL_", "PLUGIN_", 1);
+        if std::env::var_os(&keel).is_none() {
+            if let Ok(value) = std::env::var(&plugin) {
+                let value: &'static str = Box::leak(value.into_boxed_str());
+                command = command.mut_arg(id, |a| a.default_value(value));
+            }
+        }
+    }
+    command
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = with_plugin_settings(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match &cli.command {
         Command::Select(args) => select::run(args),
         other => run_async(other),
@@ -67,6 +107,8 @@ fn run_async(command: &Command) -> Result<(), CliError> {
             Command::Tags(args) => registry::tags(args).await,
             Command::Digest(args) => registry::digest(args).await,
             Command::Check(args) => registry::check(args).await,
+            Command::Gitops(args) => gitops::gitops(args).await,
+            Command::Release(args) => gitops::release(args).await,
             Command::Select(args) => select::run(args),
         }
     })

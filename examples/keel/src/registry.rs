@@ -34,6 +34,16 @@ pub(crate) struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// A client for whatever registries the images name; `--username` needs one image.
+    pub(crate) fn client_for_any(&self) -> Result<RegistryClient, CliError> {
+        if self.username.is_some() {
+            return Err(CliError::Input(
+                "--username applies to one image's registry; use --docker-config here".into(),
+            ));
+        }
+        self.client(&ImageRef::parse("localhost/unused")?)
+    }
+
     fn client(&self, image: &ImageRef) -> Result<RegistryClient, CliError> {
         let config = match &self.docker_config {
             Some(path) => DockerConfig::from_file(path)?,

@@ -1,0 +1,370 @@
+//! The Git plumbing of the backend: clone or open a working copy, fetch, reset to a branch,
+//! commit, push, diff. Blocking (libgit2); the target runs it on blocking threads.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use git2::{
+    Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, PushOptions, RemoteCallbacks,
+    Repository, ResetType, Signature,
+};
+use keel_core::Error;
+
+/// How to authenticate to the Git server.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum GitAuth {
+    /// No credentials: local paths, `file://`, `git://`, and public HTTPS.
+    #[default]
+    None,
+    /// A user name and password or access token, for HTTPS.
+    UserPassword {
+        /// The user name (for tokens, often anything non-empty, e.g. `x-access-token`).
+        username: String,
+        /// The password or token.
+        password: String,
+    },
+    /// An SSH private key file.
+    SshKey {
+        /// The SSH user, usually `git`.
+        username: String,
+        /// The private key file.
+        private_key: PathBuf,
+        /// Its passphrase, if any.
+        passphrase: Option<String>,
+    },
+    /// Keys of the running SSH agent.
+    SshAgent {
+        /// The SSH user, usually `git`.
+        username: String,
+    },
+}
+
+impl fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets never reach Debug output.
+        match self {
+            GitAuth::None => f.write_str("None"),
+            GitAuth::UserPassword { username, .. } => {
+                write!(
+                    f,
+                    "UserPassword {{ username: {username:?}, password: *** }}"
+                )
+            }
+            GitAuth::SshKey {
+                username,
+                private_key,
+                ..
+            } => write!(
+                f,
+                "SshKey {{ username: {username:?}, private_key: {private_key:?}, passphrase: *** }}"
+            ),
+            GitAuth::SshAgent { username } => write!(f, "SshAgent {{ username: {username:?} }}"),
+        }
+    }
+}
+
+impl GitAuth {
+    fn describe(&self) -> String {
+        match self {
+            GitAuth::None => "no credentials".into(),
+            GitAuth::UserPassword { username, .. } => format!("user {username:?}"),
+            GitAuth::SshKey { username, .. } => format!("SSH key of user {username:?}"),
+            GitAuth::SshAgent { username } => format!("SSH agent keys of user {username:?}"),
+        }
+    }
+}
+
+/// Why a push did not land.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// The remote branch moved on: fetch, re-apply, try again.
+    NonFastForward,
+    /// Anything else, already turned into a core error.
+    Failed(Error),
+}
+
+/// Tries the configured credentials a bounded number of times: libgit2 calls the callback
+/// again after every refusal, forever unless told to stop.
+const MAX_CREDENTIAL_ATTEMPTS: usize = 3;
+
+/// A working copy of one remote branch.
+pub(crate) struct WorkingCopy {
+    pub(crate) repo: Repository,
+    url: String,
+    auth: GitAuth,
+}
+
+impl WorkingCopy {
+    /// Opens the working copy in `dir`, or clones `url` into it.
+    pub(crate) fn open_or_clone(url: &str, dir: &Path, auth: &GitAuth) -> Result<Self, Error> {
+        let repo = match Repository::open(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+                let repo = Repository::init(dir)
+                    .map_err(|e| git_error(url, "initialise a working copy", e))?;
+                repo.remote("origin", url)
+                    .map_err(|e| git_error(url, "add the remote", e))?;
+                repo
+            }
+        };
+        // The remote's URL follows the configuration, should it have changed.
+        repo.remote_set_url("origin", url)
+            .map_err(|e| git_error(url, "set the remote", e))?;
+        Ok(WorkingCopy {
+            repo,
+            url: url.to_owned(),
+            auth: auth.clone(),
+        })
+    }
+
+    /// The working tree's root.
+    pub(crate) fn workdir(&self) -> &Path {
+        self.repo
+            .workdir()
+            .expect("keel-git working copies are not bare")
+    }
+
+    fn callbacks<'a>(
+        &'a self,
+        attempts: &'a Cell<usize>,
+        rejection: &'a RefCell<Option<String>>,
+    ) -> RemoteCallbacks<'a> {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(move |_url, user_from_url, allowed| {
+            let n = attempts.get() + 1;
+            attempts.set(n);
+            if n > MAX_CREDENTIAL_ATTEMPTS {
+                return Err(git2::Error::new(
+                    ErrorCode::Auth,
+                    ErrorClass::Net,
+                    "credentials refused",
+                ));
+            }
+            match &self.auth {
+                GitAuth::UserPassword { username, password }
+                    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                {
+                    Cred::userpass_plaintext(username, password)
+                }
+                GitAuth::SshKey {
+                    username,
+                    private_key,
+                    passphrase,
+                } => Cred::ssh_key(
+                    user_from_url.unwrap_or(username),
+                    None,
+                    private_key,
+                    passphrase.as_deref(),
+                ),
+                GitAuth::SshAgent { username } => {
+                    Cred::ssh_key_from_agent(user_from_url.unwrap_or(username))
+                }
+                _ if allowed.contains(CredentialType::DEFAULT) => Cred::default(),
+                _ => Err(git2::Error::new(
+                    ErrorCode::Auth,
+                    ErrorClass::Net,
+                    "the server asks for credentials and none are configured",
+                )),
+            }
+        });
+        callbacks.push_update_reference(move |_refname, status| {
+            if let Some(status) = status {
+                *rejection.borrow_mut() = Some(status.to_owned());
+            }
+            Ok(())
+        });
+        callbacks
+    }
+
+    fn auth_failure(&self, action: &str, attempts: usize, e: &git2::Error) -> Option<Error> {
+        let refused = e.code() == ErrorCode::Auth
+            || attempts > MAX_CREDENTIAL_ATTEMPTS
+            || e.message().contains("401")
+            || e.message().contains("authentication");
+        refused.then(|| Error::Unauthorized {
+            action: format!("{action} {}", self.url),
+            reason: format!("the server refused {}", self.auth.describe()),
+        })
+    }
+
+    /// Fetches every branch of the remote.
+    pub(crate) fn fetch(&self) -> Result<(), Error> {
+        let attempts = Cell::new(0);
+        let rejection = RefCell::new(None);
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.callbacks(&attempts, &rejection));
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| git_error(&self.url, "find the remote", e))?;
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/remotes/origin/*"],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|e| {
+                self.auth_failure("fetch from", attempts.get(), &e)
+                    .unwrap_or_else(|| git_error(&self.url, "fetch", e))
+            })
+    }
+
+    /// The commit a remote branch points at after the last fetch, if the branch exists.
+    pub(crate) fn remote_tip(&self, branch: &str) -> Option<git2::Oid> {
+        self.repo
+            .find_reference(&format!("refs/remotes/origin/{branch}"))
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok())
+            .map(|c| c.id())
+    }
+
+    /// Points the local work branch at `commit` and makes the working tree match it exactly.
+    pub(crate) fn reset_to(&self, commit: git2::Oid) -> Result<(), Error> {
+        let commit = self
+            .repo
+            .find_commit(commit)
+            .map_err(|e| git_error(&self.url, "find the branch tip", e))?;
+        self.repo
+            .branch(WORK_BRANCH, &commit, true)
+            .map_err(|e| git_error(&self.url, "move the work branch", e))?;
+        self.repo
+            .set_head(&format!("refs/heads/{WORK_BRANCH}"))
+            .map_err(|e| git_error(&self.url, "check out the work branch", e))?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        self.repo
+            .reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))
+            .map_err(|e| git_error(&self.url, "reset the working copy", e))
+    }
+
+    /// The unified diff of the working tree against `HEAD`.
+    pub(crate) fn diff(&self) -> Result<String, Error> {
+        let head = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_tree())
+            .map_err(|e| git_error(&self.url, "read HEAD", e))?;
+        let diff = self
+            .repo
+            .diff_tree_to_workdir_with_index(Some(&head), None)
+            .map_err(|e| git_error(&self.url, "diff the working copy", e))?;
+        let mut out = String::new();
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin());
+            }
+            out.push_str(&String::from_utf8_lossy(line.content()));
+            true
+        })
+        .map_err(|e| git_error(&self.url, "print the diff", e))?;
+        Ok(out)
+    }
+
+    /// Commits the changed `files` (relative paths) on the work branch.
+    pub(crate) fn commit(
+        &self,
+        files: &[String],
+        author: &Signature<'_>,
+        message: &str,
+    ) -> Result<git2::Oid, Error> {
+        let mut index = self
+            .repo
+            .index()
+            .map_err(|e| git_error(&self.url, "open the index", e))?;
+        for file in files {
+            index
+                .add_path(Path::new(file))
+                .map_err(|e| git_error(&self.url, &format!("stage {file}"), e))?;
+        }
+        index
+            .write()
+            .map_err(|e| git_error(&self.url, "write the index", e))?;
+        let tree = index
+            .write_tree()
+            .and_then(|id| self.repo.find_tree(id))
+            .map_err(|e| git_error(&self.url, "write the tree", e))?;
+        let parent = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(|e| git_error(&self.url, "read HEAD", e))?;
+        self.repo
+            .commit(Some("HEAD"), author, author, message, &tree, &[&parent])
+            .map_err(|e| git_error(&self.url, "commit", e))
+    }
+
+    /// Pushes the work branch to `branch` on the remote, never forcing.
+    pub(crate) fn push(&self, branch: &str) -> Result<(), PushError> {
+        let attempts = Cell::new(0);
+        let rejection = RefCell::new(None);
+        let mut options = PushOptions::new();
+        options.remote_callbacks(self.callbacks(&attempts, &rejection));
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|e| PushError::Failed(git_error(&self.url, "find the remote", e)))?;
+        let refspec = format!("refs/heads/{WORK_BRANCH}:refs/heads/{branch}");
+        let result = remote.push(&[refspec.as_str()], Some(&mut options));
+        if let Err(e) = result {
+            if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) {
+                return Err(PushError::NonFastForward);
+            }
+            return Err(PushError::Failed(
+                self.auth_failure("push to", attempts.get(), &e)
+                    .unwrap_or_else(|| git_error(&self.url, &format!("push to {branch}"), e)),
+            ));
+        }
+        drop(options);
+        drop(remote);
+        let status = rejection.borrow_mut().take();
+        match status {
+            None => Ok(()),
+            Some(status) if is_non_fast_forward(&status) => Err(PushError::NonFastForward),
+            Some(status) => Err(PushError::Failed(Error::Conflict {
+                action: format!("push to {branch} of {}", self.url),
+                reason: format!("the server rejected the update: {status}"),
+            })),
+        }
+    }
+}
+
+/// The local branch the backend commits on; pushed to the configured branch.
+const WORK_BRANCH: &str = "keel-work";
+
+fn is_non_fast_forward(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("non-fast")
+        || m.contains("nonfastforward")
+        || m.contains("fetch first")
+        || m.contains("not fast-forward")
+        || m.contains("fastforward")
+}
+
+/// A libgit2 failure while doing `action` with repository `url`.
+pub(crate) fn git_error(url: &str, action: &str, e: git2::Error) -> Error {
+    let retryable = matches!(
+        e.class(),
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh
+    );
+    Error::Backend {
+        backend: format!("git {url}"),
+        action: action.to_owned(),
+        message: e.message().to_owned(),
+        retryable,
+        source: Some(Box::new(e)),
+    }
+}
+
+/// A file-system failure.
+pub(crate) fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Backend {
+        backend: "git working copy".into(),
+        action: format!("{action} {}", path.display()),
+        message: e.to_string(),
+        retryable: false,
+        source: Some(Box::new(e)),
+    }
+}

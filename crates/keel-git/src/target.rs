@@ -1,0 +1,697 @@
+//! `GitTarget`: the `Target` for manifests in a Git repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use git2::Signature;
+use keel_core::policy::VersionPolicy;
+use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan};
+use keel_core::{Error, ImageRef};
+use tracing::{info, warn};
+
+use crate::manifest::{self, Reference, RepoConfig};
+use crate::repo::{GitAuth, PushError, WorkingCopy, io_error};
+
+/// The default commit message: a subject, then one line per change.
+pub const DEFAULT_MESSAGE_TEMPLATE: &str = "Update {count} image(s)\n\n{changes}";
+
+/// The default line of one change in the commit message.
+pub const DEFAULT_CHANGE_TEMPLATE: &str = "- {image}: {old} -> {new} ({file})";
+
+/// Builds a [`GitTarget`].
+///
+/// ```no_run
+/// use keel_git::{GitAuth, GitTarget};
+///
+/// let target = GitTarget::builder("https://git.example.com/org/fleet.git")
+///     .with_branch("main")
+///     .with_push_branch("image-updates")
+///     .with_paths(["apps", "clusters/prod"])
+///     .with_auth(GitAuth::UserPassword {
+///         username: "x-access-token".into(),
+///         password: std::env::var("GIT_TOKEN").unwrap_or_default(),
+///     })
+///     .with_author("keel-bot", "keel-bot@example.com")
+///     .build();
+/// ```
+#[derive(Clone)]
+pub struct GitTargetBuilder {
+    url: String,
+    branch: String,
+    push_branch: Option<String>,
+    paths: Vec<String>,
+    workdir: Option<PathBuf>,
+    auth: GitAuth,
+    author_name: String,
+    author_email: String,
+    message_template: String,
+    change_template: String,
+    max_push_attempts: u32,
+    config: Option<RepoConfig>,
+    commit_per_image: bool,
+}
+
+impl std::fmt::Debug for GitTargetBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a token; the auth shows no secrets.
+        f.debug_struct("GitTargetBuilder")
+            .field("url", &redact(&self.url))
+            .field("branch", &self.branch)
+            .field("push_branch", &self.push_branch)
+            .field("paths", &self.paths)
+            .field("workdir", &self.workdir)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitTargetBuilder {
+    /// The branch to check out and, unless [`with_push_branch`](Self::with_push_branch) says
+    /// otherwise, to push to (default `main`).
+    pub fn with_branch(mut self, branch: impl Into<String>) -> Self {
+        self.branch = branch.into();
+        self
+    }
+
+    /// Pushes to this branch instead, created from the checkout branch when it does not
+    /// exist yet and built upon when it does (never force-pushed).
+    pub fn with_push_branch(mut self, branch: impl Into<String>) -> Self {
+        self.push_branch = Some(branch.into());
+        self
+    }
+
+    /// Scans only these directories (relative to the repository root); default everything.
+    pub fn with_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps the working copy here (default: a directory per URL and branch under the
+    /// system's temporary directory).
+    pub fn with_workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// How to authenticate.
+    pub fn with_auth(mut self, auth: GitAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The author and committer of the commits (default `keel-rs <keel-rs@localhost>`).
+    pub fn with_author(mut self, name: impl Into<String>, email: impl Into<String>) -> Self {
+        self.author_name = name.into();
+        self.author_email = email.into();
+        self
+    }
+
+    /// The commit message: `{count}` is the number of changes, `{changes}` their lines.
+    pub fn with_message_template(mut self, template: impl Into<String>) -> Self {
+        self.message_template = template.into();
+        self
+    }
+
+    /// The line of one change: `{image}`, `{old}`, `{new}`, `{file}`, `{id}`.
+    pub fn with_change_template(mut self, template: impl Into<String>) -> Self {
+        self.change_template = template.into();
+        self
+    }
+
+    /// How many times to fetch, re-apply and push again after the branch moved (default 5).
+    pub fn with_max_push_attempts(mut self, attempts: u32) -> Self {
+        self.max_push_attempts = attempts.max(1);
+        self
+    }
+
+    /// Uses this configuration instead of the repository's `.keel.yaml`.
+    pub fn with_config(mut self, config: RepoConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// One commit per image instead of one per run.
+    pub fn with_commit_per_image(mut self, yes: bool) -> Self {
+        self.commit_per_image = yes;
+        self
+    }
+
+    /// Builds the target. Nothing is fetched until it is used.
+    pub fn build(self) -> GitTarget {
+        let push_branch = self
+            .push_branch
+            .clone()
+            .unwrap_or_else(|| self.branch.clone());
+        let workdir = self.workdir.clone().unwrap_or_else(|| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&self.url, &self.branch, &push_branch).hash(&mut hasher);
+            std::env::temp_dir()
+                .join("keel-git")
+                .join(format!("{:016x}", hasher.finish()))
+        });
+        let name = if push_branch == self.branch {
+            format!("git {}#{}", redact(&self.url), self.branch)
+        } else {
+            format!("git {}#{}->{push_branch}", redact(&self.url), self.branch)
+        };
+        GitTarget {
+            inner: Arc::new(Inner {
+                name,
+                push_branch,
+                workdir,
+                settings: self,
+            }),
+        }
+    }
+}
+
+/// Manifests in a Git repository as a [`Target`]: discovery scans them for image references,
+/// applying rewrites the bytes of each reference, commits and pushes (one commit per run by
+/// default), re-applying on the new tip when the branch moved meanwhile.
+#[derive(Debug, Clone)]
+pub struct GitTarget {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    push_branch: String,
+    workdir: PathBuf,
+    settings: GitTargetBuilder,
+}
+
+/// The lock of each working copy: one process never runs two operations on one at once.
+fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(dir.to_path_buf())
+        .or_default()
+        .clone()
+}
+
+/// A URL without any user info, for names and messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host))
+                if !rest[..rest.find('/').unwrap_or(rest.len())].is_empty()
+                    && rest.find('@') < rest.find('/') =>
+            {
+                format!("{scheme}://{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl GitTarget {
+    /// A builder for the repository at `url` (`https://`, `ssh://`, `git@host:path`,
+    /// `git://`, `file://` or a local path).
+    pub fn builder(url: impl Into<String>) -> GitTargetBuilder {
+        GitTargetBuilder {
+            url: url.into(),
+            branch: "main".into(),
+            push_branch: None,
+            paths: Vec::new(),
+            workdir: None,
+            auth: GitAuth::None,
+            author_name: "keel-rs".into(),
+            author_email: "keel-rs@localhost".into(),
+            message_template: DEFAULT_MESSAGE_TEMPLATE.into(),
+            change_template: DEFAULT_CHANGE_TEMPLATE.into(),
+            max_push_attempts: 5,
+            config: None,
+            commit_per_image: false,
+        }
+    }
+
+    /// Runs `f` on a blocking thread with the working copy locked.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let lock = lock_for(&inner.workdir);
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            f(&inner)
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            backend: self.inner.name.clone(),
+            action: "run a git operation".into(),
+            message: e.to_string(),
+            retryable: false,
+            source: None,
+        })?
+    }
+
+    /// Every reference the repository holds now, by id, as scanned after a fresh sync.
+    pub async fn references(&self) -> Result<Vec<Reference>, Error> {
+        self.blocking(|inner| {
+            let copy = inner.sync()?;
+            Ok(inner.scan(&copy)?.into_values().collect())
+        })
+        .await
+    }
+}
+
+/// The edits of one file and the plans they serve.
+type FileEdits = BTreeMap<String, Vec<(usize, Reference, ImageRef)>>;
+
+impl Inner {
+    /// Opens or clones the working copy, fetches, and resets it to the branch to build on:
+    /// the push branch when it exists, else the checkout branch.
+    fn sync(&self) -> Result<WorkingCopy, Error> {
+        let s = &self.settings;
+        let copy = WorkingCopy::open_or_clone(&s.url, &self.workdir, &s.auth)?;
+        copy.fetch()?;
+        let tip = copy
+            .remote_tip(&self.push_branch)
+            .or_else(|| copy.remote_tip(&s.branch))
+            .ok_or_else(|| {
+                Error::not_found(format!("branch {} of {}", s.branch, redact(&s.url)))
+            })?;
+        copy.reset_to(tip)?;
+        Ok(copy)
+    }
+
+    fn config(&self, copy: &WorkingCopy) -> Result<RepoConfig, Error> {
+        if let Some(config) = &self.settings.config {
+            return Ok(config.clone());
+        }
+        let path = copy.workdir().join(".keel.yaml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => RepoConfig::from_yaml(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RepoConfig::default()),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    /// Scans every YAML file under the configured paths.
+    fn scan(&self, copy: &WorkingCopy) -> Result<BTreeMap<String, Reference>, Error> {
+        let config = self.config(copy)?;
+        let root = copy.workdir();
+        // The target's paths narrow the walk; the repository's own `paths` are applied by
+        // the scan.
+        let mut paths = self.settings.paths.clone();
+        if paths.is_empty() {
+            paths.push(String::new());
+        }
+        let mut files = Vec::new();
+        for p in &paths {
+            collect_yaml(root, &root.join(p), &mut files)?;
+        }
+        files.sort();
+        files.dedup();
+        let mut refs = BTreeMap::new();
+        for rel in files {
+            let full = root.join(&rel);
+            let Ok(content) = std::fs::read_to_string(&full) else {
+                warn!(file = %rel, "skipped: not UTF-8 text");
+                continue;
+            };
+            let scan = manifest::scan(&rel, &content, &config);
+            for w in scan.warnings {
+                warn!(file = %rel, warning = %w, "manifest skipped");
+            }
+            for r in scan.references {
+                refs.insert(r.id(), r);
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Sorts plans into edits by file, and outcomes settled without an edit.
+    fn plan_edits(
+        &self,
+        refs: &BTreeMap<String, Reference>,
+        plans: &[UpdatePlan],
+        outcomes: &mut [Option<Result<ApplyOutcome, Error>>],
+    ) -> FileEdits {
+        let mut edits: FileEdits = BTreeMap::new();
+        for (i, plan) in plans.iter().enumerate() {
+            let Some(reference) = refs.get(&plan.id) else {
+                outcomes[i] = Some(Err(Error::not_found(format!(
+                    "image reference {} in {}",
+                    plan.id, self.name
+                ))));
+                continue;
+            };
+            if reference.image == plan.new {
+                outcomes[i] = Some(Ok(ApplyOutcome::AlreadyCurrent));
+            } else if reference.image != plan.current {
+                outcomes[i] = Some(Err(Error::Conflict {
+                    action: format!("apply {plan}"),
+                    reason: format!("{} now holds {}", plan.id, reference.image),
+                }));
+            } else {
+                edits.entry(reference.file.clone()).or_default().push((
+                    i,
+                    reference.clone(),
+                    plan.new.clone(),
+                ));
+            }
+        }
+        edits
+    }
+
+    /// Rewrites the files in the working copy; plans whose file cannot be rewritten fail
+    /// alone (the file is left untouched). Returns the files written.
+    fn write_edits(
+        &self,
+        copy: &WorkingCopy,
+        edits: &mut FileEdits,
+        outcomes: &mut [Option<Result<ApplyOutcome, Error>>],
+    ) -> Result<Vec<String>, Error> {
+        let mut written = Vec::new();
+        let mut failed = Vec::new();
+        for (file, list) in edits.iter() {
+            let path = copy.workdir().join(file);
+            let content = std::fs::read_to_string(&path).map_err(|e| io_error("read", &path, e))?;
+            let pairs: Vec<(Reference, ImageRef)> = list
+                .iter()
+                .map(|(_, r, new)| (r.clone(), new.clone()))
+                .collect();
+            match manifest::rewrite(&content, &pairs) {
+                Ok(new) if new != content => {
+                    std::fs::write(&path, new).map_err(|e| io_error("write", &path, e))?;
+                    written.push(file.clone());
+                }
+                Ok(_) => {
+                    for (i, _, _) in list {
+                        outcomes[*i] = Some(Ok(ApplyOutcome::AlreadyCurrent));
+                    }
+                    failed.push(file.clone());
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    for (i, _, _) in list {
+                        outcomes[*i] = Some(Err(Error::Conflict {
+                            action: format!("rewrite {file}"),
+                            reason: text.clone(),
+                        }));
+                    }
+                    failed.push(file.clone());
+                }
+            }
+        }
+        for file in failed {
+            edits.remove(&file);
+        }
+        Ok(written)
+    }
+
+    fn message(&self, plans: &[UpdatePlan], edits: &FileEdits) -> String {
+        let s = &self.settings;
+        let mut lines = Vec::new();
+        for (file, list) in edits {
+            for (i, reference, new) in list {
+                let plan = &plans[*i];
+                lines.push(
+                    s.change_template
+                        .replace("{image}", &plan.current.name())
+                        .replace("{old}", &shown_version(&reference.image))
+                        .replace("{new}", &shown_version(new))
+                        .replace("{file}", file)
+                        .replace("{id}", &plan.id),
+                );
+            }
+        }
+        s.message_template
+            .replace("{count}", &lines.len().to_string())
+            .replace("{changes}", &lines.join("\n"))
+    }
+
+    fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome, Error>> {
+        let s = &self.settings;
+        let mut last_error = None;
+        for attempt in 1..=s.max_push_attempts {
+            let mut outcomes: Vec<Option<Result<ApplyOutcome, Error>>> =
+                (0..plans.len()).map(|_| None).collect();
+            match self.try_apply(plans, &mut outcomes) {
+                Ok(()) => {
+                    return outcomes
+                        .into_iter()
+                        .map(|o| o.unwrap_or(Ok(ApplyOutcome::Applied)))
+                        .collect();
+                }
+                Err(PushError::NonFastForward) => {
+                    info!(target = %self.name, attempt, "branch moved; re-applying on the new tip");
+                    last_error = Some(format!(
+                        "the branch {} kept moving; gave up after {attempt} attempt(s)",
+                        self.push_branch
+                    ));
+                }
+                Err(PushError::Failed(e)) => {
+                    let text = e.to_string();
+                    let mut first = Some(e);
+                    return outcomes
+                        .into_iter()
+                        .map(|o| match o {
+                            Some(done) => done,
+                            None => Err(first.take().unwrap_or_else(|| Error::Backend {
+                                backend: self.name.clone(),
+                                action: "apply updates".into(),
+                                message: text.clone(),
+                                retryable: false,
+                                source: None,
+                            })),
+                        })
+                        .collect();
+                }
+            }
+        }
+        let reason = last_error.unwrap_or_default();
+        plans
+            .iter()
+            .map(|plan| {
+                Err(Error::Conflict {
+                    action: format!("apply {plan}"),
+                    reason: reason.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// One attempt: sync, edit, commit, push. Fills the outcomes it settles; the rest are
+    /// applied when it returns `Ok`.
+    fn try_apply(
+        &self,
+        plans: &[UpdatePlan],
+        outcomes: &mut [Option<Result<ApplyOutcome, Error>>],
+    ) -> Result<(), PushError> {
+        let copy = self.sync().map_err(PushError::Failed)?;
+        let refs = self.scan(&copy).map_err(PushError::Failed)?;
+        let mut edits = self.plan_edits(&refs, plans, outcomes);
+        if edits.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .write_edits(&copy, &mut edits, outcomes)
+            .map_err(PushError::Failed)?;
+        if written.is_empty() {
+            return Ok(());
+        }
+        let s = &self.settings;
+        let author = Signature::now(&s.author_name, &s.author_email).map_err(|e| {
+            PushError::Failed(crate::repo::git_error(
+                &redact(&s.url),
+                "make the commit signature",
+                e,
+            ))
+        })?;
+        if s.commit_per_image {
+            // Stage one file at a time per plan; plans in one file share its commit.
+            for (file, list) in &edits {
+                let one: FileEdits = BTreeMap::from([(file.clone(), list.clone())]);
+                copy.commit(
+                    std::slice::from_ref(file),
+                    &author,
+                    &self.message(plans, &one),
+                )
+                .map_err(PushError::Failed)?;
+            }
+        } else {
+            copy.commit(&written, &author, &self.message(plans, &edits))
+                .map_err(PushError::Failed)?;
+        }
+        copy.push(&self.push_branch)?;
+        info!(target = %self.name, files = written.len(), "pushed");
+        Ok(())
+    }
+
+    fn preview(&self, plans: &[UpdatePlan]) -> Result<String, Error> {
+        let copy = self.sync()?;
+        let refs = self.scan(&copy)?;
+        let mut outcomes: Vec<Option<Result<ApplyOutcome, Error>>> =
+            (0..plans.len()).map(|_| None).collect();
+        let mut edits = self.plan_edits(&refs, plans, &mut outcomes);
+        self.write_edits(&copy, &mut edits, &mut outcomes)?;
+        let diff = copy.diff();
+        // Leave the working copy as the branch has it.
+        if let Some(tip) = copy.repo.head().ok().and_then(|h| h.target()) {
+            copy.reset_to(tip)?;
+        }
+        let mut diff = diff?;
+        for (plan, outcome) in plans.iter().zip(outcomes) {
+            if let Some(Err(e)) = outcome {
+                diff.push_str(&format!("# not applicable: {plan}: {e}\n"));
+            }
+        }
+        Ok(diff)
+    }
+}
+
+/// The tag and digest part of a reference, as a commit message shows it.
+fn shown_version(image: &ImageRef) -> String {
+    match (image.tag(), image.digest()) {
+        (Some(t), Some(d)) => format!("{t}@{d}"),
+        (Some(t), None) => t.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// Collects the YAML files under `dir` (relative to `root`, `/`-separated), skipping `.git`.
+fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("read directory", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("read directory", dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| io_error("stat", &path, e))?;
+        if kind.is_dir() {
+            if entry.file_name() != ".git" {
+                collect_yaml(root, &path, out)?;
+            }
+        } else if kind.is_file()
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            )
+        {
+            if let Ok(rel) = path.strip_prefix(root) {
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(rel.join("/"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Target for GitTarget {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
+        let refs = self.references().await?;
+        let mut tracked = Vec::new();
+        for r in refs {
+            let Some(policy) = r.policy.clone() else {
+                warn!(id = %r.id(), "image reference without a policy; not tracked");
+                continue;
+            };
+            let policy = VersionPolicy::parse(&policy, &r.options)?;
+            let poll = r.settings.trigger.as_deref() == Some("poll");
+            let trigger = match (&r.settings.poll_schedule, poll) {
+                (Some(schedule), _) => Trigger::Poll {
+                    schedule: schedule.clone(),
+                },
+                (None, true) => Trigger::Poll {
+                    schedule: "@every 1m".into(),
+                },
+                (None, false) => Trigger::default(),
+            };
+            tracked.push(
+                TrackedImage::new(r.id(), r.image.clone(), Arc::new(policy))
+                    .with_trigger(trigger)
+                    .with_approvals(r.settings.approvals),
+            );
+        }
+        Ok(tracked)
+    }
+
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
+        let mut results = self.apply_all(std::slice::from_ref(plan)).await;
+        results.pop().unwrap_or(Ok(ApplyOutcome::AlreadyCurrent))
+    }
+
+    async fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome, Error>> {
+        let owned = plans.to_vec();
+        let count = plans.len();
+        match self
+            .blocking(move |inner| Ok(inner.apply_all(&owned)))
+            .await
+        {
+            Ok(results) => results,
+            Err(e) => {
+                let text = e.to_string();
+                let mut first = Some(e);
+                (0..count)
+                    .map(|_| {
+                        Err(first.take().unwrap_or_else(|| Error::Backend {
+                            backend: self.inner.name.clone(),
+                            action: "apply updates".into(),
+                            message: text.clone(),
+                            retryable: false,
+                            source: None,
+                        }))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn preview(&self, plans: &[UpdatePlan]) -> Result<String, Error> {
+        let owned = plans.to_vec();
+        self.blocking(move |inner| inner.preview(&owned)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_carry_credentials() {
+        assert_eq!(
+            redact("https://user:tok@git.example.com/a.git"),
+            "https://git.example.com/a.git"
+        );
+        assert_eq!(
+            redact("https://git.example.com/a@b.git"),
+            "https://git.example.com/a@b.git"
+        );
+        assert_eq!(
+            redact("git@github.com:org/repo.git"),
+            "git@github.com:org/repo.git"
+        );
+        let t = GitTarget::builder("https://u:secret@h.example/r.git").build();
+        assert!(!t.name().contains("secret"));
+        assert!(!format!("{t:?}").contains("secret"));
+        let t = GitTarget::builder("https://h.example/r.git")
+            .with_auth(GitAuth::UserPassword {
+                username: "bot".into(),
+                password: "hunter2".into(),
+            })
+            .build();
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

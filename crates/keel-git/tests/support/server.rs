@@ -1,0 +1,527 @@
+//! Throw-away Git servers: `git daemon` started by `scripts/git-server`, optionally with the
+//! smart-HTTP server of [`super::http`] in front of the same repositories; stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::git::Git;
+use super::http::{HttpConfig, HttpGitServer, HttpRequestRecord};
+
+/// The identity of the commits a third party pushes with [`GitServer::push_file`].
+pub(crate) const THIRD_PARTY: (&str, &str) = ("Third Party", "third-party@example.invalid");
+
+/// A running `git daemon` on 127.0.0.1 serving the bare repositories of a temporary directory
+/// (anonymous fetch and push over `git://`), optionally with a smart-HTTP server behind basic
+/// auth (`http://127.0.0.1:PORT/git/NAME.git`). Stopped, and its directory removed, on drop.
+pub(crate) struct GitServer {
+    addr: String,
+    dir: PathBuf,
+    repos: PathBuf,
+    pid: u32,
+    git: Git,
+    http: Option<(HttpGitServer, String, String)>,
+}
+
+impl GitServer {
+    /// Starts `git daemon`; panics if it cannot (with a hint to run
+    /// `scripts/git-server install` when git or `git daemon` is missing).
+    pub(crate) fn start() -> GitServer {
+        GitServer::launch(None)
+    }
+
+    /// Starts `git daemon` and a smart-HTTP server that lets in only `user` with `password`.
+    pub(crate) fn start_with_http(user: &str, password: &str) -> GitServer {
+        GitServer::launch(Some((user, password)))
+    }
+
+    fn launch(http: Option<(&str, &str)>) -> GitServer {
+        require_git(http.is_some());
+        let script = super::repo_root().join("scripts/git-server");
+        let mut command = Command::new(&script);
+        command
+            .arg("start")
+            .args(["--owner-pid", &std::process::id().to_string()]);
+        let output = command
+            .output()
+            .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+        assert!(
+            output.status.success(),
+            "scripts/git-server start failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line = String::from_utf8_lossy(&output.stdout);
+        let started: serde_json::Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|error| panic!("scripts/git-server start printed {line:?}: {error}"));
+        let addr = started["addr"].as_str().expect("addr").to_owned();
+        let dir = PathBuf::from(started["dir"].as_str().expect("dir"));
+        let repos = PathBuf::from(started["repos"].as_str().expect("repos"));
+        let pid = u32::try_from(started["pid"].as_u64().expect("pid")).expect("pid fits u32");
+        let git = Git::new(dir.join("home"));
+        let http = http.map(|(user, password)| {
+            let server = HttpGitServer::start(HttpConfig {
+                user: user.to_owned(),
+                password: password.to_owned(),
+                project_root: repos.clone(),
+                home: git.home().to_path_buf(),
+            });
+            (server, user.to_owned(), password.to_owned())
+        });
+        GitServer {
+            addr,
+            dir,
+            repos,
+            pid,
+            git,
+            http,
+        }
+    }
+
+    /// `127.0.0.1:PORT` of `git daemon`.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The server's temporary directory (removed on drop).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of the bare repositories.
+    pub(crate) fn repos_dir(&self) -> &Path {
+        &self.repos
+    }
+
+    /// The bare repository `NAME.git`.
+    pub(crate) fn repo_path(&self, name: &str) -> PathBuf {
+        self.repos.join(format!("{name}.git"))
+    }
+
+    /// The process id of `git daemon`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The isolated `git` CLI this server uses (its `HOME` lies in the server's directory).
+    pub(crate) fn git(&self) -> &Git {
+        &self.git
+    }
+
+    /// A scratch directory inside the server's directory (removed with the server), for
+    /// clones and work trees of a test.
+    pub(crate) fn scratch_dir(&self, prefix: &str) -> PathBuf {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.dir)
+            .expect("scratch directory")
+            .keep()
+    }
+
+    /// `git://127.0.0.1:PORT/NAME.git`.
+    pub(crate) fn git_url(&self, name: &str) -> String {
+        format!("git://{}/{name}.git", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/git/NAME.git`; panics unless started with
+    /// [`GitServer::start_with_http`].
+    pub(crate) fn http_url(&self, name: &str) -> String {
+        format!("http://{}/git/{name}.git", self.http_server().addr())
+    }
+
+    /// [`GitServer::http_url`] with `user:password@` in it (percent-encoded), for the `git`
+    /// CLI, which cannot be asked for credentials in tests.
+    pub(crate) fn http_url_with_credentials(
+        &self,
+        name: &str,
+        user: &str,
+        password: &str,
+    ) -> String {
+        format!(
+            "http://{}:{}@{}/git/{name}.git",
+            percent_encode(user),
+            percent_encode(password),
+            self.http_server().addr()
+        )
+    }
+
+    /// The user and password the HTTP server accepts; panics without HTTP.
+    pub(crate) fn http_credentials(&self) -> (&str, &str) {
+        let (_, user, password) = self.http.as_ref().expect(NO_HTTP);
+        (user, password)
+    }
+
+    /// HTTP requests so far, whatever their outcome.
+    pub(crate) fn http_requests(&self) -> usize {
+        self.http_server().requests()
+    }
+
+    /// HTTP requests with wrong or unreadable credentials (answered 401).
+    pub(crate) fn http_auth_failures(&self) -> usize {
+        self.http_server().auth_failures()
+    }
+
+    /// HTTP requests without credentials, answered 401 with a `WWW-Authenticate` challenge.
+    /// Git clients (the CLI, libgit2) send such a request first even when they have
+    /// credentials, so a successful clone usually counts one.
+    pub(crate) fn http_challenges(&self) -> usize {
+        self.http_server().challenges()
+    }
+
+    /// Every HTTP request so far, in order.
+    pub(crate) fn http_log(&self) -> Vec<HttpRequestRecord> {
+        self.http_server().log()
+    }
+
+    /// What `git http-backend` wrote to stderr so far.
+    pub(crate) fn http_backend_stderr(&self) -> String {
+        self.http_server().backend_stderr()
+    }
+
+    /// The log of `git daemon` so far (connections, requests, errors).
+    pub(crate) fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn http_server(&self) -> &HttpGitServer {
+        &self.http.as_ref().expect(NO_HTTP).0
+    }
+
+    /// Creates the bare repository `NAME.git` with HEAD naming `branch` and seeds `branch` with
+    /// one commit of `files` (`(path, content)`, paths may contain `/`); returns its id.
+    pub(crate) fn create_repo(&self, name: &str, files: &[(&str, &str)], branch: &str) -> String {
+        let bytes: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(path, content)| (*path, content.as_bytes()))
+            .collect();
+        self.create_repo_bytes(name, &bytes, branch)
+    }
+
+    /// [`GitServer::create_repo`] with file contents as bytes (invalid UTF-8, BOMs, ...).
+    pub(crate) fn create_repo_bytes(
+        &self,
+        name: &str,
+        files: &[(&str, &[u8])],
+        branch: &str,
+    ) -> String {
+        let source = self.scratch_dir("seed-");
+        for (path, content) in files {
+            write_file(&source, path, content);
+        }
+        let output = self.create_repo_command(name, branch, Some(&source));
+        std::fs::remove_dir_all(&source).ok();
+        let commit = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert_eq!(
+            commit.len(),
+            40,
+            "create-repo printed {commit:?}, not a commit id"
+        );
+        commit
+    }
+
+    /// Creates the bare repository `NAME.git` without any commit (HEAD names `branch`).
+    pub(crate) fn create_empty_repo(&self, name: &str, branch: &str) {
+        self.create_repo_command(name, branch, None);
+    }
+
+    fn create_repo_command(
+        &self,
+        name: &str,
+        branch: &str,
+        source: Option<&Path>,
+    ) -> std::process::Output {
+        let script = super::repo_root().join("scripts/git-server");
+        let mut command = Command::new(&script);
+        command
+            .arg("create-repo")
+            .arg(&self.dir)
+            .arg(name)
+            .args(["--branch", branch]);
+        if let Some(source) = source {
+            command.arg("--from-dir").arg(source);
+        }
+        let output = command
+            .output()
+            .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+        assert!(
+            output.status.success(),
+            "scripts/git-server create-repo {name} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// A third party commits `content` to `path` on `branch` (created from HEAD, or as the first
+    /// commit of an empty repository, when missing) and pushes it over `git://`, through a
+    /// clone of its own; returns the new commit id.
+    pub(crate) fn push_file(
+        &self,
+        name: &str,
+        branch: &str,
+        path: &str,
+        content: &str,
+        message: &str,
+    ) -> String {
+        self.push_files(name, branch, &[(path, Some(content))], message)
+    }
+
+    /// Like [`GitServer::push_file`] with several files in one commit; `None` deletes a file.
+    pub(crate) fn push_files(
+        &self,
+        name: &str,
+        branch: &str,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+    ) -> String {
+        let work = self.scratch_dir("third-party-");
+        let git = &self.git;
+        let url = self.git_url(name);
+        git.run(
+            None,
+            [
+                "clone".as_ref(),
+                "--quiet".as_ref(),
+                "--no-checkout".as_ref(),
+                url.as_ref(),
+                work.as_os_str(),
+            ],
+        );
+        let remote_branch = format!("refs/remotes/origin/{branch}");
+        let has_branch = git
+            .try_run(
+                Some(&work),
+                ["rev-parse", "--verify", "--quiet", &remote_branch],
+            )
+            .success;
+        let has_head = git
+            .try_run(Some(&work), ["rev-parse", "--verify", "--quiet", "HEAD"])
+            .success;
+        if has_branch {
+            git.run(
+                Some(&work),
+                ["checkout", "--quiet", "-B", branch, &remote_branch],
+            );
+        } else if has_head {
+            git.run(Some(&work), ["checkout", "--quiet", "-B", branch]);
+        } else {
+            git.run(Some(&work), ["checkout", "--quiet", "--orphan", branch]);
+        }
+        for (path, content) in files {
+            match content {
+                Some(content) => {
+                    write_file(&work, path, content.as_bytes());
+                    git.run(Some(&work), ["add", "--", path]);
+                }
+                None => {
+                    git.run(Some(&work), ["rm", "--quiet", "--", path]);
+                }
+            }
+        }
+        let mut commit = git.command();
+        commit
+            .current_dir(&work)
+            .args(["commit", "--quiet", "--allow-empty", "-m", message])
+            .env("GIT_AUTHOR_NAME", THIRD_PARTY.0)
+            .env("GIT_AUTHOR_EMAIL", THIRD_PARTY.1)
+            .env("GIT_COMMITTER_NAME", THIRD_PARTY.0)
+            .env("GIT_COMMITTER_EMAIL", THIRD_PARTY.1);
+        git.output(commit).expect_success();
+        let id = git.run(Some(&work), ["rev-parse", "HEAD"]).trimmed();
+        git.run(
+            Some(&work),
+            [
+                "push",
+                "--quiet",
+                "origin",
+                &format!("HEAD:refs/heads/{branch}"),
+            ],
+        );
+        std::fs::remove_dir_all(&work).ok();
+        id
+    }
+
+    /// The commit `branch` points at in the bare repository, if the branch exists.
+    pub(crate) fn head(&self, name: &str, branch: &str) -> Option<String> {
+        let output = self.bare(
+            name,
+            [
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}^{{commit}}"),
+            ],
+        );
+        output.success.then(|| output.trimmed())
+    }
+
+    /// The content of `path` on `branch`, if both exist (panics on invalid UTF-8; see
+    /// [`GitServer::read_bytes`]).
+    pub(crate) fn read_file(&self, name: &str, branch: &str, path: &str) -> Option<String> {
+        self.read_bytes(name, branch, path).map(|bytes| {
+            String::from_utf8(bytes)
+                .unwrap_or_else(|_| panic!("{path} on {branch} of {name} is not UTF-8"))
+        })
+    }
+
+    /// The bytes of `path` on `branch`, if both exist.
+    pub(crate) fn read_bytes(&self, name: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
+        let object = format!("refs/heads/{branch}:{path}");
+        let kind = self.bare(name, ["cat-file", "-t", &object]);
+        if !kind.success || kind.trimmed() != "blob" {
+            return None;
+        }
+        let output = self.bare(name, ["cat-file", "blob", &object]);
+        output.success.then_some(output.stdout)
+    }
+
+    /// `(commit id, subject)` of the commits of `branch`, newest first (empty when the branch
+    /// does not exist).
+    pub(crate) fn log(&self, name: &str, branch: &str) -> Vec<(String, String)> {
+        let Some(head) = self.head(name, branch) else {
+            return Vec::new();
+        };
+        let output = self.bare(name, ["log", "--format=%H%x09%s", &head]);
+        let output = output.expect_success();
+        output
+            .stdout_text()
+            .lines()
+            .map(|line| {
+                let (id, subject) = line.split_once('\t').unwrap_or((line, ""));
+                (id.to_owned(), subject.to_owned())
+            })
+            .collect()
+    }
+
+    /// The paths of the files on `branch` (sorted), empty when the branch does not exist.
+    pub(crate) fn files(&self, name: &str, branch: &str) -> Vec<String> {
+        let Some(head) = self.head(name, branch) else {
+            return Vec::new();
+        };
+        let output = self.bare(name, ["ls-tree", "-r", "--name-only", "-z", &head]);
+        output
+            .expect_success()
+            .stdout_text()
+            .split('\0')
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `git show -s --format=FORMAT COMMIT` in the bare repository (author, message, parents,
+    /// ... of a commit, e.g. `%an <%ae>`, `%B`, `%P`).
+    pub(crate) fn show(&self, name: &str, commit: &str, format: &str) -> String {
+        let format = format!("--format={format}");
+        self.bare(name, ["show", "-s", &format, commit])
+            .expect_success()
+            .stdout_text()
+    }
+
+    /// Points `branch` at `commit` (or deletes it with `None`), as a force push would: for
+    /// tests of rewritten or vanished branches.
+    pub(crate) fn set_branch(&self, name: &str, branch: &str, commit: Option<&str>) {
+        let reference = format!("refs/heads/{branch}");
+        match commit {
+            Some(commit) => self.bare(name, ["update-ref", &reference, commit]),
+            None => self.bare(name, ["update-ref", "-d", &reference]),
+        }
+        .expect_success();
+    }
+
+    /// Installs the hook `hook` (`pre-receive`, `update`, ...) of the bare repository as a
+    /// `/bin/sh` script with `body`, e.g. `echo "rejected" >&2; exit 1` to refuse pushes.
+    pub(crate) fn install_hook(&self, name: &str, hook: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.repo_path(name).join("hooks").join(hook);
+        std::fs::create_dir_all(path.parent().expect("hooks dir")).expect("hooks directory");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))
+            .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make the hook executable");
+    }
+
+    /// Runs `git --git-dir=<bare repository> ARGS`, whether it succeeds or not.
+    pub(crate) fn bare<I, S>(&self, name: &str, args: I) -> super::git::GitOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let repo = self.repo_path(name);
+        assert!(repo.is_dir(), "no repository {}", repo.display());
+        let mut command = self.git.command();
+        command.arg("--git-dir").arg(&repo).args(args);
+        self.git.output(command)
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        // The HTTP server first: it runs backends in the directory about to be removed.
+        self.http = None;
+        let script = super::repo_root().join("scripts/git-server");
+        let stopped = Command::new(&script)
+            .arg("stop")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !matches!(stopped, Ok(status) if status.success()) {
+            eprintln!(
+                "scripts/git-server stop {} failed: {stopped:?}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+const NO_HTTP: &str = "this GitServer has no HTTP server: start it with GitServer::start_with_http";
+
+/// Panics unless the `git` first on `PATH` runs and has `git daemon` (and, for `http`,
+/// `git http-backend`): tests must fail, not pass, on a machine without them.
+fn require_git(http: bool) {
+    const HINT: &str = "run `scripts/git-server install` first (the keel-git integration tests \
+                        need git with `git daemon` and `git http-backend`)";
+    let exec_path = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    let Some(exec_path) = exec_path else {
+        panic!("`git` is not installed (or does not run): {HINT}");
+    };
+    let mut needed = vec!["git-daemon"];
+    if http {
+        needed.push("git-http-backend");
+    }
+    for program in needed {
+        assert!(
+            exec_path.join(program).is_file(),
+            "`{program}` is missing from {}: {HINT}",
+            exec_path.display()
+        );
+    }
+}
+
+/// Writes `content` to `root/path`, creating parent directories.
+fn write_file(root: &Path, path: &str, content: &[u8]) {
+    let target = root.join(path);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .unwrap_or_else(|error| panic!("creating {}: {error}", parent.display()));
+    }
+    std::fs::write(&target, content)
+        .unwrap_or_else(|error| panic!("writing {}: {error}", target.display()));
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (for URL userinfo).
+fn percent_encode(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}

@@ -1,0 +1,146 @@
+//! `keel-gitops`: a long-running GitOps image updater.
+//!
+//! Every `--interval` it fetches the repository, finds the image references its manifests
+//! mark (Flux setter markers, Keel annotations, kustomization images, `.keel.yaml`), asks the
+//! registries for newer tags by each reference's policy, and commits and pushes the updates:
+//! what Flux image automation or Argo CD Image Updater's git write-back do, as one small
+//! program built from keel-rs.
+//!
+//! ```text
+//! keel-gitops --repo https://git.example.com/org/fleet.git --branch main --interval 5m
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use keel_core::Pipeline;
+use keel_git::{GitAuth, GitTarget};
+use keel_registry::RegistryClientBuilder;
+use tracing::{error, info, warn};
+
+/// Keeps the images of a Git repository up to date.
+#[derive(Debug, Parser)]
+#[command(name = "keel-gitops", version, about)]
+struct Args {
+    /// The repository URL or local path.
+    #[arg(long, env = "KEEL_REPO")]
+    repo: String,
+
+    /// The branch to update.
+    #[arg(long, default_value = "main", env = "KEEL_BRANCH")]
+    branch: String,
+
+    /// Push to this branch instead (created from --branch when missing).
+    #[arg(long, env = "KEEL_PUSH_BRANCH")]
+    push_branch: Option<String>,
+
+    /// Scan only these directories (repeatable).
+    #[arg(long = "path")]
+    paths: Vec<String>,
+
+    /// How often to look for updates: `30s`, `5m`, `1h`.
+    #[arg(long, default_value = "5m", value_parser = parse_interval, env = "KEEL_INTERVAL")]
+    interval: Duration,
+
+    /// Run one pass and exit.
+    #[arg(long)]
+    once: bool,
+
+    /// Show what would change, never push.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// HTTPS user for the repository; the token comes from `KEEL_GIT_PASSWORD`.
+    #[arg(long, env = "KEEL_GIT_USERNAME")]
+    git_username: Option<String>,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not an interval like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} has an unknown unit {unit:?}; use s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let auth = match &args.git_username {
+        Some(user) => match std::env::var("KEEL_GIT_PASSWORD") {
+            Ok(password) => GitAuth::UserPassword {
+                username: user.clone(),
+                password,
+            },
+            Err(_) => {
+                error!("--git-username needs KEEL_GIT_PASSWORD");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => GitAuth::None,
+    };
+    let mut target = GitTarget::builder(&args.repo)
+        .with_branch(&args.branch)
+        .with_paths(args.paths.clone())
+        .with_auth(auth);
+    if let Some(push) = &args.push_branch {
+        target = target.with_push_branch(push);
+    }
+    let registry = match RegistryClientBuilder::from_env().and_then(|b| b.build()) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(%e, "cannot set up the registry client");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let pipeline = Pipeline::new(Arc::new(registry))
+        .with_target(Arc::new(target.build()))
+        .with_dry_run(args.dry_run);
+
+    loop {
+        let report = pipeline.run_once().await;
+        info!(
+            tracked = report.tracked,
+            planned = report.planned.len(),
+            applied = report.applied.len(),
+            failures = report.failures.len(),
+            "pass done"
+        );
+        for failure in &report.failures {
+            warn!(id = ?failure.id, error = %failure.error, "update failed");
+        }
+        for diff in report.previews.values() {
+            println!("{diff}");
+        }
+        if args.once {
+            return if report.failures.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(args.interval) => {}
+            _ = tokio::signal::ctrl_c() => {
+                info!("interrupted; stopping");
+                return std::process::ExitCode::SUCCESS;
+            }
+        }
+    }
+}
