@@ -227,6 +227,10 @@ impl WorkingCopy {
             .repo
             .find_commit(commit)
             .map_err(|e| git_error(&self.url, "find the branch tip", e))?;
+        // Detach first: the work branch cannot be moved while it is checked out.
+        self.repo
+            .set_head_detached(commit.id())
+            .map_err(|e| git_error(&self.url, "detach HEAD", e))?;
         self.repo
             .branch(WORK_BRANCH, &commit, true)
             .map_err(|e| git_error(&self.url, "move the work branch", e))?;
@@ -334,13 +338,22 @@ impl WorkingCopy {
 /// The local branch the backend commits on; pushed to the configured branch.
 const WORK_BRANCH: &str = "keel-work";
 
+/// Whether a push failed because the remote branch moved: not a fast-forward any more, or a
+/// concurrent push won the server's ref lock ("failed to update ref", "cannot lock ref").
 fn is_non_fast_forward(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("non-fast")
-        || m.contains("nonfastforward")
-        || m.contains("fetch first")
-        || m.contains("not fast-forward")
-        || m.contains("fastforward")
+    [
+        "non-fast",
+        "nonfastforward",
+        "fastforward",
+        "not fast-forward",
+        "fetch first",
+        "failed to update ref",
+        "cannot lock ref",
+        "failed to lock",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 /// A libgit2 failure while doing `action` with repository `url`.

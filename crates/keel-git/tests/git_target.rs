@@ -1,0 +1,416 @@
+//! `GitTarget` against a real `git daemon` and `git http-backend` on 127.0.0.1.
+
+mod support;
+
+use std::sync::Arc;
+
+use keel_core::memory::InMemoryRegistry;
+use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
+use keel_core::{Error, ImageRef, Pipeline, testkit};
+use keel_git::{GitAuth, GitTarget, GitTargetBuilder};
+use support::GitServer;
+
+const WEB: &str = "apps/web.yaml";
+const WEB_YAML: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}
+";
+
+const VALUES: &str = "charts/api/values.yaml";
+const VALUES_YAML: &str = "\
+# Helm values of the api chart.
+image:
+  repository: ghcr.io/acme/api # {\"$imagepolicy\": \"flux-system:api:name\"}
+  tag: \"2.0.0\" # {\"$imagepolicy\": \"flux-system:api:tag\"}
+replicas: 2
+";
+
+const KUSTOMIZATION: &str = "clusters/prod/kustomization.yaml";
+const KUSTOMIZATION_YAML: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../../apps]
+images:
+  - name: ghcr.io/acme/worker
+    newTag: '3.1.0'
+";
+
+const KEEL: &str = "apps/cache.yaml";
+const KEEL_YAML: &str = "\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: cache
+  annotations:
+    keel.sh/policy: patch
+spec:
+  template:
+    spec:
+      containers:
+        - name: redis
+          image: redis:7.2.3
+";
+
+const CONFIG_YAML: &str = "\
+policies:
+  flux-system:web: minor
+  flux-system:api:
+    policy: semver:^2
+images:
+  - image: ghcr.io/acme/worker
+    policy: major
+";
+
+fn files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (WEB, WEB_YAML),
+        (VALUES, VALUES_YAML),
+        (KUSTOMIZATION, KUSTOMIZATION_YAML),
+        (KEEL, KEEL_YAML),
+        (".keel.yaml", CONFIG_YAML),
+        ("README.md", "not a manifest\n"),
+    ]
+}
+
+fn registry() -> Arc<InMemoryRegistry> {
+    let r = Arc::new(InMemoryRegistry::new("test registry"));
+    r.push_tags("ghcr.io/acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"]);
+    r.push_tags("ghcr.io/acme/api", &["2.0.0", "2.1.0", "3.0.0"]);
+    r.push_tags("ghcr.io/acme/worker", &["3.1.0", "4.0.0"]);
+    r.push_tags("redis", &["7.2.3", "7.2.4", "7.4.0"]);
+    r
+}
+
+fn target(server: &GitServer, repo: &str) -> GitTargetBuilder {
+    GitTarget::builder(server.git_url(repo))
+        .with_workdir(server.scratch_dir("workdir"))
+        .with_author("keel-test", "keel-test@example.invalid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovers_and_updates_every_reference_form_byte_exactly() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let target = Arc::new(target(&server, "fleet").build());
+
+    let tracked = target.discover().await.unwrap();
+    let mut ids: Vec<String> = tracked.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "apps/cache.yaml#L12:redis",
+            "apps/web.yaml#L10:flux-system:web",
+            "charts/api/values.yaml#L3:flux-system:api",
+            "clusters/prod/kustomization.yaml#L6:ghcr.io/acme/worker",
+        ]
+    );
+
+    let report = Pipeline::new(registry())
+        .with_target(target.clone())
+        .run_once()
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.applied.len(), 4);
+
+    let read = |path| server.read_file("fleet", "main", path).unwrap();
+    assert_eq!(read(WEB), WEB_YAML.replace("web:1.2.3", "web:1.3.0"));
+    assert_eq!(read(VALUES), VALUES_YAML.replace("\"2.0.0\"", "\"2.1.0\""));
+    assert_eq!(
+        read(KUSTOMIZATION),
+        KUSTOMIZATION_YAML.replace("'3.1.0'", "'4.0.0'")
+    );
+    assert_eq!(read(KEEL), KEEL_YAML.replace("7.2.3", "7.2.4"));
+
+    // One commit for the run, by the configured author, listing every change.
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    let message = server.show("fleet", &log[0].0, "%an <%ae>%n%B");
+    assert!(
+        message.starts_with("keel-test <keel-test@example.invalid>\nUpdate 4 image(s)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("- ghcr.io/acme/web: 1.2.3 -> 1.3.0 (apps/web.yaml)"),
+        "{message}"
+    );
+
+    // Nothing left to do: no change, no commit.
+    let again = Pipeline::new(registry())
+        .with_target(target.clone())
+        .run_once()
+        .await;
+    assert!(again.planned.is_empty(), "{:?}", again.planned);
+    assert_eq!(server.log("fleet", "main").len(), 2);
+}
+
+fn plan_for(target: &GitTarget, id: &str, from: &str, to: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: target.name().to_owned(),
+        id: id.to_owned(),
+        current: ImageRef::parse(from).unwrap(),
+        new: ImageRef::parse(to).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_twice_is_a_no_op_and_stale_plans_conflict() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let target = target(&server, "fleet").build();
+    let id = "apps/web.yaml#L10:flux-system:web";
+    let plan = plan_for(
+        &target,
+        id,
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    assert!(matches!(
+        target.apply(&plan).await,
+        Ok(ApplyOutcome::Applied)
+    ));
+    assert!(matches!(
+        target.apply(&plan).await,
+        Ok(ApplyOutcome::AlreadyCurrent)
+    ));
+    assert_eq!(server.log("fleet", "main").len(), 2);
+
+    let stale = plan_for(
+        &target,
+        id,
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.2.4",
+    );
+    assert!(matches!(
+        target.apply(&stale).await,
+        Err(Error::Conflict { .. })
+    ));
+    let unknown = plan_for(&target, "apps/none.yaml#L1:x", "a:1", "a:2");
+    assert!(matches!(
+        target.apply(&unknown).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        server.log("fleet", "main").len(),
+        2,
+        "a refused plan committed something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_the_diff_and_pushes_nothing() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let head = server.head("fleet", "main");
+    let target = Arc::new(target(&server, "fleet").build());
+    let report = Pipeline::new(registry())
+        .with_target(target.clone())
+        .with_dry_run(true)
+        .run_once()
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let diff = &report.previews[target.name()];
+    assert!(
+        diff.contains("--- a/apps/web.yaml\n+++ b/apps/web.yaml\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("-          image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}\n+          image: ghcr.io/acme/web:1.3.0 # {\"$imagepolicy\": \"flux-system:web\"}\n"),
+        "{diff}"
+    );
+    assert!(diff.contains("-  tag: \"2.0.0\""), "{diff}");
+    assert_eq!(server.head("fleet", "main"), head, "a dry run pushed");
+    // The working copy is back at the branch tip: a real run still finds everything to do.
+    let report = Pipeline::new(registry())
+        .with_target(target.clone())
+        .run_once()
+        .await;
+    assert_eq!(report.applied.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_branch_is_created_from_the_checkout_branch() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let main_head = server.head("fleet", "main");
+    let target = Arc::new(
+        target(&server, "fleet")
+            .with_push_branch("image-updates")
+            .build(),
+    );
+    let report = Pipeline::new(registry())
+        .with_target(target.clone())
+        .run_once()
+        .await;
+    assert_eq!(report.applied.len(), 4, "{:?}", report.failures);
+    assert_eq!(
+        server.head("fleet", "main"),
+        main_head,
+        "main was pushed to"
+    );
+    let updates = server.log("fleet", "image-updates");
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[1].0, main_head.unwrap());
+    // The next run builds on the push branch, so it has nothing more to do.
+    let again = Pipeline::new(registry())
+        .with_target(target)
+        .run_once()
+        .await;
+    assert!(again.planned.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_updaters_and_a_third_party_lose_nothing() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let a = target(&server, "fleet").build();
+    let b = target(&server, "fleet").build();
+    let plan_a = plan_for(
+        &a,
+        "apps/web.yaml#L10:flux-system:web",
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    let plan_b = plan_for(
+        &b,
+        "apps/cache.yaml#L12:redis",
+        "redis:7.2.3",
+        "redis:7.2.4",
+    );
+    let third = {
+        let server = &server;
+        async move {
+            tokio::task::block_in_place(|| {
+                // A third party retries like a person would when the branch moved under it.
+                for _ in 0..10 {
+                    let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        server.push_file(
+                            "fleet",
+                            "main",
+                            "docs/notes.txt",
+                            "unrelated\n",
+                            "Add notes",
+                        )
+                    }));
+                    if pushed.is_ok() {
+                        return;
+                    }
+                }
+                panic!("the third party could not push");
+            })
+        }
+    };
+    let (ra, rb, _) = tokio::join!(a.apply(&plan_a), b.apply(&plan_b), third);
+    assert!(matches!(ra, Ok(ApplyOutcome::Applied)), "{ra:?}");
+    assert!(matches!(rb, Ok(ApplyOutcome::Applied)), "{rb:?}");
+
+    let read = |path| server.read_file("fleet", "main", path).unwrap();
+    assert_eq!(read(WEB), WEB_YAML.replace("web:1.2.3", "web:1.3.0"));
+    assert_eq!(read(KEEL), KEEL_YAML.replace("7.2.3", "7.2.4"));
+    assert_eq!(read("docs/notes.txt"), "unrelated\n");
+    let subjects: Vec<String> = server
+        .log("fleet", "main")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.as_str() == "Add notes")
+            .count(),
+        1
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.starts_with("Update 1 image"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_auth_works_and_refusals_are_clear_and_harmless() {
+    let server = GitServer::start_with_http("bot", "t0ken");
+    server.create_repo("fleet", &files(), "main");
+    let head = server.head("fleet", "main");
+    let good = Arc::new(
+        GitTarget::builder(server.http_url("fleet"))
+            .with_workdir(server.scratch_dir("good"))
+            .with_auth(GitAuth::UserPassword {
+                username: "bot".into(),
+                password: "t0ken".into(),
+            })
+            .build(),
+    );
+    assert_eq!(good.discover().await.unwrap().len(), 4);
+
+    let bad = GitTarget::builder(server.http_url("fleet"))
+        .with_workdir(server.scratch_dir("bad"))
+        .with_auth(GitAuth::UserPassword {
+            username: "bot".into(),
+            password: "wrong-secret".into(),
+        })
+        .build();
+    let err = bad.discover().await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("user \"bot\""), "{text}");
+    assert!(
+        !text.contains("wrong-secret"),
+        "the password leaked: {text}"
+    );
+    assert!(
+        server.http_auth_failures() <= 4,
+        "credentials were retried without bound"
+    );
+    assert_eq!(server.head("fleet", "main"), head);
+
+    // The good target still works after the failure elsewhere, and pushes over HTTP.
+    let report = Pipeline::new(registry()).with_target(good).run_once().await;
+    assert_eq!(report.applied.len(), 4, "{:?}", report.failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_side_rejection_leaves_the_remote_untouched() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    server.install_hook(
+        "fleet",
+        "pre-receive",
+        "#!/bin/sh\necho 'frozen for release' >&2\nexit 1\n",
+    );
+    let head = server.head("fleet", "main");
+    let target = target(&server, "fleet").with_max_push_attempts(2).build();
+    let plan = plan_for(
+        &target,
+        "apps/web.yaml#L10:flux-system:web",
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    let err = target.apply(&plan).await.unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert_eq!(server.head("fleet", "main"), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_to_the_target_contract() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let target = target(&server, "fleet").build();
+    testkit::target_conformance(&target).await;
+    assert_eq!(
+        server.read_file("fleet", "main", WEB).unwrap(),
+        WEB_YAML,
+        "the conformance suite puts the target back as it was"
+    );
+}
