@@ -211,7 +211,9 @@ pub(crate) struct ReleaseArgs {
 
 pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
     let new = ImageRef::parse(&args.update_image)?;
-    if new.tag().is_none() {
+    // A reference without a tag parses as `:latest`; a release must name its tag.
+    let last = args.update_image.rsplit('/').next().unwrap_or_default();
+    if new.tag().is_none() || !last.contains(':') {
         return Err(CliError::Input(format!(
             "invalid --update-image {:?}: it names no tag",
             args.update_image

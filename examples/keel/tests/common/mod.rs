@@ -5,8 +5,14 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `keel ARGS` with `stdin` as its input, away from any Docker config of the machine.
 pub(crate) fn keel(args: &[&str], stdin: &str) -> Output {
+    keel_with_env(args, stdin, &[])
+}
+
+/// Runs `keel ARGS` with extra environment variables.
+pub(crate) fn keel_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(args)
+        .envs(env.iter().copied())
         .env(
             "DOCKER_CONFIG",
             std::env::temp_dir().join("keel-no-docker-config"),

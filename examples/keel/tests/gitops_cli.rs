@@ -1,0 +1,170 @@
+//! `keel release` and `keel gitops plan|apply` against a real git server and registry.
+
+#[path = "../../../crates/keel-git/tests/support/mod.rs"]
+mod git_support;
+#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
+mod registry_support;
+
+mod common;
+use common::{keel, keel_with_env};
+
+use git_support::GitServer;
+use registry_support::{RegistryServer, ServerOptions};
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+fn deployment(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image} # {{\"$imagepolicy\": \"flux-system:web\"}}\n"
+    )
+}
+
+#[test]
+fn release_sets_one_image_everywhere_and_pushes() {
+    let server = GitServer::start();
+    let web = deployment("ghcr.io/acme/web:1.2.3");
+    let values = "image:\n  repository: ghcr.io/acme/web # {\"$imagepolicy\": \"flux-system:web:name\"}\n  tag: 1.2.3 # {\"$imagepolicy\": \"flux-system:web:tag\"}\n";
+    let other =
+        deployment("ghcr.io/acme/other:1.0.0").replace("flux-system:web", "flux-system:other");
+    server.create_repo(
+        "fleet",
+        &[
+            ("apps/web.yaml", &web),
+            ("charts/web/values.yaml", values),
+            ("apps/other.yaml", &other),
+        ],
+        "main",
+    );
+    let workdir = server.scratch_dir("cli-release");
+    let o = keel(
+        &[
+            "release",
+            "--repo",
+            &server.git_url("fleet"),
+            "--update-image",
+            "ghcr.io/acme/web:1.4.2",
+            "--workdir",
+            workdir.to_str().unwrap(),
+            "--author",
+            "CI Bot <ci@example.invalid>",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 2, "{}", text(&o.stdout));
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/web.yaml").unwrap(),
+        web.replace("1.2.3", "1.4.2")
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "main", "charts/web/values.yaml")
+            .unwrap(),
+        values.replace("tag: 1.2.3", "tag: 1.4.2")
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "main", "apps/other.yaml")
+            .unwrap(),
+        other
+    );
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 2);
+    assert_eq!(server.show("fleet", &log[0].0, "%an"), "CI Bot\n");
+
+    // The same step configured the way CI plugins pass settings: nothing left to change.
+    let o = keel_with_env(
+        &["release", "--workdir", workdir.to_str().unwrap()],
+        "",
+        &[
+            ("PLUGIN_REPO", &server.git_url("fleet")),
+            ("PLUGIN_UPDATE_IMAGE", "ghcr.io/acme/web:1.4.2"),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("nothing to change"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(server.log("fleet", "main").len(), 2);
+
+    let o = keel(
+        &[
+            "release",
+            "--repo",
+            &server.git_url("fleet"),
+            "--update-image",
+            "ghcr.io/acme/web",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("names no tag"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitops_plan_shows_and_apply_pushes() {
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry
+        .push_tags("acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"])
+        .await;
+    let image = format!("{}/acme/web", registry.addr());
+    let git = GitServer::start();
+    let web = deployment(&format!("{image}:1.2.3"));
+    git.create_repo(
+        "fleet",
+        &[
+            ("apps/web.yaml", &web),
+            (".keel.yaml", "policies:\n  flux-system:web: minor\n"),
+        ],
+        "main",
+    );
+    let head = git.head("fleet", "main");
+    let url = git.git_url("fleet");
+    let workdir = git.scratch_dir("cli-gitops");
+    let args = |verb: &'static str| {
+        vec![
+            "gitops".to_owned(),
+            verb.to_owned(),
+            "--repo".to_owned(),
+            url.clone(),
+            "--workdir".to_owned(),
+            workdir.to_str().unwrap().to_owned(),
+        ]
+    };
+    let run = |verb| {
+        let a = args(verb);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        tokio::task::block_in_place(|| keel(&refs, ""))
+    };
+
+    let o = run("plan");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let diff = text(&o.stdout);
+    assert!(
+        diff.contains(&format!("-          image: {image}:1.2.3")),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(&format!("+          image: {image}:1.3.0")),
+        "{diff}"
+    );
+    assert_eq!(git.head("fleet", "main"), head, "plan pushed");
+
+    let o = run("apply");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        git.read_file("fleet", "main", "apps/web.yaml").unwrap(),
+        web.replace("1.2.3", "1.3.0")
+    );
+    let o = run("plan");
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "", "nothing left to plan");
+}
