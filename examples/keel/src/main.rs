@@ -68,11 +68,9 @@ fn with_plugin_settings(command: clap::Command) -> clap::Command {
         .collect();
     for (id, keel) in args {
         let plugin = keel.replacen("KEEL_", "PLUGIN_", 1);
-        if std::env::var_os(&keel).is_none() {
-            if std::env::var_os(&plugin).is_some() {
-                let plugin: &'static str = Box::leak(plugin.into_boxed_str());
-                command = command.mut_arg(id, |a| a.env(plugin));
-            }
+        if std::env::var_os(&keel).is_none() && std::env::var_os(&plugin).is_some() {
+            let plugin: &'static str = Box::leak(plugin.into_boxed_str());
+            command = command.mut_arg(id, |a| a.env(plugin));
         }
     }
     command
