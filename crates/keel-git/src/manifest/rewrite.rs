@@ -245,42 +245,36 @@ fn plan(
                 }
                 replace(&mut planned, out);
             }
-            Part::Tag => {
-                let new_tag = new.tag().map(|t| t.as_str());
-                if Some(text) == new_tag {
+            part @ (Part::Tag | Part::Digest) => {
+                let (old_value, new_value, what) = if part == Part::Tag {
+                    (
+                        old.tag().map(|t| t.as_str()),
+                        new.tag().map(|t| t.as_str()),
+                        "tag",
+                    )
+                } else {
+                    (
+                        old.digest().map(|d| d.as_str()),
+                        new.digest().map(|d| d.as_str()),
+                        "digest",
+                    )
+                };
+                if Some(text) == new_value {
                     continue;
                 }
-                let old_tag = old.tag().map(|t| t.as_str()).unwrap_or_default();
-                if text != old_tag {
-                    return Err(conflict(reference, content, slot, text, old_tag));
+                let old_value = old_value.unwrap_or_default();
+                if text != old_value {
+                    return Err(conflict(reference, content, slot, text, old_value));
                 }
-                match new_tag {
-                    Some(tag) => replace(&mut planned, tag.to_owned()),
+                match new_value {
+                    Some(value) => replace(&mut planned, value.to_owned()),
                     None => {
                         return Err(invalid(
                             reference,
                             new,
-                            "the new reference has no tag to write into the tag slot",
-                        ));
-                    }
-                }
-            }
-            Part::Digest => {
-                let new_digest = new.digest().map(|d| d.as_str());
-                if Some(text) == new_digest {
-                    continue;
-                }
-                let old_digest = old.digest().map(|d| d.as_str()).unwrap_or_default();
-                if text != old_digest {
-                    return Err(conflict(reference, content, slot, text, old_digest));
-                }
-                match new_digest {
-                    Some(digest) => replace(&mut planned, digest.to_owned()),
-                    None => {
-                        return Err(invalid(
-                            reference,
-                            new,
-                            "the new reference has no digest to write into the digest slot",
+                            &format!(
+                                "the new reference has no {what} to write into the {what} slot"
+                            ),
                         ));
                     }
                 }
