@@ -272,7 +272,7 @@ fn plan(
                         return Err(invalid(
                             reference,
                             new,
-                            &format!(
+                            format!(
                                 "the new reference has no {what} to write into the {what} slot"
                             ),
                         ));
