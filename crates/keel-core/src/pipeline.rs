@@ -181,8 +181,10 @@ impl Pipeline {
                     continue;
                 }
             };
+            // Built once per repository, however many tracked images share it.
+            let candidates = facts.candidates();
             for (t, image) in images {
-                let decision = decide(&image, &facts);
+                let decision = decide(&image, &facts, &candidates);
                 let Some(update) = decision.update else {
                     debug!(id = %image.id, image = %image.image, "no update");
                     continue;
@@ -358,7 +360,7 @@ impl Pipeline {
             }
             if pinned {
                 // A pinned image stays pinned: resolve the chosen tag's digest too.
-                let decision = decide(image, &facts);
+                let decision = decide(image, &facts, &facts.candidates());
                 if let Some(u) = decision.update.filter(|u| u.digest.is_none()) {
                     self.fetch_digest(repo, &u.tag, &mut facts).await?;
                 }
@@ -411,25 +413,30 @@ impl Pipeline {
     }
 }
 
-/// Runs a tracked image's policy over its repository's facts.
-fn decide(image: &TrackedImage, facts: &RepoFacts) -> Decision {
-    let candidates: Vec<Candidate<'_>> = facts
-        .tags
-        .tags
-        .iter()
-        .map(|t| Candidate {
-            tag: t,
-            digest: facts.digests.get(t.as_str()),
-            created: facts.created.get(t.as_str()).copied(),
-        })
-        .collect();
+impl RepoFacts {
+    /// The repository's tags with what is known of each, for policies to choose from.
+    fn candidates(&self) -> Vec<Candidate<'_>> {
+        self.tags
+            .tags
+            .iter()
+            .map(|t| Candidate {
+                tag: t,
+                digest: self.digests.get(t.as_str()),
+                created: self.created.get(t.as_str()).copied(),
+            })
+            .collect()
+    }
+}
+
+/// Runs a tracked image's policy over its repository's candidates.
+fn decide(image: &TrackedImage, facts: &RepoFacts, candidates: &[Candidate<'_>]) -> Decision {
     let tag = image.image.tag().map(Tag::as_str);
     let current = Current {
         tag,
         digest: image.image.digest(),
         created: tag.and_then(|t| facts.created.get(t).copied()),
     };
-    image.policy.select(&SelectInput::new(current, &candidates))
+    image.policy.select(&SelectInput::new(current, candidates))
 }
 
 /// The same failure for every tracked image of a repository (errors are not `Clone`).
