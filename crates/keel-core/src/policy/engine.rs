@@ -733,12 +733,13 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
     }
 
     fn guard(&self, key: &Version<'v>) -> Result<(), Reason> {
-        match &self.current {
-            Some(cur) if !self.allow_downgrade && key.precedence(cur) != Ordering::Greater => {
-                Err(not_newer(cur))
-            }
-            _ => Ok(()),
-        }
+        above(
+            self.allow_downgrade,
+            self.current.as_ref(),
+            key,
+            |a, b| a.precedence(b),
+            |c| c.to_string(),
+        )
     }
 }
 
@@ -777,12 +778,13 @@ impl<'v> Ranker<'v> for RangeRanker<'_, '_> {
     }
 
     fn guard(&self, key: &Version<'v>) -> Result<(), Reason> {
-        match &self.current {
-            Some(cur) if !self.allow_downgrade && key.precedence(cur) != Ordering::Greater => {
-                Err(not_newer(cur))
-            }
-            _ => Ok(()),
-        }
+        above(
+            self.allow_downgrade,
+            self.current.as_ref(),
+            key,
+            |a, b| a.precedence(b),
+            |c| c.to_string(),
+        )
     }
 }
 

@@ -45,6 +45,7 @@ struct Splice {
 ///   change where only the tag is written), when two edits change the same bytes, or when the
 ///   result would not parse as YAML.
 pub fn rewrite(content: &str, edits: &[(Reference, ImageRef)]) -> Result<String, Error> {
+    let file = edits.first().map_or("", |(r, _)| r.file.as_str());
     let mut splices = Vec::new();
     for (reference, new) in edits {
         plan(content, reference, new, &mut splices)?;
@@ -54,7 +55,6 @@ pub fn rewrite(content: &str, edits: &[(Reference, ImageRef)]) -> Result<String,
     for pair in splices.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if b.range.start < a.range.end || (b.range.start == a.range.start && a.range.is_empty()) {
-            let file = edits.first().map_or("", |(r, _)| r.file.as_str());
             return Err(Error::InvalidInput(ParseError::new(
                 "manifest edit list",
                 file,
@@ -77,7 +77,6 @@ pub fn rewrite(content: &str, edits: &[(Reference, ImageRef)]) -> Result<String,
     }
     out.push_str(&content[at..]);
     if let Err(e) = yaml::check(&out) {
-        let file = edits.first().map_or("", |(r, _)| r.file.as_str());
         return Err(Error::InvalidInput(ParseError::new(
             "manifest",
             file,
