@@ -33,7 +33,7 @@ pub mod target;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
-pub use notify::{Event, EventKind, Notifier};
+pub use notify::{ApprovalInfo, Event, EventKind, Notifier};
 pub use pipeline::{Pipeline, RunReport};
 pub use registry::{ImageMetadata, Registry, RegistryExt, TagList};
 pub use target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};

@@ -58,6 +58,29 @@ pub struct Event {
     pub release_notes: Option<String>,
     /// When it happened.
     pub time: DateTime<Utc>,
+    /// For approval events: the approval request and its votes so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalInfo>,
+    /// Extra channels the tracked image asks to be told on (Keel's `keel.sh/notify`), in
+    /// addition to each notifier's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+}
+
+/// The approval request an approval event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalInfo {
+    /// The request's id, as used by the approval API and the bot (`/keel approve <id>`).
+    pub id: String,
+    /// Approvals needed.
+    pub required: u32,
+    /// Approving votes so far.
+    pub approvals: u32,
+    /// Who voted so far, in vote order.
+    pub voters: Vec<String>,
+    /// When the request expires.
+    pub deadline: DateTime<Utc>,
 }
 
 impl Event {
@@ -69,7 +92,30 @@ impl Event {
             message: message.into(),
             release_notes: None,
             time: Utc::now(),
+            approval: None,
+            channels: Vec::new(),
         }
+    }
+
+    /// The same, with a release-notes link.
+    pub fn with_release_notes(self, url: Option<String>) -> Self {
+        Event {
+            release_notes: url,
+            ..self
+        }
+    }
+
+    /// The same, about approval request `approval`.
+    pub fn with_approval(self, approval: ApprovalInfo) -> Self {
+        Event {
+            approval: Some(approval),
+            ..self
+        }
+    }
+
+    /// The same, also to be told on `channels`.
+    pub fn with_channels(self, channels: Vec<String>) -> Self {
+        Event { channels, ..self }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -41,6 +42,11 @@ pub struct TrackedImage {
     pub approvals: u32,
     /// A release-notes link to pass on to notifications.
     pub release_notes: Option<String>,
+    /// How long an approval request for this image stays open (`None`: the approvals
+    /// manager's default, 24 hours).
+    pub approval_deadline: Option<Duration>,
+    /// Extra notification channels for this image's events (Keel's `keel.sh/notify`).
+    pub notify: Vec<String>,
 }
 
 impl TrackedImage {
@@ -53,6 +59,24 @@ impl TrackedImage {
             trigger: Trigger::default(),
             approvals: 0,
             release_notes: None,
+            approval_deadline: None,
+            notify: Vec::new(),
+        }
+    }
+
+    /// The same, with approval requests open for `deadline`.
+    pub fn with_approval_deadline(self, deadline: Duration) -> Self {
+        TrackedImage {
+            approval_deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// The same, with extra notification channels.
+    pub fn with_notify(self, channels: Vec<String>) -> Self {
+        TrackedImage {
+            notify: channels,
+            ..self
         }
     }
 
@@ -83,6 +107,8 @@ impl fmt::Debug for TrackedImage {
             .field("policy", &self.policy)
             .field("trigger", &self.trigger)
             .field("approvals", &self.approvals)
+            .field("approval_deadline", &self.approval_deadline)
+            .field("notify", &self.notify)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,1 @@
+//! keel-api: the HTTP API of keel-rs (approvals and the audit log).
