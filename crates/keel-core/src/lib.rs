@@ -35,5 +35,8 @@ pub mod testkit;
 
 pub use notify::{ApprovalInfo, Event, EventKind, Notifier};
 pub use pipeline::{Pipeline, RunReport};
-pub use registry::{ImageMetadata, Registry, RegistryExt, TagList};
+pub use registry::{
+    CredentialSource, DockerConfigDocument, DockerConfigFormat, ImageMetadata, Registry, RegistryExt,
+    TagList,
+};
 pub use target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};

@@ -75,3 +75,48 @@ pub trait RegistryExt: Registry {
 }
 
 impl<R: Registry + ?Sized> RegistryExt for R {}
+
+/// The format of a Docker credentials document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DockerConfigFormat {
+    /// Docker's `config.json` (`{"auths": {...}}`), as in a `kubernetes.io/dockerconfigjson`
+    /// secret's `.dockerconfigjson` key.
+    ConfigJson,
+    /// The legacy `.dockercfg` (`{"host": {"auth": ...}}`), as in a
+    /// `kubernetes.io/dockercfg` secret.
+    Dockercfg,
+}
+
+/// One Docker credentials document from outside the registry backend, e.g. the contents of a
+/// Kubernetes pull secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DockerConfigDocument {
+    /// Where it came from, for messages, e.g. `secret prod/regcred`. Never a credential.
+    pub origin: String,
+    /// How `json` is laid out.
+    pub format: DockerConfigFormat,
+    /// The document itself. It holds credentials: it is never logged or shown by `Debug`.
+    pub json: std::sync::Arc<str>,
+}
+
+impl fmt::Debug for DockerConfigDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerConfigDocument")
+            .field("origin", &self.origin)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live source of registry credentials kept outside the registry backend: the pull secrets
+/// of the Kubernetes workloads that run an image, say.
+///
+/// A registry backend that is given a source asks it, for every request about a repository,
+/// which documents apply to that repository, and tries them in order (most specific first)
+/// before its own static configuration. The answer may change at any time (a secret was
+/// rotated); backends must not cache credentials beyond the documents' contents.
+pub trait CredentialSource: Send + Sync + fmt::Debug {
+    /// The documents that may hold credentials for the repository `image` names, most
+    /// specific first; empty when none apply.
+    fn docker_configs(&self, image: &ImageRef) -> Vec<DockerConfigDocument>;
+}
