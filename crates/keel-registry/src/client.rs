@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keel_core::registry::{ImageMetadata, Registry, TagList};
+use keel_core::registry::{
+    CredentialSource, DockerConfigDocument, ImageMetadata, Registry, TagList,
+};
 use keel_core::{Digest, Error, ImageRef, Platform, Tag};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -93,6 +95,7 @@ impl Default for Settings {
 pub struct RegistryClientBuilder {
     settings: Settings,
     config: DockerConfig,
+    source: Option<Arc<dyn CredentialSource>>,
 }
 
 impl RegistryClientBuilder {
@@ -105,6 +108,15 @@ impl RegistryClientBuilder {
     /// Uses `credentials` for registry `host` (`docker.io`, `ghcr.io`, `localhost:5000`).
     pub fn with_credentials(mut self, host: &str, credentials: Credentials) -> Self {
         self.config.insert(host, credentials);
+        self
+    }
+
+    /// Asks `source` for credentials before the static configuration, on every request: the
+    /// pull secrets of the workloads that run an image, say. Its documents are parsed for
+    /// their `auths` only; credential helpers they name are never run, since their contents
+    /// come from outside this process's configuration.
+    pub fn with_credential_source(mut self, source: Arc<dyn CredentialSource>) -> Self {
+        self.source = Some(source);
         self
     }
 
@@ -233,6 +245,8 @@ impl RegistryClientBuilder {
                 settings: self.settings,
                 http,
                 config: self.config,
+                source: self.source,
+                parsed: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
                 basic_hosts: Mutex::new(HashSet::new()),
                 limiters: Mutex::new(HashMap::new()),
@@ -282,6 +296,9 @@ struct Inner {
     settings: Settings,
     http: reqwest::Client,
     config: DockerConfig,
+    source: Option<Arc<dyn CredentialSource>>,
+    /// Documents of the credential source, parsed, by their contents.
+    parsed: Mutex<HashMap<Arc<str>, Arc<DockerConfig>>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
     basic_hosts: Mutex<HashSet<String>>,
     limiters: Mutex<HashMap<String, Arc<HostLimiter>>>,
@@ -497,7 +514,7 @@ impl RegistryClient {
             if matches!(kind, Kind::ManifestHead | Kind::ManifestGet) {
                 request = request.header(header::ACCEPT, MANIFEST_ACCEPT);
             }
-            request = self.authorize(request, registry, &scope)?;
+            request = self.authorize(request, image, &scope)?;
             let result = request.send().await;
             let response = match result {
                 Ok(r) => r,
@@ -543,12 +560,12 @@ impl RegistryClient {
                         scope: asked,
                     }) => {
                         let scope = asked.unwrap_or_else(|| scope.clone());
-                        self.fetch_token(registry, &realm, service.as_deref(), &scope, action)
+                        self.fetch_token(image, &realm, service.as_deref(), &scope, action)
                             .await?;
                         continue;
                     }
                     Some(Challenge::Basic) => {
-                        if matches!(self.credentials(registry)?, Credentials::Basic { .. }) {
+                        if matches!(self.credentials(image)?, Credentials::Basic { .. }) {
                             self.inner
                                 .basic_hosts
                                 .lock()
@@ -593,7 +610,7 @@ impl RegistryClient {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     let reason = format!(
                         "the registry refused {} ({}{detail})",
-                        self.credentials(registry)
+                        self.credentials(image)
                             .map(|c| c.describe())
                             .unwrap_or_else(|_| "the credentials".into()),
                         status.as_u16()
@@ -658,8 +675,38 @@ impl RegistryClient {
         ceiling.mul_f64(0.5 + fraction / 2.0)
     }
 
-    fn credentials(&self, registry: &str) -> Result<Credentials, Error> {
+    /// The credentials for `image`'s repository: the first document of the credential source
+    /// with an entry for its registry, else the static configuration.
+    fn credentials(&self, image: &ImageRef) -> Result<Credentials, Error> {
+        let registry = image.registry();
+        if let Some(source) = &self.inner.source {
+            for document in source.docker_configs(image) {
+                match self.parse_document(&document) {
+                    Ok(config) => {
+                        if let Some(credentials) = config.static_credentials(registry) {
+                            return Ok(credentials);
+                        }
+                    }
+                    // A broken secret must not hide the working ones after it.
+                    Err(error) => warn!(origin = %document.origin, %error, "ignoring credentials"),
+                }
+            }
+        }
         self.inner.config.credentials(registry)
+    }
+
+    fn parse_document(&self, document: &DockerConfigDocument) -> Result<Arc<DockerConfig>, Error> {
+        let mut parsed = self.inner.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(config) = parsed.get(&document.json) {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(DockerConfig::from_document(document)?);
+        // Rotated secrets leave stale entries behind; start over rather than grow.
+        if parsed.len() >= 256 {
+            parsed.clear();
+        }
+        parsed.insert(document.json.clone(), config.clone());
+        Ok(config)
     }
 
     fn unauthorized(&self, registry: &str, action: &str, reason: &str) -> Error {
@@ -672,9 +719,10 @@ impl RegistryClient {
     fn authorize(
         &self,
         request: reqwest::RequestBuilder,
-        registry: &str,
+        image: &ImageRef,
         scope: &str,
     ) -> Result<reqwest::RequestBuilder, Error> {
+        let registry = image.registry();
         let token = self
             .inner
             .tokens
@@ -692,7 +740,7 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(registry);
-        match self.credentials(registry)? {
+        match self.credentials(image)? {
             Credentials::Basic { username, password } if basic => {
                 Ok(request.basic_auth(username, Some(password.expose())))
             }
@@ -704,7 +752,7 @@ impl RegistryClient {
     /// Gets a bearer token from the registry's auth server and keeps it until it expires.
     async fn fetch_token(
         &self,
-        registry: &str,
+        image: &ImageRef,
         realm: &str,
         service: Option<&str>,
         scope: &str,
@@ -714,7 +762,8 @@ impl RegistryClient {
             .stats
             .token_requests
             .fetch_add(1, Ordering::Relaxed);
-        let credentials = self.credentials(registry)?;
+        let registry = image.registry();
+        let credentials = self.credentials(image)?;
         let realm_url = reqwest::Url::parse(realm).map_err(|_| {
             registry_failure(
                 registry,

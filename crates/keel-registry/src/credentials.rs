@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use keel_core::registry::{DockerConfigDocument, DockerConfigFormat};
 use keel_core::{Error, ParseError};
 use serde::Deserialize;
 
@@ -179,6 +180,35 @@ impl DockerConfig {
             auths,
             ..DockerConfig::default()
         })
+    }
+
+    /// Parses a document from a [`CredentialSource`](keel_core::CredentialSource), e.g. a
+    /// Kubernetes pull secret. Only its static entries count: credential helpers it names are
+    /// dropped, so that the contents of a secret can never run a program. Errors name the
+    /// document's origin.
+    pub fn from_document(document: &DockerConfigDocument) -> Result<Self, Error> {
+        let parsed = match document.format {
+            DockerConfigFormat::ConfigJson => Self::from_json(&document.json),
+            DockerConfigFormat::Dockercfg => Self::from_dockercfg_json(&document.json),
+        };
+        match parsed {
+            Ok(config) => Ok(DockerConfig {
+                auths: config.auths,
+                ..DockerConfig::default()
+            }),
+            Err(Error::InvalidInput(e)) => Err(ParseError::new(
+                "docker config",
+                document.origin.clone(),
+                format!("{}: {}", e.input(), e.reason()),
+            )
+            .into()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The static (`auths`) entry for registry `host`, if there is one.
+    pub fn static_credentials(&self, host: &str) -> Option<Credentials> {
+        self.auths.get(&normalize_host(host)).cloned()
     }
 
     /// Reads a `config.json` file.

@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keel_core::registry::{CredentialSource, DockerConfigDocument, DockerConfigFormat};
 use keel_core::testkit::{self, RegistryFixture};
 use keel_core::{Error, ImageRef, Platform, Registry, Tag};
 use keel_registry::{Credentials, DockerConfig, RegistryClient, RegistryClientBuilder};
@@ -261,6 +262,110 @@ async fn credentials_from_docker_config_and_kubernetes_secrets() {
         .build()
         .unwrap();
     assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+}
+
+/// A credential source whose documents the test swaps, like a rotated pull secret.
+#[derive(Debug, Default)]
+struct Secrets(std::sync::Mutex<Vec<DockerConfigDocument>>);
+
+impl Secrets {
+    fn set(&self, documents: Vec<DockerConfigDocument>) {
+        *self.0.lock().unwrap() = documents;
+    }
+}
+
+impl CredentialSource for Secrets {
+    fn docker_configs(&self, _image: &ImageRef) -> Vec<DockerConfigDocument> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn document(origin: &str, format: DockerConfigFormat, json: String) -> DockerConfigDocument {
+    DockerConfigDocument {
+        origin: origin.into(),
+        format,
+        json: json.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_credential_source_is_asked_on_every_request() {
+    use base64::Engine;
+    let server = RegistryServer::start(ServerOptions::htpasswd("bot", "pa55")).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let repo = image(server.addr(), "team/app");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secrets = Arc::new(Secrets::default());
+    let client = builder()
+        .with_credential_source(secrets.clone())
+        .build()
+        .unwrap();
+
+    // Nothing applies yet: anonymous, refused.
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+
+    // A broken secret is skipped; the legacy one after it holds the credentials.
+    let broken = document(
+        "secret prod/broken",
+        DockerConfigFormat::ConfigJson,
+        "{".into(),
+    );
+    let legacy = document(
+        "secret prod/legacy",
+        DockerConfigFormat::Dockercfg,
+        format!(
+            r#"{{"{}":{{"auth":"{}"}}}}"#,
+            server.addr(),
+            b64("bot:pa55")
+        ),
+    );
+    secrets.set(vec![broken, legacy]);
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+
+    // Rotated to a wrong password: the next request uses it and is refused, without
+    // showing it.
+    let rotated = document(
+        "secret prod/regcred",
+        DockerConfigFormat::ConfigJson,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            server.addr(),
+            b64("bot:rotated-wrong")
+        ),
+    );
+    secrets.set(vec![rotated]);
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("rotated-wrong"));
+
+    // A document naming a credential helper never runs it (running it would fail with
+    // "cannot run docker-credential-keel-test-never"): the request goes out anonymous.
+        "secret prod/helper",
+        DockerConfigFormat::ConfigJson,
+        format!(
+            r#"{{"credHelpers":{{"{}":"keel-test-never"}}}}"#,
+            server.addr()
+        ),
+    );
+    assert!(
+        DockerConfig::from_document(&helper)
+            .unwrap()
+            .static_credentials(server.addr())
+            .is_none()
+    );
+    secrets.set(vec![helper]);
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(err.to_string().contains("needs credentials"), "{err}");
+
+    // A bad document is an error naming its origin, not its contents.
+    let err = DockerConfig::from_document(&document(
+        "secret prod/bad",
+        DockerConfigFormat::ConfigJson,
+        r#"{"auths":{"x":{"auth":"not base64!"}}}"#.into(),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("secret prod/bad"), "{err}");
 }
 
 #[tokio::test]
