@@ -341,6 +341,7 @@ async fn a_credential_source_is_asked_on_every_request() {
 
     // A document naming a credential helper never runs it (running it would fail with
     // "cannot run docker-credential-keel-test-never"): the request goes out anonymous.
+    let helper = document(
         "secret prod/helper",
         DockerConfigFormat::ConfigJson,
         format!(
