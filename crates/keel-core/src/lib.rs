@@ -11,16 +11,20 @@
 //!   ([`VersionPolicy`]), and the [`Policy`] trait for your own;
 //! - the plugin traits [`Registry`], [`Target`] and [`Notifier`];
 //! - [`pipeline`]: one pass of discover → list → select → apply → notify;
+//! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
+//!   and the [`ApprovalStore`] trait with in-memory and (feature `redb`) embedded stores;
 //! - [`memory`]: an in-memory registry and target for tests and examples, and, with the
 //!   `testkit` feature, the conformance suite every backend runs.
 #![doc = ""]
 #![doc = include_str!("../../../README.md")]
 
+pub mod approval;
 pub mod error;
 pub mod policy;
 pub mod reference;
 pub mod version;
 
+pub use approval::{ApprovalRequest, ApprovalState, ApprovalStore, Approvals};
 pub use error::{Error, ParseError};
 pub use policy::{Decision, Policy, PolicyOptions, PolicySpec, VersionPolicy};
 pub use reference::{Digest, ImageRef, Platform, Tag};
@@ -30,6 +34,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod registry;
 pub mod target;
+pub mod trigger;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::approval::{ApprovalRequest, ApprovalState, Approvals};
 use crate::error::Error;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::{Candidate, Current, Decision, SelectInput};
@@ -21,6 +22,11 @@ use crate::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 /// times only where a policy needs them, lets each tracked image's policy decide, holds back
 /// updates that need approvals, applies the rest (or, in a dry run, only previews them) and
 /// tells the notifiers.
+///
+/// With an approvals manager ([`with_approvals`](Self::with_approvals)), an update that needs
+/// approvals becomes an approval request bound to the new image's digest; it is applied in
+/// the first pass after it is approved. [`run_filtered`](Self::run_filtered) runs a pass over
+/// some tracked images only (those a webhook or a poll schedule concerns).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -47,6 +53,18 @@ pub struct Pipeline {
     notifiers: Vec<Arc<dyn Notifier>>,
     dry_run: bool,
     concurrency: usize,
+    approvals: Option<Approvals>,
+}
+
+/// An update held back by its approval request: rejected, expired or superseded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedUpdate {
+    /// The plan.
+    pub plan: UpdatePlan,
+    /// The approval request's id.
+    pub request: String,
+    /// Why: the request's state.
+    pub state: ApprovalState,
 }
 
 /// An update a policy chose, and what became of it.
@@ -61,7 +79,7 @@ pub struct PlannedUpdate {
 /// Something that went wrong for one tracked image or target; the rest of the pass went on.
 #[derive(Debug)]
 pub struct Failure {
-    /// The target's name.
+    /// The target's name (the approval store's, when expiring approvals failed).
     pub target: String,
     /// The tracked image's id, or `None` when the whole target failed (discovery).
     pub id: Option<String>,
@@ -84,6 +102,13 @@ pub struct RunReport {
     pub applied: Vec<UpdatePlan>,
     /// Plans waiting for approvals.
     pub awaiting_approval: Vec<UpdatePlan>,
+    /// Plans whose approval request was rejected, expired or superseded; not applied.
+    pub refused: Vec<RefusedUpdate>,
+    /// The approval requests the pass opened or consulted, as they stood then (with an
+    /// approvals manager).
+    pub approval_requests: Vec<ApprovalRequest>,
+    /// Approval requests the pass found past their deadline and expired.
+    pub expired: Vec<ApprovalRequest>,
     /// In a dry run: each target's preview of what it would change.
     pub previews: BTreeMap<String, String>,
     /// What went wrong, per target or tracked image.
@@ -109,7 +134,29 @@ impl Pipeline {
             notifiers: Vec::new(),
             dry_run: false,
             concurrency: 8,
+            approvals: None,
         }
+    }
+
+    /// Holds updates that need approvals in `approvals`' store until they are approved.
+    ///
+    /// Each pass first expires overdue requests, then opens (or looks up) one request per
+    /// update that needs approvals, bound to the digest of the new image (resolved once per
+    /// repository and tag), and applies the approved ones, recording them as applied (or the
+    /// failure). Dry runs only look requests up; they never open one.
+    ///
+    /// Approval events (requested, expired) that happen during a pass go to the pipeline's
+    /// notifiers and the manager's, once to a notifier shared by both; events of votes go to
+    /// the manager's notifiers. Without a manager, updates that need approvals are only
+    /// announced ([`EventKind::ApprovalRequested`]) and reported as awaiting, every pass.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
+    }
+
+    /// The approvals manager, if any.
+    pub fn approvals(&self) -> Option<&Approvals> {
+        self.approvals.as_ref()
     }
 
     /// Adds a target.
@@ -136,15 +183,41 @@ impl Pipeline {
         self
     }
 
-    /// Runs one pass. Failures of one target or repository are reported and do not stop the
-    /// others.
+    /// Runs one pass over every tracked image. Failures of one target or repository are
+    /// reported and do not stop the others.
     pub async fn run_once(&self) -> RunReport {
+        self.run_filtered(&|_| true).await
+    }
+
+    /// Runs one pass over the tracked images `filter` accepts, e.g. those of the repository a
+    /// webhook reported a push to, or those on one poll schedule. Targets are still
+    /// discovered in full; only accepted images are counted, listed and decided, each
+    /// repository listed once.
+    pub async fn run_filtered(&self, filter: &(dyn Fn(&TrackedImage) -> bool + Sync)) -> RunReport {
         let mut report = RunReport {
             started: Some(Utc::now()),
             ..RunReport::default()
         };
-        let tracked = self.discover(&mut report).await;
+        let mut tracked = self.discover(&mut report).await;
+        tracked.retain(|(_, image)| filter(image));
         report.tracked = tracked.len();
+
+        if let (Some(approvals), false) = (&self.approvals, self.dry_run) {
+            match approvals.expire_due_with(&self.notifiers).await {
+                Ok((expired, failures)) => {
+                    report.expired = expired;
+                    report.notify_failures += failures;
+                }
+                Err(error) => {
+                    warn!(store = approvals.store().name(), %error, "expiring approvals failed");
+                    report.failures.push(Failure {
+                        target: approvals.store().name().to_owned(),
+                        id: None,
+                        error,
+                    });
+                }
+            }
+        }
 
         // Group by repository: N workloads on one image cost one listing.
         let mut by_repo: BTreeMap<String, Vec<(usize, TrackedImage)>> = BTreeMap::new();
@@ -166,7 +239,7 @@ impl Pipeline {
             .collect()
             .await;
 
-        let mut plans: Vec<(usize, PlannedUpdate, Option<String>)> = Vec::new();
+        let mut plans: Vec<Planned> = Vec::new();
         for (images, facts) in results {
             let facts = match facts {
                 Ok(facts) => facts,
@@ -189,13 +262,19 @@ impl Pipeline {
                     debug!(id = %image.id, image = %image.image, "no update");
                     continue;
                 };
-                let new = match (Tag::new(update.tag.as_str()), update.digest) {
-                    (Ok(tag), Some(digest)) => image.image.with_tag(tag).with_digest(digest),
+                let (new, known_digest) = match (Tag::new(update.tag.as_str()), update.digest) {
+                    (Ok(tag), Some(digest)) => (
+                        image.image.with_tag(tag).with_digest(digest.clone()),
+                        Some(digest),
+                    ),
                     (Ok(tag), None) => {
                         let pinned = image.image.digest().is_some();
-                        match (pinned, facts.digests.get(tag.as_str())) {
-                            (true, Some(d)) => image.image.with_tag(tag).with_digest(d.clone()),
-                            _ => image.image.with_tag(tag),
+                        let known = facts.digests.get(tag.as_str()).cloned();
+                        match (pinned, known) {
+                            (true, Some(d)) => {
+                                (image.image.with_tag(tag).with_digest(d.clone()), Some(d))
+                            }
+                            (_, known) => (image.image.with_tag(tag), known),
                         }
                     }
                     (Err(e), _) => {
@@ -213,55 +292,91 @@ impl Pipeline {
                     current: image.image.clone(),
                     new,
                 };
-                let planned = PlannedUpdate {
-                    plan,
-                    approvals: image.approvals,
-                };
-                plans.push((t, planned, image.release_notes.clone()));
+                plans.push(Planned {
+                    target: t,
+                    update: PlannedUpdate {
+                        plan,
+                        approvals: image.approvals,
+                    },
+                    image,
+                    known_digest,
+                });
             }
         }
-        plans.sort_by(|a, b| (a.0, &a.1.plan.id).cmp(&(b.0, &b.1.plan.id)));
+        plans.sort_by(|a, b| (a.target, &a.update.plan.id).cmp(&(b.target, &b.update.plan.id)));
 
-        for (_, planned, notes) in &plans {
-            info!(plan = %planned.plan, "update planned");
+        for p in &plans {
+            info!(plan = %p.update.plan, "update planned");
             self.emit(
                 &mut report,
                 EventKind::UpdatePlanned,
-                &planned.plan,
-                notes,
+                &p.update.plan,
+                &p.image,
                 "",
             )
             .await;
         }
 
+        // Digests of new tags resolved for approval requests, by repository and tag.
+        let mut resolved: HashMap<(String, String), Digest> = HashMap::new();
         for (t, target) in self.targets.iter().enumerate() {
-            let mut to_apply = Vec::new();
-            let mut notes = Vec::new();
-            for (pt, planned, note) in &plans {
-                if *pt != t {
+            let mut to_apply: Vec<(UpdatePlan, &Planned, Option<String>)> = Vec::new();
+            for p in plans.iter().filter(|p| p.target == t) {
+                let plan = &p.update.plan;
+                if p.update.approvals == 0 {
+                    to_apply.push((plan.clone(), p, None));
                     continue;
                 }
-                if planned.approvals > 0 {
-                    let msg = format!("needs {} approval(s)", planned.approvals);
+                let Some(approvals) = &self.approvals else {
+                    let msg = format!("needs {} approval(s)", p.update.approvals);
                     self.emit(
                         &mut report,
                         EventKind::ApprovalRequested,
-                        &planned.plan,
-                        note,
+                        plan,
+                        &p.image,
                         &msg,
                     )
                     .await;
-                    report.awaiting_approval.push(planned.plan.clone());
-                } else {
-                    to_apply.push(planned.plan.clone());
-                    notes.push(note.clone());
+                    report.awaiting_approval.push(plan.clone());
+                    continue;
+                };
+                match self.consult(approvals, p, &mut resolved).await {
+                    Ok((request, failures)) => {
+                        report.notify_failures += failures;
+                        match request.state {
+                            ApprovalState::Pending => report.awaiting_approval.push(plan.clone()),
+                            state if state.allows_apply() => {
+                                to_apply.push((plan.clone(), p, Some(request.id.clone())));
+                            }
+                            state => {
+                                let id = &request.id;
+                                info!(plan = %plan, request = %id, %state, "update refused");
+                                report.refused.push(RefusedUpdate {
+                                    plan: plan.clone(),
+                                    request: request.id.clone(),
+                                    state,
+                                });
+                            }
+                        }
+                        report.approval_requests.push(request);
+                    }
+                    Err(Consulted::Awaiting) => report.awaiting_approval.push(plan.clone()),
+                    Err(Consulted::Failed(error)) => {
+                        warn!(plan = %plan, %error, "approval request failed");
+                        report.failures.push(Failure {
+                            target: plan.target.clone(),
+                            id: Some(plan.id.clone()),
+                            error,
+                        });
+                    }
                 }
             }
             if to_apply.is_empty() {
                 continue;
             }
+            let plans_only: Vec<UpdatePlan> = to_apply.iter().map(|(p, _, _)| p.clone()).collect();
             if self.dry_run {
-                match target.preview(&to_apply).await {
+                match target.preview(&plans_only).await {
                     Ok(diff) => {
                         report.previews.insert(target.name().to_owned(), diff);
                     }
@@ -273,8 +388,8 @@ impl Pipeline {
                 }
                 continue;
             }
-            let results = target.apply_all(&to_apply).await;
-            for ((plan, result), note) in to_apply.into_iter().zip(results).zip(notes) {
+            let results = target.apply_all(&plans_only).await;
+            for ((plan, planned, request), result) in to_apply.into_iter().zip(results) {
                 match result {
                     Ok(outcome) => {
                         let msg = match outcome {
@@ -282,15 +397,42 @@ impl Pipeline {
                             ApplyOutcome::AlreadyCurrent => "already current",
                         };
                         info!(plan = %plan, outcome = msg, "update applied");
-                        self.emit(&mut report, EventKind::UpdateApplied, &plan, &note, msg)
-                            .await;
+                        self.emit(
+                            &mut report,
+                            EventKind::UpdateApplied,
+                            &plan,
+                            &planned.image,
+                            msg,
+                        )
+                        .await;
+                        if let (Some(approvals), Some(id)) = (&self.approvals, request) {
+                            if let Err(error) = approvals.mark_applied(&id).await {
+                                warn!(request = %id, %error, "marking applied failed");
+                                report.failures.push(Failure {
+                                    target: plan.target.clone(),
+                                    id: Some(plan.id.clone()),
+                                    error,
+                                });
+                            }
+                        }
                         report.applied.push(plan);
                     }
                     Err(error) => {
                         warn!(plan = %plan, %error, "update failed");
                         let msg = error.to_string();
-                        self.emit(&mut report, EventKind::UpdateFailed, &plan, &note, &msg)
-                            .await;
+                        self.emit(
+                            &mut report,
+                            EventKind::UpdateFailed,
+                            &plan,
+                            &planned.image,
+                            &msg,
+                        )
+                        .await;
+                        if let (Some(approvals), Some(id)) = (&self.approvals, request) {
+                            if let Err(e) = approvals.mark_apply_failed(&id, &msg).await {
+                                warn!(request = %id, error = %e, "auditing failure failed");
+                            }
+                        }
                         report.failures.push(Failure {
                             target: plan.target.clone(),
                             id: Some(plan.id.clone()),
@@ -300,8 +442,66 @@ impl Pipeline {
                 }
             }
         }
-        report.planned = plans.into_iter().map(|(_, p, _)| p).collect();
+        report.planned = plans.into_iter().map(|p| p.update).collect();
         report
+    }
+
+    /// The approval request of an update that needs approvals: opened (or found) in a real
+    /// pass, only looked up in a dry run. Also returns how many notifications failed.
+    async fn consult(
+        &self,
+        approvals: &Approvals,
+        p: &Planned,
+        resolved: &mut HashMap<(String, String), Digest>,
+    ) -> Result<(ApprovalRequest, usize), Consulted> {
+        let plan = &p.update.plan;
+        let digest = self
+            .new_digest(p, resolved)
+            .await
+            .map_err(Consulted::Failed)?;
+        if self.dry_run {
+            let id = ApprovalRequest::derive_id(plan, digest.as_ref());
+            return match approvals.store().get(&id).await {
+                Ok(Some(request)) => Ok((request, 0)),
+                Ok(None) => Err(Consulted::Awaiting),
+                Err(error) => Err(Consulted::Failed(error)),
+            };
+        }
+        approvals
+            .open(
+                plan,
+                digest,
+                p.update.approvals,
+                p.image.approval_deadline,
+                p.image.release_notes.clone(),
+                p.image.notify.clone(),
+                &self.notifiers,
+            )
+            .await
+            .map_err(Consulted::Failed)
+    }
+
+    /// The digest of an update's new image: known from the policy or the listing, else
+    /// resolved once per repository and tag in this pass.
+    async fn new_digest(
+        &self,
+        p: &Planned,
+        resolved: &mut HashMap<(String, String), Digest>,
+    ) -> Result<Option<Digest>, Error> {
+        let new = &p.update.plan.new;
+        if let Some(d) = new.digest().or(p.known_digest.as_ref()) {
+            return Ok(Some(d.clone()));
+        }
+        let Some(tag) = new.tag() else {
+            return Ok(None);
+        };
+        let key = (new.name(), tag.as_str().to_owned());
+        if let Some(d) = resolved.get(&key) {
+            return Ok(Some(d.clone()));
+        }
+        let digest = self.registry.resolve_digest(new, tag).await?;
+        resolved.insert(key, digest.clone());
+        Ok(Some(digest))
     }
 
     async fn discover(&self, report: &mut RunReport) -> Vec<(usize, TrackedImage)> {
@@ -389,14 +589,15 @@ impl Pipeline {
         report: &mut RunReport,
         kind: EventKind,
         plan: &UpdatePlan,
-        release_notes: &Option<String>,
+        image: &TrackedImage,
         message: &str,
     ) {
         if self.notifiers.is_empty() {
             return;
         }
-        let mut event = Event::new(kind, plan.clone(), message);
-        event.release_notes = release_notes.clone();
+        let event = Event::new(kind, plan.clone(), message)
+            .with_release_notes(image.release_notes.clone())
+            .with_channels(image.notify.clone());
         let event = &event;
         let results = futures::future::join_all(
             self.notifiers
@@ -411,6 +612,24 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// An update a policy chose, with what the rest of the pass needs to know about it.
+struct Planned {
+    /// Index of the target in the pipeline.
+    target: usize,
+    update: PlannedUpdate,
+    image: TrackedImage,
+    /// The new image's digest, when the policy or the listing already knew it.
+    known_digest: Option<Digest>,
+}
+
+/// Why an update that needs approvals has no request to act on.
+enum Consulted {
+    /// A dry run found no request: one would be opened.
+    Awaiting,
+    /// Resolving the digest or the store failed.
+    Failed(Error),
 }
 
 impl RepoFacts {

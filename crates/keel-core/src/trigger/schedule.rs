@@ -1,0 +1,1170 @@
+//! Poll schedules: Keel's `keel.sh/pollSchedule` values and when they fire next.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+
+use crate::error::{Error, ParseError};
+
+const KIND: &str = "poll schedule";
+
+/// The schedule Keel polls on when `keel.sh/pollSchedule` is not set.
+pub const DEFAULT_POLL_SCHEDULE: &str = "@every 1m";
+
+/// When to poll a registry: a cron expression, a descriptor such as `@hourly`, or a fixed
+/// interval (`@every 5m`), as Keel's `keel.sh/pollSchedule` annotation takes them.
+///
+/// # Syntax
+/// - Cron with seconds, six fields `sec min hour day-of-month month day-of-week`, or the
+///   standard five fields without seconds (the second is then `0`). Each field is `*` (or `?`),
+///   a value, a range `a-b`, a step `*/n`, `a/n` or `a-b/n`, or a comma-separated list of those.
+///   Months take `JAN`..`DEC` and days of the week `SUN`..`SAT` (any case); Sunday is `0` or
+///   `7`. When both day fields are restricted, a day matches if either matches (as in cron);
+///   when one is `*` or `?`, only the other counts.
+/// - Descriptors: `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`),
+///   `@hourly`.
+/// - `@every <duration>` with a Go duration (`90s`, `5m30s`, `1h`, `1.5h`): a whole number of
+///   seconds, at least one.
+///
+/// # Time zone
+/// Every schedule is evaluated in **UTC**: `0 0 9 * * MON-FRI` fires at 09:00 UTC. (Keel
+/// evaluates in the process's local time zone, which in a container is almost always UTC.)
+///
+/// [`Display`](fmt::Display) prints a form that parses back to an equal schedule: the cron
+/// fields as written with single spaces, descriptors in lower case, `@every` with a canonical
+/// duration (`@every 90s` prints as `@every 1m30s`).
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use keel_core::trigger::Schedule;
+///
+/// let weekdays: Schedule = "0 30 9 * * MON-FRI".parse().unwrap();
+/// let saturday = Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap();
+/// assert_eq!(
+///     weekdays.next_after(saturday),
+///     Utc.with_ymd_and_hms(2024, 6, 3, 9, 30, 0).unwrap()
+/// );
+///
+/// let every: Schedule = "@every 90s".parse().unwrap();
+/// assert_eq!(every.to_string(), "@every 1m30s");
+/// assert_eq!(Schedule::default().to_string(), "@every 1m");
+///
+/// let err = "0 0 0 30 2 *".parse::<Schedule>().unwrap_err();
+/// assert!(err.to_string().contains("never"), "{err}");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    text: String,
+    rule: Rule,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Rule {
+    /// A fixed interval in whole seconds, at least 1.
+    Every(u64),
+    Cron(Cron),
+}
+
+/// The set of matching values of each field, as bit masks (bit `n` set: value `n` matches).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Cron {
+    seconds: u64,
+    minutes: u64,
+    hours: u64,
+    days: u64,
+    months: u64,
+    weekdays: u64,
+    /// Day-of-month was `*` or `?`: only the day of the week counts.
+    days_any: bool,
+    /// Day-of-week was `*` or `?`: only the day of the month counts.
+    weekdays_any: bool,
+}
+
+impl Default for Schedule {
+    /// Keel's default poll schedule, `@every 1m`.
+    fn default() -> Self {
+        Schedule::every(Duration::from_secs(60)).expect("one minute is a valid interval")
+    }
+}
+
+impl Schedule {
+    /// Parses a schedule; see the [type docs](Schedule) for the syntax.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field (`minute field`, `@every duration`...), what is
+    /// wrong with it (out of range, unknown name, backwards range, zero step, a day that never
+    /// occurs...) and the byte span of the bad part.
+    pub fn parse(input: &str) -> Result<Schedule, Error> {
+        parse(input).map_err(Error::from)
+    }
+
+    /// A schedule firing every `interval`, which must be a whole number of seconds, at least one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a shorter or fractional interval.
+    pub fn every(interval: Duration) -> Result<Schedule, Error> {
+        let text = format!("@every {}", format_duration(interval.as_secs()));
+        if interval.subsec_nanos() != 0 || interval.as_secs() == 0 {
+            let reason = format!(
+                "@every duration must be a whole number of seconds, at least 1s, got {}",
+                format_go_nanos(interval.as_nanos())
+            );
+            return Err(ParseError::new(KIND, text, reason).into());
+        }
+        Ok(Schedule {
+            text,
+            rule: Rule::Every(interval.as_secs()),
+        })
+    }
+
+    /// The fixed interval of an `@every` schedule; `None` for cron schedules and descriptors.
+    pub fn interval(&self) -> Option<Duration> {
+        match self.rule {
+            Rule::Every(secs) => Some(Duration::from_secs(secs)),
+            Rule::Cron(_) => None,
+        }
+    }
+
+    /// The first time strictly after `t` at which the schedule fires, in UTC, to the second.
+    ///
+    /// For `@every d` that is `t` truncated to the second plus `d` (as Keel does); for cron
+    /// schedules, the first whole second after `t` that matches every field. The answer never
+    /// precedes `t`'s successor and grows with `t`. Schedules that can never fire are refused
+    /// when parsed, so this always finds a time, within a few loop turns per day skipped;
+    /// only beyond the end of [`DateTime`]'s range does it saturate at
+    /// [`DateTime::<Utc>::MAX_UTC`].
+    pub fn next_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let next = match &self.rule {
+            Rule::Every(secs) => i64::try_from(*secs)
+                .ok()
+                .and_then(|secs| t.timestamp().checked_add(secs))
+                .and_then(|s| DateTime::from_timestamp(s, 0)),
+            Rule::Cron(cron) => cron.next_after(t),
+        };
+        next.unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Schedule, Error> {
+        Schedule::parse(s)
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+fn parse(input: &str) -> Result<Schedule, ParseError> {
+    let trimmed = input.trim();
+    let lead = input.len() - input.trim_start().len();
+    if trimmed.is_empty() {
+        return Err(ParseError::new(
+            KIND,
+            input,
+            "poll schedule must not be empty; use a cron expression, a descriptor such as \
+             @hourly, or @every <duration>",
+        ));
+    }
+    if trimmed.starts_with('@') {
+        let (word, rest) = match trimmed.find(char::is_whitespace) {
+            Some(i) => (&trimmed[..i], trimmed[i..].trim_start()),
+            None => (trimmed, ""),
+        };
+        let lower = word.to_ascii_lowercase();
+        if lower == "@every" {
+            let offset = lead + (trimmed.len() - rest.len());
+            return parse_every(input, rest, offset);
+        }
+        let expression = match lower.as_str() {
+            "@yearly" | "@annually" => "0 0 0 1 1 *",
+            "@monthly" => "0 0 0 1 * *",
+            "@weekly" => "0 0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 0 * * *",
+            "@hourly" => "0 0 * * * *",
+            _ => {
+                return Err(ParseError::new(
+                    KIND,
+                    input,
+                    format!(
+                        "unknown descriptor {word:?}; expected @yearly, @annually, @monthly, \
+                         @weekly, @daily, @midnight, @hourly or @every <duration>"
+                    ),
+                )
+                .at(lead, lead + word.len()));
+            }
+        };
+        if !rest.is_empty() {
+            let at = lead + (trimmed.len() - rest.len());
+            return Err(ParseError::new(
+                KIND,
+                input,
+                format!("descriptor {lower} takes no arguments"),
+            )
+            .at(at, lead + trimmed.len()));
+        }
+        let cron = parse_cron(expression, expression)?;
+        return Ok(Schedule {
+            text: lower,
+            rule: Rule::Cron(cron),
+        });
+    }
+    let cron = parse_cron(input, input)?;
+    let text = input.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok(Schedule {
+        text,
+        rule: Rule::Cron(cron),
+    })
+}
+
+fn parse_every(input: &str, duration: &str, offset: usize) -> Result<Schedule, ParseError> {
+    let span = (offset, offset + duration.len());
+    let err = |reason: String| ParseError::new(KIND, input, reason).at(span.0, span.1);
+    if duration.is_empty() {
+        return Err(err(
+            "@every needs a duration such as 30s, 5m or 1h30m".to_owned()
+        ));
+    }
+    let nanos = parse_go_duration(duration).map_err(|reason| {
+        err(format!(
+            "@every duration {duration:?} is not a Go duration: {reason}"
+        ))
+    })?;
+    if nanos < 1_000_000_000 {
+        return Err(err(format!(
+            "@every duration must be at least 1s, got {duration}"
+        )));
+    }
+    if nanos % 1_000_000_000 != 0 {
+        return Err(err(format!(
+            "@every duration must be a whole number of seconds (schedules have one-second \
+             resolution), got {duration}"
+        )));
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000)
+        .map_err(|_| err(format!("@every duration {duration} is too long")))?;
+    Ok(Schedule {
+        text: format!("@every {}", format_duration(secs)),
+        rule: Rule::Every(secs),
+    })
+}
+
+/// Parses Go's `time.ParseDuration` syntax into nanoseconds; negative durations are refused.
+fn parse_go_duration(s: &str) -> Result<u128, String> {
+    let body = s.strip_prefix('+').unwrap_or(s);
+    if body.starts_with('-') {
+        return Err("it must not be negative".to_owned());
+    }
+    if body == "0" {
+        return Ok(0);
+    }
+    if body.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let mut rest = body;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..num_len];
+        rest = &rest[num_len..];
+        let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
+            return Err(format!("expected a number before {rest:?}"));
+        }
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => {
+                return Err(format!(
+                    "missing unit after {number:?} (use ns, us, ms, s, m or h)"
+                ));
+            }
+            _ => return Err(format!("unknown unit {unit:?} (use ns, us, ms, s, m or h)")),
+        };
+        let too_long = || "it is too long".to_owned();
+        let int: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| too_long())?
+        };
+        let mut value = int.checked_mul(scale).ok_or_else(too_long)?;
+        // The fraction, digit by digit, exact to the nanosecond like Go.
+        let mut place = scale;
+        for digit in frac_part.bytes() {
+            place /= 10;
+            if place == 0 {
+                break;
+            }
+            value += u128::from(digit - b'0') * place;
+        }
+        total = total.checked_add(value).ok_or_else(too_long)?;
+        if total > u128::from(u64::MAX) * 1_000_000_000 {
+            return Err(too_long());
+        }
+    }
+    Ok(total)
+}
+
+/// `5400` → `1h30m`, `90` → `1m30s`, `0` → `0s`: a Go duration that parses back the same.
+fn format_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+fn format_go_nanos(nanos: u128) -> String {
+    if nanos % 1_000_000_000 == 0 {
+        format_duration(u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX))
+    } else if nanos % 1_000_000 == 0 {
+        format!("{}ms", nanos / 1_000_000)
+    } else {
+        format!("{nanos}ns")
+    }
+}
+
+/// One cron field's rules.
+struct Field {
+    name: &'static str,
+    min: u32,
+    /// The end of `*` and of `a/n`.
+    max: u32,
+    /// The largest value accepted when written out (7 for Sunday in day-of-week).
+    max_value: u32,
+    /// Names of the values from `min` on (`JAN` is 1, `SUN` is 0).
+    names: &'static [&'static str],
+}
+
+const SECOND: Field = Field {
+    name: "second",
+    min: 0,
+    max: 59,
+    max_value: 59,
+    names: &[],
+};
+const MINUTE: Field = Field {
+    name: "minute",
+    min: 0,
+    max: 59,
+    max_value: 59,
+    names: &[],
+};
+const HOUR: Field = Field {
+    name: "hour",
+    min: 0,
+    max: 23,
+    max_value: 23,
+    names: &[],
+};
+const DAY_OF_MONTH: Field = Field {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    max_value: 31,
+    names: &[],
+};
+const MONTH: Field = Field {
+    name: "month",
+    min: 1,
+    max: 12,
+    max_value: 12,
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
+};
+const DAY_OF_WEEK: Field = Field {
+    name: "day-of-week",
+    min: 0,
+    max: 6,
+    max_value: 7,
+    names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+};
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// Parses the cron expression `expr`; errors name `input` (which differs for descriptors).
+fn parse_cron(input: &str, expr: &str) -> Result<Cron, ParseError> {
+    let mut fields: Vec<(usize, &str)> = Vec::with_capacity(6);
+    let mut start = None;
+    for (i, c) in expr.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                fields.push((s, &expr[s..i]));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        fields.push((s, &expr[s..]));
+    }
+    let specs: &[&Field] = match fields.len() {
+        6 => &[&SECOND, &MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK],
+        5 => &[&MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK],
+        n => {
+            return Err(ParseError::new(
+                KIND,
+                input,
+                format!(
+                    "a cron expression has 6 fields (second minute hour day-of-month month \
+                     day-of-week) or 5 (without the second), got {n}"
+                ),
+            ));
+        }
+    };
+    let mut masks = Vec::with_capacity(6);
+    if fields.len() == 5 {
+        masks.push((1u64, false));
+    }
+    for ((offset, text), spec) in fields.iter().zip(specs) {
+        masks.push(parse_field(input, spec, text, *offset)?);
+    }
+    let mut weekdays = masks[5].0;
+    if weekdays & (1 << 7) != 0 {
+        weekdays = (weekdays & !(1 << 7)) | 1;
+    }
+    let cron = Cron {
+        seconds: masks[0].0,
+        minutes: masks[1].0,
+        hours: masks[2].0,
+        days: masks[3].0,
+        months: masks[4].0,
+        weekdays,
+        days_any: masks[3].1,
+        weekdays_any: masks[5].1,
+    };
+    // With the day of the week unrestricted only the day of the month counts, and it may
+    // name days no selected month has: refuse those rather than search forever.
+    if cron.weekdays_any && !cron.days_any {
+        let possible = (1..=12u32)
+            .filter(|m| cron.months & (1 << m) != 0)
+            .any(|m| cron.days & mask_upto(max_days(m)) != 0);
+        if !possible {
+            let day_offset = fields[fields.len() - 3].0;
+            let day_text = fields[fields.len() - 3].1;
+            let months: Vec<&str> = (1..=12u32)
+                .filter(|m| cron.months & (1 << m) != 0)
+                .map(|m| MONTH_NAMES[m as usize - 1])
+                .collect();
+            return Err(ParseError::new(
+                KIND,
+                input,
+                format!(
+                    "day-of-month field {day_text:?} never occurs in {}, so the schedule \
+                     would never fire",
+                    months.join(", ")
+                ),
+            )
+            .at(day_offset, day_offset + day_text.len()));
+        }
+    }
+    Ok(cron)
+}
+
+/// Bits `1..=n`.
+fn mask_upto(n: u32) -> u64 {
+    ((1u64 << (n + 1)) - 1) & !1
+}
+
+/// The most days month `m` ever has (29 for February).
+fn max_days(m: u32) -> u32 {
+    match m {
+        2 => 29,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// One field: its value mask, and whether it was `*`/`?` (matters for the day fields).
+fn parse_field(
+    input: &str,
+    spec: &Field,
+    text: &str,
+    offset: usize,
+) -> Result<(u64, bool), ParseError> {
+    let mut mask = 0u64;
+    let mut any = false;
+    let mut item_start = 0;
+    for item in text.split(',') {
+        let at = offset + item_start;
+        item_start += item.len() + 1;
+        let err = |reason: String, s: usize, e: usize| {
+            ParseError::new(KIND, input, format!("{} field: {reason}", spec.name)).at(s, e)
+        };
+        if item.is_empty() {
+            return Err(err(format!("empty list item in {text:?}"), at, at));
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(step)),
+            None => (item, None),
+        };
+        let step_at = at + range.len() + 1;
+        let step = match step {
+            None => 1,
+            Some(s) => match s.parse::<u32>() {
+                Ok(0) => return Err(err("step must not be 0".into(), step_at, step_at + s.len())),
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(err(
+                        format!("step {s:?} is not a positive whole number"),
+                        step_at,
+                        step_at + s.len(),
+                    ));
+                }
+            },
+        };
+        let (lo, hi) = if range == "*" || range == "?" {
+            if step == 1 {
+                any = true;
+            }
+            (spec.min, spec.max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            let lo = parse_value(spec, a).map_err(|r| err(r, at, at + a.len()))?;
+            let b_at = at + a.len() + 1;
+            let hi = parse_value(spec, b).map_err(|r| err(r, b_at, b_at + b.len()))?;
+            if lo > hi {
+                return Err(err(
+                    format!("range {range:?} runs backwards ({lo} is after {hi})"),
+                    at,
+                    at + range.len(),
+                ));
+            }
+            (lo, hi)
+        } else {
+            let v = parse_value(spec, range).map_err(|r| err(r, at, at + range.len()))?;
+            if step > 1 {
+                (v, spec.max.max(v))
+            } else {
+                (v, v)
+            }
+        };
+        let mut v = lo;
+        while v <= hi {
+            mask |= 1 << v;
+            v += step;
+        }
+    }
+    Ok((mask, any))
+}
+
+fn parse_value(spec: &Field, s: &str) -> Result<u32, String> {
+    if s.is_empty() {
+        return Err("expected a value, found nothing".to_owned());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return match s.parse::<u32>() {
+            Ok(v) if (spec.min..=spec.max_value).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "{s} is out of range {}-{}",
+                spec.min, spec.max_value
+            )),
+        };
+    }
+    if let Some(i) = spec.names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+        return Ok(spec.min + i as u32);
+    }
+    Err(if spec.names.is_empty() {
+        format!("{s:?} is not a number")
+    } else {
+        format!(
+            "{s:?} is neither a number nor a name ({}-{})",
+            spec.names[0],
+            spec.names[spec.names.len() - 1]
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Next firing time
+// ---------------------------------------------------------------------------------------------
+
+fn has(mask: u64, v: u32) -> bool {
+    v < 64 && mask & (1 << v) != 0
+}
+
+/// The smallest value `>= from` in `mask`.
+fn next_in(mask: u64, from: u32) -> Option<u32> {
+    if from >= 64 {
+        return None;
+    }
+    let rest = mask & (u64::MAX << from);
+    (rest != 0).then(|| rest.trailing_zeros())
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        2 if NaiveDate::from_ymd_opt(year, 2, 29).is_some() => 29,
+        2 => 28,
+        m => max_days(m),
+    }
+}
+
+impl Cron {
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let dom = has(self.days, date.day());
+        let dow = has(self.weekdays, date.weekday().num_days_from_sunday());
+        if self.days_any || self.weekdays_any {
+            dom && dow
+        } else {
+            dom || dow
+        }
+    }
+
+    /// Jumps field by field to the next match: at most a few turns per day skipped, and no
+    /// more than about nine years of days (a February 29 on a given weekday is the rarest
+    /// schedule that parses).
+    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = DateTime::from_timestamp(t.timestamp().checked_add(1)?, 0)?;
+        let (mut y, mut mo, mut d) = (start.year(), start.month(), start.day());
+        let secs = start.timestamp().rem_euclid(86_400) as u32;
+        let (mut h, mut mi, mut s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let last_year = y.checked_add(30)?;
+        let first_month = next_in(self.months, 1)?;
+        while y <= last_year {
+            if !has(self.months, mo) {
+                match next_in(self.months, mo + 1) {
+                    Some(m) => mo = m,
+                    None => {
+                        y += 1;
+                        mo = first_month;
+                    }
+                }
+                (d, h, mi, s) = (1, 0, 0, 0);
+                continue;
+            }
+            if d > days_in_month(y, mo) {
+                mo += 1;
+                if mo > 12 {
+                    y += 1;
+                    mo = 1;
+                }
+                (d, h, mi, s) = (1, 0, 0, 0);
+                continue;
+            }
+            if !self.day_matches(NaiveDate::from_ymd_opt(y, mo, d)?) {
+                d += 1;
+                (h, mi, s) = (0, 0, 0);
+                continue;
+            }
+            if !has(self.hours, h) {
+                match next_in(self.hours, h + 1) {
+                    Some(next) => (h, mi, s) = (next, 0, 0),
+                    None => {
+                        d += 1;
+                        (h, mi, s) = (0, 0, 0);
+                        continue;
+                    }
+                }
+            }
+            if !has(self.minutes, mi) {
+                match next_in(self.minutes, mi + 1) {
+                    Some(next) => (mi, s) = (next, 0),
+                    None => {
+                        h += 1;
+                        (mi, s) = (0, 0);
+                        continue;
+                    }
+                }
+            }
+            if !has(self.seconds, s) {
+                match next_in(self.seconds, s + 1) {
+                    Some(next) => s = next,
+                    None => {
+                        mi += 1;
+                        s = 0;
+                        continue;
+                    }
+                }
+            }
+            return Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single();
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration as TimeDelta, Timelike};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    fn next(schedule: &str, t: DateTime<Utc>) -> DateTime<Utc> {
+        schedule.parse::<Schedule>().unwrap().next_after(t)
+    }
+
+    fn parse_err(schedule: &str) -> ParseError {
+        match schedule.parse::<Schedule>() {
+            Err(Error::InvalidInput(e)) => e,
+            other => panic!("{schedule:?} should not parse, got {other:?}"),
+        }
+    }
+
+    fn cron(s: &Schedule) -> &Cron {
+        match &s.rule {
+            Rule::Cron(c) => c,
+            Rule::Every(_) => panic!("not a cron schedule"),
+        }
+    }
+
+    #[test]
+    fn every_adds_the_interval_to_the_truncated_second() {
+        let t = at(2024, 1, 1, 12, 0, 0) + TimeDelta::milliseconds(500);
+        assert_eq!(next("@every 1m", t), at(2024, 1, 1, 12, 1, 0));
+        assert_eq!(next("@every 5m30s", t), at(2024, 1, 1, 12, 5, 30));
+        assert_eq!(next("@every 1.5h", t), at(2024, 1, 1, 13, 30, 0));
+        assert_eq!(next("@every 90s", t), at(2024, 1, 1, 12, 1, 30));
+        assert_eq!(next("@every 2000ms", t), at(2024, 1, 1, 12, 0, 2));
+    }
+
+    #[test]
+    fn every_durations_print_canonically() {
+        for (input, shown) in [
+            ("@every 1m", "@every 1m"),
+            ("@every 90s", "@every 1m30s"),
+            ("  @EVERY   1h0m0s ", "@every 1h"),
+            ("@every 1h30s", "@every 1h30s"),
+            ("@every 3600000ms", "@every 1h"),
+        ] {
+            let s: Schedule = input.parse().unwrap();
+            assert_eq!(s.to_string(), shown, "{input}");
+            assert_eq!(s.to_string().parse::<Schedule>().unwrap(), s);
+        }
+        assert_eq!(
+            "@every 1m30s".parse::<Schedule>().unwrap(),
+            "@every 90s".parse::<Schedule>().unwrap()
+        );
+        assert_eq!(
+            Schedule::default().interval(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(Schedule::default().to_string(), DEFAULT_POLL_SCHEDULE);
+    }
+
+    #[test]
+    fn every_rejects_short_fractional_and_malformed_durations() {
+        for (input, needle) in [
+            ("@every 500ms", "at least 1s"),
+            ("@every 0s", "at least 1s"),
+            ("@every 0", "at least 1s"),
+            ("@every 1500ms", "whole number of seconds"),
+            ("@every -5m", "negative"),
+            ("@every 5x", "unknown unit \"x\""),
+            ("@every 5", "missing unit"),
+            ("@every", "needs a duration"),
+            ("@every m", "expected a number"),
+            ("@every 1..5s", "expected a number"),
+            ("@every 99999999999999999999999h", "too long"),
+        ] {
+            let e = parse_err(input);
+            assert!(e.reason().contains(needle), "{input}: {e}");
+            assert!(e.span().is_some(), "{input}");
+        }
+        assert!(Schedule::every(Duration::from_millis(1500)).is_err());
+        assert!(Schedule::every(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn descriptors_fire_at_their_boundaries() {
+        let t = at(2024, 5, 15, 10, 20, 30);
+        assert_eq!(next("@yearly", t), at(2025, 1, 1, 0, 0, 0));
+        assert_eq!(next("@annually", t), at(2025, 1, 1, 0, 0, 0));
+        assert_eq!(next("@monthly", t), at(2024, 6, 1, 0, 0, 0));
+        // 2024-05-15 is a Wednesday; the next Sunday is the 19th.
+        assert_eq!(next("@weekly", t), at(2024, 5, 19, 0, 0, 0));
+        assert_eq!(next("@daily", t), at(2024, 5, 16, 0, 0, 0));
+        assert_eq!(next("@midnight", t), at(2024, 5, 16, 0, 0, 0));
+        assert_eq!(next("@hourly", t), at(2024, 5, 15, 11, 0, 0));
+        assert_eq!(
+            "@Hourly".parse::<Schedule>().unwrap().to_string(),
+            "@hourly"
+        );
+        let e = parse_err("@fortnightly");
+        assert!(e.reason().contains("unknown descriptor"), "{e}");
+        assert_eq!(e.span(), Some((0, 12)));
+        let e = parse_err("@daily 5");
+        assert!(e.reason().contains("takes no arguments"), "{e}");
+    }
+
+    #[test]
+    fn cron_fields_steps_ranges_lists_and_names() {
+        let t = at(2024, 1, 1, 0, 2, 30);
+        assert_eq!(next("0 */5 * * * *", t), at(2024, 1, 1, 0, 5, 0));
+        assert_eq!(next("*/15 * * * *", t), at(2024, 1, 1, 0, 15, 0));
+        assert_eq!(next("10,40 * * * * *", t), at(2024, 1, 1, 0, 2, 40));
+        assert_eq!(next("* * * * * *", t), at(2024, 1, 1, 0, 2, 31));
+        assert_eq!(next("0 0 12 1 JAN,jul ?", t), at(2024, 1, 1, 12, 0, 0));
+        assert_eq!(
+            next("0 0 12 1 JAN,jul ?", at(2024, 1, 1, 12, 0, 0)),
+            at(2024, 7, 1, 12, 0, 0)
+        );
+        assert_eq!(next("0 0 8-10/2 * * *", t), at(2024, 1, 1, 8, 0, 0));
+        assert_eq!(
+            next("0 0 8-10/2 * * *", at(2024, 1, 1, 8, 0, 0)),
+            at(2024, 1, 1, 10, 0, 0)
+        );
+        assert_eq!(next("0 0 20/2 * * *", t), at(2024, 1, 1, 20, 0, 0));
+        assert_eq!(
+            next("0 0 20/2 * * *", at(2024, 1, 1, 22, 0, 0)),
+            at(2024, 1, 2, 20, 0, 0)
+        );
+        // 2024-01-01 is a Monday; Saturday 6 and Sunday 7 (== 0) are the weekend.
+        assert_eq!(next("0 0 9 * * 6-7", t), at(2024, 1, 6, 9, 0, 0));
+        assert_eq!(
+            next("0 0 9 * * SAT-7", at(2024, 1, 6, 9, 0, 0)),
+            at(2024, 1, 7, 9, 0, 0)
+        );
+        assert_eq!(
+            next("0 30 9 * * MON-FRI", at(2024, 1, 5, 10, 0, 0)),
+            at(2024, 1, 8, 9, 30, 0)
+        );
+    }
+
+    #[test]
+    fn both_day_fields_restricted_means_either() {
+        // The 13th, or any Friday: from Monday 2024-09-09 the first is Friday the 13th... and
+        // after it, Friday the 20th; in October the 13th is a Sunday and still matches.
+        let s = "0 0 0 13 * FRI";
+        assert_eq!(next(s, at(2024, 9, 9, 0, 0, 0)), at(2024, 9, 13, 0, 0, 0));
+        assert_eq!(next(s, at(2024, 9, 13, 0, 0, 0)), at(2024, 9, 20, 0, 0, 0));
+        assert_eq!(
+            next(s, at(2024, 10, 11, 0, 0, 0)),
+            at(2024, 10, 13, 0, 0, 0)
+        );
+        // With one day field `*` or `?`, only the other counts.
+        assert_eq!(
+            next("0 0 0 13 * ?", at(2024, 9, 14, 0, 0, 0)),
+            at(2024, 10, 13, 0, 0, 0)
+        );
+        assert_eq!(
+            next("0 0 0 * * FRI", at(2024, 9, 14, 0, 0, 0)),
+            at(2024, 9, 20, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn rare_days_are_found_and_impossible_ones_refused() {
+        assert_eq!(
+            next("0 0 0 29 2 *", at(2023, 3, 1, 0, 0, 0)),
+            at(2024, 2, 29, 0, 0, 0)
+        );
+        // 2100 is not a leap year.
+        assert_eq!(
+            next("0 0 0 29 2 *", at(2096, 3, 1, 0, 0, 0)),
+            at(2104, 2, 29, 0, 0, 0)
+        );
+        assert_eq!(
+            next("0 0 0 31 * *", at(2024, 4, 1, 0, 0, 0)),
+            at(2024, 5, 31, 0, 0, 0)
+        );
+        // February 30th never comes: an error, not an endless search.
+        let e = parse_err("0 0 0 30 2 *");
+        assert!(e.reason().contains("never occurs in February"), "{e}");
+        assert_eq!(e.span(), Some((6, 8)));
+        let e = parse_err("0 0 31 APR,JUN,SEP,NOV *");
+        assert!(
+            e.reason().contains("April, June, September, November"),
+            "{e}"
+        );
+        // The same days are fine when a weekday may match instead.
+        assert_eq!(
+            next("0 0 0 30 2 MON", at(2024, 1, 1, 0, 0, 0)),
+            at(2024, 2, 5, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn cron_errors_name_the_field_and_point_at_it() {
+        for (input, needle, span) in [
+            (
+                "61 * * * * *",
+                "second field: 61 is out of range 0-59",
+                (0, 2),
+            ),
+            (
+                "0 60 * * * *",
+                "minute field: 60 is out of range 0-59",
+                (2, 4),
+            ),
+            (
+                "0 0 24 * * *",
+                "hour field: 24 is out of range 0-23",
+                (4, 6),
+            ),
+            (
+                "0 0 0 0 * *",
+                "day-of-month field: 0 is out of range 1-31",
+                (6, 7),
+            ),
+            (
+                "0 0 0 * 13 *",
+                "month field: 13 is out of range 1-12",
+                (8, 10),
+            ),
+            (
+                "0 0 0 * * 8",
+                "day-of-week field: 8 is out of range 0-7",
+                (10, 11),
+            ),
+            ("0 0 0 * FOO *", "month field: \"FOO\" is neither", (8, 11)),
+            (
+                "0 0 0 * * MONDAY",
+                "day-of-week field: \"MONDAY\"",
+                (10, 16),
+            ),
+            ("0 5-3 * * * *", "runs backwards", (2, 5)),
+            ("0 */0 * * * *", "step must not be 0", (4, 5)),
+            ("0 */x * * * *", "step \"x\"", (4, 5)),
+            ("0 1,,2 * * * *", "empty list item", (4, 4)),
+            ("0 1- * * * *", "expected a value", (4, 4)),
+            (
+                "0 JAN * * * *",
+                "minute field: \"JAN\" is not a number",
+                (2, 5),
+            ),
+        ] {
+            let e = parse_err(input);
+            assert!(e.reason().contains(needle), "{input}: {e}");
+            assert_eq!(e.span(), Some(span), "{input}: {e}");
+            assert_eq!(e.kind(), "poll schedule");
+        }
+        for input in ["* * * *", "* * * * * * *", "", "   "] {
+            let e = parse_err(input);
+            assert!(
+                e.reason().contains("6 fields") || e.reason().contains("must not be empty"),
+                "{input:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn far_future_saturates() {
+        let s: Schedule = "@every 1h".parse().unwrap();
+        assert_eq!(
+            s.next_after(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC
+        );
+        let c: Schedule = "@yearly".parse().unwrap();
+        assert_eq!(
+            c.next_after(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
+
+    /// The oracle: walks day by day, then every hour, minute and second of a matching day,
+    /// in order — slow, but obviously right.
+    fn brute_next(c: &Cron, t: DateTime<Utc>, max_days: i64) -> Option<DateTime<Utc>> {
+        let mut date = t.date_naive();
+        for _ in 0..max_days {
+            if has(c.months, date.month()) && c.day_matches(date) {
+                for h in (0..24).filter(|h| has(c.hours, *h)) {
+                    for mi in (0..60).filter(|m| has(c.minutes, *m)) {
+                        for s in (0..60).filter(|s| has(c.seconds, *s)) {
+                            let dt = date.and_hms_opt(h, mi, s)?.and_utc();
+                            if dt > t {
+                                return Some(dt);
+                            }
+                        }
+                    }
+                }
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
+
+    fn matches(c: &Cron, dt: DateTime<Utc>) -> bool {
+        has(c.seconds, dt.second())
+            && has(c.minutes, dt.minute())
+            && has(c.hours, dt.hour())
+            && has(c.months, dt.month())
+            && c.day_matches(dt.date_naive())
+            && dt.nanosecond() == 0
+    }
+
+    fn field_strategy(min: u32, max: u32) -> impl Strategy<Value = String> {
+        let single = (min..=max).prop_map(|v| v.to_string());
+        let range = (min..=max, min..=max).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b)));
+        let step = (1u32..=(max - min + 1)).prop_map(|n| format!("*/{n}"));
+        let from_step = (min..=max, 1u32..10).prop_map(|(a, n)| format!("{a}/{n}"));
+        let item = prop_oneof![single, range, step, from_step];
+        prop_oneof![
+            2 => Just("*".to_owned()),
+            1 => Just("?".to_owned()),
+            6 => prop::collection::vec(item, 1..4).prop_map(|v| v.join(",")),
+        ]
+    }
+
+    fn cron_strategy() -> impl Strategy<Value = String> {
+        (
+            field_strategy(0, 59),
+            field_strategy(0, 59),
+            field_strategy(0, 23),
+            field_strategy(1, 31),
+            field_strategy(1, 12),
+            field_strategy(0, 7),
+        )
+            .prop_map(|(s, m, h, dom, mon, dow)| format!("{s} {m} {h} {dom} {mon} {dow}"))
+    }
+
+    fn time_strategy() -> impl Strategy<Value = DateTime<Utc>> {
+        // 1990..2100, with sub-second parts.
+        (631_152_000i64..4_102_444_800, 0u32..1_000_000_000)
+            .prop_map(|(s, n)| DateTime::from_timestamp(s, n).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn cron_next_is_later_matches_and_agrees_with_the_oracle(
+            expr in cron_strategy(),
+            t in time_strategy(),
+        ) {
+            // Generated day fields may be impossible (30 in February only): those must be
+            // refused, and everything else must fire.
+            let Ok(schedule) = expr.parse::<Schedule>() else {
+                let c = parse_cron_unchecked(&expr);
+                prop_assert!(c.weekdays_any && !c.days_any);
+                return Ok(());
+            };
+            let c = cron(&schedule);
+            let n = schedule.next_after(t);
+            prop_assert!(n > t);
+            prop_assert!(matches(c, n), "{} does not match {}", n, expr);
+            // Compare with the oracle where it finishes quickly enough.
+            if let Some(oracle) = brute_next(c, t, 400) {
+                prop_assert_eq!(n, oracle);
+            } else {
+                prop_assert!(n - t > TimeDelta::days(398));
+            }
+        }
+
+        #[test]
+        fn next_after_is_monotonic_and_stable_between_firings(
+            expr in cron_strategy(),
+            t in time_strategy(),
+            frac in 0.0f64..1.0,
+        ) {
+            let Ok(schedule) = expr.parse::<Schedule>() else { return Ok(()) };
+            let n = schedule.next_after(t);
+            let n2 = schedule.next_after(n);
+            prop_assert!(n2 > n);
+            // Any time in [t, n) has the same next firing.
+            let span = (n - t).num_milliseconds() as f64;
+            let mid = t + TimeDelta::milliseconds((span * frac) as i64);
+            if mid < n {
+                prop_assert_eq!(schedule.next_after(mid), n);
+                prop_assert!(schedule.next_after(mid) >= schedule.next_after(t));
+            }
+        }
+
+        #[test]
+        fn cron_round_trips_through_display(expr in cron_strategy()) {
+            if let Ok(schedule) = expr.parse::<Schedule>() {
+                let shown = schedule.to_string();
+                prop_assert_eq!(&shown, &expr);
+                prop_assert_eq!(shown.parse::<Schedule>().unwrap(), schedule);
+            }
+        }
+
+        #[test]
+        fn every_round_trips_and_adds_the_interval(
+            secs in 1u64..10_000_000,
+            t in time_strategy(),
+        ) {
+            let s = Schedule::every(Duration::from_secs(secs)).unwrap();
+            let back: Schedule = s.to_string().parse().unwrap();
+            prop_assert_eq!(&back, &s);
+            prop_assert_eq!(back.interval(), Some(Duration::from_secs(secs)));
+            let n = s.next_after(t);
+            prop_assert!(n > t);
+            prop_assert_eq!(n.timestamp() - t.timestamp(), secs as i64);
+        }
+
+        #[test]
+        fn parse_never_panics(input in "\\PC{0,40}") {
+            let _ = input.parse::<Schedule>();
+        }
+
+        #[test]
+        fn parse_never_panics_on_cron_like_input(input in "[0-9*?/,A-Za-z@ -]{0,40}") {
+            if let Err(Error::InvalidInput(e)) = input.parse::<Schedule>() {
+                if let Some((start, end)) = e.span() {
+                    prop_assert!(start <= end && end <= input.len());
+                }
+            }
+        }
+    }
+
+    /// The field masks of an expression, without the check for days that never occur.
+    fn parse_cron_unchecked(expr: &str) -> Cron {
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        let specs = [&SECOND, &MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK];
+        let m: Vec<(u64, bool)> = fields
+            .iter()
+            .zip(specs)
+            .map(|(f, spec)| parse_field(expr, spec, f, 0).unwrap())
+            .collect();
+        Cron {
+            seconds: m[0].0,
+            minutes: m[1].0,
+            hours: m[2].0,
+            days: m[3].0,
+            months: m[4].0,
+            weekdays: m[5].0,
+            days_any: m[3].1,
+            weekdays_any: m[5].1,
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! The approval rules of the manager: digest binding, one vote per voter, veto, deadlines,
+//! supersession, idempotent requests, the audit log and the pending count.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use keel_core::approval::{
+    ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
+    MemoryApprovalStore, VoteKind,
+};
+use keel_core::policy::{PolicyOptions, VersionPolicy};
+use keel_core::{Digest, Error, Event, EventKind, ImageRef, Notifier, TrackedImage, UpdatePlan};
+
+#[derive(Debug, Default)]
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+}
+
+impl Recorder {
+    fn kinds(&self) -> Vec<(EventKind, String)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    e.approval
+                        .as_ref()
+                        .map(|a| a.id.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Notifier for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    async fn notify(&self, event: &Event) -> Result<(), Error> {
+        self.events.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    fn new() -> Self {
+        TestClock(Arc::new(Mutex::new(
+            Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap(),
+        )))
+    }
+
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Fixture {
+    approvals: Approvals,
+    store: Arc<MemoryApprovalStore>,
+    clock: TestClock,
+    recorder: Arc<Recorder>,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(MemoryApprovalStore::new());
+    let clock = TestClock::new();
+    let recorder = Arc::new(Recorder::default());
+    let c = clock.clone();
+    let approvals = Approvals::new(store.clone())
+        .with_clock(Arc::new(move || c.now()))
+        .with_notifier(recorder.clone());
+    Fixture {
+        approvals,
+        store,
+        clock,
+        recorder,
+    }
+}
+
+fn plan(image_id: &str, tag: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: "prod".into(),
+        id: image_id.into(),
+        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
+        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+    }
+}
+
+fn digest(n: u64) -> Digest {
+    format!("sha256:{n:064x}").parse().unwrap()
+}
+
+async fn actions(store: &dyn ApprovalStore, request: &str) -> Vec<AuditAction> {
+    store
+        .audit(&AuditQuery {
+            request: Some(request.into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_digest_of_the_same_tag_is_a_new_request_and_old_votes_do_not_count() {
+    let f = fixture();
+    let old = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&old.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+
+    let new = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(2)), 2, None, None)
+        .await
+        .unwrap();
+    assert_ne!(new.id, old.id, "a re-pushed tag must be a new request");
+    assert_eq!(new.digest, Some(digest(2)));
+    assert_eq!(new.state, ApprovalState::Pending);
+    assert_eq!(new.approvals(), 0, "votes for the old digest counted");
+
+    let old_now = f.approvals.get(&old.id).await.unwrap().unwrap();
+    assert_eq!(old_now.state, ApprovalState::Superseded);
+    assert_eq!(
+        actions(&*f.store, &old.id).await,
+        [
+            AuditAction::Requested,
+            AuditAction::Voted,
+            AuditAction::Superseded
+        ]
+    );
+    let late = f
+        .approvals
+        .vote(&old.id, "bob", VoteKind::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(late, Error::Conflict { .. }), "{late:?}");
+    assert!(late.to_string().contains("superseded"), "{late}");
+    assert_eq!(f.approvals.pending().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_newer_version_supersedes_only_pending_requests_of_the_same_image() {
+    let f = fixture();
+    let v11 = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    let other = f
+        .approvals
+        .request(&plan("worker", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    let approved = f
+        .approvals
+        .request(&plan("api", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&approved.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+
+    f.approvals
+        .request(&plan("web", "1.2.0"), Some(digest(3)), 1, None, None)
+        .await
+        .unwrap();
+    f.approvals
+        .request(&plan("api", "1.2.0"), Some(digest(3)), 1, None, None)
+        .await
+        .unwrap();
+    let state = |id: String| {
+        let a = f.approvals.clone();
+        async move { a.get(&id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(v11.id).await, ApprovalState::Superseded);
+    assert_eq!(
+        state(other.id).await,
+        ApprovalState::Pending,
+        "another image was touched"
+    );
+    assert_eq!(
+        state(approved.id).await,
+        ApprovalState::Approved,
+        "an approved request must not be superseded"
+    );
+}
+
+#[tokio::test]
+async fn one_vote_per_voter_and_the_required_count_approves() {
+    let f = fixture();
+    let r = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
+        .await
+        .unwrap();
+    let once = f
+        .approvals
+        .vote(&r.id, "alice", VoteKind::Approve, Some("lgtm".into()))
+        .await
+        .unwrap();
+    let twice = f
+        .approvals
+        .vote(&r.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    assert_eq!(once.approvals(), 1);
+    assert_eq!(
+        twice.approvals(),
+        1,
+        "a second approve of one voter counted"
+    );
+    assert_eq!(twice.state, ApprovalState::Pending);
+    assert_eq!(twice.votes.len(), 1);
+    assert_eq!(twice.votes[0].comment.as_deref(), Some("lgtm"));
+    assert!(
+        !f.recorder
+            .kinds()
+            .iter()
+            .any(|(k, _)| *k == EventKind::Approved)
+    );
+
+    let done = f
+        .approvals
+        .vote(&r.id, "bob", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    assert_eq!(done.state, ApprovalState::Approved);
+    assert_eq!(done.info().voters, ["alice", "bob"]);
+    assert_eq!(
+        f.recorder.kinds(),
+        [
+            (EventKind::ApprovalRequested, r.id.clone()),
+            (EventKind::Approved, r.id.clone())
+        ]
+    );
+    let event = f.recorder.events.lock().unwrap()[1].clone();
+    let info = event.approval.unwrap();
+    assert_eq!((info.approvals, info.required), (2, 2));
+
+    let after = f
+        .approvals
+        .vote(&r.id, "carol", VoteKind::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(after.to_string().contains("approved"), "{after}");
+
+    let log = f
+        .store
+        .audit(&AuditQuery {
+            request: Some(r.id.clone()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::Requested,
+            AuditAction::Voted,
+            AuditAction::Voted,
+            AuditAction::Voted,
+            AuditAction::Approved
+        ]
+    );
+    assert!(
+        log[2].message.contains("not counted twice"),
+        "{}",
+        log[2].message
+    );
+    assert_eq!(log[1].actor.as_deref(), Some("alice"));
+    assert!(log[1].message.contains("lgtm"), "{}", log[1].message);
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+#[tokio::test]
+async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject() {
+    let f = fixture();
+    let r = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 3, None, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&r.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&r.id, "bob", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let vetoed = f
+        .approvals
+        .vote(
+            &r.id,
+            "alice",
+            VoteKind::Reject,
+            Some("breaks the API".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(vetoed.state, ApprovalState::Rejected);
+    assert_eq!(
+        vetoed.approvals(),
+        1,
+        "alice's approve was replaced by her reject"
+    );
+    assert!(vetoed.rejected());
+    assert!(
+        f.recorder
+            .kinds()
+            .contains(&(EventKind::Rejected, r.id.clone()))
+    );
+    let e = f
+        .approvals
+        .vote(&r.id, "carol", VoteKind::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Conflict { .. }) && e.to_string().contains("rejected"),
+        "{e}"
+    );
+    assert_eq!(
+        actions(&*f.store, &r.id).await.last(),
+        Some(&AuditAction::Rejected)
+    );
+    // Asking again for the same update and digest does not reopen a vetoed request.
+    let again = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 3, None, None)
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.state), (r.id, ApprovalState::Rejected));
+}
+
+#[tokio::test]
+async fn a_vote_after_the_deadline_expires_the_request() {
+    let f = fixture();
+    let r = f
+        .approvals
+        .request(
+            &plan("web", "1.1.0"),
+            Some(digest(1)),
+            1,
+            Some(Duration::from_secs(3600)),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.deadline - r.created, TimeDelta::hours(1));
+    f.clock.advance(TimeDelta::minutes(61));
+    assert_eq!(
+        f.approvals.pending().await.unwrap(),
+        0,
+        "an overdue request counted"
+    );
+    let e = f
+        .approvals
+        .vote(&r.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    assert!(e.to_string().contains("expired"), "{e}");
+    let stored = f.approvals.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, ApprovalState::Expired);
+    assert!(stored.votes.is_empty(), "a late vote was recorded");
+    assert_eq!(
+        actions(&*f.store, &r.id).await,
+        [AuditAction::Requested, AuditAction::Expired]
+    );
+    assert!(
+        f.recorder
+            .kinds()
+            .contains(&(EventKind::Expired, r.id.clone()))
+    );
+    assert!(f.approvals.expire_due().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expire_due_expires_overdue_requests_once() {
+    let f = fixture().approvals_with_deadline(Duration::from_secs(600));
+    let soon = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    let later = f
+        .approvals
+        .request(
+            &plan("api", "1.1.0"),
+            Some(digest(1)),
+            1,
+            Some(Duration::from_secs(7200)),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(soon.deadline - soon.created, TimeDelta::minutes(10));
+    assert_eq!(f.approvals.pending().await.unwrap(), 2);
+    assert!(f.approvals.expire_due().await.unwrap().is_empty());
+
+    f.clock.advance(TimeDelta::minutes(30));
+    let expired = f.approvals.expire_due().await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].id, soon.id);
+    assert_eq!(expired[0].state, ApprovalState::Expired);
+    assert!(
+        f.approvals.expire_due().await.unwrap().is_empty(),
+        "expired twice"
+    );
+    assert_eq!(f.approvals.pending().await.unwrap(), 1);
+    let expired_events = f
+        .recorder
+        .kinds()
+        .into_iter()
+        .filter(|(k, _)| *k == EventKind::Expired)
+        .count();
+    assert_eq!(expired_events, 1);
+    assert_eq!(
+        f.approvals.get(&later.id).await.unwrap().unwrap().state,
+        ApprovalState::Pending
+    );
+}
+
+impl Fixture {
+    fn approvals_with_deadline(self, deadline: Duration) -> Self {
+        Fixture {
+            approvals: self.approvals.with_default_deadline(deadline),
+            ..self
+        }
+    }
+}
+
+#[tokio::test]
+async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
+    let f = fixture();
+    let first = f
+        .approvals
+        .request(
+            &plan("web", "1.1.0"),
+            Some(digest(1)),
+            2,
+            None,
+            Some("https://notes".into()),
+        )
+        .await
+        .unwrap();
+    f.clock.advance(TimeDelta::minutes(5));
+    let second = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
+        .await
+        .unwrap();
+    assert_eq!(first, second, "the second request changed the first");
+    assert_eq!(second.release_notes.as_deref(), Some("https://notes"));
+    assert_eq!(
+        f.store
+            .list(&ApprovalFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        actions(&*f.store, &first.id).await,
+        [AuditAction::Requested]
+    );
+    assert_eq!(
+        f.recorder.kinds(),
+        [(EventKind::ApprovalRequested, first.id.clone())]
+    );
+    let event = f.recorder.events.lock().unwrap()[0].clone();
+    assert_eq!(event.release_notes.as_deref(), Some("https://notes"));
+    assert_eq!(event.approval.unwrap().required, 2);
+}
+
+#[tokio::test]
+async fn request_for_a_tracked_image_carries_its_settings_and_channels() {
+    let f = fixture();
+    let image = TrackedImage::new(
+        "web",
+        ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
+        Arc::new(VersionPolicy::parse("minor", &PolicyOptions::default()).unwrap()),
+    )
+    .with_approvals(3)
+    .with_approval_deadline(Duration::from_secs(90))
+    .with_release_notes("https://example.com/notes")
+    .with_notify(vec!["#prod-deploys".into()]);
+    let r = f
+        .approvals
+        .request_for(&image, &plan("web", "1.1.0"), Some(digest(7)))
+        .await
+        .unwrap();
+    assert_eq!(r.required, 3);
+    assert_eq!(r.deadline - r.created, TimeDelta::seconds(90));
+    assert_eq!(r.channels, ["#prod-deploys"]);
+    f.approvals
+        .vote(&r.id, "alice", VoteKind::Reject, None)
+        .await
+        .unwrap();
+    let events = f.recorder.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert_eq!(e.channels, ["#prod-deploys"], "{:?}", e.kind);
+        assert_eq!(
+            e.release_notes.as_deref(),
+            Some("https://example.com/notes")
+        );
+    }
+    assert_eq!(events[1].approval.as_ref().unwrap().voters, ["alice"]);
+}
+
+#[tokio::test]
+async fn untrusted_input_is_refused_with_clear_errors() {
+    let f = fixture();
+    let r = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    let cases = [
+        ("../etc", "alice", None, "approval request id"),
+        (r.id.as_str(), "", None, "voter"),
+        (r.id.as_str(), "ali\u{1b}[31mce", None, "control characters"),
+        (r.id.as_str(), "alice", Some("\u{0}"), "vote comment"),
+    ];
+    for (id, voter, comment, says) in cases {
+        let e = f
+            .approvals
+            .vote(id, voter, VoteKind::Approve, comment.map(str::to_owned))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{id} {voter}: {e:?}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let long = "x".repeat(2000);
+    let e = f
+        .approvals
+        .vote(&r.id, "alice", VoteKind::Approve, Some(long))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("longer than 1024"), "{e}");
+    let unknown = f
+        .approvals
+        .vote("0000000000000000", "alice", VoteKind::Approve, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, Error::NotFound { .. }), "{unknown:?}");
+    assert!(
+        unknown.to_string().contains("0000000000000000"),
+        "{unknown}"
+    );
+    let zero = f
+        .approvals
+        .request(&plan("web", "1.2.0"), None, 0, None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(zero, Error::InvalidInput(_)), "{zero:?}");
+    assert_eq!(
+        f.approvals.get(&r.id).await.unwrap().unwrap().votes,
+        [],
+        "a refused vote was recorded"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_audits_and_lets_the_update_be_asked_again() {
+    let f = fixture();
+    let p = plan("web", "1.1.0");
+    let r = f
+        .approvals
+        .request(&p, Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&r.id, "alice", VoteKind::Reject, None)
+        .await
+        .unwrap();
+    let deleted = f.approvals.delete(&r.id, "admin").await.unwrap();
+    assert_eq!(deleted.state, ApprovalState::Rejected);
+    assert_eq!(f.approvals.get(&r.id).await.unwrap(), None);
+    let log = f
+        .store
+        .audit(&AuditQuery {
+            request: Some(r.id.clone()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.action, AuditAction::Deleted);
+    assert_eq!(last.actor.as_deref(), Some("admin"));
+    assert!(matches!(
+        f.approvals.delete(&r.id, "admin").await,
+        Err(Error::NotFound { .. })
+    ));
+    let again = f
+        .approvals
+        .request(&p, Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.state),
+        (r.id.as_str(), ApprovalState::Pending)
+    );
+    assert!(again.votes.is_empty());
+}
+
+#[tokio::test]
+async fn applied_and_failed_updates_are_recorded() {
+    let f = fixture();
+    let r = f
+        .approvals
+        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
+        .await
+        .unwrap();
+    let early = f.approvals.mark_applied(&r.id).await.unwrap_err();
+    assert!(early.to_string().contains("pending"), "{early}");
+    f.approvals
+        .vote(&r.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    f.approvals
+        .mark_apply_failed(&r.id, "conflict: web runs 1.0.1 now")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.approvals.get(&r.id).await.unwrap().unwrap().state,
+        ApprovalState::Approved,
+        "a failed apply must leave the request approved for the next pass"
+    );
+    f.approvals.mark_applied(&r.id).await.unwrap();
+    assert_eq!(
+        f.approvals.get(&r.id).await.unwrap().unwrap().state,
+        ApprovalState::Applied
+    );
+    let log = f
+        .approvals
+        .audit_log(&AuditQuery {
+            request: Some(r.id.clone()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::Requested,
+            AuditAction::Voted,
+            AuditAction::Approved,
+            AuditAction::ApplyFailed,
+            AuditAction::Applied
+        ]
+    );
+    assert!(
+        log[3].message.contains("web runs 1.0.1 now"),
+        "{}",
+        log[3].message
+    );
+    assert_eq!(log[4].image, "ghcr.io/acme/web:1.1.0");
+}
+
+#[tokio::test]
+async fn pending_counts_what_waits_for_votes() {
+    let f = fixture();
+    assert_eq!(f.approvals.pending().await.unwrap(), 0);
+    let mut ids = Vec::new();
+    for image in ["a", "b", "c"] {
+        let r = f
+            .approvals
+            .request(&plan(image, "1.1.0"), Some(digest(1)), 1, None, None)
+            .await
+            .unwrap();
+        ids.push(r.id);
+    }
+    assert_eq!(f.approvals.pending().await.unwrap(), 3);
+    f.approvals
+        .vote(&ids[0], "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    f.approvals
+        .vote(&ids[1], "alice", VoteKind::Reject, None)
+        .await
+        .unwrap();
+    assert_eq!(f.approvals.pending().await.unwrap(), 1);
+}
+
+#[test]
+fn manager_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let f = fixture();
+    send(
+        f.approvals
+            .request(&plan("web", "1.1.0"), None, 1, None, None),
+    );
+    send(f.approvals.vote("x", "y", VoteKind::Approve, None));
+    send(f.approvals.expire_due());
+}
