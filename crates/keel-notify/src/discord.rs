@@ -1,0 +1,185 @@
+//! Discord [webhooks](https://discord.com/developers/docs/resources/webhook#execute-webhook).
+//!
+//! The message is one embed coloured by the event's [`Level`](crate::Level), its title
+//! linking to the release notes when the workload has them:
+//!
+//! ```json
+//! {
+//!   "username": "keel",
+//!   "embeds": [{
+//!     "title": "Update applied",
+//!     "description": "prod/default/web now runs nginx:1.25.1 (was nginx:1.25.0).",
+//!     "url": "https://nginx.org/en/CHANGES",
+//!     "color": 3061894,
+//!     "timestamp": "2024-05-01T12:00:00Z",
+//!     "footer": {"text": "prod/default/web"}
+//!   }],
+//!   "allowed_mentions": {"parse": []}
+//! }
+//! ```
+//!
+//! `username`, `avatar_url` and the embed's `url` appear only when set.
+//! `allowed_mentions` is empty so that nothing in an event (an error message, a tag) can
+//! ping `@everyone`. A 429 answer's JSON `retry_after` (seconds, with fractions) is honoured,
+//! falling back to the `Retry-After` header.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keel_core::{Error, Event, Notifier};
+use reqwest::{StatusCode, Url};
+use serde_json::{Value, json};
+
+use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+use crate::delivery::{Answer, Context, truncate};
+
+/// Discord's limit on an embed description.
+const DESCRIPTION_MAX: usize = 4096;
+
+/// Posts to a Discord webhook; see the [module docs](self) for the payload.
+///
+/// ```no_run
+/// # async fn run(event: keel_core::Event) -> Result<(), keel_core::Error> {
+/// use keel_core::Notifier;
+/// use keel_notify::Discord;
+///
+/// let discord = Discord::builder("https://discord.com/api/webhooks/123/abc")
+///     .with_username("keel")
+///     .build()?;
+/// discord.notify(&event).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Discord {
+    base: Base,
+    url: Url,
+    username: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// Builds a [`Discord`] notifier.
+#[derive(Clone)]
+pub struct DiscordBuilder {
+    url: String,
+    common: Common,
+    username: Option<String>,
+    avatar_url: Option<String>,
+}
+
+impl Discord {
+    /// A builder for the webhook at `url`.
+    pub fn builder(url: impl Into<String>) -> DiscordBuilder {
+        DiscordBuilder {
+            url: url.into(),
+            common: Common::default(),
+            username: None,
+            avatar_url: None,
+        }
+    }
+
+    fn payload(&self, event: &Event) -> Value {
+        let rendered = self.base.render(event, &|s| s.into());
+        let mut embed = json!({
+            "title": rendered.title,
+            "description": truncate(rendered.text, DESCRIPTION_MAX),
+            "color": rendered.level.color_rgb(),
+            "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "footer": {"text": format!("{}/{}", event.plan.target, event.plan.id)},
+        });
+        if let Some(notes) = &event.release_notes {
+            embed["url"] = Value::String(notes.clone());
+        }
+        let mut payload = json!({
+            "embeds": [embed],
+            "allowed_mentions": {"parse": []},
+        });
+        if let Some(username) = &self.username {
+            payload["username"] = Value::String(username.clone());
+        }
+        if let Some(avatar) = &self.avatar_url {
+            payload["avatar_url"] = Value::String(avatar.clone());
+        }
+        payload
+    }
+}
+
+fn check_discord(ctx: Context<'_>, answer: &Answer<'_>) -> Result<(), Error> {
+    if answer.status == StatusCode::TOO_MANY_REQUESTS {
+        let from_body = serde_json::from_slice::<Value>(answer.body)
+            .ok()
+            .and_then(|v| v.get("retry_after").and_then(Value::as_f64))
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(1e9)));
+        return Err(ctx.rate_limited(from_body.or_else(|| answer.retry_after())));
+    }
+    ctx.check_status(answer)
+}
+
+impl DiscordBuilder {
+    common_setters!("discord");
+
+    /// Posts as `username` instead of the webhook's name.
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Posts with the avatar at `url` instead of the webhook's.
+    pub fn with_avatar_url(mut self, url: impl Into<String>) -> Self {
+        self.avatar_url = Some(url.into());
+        self
+    }
+
+    /// The notifier.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
+    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
+    pub fn build(self) -> Result<Discord, Error> {
+        let url = parse_endpoint("discord webhook URL", &self.url)?;
+        Ok(Discord {
+            base: self.common.build("discord".into())?,
+            url,
+            username: self.username,
+            avatar_url: self.avatar_url,
+        })
+    }
+}
+
+impl fmt::Debug for Discord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Discord");
+        self.base.debug_fields(&mut s);
+        s.field("endpoint", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for DiscordBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscordBuilder")
+            .field("common", &self.common)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Notifier for Discord {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    async fn notify(&self, event: &Event) -> Result<(), Error> {
+        if !self.base.accepts(event) {
+            return Ok(());
+        }
+        let action = Base::action(event);
+        let ctx = self.base.context(&action);
+        self.base
+            .post_json(ctx, &self.url, &self.payload(event), |answer| {
+                check_discord(ctx, answer)
+            })
+            .await
+    }
+}

@@ -1,0 +1,210 @@
+//! Mattermost [incoming webhooks](https://developers.mattermost.com/integrate/webhooks/incoming/).
+//!
+//! The message is one attachment coloured by the event's [`Level`](crate::Level), its title
+//! linking to the release notes when the workload has them:
+//!
+//! ```json
+//! {
+//!   "channel": "deploys",
+//!   "username": "keel",
+//!   "attachments": [{
+//!     "fallback": "Update applied: prod/default/web now runs nginx:1.25.1 (was nginx:1.25.0).",
+//!     "color": "#2eb886",
+//!     "title": "Update applied",
+//!     "title_link": "https://nginx.org/en/CHANGES",
+//!     "text": "prod/default/web now runs nginx:1.25.1 (was nginx:1.25.0).",
+//!     "footer": "prod/default/web · 2024-05-01T12:00:00Z"
+//!   }]
+//! }
+//! ```
+//!
+//! `channel`, `username` and `icon_url` appear only when set. With channels (the
+//! notifier's and the event's [`Event::channels`]) the message is posted once per channel;
+//! without, once to the webhook's own channel.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use keel_core::{Error, Event, Notifier};
+use reqwest::Url;
+use serde_json::{Value, json};
+
+use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+
+/// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
+///
+/// ```no_run
+/// # async fn run(event: keel_core::Event) -> Result<(), keel_core::Error> {
+/// use keel_core::Notifier;
+/// use keel_notify::Mattermost;
+///
+/// let mm = Mattermost::builder("https://chat.example.com/hooks/xxxxxxxxxxxxxxxx")
+///     .with_username("keel")
+///     .build()?;
+/// mm.notify(&event).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Mattermost {
+    base: Base,
+    url: Url,
+    channels: Vec<String>,
+    username: Option<String>,
+    icon_url: Option<String>,
+}
+
+/// Builds a [`Mattermost`] notifier.
+#[derive(Clone)]
+pub struct MattermostBuilder {
+    url: String,
+    common: Common,
+    channels: Vec<String>,
+    username: Option<String>,
+    icon_url: Option<String>,
+}
+
+impl Mattermost {
+    /// A builder for the webhook at `url`.
+    pub fn builder(url: impl Into<String>) -> MattermostBuilder {
+        MattermostBuilder {
+            url: url.into(),
+            common: Common::default(),
+            channels: Vec::new(),
+            username: None,
+            icon_url: None,
+        }
+    }
+
+    fn payload(&self, event: &Event, channel: Option<&str>) -> Value {
+        let rendered = self.base.render(event, &|s| s.into());
+        let mut attachment = json!({
+            "fallback": format!("{}: {}", rendered.title, rendered.text),
+            "color": rendered.level.color(),
+            "title": rendered.title,
+            "text": rendered.text,
+            "footer": format!(
+                "{}/{} · {}",
+                event.plan.target,
+                event.plan.id,
+                event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        });
+        if let Some(notes) = &event.release_notes {
+            attachment["title_link"] = Value::String(notes.clone());
+        }
+        let mut payload = json!({ "attachments": [attachment] });
+        let optional = [
+            ("channel", channel),
+            ("username", self.username.as_deref()),
+            ("icon_url", self.icon_url.as_deref()),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                payload[key] = Value::String(value.to_owned());
+            }
+        }
+        payload
+    }
+
+    async fn post(&self, event: &Event, channel: Option<&str>) -> Result<(), Error> {
+        let mut action = Base::action(event);
+        if let Some(channel) = channel {
+            action.push_str(&format!(" to {channel}"));
+        }
+        let ctx = self.base.context(&action);
+        self.base
+            .post_json(ctx, &self.url, &self.payload(event, channel), |answer| {
+                ctx.check_status(answer)
+            })
+            .await
+    }
+}
+
+impl MattermostBuilder {
+    common_setters!("mattermost");
+
+    /// Posts to `channel` (its name, e.g. `town-square`) instead of the webhook's own; call
+    /// again for more channels.
+    pub fn with_channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels.push(channel.into());
+        self
+    }
+
+    /// Posts as `username` (the webhook must allow overriding it).
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Posts with the profile picture at `url` (the webhook must allow overriding it).
+    pub fn with_icon_url(mut self, url: impl Into<String>) -> Self {
+        self.icon_url = Some(url.into());
+        self
+    }
+
+    /// The notifier.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
+    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
+    pub fn build(self) -> Result<Mattermost, Error> {
+        let url = parse_endpoint("mattermost webhook URL", &self.url)?;
+        Ok(Mattermost {
+            base: self.common.build("mattermost".into())?,
+            url,
+            channels: self.channels,
+            username: self.username,
+            icon_url: self.icon_url,
+        })
+    }
+}
+
+impl fmt::Debug for Mattermost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Mattermost");
+        self.base.debug_fields(&mut s);
+        s.field("endpoint", &redact(&self.url))
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for MattermostBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MattermostBuilder")
+            .field("common", &self.common)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Notifier for Mattermost {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    async fn notify(&self, event: &Event) -> Result<(), Error> {
+        if !self.base.accepts(event) {
+            return Ok(());
+        }
+        let mut channels: Vec<&str> = Vec::new();
+        for channel in self.channels.iter().chain(&event.channels) {
+            let channel = channel.trim();
+            if !channel.is_empty() && !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        if channels.is_empty() {
+            return self.post(event, None).await;
+        }
+        let results = join_all(channels.iter().map(|c| self.post(event, Some(c)))).await;
+        let failures: Vec<(&str, Error)> = channels
+            .into_iter()
+            .zip(results)
+            .filter_map(|(c, r)| r.err().map(|e| (c, e)))
+            .collect();
+        crate::common::combine(&self.base, event, "channels", failures)
+    }
+}
