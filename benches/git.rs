@@ -17,7 +17,7 @@ const FILES: usize = 10_000;
 const TRACKED: usize = 1_000;
 
 fn manifest(i: usize) -> String {
-    let marker = if i % (FILES / TRACKED) == 0 {
+    let marker = if i.is_multiple_of(FILES / TRACKED) {
         format!(" # {{\"$imagepolicy\": \"flux-system:app-{i}\"}}")
     } else {
         String::new()

@@ -581,14 +581,13 @@ fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Er
                 path.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")
             )
+            && let Ok(rel) = path.strip_prefix(root)
         {
-            if let Ok(rel) = path.strip_prefix(root) {
-                let rel: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push(rel.join("/"));
-            }
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push(rel.join("/"));
         }
     }
     Ok(())

@@ -1,15 +1,67 @@
 //! The Kubernetes backend of keel-rs: Keel's pull mode.
 //!
-//! This crate will hold a [`keel_core::Target`] implementation for Deployments, StatefulSets,
-//! DaemonSets and CronJobs configured by Keel's `keel.sh/*` annotations and labels
-//! (`keel.sh/policy`, `trigger`, `pollSchedule`, `matchTag`, `approvals`, ...), so that a Keel
-//! user can switch without changing a manifest:
+//! [`KubeTarget`] is a [`keel_core::Target`] for Deployments, StatefulSets, DaemonSets and
+//! CronJobs (`batch/v1`) configured by Keel's own `keel.sh/*` annotations and labels, so that a
+//! Keel user can switch without changing a manifest:
 //!
-//! - discovery through watches and a local cache (no LIST calls in steady state);
-//! - image pull secrets turned into registry credentials;
-//! - updates patched onto the container `image` only, guarded by `resourceVersion`;
-//! - rollout progress, optional rollback, and leader election on a `Lease`.
+//! | key | meaning |
+//! |---|---|
+//! | `keel.sh/policy` | `all`, `major`, `minor`, `patch`, `force`, `glob:<pattern>`, `regexp:<re>`, `semver:<range>`, ... (`never`/`none`: not tracked) |
+//! | `keel.sh/trigger` | `poll` to poll the registry; `default` (or absent): webhooks only |
+//! | `keel.sh/pollSchedule` | cron or `@every 5m` (default `@every 1m`) |
+//! | `keel.sh/matchTag` (`keel.sh/match-tag`) | with `force`: follow the current tag to new digests |
+//! | `keel.sh/matchPreRelease` | keep to the current pre-release channel (default `true`) |
+//! | `keel.sh/approvals` | approvals an update needs (default 0) |
+//! | `keel.sh/approvalDeadline` | hours an approval request stays open (default 24) |
+//! | `keel.sh/monitorContainers` | regex: only containers whose name matches are tracked |
+//! | `keel.sh/initContainers` | `true`: track init containers too |
+//! | `keel.sh/imagePullSecret` | extra pull secrets for the registry |
+//! | `keel.sh/notify` | extra notification channels (comma-separated) |
+//! | `keel.sh/releaseNotes` | a release-notes link for notifications |
 //!
-//! Until then it only re-exports the trait it implements.
+//! Every key is read from the annotations first and from the labels when the annotations do
+//! not carry it. A workload with a bad value (a policy that does not parse, a bad regex, a
+//! non-numeric count) is skipped with a warning naming the workload, the key and the value,
+//! and listed by [`KubeTarget::problems`]; the others are tracked as usual.
+//!
+//! - Discovery runs on watches and local caches: after the first call, [`Target::discover`]
+//!   makes no request (no LIST calls in steady state).
+//! - Updates patch only the container's `image`, guarded by `resourceVersion`, retried after
+//!   a 409 Conflict, idempotent; see [`KubeTarget`].
+//! - [`PullSecrets`] turns image pull secrets into registry credentials;
+//!   [`LeaderElector`] elects one active controller on a `Lease`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use keel_core::memory::InMemoryRegistry;
+//! use keel_core::Pipeline;
+//! use keel_k8s::KubeTarget;
+//! # async fn demo() -> Result<(), keel_core::Error> {
+//! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
+//! let target = KubeTarget::builder(client).with_label_selector("team=web").build().await?;
+//! let registry = Arc::new(InMemoryRegistry::new("demo"));
+//! let report = Pipeline::new(registry).with_target(Arc::new(target)).run_once().await;
+//! println!("{} update(s) applied", report.applied.len());
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+pub mod keys;
+mod patch;
+mod target;
+mod workload;
 
 pub use keel_core::Target;
+pub use keys::Problem;
+pub use target::{FIELD_MANAGER, KubeTarget, KubeTargetBuilder, WorkloadImage};
+pub use workload::WorkloadKind;
+
+pub mod secrets;
+pub use secrets::{PullSecrets, SecretRef};
+pub mod leader;
+pub use leader::{LeaderElector, Leadership};
+pub mod rollout;
+pub use rollout::{RolloutStatus, WorkloadRef};
+pub mod approval_store;
+pub use approval_store::KubeApprovalStore;

@@ -45,10 +45,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             slots.entry(key.clone()).or_default().clone()
         };
         let mut guard = slot.lock().await;
-        if let Some((expires, value)) = guard.as_ref() {
-            if Instant::now() < *expires {
-                return Ok(value.clone());
-            }
+        if let Some((expires, value)) = guard.as_ref()
+            && Instant::now() < *expires
+        {
+            return Ok(value.clone());
         }
         let value = fetch().await?;
         *guard = Some((Instant::now() + self.ttl, value.clone()));

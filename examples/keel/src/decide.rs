@@ -16,7 +16,7 @@ pub(crate) struct PolicyArgs {
     /// `docker`, `never`, `semver:RANGE`, `glob:PATTERN`, `regexp:REGEX`,
     /// `alphabetical[:asc|desc]`, `numerical[:asc|desc]`.
     #[arg(long, value_name = "SPEC")]
-    policy: String,
+    policy: Option<String>,
 
     /// Keep only tags matching this regex (unanchored).
     #[arg(long, value_name = "RE", allow_hyphen_values = true)]
@@ -58,7 +58,7 @@ pub(crate) struct PolicyArgs {
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    pub(crate) output: Output,
 }
 
 /// How a decision prints.
@@ -71,6 +71,11 @@ pub(crate) enum Output {
 }
 
 impl PolicyArgs {
+    /// Whether `--policy` was given.
+    pub(crate) fn has_policy(&self) -> bool {
+        self.policy.is_some()
+    }
+
     /// The policy these arguments describe.
     pub(crate) fn policy(&self) -> Result<VersionPolicy, CliError> {
         let options = PolicyOptions {
@@ -82,7 +87,11 @@ impl PolicyArgs {
             allow_downgrade: self.allow_downgrade,
             match_tag: self.match_tag,
         };
-        Ok(VersionPolicy::parse(&self.policy, &options)?)
+        let policy = self
+            .policy
+            .as_deref()
+            .ok_or_else(|| CliError::Input("the policy is missing: pass --policy SPEC".into()))?;
+        Ok(VersionPolicy::parse(policy, &options)?)
     }
 
     /// Prints `decision`: the tag (`TAG@DIGEST` for digest updates) on stdout, reasons on

@@ -18,7 +18,7 @@ pub(crate) struct RepoArgs {
     /// The repository: a URL (`https://`, `ssh://`, `git@host:path`, `git://`, `file://`) or a
     /// local path.
     #[arg(long, value_name = "URL|PATH", env = "KEEL_REPO")]
-    repo: String,
+    repo: Option<String>,
 
     /// The branch to update.
     #[arg(
@@ -61,12 +61,15 @@ pub(crate) struct RepoArgs {
 
 impl RepoArgs {
     fn target(&self) -> Result<GitTarget, CliError> {
-        let url = if std::path::Path::new(&self.repo).exists() && !self.repo.contains("://") {
-            let abs = std::fs::canonicalize(&self.repo)
-                .map_err(|e| CliError::Input(format!("invalid --repo {:?}: {e}", self.repo)))?;
+        let repo = self.repo.as_deref().ok_or_else(|| {
+            CliError::Input("the repository is missing: pass --repo URL|PATH (or KEEL_REPO)".into())
+        })?;
+        let url = if std::path::Path::new(repo).exists() && !repo.contains("://") {
+            let abs = std::fs::canonicalize(repo)
+                .map_err(|e| CliError::Input(format!("invalid --repo {repo:?}: {e}")))?;
             format!("file://{}", abs.display())
         } else {
-            self.repo.clone()
+            repo.to_owned()
         };
         let mut builder: GitTargetBuilder = GitTarget::builder(url)
             .with_branch(&self.branch)
@@ -207,6 +210,17 @@ pub(crate) struct ReleaseArgs {
     /// Show the diff instead of committing.
     #[arg(long)]
     dry_run: bool,
+
+    /// Patch a workload of the current Kubernetes cluster instead of a Git repository.
+    #[arg(long, conflicts_with = "repo", requires = "workload")]
+    kube: bool,
+
+    /// With --kube: the workload, `NAMESPACE/KIND/NAME` (e.g. `prod/deployment/web`).
+    #[arg(long, value_name = "NS/KIND/NAME", requires = "kube")]
+    workload: Option<String>,
+
+    #[command(flatten)]
+    kube_scope: crate::kube::KubeArgs,
 }
 
 pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
@@ -218,6 +232,10 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
             "invalid --update-image {:?}: it names no tag",
             args.update_image
         )));
+    }
+    if args.kube {
+        let workload = args.workload.as_deref().unwrap_or_default();
+        return crate::kube::release(&args.kube_scope, workload, &new, args.dry_run).await;
     }
     let target = args.repo.target()?;
     let plans: Vec<UpdatePlan> = target

@@ -14,6 +14,7 @@
 mod decide;
 mod error;
 mod gitops;
+mod kube;
 mod registry;
 mod select;
 

@@ -44,7 +44,7 @@ impl RegistryArgs {
         self.client(&ImageRef::parse("localhost/unused")?)
     }
 
-    fn client(&self, image: &ImageRef) -> Result<RegistryClient, CliError> {
+    pub(crate) fn client(&self, image: &ImageRef) -> Result<RegistryClient, CliError> {
         let config = match &self.docker_config {
             Some(path) => DockerConfig::from_file(path)?,
             None => DockerConfig::from_env()?,
@@ -107,7 +107,16 @@ pub(crate) struct DigestArgs {
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The image as it runs, e.g. `ghcr.io/acme/web:1.2.3`.
-    image: String,
+    #[arg(required_unless_present = "kube", conflicts_with = "kube")]
+    image: Option<String>,
+
+    /// Check every workload of the cluster that carries `keel.sh/policy` instead: a table of
+    /// workload, container, image, policy and the update available.
+    #[arg(long)]
+    kube: bool,
+
+    #[command(flatten)]
+    kube_scope: crate::kube::KubeArgs,
 
     #[command(flatten)]
     decide: PolicyArgs,
@@ -182,7 +191,16 @@ pub(crate) async fn digest(args: &DigestArgs) -> Result<(), CliError> {
 }
 
 pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
-    let image = parse_image(&args.image)?;
+    if args.kube {
+        if args.decide.has_policy() {
+            return Err(CliError::Input(
+                "--policy does not apply with --kube: each workload's keel.sh/policy decides"
+                    .into(),
+            ));
+        }
+        return crate::kube::check(&args.kube_scope, &args.registry, args.decide.output).await;
+    }
+    let image = parse_image(args.image.as_deref().unwrap_or_default())?;
     let policy = args.decide.policy()?;
     let client = args.registry.client(&image)?;
     let list = client.list_tags(&image).await?;
@@ -190,16 +208,15 @@ pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
     let current_tag = image.tag().map(Tag::as_str);
 
     let mut digests = Vec::new();
-    if needs.current_tag_digest {
-        if let Some(tag) = image
+    if needs.current_tag_digest
+        && let Some(tag) = image
             .tag()
             .filter(|t| list.tags.iter().any(|l| l == t.as_str()))
-        {
-            digests.push((
-                tag.as_str().to_owned(),
-                client.resolve_digest(&image, tag).await?,
-            ));
-        }
+    {
+        digests.push((
+            tag.as_str().to_owned(),
+            client.resolve_digest(&image, tag).await?,
+        ));
     }
     let mut created = std::collections::HashMap::new();
     if needs.created {

@@ -40,12 +40,12 @@ pub(crate) struct SelectArgs {
 
 pub(crate) fn run(args: &SelectArgs) -> Result<(), CliError> {
     let policy = args.decide.policy()?;
-    if let Some(tag) = &args.current {
-        if !is_valid_tag(tag) {
-            return Err(CliError::Input(format!(
-                "invalid --current {tag:?}: a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
-            )));
-        }
+    if let Some(tag) = &args.current
+        && !is_valid_tag(tag)
+    {
+        return Err(CliError::Input(format!(
+            "invalid --current {tag:?}: a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
+        )));
     }
     let current_digest = args
         .current_digest

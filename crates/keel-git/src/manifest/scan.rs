@@ -630,10 +630,10 @@ impl<'a> Scanner<'a> {
         for section in ["labels", "annotations"] {
             if let Some(map) = tree.path(root, &["metadata", section]) {
                 for (k, v) in tree.entries(map) {
-                    if let (Some(k), Some(v)) = (tree.str(k), tree.str(v)) {
-                        if k.starts_with("keel.sh/") {
-                            keys.insert(k.to_owned(), v.trim().to_owned());
-                        }
+                    if let (Some(k), Some(v)) = (tree.str(k), tree.str(v))
+                        && k.starts_with("keel.sh/")
+                    {
+                        keys.insert(k.to_owned(), v.trim().to_owned());
                     }
                 }
             }

@@ -440,12 +440,11 @@ fn scalar_to_json(s: &Scalar) -> serde_json::Value {
     if let Ok(i) = v.parse::<i64>() {
         return Value::from(i);
     }
-    if looks_like_float(v) {
-        if let Ok(f) = v.parse::<f64>() {
-            if let Some(n) = serde_json::Number::from_f64(f) {
-                return Value::Number(n);
-            }
-        }
+    if looks_like_float(v)
+        && let Ok(f) = v.parse::<f64>()
+        && let Some(n) = serde_json::Number::from_f64(f)
+    {
+        return Value::Number(n);
     }
     Value::String(s.value.clone())
 }

@@ -368,10 +368,10 @@ async fn run_backend(
     tokio::spawn(async move {
         let mut body = body;
         while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                if stdin.write_all(&data).await.is_err() {
-                    break;
-                }
+            if let Ok(data) = frame.into_data()
+                && stdin.write_all(&data).await.is_err()
+            {
+                break;
             }
         }
         let _ = stdin.shutdown().await;

@@ -1,4 +1,6 @@
 //! Running the `keel` binary as a user would, for the CLI tests.
+//! Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,751 @@
+//! The API over real HTTP: a server on 127.0.0.1, raw requests and the client.
+
+use std::sync::Arc;
+
+use keel_api::{ApiAuth, ApiClient, ErrorBody, route_table};
+use keel_core::approval::{
+    ApprovalFilter, ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditQuery,
+    MemoryApprovalStore,
+};
+use keel_core::{Error, ImageRef, UpdatePlan};
+use serde_json::{Value, json};
+
+const ALICE_TOKEN: &str = "token-of-alice-0123456789";
+const BOT_TOKEN: &str = "token-of-the-bot-987654321";
+
+struct Server {
+    url: String,
+    approvals: Approvals,
+    http: reqwest::Client,
+}
+
+async fn start() -> Server {
+    let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
+    let auth = ApiAuth::builder()
+        .basic_user("bob", "pw-of-bob")
+        .bearer_token("alice", ALICE_TOKEN)
+        .delegate_token("slack", BOT_TOKEN)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = keel_api::router(approvals.clone(), auth);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Server {
+        url,
+        approvals,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn plan(target: &str, id: &str, tag: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: target.into(),
+        id: id.into(),
+        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
+        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+    }
+}
+
+impl Server {
+    async fn open(&self, target: &str, id: &str, tag: &str, required: u32) -> ApprovalRequest {
+        self.approvals
+            .request(&plan(target, id, tag), None, required, None, None)
+            .await
+            .unwrap()
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    fn alice(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.req(method, path).bearer_auth(ALICE_TOKEN)
+    }
+
+    fn client(&self, token: &str) -> ApiClient {
+        ApiClient::new(&self.url).unwrap().with_bearer_token(token)
+    }
+}
+
+async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap();
+    (status, body)
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "0123456789abcdef")
+}
+
+#[tokio::test]
+async fn every_route_refuses_missing_and_wrong_credentials() {
+    let s = start().await;
+    for (method, path) in route_table() {
+        let path = concrete(path);
+        let none = s.req(method.clone(), &path).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{method} {path} without credentials");
+        let challenges: Vec<_> = none
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            challenges
+                .iter()
+                .any(|c| c.starts_with("Basic realm=\"keel\"")),
+            "{challenges:?}"
+        );
+        assert!(
+            challenges
+                .iter()
+                .any(|c| c.starts_with("Bearer realm=\"keel\"")),
+            "{challenges:?}"
+        );
+        let body: ErrorBody = none.json().await.unwrap();
+        assert_eq!(body.error, "unauthorized");
+
+        let wrong_token = s
+            .req(method.clone(), &path)
+            .bearer_auth("token-of-alice-012345678")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong_token.status(),
+            401,
+            "{method} {path} with a wrong token"
+        );
+        let wrong_password = s
+            .req(method.clone(), &path)
+            .basic_auth("bob", Some("pw-of-alice"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong_password.status(),
+            401,
+            "{method} {path} with a wrong password"
+        );
+        // The right password of another user.
+        let wrong_user = s
+            .req(method.clone(), &path)
+            .basic_auth("alice", Some("pw-of-bob"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong_user.status(),
+            401,
+            "{method} {path} with a wrong user"
+        );
+    }
+    // Nothing was voted or deleted by the refused calls.
+    assert!(
+        s.approvals
+            .audit_log(&AuditQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn every_route_of_the_table_is_served() {
+    let s = start().await;
+    for (method, path) in route_table() {
+        let resp = s
+            .alice(method.clone(), &concrete(path))
+            .send()
+            .await
+            .unwrap();
+        // An unknown request id is fine (404 with `what`); an unknown route or method is not.
+        let status = resp.status().as_u16();
+        assert_ne!(status, 405, "{method} {path}");
+        if status == 404 {
+            let body: ErrorBody = resp.json().await.unwrap();
+            assert_eq!(
+                body.what.as_deref(),
+                Some("approval request 0123456789abcdef"),
+                "{method} {path}"
+            );
+        } else {
+            assert!(resp.status().is_success(), "{method} {path}: {status}");
+        }
+    }
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/nothing")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::PUT, "/v1/approvals")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}
+
+#[tokio::test]
+async fn list_filters_by_state_and_target() {
+    let s = start().await;
+    let a = s.open("prod", "web", "1.1.0", 1).await;
+    let b = s.open("staging", "web", "1.1.0", 1).await;
+    s.approvals
+        .vote(&b.id, "carol", keel_core::approval::VoteKind::Approve, None)
+        .await
+        .unwrap();
+
+    let (status, all) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/approvals")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = all["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![a.id.as_str(), b.id.as_str()]);
+    // camelCase fields, the plan as image strings.
+    assert_eq!(all["approvals"][0]["plan"]["new"], "ghcr.io/acme/web:1.1.0");
+    assert!(all["approvals"][0]["deadline"].is_string());
+
+    let (_, pending) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/approvals?state=pending")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1);
+    assert_eq!(pending["approvals"][0]["id"], a.id.as_str());
+
+    let (_, staging) = json_of(
+        s.alice(
+            reqwest::Method::GET,
+            "/v1/approvals?target=staging&image=web",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(staging["approvals"][0]["state"], "approved");
+    assert_eq!(staging["approvals"].as_array().unwrap().len(), 1);
+
+    let (status, bad) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/approvals?state=waiting")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"], "invalid_input");
+    assert!(
+        bad["reason"].as_str().unwrap().contains("\"waiting\""),
+        "{bad}"
+    );
+
+    let (status, bad) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/approvals?status=pending")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["reason"].as_str().unwrap().contains("status"), "{bad}");
+}
+
+#[tokio::test]
+async fn votes_are_bound_to_the_credential() {
+    let s = start().await;
+    let r = s.open("prod", "web", "1.2.0", 2).await;
+    let approve = format!("/v1/approvals/{}/approve", r.id);
+
+    // alice's token may not vote as somebody else.
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .json(&json!({"voter": "mallory"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .json(&json!({"comment": "fine by me"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "pending");
+    assert_eq!(body["votes"][0]["voter"], "alice");
+    assert_eq!(body["votes"][0]["comment"], "fine by me");
+
+    // alice again (empty body) does not count twice.
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("pending")));
+    assert_eq!(body["votes"].as_array().unwrap().len(), 1);
+
+    // bob by basic auth, naming himself.
+    let (status, body) = json_of(
+        s.req(reqwest::Method::POST, &approve)
+            .basic_auth("bob", Some("pw-of-bob"))
+            .json(&json!({"voter": "bob"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+
+    // Decided: another vote conflicts.
+    let (status, body) = json_of(
+        s.alice(
+            reqwest::Method::POST,
+            &format!("/v1/approvals/{}/reject", r.id),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["reason"].as_str().unwrap().contains("approved"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_delegate_names_its_voters_under_its_own_prefix() {
+    let s = start().await;
+    let r = s.open("prod", "web", "1.3.0", 2).await;
+    let reject = format!("/v1/approvals/{}/reject", r.id);
+    let (status, body) = json_of(
+        s.req(reqwest::Method::POST, &reject)
+            .bearer_auth(BOT_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("must name the voter")
+    );
+
+    let (status, body) = json_of(
+        s.req(reqwest::Method::POST, &reject)
+            .bearer_auth(BOT_TOKEN)
+            .json(&json!({"voter": "U024BE7LH", "comment": "breaks the login"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "rejected");
+    assert_eq!(body["votes"][0]["voter"], "slack:U024BE7LH");
+    assert_eq!(body["votes"][0]["kind"], "reject");
+}
+
+#[tokio::test]
+async fn bad_ids_bodies_and_unknown_requests() {
+    let s = start().await;
+    let r = s.open("prod", "web", "1.4.0", 1).await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/approvals/ffffffffffffffff"),
+        (
+            reqwest::Method::POST,
+            "/v1/approvals/ffffffffffffffff/approve",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/approvals/ffffffffffffffff/reject",
+        ),
+        (reqwest::Method::DELETE, "/v1/approvals/ffffffffffffffff"),
+    ] {
+        let (status, body) = json_of(s.alice(method.clone(), path).send().await.unwrap()).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["error"], "not_found");
+        assert_eq!(body["what"], "approval request ffffffffffffffff");
+    }
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/approvals/bad$id")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("approval request id")
+    );
+
+    let approve = format!("/v1/approvals/{}/approve", r.id);
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .json(&json!({"voter": "alice", "votr": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::POST, &approve)
+            .json(&json!({"comment": "x".repeat(2000)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("vote comment"),
+        "{body}"
+    );
+
+    let huge = s
+        .alice(reqwest::Method::POST, &approve)
+        .body(vec![b' '; keel_api::MAX_BODY_BYTES + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    // None of it voted.
+    assert!(
+        s.approvals
+            .get(&r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .votes
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn delete_audit_and_metrics() {
+    let s = start().await;
+    let a = s.open("prod", "web", "1.5.0", 1).await;
+    let b = s.open("prod", "api", "2.0.0", 1).await;
+
+    let metrics = s
+        .alice(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nkeel_approvals_pending 2\n"),
+        "{metrics}"
+    );
+
+    let (status, body) = json_of(
+        s.alice(reqwest::Method::DELETE, &format!("/v1/approvals/{}", a.id))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["id"].as_str()), (200, Some(a.id.as_str())));
+    let (status, _) = json_of(
+        s.alice(reqwest::Method::GET, &format!("/v1/approvals/{}", a.id))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let metrics = s
+        .alice(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nkeel_approvals_pending 1\n"),
+        "{metrics}"
+    );
+
+    // A delegate must say who deletes.
+    let (status, _) = json_of(
+        s.req(reqwest::Method::DELETE, &format!("/v1/approvals/{}", b.id))
+            .bearer_auth(BOT_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, audit) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/audit")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["requested", "requested", "deleted"]);
+    assert_eq!(audit["entries"][2]["actor"], "alice");
+    assert!(audit.get("next").is_none());
+
+    let (_, page) = json_of(
+        s.alice(reqwest::Method::GET, "/v1/audit?limit=1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_u64().unwrap();
+    let (_, rest) = json_of(
+        s.alice(
+            reqwest::Method::GET,
+            &format!("/v1/audit?since={next}&limit=5"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["entries"][0]["seq"].as_u64().unwrap(), next + 1);
+
+    let (_, by_request) = json_of(
+        s.alice(reqwest::Method::GET, &format!("/v1/audit?request={}", b.id))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(by_request["entries"].as_array().unwrap().len(), 1);
+
+    for bad in ["limit=0", "limit=abc", "since=-1", "limit=999999"] {
+        let (status, body) = json_of(
+            s.alice(reqwest::Method::GET, &format!("/v1/audit?{bad}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_input")),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_client_round_trips_and_maps_errors() {
+    let s = start().await;
+    let r = s.open("prod", "web", "1.6.0", 2).await;
+    let other = s.open("prod", "worker", "3.0.0", 1).await;
+    let alice = s.client(ALICE_TOKEN);
+    let bot = s.client(BOT_TOKEN);
+
+    let pending = alice
+        .list(&ApprovalFilter::state(ApprovalState::Pending))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        s.approvals
+            .list(&ApprovalFilter::state(ApprovalState::Pending))
+            .await
+            .unwrap()
+    );
+    let filtered = alice
+        .list(&ApprovalFilter {
+            id: Some("worker".into()),
+            ..ApprovalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].id, other.id);
+    assert_eq!(alice.get(&r.id).await.unwrap(), r);
+
+    let after = alice.approve(&r.id, None, Some("ok")).await.unwrap();
+    assert_eq!(
+        (after.state, after.approvals()),
+        (ApprovalState::Pending, 1)
+    );
+    let after = bot.approve(&r.id, Some("U1"), None).await.unwrap();
+    assert_eq!(after.state, ApprovalState::Approved);
+    assert_eq!(after.votes[1].voter, "slack:U1");
+
+    let rejected = bot.reject(&other.id, Some("U2"), Some("no")).await.unwrap();
+    assert_eq!(rejected.state, ApprovalState::Rejected);
+
+    match alice.approve(&r.id, None, None).await {
+        Err(Error::Conflict { action, reason }) => {
+            assert!(action.contains(&r.id), "{action}");
+            assert!(reason.contains("approved"), "{reason}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match alice.get("ffffffffffffffff").await {
+        Err(Error::NotFound { what }) => assert_eq!(what, "approval request ffffffffffffffff"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    match alice.approve(&r.id, Some("mallory"), None).await {
+        Err(Error::Unauthorized { .. }) => {}
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+    // A malformed id is refused before any request is sent.
+    assert!(matches!(
+        alice.get("a/b").await,
+        Err(Error::InvalidInput(_))
+    ));
+    // Server-side invalid input maps back too.
+    match bot.approve(&other.id, None, None).await {
+        Err(Error::InvalidInput(e)) => assert!(e.reason().contains("must name the voter")),
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+
+    let wrong = s.client("not-the-token");
+    match wrong.list(&ApprovalFilter::default()).await {
+        Err(e @ Error::Unauthorized { .. }) => {
+            assert!(!e.to_string().contains("not-the-token"), "{e}");
+            assert!(!format!("{e:?}").contains("not-the-token"), "{e:?}");
+        }
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+    let anonymous = ApiClient::new(&s.url).unwrap();
+    assert!(matches!(
+        anonymous.get(&r.id).await,
+        Err(Error::Unauthorized { .. })
+    ));
+    let basic = ApiClient::new(&s.url)
+        .unwrap()
+        .with_basic_auth("bob", "pw-of-bob");
+    let deleted = basic.delete(&r.id, None).await.unwrap();
+    assert_eq!(deleted.id, r.id);
+
+    let audit = alice.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(
+        audit,
+        s.approvals
+            .audit_log(&AuditQuery {
+                limit: Some(500),
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+    );
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.action, last.actor.as_deref()),
+        (AuditAction::Deleted, Some("bob"))
+    );
+    let page = alice
+        .audit(&AuditQuery {
+            request: Some(r.id.clone()),
+            since_seq: Some(audit[0].seq),
+            limit: Some(2),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    assert!(
+        page.iter()
+            .all(|e| e.request.as_deref() == Some(r.id.as_str()))
+    );
+    assert!(page[0].seq > audit[0].seq);
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_a_retryable_backend_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = ApiClient::new(&url).unwrap().with_bearer_token(ALICE_TOKEN);
+    match client.list(&ApprovalFilter::default()).await {
+        Err(e @ Error::Backend { .. }) => {
+            assert!(e.is_retryable(), "{e}");
+            assert!(!format!("{e:?}").contains(ALICE_TOKEN));
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}

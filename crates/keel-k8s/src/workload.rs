@@ -1,0 +1,389 @@
+//! The four workload kinds, one uniform view of a cached workload, and tracked-image ids.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::PodSpec;
+use kube::ResourceExt;
+
+/// A kind of workload keel-k8s updates.
+///
+/// ```
+/// use keel_k8s::WorkloadKind;
+///
+/// let kind: WorkloadKind = "CronJob".parse().unwrap();
+/// assert_eq!(kind, WorkloadKind::CronJob);
+/// assert_eq!((kind.as_str(), kind.group_version()), ("cronjob", "batch/v1"));
+/// assert!("pod".parse::<WorkloadKind>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+    /// `batch/v1` CronJob.
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// Every kind, in id order.
+    pub const ALL: [WorkloadKind; 4] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+    ];
+
+    /// The lower-case name used in ids: `deployment`, `statefulset`, `daemonset`, `cronjob`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::CronJob => "cronjob",
+        }
+    }
+
+    /// The API resource (plural), e.g. `deployments`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployments",
+            WorkloadKind::StatefulSet => "statefulsets",
+            WorkloadKind::DaemonSet => "daemonsets",
+            WorkloadKind::CronJob => "cronjobs",
+        }
+    }
+
+    /// The API group and version, e.g. `apps/v1`.
+    pub fn group_version(self) -> &'static str {
+        match self {
+            WorkloadKind::CronJob => "batch/v1",
+            _ => "apps/v1",
+        }
+    }
+
+    /// The JSON path of the pod spec within the object.
+    pub(crate) fn pod_spec_path(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template", "spec"],
+            _ => &["spec", "template", "spec"],
+        }
+    }
+
+    /// The JSON path of the pod template's metadata within the object.
+    pub(crate) fn pod_metadata_path(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template", "metadata"],
+            _ => &["spec", "template", "metadata"],
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkloadKind {
+    type Err = keel_core::ParseError;
+
+    fn from_str(s: &str) -> Result<Self, keel_core::ParseError> {
+        WorkloadKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                keel_core::ParseError::new(
+                    "workload kind",
+                    s,
+                    "expected deployment, statefulset, daemonset or cronjob",
+                )
+            })
+    }
+}
+
+/// The id of one tracked container image: `<kind>/<namespace>/<name>/<container>`, with
+/// `init:<container>` for init containers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ContainerId {
+    pub(crate) kind: WorkloadKind,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) container: String,
+    pub(crate) init: bool,
+}
+
+/// The prefix marking init containers in ids and in the digests annotation.
+const INIT_PREFIX: &str = "init:";
+
+impl ContainerId {
+    /// Parses an id; `None` when it is not one of ours.
+    pub(crate) fn parse(id: &str) -> Option<ContainerId> {
+        let mut parts = id.splitn(4, '/');
+        let kind = parts.next()?.parse().ok()?;
+        let namespace = parts.next().filter(|s| !s.is_empty())?;
+        let name = parts.next().filter(|s| !s.is_empty())?;
+        let key = parts.next().filter(|s| !s.is_empty() && !s.contains('/'))?;
+        let (container, init) = match key.strip_prefix(INIT_PREFIX) {
+            Some(rest) if !rest.is_empty() => (rest, true),
+            Some(_) => return None,
+            None => (key, false),
+        };
+        Some(ContainerId {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            container: container.to_owned(),
+            init,
+        })
+    }
+
+    /// The container's key within its workload: `app` or `init:migrate`.
+    pub(crate) fn container_key(&self) -> String {
+        container_key(&self.container, self.init)
+    }
+
+    /// `deployment ns/name`.
+    pub(crate) fn workload(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.kind,
+            self.namespace,
+            self.name,
+            self.container_key()
+        )
+    }
+}
+
+/// `app` or `init:migrate`.
+pub(crate) fn container_key(name: &str, init: bool) -> String {
+    if init {
+        format!("{INIT_PREFIX}{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// One container of a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ContainerView {
+    pub(crate) name: String,
+    /// The image as written; `None` when the container has none.
+    pub(crate) image: Option<String>,
+    pub(crate) init: bool,
+}
+
+/// The parts of a workload keel-k8s needs, the same for every kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WorkloadView {
+    pub(crate) kind: WorkloadKind,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) resource_version: Option<String>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) containers: Vec<ContainerView>,
+    /// `spec.template.spec.imagePullSecrets` names.
+    pub(crate) pull_secrets: Vec<String>,
+}
+
+impl WorkloadView {
+    fn new<K: ResourceExt>(kind: WorkloadKind, object: &K, pod: Option<&PodSpec>) -> Self {
+        let mut containers = Vec::new();
+        let mut pull_secrets = Vec::new();
+        if let Some(pod) = pod {
+            for c in &pod.containers {
+                containers.push(ContainerView {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    init: false,
+                });
+            }
+            for c in pod.init_containers.iter().flatten() {
+                containers.push(ContainerView {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    init: true,
+                });
+            }
+            pull_secrets = pod
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect();
+        }
+        WorkloadView {
+            kind,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            resource_version: object.resource_version(),
+            annotations: object.annotations().clone(),
+            labels: object.labels().clone(),
+            containers,
+            pull_secrets,
+        }
+    }
+
+    /// The container with `name` (an init container when `init`).
+    pub(crate) fn container(&self, name: &str, init: bool) -> Option<&ContainerView> {
+        self.containers
+            .iter()
+            .find(|c| c.name == name && c.init == init)
+    }
+}
+
+/// Turns a cached object into a [`WorkloadView`].
+pub(crate) trait Workload:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind.
+    const KIND: WorkloadKind;
+
+    /// The uniform view.
+    fn view(&self) -> WorkloadView;
+}
+
+impl Workload for Deployment {
+    const KIND: WorkloadKind = WorkloadKind::Deployment;
+
+    fn view(&self) -> WorkloadView {
+        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        WorkloadView::new(Self::KIND, self, pod)
+    }
+}
+
+impl Workload for StatefulSet {
+    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+
+    fn view(&self) -> WorkloadView {
+        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        WorkloadView::new(Self::KIND, self, pod)
+    }
+}
+
+impl Workload for DaemonSet {
+    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
+
+    fn view(&self) -> WorkloadView {
+        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        WorkloadView::new(Self::KIND, self, pod)
+    }
+}
+
+impl Workload for CronJob {
+    const KIND: WorkloadKind = WorkloadKind::CronJob;
+
+    fn view(&self) -> WorkloadView {
+        let pod = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.job_template.spec.as_ref())
+            .and_then(|j| j.template.spec.as_ref());
+        WorkloadView::new(Self::KIND, self, pod)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        for id in [
+            "deployment/default/web/app",
+            "statefulset/db/pg/init:migrate",
+            "daemonset/kube-system/agent/agent",
+            "cronjob/batch/nightly/job",
+        ] {
+            let parsed = ContainerId::parse(id).unwrap_or_else(|| panic!("{id}"));
+            assert_eq!(parsed.to_string(), id);
+        }
+        let init = ContainerId::parse("statefulset/db/pg/init:migrate").unwrap();
+        assert!(init.init);
+        assert_eq!(init.container, "migrate");
+    }
+
+    #[test]
+    fn foreign_ids_do_not_parse() {
+        for id in [
+            "",
+            "web",
+            "pod/default/web/app",
+            "deployment/default/web",
+            "deployment//web/app",
+            "deployment/default/web/",
+            "deployment/default/web/init:",
+            "deployment/default/web/app/extra",
+        ] {
+            assert_eq!(ContainerId::parse(id), None, "{id}");
+        }
+    }
+
+    #[test]
+    fn views_of_every_kind_find_their_containers() {
+        let pod = serde_json::json!({
+            "containers": [{ "name": "app", "image": "nginx:1.25" }],
+            "initContainers": [{ "name": "migrate", "image": "busybox:1.36" }],
+            "imagePullSecrets": [{ "name": "regcred" }],
+        });
+        let meta = serde_json::json!({ "name": "w", "namespace": "ns", "resourceVersion": "7" });
+        let template = serde_json::json!({ "spec": pod });
+        let views = [
+            serde_json::from_value::<Deployment>(serde_json::json!({
+                "metadata": meta, "spec": { "selector": {}, "template": template }
+            }))
+            .unwrap()
+            .view(),
+            serde_json::from_value::<StatefulSet>(serde_json::json!({
+                "metadata": meta, "spec": { "selector": {}, "template": template }
+            }))
+            .unwrap()
+            .view(),
+            serde_json::from_value::<DaemonSet>(serde_json::json!({
+                "metadata": meta, "spec": { "selector": {}, "template": template }
+            }))
+            .unwrap()
+            .view(),
+            serde_json::from_value::<CronJob>(serde_json::json!({
+                "metadata": meta,
+                "spec": { "schedule": "* * * * *", "jobTemplate": { "spec": { "template": template } } }
+            }))
+            .unwrap()
+            .view(),
+        ];
+        for view in views {
+            assert_eq!(view.namespace, "ns");
+            assert_eq!(view.resource_version.as_deref(), Some("7"));
+            assert_eq!(
+                view.container("app", false)
+                    .and_then(|c| c.image.as_deref()),
+                Some("nginx:1.25")
+            );
+            assert!(view.container("migrate", true).is_some());
+            assert!(view.container("migrate", false).is_none());
+            assert_eq!(view.pull_secrets, ["regcred"]);
+        }
+    }
+}

@@ -1,0 +1,1044 @@
+//! `KubeTarget` against a real API server: discovery from annotations and labels for every
+//! kind, updates patched onto one container, conflicts, RBAC, idempotence, the cache's
+//! request pattern and a full poll cycle of the pipeline.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use keel_core::memory::InMemoryRegistry;
+use keel_core::target::Trigger;
+use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_k8s::{KubeTarget, WorkloadKind};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use support::{ApiServer, HookFuture, Kind, Workload, deployment_images, grant};
+
+const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+async fn target_in(client: Client, ns: &str) -> KubeTarget {
+    KubeTarget::builder(client)
+        .with_name("test cluster")
+        .with_namespaces([ns])
+        .with_sync_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .expect("build the target")
+}
+
+fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
+    images.iter().find(|i| i.id == id).unwrap_or_else(|| {
+        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+        panic!("{id} not discovered; found {ids:?}")
+    })
+}
+
+fn ids(images: &[TrackedImage]) -> Vec<String> {
+    images.iter().map(|i| i.id.clone()).collect()
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).expect("valid image")
+}
+
+fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: "test cluster".into(),
+        id: id.into(),
+        current: image(current),
+        new: image(new),
+    }
+}
+
+/// Discovers until `done` holds (watch events take a moment), or panics after 20 s.
+async fn discover_until(
+    target: &KubeTarget,
+    what: &str,
+    done: impl Fn(&[TrackedImage]) -> bool,
+) -> Vec<TrackedImage> {
+    let started = Instant::now();
+    loop {
+        let images = target.discover().await.expect("discover");
+        if done(&images) {
+            return images;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}; discovered {:?}",
+            ids(&images)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get deployment")
+}
+
+#[tokio::test]
+async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("discover-keys").await;
+    let admin = server.admin_client();
+    Workload::deployment("annotated")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/trigger", "poll")
+        .annotation("keel.sh/pollSchedule", "@every 5m")
+        .annotation("keel.sh/approvals", "2")
+        .annotation("keel.sh/approvalDeadline", "6")
+        .annotation("keel.sh/notify", "#ops, #web")
+        .annotation("keel.sh/releaseNotes", "https://example.com/notes")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("labelled")
+        .label("keel.sh/policy", "major")
+        .label("keel.sh/trigger", "poll")
+        .container("app", "ghcr.io/acme/api:2.0.0")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("both")
+        .label("keel.sh/policy", "patch")
+        .label("keel.sh/approvals", "1")
+        .label("keel.sh/trigger", "poll")
+        .annotation("keel.sh/policy", "glob:1.2.*")
+        .annotation("keel.sh/approvals", "3")
+        .container("app", "ghcr.io/acme/web:1.2.0")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("untracked")
+        .label("app", "plain")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("never")
+        .annotation("keel.sh/policy", "never")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+
+    let target = target_in(admin, &ns).await;
+    let images = target.discover().await.expect("discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deployment/{ns}/annotated/app"),
+            format!("deployment/{ns}/both/app"),
+            format!("deployment/{ns}/labelled/app"),
+        ]
+    );
+
+    let annotated = by_id(&images, &format!("deployment/{ns}/annotated/app"));
+    assert_eq!(annotated.image, image("nginx:1.25.3"));
+    assert_eq!(
+        annotated.trigger,
+        Trigger::Poll {
+            schedule: "@every 5m".into()
+        }
+    );
+    assert_eq!(annotated.approvals, 2);
+    assert_eq!(
+        annotated.approval_deadline,
+        Some(Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(annotated.notify, ["#ops", "#web"]);
+    assert_eq!(
+        annotated.release_notes.as_deref(),
+        Some("https://example.com/notes")
+    );
+    assert!(format!("{:?}", annotated.policy).contains("Minor"));
+
+    let labelled = by_id(&images, &format!("deployment/{ns}/labelled/app"));
+    assert_eq!(
+        labelled.trigger,
+        Trigger::Poll {
+            schedule: "@every 1m".into()
+        }
+    );
+    assert_eq!(labelled.approvals, 0);
+    assert_eq!(
+        labelled.approval_deadline,
+        Some(Duration::from_secs(24 * 3600))
+    );
+    assert!(format!("{:?}", labelled.policy).contains("Major"));
+
+    // Annotations win key by key; a key only in the labels still counts.
+    let both = by_id(&images, &format!("deployment/{ns}/both/app"));
+    assert_eq!(both.approvals, 3);
+    assert!(
+        format!("{:?}", both.policy).contains("Glob"),
+        "{:?}",
+        both.policy
+    );
+    assert!(matches!(both.trigger, Trigger::Poll { .. }));
+
+    let listing = target.workloads().await.expect("workloads");
+    let row = listing.iter().find(|w| w.name == "both").expect("listed");
+    assert_eq!(
+        (
+            row.kind.as_str(),
+            row.container.as_str(),
+            row.image.as_str(),
+            row.policy.as_str()
+        ),
+        ("deployment", "app", "ghcr.io/acme/web:1.2.0", "glob:1.2.*")
+    );
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+}
+
+#[tokio::test]
+async fn discovers_every_workload_kind() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("discover-kinds").await;
+    let admin = server.admin_client();
+    let has_cronjobs = server.serves("batch/v1", "cronjobs").await;
+    let mut kinds = vec![Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet];
+    if has_cronjobs {
+        kinds.push(Kind::CronJob);
+    } else {
+        eprintln!("the API server has no batch/v1 CronJob; the CronJob part is skipped");
+    }
+    for (n, kind) in kinds.iter().enumerate() {
+        Workload::new(*kind, &format!("w-{}", kind.id_prefix()))
+            .annotation("keel.sh/policy", "patch")
+            .container(
+                "main",
+                &format!("ghcr.io/acme/{}:1.0.{n}", kind.id_prefix()),
+            )
+            .create(&admin, &ns)
+            .await;
+    }
+    let target = target_in(admin.clone(), &ns).await;
+    assert_eq!(
+        target.kinds().contains(&WorkloadKind::CronJob),
+        has_cronjobs
+    );
+    let images = target.discover().await.expect("discover");
+    assert_eq!(images.len(), kinds.len(), "{:?}", ids(&images));
+    for (n, kind) in kinds.iter().enumerate() {
+        let id = format!("{}/{ns}/w-{}/main", kind.id_prefix(), kind.id_prefix());
+        let tracked = by_id(&images, &id);
+        assert_eq!(
+            tracked.image,
+            image(&format!("ghcr.io/acme/{}:1.0.{n}", kind.id_prefix()))
+        );
+        // Every kind takes an update.
+        let outcome = target
+            .apply(&plan(
+                &id,
+                &format!("ghcr.io/acme/{}:1.0.{n}", kind.id_prefix()),
+                &format!("ghcr.io/acme/{}:1.0.9", kind.id_prefix()),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("apply to {id}: {e}"));
+        assert_eq!(outcome, ApplyOutcome::Applied);
+    }
+    if has_cronjobs {
+        let cron = Api::<CronJob>::namespaced(admin, &ns)
+            .get("w-cronjob")
+            .await
+            .expect("get cronjob");
+        let image = cron
+            .spec
+            .unwrap()
+            .job_template
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .image
+            .clone();
+        assert_eq!(image.as_deref(), Some("ghcr.io/acme/cronjob:1.0.9"));
+    }
+}
+
+#[tokio::test]
+async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("discover-containers").await;
+    let admin = server.admin_client();
+    Workload::deployment("all-containers")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/app:1.0.0")
+        .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
+        .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("monitored")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/monitorContainers", "^app")
+        .annotation("keel.sh/initContainers", "true")
+        .container("app", "ghcr.io/acme/app:1.0.0")
+        .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
+        .init_container("app-init", "ghcr.io/acme/app-init:1.0.0")
+        .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
+        .create(&admin, &ns)
+        .await;
+    let target = target_in(admin, &ns).await;
+    let images = target.discover().await.expect("discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deployment/{ns}/all-containers/app"),
+            format!("deployment/{ns}/all-containers/sidecar"),
+            format!("deployment/{ns}/monitored/app"),
+            format!("deployment/{ns}/monitored/init:app-init"),
+        ]
+    );
+    assert_eq!(
+        by_id(&images, &format!("deployment/{ns}/monitored/init:app-init")).image,
+        image("ghcr.io/acme/app-init:1.0.0")
+    );
+}
+
+#[tokio::test]
+async fn bad_values_skip_only_their_workload_and_are_reported() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("discover-problems").await;
+    let admin = server.admin_client();
+    Workload::deployment("bad-policy")
+        .annotation("keel.sh/policy", "minr")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("bad-approvals")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/approvals", "two")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("bad-regex")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/monitorContainers", "app(")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("good")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "nginx:1.25.3")
+        .create(&admin, &ns)
+        .await;
+    let target = target_in(admin, &ns).await;
+    let images = target.discover().await.expect("discovery goes on");
+    assert_eq!(ids(&images), [format!("deployment/{ns}/good/app")]);
+    let problems = target.problems();
+    let seen: Vec<(String, String, String)> = problems
+        .iter()
+        .map(|p| (p.name.clone(), p.key.clone(), p.value.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "bad-approvals".into(),
+                "keel.sh/approvals".into(),
+                "two".into()
+            ),
+            ("bad-policy".into(), "keel.sh/policy".into(), "minr".into()),
+            (
+                "bad-regex".into(),
+                "keel.sh/monitorContainers".into(),
+                "app(".into()
+            ),
+        ]
+    );
+    let text = problems[1].to_string();
+    assert!(
+        text.contains(&format!("deployment {ns}/bad-policy"))
+            && text.contains("keel.sh/policy")
+            && text.contains("minr")
+            && text.contains("unknown policy"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn patches_one_container_of_two_and_is_idempotent() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("apply-one").await;
+    let admin = server.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/web:1.2.3")
+        .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
+        .create(&admin, &ns)
+        .await;
+    let target = target_in(admin.clone(), &ns).await;
+    let id = format!("deployment/{ns}/web/app");
+    target.discover().await.expect("discover");
+    let before = get_deployment(&admin, &ns, "web").await;
+
+    let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
+    assert_eq!(
+        target.apply(&update).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await,
+        [
+            ("app".to_owned(), "ghcr.io/acme/web:1.3.0".to_owned()),
+            ("sidecar".to_owned(), "ghcr.io/acme/proxy:2.0.0".to_owned()),
+        ]
+    );
+    let after = get_deployment(&admin, &ns, "web").await;
+    assert_ne!(
+        before.metadata.resource_version,
+        after.metadata.resource_version
+    );
+    let annotations = after.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("kubernetes.io/change-cause")
+            .map(String::as_str),
+        Some("keel: app ghcr.io/acme/web:1.2.3 -> ghcr.io/acme/web:1.3.0")
+    );
+    let managers: Vec<String> = after
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.iter().any(|m| m == "keel"), "{managers:?}");
+
+    // The same plan again changes nothing.
+    assert_eq!(
+        target.apply(&update).await.expect("apply again"),
+        ApplyOutcome::AlreadyCurrent
+    );
+    let again = get_deployment(&admin, &ns, "web").await;
+    assert_eq!(
+        again.metadata.resource_version,
+        after.metadata.resource_version
+    );
+
+    // A plan from an older discovery is refused, naming the container.
+    let stale = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.2.9");
+    match target.apply(&stale).await {
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(reason.contains(&id), "{reason}");
+            assert!(reason.contains("ghcr.io/acme/web:1.3.0"), "{reason}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // Unknown ids, containers and workloads.
+    for missing in [
+        "web".to_owned(),
+        format!("deployment/{ns}/web/nope"),
+        format!("deployment/{ns}/gone/app"),
+        "deployment/other-namespace/web/app".to_owned(),
+    ] {
+        let result = target
+            .apply(&plan(
+                &missing,
+                "ghcr.io/acme/web:1.2.3",
+                "ghcr.io/acme/web:1.3.0",
+            ))
+            .await;
+        assert!(
+            matches!(result, Err(Error::NotFound { .. })),
+            "{missing}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("apply-digest").await;
+    let admin = server.admin_client();
+    Workload::deployment("latest")
+        .annotation("keel.sh/policy", "force")
+        .annotation("keel.sh/matchTag", "true")
+        .container("app", "ghcr.io/acme/web:latest")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("pinned")
+        .annotation("keel.sh/policy", "force")
+        .annotation("keel.sh/matchTag", "true")
+        .container("app", "ghcr.io/acme/web:latest")
+        .create(&admin, &ns)
+        .await;
+    let target = target_in(admin.clone(), &ns).await;
+    let id = format!("deployment/{ns}/latest/app");
+    target.discover().await.expect("discover");
+
+    let first = plan(
+        &id,
+        "ghcr.io/acme/web:latest",
+        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
+    );
+    assert_eq!(
+        target.apply(&first).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let after = get_deployment(&admin, &ns, "latest").await;
+    let template_annotations = after
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    let rolled_at = template_annotations
+        .get("keel.sh/update-time")
+        .cloned()
+        .expect("the pod template is annotated so the pods roll");
+    assert_eq!(
+        deployment_images(&admin, &ns, "latest", false).await[0].1,
+        "ghcr.io/acme/web:latest"
+    );
+    assert!(after.metadata.annotations.unwrap_or_default()["keel.sh/digests"].contains(DIGEST_A));
+    assert_eq!(
+        target.apply(&first).await.expect("again"),
+        ApplyOutcome::AlreadyCurrent
+    );
+
+    // Discovery reports the recorded digest, so the policy sees what runs.
+    let images = discover_until(&target, "the recorded digest", |images| {
+        images
+            .iter()
+            .any(|i| i.id == id && i.image.digest().map(|d| d.as_str()) == Some(DIGEST_A))
+    })
+    .await;
+    assert_eq!(
+        by_id(&images, &id).image,
+        image(&format!("ghcr.io/acme/web:latest@{DIGEST_A}"))
+    );
+
+    // The next digest moves on from the recorded one and rolls again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = plan(
+        &id,
+        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
+        &format!("ghcr.io/acme/web:latest@{DIGEST_B}"),
+    );
+    assert_eq!(
+        target.apply(&second).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let rolled_again = get_deployment(&admin, &ns, "latest")
+        .await
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .unwrap_or_default()["keel.sh/update-time"]
+        .clone();
+    assert_ne!(rolled_again, rolled_at);
+    // A plan based on the first digest is stale now.
+    assert!(matches!(
+        target.apply(&first).await,
+        Err(Error::Conflict { .. })
+    ));
+
+    // With pinning, the digest goes into the image string.
+    let pinning = KubeTarget::builder(admin.clone())
+        .with_namespaces([ns.as_str()])
+        .pin_digests(true)
+        .build()
+        .await
+        .expect("build");
+    let pinned_id = format!("deployment/{ns}/pinned/app");
+    pinning.discover().await.expect("discover");
+    let pin = plan(
+        &pinned_id,
+        "ghcr.io/acme/web:latest",
+        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
+    );
+    assert_eq!(
+        pinning.apply(&pin).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "pinned", false).await[0].1,
+        format!("ghcr.io/acme/web:latest@{DIGEST_A}")
+    );
+    assert_eq!(
+        pinning.apply(&pin).await.expect("again"),
+        ApplyOutcome::AlreadyCurrent
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_change_between_read_and_patch_is_retried() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("apply-conflict").await;
+    let admin = server.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/web:1.2.3")
+        .create(&admin, &ns)
+        .await;
+
+    // Before the first PATCH of the deployment goes out, someone else changes it.
+    let patches = Arc::new(AtomicUsize::new(0));
+    let hook_patches = Arc::clone(&patches);
+    let hook_admin = admin.clone();
+    let hook_ns = ns.clone();
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
+    let hook: support::Hook = Arc::new(move |request| {
+        if request.method != "PATCH" || request.path != path {
+            return None;
+        }
+        if hook_patches.fetch_add(1, Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let admin = hook_admin.clone();
+        let ns = hook_ns.clone();
+        let change: HookFuture = Box::pin(async move {
+            Api::<Deployment>::namespaced(admin, &ns)
+                .patch(
+                    "web",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "labels": { "changed-by": "someone" } } })),
+                )
+                .await
+                .expect("the concurrent change");
+        });
+        Some(change)
+    });
+    let client = server.intercepting_client_as(support::ADMIN, hook);
+    let target = target_in(client, &ns).await;
+    target.discover().await.expect("discover");
+    let id = format!("deployment/{ns}/web/app");
+    let outcome = target
+        .apply(&plan(
+            &id,
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        ))
+        .await
+        .expect("applied after re-reading");
+    assert_eq!(outcome, ApplyOutcome::Applied);
+    assert_eq!(patches.load(Ordering::SeqCst), 2, "one 409, one success");
+    let after = get_deployment(&admin, &ns, "web").await;
+    assert_eq!(
+        after
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("changed-by")
+            .map(String::as_str),
+        Some("someone"),
+        "the concurrent change survives"
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await[0].1,
+        "ghcr.io/acme/web:1.3.0"
+    );
+
+    // With no retries allowed, the same race is a Conflict.
+    patches.store(0, Ordering::SeqCst);
+    let impatient = KubeTarget::builder(server.intercepting_client_as(support::ADMIN, {
+        let admin = admin.clone();
+        let ns = ns.clone();
+        let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
+        let stamps = Arc::new(AtomicUsize::new(0));
+        Arc::new(move |request: &support::RecordedRequest| {
+            if request.method != "PATCH" || request.path != path {
+                return None;
+            }
+            let admin = admin.clone();
+            let ns = ns.clone();
+            let stamp = format!("change-{}", stamps.fetch_add(1, Ordering::SeqCst));
+            let change: HookFuture = Box::pin(async move {
+                Api::<Deployment>::namespaced(admin, &ns)
+                    .patch(
+                        "web",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "metadata": { "labels": { "stamp": stamp } } })),
+                    )
+                    .await
+                    .expect("the concurrent change");
+            });
+            Some(change)
+        })
+    }))
+    .with_namespaces([ns.as_str()])
+    .with_conflict_retries(0)
+    .build()
+    .await
+    .expect("build");
+    let result = impatient
+        .apply(&plan(
+            &id,
+            "ghcr.io/acme/web:1.3.0",
+            "ghcr.io/acme/web:1.4.0",
+        ))
+        .await;
+    match result {
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(reason.contains("409"), "{reason}");
+            assert!(reason.contains(&format!("deployment {ns}/web")), "{reason}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rbac_denials_are_reported_clearly() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("rbac").await;
+    let admin = server.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/web:1.2.3")
+        .create(&admin, &ns)
+        .await;
+    // alice may read and watch deployments, not patch them.
+    grant(
+        &admin,
+        &ns,
+        "alice",
+        &[(&["apps"], &["deployments"], &["get", "list", "watch"])],
+    )
+    .await;
+    // RBAC reaches the authorizer through its own cache; wait for the grant to work.
+    let alice = server.client_as("alice");
+    let started = Instant::now();
+    while Api::<Deployment>::namespaced(alice.clone(), &ns)
+        .get("web")
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "grant not effective"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let target = KubeTarget::builder(alice)
+        .with_namespaces([ns.as_str()])
+        .with_kinds(&[WorkloadKind::Deployment])
+        .build()
+        .await
+        .expect("build");
+    let images = target.discover().await.expect("alice may discover");
+    assert_eq!(ids(&images), [format!("deployment/{ns}/web/app")]);
+    let id = format!("deployment/{ns}/web/app");
+    match target
+        .apply(&plan(
+            &id,
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        ))
+        .await
+    {
+        Err(Error::Unauthorized { action, reason }) => {
+            assert_eq!(action, format!("patch deployments {ns}/web"));
+            assert!(
+                reason.contains("`patch`") && reason.contains(&format!("`{ns}`")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await[0].1,
+        "ghcr.io/acme/web:1.2.3"
+    );
+
+    // bob may do nothing: discovery fails at once and says what is missing.
+    let bob = KubeTarget::builder(server.client_as("bob"))
+        .with_namespaces([ns.as_str()])
+        .with_kinds(&[WorkloadKind::Deployment])
+        .with_sync_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .expect("build");
+    let started = Instant::now();
+    match bob.discover().await {
+        Err(Error::Unauthorized { action, reason }) => {
+            assert_eq!(action, format!("list deployments in namespace {ns}"));
+            assert!(reason.contains("forbidden"), "{reason}");
+        }
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn steady_state_discovery_makes_no_list_calls() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("no-list").await;
+    let admin = server.admin_client();
+    Workload::deployment("first")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/web:1.0.0")
+        .create(&admin, &ns)
+        .await;
+    let (client, log) = server.counting_admin_client();
+    let target = target_in(client, &ns).await;
+    target.discover().await.expect("first discovery");
+    let initial_lists = log.lists();
+    assert!(
+        !initial_lists.is_empty() && initial_lists.len() <= target.kinds().len(),
+        "one initial LIST per watched kind: {initial_lists:?}"
+    );
+    log.clear();
+
+    // New and changed workloads arrive through the watches.
+    Workload::deployment("second")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", "ghcr.io/acme/api:2.0.0")
+        .create(&admin, &ns)
+        .await;
+    discover_until(&target, "the second deployment", |images| images.len() == 2).await;
+    Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({
+                "spec": { "template": { "spec": { "containers": [
+                    { "name": "app", "image": "ghcr.io/acme/web:1.1.0" }
+                ] } } }
+            })),
+        )
+        .await
+        .expect("change by hand");
+    discover_until(&target, "the changed image", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image("ghcr.io/acme/web:1.1.0"))
+    })
+    .await;
+    for _ in 0..20 {
+        target.discover().await.expect("discover");
+    }
+    // An apply reads one object and patches it.
+    target
+        .apply(&plan(
+            &format!("deployment/{ns}/second/app"),
+            "ghcr.io/acme/api:2.0.0",
+            "ghcr.io/acme/api:2.1.0",
+        ))
+        .await
+        .expect("apply");
+
+    let requests = log.all();
+    assert!(
+        log.lists().is_empty(),
+        "LIST calls at steady state: {requests:?}"
+    );
+    let non_watch: Vec<_> = requests.iter().filter(|r| !r.is_watch()).collect();
+    assert_eq!(
+        non_watch
+            .iter()
+            .map(|r| r.method.as_str())
+            .collect::<Vec<_>>(),
+        ["GET", "PATCH"],
+        "discovery made requests: {non_watch:?}"
+    );
+}
+
+#[tokio::test]
+async fn exposes_the_pull_secrets_of_each_tracked_image() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("pull-secrets").await;
+    let admin = server.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/imagePullSecret", "extra, regcred")
+        .pull_secret("regcred")
+        .container("app", "ghcr.io/acme/web:1.0.0")
+        .create(&admin, &ns)
+        .await;
+    let target = target_in(admin, &ns).await;
+    target.discover().await.expect("discover");
+    assert_eq!(
+        target.pull_secrets_of(&format!("deployment/{ns}/web/app")),
+        [
+            (ns.clone(), "regcred".to_owned()),
+            (ns.clone(), "extra".to_owned())
+        ]
+    );
+    assert!(
+        target
+            .pull_secrets_of("deployment/elsewhere/web/app")
+            .is_empty()
+    );
+    assert!(target.pull_secrets_of("not an id").is_empty());
+}
+
+#[tokio::test]
+async fn a_label_selector_limits_discovery() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("selector").await;
+    let admin = server.admin_client();
+    for (name, team) in [("a", "web"), ("b", "data")] {
+        Workload::deployment(name)
+            .label("team", team)
+            .annotation("keel.sh/policy", "minor")
+            .container("app", "ghcr.io/acme/web:1.0.0")
+            .create(&admin, &ns)
+            .await;
+    }
+    let target = KubeTarget::builder(admin.clone())
+        .with_namespaces([ns.as_str()])
+        .with_label_selector("team=web")
+        .build()
+        .await
+        .expect("build");
+    let images = target.discover().await.expect("discover");
+    assert_eq!(ids(&images), [format!("deployment/{ns}/a/app")]);
+
+    let bad = KubeTarget::builder(admin)
+        .with_namespaces([ns.as_str()])
+        .with_label_selector("team in (web")
+        .build()
+        .await
+        .expect("build");
+    let error = bad.discover().await.expect_err("a bad selector");
+    assert!(error.to_string().contains("deployments"), "{error}");
+}
+
+#[tokio::test]
+async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("pipeline").await;
+    let admin = server.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/trigger", "poll")
+        .container("app", "ghcr.io/acme/web:1.2.3")
+        .container("cache", "redis:7.0.1")
+        .create(&admin, &ns)
+        .await;
+    Workload::deployment("gated")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/approvals", "1")
+        .container("app", "ghcr.io/acme/web:1.2.3")
+        .create(&admin, &ns)
+        .await;
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"]);
+    registry.push_tags("redis", &["7.0.1", "7.2.4", "8.0.0"]);
+    let target = Arc::new(target_in(admin.clone(), &ns).await);
+    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
+
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.tracked, 3);
+    assert_eq!(registry.list_calls(), 2, "one listing per repository");
+    let mut applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
+    applied.sort();
+    assert_eq!(
+        applied,
+        [
+            format!(
+                "test cluster deployment/{ns}/web/app: ghcr.io/acme/web:1.2.3 -> ghcr.io/acme/web:1.3.0"
+            ),
+            format!(
+                "test cluster deployment/{ns}/web/cache: docker.io/library/redis:7.0.1 -> docker.io/library/redis:7.2.4"
+            ),
+        ]
+    );
+    assert_eq!(report.awaiting_approval.len(), 1);
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await,
+        [
+            ("app".to_owned(), "ghcr.io/acme/web:1.3.0".to_owned()),
+            ("cache".to_owned(), "redis:7.2.4".to_owned()),
+        ]
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "gated", false).await[0].1,
+        "ghcr.io/acme/web:1.2.3"
+    );
+
+    // Once the watch has seen the change, the next cycle has nothing to do for `web`.
+    discover_until(&target, "the patched images", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
+    })
+    .await;
+    let report = pipeline.run_once().await;
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(report.awaiting_approval.len(), 1);
+}
+
+#[tokio::test]
+async fn poll_cycles_follow_a_moving_tag_by_digest() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("pipeline-digest").await;
+    let admin = server.admin_client();
+    Workload::deployment("follow")
+        .annotation("keel.sh/policy", "force")
+        .annotation("keel.sh/match-tag", "true")
+        .annotation("keel.sh/trigger", "poll")
+        .container("app", "ghcr.io/acme/web:stable")
+        .create(&admin, &ns)
+        .await;
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    let first = registry.push("ghcr.io/acme/web", "stable", None);
+    let target = Arc::new(target_in(admin.clone(), &ns).await);
+    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
+    let id = format!("deployment/{ns}/follow/app");
+    let running_digest = |images: &[TrackedImage], digest: &keel_core::Digest| {
+        images
+            .iter()
+            .any(|i| i.id == id && i.image.digest() == Some(digest))
+    };
+
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.applied.len(), 1, "{:?}", report.planned);
+    assert_eq!(report.applied[0].new.digest(), Some(&first));
+    assert_eq!(
+        deployment_images(&admin, &ns, "follow", false).await[0].1,
+        "ghcr.io/acme/web:stable",
+        "the tag stays; the pods roll by annotation"
+    );
+    discover_until(&target, "the first digest", |i| running_digest(i, &first)).await;
+
+    // Nothing new in the registry: nothing to do.
+    let report = pipeline.run_once().await;
+    assert!(report.planned.is_empty(), "{:?}", report.planned);
+
+    // The tag moves: the next cycle follows it.
+    let second = registry.push("ghcr.io/acme/web", "stable", None);
+    let report = pipeline.run_once().await;
+    assert_eq!(report.applied.len(), 1, "{:?}", report.failures);
+    assert_eq!(report.applied[0].current.digest(), Some(&first));
+    assert_eq!(report.applied[0].new.digest(), Some(&second));
+    discover_until(&target, "the second digest", |i| running_digest(i, &second)).await;
+}

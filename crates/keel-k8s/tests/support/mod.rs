@@ -1,0 +1,32 @@
+//! Test support for the integration tests of keel-k8s: a real Kubernetes API server.
+//!
+//! - [`ApiServer`]: etcd + kube-apiserver on 127.0.0.1 from `KUBE_APISERVER_BIN` and
+//!   `ETCD_BIN` (`scripts/envtest install`, then `eval "$(scripts/envtest env)"`), with token
+//!   auth (an admin in `system:masters` and the limited users [`LIMITED_USERS`]) and RBAC.
+//!   [`ApiServer::shared`] starts one per test binary; [`ApiServer::start`] one of the test's
+//!   own. Both return `None` after printing how to get the binaries when they are not set, so
+//!   a test begins with `let Some(server) = ApiServer::shared().await else { return };`.
+//!   The processes are killed when the server is dropped or the test process ends.
+//! - [`ApiServer::namespace`]: a fresh namespace per test.
+//! - [`ApiServer::counting_admin_client`]: a client whose requests are recorded
+//!   ([`RequestLog`]), to assert e.g. that nothing LISTs at steady state;
+//!   [`ApiServer::intercepting_client_as`]: a client that runs a hook before chosen requests
+//!   (e.g. a concurrent change between a read and a write).
+//! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
+//!   fixtures written with the raw API.
+//!
+//! Each test file uses it as `mod support;`, so helpers that one file does not use are fine.
+#![allow(dead_code, unused_imports)]
+
+mod apiserver;
+mod certs;
+mod counting;
+mod fixtures;
+mod intercept;
+
+pub(crate) use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
+pub(crate) use counting::{CountingLayer, RecordedRequest, RequestLog};
+pub(crate) use fixtures::{
+    Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
+};
+pub(crate) use intercept::{Hook, HookFuture, InterceptLayer};

@@ -1,0 +1,755 @@
+//! The bot against a local "Slack" (a Web API that records calls, and signed requests made
+//! here) and the real keel API over an in-memory approval store.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use keel_api::ApiAuth;
+use keel_bot::{Bot, Config, Secret};
+use keel_core::approval::{
+    ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditQuery, MemoryApprovalStore,
+    VoteKind,
+};
+use keel_core::{ImageRef, UpdatePlan};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SIGNING_SECRET: &str = "e6b19c573432dcc6b075501d51b51bb8";
+const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
+const API_TOKEN: &str = "delegate-token-of-the-bot-0123";
+
+/// One call Slack received.
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+#[derive(Clone, Default)]
+struct FakeSlack {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FakeSlack {
+    fn calls(&self, method: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits up to five seconds for the `n`th call of `method`.
+    async fn wait_for(&self, method: &str, n: usize) -> Vec<Call> {
+        for _ in 0..500 {
+            let calls = self.calls(method);
+            if calls.len() >= n {
+                return calls;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "Slack never got {n} {method} call(s): {:?}",
+            self.calls(method)
+        );
+    }
+}
+
+async fn web_api(
+    State(slack): State<FakeSlack>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let authorization = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut calls = slack.calls.lock().unwrap();
+    calls.push(Call {
+        method: method.clone(),
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
+    if authorization.as_deref() != Some(&format!("Bearer {BOT_TOKEN}")) {
+        return Json(json!({"ok": false, "error": "invalid_auth"}));
+    }
+    match method.as_str() {
+        "chat.postMessage" => {
+            let n = calls.len();
+            Json(json!({"ok": true, "channel": "C0KEELAPP", "ts": format!("1700000000.{n:06}")}))
+        }
+        "chat.update" => Json(json!({"ok": true, "channel": body["channel"], "ts": body["ts"]})),
+        _ => Json(json!({"ok": false, "error": "unknown_method"})),
+    }
+}
+
+async fn response_url(
+    State(slack): State<FakeSlack>,
+    Path(hook): Path<String>,
+    Json(body): Json<Value>,
+) -> &'static str {
+    slack.calls.lock().unwrap().push(Call {
+        method: format!("respond/{hook}"),
+        authorization: None,
+        body,
+    });
+    "ok"
+}
+
+struct World {
+    approvals: Approvals,
+    slack: FakeSlack,
+    slack_url: String,
+    api_url: String,
+    http: reqwest::Client,
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+async fn world() -> World {
+    let slack = FakeSlack::default();
+    let slack_url = serve(
+        Router::new()
+            .route("/api/{method}", post(web_api))
+            .route("/respond/{hook}", post(response_url))
+            .with_state(slack.clone()),
+    )
+    .await;
+    let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
+    let auth = ApiAuth::builder()
+        .delegate_token("slack", API_TOKEN)
+        .build()
+        .unwrap();
+    let api_url = serve(keel_api::router(approvals.clone(), auth)).await;
+    World {
+        approvals,
+        slack,
+        slack_url,
+        api_url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl World {
+    fn config(&self) -> Config {
+        let mut c = Config::new(
+            Secret::new(SIGNING_SECRET),
+            Secret::new(BOT_TOKEN),
+            "#deploys",
+            &self.api_url,
+            Secret::new(API_TOKEN),
+        );
+        c.slack_api_url = format!("{}/api/", self.slack_url);
+        c.response_url_prefixes = vec![format!("{}/respond/", self.slack_url)];
+        c.max_body_bytes = 16 * 1024;
+        c
+    }
+
+    /// The bot, served; returns it and its URL.
+    async fn bot(&self, config: Config) -> (Bot, String) {
+        let bot = Bot::new(config).unwrap();
+        let url = serve(bot.router()).await;
+        (bot, url)
+    }
+
+    async fn open(&self, id: &str, tag: &str, required: u32) -> ApprovalRequest {
+        let plan = UpdatePlan {
+            target: "prod".into(),
+            id: id.into(),
+            current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
+            new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+        };
+        self.approvals
+            .request(&plan, None, required, None, None)
+            .await
+            .unwrap()
+    }
+
+    async fn stored(&self, id: &str) -> Option<ApprovalRequest> {
+        self.approvals.get(id).await.unwrap()
+    }
+
+    async fn votes_in_audit(&self) -> usize {
+        self.approvals
+            .audit_log(&AuditQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == AuditAction::Voted)
+            .count()
+    }
+
+    /// Sends `body` to the bot as Slack does, signed at `timestamp` with `secret`.
+    async fn send(&self, url: &str, body: &str, timestamp: i64, secret: &str) -> reqwest::Response {
+        self.http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header(
+                "x-slack-signature",
+                slack_signature(secret, timestamp, body),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn command(&self, bot_url: &str, user: &str, text: &str) -> (u16, Value) {
+        let body = command_body(user, text, &self.slack_url);
+        let resp = self
+            .send(
+                &format!("{bot_url}/slack/commands"),
+                &body,
+                now(),
+                SIGNING_SECRET,
+            )
+            .await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Slack's signature, computed here independently of the bot: `v0=` hex HMAC-SHA256 of
+/// `v0:<timestamp>:<body>`.
+fn slack_signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn command_body(user: &str, text: &str, slack_url: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
+        ("team_id", "T0001"),
+        ("team_domain", "acme"),
+        ("channel_id", "C0KEELAPP"),
+        ("channel_name", "deploys"),
+        ("user_id", user),
+        ("user_name", &user.to_lowercase()),
+        ("command", "/keel"),
+        ("text", text),
+        ("response_url", &format!("{slack_url}/respond/cmd")),
+        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+    ])
+    .unwrap()
+}
+
+fn click_body(user: &str, action_id: &str, id: &str, ts: &str, slack_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0001"},
+        "api_app_id": "A0KEEL",
+        "container": {"type": "message", "message_ts": ts, "channel_id": "C0KEELAPP", "is_ephemeral": false},
+        "channel": {"id": "C0KEELAPP", "name": "deploys"},
+        "message": {"type": "message", "ts": ts, "text": "Approval needed"},
+        "response_url": format!("{slack_url}/respond/click"),
+        "actions": [{
+            "type": "button",
+            "action_id": action_id,
+            "block_id": format!("keel_approval_{id}"),
+            "value": id,
+            "action_ts": "1700000001.000200",
+        }],
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+}
+
+fn has_buttons(blocks: &Value, id: &str) -> bool {
+    blocks.as_array().unwrap().iter().any(|b| {
+        b["type"] == "actions"
+            && b["elements"][0]["action_id"] == "keel_approve"
+            && b["elements"][0]["value"] == id
+            && b["elements"][1]["action_id"] == "keel_reject"
+            && b["elements"][1]["value"] == id
+    })
+}
+
+#[tokio::test]
+async fn posts_each_pending_request_once_with_buttons() {
+    let w = world().await;
+    let (bot, _) = w.bot(w.config()).await;
+    let a = w.open("web", "1.1.0", 2).await;
+
+    let report = bot.poll_once().await.unwrap();
+    assert_eq!((report.posted, report.failed), (1, 0));
+    let posts = w.slack.calls("chat.postMessage");
+    assert_eq!(posts.len(), 1);
+    let post = &posts[0];
+    assert_eq!(
+        post.authorization.as_deref(),
+        Some(&*format!("Bearer {BOT_TOKEN}"))
+    );
+    assert_eq!(post.body["channel"], "#deploys");
+    assert!(post.body["text"].as_str().unwrap().contains(&a.id));
+    assert!(has_buttons(&post.body["blocks"], &a.id), "{}", post.body);
+    let section = post.body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        section.contains("ghcr.io/acme/web:1.1.0") && section.contains("0/2"),
+        "{section}"
+    );
+
+    // Nothing new: nothing posted.
+    assert_eq!(
+        bot.poll_once().await.unwrap(),
+        keel_bot::PollReport::default()
+    );
+    let b = w.open("api", "2.0.0", 1).await;
+    let report = bot.poll_once().await.unwrap();
+    assert_eq!(report.posted, 1);
+    let posts = w.slack.calls("chat.postMessage");
+    assert_eq!(posts.len(), 2);
+    assert!(has_buttons(&posts[1].body["blocks"], &b.id));
+    let mut posted = bot.posted();
+    posted.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(posted, expected);
+}
+
+#[tokio::test]
+async fn the_poller_runs_on_its_own() {
+    let w = world().await;
+    let mut config = w.config();
+    config.poll_interval = Duration::from_millis(30);
+    let (bot, _) = w.bot(config).await;
+    let poller = bot.spawn_poller();
+    let a = w.open("web", "1.1.1", 1).await;
+    let posts = w.slack.wait_for("chat.postMessage", 1).await;
+    assert!(has_buttons(&posts[0].body["blocks"], &a.id));
+    // Approved elsewhere: the poller marks the message decided, without buttons.
+    w.approvals
+        .vote(&a.id, "ops", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let updates = w.slack.wait_for("chat.update", 1).await;
+    // The fake Slack numbers messages by call count: the first post is message 1.
+    assert_eq!(updates[0].body["ts"], "1700000000.000001");
+    assert!(!has_buttons(&updates[0].body["blocks"], &a.id));
+    assert!(
+        updates[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("approved")
+    );
+    poller.abort();
+    assert_eq!(w.slack.calls("chat.postMessage").len(), 1);
+}
+
+#[tokio::test]
+async fn slash_commands_vote_as_the_slack_user() {
+    let w = world().await;
+    let (bot, url) = w.bot(w.config()).await;
+    let a = w.open("web", "1.2.0", 2).await;
+    bot.poll_once().await.unwrap();
+
+    let (status, reply) = w
+        .command(
+            &url,
+            "U0ALICE",
+            &format!("approve {} looks good to me", a.id),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["response_type"], "ephemeral");
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("You approved") && text.contains("1/2"),
+        "{text}"
+    );
+    let stored = w.stored(&a.id).await.unwrap();
+    assert_eq!(stored.votes.len(), 1);
+    assert_eq!(stored.votes[0].voter, "slack:U0ALICE");
+    assert_eq!(stored.votes[0].comment.as_deref(), Some("looks good to me"));
+
+    // The same Slack user again does not count twice.
+    let (_, reply) = w
+        .command(&url, "U0ALICE", &format!("approve {}", a.id))
+        .await;
+    assert!(reply["text"].as_str().unwrap().contains("1/2"), "{reply}");
+    assert_eq!(w.stored(&a.id).await.unwrap().approvals(), 1);
+
+    let (_, reply) = w.command(&url, "U0BOB", &format!("APPROVE {}", a.id)).await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("now *approved*"),
+        "{reply}"
+    );
+    assert_eq!(
+        w.stored(&a.id).await.unwrap().state,
+        ApprovalState::Approved
+    );
+
+    // The posted message is marked approved, without buttons.
+    let updates = loop {
+        let u = w.slack.wait_for("chat.update", 1).await;
+        if u.iter()
+            .any(|c| c.body["text"].as_str().unwrap().starts_with("approved"))
+        {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let last = updates.last().unwrap();
+    assert_eq!(last.body["channel"], "C0KEELAPP");
+    assert!(!has_buttons(&last.body["blocks"], &a.id));
+    let section = last.body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        section.contains("<@U0ALICE>") && section.contains("<@U0BOB>"),
+        "{section}"
+    );
+    assert_eq!(last.body["ts"], "1700000000.000001");
+
+    // Decided: a late reject is refused with a reason.
+    let (_, reply) = w
+        .command(&url, "U0CAROL", &format!("reject {} too late", a.id))
+        .await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("closed") && text.contains("approved"),
+        "{text}"
+    );
+    assert_eq!(w.stored(&a.id).await.unwrap().votes.len(), 2);
+}
+
+#[tokio::test]
+async fn button_clicks_vote_and_update_the_message() {
+    let w = world().await;
+    let (bot, url) = w.bot(w.config()).await;
+    let a = w.open("web", "1.3.0", 2).await;
+    bot.poll_once().await.unwrap();
+    // The fake Slack numbers messages by call count.
+    let ts = "1700000000.000001";
+
+    let body = click_body("U0BOB", "keel_reject", &a.id, ts, &w.slack_url);
+    let resp = w
+        .send(
+            &format!("{url}/slack/interactions"),
+            &body,
+            now(),
+            SIGNING_SECRET,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let stored = w.stored(&a.id).await.unwrap();
+    assert_eq!(stored.state, ApprovalState::Rejected);
+    assert_eq!(stored.votes[0].voter, "slack:U0BOB");
+    assert_eq!(stored.votes[0].kind, VoteKind::Reject);
+
+    let updates = w.slack.wait_for("chat.update", 1).await;
+    assert_eq!(updates[0].body["ts"], ts);
+    assert_eq!(updates[0].body["channel"], "C0KEELAPP");
+    assert!(!has_buttons(&updates[0].body["blocks"], &a.id));
+    assert!(
+        updates[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected")
+    );
+    let replies = w.slack.wait_for("respond/click", 1).await;
+    assert_eq!(replies[0].body["response_type"], "ephemeral");
+    assert!(
+        replies[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("You rejected")
+    );
+    // Decided: no longer followed, and a poll does not post it again.
+    assert!(bot.posted().is_empty());
+    assert_eq!(bot.poll_once().await.unwrap().posted, 0);
+
+    // An approve click on an unknown request gets a helpful answer, and votes nothing.
+    let body = click_body(
+        "U0BOB",
+        "keel_approve",
+        "ffffffffffffffff",
+        ts,
+        &w.slack_url,
+    );
+    let resp = w
+        .send(
+            &format!("{url}/slack/interactions"),
+            &body,
+            now(),
+            SIGNING_SECRET,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let replies = w.slack.wait_for("respond/click", 2).await;
+    assert!(
+        replies[1].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("no approval request `ffffffffffffffff`"),
+        "{}",
+        replies[1].body
+    );
+
+    // Other interaction types are acknowledged and ignored.
+    let other = serde_urlencoded::to_string([(
+        "payload",
+        json!({"type": "view_submission", "user": {"id": "U0BOB"}}).to_string(),
+    )])
+    .unwrap();
+    let resp = w
+        .send(
+            &format!("{url}/slack/interactions"),
+            &other,
+            now(),
+            SIGNING_SECRET,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_stale_and_replayed_requests_are_refused() {
+    let w = world().await;
+    let (_bot, url) = w.bot(w.config()).await;
+    let a = w.open("web", "1.4.0", 3).await;
+    let commands = format!("{url}/slack/commands");
+    let interactions = format!("{url}/slack/interactions");
+    let body = command_body("U0MALLORY", &format!("approve {}", a.id), &w.slack_url);
+
+    // Signed with another secret.
+    let resp = w
+        .send(&commands, &body, now(), "not-the-signing-secret")
+        .await;
+    assert_eq!(resp.status(), 401);
+    let click = click_body("U0MALLORY", "keel_approve", &a.id, "1.2", &w.slack_url);
+    let resp = w
+        .send(&interactions, &click, now(), "not-the-signing-secret")
+        .await;
+    assert_eq!(resp.status(), 401);
+
+    // A genuine signature over another body.
+    let ts = now();
+    let other = command_body("U0MALLORY", "list", &w.slack_url);
+    let resp = w
+        .http
+        .post(&commands)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header(
+            "x-slack-signature",
+            slack_signature(SIGNING_SECRET, ts, &other),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // No signature at all.
+    let resp = w
+        .http
+        .post(&commands)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // Correctly signed, but old or from the future.
+    let resp = w
+        .send(&commands, &body, now() - 6 * 60, SIGNING_SECRET)
+        .await;
+    assert_eq!(resp.status(), 401);
+    let reason: Value = resp.json().await.unwrap();
+    assert!(
+        reason["reason"].as_str().unwrap().contains("old"),
+        "{reason}"
+    );
+    let resp = w
+        .send(&interactions, &click, now() - 6 * 60, SIGNING_SECRET)
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = w
+        .send(&commands, &body, now() + 6 * 60, SIGNING_SECRET)
+        .await;
+    assert_eq!(resp.status(), 401);
+
+    assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
+    assert_eq!(w.votes_in_audit().await, 0);
+
+    // A genuine request counts once; the same bytes sent again are refused.
+    let ts = now();
+    let signature = slack_signature(SIGNING_SECRET, ts, &body);
+    for expected in [200, 401] {
+        let resp = w
+            .http
+            .post(&commands)
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected);
+    }
+    assert_eq!(w.votes_in_audit().await, 1);
+    assert_eq!(
+        w.stored(&a.id).await.unwrap().votes[0].voter,
+        "slack:U0MALLORY"
+    );
+
+    // Bodies over the limit are refused before anything is read into a vote.
+    let huge = format!("{body}&pad={}", "x".repeat(20 * 1024));
+    let resp = w.send(&commands, &huge, now(), SIGNING_SECRET).await;
+    assert_eq!(resp.status(), 413);
+
+    // The health check needs no signature.
+    let health = w.http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn list_help_and_unknown_ids() {
+    let w = world().await;
+    let (_bot, url) = w.bot(w.config()).await;
+    let a = w.open("web", "1.5.0", 1).await;
+    let b = w.open("worker", "3.1.0", 1).await;
+    w.approvals
+        .vote(&b.id, "ops", VoteKind::Approve, None)
+        .await
+        .unwrap();
+
+    let (status, reply) = w.command(&url, "U0ALICE", "list").await;
+    assert_eq!(status, 200);
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("1 request(s)") && text.contains(&a.id),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&b.id),
+        "decided requests are not listed: {text}"
+    );
+
+    let (_, reply) = w.command(&url, "U0ALICE", "approve ffffffffffffffff").await;
+    let text = reply["text"].as_str().unwrap();
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        text.contains("no approval request `ffffffffffffffff`") && text.contains("/keel list"),
+        "{text}"
+    );
+    let (_, reply) = w.command(&url, "U0ALICE", "reject not$an$id").await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("That did not work") && text.contains("letters, digits"),
+        "{text}"
+    );
+    let (_, reply) = w.command(&url, "U0ALICE", "approve").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Which request?")
+    );
+    let (_, reply) = w.command(&url, "U0ALICE", "frobnicate now").await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("I don't know `frobnicate`") && text.contains("Usage"),
+        "{text}"
+    );
+    let (_, reply) = w.command(&url, "U0ALICE", "").await;
+    assert!(reply["text"].as_str().unwrap().starts_with("Usage"));
+
+    // Slack's check of the command URL gets an empty 200.
+    let resp = w
+        .send(
+            &format!("{url}/slack/commands"),
+            "ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO",
+            now(),
+            SIGNING_SECRET,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().is_empty());
+
+    assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
+}
+
+#[tokio::test]
+async fn a_restart_with_the_state_file_does_not_post_again() {
+    let w = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = w.config();
+    config.state_file = Some(dir.path().join("keel-bot.json"));
+    let a = w.open("web", "1.6.0", 1).await;
+
+    let (first, _) = w.bot(config.clone()).await;
+    assert_eq!(first.poll_once().await.unwrap().posted, 1);
+    drop(first);
+
+    let (second, _) = w.bot(config.clone()).await;
+    assert_eq!(second.posted(), vec![a.id.clone()]);
+    assert_eq!(second.poll_once().await.unwrap().posted, 0);
+    assert_eq!(w.slack.calls("chat.postMessage").len(), 1);
+
+    // It still updates the message the first one posted.
+    w.approvals
+        .vote(&a.id, "ops", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let report = second.poll_once().await.unwrap();
+    assert_eq!(report.updated, 1);
+    let update = &w.slack.calls("chat.update")[0];
+    assert_eq!(update.body["ts"], "1700000000.000001");
+    assert!(second.posted().is_empty());
+
+    // Without a state file a restart posts pending requests again (documented).
+    let b = w.open("api", "2.1.0", 1).await;
+    let (third, _) = w.bot(config.clone()).await;
+    assert_eq!(third.poll_once().await.unwrap().posted, 1);
+    let (stateless, _) = w.bot(w.config()).await;
+    assert_eq!(stateless.poll_once().await.unwrap().posted, 1);
+    let posts = w.slack.calls("chat.postMessage");
+    assert_eq!(posts.len(), 3);
+    assert!(
+        posts[1..]
+            .iter()
+            .all(|p| has_buttons(&p.body["blocks"], &b.id))
+    );
+}
+
+#[tokio::test]
+async fn deleted_requests_are_marked_and_slack_errors_are_retried() {
+    let w = world().await;
+    let mut config = w.config();
+    config.slack_bot_token = Secret::new("xoxb-a-token-slack-does-not-know");
+    let (wrong_token, _) = w.bot(config).await;
+    let a = w.open("web", "1.7.0", 1).await;
+    let report = wrong_token.poll_once().await.unwrap();
+    assert_eq!((report.posted, report.failed), (0, 1));
+    assert!(wrong_token.posted().is_empty());
+
+    let (bot, _) = w.bot(w.config()).await;
+    assert_eq!(bot.poll_once().await.unwrap().posted, 1);
+    w.approvals.delete(&a.id, "ops").await.unwrap();
+    assert_eq!(bot.poll_once().await.unwrap().updated, 1);
+    let update = w.slack.calls("chat.update").pop().unwrap();
+    assert!(update.body["text"].as_str().unwrap().contains("deleted"));
+    assert!(bot.posted().is_empty());
+}

@@ -1,0 +1,146 @@
+//! `keel check --kube` and `keel release --kube` against a real kube-apiserver and a real
+//! registry on 127.0.0.1.
+
+#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
+mod registry_support;
+
+#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
+mod kube_support;
+
+mod common;
+use common::keel_with_env;
+
+use kube_support::{ADMIN, ApiServer, Workload, deployment_images};
+use registry_support::{RegistryServer, ServerOptions};
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn check_lists_workloads_and_release_patches_one() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server
+        .push_tags("team/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"])
+        .await;
+    let image = |tag: &str| format!("{}/team/web:{tag}", server.addr());
+    let ns = api.namespace("cli").await;
+    let client = api.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .container("app", &image("1.2.3"))
+        .create(&client, &ns)
+        .await;
+    Workload::deployment("untracked")
+        .container("app", &image("1.2.3"))
+        .create(&client, &ns)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_for(ADMIN)).unwrap();
+    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+
+    let o = keel_with_env(&["check", "--kube", "-n", &ns, "-o", "json"], "", &env);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([{
+            "workload": format!("{ns}/deployment/web"),
+            "container": "app",
+            "image": image("1.2.3"),
+            "policy": "minor",
+            "trigger": "webhook",
+            "update": image("1.3.0"),
+        }])
+    );
+
+    let o = keel_with_env(&["check", "--kube", "--namespace", &ns], "", &env);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["WORKLOAD", "CONTAINER", "IMAGE", "POLICY", "UPDATE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let (workload, current, update) = (
+        format!("{ns}/deployment/web"),
+        image("1.2.3"),
+        image("1.3.0"),
+    );
+    assert_eq!(row, [workload.as_str(), "app", &current, "minor", &update]);
+    assert_eq!(lines.next(), None);
+
+    let workload = format!("{ns}/deployment/web");
+    let o = keel_with_env(
+        &[
+            "release",
+            "--kube",
+            "--workload",
+            &workload,
+            "--update-image",
+            &image("1.2.4"),
+        ],
+        "",
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains(&image("1.2.4")),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(
+        deployment_images(&client, &ns, "web", false).await,
+        [("app".to_owned(), image("1.2.4"))]
+    );
+    // The same release again changes nothing and says so.
+    let o = keel_with_env(
+        &[
+            "release",
+            "--kube",
+            "--workload",
+            &workload,
+            "--update-image",
+            &image("1.2.4"),
+        ],
+        "",
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("nothing to change"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Bad input: exit 2, naming it.
+    let bad = format!("{ns}/deployment/missing");
+    let o = keel_with_env(
+        &[
+            "release",
+            "--kube",
+            "--workload",
+            &bad,
+            "--update-image",
+            &image("1.2.4"),
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains(&bad), "{}", text(&o.stderr));
+    let o = keel_with_env(&["check", "--kube", "--policy", "minor"], "", &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--policy does not apply"),
+        "{}",
+        text(&o.stderr)
+    );
+}
