@@ -405,15 +405,15 @@ impl Pipeline {
                             msg,
                         )
                         .await;
-                        if let (Some(approvals), Some(id)) = (&self.approvals, request) {
-                            if let Err(error) = approvals.mark_applied(&id).await {
-                                warn!(request = %id, %error, "marking applied failed");
-                                report.failures.push(Failure {
-                                    target: plan.target.clone(),
-                                    id: Some(plan.id.clone()),
-                                    error,
-                                });
-                            }
+                        if let (Some(approvals), Some(id)) = (&self.approvals, request)
+                            && let Err(error) = approvals.mark_applied(&id).await
+                        {
+                            warn!(request = %id, %error, "marking applied failed");
+                            report.failures.push(Failure {
+                                target: plan.target.clone(),
+                                id: Some(plan.id.clone()),
+                                error,
+                            });
                         }
                         report.applied.push(plan);
                     }
@@ -428,10 +428,10 @@ impl Pipeline {
                             &msg,
                         )
                         .await;
-                        if let (Some(approvals), Some(id)) = (&self.approvals, request) {
-                            if let Err(e) = approvals.mark_apply_failed(&id, &msg).await {
-                                warn!(request = %id, error = %e, "auditing failure failed");
-                            }
+                        if let (Some(approvals), Some(id)) = (&self.approvals, request)
+                            && let Err(e) = approvals.mark_apply_failed(&id, &msg).await
+                        {
+                            warn!(request = %id, error = %e, "auditing failure failed");
                         }
                         report.failures.push(Failure {
                             target: plan.target.clone(),
@@ -534,10 +534,10 @@ impl Pipeline {
             let needs = image.policy.needs();
             let pinned = image.image.digest().is_some();
             let current_tag = image.image.tag().map(Tag::as_str);
-            if needs.current_tag_digest || pinned {
-                if let Some(tag) = current_tag {
-                    self.fetch_digest(repo, tag, &mut facts).await?;
-                }
+            if (needs.current_tag_digest || pinned)
+                && let Some(tag) = current_tag
+            {
+                self.fetch_digest(repo, tag, &mut facts).await?;
             }
             if needs.created {
                 let wanted: Vec<String> = facts

@@ -717,7 +717,7 @@ pub async fn approval_store_audit_log(store: Arc<dyn ApprovalStore>) {
         time,
         action,
         request: request.map(str::to_owned),
-        actor: (n % 2 == 0).then(|| format!("voter-{n}")),
+        actor: n.is_multiple_of(2).then(|| format!("voter-{n}")),
         target: target.to_owned(),
         image_id: "deployment/default/web/app".into(),
         image: "ghcr.io/keel/conformance:1.1.0".into(),

@@ -797,10 +797,10 @@ proptest! {
         }
         // The other orders, checked against the order types directly.
         let cur = current.as_str();
-        if let Some(c) = pick_with(&policy("numerical"), Some(cur), &tags.join(" ")) {
-            if let Some(cd) = Decimal::parse(cur) {
-                prop_assert!(Decimal::parse(&c).unwrap() > cd, "numerical {} -> {}", cur, c);
-            }
+        if let Some(c) = pick_with(&policy("numerical"), Some(cur), &tags.join(" "))
+            && let Some(cd) = Decimal::parse(cur)
+        {
+            prop_assert!(Decimal::parse(&c).unwrap() > cd, "numerical {} -> {}", cur, c);
         }
         if let Some(c) = pick_with(&policy("alphabetical"), Some(cur), &tags.join(" ")) {
             prop_assert!(c.as_bytes() > cur.as_bytes(), "alphabetical {} -> {}", cur, c);
