@@ -23,6 +23,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::error::{self as kerr, Request};
 use crate::keys::{self, KeelConfig, Keys, Problem};
 use crate::patch::{effective_image, image_patch, recorded_digests, runs};
+use crate::secrets::PullSecrets;
 use crate::workload::{ContainerId, Workload, WorkloadKind, WorkloadView, container_key};
 
 /// The field manager keel-k8s patches as.
@@ -46,6 +47,7 @@ pub struct KubeTargetBuilder {
     pin_digests: bool,
     sync_timeout: Duration,
     conflict_retries: u32,
+    pull_secrets: Option<PullSecrets>,
 }
 
 impl fmt::Debug for KubeTargetBuilder {
@@ -126,6 +128,15 @@ impl KubeTargetBuilder {
         self
     }
 
+    /// Records, at every discovery, which pull secrets each tracked image is pulled with
+    /// (its pod template's `imagePullSecrets`, then `keel.sh/imagePullSecret`) in `secrets`,
+    /// so that a registry client given `secrets` as its
+    /// [`CredentialSource`](keel_core::CredentialSource) uses them.
+    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
+        self.pull_secrets = Some(secrets);
+        self
+    }
+
     /// Checks the configuration, asks the server which kinds it serves (CronJobs need
     /// `batch/v1`) and starts the watches. Must run inside a Tokio runtime; the watches stop
     /// when the target is dropped.
@@ -182,6 +193,7 @@ impl KubeTargetBuilder {
                 pin_digests: self.pin_digests,
                 sync_timeout: self.sync_timeout,
                 conflict_retries: self.conflict_retries,
+                pull_secrets: self.pull_secrets,
                 caches,
                 problems: Mutex::new(Vec::new()),
                 warned: Mutex::new(HashSet::new()),
@@ -375,6 +387,7 @@ struct Inner {
     pin_digests: bool,
     sync_timeout: Duration,
     conflict_retries: u32,
+    pull_secrets: Option<PullSecrets>,
     caches: Vec<Box<dyn Cache>>,
     problems: Mutex<Vec<Problem>>,
     /// Problems already logged, so each is warned about once, not every discovery.
@@ -480,6 +493,7 @@ impl KubeTarget {
             pin_digests: false,
             sync_timeout: Duration::from_secs(60),
             conflict_retries: 5,
+            pull_secrets: None,
         }
     }
 
@@ -843,6 +857,12 @@ impl Target for KubeTarget {
             .scan()
             .instrument(info_span!("discover", target_name = %self.inner.name))
             .await?;
+        if let Some(secrets) = &self.inner.pull_secrets {
+            secrets.replace_usage(scan.tracked.iter().map(|(tracked, _)| {
+                let names = self.pull_secrets_of(&tracked.id);
+                (tracked.id.clone(), tracked.image.clone(), names)
+            }));
+        }
         Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
     }
 
