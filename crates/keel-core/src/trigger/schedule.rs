@@ -346,10 +346,12 @@ fn format_duration(secs: u64) -> String {
 }
 
 fn format_go_nanos(nanos: u128) -> String {
-    if nanos % 1_000_000_000 == 0 {
-        format_duration(u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX))
-    } else if nanos % 1_000_000 == 0 {
-        format!("{}ms", nanos / 1_000_000)
+    let (secs, sub_second) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+    let (millis, sub_milli) = (nanos / 1_000_000, nanos % 1_000_000);
+    if sub_second == 0 {
+        format_duration(u64::try_from(secs).unwrap_or(u64::MAX))
+    } else if sub_milli == 0 {
+        format!("{millis}ms")
     } else {
         format!("{nanos}ns")
     }
@@ -1139,10 +1141,12 @@ mod tests {
 
         #[test]
         fn parse_never_panics_on_cron_like_input(input in "[0-9*?/,A-Za-z@ -]{0,40}") {
-            if let Err(Error::InvalidInput(e)) = input.parse::<Schedule>() {
-                if let Some((start, end)) = e.span() {
-                    prop_assert!(start <= end && end <= input.len());
-                }
+            let span = match input.parse::<Schedule>() {
+                Err(Error::InvalidInput(e)) => e.span(),
+                _ => None,
+            };
+            if let Some((start, end)) = span {
+                prop_assert!(start <= end && end <= input.len());
             }
         }
     }

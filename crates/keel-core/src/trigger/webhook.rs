@@ -379,10 +379,8 @@ impl Payload {
                 ));
             }
         };
-        if let Some(action) = opt_str(root, "action") {
-            if action != "published" && action != "updated" {
-                return Ok(Vec::new());
-            }
+        if opt_str(root, "action").is_some_and(|a| a != "published" && a != "updated") {
+            return Ok(Vec::new());
         }
         let prefix = format!("{key}.");
         let kind = opt_str(package, "package_type")

@@ -1,0 +1,204 @@
+//! Runs pipeline passes: for pushes the webhooks queued, and for poll-triggered images when
+//! they are due.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keel_core::pipeline::RunReport;
+use keel_core::trigger::PushEvent;
+use keel_core::{Pipeline, TrackedImage, UpdatePlan};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::scheduler::{ImageKey, PollScheduler};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the pipeline when webhooks report pushes and when polled images are due.
+///
+/// - A webhook pass covers every tracked image of the pushed repositories, whatever its
+///   trigger (as in Keel, polling adds to webhooks, it does not replace them). Pushes that
+///   queue up while a pass runs are covered together by the next one.
+/// - A poll pass covers every poll-triggered image that is due, each repository listed once.
+///   When nothing is due for `resync` (default one minute), a pass runs anyway so that newly
+///   deployed images are found; it lists nothing unless a new image turned up.
+#[derive(Debug)]
+pub struct Worker {
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    scheduler: Mutex<PollScheduler>,
+    awaiting: Mutex<HashMap<ImageKey, UpdatePlan>>,
+    resync: Duration,
+}
+
+impl Worker {
+    /// A worker running `pipeline`'s passes and counting them in `metrics`.
+    pub fn new(pipeline: Pipeline, metrics: Arc<Metrics>) -> Self {
+        Worker {
+            pipeline,
+            metrics,
+            scheduler: Mutex::new(PollScheduler::new()),
+            awaiting: Mutex::new(HashMap::new()),
+            resync: Duration::from_secs(60),
+        }
+    }
+
+    /// How long at most between discoveries of new images (default one minute, at least a
+    /// second).
+    pub fn with_resync(mut self, resync: Duration) -> Self {
+        self.resync = resync.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Updates waiting for approval as of the last pass that covered their image. With an
+    /// approvals manager in the pipeline, ask it instead ([`keel_core::approval::Approvals::pending`]).
+    pub fn awaiting_approvals(&self) -> usize {
+        lock(&self.awaiting).len()
+    }
+
+    /// When the next poll pass is due: the earliest firing, or the resync interval after
+    /// `last` (`None`: now).
+    pub fn next_poll(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let Some(last) = last else {
+            return now;
+        };
+        let resync =
+            last + chrono::Duration::from_std(self.resync).unwrap_or(chrono::Duration::MAX);
+        match lock(&self.scheduler).next_due() {
+            Some(due) => due.min(resync),
+            None => resync,
+        }
+    }
+
+    /// One pass over the images of the repositories `pushes` name.
+    pub async fn webhook_pass(&self, pushes: &[PushEvent]) -> RunReport {
+        let repositories: BTreeSet<String> = pushes.iter().map(|p| p.image.name()).collect();
+        info!(repositories = ?repositories, "webhook pass");
+        let covered = Mutex::new(HashSet::new());
+        let filter = |image: &TrackedImage| {
+            let hit = repositories.contains(&image.image.name());
+            if hit {
+                lock(&covered).insert(ImageKey::of(image));
+            }
+            hit
+        };
+        let report = self.pipeline.run_filtered(&filter).await;
+        self.record("webhook", &report, covered.into_inner().unwrap_or_default());
+        report
+    }
+
+    /// One poll pass at `now`: every poll-triggered image that is due, and any seen for the
+    /// first time.
+    pub async fn poll_pass(&self, now: DateTime<Utc>) -> RunReport {
+        let due = lock(&self.scheduler).take_due(now);
+        let covered = Mutex::new(HashSet::new());
+        let filter = |image: &TrackedImage| {
+            let hit = lock(&self.scheduler).observe(image, &due);
+            if hit {
+                lock(&covered).insert(ImageKey::of(image));
+            }
+            hit
+        };
+        let report = self.pipeline.run_filtered(&filter).await;
+        // A target whose discovery failed may still run its images: keep their schedules.
+        let complete = !report.failures.iter().any(|f| f.id.is_none());
+        lock(&self.scheduler).finish_pass(complete);
+        let covered = covered.into_inner().unwrap_or_default();
+        if !covered.is_empty() || !report.failures.is_empty() {
+            self.record("poll", &report, covered);
+        }
+        report
+    }
+
+    /// Counts a pass and remembers which updates wait for approval.
+    fn record(&self, trigger: &str, report: &RunReport, covered: HashSet<ImageKey>) {
+        let planned: HashSet<(&str, &str)> = report
+            .planned
+            .iter()
+            .map(|p| (p.plan.target.as_str(), p.plan.id.as_str()))
+            .collect();
+        let failed = report
+            .failures
+            .iter()
+            .filter(|f| {
+                f.id.as_deref()
+                    .is_some_and(|id| planned.contains(&(f.target.as_str(), id)))
+            })
+            .count();
+        self.metrics.pass(
+            trigger,
+            report.applied.len(),
+            failed,
+            Utc::now().timestamp(),
+        );
+        let mut awaiting = lock(&self.awaiting);
+        awaiting.retain(|key, _| !covered.contains(key));
+        for plan in &report.awaiting_approval {
+            let key = ImageKey {
+                id: plan.id.clone(),
+                repository: plan.current.name(),
+            };
+            awaiting.insert(key, plan.clone());
+        }
+        for failure in &report.failures {
+            warn!(target = %failure.target, id = ?failure.id, error = %failure.error, "pass failure");
+        }
+        info!(
+            trigger,
+            tracked = report.tracked,
+            listings = report.listings,
+            applied = report.applied.len(),
+            awaiting_approval = report.awaiting_approval.len(),
+            failures = report.failures.len(),
+            "pass done"
+        );
+    }
+
+    /// Runs passes until `shutdown` completes: a webhook pass for each batch of pushes from
+    /// `pushes`, a poll pass whenever images are due. A pass that has started is finished
+    /// before shutting down.
+    pub async fn run(
+        self: Arc<Self>,
+        mut pushes: mpsc::Receiver<PushEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut last_poll = None;
+        let mut pushes_open = true;
+        loop {
+            let now = Utc::now();
+            let wake = self.next_poll(last_poll, now);
+            let sleep = (wake - now).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                push = pushes.recv(), if pushes_open => match push {
+                    Some(push) => {
+                        let mut batch = vec![push];
+                        while let Ok(more) = pushes.try_recv() {
+                            batch.push(more);
+                        }
+                        self.webhook_pass(&batch).await;
+                    }
+                    None => pushes_open = false,
+                },
+                () = tokio::time::sleep(sleep) => {
+                    let now = Utc::now();
+                    self.poll_pass(now).await;
+                    last_poll = Some(now);
+                }
+            }
+        }
+        info!("worker stopped");
+    }
+}

@@ -1,0 +1,574 @@
+//! The HTTP front over real connections: a server bound on 127.0.0.1:0, requests by reqwest.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use keel_controller::http::{self, Credential, HttpConfig, Secret};
+use keel_controller::metrics::{Metrics, WebhookOutcome};
+use keel_core::trigger::{PushEvent, WebhookSource};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::{mpsc, oneshot};
+
+const TOKEN: &str = "t0k3n-for-tests";
+const USER: &str = "ci";
+const PASSWORD: &str = "pa55word";
+const BEARER: &str = "b3arer-for-tests";
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    pushes: mpsc::Receiver<PushEvent>,
+    metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(config: HttpConfig, queue: usize) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, pushes) = mpsc::channel(queue);
+        let metrics = Arc::new(Metrics::new());
+        let router = http::router(config, metrics.clone(), tx);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            base,
+            client: reqwest::Client::new(),
+            pushes,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
+    async fn shutdown(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Everything queued so far.
+    fn drain(&mut self) -> Vec<String> {
+        let mut images = Vec::new();
+        while let Ok(push) = self.pushes.try_recv() {
+            images.push(push.image.to_string());
+        }
+        images
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../../crates/keel-core/tests/webhooks/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+fn all_credentials() -> HttpConfig {
+    HttpConfig::new()
+        .with_auth(Credential::Token(Secret::new(TOKEN)))
+        .with_auth(Credential::Basic {
+            username: USER.into(),
+            password: Secret::new(PASSWORD),
+        })
+        .with_auth(Credential::Bearer(Secret::new(BEARER)))
+}
+
+async fn json(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// Each endpoint with a payload of its own and the images it reports.
+fn samples() -> Vec<(WebhookSource, &'static str, Vec<&'static str>)> {
+    use WebhookSource::*;
+    vec![
+        (
+            Native,
+            "native.json",
+            vec!["gcr.io/acme-prod/hello-world:1.1.1"],
+        ),
+        (
+            DockerHub,
+            "dockerhub.json",
+            vec!["docker.io/acme/web:1.4.2"],
+        ),
+        (
+            Quay,
+            "quay.json",
+            vec!["quay.io/acme/api:v2.3.0", "quay.io/acme/api:latest"],
+        ),
+        (
+            Azure,
+            "azure_push.json",
+            vec!["acmeregistry.azurecr.io/team/hello-world:v1.3.0"],
+        ),
+        (
+            GitHub,
+            "github_package.json",
+            vec!["ghcr.io/acme-corp/billing-service:2.8.1"],
+        ),
+        (
+            Harbor,
+            "harbor_push.json",
+            vec!["harbor.acme.internal/payments/ledger:v3.2.0"],
+        ),
+        (
+            JFrog,
+            "jfrog_pushed.json",
+            vec!["acme.jfrog.io/docker-local/team/checkout:5.0.1"],
+        ),
+        (
+            Registry,
+            "registry_push.json",
+            vec!["registry.acme.internal:5000/tools/debugger:0.4.0"],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_endpoint_refuses_without_credentials_and_accepts_each_kind() {
+    let mut server = Server::start(all_credentials(), 64).await;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let wrong_basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:nope"));
+    for (source, file, images) in samples() {
+        let path = format!("/v1/webhooks/{source}");
+        let body = fixture(file);
+
+        // Refused: nothing, a wrong token, a wrong password, a wrong bearer token.
+        let refused = [
+            server.post(&path, body.clone()),
+            server
+                .post(&path, body.clone())
+                .header("x-keel-token", "wrong"),
+            server.post(&format!("{path}?token=wrong"), body.clone()),
+            server
+                .post(&path, body.clone())
+                .header("authorization", format!("Basic {wrong_basic}")),
+            server
+                .post(&path, body.clone())
+                .header("authorization", "Bearer wrong"),
+        ];
+        for request in refused {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{source}");
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Basic realm=\"keel\", charset=\"UTF-8\""
+            );
+            assert!(
+                json(response).await["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs credentials")
+            );
+        }
+        assert!(
+            server.drain().is_empty(),
+            "{source}: refused pushes were queued"
+        );
+
+        // Accepted: the token in the header or the query, basic, bearer.
+        let accepted = [
+            server
+                .post(&path, body.clone())
+                .header("x-keel-token", TOKEN),
+            server.post(&format!("{path}?token={TOKEN}"), body.clone()),
+            server
+                .post(&path, body.clone())
+                .header("authorization", format!("Basic {basic}")),
+            server
+                .post(&path, body.clone())
+                .header("authorization", format!("Bearer {BEARER}")),
+        ];
+        for request in accepted {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{source}");
+            let answer = json(response).await;
+            let reported: Vec<&str> = answer["pushes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(reported, images, "{source}");
+            assert_eq!(server.drain(), images, "{source}");
+        }
+        assert_eq!(
+            server
+                .metrics
+                .webhooks(source, WebhookOutcome::Unauthorized),
+            5
+        );
+        assert_eq!(server.metrics.webhooks(source, WebhookOutcome::Accepted), 4);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_registry_endpoint_can_be_closed_alone() {
+    // Keel leaves /v1/webhooks/registry open; here it has a token of its own, and the other
+    // endpoints stay open.
+    let config = HttpConfig::new().with_source_auth(
+        WebhookSource::Registry,
+        Credential::Token(Secret::new("registry-only")),
+    );
+    let mut server = Server::start(config, 8).await;
+    let body = fixture("registry_push.json");
+    let response = server
+        .post("/v1/webhooks/registry", body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // No scheme to announce for a token.
+    assert!(response.headers().get("www-authenticate").is_none());
+    let response = server
+        .post("/v1/webhooks/registry", body.clone())
+        .header("x-keel-token", "registry-only")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = server
+        .post("/v1/webhooks/native", fixture("native.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        server.drain(),
+        [
+            "registry.acme.internal:5000/tools/debugger:0.4.0",
+            "gcr.io/acme-prod/hello-world:1.1.1"
+        ]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_after_auth() {
+    let mut server = Server::start(all_credentials().with_body_limit(1024), 8).await;
+    let mut big: Value = serde_json::from_str(&fixture("dockerhub.json")).unwrap();
+    big["repository"]["full_description"] = "x".repeat(4000).into();
+    let big = big.to_string();
+
+    let response = server
+        .post("/v1/webhooks/dockerhub", big.clone())
+        .header("x-keel-token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        json(response).await["error"],
+        "the body is larger than the limit of 1024 bytes"
+    );
+    // Without credentials the body is not even read.
+    let response = server
+        .post("/v1/webhooks/dockerhub", big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Under the limit it goes through.
+    let response = server
+        .post("/v1/webhooks/dockerhub", fixture("dockerhub.json"))
+        .header("x-keel-token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.drain(), ["docker.io/acme/web:1.4.2"]);
+    let m = &server.metrics;
+    assert_eq!(
+        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::TooLarge),
+        1
+    );
+    assert_eq!(
+        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::Unauthorized),
+        1
+    );
+    assert_eq!(
+        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::Accepted),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_payloads_get_400_with_the_reason() {
+    let mut server = Server::start(HttpConfig::new(), 8).await;
+    for (source, body, reason) in [
+        (
+            "dockerhub",
+            r#"{"repository": {"repo_name": "acme/web"}}"#,
+            "Docker Hub payload: field push_data.tag is missing",
+        ),
+        (
+            "azure",
+            r#"{"action": "push", "target": {"repository": "x", "tag": "1"}}"#,
+            "Azure Container Registry payload: field request.host is missing",
+        ),
+        (
+            "registry",
+            r#"{"events": {}}"#,
+            "distribution registry payload: field events must be an array, got an object",
+        ),
+        ("quay", "", "Quay payload: the body is empty"),
+    ] {
+        let response = server
+            .post(&format!("/v1/webhooks/{source}"), body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{source}");
+        assert_eq!(json(response).await["error"], reason, "{source}");
+    }
+    let response = server
+        .post("/v1/webhooks/harbor", "{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let reason = json(response).await["error"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("Harbor payload: the body is not valid JSON"),
+        "{reason}"
+    );
+    assert!(server.drain().is_empty());
+    assert_eq!(
+        server
+            .metrics
+            .webhooks(WebhookSource::DockerHub, WebhookOutcome::Invalid),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn payloads_without_pushes_are_answered_but_queue_nothing() {
+    let mut server = Server::start(HttpConfig::new(), 8).await;
+    for (source, file) in [
+        ("registry", "registry_pull.json"),
+        ("harbor", "harbor_pull.json"),
+        ("github", "github_ping.json"),
+        ("jfrog", "jfrog_deleted.json"),
+        ("azure", "azure_delete.json"),
+    ] {
+        let response = server
+            .post(&format!("/v1/webhooks/{source}"), fixture(file))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{source}");
+        assert_eq!(json(response).await["pushes"], Value::Array(vec![]));
+    }
+    assert!(server.drain().is_empty());
+    assert_eq!(
+        server
+            .metrics
+            .webhooks(WebhookSource::Registry, WebhookOutcome::Ignored),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn github_signatures_are_verified() {
+    let config = HttpConfig::new().with_source_auth(
+        WebhookSource::GitHub,
+        Credential::Token(Secret::new("hook-secret")),
+    );
+    let mut server = Server::start(config, 8).await;
+    let body = fixture("github_package.json");
+    let sign = |key: &str, body: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    let ok = server
+        .post("/v1/webhooks/github", body.clone())
+        .header("x-github-event", "package")
+        .header("x-hub-signature-256", sign("hook-secret", &body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(server.drain(), ["ghcr.io/acme-corp/billing-service:2.8.1"]);
+    // Signed with another key, or over another body: refused.
+    for signature in [
+        sign("other-secret", &body),
+        sign("hook-secret", "{}"),
+        "sha256=zz".to_owned(),
+    ] {
+        let refused = server
+            .post("/v1/webhooks/github", body.clone())
+            .header("x-hub-signature-256", signature)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(server.drain().is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
+    let mut server = Server::start(HttpConfig::new(), 1).await;
+    // Two tags, one slot: refused whole.
+    let response = server
+        .post("/v1/webhooks/quay", fixture("quay.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "10");
+    assert!(server.drain().is_empty());
+    let response = server
+        .post("/v1/webhooks/native", fixture("native.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        server
+            .metrics
+            .webhooks(WebhookSource::Quay, WebhookOutcome::Busy),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_sources_health_and_methods() {
+    let server = Server::start(HttpConfig::new(), 8).await;
+    let response = server
+        .post("/v1/webhooks/gitlab", "{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let error = json(response).await["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("unknown webhook source"), "{error}");
+    let response = server
+        .client
+        .get(format!("{}/v1/webhooks/native", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let response = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "ok\n");
+    let response = server
+        .client
+        .get(format!("{}/nowhere", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let server = Server::start(all_credentials(), 8).await;
+    let pending = Arc::new(AtomicUsize::new(2));
+    let p = pending.clone();
+    server.metrics.set_pending_approvals(move || {
+        let n = p.load(Ordering::Relaxed);
+        async move { Ok(n) }
+    });
+    server
+        .metrics
+        .set_registry_requests(|| vec![("tag_page", 12), ("manifest_head", 3)]);
+    server.metrics.pass("poll", 2, 1, 1_717_000_000);
+
+    server
+        .post("/v1/webhooks/quay", fixture("quay.json"))
+        .header("x-keel-token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    server
+        .post("/v1/webhooks/quay", fixture("quay.json"))
+        .send()
+        .await
+        .unwrap();
+
+    let scrape = || async {
+        let response = server
+            .client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        response.text().await.unwrap()
+    };
+    let text = scrape().await;
+    for line in [
+        "# TYPE keel_webhooks_received_total counter",
+        "keel_webhooks_received_total{source=\"quay\",outcome=\"accepted\"} 1",
+        "keel_webhooks_received_total{source=\"quay\",outcome=\"unauthorized\"} 1",
+        "keel_webhooks_received_total{source=\"registry\",outcome=\"accepted\"} 0",
+        "keel_pipeline_passes_total{trigger=\"poll\"} 1",
+        "keel_pipeline_passes_total{trigger=\"webhook\"} 0",
+        "keel_updates_total{outcome=\"applied\"} 2",
+        "keel_updates_total{outcome=\"failed\"} 1",
+        "keel_pipeline_last_pass_timestamp_seconds 1717000000",
+        "# TYPE keel_pending_approvals gauge",
+        "keel_pending_approvals 2",
+        "keel_registry_requests_total{kind=\"tag_page\"} 12",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // Every sample line is `name{labels} value` with a number.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').unwrap();
+        value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+    }
+    // The gauge is counted again at every scrape.
+    pending.store(5, Ordering::Relaxed);
+    assert!(
+        scrape()
+            .await
+            .lines()
+            .any(|l| l == "keel_pending_approvals 5")
+    );
+    server.shutdown().await;
+}

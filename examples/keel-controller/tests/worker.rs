@@ -1,0 +1,215 @@
+//! Pipeline passes driven by the poll scheduler and by webhook pushes, over the in-memory
+//! registry and target of keel-core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use keel_controller::http::{self, HttpConfig};
+use keel_controller::metrics::Metrics;
+use keel_controller::worker::Worker;
+use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
+use keel_core::target::Trigger;
+use keel_core::trigger::WebhookSource;
+use keel_core::{ImageRef, Pipeline, TrackedImage, VersionPolicy};
+
+fn tracked(id: &str, image: &str, schedule: Option<&str>) -> TrackedImage {
+    let t = TrackedImage::new(
+        id,
+        ImageRef::parse(image).unwrap(),
+        Arc::new("all".parse::<VersionPolicy>().unwrap()),
+    );
+    match schedule {
+        Some(s) => t.with_trigger(Trigger::Poll {
+            schedule: s.to_owned(),
+        }),
+        None => t,
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 3, 9, 0, 0).unwrap()
+}
+
+struct Setup {
+    registry: Arc<InMemoryRegistry>,
+    target: Arc<InMemoryTarget>,
+    metrics: Arc<Metrics>,
+    worker: Arc<Worker>,
+}
+
+fn setup() -> Setup {
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.0.0", "1.1.0"]);
+    registry.push_tags("ghcr.io/acme/api", &["2.0.0", "2.1.0"]);
+    registry.push_tags("ghcr.io/acme/hook", &["1.0.0", "1.1.0"]);
+    let target = Arc::new(InMemoryTarget::new("test target"));
+    target.track_with(tracked(
+        "web-a",
+        "ghcr.io/acme/web:1.0.0",
+        Some("@every 1m"),
+    ));
+    target.track_with(tracked(
+        "web-b",
+        "ghcr.io/acme/web:1.0.0",
+        Some("@every 5m"),
+    ));
+    target.track_with(tracked(
+        "api",
+        "ghcr.io/acme/api:2.0.0",
+        Some("0 */5 * * * *"),
+    ));
+    target.track_with(tracked("hook", "ghcr.io/acme/hook:1.0.0", None));
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
+    let worker = Arc::new(Worker::new(pipeline, metrics.clone()));
+    Setup {
+        registry,
+        target,
+        metrics,
+        worker,
+    }
+}
+
+fn tag(target: &InMemoryTarget, id: &str) -> String {
+    target.image(id).unwrap().tag().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn poll_passes_cover_due_images_with_one_listing_per_repository() {
+    let s = setup();
+
+    // First pass: every polled image is new, so checked; two repositories, two listings.
+    let report = s.worker.poll_pass(t0()).await;
+    assert_eq!(report.tracked, 3);
+    assert_eq!(report.listings, 2);
+    assert_eq!(s.registry.list_calls(), 2);
+    assert_eq!(report.applied.len(), 3);
+    assert_eq!(tag(&s.target, "web-a"), "1.1.0");
+    assert_eq!(
+        tag(&s.target, "hook"),
+        "1.0.0",
+        "webhook-triggered images are not polled"
+    );
+
+    s.registry.push_tags("ghcr.io/acme/web", &["1.2.0"]);
+    s.registry.push_tags("ghcr.io/acme/api", &["2.2.0"]);
+
+    // Nothing due half a minute later: discovery only, no listing.
+    let report = s
+        .worker
+        .poll_pass(t0() + chrono::Duration::seconds(30))
+        .await;
+    assert_eq!(report.tracked, 0);
+    assert_eq!(s.registry.list_calls(), 2);
+
+    // A minute on, only web-a is due.
+    let report = s
+        .worker
+        .poll_pass(t0() + chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(report.tracked, 1);
+    assert_eq!(s.registry.list_calls(), 3);
+    assert_eq!(tag(&s.target, "web-a"), "1.2.0");
+    assert_eq!(tag(&s.target, "web-b"), "1.1.0");
+    assert_eq!(tag(&s.target, "api"), "2.1.0");
+
+    // Five minutes on, all three: web listed once for web-a and web-b.
+    let report = s
+        .worker
+        .poll_pass(t0() + chrono::Duration::minutes(5))
+        .await;
+    assert_eq!(report.tracked, 3);
+    assert_eq!(report.listings, 2);
+    assert_eq!(s.registry.list_calls(), 5);
+    assert_eq!(tag(&s.target, "web-b"), "1.2.0");
+    assert_eq!(tag(&s.target, "api"), "2.2.0");
+
+    // The pass that checked nothing is not counted.
+    assert_eq!(s.metrics.passes("poll"), 3);
+    assert_eq!(s.metrics.updates("applied"), 6);
+}
+
+#[tokio::test]
+async fn webhook_passes_cover_the_pushed_repositories_only() {
+    let s = setup();
+    let pushes = WebhookSource::Native
+        .parse_payload(br#"{"name": "ghcr.io/acme/hook", "tag": "1.1.0"}"#)
+        .unwrap();
+    let report = s.worker.webhook_pass(&pushes).await;
+    assert_eq!(report.tracked, 1);
+    assert_eq!(s.registry.list_calls(), 1);
+    assert_eq!(tag(&s.target, "hook"), "1.1.0");
+    assert_eq!(tag(&s.target, "web-a"), "1.0.0");
+    // A push covers polled images of its repository too.
+    let pushes = WebhookSource::Native
+        .parse_payload(br#"{"name": "ghcr.io/acme/web", "tag": "1.1.0"}"#)
+        .unwrap();
+    let report = s.worker.webhook_pass(&pushes).await;
+    assert_eq!(report.tracked, 2);
+    assert_eq!(report.listings, 1);
+    assert_eq!(s.metrics.passes("webhook"), 2);
+    assert_eq!(s.metrics.updates("applied"), 3);
+}
+
+#[tokio::test]
+async fn updates_waiting_for_approval_are_counted_once() {
+    let s = setup();
+    s.target.track_with(
+        tracked("gated", "ghcr.io/acme/api:2.0.0", Some("@every 1m")).with_approvals(2),
+    );
+    s.worker.poll_pass(t0()).await;
+    assert_eq!(s.worker.awaiting_approvals(), 1);
+    s.worker
+        .poll_pass(t0() + chrono::Duration::minutes(1))
+        .await;
+    assert_eq!(s.worker.awaiting_approvals(), 1);
+    // Once nothing needs approving any more (here: the image is already the newest), the
+    // count drops with the next pass that covers it.
+    s.target.track_with(
+        tracked("gated", "ghcr.io/acme/api:2.1.0", Some("@every 1m")).with_approvals(2),
+    );
+    s.worker
+        .poll_pass(t0() + chrono::Duration::minutes(2))
+        .await;
+    assert_eq!(s.worker.awaiting_approvals(), 0);
+}
+
+#[tokio::test]
+async fn pushes_flow_from_the_http_front_to_the_target() {
+    let s = setup();
+    let (pushes, queue) = tokio::sync::mpsc::channel(16);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let worker_task = tokio::spawn(s.worker.clone().run(queue, wait(stopped.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = http::router(HttpConfig::new(), s.metrics.clone(), pushes);
+    let server = tokio::spawn(http::serve(listener, router, wait(stopped)));
+
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/webhooks/native"))
+        .body(r#"{"name": "ghcr.io/acme/hook", "tag": "1.1.0"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tag(&s.target, "hook") != "1.1.0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the push was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.metrics.passes("webhook") >= 1);
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker_task)
+        .await
+        .expect("the worker stops on shutdown")
+        .unwrap();
+    server.await.unwrap().unwrap();
+}
