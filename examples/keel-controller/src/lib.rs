@@ -35,6 +35,7 @@
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
+pub mod setup;
 pub mod worker;
 
 /// Completes on ctrl-c or, on Unix, SIGTERM (what Kubernetes sends to stop a pod).

@@ -1,5 +1,7 @@
-//! `keel-controller`: Keel's webhook endpoints, polling and metrics in front of a keel-rs
-//! pipeline.
+//! `keel-controller`: a Keel-compatible controller built from keel-rs. It tracks the
+//! Deployments, StatefulSets, DaemonSets and CronJobs that carry Keel's `keel.sh/*`
+//! annotations or labels, polls their registries on their `keel.sh/pollSchedule`, takes
+//! Keel's webhooks, holds updates that need approvals, patches workloads and notifies.
 //!
 //! ```text
 //! KEEL_WEBHOOK_TOKEN=... keel-controller --listen 0.0.0.0:9300
@@ -7,27 +9,40 @@
 //!      -d '{"name": "ghcr.io/acme/web", "tag": "1.4.2"}'
 //! ```
 //!
-//! Webhook credentials come from the environment (never from flags, which other users of the
-//! machine can read): see `HttpConfig::with_env`. The pipeline reads registries with the
-//! credentials of Docker's `config.json` (`$DOCKER_CONFIG`); its targets are added where
-//! marked below.
+//! - The cluster comes from `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+//! - Registry credentials: the workloads' pull secrets (`imagePullSecrets`,
+//!   `keel.sh/imagePullSecret`), then Docker's `config.json` (`$DOCKER_CONFIG`).
+//! - Webhook credentials come from the environment (never from flags, which other users of
+//!   the machine can read): see `HttpConfig::with_env`. Notifiers and the approvals API
+//!   credentials too: see `keel_controller::setup`.
+//! - With several replicas, one leads (a `Lease`) and only it polls and applies; the others
+//!   answer 503 on `/readyz`, so a Service sends webhooks to the leader.
+//! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
+//!   are configured; approval requests live in ConfigMaps of the controller's namespace
+//!   (shared by replicas), in an embedded file, or in memory (`--approval-store`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::{ArgAction, Parser};
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
+use keel_controller::setup;
 use keel_controller::shutdown_signal;
 use keel_controller::worker::Worker;
 use keel_core::Pipeline;
+use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::Schedule;
+use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets};
 use keel_registry::RegistryClientBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-/// Runs Keel's webhook endpoints, polling and metrics in front of a keel-rs pipeline.
+/// Runs Keel's webhook endpoints, polling, approvals and metrics over a Kubernetes cluster.
 #[derive(Debug, Parser)]
 #[command(name = "keel-controller", version, about)]
 struct Args {
@@ -50,6 +65,40 @@ struct Args {
     /// Show what would change, never apply.
     #[arg(long)]
     dry_run: bool,
+
+    /// Watch only these namespaces (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',', env = "KEEL_NAMESPACES")]
+    namespaces: Vec<String>,
+
+    /// Watch only workloads with these labels (`key=value,...`).
+    #[arg(long, env = "KEEL_LABEL_SELECTOR")]
+    label_selector: Option<String>,
+
+    /// Write `image@sha256:...` rather than the tag when the update carries a digest.
+    #[arg(long, env = "KEEL_PIN_DIGESTS")]
+    pin_digests: bool,
+
+    /// The controller's own namespace: its Lease and its approval ConfigMaps.
+    #[arg(long, default_value = "keel", env = "POD_NAMESPACE")]
+    controller_namespace: String,
+
+    /// Elect a leader among replicas on a Lease; only the leader polls and applies.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, env = "KEEL_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// The Lease's name.
+    #[arg(long, default_value = "keel-controller")]
+    lease_name: String,
+
+    /// This replica's name in the Lease (default: the host name, i.e. the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// Where approval requests and the audit log live: `kubernetes` (ConfigMaps in the
+    /// controller's namespace, shared by replicas), `file:PATH` (an embedded database) or
+    /// `memory` (lost on restart).
+    #[arg(long, default_value = "kubernetes", env = "KEEL_APPROVAL_STORE")]
+    approval_store: String,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -85,10 +134,51 @@ async fn main() -> std::process::ExitCode {
         warn!(endpoints = ?names, "webhook endpoints accept requests without credentials");
     }
 
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            error!(%e, "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the in-cluster service account)");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let secrets = if args.namespaces.is_empty() {
+        PullSecrets::all_namespaces(client.clone())
+    } else {
+        PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
+    };
+    let mut builder = KubeTarget::builder(client.clone())
+        .pin_digests(args.pin_digests)
+        .with_pull_secrets(secrets.clone());
+    builder = if args.namespaces.is_empty() {
+        builder.all_namespaces()
+    } else {
+        builder.with_namespaces(args.namespaces.clone())
+    };
+    if let Some(selector) = &args.label_selector {
+        builder = builder.with_label_selector(selector);
+    }
+    let target = match builder.build().await {
+        Ok(target) => target,
+        Err(e) => {
+            error!(%e, "cannot watch the workloads");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let store: Arc<dyn ApprovalStore> = match approval_store(&args, &client) {
+        Ok(store) => store,
+        Err(e) => {
+            error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+
     // A webhook must see the tag it announces: no tag-list cache across passes (each pass
     // still lists a repository once).
     let registry = match RegistryClientBuilder::from_env()
-        .map(|b| b.with_cache_ttl(Duration::ZERO))
+        .map(|b| {
+            b.with_cache_ttl(Duration::ZERO)
+                .with_credential_source(Arc::new(secrets))
+        })
         .and_then(|b| b.build())
     {
         Ok(registry) => registry,
@@ -97,9 +187,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let pipeline = Pipeline::new(Arc::new(registry.clone())).with_dry_run(args.dry_run);
-    // Targets: the Kubernetes target (keel-k8s) is added here.
-    warn!("no targets configured: webhooks and polls are accepted but update nothing yet");
+    let pipeline = Pipeline::new(Arc::new(registry.clone()))
+        .with_target(Arc::new(target))
+        .with_dry_run(args.dry_run);
+    let notifiers = match setup::notifiers_from_env(|name| std::env::var(name).ok()) {
+        Ok(notifiers) => notifiers,
+        Err(e) => {
+            error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut approvals = Approvals::new(store);
+    let mut pipeline = pipeline;
+    for notifier in notifiers {
+        info!(notifier = notifier.name(), "notifying");
+        approvals = approvals.with_notifier(notifier.clone());
+        pipeline = pipeline.with_notifier(notifier);
+    }
+    let pipeline = pipeline.with_approvals(approvals.clone());
 
     let metrics = Arc::new(Metrics::new());
     metrics.set_registry_requests(move || {
@@ -113,7 +218,41 @@ async fn main() -> std::process::ExitCode {
             ("retry", s.retries),
         ]
     });
-    let worker = Arc::new(Worker::new(pipeline, metrics.clone()).with_resync(args.resync));
+    let api_auth = match setup::api_auth_from_env(|name| std::env::var(name).ok()) {
+        Ok(auth) => auth,
+        Err(e) => {
+            error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+
+    let leadership = if args.leader_elect {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("keel-controller-{}", std::process::id()));
+        let elector = LeaderElector::new(
+            client.clone(),
+            args.controller_namespace.clone(),
+            args.lease_name.clone(),
+            identity,
+        );
+        match elector.start() {
+            Ok(leadership) => Some(leadership),
+            Err(e) => {
+                error!(%e, "cannot start leader election");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let mut worker = Worker::new(pipeline, metrics.clone()).with_resync(args.resync);
+    if let Some(leadership) = &leadership {
+        worker = worker.with_leadership(leadership.subscribe());
+    }
+    let worker = Arc::new(worker);
     match worker.pipeline().approvals().cloned() {
         Some(approvals) => metrics.set_pending_approvals(move || {
             let approvals = approvals.clone();
@@ -149,7 +288,30 @@ async fn main() -> std::process::ExitCode {
         }
     };
     info!(listen = %args.listen, "serving webhooks, /healthz and /metrics");
-    let router = http::router(config, metrics, pushes);
+    let mut router = http::router(config, metrics, pushes);
+    let ready = leadership.as_ref().map(|l| l.subscribe());
+    router = router.route(
+        "/readyz",
+        get(move || {
+            let leading = ready.as_ref().is_none_or(|r| *r.borrow());
+            async move {
+                if leading {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "standby: another replica leads\n",
+                    )
+                }
+            }
+        }),
+    );
+    match api_auth {
+        Some(auth) => router = router.nest("/api", keel_api::router(approvals, auth)),
+        None => info!(
+            "the approvals API is off: set KEEL_API_AUTH or BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
+        ),
+    }
     if let Err(e) = http::serve(listener, router, stopped(stop_rx)).await {
         error!(%e, "HTTP server failed");
         return std::process::ExitCode::FAILURE;
@@ -158,5 +320,28 @@ async fn main() -> std::process::ExitCode {
         error!(%e, "worker failed");
         return std::process::ExitCode::FAILURE;
     }
+    if let Some(leadership) = leadership {
+        // Hand the lease over at once rather than after it expires.
+        leadership.shutdown().await;
+    }
     std::process::ExitCode::SUCCESS
+}
+
+/// The approval store `--approval-store` names.
+fn approval_store(args: &Args, client: &kube::Client) -> Result<Arc<dyn ApprovalStore>, String> {
+    match args.approval_store.as_str() {
+        "kubernetes" => Ok(Arc::new(KubeApprovalStore::new(
+            client.clone(),
+            args.controller_namespace.clone(),
+        ))),
+        "memory" => Ok(Arc::new(MemoryApprovalStore::new())),
+        other => match other.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => RedbApprovalStore::open(PathBuf::from(path))
+                .map(|s| Arc::new(s) as Arc<dyn ApprovalStore>)
+                .map_err(|e| format!("invalid --approval-store {other:?}: {e}")),
+            _ => Err(format!(
+                "invalid --approval-store {other:?}: expected kubernetes, memory or file:PATH"
+            )),
+        },
+    }
 }

@@ -10,7 +10,7 @@ use keel_core::pipeline::RunReport;
 use keel_core::trigger::PushEvent;
 use keel_core::{Pipeline, TrackedImage, UpdatePlan};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 use crate::scheduler::{ImageKey, PollScheduler};
@@ -34,6 +34,7 @@ pub struct Worker {
     scheduler: Mutex<PollScheduler>,
     awaiting: Mutex<HashMap<ImageKey, UpdatePlan>>,
     resync: Duration,
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Worker {
@@ -45,7 +46,21 @@ impl Worker {
             scheduler: Mutex::new(PollScheduler::new()),
             awaiting: Mutex::new(HashMap::new()),
             resync: Duration::from_secs(60),
+            leader: None,
         }
+    }
+
+    /// Runs passes only while `leader` reads `true` (leader election: a standby replica
+    /// neither polls nor applies; webhooks it receives are dropped with a warning, since the
+    /// standby is not ready and a Service routes them to the leader).
+    pub fn with_leadership(mut self, leader: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.leader = Some(leader);
+        self
+    }
+
+    /// Whether this replica may run passes now.
+    pub fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| *l.borrow())
     }
 
     /// How long at most between discoveries of new images (default one minute, at least a
@@ -83,6 +98,10 @@ impl Worker {
     /// One pass over the images of the repositories `pushes` name.
     pub async fn webhook_pass(&self, pushes: &[PushEvent]) -> RunReport {
         let repositories: BTreeSet<String> = pushes.iter().map(|p| p.image.name()).collect();
+        if !self.is_leader() {
+            warn!(repositories = ?repositories, "not the leader: webhook pushes dropped");
+            return RunReport::default();
+        }
         info!(repositories = ?repositories, "webhook pass");
         let covered = Mutex::new(HashSet::new());
         let filter = |image: &TrackedImage| {
@@ -100,6 +119,10 @@ impl Worker {
     /// One poll pass at `now`: every poll-triggered image that is due, and any seen for the
     /// first time.
     pub async fn poll_pass(&self, now: DateTime<Utc>) -> RunReport {
+        if !self.is_leader() {
+            debug!("not the leader: no poll pass");
+            return RunReport::default();
+        }
         let due = lock(&self.scheduler).take_due(now);
         let covered = Mutex::new(HashSet::new());
         let filter = |image: &TrackedImage| {

@@ -1,0 +1,204 @@
+//! What the controller reads from its environment besides flags: notifiers (Keel's own
+//! variable names, so a Keel deployment's configuration carries over) and the credentials of
+//! the approvals API.
+//!
+//! | variable | notifier |
+//! |---|---|
+//! | `SLACK_TOKEN`, `SLACK_CHANNELS` (comma-separated, default `general`) | Slack `chat.postMessage` with a bot token; approval requests get Approve/Reject buttons |
+//! | `SLACK_WEBHOOK_URL` | Slack incoming webhook |
+//! | `MATTERMOST_ENDPOINT`, `MATTERMOST_USERNAME` | Mattermost incoming webhook |
+//! | `TEAMS_WEBHOOK_URL` | Microsoft Teams |
+//! | `DISCORD_WEBHOOK_URL` | Discord |
+//! | `WEBHOOK_ENDPOINT`, `WEBHOOK_SECRET` | the generic JSON webhook, HMAC-signed when a secret is set |
+//! | `NOTIFICATION_LEVEL` | the least level told: `debug`, `info` (default), `success`, `warn`, `error` |
+//!
+//! The approvals API needs `KEEL_API_AUTH` (`basic:<user>:<password>`, `bearer:<name>:<token>`
+//! or `delegate:<name>:<token>`, comma-separated) or Keel's `BASIC_AUTH_USER` and
+//! `BASIC_AUTH_PASSWORD`; without any, the API is off (it is never open).
+
+use std::sync::Arc;
+
+use keel_api::ApiAuth;
+use keel_core::Notifier;
+use keel_notify::{Discord, Level, Mattermost, Queued, SlackBot, SlackWebhook, Teams, Webhook};
+
+/// How many events may wait for each notifier before new ones are counted as dropped.
+const QUEUE: usize = 256;
+
+/// The notifiers the environment configures, each behind its own bounded queue so that a
+/// slow receiver never holds up a pass. Must run inside a Tokio runtime.
+///
+/// # Errors
+/// A message naming the variable whose value is wrong (never the value: they hold secrets).
+pub fn notifiers_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Arc<dyn Notifier>>, String> {
+    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let level: Level = match var("NOTIFICATION_LEVEL") {
+        Some(level) => level
+            .parse()
+            .map_err(|e| format!("invalid NOTIFICATION_LEVEL: {e}"))?,
+        None => Level::Info,
+    };
+    fn wrong(name: &'static str) -> impl Fn(keel_core::Error) -> String {
+        move |e| format!("invalid {name}: {e}")
+    }
+    let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+    let mut add = |n: Arc<dyn Notifier>| notifiers.push(Arc::new(Queued::from_arc(n, QUEUE)));
+    if let Some(token) = var("SLACK_TOKEN") {
+        let channels = var("SLACK_CHANNELS").unwrap_or_else(|| "general".to_owned());
+        let bot = SlackBot::builder(token)
+            .with_channels(channels.split(',').map(str::trim).filter(|c| !c.is_empty()))
+            .with_approval_buttons(true)
+            .with_level(level)
+            .build()
+            .map_err(wrong("SLACK_TOKEN/SLACK_CHANNELS"))?;
+        add(Arc::new(bot));
+    }
+    if let Some(url) = var("SLACK_WEBHOOK_URL") {
+        let hook = SlackWebhook::builder(url)
+            .with_level(level)
+            .build()
+            .map_err(wrong("SLACK_WEBHOOK_URL"))?;
+        add(Arc::new(hook));
+    }
+    if let Some(url) = var("MATTERMOST_ENDPOINT") {
+        let mut builder = Mattermost::builder(url).with_level(level);
+        if let Some(user) = var("MATTERMOST_USERNAME") {
+            builder = builder.with_username(user);
+        }
+        add(Arc::new(
+            builder.build().map_err(wrong("MATTERMOST_ENDPOINT"))?,
+        ));
+    }
+    if let Some(url) = var("TEAMS_WEBHOOK_URL") {
+        let teams = Teams::builder(url)
+            .with_level(level)
+            .build()
+            .map_err(wrong("TEAMS_WEBHOOK_URL"))?;
+        add(Arc::new(teams));
+    }
+    if let Some(url) = var("DISCORD_WEBHOOK_URL") {
+        let discord = Discord::builder(url)
+            .with_level(level)
+            .build()
+            .map_err(wrong("DISCORD_WEBHOOK_URL"))?;
+        add(Arc::new(discord));
+    }
+    if let Some(url) = var("WEBHOOK_ENDPOINT") {
+        let mut builder = Webhook::builder(url).with_level(level);
+        if let Some(secret) = var("WEBHOOK_SECRET") {
+            builder = builder.with_secret(secret.into_bytes());
+        }
+        add(Arc::new(
+            builder.build().map_err(wrong("WEBHOOK_ENDPOINT"))?,
+        ));
+    }
+    Ok(notifiers)
+}
+
+/// The credentials of the approvals API, or `None` when none are configured (the API is then
+/// not served).
+///
+/// # Errors
+/// A message naming the variable that is malformed.
+pub fn api_auth_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<ApiAuth>, String> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let mut builder = ApiAuth::builder();
+    let mut any = false;
+    if let Some(spec) = var("KEEL_API_AUTH") {
+        builder = builder
+            .parse_spec(&spec)
+            .map_err(|e| format!("invalid KEEL_API_AUTH: {e}"))?;
+        any = true;
+    }
+    match (var("BASIC_AUTH_USER"), var("BASIC_AUTH_PASSWORD")) {
+        (Some(user), Some(password)) => {
+            builder = builder.basic_user(user, password);
+            any = true;
+        }
+        (None, None) => {}
+        _ => return Err("set both BASIC_AUTH_USER and BASIC_AUTH_PASSWORD, or neither".into()),
+    }
+    if !any {
+        return Ok(None);
+    }
+    builder
+        .build()
+        .map(Some)
+        .map_err(|e| format!("invalid API credentials: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn notifiers_follow_keels_variables() {
+        assert!(notifiers_from_env(env(&[])).unwrap().is_empty());
+        let all = notifiers_from_env(env(&[
+            ("SLACK_TOKEN", "xoxb-1-2-abc"),
+            ("SLACK_CHANNELS", "deploys, ops"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T/B/x",
+            ),
+            ("MATTERMOST_ENDPOINT", "https://chat.example.com/hooks/abc"),
+            (
+                "TEAMS_WEBHOOK_URL",
+                "https://example.webhook.office.com/abc",
+            ),
+            (
+                "DISCORD_WEBHOOK_URL",
+                "https://discord.com/api/webhooks/1/abc",
+            ),
+            ("WEBHOOK_ENDPOINT", "https://hooks.example.com/keel"),
+            ("WEBHOOK_SECRET", "s3cr3t"),
+            ("NOTIFICATION_LEVEL", "warn"),
+        ]))
+        .unwrap();
+        assert_eq!(all.len(), 6);
+
+        let err = notifiers_from_env(env(&[("NOTIFICATION_LEVEL", "loud")])).unwrap_err();
+        assert!(err.contains("NOTIFICATION_LEVEL"), "{err}");
+        let err = notifiers_from_env(env(&[("WEBHOOK_ENDPOINT", "not a url s3cr3t")])).unwrap_err();
+        assert!(err.contains("WEBHOOK_ENDPOINT"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn the_api_is_off_without_credentials_and_never_open() {
+        assert!(api_auth_from_env(env(&[])).unwrap().is_none());
+        assert!(
+            api_auth_from_env(env(&[("KEEL_API_AUTH", "bearer:ops:tok-123")]))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            api_auth_from_env(env(&[
+                ("BASIC_AUTH_USER", "admin"),
+                ("BASIC_AUTH_PASSWORD", "pw")
+            ]))
+            .unwrap()
+            .is_some()
+        );
+        let err = api_auth_from_env(env(&[("BASIC_AUTH_USER", "admin")])).unwrap_err();
+        assert!(err.contains("BASIC_AUTH_PASSWORD"), "{err}");
+        let err = api_auth_from_env(env(&[("KEEL_API_AUTH", "token-only")])).unwrap_err();
+        assert!(err.contains("KEEL_API_AUTH"), "{err}");
+        assert!(!err.contains("token-only"), "{err}");
+    }
+}

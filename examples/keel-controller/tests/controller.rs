@@ -1,0 +1,243 @@
+//! The `keel-controller` binary against a real kube-apiserver and a real registry on
+//! 127.0.0.1: a poll cycle through a pull secret, a webhook, an approval through the API,
+//! metrics, leader election and a clean shutdown.
+
+#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
+mod registry_support;
+
+#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
+mod kube_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use kube_support::{ADMIN, ApiServer, Workload, deployment_images};
+use registry_support::{RegistryServer, ServerOptions};
+
+/// The controller process; killed when dropped.
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let images = deployment_images(client, ns, name, false).await;
+        if images.iter().any(|(_, image)| image == want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{ns}/{name} never ran {want}; it runs {images:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let server = RegistryServer::start(ServerOptions::htpasswd("puller", "pull-pw")).await;
+    server.push_tags("team/polled", &["1.0.0", "1.1.0"]).await;
+    server.push_tags("team/pushed", &["2.0.0"]).await;
+    server.push_tags("team/gated", &["3.0.0", "3.0.1"]).await;
+    let image = |repo: &str, tag: &str| format!("{}/team/{repo}:{tag}", server.addr());
+    let ns = api.namespace("controller").await;
+    let own_ns = api.namespace("keel").await;
+    let client = api.admin_client();
+
+    // The registry needs credentials; only the workloads' pull secret holds them.
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:pull-pw");
+    let config = serde_json::json!({"auths": {server.addr(): {"auth": auth}}}).to_string();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "regcred"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    Workload::deployment("polled")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/trigger", "poll")
+        .annotation("keel.sh/pollSchedule", "@every 1s")
+        .container("app", &image("polled", "1.0.0"))
+        .pull_secret("regcred")
+        .create(&client, &ns)
+        .await;
+    Workload::deployment("pushed")
+        .label("keel.sh/policy", "major")
+        .container("app", &image("pushed", "2.0.0"))
+        .pull_secret("regcred")
+        .create(&client, &ns)
+        .await;
+    Workload::deployment("gated")
+        .annotation("keel.sh/policy", "patch")
+        .annotation("keel.sh/trigger", "poll")
+        .annotation("keel.sh/pollSchedule", "@every 1s")
+        .annotation("keel.sh/approvals", "1")
+        .container("app", &image("gated", "3.0.0"))
+        .pull_secret("regcred")
+        .create(&client, &ns)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_for(ADMIN)).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_keel-controller"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--namespaces", &ns, "--controller-namespace", &own_ns])
+        .args(["--approval-store", "kubernetes", "--identity", "replica-a"])
+        .args(["--resync", "1s"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("DOCKER_CONFIG", dir.path())
+        .env("KEEL_WEBHOOK_TOKEN", "hook-token")
+        .env("KEEL_API_AUTH", "bearer:ops:api-token")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start keel-controller");
+    let mut controller = Controller(child);
+    let http = reqwest::Client::new();
+
+    // The poll cycle moves `polled` to 1.1.0, reading tags with the pull secret.
+    wait_for_image(&client, &ns, "polled", &image("polled", "1.1.0")).await;
+
+    // A webhook for `pushed` (not polled) moves it to the announced major.
+    server.push_tags("team/pushed", &["3.0.0"]).await;
+    let sent = Instant::now();
+    let answer = http
+        .post(format!("{base}/v1/webhooks/native?token=hook-token"))
+        .json(
+            &serde_json::json!({"name": format!("{}/team/pushed", server.addr()), "tag": "3.0.0"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{answer:?}");
+    wait_for_image(&client, &ns, "pushed", &image("pushed", "3.0.0")).await;
+    eprintln!("webhook to patched workload: {:?}", sent.elapsed());
+    let refused = http
+        .post(format!("{base}/v1/webhooks/native?token=wrong"))
+        .json(&serde_json::json!({"name": "x", "tag": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // `gated` needs one approval: it waits, shows in the API, and moves once approved.
+    let list = loop {
+        let list: serde_json::Value = http
+            .get(format!("{base}/api/v1/approvals?state=pending"))
+            .bearer_auth("api-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list["approvals"].as_array().is_some_and(|a| !a.is_empty()) {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        deployment_images(&client, &ns, "gated", false).await,
+        [("app".to_owned(), image("gated", "3.0.0"))]
+    );
+    let id = list["approvals"][0]["id"].as_str().unwrap().to_owned();
+    let unauthenticated = http
+        .post(format!("{base}/api/v1/approvals/{id}/approve"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let approved = http
+        .post(format!("{base}/api/v1/approvals/{id}/approve"))
+        .bearer_auth("api-token")
+        .json(&serde_json::json!({"comment": "ship it"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(approved.status().is_success(), "{approved:?}");
+    wait_for_image(&client, &ns, "gated", &image("gated", "3.0.1")).await;
+
+    // The metrics count what happened.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let applied = metrics
+        .lines()
+        .find(|l| l.starts_with("keel_updates_total{outcome=\"applied\"}"))
+        .unwrap_or_else(|| panic!("no applied count in\n{metrics}"));
+    let n: f64 = applied.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 3.0, "{applied}");
+    assert!(metrics.contains("keel_pending_approvals 0"), "{metrics}");
+
+    // It leads (one replica), and it hands the lease back when stopped.
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &own_ns);
+    let lease = leases.get("keel-controller").await.unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("replica-a")
+    );
+    let pid = controller.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = controller.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let holder = leases
+        .get("keel-controller")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(holder.is_empty(), "the lease still names {holder:?}");
+}
