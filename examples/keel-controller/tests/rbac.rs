@@ -1,0 +1,205 @@
+//! The RBAC manifests of `deploy/` are enough for the controller, and no more: the
+//! controller runs as a user bound only by them (cluster-wide and namespace-scoped variants)
+//! against a real kube-apiserver and updates a workload; the same user may not delete or
+//! create workloads, nor write secrets.
+
+#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
+mod registry_support;
+
+#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
+mod kube_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use kube_support::{ApiServer, Workload, deployment_images};
+use registry_support::{RegistryServer, ServerOptions};
+use serde_json::Value;
+
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The YAML documents of a manifest file of `deploy/`, as JSON values.
+fn manifest(file: &str) -> Vec<Value> {
+    let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            serde_yaml::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Applies `docs` with the subject swapped for test user `user`, names suffixed with `tag`
+/// (cluster-wide objects are shared by every test of the server) and namespaces mapped.
+async fn apply(admin: &Client, docs: Vec<Value>, user: &str, tag: &str, ns_map: &[(&str, &str)]) {
+    let params = PostParams::default();
+    for mut doc in docs {
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        let name = format!("{}-{tag}", doc["metadata"]["name"].as_str().unwrap());
+        doc["metadata"]["name"] = name.clone().into();
+        if let Some(role) = doc.get_mut("roleRef") {
+            role["name"] = format!("{}-{tag}", role["name"].as_str().unwrap()).into();
+            doc["subjects"] = serde_json::json!([
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+            ]);
+        }
+        let ns = doc["metadata"]["namespace"].as_str().map(|ns| {
+            ns_map
+                .iter()
+                .find(|(from, _)| *from == ns)
+                .map_or(ns.to_owned(), |(_, to)| (*to).to_owned())
+        });
+        if let Some(ns) = &ns {
+            doc["metadata"]["namespace"] = ns.clone().into();
+        }
+        match (kind.as_str(), ns) {
+            ("ClusterRole", None) => {
+                let obj: ClusterRole = serde_json::from_value(doc).unwrap();
+                Api::<ClusterRole>::all(admin.clone())
+                    .create(&params, &obj)
+                    .await
+                    .unwrap();
+            }
+            ("ClusterRoleBinding", None) => {
+                let obj: ClusterRoleBinding = serde_json::from_value(doc).unwrap();
+                Api::<ClusterRoleBinding>::all(admin.clone())
+                    .create(&params, &obj)
+                    .await
+                    .unwrap();
+            }
+            ("Role", Some(ns)) => {
+                let obj: Role = serde_json::from_value(doc).unwrap();
+                Api::<Role>::namespaced(admin.clone(), &ns)
+                    .create(&params, &obj)
+                    .await
+                    .unwrap();
+            }
+            ("RoleBinding", Some(ns)) => {
+                let obj: RoleBinding = serde_json::from_value(doc).unwrap();
+                Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+                    .create(&params, &obj)
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unexpected object in the RBAC manifests: {other:?}"),
+        }
+    }
+}
+
+async fn run_as(
+    api: &ApiServer,
+    user: &str,
+    registry: &RegistryServer,
+    ns: &str,
+    own_ns: &str,
+    scope: &[&str],
+) {
+    let admin = api.admin_client();
+    let image = |tag: &str| format!("{}/team/app:{tag}", registry.addr());
+    Workload::deployment("app")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/trigger", "poll")
+        .annotation("keel.sh/pollSchedule", "@every 1s")
+        .container("app", &image("1.0.0"))
+        .create(&admin, ns)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_for(user)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_keel-controller"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--controller-namespace", own_ns, "--identity", user])
+            .args(["--approval-store", "kubernetes", "--resync", "1s"])
+            .args(scope)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("DOCKER_CONFIG", dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    loop {
+        let images = deployment_images(&admin, ns, "app", false).await;
+        if images == [("app".to_owned(), image("1.1.0"))] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{user} never updated {ns}/app: {images:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Least privilege: no creating or deleting workloads, no writing secrets.
+    let client = api.client_as(user);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let err = deployments
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    let secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
+    let err = Api::<Secret>::namespaced(client, ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+}
+
+#[tokio::test]
+async fn the_cluster_wide_manifests_are_enough() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let ns = api.namespace("rbac-cluster").await;
+    let own_ns = api.namespace("keel").await;
+    let admin = api.admin_client();
+    let mut docs = manifest("rbac-cluster.yaml");
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    apply(&admin, docs, "alice", &ns, &[("keel", &own_ns)]).await;
+    run_as(&api, "alice", &registry, &ns, &own_ns, &[]).await;
+}
+
+#[tokio::test]
+async fn the_namespace_scoped_manifests_are_enough() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let ns = api.namespace("rbac-ns").await;
+    let own_ns = api.namespace("keel").await;
+    let admin = api.admin_client();
+    let mut docs = manifest("rbac-namespaced.yaml");
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    apply(
+        &admin,
+        docs,
+        "bob",
+        &ns,
+        &[("apps", &ns), ("keel", &own_ns)],
+    )
+    .await;
+    run_as(&api, "bob", &registry, &ns, &own_ns, &["--namespaces", &ns]).await;
+}
