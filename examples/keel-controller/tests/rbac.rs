@@ -178,7 +178,7 @@ async fn the_cluster_wide_manifests_are_enough() {
     let mut docs = manifest("rbac-cluster.yaml");
     docs.extend(manifest("rbac-own-namespace.yaml"));
     apply(&admin, docs, "alice", &ns, &[("keel", &own_ns)]).await;
-    run_as(&api, "alice", &registry, &ns, &own_ns, &[]).await;
+    run_as(api, "alice", &registry, &ns, &own_ns, &[]).await;
 }
 
 #[tokio::test]
@@ -201,5 +201,5 @@ async fn the_namespace_scoped_manifests_are_enough() {
         &[("apps", &ns), ("keel", &own_ns)],
     )
     .await;
-    run_as(&api, "bob", &registry, &ns, &own_ns, &["--namespaces", &ns]).await;
+    run_as(api, "bob", &registry, &ns, &own_ns, &["--namespaces", &ns]).await;
 }
