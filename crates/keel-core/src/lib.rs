@@ -11,6 +11,8 @@
 //!   ([`VersionPolicy`]), and the [`Policy`] trait for your own;
 //! - the plugin traits [`Registry`], [`Target`] and [`Notifier`];
 //! - [`pipeline`]: one pass of discover → list → select → apply → notify;
+//! - [`trigger`]: poll schedules (cron with seconds, `@every 5m`) and the webhook payloads of
+//!   registries (Docker Hub, Quay, ACR, GHCR, Harbor, JFrog, distribution);
 //! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
 //!   and the [`ApprovalStore`] trait with in-memory and (feature `redb`) embedded stores;
 //! - [`memory`]: an in-memory registry and target for tests and examples, and, with the
