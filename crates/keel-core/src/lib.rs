@@ -36,14 +36,14 @@ pub mod notify;
 pub mod pipeline;
 pub mod registry;
 pub mod target;
-pub mod trigger;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod trigger;
 
 pub use notify::{ApprovalInfo, Event, EventKind, Notifier};
 pub use pipeline::{Pipeline, RunReport};
 pub use registry::{
-    CredentialSource, DockerConfigDocument, DockerConfigFormat, ImageMetadata, Registry, RegistryExt,
-    TagList,
+    CredentialSource, DockerConfigDocument, DockerConfigFormat, ImageMetadata, Registry,
+    RegistryExt, TagList,
 };
 pub use target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
