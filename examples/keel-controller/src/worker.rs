@@ -198,6 +198,7 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut last_poll = None;
         let mut pushes_open = true;
+        let mut leader = self.leader.clone();
         loop {
             let now = Utc::now();
             let wake = self.next_poll(last_poll, now);
@@ -219,6 +220,21 @@ impl Worker {
                     let now = Utc::now();
                     self.poll_pass(now).await;
                     last_poll = Some(now);
+                }
+                changed = async {
+                    match leader.as_mut() {
+                        Some(rx) => rx.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !changed {
+                        // The election ended (shutdown): no more changes to wait for.
+                        leader = None;
+                    } else if self.is_leader() {
+                        // Newly leading: a pass at once, not at the next resync.
+                        info!("leading: running a pass now");
+                        last_poll = None;
+                    }
                 }
             }
         }

@@ -213,3 +213,51 @@ async fn pushes_flow_from_the_http_front_to_the_target() {
         .unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_standby_runs_nothing_and_a_new_leader_runs_a_pass_at_once() {
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.0.0", "1.1.0"]);
+    let target = Arc::new(InMemoryTarget::new("test target"));
+    target.track_with(tracked("web", "ghcr.io/acme/web:1.0.0", Some("@every 1h")));
+    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
+    let (leading, leader) = tokio::sync::watch::channel(false);
+    let worker = Arc::new(
+        Worker::new(pipeline, Arc::new(Metrics::new()))
+            .with_resync(Duration::from_secs(3600))
+            .with_leadership(leader),
+    );
+    let (pushes, queue) = tokio::sync::mpsc::channel(8);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(worker.clone().run(queue, async {
+        let _ = stopped.await;
+    }));
+
+    // A standby: neither the first poll nor a webhook touches the registry or the target.
+    pushes
+        .send(keel_core::trigger::PushEvent {
+            image: ImageRef::parse("ghcr.io/acme/web:1.1.0").unwrap(),
+            digest: None,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(registry.list_calls(), 0);
+    assert_eq!(
+        target.image("web").unwrap().tag().unwrap().as_str(),
+        "1.0.0"
+    );
+
+    // Elected: a pass runs at once, not an hour later at the next resync.
+    leading.send(true).unwrap();
+    let start = std::time::Instant::now();
+    while target.image("web").unwrap().tag().unwrap().as_str() != "1.1.0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no pass after election"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    run.await.unwrap();
+}
