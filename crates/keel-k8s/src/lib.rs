@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+pub mod avoid;
 mod error;
 pub mod keys;
 mod patch;
@@ -54,7 +55,7 @@ mod workload;
 
 pub use keel_core::Target;
 pub use keys::Problem;
-pub use target::{FIELD_MANAGER, KubeTarget, KubeTargetBuilder, WorkloadImage};
+pub use target::{FIELD_MANAGER, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadImage};
 pub use workload::WorkloadKind;
 
 pub mod secrets;

@@ -569,10 +569,18 @@ async fn restore<K: RolloutObject>(
             change.failed_image,
             change.reason
         );
+        let failed = crate::avoid::record_failed(
+            object.annotations().get(crate::avoid::FAILED_ANNOTATION),
+            change.container,
+            change.failed_image,
+        );
         let body = json!({
             "metadata": {
                 "resourceVersion": object.resource_version(),
-                "annotations": { ROLLBACK_ANNOTATION: note },
+                "annotations": {
+                    ROLLBACK_ANNOTATION: note,
+                    crate::avoid::FAILED_ANNOTATION: failed,
+                },
             },
             "spec": { "template": { "spec": {
                 list: [{ "name": change.container, "image": change.previous_image }],

@@ -20,9 +20,11 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
+use crate::avoid::{AvoidTag, failed_images};
 use crate::error::{self as kerr, Request};
 use crate::keys::{self, KeelConfig, Keys, Problem};
 use crate::patch::{effective_image, image_patch, recorded_digests, runs};
+use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
 use crate::secrets::PullSecrets;
 use crate::workload::{ContainerId, Workload, WorkloadKind, WorkloadView, container_key};
 
@@ -474,6 +476,17 @@ pub struct WorkloadImage {
     pub trigger: String,
 }
 
+/// What [`KubeTarget::verify_rollout`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RolloutVerdict {
+    /// The new image rolled out in time.
+    Complete(RolloutStatus),
+    /// It did not; the container was set back to its previous image.
+    RolledBack(RolloutStatus),
+    /// The workload kind has no rollout to follow (CronJob).
+    NoRollout,
+}
+
 /// What discovery found in the caches.
 struct Scan {
     tracked: Vec<(TrackedImage, WorkloadImage)>,
@@ -537,6 +550,58 @@ impl KubeTarget {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Follows the rollout an applied `plan` started, up to `deadline`, and when it does not
+    /// become available in time (or the Deployment reports `ProgressDeadlineExceeded`),
+    /// rolls the container back to `plan.current`, leaving the `keel.sh/rollback`
+    /// annotation that says why. CronJobs have no rollout: [`RolloutVerdict::NoRollout`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an id that is not one of this target's; the server's answer
+    /// when reading the status or patching fails; [`Error::Conflict`] when the container
+    /// runs neither image any more (someone else changed it: nothing is undone).
+    pub async fn verify_rollout(
+        &self,
+        plan: &UpdatePlan,
+        deadline: Duration,
+    ) -> Result<RolloutVerdict, Error> {
+        let id = ContainerId::parse(&plan.id).ok_or_else(|| {
+            Error::not_found(format!("tracked image {} in {}", plan.id, self.inner.name))
+        })?;
+        if id.kind == WorkloadKind::CronJob {
+            return Ok(RolloutVerdict::NoRollout);
+        }
+        let workload = WorkloadRef::new(id.kind, id.namespace.clone(), id.name.clone());
+        let status = watch_rollout(&self.inner.client, &workload, deadline).await?;
+        if status.complete && !status.failed() {
+            return Ok(RolloutVerdict::Complete(status));
+        }
+        let running = self
+            .cached(&id)
+            .and_then(|view| {
+                view.containers
+                    .into_iter()
+                    .find(|c| c.name == id.container && c.init == id.init)
+                    .and_then(|c| c.image)
+            })
+            .unwrap_or_else(|| plan.new.to_string());
+        let why = status
+            .failed_reason
+            .clone()
+            .unwrap_or_else(|| format!("not available within {deadline:?}"));
+        let reason = format!("the rollout of {} failed: {why}", plan.new);
+        warn!(workload = %workload, %reason, "rolling back");
+        rollback(
+            &self.inner.client,
+            &workload,
+            &id.container,
+            &running,
+            &plan.current.to_string(),
+            &reason,
+        )
+        .await?;
+        Ok(RolloutVerdict::RolledBack(status))
     }
 
     /// The cached view of the workload holding `id`.
@@ -784,6 +849,7 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
         }
     };
     let recorded = recorded_digests(view);
+    let failed = failed_images(&view.annotations);
     let needs_digest = keel_core::Policy::needs(config.policy.as_ref()).current_tag_digest;
     for container in &view.containers {
         if !config.monitors(&container.name, container.init) {
@@ -820,7 +886,17 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
             init: container.init,
         }
         .to_string();
-        let mut tracked = TrackedImage::new(id.clone(), image, config.policy.clone())
+        // A version a rollback undid is not chosen again (a newer one is).
+        let failed_tag = failed
+            .get(&container.name)
+            .and_then(|f| ImageRef::parse(f).ok())
+            .filter(|f| f.name() == image.name())
+            .and_then(|f| f.tag().map(|t| t.as_str().to_owned()));
+        let policy: Arc<dyn keel_core::Policy> = match failed_tag {
+            Some(tag) => Arc::new(AvoidTag::new(config.policy.clone(), tag)),
+            None => config.policy.clone(),
+        };
+        let mut tracked = TrackedImage::new(id.clone(), image, policy)
             .with_trigger(config.trigger.clone())
             .with_approvals(config.approvals)
             .with_approval_deadline(config.approval_deadline)

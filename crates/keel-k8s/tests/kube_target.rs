@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use keel_core::memory::InMemoryRegistry;
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
-use keel_k8s::{KubeTarget, WorkloadKind};
+use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -1041,4 +1041,92 @@ async fn poll_cycles_follow_a_moving_tag_by_digest() {
     assert_eq!(report.applied[0].current.digest(), Some(&first));
     assert_eq!(report.applied[0].new.digest(), Some(&second));
     discover_until(&target, "the second digest", |i| running_digest(i, &second)).await;
+}
+
+#[tokio::test]
+async fn a_rollout_that_never_becomes_available_is_rolled_back() {
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let ns = server.namespace("verify").await;
+    let admin = server.admin_client();
+    for name in ["good", "bad"] {
+        Workload::deployment(name)
+            .annotation("keel.sh/policy", "minor")
+            .container("app", "ghcr.io/acme/web:1.2.3")
+            .create(&admin, &ns)
+            .await;
+    }
+    let target = target_in(admin.clone(), &ns).await;
+    target.discover().await.expect("discover");
+    let good = plan(
+        &format!("deployment/{ns}/good/app"),
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    let bad = plan(
+        &format!("deployment/{ns}/bad/app"),
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    target.apply(&good).await.expect("apply good");
+    target.apply(&bad).await.expect("apply bad");
+
+    // There is no controller-manager: the test reports the good rollout as done.
+    support::mark_deployment_rolled_out(&admin, &ns, "good").await;
+    let verdict = target
+        .verify_rollout(&good, Duration::from_secs(10))
+        .await
+        .expect("verify good");
+    assert!(
+        matches!(verdict, RolloutVerdict::Complete(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "good", false).await,
+        [("app".to_owned(), "ghcr.io/acme/web:1.3.0".to_owned())]
+    );
+
+    // The bad one never becomes available: back to 1.2.3, with the reason recorded.
+    let verdict = target
+        .verify_rollout(&bad, Duration::from_secs(2))
+        .await
+        .expect("verify bad");
+    assert!(
+        matches!(verdict, RolloutVerdict::RolledBack(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "bad", false).await,
+        [("app".to_owned(), "ghcr.io/acme/web:1.2.3".to_owned())]
+    );
+    let annotations = get_deployment(&admin, &ns, "bad")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    let why = annotations
+        .get("keel.sh/rollback")
+        .expect("rollback annotation");
+    assert!(why.contains("ghcr.io/acme/web:1.3.0"), "{why}");
+
+    // The failed version does not come straight back; the next one does.
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.3.0"]);
+    let pipeline = Pipeline::new(registry.clone()).with_target(Arc::new(target.clone()));
+    let bad_id = format!("deployment/{ns}/bad/app");
+    discover_until(&target, "the rolled-back image", |images| {
+        by_id(images, &bad_id).image.tag().map(|t| t.as_str()) == Some("1.2.3")
+    })
+    .await;
+    let only_bad = |image: &TrackedImage| image.id == bad_id;
+    let report = pipeline.run_filtered(&only_bad).await;
+    assert!(report.planned.is_empty(), "{:?}", report.planned);
+    registry.push_tags("ghcr.io/acme/web", &["1.3.1"]);
+    let report = pipeline.run_filtered(&only_bad).await;
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(
+        deployment_images(&admin, &ns, "bad", false).await,
+        [("app".to_owned(), "ghcr.io/acme/web:1.3.1".to_owned())]
+    );
 }

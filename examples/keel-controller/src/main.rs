@@ -37,7 +37,7 @@ use keel_controller::worker::Worker;
 use keel_core::Pipeline;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::Schedule;
-use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets};
+use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets, RolloutVerdict};
 use keel_registry::RegistryClientBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -93,6 +93,11 @@ struct Args {
     /// This replica's name in the Lease (default: the host name, i.e. the pod's name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+
+    /// Follow each applied update's rollout and restore the previous image when it is not
+    /// available within this time (`5m`, `15m`); off by default.
+    #[arg(long, value_parser = parse_interval, env = "KEEL_ROLLBACK_AFTER")]
+    rollback_after: Option<Duration>,
 
     /// Where approval requests and the audit log live: `kubernetes` (ConfigMaps in the
     /// controller's namespace, shared by replicas), `file:PATH` (an embedded database) or
@@ -187,8 +192,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let target = Arc::new(target);
     let pipeline = Pipeline::new(Arc::new(registry.clone()))
-        .with_target(Arc::new(target))
+        .with_target(target.clone())
         .with_dry_run(args.dry_run);
     let notifiers = match setup::notifiers_from_env(|name| std::env::var(name).ok()) {
         Ok(notifiers) => notifiers,
@@ -251,6 +257,23 @@ async fn main() -> std::process::ExitCode {
     let mut worker = Worker::new(pipeline, metrics.clone()).with_resync(args.resync);
     if let Some(leadership) = &leadership {
         worker = worker.with_leadership(leadership.subscribe());
+    }
+    if let Some(deadline) = args.rollback_after {
+        let target = target.clone();
+        worker = worker.with_on_applied(Arc::new(move |plans| {
+            for plan in plans {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    match target.verify_rollout(&plan, deadline).await {
+                        Ok(RolloutVerdict::RolledBack(status)) => {
+                            warn!(%plan, reason = ?status.failed_reason, "rolled back")
+                        }
+                        Ok(_) => info!(%plan, "rolled out"),
+                        Err(e) => warn!(%plan, error = %e, "cannot follow the rollout"),
+                    }
+                });
+            }
+        }));
     }
     let worker = Arc::new(worker);
     match worker.pipeline().approvals().cloned() {

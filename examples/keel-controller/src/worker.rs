@@ -27,7 +27,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - A poll pass covers every poll-triggered image that is due, each repository listed once.
 ///   When nothing is due for `resync` (default one minute), a pass runs anyway so that newly
 ///   deployed images are found; it lists nothing unless a new image turned up.
-#[derive(Debug)]
 pub struct Worker {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
@@ -35,7 +34,22 @@ pub struct Worker {
     awaiting: Mutex<HashMap<ImageKey, UpdatePlan>>,
     resync: Duration,
     leader: Option<tokio::sync::watch::Receiver<bool>>,
+    on_applied: Option<OnApplied>,
 }
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pipeline", &self.pipeline)
+            .field("resync", &self.resync)
+            .field("leader", &self.leader.as_ref().map(|l| *l.borrow()))
+            .field("on_applied", &self.on_applied.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Called with the plans each pass applied, e.g. to follow their rollouts.
+pub type OnApplied = Arc<dyn Fn(Vec<UpdatePlan>) + Send + Sync>;
 
 impl Worker {
     /// A worker running `pipeline`'s passes and counting them in `metrics`.
@@ -47,7 +61,14 @@ impl Worker {
             awaiting: Mutex::new(HashMap::new()),
             resync: Duration::from_secs(60),
             leader: None,
+            on_applied: None,
         }
+    }
+
+    /// Calls `hook` with the plans each pass applied (not with those already current).
+    pub fn with_on_applied(mut self, hook: OnApplied) -> Self {
+        self.on_applied = Some(hook);
+        self
     }
 
     /// Runs passes only while `leader` reads `true` (leader election: a standby replica
@@ -145,6 +166,11 @@ impl Worker {
 
     /// Counts a pass and remembers which updates wait for approval.
     fn record(&self, trigger: &str, report: &RunReport, covered: HashSet<ImageKey>) {
+        if let Some(hook) = &self.on_applied
+            && !report.applied.is_empty()
+        {
+            hook(report.applied.clone());
+        }
         let planned: HashSet<(&str, &str)> = report
             .planned
             .iter()
