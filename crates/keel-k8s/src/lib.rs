@@ -30,6 +30,11 @@
 //!   a 409 Conflict, idempotent; see [`KubeTarget`].
 //! - [`PullSecrets`] turns image pull secrets into registry credentials;
 //!   [`LeaderElector`] elects one active controller on a `Lease`.
+//! - [`rollout`] reads rollout progress from a workload's status;
+//!   [`KubeTarget::verify_rollout`] follows an applied update and rolls it back when it is
+//!   not available in time, and [`avoid`] keeps the undone version from coming back.
+//! - [`KubeApprovalStore`] keeps approval requests and the audit log in ConfigMaps, so that
+//!   controller replicas share them.
 //!
 //! ```no_run
 //! use std::sync::Arc;
