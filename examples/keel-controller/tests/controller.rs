@@ -186,22 +186,32 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
     assert!(approved.status().is_success(), "{approved:?}");
     wait_for_image(&client, &ns, "gated", &image("gated", "3.0.1")).await;
 
-    // The metrics count what happened.
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let applied = metrics
-        .lines()
-        .find(|l| l.starts_with("keel_updates_total{outcome=\"applied\"}"))
-        .unwrap_or_else(|| panic!("no applied count in\n{metrics}"));
-    let n: f64 = applied.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 3.0, "{applied}");
-    assert!(metrics.contains("keel_pending_approvals 0"), "{metrics}");
+    // The metrics count what happened (the pass that patched `gated` records it as it ends,
+    // a moment after the patch is visible).
+    let start = Instant::now();
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let applied = metrics
+            .lines()
+            .find(|l| l.starts_with("keel_updates_total{outcome=\"applied\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap());
+        if applied.is_some_and(|n| n >= 3.0) {
+            assert!(metrics.contains("keel_pending_approvals 0"), "{metrics}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "three applied updates never counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // It leads (one replica), and it hands the lease back when stopped.
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
