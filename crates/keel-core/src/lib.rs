@@ -24,12 +24,14 @@ pub mod approval;
 pub mod error;
 pub mod policy;
 pub mod reference;
+pub mod secret;
 pub mod version;
 
 pub use approval::{ApprovalRequest, ApprovalState, ApprovalStore, Approvals};
 pub use error::{Error, ParseError};
 pub use policy::{Decision, Policy, PolicyOptions, PolicySpec, VersionPolicy};
 pub use reference::{Digest, ImageRef, Platform, Tag};
+pub use secret::Secret;
 
 pub mod memory;
 pub mod notify;

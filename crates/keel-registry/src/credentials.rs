@@ -2,7 +2,6 @@
 //! `kubernetes.io/dockerconfigjson` secrets, credential helpers).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,27 +12,7 @@ use keel_core::registry::{DockerConfigDocument, DockerConfigFormat};
 use keel_core::{Error, ParseError};
 use serde::Deserialize;
 
-/// A secret string: never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use keel_core::Secret;
 
 /// How to authenticate to one registry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
