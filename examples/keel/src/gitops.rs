@@ -244,10 +244,7 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
         .into_iter()
         .filter(|r| r.image.name() == new.name())
         .map(|r| {
-            let mut to = r.image.with_tag(new.tag().expect("checked above").clone());
-            if let Some(d) = new.digest() {
-                to = to.with_digest(d.clone());
-            }
+            let to = released(&r.image, &new);
             UpdatePlan {
                 target: target.name().to_owned(),
                 id: r.id(),
@@ -265,12 +262,32 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    if args.dry_run {
-        print!("{}", target.preview(&plans).await?);
+    apply_release(&target, &plans, args.dry_run).await
+}
+
+/// What `current` becomes when released as `new`: its repository as written, `new`'s tag
+/// (which the caller checked is there) and digest.
+pub(crate) fn released(current: &ImageRef, new: &ImageRef) -> ImageRef {
+    let to = current.with_tag(new.tag().expect("a release names its tag").clone());
+    match new.digest() {
+        Some(d) => to.with_digest(d.clone()),
+        None => to,
+    }
+}
+
+/// The end of `keel release`, whatever the target: the preview in a dry run, else apply,
+/// print each plan applied and fail when any failed.
+pub(crate) async fn apply_release(
+    target: &dyn Target,
+    plans: &[UpdatePlan],
+    dry_run: bool,
+) -> Result<(), CliError> {
+    if dry_run {
+        print!("{}", target.preview(plans).await?);
         return Ok(());
     }
     let mut failed = 0;
-    for (plan, result) in plans.iter().zip(target.apply_all(&plans).await) {
+    for (plan, result) in plans.iter().zip(target.apply_all(plans).await) {
         match result {
             Ok(ApplyOutcome::Applied) => println!("{plan}"),
             Ok(ApplyOutcome::AlreadyCurrent) => {}

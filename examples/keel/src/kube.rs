@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use clap::Args;
-use keel_core::{ApplyOutcome, ImageRef, Pipeline, Target, UpdatePlan};
+use keel_core::{ImageRef, Pipeline, Target, UpdatePlan};
 use keel_k8s::{KubeTarget, WorkloadImage};
 use serde::Serialize;
 
@@ -188,10 +188,7 @@ pub(crate) async fn release(
         if current.name() != new.name() {
             continue;
         }
-        let mut to = current.with_tag(new.tag().expect("checked by the caller").clone());
-        if let Some(d) = new.digest() {
-            to = to.with_digest(d.clone());
-        }
+        let to = crate::gitops::released(&current, new);
         if to != current {
             plans.push(UpdatePlan {
                 target: target.name().to_owned(),
@@ -211,26 +208,7 @@ pub(crate) async fn release(
         eprintln!("keel: nothing to change: no container of {workload} needs {new}");
         return Ok(());
     }
-    if dry_run {
-        print!("{}", target.preview(&plans).await?);
-        return Ok(());
-    }
-    let mut failed = 0;
-    for plan in &plans {
-        match target.apply(plan).await {
-            Ok(ApplyOutcome::Applied) => println!("{plan}"),
-            Ok(ApplyOutcome::AlreadyCurrent) => {}
-            Err(e) => {
-                failed += 1;
-                eprintln!("keel: {plan}: {e}");
-            }
-        }
-    }
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(CliError::Io(format!("{failed} update(s) failed")))
-    }
+    crate::gitops::apply_release(&target, &plans, dry_run).await
 }
 
 /// `NS/KIND/NAME`, the kind in any case (`deployment`, `StatefulSet`, ...).
