@@ -25,7 +25,7 @@ use crate::error::{self as kerr, Request};
 use crate::keys::{self, KeelConfig, Keys, Problem};
 use crate::patch::{effective_image, image_patch, recorded_digests, runs};
 use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
-use crate::secrets::PullSecrets;
+use crate::secrets::{PullSecrets, SecretRef};
 use crate::workload::{ContainerId, Workload, WorkloadKind, WorkloadView, container_key};
 
 /// The field manager keel-k8s patches as.
@@ -488,9 +488,13 @@ pub enum RolloutVerdict {
 }
 
 /// What discovery found in the caches.
+#[derive(Default)]
 struct Scan {
     tracked: Vec<(TrackedImage, WorkloadImage)>,
     problems: Vec<Problem>,
+    /// Each tracked image's pull secrets, `(id, image, secrets)`, for
+    /// [`PullSecrets::replace_usage`]; only images that have some.
+    pull_secrets: Vec<(String, ImageRef, Vec<SecretRef>)>,
 }
 
 impl KubeTarget {
@@ -660,10 +664,7 @@ impl KubeTarget {
 
     async fn scan(&self) -> Result<Scan, Error> {
         self.wait_synced().await?;
-        let mut scan = Scan {
-            tracked: Vec::new(),
-            problems: Vec::new(),
-        };
+        let mut scan = Scan::default();
         for cache in &self.inner.caches {
             for view in cache.views() {
                 track_workload(&view, &mut scan);
@@ -851,6 +852,10 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
     let recorded = recorded_digests(view);
     let failed = failed_images(&view.annotations);
     let needs_digest = keel_core::Policy::needs(config.policy.as_ref()).current_tag_digest;
+    let pull_secrets: Vec<SecretRef> = pull_secret_names(view)
+        .into_iter()
+        .map(|name| SecretRef::new(view.namespace.clone(), name))
+        .collect();
     for container in &view.containers {
         if !config.monitors(&container.name, container.init) {
             continue;
@@ -918,6 +923,13 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
                 _ => "webhook".to_owned(),
             },
         };
+        if !pull_secrets.is_empty() {
+            scan.pull_secrets.push((
+                tracked.id.clone(),
+                tracked.image.clone(),
+                pull_secrets.clone(),
+            ));
+        }
         scan.tracked.push((tracked, listing));
     }
 }
@@ -934,10 +946,7 @@ impl Target for KubeTarget {
             .instrument(info_span!("discover", target_name = %self.inner.name))
             .await?;
         if let Some(secrets) = &self.inner.pull_secrets {
-            secrets.replace_usage(scan.tracked.iter().map(|(tracked, _)| {
-                let names = self.pull_secrets_of(&tracked.id);
-                (tracked.id.clone(), tracked.image.clone(), names)
-            }));
+            secrets.replace_usage(scan.pull_secrets);
         }
         Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
     }
@@ -1012,10 +1021,7 @@ mod tests {
     }
 
     fn scan_of(view: &WorkloadView) -> Scan {
-        let mut scan = Scan {
-            tracked: Vec::new(),
-            problems: Vec::new(),
-        };
+        let mut scan = Scan::default();
         track_workload(view, &mut scan);
         scan
     }
