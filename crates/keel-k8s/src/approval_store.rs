@@ -374,8 +374,7 @@ fn is_object_name_part(id: &str) -> bool {
 
 /// The first `len` hex digits of the SHA-256 of `text` (a valid label value).
 fn hash_hex(text: &str, len: usize) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
     hex.truncate(len);
     hex
 }

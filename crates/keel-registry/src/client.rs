@@ -1125,11 +1125,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 fn sha256_digest(bytes: &[u8]) -> Digest {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
         .parse()
         .expect("a sha256 digest is valid")
 }

@@ -87,12 +87,7 @@ impl std::error::Error for SignatureError {}
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mac = mac_of(secret.as_bytes(), timestamp, body);
     let bytes = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(67);
-    out.push_str("v0=");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("v0={}", hex::encode(bytes))
 }
 
 fn mac_of(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
@@ -103,25 +98,6 @@ fn mac_of(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
     mac.update(b":");
     mac.update(body);
     mac
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => Some((hex_digit(*hi)? << 4) | hex_digit(*lo)?),
-            _ => None,
-        })
-        .collect()
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Checks signed requests with one signing secret and remembers the signatures it accepted
@@ -181,7 +157,7 @@ impl Verifier {
             .ok()
             .and_then(|s| s.strip_prefix("v0="))
             .filter(|hex| hex.len() == 64)
-            .and_then(decode_hex)
+            .and_then(|h| hex::decode(h).ok())
             .ok_or(SignatureError::Malformed)?;
         mac_of(self.secret.expose().as_bytes(), timestamp, body)
             .verify_slice(&given)

@@ -445,7 +445,7 @@ fn signature_auth(credentials: &[Credential], headers: &HeaderMap, body: &[u8]) 
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().strip_prefix("sha256="))
-        .and_then(decode_hex)
+        .and_then(|hex| hex::decode(hex).ok())
     else {
         return false;
     };
@@ -459,17 +459,6 @@ fn signature_auth(credentials: &[Credential], headers: &HeaderMap, body: &[u8]) 
         mac.update(body);
         mac.verify_slice(&signature).is_ok()
     })
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let (pairs, odd) = (s.len() / 2, s.len() % 2);
-    if odd != 0 {
-        return None;
-    }
-    (0..pairs * 2)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -557,9 +546,20 @@ mod tests {
     }
 
     #[test]
-    fn hex_decoding() {
-        assert_eq!(decode_hex("0aff"), Some(vec![10, 255]));
-        assert_eq!(decode_hex("0af"), None);
-        assert_eq!(decode_hex("zz"), None);
+    fn signatures_must_be_whole_hex() {
+        let credentials = [Credential::Token(Secret::new("hub"))];
+        let body = b"{}";
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"hub").unwrap();
+        mac.update(body);
+        let good = hex::encode(mac.finalize().into_bytes());
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(SIGNATURE_HEADER, value.parse().unwrap());
+            signature_auth(&credentials, &headers, body)
+        };
+        assert!(with(&format!("sha256={good}")));
+        assert!(!with(&format!("sha256={}", &good[1..])));
+        assert!(!with("sha256=0af"));
+        assert!(!with("sha256=zz"));
     }
 }

@@ -257,7 +257,7 @@ impl ApprovalRequest {
             hasher.update(d.as_str().as_bytes());
         }
         let hash = hasher.finalize();
-        hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&hash[..8])
     }
 
     /// How many distinct voters approved.
