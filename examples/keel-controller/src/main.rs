@@ -276,19 +276,12 @@ async fn main() -> std::process::ExitCode {
         }));
     }
     let worker = Arc::new(worker);
-    match worker.pipeline().approvals().cloned() {
-        Some(approvals) => metrics.set_pending_approvals(move || {
-            let approvals = approvals.clone();
-            async move { approvals.pending().await }
-        }),
-        None => {
-            let worker = worker.clone();
-            metrics.set_pending_approvals(move || {
-                let n = worker.awaiting_approvals();
-                async move { Ok(n) }
-            });
-        }
-    }
+    // The gauge asks the store at each scrape, so it counts what is really pending.
+    let gauge = approvals.clone();
+    metrics.set_pending_approvals(move || {
+        let approvals = gauge.clone();
+        async move { approvals.pending().await }
+    });
 
     // One signal stops both the server and the worker.
     let (stop_tx, stop_rx) = watch::channel(false);
