@@ -8,7 +8,10 @@ mod registry_support;
 #[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
 mod kube_support;
 
-use std::process::{Child, Command, Stdio};
+mod common;
+use common::Controller;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -17,24 +20,6 @@ use kube::Api;
 use kube::api::PostParams;
 use kube_support::{ADMIN, ApiServer, Workload, deployment_images};
 use registry_support::{RegistryServer, ServerOptions};
-
-/// The controller process; killed when dropped.
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
     let start = Instant::now();
@@ -103,25 +88,28 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
         .create(&client, &ns)
         .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_for(ADMIN)).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_keel-controller"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--namespaces", &ns, "--controller-namespace", &own_ns])
-        .args(["--approval-store", "kubernetes", "--identity", "replica-a"])
-        .args(["--resync", "1s"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("DOCKER_CONFIG", dir.path())
-        .env("KEEL_WEBHOOK_TOKEN", "hook-token")
-        .env("KEEL_API_AUTH", "bearer:ops:api-token")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start keel-controller");
-    let mut controller = Controller(child);
+    let mut controller = Controller::start(
+        api,
+        ADMIN,
+        &[
+            "--namespaces",
+            &ns,
+            "--controller-namespace",
+            &own_ns,
+            "--approval-store",
+            "kubernetes",
+            "--identity",
+            "replica-a",
+            "--resync",
+            "1s",
+        ],
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("KEEL_API_AUTH", "bearer:ops:api-token"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let base = controller.base().to_owned();
     let http = reqwest::Client::new();
 
     // The poll cycle moves `polled` to 1.1.0, reading tags with the pull secret.
@@ -222,7 +210,7 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
         Some("replica-a")
     );
-    let pid = controller.0.id().to_string();
+    let pid = controller.child().id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -232,7 +220,7 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
     );
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = controller.0.try_wait().unwrap() {
+        if let Some(status) = controller.child().try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -9,7 +9,9 @@ mod registry_support;
 #[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
 mod kube_support;
 
-use std::process::{Child, Command, Stdio};
+mod common;
+use common::Controller;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,15 +22,6 @@ use kube::{Api, Client};
 use kube_support::{ApiServer, Workload, deployment_images};
 use registry_support::{RegistryServer, ServerOptions};
 use serde_json::Value;
-
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The YAML documents of a manifest file of `deploy/`, as JSON values.
 fn manifest(file: &str) -> Vec<Value> {
@@ -115,26 +108,18 @@ async fn run_as(
         .container("app", &image("1.0.0"))
         .create(&admin, ns)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_for(user)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _controller = Controller(
-        Command::new(env!("CARGO_BIN_EXE_keel-controller"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--controller-namespace", own_ns, "--identity", user])
-            .args(["--approval-store", "kubernetes", "--resync", "1s"])
-            .args(scope)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("DOCKER_CONFIG", dir.path())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut args = vec![
+        "--controller-namespace",
+        own_ns,
+        "--identity",
+        user,
+        "--approval-store",
+        "kubernetes",
+        "--resync",
+        "1s",
+    ];
+    args.extend_from_slice(scope);
+    let _controller = Controller::start(api, user, &args, &[]);
     let start = Instant::now();
     loop {
         let images = deployment_images(&admin, ns, "app", false).await;

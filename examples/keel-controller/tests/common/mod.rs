@@ -1,0 +1,63 @@
+//! Running the `keel-controller` binary against the test API server (`crate::kube_support`).
+//! Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+use crate::kube_support::ApiServer;
+
+/// A running controller; killed when dropped.
+pub(crate) struct Controller {
+    child: Child,
+    base: String,
+    /// Holds its kubeconfig and an empty Docker config directory.
+    _dir: TempDir,
+}
+
+impl Controller {
+    /// Starts the controller as `user` of `api`, listening on a free port of 127.0.0.1, with
+    /// `args` and `env`, away from any Docker config of the machine.
+    pub(crate) fn start(api: &ApiServer, user: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, api.kubeconfig_for(user)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_keel-controller"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("DOCKER_CONFIG", dir.path())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start keel-controller");
+        Controller {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// Its HTTP base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The process.
+    pub(crate) fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
