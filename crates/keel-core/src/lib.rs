@@ -15,12 +15,14 @@
 //!   registries (Docker Hub, Quay, ACR, GHCR, Harbor, JFrog, distribution);
 //! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
 //!   and the [`ApprovalStore`] trait with in-memory and (feature `redb`) embedded stores;
+//! - [`body`]: the one bounded reader of response bodies every HTTP backend uses;
 //! - [`memory`]: an in-memory registry and target for tests and examples, and, with the
 //!   `testkit` feature, the conformance suite every backend runs.
 #![doc = ""]
 #![doc = include_str!("../../../README.md")]
 
 pub mod approval;
+pub mod body;
 pub mod error;
 pub mod policy;
 pub mod reference;

@@ -586,10 +586,12 @@ fn parse_field(
                 (v, v)
             }
         };
-        let mut v = lo;
-        while v <= hi {
-            mask |= 1 << v;
-            v += step;
+        // Steps may be as large as a u32 holds: the walk ends when it passes `hi` or the
+        // type, never wrapping around to small values again.
+        let mut v = Some(lo);
+        while let Some(value) = v.filter(|value| *value <= hi) {
+            mask |= 1 << value;
+            v = value.checked_add(step);
         }
     }
     Ok((mask, any))
@@ -987,6 +989,31 @@ mod tests {
                 "{input:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn steps_near_the_top_of_u32_do_not_wrap() {
+        // `5/4294967295`: 5, then nothing; adding the step must not wrap to 4, 3, ...
+        let s: Schedule = "5/4294967295 * * * * *".parse().unwrap();
+        assert_eq!(cron(&s).seconds, 1 << 5);
+        let s: Schedule = "0 59/4294967295 23-23/4294967294 * * *".parse().unwrap();
+        assert_eq!(cron(&s).minutes, 1 << 59);
+        assert_eq!(cron(&s).hours, 1 << 23);
+        assert_eq!(
+            s.next_after(at(2024, 1, 1, 0, 0, 0)),
+            at(2024, 1, 1, 23, 59, 0)
+        );
+        // The longest `@every` saturates instead of overflowing the time.
+        let s: Schedule = "@every 5124095576030431h".parse().unwrap();
+        assert_eq!(
+            s.next_after(at(2024, 1, 1, 0, 0, 0)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        let s: Schedule = "*/4294967295 * * * * *".parse().unwrap();
+        assert_eq!(cron(&s).seconds, 1);
+        // A step past u32 is refused, naming it.
+        let e = parse_err("*/4294967296 * * * * *");
+        assert!(e.reason().contains("step \"4294967296\""), "{e}");
     }
 
     #[test]
