@@ -33,7 +33,7 @@ pub use approval::{ApprovalRequest, ApprovalState, ApprovalStore, Approvals};
 pub use error::{Error, ParseError};
 pub use policy::{Decision, Policy, PolicyOptions, PolicySpec, VersionPolicy};
 pub use reference::{Digest, ImageRef, Platform, Tag};
-pub use secret::Secret;
+pub use secret::{Secret, redact_urls};
 
 pub mod memory;
 pub mod notify;
