@@ -128,9 +128,11 @@ impl Registry for InMemoryRegistry {
 
     async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
         self.metadata_calls.fetch_add(1, Ordering::Relaxed);
+        let entry = self.entry(image, tag)?;
         Ok(ImageMetadata {
-            created: self.entry(image, tag)?.created,
+            created: entry.created,
             platforms: Vec::new(),
+            digest: Some(entry.digest),
         })
     }
 }

@@ -28,6 +28,10 @@ pub enum EventKind {
     Rejected,
     /// The approval deadline passed.
     Expired,
+    /// A repository's tag list was cut short by the registry's listing budget, so no update
+    /// of its images was chosen (the plan's `new` is its `current`; the message says which
+    /// budget to raise). Sent once until the listing is complete again.
+    ListingTruncated,
 }
 
 impl fmt::Display for EventKind {
@@ -40,6 +44,7 @@ impl fmt::Display for EventKind {
             EventKind::Approved => "approved",
             EventKind::Rejected => "rejected",
             EventKind::Expired => "expired",
+            EventKind::ListingTruncated => "tag list truncated",
         })
     }
 }

@@ -1,7 +1,9 @@
 //! One pass of the update flow: discover → list → select → approve → apply → notify.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -12,7 +14,7 @@ use crate::error::Error;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::{Candidate, Current, Decision, SelectInput};
 use crate::reference::{Digest, ImageRef, Tag};
-use crate::registry::{Registry, TagList};
+use crate::registry::{ImageMetadata, Registry, TagList};
 use crate::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 
 /// Runs the update flow over targets, a registry and notifiers.
@@ -46,6 +48,13 @@ use crate::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 /// #     futures::executor::block_on(f)
 /// # }
 /// ```
+///
+/// An update is never chosen from a partial tag list: when the registry's listing budget
+/// cuts a repository's listing short ([`TagList::truncated`]), registries list tags
+/// lexically, so the newest tags are the ones missing. None of that repository's images is
+/// decided in the pass; the pass reports it once ([`RunReport::truncated`], a warning in
+/// the log, and an [`EventKind::ListingTruncated`] event the first time, until the listing
+/// is complete again).
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     registry: Arc<dyn Registry>,
@@ -54,6 +63,41 @@ pub struct Pipeline {
     dry_run: bool,
     concurrency: usize,
     approvals: Option<Approvals>,
+    /// Repositories whose truncated listing was announced, until it is complete again.
+    truncated_announced: Arc<Mutex<HashSet<String>>>,
+    /// Creation times of tags, shared by the pipeline's clones and kept across passes.
+    metadata: Arc<Mutex<MetadataCache>>,
+    metadata_ttl: Duration,
+    metadata_concurrency: usize,
+}
+
+/// A repository whose tag list the registry's listing budget cut short; none of its
+/// images was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncatedListing {
+    /// The repository, e.g. `ghcr.io/acme/web`.
+    pub repository: String,
+    /// The registry backend's name.
+    pub registry: String,
+    /// How many tags the listing held when the budget stopped it.
+    pub listed: usize,
+    /// The tracked images held back, as `(target, id)`.
+    pub images: Vec<(String, String)>,
+}
+
+impl fmt::Display for TruncatedListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the tag list of {} from {} stopped at the listing budget after {} tags; no \
+             update of its {} image(s) is chosen from a partial list, since the newest tags \
+             are the ones cut: raise the registry client's listing budget (pages and tags)",
+            self.repository,
+            self.registry,
+            self.listed,
+            self.images.len()
+        )
+    }
 }
 
 /// An update held back by its approval request: rejected, expired or superseded.
@@ -113,6 +157,12 @@ pub struct RunReport {
     pub previews: BTreeMap<String, String>,
     /// What went wrong, per target or tracked image.
     pub failures: Vec<Failure>,
+    /// Repositories whose tag list was cut short by the listing budget; their images were
+    /// not decided.
+    pub truncated: Vec<TruncatedListing>,
+    /// Tags left out of a decision because their metadata could not be read, as
+    /// `(repository:tag, reason)`.
+    pub skipped_tags: Vec<(String, String)>,
     /// How many notifications failed to deliver.
     pub notify_failures: usize,
 }
@@ -121,8 +171,62 @@ pub struct RunReport {
 #[derive(Default)]
 struct RepoFacts {
     tags: TagList,
+    /// Digests resolved (or confirmed) in this pass.
     digests: HashMap<String, Digest>,
     created: HashMap<String, DateTime<Utc>>,
+    /// Tags whose metadata was looked up in this pass (cached, read or failed).
+    read: HashSet<String>,
+    /// The digests the metadata of `created` was read from, where the backend said.
+    read_digests: HashMap<String, Digest>,
+    /// Tags skipped because their metadata could not be read, with the reason.
+    unreadable: Vec<(String, String)>,
+}
+
+impl RepoFacts {
+    fn learn(&mut self, tag: &str, meta: &ImageMetadata) {
+        if let Some(created) = meta.created {
+            self.created.insert(tag.to_owned(), created);
+        }
+        if let Some(digest) = &meta.digest {
+            self.read_digests.insert(tag.to_owned(), digest.clone());
+        }
+    }
+}
+
+/// Image metadata by repository and tag, kept across passes: metadata is immutable per
+/// digest, and the tag a policy chooses is confirmed to point at the same digest before it
+/// is used ([`Pipeline::with_metadata_cache_ttl`]).
+#[derive(Debug, Default)]
+struct MetadataCache {
+    entries: HashMap<(String, String), (Instant, ImageMetadata)>,
+}
+
+/// The most entries the metadata cache holds; past it, expired entries go, then all.
+const METADATA_CACHE_ENTRIES: usize = 200_000;
+
+impl MetadataCache {
+    fn fresh(&self, repository: &str, tag: &str) -> Option<&ImageMetadata> {
+        let (expires, meta) = self.entries.get(&(repository.to_owned(), tag.to_owned()))?;
+        (Instant::now() < *expires).then_some(meta)
+    }
+
+    fn insert(&mut self, repository: &str, tag: &str, meta: ImageMetadata, ttl: Duration) {
+        let now = Instant::now();
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        if self.entries.len() >= METADATA_CACHE_ENTRIES {
+            self.entries.retain(|_, (e, _)| now < *e);
+            if self.entries.len() >= METADATA_CACHE_ENTRIES {
+                self.entries.clear();
+            }
+        }
+        self.entries
+            .insert((repository.to_owned(), tag.to_owned()), (expires, meta));
+    }
 }
 
 impl Pipeline {
@@ -135,7 +239,27 @@ impl Pipeline {
             dry_run: false,
             concurrency: 8,
             approvals: None,
+            truncated_announced: Arc::default(),
+            metadata: Arc::default(),
+            metadata_ttl: Duration::from_secs(15 * 60),
+            metadata_concurrency: 8,
         }
+    }
+
+    /// How long the creation time read for a tag is reused (default 15 minutes; zero reads
+    /// every admitted tag's metadata on every pass). Within it, a `newest-build` pass costs
+    /// the listing and one fresh digest lookup of the chosen tag, which re-reads that tag's
+    /// metadata when it moved; a tag pushed again that the policy did not choose is noticed
+    /// when its entry expires.
+    pub fn with_metadata_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.metadata_ttl = ttl;
+        self
+    }
+
+    /// How many metadata reads run at once per repository (default 8, at least 1).
+    pub fn with_metadata_concurrency(mut self, concurrency: usize) -> Self {
+        self.metadata_concurrency = concurrency.max(1);
+        self
     }
 
     /// Holds updates that need approvals in `approvals`' store until they are approved.
@@ -254,6 +378,18 @@ impl Pipeline {
                     continue;
                 }
             };
+            if facts.tags.truncated {
+                self.hold_truncated(&mut report, &images, &facts.tags).await;
+                continue;
+            }
+            let name = images[0].1.image.name();
+            report.skipped_tags.extend(
+                facts
+                    .unreadable
+                    .iter()
+                    .map(|(tag, reason)| (format!("{name}:{tag}"), reason.clone())),
+            );
+            self.lock_announced().remove(&name);
             // Built once per repository, however many tracked images share it.
             let candidates = facts.candidates();
             for (t, image) in images {
@@ -320,7 +456,7 @@ impl Pipeline {
         // Digests of new tags resolved for approval requests, by repository and tag.
         let mut resolved: HashMap<(String, String), Digest> = HashMap::new();
         for (t, target) in self.targets.iter().enumerate() {
-            let mut to_apply: Vec<(UpdatePlan, &Planned, Option<String>)> = Vec::new();
+            let mut to_apply: Vec<(UpdatePlan, &Planned, Option<ApprovalRequest>)> = Vec::new();
             for p in plans.iter().filter(|p| p.target == t) {
                 let plan = &p.update.plan;
                 if p.update.approvals == 0 {
@@ -346,7 +482,15 @@ impl Pipeline {
                         match request.state {
                             ApprovalState::Pending => report.awaiting_approval.push(plan.clone()),
                             state if state.allows_apply() => {
-                                to_apply.push((plan.clone(), p, Some(request.id.clone())));
+                                // What was approved is what rolls out: the approved digest.
+                                let approved = match &request.digest {
+                                    Some(d) => UpdatePlan {
+                                        new: plan.new.clone().with_digest(d.clone()),
+                                        ..plan.clone()
+                                    },
+                                    None => plan.clone(),
+                                };
+                                to_apply.push((approved, p, Some(request.clone())));
                             }
                             state => {
                                 let id = &request.id;
@@ -370,6 +514,11 @@ impl Pipeline {
                         });
                     }
                 }
+            }
+            if !self.dry_run {
+                to_apply = self
+                    .confirm_approved(&mut report, &mut resolved, to_apply)
+                    .await;
             }
             if to_apply.is_empty() {
                 continue;
@@ -405,9 +554,10 @@ impl Pipeline {
                             msg,
                         )
                         .await;
-                        if let (Some(approvals), Some(id)) = (&self.approvals, request)
-                            && let Err(error) = approvals.mark_applied(&id).await
+                        if let (Some(approvals), Some(request)) = (&self.approvals, request)
+                            && let Err(error) = approvals.mark_applied(&request.id).await
                         {
+                            let id = request.id;
                             warn!(request = %id, %error, "marking applied failed");
                             report.failures.push(Failure {
                                 target: plan.target.clone(),
@@ -428,9 +578,10 @@ impl Pipeline {
                             &msg,
                         )
                         .await;
-                        if let (Some(approvals), Some(id)) = (&self.approvals, request)
-                            && let Err(e) = approvals.mark_apply_failed(&id, &msg).await
+                        if let (Some(approvals), Some(request)) = (&self.approvals, request)
+                            && let Err(e) = approvals.mark_apply_failed(&request.id, &msg).await
                         {
+                            let id = request.id;
                             warn!(request = %id, error = %e, "auditing failure failed");
                         }
                         report.failures.push(Failure {
@@ -446,6 +597,89 @@ impl Pipeline {
         report
     }
 
+    /// Confirms, right before they are applied, that the tags of approved updates still
+    /// point at the approved digests, with a fresh lookup
+    /// ([`Registry::confirm_digest`]). An update whose tag moved since the vote is not
+    /// applied: its approved request is audited as failed and a request for the new digest
+    /// is opened, which waits for votes of its own. Updates without approvals pass as they
+    /// are.
+    async fn confirm_approved<'p>(
+        &self,
+        report: &mut RunReport,
+        resolved: &mut HashMap<(String, String), Digest>,
+        to_apply: Vec<(UpdatePlan, &'p Planned, Option<ApprovalRequest>)>,
+    ) -> Vec<(UpdatePlan, &'p Planned, Option<ApprovalRequest>)> {
+        let mut confirmed = Vec::with_capacity(to_apply.len());
+        for (plan, p, request) in to_apply {
+            let (Some(approvals), Some(request)) = (&self.approvals, &request) else {
+                confirmed.push((plan, p, request));
+                continue;
+            };
+            let (Some(approved), Some(tag)) = (&request.digest, plan.new.tag()) else {
+                confirmed.push((plan, p, Some(request.clone())));
+                continue;
+            };
+            let now = match self.registry.confirm_digest(&plan.new, tag).await {
+                Ok(now) if now == *approved => {
+                    confirmed.push((plan, p, Some(request.clone())));
+                    continue;
+                }
+                Ok(now) => now,
+                Err(error) => {
+                    warn!(plan = %plan, %error, "confirming the approved digest failed");
+                    report.failures.push(Failure {
+                        target: plan.target.clone(),
+                        id: Some(plan.id.clone()),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let msg = format!(
+                "not applied: {}:{tag} now points at {now}, not at the approved {approved}; \
+                 the new content needs approvals of its own",
+                plan.new.name()
+            );
+            warn!(plan = %plan, request = %request.id, "{msg}");
+            if let Err(error) = approvals.mark_apply_failed(&request.id, &msg).await {
+                warn!(request = %request.id, %error, "auditing the refusal failed");
+            }
+            resolved.insert((plan.new.name(), tag.as_str().to_owned()), now.clone());
+            match self.consult_digest(approvals, p, Some(now.clone())).await {
+                Ok((reopened, failures)) => {
+                    report.notify_failures += failures;
+                    match reopened.state {
+                        // The new content was approved too (a pass while the old digest
+                        // was still cached): roll it out, pinned.
+                        state if state.allows_apply() => {
+                            let pinned = UpdatePlan {
+                                new: p.update.plan.new.clone().with_digest(now),
+                                ..p.update.plan.clone()
+                            };
+                            confirmed.push((pinned, p, Some(reopened.clone())));
+                        }
+                        ApprovalState::Pending => {
+                            report.awaiting_approval.push(p.update.plan.clone());
+                        }
+                        state => report.refused.push(RefusedUpdate {
+                            plan: p.update.plan.clone(),
+                            request: reopened.id.clone(),
+                            state,
+                        }),
+                    }
+                    report.approval_requests.push(reopened);
+                }
+                Err(Consulted::Awaiting) => report.awaiting_approval.push(p.update.plan.clone()),
+                Err(Consulted::Failed(error)) => report.failures.push(Failure {
+                    target: plan.target.clone(),
+                    id: Some(plan.id.clone()),
+                    error,
+                }),
+            }
+        }
+        confirmed
+    }
+
     /// The approval request of an update that needs approvals: opened (or found) in a real
     /// pass, only looked up in a dry run. Also returns how many notifications failed.
     async fn consult(
@@ -454,14 +688,23 @@ impl Pipeline {
         p: &Planned,
         resolved: &mut HashMap<(String, String), Digest>,
     ) -> Result<(ApprovalRequest, usize), Consulted> {
-        let plan = &p.update.plan;
         let digest = self
             .new_digest(p, resolved)
             .await
             .map_err(Consulted::Failed)?;
+        self.consult_digest(approvals, p, digest).await
+    }
+
+    /// [`consult`](Self::consult) with the new image's digest known.
+    async fn consult_digest(
+        &self,
+        approvals: &Approvals,
+        p: &Planned,
+        digest: Option<Digest>,
+    ) -> Result<(ApprovalRequest, usize), Consulted> {
+        let plan = &p.update.plan;
         if self.dry_run {
-            let id = ApprovalRequest::derive_id(plan, digest.as_ref());
-            return match approvals.store().get(&id).await {
+            return match approvals.lookup(plan, digest.as_ref()).await {
                 Ok(Some(request)) => Ok((request, 0)),
                 Ok(None) => Err(Consulted::Awaiting),
                 Err(error) => Err(Consulted::Failed(error)),
@@ -522,7 +765,47 @@ impl Pipeline {
         tracked
     }
 
-    /// Lists a repository once and fetches what its tracked images' policies need.
+    fn lock_announced(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.truncated_announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reports a repository whose listing was cut short: its images are not decided.
+    async fn hold_truncated(
+        &self,
+        report: &mut RunReport,
+        images: &[(usize, TrackedImage)],
+        tags: &TagList,
+    ) {
+        let first = &images[0].1;
+        let listing = TruncatedListing {
+            repository: first.image.name(),
+            registry: self.registry.name().to_owned(),
+            listed: tags.tags.len(),
+            images: images
+                .iter()
+                .map(|(t, i)| (self.targets[*t].name().to_owned(), i.id.clone()))
+                .collect(),
+        };
+        warn!(repository = %listing.repository, listed = listing.listed, "{listing}");
+        let first_time = self.lock_announced().insert(listing.repository.clone());
+        if first_time {
+            let plan = UpdatePlan {
+                target: self.targets[images[0].0].name().to_owned(),
+                id: first.id.clone(),
+                current: first.image.clone(),
+                new: first.image.clone(),
+            };
+            let message = listing.to_string();
+            self.emit(report, EventKind::ListingTruncated, &plan, first, &message)
+                .await;
+        }
+        report.truncated.push(listing);
+    }
+
+    /// Lists a repository once and fetches what its tracked images' policies need; a
+    /// truncated listing is returned as it is, since nothing is decided from it.
     async fn gather(&self, images: &[(usize, TrackedImage)]) -> Result<RepoFacts, Error> {
         let repo = &images[0].1.image;
         let tags = self.registry.list_tags(repo).await?;
@@ -530,6 +813,9 @@ impl Pipeline {
             tags,
             ..RepoFacts::default()
         };
+        if facts.tags.truncated {
+            return Ok(facts);
+        }
         for (_, image) in images {
             let needs = image.policy.needs();
             let pinned = image.image.digest().is_some();
@@ -540,23 +826,8 @@ impl Pipeline {
                 self.fetch_digest(repo, tag, &mut facts).await?;
             }
             if needs.created {
-                let wanted: Vec<String> = facts
-                    .tags
-                    .tags
-                    .iter()
-                    .filter(|t| image.policy.admits(t) || Some(t.as_str()) == current_tag)
-                    .filter(|t| !facts.created.contains_key(t.as_str()))
-                    .cloned()
-                    .collect();
-                for tag in wanted {
-                    let Ok(parsed) = Tag::new(tag.as_str()) else {
-                        continue;
-                    };
-                    let meta = self.registry.metadata(repo, &parsed).await?;
-                    if let Some(created) = meta.created {
-                        facts.created.insert(tag, created);
-                    }
-                }
+                self.read_created(repo, image, &mut facts).await?;
+                self.confirm_newest(repo, image, &mut facts).await?;
             }
             if pinned {
                 // A pinned image stays pinned: resolve the chosen tag's digest too.
@@ -567,6 +838,113 @@ impl Pipeline {
             }
         }
         Ok(facts)
+    }
+
+    fn lock_metadata(&self) -> std::sync::MutexGuard<'_, MetadataCache> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creation times of the tags `image`'s policy admits (and of its current tag): from the
+    /// metadata cache while fresh, else read from the registry, a few at a time. A tag whose
+    /// metadata cannot be read is skipped, the reason kept in the report; only when every
+    /// tag fails (or the backend reads no metadata at all) does the repository fail.
+    async fn read_created(
+        &self,
+        repo: &ImageRef,
+        image: &TrackedImage,
+        facts: &mut RepoFacts,
+    ) -> Result<(), Error> {
+        let current_tag = image.image.tag().map(Tag::as_str);
+        let RepoFacts { tags, read, .. } = facts;
+        let wanted: Vec<Tag> = tags
+            .tags
+            .iter()
+            .filter(|t| image.policy.admits(t) || Some(t.as_str()) == current_tag)
+            .filter(|t| read.insert((*t).clone()))
+            .filter_map(|t| Tag::new(t.as_str()).ok())
+            .collect();
+        let name = repo.name();
+        let mut missing = Vec::new();
+        {
+            let cache = self.lock_metadata();
+            for tag in wanted {
+                match cache.fresh(&name, tag.as_str()) {
+                    Some(meta) => facts.learn(tag.as_str(), meta),
+                    None => missing.push(tag),
+                }
+            }
+        }
+        let asked = missing.len();
+        let fetched: Vec<(Tag, Result<ImageMetadata, Error>)> = stream::iter(missing)
+            .map(|tag| async move {
+                let result = self.registry.metadata(repo, &tag).await;
+                (tag, result)
+            })
+            .buffer_unordered(self.metadata_concurrency)
+            .collect()
+            .await;
+        let mut first_error = None;
+        let mut cache = self.lock_metadata();
+        for (tag, result) in fetched {
+            match result {
+                Ok(meta) => {
+                    facts.learn(tag.as_str(), &meta);
+                    cache.insert(&name, tag.as_str(), meta, self.metadata_ttl);
+                }
+                Err(error @ Error::NotSupported { .. }) => return Err(error),
+                Err(error) => {
+                    let reason =
+                        format!("its metadata could not be read, so it is skipped: {error}");
+                    warn!(repository = %name, tag = %tag, %error, "skipping a tag");
+                    facts.unreadable.push((tag.to_string(), reason));
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) if facts.unreadable.len() == asked && asked > 0 => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Confirms, with one fresh lookup, that the tag `image`'s policy chose by creation time
+    /// still points at the image whose metadata decided it; when the tag moved, its metadata
+    /// is read again and the policy decides anew. The confirmed digest goes with the plan.
+    async fn confirm_newest(
+        &self,
+        repo: &ImageRef,
+        image: &TrackedImage,
+        facts: &mut RepoFacts,
+    ) -> Result<(), Error> {
+        const ATTEMPTS: usize = 3;
+        let name = repo.name();
+        for _ in 0..ATTEMPTS {
+            let decision = decide(image, facts, &facts.candidates());
+            let Some(update) = decision.update else {
+                return Ok(());
+            };
+            if facts.digests.contains_key(&update.tag) {
+                return Ok(());
+            }
+            let tag = Tag::new(update.tag.as_str())?;
+            let now = self.registry.confirm_digest(repo, &tag).await?;
+            let read = facts.read_digests.get(tag.as_str()).cloned();
+            facts.digests.insert(tag.as_str().to_owned(), now.clone());
+            if read.is_none_or(|d| d == now) {
+                return Ok(());
+            }
+            // The tag moved since its metadata was read: read it again and decide anew.
+            debug!(repository = %name, tag = %tag, "tag moved since its metadata was read");
+            let meta = self.registry.metadata(repo, &tag).await?;
+            facts.created.remove(tag.as_str());
+            facts.learn(tag.as_str(), &meta);
+            self.lock_metadata()
+                .insert(&name, tag.as_str(), meta, self.metadata_ttl);
+        }
+        Err(Error::Conflict {
+            action: format!("choose the newest build of {name}"),
+            reason: format!("its tags kept moving while they were read ({ATTEMPTS} attempts)"),
+        })
     }
 
     async fn fetch_digest(

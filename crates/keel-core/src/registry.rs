@@ -26,6 +26,10 @@ pub struct ImageMetadata {
     pub created: Option<DateTime<Utc>>,
     /// The platforms of an index; one entry (or none, when unknown) for a single manifest.
     pub platforms: Vec<Platform>,
+    /// The digest of the manifest (or index) the tag pointed at when it was read, when the
+    /// backend knows it: metadata is immutable per digest, so callers may keep it as long as
+    /// the tag still points there.
+    pub digest: Option<Digest>,
 }
 
 /// A source of tags and digests: an OCI registry, or the in-memory one of the tests.
@@ -36,6 +40,7 @@ pub struct ImageMetadata {
 ///   budget cut it. A repository that does not exist is [`Error::NotFound`].
 /// - `resolve_digest` resolves a tag to the digest of the manifest (or index) it points at
 ///   now; a missing tag or repository is [`Error::NotFound`].
+/// - `confirm_digest` is `resolve_digest` without any cache.
 /// - `metadata` is optional: backends that cannot read it return [`Error::NotSupported`],
 ///   which is the default.
 /// - Credentials never appear in errors, logs or `Debug` output.
@@ -51,6 +56,14 @@ pub trait Registry: Send + Sync + fmt::Debug {
 
     /// Resolves `tag` in the repository `image` names to its current digest.
     async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error>;
+
+    /// Resolves `tag` like [`resolve_digest`](Self::resolve_digest), but right now and never
+    /// from a cache: the pipeline asks it right before applying an update bound to a digest
+    /// (an approved one), so that a tag pushed again since the vote is not rolled out. The
+    /// default calls `resolve_digest`, which is right for backends that do not cache.
+    async fn confirm_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
+        self.resolve_digest(image, tag).await
+    }
 
     /// Reads the metadata of `tag` in the repository `image` names.
     async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {

@@ -191,8 +191,12 @@ async fn approving_through_the_manager_lets_the_next_pass_apply_and_mark_it_appl
     assert!(third.failures.is_empty(), "{:?}", third.failures);
     assert_eq!(third.applied.len(), 1);
     assert!(third.awaiting_approval.is_empty());
-    assert_eq!(running(&s), "ghcr.io/acme/web:1.1.0");
     let stored = s.approvals.get(&id).await.unwrap().unwrap();
+    // What was approved rolls out: the tag pinned at the approved digest.
+    assert_eq!(
+        running(&s),
+        format!("ghcr.io/acme/web:1.1.0@{}", stored.digest.clone().unwrap())
+    );
     assert_eq!(stored.state, ApprovalState::Applied);
     let log = s
         .store
@@ -208,6 +212,65 @@ async fn approving_through_the_manager_lets_the_next_pass_apply_and_mark_it_appl
     // Nothing left to do.
     let fourth = s.pipeline.run_once().await;
     assert!(fourth.planned.is_empty() && fourth.applied.is_empty());
+}
+
+#[tokio::test]
+async fn an_applied_request_does_not_apply_again_after_a_rollback_by_hand() {
+    let s = setup();
+    let id = s.pipeline.run_once().await.approval_requests[0].id.clone();
+    for voter in ["alice", "bob"] {
+        s.approvals
+            .vote(&id, voter, VoteKind::Approve, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.pipeline.run_once().await.applied.len(), 1);
+    assert_eq!(
+        s.approvals.get(&id).await.unwrap().unwrap().state,
+        ApprovalState::Applied
+    );
+
+    // Someone rolls the workload back by hand.
+    s.target
+        .track_with(tracked("web", &format!("{WEB}:1.0.0"), 2));
+    let after = s.pipeline.run_once().await;
+    assert!(after.failures.is_empty(), "{:?}", after.failures);
+    assert!(
+        after.applied.is_empty(),
+        "the applied request rolled the same version out again"
+    );
+    assert_eq!(running(&s), "ghcr.io/acme/web:1.0.0");
+    assert_eq!(after.awaiting_approval.len(), 1);
+    let again = after.approval_requests[0].clone();
+    assert_ne!(again.id, id, "the rollout again needs a new request");
+    assert_eq!(again.state, ApprovalState::Pending);
+    assert_eq!(again.approvals(), 0);
+    assert_eq!(
+        s.approvals.get(&id).await.unwrap().unwrap().state,
+        ApprovalState::Applied,
+        "the applied request stays on record"
+    );
+    // A dry run finds the new round's request too, and opens nothing.
+    let dry = s.pipeline.clone().with_dry_run(true).run_once().await;
+    assert_eq!(dry.approval_requests[0].id, again.id);
+    assert_eq!(
+        s.store
+            .list(&ApprovalFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Approved again, it applies once more.
+    for voter in ["alice", "bob"] {
+        s.approvals
+            .vote(&again.id, voter, VoteKind::Approve, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.pipeline.run_once().await.applied.len(), 1);
+    assert!(running(&s).starts_with("ghcr.io/acme/web:1.1.0"));
 }
 
 #[tokio::test]

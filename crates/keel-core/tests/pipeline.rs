@@ -253,3 +253,166 @@ async fn newest_build_fetches_metadata_only_for_admitted_tags() {
     );
     assert_eq!(registry.metadata_calls(), 3);
 }
+
+/// `newest-build` over `main-*` tags, the image at `main-aaa`.
+fn newest_main_build() -> Arc<VersionPolicy> {
+    Arc::new(
+        VersionPolicy::parse(
+            "newest-build",
+            &PolicyOptions {
+                filter: Some("^main-".into()),
+                ..PolicyOptions::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
+    let registry = Arc::new(InMemoryRegistry::new("r"));
+    let t = |d| Some(Utc.with_ymd_and_hms(2024, 3, d, 12, 0, 0).unwrap());
+    registry.push("ghcr.io/acme/api", "main-aaa", t(1));
+    registry.push("ghcr.io/acme/api", "main-bbb", t(9));
+    registry.push("ghcr.io/acme/api", "main-ccc", t(5));
+    let target = Arc::new(InMemoryTarget::new("t"));
+    target
+        .track_policy("api", "ghcr.io/acme/api:main-aaa", newest_main_build())
+        .unwrap();
+    let pipeline = Pipeline::new(registry.clone())
+        .with_target(target.clone())
+        .with_dry_run(true);
+
+    let first = pipeline.run_once().await;
+    assert_eq!(first.planned.len(), 1);
+    assert_eq!(
+        first.planned[0].plan.new.tag().unwrap().as_str(),
+        "main-bbb"
+    );
+    assert_eq!(registry.metadata_calls(), 3);
+    assert_eq!(
+        registry.digest_calls(),
+        1,
+        "one lookup confirms the chosen tag"
+    );
+
+    // A steady-state pass: the listing and one confirmation, no metadata.
+    let second = pipeline.run_once().await;
+    assert_eq!(second.planned.len(), 1);
+    assert_eq!(registry.metadata_calls(), 3, "metadata read again");
+    assert_eq!(registry.digest_calls(), 2);
+
+    // A new build is read; the chosen tag moving to an older build is noticed.
+    registry.push("ghcr.io/acme/api", "main-ddd", t(7));
+    registry.push("ghcr.io/acme/api", "main-bbb", t(2));
+    let third = pipeline.run_once().await;
+    assert!(third.failures.is_empty(), "{:?}", third.failures);
+    assert_eq!(
+        third.planned[0].plan.new.tag().unwrap().as_str(),
+        "main-ddd",
+        "chose the moved tag from its stale creation time"
+    );
+    assert_eq!(
+        registry.metadata_calls(),
+        5,
+        "main-ddd, then main-bbb again"
+    );
+
+    // Without a cache, every admitted tag is read on every pass.
+    let uncached = Pipeline::new(registry.clone())
+        .with_target(target.clone())
+        .with_dry_run(true)
+        .with_metadata_cache_ttl(std::time::Duration::ZERO);
+    uncached.run_once().await;
+    uncached.run_once().await;
+    assert_eq!(registry.metadata_calls(), 5 + 2 * 4);
+}
+
+/// A registry whose metadata of one tag always fails.
+#[derive(Debug)]
+struct BrokenMetadata {
+    inner: Arc<InMemoryRegistry>,
+    broken: &'static str,
+}
+
+#[async_trait]
+impl keel_core::Registry for BrokenMetadata {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    async fn list_tags(&self, image: &ImageRef) -> Result<keel_core::TagList, Error> {
+        self.inner.list_tags(image).await
+    }
+
+    async fn resolve_digest(
+        &self,
+        image: &ImageRef,
+        tag: &keel_core::Tag,
+    ) -> Result<keel_core::Digest, Error> {
+        self.inner.resolve_digest(image, tag).await
+    }
+
+    async fn metadata(
+        &self,
+        image: &ImageRef,
+        tag: &keel_core::Tag,
+    ) -> Result<keel_core::ImageMetadata, Error> {
+        if tag.as_str() == self.broken {
+            return Err(Error::Backend {
+                backend: "broken".into(),
+                action: format!("read metadata of {tag}"),
+                message: "500 Internal Server Error".into(),
+                retryable: true,
+                source: None,
+            });
+        }
+        self.inner.metadata(image, tag).await
+    }
+}
+
+#[tokio::test]
+async fn newest_build_skips_a_tag_whose_metadata_fails_and_says_why() {
+    let registry = Arc::new(InMemoryRegistry::new("r"));
+    let t = |d| Some(Utc.with_ymd_and_hms(2024, 3, d, 12, 0, 0).unwrap());
+    registry.push("ghcr.io/acme/api", "main-aaa", t(1));
+    registry.push("ghcr.io/acme/api", "main-bbb", t(9));
+    registry.push("ghcr.io/acme/api", "main-ccc", t(5));
+    let target = Arc::new(InMemoryTarget::new("t"));
+    target
+        .track_policy("api", "ghcr.io/acme/api:main-aaa", newest_main_build())
+        .unwrap();
+    let broken = Arc::new(BrokenMetadata {
+        inner: registry.clone(),
+        broken: "main-bbb",
+    });
+    let report = Pipeline::new(broken)
+        .with_target(target.clone())
+        .run_once()
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        target.image("api").unwrap().tag().unwrap().as_str(),
+        "main-ccc"
+    );
+    assert_eq!(report.skipped_tags.len(), 1);
+    let (tag, reason) = &report.skipped_tags[0];
+    assert_eq!(tag, "ghcr.io/acme/api:main-bbb");
+    assert!(reason.contains("500 Internal Server Error"), "{reason}");
+
+    // When every tag fails, the repository fails, naming the error.
+    let all_broken = Arc::new(InMemoryRegistry::new("r2"));
+    all_broken.push("ghcr.io/acme/solo", "main-bbb", t(9));
+    let solo = Arc::new(InMemoryTarget::new("s"));
+    solo.track_policy("solo", "ghcr.io/acme/solo:main-bbb", newest_main_build())
+        .unwrap();
+    let report = Pipeline::new(Arc::new(BrokenMetadata {
+        inner: all_broken,
+        broken: "main-bbb",
+    }))
+    .with_target(solo)
+    .run_once()
+    .await;
+    assert_eq!(report.failures.len(), 1);
+    assert!(report.failures[0].error.to_string().contains("500"));
+}

@@ -68,7 +68,7 @@ impl Level {
         match kind {
             EventKind::UpdatePlanned | EventKind::ApprovalRequested => Level::Info,
             EventKind::UpdateApplied | EventKind::Approved => Level::Success,
-            EventKind::Rejected | EventKind::Expired => Level::Warn,
+            EventKind::Rejected | EventKind::Expired | EventKind::ListingTruncated => Level::Warn,
             EventKind::UpdateFailed => Level::Error,
             _ => Level::Info,
         }

@@ -427,12 +427,15 @@ fn default_source(kind: EventKind) -> String {
             "Approval of the update of {{target}}/{{id}} to {{new}} expired\
              {{#deadline}} at {{deadline}}{{/deadline}}."
         }
+        EventKind::ListingTruncated => {
+            "No update of {{target}}/{{id}} ({{current}}) was chosen: {{message}}"
+        }
         _ => FALLBACK_BODY,
     };
     format!("{body}{RELEASE_NOTES}")
 }
 
-const KINDS: [EventKind; 7] = [
+const KINDS: [EventKind; 8] = [
     EventKind::UpdatePlanned,
     EventKind::UpdateApplied,
     EventKind::UpdateFailed,
@@ -440,6 +443,7 @@ const KINDS: [EventKind; 7] = [
     EventKind::Approved,
     EventKind::Rejected,
     EventKind::Expired,
+    EventKind::ListingTruncated,
 ];
 
 struct Defaults {

@@ -10,19 +10,53 @@ use tokio::time::Instant;
 
 type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
 
+/// How far ahead a deadline lies at most: about a century, where the clock cannot hold more.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + after`, saturating: a duration that the clock cannot add (an `expires_in` of
+/// `u64::MAX` seconds from a token server, a cache lifetime of `Duration::MAX`) gives a
+/// deadline about a century away instead of a panic.
+pub(crate) fn saturating_deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 /// Values by key, fresh for `ttl`; concurrent misses of one key wait for a single fetch.
 #[derive(Debug)]
 pub(crate) struct TtlCache<K, V> {
     ttl: Duration,
+    max_entries: usize,
     slots: Mutex<HashMap<K, Slot<V>>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub(crate) fn new(ttl: Duration) -> Self {
+        Self::bounded(ttl, usize::MAX)
+    }
+
+    /// A cache holding at most `max_entries` keys: while it is full of fresh values, a new
+    /// key is fetched every time rather than kept.
+    pub(crate) fn bounded(ttl: Duration, max_entries: usize) -> Self {
         TtlCache {
             ttl,
+            max_entries,
             slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Caches `value` under `key` as fresh, replacing what was there (a value just fetched
+    /// by another path, e.g. an uncached confirmation).
+    pub(crate) async fn put(&self, key: &K, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entry(key.clone()).or_default().clone()
+        };
+        let expires = Instant::now().checked_add(self.ttl);
+        *slot.lock().await = expires.map(|t| (t, value));
     }
 
     /// The fresh cached value of `key`, or the result of `fetch` (cached when `Ok`).
@@ -42,7 +76,14 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
                     || s.try_lock()
                         .map_or(true, |v| v.as_ref().is_some_and(|(t, _)| now < *t))
             });
-            slots.entry(key.clone()).or_default().clone()
+            if !slots.contains_key(key) && slots.len() >= self.max_entries {
+                None
+            } else {
+                Some(slots.entry(key.clone()).or_default().clone())
+            }
+        };
+        let Some(slot) = slot else {
+            return fetch().await;
         };
         let mut guard = slot.lock().await;
         if let Some((expires, value)) = guard.as_ref()
@@ -51,7 +92,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             return Ok(value.clone());
         }
         let value = fetch().await?;
-        *guard = Some((Instant::now() + self.ttl, value.clone()));
+        *guard = Some((saturating_deadline(Instant::now(), self.ttl), value.clone()));
         Ok(value)
     }
 }
@@ -91,6 +132,33 @@ mod tests {
             .await;
         assert_eq!(v, Ok(8));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_ttl_saturates_instead_of_overflowing_the_clock() {
+        let cache: TtlCache<u8, u8> = TtlCache::new(Duration::MAX);
+        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(1) }).await, Ok(1));
+        tokio::time::advance(Duration::from_secs(50 * 365 * 24 * 3600)).await;
+        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(2) }).await, Ok(1));
+        let now = Instant::now();
+        assert!(saturating_deadline(now, Duration::MAX) > now + FAR_FUTURE / 2);
+        assert_eq!(
+            saturating_deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_fetches_new_keys_without_keeping_them() {
+        let cache: TtlCache<u8, u8> = TtlCache::bounded(Duration::from_secs(60), 2);
+        for key in [1, 2] {
+            assert_eq!(cache.get_or_fetch(&key, || async { Ok::<_, ()>(key) }).await, Ok(key));
+        }
+        // Full: key 3 is fetched each time, keys 1 and 2 stay cached.
+        assert_eq!(cache.get_or_fetch(&3, || async { Ok::<_, ()>(30) }).await, Ok(30));
+        assert_eq!(cache.get_or_fetch(&3, || async { Ok::<_, ()>(31) }).await, Ok(31));
+        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(10) }).await, Ok(1));
+        assert_eq!(cache.slots.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use keel_core::registry::{
     CredentialSource, DockerConfigDocument, ImageMetadata, Registry, TagList,
 };
+use keel_core::body::{BodyError, read_bounded};
 use keel_core::{Digest, Error, ImageRef, Platform, Tag};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -20,8 +21,17 @@ use tracing::{debug, warn};
 
 use crate::auth::{Challenge, Token, parse_challenge};
 use crate::cache::TtlCache;
-use crate::credentials::{Credentials, DockerConfig, normalize_host};
-use crate::limiter::HostLimiter;
+use crate::credentials::{
+    CredentialHelpers, Credentials, DEFAULT_HELPER_CACHE_TTL, DEFAULT_HELPER_TIMEOUT, DockerConfig,
+    normalize_host,
+};
+use crate::limiter::{HostLimiter, MAX_INTERVAL};
+
+/// The largest token answer read from an auth server.
+const MAX_TOKEN_ANSWER_BYTES: usize = 1 << 20;
+
+/// The largest error body read for the registry's own message; a longer one is not shown.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
 /// Manifest media types we accept, most specific first.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -50,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) max_manifest_bytes: usize,
     pub(crate) max_config_bytes: usize,
     pub(crate) platform: Platform,
+    pub(crate) helper_timeout: Duration,
+    pub(crate) helper_cache_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -73,6 +85,8 @@ impl Default for Settings {
             max_manifest_bytes: 4 << 20,
             max_config_bytes: 4 << 20,
             platform: "linux/amd64".parse().expect("valid platform"),
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
+            helper_cache_ttl: DEFAULT_HELPER_CACHE_TTL,
         }
     }
 }
@@ -139,7 +153,8 @@ impl RegistryClientBuilder {
         self
     }
 
-    /// Requests per second to one registry host (default 20; 0 means no spacing).
+    /// Requests per second to one registry host (default 20; 0 means no spacing). The
+    /// slowest rate is one request per hour: [`build`](Self::build) refuses slower ones.
     pub fn with_requests_per_second(mut self, rps: f64) -> Self {
         self.settings.requests_per_second = rps.max(0.0);
         self
@@ -196,6 +211,22 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// How long a credential helper (`credHelpers`, `credsStore`) may run before it is
+    /// stopped and the request fails (default
+    /// [`DEFAULT_HELPER_TIMEOUT`](crate::DEFAULT_HELPER_TIMEOUT), 10 s).
+    pub fn with_credential_helper_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.helper_timeout = timeout;
+        self
+    }
+
+    /// How long a credential helper's answer for a registry is reused before the helper is
+    /// asked again (default [`DEFAULT_HELPER_CACHE_TTL`](crate::DEFAULT_HELPER_CACHE_TTL),
+    /// 5 minutes; zero asks on every request). At most 256 answers are kept.
+    pub fn with_credential_helper_cache(mut self, ttl: Duration) -> Self {
+        self.settings.helper_cache_ttl = ttl;
+        self
+    }
+
     /// The platform whose image `metadata` reads from an index (default `linux/amd64`).
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.settings.platform = platform;
@@ -217,7 +248,21 @@ impl RegistryClientBuilder {
     }
 
     /// Builds the client.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a request rate slower than one per hour, or an extra CA
+    /// bundle that is not PEM; [`Error::Backend`] when the HTTP client cannot be set up.
     pub fn build(self) -> Result<RegistryClient, Error> {
+        let rps = self.settings.requests_per_second;
+        if rps > 0.0 && rps < 1.0 / MAX_INTERVAL.as_secs_f64() {
+            return Err(keel_core::ParseError::new(
+                "requests per second",
+                rps.to_string(),
+                "is below the slowest rate, one request per hour (1/3600); use 0 for no \
+                 spacing",
+            )
+            .into());
+        }
         let mut http = reqwest::Client::builder()
             .timeout(self.settings.timeout)
             .connect_timeout(self.settings.connect_timeout)
@@ -242,6 +287,10 @@ impl RegistryClientBuilder {
             inner: Arc::new(Inner {
                 tags: TtlCache::new(self.settings.cache_ttl),
                 digests: TtlCache::new(self.settings.cache_ttl),
+                helpers: CredentialHelpers::new(
+                    self.settings.helper_timeout,
+                    self.settings.helper_cache_ttl,
+                ),
                 settings: self.settings,
                 http,
                 config: self.config,
@@ -296,6 +345,8 @@ struct Inner {
     settings: Settings,
     http: reqwest::Client,
     config: DockerConfig,
+    /// Runs the credential helpers of `config`, and keeps their answers for a while.
+    helpers: CredentialHelpers,
     source: Option<Arc<dyn CredentialSource>>,
     /// Documents of the credential source, parsed, by their contents.
     parsed: Mutex<HashMap<Arc<str>, Arc<DockerConfig>>>,
@@ -423,22 +474,80 @@ impl RegistryClient {
     }
 
     fn scheme(&self, host: &str) -> &'static str {
-        let bare = host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        let local = matches!(bare, "localhost" | "127.0.0.1" | "[::1]");
-        if local
-            || self.inner.settings.insecure.contains(host)
-            || self.inner.settings.insecure.contains(bare)
-        {
+        let local = matches!(bare_host(host), "localhost" | "127.0.0.1" | "[::1]");
+        if local || self.marked_insecure(host) {
             "http"
         } else {
             "https"
         }
+    }
+
+    /// Whether `host` (`host` or `host:port`) was marked insecure by
+    /// [`RegistryClientBuilder::with_insecure_registry`].
+    fn marked_insecure(&self, host: &str) -> bool {
+        let insecure = &self.inner.settings.insecure;
+        let host = normalize_host(host);
+        insecure.contains(&host) || insecure.contains(bare_host(&host))
+    }
+
+    /// Refuses a token realm that credentials must not go to: anything but `https`, except
+    /// plain `http` to a loopback address or to a host marked insecure, or for a registry
+    /// marked insecure. The realm may be another host than the registry (Docker Hub's is
+    /// `auth.docker.io`): the registry's own challenge names it.
+    fn check_realm(&self, registry: &str, realm: &reqwest::Url, action: &str) -> Result<(), Error> {
+        let allowed = match realm.scheme() {
+            "https" => true,
+            "http" => {
+                let host = realm.host_str().unwrap_or("");
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                let authority = match realm.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                loopback || self.marked_insecure(&authority) || self.marked_insecure(registry)
+            }
+            _ => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(registry_failure(
+            registry,
+            action,
+            format!(
+                "the auth challenge names the token realm {}, which is not https: credentials \
+                 go over plain http only to loopback addresses and to registries marked \
+                 insecure",
+                realm.origin().ascii_serialization()
+            ),
+            false,
+        ))
+    }
+
+    /// Refuses `url` unless it is on the registry's own origin (scheme, host and port of
+    /// [`base`](Self::base)), the only place its credentials and tokens go.
+    fn check_origin(&self, registry: &str, url: &str, action: &str) -> Result<(), Error> {
+        let base = self.base(registry);
+        let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+        let target = origin(url);
+        if target.is_some() && target == origin(&base) {
+            return Ok(());
+        }
+        let named = target.map_or_else(|| url.to_owned(), |o| o.ascii_serialization());
+        Err(registry_failure(
+            registry,
+            action,
+            format!(
+                "refusing to send a request for {base} to {named}, another origin: the \
+                 registry's credentials go only to the registry"
+            ),
+            false,
+        ))
     }
 
     /// The base URL of a registry's API: Docker Hub's API lives on `registry-1.docker.io`.
@@ -497,6 +606,7 @@ impl RegistryClient {
         action: &str,
     ) -> Result<Fetched, Error> {
         let registry = image.registry();
+        self.check_origin(registry, url, action)?;
         let scope = format!("repository:{}:pull", image.repository());
         let limiter = self.limiter(registry);
         let settings = &self.inner.settings;
@@ -514,7 +624,7 @@ impl RegistryClient {
             if matches!(kind, Kind::ManifestHead | Kind::ManifestGet) {
                 request = request.header(header::ACCEPT, MANIFEST_ACCEPT);
             }
-            request = self.authorize(request, image, &scope)?;
+            request = self.authorize(request, image, &scope).await?;
             let result = request.send().await;
             let response = match result {
                 Ok(r) => r,
@@ -565,7 +675,7 @@ impl RegistryClient {
                         continue;
                     }
                     Some(Challenge::Basic) => {
-                        if matches!(self.credentials(image)?, Credentials::Basic { .. }) {
+                        if matches!(self.credentials(image).await?, Credentials::Basic { .. }) {
                             self.inner
                                 .basic_hosts
                                 .lock()
@@ -611,6 +721,7 @@ impl RegistryClient {
                     let reason = format!(
                         "the registry refused {} ({}{detail})",
                         self.credentials(image)
+                            .await
                             .map(|c| c.describe())
                             .unwrap_or_else(|_| "the credentials".into()),
                         status.as_u16()
@@ -677,7 +788,7 @@ impl RegistryClient {
 
     /// The credentials for `image`'s repository: the first document of the credential source
     /// with an entry for its registry, else the static configuration.
-    fn credentials(&self, image: &ImageRef) -> Result<Credentials, Error> {
+    async fn credentials(&self, image: &ImageRef) -> Result<Credentials, Error> {
         let registry = image.registry();
         if let Some(source) = &self.inner.source {
             for document in source.docker_configs(image) {
@@ -692,7 +803,10 @@ impl RegistryClient {
                 }
             }
         }
-        self.inner.config.credentials(registry)
+        self.inner
+            .config
+            .credentials_with(registry, &self.inner.helpers)
+            .await
     }
 
     fn parse_document(&self, document: &DockerConfigDocument) -> Result<Arc<DockerConfig>, Error> {
@@ -716,7 +830,7 @@ impl RegistryClient {
         }
     }
 
-    fn authorize(
+    async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
         image: &ImageRef,
@@ -740,7 +854,7 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(registry);
-        match self.credentials(image)? {
+        match self.credentials(image).await? {
             Credentials::Basic { username, password } if basic => {
                 Ok(request.basic_auth(username, Some(password.expose())))
             }
@@ -763,7 +877,6 @@ impl RegistryClient {
             .token_requests
             .fetch_add(1, Ordering::Relaxed);
         let registry = image.registry();
-        let credentials = self.credentials(image)?;
         let realm_url = reqwest::Url::parse(realm).map_err(|_| {
             registry_failure(
                 registry,
@@ -772,6 +885,8 @@ impl RegistryClient {
                 false,
             )
         })?;
+        self.check_realm(registry, &realm_url, action)?;
+        let credentials = self.credentials(image).await?;
         let mut params: Vec<(&str, &str)> = vec![("scope", scope)];
         if let Some(service) = service {
             params.push(("service", service));
@@ -822,16 +937,18 @@ impl RegistryClient {
                 status.is_server_error(),
             ));
         }
-        let body = response
-            .bytes()
+        let body = read_body(response, MAX_TOKEN_ANSWER_BYTES)
             .await
-            .map_err(|e| failed(without_url(&e), true))?;
-        if body.len() > 1 << 20 {
-            return Err(failed(
-                "the token answer is larger than 1 MiB".into(),
-                false,
-            ));
-        }
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => failed(
+                    format!("the token answer is larger than the {limit}-byte limit"),
+                    false,
+                ),
+                BodyError::Read(e) => failed(
+                    format!("the token answer broke off: {}", without_url(&e)),
+                    true,
+                ),
+            })?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| failed(format!("the token answer is not valid JSON: {e}"), false))?;
         let value = answer
@@ -871,43 +988,27 @@ impl RegistryClient {
 
     async fn read_capped(
         &self,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         kind: Kind,
         registry: &str,
         action: &str,
     ) -> Result<Vec<u8>, Error> {
-        let limit = self.body_limit(kind);
-        let too_large = || {
-            registry_failure(
-                registry,
-                action,
-                format!("the response is larger than the {limit}-byte limit"),
-                false,
-            )
-        };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return Err(too_large());
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(body),
-                Err(e) => {
-                    return Err(registry_failure(
-                        registry,
-                        action,
-                        format!("the response broke off: {}", without_url(&e)),
-                        true,
-                    ));
-                }
-            }
-        }
+        read_body(response, self.body_limit(kind))
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => registry_failure(
+                    registry,
+                    action,
+                    format!("the response is larger than the {limit}-byte limit"),
+                    false,
+                ),
+                BodyError::Read(e) => registry_failure(
+                    registry,
+                    action,
+                    format!("the response broke off: {}", without_url(&e)),
+                    true,
+                ),
+            })
     }
 
     async fn fetch_tags(
@@ -943,6 +1044,20 @@ impl RegistryClient {
             tags.extend(parsed.tags.unwrap_or_default());
             progress(tags.len());
             let next = next_link(&page.headers, &page.url);
+            if let Some(next) = &next
+                && let Err(e) = self.check_origin(image.registry(), next, &action)
+            {
+                let message = match e {
+                    Error::Backend { message, .. } => message,
+                    other => other.to_string(),
+                };
+                return Err(registry_failure(
+                    image.registry(),
+                    &action,
+                    format!("the tag list links its next page to another origin: {message}"),
+                    false,
+                ));
+            }
             if tags.len() > settings.max_tags {
                 tags.truncate(settings.max_tags);
                 return Ok(TagList {
@@ -996,7 +1111,7 @@ impl RegistryClient {
         image: &ImageRef,
         reference: &str,
         action: &str,
-    ) -> Result<(Manifest, String), Error> {
+    ) -> Result<(Manifest, String, Digest), Error> {
         let url = format!(
             "{}/v2/{}/manifests/{reference}",
             self.base(image.registry()),
@@ -1011,7 +1126,9 @@ impl RegistryClient {
             .to_owned();
         let manifest: Manifest = parse_json(&got.body, image.registry(), action, "the manifest")?;
         let media_type = manifest.media_type.clone().unwrap_or(content_type);
-        Ok((manifest, media_type))
+        // The digest of the manifest as served: what the tag points at.
+        let digest = sha256_digest(&got.body);
+        Ok((manifest, media_type, digest))
     }
 
     async fn config_created(
@@ -1056,9 +1173,17 @@ impl Registry for RegistryClient {
             .await
     }
 
+    async fn confirm_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
+        let digest = self.fetch_digest(image, tag.as_str()).await?;
+        let key = (image.name(), tag.as_str().to_owned());
+        self.inner.digests.put(&key, digest.clone()).await;
+        Ok(digest)
+    }
+
     async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
         let action = format!("read metadata of {}:{tag}", image.name());
-        let (manifest, media_type) = self.fetch_manifest(image, tag.as_str(), &action).await?;
+        let (manifest, media_type, digest) =
+            self.fetch_manifest(image, tag.as_str(), &action).await?;
         if let Some(entries) = manifest
             .manifests
             .filter(|_| media_type.contains("index") || media_type.contains("list"))
@@ -1075,7 +1200,7 @@ impl Registry for RegistryClient {
                     continue;
                 };
                 if platform.matches(&self.inner.settings.platform) {
-                    let (inner, _) = self.fetch_manifest(image, &entry.digest, &action).await?;
+                    let (inner, ..) = self.fetch_manifest(image, &entry.digest, &action).await?;
                     if let Some(config) = inner.config {
                         let c = self.config_created(image, &config.digest, &action).await?;
                         created = created.max(c);
@@ -1083,7 +1208,11 @@ impl Registry for RegistryClient {
                 }
                 platforms.push(platform);
             }
-            return Ok(ImageMetadata { created, platforms });
+            return Ok(ImageMetadata {
+                created,
+                platforms,
+                digest: Some(digest),
+            });
         }
         let created = match manifest.config {
             Some(config) => self.config_created(image, &config.digest, &action).await?,
@@ -1092,6 +1221,7 @@ impl Registry for RegistryClient {
         Ok(ImageMetadata {
             created,
             platforms: Vec::new(),
+            digest: Some(digest),
         })
     }
 }
@@ -1131,7 +1261,7 @@ fn sha256_digest(bytes: &[u8]) -> Digest {
 }
 
 /// The `rel="next"` target of a `Link` header, resolved against the page's URL.
-fn next_link(headers: &HeaderMap, page: &reqwest::Url) -> Option<String> {
+pub(crate) fn next_link(headers: &HeaderMap, page: &reqwest::Url) -> Option<String> {
     for value in headers.get_all(header::LINK) {
         let Ok(value) = value.to_str() else { continue };
         for link in value.split(',') {
@@ -1155,7 +1285,7 @@ fn next_link(headers: &HeaderMap, page: &reqwest::Url) -> Option<String> {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -1177,11 +1307,11 @@ async fn registry_message(response: reqwest::Response) -> String {
         #[serde(default)]
         message: String,
     }
-    let Ok(body) = response.bytes().await else {
+    // An error body past the limit (or broken off) is not shown rather than read on.
+    let Ok(body) = read_body(response, MAX_ERROR_BODY_BYTES).await else {
         return String::new();
     };
-    let body = &body[..body.len().min(64 << 10)];
-    match serde_json::from_slice::<Errors>(body) {
+    match serde_json::from_slice::<Errors>(&body) {
         Ok(e) if !e.errors.is_empty() => {
             let first = &e.errors[0];
             format!(": {} {}", first.code, first.message)
@@ -1190,6 +1320,29 @@ async fn registry_message(response: reqwest::Response) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// A response's body, read by the one bounded reader: at most `limit` bytes.
+async fn read_body(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError<reqwest::Error>> {
+    let announced = response.content_length();
+    let chunks = futures::stream::try_unfold(response, |mut response| async move {
+        Ok(response.chunk().await?.map(|chunk| (chunk, response)))
+    });
+    read_bounded(chunks, announced, limit).await
+}
+
+/// `host` without its `:port`.
+fn bare_host(host: &str) -> &str {
+    host.rsplit_once(':').map_or(host, |(h, p)| {
+        if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
 }
 
 fn image_name(image: &ImageRef, kind: Kind, url: &str) -> String {

@@ -81,11 +81,16 @@ pub(crate) async fn check(
         .iter()
         .map(|p| (p.plan.id.as_str(), p.plan.new.to_string()))
         .collect();
-    let errors: HashMap<&str, String> = report
+    let mut errors: HashMap<&str, String> = report
         .failures
         .iter()
         .filter_map(|f| Some((f.id.as_deref()?, f.error.to_string())))
         .collect();
+    for listing in &report.truncated {
+        for (_, id) in &listing.images {
+            errors.insert(id.as_str(), listing.to_string());
+        }
+    }
     if let Some(failure) = report.failures.iter().find(|f| f.id.is_none()) {
         return Err(CliError::Io(format!(
             "{}: {}",

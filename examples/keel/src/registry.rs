@@ -31,6 +31,15 @@ pub(crate) struct RegistryArgs {
     /// Allow plain HTTP to this registry host (repeatable); localhost is always allowed.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
+
+    /// The listing budget in pages: a tag list longer than this is cut short, and no update
+    /// is chosen from a cut list.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_pages: usize,
+
+    /// The listing budget in tags (see `--max-pages`).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_tags: usize,
 }
 
 impl RegistryArgs {
@@ -49,7 +58,9 @@ impl RegistryArgs {
             Some(path) => DockerConfig::from_file(path)?,
             None => DockerConfig::from_env()?,
         };
-        let mut builder = RegistryClient::builder().with_docker_config(config);
+        let mut builder = RegistryClient::builder()
+            .with_docker_config(config)
+            .with_listing_budget(self.max_pages, self.max_tags);
         for host in &self.insecure_registry {
             builder = builder.with_insecure_registry(host);
         }
@@ -144,7 +155,8 @@ pub(crate) async fn tags(args: &TagsArgs) -> Result<(), CliError> {
     }
     if list.truncated {
         eprintln!(
-            "keel: warning: the listing of {} stopped at the budget of {} tags",
+            "keel: warning: the listing of {} stopped at the budget after {} tags (raise \
+             --max-pages or --max-tags)",
             image.name(),
             list.tags.len()
         );
@@ -204,6 +216,15 @@ pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
     let policy = args.decide.policy()?;
     let client = args.registry.client(&image)?;
     let list = client.list_tags(&image).await?;
+    if list.truncated {
+        // Registries list tags lexically: the newest are the ones a budget cuts.
+        return Err(CliError::Io(format!(
+            "no update is chosen from a partial list: the tag list of {} stopped at the \
+             listing budget after {} tags; raise --max-pages or --max-tags",
+            image.name(),
+            list.tags.len()
+        )));
+    }
     let needs = policy.needs();
     let current_tag = image.tag().map(Tag::as_str);
 
@@ -228,8 +249,19 @@ pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
             let Ok(parsed) = Tag::new(tag.as_str()) else {
                 continue;
             };
-            if let Some(time) = client.metadata(&image, &parsed).await?.created {
-                created.insert(tag.clone(), time);
+            match client.metadata(&image, &parsed).await {
+                Ok(meta) => {
+                    if let Some(time) = meta.created {
+                        created.insert(tag.clone(), time);
+                    }
+                }
+                // One unreadable image does not fail the check: it is left out, saying why.
+                Err(e) if args.decide.explain => {
+                    eprintln!("{tag}: skipped, its metadata could not be read: {e}");
+                }
+                Err(e) => {
+                    eprintln!("keel: warning: {tag}: skipped, its metadata could not be read: {e}")
+                }
             }
         }
     }

@@ -22,6 +22,20 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// The default deadline of a request: 24 hours, as in Keel.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How many times the same update (same image and digest) may be requested again after it
+/// was applied and then rolled back by hand; past it, opening a request is an error.
+const MAX_ROUNDS: u32 = 1000;
+
+fn too_many_rounds(plan: &UpdatePlan) -> Error {
+    Error::Conflict {
+        action: format!("request approval for {plan}"),
+        reason: format!(
+            "the same update was applied and rolled back {MAX_ROUNDS} times; delete its \
+             applied requests to ask again"
+        ),
+    }
+}
+
 /// Enforces the approval rules over an [`ApprovalStore`], keeps the audit log and tells
 /// notifiers about requests, approvals, rejections and expiries.
 ///
@@ -106,7 +120,10 @@ impl Approvals {
 
     /// Opens the request for `plan`, whose new image has `digest`, needing `required`
     /// approvals, open for `deadline` (default: the manager's), or returns the request already
-    /// open under the same id in whatever state it is.
+    /// open under the same id in whatever state it is, except applied: an applied request is
+    /// never returned, since the same update planned again means the workload was rolled
+    /// back, and rolling it out again needs a new request (the next round's id,
+    /// [`ApprovalRequest::derive_id_round`]).
     ///
     /// A new request is audited and announced ([`EventKind::ApprovalRequested`]) once, and
     /// supersedes the pending requests of the same target and tracked image for other
@@ -190,9 +207,8 @@ impl Approvals {
                 "too far in the future",
             )
         })?;
-        let id = ApprovalRequest::derive_id(plan, digest.as_ref());
-        let fresh = ApprovalRequest {
-            id: id.clone(),
+        let mut fresh = ApprovalRequest {
+            id: String::new(),
             plan: plan.clone(),
             digest,
             required,
@@ -206,24 +222,41 @@ impl Approvals {
         };
         let mut created = false;
         let mut expired = false;
-        let stored = self
-            .store
-            .update(&id, &mut |existing| {
-                created = existing.is_none();
-                expired = false;
-                match existing {
-                    None => Ok(Some(fresh.clone())),
-                    Some(mut r) if r.state == ApprovalState::Pending && now >= r.deadline => {
-                        expired = true;
-                        r.state = ApprovalState::Expired;
-                        r.updated = now;
-                        Ok(Some(r))
+        // An applied request is never reused: the same update planned again (the workload
+        // was rolled back by hand) opens the next round's request.
+        let mut stored = None;
+        for round in 0..MAX_ROUNDS {
+            let id = ApprovalRequest::derive_id_round(plan, fresh.digest.as_ref(), round);
+            fresh.id.clone_from(&id);
+            let mut applied = false;
+            let found = self
+                .store
+                .update(&id, &mut |existing| {
+                    created = existing.is_none();
+                    expired = false;
+                    applied = false;
+                    match existing {
+                        None => Ok(Some(fresh.clone())),
+                        Some(mut r) if r.state == ApprovalState::Pending && now >= r.deadline => {
+                            expired = true;
+                            r.state = ApprovalState::Expired;
+                            r.updated = now;
+                            Ok(Some(r))
+                        }
+                        Some(r) => {
+                            applied = r.state == ApprovalState::Applied;
+                            Ok(Some(r))
+                        }
                     }
-                    Some(r) => Ok(Some(r)),
-                }
-            })
-            .await?
-            .ok_or_else(|| self.vanished(&id))?;
+                })
+                .await?
+                .ok_or_else(|| self.vanished(&id))?;
+            if !applied {
+                stored = Some(found);
+                break;
+            }
+        }
+        let stored = stored.ok_or_else(|| too_many_rounds(plan))?;
 
         let mut failures = 0;
         if expired {
@@ -499,8 +532,26 @@ impl Approvals {
         Ok(self.tell(EventKind::Expired, r, &msg, extra).await)
     }
 
-    /// Records that the approved update of request `id` was applied. Applying again is
-    /// recorded too; a request that is not approved is [`Error::Conflict`].
+    /// The request that [`request`](Self::request) would return for `plan` with `digest`,
+    /// without opening one: the first round's request that was not applied, or `None` when
+    /// none is stored (the next real pass opens it).
+    pub async fn lookup(
+        &self,
+        plan: &UpdatePlan,
+        digest: Option<&Digest>,
+    ) -> Result<Option<ApprovalRequest>, Error> {
+        for round in 0..MAX_ROUNDS {
+            let id = ApprovalRequest::derive_id_round(plan, digest, round);
+            match self.store.get(&id).await? {
+                Some(r) if r.state == ApprovalState::Applied => continue,
+                found => return Ok(found),
+            }
+        }
+        Err(too_many_rounds(plan))
+    }
+
+    /// Records that the approved update of request `id` was applied. Marking it applied again
+    /// is recorded too; a request that is not approved is [`Error::Conflict`].
     pub async fn mark_applied(&self, id: &str) -> Result<(), Error> {
         validate_request_id(id)?;
         let now = self.now();
@@ -510,7 +561,7 @@ impl Approvals {
                 let Some(mut r) = existing else {
                     return Err(Error::not_found(format!("approval request {id}")));
                 };
-                if !r.state.allows_apply() {
+                if !matches!(r.state, ApprovalState::Approved | ApprovalState::Applied) {
                     return Err(Error::Conflict {
                         action: format!("mark approval request {id} applied"),
                         reason: format!("the request is {}", r.state),

@@ -111,9 +111,13 @@ impl ApprovalState {
         }
     }
 
-    /// Whether the update may be applied in this state (approved, or applied before).
+    /// Whether the update may be applied in this state: approved, and not applied yet.
+    ///
+    /// An applied request never allows another rollout: when the update is planned again
+    /// (someone rolled the workload back by hand), it needs a new request
+    /// ([`ApprovalRequest::derive_id_round`]).
     pub fn allows_apply(self) -> bool {
-        matches!(self, ApprovalState::Approved | ApprovalState::Applied)
+        self == ApprovalState::Approved
     }
 }
 
@@ -245,6 +249,14 @@ impl ApprovalRequest {
     /// and the digest, separated by NUL bytes. The same update of the same content always
     /// gets the same id; a new push of the tag gets a new one.
     pub fn derive_id(plan: &UpdatePlan, digest: Option<&Digest>) -> String {
+        Self::derive_id_round(plan, digest, 0)
+    }
+
+    /// The id of the `round`-th request for the same update: round 0 is
+    /// [`derive_id`](Self::derive_id); each later round is opened when the request of the
+    /// round before was applied and the same update is planned again (the workload was rolled
+    /// back by hand), so that rolling that version out again needs new votes.
+    pub fn derive_id_round(plan: &UpdatePlan, digest: Option<&Digest>, round: u32) -> String {
         let new = image_without_digest(&plan.new);
         let mut hasher = Sha256::new();
         hasher.update(plan.target.as_bytes());
@@ -255,6 +267,10 @@ impl ApprovalRequest {
         hasher.update([0]);
         if let Some(d) = digest {
             hasher.update(d.as_str().as_bytes());
+        }
+        if round > 0 {
+            hasher.update([0]);
+            hasher.update(round.to_be_bytes());
         }
         let hash = hasher.finalize();
         hex::encode(&hash[..8])
@@ -639,6 +655,12 @@ mod tests {
             ..plan("1.1.0")
         };
         assert_eq!(a, ApprovalRequest::derive_id(&pinned, Some(&digest(1))));
+        // Round 0 is the derived id; later rounds differ from it and from each other.
+        let round = |n| ApprovalRequest::derive_id_round(&plan("1.1.0"), Some(&digest(1)), n);
+        assert_eq!(a, round(0));
+        assert_ne!(round(1), round(0));
+        assert_ne!(round(2), round(1));
+        assert_eq!(round(1).len(), 16);
     }
 
     #[test]
