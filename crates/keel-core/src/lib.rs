@@ -11,6 +11,8 @@
 //!   ([`VersionPolicy`]), and the [`Policy`] trait for your own;
 //! - the plugin traits [`Registry`], [`Target`] and [`Notifier`];
 //! - [`pipeline`]: one pass of discover → list → select → apply → notify;
+//! - [`supervise`]: running passes so that a panic or a hang is caught, counted and followed
+//!   by the next pass, and knowing when the last one completed;
 //! - [`trigger`]: poll schedules (cron with seconds, `@every 5m`) and the webhook payloads of
 //!   registries (Docker Hub, Quay, ACR, GHCR, Harbor, JFrog, distribution);
 //! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
@@ -39,6 +41,7 @@ pub mod memory;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;
+pub mod supervise;
 pub mod target;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/webhooks/{source}` | `native`, `dockerhub`, `quay`, `azure`, `github`, `harbor`, `jfrog`, `registry`: reads the payload and queues its pushes |
-//! | `GET /healthz` | `ok` |
+//! | `GET /healthz` | `200 ok`, or `503 unhealthy: <why>` when no pipeline pass completed within the window given to [`HttpConfig::with_liveness`] (the controller: 3 × `--resync`) |
 //! | `GET /metrics` | Prometheus text format, see [`crate::metrics`] |
 //!
 //! Webhook answers are JSON: `200 {"pushes": ["<image>", ...]}` (an empty list for a payload
@@ -37,6 +37,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use keel_core::Error;
+use keel_core::supervise::PassSupervisor;
 use keel_core::trigger::{PushEvent, WebhookSource};
 use serde_json::json;
 use sha2::Sha256;
@@ -90,6 +91,7 @@ pub struct HttpConfig {
     default_auth: Vec<Credential>,
     source_auth: HashMap<WebhookSource, Vec<Credential>>,
     body_limit: usize,
+    liveness: Option<(Arc<PassSupervisor>, std::time::Duration)>,
 }
 
 impl Default for HttpConfig {
@@ -105,7 +107,20 @@ impl HttpConfig {
             default_auth: Vec::new(),
             source_auth: HashMap::new(),
             body_limit: 1024 * 1024,
+            liveness: None,
         }
+    }
+
+    /// Makes `/healthz` answer 503, with the reason, when `supervisor` saw no pass complete
+    /// within `window` (see [`crate::worker::Worker::health_window`]). Without it, `/healthz`
+    /// only says that the server answers.
+    pub fn with_liveness(
+        mut self,
+        supervisor: Arc<PassSupervisor>,
+        window: std::time::Duration,
+    ) -> Self {
+        self.liveness = Some((supervisor, window));
+        self
     }
 
     /// Accepts `credential` on every endpoint that has no credentials of its own.
@@ -219,7 +234,7 @@ pub fn router(
     };
     Router::new()
         .route("/v1/webhooks/{source}", post(webhook))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -240,6 +255,25 @@ pub async fn serve(
 
 fn error(status: StatusCode, message: impl fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let stalled = state
+        .config
+        .liveness
+        .as_ref()
+        .and_then(|(supervisor, window)| supervisor.stalled(*window));
+    match stalled {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(reason) => {
+            warn!(%reason, "unhealthy");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy: {reason}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

@@ -59,8 +59,16 @@ struct Args {
     queue: usize,
 
     /// How often to look for newly deployed images when nothing is due: `30s`, `5m`.
+    /// `/healthz` answers 503 when no pass completed within 3 × this interval (or within
+    /// --pass-timeout plus this interval, when that is longer).
     #[arg(long, default_value = "1m", value_parser = parse_interval)]
     resync: Duration,
+
+    /// Cut off a pipeline pass that runs longer than this (`2m`, `10m`; default: twice
+    /// --resync). The failure is logged and counted in `keel_pass_failures_total`, and the
+    /// next pass runs as usual; a pass that panics is treated the same way.
+    #[arg(long, value_parser = parse_interval, env = "KEEL_PASS_TIMEOUT")]
+    pass_timeout: Option<Duration>,
 
     /// Show what would change, never apply.
     #[arg(long)]
@@ -255,6 +263,9 @@ async fn main() -> std::process::ExitCode {
         None
     };
     let mut worker = Worker::new(pipeline, metrics.clone()).with_resync(args.resync);
+    if let Some(timeout) = args.pass_timeout {
+        worker = worker.with_pass_timeout(timeout);
+    }
     if let Some(leadership) = &leadership {
         worker = worker.with_leadership(leadership.subscribe());
     }
@@ -276,6 +287,12 @@ async fn main() -> std::process::ExitCode {
         }));
     }
     let worker = Arc::new(worker);
+    let config = config.with_liveness(worker.supervisor().clone(), worker.health_window());
+    info!(
+        pass_timeout_seconds = worker.pass_timeout().as_secs(),
+        health_window_seconds = worker.health_window().as_secs(),
+        "passes are supervised"
+    );
     // The gauge asks the store at each scrape, so it counts what is really pending.
     let gauge = approvals.clone();
     metrics.set_pending_approvals(move || {

@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | `keel_webhooks_received_total` | counter | `source`, `outcome` | webhook requests by endpoint and what became of them: `accepted` (pushes queued), `ignored` (no push in it), `unauthorized`, `invalid` (400), `too_large` (413), `busy` (503, queue full) |
 //! | `keel_pipeline_passes_total` | counter | `trigger` | pipeline passes run: `poll` or `webhook` (a poll pass that only looked for new images and checked none is not counted) |
+//! | `keel_pass_failures_total` | counter | `trigger`, `reason` | passes that did not complete: `reason` is `panic` (caught; the next pass runs) or `timeout` (cut off after the pass timeout) |
 //! | `keel_updates_total` | counter | `outcome` | updates `applied` (or already current) and `failed` in targets |
 //! | `keel_pipeline_last_pass_timestamp_seconds` | gauge | | when the last pass finished (Unix time) |
 //! | `keel_pending_approvals` | gauge | | updates waiting for approval, counted at scrape time |
@@ -164,6 +165,7 @@ pub type RegistryRequestsFn = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + 
 pub struct Metrics {
     webhooks: CounterVec,
     passes: CounterVec,
+    pass_failures: CounterVec,
     updates: CounterVec,
     last_pass: AtomicI64,
     pending_approvals: RwLock<Option<PendingApprovalsFn>>,
@@ -196,6 +198,11 @@ impl Metrics {
                 "Pipeline passes run, by what triggered them.",
                 &["trigger"],
             ),
+            pass_failures: CounterVec::new(
+                "keel_pass_failures_total",
+                "Pipeline passes that panicked or ran past the pass timeout, by trigger and reason.",
+                &["trigger", "reason"],
+            ),
             updates: CounterVec::new(
                 "keel_updates_total",
                 "Updates applied in targets or failed there.",
@@ -214,6 +221,9 @@ impl Metrics {
         }
         for trigger in ["poll", "webhook"] {
             metrics.passes.add(&[trigger], 0);
+            for reason in ["panic", "timeout"] {
+                metrics.pass_failures.add(&[trigger, reason], 0);
+            }
         }
         for outcome in ["applied", "failed"] {
             metrics.updates.add(&[outcome], 0);
@@ -238,6 +248,17 @@ impl Metrics {
         self.updates.add(&["applied"], applied as u64);
         self.updates.add(&["failed"], failed as u64);
         self.last_pass.store(finished, Ordering::Relaxed);
+    }
+
+    /// Counts one pass (`trigger`: `poll` or `webhook`) that did not complete (`reason`:
+    /// `panic` or `timeout`).
+    pub fn pass_failure(&self, trigger: &str, reason: &str) {
+        self.pass_failures.add(&[trigger, reason], 1);
+    }
+
+    /// How many passes of `trigger` failed for `reason`.
+    pub fn pass_failures(&self, trigger: &str, reason: &str) -> u64 {
+        self.pass_failures.get(&[trigger, reason])
     }
 
     /// How many passes `trigger` started.
@@ -280,6 +301,7 @@ impl Metrics {
         let mut out = String::new();
         self.webhooks.render(&mut out);
         self.passes.render(&mut out);
+        self.pass_failures.render(&mut out);
         self.updates.render(&mut out);
         header(
             &mut out,

@@ -1,5 +1,10 @@
 //! Runs pipeline passes: for pushes the webhooks queued, and for poll-triggered images when
 //! they are due.
+//!
+//! [`Worker::run`] runs every pass under a [`PassSupervisor`]: a pass that panics or runs
+//! longer than the pass timeout (default twice the resync interval) is logged, counted in
+//! `keel_pass_failures_total`, and followed by the next pass. The supervisor's time of the
+//! last completed pass is what `/healthz` reads ([`Worker::health_window`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,10 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keel_core::pipeline::RunReport;
+use keel_core::supervise::PassSupervisor;
 use keel_core::trigger::PushEvent;
 use keel_core::{Pipeline, TrackedImage, UpdatePlan};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::scheduler::{ImageKey, PollScheduler};
@@ -35,7 +41,13 @@ pub struct Worker {
     resync: Duration,
     leader: Option<tokio::sync::watch::Receiver<bool>>,
     on_applied: Option<OnApplied>,
+    supervisor: Arc<PassSupervisor>,
+    pass_timeout: Option<Duration>,
 }
+
+/// `/healthz` fails when no pass completed within this many resync intervals (or within the
+/// pass timeout plus one resync interval, when that is longer): see [`Worker::health_window`].
+pub const HEALTH_RESYNC_MULTIPLE: u32 = 3;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +56,7 @@ impl std::fmt::Debug for Worker {
             .field("resync", &self.resync)
             .field("leader", &self.leader.as_ref().map(|l| *l.borrow()))
             .field("on_applied", &self.on_applied.is_some())
+            .field("pass_timeout", &self.pass_timeout())
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +75,38 @@ impl Worker {
             resync: Duration::from_secs(60),
             leader: None,
             on_applied: None,
+            supervisor: Arc::new(PassSupervisor::new()),
+            pass_timeout: None,
         }
+    }
+
+    /// Cuts off a pass that runs longer than `timeout` (default: twice the resync interval;
+    /// at least a second). The pass is dropped where it waits, counted as a failure, and the
+    /// next one runs as usual.
+    pub fn with_pass_timeout(mut self, timeout: Duration) -> Self {
+        self.pass_timeout = Some(timeout.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// How long a pass may run before it is cut off.
+    pub fn pass_timeout(&self) -> Duration {
+        self.pass_timeout.unwrap_or(self.resync.saturating_mul(2))
+    }
+
+    /// Within what time some pass must complete for the worker to count as healthy:
+    /// [`HEALTH_RESYNC_MULTIPLE`] × the resync interval, or the pass timeout plus one resync
+    /// interval when that is longer (so that one slow but legitimate pass is not a failure).
+    /// A standby replica completes its (empty) passes too, so it stays healthy.
+    pub fn health_window(&self) -> Duration {
+        self.resync
+            .saturating_mul(HEALTH_RESYNC_MULTIPLE)
+            .max(self.pass_timeout().saturating_add(self.resync))
+    }
+
+    /// The supervisor of the passes [`run`](Self::run) runs: when one last completed, how
+    /// many failed.
+    pub fn supervisor(&self) -> &Arc<PassSupervisor> {
+        &self.supervisor
     }
 
     /// Calls `hook` with the plans each pass applied (not with those already current).
@@ -213,9 +257,30 @@ impl Worker {
         );
     }
 
+    /// Runs `pass` under the supervisor; a panic or an overrun is logged and counted, and
+    /// `None` returned.
+    async fn supervised<T>(&self, trigger: &str, pass: impl Future<Output = T>) -> Option<T> {
+        let deadline = tokio::time::sleep(self.pass_timeout());
+        match self.supervisor.run(pass, deadline).await {
+            Ok(value) => Some(value),
+            Err(failure) => {
+                error!(
+                    trigger,
+                    reason = failure.kind(),
+                    timeout_seconds = self.pass_timeout().as_secs(),
+                    "{failure}; the next pass runs as usual"
+                );
+                self.metrics.pass_failure(trigger, failure.kind());
+                None
+            }
+        }
+    }
+
     /// Runs passes until `shutdown` completes: a webhook pass for each batch of pushes from
     /// `pushes`, a poll pass whenever images are due. A pass that has started is finished
-    /// before shutting down.
+    /// before shutting down. Each pass is supervised: one that panics or overruns the pass
+    /// timeout is counted and logged, and the loop goes on (the pushes of a failed webhook
+    /// pass are not retried; polled images among them are checked again on their schedule).
     pub async fn run(
         self: Arc<Self>,
         mut pushes: mpsc::Receiver<PushEvent>,
@@ -238,13 +303,13 @@ impl Worker {
                         while let Ok(more) = pushes.try_recv() {
                             batch.push(more);
                         }
-                        self.webhook_pass(&batch).await;
+                        self.supervised("webhook", self.webhook_pass(&batch)).await;
                     }
                     None => pushes_open = false,
                 },
                 () = tokio::time::sleep(sleep) => {
                     let now = Utc::now();
-                    self.poll_pass(now).await;
+                    self.supervised("poll", self.poll_pass(now)).await;
                     last_poll = Some(now);
                 }
                 changed = async {

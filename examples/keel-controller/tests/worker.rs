@@ -261,3 +261,224 @@ async fn a_standby_runs_nothing_and_a_new_leader_runs_a_pass_at_once() {
     stop.send(()).unwrap();
     run.await.unwrap();
 }
+
+/// What [`Faulty`] does on its next discoveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Hang,
+}
+
+/// A target that panics or hangs in `discover` when told to, and otherwise is the in-memory
+/// target it wraps.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<InMemoryTarget>,
+    fault: std::sync::Mutex<Fault>,
+    discoveries: std::sync::atomic::AtomicUsize,
+}
+
+impl Faulty {
+    fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
+
+    fn discoveries(&self) -> usize {
+        self.discoveries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl keel_core::Target for Faulty {
+    fn name(&self) -> &str {
+        "faulty target"
+    }
+
+    async fn discover(&self) -> Result<Vec<TrackedImage>, keel_core::Error> {
+        self.discoveries
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let fault = *self.fault.lock().unwrap();
+        match fault {
+            Fault::Panic => panic!("discover exploded"),
+            Fault::Hang => std::future::pending().await,
+            Fault::None => self.inner.discover().await,
+        }
+    }
+
+    async fn apply(
+        &self,
+        plan: &keel_core::UpdatePlan,
+    ) -> Result<keel_core::ApplyOutcome, keel_core::Error> {
+        self.inner.apply(plan).await
+    }
+}
+
+/// Runs a worker (resync 1s, pass timeout 1s) over a faulty target, with `/healthz` served;
+/// returns what the test needs and a closure to stop everything.
+struct Supervised {
+    registry: Arc<InMemoryRegistry>,
+    faulty: Arc<Faulty>,
+    metrics: Arc<Metrics>,
+    worker: Arc<Worker>,
+    base: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn supervised(fault: Fault) -> Supervised {
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.0.0", "1.1.0"]);
+    let inner = Arc::new(InMemoryTarget::new("test target"));
+    inner.track_with(tracked("web", "ghcr.io/acme/web:1.0.0", Some("@every 1h")));
+    let faulty = Arc::new(Faulty {
+        inner,
+        fault: std::sync::Mutex::new(fault),
+        discoveries: Default::default(),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Pipeline::new(registry.clone()).with_target(faulty.clone());
+    let worker = Arc::new(
+        Worker::new(pipeline, metrics.clone())
+            .with_resync(Duration::from_secs(1))
+            .with_pass_timeout(Duration::from_secs(1)),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let (pushes, queue) = tokio::sync::mpsc::channel(8);
+    let run = tokio::spawn(worker.clone().run(queue, wait(stopped.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config =
+        HttpConfig::new().with_liveness(worker.supervisor().clone(), worker.health_window());
+    let router = http::router(config, metrics.clone(), pushes);
+    let server = tokio::spawn(async move {
+        http::serve(listener, router, wait(stopped)).await.unwrap();
+    });
+    Supervised {
+        registry,
+        faulty,
+        metrics,
+        worker,
+        base,
+        stop,
+        tasks: vec![run, server],
+    }
+}
+
+impl Supervised {
+    async fn healthz(&self) -> (u16, String) {
+        let response = reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Waits up to `limit` for `done`.
+    async fn wait_until(&self, limit: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+        let start = std::time::Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < limit,
+                "{what} did not happen in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("stops on shutdown")
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_pass_is_counted_and_the_next_one_runs() {
+    let s = supervised(Fault::Panic).await;
+    assert_eq!(s.worker.health_window(), Duration::from_secs(3));
+
+    // Passes keep coming (about one a second) and each panic is counted.
+    s.wait_until(Duration::from_secs(10), "two panics", |s| {
+        s.metrics.pass_failures("poll", "panic") >= 2
+    })
+    .await;
+    assert_eq!(s.worker.supervisor().completed(), 0);
+    assert_eq!(s.registry.list_calls(), 0);
+    let text = s.metrics.render().await;
+    assert!(
+        text.contains("keel_pass_failures_total{trigger=\"poll\",reason=\"panic\"} "),
+        "{text}"
+    );
+
+    // No pass completed for longer than 3 × resync: unhealthy, and it says why.
+    s.wait_until(Duration::from_secs(10), "the health window", |s| {
+        s.worker
+            .supervisor()
+            .stalled(s.worker.health_window())
+            .is_some()
+    })
+    .await;
+    let (status, body) = s.healthz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("no pass has completed") && body.contains("discover exploded"),
+        "{body}"
+    );
+
+    // The fault goes away: the next pass applies the update and health comes back.
+    s.faulty.set(Fault::None);
+    s.wait_until(Duration::from_secs(10), "a completed pass", |s| {
+        s.worker.supervisor().completed() >= 1
+    })
+    .await;
+    assert_eq!(
+        s.faulty.inner.image("web").unwrap().tag().unwrap().as_str(),
+        "1.1.0"
+    );
+    let (status, body) = s.healthz().await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_pass_is_cut_off_and_the_next_one_runs() {
+    let s = supervised(Fault::Hang).await;
+    let (status, _) = s.healthz().await;
+    assert_eq!(status, 200, "healthy while within the window after start");
+
+    s.wait_until(Duration::from_secs(10), "a timeout", |s| {
+        s.metrics.pass_failures("poll", "timeout") >= 1
+    })
+    .await;
+    // Cut off after a second, the hung pass is followed by another one.
+    s.wait_until(Duration::from_secs(10), "another discovery", |s| {
+        s.faulty.discoveries() >= 2
+    })
+    .await;
+    s.wait_until(Duration::from_secs(10), "the health window", |s| {
+        s.worker
+            .supervisor()
+            .stalled(s.worker.health_window())
+            .is_some()
+    })
+    .await;
+    let (status, body) = s.healthz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("deadline"), "{body}");
+
+    s.faulty.set(Fault::None);
+    s.wait_until(Duration::from_secs(10), "a completed pass", |s| {
+        s.worker.supervisor().completed() >= 1
+    })
+    .await;
+    assert_eq!(s.healthz().await.0, 200);
+    assert_eq!(s.metrics.pass_failures("poll", "panic"), 0);
+    s.stop().await;
+}
