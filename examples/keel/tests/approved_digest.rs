@@ -1,0 +1,164 @@
+//! What was approved is what rolls out: the Kubernetes and Git targets, driven by the
+//! pipeline over a real registry, never deploy a tag pushed again after the vote, and deploy
+//! (or record) exactly the approved digest.
+
+#[path = "../../../crates/keel-git/tests/support/mod.rs"]
+mod git_support;
+#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
+mod kube_support;
+#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
+mod registry_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use git_support::GitServer;
+use keel_core::approval::{ApprovalState, Approvals, MemoryApprovalStore, VoteKind};
+use keel_core::{Pipeline, RunReport, Target};
+use keel_git::GitTarget;
+use keel_k8s::KubeTarget;
+use keel_registry::RegistryClient;
+use kube_support::{ApiServer, Workload, deployment_images};
+use registry_support::{RegistryServer, ServerOptions};
+
+/// Approves the one request `report` opened, as `voter`.
+async fn approve_the_request(approvals: &Approvals, report: &RunReport) -> String {
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let request = &report.approval_requests[0];
+    assert_eq!(request.state, ApprovalState::Pending);
+    approvals
+        .vote(&request.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    request.id.clone()
+}
+
+/// Runs the scenario against `target`: request, vote, push the tag again, pass (nothing
+/// rolls out, a request for the new content opens), vote again, pass (the new content rolls
+/// out). Returns the approved digest of the new content.
+async fn re_push_after_the_vote(
+    registry: &RegistryServer,
+    target: Arc<dyn Target>,
+    still_old: impl AsyncFn() -> bool,
+) -> String {
+    // The default client caches digests for 30 s, as a long-running updater's does: the
+    // pass after the re-push still sees the approved digest in the cache.
+    let client = Arc::new(RegistryClient::builder().build().unwrap());
+    let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
+    let pipeline = Pipeline::new(client)
+        .with_target(target)
+        .with_approvals(approvals.clone());
+
+    let first = pipeline.run_once().await;
+    let old_id = approve_the_request(&approvals, &first).await;
+    let pushed = registry
+        .move_tag("team/web", "1.1.0", "2030-01-01T00:00:00Z")
+        .await;
+
+    let second = pipeline.run_once().await;
+    assert!(second.failures.is_empty(), "{:?}", second.failures);
+    assert!(
+        second.applied.is_empty(),
+        "the re-pushed tag rolled out on the old approval"
+    );
+    assert!(still_old().await, "the target changed");
+    let reopened = second
+        .approval_requests
+        .iter()
+        .find(|r| r.id != old_id)
+        .expect("a request for the new content");
+    assert_eq!(
+        reopened.digest.as_ref().map(|d| d.as_str()),
+        Some(pushed.as_str())
+    );
+    assert_eq!(reopened.state, ApprovalState::Pending);
+
+    approvals
+        .vote(&reopened.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let third = pipeline.run_once().await;
+    assert!(third.failures.is_empty(), "{:?}", third.failures);
+    assert_eq!(third.applied.len(), 1);
+    assert_eq!(
+        third.applied[0].new.digest().map(|d| d.as_str()),
+        Some(pushed.as_str())
+    );
+    pushed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("team/web", &["1.0.0", "1.1.0"]).await;
+    let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
+    let ns = api.namespace("approved-digest").await;
+    let client = api.admin_client();
+    Workload::deployment("web")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/approvals", "1")
+        .container("app", &image("1.0.0"))
+        .create(&client, &ns)
+        .await;
+    let target = KubeTarget::builder(client.clone())
+        .with_namespaces([ns.as_str()])
+        .with_sync_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+
+    let running = || async { deployment_images(&client, &ns, "web", false).await };
+    let pushed = re_push_after_the_vote(&registry, Arc::new(target), async || {
+        running().await == [("app".to_owned(), image("1.0.0"))]
+    })
+    .await;
+
+    // The rollout names the tag and records exactly the approved digest.
+    assert_eq!(running().await, [("app".to_owned(), image("1.1.0"))]);
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let deployment = api.get("web").await.unwrap();
+    let recorded = deployment
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .remove("keel.sh/digests")
+        .expect("keel.sh/digests recorded");
+    assert!(recorded.contains(&pushed), "{recorded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_never_commits_a_tag_pushed_after_the_vote() {
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("team/web", &["1.0.0", "1.1.0"]).await;
+    let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
+    let manifest = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    \
+             keel.sh/policy: minor\n    keel.sh/approvals: \"1\"\nspec:\n  template:\n    spec:\n      \
+             containers:\n        - name: app\n          image: {image}\n"
+        )
+    };
+    let git = GitServer::start();
+    git.create_repo(
+        "fleet",
+        &[("apps/web.yaml", &manifest(&image("1.0.0")))],
+        "main",
+    );
+    let target = GitTarget::builder(git.git_url("fleet"))
+        .with_workdir(git.scratch_dir("approved-digest"))
+        .with_author("keel-test", "keel-test@example.invalid")
+        .build();
+
+    let read = || git.read_file("fleet", "main", "apps/web.yaml").unwrap();
+    let pushed = re_push_after_the_vote(&registry, Arc::new(target), async || {
+        read() == manifest(&image("1.0.0"))
+    })
+    .await;
+
+    // The commit pins exactly the approved digest.
+    assert_eq!(read(), manifest(&format!("{}@{pushed}", image("1.1.0"))));
+}
