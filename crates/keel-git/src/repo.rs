@@ -4,12 +4,14 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
 
 use git2::{
     Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, PushOptions, RemoteCallbacks,
     Repository, ResetType, Signature,
 };
-use keel_core::Error;
+use keel_core::{Error, redact_urls};
 
 /// How to authenticate to the Git server.
 #[derive(Clone, Default)]
@@ -89,16 +91,96 @@ pub(crate) enum PushError {
 /// again after every refusal, forever unless told to stop.
 const MAX_CREDENTIAL_ATTEMPTS: usize = 3;
 
+/// How long a fetch or push waits for the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// For the connection to be established.
+    pub(crate) connect: Duration,
+    /// For each read from or write to the server once connected.
+    pub(crate) server: Duration,
+}
+
+impl Timeouts {
+    /// The defaults: 30 seconds to connect, 60 seconds of silence from the server.
+    pub(crate) const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(30),
+        server: Duration::from_secs(60),
+    };
+
+    /// In libgit2's units: milliseconds, at least 1 (0 would mean "wait forever").
+    fn millis(self) -> (i32, i32) {
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+        (ms(self.connect), ms(self.server))
+    }
+}
+
+/// The timeouts libgit2 applies now, in milliseconds; `None` before the first network
+/// operation. libgit2 holds one value of each for the whole process: every network operation
+/// runs under the read lock with its own values in force, and only a writer, while no
+/// operation runs, changes them.
+static NETWORK_TIMEOUTS: RwLock<Option<(i32, i32)>> = RwLock::new(None);
+
+/// Runs the network operation `f` with `timeouts` in force. Operations wanting the same
+/// timeouts (the usual case) run side by side; others take turns.
+fn with_timeouts<T>(timeouts: Timeouts, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let wanted = timeouts.millis();
+    loop {
+        {
+            let current = NETWORK_TIMEOUTS
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *current == Some(wanted) {
+                return f();
+            }
+        }
+        let mut current = NETWORK_TIMEOUTS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != Some(wanted) {
+            set_libgit2_timeouts(wanted).map_err(|e| Error::Backend {
+                backend: "libgit2".into(),
+                action: "set the network timeouts".into(),
+                message: e.message().to_owned(),
+                retryable: false,
+                source: None,
+            })?;
+            *current = Some(wanted);
+        }
+    }
+}
+
+/// Sets libgit2's process-wide connect and server timeouts (milliseconds).
+#[allow(unsafe_code)]
+fn set_libgit2_timeouts((connect, server): (i32, i32)) -> Result<(), git2::Error> {
+    // SAFETY: libgit2 keeps the two values in plain C ints that it reads when a socket
+    // connects or waits. Every network operation of this crate runs under the read lock of
+    // NETWORK_TIMEOUTS and this function only under its write lock, so none of them reads
+    // the values while they change.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(connect)?;
+        git2::opts::set_server_timeout_in_milliseconds(server)?;
+    }
+    Ok(())
+}
+
 /// A working copy of one remote branch.
 pub(crate) struct WorkingCopy {
     pub(crate) repo: Repository,
     url: String,
+    /// The URL with its credentials masked, for messages.
+    shown: String,
     auth: GitAuth,
+    timeouts: Timeouts,
 }
 
 impl WorkingCopy {
     /// Opens the working copy in `dir`, or clones `url` into it.
-    pub(crate) fn open_or_clone(url: &str, dir: &Path, auth: &GitAuth) -> Result<Self, Error> {
+    pub(crate) fn open_or_clone(
+        url: &str,
+        dir: &Path,
+        auth: &GitAuth,
+        timeouts: Timeouts,
+    ) -> Result<Self, Error> {
         let repo = match Repository::open(dir) {
             Ok(repo) => repo,
             Err(_) => {
@@ -116,7 +198,9 @@ impl WorkingCopy {
         Ok(WorkingCopy {
             repo,
             url: url.to_owned(),
+            shown: redact_urls(url),
             auth: auth.clone(),
+            timeouts,
         })
     }
 
@@ -185,7 +269,7 @@ impl WorkingCopy {
             || e.message().contains("401")
             || e.message().contains("authentication");
         refused.then(|| Error::Unauthorized {
-            action: format!("{action} {}", self.url),
+            action: format!("{action} {}", self.shown),
             reason: format!("the server refused {}", self.auth.describe()),
         })
     }
@@ -200,16 +284,18 @@ impl WorkingCopy {
             .repo
             .find_remote("origin")
             .map_err(|e| git_error(&self.url, "find the remote", e))?;
-        remote
-            .fetch(
-                &["+refs/heads/*:refs/remotes/origin/*"],
-                Some(&mut options),
-                None,
-            )
-            .map_err(|e| {
-                self.auth_failure("fetch from", attempts.get(), &e)
-                    .unwrap_or_else(|| git_error(&self.url, "fetch", e))
-            })
+        with_timeouts(self.timeouts, || {
+            remote
+                .fetch(
+                    &["+refs/heads/*:refs/remotes/origin/*"],
+                    Some(&mut options),
+                    None,
+                )
+                .map_err(|e| {
+                    self.auth_failure("fetch from", attempts.get(), &e)
+                        .unwrap_or_else(|| git_error(&self.url, "fetch", e))
+                })
+        })
     }
 
     /// The commit a remote branch points at after the last fetch, if the branch exists.
@@ -311,7 +397,10 @@ impl WorkingCopy {
             .find_remote("origin")
             .map_err(|e| PushError::Failed(git_error(&self.url, "find the remote", e)))?;
         let refspec = format!("refs/heads/{WORK_BRANCH}:refs/heads/{branch}");
-        let result = remote.push(&[refspec.as_str()], Some(&mut options));
+        let result = with_timeouts(self.timeouts, || {
+            Ok(remote.push(&[refspec.as_str()], Some(&mut options)))
+        })
+        .map_err(PushError::Failed)?;
         if let Err(e) = result {
             if e.code() == ErrorCode::NotFastForward || is_non_fast_forward(e.message()) {
                 return Err(PushError::NonFastForward);
@@ -328,8 +417,8 @@ impl WorkingCopy {
             None => Ok(()),
             Some(status) if is_non_fast_forward(&status) => Err(PushError::NonFastForward),
             Some(status) => Err(PushError::Failed(Error::Conflict {
-                action: format!("push to {branch} of {}", self.url),
-                reason: format!("the server rejected the update: {status}"),
+                action: format!("push to {branch} of {}", self.shown),
+                reason: format!("the server rejected the update: {}", redact_urls(&status)),
             })),
         }
     }
@@ -356,18 +445,26 @@ fn is_non_fast_forward(message: &str) -> bool {
     .any(|needle| m.contains(needle))
 }
 
-/// A libgit2 failure while doing `action` with repository `url`.
+/// A libgit2 failure while doing `action` with repository `url`. The URL's credentials are
+/// masked, in the URL and in libgit2's message alike.
 pub(crate) fn git_error(url: &str, action: &str, e: git2::Error) -> Error {
     let retryable = matches!(
         e.class(),
         ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh
     );
+    let message = redact_urls(e.message());
+    // The source repeats libgit2's message: kept only when there was nothing to mask.
+    let source: Option<Box<dyn std::error::Error + Send + Sync>> = if message == e.message() {
+        Some(Box::new(e))
+    } else {
+        None
+    };
     Error::Backend {
-        backend: format!("git {url}"),
+        backend: format!("git {}", redact_urls(url)),
         action: action.to_owned(),
-        message: e.message().to_owned(),
+        message,
         retryable,
-        source: Some(Box::new(e)),
+        source,
     }
 }
 

@@ -4,16 +4,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use git2::Signature;
 use keel_core::policy::VersionPolicy;
 use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan};
-use keel_core::{Error, ImageRef};
+use keel_core::{Error, ImageRef, redact_urls};
 use tracing::{info, warn};
 
 use crate::manifest::{self, Reference, RepoConfig};
-use crate::repo::{GitAuth, PushError, WorkingCopy, io_error};
+use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
 
 /// The default commit message: a subject, then one line per change.
 pub const DEFAULT_MESSAGE_TEMPLATE: &str = "Update {count} image(s)\n\n{changes}";
@@ -52,18 +53,20 @@ pub struct GitTargetBuilder {
     max_push_attempts: u32,
     config: Option<RepoConfig>,
     commit_per_image: bool,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for GitTargetBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a token; the auth shows no secrets.
         f.debug_struct("GitTargetBuilder")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_urls(&self.url))
             .field("branch", &self.branch)
             .field("push_branch", &self.push_branch)
             .field("paths", &self.paths)
             .field("workdir", &self.workdir)
             .field("auth", &self.auth)
+            .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +142,26 @@ impl GitTargetBuilder {
         self
     }
 
+    /// How long a fetch or push waits for the connection to the server (default 30 s); a
+    /// server that does not accept fails the operation instead of holding the working copy.
+    ///
+    /// libgit2 keeps one connect timeout for the whole process: operations of targets with
+    /// different timeouts take turns instead of running at the same moment.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long a fetch or push waits for each answer of a connected server (default 60 s):
+    /// a server that accepts and then says nothing fails the operation instead of holding
+    /// the working copy's lock forever. A slow transfer that keeps sending is not cut off.
+    ///
+    /// Like [`with_connect_timeout`](Self::with_connect_timeout), one value for the process.
+    pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.server = timeout;
+        self
+    }
+
     /// Builds the target. Nothing is fetched until it is used.
     pub fn build(self) -> GitTarget {
         let push_branch = self
@@ -153,9 +176,13 @@ impl GitTargetBuilder {
                 .join(format!("{:016x}", hasher.finish()))
         });
         let name = if push_branch == self.branch {
-            format!("git {}#{}", redact(&self.url), self.branch)
+            format!("git {}#{}", redact_urls(&self.url), self.branch)
         } else {
-            format!("git {}#{}->{push_branch}", redact(&self.url), self.branch)
+            format!(
+                "git {}#{}->{push_branch}",
+                redact_urls(&self.url),
+                self.branch
+            )
         };
         GitTarget {
             inner: Arc::new(Inner {
@@ -196,22 +223,6 @@ fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
         .clone()
 }
 
-/// A URL without any user info, for names and messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host))
-                if !rest[..rest.find('/').unwrap_or(rest.len())].is_empty()
-                    && rest.find('@') < rest.find('/') =>
-            {
-                format!("{scheme}://{host}")
-            }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 impl GitTarget {
     /// A builder for the repository at `url` (`https://`, `ssh://`, `git@host:path`,
     /// `git://`, `file://` or a local path).
@@ -230,6 +241,7 @@ impl GitTarget {
             max_push_attempts: 5,
             config: None,
             commit_per_image: false,
+            timeouts: Timeouts::DEFAULT,
         }
     }
 
@@ -272,13 +284,13 @@ impl Inner {
     /// the push branch when it exists, else the checkout branch.
     fn sync(&self) -> Result<WorkingCopy, Error> {
         let s = &self.settings;
-        let copy = WorkingCopy::open_or_clone(&s.url, &self.workdir, &s.auth)?;
+        let copy = WorkingCopy::open_or_clone(&s.url, &self.workdir, &s.auth, s.timeouts)?;
         copy.fetch()?;
         let tip = copy
             .remote_tip(&self.push_branch)
             .or_else(|| copy.remote_tip(&s.branch))
             .ok_or_else(|| {
-                Error::not_found(format!("branch {} of {}", s.branch, redact(&s.url)))
+                Error::not_found(format!("branch {} of {}", s.branch, redact_urls(&s.url)))
             })?;
         copy.reset_to(tip)?;
         Ok(copy)
@@ -504,7 +516,7 @@ impl Inner {
         let s = &self.settings;
         let author = Signature::now(&s.author_name, &s.author_email).map_err(|e| {
             PushError::Failed(crate::repo::git_error(
-                &redact(&s.url),
+                &s.url,
                 "make the commit signature",
                 e,
             ))
@@ -670,20 +682,15 @@ mod tests {
 
     #[test]
     fn names_never_carry_credentials() {
-        assert_eq!(
-            redact("https://user:tok@git.example.com/a.git"),
-            "https://git.example.com/a.git"
-        );
-        assert_eq!(
-            redact("https://git.example.com/a@b.git"),
-            "https://git.example.com/a@b.git"
-        );
-        assert_eq!(
-            redact("git@github.com:org/repo.git"),
-            "git@github.com:org/repo.git"
-        );
         let t = GitTarget::builder("https://u:secret@h.example/r.git").build();
-        assert!(!t.name().contains("secret"));
+        assert_eq!(t.name(), "git https://u:***@h.example/r.git#main");
+        let t = GitTarget::builder("https://ghp_token@h.example/r.git?access_token=tok")
+            .with_push_branch("updates")
+            .build();
+        assert_eq!(
+            t.name(),
+            "git https://***@h.example/r.git?access_token=***#main->updates"
+        );
         assert!(!format!("{t:?}").contains("secret"));
         let t = GitTarget::builder("https://h.example/r.git")
             .with_auth(GitAuth::UserPassword {
