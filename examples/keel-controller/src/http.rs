@@ -8,8 +8,8 @@
 //!
 //! Webhook answers are JSON: `200 {"pushes": ["<image>", ...]}` (an empty list for a payload
 //! without push), `400 {"error": "<why>"}` for a payload that does not parse, `401` without
-//! valid credentials, `404` for an unknown source, `413` for a body over the limit, `503` when
-//! the push queue is full.
+//! valid credentials, `404` for an unknown source, `409` for a replayed signed delivery, `413`
+//! for a body over the limit, `503` when the push queue is full.
 //!
 //! # Credentials
 //! Every endpoint — `registry` included, which Keel leaves open — can require credentials
@@ -23,6 +23,15 @@
 //!
 //! Secrets are compared in constant time and never logged; query strings (which may carry a
 //! token) are not logged either.
+//!
+//! An endpoint without credentials takes pushes from anyone who can reach it. The controller
+//! refuses to start that way unless told to ([`HttpConfig::open_endpoints_error`]).
+//!
+//! # Replayed deliveries
+//! A GitHub-style signature covers the body only, so a captured delivery stays valid forever.
+//! A request admitted by its `X-Hub-Signature-256` is therefore refused with 409 when its
+//! `X-GitHub-Delivery` id, or its signature (the same signed body under a fresh delivery
+//! id), was already seen: see [`DeliveryLog`] for how many and how long are remembered.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -51,6 +60,89 @@ pub const TOKEN_HEADER: &str = "x-keel-token";
 
 /// The header GitHub (and compatible senders) sign the body in.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// The header that carries the unique id of a GitHub delivery.
+pub const DELIVERY_HEADER: &str = "x-github-delivery";
+
+/// The longest delivery id accepted (GitHub's are 36-character GUIDs).
+const MAX_DELIVERY_ID: usize = 128;
+
+/// Remembers the signed deliveries seen, to refuse replays: each delivery id and signature
+/// for `ttl` (default 24 hours), at most `capacity` of them (default 10,000; the oldest are
+/// forgotten first). A replay older than both bounds is no longer recognized. The log lives
+/// in the process: each replica of a controller keeps its own (only the leader takes
+/// webhooks), and a restart forgets it.
+#[derive(Debug)]
+pub struct DeliveryLog {
+    capacity: usize,
+    ttl: std::time::Duration,
+    seen: std::sync::Mutex<SeenDeliveries>,
+}
+
+#[derive(Debug, Default)]
+struct SeenDeliveries {
+    order: std::collections::VecDeque<(std::time::Instant, String)>,
+    keys: std::collections::HashSet<String>,
+}
+
+/// Why [`DeliveryLog::admit`] refused a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// A delivery with this id was already received.
+    DeliveryId,
+    /// A delivery with the same signature (so the same body) was already received.
+    Signature,
+}
+
+impl Default for DeliveryLog {
+    fn default() -> Self {
+        DeliveryLog::new(10_000, std::time::Duration::from_secs(24 * 3600))
+    }
+}
+
+impl DeliveryLog {
+    /// A log remembering at most `capacity` keys (at least one) for `ttl` each.
+    pub fn new(capacity: usize, ttl: std::time::Duration) -> Self {
+        DeliveryLog {
+            capacity: capacity.max(1),
+            ttl,
+            seen: std::sync::Mutex::new(SeenDeliveries::default()),
+        }
+    }
+
+    /// Admits a delivery never seen before and remembers it; refuses one whose delivery id
+    /// (when given) or signature was seen within the bounds.
+    pub fn admit(&self, delivery: Option<&str>, signature: &str) -> Result<(), Replay> {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((at, _)) = seen.order.front() {
+            if now.duration_since(*at) <= self.ttl {
+                break;
+            }
+            if let Some((_, key)) = seen.order.pop_front() {
+                seen.keys.remove(&key);
+            }
+        }
+        let delivery = delivery.map(|id| format!("delivery {id}"));
+        let signature = format!("signature {}", signature.trim().to_ascii_lowercase());
+        if delivery.as_ref().is_some_and(|d| seen.keys.contains(d)) {
+            return Err(Replay::DeliveryId);
+        }
+        if seen.keys.contains(&signature) {
+            return Err(Replay::Signature);
+        }
+        for key in delivery.into_iter().chain([signature]) {
+            seen.keys.insert(key.clone());
+            seen.order.push_back((now, key));
+        }
+        while seen.order.len() > self.capacity {
+            if let Some((_, key)) = seen.order.pop_front() {
+                seen.keys.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
 
 pub use keel_core::Secret;
 use keel_core::secret::constant_time_eq;
@@ -92,6 +184,7 @@ pub struct HttpConfig {
     source_auth: HashMap<WebhookSource, Vec<Credential>>,
     body_limit: usize,
     liveness: Option<(Arc<PassSupervisor>, std::time::Duration)>,
+    deliveries: Arc<DeliveryLog>,
 }
 
 impl Default for HttpConfig {
@@ -108,7 +201,14 @@ impl HttpConfig {
             source_auth: HashMap::new(),
             body_limit: 1024 * 1024,
             liveness: None,
+            deliveries: Arc::new(DeliveryLog::default()),
         }
+    }
+
+    /// Remembers signed deliveries in `log` (default: [`DeliveryLog::default`]).
+    pub fn with_delivery_log(mut self, log: DeliveryLog) -> Self {
+        self.deliveries = Arc::new(log);
+        self
     }
 
     /// Makes `/healthz` answer 503, with the reason, when `supervisor` saw no pass complete
@@ -209,6 +309,29 @@ impl HttpConfig {
             .into_iter()
             .filter(|s| self.credentials(*s).is_empty())
             .collect()
+    }
+
+    /// Why the controller must not start with this configuration: some endpoints accept
+    /// requests without credentials. The message names them and says how to configure
+    /// credentials, or to pass `--unsafe-unauthenticated-webhooks` to serve them open anyway
+    /// (as Keel does; for a migration). `None` when every endpoint needs credentials.
+    pub fn open_endpoints_error(&self) -> Option<String> {
+        let open = self.open_sources();
+        if open.is_empty() {
+            return None;
+        }
+        let paths: Vec<String> = open
+            .iter()
+            .map(|s| format!("/v1/webhooks/{}", s.as_str()))
+            .collect();
+        Some(format!(
+            "refusing to start: the webhook endpoints {} would accept pushes from anyone. Set \
+             KEEL_WEBHOOK_TOKEN (or KEEL_WEBHOOK_BASIC_USER and KEEL_WEBHOOK_BASIC_PASSWORD, or \
+             KEEL_WEBHOOK_BEARER_TOKEN; KEEL_WEBHOOK_TOKEN_<SOURCE> for one endpoint), or pass \
+             --unsafe-unauthenticated-webhooks (KEEL_UNSAFE_UNAUTHENTICATED_WEBHOOKS=true) to \
+             serve them without credentials",
+            paths.join(", ")
+        ))
     }
 }
 
@@ -354,6 +477,9 @@ async fn handle(
         if !authorized {
             return (WebhookOutcome::Unauthorized, unauthorized(credentials));
         }
+        if let Some(refused) = replayed(state, source, &headers) {
+            return refused;
+        }
     }
 
     let pushes = match source.parse_payload(&body) {
@@ -404,6 +530,55 @@ async fn handle(
         WebhookOutcome::Accepted,
         axum::Json(json!({ "pushes": images })).into_response(),
     )
+}
+
+/// Refuses a delivery admitted by its signature when it was seen before (see
+/// [`DeliveryLog`]); `None` when it is new.
+fn replayed(
+    state: &AppState,
+    source: WebhookSource,
+    headers: &HeaderMap,
+) -> Option<(WebhookOutcome, Response)> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let delivery = match headers.get(DELIVERY_HEADER).map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(id))
+            if !id.trim().is_empty()
+                && id.len() <= MAX_DELIVERY_ID
+                && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(id)
+        }
+        Some(_) => {
+            let message = format!(
+                "the X-GitHub-Delivery header must be 1 to {MAX_DELIVERY_ID} visible ASCII \
+                 characters"
+            );
+            return Some((
+                WebhookOutcome::Invalid,
+                error(StatusCode::BAD_REQUEST, message),
+            ));
+        }
+    };
+    let replay = state.config.deliveries.admit(delivery, signature).err()?;
+    let named = match delivery {
+        Some(id) => format!("delivery {id}"),
+        None => "this delivery (no X-GitHub-Delivery id)".to_owned(),
+    };
+    let message = match replay {
+        Replay::DeliveryId => format!("{named} was already received; replays are refused"),
+        Replay::Signature => format!(
+            "{named} repeats the signed body of a delivery already received; replays are refused"
+        ),
+    };
+    warn!(%source, delivery = delivery.unwrap_or("-"), "replayed webhook delivery refused");
+    Some((
+        WebhookOutcome::Replayed,
+        error(StatusCode::CONFLICT, message),
+    ))
 }
 
 fn unauthorized(credentials: &[Credential]) -> Response {
@@ -577,6 +752,58 @@ mod tests {
                 .len(),
             8
         );
+    }
+
+    #[test]
+    fn open_endpoints_are_named_until_all_have_credentials() {
+        let all_open = HttpConfig::new().open_endpoints_error().unwrap();
+        assert!(
+            all_open.contains("/v1/webhooks/native") && all_open.contains("/v1/webhooks/registry"),
+            "{all_open}"
+        );
+        assert!(
+            all_open.contains("KEEL_WEBHOOK_TOKEN")
+                && all_open.contains("--unsafe-unauthenticated-webhooks"),
+            "{all_open}"
+        );
+        let one_open = WebhookSource::ALL
+            .into_iter()
+            .filter(|s| *s != WebhookSource::Quay)
+            .fold(HttpConfig::new(), |c, s| {
+                c.with_source_auth(s, Credential::Token(Secret::new("t")))
+            })
+            .open_endpoints_error()
+            .unwrap();
+        assert!(
+            one_open.contains("endpoints /v1/webhooks/quay would"),
+            "{one_open}"
+        );
+        assert!(!one_open.contains("native"), "{one_open}");
+        let closed = HttpConfig::new().with_auth(Credential::Token(Secret::new("t")));
+        assert_eq!(closed.open_endpoints_error(), None);
+    }
+
+    #[test]
+    fn the_delivery_log_refuses_replays_within_its_bounds() {
+        let log = DeliveryLog::new(4, std::time::Duration::from_secs(3600));
+        assert_eq!(log.admit(Some("d-1"), "sha256=aa"), Ok(()));
+        assert_eq!(log.admit(Some("d-1"), "sha256=bb"), Err(Replay::DeliveryId));
+        assert_eq!(log.admit(Some("d-2"), "sha256=AA"), Err(Replay::Signature));
+        assert_eq!(log.admit(None, "sha256=aa"), Err(Replay::Signature));
+        // Refused deliveries are not remembered: d-2 is still new.
+        assert_eq!(log.admit(Some("d-2"), "sha256=cc"), Ok(()));
+        // Capacity four keys: a third delivery pushes out the first one's two.
+        assert_eq!(log.admit(Some("d-3"), "sha256=dd"), Ok(()));
+        assert_eq!(log.admit(Some("d-1"), "sha256=aa"), Ok(()));
+
+        let short = DeliveryLog::new(100, std::time::Duration::from_millis(10));
+        assert_eq!(short.admit(Some("d-1"), "sha256=aa"), Ok(()));
+        assert_eq!(
+            short.admit(Some("d-1"), "sha256=aa"),
+            Err(Replay::DeliveryId)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(short.admit(Some("d-1"), "sha256=aa"), Ok(()));
     }
 
     #[test]

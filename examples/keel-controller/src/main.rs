@@ -13,8 +13,10 @@
 //! - Registry credentials: the workloads' pull secrets (`imagePullSecrets`,
 //!   `keel.sh/imagePullSecret`), then Docker's `config.json` (`$DOCKER_CONFIG`).
 //! - Webhook credentials come from the environment (never from flags, which other users of
-//!   the machine can read): see `HttpConfig::with_env`. Notifiers and the approvals API
-//!   credentials too: see `keel_controller::setup`.
+//!   the machine can read): see `HttpConfig::with_env`. Without them for every endpoint the
+//!   controller does not start, unless `--unsafe-unauthenticated-webhooks` says to serve the
+//!   open ones anyway (Keel's behaviour, for a migration). Notifiers and the approvals API
+//!   credentials come from the environment too: see `keel_controller::setup`.
 //! - With several replicas, one leads (a `Lease`) and only it polls and applies; the others
 //!   answer 503 on `/readyz`, so a Service sends webhooks to the leader.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
@@ -49,6 +51,12 @@ struct Args {
     /// Where the HTTP server listens.
     #[arg(long, default_value = "0.0.0.0:9300", env = "KEEL_LISTEN")]
     listen: SocketAddr,
+
+    /// Serve webhook endpoints that have no credentials (KEEL_WEBHOOK_TOKEN and the like)
+    /// to anyone, as Keel does. Unsafe: whoever reaches the port can trigger updates. Without
+    /// it, the controller refuses to start when an endpoint is open.
+    #[arg(long, env = "KEEL_UNSAFE_UNAUTHENTICATED_WEBHOOKS")]
+    unsafe_unauthenticated_webhooks: bool,
 
     /// The largest webhook body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, env = "KEEL_WEBHOOK_BODY_LIMIT")]
@@ -141,10 +149,16 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let open = config.open_sources();
-    if !open.is_empty() {
-        let names: Vec<&str> = open.iter().map(|s| s.as_str()).collect();
-        warn!(endpoints = ?names, "webhook endpoints accept requests without credentials");
+    if let Some(problem) = config.open_endpoints_error() {
+        if !args.unsafe_unauthenticated_webhooks {
+            error!("{problem}");
+            return std::process::ExitCode::from(2);
+        }
+        let names: Vec<&str> = config.open_sources().iter().map(|s| s.as_str()).collect();
+        warn!(
+            endpoints = ?names,
+            "--unsafe-unauthenticated-webhooks: webhook endpoints accept requests without credentials"
+        );
     }
 
     let client = match kube::Client::try_default().await {

@@ -2,7 +2,7 @@
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
-//! | `keel_webhooks_received_total` | counter | `source`, `outcome` | webhook requests by endpoint and what became of them: `accepted` (pushes queued), `ignored` (no push in it), `unauthorized`, `invalid` (400), `too_large` (413), `busy` (503, queue full) |
+//! | `keel_webhooks_received_total` | counter | `source`, `outcome` | webhook requests by endpoint and what became of them: `accepted` (pushes queued), `ignored` (no push in it), `unauthorized`, `invalid` (400), `replayed` (409, a signed delivery seen before), `too_large` (413), `busy` (503, queue full) |
 //! | `keel_pipeline_passes_total` | counter | `trigger` | pipeline passes run: `poll` or `webhook` (a poll pass that only looked for new images and checked none is not counted) |
 //! | `keel_pass_failures_total` | counter | `trigger`, `reason` | passes that did not complete: `reason` is `panic` (caught; the next pass runs) or `timeout` (cut off after the pass timeout) |
 //! | `keel_updates_total` | counter | `outcome` | updates `applied` (or already current) and `failed` in targets |
@@ -38,6 +38,8 @@ pub enum WebhookOutcome {
     Unauthorized,
     /// The payload could not be read (400).
     Invalid,
+    /// A signed delivery already received came again (409).
+    Replayed,
     /// The body was over the size limit (413).
     TooLarge,
     /// The push queue was full or closed (503).
@@ -46,11 +48,12 @@ pub enum WebhookOutcome {
 
 impl WebhookOutcome {
     /// Every outcome.
-    pub const ALL: [WebhookOutcome; 6] = [
+    pub const ALL: [WebhookOutcome; 7] = [
         WebhookOutcome::Accepted,
         WebhookOutcome::Ignored,
         WebhookOutcome::Unauthorized,
         WebhookOutcome::Invalid,
+        WebhookOutcome::Replayed,
         WebhookOutcome::TooLarge,
         WebhookOutcome::Busy,
     ];
@@ -62,6 +65,7 @@ impl WebhookOutcome {
             WebhookOutcome::Ignored => "ignored",
             WebhookOutcome::Unauthorized => "unauthorized",
             WebhookOutcome::Invalid => "invalid",
+            WebhookOutcome::Replayed => "replayed",
             WebhookOutcome::TooLarge => "too_large",
             WebhookOutcome::Busy => "busy",
         }

@@ -239,3 +239,62 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
         .unwrap_or_default();
     assert!(holder.is_empty(), "the lease still names {holder:?}");
 }
+
+/// Runs the binary with `args` and `env` and no cluster to reach; its exit code and output.
+fn run_without_cluster(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keel-controller"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env("DOCKER_CONFIG", dir.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn open_webhook_endpoints_stop_the_start_unless_declared_unsafe() {
+    let (code, output) = run_without_cluster(&[], &[]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("refusing to start")
+            && output.contains("/v1/webhooks/dockerhub")
+            && output.contains("--unsafe-unauthenticated-webhooks"),
+        "{output}"
+    );
+
+    // One endpoint with credentials of its own: the others are still named.
+    let (code, output) = run_without_cluster(&[], &[("KEEL_WEBHOOK_TOKEN_DOCKERHUB", "hub-token")]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("/v1/webhooks/native") && !output.contains("/v1/webhooks/dockerhub"),
+        "{output}"
+    );
+
+    // With credentials, or with the flag (or its variable), start-up goes on to the cluster.
+    for (args, env) in [
+        (&[][..], &[("KEEL_WEBHOOK_TOKEN", "hook-token")][..]),
+        (&["--unsafe-unauthenticated-webhooks"][..], &[][..]),
+        (
+            &[][..],
+            &[("KEEL_UNSAFE_UNAUTHENTICATED_WEBHOOKS", "true")][..],
+        ),
+    ] {
+        let (code, output) = run_without_cluster(args, env);
+        assert_eq!(code, Some(2), "{output}");
+        assert!(!output.contains("refusing to start"), "{output}");
+        assert!(
+            output.contains("cannot reach the Kubernetes API"),
+            "{output}"
+        );
+    }
+}

@@ -435,6 +435,75 @@ async fn github_signatures_are_verified() {
 }
 
 #[tokio::test]
+async fn replayed_signed_deliveries_are_refused() {
+    let config = HttpConfig::new().with_source_auth(
+        WebhookSource::GitHub,
+        Credential::Token(Secret::new("hook-secret")),
+    );
+    let mut server = Server::start(config, 8).await;
+    let sign = |body: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let deliver = |body: &str, delivery: &str| {
+        server
+            .post("/v1/webhooks/github", body.to_owned())
+            .header("x-github-event", "package")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(body))
+            .send()
+    };
+    let first = fixture("github_package.json");
+    let second = first.replace("2.8.1", "2.8.2");
+    assert_ne!(first, second);
+
+    let ok = deliver(&first, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    // The same delivery again, and the same signed body under a new delivery id: refused,
+    // naming the delivery.
+    let again = deliver(&first, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let reason = json(again).await["error"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958 was already received"),
+        "{reason}"
+    );
+    let renamed = deliver(&first, "0000-fresh-id").await.unwrap();
+    assert_eq!(renamed.status(), StatusCode::CONFLICT);
+    let reason = json(renamed).await["error"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("delivery 0000-fresh-id repeats the signed body"),
+        "{reason}"
+    );
+
+    // A new delivery passes.
+    let next = deliver(&second, "72d3162e-cc78-11e3-81ab-4c9367dc0959")
+        .await
+        .unwrap();
+    assert_eq!(next.status(), StatusCode::OK);
+    assert_eq!(
+        server.drain(),
+        [
+            "ghcr.io/acme-corp/billing-service:2.8.1",
+            "ghcr.io/acme-corp/billing-service:2.8.2"
+        ]
+    );
+    assert_eq!(
+        server
+            .metrics
+            .webhooks(WebhookSource::GitHub, WebhookOutcome::Replayed),
+        2
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
     let mut server = Server::start(HttpConfig::new(), 1).await;
     // Two tags, one slot: refused whole.

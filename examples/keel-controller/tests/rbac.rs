@@ -119,7 +119,7 @@ async fn run_as(
         "1s",
     ];
     args.extend_from_slice(scope);
-    let _controller = Controller::start(api, user, &args, &[]);
+    let _controller = Controller::start(api, user, &args, &[("KEEL_WEBHOOK_TOKEN", "hook-token")]);
     let start = Instant::now();
     loop {
         let images = deployment_images(&admin, ns, "app", false).await;
