@@ -13,7 +13,7 @@ use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan}
 use keel_core::{Error, ImageRef, redact_urls};
 use tracing::{info, warn};
 
-use crate::manifest::{self, Reference, RepoConfig};
+use crate::manifest::{self, Reference, RepoConfig, Scan, Warning};
 use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
 
 /// The default commit message: a subject, then one line per change.
@@ -21,6 +21,11 @@ pub const DEFAULT_MESSAGE_TEMPLATE: &str = "Update {count} image(s)\n\n{changes}
 
 /// The default line of one change in the commit message.
 pub const DEFAULT_CHANGE_TEMPLATE: &str = "- {image}: {old} -> {new} ({file})";
+
+/// The default largest file read from the repository, manifests and `.keel.yaml` alike:
+/// 4 MiB. A larger manifest is skipped and reported as invalid; a larger `.keel.yaml` fails
+/// the scan.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Builds a [`GitTarget`].
 ///
@@ -54,6 +59,7 @@ pub struct GitTargetBuilder {
     config: Option<RepoConfig>,
     commit_per_image: bool,
     timeouts: Timeouts,
+    max_file_size: u64,
 }
 
 impl std::fmt::Debug for GitTargetBuilder {
@@ -162,6 +168,14 @@ impl GitTargetBuilder {
         self
     }
 
+    /// The largest file read from the repository, in bytes (default
+    /// [`DEFAULT_MAX_FILE_SIZE`]): a larger manifest is skipped and reported as invalid, a
+    /// larger `.keel.yaml` fails the scan.
+    pub fn with_max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
     /// Builds the target. Nothing is fetched until it is used.
     pub fn build(self) -> GitTarget {
         let push_branch = self
@@ -242,6 +256,7 @@ impl GitTarget {
             config: None,
             commit_per_image: false,
             timeouts: Timeouts::DEFAULT,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 
@@ -268,9 +283,24 @@ impl GitTarget {
 
     /// Every reference the repository holds now, by id, as scanned after a fresh sync.
     pub async fn references(&self) -> Result<Vec<Reference>, Error> {
+        Ok(self.scan().await?.references)
+    }
+
+    /// Scans the repository after a fresh sync: every reference, by id, and every file or
+    /// value skipped and why (not UTF-8, larger than the
+    /// [size limit](GitTargetBuilder::with_max_file_size), not valid YAML, aliases beyond
+    /// their budget, a marker that makes no sense, ...).
+    ///
+    /// # Errors
+    /// As discovery: the repository cannot be fetched, or its `.keel.yaml` is invalid.
+    pub async fn scan(&self) -> Result<Scan, Error> {
         self.blocking(|inner| {
             let copy = inner.sync()?;
-            Ok(inner.scan(&copy)?.into_values().collect())
+            let (references, warnings) = inner.scan_with_warnings(&copy)?;
+            Ok(Scan {
+                references: references.into_values().collect(),
+                warnings,
+            })
         })
         .await
     }
@@ -300,9 +330,22 @@ impl Inner {
         if let Some(config) = &self.settings.config {
             return Ok(config.clone());
         }
-        let path = copy.workdir().join(".keel.yaml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => RepoConfig::from_yaml(&text),
+        let path = copy.workdir().join(manifest::CONFIG_FILE);
+        match read_text(&path, self.settings.max_file_size) {
+            Ok(FileText::Text(text)) => RepoConfig::from_yaml(&text),
+            Ok(FileText::TooLarge(size)) => Err(Error::InvalidInput(keel_core::ParseError::new(
+                manifest::CONFIG_FILE,
+                format!("{size} bytes"),
+                format!(
+                    "larger than the limit of {} bytes for files read from the repository",
+                    self.settings.max_file_size
+                ),
+            ))),
+            Ok(FileText::NotUtf8) => Err(Error::InvalidInput(keel_core::ParseError::new(
+                manifest::CONFIG_FILE,
+                "(contents)",
+                "not UTF-8 text",
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RepoConfig::default()),
             Err(e) => Err(io_error("read", &path, e)),
         }
@@ -310,6 +353,15 @@ impl Inner {
 
     /// Scans every YAML file under the configured paths.
     fn scan(&self, copy: &WorkingCopy) -> Result<BTreeMap<String, Reference>, Error> {
+        Ok(self.scan_with_warnings(copy)?.0)
+    }
+
+    /// Scans every YAML file under the configured paths; also returns (and logs) what was
+    /// skipped.
+    fn scan_with_warnings(
+        &self,
+        copy: &WorkingCopy,
+    ) -> Result<(BTreeMap<String, Reference>, Vec<Warning>), Error> {
         let config = self.config(copy)?;
         let root = copy.workdir();
         // The target's paths narrow the walk; the repository's own `paths` are applied by
@@ -325,21 +377,43 @@ impl Inner {
         files.sort();
         files.dedup();
         let mut refs = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let limit = self.settings.max_file_size;
         for rel in files {
-            let full = root.join(&rel);
-            let Ok(content) = std::fs::read_to_string(&full) else {
-                warn!(file = %rel, "skipped: not UTF-8 text");
+            if !config.includes(&rel) {
                 continue;
+            }
+            let full = root.join(&rel);
+            let skipped = |reason: String| Warning {
+                file: rel.clone(),
+                line: None,
+                reason,
+            };
+            let content = match read_text(&full, limit) {
+                Ok(FileText::Text(content)) => content,
+                Ok(FileText::TooLarge(size)) => {
+                    warnings.push(skipped(format!(
+                        "invalid: {size} bytes, larger than the limit of {limit} bytes; \
+                         skipped"
+                    )));
+                    continue;
+                }
+                Ok(FileText::NotUtf8) => {
+                    warnings.push(skipped("invalid: not UTF-8 text; skipped".into()));
+                    continue;
+                }
+                Err(e) => return Err(io_error("read", &full, e)),
             };
             let scan = manifest::scan(&rel, &content, &config);
-            for w in scan.warnings {
-                warn!(file = %rel, warning = %w, "manifest skipped");
-            }
+            warnings.extend(scan.warnings);
             for r in scan.references {
                 refs.insert(r.id(), r);
             }
         }
-        Ok(refs)
+        for w in &warnings {
+            warn!(file = %w.file, warning = %w, "manifest skipped");
+        }
+        Ok((refs, warnings))
     }
 
     /// Sorts plans into edits by file, and outcomes settled without an edit.
@@ -561,6 +635,31 @@ impl Inner {
         }
         Ok(diff)
     }
+}
+
+/// A file of the working copy, read no further than a limit.
+enum FileText {
+    Text(String),
+    /// Larger than the limit: its size in bytes.
+    TooLarge(u64),
+    NotUtf8,
+}
+
+/// Reads the file at `path` as text, unless it is larger than `limit` bytes (only as many
+/// bytes as the limit are ever read, should the file grow meanwhile).
+fn read_text(path: &Path, limit: u64) -> std::io::Result<FileText> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Ok(FileText::TooLarge(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(FileText::TooLarge(bytes.len() as u64));
+    }
+    Ok(String::from_utf8(bytes).map_or(FileText::NotUtf8, FileText::Text))
 }
 
 /// The tag and digest part of a reference, as a commit message shows it.

@@ -1,5 +1,6 @@
-//! `GitTarget` against servers that misbehave: ones that accept a connection and never
-//! answer, ones that refuse, and ones reached through URLs that carry credentials.
+//! `GitTarget` against servers and repositories that misbehave: servers that accept a
+//! connection and never answer, or refuse it, URLs that carry credentials, and repositories
+//! holding alias bombs and oversized files.
 
 mod support;
 
@@ -7,8 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use keel_core::memory::InMemoryRegistry;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
-use keel_core::{Error, ImageRef};
+use keel_core::{Error, ImageRef, Pipeline};
 use keel_git::GitTarget;
 use support::GitServer;
 
@@ -139,4 +141,106 @@ async fn a_rejected_push_does_not_show_the_password() {
     assert!(!shown.contains("s3cret-pw"), "the password leaked: {shown}");
     assert!(shown.contains("bot:***@"), "{shown}");
     assert_eq!(server.head("fleet", "main"), head);
+}
+
+/// The classic "billion laughs" in under 1 KiB: nine levels of nine aliases of the level
+/// below, 9^9 nodes if expanded.
+fn billion_laughs() -> String {
+    let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let below = format!("*l{}", level - 1);
+        let items = [below.as_str(); 9].join(", ");
+        text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bombs_and_oversized_files_are_reported_and_the_rest_still_updates() {
+    let server = GitServer::start();
+    let web = "image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}\n";
+    let bomb = billion_laughs();
+    assert!(bomb.len() <= 1024, "{} bytes", bomb.len());
+    // A valid manifest, but larger than the limit the target is given.
+    let huge = format!(
+        "image: ghcr.io/acme/huge:1.0.0 # {{\"$imagepolicy\": \"flux-system:huge\"}}\n{}",
+        "# padding\n".repeat(10_000)
+    );
+    server.create_repo(
+        "fleet",
+        &[
+            ("apps/web.yaml", web),
+            ("apps/bomb.yaml", &bomb),
+            ("apps/huge.yaml", &huge),
+            (
+                ".keel.yaml",
+                "policies:\n  flux-system:web: minor\n  flux-system:huge: minor\n",
+            ),
+        ],
+        "main",
+    );
+    let target = Arc::new(
+        GitTarget::builder(server.git_url("fleet"))
+            .with_workdir(server.scratch_dir("bombs"))
+            .with_max_file_size(64 * 1024)
+            .build(),
+    );
+
+    let scan = target.scan().await.unwrap();
+    let ids: Vec<String> = scan.references.iter().map(|r| r.id()).collect();
+    assert_eq!(ids, ["apps/web.yaml#L1:flux-system:web"]);
+    let warning = |file: &str| {
+        scan.warnings
+            .iter()
+            .find(|w| w.file == file)
+            .unwrap_or_else(|| panic!("no warning about {file}: {:?}", scan.warnings))
+            .to_string()
+    };
+    let bomb_warning = warning("apps/bomb.yaml");
+    assert!(bomb_warning.contains("not valid YAML"), "{bomb_warning}");
+    assert!(bomb_warning.contains("100000 nodes"), "{bomb_warning}");
+    let huge_warning = warning("apps/huge.yaml");
+    assert!(huge_warning.contains("invalid"), "{huge_warning}");
+    assert!(
+        huge_warning.contains("limit of 65536 bytes"),
+        "{huge_warning}"
+    );
+
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.3.0"]);
+    registry.push_tags("ghcr.io/acme/huge", &["1.0.0", "1.1.0"]);
+    let report = Pipeline::new(registry).with_target(target).run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/web.yaml").unwrap(),
+        web.replace("1.2.3", "1.3.0")
+    );
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/bomb.yaml").unwrap(),
+        bomb
+    );
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/huge.yaml").unwrap(),
+        huge
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_configuration_fails_the_scan_naming_it() {
+    let server = GitServer::start();
+    let config = format!(
+        "policies:\n  flux-system:web: minor\n{}",
+        "#\n".repeat(1000)
+    );
+    server.create_repo("fleet", &[(".keel.yaml", &config)], "main");
+    let target = GitTarget::builder(server.git_url("fleet"))
+        .with_workdir(server.scratch_dir("big-config"))
+        .with_max_file_size(1024)
+        .build();
+    let err = target.scan().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(".keel.yaml"), "{text}");
+    assert!(text.contains("limit of 1024 bytes"), "{text}");
 }

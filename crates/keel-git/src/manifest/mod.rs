@@ -20,6 +20,13 @@
 //! bytes of the tag, digest or name being updated; comments, quoting, indentation, anchors,
 //! line endings and everything else stay as they are.
 //!
+//! Files come from repositories anyone with push access writes to, so reading one is bounded:
+//! a file whose aliases (and merge keys) would stand for more than 100,000 nodes in all, such
+//! as a "billion laughs" file, or whose alias refers to a collection containing it, is refused
+//! while it is parsed and reported like a file that is not YAML. (The target also skips files
+//! larger than its size limit, [`DEFAULT_MAX_FILE_SIZE`](crate::DEFAULT_MAX_FILE_SIZE) unless
+//! set otherwise.)
+//!
 //! ```
 //! # use keel_git::manifest::{rewrite, scan, RepoConfig};
 //! # use keel_core::ImageRef;

@@ -1252,3 +1252,29 @@ proptest! {
         prop_assert_eq!(images, wanted, "{}\n{}", text, out);
     }
 }
+
+#[test]
+fn alias_bombs_are_invalid_files_not_work() {
+    // Merge keys of merge keys in a workload: reading its metadata would follow 8^8 entries.
+    let mut text = String::from("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n");
+    for level in 1..9 {
+        let below = vec![format!("*m{}", level - 1); 8].join(", ");
+        text.push_str(&format!("m{level}: &m{level} {{<<: [{below}]}}\n"));
+    }
+    text.push_str(
+        "kind: Deployment\nmetadata:\n  <<: *m8\n  annotations: {keel.sh/policy: minor}\n\
+         spec: {template: {spec: {containers: [{name: a, image: 'ghcr.io/org/a:1.0.0'}]}}}\n",
+    );
+    assert!(text.len() <= 1024, "{} bytes", text.len());
+    let found = scan("apps/bomb.yaml", &text, &RepoConfig::default());
+    assert!(found.references.is_empty(), "{:?}", found.references);
+    let [warning] = found.warnings.as_slice() else {
+        panic!("{:?}", found.warnings)
+    };
+    assert_eq!(warning.file, "apps/bomb.yaml");
+    assert!(warning.reason.contains("not valid YAML"), "{warning}");
+    assert!(warning.reason.contains("100000 nodes"), "{warning}");
+    // The same file as the configuration is refused, not expanded.
+    let e = RepoConfig::from_yaml(&text).unwrap_err();
+    assert!(e.to_string().contains("100000 nodes"), "{e}");
+}

@@ -17,6 +17,12 @@ pub(crate) type NodeId = usize;
 /// How deep alias and merge-key resolution may go before giving up (guards against cycles).
 const MAX_RESOLVE_DEPTH: usize = 16;
 
+/// How many nodes the aliases of one file may stand for in all, counting the nodes inside
+/// the aliased collections (and what their own aliases stand for). Reading a file follows
+/// aliases and merge keys, so a "billion laughs" file of a few hundred bytes whose aliases
+/// nest ten deep would stand for billions of nodes; such a file is refused as it is parsed.
+pub(crate) const MAX_ALIAS_EXPANSION: u64 = 100_000;
+
 /// A parsed YAML stream: every document's root, its nodes and its anchors.
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
@@ -25,6 +31,10 @@ pub(crate) struct Tree {
     starts: Vec<usize>,
     pub(crate) docs: Vec<NodeId>,
     anchors: HashMap<usize, NodeId>,
+    /// How many nodes each node stands for, aliases expanded (so far, for open collections).
+    sizes: Vec<u64>,
+    /// Whether each node is complete (a collection whose end was seen, or any other node).
+    complete: Vec<bool>,
 }
 
 /// One node of the tree.
@@ -96,11 +106,17 @@ impl Offsets {
 }
 
 /// Parses `text` (every document of it).
+///
+/// # Errors
+/// A syntax error, or an alias that refers to a collection containing it, or aliases that
+/// stand for more than [`MAX_ALIAS_EXPANSION`] nodes in all.
 pub(crate) fn parse(text: &str) -> Result<Tree, SyntaxError> {
     let offsets = Offsets::new(text);
     let mut tree = Tree::default();
     // Open collections: the node and, for mappings, a key waiting for its value.
     let mut stack: Vec<(NodeId, Option<NodeId>)> = Vec::new();
+    // The nodes the aliases so far stand for.
+    let mut expansion: u64 = 0;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| SyntaxError {
             line: e.marker().line(),
@@ -113,7 +129,30 @@ pub(crate) fn parse(text: &str) -> Result<Tree, SyntaxError> {
                 let scalar = locate_scalar(text, &offsets, span, start, value.into_owned(), style);
                 (Node::Scalar(scalar), anchor)
             }
-            Event::Alias(id) => (Node::Alias(id), 0),
+            Event::Alias(id) => {
+                let at = |message: String| SyntaxError {
+                    line: span.start.line(),
+                    column: span.start.col() + 1,
+                    message,
+                };
+                let size = match tree.anchors.get(&id) {
+                    Some(&target) if !tree.complete[target] => {
+                        return Err(at(
+                            "an alias refers to a collection that contains it".to_owned()
+                        ));
+                    }
+                    Some(&target) => tree.sizes[target],
+                    None => 1,
+                };
+                expansion = expansion.saturating_add(size);
+                if expansion > MAX_ALIAS_EXPANSION {
+                    return Err(at(format!(
+                        "the aliases stand for more than {MAX_ALIAS_EXPANSION} nodes, the \
+                         limit (an alias bomb?)"
+                    )));
+                }
+                (Node::Alias(id), 0)
+            }
             Event::MappingStart(anchor, _) => {
                 let begin = skip_properties(text, start);
                 let flow = text[begin..].starts_with('{');
@@ -124,6 +163,7 @@ pub(crate) fn parse(text: &str) -> Result<Tree, SyntaxError> {
                     },
                     begin,
                 );
+                tree.complete[id] = false;
                 if anchor != 0 {
                     tree.anchors.insert(anchor, id);
                 }
@@ -133,6 +173,7 @@ pub(crate) fn parse(text: &str) -> Result<Tree, SyntaxError> {
             Event::SequenceStart(anchor, _) => {
                 let begin = skip_properties(text, start);
                 let id = tree.push(Node::Sequence { items: Vec::new() }, begin);
+                tree.complete[id] = false;
                 if anchor != 0 {
                     tree.anchors.insert(anchor, id);
                 }
@@ -141,6 +182,7 @@ pub(crate) fn parse(text: &str) -> Result<Tree, SyntaxError> {
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 if let Some((id, _)) = stack.pop() {
+                    tree.complete[id] = true;
                     tree.attach(&mut stack, id);
                 }
                 continue;
@@ -253,8 +295,14 @@ fn closing_quote(text: &str, open: usize, double: bool) -> Option<usize> {
 
 impl Tree {
     fn push(&mut self, node: Node, start: usize) -> NodeId {
+        let size = match &node {
+            Node::Alias(anchor) => self.anchors.get(anchor).map_or(1, |&t| self.sizes[t]),
+            _ => 1,
+        };
         self.nodes.push(node);
         self.starts.push(start);
+        self.sizes.push(size);
+        self.complete.push(true);
         self.nodes.len() - 1
     }
 
@@ -269,6 +317,7 @@ impl Tree {
             self.docs.push(id);
             return;
         };
+        self.sizes[*parent] = self.sizes[*parent].saturating_add(self.sizes[id]);
         match &mut self.nodes[*parent] {
             Node::Mapping { entries, .. } => match pending_key.take() {
                 Some(key) => entries.push((key, id)),
@@ -555,6 +604,64 @@ mod tests {
         let root = tree.docs[0];
         assert_eq!(tree.path_str(root, &["d"]), Some("q1"));
         assert!(tree.is_flow_mapping(tree.get(root, "e").unwrap()));
+    }
+
+    /// The classic "billion laughs": nine levels of nine aliases of the level below.
+    fn billion_laughs() -> String {
+        let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..10 {
+            let below = format!("*l{}", level - 1);
+            let items = [below.as_str(); 9].join(", ");
+            text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_while_parsing() {
+        let text = billion_laughs();
+        assert!(text.len() <= 1024, "{} bytes", text.len());
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message.contains("more than 100000 nodes"),
+            "{}",
+            e.message
+        );
+        // Level 5 (9^5 = 59,049 nodes) is where the aliases pass the limit.
+        assert_eq!(e.line, 6, "{}", e.message);
+
+        // Merge keys expand through aliases too.
+        let mut merges = String::from("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n");
+        for level in 1..8 {
+            let below = vec![format!("*m{}", level - 1); 8].join(", ");
+            merges.push_str(&format!(
+                "m{level}: &m{level} {{<<: [{below}], x{level}: 1}}\n"
+            ));
+        }
+        assert!(parse(&merges).unwrap_err().message.contains("100000"));
+
+        let e = parse("a: &a [1, *a]\n").unwrap_err();
+        assert!(e.message.contains("contains it"), "{}", e.message);
+        let e = parse("a: &a {b: {c: *a}}\n").unwrap_err();
+        assert!(e.message.contains("contains it"), "{}", e.message);
+    }
+
+    #[test]
+    fn aliases_within_the_budget_are_read() {
+        // 1,000 aliases of a 90-node mapping: 91,000 nodes, under the limit.
+        let keys: Vec<String> = (0..45).map(|i| format!("k{i}: v{i}")).collect();
+        let mut text = format!("base: &base {{{}}}\nlist:\n", keys.join(", "));
+        for _ in 0..1000 {
+            text.push_str("  - *base\n");
+        }
+        let tree = parse(&text).unwrap();
+        let list = tree.get(tree.docs[0], "list").unwrap();
+        let items = tree.items(list);
+        assert_eq!(items.len(), 1000);
+        assert_eq!(tree.path_str(items[999], &["k44"]), Some("v44"));
+        // One more alias of it is too many.
+        text.push_str("  - *base\n".repeat(100).as_str());
+        assert!(parse(&text).is_err());
     }
 
     #[test]
