@@ -1,4 +1,5 @@
-//! Who may call the API: basic-auth users and bearer tokens, checked in constant time.
+//! Who may call the API: basic-auth users and bearer tokens, checked in constant time, each
+//! with a role; and for whom a delegate token may vote.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,25 +24,35 @@ use crate::error::error_body;
 /// - a **bearer token** (`Authorization: Bearer ...`) votes and deletes as the token's name;
 /// - a **delegate token** is a bearer token for a front end that acts for many people, such
 ///   as the chat bot: it names the voter in each request, and the vote is recorded as
-///   `<token name>:<voter>` (e.g. `slack:U024BE7LH`), so a delegate can never vote under
-///   another credential's name and one person counts once.
+///   `<token name>:<voter>` (e.g. `slack:T0001/U024BE7LH`), so a delegate can never vote
+///   under another credential's name and one person counts once. It may name only the voters
+///   the server was told to accept for it ([`ApiAuthBuilder::delegate_voters`]), so a leaked
+///   delegate token cannot make up any number of distinct voters.
+///
+/// Each credential has a [`Role`]: `reader` may only read (requests, audit, metrics),
+/// `approver` may also vote, `admin` may also delete requests. Basic users and bearer tokens
+/// are `admin` and delegates `approver` unless given another role
+/// ([`ApiAuthBuilder::with_role`]). A call beyond the role is answered 403.
 ///
 /// Secrets are kept only as SHA-256 hashes and compared in constant time; `Debug` shows the
-/// names, never a secret.
+/// names and roles, never a secret.
 ///
 /// ```
-/// use keel_api::ApiAuth;
+/// use keel_api::{ApiAuth, Role};
 ///
 /// let auth = ApiAuth::builder()
 ///     .basic_user("alice", "correct horse battery staple")
 ///     .bearer_token("ci", "s3cr3t-token-for-ci")
+///     .with_role("ci", Role::Reader)
 ///     .delegate_token("slack", "token-of-the-chat-bot")
+///     .delegate_voters("slack", ["T0001/U024BE7LH", "T0002/*"])
 ///     .build()
 ///     .unwrap();
 /// assert!(!format!("{auth:?}").contains("s3cr3t"));
 ///
-/// // Never open by default.
+/// // Never open by default, and never a delegate that may vote for anyone.
 /// assert!(ApiAuth::builder().build().is_err());
+/// assert!(ApiAuth::builder().delegate_token("slack", "t").build().is_err());
 /// ```
 #[derive(Clone)]
 pub struct ApiAuth {
@@ -56,26 +67,124 @@ struct AuthInner {
 struct Credential {
     name: String,
     hash: [u8; 32],
+    role: Role,
 }
 
 struct TokenCredential {
     credential: Credential,
-    delegate: bool,
+    /// `Some` for a delegate: the voters it may name.
+    voters: Option<Arc<[VoterPattern]>>,
+}
+
+/// What a credential may do; each role includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read requests, the audit log and metrics.
+    Reader,
+    /// Also vote (approve, reject).
+    Approver,
+    /// Also delete requests.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in specs and messages: `reader`, `approver` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "reader" => Ok(Role::Reader),
+            "approver" => Ok(Role::Approver),
+            "admin" => Ok(Role::Admin),
+            other => Err(ParseError::new(
+                "API credential role",
+                other,
+                "expected reader, approver or admin",
+            )
+            .into()),
+        }
+    }
+}
+
+/// A voter a delegate may name: an exact voter (`T0001/U024BE7LH`), or a prefix ending in
+/// `*` (`T0001/*`: anyone whose voter starts with `T0001/`). A lone `*` is refused: it would
+/// let the delegate vote for anyone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct VoterPattern(String);
+
+impl VoterPattern {
+    fn parse(delegate: &str, pattern: &str) -> Result<Self, Error> {
+        let pattern = pattern.trim();
+        let bad = |reason: &str| -> Error {
+            ParseError::new(
+                "delegate voter pattern",
+                pattern,
+                format!("for delegate {delegate:?}: {reason}"),
+            )
+            .into()
+        };
+        let stem = pattern.strip_suffix('*').unwrap_or(pattern);
+        if stem.is_empty() {
+            return Err(bad(
+                "a pattern must name a voter or a prefix of voters (a lone * would accept anyone)",
+            ));
+        }
+        if stem.contains('*') {
+            return Err(bad("* may only end a pattern"));
+        }
+        if stem.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad("spaces and control characters are not allowed"));
+        }
+        Ok(VoterPattern(pattern.to_owned()))
+    }
+
+    fn matches(&self, voter: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => voter.len() > prefix.len() && voter.starts_with(prefix),
+            None => voter == self.0,
+        }
+    }
 }
 
 impl fmt::Debug for ApiAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let users: Vec<&str> = self.inner.users.iter().map(|u| u.name.as_str()).collect();
+        let users: Vec<String> = self
+            .inner
+            .users
+            .iter()
+            .map(|u| format!("{} ({})", u.name, u.role))
+            .collect();
         let tokens: Vec<String> = self
             .inner
             .tokens
             .iter()
-            .map(|t| {
-                if t.delegate {
-                    format!("{} (delegate)", t.credential.name)
-                } else {
-                    t.credential.name.clone()
+            .map(|t| match &t.voters {
+                Some(voters) => {
+                    let voters: Vec<&str> = voters.iter().map(|v| v.0.as_str()).collect();
+                    format!(
+                        "{} (delegate, {}, for {})",
+                        t.credential.name,
+                        t.credential.role,
+                        voters.join(" ")
+                    )
                 }
+                None => format!("{} ({})", t.credential.name, t.credential.role),
             })
             .collect();
         f.debug_struct("ApiAuth")
@@ -90,6 +199,8 @@ impl fmt::Debug for ApiAuth {
 pub struct ApiAuthBuilder {
     users: Vec<(String, String)>,
     tokens: Vec<(String, String, bool)>,
+    roles: Vec<(String, Role)>,
+    voters: Vec<(String, Vec<String>)>,
 }
 
 impl fmt::Debug for ApiAuthBuilder {
@@ -103,6 +214,8 @@ impl fmt::Debug for ApiAuthBuilder {
                 "bearer_tokens",
                 &self.tokens.iter().map(|t| &t.0).collect::<Vec<_>>(),
             )
+            .field("roles", &self.roles)
+            .field("voters", &self.voters)
             .finish()
     }
 }
@@ -121,23 +234,50 @@ impl ApiAuthBuilder {
     }
 
     /// Accepts `Authorization: Bearer <token>` for a front end that votes for others; votes
-    /// are recorded as `<name>:<voter>`.
+    /// are recorded as `<name>:<voter>`. The delegate needs the list of voters it may name
+    /// ([`delegate_voters`](Self::delegate_voters)).
     pub fn delegate_token(mut self, name: impl Into<String>, token: impl Into<String>) -> Self {
         self.tokens.push((name.into(), token.into(), true));
         self
     }
 
+    /// Gives credential `name` another role than its default (`admin` for basic users and
+    /// bearer tokens, `approver` for delegates).
+    pub fn with_role(mut self, name: impl Into<String>, role: Role) -> Self {
+        self.roles.push((name.into(), role));
+        self
+    }
+
+    /// The voters delegate `name` may name: exact voters (`T0001/U024BE7LH`) or prefixes
+    /// ending in `*` (`T0001/*`). A vote (or deletion) it makes for anyone else is refused
+    /// with 403. Each call adds to the list.
+    pub fn delegate_voters(
+        mut self,
+        name: impl Into<String>,
+        patterns: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.voters
+            .push((name.into(), patterns.into_iter().map(Into::into).collect()));
+        self
+    }
+
     /// Adds the credentials of a spec string, comma-separated, as read from a config file or
-    /// the environment: `basic:<user>:<password>`, `bearer:<name>:<token>` or
-    /// `delegate:<name>:<token>` (the secret is everything after the second `:`).
+    /// the environment: `<kind>[/<role>]:<name>:<secret>`, where the kind is `basic`,
+    /// `bearer` or `delegate`, the role `reader`, `approver` or `admin` (the secret is
+    /// everything after the second `:`).
     ///
     /// ```
     /// let auth = keel_api::ApiAuth::builder()
-    ///     .parse_spec("basic:alice:pw-of-alice,delegate:slack:bot-token")
+    ///     .parse_spec("basic:alice:pw-of-alice,bearer/reader:dash:dash-token,delegate:slack:bot-token")
+    ///     .unwrap()
+    ///     .parse_delegate_voters("slack=T0001/*")
     ///     .unwrap()
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(format!("{auth:?}"), r#"ApiAuth { basic_users: ["alice"], bearer_tokens: ["slack (delegate)"] }"#);
+    /// assert_eq!(
+    ///     format!("{auth:?}"),
+    ///     r#"ApiAuth { basic_users: ["alice (admin)"], bearer_tokens: ["dash (reader)", "slack (delegate, approver, for T0001/*)"] }"#
+    /// );
     /// ```
     pub fn parse_spec(mut self, spec: &str) -> Result<Self, Error> {
         let items = spec.split(',').map(str::trim).filter(|s| !s.is_empty());
@@ -149,9 +289,13 @@ impl ApiAuthBuilder {
                 return Err(ParseError::new(
                     "API credential spec",
                     format!("item {}", n + 1),
-                    "expected <basic|bearer|delegate>:<name>:<secret>",
+                    "expected <basic|bearer|delegate>[/<role>]:<name>:<secret>",
                 )
                 .into());
+            };
+            let (kind, role) = match kind.split_once('/') {
+                Some((kind, role)) => (kind, Some(role)),
+                None => (kind, None),
             };
             self = match kind {
                 "basic" => self.basic_user(name, secret),
@@ -162,17 +306,55 @@ impl ApiAuthBuilder {
                     return Err(ParseError::new(
                         "API credential spec",
                         format!("item {}", n + 1),
-                        "the kind (before the first ':') must be basic, bearer or delegate",
+                        "the kind (before the first ':') must be basic, bearer or delegate, \
+                         optionally with /reader, /approver or /admin",
                     )
                     .into());
                 }
             };
+            if let Some(role) = role {
+                let role = role.parse::<Role>().map_err(|_| {
+                    ParseError::new(
+                        "API credential spec",
+                        format!("item {} ({name})", n + 1),
+                        "the role (after the '/') must be reader, approver or admin",
+                    )
+                })?;
+                self = self.with_role(name, role);
+            }
         }
         Ok(self)
     }
 
-    /// The credential set; an error when it is empty (the API is never open), or when a name
-    /// is empty, repeated or holds `:`, or a secret is empty.
+    /// Adds the voters of delegates from a spec string, as read from a config file or the
+    /// environment: `<delegate>=<pattern>[,<pattern>...]`, several delegates separated by
+    /// `;`, e.g. `slack=T0001/*,T0002/U024BE7LH`. See
+    /// [`delegate_voters`](Self::delegate_voters) for the patterns.
+    pub fn parse_delegate_voters(mut self, spec: &str) -> Result<Self, Error> {
+        let items = spec.split(';').map(str::trim).filter(|s| !s.is_empty());
+        for item in items {
+            let Some((name, patterns)) = item.split_once('=') else {
+                return Err(ParseError::new(
+                    "delegate voters",
+                    item,
+                    "expected <delegate name>=<voter pattern>[,<voter pattern>...]",
+                )
+                .into());
+            };
+            let patterns: Vec<String> = patterns
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            self = self.delegate_voters(name.trim(), patterns);
+        }
+        Ok(self)
+    }
+
+    /// The credential set; an error when it is empty (the API is never open), when a name is
+    /// empty, repeated or holds `:`, or a secret is empty, when a role or voter list names
+    /// no such credential (voters: no such delegate), or when a delegate has no voters.
     pub fn build(self) -> Result<ApiAuth, Error> {
         if self.users.is_empty() && self.tokens.is_empty() {
             return Err(ParseError::new(
@@ -208,12 +390,60 @@ impl ApiAuthBuilder {
                 .into());
             }
         }
+        for (name, _) in &self.roles {
+            if !names.contains(&name.as_str()) {
+                return Err(ParseError::new(
+                    "API credential role",
+                    name.as_str(),
+                    "names no configured credential",
+                )
+                .into());
+            }
+        }
+        let delegates: Vec<&str> = self
+            .tokens
+            .iter()
+            .filter(|t| t.2)
+            .map(|t| t.0.as_str())
+            .collect();
+        let mut voters: Vec<(&str, Vec<VoterPattern>)> =
+            delegates.iter().map(|d| (*d, Vec::new())).collect();
+        for (name, patterns) in &self.voters {
+            let Some((_, list)) = voters.iter_mut().find(|(d, _)| d == name) else {
+                return Err(ParseError::new(
+                    "delegate voters",
+                    name.as_str(),
+                    "names no configured delegate token",
+                )
+                .into());
+            };
+            for pattern in patterns {
+                list.push(VoterPattern::parse(name, pattern)?);
+            }
+        }
+        if let Some((name, _)) = voters.iter().find(|(_, list)| list.is_empty()) {
+            return Err(ParseError::new(
+                "delegate token",
+                *name,
+                "no voters configured: list the voters it may vote for (exact, or a prefix \
+                 ending in *), so that a leaked token cannot invent voters",
+            )
+            .into());
+        }
+        let role_of = |name: &str, default: Role| {
+            self.roles
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or(default, |(_, r)| *r)
+        };
         let users = self
             .users
             .iter()
             .map(|(name, secret)| Credential {
                 name: name.clone(),
                 hash: hash(secret.as_bytes()),
+                role: role_of(name, Role::Admin),
             })
             .collect();
         let tokens = self
@@ -223,8 +453,22 @@ impl ApiAuthBuilder {
                 credential: Credential {
                     name: name.clone(),
                     hash: hash(secret.as_bytes()),
+                    role: role_of(
+                        name,
+                        if *delegate {
+                            Role::Approver
+                        } else {
+                            Role::Admin
+                        },
+                    ),
                 },
-                delegate: *delegate,
+                voters: delegate.then(|| {
+                    voters
+                        .iter()
+                        .find(|(d, _)| d == name)
+                        .map(|(_, list)| Arc::from(list.clone()))
+                        .unwrap_or_else(|| Arc::from(Vec::new()))
+                }),
             })
             .collect();
         Ok(ApiAuth {
@@ -253,31 +497,72 @@ fn hash(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
 
-/// Who made a request, as established by [`ApiAuth`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
+/// The kind of credential a request came with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
     /// A basic-auth user.
-    User(String),
+    Basic,
     /// A bearer token acting as itself.
-    Token(String),
+    Bearer,
     /// A delegate token acting for voters it names.
-    Delegate(String),
+    Delegate,
+}
+
+/// Who made a request, as established by [`ApiAuth`]: the credential's name, kind and role,
+/// and for a delegate the voters it may name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    name: String,
+    kind: CredentialKind,
+    role: Role,
+    voters: Arc<[VoterPattern]>,
 }
 
 impl Principal {
     /// The credential's name.
     pub fn name(&self) -> &str {
-        match self {
-            Principal::User(n) | Principal::Token(n) | Principal::Delegate(n) => n,
+        &self.name
+    }
+
+    /// The kind of credential.
+    pub fn kind(&self) -> CredentialKind {
+        self.kind
+    }
+
+    /// The credential's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Refuses (`Error::Unauthorized`, 403) an `action` that needs `needed` when the
+    /// credential's role is below it.
+    pub fn require(&self, needed: Role, action: &str) -> Result<(), Error> {
+        if self.role >= needed {
+            return Ok(());
         }
+        Err(Error::Unauthorized {
+            action: action.to_owned(),
+            reason: format!(
+                "credential {:?} has the role {}; this needs {}",
+                self.name,
+                self.role,
+                if needed == Role::Admin {
+                    "admin"
+                } else {
+                    "approver or admin"
+                }
+            ),
+        })
     }
 
     /// The identity a vote or deletion is recorded under, given the name the request body
     /// asked for: a user or token acts only as itself (`requested` must be absent or its own
-    /// name); a delegate must name someone and acts as `<delegate>:<requested>`.
+    /// name); a delegate must name someone among the voters the server accepts for it, and
+    /// acts as `<delegate>:<requested>`.
     pub fn acting_as(&self, requested: Option<&str>, action: &str) -> Result<String, Error> {
-        match self {
-            Principal::User(name) | Principal::Token(name) => match requested {
+        let name = &self.name;
+        match self.kind {
+            CredentialKind::Basic | CredentialKind::Bearer => match requested {
                 None => Ok(name.clone()),
                 Some(r) if r == name => Ok(name.clone()),
                 Some(r) => Err(Error::Unauthorized {
@@ -285,10 +570,19 @@ impl Principal {
                     reason: format!("credential {name:?} may only act as itself"),
                 }),
             },
-            Principal::Delegate(name) => match requested {
+            CredentialKind::Delegate => match requested {
                 Some(r) if !r.trim().is_empty() => {
                     let who = format!("{name}:{r}");
                     keel_core::approval::validate_voter(&who)?;
+                    if !self.voters.iter().any(|p| p.matches(r)) {
+                        return Err(Error::Unauthorized {
+                            action: format!("{action} as {r:?}"),
+                            reason: format!(
+                                "delegate credential {name:?} may not act for {r:?}: it is not \
+                                 among the voters the server accepts for this delegate"
+                            ),
+                        });
+                    }
                     Ok(who)
                 }
                 _ => Err(ParseError::new(
@@ -338,12 +632,15 @@ impl ApiAuth {
                 found = Some(t);
             }
         }
-        found.map(|t| {
-            if t.delegate {
-                Principal::Delegate(t.credential.name.clone())
+        found.map(|t| Principal {
+            name: t.credential.name.clone(),
+            kind: if t.voters.is_some() {
+                CredentialKind::Delegate
             } else {
-                Principal::Token(t.credential.name.clone())
-            }
+                CredentialKind::Bearer
+            },
+            role: t.credential.role,
+            voters: t.voters.clone().unwrap_or_else(|| Arc::from(Vec::new())),
         })
     }
 
@@ -357,7 +654,12 @@ impl ApiAuth {
                 found = Some(u);
             }
         }
-        found.map(|u| Principal::User(u.name.clone()))
+        found.map(|u| Principal {
+            name: u.name.clone(),
+            kind: CredentialKind::Basic,
+            role: u.role,
+            voters: Arc::from(Vec::new()),
+        })
     }
 
     fn challenges(&self) -> Vec<HeaderValue> {
@@ -428,27 +730,33 @@ mod tests {
         ApiAuth::builder()
             .basic_user("alice", "pw-a")
             .bearer_token("ci", "tok-ci")
+            .with_role("ci", Role::Reader)
             .delegate_token("slack", "tok-slack")
+            .delegate_voters("slack", ["T1/U1", "T2/*"])
             .build()
             .unwrap()
+    }
+
+    fn who(p: Option<Principal>) -> Option<(String, CredentialKind, Role)> {
+        p.map(|p| (p.name().to_owned(), p.kind(), p.role()))
     }
 
     #[test]
     fn accepts_each_kind_and_refuses_wrong_ones() {
         let a = auth();
         assert_eq!(
-            a.authenticate(&headers(&basic("alice", "pw-a"))),
-            Some(Principal::User("alice".into()))
+            who(a.authenticate(&headers(&basic("alice", "pw-a")))),
+            Some(("alice".into(), CredentialKind::Basic, Role::Admin))
         );
         assert_eq!(a.authenticate(&headers(&basic("alice", "pw-b"))), None);
         assert_eq!(a.authenticate(&headers(&basic("bob", "pw-a"))), None);
         assert_eq!(
-            a.authenticate(&headers("Bearer tok-ci")),
-            Some(Principal::Token("ci".into()))
+            who(a.authenticate(&headers("Bearer tok-ci"))),
+            Some(("ci".into(), CredentialKind::Bearer, Role::Reader))
         );
         assert_eq!(
-            a.authenticate(&headers("bearer tok-slack")),
-            Some(Principal::Delegate("slack".into()))
+            who(a.authenticate(&headers("bearer tok-slack"))),
+            Some(("slack".into(), CredentialKind::Delegate, Role::Approver))
         );
         assert_eq!(a.authenticate(&headers("Bearer tok-c")), None);
         assert_eq!(a.authenticate(&headers("Bearer ")), None);
@@ -483,18 +791,109 @@ mod tests {
 
     #[test]
     fn acting_as_binds_voters() {
-        let user = Principal::User("alice".into());
+        let a = auth();
+        let user = a.authenticate(&headers(&basic("alice", "pw-a"))).unwrap();
         assert_eq!(user.acting_as(None, "vote").unwrap(), "alice");
         assert_eq!(user.acting_as(Some("alice"), "vote").unwrap(), "alice");
         assert!(matches!(
             user.acting_as(Some("bob"), "vote"),
             Err(Error::Unauthorized { .. })
         ));
-        let bot = Principal::Delegate("slack".into());
-        assert_eq!(bot.acting_as(Some("U1"), "vote").unwrap(), "slack:U1");
+        let bot = a.authenticate(&headers("Bearer tok-slack")).unwrap();
+        assert_eq!(bot.acting_as(Some("T1/U1"), "vote").unwrap(), "slack:T1/U1");
+        assert_eq!(bot.acting_as(Some("T2/U9"), "vote").unwrap(), "slack:T2/U9");
+        for outsider in ["T1/U2", "T2/", "T3/U1", "U1"] {
+            let e = bot.acting_as(Some(outsider), "vote").unwrap_err();
+            assert!(
+                matches!(&e, Error::Unauthorized { .. }) && e.to_string().contains(outsider),
+                "{outsider}: {e}"
+            );
+        }
         assert!(matches!(
             bot.acting_as(None, "vote"),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn roles_include_the_ones_below() {
+        let a = auth();
+        let reader = a.authenticate(&headers("Bearer tok-ci")).unwrap();
+        assert!(reader.require(Role::Reader, "list").is_ok());
+        let e = reader
+            .require(Role::Approver, "approve request x")
+            .unwrap_err();
+        assert!(e.to_string().contains("\"ci\" has the role reader"), "{e}");
+        let bot = a.authenticate(&headers("Bearer tok-slack")).unwrap();
+        assert!(bot.require(Role::Approver, "vote").is_ok());
+        assert!(bot.require(Role::Admin, "delete").is_err());
+        let admin = a.authenticate(&headers(&basic("alice", "pw-a"))).unwrap();
+        assert!(admin.require(Role::Admin, "delete").is_ok());
+    }
+
+    #[test]
+    fn delegates_need_voters_and_sane_patterns() {
+        let base = || ApiAuth::builder().delegate_token("slack", "t");
+        let e = base().build().unwrap_err().to_string();
+        assert!(e.contains("slack") && e.contains("no voters"), "{e}");
+        for bad in ["*", " * ", "T1/*/U1", "T1 U1"] {
+            let e = base().delegate_voters("slack", [bad]).build().unwrap_err();
+            assert!(
+                e.to_string().contains("delegate voter pattern"),
+                "{bad}: {e}"
+            );
+        }
+        let e = base()
+            .delegate_voters("slack", ["T1/*"])
+            .delegate_voters("teams", ["x"])
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"teams\""), "{e}");
+        let e = ApiAuth::builder()
+            .bearer_token("ci", "t")
+            .delegate_voters("ci", ["x"])
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("no configured delegate"), "{e}");
+        let e = ApiAuth::builder()
+            .bearer_token("ci", "t")
+            .with_role("cd", Role::Reader)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"cd\""), "{e}");
+    }
+
+    #[test]
+    fn specs_carry_roles_and_voters() {
+        let a = ApiAuth::builder()
+            .parse_spec("bearer/reader:dash:tok-dash,basic/approver:bob:pw-b,delegate:slack:tok-s")
+            .unwrap()
+            .parse_delegate_voters("slack=T1/U1, T2/*")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            who(a.authenticate(&headers("Bearer tok-dash"))),
+            Some(("dash".into(), CredentialKind::Bearer, Role::Reader))
+        );
+        assert_eq!(
+            who(a.authenticate(&headers(&basic("bob", "pw-b")))),
+            Some(("bob".into(), CredentialKind::Basic, Role::Approver))
+        );
+        let bot = a.authenticate(&headers("Bearer tok-s")).unwrap();
+        assert!(bot.acting_as(Some("T2/U7"), "vote").is_ok());
+        let e = ApiAuth::builder()
+            .parse_spec("bearer/root:ci:hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reader, approver or admin") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = ApiAuth::builder()
+            .parse_delegate_voters("slack")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("<delegate name>="), "{e}");
     }
 }

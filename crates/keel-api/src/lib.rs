@@ -3,7 +3,9 @@
 //! It serves the [approvals](keel_core::approval) of a running controller: list the
 //! requests, approve, reject or delete one, and read the audit log, plus a metrics endpoint
 //! with the real pending count. Every route sits behind authentication, HTTP basic or bearer
-//! tokens ([`ApiAuth`]); there is no way to serve it open.
+//! tokens ([`ApiAuth`]); there is no way to serve it open. Each credential has a [`Role`]:
+//! `reader` (GET routes only), `approver` (also votes) or `admin` (also deletes); a delegate
+//! token (the chat bot's) votes only for the voters the server accepts for it.
 //!
 //! - [`router`] builds the axum router to serve (`axum::serve`) or nest in your own;
 //! - [`ApiClient`] calls it, mapping every error answer back onto [`keel_core::Error`];
@@ -12,8 +14,9 @@
 //!
 //! Errors are JSON, `{"error": "<code>", "reason": "<message>"}` ([`ErrorBody`]), with the
 //! status [`status_of`] gives: 400 invalid input, 401 missing or wrong credentials (with
-//! `WWW-Authenticate`), 403 a credential acting beyond its right (voting under another
-//! name), 404 unknown request, 409 a request that is no longer pending.
+//! `WWW-Authenticate`), 403 a credential acting beyond its right (beyond its role, voting
+//! under another name, a delegate naming a voter it may not), 404 unknown request, 409 a
+//! request that is no longer pending.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -52,7 +55,7 @@ mod client;
 mod error;
 mod server;
 
-pub use auth::{ApiAuth, ApiAuthBuilder, Principal};
+pub use auth::{ApiAuth, ApiAuthBuilder, CredentialKind, Principal, Role};
 pub use client::{ApiClient, DEFAULT_TIMEOUT};
 pub use error::{ErrorBody, status_of};
 pub use server::{

@@ -14,7 +14,7 @@ use keel_core::approval::{
 use keel_core::{Error, ParseError};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{ApiAuth, Principal, require_auth};
+use crate::auth::{ApiAuth, Principal, Role, require_auth};
 use crate::error::{ApiError, error_body};
 
 /// Largest request body the API reads (a vote with its comment is far smaller).
@@ -63,7 +63,8 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
     routes().into_iter().map(|r| (r.method, r.path)).collect()
 }
 
-/// The API as an axum router: every route requires one of `auth`'s credentials.
+/// The API as an axum router: every route requires one of `auth`'s credentials; votes need
+/// the role `approver` or `admin`, deletions `admin` (else 403).
 ///
 /// | method | path | does |
 /// |---|---|---|
@@ -201,8 +202,10 @@ async fn cast(
     body: Bytes,
     kind: VoteKind,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let action = format!("{kind} request {id}");
+    principal.require(Role::Approver, &action)?;
     let body = parse_vote_body(&body)?;
-    let voter = principal.acting_as(body.voter.as_deref(), &format!("{kind} request {id}"))?;
+    let voter = principal.acting_as(body.voter.as_deref(), &action)?;
     let comment = body.comment.filter(|c| !c.trim().is_empty());
     let request = state.approvals.vote(&id, &voter, kind, comment).await?;
     tracing::info!(request = %id, %voter, %kind, state = %request.state, "vote via API");
@@ -239,8 +242,10 @@ async fn delete_approval(
     Path(id): Path<String>,
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let action = format!("delete request {id}");
+    principal.require(Role::Admin, &action)?;
     let Query(params) = params.map_err(|r| bad_query("delete query", r))?;
-    let actor = principal.acting_as(params.actor.as_deref(), &format!("delete request {id}"))?;
+    let actor = principal.acting_as(params.actor.as_deref(), &action)?;
     let deleted = state.approvals.delete(&id, &actor).await?;
     Ok(Json(deleted))
 }

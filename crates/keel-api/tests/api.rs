@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keel_api::{ApiAuth, ApiClient, ErrorBody, route_table};
+use keel_api::{ApiAuth, ApiClient, ErrorBody, Role, route_table};
 use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditQuery,
     MemoryApprovalStore,
@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 const ALICE_TOKEN: &str = "token-of-alice-0123456789";
 const BOT_TOKEN: &str = "token-of-the-bot-987654321";
+const DASH_TOKEN: &str = "token-of-the-dashboard-5555";
+const CAROL_TOKEN: &str = "token-of-carol-approver-777";
 
 struct Server {
     url: String,
@@ -25,6 +27,11 @@ async fn start() -> Server {
         .basic_user("bob", "pw-of-bob")
         .bearer_token("alice", ALICE_TOKEN)
         .delegate_token("slack", BOT_TOKEN)
+        .delegate_voters("slack", ["U024BE7LH", "U1", "U2"])
+        .bearer_token("dash", DASH_TOKEN)
+        .with_role("dash", Role::Reader)
+        .bearer_token("carol", CAROL_TOKEN)
+        .with_role("carol", Role::Approver)
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -396,6 +403,131 @@ async fn a_delegate_names_its_voters_under_its_own_prefix() {
 }
 
 #[tokio::test]
+async fn roles_and_delegate_voters_are_enforced() {
+    let s = start().await;
+    let r = s.open("prod", "web", "1.7.0", 2).await;
+    let approve = format!("/v1/approvals/{}/approve", r.id);
+    let reject = format!("/v1/approvals/{}/reject", r.id);
+    let one = format!("/v1/approvals/{}", r.id);
+    let send = |method: reqwest::Method, path: &str, token: &str, body: Value| {
+        s.req(method, path).bearer_auth(token).json(&body).send()
+    };
+
+    // A reader reads, and may neither vote nor delete.
+    let (status, body) = json_of(
+        s.req(reqwest::Method::GET, "/v1/approvals")
+            .bearer_auth(DASH_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["approvals"].as_array().unwrap().len(), 1);
+    for path in [&approve, &reject] {
+        let (status, body) = json_of(
+            send(reqwest::Method::POST, path, DASH_TOKEN, json!({}))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("forbidden")),
+            "{body}"
+        );
+        assert!(
+            body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("\"dash\" has the role reader"),
+            "{body}"
+        );
+    }
+    let (status, _) = json_of(
+        send(reqwest::Method::DELETE, &one, DASH_TOKEN, json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // An approver votes and may not delete.
+    let (status, body) = json_of(
+        send(reqwest::Method::POST, &approve, CAROL_TOKEN, json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = json_of(
+        send(reqwest::Method::DELETE, &one, CAROL_TOKEN, json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("needs admin"),
+        "{body}"
+    );
+    assert!(s.approvals.get(&r.id).await.unwrap().is_some());
+
+    // The delegate votes only for the voters it was given; anyone else is refused by name
+    // and nothing is recorded.
+    let (status, body) = json_of(
+        send(
+            reqwest::Method::POST,
+            &approve,
+            BOT_TOKEN,
+            json!({"voter": "U0EVE1234"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    assert!(
+        body["reason"].as_str().unwrap().contains("U0EVE1234"),
+        "{body}"
+    );
+    let stored = s.approvals.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.votes.len(), 1, "{stored:?}");
+    assert_eq!(stored.votes[0].voter, "carol");
+    assert_eq!(stored.state, ApprovalState::Pending);
+    let voted = s
+        .approvals
+        .audit_log(&AuditQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == AuditAction::Voted)
+        .count();
+    assert_eq!(voted, 1);
+
+    let (status, body) = json_of(
+        send(
+            reqwest::Method::POST,
+            &approve,
+            BOT_TOKEN,
+            json!({"voter": "U1"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn bad_ids_bodies_and_unknown_requests() {
     let s = start().await;
     let r = s.open("prod", "web", "1.4.0", 1).await;
@@ -539,8 +671,8 @@ async fn delete_audit_and_metrics() {
         "{metrics}"
     );
 
-    // A delegate must say who deletes.
-    let (status, _) = json_of(
+    // A delegate is an approver: it may not delete.
+    let (status, body) = json_of(
         s.req(reqwest::Method::DELETE, &format!("/v1/approvals/{}", b.id))
             .bearer_auth(BOT_TOKEN)
             .send()
@@ -548,7 +680,7 @@ async fn delete_audit_and_metrics() {
             .unwrap(),
     )
     .await;
-    assert_eq!(status, 400);
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
 
     let (status, audit) = json_of(
         s.alice(reqwest::Method::GET, "/v1/audit")
