@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::cache::saturating_deadline;
+
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Challenge {
@@ -88,13 +90,14 @@ pub(crate) struct Token {
 
 impl Token {
     /// A token valid for `expires_in` seconds (60 when the issuer did not say, as the token
-    /// spec prescribes), renewed a little early.
+    /// spec prescribes), renewed a little early. A lifetime too long for the clock saturates
+    /// (the registry's 401 renews a token it no longer takes).
     pub(crate) fn new(value: String, expires_in: Option<u64>) -> Self {
         let lifetime = Duration::from_secs(expires_in.unwrap_or(60).max(1));
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         Token {
             value,
-            expires: Instant::now() + lifetime - margin,
+            expires: saturating_deadline(Instant::now(), lifetime - margin),
         }
     }
 
@@ -106,6 +109,19 @@ impl Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_lifetimes_are_kept_and_huge_ones_saturate() {
+        let short = Token::new("a".into(), Some(100));
+        let huge = Token::new("b".into(), Some(u64::MAX));
+        let unsaid = Token::new("c".into(), None);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(short.is_fresh() && huge.is_fresh() && !unsaid.is_fresh());
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(!short.is_fresh());
+        tokio::time::advance(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+        assert!(huge.is_fresh());
+    }
 
     #[test]
     fn parses_docker_hub_challenge() {

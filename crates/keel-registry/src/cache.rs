@@ -137,9 +137,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_longest_ttl_saturates_instead_of_overflowing_the_clock() {
         let cache: TtlCache<u8, u8> = TtlCache::new(Duration::MAX);
-        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(1) }).await, Ok(1));
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(1) }).await,
+            Ok(1)
+        );
         tokio::time::advance(Duration::from_secs(50 * 365 * 24 * 3600)).await;
-        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(2) }).await, Ok(1));
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(2) }).await,
+            Ok(1)
+        );
         let now = Instant::now();
         assert!(saturating_deadline(now, Duration::MAX) > now + FAR_FUTURE / 2);
         assert_eq!(
@@ -152,12 +158,26 @@ mod tests {
     async fn a_full_cache_fetches_new_keys_without_keeping_them() {
         let cache: TtlCache<u8, u8> = TtlCache::bounded(Duration::from_secs(60), 2);
         for key in [1, 2] {
-            assert_eq!(cache.get_or_fetch(&key, || async { Ok::<_, ()>(key) }).await, Ok(key));
+            assert_eq!(
+                cache
+                    .get_or_fetch(&key, || async { Ok::<_, ()>(key) })
+                    .await,
+                Ok(key)
+            );
         }
         // Full: key 3 is fetched each time, keys 1 and 2 stay cached.
-        assert_eq!(cache.get_or_fetch(&3, || async { Ok::<_, ()>(30) }).await, Ok(30));
-        assert_eq!(cache.get_or_fetch(&3, || async { Ok::<_, ()>(31) }).await, Ok(31));
-        assert_eq!(cache.get_or_fetch(&1, || async { Ok::<_, ()>(10) }).await, Ok(1));
+        assert_eq!(
+            cache.get_or_fetch(&3, || async { Ok::<_, ()>(30) }).await,
+            Ok(30)
+        );
+        assert_eq!(
+            cache.get_or_fetch(&3, || async { Ok::<_, ()>(31) }).await,
+            Ok(31)
+        );
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(10) }).await,
+            Ok(1)
+        );
         assert_eq!(cache.slots.lock().unwrap().len(), 2);
     }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use keel_core::body::{BodyError, read_bounded};
 use keel_core::registry::{
     CredentialSource, DockerConfigDocument, ImageMetadata, Registry, TagList,
 };
-use keel_core::body::{BodyError, read_bounded};
 use keel_core::{Digest, Error, ImageRef, Platform, Tag};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -1424,6 +1424,95 @@ mod tests {
         assert_eq!(c.base("registry.lan"), "https://registry.lan");
         assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
         assert_eq!(c.base("docker.io"), "https://registry-1.docker.io");
+    }
+
+    #[test]
+    fn token_realms_must_be_https_unless_loopback_or_insecure() {
+        let c = RegistryClient::builder()
+            .with_insecure_registry("registry.lan:5000")
+            .with_insecure_registry("auth.lan")
+            .build()
+            .unwrap();
+        let check = |registry: &str, realm: &str| {
+            c.check_realm(registry, &reqwest::Url::parse(realm).unwrap(), "list tags")
+        };
+        for (registry, realm) in [
+            ("ghcr.io", "https://ghcr.io/token"),
+            ("docker.io", "https://auth.docker.io/token"),
+            ("127.0.0.1:5000", "http://127.0.0.1:41000/token"),
+            ("ghcr.io", "http://localhost:8080/token"),
+            ("ghcr.io", "http://[::1]:8080/token"),
+            ("ghcr.io", "http://127.8.9.10/token"),
+            ("registry.lan:5000", "http://auth.example.com/token"),
+            ("ghcr.io", "http://auth.lan:9000/token"),
+        ] {
+            assert!(check(registry, realm).is_ok(), "{registry} {realm}");
+        }
+        for (registry, realm) in [
+            ("ghcr.io", "http://ghcr.io/token"),
+            ("docker.io", "http://auth.docker.io/token"),
+            // A loopback registry does not make a remote realm safe over plain http.
+            ("127.0.0.1:5000", "http://auth.example.com/token"),
+            ("registry.lan", "http://auth.example.com/token"),
+            ("ghcr.io", "ftp://ghcr.io/token"),
+        ] {
+            let e = check(registry, realm).unwrap_err().to_string();
+            assert!(e.contains("not https"), "{registry} {realm}: {e}");
+            let origin = reqwest::Url::parse(realm).unwrap().origin();
+            if origin.is_tuple() {
+                assert!(e.contains(&origin.ascii_serialization()), "{e}");
+            }
+            assert!(e.contains(&format!("registry {registry}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_the_registry_origin_gets_requests() {
+        let c = RegistryClient::builder().build().unwrap();
+        assert!(
+            c.check_origin("ghcr.io", "https://ghcr.io/v2/a/tags/list?last=b", "x")
+                .is_ok()
+        );
+        assert!(
+            c.check_origin("docker.io", "https://registry-1.docker.io:443/v2/a", "x")
+                .is_ok()
+        );
+        for url in [
+            "https://evil.example/v2/a/tags/list",
+            "http://ghcr.io/v2/a/tags/list",
+            "https://ghcr.io:8443/v2/a/tags/list",
+            "not a url",
+        ] {
+            let e = c.check_origin("ghcr.io", url, "list tags").unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("another origin"), "{url}: {text}");
+            let named = reqwest::Url::parse(url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| url.to_owned());
+            assert!(text.contains(&named), "{url}: {text}");
+        }
+    }
+
+    #[test]
+    fn rates_slower_than_one_per_hour_are_refused() {
+        for rps in [1e-300, 1.0 / 7200.0] {
+            let e = RegistryClient::builder()
+                .with_requests_per_second(rps)
+                .build()
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+            assert!(e.to_string().contains("one request per hour"), "{e}");
+            assert!(e.to_string().contains(&rps.to_string()), "{e}");
+        }
+        for rps in [0.0, 1.0 / 3600.0, 1e9, f64::INFINITY, f64::NAN, -1.0] {
+            assert!(
+                RegistryClient::builder()
+                    .with_requests_per_second(rps)
+                    .build()
+                    .is_ok(),
+                "{rps}"
+            );
+        }
     }
 
     #[test]

@@ -2,17 +2,37 @@
 //! `kubernetes.io/dockerconfigjson` secrets, credential helpers).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keel_core::registry::{DockerConfigDocument, DockerConfigFormat};
 use keel_core::{Error, ParseError};
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::cache::TtlCache;
 
 pub use keel_core::Secret;
+
+/// How long a credential helper (`docker-credential-<name> get`) may run before it is stopped
+/// and the lookup fails: 10 seconds, unless set with
+/// [`RegistryClientBuilder::with_credential_helper_timeout`](crate::RegistryClientBuilder::with_credential_helper_timeout).
+pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a [`RegistryClient`](crate::RegistryClient) reuses a credential helper's answer
+/// (credentials, or "none for this registry") before asking the helper again: 5 minutes,
+/// unless set with
+/// [`RegistryClientBuilder::with_credential_helper_cache`](crate::RegistryClientBuilder::with_credential_helper_cache).
+pub const DEFAULT_HELPER_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// The most (helper, registry) answers a client keeps; past it, helpers are asked every time.
+const HELPER_CACHE_ENTRIES: usize = 256;
+
+/// The most a credential helper may print; a longer answer is an error.
+const MAX_HELPER_OUTPUT: usize = 64 << 10;
 
 /// How to authenticate to one registry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,9 +124,12 @@ struct ConfigFile {
 /// ```
 /// use keel_registry::{Credentials, DockerConfig};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let config = DockerConfig::from_json(r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"}}}"#).unwrap();
-/// assert_eq!(config.credentials("docker.io").unwrap(), Credentials::basic("user", "pass"));
-/// assert_eq!(config.credentials("ghcr.io").unwrap(), Credentials::Anonymous);
+/// assert_eq!(config.credentials("docker.io").await.unwrap(), Credentials::basic("user", "pass"));
+/// assert_eq!(config.credentials("ghcr.io").await.unwrap(), Credentials::Anonymous);
+/// # }
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct DockerConfig {
@@ -230,21 +253,75 @@ impl DockerConfig {
 
     /// The credentials for registry `host`: a credential helper for the host, else a static
     /// entry, else the default credential store, else anonymous.
-    pub fn credentials(&self, host: &str) -> Result<Credentials, Error> {
+    ///
+    /// Helpers run as child processes, off the async threads, and are stopped after
+    /// [`DEFAULT_HELPER_TIMEOUT`]; their answers are not cached here (a
+    /// [`RegistryClient`](crate::RegistryClient) caches them).
+    pub async fn credentials(&self, host: &str) -> Result<Credentials, Error> {
+        let helpers = CredentialHelpers::new(DEFAULT_HELPER_TIMEOUT, Duration::ZERO);
+        self.credentials_with(host, &helpers).await
+    }
+
+    /// [`credentials`](Self::credentials), running helpers through `helpers`.
+    pub(crate) async fn credentials_with(
+        &self,
+        host: &str,
+        helpers: &CredentialHelpers,
+    ) -> Result<Credentials, Error> {
         let host = normalize_host(host);
         if let Some(helper) = self.helpers.get(&host) {
-            return run_helper(helper, &host);
+            return match helpers.get(helper, &host).await? {
+                HelperLookup::Found(credentials) => Ok(credentials),
+                HelperLookup::NotFound => Err(Error::not_found(format!(
+                    "credentials for {host} in docker-credential-{helper}"
+                ))),
+            };
         }
         if let Some(creds) = self.auths.get(&host) {
             return Ok(creds.clone());
         }
         match &self.store {
-            Some(store) => match run_helper(store, &host) {
-                Err(Error::NotFound { .. }) => Ok(Credentials::Anonymous),
-                other => other,
+            Some(store) => match helpers.get(store, &host).await? {
+                HelperLookup::Found(credentials) => Ok(credentials),
+                HelperLookup::NotFound => Ok(Credentials::Anonymous),
             },
             None => Ok(Credentials::Anonymous),
         }
+    }
+}
+
+/// What a credential helper answered for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HelperLookup {
+    Found(Credentials),
+    /// The helper has no credentials for the registry.
+    NotFound,
+}
+
+/// Runs credential helpers as child processes with a timeout, and keeps their answers for a
+/// while, by (helper, registry), so that requests do not start a process each.
+#[derive(Debug)]
+pub(crate) struct CredentialHelpers {
+    timeout: Duration,
+    answers: TtlCache<(String, String), HelperLookup>,
+}
+
+impl CredentialHelpers {
+    /// Helpers stopped after `timeout`; answers kept for `ttl` (zero: not kept).
+    pub(crate) fn new(timeout: Duration, ttl: Duration) -> Self {
+        CredentialHelpers {
+            timeout,
+            answers: TtlCache::bounded(ttl, HELPER_CACHE_ENTRIES),
+        }
+    }
+
+    /// What helper `name` says for `host`, from the cache while it is fresh. Failures (a
+    /// helper that is missing, hangs or answers nonsense) are not kept.
+    async fn get(&self, name: &str, host: &str) -> Result<HelperLookup, Error> {
+        let key = (name.to_owned(), host.to_owned());
+        self.answers
+            .get_or_fetch(&key, || run_helper(name, host, self.timeout))
+            .await
     }
 }
 
@@ -286,8 +363,9 @@ struct HelperAnswer {
     secret: String,
 }
 
-/// Runs `docker-credential-<name> get` with the server on stdin.
-fn run_helper(name: &str, host: &str) -> Result<Credentials, Error> {
+/// Runs `docker-credential-<name> get` with the server on stdin, as a child process awaited
+/// on the runtime (no async thread blocks on it), and stops it after `timeout`.
+async fn run_helper(name: &str, host: &str, timeout: Duration) -> Result<HelperLookup, Error> {
     let program = format!("docker-credential-{name}");
     let fail = |message: String, retryable: bool| Error::Backend {
         backend: program.clone(),
@@ -296,11 +374,13 @@ fn run_helper(name: &str, host: &str) -> Result<Credentials, Error> {
         retryable,
         source: None,
     };
-    let mut child = Command::new(&program)
+    let mut child = tokio::process::Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // The helper's stderr may echo secrets, and is never reported.
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(format!("cannot run {program}: {e}"), false))?;
     let server = if host == "docker.io" {
@@ -308,46 +388,85 @@ fn run_helper(name: &str, host: &str) -> Result<Credentials, Error> {
     } else {
         host
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .map_err(|e| fail(format!("cannot talk to {program}: {e}"), false))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("{program} failed: {e}"), false))?;
-    if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stdout);
-        if said.contains("credentials not found") {
-            return Err(Error::not_found(format!(
-                "credentials for {host} in {program}"
-            )));
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let talk = async {
+        if let Some(mut stdin) = stdin.take() {
+            match stdin.write_all(server.as_bytes()).await {
+                // A helper may answer without reading the server; its answer still counts.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(fail(format!("cannot talk to {program}: {e}"), false));
+                }
+                _ => {}
+            }
         }
-        // The helper's stderr may echo secrets; report only its status.
-        return Err(fail(format!("{program} exited with {}", out.status), false));
+        let mut out = Vec::new();
+        if let Some(stdout) = stdout.take() {
+            stdout
+                .take(MAX_HELPER_OUTPUT as u64 + 1)
+                .read_to_end(&mut out)
+                .await
+                .map_err(|e| fail(format!("cannot read the answer of {program}: {e}"), false))?;
+        }
+        if out.len() > MAX_HELPER_OUTPUT {
+            return Err(fail(
+                format!("{program} printed more than {MAX_HELPER_OUTPUT} bytes"),
+                false,
+            ));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| fail(format!("{program} failed: {e}"), false))?;
+        Ok((status, out))
+    };
+    let (status, out) = match tokio::time::timeout(timeout, talk).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            let _ = child.start_kill();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(fail(
+                format!(
+                    "{program} did not answer within {}s and was stopped",
+                    timeout.as_secs_f64()
+                ),
+                true,
+            ));
+        }
+    };
+    if !status.success() {
+        let said = String::from_utf8_lossy(&out);
+        if said.contains("credentials not found") {
+            return Ok(HelperLookup::NotFound);
+        }
+        // What the helper printed may hold secrets; report only its status.
+        return Err(fail(format!("{program} exited with {status}"), false));
     }
-    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let answer: HelperAnswer = serde_json::from_slice(&out).map_err(|_| {
         fail(
             format!("{program} answered something other than its JSON"),
             false,
         )
     })?;
-    if answer.username == "<token>" {
-        Ok(Credentials::IdentityToken(Secret::new(answer.secret)))
+    Ok(HelperLookup::Found(if answer.username == "<token>" {
+        Credentials::IdentityToken(Secret::new(answer.secret))
     } else {
-        Ok(Credentials::Basic {
+        Credentials::Basic {
             username: answer.username,
             password: Secret::new(answer.secret),
-        })
-    }
+        }
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_auths_in_every_form() {
+    #[tokio::test]
+    async fn reads_auths_in_every_form() {
         let json = r#"{
             "auths": {
                 "https://index.docker.io/v1/": {"auth": "dXNlcjpwYTpzcw=="},
@@ -358,38 +477,38 @@ mod tests {
         }"#;
         let c = DockerConfig::from_json(json).unwrap();
         assert_eq!(
-            c.credentials("index.docker.io").unwrap(),
+            c.credentials("index.docker.io").await.unwrap(),
             Credentials::basic("user", "pa:ss")
         );
         assert_eq!(
-            c.credentials("registry-1.docker.io").unwrap(),
+            c.credentials("registry-1.docker.io").await.unwrap(),
             Credentials::basic("user", "pa:ss")
         );
         assert_eq!(
-            c.credentials("ghcr.io").unwrap(),
+            c.credentials("ghcr.io").await.unwrap(),
             Credentials::basic("bot", "tok")
         );
         assert_eq!(
-            c.credentials("quay.io").unwrap(),
+            c.credentials("quay.io").await.unwrap(),
             Credentials::IdentityToken(Secret::new("refresh"))
         );
         assert_eq!(
-            c.credentials("localhost:5000").unwrap(),
+            c.credentials("localhost:5000").await.unwrap(),
             Credentials::Anonymous
         );
         assert_eq!(
-            c.credentials("example.com").unwrap(),
+            c.credentials("example.com").await.unwrap(),
             Credentials::Anonymous
         );
     }
 
-    #[test]
-    fn legacy_dockercfg() {
+    #[tokio::test]
+    async fn legacy_dockercfg() {
         let c =
             DockerConfig::from_dockercfg_json(r#"{"r.example.com":{"auth":"YTpi","email":"x@y"}}"#)
                 .unwrap();
         assert_eq!(
-            c.credentials("r.example.com").unwrap(),
+            c.credentials("r.example.com").await.unwrap(),
             Credentials::basic("a", "b")
         );
     }
@@ -417,13 +536,13 @@ mod tests {
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 
-    #[test]
-    fn missing_helper_is_a_clear_error() {
+    #[tokio::test]
+    async fn missing_helper_is_a_clear_error() {
         let c = DockerConfig::from_json(
             r#"{"credHelpers":{"ecr.example.com":"keel-test-nonexistent"}}"#,
         )
         .unwrap();
-        let e = c.credentials("ecr.example.com").unwrap_err();
+        let e = c.credentials("ecr.example.com").await.unwrap_err();
         assert!(
             e.to_string()
                 .contains("docker-credential-keel-test-nonexistent"),
@@ -431,53 +550,210 @@ mod tests {
         );
     }
 
-    #[test]
-    fn helper_protocol() {
-        // A credential helper is any program speaking the protocol; a shell script will do.
-        let dir = std::env::temp_dir().join(format!("keel-cred-helper-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("docker-credential-keeltest");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\nread server\n[ \"$server\" = \"reg.example.com\" ] || { echo 'credentials not found in native keychain'; exit 1; }\necho '{\"ServerURL\":\"reg.example.com\",\"Username\":\"helper-user\",\"Secret\":\"helper-pass\"}'\n",
-        )
-        .unwrap();
+    /// Writes the fake credential helpers into `dir`: `keeltest` answers for
+    /// `reg.example.com` only, `keelcount` counts its runs in `dir/runs`, `keelhang` writes
+    /// its process id to `dir/hang.pid` and sleeps.
+    fn write_helpers(dir: &Path) {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let answer =
+            r#"{"ServerURL":"reg.example.com","Username":"helper-user","Secret":"helper-pass"}"#;
+        let scripts = [
+            (
+                "keeltest",
+                format!(
+                    "read server\n[ \"$server\" = \"reg.example.com\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{answer}'\n"
+                ),
+            ),
+            (
+                "keelcount",
+                format!("echo run >> \"{}/runs\"\necho '{answer}'\n", dir.display()),
+            ),
+            (
+                "keelhang",
+                format!("echo $$ > \"{}/hang.pid\"\nexec sleep 30\n", dir.display()),
+            ),
+        ];
+        for (name, body) in scripts {
+            let script = dir.join(format!("docker-credential-{name}"));
+            std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    /// Runs test `name` of this binary in a child process whose PATH starts with a directory
+    /// of fake helpers (helpers are found through PATH, and changing this process's
+    /// environment would change it for the other tests), and checks it passed.
+    fn run_with_helpers(name: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        write_helpers(dir.path());
         let path = format!(
             "{}:{}",
-            dir.display(),
+            dir.path().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        // The helper is found through PATH; run in a child so this test does not change the
-        // environment of others.
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "credentials::tests::helper_protocol_child",
-                "--nocapture",
-            ])
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--include-ignored"])
             .env("PATH", path)
-            .env("KEEL_HELPER_CHILD", "1")
-            .status()
+            .env("KEEL_HELPER_DIR", dir.path())
+            .output()
             .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(status.success());
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{name} failed:\n{shown}");
+        assert!(shown.contains("1 passed"), "{name} did not run:\n{shown}");
+    }
+
+    /// The directory of fake helpers when run by [`run_with_helpers`].
+    fn helper_dir() -> std::path::PathBuf {
+        std::env::var_os("KEEL_HELPER_DIR")
+            .expect("run through run_with_helpers")
+            .into()
     }
 
     #[test]
-    fn helper_protocol_child() {
-        if std::env::var_os("KEEL_HELPER_CHILD").is_none() {
-            return;
-        }
+    fn helper_protocol() {
+        run_with_helpers("credentials::tests::helper_protocol_child");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by helper_protocol with fake helpers on PATH"]
+    async fn helper_protocol_child() {
         let c = DockerConfig::from_json(r#"{"credsStore":"keeltest"}"#).unwrap();
         assert_eq!(
-            c.credentials("reg.example.com").unwrap(),
+            c.credentials("reg.example.com").await.unwrap(),
             Credentials::basic("helper-user", "helper-pass")
         );
         assert_eq!(
-            c.credentials("other.example.com").unwrap(),
+            c.credentials("other.example.com").await.unwrap(),
             Credentials::Anonymous
         );
+        let c =
+            DockerConfig::from_json(r#"{"credHelpers":{"other.example.com":"keeltest"}}"#).unwrap();
+        let e = c.credentials("other.example.com").await.unwrap_err();
+        assert!(matches!(e, Error::NotFound { .. }), "{e}");
+        assert!(e.to_string().contains("docker-credential-keeltest"), "{e}");
+    }
+
+    #[test]
+    fn helper_answers_are_cached_for_a_while() {
+        run_with_helpers("credentials::tests::helper_answers_are_cached_for_a_while_child");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by helper_answers_are_cached_for_a_while with fake helpers on PATH"]
+    async fn helper_answers_are_cached_for_a_while_child() {
+        let runs = || {
+            std::fs::read_to_string(helper_dir().join("runs"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let c = DockerConfig::from_json(r#"{"credsStore":"keelcount"}"#).unwrap();
+        let helpers = CredentialHelpers::new(DEFAULT_HELPER_TIMEOUT, Duration::from_millis(700));
+        let expected = Credentials::basic("helper-user", "helper-pass");
+        assert_eq!(
+            c.credentials_with("reg.example.com", &helpers)
+                .await
+                .unwrap(),
+            expected
+        );
+        assert_eq!(runs(), 1);
+        // The second lookup, and concurrent ones, reuse the answer.
+        let lookups = (0..5).map(|_| c.credentials_with("reg.example.com", &helpers));
+        for got in futures::future::join_all(lookups).await {
+            assert_eq!(got.unwrap(), expected);
+        }
+        assert_eq!(runs(), 1, "the helper ran again within the cache lifetime");
+        // Another registry is another answer.
+        c.credentials_with("other.example.com", &helpers)
+            .await
+            .unwrap();
+        assert_eq!(runs(), 2);
+        // After the lifetime, the helper is asked again.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.credentials_with("reg.example.com", &helpers)
+            .await
+            .unwrap();
+        assert_eq!(runs(), 3);
+        // Without a cache (DockerConfig on its own), every lookup runs the helper.
+        c.credentials("reg.example.com").await.unwrap();
+        c.credentials("reg.example.com").await.unwrap();
+        assert_eq!(runs(), 5);
+    }
+
+    #[test]
+    fn a_hanging_helper_is_stopped_after_the_timeout() {
+        run_with_helpers("credentials::tests::a_hanging_helper_is_stopped_after_the_timeout_child");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by a_hanging_helper_is_stopped_after_the_timeout with fake helpers on PATH"]
+    async fn a_hanging_helper_is_stopped_after_the_timeout_child() {
+        let c =
+            DockerConfig::from_json(r#"{"credHelpers":{"reg.example.com":"keelhang"}}"#).unwrap();
+        let helpers = CredentialHelpers::new(Duration::from_millis(600), DEFAULT_HELPER_CACHE_TTL);
+        // The runtime has one thread: a task that keeps ticking while the helper hangs shows
+        // that waiting for it blocks no async thread.
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let e = c
+            .credentials_with("reg.example.com", &helpers)
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        ticker.abort();
+        assert!(
+            waited >= Duration::from_millis(600) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("docker-credential-keelhang"), "{text}");
+        assert!(text.contains("did not answer within 0.6s"), "{text}");
+        assert!(text.contains("reg.example.com"), "{text}");
+        assert!(e.is_retryable());
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::SeqCst) >= 6,
+            "the runtime was blocked while the helper ran"
+        );
+        // The helper was killed: its process is gone (or a zombie awaiting its reaper).
+        let pid = std::fs::read_to_string(helper_dir().join("hang.pid")).unwrap();
+        let stat = Path::new("/proc").join(pid.trim()).join("stat");
+        let mut gone = false;
+        for _ in 0..40 {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => gone = true,
+                Ok(s) => {
+                    gone = s
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                }
+            }
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "the helper {} still runs", pid.trim());
+        // A failure is not cached: the next lookup runs (and stops) the helper again.
+        let again = std::time::Instant::now();
+        assert!(
+            c.credentials_with("reg.example.com", &helpers)
+                .await
+                .is_err()
+        );
+        assert!(again.elapsed() >= Duration::from_millis(600));
     }
 }

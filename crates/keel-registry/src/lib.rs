@@ -15,11 +15,18 @@
 //!   tokens reused until they expire; credentials from Docker's `config.json` (`auths`,
 //!   `credHelpers`, `credsStore`) and `kubernetes.io/dockerconfigjson` secrets
 //!   ([`DockerConfig`]). Credentials never appear in errors, logs or `Debug` output.
+//!   Credentials and tokens go only to the registry's own origin (a `Link` to another origin
+//!   is an error naming it) and to the token realm its challenge names, which must be `https`
+//!   unless it is a loopback address or the registry is marked insecure. Credential helpers
+//!   run as child processes awaited off the async threads, are stopped after a timeout, and
+//!   their answers are reused for a few minutes.
 //! - **Good citizenship**: a per-host limiter (requests per second and in flight), `Retry-After`
 //!   on 429/503 with bounded exponential backoff and jitter, Docker Hub's
 //!   `RateLimit-Remaining` surfaced, timeouts on every request, capped response bodies, and a
 //!   TTL cache of tag lists and digests so that many tracked images of one repository cost one
-//!   listing.
+//!   listing. Every body (tag lists, manifests, token answers, error bodies) is read through
+//!   keel-core's one bounded reader, and lifetimes a server sends saturate rather than
+//!   overflow the clock.
 //! - **Transport**: HTTPS with the system roots plus optional extra CAs; plain HTTP only for
 //!   hosts marked insecure, and for `localhost`/`127.0.0.1`.
 //!
@@ -47,5 +54,8 @@ mod credentials;
 mod limiter;
 
 pub use client::{RegistryClient, RegistryClientBuilder, RequestStats};
-pub use credentials::{Credentials, DockerConfig, Secret, normalize_host};
+pub use credentials::{
+    Credentials, DEFAULT_HELPER_CACHE_TTL, DEFAULT_HELPER_TIMEOUT, DockerConfig, Secret,
+    normalize_host,
+};
 pub use keel_core::Registry;

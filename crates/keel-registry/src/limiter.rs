@@ -6,6 +6,13 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use crate::cache::saturating_deadline;
+
+/// The longest spacing of requests to one host: the slowest rate the client accepts is one
+/// request per hour ([`RegistryClientBuilder::build`](crate::RegistryClientBuilder::build)
+/// refuses slower ones).
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Spaces requests to one host at least `1/rps` apart and caps how many are in flight.
 #[derive(Debug)]
 pub(crate) struct HostLimiter {
@@ -15,9 +22,12 @@ pub(crate) struct HostLimiter {
 }
 
 impl HostLimiter {
+    /// A limiter for `requests_per_second` (0 or less: no spacing; the spacing is capped at
+    /// [`MAX_INTERVAL`]) and `concurrent` requests in flight.
     pub(crate) fn new(requests_per_second: f64, concurrent: usize) -> Self {
         let interval = if requests_per_second > 0.0 {
-            Duration::from_secs_f64(1.0 / requests_per_second)
+            Duration::try_from_secs_f64(1.0 / requests_per_second)
+                .map_or(MAX_INTERVAL, |d| d.min(MAX_INTERVAL))
         } else {
             Duration::ZERO
         };
@@ -39,7 +49,7 @@ impl HostLimiter {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let slot = (*next).max(now);
-            *next = slot + self.interval;
+            *next = saturating_deadline(slot, self.interval);
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -60,6 +70,20 @@ mod tests {
         }
         // Five requests at 10/s: the fifth starts 400 ms after the first.
         assert_eq!(start.elapsed(), Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tiny_rates_are_capped_instead_of_overflowing() {
+        for rps in [1e-300, f64::MIN_POSITIVE, 1e-6] {
+            let limiter = HostLimiter::new(rps, 1);
+            assert_eq!(limiter.interval, MAX_INTERVAL, "{rps}");
+            let start = Instant::now();
+            drop(limiter.acquire().await);
+            drop(limiter.acquire().await);
+            assert_eq!(start.elapsed(), MAX_INTERVAL, "{rps}");
+        }
+        assert_eq!(HostLimiter::new(f64::INFINITY, 1).interval, Duration::ZERO);
+        assert_eq!(HostLimiter::new(f64::NAN, 1).interval, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,6 +20,7 @@ mod seed;
 mod token;
 
 pub(crate) use blob::Layer;
+pub(crate) use http::{Body, BodyError, full, respond, serve};
 pub(crate) use proxy::{Fault, FaultProxy, FaultRule};
 pub(crate) use registry::{RegistryServer, ServerAuth, ServerOptions};
 pub(crate) use seed::{Created, IndexDigests, Seeder, SeederAuth, media_type};
