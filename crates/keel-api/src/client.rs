@@ -6,6 +6,7 @@ use std::time::Duration;
 use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, AuditEntry, AuditQuery, VoteKind, validate_request_id,
 };
+use keel_core::body::{BodyError, read_bounded};
 use keel_core::{Error, ParseError};
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
@@ -16,6 +17,13 @@ use crate::server::{ApprovalList, AuditPage, VoteBody};
 
 /// How long one API call may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The largest answer the client reads by default (16 MiB); see
+/// [`ApiClient::with_max_body_bytes`].
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+
+/// The most of an error answer read for its reason; a longer one is reported by its status.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
 /// Talks to a keel API server (see [`router`](crate::router)).
 ///
@@ -47,6 +55,7 @@ pub struct ApiClient {
     /// Set when the credentials cannot be sent; every call then fails with it.
     auth_error: Option<&'static str>,
     timeout: Duration,
+    max_body_bytes: usize,
 }
 
 impl fmt::Debug for ApiClient {
@@ -55,6 +64,7 @@ impl fmt::Debug for ApiClient {
             .field("base", &self.base.as_str())
             .field("auth", &self.auth_kind)
             .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
 }
@@ -109,6 +119,7 @@ impl ApiClient {
             auth_kind: "none",
             auth_error: None,
             timeout: DEFAULT_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         })
     }
 
@@ -146,6 +157,14 @@ impl ApiClient {
     /// Gives up on a call after `timeout` (default [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Refuses answers larger than `bytes` (default [`DEFAULT_MAX_BODY_BYTES`]): a call
+    /// whose answer passes it fails with an [`Error::Backend`] naming the limit, having read
+    /// no more than that.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
         self
     }
 
@@ -325,10 +344,26 @@ impl ApiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport(&action, e))?;
+        let limit = if status.is_success() {
+            self.max_body_bytes
+        } else {
+            self.max_body_bytes.min(MAX_ERROR_BODY_BYTES)
+        };
+        let bytes = match read_body(response, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::Read(e)) => return Err(self.transport(&action, e)),
+            Err(BodyError::TooLarge { limit }) if status.is_success() => {
+                return Err(Error::Backend {
+                    backend: self.backend(),
+                    action,
+                    message: format!("the answer is larger than the {limit}-byte limit"),
+                    retryable: false,
+                    source: None,
+                });
+            }
+            // An error answer too long to read is reported by its status alone.
+            Err(BodyError::TooLarge { .. }) => Vec::new(),
+        };
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| Error::Backend {
                 backend: self.backend(),
@@ -399,6 +434,18 @@ impl ApiClient {
             },
         }
     }
+}
+
+/// A response's body, read by keel-core's one bounded reader: at most `limit` bytes.
+async fn read_body(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError<reqwest::Error>> {
+    let announced = response.content_length();
+    let chunks = futures::stream::try_unfold(response, |mut response| async move {
+        Ok(response.chunk().await?.map(|chunk| (chunk, response)))
+    });
+    read_bounded(chunks, announced, limit).await
 }
 
 #[cfg(test)]

@@ -881,3 +881,80 @@ async fn a_server_that_is_not_there_is_a_retryable_backend_error() {
         other => panic!("expected a backend error, got {other:?}"),
     }
 }
+
+/// A server on 127.0.0.1 that answers every request with `head` (status line and headers)
+/// and then a body of spaces that never ends, until the client hangs up.
+fn endless_server(head: &'static str) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n")
+                    && stream.read(&mut byte).is_ok_and(|n| n == 1)
+                {
+                    request.push(byte[0]);
+                }
+                let chunk = vec![b' '; 64 << 10];
+                if stream.write_all(head.as_bytes()).is_ok() {
+                    while stream.write_all(&chunk).is_ok() {}
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn answers_are_read_within_the_body_limit() {
+    let url = endless_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+    );
+    let client = ApiClient::new(&url)
+        .unwrap()
+        .with_bearer_token(ALICE_TOKEN)
+        .with_timeout(std::time::Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let e = client.list(&ApprovalFilter::default()).await.unwrap_err();
+    assert!(matches!(e, Error::Backend { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(&format!(
+            "larger than the {}-byte limit",
+            keel_api::DEFAULT_MAX_BODY_BYTES
+        )),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let small = client.clone().with_max_body_bytes(1000);
+    let e = small.get("0a1b2c3d4e5f6789").await.unwrap_err();
+    assert!(
+        e.to_string().contains("larger than the 1000-byte limit"),
+        "{e}"
+    );
+
+    // An endless error answer is reported by its status, without reading on.
+    let url = endless_server(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+    );
+    let client = ApiClient::new(&url)
+        .unwrap()
+        .with_timeout(std::time::Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let e = client.list(&ApprovalFilter::default()).await.unwrap_err();
+    assert!(e.to_string().contains("503"), "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
