@@ -17,6 +17,14 @@
 //! state and hashes of the target and tracked image id, so `list` asks the API server only
 //! for the requests a filter can match.
 //!
+//! # Whom the store trusts
+//! The store trusts the RBAC of its namespace: anyone who may create, update or delete
+//! ConfigMaps there can forge votes, approve or delete requests and rewrite the audit log,
+//! without going through the approvals API and its roles. So grant ConfigMap writes in that
+//! namespace to the controller's ServiceAccount alone (the manifests of
+//! `examples/keel-controller/deploy` do, and a test checks it), keep the namespace for the
+//! controller, and treat read access as read access to the audit log.
+//!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), keel_core::Error> {
 //! use std::sync::Arc;

@@ -15,6 +15,12 @@
 //! The approvals API needs `KEEL_API_AUTH` (`basic:<user>:<password>`, `bearer:<name>:<token>`
 //! or `delegate:<name>:<token>`, comma-separated) or Keel's `BASIC_AUTH_USER` and
 //! `BASIC_AUTH_PASSWORD`; without any, the API is off (it is never open).
+//!
+//! | variable | what |
+//! |---|---|
+//! | `KEEL_API_AUTH` | the credentials, each `<kind>[/<role>]:<name>:<secret>`: the role is `reader` (GET only), `approver` (also votes) or `admin` (also deletes); basic and bearer default to `admin`, delegates to `approver`. E.g. `bearer/reader:dashboard:...,delegate:slack:...` |
+//! | `KEEL_API_DELEGATE_VOTERS` | for each delegate, the voters it may vote for: `<delegate>=<pattern>,...`, delegates separated by `;`; a pattern is a voter (`T0001/U024BE7LH`, a Slack team and user as keel-bot sends them) or a prefix ending in `*` (`T0001/*`, a whole team). Required for every delegate, so a leaked delegate token cannot invent voters; a team-wide pattern still lets it vote as anyone of that team, so list users where it matters |
+//! | `BASIC_AUTH_USER`, `BASIC_AUTH_PASSWORD` | Keel's admin user (role `admin`) |
 
 use std::sync::Arc;
 
@@ -112,6 +118,11 @@ pub fn api_auth_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<
             .map_err(|e| format!("invalid KEEL_API_AUTH: {e}"))?;
         any = true;
     }
+    if let Some(spec) = var("KEEL_API_DELEGATE_VOTERS") {
+        builder = builder
+            .parse_delegate_voters(&spec)
+            .map_err(|e| format!("invalid KEEL_API_DELEGATE_VOTERS: {e}"))?;
+    }
     match (var("BASIC_AUTH_USER"), var("BASIC_AUTH_PASSWORD")) {
         (Some(user), Some(password)) => {
             builder = builder.basic_user(user, password);
@@ -123,10 +134,9 @@ pub fn api_auth_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<
     if !any {
         return Ok(None);
     }
-    builder
-        .build()
-        .map(Some)
-        .map_err(|e| format!("invalid API credentials: {e}"))
+    builder.build().map(Some).map_err(|e| {
+        format!("invalid API credentials (KEEL_API_AUTH, KEEL_API_DELEGATE_VOTERS): {e}")
+    })
 }
 
 #[cfg(test)]
@@ -200,5 +210,33 @@ mod tests {
         let err = api_auth_from_env(env(&[("KEEL_API_AUTH", "token-only")])).unwrap_err();
         assert!(err.contains("KEEL_API_AUTH"), "{err}");
         assert!(!err.contains("token-only"), "{err}");
+    }
+
+    #[test]
+    fn roles_and_delegate_voters_come_from_the_environment() {
+        let auth = api_auth_from_env(env(&[
+            (
+                "KEEL_API_AUTH",
+                "bearer/reader:dash:tok-d,delegate:slack:tok-s",
+            ),
+            ("KEEL_API_DELEGATE_VOTERS", "slack=T0001/*"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let shown = format!("{auth:?}");
+        assert!(
+            shown.contains("dash (reader)")
+                && shown.contains("slack (delegate, approver, for T0001/*)"),
+            "{shown}"
+        );
+        // A delegate without voters would vote for anyone: refused.
+        let err = api_auth_from_env(env(&[("KEEL_API_AUTH", "delegate:slack:tok-s")])).unwrap_err();
+        assert!(err.contains("no voters"), "{err}");
+        let err = api_auth_from_env(env(&[
+            ("KEEL_API_AUTH", "delegate:slack:tok-s"),
+            ("KEEL_API_DELEGATE_VOTERS", "slack=*"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("KEEL_API_DELEGATE_VOTERS"), "{err}");
     }
 }

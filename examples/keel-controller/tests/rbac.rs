@@ -1,7 +1,9 @@
 //! The RBAC manifests of `deploy/` are enough for the controller, and no more: the
 //! controller runs as a user bound only by them (cluster-wide and namespace-scoped variants)
 //! against a real kube-apiserver and updates a workload; the same user may not delete or
-//! create workloads, nor write secrets.
+//! create workloads, nor write secrets. The ConfigMaps of the approval store can be written
+//! by the controller's ServiceAccount alone: the manifests grant it to no one else, and
+//! another user of the server is refused.
 
 #[path = "../../../crates/keel-registry/tests/support/mod.rs"]
 mod registry_support;
@@ -15,7 +17,7 @@ use common::Controller;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -91,6 +93,125 @@ async fn apply(admin: &Client, docs: Vec<Value>, user: &str, tag: &str, ns_map: 
     }
 }
 
+/// The verbs that change objects.
+const WRITE_VERBS: [&str; 6] = [
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "*",
+];
+
+/// Whether `role` (a Role or ClusterRole document) lets its holders write ConfigMaps.
+fn writes_configmaps(role: &Value) -> bool {
+    let has = |list: &Value, wanted: &[&str]| {
+        list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|v| wanted.contains(&v.as_str().unwrap_or_default()))
+        })
+    };
+    role["rules"].as_array().is_some_and(|rules| {
+        rules.iter().any(|rule| {
+            has(&rule["apiGroups"], &["", "*"])
+                && has(&rule["resources"], &["configmaps", "*"])
+                && has(&rule["verbs"], &WRITE_VERBS)
+        })
+    })
+}
+
+/// `(binding, subjects)` of every binding in `docs` that grants ConfigMap writes.
+fn configmap_writers(docs: &[Value]) -> Vec<(String, Value)> {
+    let writers: Vec<(&str, &str)> = docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .filter(|d| writes_configmaps(d))
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    docs.iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("RoleBinding" | "ClusterRoleBinding")
+            )
+        })
+        .filter(|d| {
+            let role = (
+                d["roleRef"]["kind"].as_str().unwrap_or_default(),
+                d["roleRef"]["name"].as_str().unwrap_or_default(),
+            );
+            writers.contains(&role)
+        })
+        .map(|d| {
+            (
+                format!(
+                    "{} {}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap()
+                ),
+                d["subjects"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_controllers_service_account_may_write_configmaps() {
+    let files = [
+        "rbac-cluster.yaml",
+        "rbac-namespaced.yaml",
+        "rbac-own-namespace.yaml",
+        "deployment.yaml",
+        "serviceaccount.yaml",
+        "namespace.yaml",
+    ];
+    let docs: Vec<Value> = files.iter().flat_map(|f| manifest(f)).collect();
+    let controller = serde_json::json!([
+        {"kind": "ServiceAccount", "name": "keel", "namespace": "keel"}
+    ]);
+    let writers = configmap_writers(&docs);
+    assert!(
+        !writers.is_empty(),
+        "the controller needs ConfigMap writes for its approval store"
+    );
+    for (binding, subjects) in &writers {
+        assert_eq!(
+            subjects, &controller,
+            "{binding} lets others write ConfigMaps"
+        );
+        assert!(
+            binding.starts_with("RoleBinding "),
+            "{binding} grants ConfigMap writes beyond the controller's namespace"
+        );
+    }
+    // The pods run as that ServiceAccount.
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        "keel"
+    );
+    // The check itself sees a grant to someone else.
+    let mut widened = docs.clone();
+    for doc in &mut widened {
+        if doc["kind"] == "RoleBinding" && doc["metadata"]["name"] == "keel-self" {
+            doc["subjects"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"kind": "Group", "name": "system:authenticated"}));
+        }
+    }
+    assert!(
+        configmap_writers(&widened)
+            .iter()
+            .any(|(_, subjects)| subjects != &controller)
+    );
+}
+
 async fn run_as(
     api: &ApiServer,
     user: &str,
@@ -119,6 +240,25 @@ async fn run_as(
         "1s",
     ];
     args.extend_from_slice(scope);
+    // The approval store's ConfigMaps: the controller's user may write them, another user of
+    // the server may not.
+    let configmap = |name: &str| -> ConfigMap {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+    };
+    let own: Api<ConfigMap> = Api::namespaced(api.client_as(user), own_ns);
+    own.create(&PostParams::default(), &configmap("keel-probe"))
+        .await
+        .unwrap();
+    own.delete("keel-probe", &DeleteParams::default())
+        .await
+        .unwrap();
+    let other = if user == "carol" { "alice" } else { "carol" };
+    let err = Api::<ConfigMap>::namespaced(api.client_as(other), own_ns)
+        .create(&PostParams::default(), &configmap("keel-approval-forged"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+
     let _controller = Controller::start(api, user, &args, &[("KEEL_WEBHOOK_TOKEN", "hook-token")]);
     let start = Instant::now();
     loop {
