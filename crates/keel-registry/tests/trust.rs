@@ -342,3 +342,36 @@ async fn a_plain_http_realm_off_this_machine_gets_no_credentials() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_too_long_for_the_clock_is_a_rate_limit_error_at_once() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server.push_tags("team/app", &["1.0.0"]).await;
+    let client = builder().build().unwrap();
+    for retry_after in [
+        u64::MAX.to_string(),
+        "Fri, 31 Dec 9999 23:59:59 GMT".to_owned(),
+    ] {
+        let proxy = FaultProxy::start(
+            server.addr(),
+            vec![FaultRule::new(
+                "/tags/list",
+                support::Fault::too_many_requests_raw(&retry_after),
+            )],
+        )
+        .await;
+        let started = Instant::now();
+        let err = client
+            .list_tags(&image(proxy.addr(), "team/app"))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{retry_after}");
+        let wait = err.retry_after().expect("the wait is reported");
+        assert!(
+            wait > Duration::from_secs(100 * 365 * 24 * 3600),
+            "{wait:?}"
+        );
+        assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+        assert!(err.to_string().contains("retry after"), "{err}");
+    }
+}
