@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, is_slack_id};
 use crate::render::{self, APPROVE_ACTION, REJECT_ACTION};
 use crate::signature::Verifier;
 use crate::slack::{PostedMessage, SlackClient};
@@ -313,14 +313,35 @@ impl Bot {
         })
     }
 
+    /// Votes for Slack user `user` of team `team`, whom [`Bot::refusal`] admitted; the voter
+    /// the API records is `<delegate>:<team>/<user>`.
     async fn vote(
         &self,
         id: &str,
         kind: VoteKind,
-        user_id: &str,
+        team: &str,
+        user: &str,
         comment: Option<&str>,
     ) -> Result<ApprovalRequest, Error> {
-        self.inner.api.vote(id, kind, Some(user_id), comment).await
+        let voter = format!("{team}/{user}");
+        self.inner.api.vote(id, kind, Some(&voter), comment).await
+    }
+
+    /// Why Slack user `user` of team `team` may not use the bot, or `None` when they may.
+    fn refusal(&self, team: &str, user: &str) -> Option<String> {
+        if !is_slack_id(user) || !is_slack_id(team) {
+            return Some("Slack did not say who you are; nothing was done.".into());
+        }
+        if self.inner.config.admits(team, user) {
+            return None;
+        }
+        tracing::warn!(team, user, "refused a Slack user not on the allow-list");
+        Some(format!(
+            "You are not on this bot's list of approvers (team `{}`, user `{}`); nothing was \
+             done. An operator can add you to KEEL_BOT_ALLOWED_TEAMS or KEEL_BOT_ALLOWED_USERS.",
+            render::escape(team),
+            render::escape(user)
+        ))
     }
 
     fn response_url_allowed(&self, url: &str) -> bool {
@@ -375,14 +396,11 @@ struct SlashCommand {
     text: String,
     #[serde(default)]
     user_id: String,
+    #[serde(default)]
+    team_id: String,
     /// Set on the check Slack makes of an HTTPS command URL; answered with an empty 200.
     #[serde(default)]
     ssl_check: Option<String>,
-}
-
-/// Whether `id` can be a Slack user id, so it is safe to send as a voter.
-fn valid_user_id(id: &str) -> bool {
-    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// What a user is told when their command failed.
@@ -401,9 +419,13 @@ fn explain(e: &Error, id: &str, command: &str) -> String {
         Error::Conflict { reason, .. } => {
             format!("Votes on {id_code} are closed: {}.", render::escape(reason))
         }
-        Error::Unauthorized { .. } => {
+        Error::Unauthorized { reason, .. } => {
             tracing::error!(error = %e, "the keel API refused the bot");
-            "The keel API refused the bot's credentials; ask an operator to check its delegate token.".into()
+            format!(
+                "The keel API refused this: {}. Ask an operator to check the bot's delegate \
+                 token and the voters the API accepts for it.",
+                render::escape(reason)
+            )
         }
         _ => {
             tracing::warn!(error = %e, "keel API call failed");
@@ -427,7 +449,13 @@ async fn commands(State(bot): State<Bot>, body: Bytes) -> Response {
     };
     let text = cmd.text.trim();
     let (sub, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-    let reply = match sub.to_ascii_lowercase().as_str() {
+    let sub = sub.to_ascii_lowercase();
+    if !matches!(sub.as_str(), "" | "help")
+        && let Some(refusal) = bot.refusal(&cmd.team_id, &cmd.user_id)
+    {
+        return Json(render::ephemeral(refusal)).into_response();
+    }
+    let reply = match sub.as_str() {
         "" | "help" => render::help(command),
         "list" => match bot
             .inner
@@ -449,10 +477,11 @@ async fn commands(State(bot): State<Bot>, body: Bytes) -> Response {
             let comment = Some(comment.trim()).filter(|c| !c.is_empty());
             if id.is_empty() {
                 format!("Which request? {}", render::help(command))
-            } else if !valid_user_id(&cmd.user_id) {
-                "Slack did not say who you are; the vote was not counted.".into()
             } else {
-                match bot.vote(id, kind, &cmd.user_id, comment).await {
+                match bot
+                    .vote(id, kind, &cmd.team_id, &cmd.user_id, comment)
+                    .await
+                {
                     Ok(r) => {
                         let refresh = bot.clone();
                         let id = r.id.clone();
@@ -492,11 +521,15 @@ struct Interaction {
     message: Option<MessageTs>,
     #[serde(default)]
     container: Option<Container>,
+    #[serde(default)]
+    team: Option<IdOnly>,
 }
 
 #[derive(Debug, Deserialize)]
 struct InteractionUser {
     id: String,
+    #[serde(default)]
+    team_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,6 +558,15 @@ struct Container {
 }
 
 impl Interaction {
+    /// The Slack team of the user who clicked (empty when Slack did not say).
+    fn team(&self) -> &str {
+        self.user
+            .team_id
+            .as_deref()
+            .or(self.team.as_ref().map(|t| t.id.as_str()))
+            .unwrap_or_default()
+    }
+
     /// The message the buttons were in.
     fn message(&self) -> Option<PostedMessage> {
         let channel = self
@@ -568,11 +610,14 @@ async fn interactions(State(bot): State<Bot>, body: Bytes) -> Response {
         let Some(id) = action.value.as_deref() else {
             continue;
         };
-        if !valid_user_id(&interaction.user.id) {
-            replies.push("Slack did not say who you are; the vote was not counted.".to_owned());
-            continue;
+        if let Some(refusal) = bot.refusal(interaction.team(), &interaction.user.id) {
+            replies.push(refusal);
+            break;
         }
-        match bot.vote(id, kind, &interaction.user.id, None).await {
+        match bot
+            .vote(id, kind, interaction.team(), &interaction.user.id, None)
+            .await
+        {
             Ok(r) => {
                 replies.push(render::voted(kind, &r));
                 let refresh = bot.clone();

@@ -8,6 +8,11 @@ use keel_core::{Error, ParseError};
 
 pub use keel_core::Secret;
 
+/// Whether `id` can be a Slack team or user id: 1 to 32 ASCII letters and digits.
+pub fn is_slack_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Parses `500ms`, `15s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
     let s = s.trim();
@@ -79,6 +84,16 @@ pub struct Config {
     #[arg(long, env = "KEEL_API_TOKEN", hide_env_values = true)]
     pub keel_api_token: Secret,
 
+    /// The Slack teams (workspace ids such as `T0123ABCD`, comma-separated) whose members may
+    /// use the bot; anyone else is refused before the keel API is called. Required.
+    #[arg(long, env = "KEEL_BOT_ALLOWED_TEAMS", value_delimiter = ',')]
+    pub allowed_teams: Vec<String>,
+
+    /// When set, only these Slack users (ids such as `U024BE7LH`, comma-separated) of the
+    /// allowed teams may vote or list; otherwise every member of an allowed team may.
+    #[arg(long, env = "KEEL_BOT_ALLOWED_USERS", value_delimiter = ',')]
+    pub allowed_users: Vec<String>,
+
     /// How often to look for new approval requests (`15s`, `1m`, ...).
     #[arg(long, env = "KEEL_BOT_POLL_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub poll_interval: Duration,
@@ -111,14 +126,81 @@ impl Config {
             response_url_prefixes: vec!["https://hooks.slack.com/".into()],
             keel_api_url: keel_api_url.into(),
             keel_api_token,
+            allowed_teams: Vec::new(),
+            allowed_users: Vec::new(),
             poll_interval: Duration::from_secs(15),
             state_file: None,
             max_body_bytes: 256 * 1024,
         }
     }
 
-    /// Checks what flags cannot: the token's kind, the channel, the interval.
+    /// Whether a member of Slack team `team` with user id `user` may use the bot.
+    pub fn admits(&self, team: &str, user: &str) -> bool {
+        self.allowed_teams.iter().any(|t| t == team)
+            && (self.allowed_users.is_empty() || self.allowed_users.iter().any(|u| u == user))
+    }
+
+    /// What the keel API server must accept for the bot's delegate token `name`, in the
+    /// syntax of `KEEL_API_DELEGATE_VOTERS`: the voters the bot sends are `<team>/<user>`,
+    /// so `T0001/*` for each allowed team, or `T0001/U024BE7LH` for each allowed user.
+    ///
+    /// ```
+    /// use keel_bot::{Config, Secret};
+    ///
+    /// let mut config = Config::new(
+    ///     Secret::new("signing"),
+    ///     Secret::new("xoxb-1"),
+    ///     "C1",
+    ///     "http://keel:9300/api",
+    ///     Secret::new("token"),
+    /// );
+    /// config.allowed_teams = vec!["T0001".into()];
+    /// assert_eq!(config.server_voters("slack"), "slack=T0001/*");
+    /// config.allowed_users = vec!["U1".into(), "U2".into()];
+    /// assert_eq!(config.server_voters("slack"), "slack=T0001/U1,T0001/U2");
+    /// ```
+    pub fn server_voters(&self, name: &str) -> String {
+        let patterns: Vec<String> = self
+            .allowed_teams
+            .iter()
+            .flat_map(|team| {
+                if self.allowed_users.is_empty() {
+                    vec![format!("{team}/*")]
+                } else {
+                    self.allowed_users
+                        .iter()
+                        .map(|user| format!("{team}/{user}"))
+                        .collect()
+                }
+            })
+            .collect();
+        format!("{name}={}", patterns.join(","))
+    }
+
+    /// Checks what flags cannot: the token's kind, the channel, the interval, the allow-list.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.allowed_teams.is_empty() {
+            return Err(ParseError::new(
+                "allowed Slack teams",
+                "",
+                "name at least one team id (--allowed-teams or KEEL_BOT_ALLOWED_TEAMS) whose \
+                 members may vote",
+            )
+            .into());
+        }
+        for (kind, ids) in [
+            ("allowed Slack team", &self.allowed_teams),
+            ("allowed Slack user", &self.allowed_users),
+        ] {
+            if let Some(bad) = ids.iter().find(|id| !is_slack_id(id)) {
+                return Err(ParseError::new(
+                    kind,
+                    bad.as_str(),
+                    "a Slack id is 1 to 32 ASCII letters and digits, such as T0123ABCD or U024BE7LH",
+                )
+                .into());
+            }
+        }
         if !self.slack_bot_token.expose().starts_with("xoxb-") {
             return Err(ParseError::new(
                 "Slack bot token",
@@ -186,10 +268,24 @@ mod tests {
             "api-token-value",
             "--poll-interval",
             "2s",
+            "--allowed-teams",
+            "T0001,T0002",
         ])
         .unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(2));
         c.validate().unwrap();
+        assert!(c.admits("T0002", "U1") && !c.admits("T0003", "U1"));
+        let mut users = c.clone();
+        users.allowed_users = vec!["U1".into()];
+        assert!(users.admits("T0001", "U1") && !users.admits("T0001", "U2"));
+        let mut none = c.clone();
+        none.allowed_teams.clear();
+        let e = none.validate().unwrap_err().to_string();
+        assert!(e.contains("KEEL_BOT_ALLOWED_TEAMS"), "{e}");
+        let mut odd = c.clone();
+        odd.allowed_users = vec!["U1/*".into()];
+        let e = odd.validate().unwrap_err().to_string();
+        assert!(e.contains("U1/*"), "{e}");
         let d = format!("{c:?}");
         for secret in ["signing-secret-value", "xoxb-bot", "api-token-value"] {
             assert!(!d.contains(secret), "{d}");

@@ -13,6 +13,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let config = Config::parse();
     let listen = config.listen;
+    let voters = config.server_voters("<delegate name>");
     let bot = match Bot::new(config) {
         Ok(bot) => bot,
         Err(e) => {
@@ -28,6 +29,9 @@ async fn main() -> std::process::ExitCode {
         }
     };
     tracing::info!(%listen, "keel-bot serving /slack/commands and /slack/interactions");
+    tracing::info!(
+        "votes go to the keel API as <team>/<user>; its KEEL_API_DELEGATE_VOTERS should read {voters}"
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -22,9 +22,10 @@ fn code(s: &str) -> String {
 }
 
 /// A voter as Slack shows it: a mention when it is a Slack user id recorded by a delegate
-/// (`slack:U024BE7LH` → `<@U024BE7LH>`), else the name.
+/// (`slack:T0001/U024BE7LH` or `slack:U024BE7LH` → `<@U024BE7LH>`), else the name.
 pub fn voter(v: &str) -> String {
     let id = v.rsplit_once(':').map_or(v, |(_, id)| id);
+    let id = id.rsplit_once('/').map_or(id, |(_, user)| user);
     if is_slack_user_id(id) {
         format!("<@{id}>")
     } else {
@@ -229,6 +230,7 @@ mod tests {
     fn escapes_and_mentions() {
         assert_eq!(escape("a<b>&c"), "a&lt;b&gt;&amp;c");
         assert_eq!(voter("slack:U024BE7LH"), "<@U024BE7LH>");
+        assert_eq!(voter("slack:T0001/U024BE7LH"), "<@U024BE7LH>");
         assert_eq!(voter("alice"), "alice");
         assert_eq!(voter("ops:<!channel>"), "ops:&lt;!channel&gt;");
         assert!(!is_slack_user_id("Ualice"));

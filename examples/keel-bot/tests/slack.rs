@@ -131,6 +131,8 @@ async fn world() -> World {
     let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
     let auth = ApiAuth::builder()
         .delegate_token("slack", API_TOKEN)
+        // The server would take T0002 too: what keeps its members out is the bot's own list.
+        .delegate_voters("slack", ["T0001/*", "T0002/*"])
         .build()
         .unwrap();
     let api_url = serve(keel_api::router(approvals.clone(), auth)).await;
@@ -155,6 +157,7 @@ impl World {
         c.slack_api_url = format!("{}/api/", self.slack_url);
         c.response_url_prefixes = vec![format!("{}/respond/", self.slack_url)];
         c.max_body_bytes = 16 * 1024;
+        c.allowed_teams = vec!["T0001".into()];
         c
     }
 
@@ -209,7 +212,12 @@ impl World {
     }
 
     async fn command(&self, bot_url: &str, user: &str, text: &str) -> (u16, Value) {
-        let body = command_body(user, text, &self.slack_url);
+        self.command_in(bot_url, "T0001", user, text).await
+    }
+
+    /// A slash command from `user` of Slack team `team`.
+    async fn command_in(&self, bot_url: &str, team: &str, user: &str, text: &str) -> (u16, Value) {
+        let body = command_body_in(team, user, text, &self.slack_url);
         let resp = self
             .send(
                 &format!("{bot_url}/slack/commands"),
@@ -242,9 +250,13 @@ fn now() -> i64 {
 }
 
 fn command_body(user: &str, text: &str, slack_url: &str) -> String {
+    command_body_in("T0001", user, text, slack_url)
+}
+
+fn command_body_in(team: &str, user: &str, text: &str, slack_url: &str) -> String {
     serde_urlencoded::to_string([
         ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
-        ("team_id", "T0001"),
+        ("team_id", team),
         ("team_domain", "acme"),
         ("channel_id", "C0KEELAPP"),
         ("channel_name", "deploys"),
@@ -259,9 +271,20 @@ fn command_body(user: &str, text: &str, slack_url: &str) -> String {
 }
 
 fn click_body(user: &str, action_id: &str, id: &str, ts: &str, slack_url: &str) -> String {
+    click_body_in("T0001", user, action_id, id, ts, slack_url)
+}
+
+fn click_body_in(
+    team: &str,
+    user: &str,
+    action_id: &str,
+    id: &str,
+    ts: &str,
+    slack_url: &str,
+) -> String {
     let payload = json!({
         "type": "block_actions",
-        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0001"},
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": team},
         "api_app_id": "A0KEEL",
         "container": {"type": "message", "message_ts": ts, "channel_id": "C0KEELAPP", "is_ephemeral": false},
         "channel": {"id": "C0KEELAPP", "name": "deploys"},
@@ -382,7 +405,7 @@ async fn slash_commands_vote_as_the_slack_user() {
     );
     let stored = w.stored(&a.id).await.unwrap();
     assert_eq!(stored.votes.len(), 1);
-    assert_eq!(stored.votes[0].voter, "slack:U0ALICE");
+    assert_eq!(stored.votes[0].voter, "slack:T0001/U0ALICE");
     assert_eq!(stored.votes[0].comment.as_deref(), Some("looks good to me"));
 
     // The same Slack user again does not count twice.
@@ -455,7 +478,7 @@ async fn button_clicks_vote_and_update_the_message() {
     assert_eq!(resp.status(), 200);
     let stored = w.stored(&a.id).await.unwrap();
     assert_eq!(stored.state, ApprovalState::Rejected);
-    assert_eq!(stored.votes[0].voter, "slack:U0BOB");
+    assert_eq!(stored.votes[0].voter, "slack:T0001/U0BOB");
     assert_eq!(stored.votes[0].kind, VoteKind::Reject);
 
     let updates = w.slack.wait_for("chat.update", 1).await;
@@ -611,7 +634,7 @@ async fn forged_stale_and_replayed_requests_are_refused() {
     assert_eq!(w.votes_in_audit().await, 1);
     assert_eq!(
         w.stored(&a.id).await.unwrap().votes[0].voter,
-        "slack:U0MALLORY"
+        "slack:T0001/U0MALLORY"
     );
 
     // Bodies over the limit are refused before anything is read into a vote.
@@ -752,4 +775,96 @@ async fn deleted_requests_are_marked_and_slack_errors_are_retried() {
     let update = w.slack.calls("chat.update").pop().unwrap();
     assert!(update.body["text"].as_str().unwrap().contains("deleted"));
     assert!(bot.posted().is_empty());
+}
+
+#[tokio::test]
+async fn users_and_teams_off_the_allow_list_are_refused_before_the_api() {
+    let w = world().await;
+    let mut config = w.config();
+    config.allowed_users = vec!["U0ALICE".into(), "U0BOB".into()];
+    let (bot, url) = w.bot(config).await;
+    let a = w.open("web", "1.8.0", 2).await;
+    bot.poll_once().await.unwrap();
+
+    // Another team (which the API server would accept), and a user of the team not listed:
+    // an ephemeral refusal naming them, and no vote.
+    for (team, user) in [("T0002", "U0ALICE"), ("T0001", "U0EVE")] {
+        for text in [format!("approve {}", a.id), "list".to_owned()] {
+            let (status, reply) = w.command_in(&url, team, user, &text).await;
+            assert_eq!(status, 200, "{reply}");
+            assert_eq!(reply["response_type"], "ephemeral");
+            let said = reply["text"].as_str().unwrap();
+            assert!(
+                said.contains("not on this bot's list of approvers")
+                    && said.contains(team)
+                    && said.contains(user),
+                "{said}"
+            );
+        }
+    }
+    // Help is for everyone.
+    let (_, reply) = w.command_in(&url, "T0002", "U0EVE", "help").await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("/keel approve"),
+        "{reply}"
+    );
+
+    // A button click from outside the list: refused through the response URL.
+    let click = click_body_in(
+        "T0002",
+        "U0EVE",
+        "keel_approve",
+        &a.id,
+        "1700000000.000001",
+        &w.slack_url,
+    );
+    let resp = w
+        .send(
+            &format!("{url}/slack/interactions"),
+            &click,
+            now(),
+            SIGNING_SECRET,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answers = w.slack.wait_for("respond/click", 1).await;
+    assert!(
+        answers[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("not on this bot's list"),
+        "{:?}",
+        answers[0].body
+    );
+    assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
+    assert_eq!(w.votes_in_audit().await, 0);
+
+    // A listed user votes as team/user.
+    let (_, reply) = w
+        .command(&url, "U0ALICE", &format!("approve {}", a.id))
+        .await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("You approved"),
+        "{reply}"
+    );
+    assert_eq!(
+        w.stored(&a.id).await.unwrap().votes[0].voter,
+        "slack:T0001/U0ALICE"
+    );
+}
+
+#[tokio::test]
+async fn a_voter_the_api_does_not_accept_is_told_why() {
+    let w = world().await;
+    // The bot admits T0003, the API server does not.
+    let mut config = w.config();
+    config.allowed_teams = vec!["T0003".into()];
+    let (_bot, url) = w.bot(config).await;
+    let a = w.open("web", "1.9.0", 1).await;
+    let (_, reply) = w
+        .command_in(&url, "T0003", "U0ALICE", &format!("approve {}", a.id))
+        .await;
+    let said = reply["text"].as_str().unwrap();
+    assert!(said.contains("T0003/U0ALICE"), "{said}");
+    assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
 }
