@@ -267,7 +267,12 @@ impl RegistryClientBuilder {
             .timeout(self.settings.timeout)
             .connect_timeout(self.settings.connect_timeout)
             .user_agent(concat!("keel-rs/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(reqwest::redirect::Policy::custom(
+                |attempt| match redirect_refusal(attempt.url(), attempt.previous()) {
+                    Some(reason) => attempt.error(reason),
+                    None => attempt.follow(),
+                },
+            ));
         for pem in &self.settings.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 keel_core::ParseError::new("CA certificate", "extra CA bundle", e.to_string())
@@ -1334,6 +1339,22 @@ async fn read_body(
     read_bounded(chunks, announced, limit).await
 }
 
+/// Why a redirect to `next` after `previous` is not followed, if it is not: after five, and
+/// from `https` down to plain `http`, where the credentials on the request (which reqwest drops
+/// only when the host or port changes) would cross the network in the clear.
+fn redirect_refusal(next: &reqwest::Url, previous: &[reqwest::Url]) -> Option<String> {
+    if previous.len() > 5 {
+        return Some("more than 5 redirects".to_owned());
+    }
+    let downgrade = next.scheme() != "https" && previous.iter().any(|u| u.scheme() == "https");
+    downgrade.then(|| {
+        format!(
+            "refusing a redirect from https down to {}",
+            next.origin().ascii_serialization()
+        )
+    })
+}
+
 /// `host` without its `:port`.
 fn bare_host(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, p)| {
@@ -1491,6 +1512,32 @@ mod tests {
                 .unwrap_or_else(|_| url.to_owned());
             assert!(text.contains(&named), "{url}: {text}");
         }
+    }
+
+    #[test]
+    fn redirects_never_downgrade_to_plain_http() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let tls = [url("https://r.example:8443/v2/a/tags/list")];
+        let e = redirect_refusal(&url("http://r.example:8443/v2/a/tags/list"), &tls).unwrap();
+        assert!(e.contains("http://r.example:8443"), "{e}");
+        assert!(redirect_refusal(&url("http://cdn.example/blob"), &tls).is_some());
+        assert_eq!(
+            redirect_refusal(&url("https://cdn.example/blob"), &tls),
+            None
+        );
+        let plain = [url("http://127.0.0.1:5000/v2/a/blobs/x")];
+        assert_eq!(
+            redirect_refusal(&url("http://127.0.0.1:9000/b"), &plain),
+            None
+        );
+        let many: Vec<_> = (0..6)
+            .map(|i| url(&format!("https://r.example/{i}")))
+            .collect();
+        assert!(redirect_refusal(&url("https://r.example/7"), &many).is_some());
+        assert_eq!(
+            redirect_refusal(&url("https://r.example/7"), &many[..5]),
+            None
+        );
     }
 
     #[test]
