@@ -13,7 +13,7 @@ use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan}
 use keel_core::{Error, ImageRef, redact_urls};
 use tracing::{info, warn};
 
-use crate::manifest::{self, Reference, RepoConfig, Scan, Warning};
+use crate::manifest::{self, Reference, ReferenceKind, RepoConfig, Scan, Warning};
 use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
 
 /// The default commit message: a subject, then one line per change.
@@ -715,7 +715,10 @@ impl Target for GitTarget {
         let mut tracked = Vec::new();
         for r in refs {
             let Some(policy) = r.policy.clone() else {
-                warn!(id = %r.id(), "image reference without a policy; not tracked");
+                // Unmarked references are found for releases only, never tracked.
+                if !matches!(r.kind, ReferenceKind::Unmarked { .. }) {
+                    warn!(id = %r.id(), "image reference without a policy; not tracked");
+                }
                 continue;
             };
             let policy = VersionPolicy::parse(&policy, &r.options)?;

@@ -15,6 +15,12 @@
 //!   `kustomization.yaml` files whose image the [`RepoConfig`] names, or whose `newTag` or
 //!   `digest` carries a Flux marker.
 //!
+//! It also finds what nothing marks, as [`ReferenceKind::Unmarked`] references without a
+//! policy: the whole value of every other `image:` key (workloads of any kind, containers
+//! and init containers, Helm values, block or flow style) and every other kustomization
+//! `images:` entry. Discovery does not track them; [`Reference::released`] sets them when a
+//! caller names the image, as `keel release` does.
+//!
 //! Each [`Reference`] carries [`Slot`]s: the byte ranges of the scalars that hold it.
 //! [`rewrite`] checks that every slot still holds what discovery saw and then changes only the
 //! bytes of the tag, digest or name being updated; comments, quoting, indentation, anchors,
@@ -112,14 +118,47 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// What this reference becomes when `release` (a repository and its new tag, as in
+    /// `keel release --update-image ghcr.io/org/app:1.4.2`) is released: `None` when it
+    /// references another repository (`ghcr.io/org/app-sidecar`, or `app` under another
+    /// registry). The repository stays as written; the tag becomes `release`'s, and the
+    /// digest `release`'s or none: a digest pinned now belongs to the old tag, so it is
+    /// dropped. The result may equal [`Reference::image`]: already released.
+    ///
+    /// ```
+    /// # use keel_git::manifest::{scan, RepoConfig};
+    /// # use keel_core::ImageRef;
+    /// let text = "image: ghcr.io/org/app:1.2.3@sha256:0000000000000000000000000000000000000000000000000000000000000000\n";
+    /// let found = scan("values.yaml", text, &RepoConfig::default());
+    /// let release = ImageRef::parse("ghcr.io/org/app:1.4.2").unwrap();
+    /// let to = found.references[0].released(&release).unwrap();
+    /// assert_eq!(to.to_string(), "ghcr.io/org/app:1.4.2");
+    /// let other = ImageRef::parse("ghcr.io/org/app-sidecar:1.4.2").unwrap();
+    /// assert_eq!(found.references[0].released(&other), None);
+    /// ```
+    pub fn released(&self, release: &ImageRef) -> Option<ImageRef> {
+        if self.image.name() != release.name() {
+            return None;
+        }
+        let tag = release.tag()?.clone();
+        let to = self.image.with_tag(tag);
+        Some(match release.digest() {
+            Some(digest) => to.with_digest(digest.clone()),
+            None => to,
+        })
+    }
+
     /// A stable id, unique within a repository scan: the file, the line of the first slot and
-    /// the container, marker or kustomization image name, e.g. `apps/web.yaml#L12:app`.
+    /// the container, marker or kustomization image name, e.g. `apps/web.yaml#L12:app` (for
+    /// [unmarked](ReferenceKind::Unmarked) references, where the value sits:
+    /// `apps/web.yaml#L12:spec.template.spec.containers[0].image`).
     pub fn id(&self) -> String {
         let label = match &self.kind {
             ReferenceKind::FluxMarker { policy_name } => policy_name.as_str(),
             ReferenceKind::KeelWorkload { container, .. } => container.as_str(),
             ReferenceKind::KeelComment => "image",
             ReferenceKind::Kustomization { name } => name.as_str(),
+            ReferenceKind::Unmarked { path } => path.as_str(),
         };
         format!("{}#L{}:{}", self.file, self.line, label)
     }
@@ -148,6 +187,15 @@ pub enum ReferenceKind {
     Kustomization {
         /// The entry's `name` (the image kustomize replaces).
         name: String,
+    },
+    /// Found although nothing marks it and the configuration does not name it: the whole
+    /// value of any other `image:` key, or a kustomization `images:` entry. It never has a
+    /// policy, so discovery does not track it; it is there for callers that name the image
+    /// to set, as `keel release` does with [`Reference::released`].
+    Unmarked {
+        /// Where the value sits in its document, e.g.
+        /// `spec.template.spec.containers[0].image` or `images[2]`.
+        path: String,
     },
 }
 

@@ -66,6 +66,7 @@ pub fn scan(path: &str, content: &str, config: &RepoConfig) -> Scan {
     scanner.flux_markers();
     scanner.keel_comments();
     scanner.workloads();
+    scanner.unmarked_images();
     let Scanner {
         mut references,
         mut warnings,
@@ -87,6 +88,18 @@ struct Value {
     key: Option<String>,
     /// Its line comment, without the `#`.
     comment: Option<String>,
+    /// Where it sits in its document (`spec.containers[0].image`); kept for `image:` values
+    /// only.
+    path: Option<String>,
+}
+
+/// One step of a path from a document's root.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The value of the key scalar.
+    Key(NodeId),
+    /// The item at an index.
+    Index(usize),
 }
 
 /// What a line comment says.
@@ -143,8 +156,9 @@ impl<'a> Scanner<'a> {
             references: Vec::new(),
             warnings: Vec::new(),
         };
+        let mut path = Vec::new();
         for &doc in &tree.docs {
-            scanner.collect_values(doc, None, None, 0);
+            scanner.collect_values(doc, None, None, &mut path);
         }
         scanner
     }
@@ -172,9 +186,9 @@ impl<'a> Scanner<'a> {
         id: NodeId,
         mapping: Option<NodeId>,
         key: Option<String>,
-        depth: usize,
+        path: &mut Vec<Step>,
     ) {
-        if depth > 256 {
+        if path.len() > 256 {
             return;
         }
         match &self.tree.nodes[id] {
@@ -183,27 +197,53 @@ impl<'a> Scanner<'a> {
                     Some(_) if !s.value.is_empty() => line_comment(self.content, s.token.end),
                     _ => None,
                 };
+                let path = (key.as_deref() == Some("image")).then(|| self.render(path));
                 self.value_index.insert(id, self.values.len());
                 self.values.push(Value {
                     id,
                     mapping,
                     key,
                     comment: comment.map(str::to_owned),
+                    path,
                 });
             }
             Node::Mapping { entries, .. } => {
                 for &(k, v) in entries {
                     let key = self.tree.own_scalar(k).map(|s| s.value.clone());
-                    self.collect_values(v, Some(id), key, depth + 1);
+                    path.push(Step::Key(k));
+                    self.collect_values(v, Some(id), key, path);
+                    path.pop();
                 }
             }
             Node::Sequence { items } => {
-                for &item in items {
-                    self.collect_values(item, None, None, depth + 1);
+                for (index, &item) in items.iter().enumerate() {
+                    path.push(Step::Index(index));
+                    self.collect_values(item, None, None, path);
+                    path.pop();
                 }
             }
             Node::Alias(_) => {}
         }
+    }
+
+    /// `spec.containers[0].image`: a path as text.
+    fn render(&self, path: &[Step]) -> String {
+        let mut out = String::new();
+        for step in path {
+            match *step {
+                Step::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    match self.tree.own_scalar(k) {
+                        Some(s) => out.push_str(&s.value),
+                        None => out.push('?'),
+                    }
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
     }
 
     /// The mark in the line comment of value scalar `id`.
@@ -272,6 +312,8 @@ impl<'a> Scanner<'a> {
         let line = self.line_of(first.range.start);
         let (policy, options) = match draft.policy {
             Some(policy) => (Some(policy), draft.options),
+            // Nothing marks it: the configuration does not make it tracked either.
+            None if matches!(draft.kind, ReferenceKind::Unmarked { .. }) => (None, draft.options),
             None => match self.config.image_policy(&image) {
                 Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
                 None => (None, draft.options),
@@ -312,13 +354,20 @@ impl<'a> Scanner<'a> {
                 None
             };
             let Some(images) = images else { continue };
-            for &entry in self.tree.items(images) {
-                self.kustomization_entry(entry);
+            let prefix = if kind == Some("Kustomization")
+                && api.starts_with("kustomize.toolkit.fluxcd.io")
+            {
+                "spec.images"
+            } else {
+                "images"
+            };
+            for (index, &entry) in self.tree.items(images).iter().enumerate() {
+                self.kustomization_entry(entry, format!("{prefix}[{index}]"));
             }
         }
     }
 
-    fn kustomization_entry(&mut self, entry: NodeId) {
+    fn kustomization_entry(&mut self, entry: NodeId, path: String) {
         let tree = self.tree;
         if !tree.is_mapping(entry) {
             return;
@@ -384,15 +433,31 @@ impl<'a> Scanner<'a> {
         let configured = ImageRef::parse(&text)
             .ok()
             .and_then(|image| self.config.image_policy(&image));
-        let (policy, options) = match &marker {
+        let (kind, policy, options) = match &marker {
             Some(m) => match self.config.marker_policy(m) {
-                Some(p) => (Some(p.policy.clone()), p.options.clone()),
-                None => (None, PolicyOptions::default()),
+                Some(p) => (
+                    ReferenceKind::Kustomization { name },
+                    Some(p.policy.clone()),
+                    p.options.clone(),
+                ),
+                None => (
+                    ReferenceKind::Kustomization { name },
+                    None,
+                    PolicyOptions::default(),
+                ),
             },
             None => match configured {
-                Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
-                // Neither marked nor configured: not ours to update.
-                None => return,
+                Some(entry) => (
+                    ReferenceKind::Kustomization { name },
+                    Some(entry.policy.clone()),
+                    entry.options.clone(),
+                ),
+                // Neither marked nor configured: not tracked, but found for a release.
+                None => (
+                    ReferenceKind::Unmarked { path },
+                    None,
+                    PolicyOptions::default(),
+                ),
             },
         };
 
@@ -417,7 +482,7 @@ impl<'a> Scanner<'a> {
         }
         self.used.insert(name_node);
         self.finish(Draft {
-            kind: ReferenceKind::Kustomization { name },
+            kind,
             image: text,
             policy,
             options,
@@ -588,6 +653,44 @@ impl<'a> Scanner<'a> {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Unmarked `image:` values
+    // -----------------------------------------------------------------------------------------
+
+    /// Every `image:` value no other form claimed, when it holds an image reference that can
+    /// be rewritten in place. Anything else (an alias, a template, a block scalar) is not an
+    /// image reference anyone marked, so it is passed over without a warning.
+    fn unmarked_images(&mut self) {
+        for index in 0..self.values.len() {
+            let value = &self.values[index];
+            let id = value.id;
+            let Some(path) = value.path.clone() else {
+                continue;
+            };
+            if self.used.contains(&id) {
+                continue;
+            }
+            let Some(scalar) = self.tree.own_scalar(id) else {
+                continue;
+            };
+            if scalar.content.is_none()
+                || scalar.style.is_none()
+                || ImageRef::parse(&scalar.value).is_err()
+            {
+                continue;
+            }
+            let image = scalar.value.clone();
+            self.finish(Draft {
+                kind: ReferenceKind::Unmarked { path },
+                image,
+                policy: None,
+                options: PolicyOptions::default(),
+                settings: KeelSettings::default(),
+                slots: vec![(id, Part::Whole)],
+            });
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
     // Keel workloads
     // -----------------------------------------------------------------------------------------
 
@@ -742,6 +845,7 @@ fn describe(kind: &ReferenceKind) -> String {
         } => format!("{workload} container {container}"),
         ReferenceKind::KeelComment => "keel.sh comment".to_owned(),
         ReferenceKind::Kustomization { name } => format!("kustomization image {name}"),
+        ReferenceKind::Unmarked { path } => format!("image at {path}"),
     }
 }
 

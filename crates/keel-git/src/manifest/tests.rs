@@ -37,6 +37,26 @@ images:
     .expect("the golden configuration is valid")
 }
 
+/// The scan without its [unmarked](ReferenceKind::Unmarked) references.
+fn marked(mut found: Scan) -> Scan {
+    found
+        .references
+        .retain(|r| !matches!(r.kind, ReferenceKind::Unmarked { .. }));
+    found
+}
+
+/// The paths of the unmarked references of a scan.
+fn unmarked_paths(found: &Scan) -> Vec<&str> {
+    found
+        .references
+        .iter()
+        .filter_map(|r| match &r.kind {
+            ReferenceKind::Unmarked { path } => Some(path.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 macro_rules! golden {
     ($case:literal) => {
         (
@@ -56,7 +76,7 @@ fn run_golden(
     targets: &[(&str, &str)],
 ) -> Vec<Reference> {
     let config = golden_config();
-    let found = scan(path, before, &config);
+    let found = marked(scan(path, before, &config));
     assert!(found.warnings.is_empty(), "{case}: {:?}", found.warnings);
     let ids: Vec<String> = found.references.iter().map(Reference::id).collect();
     let expected: Vec<&str> = targets.iter().map(|(id, _)| *id).collect();
@@ -79,7 +99,7 @@ fn run_golden(
     assert_eq!(rewrite(before, &same).unwrap(), before, "{case}: no-op");
 
     // A fresh scan sees the new references; writing them again is a no-op.
-    let again = scan(path, &out, &config);
+    let again = marked(scan(path, &out, &config));
     assert!(again.warnings.is_empty(), "{case}: {:?}", again.warnings);
     let images: Vec<ImageRef> = again.references.iter().map(|r| r.image.clone()).collect();
     let wanted: Vec<ImageRef> = targets.iter().map(|(_, new)| image(new)).collect();
@@ -596,6 +616,15 @@ spec:
 ";
     let found = scan("ds.yaml", content, &RepoConfig::default());
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    // What the annotations leave out is found, unmarked, for releases.
+    assert_eq!(
+        unmarked_paths(&found),
+        [
+            "spec.template.spec.initContainers[0].image",
+            "spec.template.spec.containers[1].image"
+        ]
+    );
+    let found = marked(found);
     let containers: Vec<String> = found
         .references
         .iter()
@@ -654,6 +683,13 @@ metadata: {name: s, annotations: {keel.sh/policy: all}}
 ";
     // An image written as an alias cannot be rewritten in place.
     let found = scan("all.yaml", content, &RepoConfig::default());
+    // The workload with a bad annotation is skipped, but its image is still found unmarked.
+    assert_eq!(
+        unmarked_paths(&found),
+        ["spec.template.spec.containers[0].image"]
+    );
+    assert_eq!(found.references[2].line, 16);
+    let found = marked(found);
     let ids: Vec<String> = found.references.iter().map(Reference::id).collect();
     assert_eq!(ids, ["all.yaml#L5:c", "all.yaml#L12:c"]);
     assert_eq!(
@@ -681,12 +717,20 @@ spec:
         - {name: api, image: ghcr.io/org/api:1.2.3}
         - {name: other, image: ghcr.io/org/other:1.2.3}
 ";
-    assert!(
-        scan("d.yaml", content, &RepoConfig::default())
-            .references
-            .is_empty()
-    );
+    let unconfigured = scan("d.yaml", content, &RepoConfig::default());
+    assert!(marked(unconfigured.clone()).references.is_empty());
+    assert_eq!(unconfigured.references.len(), 2);
+    assert!(unconfigured.references.iter().all(|r| r.policy.is_none()));
     let found = scan("d.yaml", content, &golden_config());
+    let ids: Vec<String> = found.references.iter().map(Reference::id).collect();
+    assert_eq!(
+        ids,
+        [
+            "d.yaml#L7:api",
+            "d.yaml#L8:spec.template.spec.containers[1].image"
+        ]
+    );
+    let found = marked(found);
     let [r] = found.references.as_slice() else {
         panic!("{:?}", found.references)
     };
@@ -709,6 +753,8 @@ spec:
 ";
     let found = scan("clusters/apps.yaml", content, &golden_config());
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    assert_eq!(unmarked_paths(&found), ["spec.images[1]"]);
+    let found = marked(found);
     let [r] = found.references.as_slice() else {
         panic!("{:?}", found.references)
     };
@@ -1277,4 +1323,132 @@ fn alias_bombs_are_invalid_files_not_work() {
     // The same file as the configuration is refused, not expanded.
     let e = RepoConfig::from_yaml(&text).unwrap_err();
     assert!(e.to_string().contains("100000 nodes"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases: one image set wherever the repository references it
+// ---------------------------------------------------------------------------------------------
+
+/// The edits releasing `release` in `found`: every reference to its repository not already
+/// there.
+fn release_edits(found: &Scan, release: &ImageRef) -> Vec<(Reference, ImageRef)> {
+    found
+        .references
+        .iter()
+        .filter_map(|r| r.released(release).map(|to| (r.clone(), to)))
+        .filter(|(r, to)| r.image != *to)
+        .collect()
+}
+
+/// Releases `release` in the golden case scanned as `path` and compares with `after` byte for
+/// byte; `expected` is the number of references released. Then checks that a fresh scan sees
+/// every reference to the repository at the release, and that releasing again is nothing.
+fn run_release_golden(
+    (case, before, after): (&str, &str, &str),
+    path: &str,
+    release: &str,
+    expected: usize,
+) {
+    let release = image(release);
+    for config in [RepoConfig::default(), golden_config()] {
+        let found = scan(path, before, &config);
+        assert!(found.warnings.is_empty(), "{case}: {:?}", found.warnings);
+        let edits = release_edits(&found, &release);
+        assert_eq!(edits.len(), expected, "{case}: {edits:#?}");
+        let out = rewrite(before, &edits).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(out, after, "{case}: released file");
+
+        let again = scan(path, &out, &config);
+        assert!(again.warnings.is_empty(), "{case}: {:?}", again.warnings);
+        let to_repository: Vec<&ImageRef> = again
+            .references
+            .iter()
+            .map(|r| &r.image)
+            .filter(|i| i.name() == release.name())
+            .collect();
+        assert_eq!(to_repository.len(), expected, "{case}: rescanned");
+        assert!(
+            to_repository.iter().all(|i| **i == release),
+            "{case}: {to_repository:?}"
+        );
+        assert!(
+            release_edits(&again, &release).is_empty(),
+            "{case}: a second release changes something"
+        );
+    }
+}
+
+#[test]
+fn golden_release_workloads() {
+    run_release_golden(
+        golden!("release-workloads"),
+        "apps/app.yaml",
+        "ghcr.io/acme/app:1.4.2",
+        7,
+    );
+}
+
+#[test]
+fn golden_release_values() {
+    run_release_golden(
+        golden!("release-values"),
+        "charts/app/values.yaml",
+        "ghcr.io/acme/app:1.4.2",
+        3,
+    );
+}
+
+#[test]
+fn golden_release_kustomization() {
+    run_release_golden(
+        golden!("release-kustomization"),
+        "apps/kustomization.yaml",
+        "ghcr.io/acme/app:1.4.2",
+        3,
+    );
+}
+
+#[test]
+fn releases_keep_away_from_look_alikes_templates_and_aliases() {
+    let release = image("ghcr.io/acme/app:1.4.2");
+    // A Helm template is not YAML: nothing in it is found, nothing changes.
+    let (_, template, _) = golden!("not-yaml");
+    let found = scan(
+        "charts/app/templates/deployment.yaml",
+        template,
+        &RepoConfig::default(),
+    );
+    assert!(found.references.is_empty());
+    // Values that are not image references, or cannot be rewritten in place, are passed over
+    // without a warning: nothing marked them.
+    let content = "\
+a: {image: '{{ .Values.image }}'}
+b: {image: \"ghcr.io/acme/app:1.0.0\\n\"}
+c: {image: &i ghcr.io/acme/app-sidecar:1.0.0}
+d: {image: *i}
+e: {image: {repository: ghcr.io/acme/app, tag: 1.0.0}}
+f:
+  image: >-
+    ghcr.io/acme/app:1.0.0
+";
+    let found = scan("values.yaml", content, &RepoConfig::default());
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    let ids: Vec<String> = found.references.iter().map(Reference::id).collect();
+    assert_eq!(ids, ["values.yaml#L3:c.image"]);
+    assert!(release_edits(&found, &release).is_empty());
+    // Never tracked: no policy, even when the configuration names the repository.
+    let config = RepoConfig::default().with_image(ImagePolicy::new("ghcr.io/acme/app", "minor"));
+    let found = scan("v.yaml", "image: ghcr.io/acme/app:1.0.0\n", &config);
+    assert_eq!(found.references[0].policy, None);
+    assert_eq!(
+        found.references[0].kind,
+        ReferenceKind::Unmarked {
+            path: "image".into()
+        }
+    );
+    // A release with a digest pins it.
+    let pinned = image(&format!("ghcr.io/acme/app:1.4.2@{}", sha('c')));
+    let edits = release_edits(&found, &pinned);
+    let out = rewrite("image: ghcr.io/acme/app:1.0.0\n", &edits).unwrap();
+    assert_eq!(out, format!("image: ghcr.io/acme/app:1.4.2@{}\n", sha('c')));
 }
