@@ -152,8 +152,12 @@ impl Worker {
         let Some(last) = last else {
             return now;
         };
-        let resync =
-            last + chrono::Duration::from_std(self.resync).unwrap_or(chrono::Duration::MAX);
+        // A resync interval too long for the calendar (`--resync 5124095576030431h`)
+        // saturates at the end of time instead of overflowing it.
+        let resync = chrono::Duration::from_std(self.resync)
+            .ok()
+            .and_then(|interval| last.checked_add_signed(interval))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         match lock(&self.scheduler).next_due() {
             Some(due) => due.min(resync),
             None => resync,

@@ -482,3 +482,29 @@ async fn a_hanging_pass_is_cut_off_and_the_next_one_runs() {
     assert_eq!(s.metrics.pass_failures("poll", "panic"), 0);
     s.stop().await;
 }
+
+#[test]
+fn a_resync_interval_too_long_for_the_calendar_saturates() {
+    let registry = Arc::new(InMemoryRegistry::new("test registry"));
+    let last = Utc::now();
+    for resync in [
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+        // Fits a chrono duration, but not the calendar.
+        Duration::from_secs(i64::MAX as u64 / 1000),
+    ] {
+        let worker = Worker::new(Pipeline::new(registry.clone()), Arc::new(Metrics::new()))
+            .with_resync(resync);
+        assert_eq!(
+            worker.next_poll(Some(last), last),
+            DateTime::<Utc>::MAX_UTC,
+            "{resync:?}"
+        );
+    }
+    let hourly = Worker::new(Pipeline::new(registry), Arc::new(Metrics::new()))
+        .with_resync(Duration::from_secs(3600));
+    assert_eq!(
+        hourly.next_poll(Some(last), last),
+        last + chrono::Duration::hours(1)
+    );
+}
