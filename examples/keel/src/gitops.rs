@@ -238,25 +238,35 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
         return crate::kube::release(&args.kube_scope, workload, &new, args.dry_run).await;
     }
     let target = args.repo.target()?;
-    let plans: Vec<UpdatePlan> = target
+    // Every reference to the repository: marked or not, wherever it is written.
+    let references: Vec<_> = target
         .references()
         .await?
         .into_iter()
-        .filter(|r| r.image.name() == new.name())
-        .map(|r| {
-            let to = released(&r.image, &new);
-            UpdatePlan {
-                target: target.name().to_owned(),
-                id: r.id(),
-                current: r.image,
-                new: to,
-            }
+        .filter_map(|r| r.released(&new).map(|to| (r, to)))
+        .collect();
+    if references.is_empty() {
+        // A CI step must not pass having released nothing.
+        return Err(CliError::Io(format!(
+            "nothing released: {} references {} nowhere (no image: value, kustomization \
+             images: entry or marked value holds it)",
+            target.name(),
+            new.name()
+        )));
+    }
+    let plans: Vec<UpdatePlan> = references
+        .into_iter()
+        .filter(|(r, to)| r.image != *to)
+        .map(|(r, to)| UpdatePlan {
+            target: target.name().to_owned(),
+            id: r.id(),
+            current: r.image,
+            new: to,
         })
-        .filter(|p| p.current != p.new)
         .collect();
     if plans.is_empty() {
         eprintln!(
-            "keel: nothing to change: no reference to {} needs {}",
+            "keel: nothing to change: every reference to {} is already {}",
             new.name(),
             args.update_image
         );

@@ -109,6 +109,105 @@ fn release_sets_one_image_everywhere_and_pushes() {
     );
 }
 
+#[test]
+fn release_sets_every_reference_and_fails_when_there_is_none() {
+    let server = GitServer::start();
+    // Nothing marked: plain workloads, a kustomization, Helm values, and look-alikes.
+    let workloads = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      initContainers: [{name: init, image: ghcr.io/acme/web:1.2.3}]
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.2.3@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+        - name: sidecar
+          image: ghcr.io/acme/web-sidecar:1.2.3
+        - name: mirror
+          image: registry.example.com/acme/web:1.2.3 # image: ghcr.io/acme/web:1.2.3
+";
+    let kustomization = "\
+images:
+  - name: ghcr.io/acme/web
+    newTag: 1.2.3
+  - name: ghcr.io/acme/web-sidecar
+    newTag: 1.2.3
+";
+    let values = "web: {image: 'ghcr.io/acme/web:1.2.3', replicas: 2}\n";
+    let template = "image: {{ .Values.web.image }}\n";
+    server.create_repo(
+        "fleet",
+        &[
+            ("apps/web.yaml", workloads),
+            ("apps/kustomization.yaml", kustomization),
+            ("charts/web/values.yaml", values),
+            ("charts/web/templates/web.yaml", template),
+        ],
+        "main",
+    );
+    let workdir = server.scratch_dir("cli-release-every");
+    let url = server.git_url("fleet");
+    let release = |image: &str| {
+        keel(
+            &[
+                "release",
+                "--repo",
+                &url,
+                "--update-image",
+                image,
+                "--workdir",
+                workdir.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    let o = release("ghcr.io/acme/web:1.4.2");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 4, "{}", text(&o.stdout));
+    let read = |path| server.read_file("fleet", "main", path).unwrap();
+    assert_eq!(
+        read("apps/web.yaml"),
+        workloads
+            .replace(
+                "init, image: ghcr.io/acme/web:1.2.3",
+                "init, image: ghcr.io/acme/web:1.4.2"
+            )
+            .replace(
+                &format!("ghcr.io/acme/web:1.2.3@sha256:{}", "a".repeat(64)),
+                "ghcr.io/acme/web:1.4.2"
+            )
+    );
+    assert_eq!(
+        read("apps/kustomization.yaml"),
+        kustomization.replacen("newTag: 1.2.3", "newTag: 1.4.2", 1)
+    );
+    assert_eq!(
+        read("charts/web/values.yaml"),
+        values.replace("1.2.3", "1.4.2")
+    );
+    assert_eq!(read("charts/web/templates/web.yaml"), template);
+    assert_eq!(server.log("fleet", "main").len(), 2);
+
+    // Again: already released, no commit, still a success.
+    let o = release("ghcr.io/acme/web:1.4.2");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+    assert_eq!(server.log("fleet", "main").len(), 2);
+
+    // An image the repository does not reference: a failure, saying so, and no commit.
+    let o = release("ghcr.io/acme/absent:1.0.0");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("ghcr.io/acme/absent nowhere"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(server.log("fleet", "main").len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitops_plan_shows_and_apply_pushes() {
     let registry = RegistryServer::start(ServerOptions::plain()).await;
