@@ -2,6 +2,10 @@
 //! `scripts/git-server`): a repository of 10,000 manifest files holding 1,000 tracked image
 //! references. One measured run discovers them all, rewrites all 1,000, commits once and
 //! pushes; the time of each phase is printed, and criterion measures discovery.
+//!
+//! A second group measures what a 1 KiB "billion laughs" file committed to a watched path
+//! costs: scanning it alone (time, and every byte it allocates), and discovering a small
+//! served repository with and without it.
 
 #[path = "../crates/keel-git/tests/support/mod.rs"]
 mod support;
@@ -11,7 +15,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_git::GitTarget;
+use keel_git::manifest::{self, RepoConfig};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use support::GitServer;
+
+/// Counts the bytes the Rust side allocates (libgit2's own allocations are not counted).
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const FILES: usize = 10_000;
 const TRACKED: usize = 1_000;
@@ -100,5 +110,97 @@ fn git_repo(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, git_repo);
+/// The classic "billion laughs": nine levels of nine aliases of the level below (9^9 nodes if
+/// expanded), 1 KiB.
+fn billion_laughs() -> String {
+    let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let below = format!("*l{}", level - 1);
+        let items = [below.as_str(); 9].join(", ");
+        text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+    }
+    text
+}
+
+/// The same through merge keys, inside a Keel-annotated Deployment whose metadata merges
+/// 8^8 entries.
+fn merge_bomb() -> String {
+    let mut text = String::from("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n");
+    for level in 1..9 {
+        let below = vec![format!("*m{}", level - 1); 8].join(", ");
+        text.push_str(&format!("m{level}: &m{level} {{<<: [{below}]}}\n"));
+    }
+    text.push_str(
+        "kind: Deployment\nmetadata:\n  <<: *m8\n  annotations: {keel.sh/policy: minor}\n\
+         spec: {template: {spec: {containers: [{name: a, image: 'ghcr.io/org/a:1.0.0'}]}}}\n",
+    );
+    text
+}
+
+fn alias_bombs(c: &mut Criterion) {
+    let config = RepoConfig::default();
+    let bombs = [
+        ("billion-laughs", billion_laughs()),
+        ("merge-keys", merge_bomb()),
+    ];
+    for (name, text) in &bombs {
+        assert!(text.len() <= 1024, "{name}: {} bytes", text.len());
+        let region = Region::new(ALLOCATOR);
+        let started = Instant::now();
+        let found = manifest::scan("apps/bomb.yaml", text, &config);
+        let took = started.elapsed();
+        let allocated = region.change().bytes_allocated;
+        assert!(found.references.is_empty() && found.warnings.len() == 1);
+        eprintln!(
+            "git: {name} bomb ({} bytes): scan {:.3} ms, {allocated} bytes allocated in all; {}",
+            text.len(),
+            took.as_secs_f64() * 1e3,
+            found.warnings[0]
+        );
+    }
+
+    let server = GitServer::start();
+    let web = "image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}\n";
+    let config_file = "policies:\n  flux-system:web: minor\n";
+    server.create_repo(
+        "clean",
+        &[("apps/web.yaml", web), (".keel.yaml", config_file)],
+        "main",
+    );
+    server.create_repo(
+        "bombed",
+        &[
+            ("apps/web.yaml", web),
+            ("apps/bomb.yaml", &bombs[0].1),
+            ("apps/merge-bomb.yaml", &bombs[1].1),
+            (".keel.yaml", config_file),
+        ],
+        "main",
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let clean = GitTarget::builder(server.git_url("clean"))
+        .with_workdir(server.scratch_dir("clean"))
+        .build();
+    let bombed = GitTarget::builder(server.git_url("bombed"))
+        .with_workdir(server.scratch_dir("bombed"))
+        .build();
+
+    let mut group = c.benchmark_group("git/alias-bomb");
+    for (name, text) in &bombs {
+        group.bench_function(format!("scan/{name}-1KiB"), |b| {
+            b.iter(|| manifest::scan("apps/bomb.yaml", text, &config));
+        });
+    }
+    for (name, target) in [("clean", &clean), ("with-both-bombs", &bombed)] {
+        group.bench_function(format!("discover/small-repo-{name}"), |b| {
+            b.iter(|| {
+                let tracked = rt.block_on(target.discover()).expect("discover");
+                assert_eq!(tracked.len(), 1);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, alias_bombs, git_repo);
 criterion_main!(benches);
