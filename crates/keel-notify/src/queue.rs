@@ -133,7 +133,12 @@ impl Queued {
     /// # Errors
     /// [`Error::Backend`] (retryable) saying how many events are still pending.
     pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout too long for the clock (`Duration::MAX`: wait for good) saturates.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(now);
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
