@@ -68,8 +68,9 @@ pub const DELIVERY_HEADER: &str = "x-github-delivery";
 const MAX_DELIVERY_ID: usize = 128;
 
 /// Remembers the signed deliveries seen, to refuse replays: each delivery id and signature
-/// for `ttl` (default 24 hours), at most `capacity` of them (default 10,000; the oldest are
-/// forgotten first). A replay older than both bounds is no longer recognized. The log lives
+/// for `ttl` (default 24 hours), at most `capacity` of these keys (default 10,000, i.e. 5,000
+/// deliveries with an id, a few megabytes at most; the oldest are forgotten first). A replay that
+/// comes after its keys were forgotten is no longer recognized. The log lives
 /// in the process: each replica of a controller keeps its own (only the leader takes
 /// webhooks), and a restart forgets it.
 #[derive(Debug)]
