@@ -1452,3 +1452,21 @@ f:
     let out = rewrite("image: ghcr.io/acme/app:1.0.0\n", &edits).unwrap();
     assert_eq!(out, format!("image: ghcr.io/acme/app:1.4.2@{}\n", sha('c')));
 }
+
+#[test]
+fn deep_nesting_is_refused_or_read_never_a_crash() {
+    let config = golden_config();
+    let flow = format!("a: {}", "[".repeat(100_000));
+    let found = scan("deep.yaml", &flow, &config);
+    assert!(found.references.is_empty());
+    assert!(
+        found.warnings[0].reason.contains("not valid YAML"),
+        "{:?}",
+        found.warnings
+    );
+    // Block sequences of sequences, 20,000 deep on one line, ending in an image value.
+    let block = format!("{}image: ghcr.io/org/api:1.0.0\n", "- ".repeat(20_000));
+    let found = scan("deep.yaml", &block, &config);
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    assert!(RepoConfig::from_yaml(&block).is_err());
+}
