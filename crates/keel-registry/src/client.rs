@@ -234,17 +234,43 @@ impl RegistryClientBuilder {
     }
 
     /// Settings from the environment: credentials from Docker's `config.json`
-    /// (`$DOCKER_CONFIG` or `~/.docker`), and plain-HTTP hosts from
-    /// `KEEL_INSECURE_REGISTRIES` (comma-separated).
+    /// (`$DOCKER_CONFIG` or `~/.docker`), plain-HTTP hosts from `KEEL_INSECURE_REGISTRIES`
+    /// (comma-separated), and the listing budget from `KEEL_LISTING_MAX_PAGES` and
+    /// `KEEL_LISTING_MAX_TAGS` (see [`with_listing_budget`](Self::with_listing_budget)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the variable when a budget is not a whole number of at
+    /// least 1; what [`DockerConfig::from_env`] returns for an unreadable `config.json`.
     pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `var`.
+    fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut builder =
             RegistryClientBuilder::default().with_docker_config(DockerConfig::from_env()?);
-        if let Ok(hosts) = std::env::var("KEEL_INSECURE_REGISTRIES") {
+        if let Some(hosts) = var("KEEL_INSECURE_REGISTRIES") {
             for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
                 builder = builder.with_insecure_registry(host);
             }
         }
-        Ok(builder)
+        let budget = |name: &'static str, default: usize| -> Result<usize, Error> {
+            let Some(value) = var(name) else {
+                return Ok(default);
+            };
+            match value.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(keel_core::ParseError::new(
+                    name,
+                    value.clone(),
+                    "the listing budget must be a whole number of at least 1",
+                )
+                .into()),
+            }
+        };
+        let pages = budget("KEEL_LISTING_MAX_PAGES", builder.settings.max_pages)?;
+        let tags = budget("KEEL_LISTING_MAX_TAGS", builder.settings.max_tags)?;
+        Ok(builder.with_listing_budget(pages, tags))
     }
 
     /// Builds the client.
@@ -1394,6 +1420,34 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_budget_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let b = RegistryClientBuilder::from_lookup(env(&[])).unwrap();
+        assert_eq!((b.settings.max_pages, b.settings.max_tags), (1000, 100_000));
+        let b = RegistryClientBuilder::from_lookup(env(&[
+            ("KEEL_LISTING_MAX_PAGES", "5000"),
+            ("KEEL_LISTING_MAX_TAGS", " 500000 "),
+        ]))
+        .unwrap();
+        assert_eq!((b.settings.max_pages, b.settings.max_tags), (5000, 500_000));
+        for bad in ["0", "-1", "lots", ""] {
+            let err = RegistryClientBuilder::from_lookup(move |name: &str| {
+                (name == "KEEL_LISTING_MAX_TAGS").then(|| bad.to_owned())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("KEEL_LISTING_MAX_TAGS"), "{err}");
+        }
+    }
 
     #[test]
     fn link_headers() {

@@ -6,6 +6,7 @@
 //! | `keel_pipeline_passes_total` | counter | `trigger` | pipeline passes run: `poll` or `webhook` (a poll pass that only looked for new images and checked none is not counted) |
 //! | `keel_pass_failures_total` | counter | `trigger`, `reason` | passes that did not complete: `reason` is `panic` (caught; the next pass runs) or `timeout` (cut off after the pass timeout) |
 //! | `keel_updates_total` | counter | `outcome` | updates `applied` (or already current) and `failed` in targets |
+//! | `keel_tag_listings_truncated_total` | counter | `repository` | passes that found the repository's tag list cut short by the listing budget and so chose no update for its images; raise `KEEL_LISTING_MAX_PAGES` / `KEEL_LISTING_MAX_TAGS` |
 //! | `keel_pipeline_last_pass_timestamp_seconds` | gauge | | when the last pass finished (Unix time) |
 //! | `keel_pending_approvals` | gauge | | updates waiting for approval, counted at scrape time |
 //! | `keel_registry_requests_total` | counter | `kind` | HTTP requests to registries, read from the registry client at scrape time |
@@ -171,6 +172,7 @@ pub struct Metrics {
     passes: CounterVec,
     pass_failures: CounterVec,
     updates: CounterVec,
+    truncated: CounterVec,
     last_pass: AtomicI64,
     pending_approvals: RwLock<Option<PendingApprovalsFn>>,
     registry_requests: RwLock<Option<RegistryRequestsFn>>,
@@ -212,6 +214,11 @@ impl Metrics {
                 "Updates applied in targets or failed there.",
                 &["outcome"],
             ),
+            truncated: CounterVec::new(
+                "keel_tag_listings_truncated_total",
+                "Tag listings cut short by the listing budget (no update chosen from them), by repository.",
+                &["repository"],
+            ),
             last_pass: AtomicI64::new(0),
             pending_approvals: RwLock::new(None),
             registry_requests: RwLock::new(None),
@@ -252,6 +259,16 @@ impl Metrics {
         self.updates.add(&["applied"], applied as u64);
         self.updates.add(&["failed"], failed as u64);
         self.last_pass.store(finished, Ordering::Relaxed);
+    }
+
+    /// Counts a pass that found `repository`'s tag list cut short by the listing budget.
+    pub fn truncated_listing(&self, repository: &str) {
+        self.truncated.add(&[repository], 1);
+    }
+
+    /// How many passes found `repository`'s tag list cut short.
+    pub fn truncated_listings(&self, repository: &str) -> u64 {
+        self.truncated.get(&[repository])
     }
 
     /// Counts one pass (`trigger`: `poll` or `webhook`) that did not complete (`reason`:
@@ -307,6 +324,7 @@ impl Metrics {
         self.passes.render(&mut out);
         self.pass_failures.render(&mut out);
         self.updates.render(&mut out);
+        self.truncated.render(&mut out);
         header(
             &mut out,
             "keel_pipeline_last_pass_timestamp_seconds",

@@ -2,9 +2,10 @@
 //! they are due.
 //!
 //! [`Worker::run`] runs every pass under a [`PassSupervisor`]: a pass that panics or runs
-//! longer than the pass timeout (default twice the resync interval) is logged, counted in
-//! `keel_pass_failures_total`, and followed by the next pass. The supervisor's time of the
-//! last completed pass is what `/healthz` reads ([`Worker::health_window`]).
+//! longer than the pass timeout (default twice the resync interval, at least a minute) is
+//! logged, counted in `keel_pass_failures_total`, and followed by the next pass. The
+//! supervisor's time of the last completed pass is what `/healthz` reads
+//! ([`Worker::health_window`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,9 +81,9 @@ impl Worker {
         }
     }
 
-    /// Cuts off a pass that runs longer than `timeout` (default: twice the resync interval;
-    /// at least a second). The pass is dropped where it waits, counted as a failure, and the
-    /// next one runs as usual.
+    /// Cuts off a pass that runs longer than `timeout` (default: twice the resync interval,
+    /// at least a minute; given here, at least a second). The pass is dropped where it waits,
+    /// counted as a failure, and the next one runs as usual.
     pub fn with_pass_timeout(mut self, timeout: Duration) -> Self {
         self.pass_timeout = Some(timeout.max(Duration::from_secs(1)));
         self
@@ -90,7 +91,11 @@ impl Worker {
 
     /// How long a pass may run before it is cut off.
     pub fn pass_timeout(&self) -> Duration {
-        self.pass_timeout.unwrap_or(self.resync.saturating_mul(2))
+        self.pass_timeout.unwrap_or_else(|| {
+            // A short resync (tests, small clusters) must not cut off a pass that is merely
+            // slow on a busy machine.
+            self.resync.saturating_mul(2).max(Duration::from_secs(60))
+        })
     }
 
     /// Within what time some pass must complete for the worker to count as healthy:
@@ -249,6 +254,9 @@ impl Worker {
         }
         for failure in &report.failures {
             warn!(target = %failure.target, id = ?failure.id, error = %failure.error, "pass failure");
+        }
+        for listing in &report.truncated {
+            self.metrics.truncated_listing(&listing.repository);
         }
         info!(
             trigger,

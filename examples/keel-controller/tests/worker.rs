@@ -152,6 +152,54 @@ async fn webhook_passes_cover_the_pushed_repositories_only() {
     assert_eq!(s.metrics.updates("applied"), 3);
 }
 
+/// The in-memory registry, with every listing cut short by a budget.
+#[derive(Debug)]
+struct CutListings(Arc<InMemoryRegistry>);
+
+#[async_trait::async_trait]
+impl keel_core::Registry for CutListings {
+    fn name(&self) -> &str {
+        "budgeted registry"
+    }
+
+    async fn list_tags(&self, image: &ImageRef) -> Result<keel_core::TagList, keel_core::Error> {
+        let mut list = self.0.list_tags(image).await?;
+        list.tags.truncate(1);
+        list.truncated = true;
+        Ok(list)
+    }
+
+    async fn resolve_digest(
+        &self,
+        image: &ImageRef,
+        tag: &keel_core::Tag,
+    ) -> Result<keel_core::Digest, keel_core::Error> {
+        self.0.resolve_digest(image, tag).await
+    }
+}
+
+#[tokio::test]
+async fn truncated_listings_are_counted_per_repository_and_update_nothing() {
+    let s = setup();
+    let pipeline =
+        Pipeline::new(Arc::new(CutListings(s.registry.clone()))).with_target(s.target.clone());
+    let worker = Worker::new(pipeline, s.metrics.clone());
+    let pushes = WebhookSource::Native
+        .parse_payload(br#"{"name": "ghcr.io/acme/hook", "tag": "1.1.0"}"#)
+        .unwrap();
+    let report = worker.webhook_pass(&pushes).await;
+    assert_eq!(report.truncated.len(), 1);
+    assert!(report.applied.is_empty());
+    assert_eq!(tag(&s.target, "hook"), "1.0.0");
+    worker.webhook_pass(&pushes).await;
+    assert_eq!(s.metrics.truncated_listings("ghcr.io/acme/hook"), 2);
+    let text = s.metrics.render().await;
+    assert!(
+        text.contains("keel_tag_listings_truncated_total{repository=\"ghcr.io/acme/hook\"} 2\n"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn updates_waiting_for_approval_are_counted_once() {
     let s = setup();
@@ -397,6 +445,24 @@ impl Supervised {
                 .unwrap();
         }
     }
+}
+
+#[test]
+fn the_pass_timeout_and_the_health_window_follow_the_resync() {
+    let worker = |resync: u64| {
+        let pipeline = Pipeline::new(Arc::new(InMemoryRegistry::new("r")));
+        Worker::new(pipeline, Arc::new(Metrics::new())).with_resync(Duration::from_secs(resync))
+    };
+    // Twice the resync, at least a minute; the window three resyncs, or the timeout and one
+    // resync.
+    let w = worker(60);
+    assert_eq!(w.pass_timeout(), Duration::from_secs(120));
+    assert_eq!(w.health_window(), Duration::from_secs(180));
+    let w = worker(1);
+    assert_eq!(w.pass_timeout(), Duration::from_secs(60));
+    assert_eq!(w.health_window(), Duration::from_secs(61));
+    let w = worker(300).with_pass_timeout(Duration::from_secs(1800));
+    assert_eq!(w.health_window(), Duration::from_secs(2100));
 }
 
 #[tokio::test]
