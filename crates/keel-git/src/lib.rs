@@ -7,7 +7,14 @@
 //!   workload manifests, kustomization `images:` entries and marked Helm values;
 //! - rewrites that change only the bytes of the tag or digest, so comments, quoting,
 //!   indentation and line endings survive;
-//! - one commit per run, pushed with bounded fetch-rebase-retry on non-fast-forward rejections.
+//! - one commit per run, pushed with bounded fetch-rebase-retry on non-fast-forward rejections;
+//! - releases: every other `image:` value and kustomization entry is found too, untracked, so
+//!   a caller that names an image and its tag can set it wherever the repository references it
+//!   ([`Reference::released`]);
+//! - bounded work whatever the repository or server holds: fetch and push time out
+//!   ([`GitTargetBuilder::with_server_timeout`]), files above a size limit and YAML whose
+//!   aliases would expand beyond a budget are skipped and reported ([`GitTarget::scan`]), and
+//!   credentials in remote URLs never reach an error, a log line or a name.
 
 pub mod manifest;
 mod repo;
