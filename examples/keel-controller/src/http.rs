@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/webhooks/{source}` | `native`, `dockerhub`, `quay`, `azure`, `github`, `harbor`, `jfrog`, `registry`: reads the payload and queues its pushes |
-//! | `GET /healthz` | `200 ok`, or `503 unhealthy: <why>` when no pipeline pass completed within the window given to [`HttpConfig::with_liveness`] (the controller: 3 × `--resync`) |
+//! | `GET /healthz` | `200 ok`, or `503 unhealthy: <why>` when no pipeline pass completed within the window given to [`HttpConfig::with_liveness`] (the controller: 3 × `--resync`, or `--pass-timeout` + `--resync` when longer) |
 //! | `GET /metrics` | Prometheus text format, see [`crate::metrics`] |
 //!
 //! Webhook answers are JSON: `200 {"pushes": ["<image>", ...]}` (an empty list for a payload

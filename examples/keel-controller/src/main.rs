@@ -73,7 +73,7 @@ struct Args {
     resync: Duration,
 
     /// Cut off a pipeline pass that runs longer than this (`2m`, `10m`; default: twice
-    /// --resync). The failure is logged and counted in `keel_pass_failures_total`, and the
+    /// --resync, at least 1m). The failure is logged and counted in `keel_pass_failures_total`, and the
     /// next pass runs as usual; a pass that panics is treated the same way.
     #[arg(long, value_parser = parse_interval, env = "KEEL_PASS_TIMEOUT")]
     pass_timeout: Option<Duration>,
