@@ -174,8 +174,22 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     out
 }
 
-/// A `Retry-After` value: delay seconds (Discord sends fractions) or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+/// How long a `Retry-After` value asks to wait: delay seconds (Discord sends fractions;
+/// capped at 10^9) or an HTTP date, counted from `now` (zero when it has passed). `None` for
+/// anything else, including negative or non-finite numbers.
+///
+/// ```
+/// use std::time::Duration;
+/// use chrono::{TimeZone, Utc};
+/// use keel_notify::delivery::parse_retry_after;
+///
+/// let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
+/// assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
+/// let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+/// assert_eq!(parse_retry_after(date, now), Some(Duration::from_secs(60)));
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));

@@ -51,6 +51,8 @@ mod auth;
 mod cache;
 mod client;
 mod credentials;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limiter;
 
 pub use client::{RegistryClient, RegistryClientBuilder, RequestStats};
