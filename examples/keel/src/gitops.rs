@@ -239,20 +239,29 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
     }
     let target = args.repo.target()?;
     // Every reference to the repository: marked or not, wherever it is written.
-    let references: Vec<_> = target
-        .references()
-        .await?
+    let scan = target.scan().await?;
+    let references: Vec<_> = scan
+        .references
         .into_iter()
         .filter_map(|r| r.released(&new).map(|to| (r, to)))
         .collect();
     if references.is_empty() {
         // A CI step must not pass having released nothing.
-        return Err(CliError::Io(format!(
+        let mut message = format!(
             "nothing released: {} references {} nowhere (no image: value, kustomization \
              images: entry or marked value holds it)",
             target.name(),
             new.name()
-        )));
+        );
+        let skipped: Vec<String> = scan.warnings.iter().map(ToString::to_string).collect();
+        if !skipped.is_empty() {
+            message.push_str(&format!(
+                "; {} problem(s) in the files read: {}",
+                skipped.len(),
+                skipped.join("; ")
+            ));
+        }
+        return Err(CliError::Io(message));
     }
     let plans: Vec<UpdatePlan> = references
         .into_iter()

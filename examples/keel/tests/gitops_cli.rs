@@ -137,7 +137,7 @@ images:
     newTag: 1.2.3
 ";
     let values = "web: {image: 'ghcr.io/acme/web:1.2.3', replicas: 2}\n";
-    let template = "image: {{ .Values.web.image }}\n";
+    let template = "{{- if .Values.web.enabled }}\nimage: {{ .Values.web.image }}\n{{- end }}\n";
     server.create_repo(
         "fleet",
         &[
@@ -202,6 +202,12 @@ images:
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("ghcr.io/acme/absent nowhere"),
+        "{}",
+        text(&o.stderr)
+    );
+    // What could not be read is named: the reference may hide there.
+    assert!(
+        text(&o.stderr).contains("charts/web/templates/web.yaml:1: not valid YAML"),
         "{}",
         text(&o.stderr)
     );
