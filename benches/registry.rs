@@ -6,6 +6,11 @@
 //!   prints the HTTP requests one cycle makes, counted by a proxy in front of the registry:
 //!   the goal is exactly 20 tag listings and 20 manifest `HEAD`s (the digest-tracked tags).
 //! - `list-10k`: listing a 10,000-tag repository from a paginating registry, 1,000 tags a page.
+//! - `newest-build`: a pass over a 1,000-tag repository tracked with `newest-build`, the first
+//!   (every tag's metadata read, eight at a time) and a steady-state one (metadata cached by
+//!   tag and digest). Before measuring it prints the requests of each, counted by a proxy: the
+//!   goal is the listing plus the metadata of each tag in the first pass, and the listing plus
+//!   one `HEAD` confirming the chosen tag's digest in a steady-state pass.
 
 #[path = "../crates/keel-registry/tests/support/mod.rs"]
 mod support;
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
 use keel_core::memory::InMemoryTarget;
 use keel_core::{ImageRef, Pipeline, Registry};
 use keel_registry::RegistryClient;
@@ -130,5 +136,120 @@ fn list_10k(c: &mut Criterion) {
     drop(server);
 }
 
-criterion_group!(benches, poll_cycle, list_10k);
+const BUILDS: usize = 1000;
+
+fn newest_build(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (server, proxy, target) = rt.block_on(async {
+        let server = RegistryServer::start(ServerOptions::plain()).await;
+        let pushes = (0..BUILDS).map(|i| {
+            let server = &server;
+            async move {
+                let created = format!(
+                    "2024-01-{:02}T{:02}:{:02}:00Z",
+                    1 + i / 600,
+                    (i / 60) % 10,
+                    i % 60
+                );
+                server
+                    .push_image(
+                        "bench/builds",
+                        &format!("main-{i:04}"),
+                        created,
+                        "linux/amd64",
+                    )
+                    .await
+            }
+        });
+        futures::stream::iter(pushes)
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let proxy = FaultProxy::start(server.addr(), Vec::new()).await;
+        let target = Arc::new(InMemoryTarget::new("bench"));
+        let policy = keel_core::VersionPolicy::parse(
+            "newest-build",
+            &keel_core::PolicyOptions {
+                filter: Some("^main-".into()),
+                ..keel_core::PolicyOptions::default()
+            },
+        )
+        .expect("valid policy");
+        target
+            .track_policy(
+                "builds",
+                &format!("{}/bench/builds:main-0000", proxy.addr()),
+                Arc::new(policy),
+            )
+            .expect("valid image");
+        (server, proxy, target)
+    });
+    // No listing cache: a poll interval is longer than the client's cache lifetime.
+    let uncached = || {
+        RegistryClient::builder()
+            .with_requests_per_second(0.0)
+            .with_concurrent_requests(16)
+            .with_cache_ttl(Duration::ZERO)
+            .build()
+            .expect("client")
+    };
+    let pipeline = || {
+        Pipeline::new(Arc::new(uncached()))
+            .with_target(target.clone())
+            .with_dry_run(true)
+    };
+    let pass = |pipeline: Pipeline| async move {
+        let report = pipeline.run_once().await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let newest = format!("main-{:04}", BUILDS - 1);
+        assert_eq!(
+            report.planned[0].plan.new.tag().map(|t| t.as_str()),
+            Some(newest.as_str())
+        );
+    };
+    let steady = pipeline();
+    rt.block_on(async {
+        proxy.reset_counts();
+        pass(steady.clone()).await;
+        let first = proxy.total();
+        let (listings, gets) = (
+            proxy.count("GET", "/tags/list"),
+            proxy.count("GET", "/manifests/"),
+        );
+        let blobs = proxy.count("GET", "/blobs/");
+        let heads = proxy.count("HEAD", "/manifests/");
+        eprintln!(
+            "newest-build over {BUILDS} tags, first pass: {first} HTTP requests ({listings} \
+             listing, {gets} manifest GETs, {blobs} config GETs, {heads} HEADs)"
+        );
+        assert_eq!((listings, gets, blobs, heads), (1, BUILDS, BUILDS, 1));
+        proxy.reset_counts();
+        pass(steady.clone()).await;
+        let (listings, heads) = (
+            proxy.count("GET", "/tags/list"),
+            proxy.count("HEAD", "/manifests/"),
+        );
+        eprintln!(
+            "newest-build over {BUILDS} tags, steady-state pass: {} HTTP requests ({listings} \
+             listing, {heads} HEAD)",
+            proxy.total()
+        );
+        assert_eq!((proxy.total(), listings, heads), (2, 1, 1));
+    });
+
+    let mut group = c.benchmark_group("registry");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("newest-build/1000-tags/first-pass", |b| {
+        b.iter(|| rt.block_on(pass(pipeline())));
+    });
+    group.bench_function("newest-build/1000-tags/steady-state-pass", |b| {
+        b.iter(|| rt.block_on(pass(steady.clone())));
+    });
+    group.finish();
+    drop((proxy, server));
+}
+
+criterion_group!(benches, poll_cycle, list_10k, newest_build);
 criterion_main!(benches);
