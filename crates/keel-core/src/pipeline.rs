@@ -204,6 +204,9 @@ struct MetadataCache {
 /// The most entries the metadata cache holds; past it, expired entries go, then all.
 const METADATA_CACHE_ENTRIES: usize = 200_000;
 
+/// The longest time metadata is reused, whatever lifetime was asked for: a century.
+const LONGEST_METADATA_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 impl MetadataCache {
     fn fresh(&self, repository: &str, tag: &str) -> Option<&ImageMetadata> {
         let (expires, meta) = self.entries.get(&(repository.to_owned(), tag.to_owned()))?;
@@ -211,13 +214,14 @@ impl MetadataCache {
     }
 
     fn insert(&mut self, repository: &str, tag: &str, meta: ImageMetadata, ttl: Duration) {
-        let now = Instant::now();
-        let Some(expires) = now.checked_add(ttl) else {
-            return;
-        };
         if ttl.is_zero() {
             return;
         }
+        // A lifetime past a century saturates there instead of overflowing the clock.
+        let now = Instant::now();
+        let Some(expires) = now.checked_add(ttl.min(LONGEST_METADATA_TTL)) else {
+            return;
+        };
         if self.entries.len() >= METADATA_CACHE_ENTRIES {
             self.entries.retain(|_, (e, _)| now < *e);
             if self.entries.len() >= METADATA_CACHE_ENTRIES {

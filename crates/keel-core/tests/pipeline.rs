@@ -326,6 +326,15 @@ async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
     uncached.run_once().await;
     uncached.run_once().await;
     assert_eq!(registry.metadata_calls(), 5 + 2 * 4);
+
+    // A lifetime too long for the clock saturates: the metadata is kept, nothing panics.
+    let forever = Pipeline::new(registry.clone())
+        .with_target(target.clone())
+        .with_dry_run(true)
+        .with_metadata_cache_ttl(std::time::Duration::MAX);
+    forever.run_once().await;
+    forever.run_once().await;
+    assert_eq!(registry.metadata_calls(), 5 + 3 * 4);
 }
 
 /// A registry whose metadata of one tag always fails.
