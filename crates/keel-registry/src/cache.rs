@@ -51,12 +51,25 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         if self.ttl.is_zero() {
             return;
         }
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.entry(key.clone()).or_default().clone()
-        };
-        let expires = Instant::now().checked_add(self.ttl);
-        *slot.lock().await = expires.map(|t| (t, value));
+        if let Some(slot) = self.slot(key) {
+            *slot.lock().await = Some((saturating_deadline(Instant::now(), self.ttl), value));
+        }
+    }
+
+    /// The slot of `key`, dropping expired ones first; `None` when the cache is full.
+    fn slot(&self, key: &K) -> Option<Slot<V>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        slots.retain(|_, s| {
+            Arc::strong_count(s) > 1
+                || s.try_lock()
+                    .map_or(true, |v| v.as_ref().is_some_and(|(t, _)| now < *t))
+        });
+        if !slots.contains_key(key) && slots.len() >= self.max_entries {
+            None
+        } else {
+            Some(slots.entry(key.clone()).or_default().clone())
+        }
     }
 
     /// The fresh cached value of `key`, or the result of `fetch` (cached when `Ok`).
@@ -68,21 +81,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         if self.ttl.is_zero() {
             return fetch().await;
         }
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            slots.retain(|_, s| {
-                Arc::strong_count(s) > 1
-                    || s.try_lock()
-                        .map_or(true, |v| v.as_ref().is_some_and(|(t, _)| now < *t))
-            });
-            if !slots.contains_key(key) && slots.len() >= self.max_entries {
-                None
-            } else {
-                Some(slots.entry(key.clone()).or_default().clone())
-            }
-        };
-        let Some(slot) = slot else {
+        let Some(slot) = self.slot(key) else {
             return fetch().await;
         };
         let mut guard = slot.lock().await;
@@ -132,6 +131,25 @@ mod tests {
             .await;
         assert_eq!(v, Ok(8));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_put_value_is_served_fresh_and_replaces_the_cached_one() {
+        let cache: TtlCache<u8, u8> = TtlCache::new(Duration::from_secs(10));
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(1) }).await,
+            Ok(1)
+        );
+        cache.put(&1, 2).await;
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(3) }).await,
+            Ok(2)
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            cache.get_or_fetch(&1, || async { Ok::<_, ()>(4) }).await,
+            Ok(4)
+        );
     }
 
     #[tokio::test(start_paused = true)]
