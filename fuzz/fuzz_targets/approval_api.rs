@@ -66,6 +66,8 @@ fuzz_target!(|data: &[u8]| {
         let auth = ApiAuth::builder()
             .bearer_token("ops", OPERATOR)
             .delegate_token("bot", DELEGATE)
+            // A prefix, so that many fuzzed voters are accepted and many are refused (403).
+            .delegate_voters("bot", ["U*"])
             .build()
             .unwrap();
         let mut request = Request::builder().method(method).uri(uri.as_str());
