@@ -407,7 +407,12 @@ impl Inner {
             let scan = manifest::scan(&rel, &content, &config);
             warnings.extend(scan.warnings);
             for r in scan.references {
-                refs.insert(r.id(), r);
+                // An unmarked reference never displaces a marked one with the same id.
+                if matches!(r.kind, ReferenceKind::Unmarked { .. }) {
+                    refs.entry(r.id()).or_insert(r);
+                } else {
+                    refs.insert(r.id(), r);
+                }
             }
         }
         for w in &warnings {

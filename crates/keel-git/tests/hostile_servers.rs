@@ -244,3 +244,29 @@ async fn an_oversized_configuration_fails_the_scan_naming_it() {
     assert!(text.contains(".keel.yaml"), "{text}");
     assert!(text.contains("limit of 1024 bytes"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmarked_value_never_displaces_a_tracked_reference() {
+    let server = GitServer::start();
+    // One line, two references with one id: the container named `image` (tracked) and the
+    // unmarked top-level `image:` value after it.
+    let pod = "{kind: Pod, metadata: {name: p, annotations: {keel.sh/policy: minor}}, spec: \
+               {containers: [{name: image, image: 'ghcr.io/acme/a:1.0.0'}]}, image: \
+               'ghcr.io/acme/b:1.0.0'}\n";
+    server.create_repo("fleet", &[("pod.yaml", pod)], "main");
+    let target = GitTarget::builder(server.git_url("fleet"))
+        .with_workdir(server.scratch_dir("same-id"))
+        .build();
+    let tracked = target.discover().await.unwrap();
+    let found: Vec<(String, String)> = tracked
+        .iter()
+        .map(|t| (t.id.clone(), t.image.to_string()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "pod.yaml#L1:image".to_owned(),
+            "ghcr.io/acme/a:1.0.0".to_owned()
+        )]
+    );
+}
