@@ -88,6 +88,10 @@ use crate::level::Level;
 
 const TEMPLATE_KIND: &str = "notification template";
 
+/// How deep sections may nest: rendering and dropping a template recurse once per level, and
+/// a template from a file must not be able to overflow the stack.
+const MAX_SECTION_DEPTH: usize = 32;
+
 /// A variable of the template language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Var {
@@ -245,7 +249,8 @@ impl Template {
     /// # Errors
     /// [`Error::InvalidInput`] naming the template and the bad tag: an unknown variable
     /// (with the list of known ones), an unclosed `{{`, an empty tag, a section closed by
-    /// the wrong name or never closed, or a `{{/name}}` without its section.
+    /// the wrong name or never closed, a `{{/name}}` without its section, or sections nested
+    /// deeper than 32 levels (rendering recurses once per level).
     pub fn parse(source: &str) -> Result<Template, Error> {
         let err = |reason: String, start: usize, end: usize| -> Error {
             ParseError::new(TEMPLATE_KIND, source, reason)
@@ -289,6 +294,13 @@ impl Template {
             };
             match sigil {
                 None => nodes.push(Node::Var(var)),
+                Some(_) if stack.len() >= MAX_SECTION_DEPTH && sigil != Some('/') => {
+                    return Err(err(
+                        format!("sections nest deeper than {MAX_SECTION_DEPTH} levels"),
+                        start,
+                        end,
+                    ));
+                }
                 Some(open @ ('#' | '^')) => stack.push(Open {
                     var,
                     name: name.to_owned(),
@@ -582,6 +594,25 @@ mod tests {
         assert_eq!(t.render(&e), "a[boom!]z");
         e.release_notes = Some("u".into());
         assert_eq!(t.render(&e), "a[boom]z");
+    }
+
+    #[test]
+    fn deeply_nested_sections_are_refused_not_overflowing() {
+        // Found by fuzzing: 20,000 nested sections overflowed the stack when rendered.
+        let deep = format!(
+            "{}x{}",
+            "{{#kind}}".repeat(100_000),
+            "{{/kind}}".repeat(100_000)
+        );
+        let e = Template::parse(&deep).unwrap_err().to_string();
+        assert!(e.contains("sections nest deeper than 32 levels"), "{e}");
+        let at_limit = format!(
+            "{}x{}",
+            "{{^message}}".repeat(32),
+            "{{/message}}".repeat(32)
+        );
+        let t = Template::parse(&at_limit).unwrap();
+        assert_eq!(t.render(&event(EventKind::UpdateApplied)), "x");
     }
 
     #[test]
