@@ -386,9 +386,15 @@ fn secret_ref(secret: &Secret) -> Option<SecretRef> {
     ))
 }
 
-/// The document a secret holds, or `None` (with a warning naming the secret and what is
-/// wrong, never its contents) when it holds none.
-fn document_of(
+/// The Docker credentials document a pull secret holds under the data key of `format`
+/// (`.dockerconfigjson` or `.dockercfg`), named `secret <namespace>/<name>` for messages, as
+/// [`PullSecrets`] reads it; parse it with the registry backend (`keel_registry`'s
+/// `DockerConfig::from_document`).
+///
+/// `None`, with a warning naming the secret and what is wrong but never its contents, when
+/// the secret has no namespace or name, lacks the key, or holds something other than a JSON
+/// object there.
+pub fn document_of(
     secret: &Secret,
     format: DockerConfigFormat,
 ) -> Option<(SecretRef, DockerConfigDocument)> {
