@@ -1,7 +1,7 @@
 //! Registry credentials: what they are, and where they come from (Docker `config.json`,
 //! `kubernetes.io/dockerconfigjson` secrets, credential helpers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -110,8 +110,10 @@ struct AuthEntry {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ConfigFile {
+    /// Sorted, so that of two keys naming one host (`docker.io` and
+    /// `https://index.docker.io/v1/`) the same one wins every time: the last in key order.
     #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
+    auths: BTreeMap<String, AuthEntry>,
     #[serde(default)]
     cred_helpers: HashMap<String, String>,
     #[serde(default)]
@@ -141,13 +143,8 @@ pub struct DockerConfig {
 impl DockerConfig {
     /// Parses a `config.json` (or a `.dockerconfigjson` secret value, the same format).
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let file: ConfigFile = serde_json::from_str(json).map_err(|e| {
-            ParseError::new(
-                "docker config",
-                "config.json",
-                format!("not valid JSON: {e}"),
-            )
-        })?;
+        let file: ConfigFile = serde_json::from_str(json)
+            .map_err(|e| ParseError::new("docker config", "config.json", json_error(&e)))?;
         let mut auths = HashMap::new();
         for (key, entry) in file.auths {
             auths.insert(normalize_host(&key), entry_credentials(&key, entry)?);
@@ -167,13 +164,9 @@ impl DockerConfig {
     /// Parses the legacy `.dockercfg` format (a secret of type `kubernetes.io/dockercfg`):
     /// the `auths` map without its wrapper.
     pub fn from_dockercfg_json(json: &str) -> Result<Self, Error> {
-        let entries: HashMap<String, AuthEntry> = serde_json::from_str(json).map_err(|e| {
-            ParseError::new(
-                "docker config",
-                ".dockercfg",
-                format!("not valid JSON: {e}"),
-            )
-        })?;
+        // Sorted for the same reason as `ConfigFile::auths`.
+        let entries: BTreeMap<String, AuthEntry> = serde_json::from_str(json)
+            .map_err(|e| ParseError::new("docker config", ".dockercfg", json_error(&e)))?;
         let mut auths = HashMap::new();
         for (key, entry) in entries {
             auths.insert(normalize_host(&key), entry_credentials(&key, entry)?);
@@ -322,6 +315,26 @@ impl CredentialHelpers {
         self.answers
             .get_or_fetch(&key, || run_helper(name, host, self.timeout))
             .await
+    }
+}
+
+/// Why a document did not parse, without its values: serde's messages for values of the
+/// wrong type quote them, and in a credentials document they are passwords and tokens.
+fn json_error(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            let message = e.to_string();
+            let expected = message
+                .rsplit_once(", expected ")
+                .map(|(_, rest)| rest.split(" at line ").next().unwrap_or(rest))
+                .map_or_else(String::new, |what| format!(" (expected {what})"));
+            format!(
+                "the value at line {} column {} has the wrong type or shape{expected}",
+                e.line(),
+                e.column()
+            )
+        }
+        _ => format!("not valid JSON: {e}"),
     }
 }
 
@@ -511,6 +524,37 @@ mod tests {
             c.credentials("r.example.com").await.unwrap(),
             Credentials::basic("a", "b")
         );
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_not_quoted() {
+        // Found by the docker_config fuzz target: serde's message quoted the value, here a
+        // base64 `user:password` written without its `{"auth": ...}` wrapper.
+        let json = r#"{"auths":{"ghcr.io":"dXNlcjpwYXNzd29yZA=="}}"#;
+        let e = DockerConfig::from_json(json).unwrap_err().to_string();
+        assert!(!e.contains("dXNlcjpwYXNzd29yZA"), "{e}");
+        assert!(
+            e.contains("line 1 column 42 has the wrong type or shape (expected struct AuthEntry)"),
+            "{e}"
+        );
+        let e = DockerConfig::from_dockercfg_json(r#"{"ghcr.io": ["s3cr3t-token, expected x"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn keys_naming_one_host_give_the_same_credentials_every_time() {
+        // Found by the docker_config fuzz target: which of two keys for Docker Hub won
+        // depended on hash order, so the same file could give different credentials.
+        let json = r#"{"auths":{"docker.io":{"auth":"dXNlcjpwYXNz"},"index.docker.io":{"auth":"b3RoZXI6c2VjcmV0"}}}"#;
+        for _ in 0..20 {
+            let config = DockerConfig::from_json(json).unwrap();
+            assert_eq!(
+                config.static_credentials("docker.io"),
+                Some(Credentials::basic("other", "secret"))
+            );
+        }
     }
 
     #[test]
