@@ -50,7 +50,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for BodyError<E> {}
 /// let chunks = stream::iter([Ok::<_, std::io::Error>(&b"{\"tags\""[..]), Ok(&b":[]}"[..])]);
 /// assert_eq!(read_bounded(chunks, None, 64).await.unwrap(), b"{\"tags\":[]}");
 ///
-/// let endless = stream::repeat(Ok::<_, std::io::Error>(&b"xxxx"[..]));
+/// let endless = stream::repeat_with(|| Ok::<_, std::io::Error>(&b"xxxx"[..]));
 /// let err = read_bounded(endless, None, 10).await.unwrap_err();
 /// assert!(matches!(err, BodyError::TooLarge { limit: 10 }));
 /// assert_eq!(err.to_string(), "the body is larger than the 10-byte limit");
