@@ -72,7 +72,11 @@ fuzz_target!(|source: &str| {
         out.len()
     );
 
-    // Wrapping adds a level, which a template at the nesting limit has no room for.
+    // Wrapping adds a level, which a template at the nesting limit has no room for; and a
+    // trailing `{` would open a tag with the closing one.
+    if source.ends_with('{') {
+        return;
+    }
     for (wrapper, expected) in [("#", out.as_str()), ("^", "")] {
         let source = format!("{{{{{wrapper}target}}}}{source}{{{{/target}}}}");
         match Template::parse(&source) {
