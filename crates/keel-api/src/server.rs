@@ -1,7 +1,7 @@
 //! The routes: approvals, votes, the audit log and metrics, all behind [`ApiAuth`].
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
@@ -127,6 +127,12 @@ fn bad_query(kind: &'static str, rejection: QueryRejection) -> ApiError {
     ApiError(ParseError::new(kind, "", rejection.body_text()).into())
 }
 
+/// A request id in the path that is not one (percent-encoded bytes that are not UTF-8): an
+/// error body like every other, not axum's plain text.
+fn bad_path(rejection: PathRejection) -> ApiError {
+    ApiError(ParseError::new("approval request id", "", rejection.body_text()).into())
+}
+
 /// The query of `GET /v1/approvals`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,8 +169,9 @@ async fn list_approvals(
 
 async fn get_approval(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     match state.approvals.get(&id).await? {
         Some(r) => Ok(Json(r)),
         None => Err(Error::not_found(format!("approval request {id}")).into()),
@@ -215,18 +222,20 @@ async fn cast(
 async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     cast(state, principal, id, body, VoteKind::Approve).await
 }
 
 async fn reject(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     cast(state, principal, id, body, VoteKind::Reject).await
 }
 
@@ -239,9 +248,10 @@ struct DeleteParams {
 async fn delete_approval(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     let action = format!("delete request {id}");
     principal.require(Role::Admin, &action)?;
     let Query(params) = params.map_err(|r| bad_query("delete query", r))?;

@@ -958,3 +958,23 @@ async fn answers_are_read_within_the_body_limit() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_id_that_is_not_utf8_gets_an_error_body() {
+    // Found by the approval_api fuzz target: axum answered a percent-encoded id that is not
+    // UTF-8 with a plain-text 400 instead of the API's error body.
+    let s = start().await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/approvals/re@%ed="),
+        (reqwest::Method::DELETE, "/v1/approvals/%ff"),
+        (reqwest::Method::POST, "/v1/approvals/%ff/approve"),
+        (reqwest::Method::POST, "/v1/approvals/%c3%28/reject"),
+    ] {
+        let (status, body) = json_of(s.alice(method.clone(), path).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"], "invalid_input", "{method} {path}: {body}");
+        let reason = body["reason"].as_str().unwrap();
+        assert!(reason.contains("approval request id"), "{reason}");
+        assert!(reason.contains("UTF-8"), "{reason}");
+    }
+}
