@@ -306,10 +306,19 @@ impl<'a> Scanner<'a> {
                 return;
             }
         };
-        let Some(first) = slots.first() else {
+        // The line of the first slot; a `newTag` still to be inserted on its own line counts
+        // as the line below its anchor, where it will be, so that the id stays the same after
+        // the update that inserts it.
+        let Some(line) = slots
+            .iter()
+            .map(|s| match s.part {
+                Part::InsertTag { indent: Some(_) } => self.line_of(s.range.start) + 1,
+                _ => self.line_of(s.range.start),
+            })
+            .min()
+        else {
             return;
         };
-        let line = self.line_of(first.range.start);
         let (policy, options) = match draft.policy {
             Some(policy) => (Some(policy), draft.options),
             // Nothing marks it: the configuration does not make it tracked either.

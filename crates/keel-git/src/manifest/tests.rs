@@ -361,11 +361,11 @@ fn golden_kustomization_insert() {
         "base/kustomization.yaml",
         &[
             (
-                "base/kustomization.yaml#L4:ghcr.io/org/api",
+                "base/kustomization.yaml#L5:ghcr.io/org/api",
                 "ghcr.io/org/api:1.3.0",
             ),
             (
-                "base/kustomization.yaml#L6:worker",
+                "base/kustomization.yaml#L7:worker",
                 "ghcr.io/org/worker:2.0.0",
             ),
             (
@@ -385,7 +385,7 @@ fn golden_crlf() {
         "apps/kustomization.yaml",
         &[
             (
-                "apps/kustomization.yaml#L4:ghcr.io/org/api",
+                "apps/kustomization.yaml#L5:ghcr.io/org/api",
                 "ghcr.io/org/api:1.3.0",
             ),
             (
@@ -411,7 +411,7 @@ fn golden_no_final_newline() {
                 "ghcr.io/org/web:1.1.0",
             ),
             (
-                "apps/kustomization.yaml#L5:ghcr.io/org/api",
+                "apps/kustomization.yaml#L6:ghcr.io/org/api",
                 "ghcr.io/org/api:1.3.0",
             ),
         ],
@@ -1469,4 +1469,30 @@ fn deep_nesting_is_refused_or_read_never_a_crash() {
     let found = scan("deep.yaml", &block, &config);
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);
     assert!(RepoConfig::from_yaml(&block).is_err());
+}
+
+#[test]
+fn inserting_a_new_tag_keeps_the_reference_id() {
+    // Found by the manifest fuzz target: the id named the line of the `name` the tag was
+    // inserted under, and after the update the line of the inserted `newTag`, so the tracked
+    // image changed its id with its first update.
+    let before = "kind: Kustomization\nimages:\n  - name: ghcr.io/org/web\n    newTag: 1.0.0\n  - name: ghcr.io/org/api\n";
+    let flow = "images: [{name: ghcr.io/org/api}]\n";
+    for (file, text) in [("apps/web.yaml", before), ("apps/kustomization.yaml", flow)] {
+        let found = scan(file, text, &RepoConfig::default());
+        let api = found
+            .references
+            .iter()
+            .find(|r| r.image.repository() == "org/api")
+            .unwrap_or_else(|| panic!("{file}: {found:?}"));
+        let new = ImageRef::parse("ghcr.io/org/api:2.0.0").unwrap();
+        let after = rewrite(text, &[(api.clone(), new)]).unwrap();
+        let again = scan(file, &after, &RepoConfig::default());
+        let ids: Vec<String> = again.references.iter().map(Reference::id).collect();
+        assert!(
+            ids.contains(&api.id()),
+            "{file}: {} not in {ids:?}",
+            api.id()
+        );
+    }
 }
