@@ -436,8 +436,13 @@ impl ApiClient {
     }
 }
 
-/// A response's body, read by keel-core's one bounded reader: at most `limit` bytes.
-async fn read_body(
+/// A response's body, read by keel-core's one bounded reader: at most `limit` bytes (a body
+/// announced or found larger is [`BodyError::TooLarge`]). For every HTTP client of the API
+/// and its companions (the bot's Slack client), so that none reads an answer without bound.
+///
+/// # Errors
+/// [`BodyError::TooLarge`] past `limit`; [`BodyError::Read`] when the body breaks off.
+pub async fn read_body(
     response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, BodyError<reqwest::Error>> {

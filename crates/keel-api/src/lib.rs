@@ -56,7 +56,7 @@ mod error;
 mod server;
 
 pub use auth::{ApiAuth, ApiAuthBuilder, CredentialKind, Principal, Role};
-pub use client::{ApiClient, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
+pub use client::{ApiClient, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, read_body};
 pub use error::{ErrorBody, status_of};
 pub use server::{
     DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, MAX_BODY_BYTES, metrics_text, route_table, router,

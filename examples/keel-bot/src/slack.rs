@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::config::Secret;
 
+/// The largest answer of Slack's Web API the bot reads (its answers are a few KiB).
+const MAX_SLACK_ANSWER: usize = 1 << 20;
+
 /// Where a message was posted: what `chat.update` needs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct PostedMessage {
@@ -137,7 +140,13 @@ impl SlackClient {
                 status.is_server_error(),
             ));
         }
-        let answer: SlackAnswer = response.json().await.map_err(|e| {
+        let body = keel_api::read_body(response, MAX_SLACK_ANSWER)
+            .await
+            .map_err(|e| {
+                let retryable = matches!(e, keel_core::body::BodyError::Read(_));
+                backend(&action, format!("reading Slack's answer: {e}"), retryable)
+            })?;
+        let answer: SlackAnswer = serde_json::from_slice(&body).map_err(|e| {
             backend(
                 &action,
                 format!("the answer is not Slack's JSON: {e}"),

@@ -868,3 +868,22 @@ async fn a_voter_the_api_does_not_accept_is_told_why() {
     assert!(said.contains("T0003/U0ALICE"), "{said}");
     assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
 }
+
+#[tokio::test]
+async fn an_endless_answer_from_slack_is_refused_not_read_to_the_end() {
+    // A Web API that answers 200 with a body that never ends.
+    let endless = || async {
+        let chunks =
+            futures::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
+        axum::response::Response::new(axum::body::Body::from_stream(chunks))
+    };
+    let url = serve(Router::new().route("/api/{method}", post(endless))).await;
+    let client =
+        keel_bot::slack::SlackClient::new(&format!("{url}/api/"), Secret::new(BOT_TOKEN)).unwrap();
+    let err = client
+        .post_message("#deploys", "hello", &json!([]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than the 1048576-byte limit"), "{err}");
+}
