@@ -42,7 +42,8 @@ struct Splice {
 ///   reference says (the file changed since the scan): scan again and retry;
 /// - [`Error::InvalidInput`] when the new reference cannot be written into the slots (a tag
 ///   slot but no tag, a digest slot but no digest, a new tag but no slot for one, a repository
-///   change where only the tag is written), when two edits change the same bytes, or when the
+///   change where only the tag is written, a `newTag` under a kustomization `name` that
+///   already carries a tag or digest), when two edits change the same bytes, or when the
 ///   result would not parse as YAML.
 pub fn rewrite(content: &str, edits: &[(Reference, ImageRef)]) -> Result<String, Error> {
     let file = edits.first().map_or("", |(r, _)| r.file.as_str());
@@ -312,6 +313,19 @@ fn plan(
                 let Some(tag) = new.tag().filter(|&t| Some(t) != old.tag()) else {
                     continue;
                 };
+                // `name: app:1.0` plus `newTag: 2.0` would name `app:1.0:2.0`, which is no
+                // image: the tag written in the name has nowhere to go.
+                let last = text.rsplit('/').next().unwrap_or(text);
+                if text.contains('@') || last.contains(':') {
+                    return Err(invalid(
+                        reference,
+                        new,
+                        format!(
+                            "the entry's name `{text}` carries a tag or digest, so no newTag \
+                             can be added to it; write the name without it"
+                        ),
+                    ));
+                }
                 let value = scalar_text(ScalarStyle::Plain, tag.as_str().to_owned());
                 planned.push(insert_tag(content, slot, indent, &value));
             }

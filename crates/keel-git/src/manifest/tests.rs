@@ -1496,3 +1496,15 @@ fn inserting_a_new_tag_keeps_the_reference_id() {
         );
     }
 }
+
+#[test]
+fn no_new_tag_is_inserted_under_a_name_that_carries_one() {
+    // Found by the manifest fuzz target: `name: tool:0.1` got a `newTag: 2.0` below it, which
+    // names no image, so the reference vanished from the next scan.
+    let text = "kind: Kustomization\nimages:\n  - name: ghcr.io/org/tool:0.1\n";
+    let found = scan("apps/kustomization.yaml", text, &RepoConfig::default());
+    let reference = found.references[0].clone();
+    let new = ImageRef::parse("ghcr.io/org/tool:2.0").unwrap();
+    let e = rewrite(text, &[(reference, new)]).unwrap_err().to_string();
+    assert!(e.contains("carries a tag or digest"), "{e}");
+}
