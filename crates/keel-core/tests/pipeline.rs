@@ -268,17 +268,28 @@ fn newest_main_build() -> Arc<VersionPolicy> {
     )
 }
 
-#[tokio::test]
-async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
+/// March 2024 at noon on day `d`.
+fn march(d: u32) -> Option<chrono::DateTime<Utc>> {
+    Some(Utc.with_ymd_and_hms(2024, 3, d, 12, 0, 0).unwrap())
+}
+
+/// Builds `main-aaa` (day 1), `main-bbb` (day 9) and `main-ccc` (day 5) of
+/// `ghcr.io/acme/api`, tracked at `main-aaa` with [`newest_main_build`] as `api`.
+fn three_main_builds() -> (Arc<InMemoryRegistry>, Arc<InMemoryTarget>) {
     let registry = Arc::new(InMemoryRegistry::new("r"));
-    let t = |d| Some(Utc.with_ymd_and_hms(2024, 3, d, 12, 0, 0).unwrap());
-    registry.push("ghcr.io/acme/api", "main-aaa", t(1));
-    registry.push("ghcr.io/acme/api", "main-bbb", t(9));
-    registry.push("ghcr.io/acme/api", "main-ccc", t(5));
+    registry.push("ghcr.io/acme/api", "main-aaa", march(1));
+    registry.push("ghcr.io/acme/api", "main-bbb", march(9));
+    registry.push("ghcr.io/acme/api", "main-ccc", march(5));
     let target = Arc::new(InMemoryTarget::new("t"));
     target
         .track_policy("api", "ghcr.io/acme/api:main-aaa", newest_main_build())
         .unwrap();
+    (registry, target)
+}
+
+#[tokio::test]
+async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
+    let (registry, target) = three_main_builds();
     let pipeline = Pipeline::new(registry.clone())
         .with_target(target.clone())
         .with_dry_run(true);
@@ -303,8 +314,8 @@ async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
     assert_eq!(registry.digest_calls(), 2);
 
     // A new build is read; the chosen tag moving to an older build is noticed.
-    registry.push("ghcr.io/acme/api", "main-ddd", t(7));
-    registry.push("ghcr.io/acme/api", "main-bbb", t(2));
+    registry.push("ghcr.io/acme/api", "main-ddd", march(7));
+    registry.push("ghcr.io/acme/api", "main-bbb", march(2));
     let third = pipeline.run_once().await;
     assert!(third.failures.is_empty(), "{:?}", third.failures);
     assert_eq!(
@@ -382,15 +393,7 @@ impl keel_core::Registry for BrokenMetadata {
 
 #[tokio::test]
 async fn newest_build_skips_a_tag_whose_metadata_fails_and_says_why() {
-    let registry = Arc::new(InMemoryRegistry::new("r"));
-    let t = |d| Some(Utc.with_ymd_and_hms(2024, 3, d, 12, 0, 0).unwrap());
-    registry.push("ghcr.io/acme/api", "main-aaa", t(1));
-    registry.push("ghcr.io/acme/api", "main-bbb", t(9));
-    registry.push("ghcr.io/acme/api", "main-ccc", t(5));
-    let target = Arc::new(InMemoryTarget::new("t"));
-    target
-        .track_policy("api", "ghcr.io/acme/api:main-aaa", newest_main_build())
-        .unwrap();
+    let (registry, target) = three_main_builds();
     let broken = Arc::new(BrokenMetadata {
         inner: registry.clone(),
         broken: "main-bbb",
@@ -411,7 +414,7 @@ async fn newest_build_skips_a_tag_whose_metadata_fails_and_says_why() {
 
     // When every tag fails, the repository fails, naming the error.
     let all_broken = Arc::new(InMemoryRegistry::new("r2"));
-    all_broken.push("ghcr.io/acme/solo", "main-bbb", t(9));
+    all_broken.push("ghcr.io/acme/solo", "main-bbb", march(9));
     let solo = Arc::new(InMemoryTarget::new("s"));
     solo.track_policy("solo", "ghcr.io/acme/solo:main-bbb", newest_main_build())
         .unwrap();
