@@ -16,7 +16,7 @@ use super::{
 use crate::error::ParseError;
 use crate::version::{Decimal, DockerVersion, Version, VersionRange, natural_cmp};
 
-/// A built-in policy with its options, ready to select: the rules of `POLICIES.md`.
+/// A built-in policy with its options, ready to select: the rules of the [module docs](super).
 ///
 /// Selection runs the pipeline exclude → filter/extract → parse → constrain → order → no
 /// downgrade → ties, in one pass over the candidates without allocating per tag (extract

@@ -1,7 +1,7 @@
 //! Policies: which tag, if any, an image should move to.
 //!
 //! A [`Policy`] looks at the tag an image runs now and the tags a registry lists and returns a
-//! [`Decision`]. The built-in policies of `POLICIES.md` (`minor`, `semver:^1.2`, `glob:...`,
+//! [`Decision`]. The built-in policies (`minor`, `semver:^1.2`, `glob:...`,
 //! `regexp:...`, `numerical`, `docker`, `force`, `digest`, `newest-build`...) are one type,
 //! [`VersionPolicy`], built from a [`PolicySpec`] parsed from its string and [`PolicyOptions`]
 //! (exclude, filter, extract, pre-release matching, downgrades). Users implement [`Policy`] for
@@ -15,6 +15,8 @@
 //! let decision = policy.select(&SelectInput::new(Current::tag("1.2.3"), &tags));
 //! assert_eq!(decision.tag(), Some("1.3.0"));
 //! ```
+//!
+#![doc = include_str!("RULES.md")]
 
 mod engine;
 mod explain;

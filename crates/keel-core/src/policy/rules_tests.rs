@@ -1,4 +1,4 @@
-//! Tests of the built-in policies: every rule and example of `POLICIES.md`.
+//! Tests of the built-in policies: every rule and example of the module docs (`RULES.md`).
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
@@ -45,7 +45,7 @@ fn reason_of<'e>(e: &'e Explanation, tag: &str) -> &'e Reason {
 
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-// The examples of POLICIES.md, verbatim.
+// The examples of RULES.md, verbatim.
 
 #[test]
 fn example_minor() {

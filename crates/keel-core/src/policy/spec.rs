@@ -19,7 +19,7 @@ use crate::version::VersionRange;
 /// | `glob:<pattern>`, `regexp:<re>` | tags matching, in natural order |
 /// | `alphabetical[:asc\|desc]`, `numerical[:asc\|desc]` | byte-wise or decimal order |
 /// | `docker` | Renovate-style suffix-compatible versions |
-/// | `force`, `digest`, `newest-build`, `never` (or empty) | see `POLICIES.md` |
+/// | `force`, `digest`, `newest-build`, `never` (or empty) | see the [module docs](super) |
 ///
 /// Keywords are case-insensitive; `semver` alone means `semver:*`.
 ///
