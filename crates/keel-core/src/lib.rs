@@ -18,6 +18,7 @@
 //! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
 //!   and the [`ApprovalStore`] trait with in-memory and (feature `redb`) embedded stores;
 //! - [`body`]: the one bounded reader of response bodies every HTTP backend uses;
+//! - [`retry`]: the one exponential backoff (with full jitter) and `Retry-After` parser;
 //! - [`memory`]: an in-memory registry and target for tests and examples, and, with the
 //!   `testkit` feature, the conformance suite every backend runs.
 #![doc = ""]
@@ -41,6 +42,7 @@ pub mod memory;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;
+pub mod retry;
 pub mod supervise;
 pub mod target;
 #[cfg(any(test, feature = "testkit"))]

@@ -26,7 +26,7 @@ mod spec;
 pub use self::engine::VersionPolicy;
 pub use self::explain::{Explanation, Reason, Rejection};
 pub use self::glob::Glob;
-pub use self::spec::{PolicyOptions, PolicySpec, SortOrder};
+pub use self::spec::{PolicyOptions, PolicySpec, SortOrder, regex_reason};
 
 #[cfg(test)]
 mod rules_tests;

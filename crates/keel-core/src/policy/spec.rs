@@ -153,8 +153,17 @@ impl FromStr for PolicySpec {
     }
 }
 
-/// A regex error on one line: the `regex` crate's own message spans several.
-pub(crate) fn regex_reason(e: &regex::Error) -> String {
+/// A regex error on one line, `bad regular expression: <what is wrong>`: the `regex` crate's
+/// own message spans several (the pattern, a caret under the fault, then the reason). Every
+/// reader of a user's regular expression reports it through this.
+///
+/// ```
+/// use keel_core::policy::regex_reason;
+///
+/// let e = regex::Regex::new("a(b").unwrap_err();
+/// assert_eq!(regex_reason(&e), "bad regular expression: unclosed group");
+/// ```
+pub fn regex_reason(e: &regex::Error) -> String {
     let text = e.to_string();
     let last = text
         .lines()
