@@ -10,7 +10,7 @@ use crate::error::ParseError;
 /// A normalised image reference: registry, repository, and a tag, a digest or both.
 ///
 /// Parsed by the distribution grammar with Docker's normalisation (see the
-/// [module docs](self)); [`Display`](fmt::Display) prints the fully-qualified form
+/// [module docs](super)); [`Display`](fmt::Display) prints the fully-qualified form
 /// `registry/repository[:tag][@digest]`, which parses back to an equal `ImageRef`.
 /// A parsed reference always has a tag or a digest (or both).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
