@@ -1,0 +1,284 @@
+//! What a pass learns about a repository before its policies decide: the tag list, digests
+//! and creation times, read once per repository and shared by its tracked images.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use tracing::{debug, warn};
+
+use super::Pipeline;
+use crate::error::Error;
+use crate::policy::{Candidate, Current, Decision, SelectInput};
+use crate::reference::{Digest, ImageRef, Tag};
+use crate::registry::{ImageMetadata, TagList};
+use crate::target::TrackedImage;
+
+/// Per-repository facts gathered once per pass, shared by all its tracked images.
+#[derive(Default)]
+pub(super) struct RepoFacts {
+    pub(super) tags: TagList,
+    /// Digests resolved (or confirmed) in this pass.
+    pub(super) digests: HashMap<String, Digest>,
+    pub(super) created: HashMap<String, DateTime<Utc>>,
+    /// Tags whose metadata was looked up in this pass (cached, read or failed).
+    pub(super) read: HashSet<String>,
+    /// The digests the metadata of `created` was read from, where the backend said.
+    pub(super) read_digests: HashMap<String, Digest>,
+    /// Tags skipped because their metadata could not be read, with the reason.
+    pub(super) unreadable: Vec<(String, String)>,
+}
+
+impl RepoFacts {
+    pub(super) fn learn(&mut self, tag: &str, meta: &ImageMetadata) {
+        if let Some(created) = meta.created {
+            self.created.insert(tag.to_owned(), created);
+        }
+        if let Some(digest) = &meta.digest {
+            self.read_digests.insert(tag.to_owned(), digest.clone());
+        }
+    }
+}
+
+/// Image metadata by repository and tag, kept across passes: metadata is immutable per
+/// digest, and the tag a policy chooses is confirmed to point at the same digest before it
+/// is used ([`Pipeline::with_metadata_cache_ttl`]).
+#[derive(Debug, Default)]
+pub(super) struct MetadataCache {
+    pub(super) entries: HashMap<(String, String), (Instant, ImageMetadata)>,
+}
+
+/// The most entries the metadata cache holds; past it, expired entries go, then all.
+const METADATA_CACHE_ENTRIES: usize = 200_000;
+
+/// The longest time metadata is reused, whatever lifetime was asked for: a century.
+const LONGEST_METADATA_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+impl MetadataCache {
+    pub(super) fn fresh(&self, repository: &str, tag: &str) -> Option<&ImageMetadata> {
+        let (expires, meta) = self.entries.get(&(repository.to_owned(), tag.to_owned()))?;
+        (Instant::now() < *expires).then_some(meta)
+    }
+
+    pub(super) fn insert(
+        &mut self,
+        repository: &str,
+        tag: &str,
+        meta: ImageMetadata,
+        ttl: Duration,
+    ) {
+        if ttl.is_zero() {
+            return;
+        }
+        // A lifetime past a century saturates there instead of overflowing the clock.
+        let now = Instant::now();
+        let Some(expires) = now.checked_add(ttl.min(LONGEST_METADATA_TTL)) else {
+            return;
+        };
+        if self.entries.len() >= METADATA_CACHE_ENTRIES {
+            self.entries.retain(|_, (e, _)| now < *e);
+            if self.entries.len() >= METADATA_CACHE_ENTRIES {
+                self.entries.clear();
+            }
+        }
+        self.entries
+            .insert((repository.to_owned(), tag.to_owned()), (expires, meta));
+    }
+}
+
+impl Pipeline {
+    /// Lists a repository once and fetches what its tracked images' policies need; a
+    /// truncated listing is returned as it is, since nothing is decided from it.
+    pub(super) async fn gather(
+        &self,
+        images: &[(usize, TrackedImage)],
+    ) -> Result<RepoFacts, Error> {
+        let repo = &images[0].1.image;
+        let tags = self.registry.list_tags(repo).await?;
+        let mut facts = RepoFacts {
+            tags,
+            ..RepoFacts::default()
+        };
+        if facts.tags.truncated {
+            return Ok(facts);
+        }
+        for (_, image) in images {
+            let needs = image.policy.needs();
+            let pinned = image.image.digest().is_some();
+            let current_tag = image.image.tag().map(Tag::as_str);
+            if (needs.current_tag_digest || pinned)
+                && let Some(tag) = current_tag
+            {
+                self.fetch_digest(repo, tag, &mut facts).await?;
+            }
+            if needs.created {
+                self.read_created(repo, image, &mut facts).await?;
+                self.confirm_newest(repo, image, &mut facts).await?;
+            }
+            if pinned {
+                // A pinned image stays pinned: resolve the chosen tag's digest too.
+                let decision = decide(image, &facts, &facts.candidates(), false);
+                if let Some(u) = decision.update.filter(|u| u.digest.is_none()) {
+                    self.fetch_digest(repo, &u.tag, &mut facts).await?;
+                }
+            }
+        }
+        Ok(facts)
+    }
+
+    pub(super) fn lock_metadata(&self) -> std::sync::MutexGuard<'_, MetadataCache> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creation times of the tags `image`'s policy admits (and of its current tag): from the
+    /// metadata cache while fresh, else read from the registry, a few at a time. A tag whose
+    /// metadata cannot be read is skipped, the reason kept in the report; only when every
+    /// tag fails (or the backend reads no metadata at all) does the repository fail.
+    pub(super) async fn read_created(
+        &self,
+        repo: &ImageRef,
+        image: &TrackedImage,
+        facts: &mut RepoFacts,
+    ) -> Result<(), Error> {
+        let current_tag = image.image.tag().map(Tag::as_str);
+        let RepoFacts { tags, read, .. } = facts;
+        let wanted: Vec<Tag> = tags
+            .tags
+            .iter()
+            .filter(|t| image.policy.admits(t) || Some(t.as_str()) == current_tag)
+            .filter(|t| read.insert((*t).clone()))
+            .filter_map(|t| Tag::new(t.as_str()).ok())
+            .collect();
+        let name = repo.name();
+        let mut missing = Vec::new();
+        {
+            let cache = self.lock_metadata();
+            for tag in wanted {
+                match cache.fresh(&name, tag.as_str()) {
+                    Some(meta) => facts.learn(tag.as_str(), meta),
+                    None => missing.push(tag),
+                }
+            }
+        }
+        let asked = missing.len();
+        let fetched: Vec<(Tag, Result<ImageMetadata, Error>)> = stream::iter(missing)
+            .map(|tag| async move {
+                let result = self.registry.metadata(repo, &tag).await;
+                (tag, result)
+            })
+            .buffer_unordered(self.metadata_concurrency)
+            .collect()
+            .await;
+        let mut first_error = None;
+        let mut cache = self.lock_metadata();
+        for (tag, result) in fetched {
+            match result {
+                Ok(meta) => {
+                    facts.learn(tag.as_str(), &meta);
+                    cache.insert(&name, tag.as_str(), meta, self.metadata_ttl);
+                }
+                Err(error @ Error::NotSupported { .. }) => return Err(error),
+                Err(error) => {
+                    let reason =
+                        format!("its metadata could not be read, so it is skipped: {error}");
+                    warn!(repository = %name, tag = %tag, %error, "skipping a tag");
+                    facts.unreadable.push((tag.to_string(), reason));
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) if facts.unreadable.len() == asked && asked > 0 => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Confirms, with one fresh lookup, that the tag `image`'s policy chose by creation time
+    /// still points at the image whose metadata decided it; when the tag moved, its metadata
+    /// is read again and the policy decides anew. The confirmed digest goes with the plan.
+    pub(super) async fn confirm_newest(
+        &self,
+        repo: &ImageRef,
+        image: &TrackedImage,
+        facts: &mut RepoFacts,
+    ) -> Result<(), Error> {
+        const ATTEMPTS: usize = 3;
+        let name = repo.name();
+        for _ in 0..ATTEMPTS {
+            let decision = decide(image, facts, &facts.candidates(), false);
+            let Some(update) = decision.update else {
+                return Ok(());
+            };
+            if facts.digests.contains_key(&update.tag) {
+                return Ok(());
+            }
+            let tag = Tag::new(update.tag.as_str())?;
+            let now = self.registry.confirm_digest(repo, &tag).await?;
+            let read = facts.read_digests.get(tag.as_str()).cloned();
+            facts.digests.insert(tag.as_str().to_owned(), now.clone());
+            if read.is_none_or(|d| d == now) {
+                return Ok(());
+            }
+            // The tag moved since its metadata was read: read it again and decide anew.
+            debug!(repository = %name, tag = %tag, "tag moved since its metadata was read");
+            let meta = self.registry.metadata(repo, &tag).await?;
+            facts.created.remove(tag.as_str());
+            facts.learn(tag.as_str(), &meta);
+            self.lock_metadata()
+                .insert(&name, tag.as_str(), meta, self.metadata_ttl);
+        }
+        Err(Error::Conflict {
+            action: format!("choose the newest build of {name}"),
+            reason: format!("its tags kept moving while they were read ({ATTEMPTS} attempts)"),
+        })
+    }
+
+    pub(super) async fn fetch_digest(
+        &self,
+        repo: &ImageRef,
+        tag: &str,
+        facts: &mut RepoFacts,
+    ) -> Result<(), Error> {
+        if facts.digests.contains_key(tag) || !facts.tags.tags.iter().any(|t| t == tag) {
+            return Ok(());
+        }
+        let parsed = Tag::new(tag)?;
+        let digest = self.registry.resolve_digest(repo, &parsed).await?;
+        facts.digests.insert(tag.to_owned(), digest);
+        Ok(())
+    }
+}
+
+impl RepoFacts {
+    /// The repository's tags with what is known of each, for policies to choose from.
+    pub(super) fn candidates(&self) -> Vec<Candidate<'_>> {
+        self.tags
+            .tags
+            .iter()
+            .map(|t| Candidate {
+                tag: t,
+                digest: self.digests.get(t.as_str()),
+                created: self.created.get(t.as_str()).copied(),
+            })
+            .collect()
+    }
+}
+
+/// Runs a tracked image's policy over its repository's candidates.
+pub(super) fn decide(
+    image: &TrackedImage,
+    facts: &RepoFacts,
+    candidates: &[Candidate<'_>],
+    explain: bool,
+) -> Decision {
+    let tag = image.image.tag().map(Tag::as_str);
+    let current = Current {
+        tag,
+        digest: image.image.digest(),
+        created: tag.and_then(|t| facts.created.get(t).copied()),
+    };
+    let mut input = SelectInput::new(current, candidates);
+    input.explain = explain;
+    image.policy.select(&input)
+}
