@@ -16,7 +16,7 @@ use crate::registry::{ImageMetadata, TagList};
 use crate::target::TrackedImage;
 
 /// Per-repository facts gathered once per pass, shared by all its tracked images.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct RepoFacts {
     pub(super) tags: TagList,
     /// Digests resolved (or confirmed) in this pass.

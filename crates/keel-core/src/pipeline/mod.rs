@@ -17,6 +17,7 @@ use crate::registry::{Registry, TagList};
 use crate::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 
 mod approve;
+mod check;
 mod facts;
 mod report;
 
@@ -25,6 +26,7 @@ use self::facts::{MetadataCache, RepoFacts, decide};
 
 /// A repository's tracked images (with their target's index) and the facts gathered for them.
 type Gathered = (Vec<(usize, TrackedImage)>, Result<RepoFacts, Error>);
+pub use self::check::Check;
 pub use self::report::{Failure, PlannedUpdate, RefusedUpdate, RunReport, TruncatedListing};
 
 /// Runs the update flow over targets, a registry and notifiers.
