@@ -3,10 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::Utc;
 use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, AuditEntry, AuditQuery, VoteKind, validate_request_id,
 };
 use keel_core::body::{BodyError, read_bounded};
+use keel_core::retry::parse_retry_after;
 use keel_core::{Error, ParseError};
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
@@ -342,8 +344,7 @@ impl ApiClient {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, Utc::now()));
         let limit = if status.is_success() {
             self.max_body_bytes
         } else {
@@ -447,10 +448,7 @@ pub async fn read_body(
     limit: usize,
 ) -> Result<Vec<u8>, BodyError<reqwest::Error>> {
     let announced = response.content_length();
-    let chunks = futures::stream::try_unfold(response, |mut response| async move {
-        Ok(response.chunk().await?.map(|chunk| (chunk, response)))
-    });
-    read_bounded(chunks, announced, limit).await
+    read_bounded(response.bytes_stream(), announced, limit).await
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! answer, however large or endless, can exhaust memory.
 //!
 //! The core does no network I/O, so the reader works on any stream of byte chunks; an HTTP
-//! backend turns its response into such a stream (with `reqwest`,
-//! `futures::stream::try_unfold(response, ..)` over `Response::chunk`) and maps
+//! backend turns its response into such a stream (with `reqwest`, `Response::bytes_stream`
+//! and `Response::content_length` as the announced length) and maps
 //! [`BodyError`] onto its own [`Error`](crate::Error), naming the server and the request.
 
 use std::fmt;

@@ -38,11 +38,13 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `initial` and doubles up to `max` (raised to `initial` if it is lower).
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max: max.max(initial),
-        }
+    pub const fn new(initial: Duration, max: Duration) -> Backoff {
+        let max = if max.as_nanos() < initial.as_nanos() {
+            initial
+        } else {
+            max
+        };
+        Backoff { initial, max }
     }
 
     /// The ceiling after the first failure.

@@ -58,6 +58,20 @@ impl fmt::Display for Secret {
     }
 }
 
+impl From<String> for Secret {
+    /// Wraps `value` as it is ([`Secret::new`]).
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    /// Wraps `value` as it is ([`Secret::new`]).
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
 /// A secret given as text (a flag, a variable, a file): surrounding whitespace, such as a
 /// file's final newline, is dropped, and an empty secret is refused.
 impl FromStr for Secret {

@@ -16,6 +16,7 @@
 //!   aliases would expand beyond a budget are skipped and reported ([`GitTarget::scan`]), and
 //!   credentials in remote URLs never reach an error, a log line or a name.
 
+pub mod env;
 pub mod manifest;
 mod repo;
 mod target;

@@ -11,7 +11,7 @@ use git2::{
     Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, PushOptions, RemoteCallbacks,
     Repository, ResetType, Signature,
 };
-use keel_core::{Error, redact_urls};
+use keel_core::{Error, Secret, redact_urls};
 
 /// How to authenticate to the Git server.
 #[derive(Clone, Default)]
@@ -24,8 +24,8 @@ pub enum GitAuth {
     UserPassword {
         /// The user name (for tokens, often anything non-empty, e.g. `x-access-token`).
         username: String,
-        /// The password or token.
-        password: String,
+        /// The password or token, which never shows in `Debug` output or errors.
+        password: Secret,
     },
     /// An SSH private key file.
     SshKey {
@@ -34,7 +34,7 @@ pub enum GitAuth {
         /// The private key file.
         private_key: PathBuf,
         /// Its passphrase, if any.
-        passphrase: Option<String>,
+        passphrase: Option<Secret>,
     },
     /// Keys of the running SSH agent.
     SshAgent {
@@ -231,7 +231,7 @@ impl WorkingCopy {
                 GitAuth::UserPassword { username, password }
                     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
                 {
-                    Cred::userpass_plaintext(username, password)
+                    Cred::userpass_plaintext(username, password.expose())
                 }
                 GitAuth::SshKey {
                     username,
@@ -241,7 +241,7 @@ impl WorkingCopy {
                     user_from_url.unwrap_or(username),
                     None,
                     private_key,
-                    passphrase.as_deref(),
+                    passphrase.as_ref().map(Secret::expose),
                 ),
                 GitAuth::SshAgent { username } => {
                     Cred::ssh_key_from_agent(user_from_url.unwrap_or(username))

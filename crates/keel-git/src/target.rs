@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 ///     .with_paths(["apps", "clusters/prod"])
 ///     .with_auth(GitAuth::UserPassword {
 ///         username: "x-access-token".into(),
-///         password: std::env::var("GIT_TOKEN").unwrap_or_default(),
+///         password: std::env::var("GIT_TOKEN").unwrap_or_default().into(),
 ///     })
 ///     .with_author("keel-bot", "keel-bot@example.com")
 ///     .build();

@@ -48,6 +48,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
 };
+use keel_core::retry::Backoff;
 use keel_core::{Error, ParseError};
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
@@ -387,16 +388,12 @@ fn hash_hex(text: &str, len: usize) -> String {
     hex
 }
 
-/// A short pause between optimistic retries, growing with the attempt and jittered so that
-/// competing writers spread out.
+/// The pause between optimistic retries after a conflict: short, growing with the attempt,
+/// and fully jittered so that competing writers spread out.
+const CONFLICT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(80));
+
 async fn backoff(attempt: u32) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let base = 5u64 * u64::from(attempt.min(10));
-    let jitter = u64::from(nanos % 20);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+    tokio::time::sleep(CONFLICT_BACKOFF.delay(attempt)).await;
 }
 
 #[async_trait]

@@ -42,6 +42,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+use keel_core::retry::full_jitter;
 use keel_core::{Error, ParseError};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -340,7 +341,8 @@ async fn campaign(
             // Wake in time to step down if the next renewal cannot happen before the deadline.
             wait = wait.min(config.renew_deadline.saturating_sub(at.elapsed()));
         } else {
-            wait = jitter(wait);
+            // Up to a fifth more, so that replicas started together do not retry in step.
+            wait += full_jitter(wait / 5);
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -358,15 +360,6 @@ async fn campaign(
         }
     }
     leading.send_replace(false);
-}
-
-/// Up to a fifth more than `base`, so that replicas started together do not retry in step.
-fn jitter(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    base + base.mul_f64(f64::from(nanos % 1000) / 5000.0)
 }
 
 async fn try_acquire_or_renew(
@@ -553,14 +546,5 @@ mod tests {
             .start()
             .unwrap_err();
         assert!(e.to_string().contains("identity is empty"), "{e}");
-    }
-
-    #[test]
-    fn jitter_adds_at_most_a_fifth() {
-        let base = Duration::from_secs(2);
-        for _ in 0..100 {
-            let j = jitter(base);
-            assert!(j >= base && j <= base + base / 5, "{j:?}");
-        }
     }
 }

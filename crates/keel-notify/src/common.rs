@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use keel_core::{Error, Event, ParseError};
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
@@ -45,16 +47,26 @@ impl Default for Common {
 
 impl fmt::Debug for Common {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Common")
-            .field("name", &self.name)
-            .field("level", &self.level)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
+        self.debug_struct(f, "Common").finish_non_exhaustive()
     }
 }
 
 impl Common {
+    /// The `Debug` of a builder called `kind`: the settings every notifier has; the caller
+    /// adds its own and finishes.
+    pub(crate) fn debug_struct<'a, 'b: 'a>(
+        &self,
+        f: &'a mut fmt::Formatter<'b>,
+        kind: &str,
+    ) -> fmt::DebugStruct<'a, 'b> {
+        let mut s = f.debug_struct(kind);
+        s.field("name", &self.name)
+            .field("level", &self.level)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry);
+        s
+    }
+
     /// The notifier's parts, named `default_name` unless a name was set.
     pub(crate) fn build(self, default_name: String) -> Result<Base, Error> {
         let name = self.name.unwrap_or(default_name);
@@ -187,17 +199,38 @@ impl Base {
         }
     }
 
-    /// Posts `body` as JSON to `url`, retrying by the policy, until `check` accepts an answer.
+    /// The whole delivery of a notifier with one endpoint: nothing when the level filter holds
+    /// `event` back, else `payload()` posted as JSON to `url` until `check` accepts an answer.
+    pub(crate) async fn notify_json<C>(
+        &self,
+        event: &Event,
+        url: &Url,
+        payload: impl FnOnce() -> serde_json::Value,
+        check: C,
+    ) -> Result<(), Error>
+    where
+        C: Fn(Context<'_>, &Answer<'_>) -> Result<(), Error>,
+    {
+        if !self.accepts(event) {
+            return Ok(());
+        }
+        self.post_json(&Base::action(event), url, &payload(), check)
+            .await
+    }
+
+    /// Posts `body` as JSON to `url`, retrying by the policy, until `check` accepts an answer;
+    /// errors say they happened while doing `action`.
     pub(crate) async fn post_json<C>(
         &self,
-        ctx: Context<'_>,
+        action: &str,
         url: &Url,
         body: &serde_json::Value,
         check: C,
     ) -> Result<(), Error>
     where
-        C: Fn(&Answer<'_>) -> Result<(), Error>,
+        C: Fn(Context<'_>, &Answer<'_>) -> Result<(), Error>,
     {
+        let ctx = self.context(action);
         let body = serde_json::to_vec(body).map_err(|e| ctx.backend(e.to_string(), false))?;
         self.delivery
             .send(
@@ -209,16 +242,48 @@ impl Base {
                         .header(CONTENT_TYPE, "application/json")
                         .body(body.clone())
                 },
-                check,
+                |answer| check(ctx, answer),
             )
             .await
     }
 
-    pub(crate) fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
-        f.field("name", &self.name)
+    /// Delivers `event` to each of `channels` at once with `post`; one result for all, as
+    /// [`combine`] makes it.
+    pub(crate) async fn to_each_channel<'c, S, F, P>(
+        &self,
+        event: &Event,
+        channels: &'c [S],
+        post: P,
+    ) -> Result<(), Error>
+    where
+        S: fmt::Display,
+        P: Fn(&'c S) -> F,
+        F: Future<Output = Result<(), Error>>,
+    {
+        let results = join_all(channels.iter().map(post)).await;
+        let failures: Vec<(&S, Error)> = channels
+            .iter()
+            .zip(results)
+            .filter_map(|(channel, result)| result.err().map(|e| (channel, e)))
+            .collect();
+        combine(self, event, "channels", failures)
+    }
+
+    /// The `Debug` of a built notifier called `kind`: its shared settings, then its endpoint
+    /// `url` without what may be secret; the caller adds its own fields and finishes.
+    pub(crate) fn debug_struct<'a, 'b: 'a>(
+        &self,
+        f: &'a mut fmt::Formatter<'b>,
+        kind: &str,
+        url: (&str, &Url),
+    ) -> fmt::DebugStruct<'a, 'b> {
+        let mut s = f.debug_struct(kind);
+        s.field("name", &self.name)
             .field("level", &self.level)
             .field("timeout", &self.delivery.timeout)
-            .field("retry", &self.delivery.retry);
+            .field("retry", &self.delivery.retry)
+            .field(url.0, &redact(url.1));
+        s
     }
 }
 

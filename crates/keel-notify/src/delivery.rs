@@ -4,7 +4,8 @@
 //! failed attempt is retried when trying again may help: no connection, a timeout, a dropped
 //! connection, HTTP 408, 429 or 5xx. Other answers (400, 401, 403, 404...) fail at once with
 //! the status and the start of the answer's body. Waits between attempts grow exponentially
-//! with random jitter, and a `Retry-After` from the receiver (header, or Discord's JSON
+//! with full random jitter ([`keel_core::retry::Backoff`]), and a `Retry-After` from the
+//! receiver (the header, read by [`keel_core::retry::parse_retry_after`], or Discord's JSON
 //! `retry_after`) replaces the computed wait. Attempts and waits together never exceed the
 //! policy's [`max_elapsed`](RetryPolicy::max_elapsed): a receiver asking to wait beyond it
 //! ends the delivery with [`Error::RateLimited`] at once.
@@ -14,10 +15,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use keel_core::Error;
+use keel_core::body::{BodyError, read_bounded};
+use keel_core::retry::{Backoff, parse_retry_after};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, StatusCode};
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -29,9 +32,9 @@ const EXCERPT_CHARS: usize = 200;
 
 /// How a notifier retries a failed delivery.
 ///
-/// The default makes at most 4 attempts, waiting about 0.5 s, 1 s and 2 s between them
-/// (each wait a random 50–100 % of that, at most 10 s), and gives up once 30 s have passed
-/// since the first attempt began.
+/// The default makes at most 4 attempts, waiting up to 0.5 s, 1 s and 2 s between them
+/// (each wait a random duration from zero up to that, "full jitter", never more than 10 s),
+/// and gives up once 30 s have passed since the first attempt began.
 ///
 /// ```
 /// use std::time::Duration;
@@ -49,8 +52,7 @@ const EXCERPT_CHARS: usize = 200;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
     max_elapsed: Duration,
 }
 
@@ -58,8 +60,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 4,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             max_elapsed: Duration::from_secs(30),
         }
     }
@@ -88,8 +89,7 @@ impl RetryPolicy {
     /// Waits `initial` after the first failure, doubling after each further one, never more
     /// than `max` (before jitter).
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> RetryPolicy {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
+        self.backoff = Backoff::new(initial, max);
         self
     }
 
@@ -110,21 +110,9 @@ impl RetryPolicy {
         self.max_elapsed
     }
 
-    /// The wait after failed attempt `attempt` (counting from 1), before jitter.
+    /// The longest wait after failed attempt `attempt` (counting from 1), before jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.initial_backoff
-            .checked_mul(factor)
-            .unwrap_or(self.max_backoff)
-            .min(self.max_backoff)
-    }
-
-    /// [`backoff`](RetryPolicy::backoff) scaled by a random factor in `[0.5, 1)`, so that
-    /// many notifiers failing together do not retry in lockstep.
-    fn jittered(&self, attempt: u32) -> Duration {
-        self.backoff(attempt).mul_f64(0.5 + random_unit() / 2.0)
+        self.backoff.ceiling(attempt)
     }
 }
 
@@ -135,10 +123,6 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn random_u64() -> u64 {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     RandomState::new().hash_one((n, std::time::SystemTime::now()))
-}
-
-fn random_unit() -> f64 {
-    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A receiver's answer, as much as a notifier needs to judge it.
@@ -172,34 +156,6 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out
-}
-
-/// How long a `Retry-After` value asks to wait: delay seconds (Discord sends fractions;
-/// capped at 10^9) or an HTTP date, counted from `now` (zero when it has passed). `None` for
-/// anything else, including negative or non-finite numbers.
-///
-/// ```
-/// use std::time::Duration;
-/// use chrono::{TimeZone, Utc};
-/// use keel_notify::delivery::parse_retry_after;
-///
-/// let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
-/// assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
-/// let date = "Wed, 21 Oct 2015 07:28:00 GMT";
-/// assert_eq!(parse_retry_after(date, now), Some(Duration::from_secs(60)));
-/// assert_eq!(parse_retry_after("soon", now), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
-    }
-    let when = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (when.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// What a request was for and who sent it, to build errors that say so.
@@ -341,7 +297,7 @@ impl Delivery {
             }
             let wait = error
                 .retry_after()
-                .unwrap_or_else(|| self.retry.jittered(attempt));
+                .unwrap_or_else(|| self.retry.backoff.delay(attempt));
             let left = deadline.saturating_duration_since(Instant::now());
             // Too little time left for a wait and a useful attempt.
             if wait >= left {
@@ -370,27 +326,19 @@ impl Delivery {
         let response = request.send().await.map_err(|e| ctx.transport_error(e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = read_capped(response)
-            .await
-            .map_err(|e| ctx.transport_error(e))?;
+        let announced = response.content_length();
+        let body = match read_bounded(response.bytes_stream(), announced, MAX_ANSWER).await {
+            Ok(body) => body,
+            // No chat API answers that much: the answer is judged by its status and headers.
+            Err(BodyError::TooLarge { .. }) => Vec::new(),
+            Err(BodyError::Read(e)) => return Err(ctx.transport_error(e)),
+        };
         check(&Answer {
             status,
             headers: &headers,
             body: &body,
         })
     }
-}
-
-async fn read_capped(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_ANSWER - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ANSWER {
-            break;
-        }
-    }
-    Ok(body)
 }
 
 /// `0.3s`, `10s`: a duration to the millisecond, without trailing zeros.
@@ -450,7 +398,6 @@ pub(crate) fn truncate(text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_jitter_stays_in_range() {
@@ -459,34 +406,12 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_secs(1));
         assert_eq!(p.backoff(6), Duration::from_secs(10));
         assert_eq!(p.backoff(100), Duration::from_secs(10));
+        // Full jitter: anywhere from zero up to the ceiling.
         for _ in 0..100 {
-            let j = p.jittered(2);
-            assert!(
-                j >= Duration::from_millis(500) && j < Duration::from_secs(1),
-                "{j:?}"
-            );
+            let j = p.backoff.delay(2);
+            assert!(j <= Duration::from_secs(1), "{j:?}");
         }
         assert_eq!(RetryPolicy::new().with_max_attempts(0).max_attempts(), 1);
-    }
-
-    #[test]
-    fn retry_after_seconds_fractions_and_dates() {
-        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
-        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("0.25", now),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-1", now), None);
     }
 
     #[test]

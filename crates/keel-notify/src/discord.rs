@@ -31,7 +31,7 @@ use keel_core::{Error, Event, Notifier};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+use crate::common::{Base, Common, common_setters, parse_endpoint};
 use crate::delivery::{Answer, Context, truncate};
 
 /// Discord's limit on an embed description.
@@ -149,17 +149,16 @@ impl DiscordBuilder {
 
 impl fmt::Debug for Discord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Discord");
-        self.base.debug_fields(&mut s);
-        s.field("endpoint", &redact(&self.url))
+        self.base
+            .debug_struct(f, "Discord", ("endpoint", &self.url))
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Debug for DiscordBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DiscordBuilder")
-            .field("common", &self.common)
+        self.common
+            .debug_struct(f, "DiscordBuilder")
             .finish_non_exhaustive()
     }
 }
@@ -171,15 +170,8 @@ impl Notifier for Discord {
     }
 
     async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
-        let action = Base::action(event);
-        let ctx = self.base.context(&action);
         self.base
-            .post_json(ctx, &self.url, &self.payload(event), |answer| {
-                check_discord(ctx, answer)
-            })
+            .notify_json(event, &self.url, || self.payload(event), check_discord)
             .await
     }
 }

@@ -25,12 +25,11 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use keel_core::{Error, Event, Notifier};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+use crate::common::{Base, Common, common_setters, parse_endpoint};
 
 /// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
 ///
@@ -112,9 +111,9 @@ impl Mattermost {
         if let Some(channel) = channel {
             action.push_str(&format!(" to {channel}"));
         }
-        let ctx = self.base.context(&action);
+        let payload = self.payload(event, channel);
         self.base
-            .post_json(ctx, &self.url, &self.payload(event, channel), |answer| {
+            .post_json(&action, &self.url, &payload, |ctx, answer| {
                 ctx.check_status(answer)
             })
             .await
@@ -162,9 +161,8 @@ impl MattermostBuilder {
 
 impl fmt::Debug for Mattermost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Mattermost");
-        self.base.debug_fields(&mut s);
-        s.field("endpoint", &redact(&self.url))
+        self.base
+            .debug_struct(f, "Mattermost", ("endpoint", &self.url))
             .field("channels", &self.channels)
             .finish_non_exhaustive()
     }
@@ -172,8 +170,8 @@ impl fmt::Debug for Mattermost {
 
 impl fmt::Debug for MattermostBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MattermostBuilder")
-            .field("common", &self.common)
+        self.common
+            .debug_struct(f, "MattermostBuilder")
             .field("channels", &self.channels)
             .finish_non_exhaustive()
     }
@@ -199,12 +197,8 @@ impl Notifier for Mattermost {
         if channels.is_empty() {
             return self.post(event, None).await;
         }
-        let results = join_all(channels.iter().map(|c| self.post(event, Some(c)))).await;
-        let failures: Vec<(&str, Error)> = channels
-            .into_iter()
-            .zip(results)
-            .filter_map(|(c, r)| r.err().map(|e| (c, e)))
-            .collect();
-        crate::common::combine(&self.base, event, "channels", failures)
+        self.base
+            .to_each_channel(event, &channels, |c| self.post(event, Some(c)))
+            .await
     }
 }

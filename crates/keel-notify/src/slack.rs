@@ -40,13 +40,12 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use keel_core::{Error, Event, EventKind, Notifier, ParseError};
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, combine, common_setters, parse_endpoint, redact};
+use crate::common::{Base, Common, common_setters, parse_endpoint};
 use crate::delivery::{Answer, Context, escape_slack, truncate};
 
 /// Slack's limit on a section block's text.
@@ -171,17 +170,16 @@ impl SlackWebhookBuilder {
 
 impl fmt::Debug for SlackWebhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("SlackWebhook");
-        self.base.debug_fields(&mut s);
-        s.field("endpoint", &redact(&self.url))
+        self.base
+            .debug_struct(f, "SlackWebhook", ("endpoint", &self.url))
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Debug for SlackWebhookBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackWebhookBuilder")
-            .field("common", &self.common)
+        self.common
+            .debug_struct(f, "SlackWebhookBuilder")
             .finish_non_exhaustive()
     }
 }
@@ -193,14 +191,11 @@ impl Notifier for SlackWebhook {
     }
 
     async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
-        let action = Base::action(event);
-        let ctx = self.base.context(&action);
-        let message = message(&self.base, event, self.approval_buttons);
+        let message = || message(&self.base, event, self.approval_buttons);
         self.base
-            .post_json(ctx, &self.url, &message, |answer| ctx.check_status(answer))
+            .notify_json(event, &self.url, message, |ctx, answer| {
+                ctx.check_status(answer)
+            })
             .await
     }
 }
@@ -425,10 +420,9 @@ impl SlackBotBuilder {
 
 impl fmt::Debug for SlackBot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("SlackBot");
-        self.base.debug_fields(&mut s);
-        s.field("channels", &self.channels)
-            .field("api", &redact(&self.endpoint))
+        self.base
+            .debug_struct(f, "SlackBot", ("api", &self.endpoint))
+            .field("channels", &self.channels)
             .field("token", &"(hidden)")
             .finish_non_exhaustive()
     }
@@ -436,9 +430,9 @@ impl fmt::Debug for SlackBot {
 
 impl fmt::Debug for SlackBotBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackBotBuilder")
+        self.common
+            .debug_struct(f, "SlackBotBuilder")
             .field("channels", &self.channels)
-            .field("common", &self.common)
             .field("token", &"(hidden)")
             .finish_non_exhaustive()
     }
@@ -456,17 +450,10 @@ impl Notifier for SlackBot {
         }
         let message = message(&self.base, event, self.approval_buttons);
         let channels = self.channels_for(event);
-        let results = join_all(
-            channels
-                .iter()
-                .map(|channel| self.post(event, &message, channel)),
-        )
-        .await;
-        let failures: Vec<(String, Error)> = channels
-            .into_iter()
-            .zip(results)
-            .filter_map(|(channel, result)| result.err().map(|e| (channel, e)))
-            .collect();
-        combine(&self.base, event, "channels", failures)
+        self.base
+            .to_each_channel(event, &channels, |channel| {
+                self.post(event, &message, channel)
+            })
+            .await
     }
 }

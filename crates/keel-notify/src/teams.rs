@@ -46,7 +46,7 @@ use keel_core::{Error, Event, Notifier};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+use crate::common::{Base, Common, common_setters, parse_endpoint};
 use crate::delivery::{Answer, Context};
 use crate::level::Level;
 
@@ -161,17 +161,16 @@ impl TeamsBuilder {
 
 impl fmt::Debug for Teams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Teams");
-        self.base.debug_fields(&mut s);
-        s.field("endpoint", &redact(&self.url))
+        self.base
+            .debug_struct(f, "Teams", ("endpoint", &self.url))
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Debug for TeamsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TeamsBuilder")
-            .field("common", &self.common)
+        self.common
+            .debug_struct(f, "TeamsBuilder")
             .finish_non_exhaustive()
     }
 }
@@ -183,15 +182,8 @@ impl Notifier for Teams {
     }
 
     async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
-        let action = Base::action(event);
-        let ctx = self.base.context(&action);
         self.base
-            .post_json(ctx, &self.url, &self.payload(event), |answer| {
-                check_teams(ctx, answer)
-            })
+            .notify_json(event, &self.url, || self.payload(event), check_teams)
             .await
     }
 }

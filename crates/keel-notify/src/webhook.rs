@@ -40,7 +40,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::common::{Base, Common, common_setters, parse_endpoint, redact};
+use crate::common::{Base, Common, common_setters, parse_endpoint};
 use crate::delivery::random_u64;
 use crate::level::Level;
 use crate::template::title;
@@ -371,9 +371,8 @@ impl WebhookBuilder {
 
 impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Webhook");
-        self.base.debug_fields(&mut s);
-        s.field("endpoint", &redact(&self.url))
+        self.base
+            .debug_struct(f, "Webhook", ("endpoint", &self.url))
             .field("signed", &self.secret.is_some())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -382,8 +381,8 @@ impl fmt::Debug for Webhook {
 
 impl fmt::Debug for WebhookBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookBuilder")
-            .field("common", &self.common)
+        self.common
+            .debug_struct(f, "WebhookBuilder")
             .field("signed", &self.secret.is_some())
             .field(
                 "headers",

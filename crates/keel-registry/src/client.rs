@@ -12,6 +12,7 @@ use keel_core::body::{BodyError, read_bounded};
 use keel_core::registry::{
     CredentialSource, DockerConfigDocument, ImageMetadata, Registry, TagList,
 };
+use keel_core::retry::{Backoff, parse_retry_after};
 use keel_core::{Digest, Error, ImageRef, Platform, Tag};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -52,8 +53,7 @@ pub(crate) struct Settings {
     pub(crate) max_pages: usize,
     pub(crate) max_tags: usize,
     pub(crate) max_retries: u32,
-    pub(crate) backoff_base: Duration,
-    pub(crate) backoff_max: Duration,
+    pub(crate) backoff: Backoff,
     pub(crate) max_retry_after: Duration,
     pub(crate) cache_ttl: Duration,
     pub(crate) max_tag_list_bytes: usize,
@@ -77,8 +77,7 @@ impl Default for Settings {
             max_pages: 1000,
             max_tags: 100_000,
             max_retries: 4,
-            backoff_base: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(30),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
             max_retry_after: Duration::from_secs(120),
             cache_ttl: Duration::from_secs(30),
             max_tag_list_bytes: 16 << 20,
@@ -184,8 +183,7 @@ impl RegistryClientBuilder {
     /// from `base` up to `max`, with jitter.
     pub fn with_retries(mut self, retries: u32, base: Duration, max: Duration) -> Self {
         self.settings.max_retries = retries;
-        self.settings.backoff_base = base;
-        self.settings.backoff_max = max.max(base);
+        self.settings.backoff = Backoff::new(base, max);
         self
     }
 
@@ -665,7 +663,7 @@ impl RegistryClient {
                     if retryable && attempt < settings.max_retries {
                         attempt += 1;
                         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        let delay = self.backoff(attempt);
+                        let delay = settings.backoff.delay(attempt);
                         debug!(url, attempt, ?delay, error = %e, "retrying after a transport error");
                         tokio::time::sleep(delay).await;
                         continue;
@@ -744,7 +742,7 @@ impl RegistryClient {
                 .headers()
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+                .and_then(|v| parse_retry_after(v, Utc::now()));
             let detail = registry_message(response).await;
             drop(permit);
             match status {
@@ -772,7 +770,7 @@ impl RegistryClient {
                 if !too_long {
                     attempt += 1;
                     self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    let delay = retry_after.unwrap_or_else(|| settings.backoff.delay(attempt));
                     warn!(
                         url,
                         status = status.as_u16(),
@@ -797,24 +795,6 @@ impl RegistryClient {
                 transient,
             ));
         }
-    }
-
-    /// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let s = &self.inner.settings;
-        let ceiling = s
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(s.backoff_max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let mut x = u64::from(nanos) ^ (u64::from(attempt) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        let fraction = (x % 1000) as f64 / 1000.0;
-        ceiling.mul_f64(0.5 + fraction / 2.0)
     }
 
     /// The credentials for `image`'s repository: the first document of the credential source
@@ -1315,16 +1295,6 @@ pub(crate) fn next_link(headers: &HeaderMap, page: &reqwest::Url) -> Option<Stri
     None
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let date = DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    let wait = date.with_timezone(&Utc) - Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
 /// The registry's own error message (`{"errors":[{"code":..,"message":..}]}`), if any.
 async fn registry_message(response: reqwest::Response) -> String {
     #[derive(Deserialize)]
@@ -1359,10 +1329,7 @@ async fn read_body(
     limit: usize,
 ) -> Result<Vec<u8>, BodyError<reqwest::Error>> {
     let announced = response.content_length();
-    let chunks = futures::stream::try_unfold(response, |mut response| async move {
-        Ok(response.chunk().await?.map(|chunk| (chunk, response)))
-    });
-    read_bounded(chunks, announced, limit).await
+    read_bounded(response.bytes_stream(), announced, limit).await
 }
 
 /// Why a redirect to `next` after `previous` is not followed, if it is not: after five, and
@@ -1475,16 +1442,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::LINK, r#"</x>; rel="prev""#.parse().unwrap());
         assert_eq!(next_link(&h, &page), None);
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
@@ -1622,10 +1579,14 @@ mod tests {
             .with_retries(5, Duration::from_millis(100), Duration::from_secs(1))
             .build()
             .unwrap();
+        let backoff = c.inner.settings.backoff;
         for attempt in 1..8 {
-            let d = c.backoff(attempt);
-            let ceiling = Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(1));
-            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+            // Full jitter: anywhere from zero up to `base * 2^(attempt-1)`, capped.
+            let d = backoff.delay(attempt);
+            let ceiling =
+                Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(1));
+            assert_eq!(backoff.ceiling(attempt), ceiling);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?}");
         }
     }
 

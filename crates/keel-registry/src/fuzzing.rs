@@ -56,5 +56,5 @@ pub fn next_link(links: &[&[u8]], page: &str) -> Option<String> {
 
 /// A `Retry-After` value (seconds, or an HTTP date counted from now) as the client honours it.
 pub fn retry_after(value: &str) -> Option<Duration> {
-    crate::client::parse_retry_after(value)
+    keel_core::retry::parse_retry_after(value, chrono::Utc::now())
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::Utc;
+use keel_core::retry::parse_retry_after;
 use keel_core::{Error, ParseError};
 use reqwest::Url;
 use reqwest::header::RETRY_AFTER;
@@ -126,8 +128,7 @@ impl SlackClient {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| parse_retry_after(v, Utc::now()));
             return Err(Error::RateLimited {
                 action,
                 retry_after,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use keel_core::Pipeline;
-use keel_git::{GitAuth, GitTarget};
+use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
 use tracing::{error, info, warn};
 
@@ -51,7 +51,9 @@ struct Args {
     #[arg(long)]
     dry_run: bool,
 
-    /// HTTPS user for the repository; the token comes from `KEEL_GIT_PASSWORD`.
+    /// HTTPS user for the repository; the token comes from `KEEL_GIT_PASSWORD`. (An SSH key
+    /// comes from `KEEL_SSH_KEY`, the commit author from `KEEL_GIT_AUTHOR`, the working copy's
+    /// place from `KEEL_WORKDIR`: see `keel_git::env`.)
     #[arg(long, env = "KEEL_GIT_USERNAME")]
     git_username: Option<String>,
 }
@@ -82,26 +84,25 @@ async fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
 
-    let auth = match &args.git_username {
-        Some(user) => match std::env::var("KEEL_GIT_PASSWORD") {
-            Ok(password) => GitAuth::UserPassword {
-                username: user.clone(),
-                password,
-            },
-            Err(_) => {
-                error!("--git-username needs KEEL_GIT_PASSWORD");
+    // The flags stand for their `KEEL_*` variables; the rest (password, SSH key, author,
+    // working copy) is read from the environment as every keel-git program reads it.
+    let flag = |name: &str| match name {
+        env::REPO => Some(args.repo.clone()),
+        env::BRANCH => Some(args.branch.clone()),
+        env::PUSH_BRANCH => args.push_branch.clone(),
+        env::PATHS => (!args.paths.is_empty()).then(|| args.paths.join(",")),
+        env::GIT_USERNAME => args.git_username.clone(),
+        _ => None,
+    };
+    let target =
+        match GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))
+        {
+            Ok(target) => target,
+            Err(e) => {
+                error!(%e, "cannot set up the Git target");
                 return std::process::ExitCode::from(2);
             }
-        },
-        None => GitAuth::None,
-    };
-    let mut target = GitTarget::builder(&args.repo)
-        .with_branch(&args.branch)
-        .with_paths(args.paths.clone())
-        .with_auth(auth);
-    if let Some(push) = &args.push_branch {
-        target = target.with_push_branch(push);
-    }
+        };
     let registry = match RegistryClientBuilder::from_env().and_then(|b| b.build()) {
         Ok(r) => r,
         Err(e) => {

@@ -1,13 +1,13 @@
-//! `keel gitops plan|apply` and `keel release`: the Git write-back side of the CLI.
+//! `keel gitops plan|apply`, and the Git target and release plans of the CLI.
 
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
+use keel_core::target::{Target, UpdatePlan};
 use keel_core::{ImageRef, Pipeline};
-use keel_git::{GitAuth, GitTarget, GitTargetBuilder};
+use keel_git::{GitTarget, GitTargetBuilder, env};
 
 use crate::error::CliError;
 use crate::registry::RegistryArgs;
@@ -60,70 +60,36 @@ pub(crate) struct RepoArgs {
 }
 
 impl RepoArgs {
-    fn target(&self) -> Result<GitTarget, CliError> {
-        let repo = self.repo.as_deref().ok_or_else(|| {
-            CliError::Input("the repository is missing: pass --repo URL|PATH (or KEEL_REPO)".into())
-        })?;
-        let url = if std::path::Path::new(repo).exists() && !repo.contains("://") {
-            let abs = std::fs::canonicalize(repo)
-                .map_err(|e| CliError::Input(format!("invalid --repo {repo:?}: {e}")))?;
-            format!("file://{}", abs.display())
+    /// The Git target these flags describe, read as [`GitTargetBuilder::from_lookup`] reads
+    /// the `KEEL_*` variables: a flag stands for its variable, and the password read from
+    /// stdin for `KEEL_GIT_PASSWORD`.
+    pub(crate) fn target(&self) -> Result<GitTarget, CliError> {
+        let password = if self.git_password_stdin {
+            let mut p = String::new();
+            io::stdin().read_to_string(&mut p).map_err(|e| {
+                CliError::Io(format!("cannot read the git password from stdin: {e}"))
+            })?;
+            Some(p.trim_end_matches(['\r', '\n']).to_owned())
         } else {
-            repo.to_owned()
+            None
         };
-        let mut builder: GitTargetBuilder = GitTarget::builder(url)
-            .with_branch(&self.branch)
-            .with_paths(self.paths.clone());
-        if let Some(push) = &self.push_branch {
-            builder = builder.with_push_branch(push);
-        }
-        if let Some(dir) = &self.workdir {
-            builder = builder.with_workdir(dir);
-        }
-        if let Some(author) = &self.author {
-            let (name, email) = parse_author(author)?;
-            builder = builder.with_author(name, email);
-        }
-        let auth = match (&self.git_username, &self.ssh_key) {
-            (Some(user), _) => {
-                let password = if self.git_password_stdin {
-                    let mut p = String::new();
-                    io::stdin().read_to_string(&mut p).map_err(|e| {
-                        CliError::Io(format!("cannot read the git password from stdin: {e}"))
-                    })?;
-                    p.trim_end_matches(['\r', '\n']).to_owned()
-                } else {
-                    std::env::var("KEEL_GIT_PASSWORD").map_err(|_| {
-                        CliError::Input(
-                            "--git-username needs a password: set KEEL_GIT_PASSWORD or pass --git-password-stdin"
-                                .into(),
-                        )
-                    })?
-                };
-                GitAuth::UserPassword {
-                    username: user.clone(),
-                    password,
-                }
-            }
-            (None, Some(key)) => GitAuth::SshKey {
-                username: "git".into(),
-                private_key: key.clone(),
-                passphrase: std::env::var("KEEL_SSH_PASSPHRASE").ok(),
-            },
-            (None, None) => GitAuth::None,
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let flag = |name: &str| match name {
+            env::REPO => self.repo.clone(),
+            env::BRANCH => Some(self.branch.clone()),
+            env::PUSH_BRANCH => self.push_branch.clone(),
+            env::PATHS => (!self.paths.is_empty()).then(|| self.paths.join(",")),
+            env::GIT_USERNAME => self.git_username.clone(),
+            env::GIT_PASSWORD => password.clone(),
+            env::SSH_KEY => path(&self.ssh_key),
+            env::GIT_AUTHOR => self.author.clone(),
+            env::WORKDIR => path(&self.workdir),
+            _ => None,
         };
-        Ok(builder.with_auth(auth).build())
+        let builder =
+            GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))?;
+        Ok(builder.build())
     }
-}
-
-fn parse_author(s: &str) -> Result<(String, String), CliError> {
-    let bad = || CliError::Input(format!("invalid --author {s:?}: expected `Name <email>`"));
-    let (name, rest) = s.split_once('<').ok_or_else(bad)?;
-    let email = rest.strip_suffix('>').ok_or_else(bad)?;
-    if name.trim().is_empty() || email.trim().is_empty() {
-        return Err(bad());
-    }
-    Ok((name.trim().to_owned(), email.trim().to_owned()))
 }
 
 /// `keel gitops ...`.
@@ -197,56 +163,20 @@ pub(crate) async fn gitops(args: &GitopsArgs) -> Result<(), CliError> {
     }
 }
 
-/// `keel release`: set one image to one tag wherever the repository references it.
-#[derive(Debug, Args)]
-pub(crate) struct ReleaseArgs {
-    #[command(flatten)]
-    repo: RepoArgs,
-
-    /// The image and its new tag, e.g. `ghcr.io/acme/web:1.4.2`.
-    #[arg(long, value_name = "IMAGE:TAG", env = "KEEL_UPDATE_IMAGE")]
-    update_image: String,
-
-    /// Show the diff instead of committing.
-    #[arg(long)]
-    dry_run: bool,
-
-    /// Patch a workload of the current Kubernetes cluster instead of a Git repository.
-    #[arg(long, conflicts_with = "repo", requires = "workload")]
-    kube: bool,
-
-    /// With --kube: the workload, `NAMESPACE/KIND/NAME` (e.g. `prod/deployment/web`).
-    #[arg(long, value_name = "NS/KIND/NAME", requires = "kube")]
-    workload: Option<String>,
-
-    #[command(flatten)]
-    kube_scope: crate::kube::KubeArgs,
-}
-
-pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
-    let new = ImageRef::parse(&args.update_image)?;
-    // A reference without a tag parses as `:latest`; a release must name its tag.
-    let last = args.update_image.rsplit('/').next().unwrap_or_default();
-    if new.tag().is_none() || !last.contains(':') {
-        return Err(CliError::Input(format!(
-            "invalid --update-image {:?}: it names no tag",
-            args.update_image
-        )));
-    }
-    if args.kube {
-        let workload = args.workload.as_deref().unwrap_or_default();
-        return crate::kube::release(&args.kube_scope, workload, &new, args.dry_run).await;
-    }
-    let target = args.repo.target()?;
-    // Every reference to the repository: marked or not, wherever it is written.
+/// The plans of `keel release` in a Git repository: every reference to `new`'s repository,
+/// marked or not, wherever it is written, moved to `new`'s tag. Releasing nothing is an
+/// error, so that a CI step does not pass having released nothing.
+pub(crate) async fn release_plans(
+    target: &GitTarget,
+    new: &ImageRef,
+) -> Result<Vec<UpdatePlan>, CliError> {
     let scan = target.scan().await?;
     let references: Vec<_> = scan
         .references
         .into_iter()
-        .filter_map(|r| r.released(&new).map(|to| (r, to)))
+        .filter_map(|r| r.released(new).map(|to| (r, to)))
         .collect();
     if references.is_empty() {
-        // A CI step must not pass having released nothing.
         let mut message = format!(
             "nothing released: {} references {} nowhere (no image: value, kustomization \
              images: entry or marked value holds it)",
@@ -263,7 +193,7 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
         }
         return Err(CliError::Io(message));
     }
-    let plans: Vec<UpdatePlan> = references
+    Ok(references
         .into_iter()
         .filter(|(r, to)| r.image != *to)
         .map(|(r, to)| UpdatePlan {
@@ -272,53 +202,5 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
             current: r.image,
             new: to,
         })
-        .collect();
-    if plans.is_empty() {
-        eprintln!(
-            "keel: nothing to change: every reference to {} is already {}",
-            new.name(),
-            args.update_image
-        );
-        return Ok(());
-    }
-    apply_release(&target, &plans, args.dry_run).await
-}
-
-/// What `current` becomes when released as `new`: its repository as written, `new`'s tag
-/// (which the caller checked is there) and digest.
-pub(crate) fn released(current: &ImageRef, new: &ImageRef) -> ImageRef {
-    let to = current.with_tag(new.tag().expect("a release names its tag").clone());
-    match new.digest() {
-        Some(d) => to.with_digest(d.clone()),
-        None => to,
-    }
-}
-
-/// The end of `keel release`, whatever the target: the preview in a dry run, else apply,
-/// print each plan applied and fail when any failed.
-pub(crate) async fn apply_release(
-    target: &dyn Target,
-    plans: &[UpdatePlan],
-    dry_run: bool,
-) -> Result<(), CliError> {
-    if dry_run {
-        print!("{}", target.preview(plans).await?);
-        return Ok(());
-    }
-    let mut failed = 0;
-    for (plan, result) in plans.iter().zip(target.apply_all(plans).await) {
-        match result {
-            Ok(ApplyOutcome::Applied) => println!("{plan}"),
-            Ok(ApplyOutcome::AlreadyCurrent) => {}
-            Err(e) => {
-                failed += 1;
-                eprintln!("keel: {plan}: {e}");
-            }
-        }
-    }
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(CliError::Io(format!("{failed} update(s) failed")))
-    }
+        .collect())
 }

@@ -11,11 +11,13 @@
 //! keel check ghcr.io/acme/web:1.2.3 --policy minor
 //! ```
 
+mod check;
 mod decide;
 mod error;
 mod gitops;
 mod kube;
 mod registry;
+mod release;
 mod select;
 
 use std::process::ExitCode;
@@ -41,12 +43,12 @@ enum Command {
     /// Print the digest a tag points at.
     Digest(registry::DigestArgs),
     /// Show the update a policy picks for an image, from its registry's tags.
-    Check(registry::CheckArgs),
+    Check(check::CheckArgs),
     /// Update the image references of a Git repository by their policies.
     Gitops(gitops::GitopsArgs),
     /// Set one image to one tag wherever a Git repository references it; commit and push
     /// (the CI step; settings also from `KEEL_*` and `PLUGIN_*` variables).
-    Release(gitops::ReleaseArgs),
+    Release(release::ReleaseArgs),
 }
 
 /// CI plugins (Drone, Woodpecker) pass their settings as `PLUGIN_*`: every argument that
@@ -105,9 +107,9 @@ fn run_async(command: &Command) -> Result<(), CliError> {
         match command {
             Command::Tags(args) => registry::tags(args).await,
             Command::Digest(args) => registry::digest(args).await,
-            Command::Check(args) => registry::check(args).await,
+            Command::Check(args) => check::check(args).await,
             Command::Gitops(args) => gitops::gitops(args).await,
-            Command::Release(args) => gitops::release(args).await,
+            Command::Release(args) => release::release(args).await,
             Command::Select(args) => select::run(args),
         }
     })

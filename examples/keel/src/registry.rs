@@ -1,15 +1,13 @@
-//! `keel tags`, `keel digest` and `keel check`: the registry side of the CLI.
+//! `keel tags` and `keel digest`, and the registry client every command builds from its flags.
 
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use keel_core::policy::{Candidate, Current, Policy, SelectInput};
-use keel_core::{ImageRef, Registry, Tag};
+use keel_core::{ImageRef, Registry};
 use keel_registry::{Credentials, DockerConfig, RegistryClient};
 use serde::Serialize;
 
-use crate::decide::PolicyArgs;
 use crate::error::CliError;
 
 /// How to reach the registry.
@@ -114,29 +112,7 @@ pub(crate) struct DigestArgs {
     registry: RegistryArgs,
 }
 
-/// Arguments of `keel check`.
-#[derive(Debug, Args)]
-pub(crate) struct CheckArgs {
-    /// The image as it runs, e.g. `ghcr.io/acme/web:1.2.3`.
-    #[arg(required_unless_present = "kube", conflicts_with = "kube")]
-    image: Option<String>,
-
-    /// Check every workload of the cluster that carries `keel.sh/policy` instead: a table of
-    /// workload, container, image, policy and the update available.
-    #[arg(long)]
-    kube: bool,
-
-    #[command(flatten)]
-    kube_scope: crate::kube::KubeArgs,
-
-    #[command(flatten)]
-    decide: PolicyArgs,
-
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-fn parse_image(s: &str) -> Result<ImageRef, CliError> {
+pub(crate) fn parse_image(s: &str) -> Result<ImageRef, CliError> {
     Ok(ImageRef::parse(s)?)
 }
 
@@ -200,93 +176,4 @@ pub(crate) async fn digest(args: &DigestArgs) -> Result<(), CliError> {
     let digest = client.resolve_digest(&image, tag).await?;
     println!("{digest}");
     Ok(())
-}
-
-pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
-    if args.kube {
-        if args.decide.has_policy() {
-            return Err(CliError::Input(
-                "--policy does not apply with --kube: each workload's keel.sh/policy decides"
-                    .into(),
-            ));
-        }
-        return crate::kube::check(&args.kube_scope, &args.registry, args.decide.output).await;
-    }
-    let image = parse_image(args.image.as_deref().unwrap_or_default())?;
-    let policy = args.decide.policy()?;
-    let client = args.registry.client(&image)?;
-    let list = client.list_tags(&image).await?;
-    if list.truncated {
-        // Registries list tags lexically: the newest are the ones a budget cuts.
-        return Err(CliError::Io(format!(
-            "no update is chosen from a partial list: the tag list of {} stopped at the \
-             listing budget after {} tags; raise --max-pages or --max-tags",
-            image.name(),
-            list.tags.len()
-        )));
-    }
-    let needs = policy.needs();
-    let current_tag = image.tag().map(Tag::as_str);
-
-    let mut digests = Vec::new();
-    if needs.current_tag_digest
-        && let Some(tag) = image
-            .tag()
-            .filter(|t| list.tags.iter().any(|l| l == t.as_str()))
-    {
-        digests.push((
-            tag.as_str().to_owned(),
-            client.resolve_digest(&image, tag).await?,
-        ));
-    }
-    let mut created = std::collections::HashMap::new();
-    if needs.created {
-        for tag in list
-            .tags
-            .iter()
-            .filter(|t| policy.admits(t) || Some(t.as_str()) == current_tag)
-        {
-            let Ok(parsed) = Tag::new(tag.as_str()) else {
-                continue;
-            };
-            match client.metadata(&image, &parsed).await {
-                Ok(meta) => {
-                    if let Some(time) = meta.created {
-                        created.insert(tag.clone(), time);
-                    }
-                }
-                // One unreadable image does not fail the check: it is left out, saying why.
-                Err(e) if args.decide.explain => {
-                    eprintln!("{tag}: skipped, its metadata could not be read: {e}");
-                }
-                Err(e) => {
-                    eprintln!("keel: warning: {tag}: skipped, its metadata could not be read: {e}")
-                }
-            }
-        }
-    }
-    let candidates: Vec<Candidate<'_>> = list
-        .tags
-        .iter()
-        .map(|t| Candidate {
-            tag: t,
-            digest: digests.iter().find(|(d, _)| d == t).map(|(_, d)| d),
-            created: created.get(t).copied(),
-        })
-        .collect();
-    let current = Current {
-        tag: current_tag,
-        digest: image.digest(),
-        created: current_tag.and_then(|t| created.get(t).copied()),
-    };
-    let mut input = SelectInput::new(current, &candidates);
-    input.explain = args.decide.explain;
-    let decision = policy.select(&input);
-    args.decide.print(
-        &policy,
-        Some(&image.to_string()),
-        current_tag,
-        &candidates,
-        &decision,
-    )
 }

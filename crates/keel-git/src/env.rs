@@ -1,0 +1,203 @@
+//! [`GitTargetBuilder::from_env`]: the `KEEL_*` settings of a Git target, read one way by
+//! every program built on keel-git.
+
+use std::path::{Path, PathBuf};
+
+use keel_core::{Error, ParseError, Secret};
+
+use crate::repo::GitAuth;
+use crate::target::{GitTarget, GitTargetBuilder};
+
+/// The repository: a URL or a local path (required).
+pub const REPO: &str = "KEEL_REPO";
+/// The branch to update (default `main`).
+pub const BRANCH: &str = "KEEL_BRANCH";
+/// The branch to push to instead, created from [`BRANCH`] when missing.
+pub const PUSH_BRANCH: &str = "KEEL_PUSH_BRANCH";
+/// The directories to scan, comma-separated (default: the whole repository).
+pub const PATHS: &str = "KEEL_PATHS";
+/// The user for HTTPS; needs [`GIT_PASSWORD`].
+pub const GIT_USERNAME: &str = "KEEL_GIT_USERNAME";
+/// The password or token for HTTPS.
+pub const GIT_PASSWORD: &str = "KEEL_GIT_PASSWORD";
+/// An SSH private key file, for the user `git` (when no [`GIT_USERNAME`] is set).
+pub const SSH_KEY: &str = "KEEL_SSH_KEY";
+/// The passphrase of [`SSH_KEY`], if it has one.
+pub const SSH_PASSPHRASE: &str = "KEEL_SSH_PASSPHRASE";
+/// The commit author, `Name <email>`.
+pub const GIT_AUTHOR: &str = "KEEL_GIT_AUTHOR";
+/// Where to keep the working copy (default: a directory under the system's temp dir).
+pub const WORKDIR: &str = "KEEL_WORKDIR";
+
+impl GitTargetBuilder {
+    /// A builder configured from the environment: the repository from `KEEL_REPO` (a URL, or
+    /// a local path, which becomes a `file://` URL), `KEEL_BRANCH`, `KEEL_PUSH_BRANCH`,
+    /// `KEEL_PATHS` (comma-separated), HTTPS credentials from `KEEL_GIT_USERNAME` and
+    /// `KEEL_GIT_PASSWORD` or an SSH key from `KEEL_SSH_KEY` (and `KEEL_SSH_PASSPHRASE`),
+    /// the author from `KEEL_GIT_AUTHOR` (`Name <email>`) and the working copy's place from
+    /// `KEEL_WORKDIR`. Unset or empty variables keep the defaults of [`GitTarget::builder`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the variable: `KEEL_REPO` unset, a local path that
+    /// cannot be resolved, a user without a password, an author not written
+    /// `Name <email>`.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading each variable through `var`, for programs whose
+    /// command-line flags stand in for the variables (`--repo` for `KEEL_REPO`, ...).
+    ///
+    /// ```
+    /// use keel_git::GitTargetBuilder;
+    ///
+    /// let var = |name: &str| match name {
+    ///     "KEEL_REPO" => Some("https://git.example.com/org/fleet.git".to_owned()),
+    ///     "KEEL_GIT_USERNAME" => Some("bot".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let err = GitTargetBuilder::from_lookup(var).unwrap_err().to_string();
+    /// assert!(err.contains("KEEL_GIT_PASSWORD"), "{err}");
+    /// ```
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let repo = var(REPO).ok_or_else(|| {
+            ParseError::new(REPO, "", "the repository is missing: a URL or a local path")
+        })?;
+        let mut builder = GitTarget::builder(repo_url(&repo)?);
+        if let Some(branch) = var(BRANCH) {
+            builder = builder.with_branch(branch.trim());
+        }
+        if let Some(push) = var(PUSH_BRANCH) {
+            builder = builder.with_push_branch(push.trim());
+        }
+        if let Some(paths) = var(PATHS) {
+            builder = builder.with_paths(paths.split(',').map(str::trim).filter(|p| !p.is_empty()));
+        }
+        if let Some(dir) = var(WORKDIR) {
+            builder = builder.with_workdir(PathBuf::from(dir));
+        }
+        if let Some(author) = var(GIT_AUTHOR) {
+            let (name, email) = parse_author(&author)?;
+            builder = builder.with_author(name, email);
+        }
+        let auth = match (var(GIT_USERNAME), var(SSH_KEY)) {
+            (Some(username), _) => {
+                let password = var(GIT_PASSWORD).ok_or_else(|| {
+                    ParseError::new(
+                        GIT_PASSWORD,
+                        "",
+                        format!("{GIT_USERNAME} {username:?} needs a password or token"),
+                    )
+                })?;
+                GitAuth::UserPassword {
+                    username,
+                    password: Secret::new(password),
+                }
+            }
+            (None, Some(key)) => GitAuth::SshKey {
+                username: "git".into(),
+                private_key: PathBuf::from(key),
+                passphrase: var(SSH_PASSPHRASE).map(Secret::new),
+            },
+            (None, None) => GitAuth::None,
+        };
+        Ok(builder.with_auth(auth))
+    }
+}
+
+/// A URL as it is; a local path that exists (and is no URL) as a `file://` URL of its
+/// absolute form.
+fn repo_url(repo: &str) -> Result<String, Error> {
+    let repo = repo.trim();
+    if repo.contains("://") || !Path::new(repo).exists() {
+        return Ok(repo.to_owned());
+    }
+    let absolute =
+        std::fs::canonicalize(repo).map_err(|e| ParseError::new(REPO, repo, e.to_string()))?;
+    Ok(format!("file://{}", absolute.display()))
+}
+
+/// `Name <email>`, both parts non-empty.
+fn parse_author(author: &str) -> Result<(String, String), ParseError> {
+    let bad = || ParseError::new(GIT_AUTHOR, author, "expected `Name <email>`");
+    let (name, rest) = author.split_once('<').ok_or_else(bad)?;
+    let email = rest.trim_end().strip_suffix('>').ok_or_else(bad)?;
+    if name.trim().is_empty() || email.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok((name.trim().to_owned(), email.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<GitTargetBuilder, Error> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        GitTargetBuilder::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        from(vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let builder = from(&[
+            (REPO, "https://git.example.com/org/fleet.git"),
+            (BRANCH, "prod"),
+            (PUSH_BRANCH, "image-updates"),
+            (PATHS, "apps, clusters/prod ,"),
+            (GIT_USERNAME, "bot"),
+            (GIT_PASSWORD, "hunter2"),
+            (GIT_AUTHOR, "Keel Bot <bot@example.com>"),
+            (WORKDIR, "work"),
+        ])
+        .unwrap();
+        let shown = format!("{builder:?}");
+        for part in [
+            "https://git.example.com/org/fleet.git",
+            "\"prod\"",
+            "Some(\"image-updates\")",
+            "[\"apps\", \"clusters/prod\"]",
+            "UserPassword { username: \"bot\", password: *** }",
+            "\"work\"",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let ssh = format!(
+            "{:?}",
+            from(&[(REPO, "git@h:o/r.git"), (SSH_KEY, "id")]).unwrap()
+        );
+        assert!(
+            ssh.contains("SshKey { username: \"git\", private_key: \"id\""),
+            "{ssh}"
+        );
+    }
+
+    #[test]
+    fn a_local_path_becomes_a_file_url() {
+        let dir = std::env::temp_dir();
+        let shown = format!("{:?}", from(&[(REPO, dir.to_str().unwrap())]).unwrap());
+        assert!(shown.contains("file:///"), "{shown}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable_and_show_no_secret() {
+        assert!(error(&[]).contains(REPO));
+        assert!(error(&[(REPO, "  ")]).contains(REPO));
+        let e = error(&[(REPO, "https://h/r.git"), (GIT_USERNAME, "bot")]);
+        assert!(e.contains(GIT_PASSWORD) && e.contains("bot"), "{e}");
+        for author in ["Keel", "Keel <>", "<a@b>", "Keel <a@b"] {
+            let e = error(&[(REPO, "https://h/r.git"), (GIT_AUTHOR, author)]);
+            assert!(e.contains(GIT_AUTHOR) && e.contains(author), "{e}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `keel release`: one image to one tag, in a Git repository or a workload of the cluster.
+
+use clap::Args;
+use keel_core::ImageRef;
+use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
+
+use crate::error::CliError;
+use crate::gitops::RepoArgs;
+use crate::kube::KubeArgs;
+
+/// `keel release`: set one image to one tag wherever the repository references it.
+#[derive(Debug, Args)]
+pub(crate) struct ReleaseArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+
+    /// The image and its new tag, e.g. `ghcr.io/acme/web:1.4.2`.
+    #[arg(long, value_name = "IMAGE:TAG", env = "KEEL_UPDATE_IMAGE")]
+    update_image: String,
+
+    /// Show the diff instead of committing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Patch a workload of the current Kubernetes cluster instead of a Git repository.
+    #[arg(long, conflicts_with = "repo", requires = "workload")]
+    kube: bool,
+
+    /// With --kube: the workload, `NAMESPACE/KIND/NAME` (e.g. `prod/deployment/web`).
+    #[arg(long, value_name = "NS/KIND/NAME", requires = "kube")]
+    workload: Option<String>,
+
+    #[command(flatten)]
+    kube_scope: KubeArgs,
+}
+
+pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
+    let new = ImageRef::parse(&args.update_image)?;
+    // A reference without a tag parses as `:latest`; a release must name its tag.
+    let last = args.update_image.rsplit('/').next().unwrap_or_default();
+    if new.tag().is_none() || !last.contains(':') {
+        return Err(CliError::Input(format!(
+            "invalid --update-image {:?}: it names no tag",
+            args.update_image
+        )));
+    }
+    let (target, plans): (Box<dyn Target>, _) = if args.kube {
+        let workload = args.workload.as_deref().unwrap_or_default();
+        let target = args.kube_scope.target().await?;
+        let plans = crate::kube::release_plans(&target, workload, &new).await?;
+        (Box::new(target), plans)
+    } else {
+        let target = args.repo.target()?;
+        let plans = crate::gitops::release_plans(&target, &new).await?;
+        (Box::new(target), plans)
+    };
+    if plans.is_empty() {
+        eprintln!(
+            "keel: nothing to change: {} already runs {}",
+            target.name(),
+            args.update_image
+        );
+        return Ok(());
+    }
+    apply_release(target.as_ref(), &plans, args.dry_run).await
+}
+
+/// The end of `keel release`, whatever the target: the preview in a dry run, else apply,
+/// print each plan applied and fail when any failed.
+async fn apply_release(
+    target: &dyn Target,
+    plans: &[UpdatePlan],
+    dry_run: bool,
+) -> Result<(), CliError> {
+    if dry_run {
+        print!("{}", target.preview(plans).await?);
+        return Ok(());
+    }
+    let mut failed = 0;
+    for (plan, result) in plans.iter().zip(target.apply_all(plans).await) {
+        match result {
+            Ok(ApplyOutcome::Applied) => println!("{plan}"),
+            Ok(ApplyOutcome::AlreadyCurrent) => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("keel: {plan}: {e}");
+            }
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Io(format!("{failed} update(s) failed")))
+    }
+}
