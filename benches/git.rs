@@ -7,17 +7,14 @@
 //! costs: scanning it alone (time, and every byte it allocates), and discovering a small
 //! served repository with and without it.
 
-#[path = "../crates/keel-git/tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_git::GitTarget;
 use keel_git::manifest::{self, RepoConfig};
+use keel_testsupport::git::GitServer;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use support::GitServer;
 
 /// Counts the bytes the Rust side allocates (libgit2's own allocations are not counted).
 #[global_allocator]

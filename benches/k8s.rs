@@ -24,11 +24,6 @@
 //!   each one really patches. Prints the mean, the fastest and the slowest, and the API
 //!   requests per pass.
 
-#[path = "../crates/keel-k8s/tests/support/mod.rs"]
-mod kube_support;
-#[path = "../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,9 +35,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use keel_core::{ImageRef, Pipeline, Target as _, TrackedImage};
 use keel_k8s::KubeTarget;
 use keel_registry::{RegistryClient, RequestStats};
+use keel_testsupport::kube::{ApiServer, RecordedRequest, RequestLog, Workload};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::{Api, Client};
-use kube_support::{ApiServer, RecordedRequest, RequestLog, Workload};
-use registry_support::{RegistryServer, ServerOptions};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 #[global_allocator]

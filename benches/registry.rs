@@ -12,9 +12,6 @@
 //!   goal is the listing plus the metadata of each tag in the first pass, and the listing plus
 //!   one `HEAD` confirming the chosen tag's digest in a steady-state pass.
 
-#[path = "../crates/keel-registry/tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +20,7 @@ use futures::StreamExt;
 use keel_core::memory::InMemoryTarget;
 use keel_core::{ImageRef, Pipeline, Registry};
 use keel_registry::RegistryClient;
-use support::{FaultProxy, RegistryServer, ServerOptions};
+use keel_testsupport::registry::{FaultProxy, RegistryServer, ServerOptions};
 
 const REPOS: usize = 20;
 const IMAGES_PER_REPO: usize = 10;

@@ -1,14 +1,12 @@
 //! `GitTarget` against a real `git daemon` and `git http-backend` on 127.0.0.1.
 
-mod support;
-
 use std::sync::Arc;
 
 use keel_core::memory::InMemoryRegistry;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_core::{Error, ImageRef, Pipeline, testkit};
 use keel_git::{GitAuth, GitTarget, GitTargetBuilder};
-use support::GitServer;
+use keel_testsupport::git::GitServer;
 
 const WEB: &str = "apps/web.yaml";
 const WEB_YAML: &str = "\
@@ -413,4 +411,91 @@ async fn conforms_to_the_target_contract() {
         WEB_YAML,
         "the conformance suite puts the target back as it was"
     );
+}
+
+/// Keel's keys mean in Git what they mean in the cluster: keel-core reads them for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keel_keys_reach_tracked_images_as_in_the_cluster() {
+    use std::time::Duration;
+
+    use keel_core::target::Trigger;
+
+    let workloads = "\
+kind: Deployment
+metadata:
+  name: polled
+  annotations:
+    keel.sh/policy: minor
+    keel.sh/trigger: poll
+    keel.sh/pollSchedule: '@every 10m'
+    keel.sh/approvals: '1'
+    keel.sh/approvalDeadline: '6'
+    keel.sh/notify: '#ops, #web'
+    keel.sh/releaseNotes: https://example.com/notes
+spec: {template: {spec: {containers: [{name: app, image: ghcr.io/acme/web:1.2.3}]}}}
+---
+kind: Deployment
+metadata:
+  name: default-schedule
+  labels: {keel.sh/policy: patch, keel.sh/trigger: poll}
+spec: {template: {spec: {containers: [{name: app, image: ghcr.io/acme/api:2.0.0}]}}}
+---
+kind: Deployment
+metadata:
+  name: schedule-only
+  annotations: {keel.sh/policy: patch, keel.sh/pollSchedule: '@every 5m'}
+spec: {template: {spec: {containers: [{name: app, image: redis:7.2.3}]}}}
+---
+kind: Deployment
+metadata:
+  name: none
+  annotations: {keel.sh/policy: none}
+spec: {template: {spec: {containers: [{name: app, image: ghcr.io/acme/worker:3.1.0}]}}}
+";
+    let server = GitServer::start();
+    server.create_repo("keys", &[("apps.yaml", workloads)], "main");
+    let target = target(&server, "keys").build();
+    let tracked = target.discover().await.unwrap();
+    let by_image = |name: &str| {
+        tracked
+            .iter()
+            .find(|t| t.image.name() == name)
+            .unwrap_or_else(|| panic!("{name} not tracked: {tracked:?}"))
+    };
+
+    let polled = by_image("ghcr.io/acme/web");
+    assert_eq!(
+        polled.trigger,
+        Trigger::Poll {
+            schedule: Some("@every 10m".parse().unwrap())
+        }
+    );
+    assert_eq!(polled.approvals, 1);
+    assert_eq!(
+        polled.approval_deadline,
+        Some(Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(polled.notify, ["#ops", "#web"]);
+    assert_eq!(
+        polled.release_notes.as_deref(),
+        Some("https://example.com/notes")
+    );
+    // `trigger: poll` without a schedule: the poller's default, not a fixed minute.
+    assert_eq!(
+        by_image("ghcr.io/acme/api").trigger,
+        Trigger::Poll { schedule: None }
+    );
+    // A schedule alone does not enable polling.
+    assert_eq!(
+        by_image("docker.io/library/redis").trigger,
+        Trigger::Webhook
+    );
+    // `none` is Keel's "no policy": found, not tracked, no error.
+    assert!(
+        tracked
+            .iter()
+            .all(|t| t.image.name() != "ghcr.io/acme/worker"),
+        "{tracked:?}"
+    );
+    assert_eq!(tracked.len(), 3);
 }

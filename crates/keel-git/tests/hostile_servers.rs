@@ -2,8 +2,6 @@
 //! connection and never answer, or refuse it, URLs that carry credentials, and repositories
 //! holding alias bombs and oversized files.
 
-mod support;
-
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +10,7 @@ use keel_core::memory::InMemoryRegistry;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_core::{Error, ImageRef, Pipeline};
 use keel_git::GitTarget;
-use support::GitServer;
+use keel_testsupport::git::GitServer;
 
 /// A TCP server on 127.0.0.1 that accepts every connection and then says nothing, holding
 /// the connections open until it is dropped.

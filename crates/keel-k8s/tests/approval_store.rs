@@ -1,8 +1,6 @@
 //! The ConfigMap-backed approval store against a real API server: the conformance suite of
 //! every store, two replicas sharing state, and the audit log moving into chunks.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -14,8 +12,8 @@ use keel_core::approval::{
 use keel_core::{ImageRef, UpdatePlan};
 use keel_k8s::KubeApprovalStore;
 use keel_k8s::approval_store::{KIND_LABEL, STATE_LABEL, STORE_LABEL};
+use keel_testsupport::kube::ApiServer;
 use kube::api::{Api, ListParams};
-use support::ApiServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_passes_the_conformance_suite() {

@@ -2,8 +2,6 @@
 //! kind, updates patched onto one container, conflicts, RBAC, idempotence, the cache's
 //! request pattern and a full poll cycle of the pipeline.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,10 +12,13 @@ use keel_core::memory::InMemoryRegistry;
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
+use keel_testsupport::kube::{
+    ADMIN, ApiServer, Hook, HookFuture, Kind, RecordedRequest, Workload, deployment_images, grant,
+    mark_deployment_rolled_out,
+};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::{ApiServer, HookFuture, Kind, Workload, deployment_images, grant};
 
 const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -144,7 +145,7 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
     assert_eq!(
         annotated.trigger,
         Trigger::Poll {
-            schedule: "@every 5m".into()
+            schedule: Some("@every 5m".parse().unwrap())
         }
     );
     assert_eq!(annotated.approvals, 2);
@@ -160,12 +161,8 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
     assert!(format!("{:?}", annotated.policy).contains("Minor"));
 
     let labelled = by_id(&images, &format!("deployment/{ns}/labelled/app"));
-    assert_eq!(
-        labelled.trigger,
-        Trigger::Poll {
-            schedule: "@every 1m".into()
-        }
-    );
+    // No schedule: the poller's default (Keel's `@every 1m`).
+    assert_eq!(labelled.trigger, Trigger::Poll { schedule: None });
     assert_eq!(labelled.approvals, 0);
     assert_eq!(
         labelled.approval_deadline,
@@ -601,7 +598,7 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     let hook_admin = admin.clone();
     let hook_ns = ns.clone();
     let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    let hook: support::Hook = Arc::new(move |request| {
+    let hook: Hook = Arc::new(move |request| {
         if request.method != "PATCH" || request.path != path {
             return None;
         }
@@ -622,7 +619,7 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
         });
         Some(change)
     });
-    let client = server.intercepting_client_as(support::ADMIN, hook);
+    let client = server.intercepting_client_as(ADMIN, hook);
     let target = target_in(client, &ns).await;
     target.discover().await.expect("discover");
     let id = format!("deployment/{ns}/web/app");
@@ -654,12 +651,12 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
 
     // With no retries allowed, the same race is a Conflict.
     patches.store(0, Ordering::SeqCst);
-    let impatient = KubeTarget::builder(server.intercepting_client_as(support::ADMIN, {
+    let impatient = KubeTarget::builder(server.intercepting_client_as(ADMIN, {
         let admin = admin.clone();
         let ns = ns.clone();
         let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
         let stamps = Arc::new(AtomicUsize::new(0));
-        Arc::new(move |request: &support::RecordedRequest| {
+        Arc::new(move |request: &RecordedRequest| {
             if request.method != "PATCH" || request.path != path {
                 return None;
             }
@@ -1073,7 +1070,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back() {
     target.apply(&bad).await.expect("apply bad");
 
     // There is no controller-manager: the test reports the good rollout as done.
-    support::mark_deployment_rolled_out(&admin, &ns, "good").await;
+    mark_deployment_rolled_out(&admin, &ns, "good").await;
     let verdict = target
         .verify_rollout(&good, Duration::from_secs(10))
         .await

@@ -2,8 +2,6 @@
 //! take-over only after a dead leader's lease expires, and stepping down when the lease is
 //! taken away or cannot be renewed.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,9 +9,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use keel_k8s::{LeaderElector, Leadership};
+use keel_testsupport::kube::{ApiServer, grant};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
-use support::{ApiServer, grant};
 
 const LEASE: Duration = Duration::from_secs(4);
 const RENEW: Duration = Duration::from_secs(3);

@@ -1,8 +1,6 @@
 //! Rollout tracking and rollback against a real API server. There is no controller-manager:
 //! the tests write `/status` themselves to simulate a rollout that progresses or stalls.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -11,13 +9,13 @@ use keel_k8s::WorkloadKind;
 use keel_k8s::rollout::{
     ROLLBACK_ANNOTATION, WorkloadRef, rollback, rollout_status, watch_rollout,
 };
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use serde_json::json;
-use support::{
+use keel_testsupport::kube::{
     ApiServer, Kind, Workload, deployment_images, mark_deployment_rolled_out,
     patch_deployment_status,
 };
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
 
 const V1: &str = "registry.example.com/shop/web:1.0.0";
 const V2: &str = "registry.example.com/shop/web:1.1.0";

@@ -1,8 +1,6 @@
 //! Pull secrets against a real API server: created, rotated and deleted secrets show up in
 //! the credentials within moments, from a cache (no request per lookup).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -11,8 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_core::{CredentialSource, DockerConfigFormat, ImageRef};
 use keel_k8s::{PullSecrets, SecretRef};
+use keel_testsupport::kube::ApiServer;
 use kube::api::{Api, DeleteParams, PostParams};
-use support::ApiServer;
 
 fn secret(name: &str, secret_type: &str, key: &str, value: &str) -> Secret {
     Secret {

@@ -2,8 +2,6 @@
 //! list cut short by the listing budget, and an approved update rolls out exactly the
 //! approved digest even while the client's cache still holds the old one.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +10,7 @@ use keel_core::approval::{ApprovalState, Approvals, MemoryApprovalStore, VoteKin
 use keel_core::memory::InMemoryTarget;
 use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
 use keel_registry::{RegistryClient, RegistryClientBuilder};
-use support::{RegistryServer, ServerOptions};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 #[derive(Debug, Default)]
 struct Recorder {

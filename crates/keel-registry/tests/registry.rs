@@ -1,8 +1,6 @@
 //! `RegistryClient` against real registries on 127.0.0.1: the CNCF distribution server
 //! (anonymous, htpasswd, bearer tokens), a paginating server, and a fault-injecting proxy.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +8,7 @@ use keel_core::registry::{CredentialSource, DockerConfigDocument, DockerConfigFo
 use keel_core::testkit::{self, RegistryFixture};
 use keel_core::{Error, ImageRef, Platform, Registry, Tag};
 use keel_registry::{Credentials, DockerConfig, RegistryClient, RegistryClientBuilder};
-use support::{Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions};
+use keel_testsupport::registry::{Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions};
 
 fn image(addr: &str, repo: &str) -> ImageRef {
     ImageRef::parse(&format!("{addr}/{repo}")).expect("valid reference")

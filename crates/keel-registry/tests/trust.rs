@@ -6,8 +6,6 @@
 //! the fault proxy, or a small fake where the test needs answers no real registry sends) and a
 //! second one that records whether anything reached it.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +17,10 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use keel_core::{Error, ImageRef, Registry};
 use keel_registry::{Credentials, RegistryClient, RegistryClientBuilder};
-use support::{Body, BodyError, FaultProxy, FaultRule, RegistryServer, ServerOptions, respond};
+use keel_testsupport::registry::{
+    Body, BodyError, Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions, full, respond,
+    serve,
+};
 
 fn image(addr: &str, repo: &str) -> ImageRef {
     ImageRef::parse(&format!("{addr}/{repo}")).expect("valid reference")
@@ -44,7 +45,7 @@ impl Witness {
     async fn start() -> Witness {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let (addr, task) = support::serve(move |request: Request<Incoming>| {
+        let (addr, task) = serve(move |request: Request<Incoming>| {
             let log = log.clone();
             async move {
                 let auth = request
@@ -69,8 +70,8 @@ impl Witness {
 }
 
 /// A 200 tag list of `repo` whose `Link` names the next page on `elsewhere`.
-fn page_linking_to(repo: &str, elsewhere: &str) -> support::Fault {
-    support::Fault::Respond {
+fn page_linking_to(repo: &str, elsewhere: &str) -> Fault {
+    Fault::Respond {
         status: 200,
         headers: vec![(
             "link".into(),
@@ -157,7 +158,7 @@ impl FakeRegistry {
     async fn start(mode: TokenMode, realm: Option<String>) -> FakeRegistry {
         let tokens = Arc::new(AtomicUsize::new(0));
         let counter = tokens.clone();
-        let (addr, task) = support::serve(move |request: Request<Incoming>| {
+        let (addr, task) = serve(move |request: Request<Incoming>| {
             let counter = counter.clone();
             let realm = realm.clone();
             async move { fake_registry(&request, mode, realm, &counter) }
@@ -211,7 +212,7 @@ fn fake_registry(
                 "www-authenticate",
                 format!(r#"Bearer realm="{realm}",service="fake""#),
             )
-            .body(support::full(r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#))
+            .body(full(r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#))
             .expect("valid response");
     }
     match path {
@@ -356,7 +357,7 @@ async fn a_retry_after_too_long_for_the_clock_is_a_rate_limit_error_at_once() {
             server.addr(),
             vec![FaultRule::new(
                 "/tags/list",
-                support::Fault::too_many_requests_raw(&retry_after),
+                Fault::too_many_requests_raw(&retry_after),
             )],
         )
         .await;

@@ -2,12 +2,6 @@
 //! 127.0.0.1: a poll cycle through a pull secret, a webhook, an approval through the API,
 //! metrics, leader election and a clean shutdown.
 
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
-#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
-mod kube_support;
-
 mod common;
 use common::Controller;
 
@@ -16,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
 use kube::api::PostParams;
-use kube_support::{ADMIN, ApiServer, Workload, deployment_images};
-use registry_support::{RegistryServer, ServerOptions};
 
 async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
     let start = Instant::now();

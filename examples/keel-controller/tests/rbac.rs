@@ -5,12 +5,6 @@
 //! by the controller's ServiceAccount alone: the manifests grant it to no one else, and
 //! another user of the server is refused.
 
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
-#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
-mod kube_support;
-
 mod common;
 use common::Controller;
 
@@ -19,10 +13,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
-use kube_support::{ApiServer, Workload, deployment_images};
-use registry_support::{RegistryServer, ServerOptions};
 use serde_json::Value;
 
 /// The YAML documents of a manifest file of `deploy/`, as JSON values.

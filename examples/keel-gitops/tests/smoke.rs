@@ -1,15 +1,10 @@
 //! `keel-gitops --once` against a real git server and registry: a dry run shows the diff and
 //! pushes nothing; a real run pushes the update.
 
-#[path = "../../../crates/keel-git/tests/support/mod.rs"]
-mod git_support;
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
 use std::process::Command;
 
-use git_support::GitServer;
-use registry_support::{RegistryServer, ServerOptions};
+use keel_testsupport::git::GitServer;
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pass_dry_and_real() {

@@ -2,24 +2,17 @@
 //! pipeline over a real registry, never deploy a tag pushed again after the vote, and deploy
 //! (or record) exactly the approved digest.
 
-#[path = "../../../crates/keel-git/tests/support/mod.rs"]
-mod git_support;
-#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
-mod kube_support;
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use git_support::GitServer;
 use keel_core::approval::{ApprovalState, Approvals, MemoryApprovalStore, VoteKind};
 use keel_core::{Pipeline, RunReport, Target};
 use keel_git::GitTarget;
 use keel_k8s::KubeTarget;
 use keel_registry::RegistryClient;
-use kube_support::{ApiServer, Workload, deployment_images};
-use registry_support::{RegistryServer, ServerOptions};
+use keel_testsupport::git::GitServer;
+use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 /// Approves the one request `report` opened, as `voter`.
 async fn approve_the_request(approvals: &Approvals, report: &RunReport) -> String {

@@ -1,15 +1,10 @@
 //! `keel release` and `keel gitops plan|apply` against a real git server and registry.
 
-#[path = "../../../crates/keel-git/tests/support/mod.rs"]
-mod git_support;
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
 mod common;
 use common::{keel, keel_with_env};
 
-use git_support::GitServer;
-use registry_support::{RegistryServer, ServerOptions};
+use keel_testsupport::git::GitServer;
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap()

@@ -1,17 +1,11 @@
 //! `keel check --kube` and `keel release --kube` against a real kube-apiserver and a real
 //! registry on 127.0.0.1.
 
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod registry_support;
-
-#[path = "../../../crates/keel-k8s/tests/support/mod.rs"]
-mod kube_support;
-
 mod common;
 use common::keel_with_env;
 
-use kube_support::{ADMIN, ApiServer, Workload, deployment_images};
-use registry_support::{RegistryServer, ServerOptions};
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap()

@@ -1,12 +1,9 @@
 //! `keel tags`, `keel digest` and `keel check` against a real registry on 127.0.0.1.
 
-#[path = "../../../crates/keel-registry/tests/support/mod.rs"]
-mod support;
-
 mod common;
 use common::keel;
 
-use support::{RegistryServer, ServerOptions};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap()

@@ -1,4 +1,4 @@
-//! Running the `keel-controller` binary against the test API server (`crate::kube_support`).
+//! Running the `keel-controller` binary against the test API server.
 //! Each test file uses part of it.
 #![allow(dead_code)]
 
@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
-use crate::kube_support::ApiServer;
+use keel_testsupport::kube::ApiServer;
 
 /// A running controller; killed when dropped.
 pub(crate) struct Controller {

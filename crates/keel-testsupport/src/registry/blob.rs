@@ -4,15 +4,15 @@ use serde_json::json;
 
 /// A platform split into its parts (`os/architecture[/variant]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PlatformParts {
-    pub(crate) os: String,
-    pub(crate) architecture: String,
-    pub(crate) variant: Option<String>,
+pub(super) struct PlatformParts {
+    pub(super) os: String,
+    pub(super) architecture: String,
+    pub(super) variant: Option<String>,
 }
 
 impl PlatformParts {
     /// Parses `linux/amd64` or `linux/arm64/v8`; panics on anything else.
-    pub(crate) fn parse(platform: &str) -> PlatformParts {
+    pub(super) fn parse(platform: &str) -> PlatformParts {
         let parts: Vec<&str> = platform.split('/').collect();
         match parts.as_slice() {
             [os, arch] => PlatformParts {
@@ -30,7 +30,7 @@ impl PlatformParts {
     }
 
     /// The `platform` object of an index entry.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    pub(super) fn to_json(&self) -> serde_json::Value {
         let mut value = json!({ "architecture": self.architecture, "os": self.os });
         if let Some(variant) = &self.variant {
             value["variant"] = json!(variant);
@@ -41,14 +41,14 @@ impl PlatformParts {
 
 /// A layer: its gzip'd bytes (the blob) and the digest of the uncompressed tar (the diff id).
 #[derive(Clone, Debug)]
-pub(crate) struct Layer {
-    pub(crate) gzip: Vec<u8>,
-    pub(crate) diff_id: String,
+pub(super) struct Layer {
+    pub(super) gzip: Vec<u8>,
+    pub(super) diff_id: String,
 }
 
 impl Layer {
     /// A layer holding one file, `keel-test.txt`, with `content`.
-    pub(crate) fn with_file(content: &str) -> Layer {
+    pub(super) fn with_file(content: &str) -> Layer {
         let tar = tar_one_file("keel-test.txt", content.as_bytes());
         Layer {
             diff_id: super::sha256_digest(&tar),
@@ -58,7 +58,7 @@ impl Layer {
 }
 
 /// An image config JSON (the same shape for OCI and Docker schema 2 images).
-pub(crate) fn image_config(created: &str, platform: &PlatformParts, diff_id: &str) -> Vec<u8> {
+pub(super) fn image_config(created: &str, platform: &PlatformParts, diff_id: &str) -> Vec<u8> {
     let mut config = json!({
         "created": created,
         "architecture": platform.architecture,

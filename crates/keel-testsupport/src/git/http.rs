@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// The realm of the `WWW-Authenticate` challenge.
-pub(crate) const REALM: &str = "keel-test-git";
+pub const REALM: &str = "keel-test-git";
 
 /// The most CGI header bytes accepted from `git http-backend`.
 const MAX_CGI_HEADER: usize = 64 * 1024;
@@ -32,30 +32,30 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// What the server serves and whom it lets in.
 #[derive(Clone, Debug)]
-pub(crate) struct HttpConfig {
+pub(super) struct HttpConfig {
     /// The one user name accepted.
-    pub(crate) user: String,
+    pub(super) user: String,
     /// Its password (or token).
-    pub(crate) password: String,
+    pub(super) password: String,
     /// `GIT_PROJECT_ROOT`: the directory holding the bare repositories.
-    pub(crate) project_root: PathBuf,
+    pub(super) project_root: PathBuf,
     /// `HOME` of the backend processes (isolated from the machine's git config).
-    pub(crate) home: PathBuf,
+    pub(super) home: PathBuf,
 }
 
 /// One request the server answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct HttpRequestRecord {
+pub struct HttpRequestRecord {
     /// `GET`, `POST`, ...
-    pub(crate) method: String,
+    pub method: String,
     /// Path and query, e.g. `/git/app.git/info/refs?service=git-upload-pack`.
-    pub(crate) path: String,
+    pub path: String,
     /// The user of the `Authorization` header, if it had a readable one.
-    pub(crate) user: Option<String>,
+    pub user: Option<String>,
     /// The request's `Content-Length` (`None` for bodies sent chunked, and for no body).
-    pub(crate) content_length: Option<u64>,
+    pub content_length: Option<u64>,
     /// The status sent back.
-    pub(crate) status: u16,
+    pub status: u16,
 }
 
 #[derive(Default)]
@@ -68,7 +68,7 @@ struct Stats {
 }
 
 /// A running smart-HTTP server; stops on drop (killing backends still running).
-pub(crate) struct HttpGitServer {
+pub(super) struct HttpGitServer {
     addr: SocketAddr,
     stats: Arc<Stats>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -77,7 +77,7 @@ pub(crate) struct HttpGitServer {
 
 impl HttpGitServer {
     /// Binds 127.0.0.1:0 and serves until dropped.
-    pub(crate) fn start(config: HttpConfig) -> HttpGitServer {
+    pub(super) fn start(config: HttpConfig) -> HttpGitServer {
         let stats = Arc::new(Stats::default());
         let (addr_sender, addr_receiver) = std::sync::mpsc::channel();
         let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
@@ -117,33 +117,33 @@ impl HttpGitServer {
     }
 
     /// `127.0.0.1:PORT`.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub(super) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Requests received so far (all of them, answered 401 or not).
-    pub(crate) fn requests(&self) -> usize {
+    pub(super) fn requests(&self) -> usize {
         self.stats.requests.load(Ordering::SeqCst)
     }
 
     /// Requests without an `Authorization` header, answered 401 with a challenge. Git clients
     /// send one first even when they know the credentials, so these are normal.
-    pub(crate) fn challenges(&self) -> usize {
+    pub(super) fn challenges(&self) -> usize {
         self.stats.challenges.load(Ordering::SeqCst)
     }
 
     /// Requests with wrong or unreadable credentials (answered 401).
-    pub(crate) fn auth_failures(&self) -> usize {
+    pub(super) fn auth_failures(&self) -> usize {
         self.stats.auth_failures.load(Ordering::SeqCst)
     }
 
     /// Every request answered so far, in order.
-    pub(crate) fn log(&self) -> Vec<HttpRequestRecord> {
+    pub(super) fn log(&self) -> Vec<HttpRequestRecord> {
         self.stats.log.lock().expect("log lock").clone()
     }
 
     /// What the `git http-backend` processes wrote to stderr.
-    pub(crate) fn backend_stderr(&self) -> String {
+    pub(super) fn backend_stderr(&self) -> String {
         self.stats
             .backend_stderr
             .lock()

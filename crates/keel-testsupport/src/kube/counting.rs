@@ -8,18 +8,18 @@ use http::Request;
 
 /// One request as seen by the client: method, path and query.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RecordedRequest {
+pub struct RecordedRequest {
     /// `GET`, `PATCH`, ...
-    pub(crate) method: String,
+    pub method: String,
     /// The path, e.g. `/apis/apps/v1/namespaces/ns/deployments`.
-    pub(crate) path: String,
+    pub path: String,
     /// The query string without `?`, or `""`.
-    pub(crate) query: String,
+    pub query: String,
 }
 
 impl RecordedRequest {
     /// Whether this is a watch (`watch=true` or `watch=1` in the query).
-    pub(crate) fn is_watch(&self) -> bool {
+    pub fn is_watch(&self) -> bool {
         self.query
             .split('&')
             .any(|pair| pair == "watch=true" || pair == "watch=1")
@@ -28,7 +28,7 @@ impl RecordedRequest {
     /// Whether this is a LIST: a GET of a collection that is not a watch. A collection path
     /// ends with the plural resource name (an even number of segments after the group
     /// version, e.g. `namespaces/ns/deployments` or `deployments`).
-    pub(crate) fn is_list(&self) -> bool {
+    pub fn is_list(&self) -> bool {
         if self.method != "GET" || self.is_watch() {
             return false;
         }
@@ -46,33 +46,33 @@ impl RecordedRequest {
 
 /// The requests recorded by a [`CountingLayer`], shared with the test.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RequestLog {
+pub struct RequestLog {
     entries: Arc<Mutex<Vec<RecordedRequest>>>,
 }
 
 impl RequestLog {
     /// Every request so far, in order.
-    pub(crate) fn all(&self) -> Vec<RecordedRequest> {
+    pub fn all(&self) -> Vec<RecordedRequest> {
         self.entries.lock().expect("request log").clone()
     }
 
     /// Forgets the requests so far.
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.entries.lock().expect("request log").clear();
     }
 
     /// The LIST requests so far.
-    pub(crate) fn lists(&self) -> Vec<RecordedRequest> {
+    pub fn lists(&self) -> Vec<RecordedRequest> {
         self.all().into_iter().filter(|r| r.is_list()).collect()
     }
 
     /// The watch requests so far.
-    pub(crate) fn watches(&self) -> Vec<RecordedRequest> {
+    pub fn watches(&self) -> Vec<RecordedRequest> {
         self.all().into_iter().filter(|r| r.is_watch()).collect()
     }
 
     /// The requests with `method` so far.
-    pub(crate) fn with_method(&self, method: &str) -> Vec<RecordedRequest> {
+    pub fn with_method(&self, method: &str) -> Vec<RecordedRequest> {
         self.all()
             .into_iter()
             .filter(|r| r.method == method)
@@ -91,13 +91,13 @@ impl RequestLog {
 
 /// Records each request into its [`RequestLog`] before passing it on.
 #[derive(Clone, Debug)]
-pub(crate) struct CountingLayer {
+pub struct CountingLayer {
     log: RequestLog,
 }
 
 impl CountingLayer {
     /// A layer recording into `log`.
-    pub(crate) fn new(log: RequestLog) -> CountingLayer {
+    pub fn new(log: RequestLog) -> CountingLayer {
         CountingLayer { log }
     }
 }
@@ -115,7 +115,7 @@ impl<S> tower::Layer<S> for CountingLayer {
 
 /// The service of a [`CountingLayer`].
 #[derive(Clone, Debug)]
-pub(crate) struct CountingService<S> {
+pub struct CountingService<S> {
     inner: S,
     log: RequestLog,
 }

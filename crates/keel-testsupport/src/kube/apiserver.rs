@@ -20,23 +20,23 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::config::{AuthInfo, Config};
 
-use super::certs::ServerPki;
 use super::counting::{CountingLayer, RequestLog};
+use crate::tls::TestCa;
 
 /// What a test prints when it skips for want of the binaries.
-pub(crate) const SKIP_MESSAGE: &str = "skipping: no Kubernetes API server for this test; \
+pub const SKIP_MESSAGE: &str = "skipping: no Kubernetes API server for this test; \
     set KUBE_APISERVER_BIN and ETCD_BIN (run `scripts/envtest install`, then \
     `eval \"$(scripts/envtest env)\"`)";
 
 /// The user in `system:masters`.
-pub(crate) const ADMIN: &str = "admin";
+pub const ADMIN: &str = "admin";
 
 /// Users without any permission beyond what every authenticated user has; tests grant them
 /// what they need with [`super::grant`].
-pub(crate) const LIMITED_USERS: [&str; 3] = ["alice", "bob", "carol"];
+pub const LIMITED_USERS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// The group the limited users are in.
-pub(crate) const LIMITED_GROUP: &str = "keel-test-users";
+pub const LIMITED_GROUP: &str = "keel-test-users";
 
 const SUPERVISOR: &str = r#"
 dir=$1
@@ -63,7 +63,7 @@ rm -rf "$dir"
 "#;
 
 /// A running etcd + kube-apiserver pair.
-pub(crate) struct ApiServer {
+pub struct ApiServer {
     url: String,
     ca_der: Vec<u8>,
     tokens: BTreeMap<String, String>,
@@ -128,7 +128,7 @@ impl ApiServer {
     /// The server shared by all tests of this test binary, started on first use; `None` (after
     /// printing [`SKIP_MESSAGE`]) when the binaries are not configured. Tests should make a
     /// fresh namespace each with [`ApiServer::namespace`].
-    pub(crate) async fn shared() -> Option<&'static ApiServer> {
+    pub async fn shared() -> Option<&'static ApiServer> {
         let server = SHARED
             .get_or_init(|| async {
                 binaries()?;
@@ -144,7 +144,7 @@ impl ApiServer {
 
     /// A server of the test's own, stopped on drop; `None` (after printing
     /// [`SKIP_MESSAGE`]) when the binaries are not configured.
-    pub(crate) async fn start() -> Option<ApiServer> {
+    pub async fn start() -> Option<ApiServer> {
         if binaries().is_none() {
             eprintln!("{SKIP_MESSAGE}");
             return None;
@@ -171,12 +171,14 @@ impl ApiServer {
         std::fs::create_dir_all(dir.join("etcd")).map_err(|e| format!("temp dir: {e}"))?;
         std::fs::create_dir_all(dir.join("certs")).map_err(|e| format!("temp dir: {e}"))?;
 
-        let pki = ServerPki::generate();
-        write(&dir.join("ca.crt"), &pki.ca_pem);
-        write(&dir.join("serving.crt"), &pki.serving_cert_pem);
-        write(&dir.join("serving.key"), &pki.serving_key_pem);
-        write(&dir.join("sa.key"), &pki.sa_key_pem);
-        write(&dir.join("sa.pub"), &pki.sa_public_pem);
+        let ca = TestCa::generate("keel-k8s test CA");
+        let serving = ca.serving_leaf("kube-apiserver");
+        let sa_key = rcgen::KeyPair::generate().expect("generate the service-account key");
+        write(&dir.join("ca.crt"), &ca.pem());
+        write(&dir.join("serving.crt"), &serving.cert.pem());
+        write(&dir.join("serving.key"), &serving.key.serialize_pem());
+        write(&dir.join("sa.key"), &sa_key.serialize_pem());
+        write(&dir.join("sa.pub"), &sa_key.public_key_pem());
 
         let mut tokens = BTreeMap::new();
         let mut token_file = String::new();
@@ -245,7 +247,7 @@ impl ApiServer {
 
         let server = ApiServer {
             url: format!("https://127.0.0.1:{secure_port}"),
-            ca_der: pki.ca_der,
+            ca_der: ca.der().to_vec(),
             tokens,
             dir,
             supervisor: Mutex::new(Some((child, stdin))),
@@ -284,17 +286,17 @@ impl ApiServer {
     }
 
     /// The server's URL, `https://127.0.0.1:<port>`.
-    pub(crate) fn url(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The CA certificate clients must trust, DER.
-    pub(crate) fn ca_der(&self) -> &[u8] {
+    pub fn ca_der(&self) -> &[u8] {
         &self.ca_der
     }
 
     /// A client configuration for `user` (the admin or one of [`LIMITED_USERS`]).
-    pub(crate) fn config_for(&self, user: &str) -> Config {
+    pub fn config_for(&self, user: &str) -> Config {
         let token = self
             .tokens
             .get(user)
@@ -310,17 +312,17 @@ impl ApiServer {
     }
 
     /// A client for `user`; must be called inside the test's runtime.
-    pub(crate) fn client_as(&self, user: &str) -> Client {
+    pub fn client_as(&self, user: &str) -> Client {
         Client::try_from(self.config_for(user)).expect("client from config")
     }
 
     /// A client in `system:masters`.
-    pub(crate) fn admin_client(&self) -> Client {
+    pub fn admin_client(&self) -> Client {
         self.client_as(ADMIN)
     }
 
     /// A client for `user` that records every request it makes into the returned log.
-    pub(crate) fn counting_client_as(&self, user: &str) -> (Client, RequestLog) {
+    pub fn counting_client_as(&self, user: &str) -> (Client, RequestLog) {
         let log = RequestLog::default();
         let builder = kube::client::ClientBuilder::try_from(self.config_for(user))
             .expect("client builder from config");
@@ -330,7 +332,7 @@ impl ApiServer {
 
     /// A client for `user` that runs `hook` before each request it sends (the hook picks
     /// which requests to delay, and with what).
-    pub(crate) fn intercepting_client_as(&self, user: &str, hook: super::Hook) -> Client {
+    pub fn intercepting_client_as(&self, user: &str, hook: super::Hook) -> Client {
         kube::client::ClientBuilder::try_from(self.config_for(user))
             .expect("client builder from config")
             .with_layer(&super::InterceptLayer::new(hook))
@@ -338,12 +340,12 @@ impl ApiServer {
     }
 
     /// An admin client that records every request it makes into the returned log.
-    pub(crate) fn counting_admin_client(&self) -> (Client, RequestLog) {
+    pub fn counting_admin_client(&self) -> (Client, RequestLog) {
         self.counting_client_as(ADMIN)
     }
 
     /// Creates a fresh namespace `keel-<prefix>-<n>` and returns its name.
-    pub(crate) async fn namespace(&self, prefix: &str) -> String {
+    pub async fn namespace(&self, prefix: &str) -> String {
         use k8s_openapi::api::core::v1::Namespace;
         let n = self.namespaces.fetch_add(1, Ordering::Relaxed);
         let prefix: String = prefix
@@ -372,7 +374,7 @@ impl ApiServer {
     }
 
     /// Whether the server serves `plural` in `group_version` (`batch/v1`, `v1`), by discovery.
-    pub(crate) async fn serves(&self, group_version: &str, plural: &str) -> bool {
+    pub async fn serves(&self, group_version: &str, plural: &str) -> bool {
         let client = self.admin_client();
         let resources = if group_version.contains('/') {
             client.list_api_group_resources(group_version).await
@@ -386,7 +388,7 @@ impl ApiServer {
     }
 
     /// Stops the servers now and waits for the supervisor (also done on drop).
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         let taken = self.supervisor.lock().map(|mut s| s.take()).unwrap_or(None);
         if let Some((mut child, mut stdin)) = taken {
             let _ = stdin.flush();
@@ -416,7 +418,7 @@ impl Drop for ApiServer {
 impl ApiServer {
     /// A kubeconfig document for `user`, for programs the tests start (the CLI, the
     /// controller), which find it through `KUBECONFIG`.
-    pub(crate) fn kubeconfig_for(&self, user: &str) -> String {
+    pub fn kubeconfig_for(&self, user: &str) -> String {
         use base64::Engine;
         let token = self
             .tokens

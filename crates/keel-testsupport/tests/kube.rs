@@ -1,11 +1,11 @@
 //! Self-tests of the integration-test support: the API server, its users and RBAC, the
 //! request log, and the fixtures.
 
-mod support;
-
 use k8s_openapi::api::apps::v1::Deployment;
+use keel_testsupport::kube::{
+    ApiServer, Kind, RecordedRequest, Workload, deployment_images, grant,
+};
 use kube::api::{Api, ListParams};
-use support::{ApiServer, Kind, RecordedRequest, Workload, grant};
 
 #[tokio::test]
 async fn the_server_answers_the_admin_and_refuses_limited_users_until_granted() {
@@ -119,7 +119,7 @@ async fn every_workload_kind_can_be_created() {
     } else {
         eprintln!("the server has no batch/v1 CronJob; skipped that kind");
     }
-    let images = support::deployment_images(&admin, &ns, "deployment", true).await;
+    let images = deployment_images(&admin, &ns, "deployment", true).await;
     assert_eq!(images, vec![("init".to_owned(), "busybox:1.36".to_owned())]);
 }
 

@@ -1,13 +1,11 @@
 //! Self-tests of the integration-test support: the registries started by
 //! `scripts/registry-server`, the seeders, the token issuer and the fault proxy.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{
-    ACCEPT_ALL_MANIFESTS, Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions, TokenIssuer,
-    media_type,
+use keel_testsupport::registry::{
+    ACCEPT_ALL_MANIFESTS, Fault, FaultProxy, FaultRule, IssuedToken, RegistryServer, Seeder,
+    SeederAuth, ServerOptions, TokenIssuer, media_type,
 };
 
 fn client() -> reqwest::Client {
@@ -297,7 +295,7 @@ async fn token_registry_accepts_tokens_from_the_issuer() {
     assert_eq!(issuer.issued(), seeded + 1);
     assert_eq!(
         issuer.log().last().unwrap(),
-        &support::IssuedToken {
+        &IssuedToken {
             subject: "bob".into(),
             scopes: vec!["repository:team/app:pull".into()],
         }
@@ -574,9 +572,9 @@ async fn fault_proxy_forwards_pushes_and_auth_challenges() {
     let registry = RegistryServer::start(ServerOptions::token("carol", "pw")).await;
     let proxy = FaultProxy::start(registry.addr(), Vec::new()).await;
     // The registry builds upload Locations from the Host header: they point at the proxy.
-    let seeder = support::Seeder::new(
+    let seeder = Seeder::new(
         proxy.addr(),
-        support::SeederAuth::Token {
+        SeederAuth::Token {
             realm: registry.token_issuer().realm(),
             service: registry.token_issuer().service().to_owned(),
             user: "carol".into(),

@@ -12,20 +12,20 @@ use http::Request;
 use super::counting::RecordedRequest;
 
 /// A hook's work before the request goes out.
-pub(crate) type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Decides, per request, whether to run something first.
-pub(crate) type Hook = Arc<dyn Fn(&RecordedRequest) -> Option<HookFuture> + Send + Sync>;
+pub type Hook = Arc<dyn Fn(&RecordedRequest) -> Option<HookFuture> + Send + Sync>;
 
 /// Runs its hook before each request the hook picks.
 #[derive(Clone)]
-pub(crate) struct InterceptLayer {
+pub struct InterceptLayer {
     hook: Hook,
 }
 
 impl InterceptLayer {
     /// A layer running `hook`.
-    pub(crate) fn new(hook: Hook) -> InterceptLayer {
+    pub fn new(hook: Hook) -> InterceptLayer {
         InterceptLayer { hook }
     }
 }
@@ -43,7 +43,7 @@ impl<S> tower::Layer<S> for InterceptLayer {
 
 /// The service of an [`InterceptLayer`].
 #[derive(Clone)]
-pub(crate) struct InterceptService<S> {
+pub struct InterceptService<S> {
     inner: S,
     hook: Hook,
 }

@@ -1,4 +1,4 @@
-//! Test support for the integration tests of keel-k8s: a real Kubernetes API server.
+//! A real Kubernetes API server for the integration tests (feature `kube`).
 //!
 //! - [`ApiServer`]: etcd + kube-apiserver on 127.0.0.1 from `KUBE_APISERVER_BIN` and
 //!   `ETCD_BIN` (`scripts/envtest install`, then `eval "$(scripts/envtest env)"`), with token
@@ -14,19 +14,15 @@
 //!   (e.g. a concurrent change between a read and a write).
 //! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
 //!   fixtures written with the raw API.
-//!
-//! Each test file uses it as `mod support;`, so helpers that one file does not use are fine.
-#![allow(dead_code, unused_imports)]
 
 mod apiserver;
-mod certs;
 mod counting;
 mod fixtures;
 mod intercept;
 
-pub(crate) use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
-pub(crate) use counting::{CountingLayer, RecordedRequest, RequestLog};
-pub(crate) use fixtures::{
+pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
+pub use counting::{CountingLayer, CountingService, RecordedRequest, RequestLog};
+pub use fixtures::{
     Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
 };
-pub(crate) use intercept::{Hook, HookFuture, InterceptLayer};
+pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use base64::Engine as _;
 use futures::StreamExt as _;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::json;
@@ -14,28 +13,27 @@ use super::blob::{Layer, PlatformParts, image_config};
 use super::sha256_digest;
 
 /// Media types of the manifests and blobs the seeder pushes.
-pub(crate) mod media_type {
+pub mod media_type {
     /// OCI image manifest.
-    pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     /// OCI image index.
-    pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
     /// OCI image config.
-    pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     /// OCI gzip'd layer.
-    pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
     /// Docker schema 2 manifest.
-    pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker manifest list.
-    pub(crate) const DOCKER_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Docker image config.
-    pub(crate) const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// Docker gzip'd layer.
-    pub(crate) const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 }
 
 /// A creation time for an image config: an RFC 3339 string or a chrono date-time.
-pub(crate) trait Created {
+pub trait Created {
     /// The time as RFC 3339.
     fn rfc3339(&self) -> String;
 }
@@ -60,11 +58,11 @@ impl<Tz: chrono::TimeZone> Created for chrono::DateTime<Tz> {
 }
 
 /// The creation time [`Seeder::push_tags`] gives its images.
-pub(crate) const DEFAULT_CREATED: &str = "2024-01-01T00:00:00Z";
+pub const DEFAULT_CREATED: &str = "2024-01-01T00:00:00Z";
 
 /// How the seeder authenticates.
 #[derive(Clone, Debug)]
-pub(crate) enum SeederAuth {
+pub enum SeederAuth {
     /// Anonymous.
     None,
     /// `Authorization: Basic` on every request.
@@ -90,15 +88,15 @@ pub(crate) enum SeederAuth {
 
 /// The digests of an index and of its per-platform manifests (in the given order).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct IndexDigests {
+pub struct IndexDigests {
     /// The index (or manifest list).
-    pub(crate) index: String,
+    pub index: String,
     /// One manifest per platform.
-    pub(crate) manifests: Vec<String>,
+    pub manifests: Vec<String>,
 }
 
 /// Pushes content into one registry. Methods panic with a description on any failure.
-pub(crate) struct Seeder {
+pub struct Seeder {
     client: reqwest::Client,
     base: String,
     auth: SeederAuth,
@@ -113,7 +111,7 @@ const CONCURRENCY: usize = 16;
 
 impl Seeder {
     /// A seeder for the registry at `addr` (`127.0.0.1:PORT`).
-    pub(crate) fn new(addr: &str, auth: SeederAuth) -> Seeder {
+    pub fn new(addr: &str, auth: SeederAuth) -> Seeder {
         Seeder {
             client: reqwest::Client::builder()
                 .no_proxy()
@@ -129,7 +127,7 @@ impl Seeder {
 
     /// An OCI image for one platform (`linux/amd64`, `linux/arm64/v8`) created at `created`;
     /// returns the manifest digest.
-    pub(crate) async fn push_image(
+    pub async fn push_image(
         &self,
         repo: &str,
         tag: &str,
@@ -144,7 +142,7 @@ impl Seeder {
     }
 
     /// An OCI index over one image per `(platform, created)`; returns the index digest.
-    pub(crate) async fn push_index<C: Created>(
+    pub async fn push_index<C: Created>(
         &self,
         repo: &str,
         tag: &str,
@@ -156,7 +154,7 @@ impl Seeder {
     }
 
     /// Like [`Seeder::push_index`], also returning the per-platform manifest digests.
-    pub(crate) async fn push_index_with_manifests<C: Created>(
+    pub async fn push_index_with_manifests<C: Created>(
         &self,
         repo: &str,
         tag: &str,
@@ -166,12 +164,7 @@ impl Seeder {
     }
 
     /// A Docker schema 2 image (`linux/amd64`); returns the manifest digest.
-    pub(crate) async fn push_docker_v2(
-        &self,
-        repo: &str,
-        tag: &str,
-        created: impl Created,
-    ) -> String {
+    pub async fn push_docker_v2(&self, repo: &str, tag: &str, created: impl Created) -> String {
         let manifest = self
             .image_manifest(repo, &created.rfc3339(), "linux/amd64", true, None)
             .await;
@@ -180,7 +173,7 @@ impl Seeder {
     }
 
     /// A Docker manifest list over one schema 2 image per `(platform, created)`.
-    pub(crate) async fn push_docker_list<C: Created>(
+    pub async fn push_docker_list<C: Created>(
         &self,
         repo: &str,
         tag: &str,
@@ -192,7 +185,7 @@ impl Seeder {
     /// One OCI image per tag (`linux/amd64`, created [`DEFAULT_CREATED`]), sharing the layer
     /// and config blobs; each manifest differs by an annotation, so every tag has its own
     /// digest. Returns the digests in the order of `tags`.
-    pub(crate) async fn push_tags<T: AsRef<str>>(&self, repo: &str, tags: &[T]) -> Vec<String> {
+    pub async fn push_tags<T: AsRef<str>>(&self, repo: &str, tags: &[T]) -> Vec<String> {
         let platform = PlatformParts::parse("linux/amd64");
         let (config, layer) = self.image_blobs(repo, DEFAULT_CREATED, &platform).await;
         let manifests = tags.iter().map(|tag| {
@@ -210,19 +203,19 @@ impl Seeder {
     }
 
     /// Points `tag` at the manifest `source` (a tag or digest) refers to; returns its digest.
-    pub(crate) async fn retag(&self, repo: &str, source: &str, tag: &str) -> String {
+    pub async fn retag(&self, repo: &str, source: &str, tag: &str) -> String {
         let (media_type, bytes) = self.get_manifest(repo, source).await;
         self.put_manifest(repo, tag, &media_type, &bytes).await
     }
 
     /// Moves `tag` to a new OCI image (other content, so another digest) created at `created`;
     /// returns the new digest.
-    pub(crate) async fn move_tag(&self, repo: &str, tag: &str, created: impl Created) -> String {
+    pub async fn move_tag(&self, repo: &str, tag: &str, created: impl Created) -> String {
         self.push_image(repo, tag, created, "linux/amd64").await
     }
 
     /// The raw manifest `reference` (tag or digest) refers to: (content type, bytes).
-    pub(crate) async fn get_manifest(&self, repo: &str, reference: &str) -> (String, Vec<u8>) {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> (String, Vec<u8>) {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let response = self
             .send(repo, || {
@@ -238,7 +231,7 @@ impl Seeder {
     }
 
     /// The digest the registry reports for `reference` on `HEAD`, or `None` on 404.
-    pub(crate) async fn head_digest(&self, repo: &str, reference: &str) -> Option<String> {
+    pub async fn head_digest(&self, repo: &str, reference: &str) -> Option<String> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let response = self
             .send(repo, || {
@@ -255,7 +248,7 @@ impl Seeder {
     }
 
     /// Deletes the manifest `digest` (and with it every tag pointing at it).
-    pub(crate) async fn delete_manifest(&self, repo: &str, digest: &str) {
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) {
         let url = format!("{}/v2/{repo}/manifests/{digest}", self.base);
         let response = self.send(repo, || self.client.delete(&url)).await;
         expect_status(
@@ -356,7 +349,7 @@ impl Seeder {
     }
 
     /// Uploads `bytes` as a blob unless the registry has it; returns its digest.
-    pub(crate) async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
         let key = (repo.to_owned(), digest.clone());
         if self.blobs.lock().expect("blob cache").contains(&key) {
@@ -393,7 +386,7 @@ impl Seeder {
 
     /// PUTs a manifest under `reference` (tag or digest); returns its digest, checked against
     /// the registry's `Docker-Content-Digest`.
-    pub(crate) async fn put_manifest(
+    pub async fn put_manifest(
         &self,
         repo: &str,
         reference: &str,
@@ -522,12 +515,4 @@ async fn expect_status(
     let url = response.url().to_string();
     let body = response.text().await.unwrap_or_default();
     panic!("{what} {url}: expected {expected:?}, got {status}: {body}");
-}
-
-/// `Authorization: Basic` value for `user`/`password`.
-pub(crate) fn basic_auth_value(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// The kinds of workload the fixtures make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// apps/v1 Deployment.
     Deployment,
     /// apps/v1 StatefulSet.
@@ -23,7 +23,7 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// The id prefix keel-k8s uses: `deployment`, `statefulset`, `daemonset`, `cronjob`.
-    pub(crate) fn id_prefix(self) -> &'static str {
+    pub fn id_prefix(self) -> &'static str {
         match self {
             Kind::Deployment => "deployment",
             Kind::StatefulSet => "statefulset",
@@ -35,7 +35,7 @@ impl Kind {
 
 /// A workload to create: name, kind, metadata and containers.
 #[derive(Clone, Debug)]
-pub(crate) struct Workload {
+pub struct Workload {
     kind: Kind,
     name: String,
     annotations: serde_json::Map<String, Value>,
@@ -47,7 +47,7 @@ pub(crate) struct Workload {
 
 impl Workload {
     /// A workload of `kind` named `name`, without containers yet.
-    pub(crate) fn new(kind: Kind, name: &str) -> Workload {
+    pub fn new(kind: Kind, name: &str) -> Workload {
         Workload {
             kind,
             name: name.to_owned(),
@@ -60,48 +60,48 @@ impl Workload {
     }
 
     /// A Deployment.
-    pub(crate) fn deployment(name: &str) -> Workload {
+    pub fn deployment(name: &str) -> Workload {
         Workload::new(Kind::Deployment, name)
     }
 
     /// Adds an annotation on the workload's metadata.
-    pub(crate) fn annotation(mut self, key: &str, value: &str) -> Workload {
+    pub fn annotation(mut self, key: &str, value: &str) -> Workload {
         self.annotations.insert(key.to_owned(), json!(value));
         self
     }
 
     /// Adds a label on the workload's metadata.
-    pub(crate) fn label(mut self, key: &str, value: &str) -> Workload {
+    pub fn label(mut self, key: &str, value: &str) -> Workload {
         self.labels.insert(key.to_owned(), json!(value));
         self
     }
 
     /// Adds a container.
-    pub(crate) fn container(mut self, name: &str, image: &str) -> Workload {
+    pub fn container(mut self, name: &str, image: &str) -> Workload {
         self.containers.push((name.to_owned(), image.to_owned()));
         self
     }
 
     /// Adds an init container.
-    pub(crate) fn init_container(mut self, name: &str, image: &str) -> Workload {
+    pub fn init_container(mut self, name: &str, image: &str) -> Workload {
         self.init_containers
             .push((name.to_owned(), image.to_owned()));
         self
     }
 
     /// Adds an `imagePullSecrets` entry to the pod template.
-    pub(crate) fn pull_secret(mut self, name: &str) -> Workload {
+    pub fn pull_secret(mut self, name: &str) -> Workload {
         self.pull_secrets.push(name.to_owned());
         self
     }
 
     /// The workload's name.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The workload's kind.
-    pub(crate) fn kind(&self) -> Kind {
+    pub fn kind(&self) -> Kind {
         self.kind
     }
 
@@ -133,7 +133,7 @@ impl Workload {
     }
 
     /// The whole object as JSON.
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let selector = json!({ "matchLabels": { "keel-test-app": self.name } });
         let template = json!({
             "metadata": { "labels": { "keel-test-app": self.name } },
@@ -189,7 +189,7 @@ impl Workload {
     }
 
     /// Creates the workload in `namespace` (panics on failure).
-    pub(crate) async fn create(&self, client: &Client, namespace: &str) {
+    pub async fn create(&self, client: &Client, namespace: &str) {
         let value = self.to_json();
         let params = PostParams::default();
         let result = match self.kind {
@@ -219,7 +219,7 @@ fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
 }
 
 /// The images of the containers (or init containers) of a Deployment, by container name.
-pub(crate) async fn deployment_images(
+pub async fn deployment_images(
     client: &Client,
     namespace: &str,
     name: &str,
@@ -247,7 +247,7 @@ pub(crate) async fn deployment_images(
 
 /// Grants `user` in `namespace` a Role with `rules` (each `(api_groups, resources, verbs)`),
 /// named `keel-test-<user>`.
-pub(crate) async fn grant(
+pub async fn grant(
     admin: &Client,
     namespace: &str,
     user: &str,
@@ -286,12 +286,7 @@ pub(crate) async fn grant(
 
 /// Merge-patches the `/status` subresource of a Deployment (there is no controller-manager
 /// to do it), e.g. `json!({"observedGeneration": 2, "updatedReplicas": 1, ...})`.
-pub(crate) async fn patch_deployment_status(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    status: Value,
-) {
+pub async fn patch_deployment_status(client: &Client, namespace: &str, name: &str, status: Value) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     api.patch_status(
         name,
@@ -304,7 +299,7 @@ pub(crate) async fn patch_deployment_status(
 
 /// Marks a Deployment's current generation as fully rolled out (all replicas updated,
 /// ready and available).
-pub(crate) async fn mark_deployment_rolled_out(client: &Client, namespace: &str, name: &str) {
+pub async fn mark_deployment_rolled_out(client: &Client, namespace: &str, name: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let deployment = api
         .get(name)

@@ -22,19 +22,20 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::http::{Body, respond, serve};
+use crate::tls::TestCa;
 
 /// The `service` (JWT audience) the issuer and the registries it serves agree on.
-pub(crate) const SERVICE: &str = "keel-test-registry";
+pub const SERVICE: &str = "keel-test-registry";
 /// The `iss` of the tokens.
-pub(crate) const ISSUER: &str = "keel-test-issuer";
+pub const ISSUER: &str = "keel-test-issuer";
 
 /// One token the issuer handed out.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct IssuedToken {
+pub struct IssuedToken {
     /// The authenticated user, or `""` for an anonymous token.
-    pub(crate) subject: String,
+    pub subject: String,
     /// The granted scopes, as `repository:<name>:<action>[,<action>]`.
-    pub(crate) scopes: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 struct State {
@@ -52,7 +53,7 @@ struct State {
 }
 
 /// A running token issuer; stops on drop.
-pub(crate) struct TokenIssuer {
+pub struct TokenIssuer {
     addr: SocketAddr,
     state: Arc<State>,
     dir: tempfile::TempDir,
@@ -62,7 +63,7 @@ pub(crate) struct TokenIssuer {
 impl TokenIssuer {
     /// Starts an issuer that accepts `user`/`password` (basic auth on the token request).
     /// Anonymous requests are refused until [`TokenIssuer::set_anonymous_pull`] allows them.
-    pub(crate) async fn start(user: &str, password: &str) -> TokenIssuer {
+    pub async fn start(user: &str, password: &str) -> TokenIssuer {
         let (ca_pem, chain, key) = make_certificates();
         let dir = tempfile::Builder::new()
             .prefix("keel-token-issuer")
@@ -96,64 +97,64 @@ impl TokenIssuer {
     }
 
     /// `127.0.0.1:PORT`.
-    pub(crate) fn addr(&self) -> String {
+    pub fn addr(&self) -> String {
         self.addr.to_string()
     }
 
     /// The token endpoint: `http://127.0.0.1:PORT/token`.
-    pub(crate) fn realm(&self) -> String {
+    pub fn realm(&self) -> String {
         format!("http://{}/token", self.addr)
     }
 
     /// The service name (JWT audience) registries must be configured with.
-    pub(crate) fn service(&self) -> &'static str {
+    pub fn service(&self) -> &'static str {
         SERVICE
     }
 
     /// The issuer name (`iss`) registries must be configured with.
-    pub(crate) fn issuer(&self) -> &'static str {
+    pub fn issuer(&self) -> &'static str {
         ISSUER
     }
 
     /// The PEM bundle with the CA the registry must trust.
-    pub(crate) fn ca_bundle(&self) -> PathBuf {
+    pub fn ca_bundle(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
     /// The user and password the issuer accepts.
-    pub(crate) fn credentials(&self) -> (&str, &str) {
+    pub fn credentials(&self) -> (&str, &str) {
         (&self.state.user, &self.state.password)
     }
 
     /// How many tokens were issued so far (refused requests do not count).
-    pub(crate) fn issued(&self) -> usize {
+    pub fn issued(&self) -> usize {
         self.state.issued.load(Ordering::SeqCst)
     }
 
     /// How many token requests arrived so far, refused or not.
-    pub(crate) fn requests(&self) -> usize {
+    pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
 
     /// Every issued token's subject and scopes, in order.
-    pub(crate) fn log(&self) -> Vec<IssuedToken> {
+    pub fn log(&self) -> Vec<IssuedToken> {
         self.state.log.lock().expect("log lock").clone()
     }
 
     /// Whether requests without credentials get (pull-only) tokens instead of a 401.
-    pub(crate) fn set_anonymous_pull(&self, allowed: bool) {
+    pub fn set_anonymous_pull(&self, allowed: bool) {
         self.state.anonymous_pull.store(allowed, Ordering::SeqCst);
     }
 
     /// The lifetime of the next tokens (`expires_in` and `exp - iat`), 300 s by default.
     /// The registry allows 60 s of clock skew past `exp`.
-    pub(crate) fn set_expires_in(&self, seconds: u64) {
+    pub fn set_expires_in(&self, seconds: u64) {
         self.state.expires_in.store(seconds, Ordering::SeqCst);
     }
 
     /// Mints a token directly (not counted in [`TokenIssuer::issued`]), e.g. for raw requests
     /// in tests. `scopes` are `repository:<name>:<actions>`.
-    pub(crate) fn mint(&self, subject: &str, scopes: &[&str]) -> String {
+    pub fn mint(&self, subject: &str, scopes: &[&str]) -> String {
         let access: Vec<(String, String, Vec<String>)> = scopes
             .iter()
             .filter_map(|scope| parse_scope(scope))
@@ -170,47 +171,19 @@ impl Drop for TokenIssuer {
 
 /// Makes the CA and leaf certificates; returns the CA's PEM, the `x5c` chain and the leaf key.
 fn make_certificates() -> (String, Vec<String>, EcdsaKeyPair) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = rcgen::DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "keel test token CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("self-signed CA");
-    let ca_issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let mut leaf_params = CertificateParams::default();
-    leaf_params.distinguished_name = rcgen::DistinguishedName::new();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "keel test token signer");
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let leaf_cert = leaf_params
-        .signed_by(&leaf_key, &ca_issuer)
-        .expect("leaf signed by the CA");
-
+    let ca = TestCa::generate("keel test token CA");
+    let leaf = ca.signing_leaf("keel test token signer");
     let key = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
-        leaf_key.serialized_der(),
+        leaf.key.serialized_der(),
         &SystemRandom::new(),
     )
     .expect("the leaf key as a ring key");
     let chain = vec![
-        STANDARD.encode(leaf_cert.der().as_ref()),
-        STANDARD.encode(ca_cert.der().as_ref()),
+        STANDARD.encode(leaf.cert.der().as_ref()),
+        STANDARD.encode(ca.der()),
     ];
-    (ca_cert.pem(), chain, key)
+    (ca.pem(), chain, key)
 }
 
 /// `repository:<name>:<a>,<b>` → (type, name, actions); `None` for anything malformed.
@@ -333,7 +306,7 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 /// Decodes `a=b&c=d` with percent-escapes and `+` as space.
-pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     fn hex(byte: u8) -> Option<u8> {
         char::from(byte)
             .to_digit(16)
@@ -409,7 +382,7 @@ fn sign_token(state: &State, subject: &str, access: &[(String, String, Vec<Strin
 }
 
 /// Claims of a JWT (no verification), for assertions in tests.
-pub(crate) fn token_claims(token: &str) -> BTreeMap<String, serde_json::Value> {
+pub fn token_claims(token: &str) -> BTreeMap<String, serde_json::Value> {
     let payload = token.split('.').nth(1).expect("a JWT has three parts");
     let bytes = URL_SAFE_NO_PAD.decode(payload).expect("base64url claims");
     serde_json::from_slice(&bytes).expect("JSON claims")

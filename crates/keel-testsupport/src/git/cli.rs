@@ -1,14 +1,13 @@
 //! The `git` CLI, isolated from the machine it runs on, with a time limit.
 
 use std::ffi::OsStr;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long one `git` command may take before it is killed (a hung test fails instead).
-pub(crate) const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Proxy variables that would send `http://127.0.0.1` requests elsewhere.
 const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "all_proxy", "ftp_proxy"];
@@ -18,41 +17,41 @@ const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "all_proxy", "ftp_pr
 /// prompts, no inherited `GIT_*` variables (`GIT_DIR` of an enclosing hook, ...), no proxies,
 /// and English messages.
 #[derive(Clone, Debug)]
-pub(crate) struct Git {
+pub struct Git {
     home: PathBuf,
     timeout: Duration,
 }
 
 /// What a finished (or killed) `git` command produced.
 #[derive(Clone, Debug)]
-pub(crate) struct GitOutput {
+pub struct GitOutput {
     /// The command line, for messages.
-    pub(crate) command: String,
+    pub command: String,
     /// Whether it exited with status 0.
-    pub(crate) success: bool,
+    pub success: bool,
     /// Its exit code (`None` when killed by a signal or by the time limit).
-    pub(crate) code: Option<i32>,
+    pub code: Option<i32>,
     /// Whether it was killed for exceeding the time limit.
-    pub(crate) timed_out: bool,
+    pub timed_out: bool,
     /// Standard output.
-    pub(crate) stdout: Vec<u8>,
+    pub stdout: Vec<u8>,
     /// Standard error (lossily decoded).
-    pub(crate) stderr: String,
+    pub stderr: String,
 }
 
 impl GitOutput {
     /// Standard output as text (lossily decoded).
-    pub(crate) fn stdout_text(&self) -> String {
+    pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
     /// Standard output without surrounding whitespace (ids, single values).
-    pub(crate) fn trimmed(&self) -> String {
+    pub fn trimmed(&self) -> String {
         self.stdout_text().trim().to_owned()
     }
 
     /// Panics (with the command and its stderr) unless the command succeeded.
-    pub(crate) fn expect_success(self) -> GitOutput {
+    pub fn expect_success(self) -> GitOutput {
         assert!(
             self.success,
             "`{}` failed ({}): {}",
@@ -74,7 +73,7 @@ impl GitOutput {
 
 impl Git {
     /// A `git` whose `HOME` is `home` (created if missing).
-    pub(crate) fn new(home: impl Into<PathBuf>) -> Git {
+    pub fn new(home: impl Into<PathBuf>) -> Git {
         let home = home.into();
         std::fs::create_dir_all(&home)
             .unwrap_or_else(|error| panic!("creating {}: {error}", home.display()));
@@ -85,12 +84,12 @@ impl Git {
     }
 
     /// The `HOME` the commands run with.
-    pub(crate) fn home(&self) -> &Path {
+    pub fn home(&self) -> &Path {
         &self.home
     }
 
     /// Sets the isolated environment on `command` (any program that runs git, not only git).
-    pub(crate) fn apply_env(&self, command: &mut Command) {
+    pub fn apply_env(&self, command: &mut Command) {
         for (name, _) in std::env::vars_os() {
             let Some(text) = name.to_str() else { continue };
             if text.starts_with("GIT_") || PROXY_VARS.contains(&text.to_ascii_lowercase().as_str())
@@ -111,7 +110,7 @@ impl Git {
     }
 
     /// A `git` command with the isolated environment and no arguments yet.
-    pub(crate) fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let mut command = Command::new("git");
         self.apply_env(&mut command);
         command
@@ -119,7 +118,7 @@ impl Git {
 
     /// Runs `git ARGS` (in `cwd` when given) and returns what it produced, whether it
     /// succeeded or not.
-    pub(crate) fn try_run<I, S>(&self, cwd: Option<&Path>, args: I) -> GitOutput
+    pub fn try_run<I, S>(&self, cwd: Option<&Path>, args: I) -> GitOutput
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -133,7 +132,7 @@ impl Git {
     }
 
     /// Runs `git ARGS` (in `cwd` when given); panics unless it succeeds.
-    pub(crate) fn run<I, S>(&self, cwd: Option<&Path>, args: I) -> GitOutput
+    pub fn run<I, S>(&self, cwd: Option<&Path>, args: I) -> GitOutput
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -142,7 +141,7 @@ impl Git {
     }
 
     /// Runs `command` (stdin closed), killing it after the time limit.
-    pub(crate) fn output(&self, mut command: Command) -> GitOutput {
+    pub fn output(&self, mut command: Command) -> GitOutput {
         let line = describe(&command);
         command
             .stdin(Stdio::null())

@@ -26,7 +26,7 @@ use super::http::{Body, BodyError, full, respond, serve};
 
 /// What to do to a matching request.
 #[derive(Clone, Debug)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// Answer with this status, headers and body instead of forwarding.
     Respond {
         /// HTTP status.
@@ -58,7 +58,7 @@ pub(crate) enum Fault {
 
 impl Fault {
     /// 429 with `Retry-After: <seconds>`.
-    pub(crate) fn too_many_requests(retry_after_seconds: u64) -> Fault {
+    pub fn too_many_requests(retry_after_seconds: u64) -> Fault {
         Fault::Respond {
             status: 429,
             headers: vec![("retry-after".into(), retry_after_seconds.to_string())],
@@ -67,7 +67,7 @@ impl Fault {
     }
 
     /// 429 with a `Retry-After` header of any value (an HTTP date, garbage, ...).
-    pub(crate) fn too_many_requests_raw(retry_after: &str) -> Fault {
+    pub fn too_many_requests_raw(retry_after: &str) -> Fault {
         Fault::Respond {
             status: 429,
             headers: vec![("retry-after".into(), retry_after.to_owned())],
@@ -76,7 +76,7 @@ impl Fault {
     }
 
     /// `status` (500, 502, 503, 401, ...) with a distribution-style error body.
-    pub(crate) fn status(status: u16) -> Fault {
+    pub fn status(status: u16) -> Fault {
         Fault::Respond {
             status,
             headers: Vec::new(),
@@ -85,7 +85,7 @@ impl Fault {
     }
 
     /// An oversized tags list with `Content-Length`.
-    pub(crate) fn oversized(bytes: usize) -> Fault {
+    pub fn oversized(bytes: usize) -> Fault {
         Fault::Oversized {
             bytes,
             content_length: true,
@@ -99,7 +99,7 @@ fn error_body(code: &str, message: &str) -> String {
 
 /// A fault for some of the requests whose method and path match.
 #[derive(Clone, Debug)]
-pub(crate) struct FaultRule {
+pub struct FaultRule {
     method: Option<String>,
     path_contains: String,
     skip: usize,
@@ -109,7 +109,7 @@ pub(crate) struct FaultRule {
 
 impl FaultRule {
     /// `fault` for every request whose path (with query) contains `path_contains`.
-    pub(crate) fn new(path_contains: &str, fault: Fault) -> FaultRule {
+    pub fn new(path_contains: &str, fault: Fault) -> FaultRule {
         FaultRule {
             method: None,
             path_contains: path_contains.to_owned(),
@@ -120,19 +120,19 @@ impl FaultRule {
     }
 
     /// Only for requests with this method (`GET`, `HEAD`, ...).
-    pub(crate) fn method(mut self, method: &str) -> FaultRule {
+    pub fn method(mut self, method: &str) -> FaultRule {
         self.method = Some(method.to_ascii_uppercase());
         self
     }
 
     /// Only for the first `n` matching requests (after the skipped ones).
-    pub(crate) fn times(mut self, n: usize) -> FaultRule {
+    pub fn times(mut self, n: usize) -> FaultRule {
         self.times = Some(n);
         self
     }
 
     /// Let the first `n` matching requests through untouched.
-    pub(crate) fn skip(mut self, n: usize) -> FaultRule {
+    pub fn skip(mut self, n: usize) -> FaultRule {
         self.skip = n;
         self
     }
@@ -154,7 +154,7 @@ struct State {
 }
 
 /// A running fault-injection proxy; stops on drop.
-pub(crate) struct FaultProxy {
+pub struct FaultProxy {
     addr: String,
     state: Arc<State>,
     task: JoinHandle<()>,
@@ -162,7 +162,7 @@ pub(crate) struct FaultProxy {
 
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`) with `faults`.
-    pub(crate) async fn start(upstream: &str, faults: Vec<FaultRule>) -> FaultProxy {
+    pub async fn start(upstream: &str, faults: Vec<FaultRule>) -> FaultProxy {
         let state = Arc::new(State {
             upstream: upstream.to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -184,23 +184,23 @@ impl FaultProxy {
     }
 
     /// `127.0.0.1:PORT` of the proxy.
-    pub(crate) fn addr(&self) -> &str {
+    pub fn addr(&self) -> &str {
         &self.addr
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Replaces the rules (their match counts start at zero).
-    pub(crate) fn set_faults(&self, faults: Vec<FaultRule>) {
+    pub fn set_faults(&self, faults: Vec<FaultRule>) {
         *self.state.rules.lock().expect("rules lock") =
             faults.into_iter().map(|rule| (rule, 0)).collect();
     }
 
     /// Adds a rule after the existing ones.
-    pub(crate) fn add_fault(&self, fault: FaultRule) {
+    pub fn add_fault(&self, fault: FaultRule) {
         self.state
             .rules
             .lock()
@@ -209,17 +209,17 @@ impl FaultProxy {
     }
 
     /// Removes every rule: from now on the proxy only forwards.
-    pub(crate) fn clear_faults(&self) {
+    pub fn clear_faults(&self) {
         self.state.rules.lock().expect("rules lock").clear();
     }
 
     /// How many requests got a fault so far.
-    pub(crate) fn faults_applied(&self) -> usize {
+    pub fn faults_applied(&self) -> usize {
         self.state.applied.load(Ordering::SeqCst)
     }
 
     /// Request counts per `METHOD /path` (without the query).
-    pub(crate) fn requests(&self) -> BTreeMap<String, usize> {
+    pub fn requests(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for entry in self.state.log.lock().expect("log lock").iter() {
             let key = entry
@@ -231,13 +231,13 @@ impl FaultProxy {
     }
 
     /// Every request as `METHOD /path?query`, in order of arrival.
-    pub(crate) fn log(&self) -> Vec<String> {
+    pub fn log(&self) -> Vec<String> {
         self.state.log.lock().expect("log lock").clone()
     }
 
     /// How many requests had `method` (any, if empty) and a path (with query) containing
     /// `path_contains`.
-    pub(crate) fn count(&self, method: &str, path_contains: &str) -> usize {
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
         self.state
             .log
             .lock()
@@ -252,12 +252,12 @@ impl FaultProxy {
     }
 
     /// The number of requests seen so far.
-    pub(crate) fn total(&self) -> usize {
+    pub fn total(&self) -> usize {
         self.state.log.lock().expect("log lock").len()
     }
 
     /// Forgets the requests seen so far (the rules keep their counts).
-    pub(crate) fn reset_counts(&self) {
+    pub fn reset_counts(&self) {
         self.state.log.lock().expect("log lock").clear();
     }
 }

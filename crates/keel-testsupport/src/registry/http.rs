@@ -14,20 +14,20 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// The error type of response bodies.
-pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body type of the servers.
-pub(crate) type Body = UnsyncBoxBody<Bytes, BodyError>;
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
 /// A complete body.
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+pub fn full(bytes: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
 /// A response with `status`, a content type and a complete body.
-pub(crate) fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -37,7 +37,7 @@ pub(crate) fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -
 
 /// Binds 127.0.0.1:0 and serves every connection with `handler` until the returned task is
 /// aborted (which also ends the open connections).
-pub(crate) async fn serve<H, F>(handler: H) -> (SocketAddr, JoinHandle<()>)
+pub async fn serve<H, F>(handler: H) -> (SocketAddr, JoinHandle<()>)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,

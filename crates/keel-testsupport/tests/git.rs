@@ -1,14 +1,12 @@
 //! Self-tests of the integration-test support: `git daemon` started by `scripts/git-server`,
 //! the smart-HTTP server with basic auth, and the helpers that seed, push and read repositories.
 
-mod support;
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Git, GitServer};
+use keel_testsupport::git::{Git, GitOutput, GitServer};
 
 const FILES: &[(&str, &str)] = &[
     ("README.md", "# app\n"),
@@ -20,7 +18,7 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// Runs `git ARGS` in `work` as `keel-test` (commits and rebases need an identity).
-fn as_keel(git: &Git, work: &Path, args: &[&str]) -> support::GitOutput {
+fn as_keel(git: &Git, work: &Path, args: &[&str]) -> GitOutput {
     let identity = [
         "-c",
         "user.name=keel-test",
@@ -37,7 +35,7 @@ fn commit_all(git: &Git, work: &Path, message: &str) -> String {
     git.run(Some(work), ["rev-parse", "HEAD"]).trimmed()
 }
 
-fn clone(server: &GitServer, url: &str, work: &Path) -> support::GitOutput {
+fn clone(server: &GitServer, url: &str, work: &Path) -> GitOutput {
     server.git().try_run(
         None,
         [

@@ -4,59 +4,44 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::git::Git;
+use super::cli::{Git, GitOutput};
 use super::http::{HttpConfig, HttpGitServer, HttpRequestRecord};
+use crate::{ScriptServer, script};
 
 /// The identity of the commits a third party pushes with [`GitServer::push_file`].
-pub(crate) const THIRD_PARTY: (&str, &str) = ("Third Party", "third-party@example.invalid");
+pub const THIRD_PARTY: (&str, &str) = ("Third Party", "third-party@example.invalid");
 
 /// A running `git daemon` on 127.0.0.1 serving the bare repositories of a temporary directory
 /// (anonymous fetch and push over `git://`), optionally with a smart-HTTP server behind basic
 /// auth (`http://127.0.0.1:PORT/git/NAME.git`). Stopped, and its directory removed, on drop.
-pub(crate) struct GitServer {
+pub struct GitServer {
     addr: String,
     dir: PathBuf,
     repos: PathBuf,
-    pid: u32,
     git: Git,
     http: Option<(HttpGitServer, String, String)>,
+    /// Stops `git daemon` when dropped, after `http` (see `Drop`).
+    server: ScriptServer,
 }
 
 impl GitServer {
     /// Starts `git daemon`; panics if it cannot (with a hint to run
     /// `scripts/git-server install` when git or `git daemon` is missing).
-    pub(crate) fn start() -> GitServer {
+    pub fn start() -> GitServer {
         GitServer::launch(None)
     }
 
     /// Starts `git daemon` and a smart-HTTP server that lets in only `user` with `password`.
-    pub(crate) fn start_with_http(user: &str, password: &str) -> GitServer {
+    pub fn start_with_http(user: &str, password: &str) -> GitServer {
         GitServer::launch(Some((user, password)))
     }
 
     fn launch(http: Option<(&str, &str)>) -> GitServer {
         require_git(http.is_some());
-        let script = super::repo_root().join("scripts/git-server");
-        let mut command = Command::new(&script);
-        command
-            .arg("start")
-            .args(["--owner-pid", &std::process::id().to_string()]);
-        let output = command
-            .output()
-            .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
-        assert!(
-            output.status.success(),
-            "scripts/git-server start failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let line = String::from_utf8_lossy(&output.stdout);
-        let started: serde_json::Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|error| panic!("scripts/git-server start printed {line:?}: {error}"));
-        let addr = started["addr"].as_str().expect("addr").to_owned();
-        let dir = PathBuf::from(started["dir"].as_str().expect("dir"));
-        let repos = PathBuf::from(started["repos"].as_str().expect("repos"));
-        let pid = u32::try_from(started["pid"].as_u64().expect("pid")).expect("pid fits u32");
+        let server = ScriptServer::start("git-server", std::iter::empty::<&str>());
+        let addr = server.field("addr").to_owned();
+        let dir = server.dir().to_path_buf();
+        let repos = PathBuf::from(server.field("repos"));
         let git = Git::new(dir.join("home"));
         let http = http.map(|(user, password)| {
             let server = HttpGitServer::start(HttpConfig {
@@ -71,45 +56,45 @@ impl GitServer {
             addr,
             dir,
             repos,
-            pid,
             git,
             http,
+            server,
         }
     }
 
     /// `127.0.0.1:PORT` of `git daemon`.
-    pub(crate) fn addr(&self) -> &str {
+    pub fn addr(&self) -> &str {
         &self.addr
     }
 
     /// The server's temporary directory (removed on drop).
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The directory of the bare repositories.
-    pub(crate) fn repos_dir(&self) -> &Path {
+    pub fn repos_dir(&self) -> &Path {
         &self.repos
     }
 
     /// The bare repository `NAME.git`.
-    pub(crate) fn repo_path(&self, name: &str) -> PathBuf {
+    pub fn repo_path(&self, name: &str) -> PathBuf {
         self.repos.join(format!("{name}.git"))
     }
 
     /// The process id of `git daemon`.
-    pub(crate) fn pid(&self) -> u32 {
-        self.pid
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 
     /// The isolated `git` CLI this server uses (its `HOME` lies in the server's directory).
-    pub(crate) fn git(&self) -> &Git {
+    pub fn git(&self) -> &Git {
         &self.git
     }
 
     /// A scratch directory inside the server's directory (removed with the server), for
     /// clones and work trees of a test.
-    pub(crate) fn scratch_dir(&self, prefix: &str) -> PathBuf {
+    pub fn scratch_dir(&self, prefix: &str) -> PathBuf {
         tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&self.dir)
@@ -118,24 +103,19 @@ impl GitServer {
     }
 
     /// `git://127.0.0.1:PORT/NAME.git`.
-    pub(crate) fn git_url(&self, name: &str) -> String {
+    pub fn git_url(&self, name: &str) -> String {
         format!("git://{}/{name}.git", self.addr)
     }
 
     /// `http://127.0.0.1:PORT/git/NAME.git`; panics unless started with
     /// [`GitServer::start_with_http`].
-    pub(crate) fn http_url(&self, name: &str) -> String {
+    pub fn http_url(&self, name: &str) -> String {
         format!("http://{}/git/{name}.git", self.http_server().addr())
     }
 
     /// [`GitServer::http_url`] with `user:password@` in it (percent-encoded), for the `git`
     /// CLI, which cannot be asked for credentials in tests.
-    pub(crate) fn http_url_with_credentials(
-        &self,
-        name: &str,
-        user: &str,
-        password: &str,
-    ) -> String {
+    pub fn http_url_with_credentials(&self, name: &str, user: &str, password: &str) -> String {
         format!(
             "http://{}:{}@{}/git/{name}.git",
             percent_encode(user),
@@ -145,40 +125,40 @@ impl GitServer {
     }
 
     /// The user and password the HTTP server accepts; panics without HTTP.
-    pub(crate) fn http_credentials(&self) -> (&str, &str) {
+    pub fn http_credentials(&self) -> (&str, &str) {
         let (_, user, password) = self.http.as_ref().expect(NO_HTTP);
         (user, password)
     }
 
     /// HTTP requests so far, whatever their outcome.
-    pub(crate) fn http_requests(&self) -> usize {
+    pub fn http_requests(&self) -> usize {
         self.http_server().requests()
     }
 
     /// HTTP requests with wrong or unreadable credentials (answered 401).
-    pub(crate) fn http_auth_failures(&self) -> usize {
+    pub fn http_auth_failures(&self) -> usize {
         self.http_server().auth_failures()
     }
 
     /// HTTP requests without credentials, answered 401 with a `WWW-Authenticate` challenge.
     /// Git clients (the CLI, libgit2) send such a request first even when they have
     /// credentials, so a successful clone usually counts one.
-    pub(crate) fn http_challenges(&self) -> usize {
+    pub fn http_challenges(&self) -> usize {
         self.http_server().challenges()
     }
 
     /// Every HTTP request so far, in order.
-    pub(crate) fn http_log(&self) -> Vec<HttpRequestRecord> {
+    pub fn http_log(&self) -> Vec<HttpRequestRecord> {
         self.http_server().log()
     }
 
     /// What `git http-backend` wrote to stderr so far.
-    pub(crate) fn http_backend_stderr(&self) -> String {
+    pub fn http_backend_stderr(&self) -> String {
         self.http_server().backend_stderr()
     }
 
     /// The log of `git daemon` so far (connections, requests, errors).
-    pub(crate) fn daemon_log(&self) -> String {
+    pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
@@ -188,7 +168,7 @@ impl GitServer {
 
     /// Creates the bare repository `NAME.git` with HEAD naming `branch` and seeds `branch` with
     /// one commit of `files` (`(path, content)`, paths may contain `/`); returns its id.
-    pub(crate) fn create_repo(&self, name: &str, files: &[(&str, &str)], branch: &str) -> String {
+    pub fn create_repo(&self, name: &str, files: &[(&str, &str)], branch: &str) -> String {
         let bytes: Vec<(&str, &[u8])> = files
             .iter()
             .map(|(path, content)| (*path, content.as_bytes()))
@@ -197,12 +177,7 @@ impl GitServer {
     }
 
     /// [`GitServer::create_repo`] with file contents as bytes (invalid UTF-8, BOMs, ...).
-    pub(crate) fn create_repo_bytes(
-        &self,
-        name: &str,
-        files: &[(&str, &[u8])],
-        branch: &str,
-    ) -> String {
+    pub fn create_repo_bytes(&self, name: &str, files: &[(&str, &[u8])], branch: &str) -> String {
         let source = self.scratch_dir("seed-");
         for (path, content) in files {
             write_file(&source, path, content);
@@ -219,7 +194,7 @@ impl GitServer {
     }
 
     /// Creates the bare repository `NAME.git` without any commit (HEAD names `branch`).
-    pub(crate) fn create_empty_repo(&self, name: &str, branch: &str) {
+    pub fn create_empty_repo(&self, name: &str, branch: &str) {
         self.create_repo_command(name, branch, None);
     }
 
@@ -229,8 +204,7 @@ impl GitServer {
         branch: &str,
         source: Option<&Path>,
     ) -> std::process::Output {
-        let script = super::repo_root().join("scripts/git-server");
-        let mut command = Command::new(&script);
+        let mut command = script("git-server");
         command
             .arg("create-repo")
             .arg(&self.dir)
@@ -241,7 +215,7 @@ impl GitServer {
         }
         let output = command
             .output()
-            .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+            .unwrap_or_else(|error| panic!("running scripts/git-server: {error}"));
         assert!(
             output.status.success(),
             "scripts/git-server create-repo {name} failed ({}): {}",
@@ -254,7 +228,7 @@ impl GitServer {
     /// A third party commits `content` to `path` on `branch` (created from HEAD, or as the first
     /// commit of an empty repository, when missing) and pushes it over `git://`, through a
     /// clone of its own; returns the new commit id.
-    pub(crate) fn push_file(
+    pub fn push_file(
         &self,
         name: &str,
         branch: &str,
@@ -266,7 +240,7 @@ impl GitServer {
     }
 
     /// Like [`GitServer::push_file`] with several files in one commit; `None` deletes a file.
-    pub(crate) fn push_files(
+    pub fn push_files(
         &self,
         name: &str,
         branch: &str,
@@ -341,7 +315,7 @@ impl GitServer {
     }
 
     /// The commit `branch` points at in the bare repository, if the branch exists.
-    pub(crate) fn head(&self, name: &str, branch: &str) -> Option<String> {
+    pub fn head(&self, name: &str, branch: &str) -> Option<String> {
         let output = self.bare(
             name,
             [
@@ -356,7 +330,7 @@ impl GitServer {
 
     /// The content of `path` on `branch`, if both exist (panics on invalid UTF-8; see
     /// [`GitServer::read_bytes`]).
-    pub(crate) fn read_file(&self, name: &str, branch: &str, path: &str) -> Option<String> {
+    pub fn read_file(&self, name: &str, branch: &str, path: &str) -> Option<String> {
         self.read_bytes(name, branch, path).map(|bytes| {
             String::from_utf8(bytes)
                 .unwrap_or_else(|_| panic!("{path} on {branch} of {name} is not UTF-8"))
@@ -364,7 +338,7 @@ impl GitServer {
     }
 
     /// The bytes of `path` on `branch`, if both exist.
-    pub(crate) fn read_bytes(&self, name: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
+    pub fn read_bytes(&self, name: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
         let object = format!("refs/heads/{branch}:{path}");
         let kind = self.bare(name, ["cat-file", "-t", &object]);
         if !kind.success || kind.trimmed() != "blob" {
@@ -376,7 +350,7 @@ impl GitServer {
 
     /// `(commit id, subject)` of the commits of `branch`, newest first (empty when the branch
     /// does not exist).
-    pub(crate) fn log(&self, name: &str, branch: &str) -> Vec<(String, String)> {
+    pub fn log(&self, name: &str, branch: &str) -> Vec<(String, String)> {
         let Some(head) = self.head(name, branch) else {
             return Vec::new();
         };
@@ -393,7 +367,7 @@ impl GitServer {
     }
 
     /// The paths of the files on `branch` (sorted), empty when the branch does not exist.
-    pub(crate) fn files(&self, name: &str, branch: &str) -> Vec<String> {
+    pub fn files(&self, name: &str, branch: &str) -> Vec<String> {
         let Some(head) = self.head(name, branch) else {
             return Vec::new();
         };
@@ -409,7 +383,7 @@ impl GitServer {
 
     /// `git show -s --format=FORMAT COMMIT` in the bare repository (author, message, parents,
     /// ... of a commit, e.g. `%an <%ae>`, `%B`, `%P`).
-    pub(crate) fn show(&self, name: &str, commit: &str, format: &str) -> String {
+    pub fn show(&self, name: &str, commit: &str, format: &str) -> String {
         let format = format!("--format={format}");
         self.bare(name, ["show", "-s", &format, commit])
             .expect_success()
@@ -418,7 +392,7 @@ impl GitServer {
 
     /// Points `branch` at `commit` (or deletes it with `None`), as a force push would: for
     /// tests of rewritten or vanished branches.
-    pub(crate) fn set_branch(&self, name: &str, branch: &str, commit: Option<&str>) {
+    pub fn set_branch(&self, name: &str, branch: &str, commit: Option<&str>) {
         let reference = format!("refs/heads/{branch}");
         match commit {
             Some(commit) => self.bare(name, ["update-ref", &reference, commit]),
@@ -429,7 +403,7 @@ impl GitServer {
 
     /// Installs the hook `hook` (`pre-receive`, `update`, ...) of the bare repository as a
     /// `/bin/sh` script with `body`, e.g. `echo "rejected" >&2; exit 1` to refuse pushes.
-    pub(crate) fn install_hook(&self, name: &str, hook: &str, body: &str) {
+    pub fn install_hook(&self, name: &str, hook: &str, body: &str) {
         use std::os::unix::fs::PermissionsExt as _;
         let path = self.repo_path(name).join("hooks").join(hook);
         std::fs::create_dir_all(path.parent().expect("hooks dir")).expect("hooks directory");
@@ -440,7 +414,7 @@ impl GitServer {
     }
 
     /// Runs `git --git-dir=<bare repository> ARGS`, whether it succeeds or not.
-    pub(crate) fn bare<I, S>(&self, name: &str, args: I) -> super::git::GitOutput
+    pub fn bare<I, S>(&self, name: &str, args: I) -> GitOutput
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
@@ -455,20 +429,9 @@ impl GitServer {
 
 impl Drop for GitServer {
     fn drop(&mut self) {
-        // The HTTP server first: it runs backends in the directory about to be removed.
+        // The HTTP server first: it runs backends in the directory that stopping `git daemon`
+        // (the `server` field, dropped next) removes.
         self.http = None;
-        let script = super::repo_root().join("scripts/git-server");
-        let stopped = Command::new(&script)
-            .arg("stop")
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .status();
-        if !matches!(stopped, Ok(status) if status.success()) {
-            eprintln!(
-                "scripts/git-server stop {} failed: {stopped:?}",
-                self.dir.display()
-            );
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Test support for the integration tests of keel-git.
+//! Git servers for the integration tests (feature `git`).
 //!
 //! - [`GitServer`]: a throw-away `git daemon` started by `scripts/git-server` (anonymous fetch
 //!   and push over `git://`), optionally with a smart-HTTP server in front of the same
@@ -11,24 +11,11 @@
 //! Everything here is blocking and safe to call from async tests of any runtime flavour: the
 //! HTTP server runs on a runtime of its own thread, so a test that blocks its runtime on a
 //! `git` command never starves the server that command talks to.
-//!
-//! Each test file uses it as `mod support;`, so helpers that one file does not use are fine.
-#![allow(dead_code, unused_imports)]
 
-mod git;
+mod cli;
 mod http;
 mod server;
 
-pub(crate) use git::{Git, GitOutput};
-pub(crate) use http::HttpRequestRecord;
-pub(crate) use server::GitServer;
-
-/// The root of the repository (where `scripts/` lives), found upwards from the package that
-/// includes this support code.
-pub(crate) fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|dir| dir.join("scripts/git-server").is_file())
-        .expect("the package lies inside the keel-rs repository")
-        .to_path_buf()
-}
+pub use cli::{GIT_TIMEOUT, Git, GitOutput};
+pub use http::{HttpRequestRecord, REALM};
+pub use server::{GitServer, THIRD_PARTY};

@@ -1,0 +1,40 @@
+//! Test support of keel-rs: the real servers the integration tests and benches run against,
+//! each behind a cargo feature.
+//!
+//! - `registry` ([`registry`]): throw-away registries started by `scripts/registry-server`,
+//!   a seeder, a token issuer and a fault-injection proxy.
+//! - `git` ([`git`]): throw-away `git daemon`s started by `scripts/git-server`, optionally with a
+//!   smart-HTTP server, and an isolated `git` CLI.
+//! - `kube` ([`kube`]): a throw-away etcd + kube-apiserver from the envtest binaries, clients as
+//!   chosen users, and workload fixtures.
+//! - `pipeline` ([`pipeline`]): a recording notifier and scenarios for tests of the keel-core
+//!   pipeline.
+//! - `tls` ([`tls`], implied by `registry` and `kube`): certificate authorities and certificates
+//!   signed by them.
+//!
+//! Servers started by the project's scripts go through one [`ScriptServer`], which parses the
+//! JSON the script prints and stops the server on drop.
+
+mod script;
+
+pub use script::{ScriptServer, script};
+
+#[cfg(feature = "git")]
+pub mod git;
+#[cfg(feature = "kube")]
+pub mod kube;
+#[cfg(feature = "pipeline")]
+pub mod pipeline;
+#[cfg(feature = "registry")]
+pub mod registry;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+/// The root of the repository (where `scripts/` lives), found upwards from this crate.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("scripts/registry-server").is_file())
+        .expect("keel-testsupport lies inside the keel-rs repository")
+        .to_path_buf()
+}

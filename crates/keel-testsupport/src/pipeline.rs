@@ -1,0 +1,103 @@
+//! Scenarios and helpers for tests of the keel-core pipeline (feature `pipeline`).
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use keel_core::approval::{ApprovalState, Approvals, VoteKind};
+use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
+
+/// A notifier that keeps every event it is handed, in order.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    events: Mutex<Vec<Event>>,
+}
+
+impl RecordingNotifier {
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("events lock").clone()
+    }
+
+    /// The events of `kind` so far.
+    pub fn of(&self, kind: EventKind) -> Vec<Event> {
+        let events = self.events.lock().expect("events lock");
+        events.iter().filter(|e| e.kind == kind).cloned().collect()
+    }
+
+    /// How many events of `kind` arrived so far.
+    pub fn count(&self, kind: EventKind) -> usize {
+        let events = self.events.lock().expect("events lock");
+        events.iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    async fn notify(&self, event: &Event) -> Result<(), Error> {
+        self.events.lock().expect("events lock").push(event.clone());
+        Ok(())
+    }
+}
+
+/// What was approved is what rolls out. `pipeline` tracks one image that needs one approval
+/// (through `approvals`) and has one newer tag. The scenario: a pass opens a request, `alice`
+/// approves it, `re_push` pushes the tag again with other content (returning its digest); the
+/// next pass rolls nothing out (`assert_unchanged` checks the target) and opens a request for
+/// the new content; approving that one rolls out exactly the new digest, which is returned.
+pub async fn approved_digest_rolls_out(
+    pipeline: &Pipeline,
+    approvals: &Approvals,
+    re_push: impl AsyncFnOnce() -> String,
+    assert_unchanged: impl AsyncFnOnce(),
+) -> String {
+    let first = pipeline.run_once().await;
+    assert!(first.failures.is_empty(), "{:?}", first.failures);
+    let request = first.approval_requests[0].clone();
+    assert_eq!(request.state, ApprovalState::Pending);
+    let approved = request.digest.clone().expect("the request names a digest");
+    approvals
+        .vote(&request.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+
+    // After the vote, someone pushes other content under the approved tag.
+    let pushed = re_push().await;
+    assert_ne!(pushed, approved.as_str());
+
+    let second = pipeline.run_once().await;
+    assert!(second.failures.is_empty(), "{:?}", second.failures);
+    assert!(
+        second.applied.is_empty(),
+        "the re-pushed tag rolled out on the old approval: {:?}",
+        second.applied
+    );
+    assert_unchanged().await;
+    let reopened = second
+        .approval_requests
+        .iter()
+        .find(|r| r.id != request.id)
+        .expect("a request for the new content");
+    assert_eq!(
+        reopened.digest.as_ref().map(|d| d.as_str()),
+        Some(pushed.as_str())
+    );
+    assert_eq!(reopened.state, ApprovalState::Pending);
+
+    // Approving the new content rolls out exactly that digest.
+    approvals
+        .vote(&reopened.id, "alice", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let third = pipeline.run_once().await;
+    assert!(third.failures.is_empty(), "{:?}", third.failures);
+    assert_eq!(third.applied.len(), 1);
+    assert_eq!(
+        third.applied[0].new.digest().map(|d| d.as_str()),
+        Some(pushed.as_str())
+    );
+    pushed
+}
