@@ -15,6 +15,8 @@
 //!   by the next pass, and knowing when the last one completed;
 //! - [`trigger`]: poll schedules (cron with seconds, `@every 5m`) and the webhook payloads of
 //!   registries (Docker Hub, Quay, ACR, GHCR, Harbor, JFrog, distribution);
+//! - [`keel_keys`]: Keel's `keel.sh/*` annotations, labels and comments, read in one place
+//!   for every target;
 //! - [`approval`]: approval requests bound to image digests, votes, deadlines, an audit log,
 //!   and the [`ApprovalStore`] trait with in-memory and (feature `redb`) embedded stores;
 //! - [`body`]: the one bounded reader of response bodies every HTTP backend uses;
@@ -27,6 +29,7 @@
 pub mod approval;
 pub mod body;
 pub mod error;
+pub mod keel_keys;
 pub mod policy;
 pub mod reference;
 pub mod secret;

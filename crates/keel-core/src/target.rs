@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::policy::Policy;
 use crate::reference::ImageRef;
+use crate::trigger::Schedule;
 
 /// How updates of a tracked image are triggered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -20,8 +21,9 @@ pub enum Trigger {
     Webhook,
     /// By polling the registry on a schedule (`@every 5m`, a cron expression).
     Poll {
-        /// The schedule as written.
-        schedule: String,
+        /// The schedule; `None`: the poller's default schedule (Keel's `@every 1m`, or what
+        /// the application configures, as Keel's `POLL_DEFAULTSCHEDULE`).
+        schedule: Option<Schedule>,
     },
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use git2::Signature;
-use keel_core::policy::VersionPolicy;
-use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan};
+use keel_core::policy::{PolicySpec, VersionPolicy};
+use keel_core::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 use keel_core::{Error, ImageRef, redact_urls};
 use tracing::{info, warn};
 
@@ -719,29 +719,26 @@ impl Target for GitTarget {
         let refs = self.references().await?;
         let mut tracked = Vec::new();
         for r in refs {
-            let Some(policy) = r.policy.clone() else {
+            let Some(spec) = r.policy.clone() else {
                 // Unmarked references are found for releases only, never tracked.
                 if !matches!(r.kind, ReferenceKind::Unmarked { .. }) {
                     warn!(id = %r.id(), "image reference without a policy; not tracked");
                 }
                 continue;
             };
-            let policy = VersionPolicy::parse(&policy, &r.options)?;
-            let poll = r.settings.trigger.as_deref() == Some("poll");
-            let trigger = match (&r.settings.poll_schedule, poll) {
-                (Some(schedule), _) => Trigger::Poll {
-                    schedule: schedule.clone(),
-                },
-                (None, true) => Trigger::Poll {
-                    schedule: "@every 1m".into(),
-                },
-                (None, false) => Trigger::default(),
-            };
-            tracked.push(
-                TrackedImage::new(r.id(), r.image.clone(), Arc::new(policy))
-                    .with_trigger(trigger)
-                    .with_approvals(r.settings.approvals),
-            );
+            // `never` (Keel's `none`): found, and not tracked, as in the cluster.
+            if matches!(spec, PolicySpec::Never) {
+                continue;
+            }
+            let policy = VersionPolicy::new(spec, &r.options)?;
+            let image = TrackedImage::new(r.id(), r.image.clone(), Arc::new(policy));
+            tracked.push(match r.kind {
+                // Keel's settings, defaults included, are for what Keel's keys mark.
+                ReferenceKind::KeelWorkload { .. } | ReferenceKind::KeelComment => {
+                    r.settings.apply_to(image)
+                }
+                _ => image,
+            });
         }
         Ok(tracked)
     }

@@ -22,11 +22,12 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::avoid::{AvoidTag, failed_images};
 use crate::error::{self as kerr, Request};
-use crate::keys::{self, KeelConfig, Keys, Problem};
+use crate::keys::{self, Keys, Problem};
 use crate::patch::{effective_image, image_patch, recorded_digests, runs};
 use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
 use crate::secrets::{PullSecrets, SecretRef};
 use crate::workload::{ContainerId, Workload, WorkloadKind, WorkloadView, container_key};
+use keel_core::keel_keys::KeelConfig;
 
 /// The field manager keel-k8s patches as.
 pub const FIELD_MANAGER: &str = "keel";
@@ -173,14 +174,17 @@ impl KubeTargetBuilder {
             Scope::All => vec![None],
             Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
         };
+        let (changes, _) = tokio::sync::watch::channel(());
         let mut caches: Vec<Box<dyn Cache>> = Vec::new();
         for kind in &kinds {
             for ns in &namespaces {
+                let ns = ns.clone();
+                let tx = changes.clone();
                 let cache: Box<dyn Cache> = match kind {
-                    WorkloadKind::Deployment => Box::new(self.watch::<Deployment>(ns.clone())),
-                    WorkloadKind::StatefulSet => Box::new(self.watch::<StatefulSet>(ns.clone())),
-                    WorkloadKind::DaemonSet => Box::new(self.watch::<DaemonSet>(ns.clone())),
-                    WorkloadKind::CronJob => Box::new(self.watch::<CronJob>(ns.clone())),
+                    WorkloadKind::Deployment => Box::new(self.watch::<Deployment>(ns, tx)),
+                    WorkloadKind::StatefulSet => Box::new(self.watch::<StatefulSet>(ns, tx)),
+                    WorkloadKind::DaemonSet => Box::new(self.watch::<DaemonSet>(ns, tx)),
+                    WorkloadKind::CronJob => Box::new(self.watch::<CronJob>(ns, tx)),
                 };
                 caches.push(cache);
             }
@@ -197,6 +201,7 @@ impl KubeTargetBuilder {
                 conflict_retries: self.conflict_retries,
                 pull_secrets: self.pull_secrets,
                 caches,
+                changes,
                 problems: Mutex::new(Vec::new()),
                 warned: Mutex::new(HashSet::new()),
             }),
@@ -219,7 +224,11 @@ impl KubeTargetBuilder {
         }
     }
 
-    fn watch<K: Workload>(&self, namespace: Option<String>) -> Watched<K> {
+    fn watch<K: Workload>(
+        &self,
+        namespace: Option<String>,
+        changes: tokio::sync::watch::Sender<()>,
+    ) -> Watched<K> {
         let api: Api<K> = match &namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
@@ -252,6 +261,11 @@ impl KubeTargetBuilder {
                             task_health.ready.store(true, Ordering::Release);
                             task_health.set_error(None);
                             debug!("cache synced");
+                            changes.send_replace(());
+                        }
+                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                            task_health.set_error(None);
+                            changes.send_replace(());
                         }
                         Ok(_) => task_health.set_error(None),
                         Err(error) => {
@@ -391,6 +405,8 @@ struct Inner {
     conflict_retries: u32,
     pull_secrets: Option<PullSecrets>,
     caches: Vec<Box<dyn Cache>>,
+    /// Marked changed after each watch event that changed a cache.
+    changes: tokio::sync::watch::Sender<()>,
     problems: Mutex<Vec<Problem>>,
     /// Problems already logged, so each is warned about once, not every discovery.
     warned: Mutex<HashSet<Problem>>,
@@ -512,6 +528,14 @@ impl KubeTarget {
             conflict_retries: 5,
             pull_secrets: None,
         }
+    }
+
+    /// Marked changed whenever a watch sees a workload applied, changed or deleted (or
+    /// finishes a list), so that an application can look at a new workload when its event
+    /// arrives instead of at its next periodic pass. Changes that come while nobody looks
+    /// are seen as one.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.inner.changes.subscribe()
     }
 
     /// The kinds being watched (CronJob is left out where the server lacks `batch/v1`).
@@ -840,8 +864,15 @@ fn problem(view: &WorkloadView, key: &str, value: &str, reason: impl Into<String
 /// Adds the tracked containers of one workload, or its problem.
 fn track_workload(view: &WorkloadView, scan: &mut Scan) {
     let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
-    let config = match KeelConfig::parse(&keys) {
-        Ok(Some(config)) => config,
+    let parsed = KeelConfig::parse_tracked(|key| keys.get(key)).and_then(|config| {
+        let policy = config
+            .as_ref()
+            .map(KeelConfig::version_policy)
+            .transpose()?;
+        Ok(config.zip(policy.flatten()))
+    });
+    let (config, base) = match parsed {
+        Ok(Some((config, policy))) => (config, Arc::new(policy)),
         Ok(None) => return,
         Err(e) => {
             scan.problems
@@ -851,7 +882,7 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
     };
     let recorded = recorded_digests(view);
     let failed = failed_images(&view.annotations);
-    let needs_digest = keel_core::Policy::needs(config.policy.as_ref()).current_tag_digest;
+    let needs_digest = keel_core::Policy::needs(base.as_ref()).current_tag_digest;
     let pull_secrets: Vec<SecretRef> = pull_secret_names(view)
         .into_iter()
         .map(|name| SecretRef::new(view.namespace.clone(), name))
@@ -898,17 +929,12 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
             .filter(|f| f.name() == image.name())
             .and_then(|f| f.tag().map(|t| t.as_str().to_owned()));
         let policy: Arc<dyn keel_core::Policy> = match failed_tag {
-            Some(tag) => Arc::new(AvoidTag::new(config.policy.clone(), tag)),
-            None => config.policy.clone(),
+            Some(tag) => Arc::new(AvoidTag::new(base.clone(), tag)),
+            None => base.clone(),
         };
-        let mut tracked = TrackedImage::new(id.clone(), image, policy)
-            .with_trigger(config.trigger.clone())
-            .with_approvals(config.approvals)
-            .with_approval_deadline(config.approval_deadline)
-            .with_notify(config.notify.clone());
-        if let Some(notes) = &config.release_notes {
-            tracked = tracked.with_release_notes(notes.clone());
-        }
+        let tracked = config
+            .settings
+            .apply_to(TrackedImage::new(id.clone(), image, policy));
         let listing = WorkloadImage {
             id,
             kind: view.kind.to_string(),
@@ -917,9 +943,12 @@ fn track_workload(view: &WorkloadView, scan: &mut Scan) {
             container: container.name.clone(),
             init: container.init,
             image: text.to_owned(),
-            policy: config.policy_text.clone(),
-            trigger: match &config.trigger {
-                keel_core::target::Trigger::Poll { schedule } => format!("poll {schedule}"),
+            policy: base.spec().to_string(),
+            trigger: match &config.settings.trigger {
+                keel_core::target::Trigger::Poll {
+                    schedule: Some(schedule),
+                } => format!("poll {schedule}"),
+                keel_core::target::Trigger::Poll { schedule: None } => "poll".to_owned(),
                 _ => "webhook".to_owned(),
             },
         };

@@ -4,9 +4,9 @@
 //! - [`http`]: Keel's webhook endpoints (`/v1/webhooks/{native,dockerhub,quay,azure,github,
 //!   harbor,jfrog,registry}`) behind optional credentials, `/healthz` and `/metrics`;
 //! - [`metrics`]: the counters and gauges `/metrics` shows;
-//! - [`scheduler`]: which poll-triggered images are due, per `keel.sh/pollSchedule`;
 //! - [`worker`]: runs a pipeline pass for each batch of pushes and whenever polled images are
-//!   due.
+//!   due (keel-core's [`Poller`](keel_core::trigger::Poller) knows which, per
+//!   `keel.sh/pollSchedule`) or a workload changed.
 //!
 //! Webhooks and the worker meet on a `tokio::sync::mpsc` channel of
 //! [`PushEvent`](keel_core::trigger::PushEvent)s:
@@ -34,7 +34,6 @@
 
 pub mod http;
 pub mod metrics;
-pub mod scheduler;
 pub mod setup;
 pub mod worker;
 

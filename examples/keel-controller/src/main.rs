@@ -17,6 +17,9 @@
 //!   controller does not start, unless `--unsafe-unauthenticated-webhooks` says to serve the
 //!   open ones anyway (Keel's behaviour, for a migration). Notifiers and the approvals API
 //!   credentials come from the environment too: see `keel_controller::setup`.
+//! - Images with `keel.sh/trigger: poll` and no `keel.sh/pollSchedule` poll on Keel's
+//!   `POLL_DEFAULTSCHEDULE` (default `@every 1m`); a value that is not a schedule stops the
+//!   start. A workload applied to the cluster is looked at when its watch event arrives.
 //! - With several replicas, one leads (a `Lease`) and only it polls and applies; the others
 //!   answer 503 on `/readyz`, so a Service sends webhooks to the leader.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
@@ -38,7 +41,7 @@ use keel_controller::shutdown_signal;
 use keel_controller::worker::Worker;
 use keel_core::Pipeline;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
-use keel_core::trigger::Schedule;
+use keel_core::trigger::{PollScheduler, Schedule, default_poll_schedule};
 use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets, RolloutVerdict};
 use keel_registry::RegistryClientBuilder;
 use tokio::sync::watch;
@@ -138,6 +141,16 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
+
+    // Keel's POLL_DEFAULTSCHEDULE: the schedule of images polled without a
+    // keel.sh/pollSchedule of their own (default `@every 1m`).
+    let scheduler = match default_poll_schedule(|name| std::env::var(name).ok()) {
+        Ok(schedule) => PollScheduler::new().with_default_schedule(schedule.unwrap_or_default()),
+        Err(e) => {
+            error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
 
     let config = match HttpConfig::new()
         .with_body_limit(args.body_limit)
@@ -276,7 +289,10 @@ async fn main() -> std::process::ExitCode {
     } else {
         None
     };
-    let mut worker = Worker::new(pipeline, metrics.clone()).with_resync(args.resync);
+    let mut worker = Worker::new(pipeline, metrics.clone())
+        .with_resync(args.resync)
+        .with_scheduler(scheduler)
+        .with_changes(target.changes());
     if let Some(timeout) = args.pass_timeout {
         worker = worker.with_pass_timeout(timeout);
     }

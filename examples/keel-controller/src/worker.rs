@@ -14,13 +14,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use keel_core::pipeline::RunReport;
 use keel_core::supervise::PassSupervisor;
-use keel_core::trigger::PushEvent;
+use keel_core::trigger::{ImageKey, PollScheduler, Poller, PushEvent};
 use keel_core::{Pipeline, TrackedImage, UpdatePlan};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
-use crate::scheduler::{ImageKey, PollScheduler};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -31,13 +30,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - A webhook pass covers every tracked image of the pushed repositories, whatever its
 ///   trigger (as in Keel, polling adds to webhooks, it does not replace them). Pushes that
 ///   queue up while a pass runs are covered together by the next one.
-/// - A poll pass covers every poll-triggered image that is due, each repository listed once.
-///   When nothing is due for `resync` (default one minute), a pass runs anyway so that newly
-///   deployed images are found; it lists nothing unless a new image turned up.
+/// - A poll pass covers every poll-triggered image that is due, each repository listed once
+///   (keel-core's [`Poller`]). When the target reports a change ([`Worker::with_changes`]:
+///   a workload applied, changed or deleted), a pass runs at once, so a new workload is
+///   checked when its watch event arrives; it lists nothing unless a new image turned up.
+///   When nothing is due for `resync` (default one minute), a pass runs anyway.
 pub struct Worker {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
-    scheduler: Mutex<PollScheduler>,
+    poller: Poller,
+    changes: Option<tokio::sync::watch::Receiver<()>>,
     awaiting: Mutex<HashMap<ImageKey, UpdatePlan>>,
     resync: Duration,
     leader: Option<tokio::sync::watch::Receiver<bool>>,
@@ -71,7 +73,8 @@ impl Worker {
         Worker {
             pipeline,
             metrics,
-            scheduler: Mutex::new(PollScheduler::new()),
+            poller: Poller::new(PollScheduler::new()),
+            changes: None,
             awaiting: Mutex::new(HashMap::new()),
             resync: Duration::from_secs(60),
             leader: None,
@@ -140,6 +143,21 @@ impl Worker {
         self
     }
 
+    /// Polls images without a `keel.sh/pollSchedule` of their own on `scheduler`'s default
+    /// schedule (Keel's `POLL_DEFAULTSCHEDULE`; otherwise `@every 1m`).
+    pub fn with_scheduler(mut self, scheduler: PollScheduler) -> Self {
+        self.poller = Poller::new(scheduler);
+        self
+    }
+
+    /// Runs a poll pass whenever `changes` is marked changed (the target saw a workload
+    /// applied, changed or deleted), instead of waiting for the next resync: images seen for
+    /// the first time are checked in that pass.
+    pub fn with_changes(mut self, changes: tokio::sync::watch::Receiver<()>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
     /// The pipeline.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
@@ -163,7 +181,7 @@ impl Worker {
             .ok()
             .and_then(|interval| last.checked_add_signed(interval))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        match lock(&self.scheduler).next_due() {
+        match self.poller.next_due() {
             Some(due) => due.min(resync),
             None => resync,
         }
@@ -197,20 +215,8 @@ impl Worker {
             debug!("not the leader: no poll pass");
             return RunReport::default();
         }
-        let due = lock(&self.scheduler).take_due(now);
-        let covered = Mutex::new(HashSet::new());
-        let filter = |image: &TrackedImage| {
-            let hit = lock(&self.scheduler).observe(image, &due);
-            if hit {
-                lock(&covered).insert(ImageKey::of(image));
-            }
-            hit
-        };
-        let report = self.pipeline.run_filtered(&filter).await;
-        // A target whose discovery failed may still run its images: keep their schedules.
-        let complete = !report.failures.iter().any(|f| f.id.is_none());
-        lock(&self.scheduler).finish_pass(complete);
-        let covered = covered.into_inner().unwrap_or_default();
+        let keel_core::trigger::PollPass { report, covered } =
+            self.poller.pass(&self.pipeline, now).await;
         if !covered.is_empty() || !report.failures.is_empty() {
             self.record("poll", &report, covered);
         }
@@ -302,6 +308,7 @@ impl Worker {
         let mut last_poll = None;
         let mut pushes_open = true;
         let mut leader = self.leader.clone();
+        let mut changes = self.changes.clone();
         loop {
             let now = Utc::now();
             let wake = self.next_poll(last_poll, now);
@@ -323,6 +330,21 @@ impl Worker {
                     let now = Utc::now();
                     self.supervised("poll", self.poll_pass(now)).await;
                     last_poll = Some(now);
+                }
+                changed = async {
+                    match changes.as_mut() {
+                        Some(rx) => rx.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed {
+                        // A workload was applied, changed or deleted: a pass at once (it
+                        // checks only what is new or due).
+                        debug!("target changed: running a pass now");
+                        last_poll = None;
+                    } else {
+                        changes = None;
+                    }
                 }
                 changed = async {
                     match leader.as_mut() {

@@ -21,7 +21,7 @@ fn tracked(id: &str, image: &str, schedule: Option<&str>) -> TrackedImage {
     );
     match schedule {
         Some(s) => t.with_trigger(Trigger::Poll {
-            schedule: s.to_owned(),
+            schedule: Some(s.parse().unwrap()),
         }),
         None => t,
     }

@@ -176,6 +176,16 @@ pub fn regex_reason(e: &regex::Error) -> String {
     )
 }
 
+/// Two specs are equal when they print the same ([`Display`](fmt::Display) gives a form that
+/// parses back to the same policy).
+impl PartialEq for PolicySpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for PolicySpec {}
+
 impl fmt::Display for PolicySpec {
     /// The policy string, such that parsing it gives the same policy back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

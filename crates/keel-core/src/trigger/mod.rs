@@ -3,13 +3,15 @@
 //! Keel looks for new tags in two ways, and so does keel-rs:
 //!
 //! - **Polling** on a [`Schedule`] (Keel's `keel.sh/pollSchedule`: a cron expression with
-//!   seconds, a descriptor such as `@hourly`, or `@every 5m`), evaluated in UTC;
+//!   seconds, a descriptor such as `@hourly`, or `@every 5m`), evaluated in UTC, each image
+//!   on its own: [`PollScheduler`] knows which are due, and [`Poller`] runs pipeline passes
+//!   over them, listing each repository once per pass;
 //! - **Webhooks** from a registry: [`WebhookSource::parse_payload`] reads the payloads of
 //!   Keel's endpoints (`native`, `dockerhub`, `quay`, `azure`, `github`, `harbor`, `jfrog`,
 //!   `registry`) into [`PushEvent`]s.
 //!
-//! Neither does any I/O: a controller runs the timer and the HTTP server, and asks the
-//! pipeline for a pass over the images that are due or were pushed.
+//! None of them reads a clock or does I/O of its own: an application runs the timer and the
+//! HTTP server, and asks for a pass over the images that are due or were pushed.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -25,8 +27,13 @@
 //! assert_eq!(pushes[0].image.to_string(), "quay.io/acme/web:1.4.2");
 //! ```
 
+mod poll;
 mod schedule;
 mod webhook;
 
+pub use self::poll::{
+    DueSet, ImageKey, POLL_DEFAULT_SCHEDULE_VAR, PollPass, PollScheduler, Poller,
+    default_poll_schedule,
+};
 pub use self::schedule::{DEFAULT_POLL_SCHEDULE, Schedule};
 pub use self::webhook::{PushEvent, WebhookSource};

@@ -161,6 +161,13 @@ impl fmt::Display for Schedule {
     }
 }
 
+impl serde::Serialize for Schedule {
+    /// As its [`Display`](fmt::Display) form, e.g. `"@every 1m30s"`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------

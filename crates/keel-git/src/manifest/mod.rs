@@ -49,7 +49,9 @@
 use std::fmt;
 use std::ops::Range;
 
-use keel_core::{ImageRef, PolicyOptions};
+use keel_core::{ImageRef, PolicyOptions, PolicySpec};
+
+pub use keel_core::keel_keys::KeelSettings;
 
 mod config;
 mod rewrite;
@@ -106,12 +108,15 @@ pub struct Reference {
     /// The reference as written now; for references split over several scalars, assembled
     /// from the parts.
     pub image: ImageRef,
-    /// The policy string (`minor`, `semver:^1.2`, ...), if the manifest or the configuration
-    /// gives one. A Flux marker the configuration does not know has none.
-    pub policy: Option<String>,
+    /// The policy (`minor`, `semver:^1.2`, ...), parsed, if the manifest or the configuration
+    /// gives one. A Flux marker the configuration does not know has none; Keel's
+    /// `keel.sh/policy: none` is [`PolicySpec::Never`], which is not tracked.
+    pub policy: Option<PolicySpec>,
     /// The options of the policy (tag filters, pre-release and match-tag switches).
     pub options: PolicyOptions,
-    /// Keel's other settings; defaults for references not found through Keel annotations.
+    /// Keel's other settings (trigger and schedule, approvals, notifications...), read by
+    /// keel-core's one reader of the `keel.sh/*` keys; defaults for references not found
+    /// through Keel annotations or comments.
     pub settings: KeelSettings,
     /// The scalars holding the reference, in file order.
     pub slots: Vec<Slot>,
@@ -197,22 +202,6 @@ pub enum ReferenceKind {
         /// `spec.template.spec.containers[0].image` or `images[2]`.
         path: String,
     },
-}
-
-/// Keel's settings besides the policy (which is [`Reference::policy`]) and its options
-/// (`matchPreRelease`, in [`Reference::options`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeelSettings {
-    /// `keel.sh/approvals`: how many approvals an update needs (0: none).
-    pub approvals: u32,
-    /// `keel.sh/matchTag` (or `keel.sh/match-tag`): follow the current tag to new digests.
-    /// Also sets [`PolicyOptions::match_tag`] when the policy is `force`, the only policy
-    /// that uses it.
-    pub match_tag: bool,
-    /// `keel.sh/trigger`, e.g. `poll`; `None` for Keel's default.
-    pub trigger: Option<String>,
-    /// `keel.sh/pollSchedule`, e.g. `@every 10m`; `None` for the default schedule.
-    pub poll_schedule: Option<String>,
 }
 
 /// One scalar holding (part of) a reference.

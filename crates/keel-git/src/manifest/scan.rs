@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 
+use keel_core::keel_keys::{self, KeelConfig};
 use keel_core::policy::PolicySpec;
 use keel_core::{ImageRef, PolicyOptions};
 use regex::Regex;
@@ -132,7 +133,7 @@ struct Scanner<'a> {
 struct Draft {
     kind: ReferenceKind,
     image: String,
-    policy: Option<String>,
+    policy: Option<PolicySpec>,
     options: PolicyOptions,
     settings: KeelSettings,
     /// Scalars and the part each holds.
@@ -324,7 +325,7 @@ impl<'a> Scanner<'a> {
             // Nothing marks it: the configuration does not make it tracked either.
             None if matches!(draft.kind, ReferenceKind::Unmarked { .. }) => (None, draft.options),
             None => match self.config.image_policy(&image) {
-                Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
+                Some(entry) => (config_policy(&entry.policy), entry.options.clone()),
                 None => (None, draft.options),
             },
         };
@@ -446,7 +447,7 @@ impl<'a> Scanner<'a> {
             Some(m) => match self.config.marker_policy(m) {
                 Some(p) => (
                     ReferenceKind::Kustomization { name },
-                    Some(p.policy.clone()),
+                    config_policy(&p.policy),
                     p.options.clone(),
                 ),
                 None => (
@@ -458,7 +459,7 @@ impl<'a> Scanner<'a> {
             None => match configured {
                 Some(entry) => (
                     ReferenceKind::Kustomization { name },
-                    Some(entry.policy.clone()),
+                    config_policy(&entry.policy),
                     entry.options.clone(),
                 ),
                 // Neither marked nor configured: not tracked, but found for a release.
@@ -610,7 +611,7 @@ impl<'a> Scanner<'a> {
             text
         };
         let (policy, options) = match configured {
-            Some(p) => (Some(p.policy.clone()), p.options.clone()),
+            Some(p) => (config_policy(&p.policy), p.options.clone()),
             None => (None, PolicyOptions::default()),
         };
         self.finish(Draft {
@@ -637,18 +638,19 @@ impl<'a> Scanner<'a> {
             let Some(Mark::Keel(keys)) = self.mark(id) else {
                 continue;
             };
-            if !keys.contains_key("keel.sh/policy") {
+            if !keys.contains_key(keel_keys::POLICY) {
                 continue;
             }
             let line = self.node_line(id);
-            let (policy, options, settings) = match keel_settings(&keys) {
-                Ok(parsed) => parsed,
+            let keel = match KeelConfig::parse(|key| keys.get(key).map(String::as_str)) {
+                Ok(keel) => keel,
                 Err(reason) => {
                     self.used.insert(id);
                     self.warn(line, format!("keel.sh comment: {reason}; skipped"));
                     continue;
                 }
             };
+            let (policy, options, settings) = (keel.policy, keel.options, keel.settings);
             let image = self.tree.str(id).unwrap_or_default().to_owned();
             self.finish(Draft {
                 kind: ReferenceKind::KeelComment,
@@ -750,37 +752,18 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        let annotated = keys.get("keel.sh/policy").is_some_and(|p| !p.is_empty());
+        let annotated = keys.get(keel_keys::POLICY).is_some_and(|p| !p.is_empty());
         if !annotated && self.config.images.is_empty() {
             return;
         }
-        let (policy, options, settings) = match keel_settings(&keys) {
-            Ok(parsed) => parsed,
+        let keel = match KeelConfig::parse(|key| keys.get(key).map(String::as_str)) {
+            Ok(keel) => keel,
             Err(reason) => {
                 self.warn(line, format!("{workload}: {reason}; skipped"));
                 return;
             }
         };
-        let monitor = match keys.get("keel.sh/monitorContainers") {
-            Some(re) if !re.is_empty() => match Regex::new(re) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    self.warn(
-                        line,
-                        format!(
-                            "{workload}: keel.sh/monitorContainers is not a valid regex: {}; \
-                             skipped",
-                            e.to_string().lines().last().unwrap_or_default().trim()
-                        ),
-                    );
-                    return;
-                }
-            },
-            _ => None,
-        };
-        let init = keys
-            .get("keel.sh/initContainers")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let init = keel.init_containers;
         let pod_path: &[&str] = match kind {
             "Pod" => &["spec"],
             "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
@@ -803,10 +786,7 @@ impl<'a> Scanner<'a> {
                     .and_then(|n| tree.str(n))
                     .unwrap_or("")
                     .to_owned();
-                if monitor
-                    .as_ref()
-                    .is_some_and(|re| !re.is_match(&container_name))
-                {
+                if !keel.monitors(&container_name, list == "initContainers") {
                     continue;
                 }
                 let Some(image) = tree.get(container, "image") else {
@@ -817,14 +797,14 @@ impl<'a> Scanner<'a> {
                 }
                 let text = tree.str(image).unwrap_or_default().to_owned();
                 let (policy, options) = if annotated {
-                    (policy.clone(), options.clone())
+                    (keel.policy.clone(), keel.options.clone())
                 } else {
                     // Not annotated: only images the configuration names.
                     match ImageRef::parse(&text)
                         .ok()
                         .and_then(|i| self.config.image_policy(&i))
                     {
-                        Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
+                        Some(entry) => (config_policy(&entry.policy), entry.options.clone()),
                         None => continue,
                     }
                 };
@@ -836,7 +816,7 @@ impl<'a> Scanner<'a> {
                     image: text,
                     policy,
                     options,
-                    settings: settings.clone(),
+                    settings: keel.settings.clone(),
                     slots: vec![(image, Part::Whole)],
                 });
             }
@@ -971,54 +951,11 @@ fn parse_flux_marker(marker: &str) -> Mark {
     }
 }
 
-/// Go's `strconv.ParseBool`, which Keel uses.
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{key} must be true or false, not `{value}`")),
-    }
-}
-
-/// The policy, options and settings of `keel.sh/*` keys.
-fn keel_settings(
-    keys: &BTreeMap<String, String>,
-) -> Result<(Option<String>, PolicyOptions, KeelSettings), String> {
-    let mut options = PolicyOptions::default();
-    let mut settings = KeelSettings::default();
-    let policy = match keys.get("keel.sh/policy").filter(|p| !p.is_empty()) {
-        Some(p) => {
-            let spec: PolicySpec = p.parse().map_err(|e| format!("keel.sh/policy: {e}"))?;
-            Some((p.clone(), spec))
-        }
-        None => None,
-    };
-    if let Some(v) = keys.get("keel.sh/approvals").filter(|v| !v.is_empty()) {
-        settings.approvals = v
-            .parse()
-            .map_err(|_| format!("keel.sh/approvals must be a whole number, not `{v}`"))?;
-    }
-    for key in ["keel.sh/matchTag", "keel.sh/match-tag"] {
-        if let Some(v) = keys.get(key) {
-            settings.match_tag = parse_bool(key, v)?;
-        }
-    }
-    if let Some(v) = keys.get("keel.sh/matchPreRelease") {
-        options.match_pre_release = parse_bool("keel.sh/matchPreRelease", v)?;
-    }
-    settings.trigger = keys
-        .get("keel.sh/trigger")
-        .filter(|v| !v.is_empty())
-        .cloned();
-    settings.poll_schedule = keys
-        .get("keel.sh/pollSchedule")
-        .filter(|v| !v.is_empty())
-        .cloned();
-    options.match_tag = settings.match_tag
-        && policy
-            .as_ref()
-            .is_some_and(|(_, spec)| matches!(spec, PolicySpec::Force));
-    Ok((policy.map(|(p, _)| p), options, settings))
+/// A policy string of the configuration, which [`RepoConfig::validate`] checked when it was
+/// loaded; one that does not parse (a configuration built in code and never validated) gives
+/// no policy, so the reference is found but not tracked.
+fn config_policy(policy: &str) -> Option<PolicySpec> {
+    policy.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
 //! Tests of discovery, configuration and rewrites, including the golden files under
 //! `tests/golden/`.
 
+use keel_core::target::Trigger;
 use keel_core::{Error, ImageRef, PolicyOptions};
 use proptest::prelude::*;
 
 use super::*;
+
+/// The reference's policy as it prints.
+fn policy_text(r: &Reference) -> Option<String> {
+    r.policy.as_ref().map(ToString::to_string)
+}
 
 fn image(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -162,7 +168,7 @@ fn golden_flux_marker() {
             "ghcr.io/stefanprodan/podinfo:6.5.4",
         )],
     );
-    assert_eq!(refs[0].policy.as_deref(), Some("semver:^6"));
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("semver:^6"));
 }
 
 #[test]
@@ -277,14 +283,16 @@ fn golden_keel_deployment() {
             container: "web".into()
         }
     );
-    assert_eq!(r.policy.as_deref(), Some("minor"));
+    assert_eq!(policy_text(r).as_deref(), Some("minor"));
     assert_eq!(
         r.settings,
         KeelSettings {
             approvals: 1,
             match_tag: false,
-            trigger: Some("poll".into()),
-            poll_schedule: Some("@every 10m".into()),
+            trigger: Trigger::Poll {
+                schedule: Some("@every 10m".parse().unwrap())
+            },
+            ..KeelSettings::default()
         }
     );
     assert_eq!(r.slots[0].style, ScalarStyle::DoubleQuoted);
@@ -297,7 +305,7 @@ fn golden_keel_cronjob() {
         "jobs/report.yaml",
         &[("jobs/report.yaml#L17:report", "ghcr.io/org/report:2.0.4")],
     );
-    assert_eq!(refs[0].policy.as_deref(), Some("patch"));
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("patch"));
 }
 
 #[test]
@@ -310,7 +318,10 @@ fn golden_keel_init_containers() {
             ("apps/db.yaml#L19:db", "docker.io/library/postgres:16.2"),
         ],
     );
-    assert!(refs.iter().all(|r| r.policy.as_deref() == Some("minor")));
+    assert!(
+        refs.iter()
+            .all(|r| policy_text(r).as_deref() == Some("minor"))
+    );
 }
 
 #[test]
@@ -330,7 +341,7 @@ fn golden_keel_comment() {
         ],
     );
     assert_eq!(refs[0].kind, ReferenceKind::KeelComment);
-    assert_eq!(refs[1].policy.as_deref(), Some("patch"));
+    assert_eq!(policy_text(&refs[1]).as_deref(), Some("patch"));
 }
 
 #[test]
@@ -349,7 +360,7 @@ fn golden_kustomization_newtag() {
             ),
         ],
     );
-    assert_eq!(refs[0].policy.as_deref(), Some("minor"));
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("minor"));
     // Marked, but the configuration does not know the marker: the caller decides.
     assert_eq!(refs[1].policy, None);
 }
@@ -483,7 +494,7 @@ fn flux_whole_marker_slot_policy_and_options() {
     assert_eq!(r.slots[0].part, Part::Whole);
     assert_eq!(r.slots[0].style, ScalarStyle::DoubleQuoted);
     assert_eq!(r.image, image("ghcr.io/org/app:1.2.3"));
-    assert_eq!(r.policy.as_deref(), Some("semver:^1.2"));
+    assert_eq!(policy_text(r).as_deref(), Some("semver:^1.2"));
     assert_eq!(r.options.filter.as_deref(), Some("^v?(?P<v>.*)$"));
     assert_eq!(r.options.extract.as_deref(), Some("$v"));
     assert_eq!(r.settings, KeelSettings::default());
@@ -516,7 +527,7 @@ b:
     assert_eq!(refs[1].image, image("ghcr.io/org/b:2.0.0"));
     // A lone tag marker takes its repository from the configuration.
     assert_eq!(refs[2].image, image("ghcr.io/org/y:3.0.0"));
-    assert_eq!(refs[2].policy.as_deref(), Some("patch"));
+    assert_eq!(policy_text(&refs[2]).as_deref(), Some("patch"));
     assert_eq!(refs[2].slots[0].part, Part::Tag);
 }
 
@@ -576,13 +587,62 @@ d:
     let found = scan("v.yaml", content, &RepoConfig::default());
     assert_eq!(found.references.len(), 2);
     let [a, b] = [&found.references[0], &found.references[1]];
-    assert_eq!(a.policy.as_deref(), Some("force"));
+    assert_eq!(policy_text(a).as_deref(), Some("force"));
     assert!(a.settings.match_tag && a.options.match_tag);
     assert_eq!(a.settings.approvals, 2);
-    assert_eq!(b.policy.as_deref(), Some("semver:>=7.0 <8.0"));
-    assert_eq!(b.settings.trigger.as_deref(), Some("poll"));
+    assert_eq!(policy_text(b).as_deref(), Some("semver:>=7.0 <8.0"));
+    assert_eq!(b.settings.trigger, Trigger::Poll { schedule: None });
     assert_eq!(found.warnings.len(), 1);
     assert_eq!(found.warnings[0].line, Some(6));
+}
+
+/// The disagreements the one reader of `keel.sh/*` settled: `none` is no policy, `matchTag`
+/// wins over `match-tag`, switches follow Go's `strconv.ParseBool`, `pollSchedule` alone does
+/// not enable polling, and the approval deadline, notify and release notes are kept.
+#[test]
+fn keel_keys_follow_keels_rules() {
+    let content = "\
+kind: Deployment
+metadata:
+  name: a
+  annotations:
+    keel.sh/policy: force
+    keel.sh/matchTag: 'false'
+    keel.sh/match-tag: 'true'
+    keel.sh/initContainers: '1'
+    keel.sh/pollSchedule: '@every 5m'
+    keel.sh/approvalDeadline: '2'
+    keel.sh/notify: '#ops'
+    keel.sh/releaseNotes: https://example.com/notes
+spec:
+  template:
+    spec:
+      initContainers: [{name: init, image: busybox:1.36}]
+      containers: [{name: app, image: nginx:1.25.3}]
+---
+kind: Deployment
+metadata: {name: b, annotations: {keel.sh/policy: none}}
+spec: {template: {spec: {containers: [{name: app, image: redis:7.2.0}]}}}
+";
+    let found = marked(scan("k.yaml", content, &RepoConfig::default()));
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    let [init, app, none] = &found.references[..] else {
+        panic!("{:?}", found.references);
+    };
+    assert_eq!(policy_text(init).as_deref(), Some("force"));
+    assert_eq!(slot_texts(content, init), ["busybox:1.36"]);
+    assert!(!app.settings.match_tag && !app.options.match_tag);
+    assert_eq!(app.settings.trigger, Trigger::Webhook);
+    assert_eq!(
+        app.settings.approval_deadline,
+        std::time::Duration::from_secs(2 * 3600)
+    );
+    assert_eq!(app.settings.notify, ["#ops"]);
+    assert_eq!(
+        app.settings.release_notes.as_deref(),
+        Some("https://example.com/notes")
+    );
+    assert_eq!(none.policy, Some(keel_core::PolicySpec::Never));
 }
 
 #[test]
@@ -644,8 +704,8 @@ spec:
         ]
     );
     let r = &found.references[0];
-    assert_eq!(r.policy.as_deref(), Some("minor"));
-    assert_eq!(r.settings.trigger.as_deref(), Some("poll"));
+    assert_eq!(policy_text(r).as_deref(), Some("minor"));
+    assert_eq!(r.settings.trigger, Trigger::Poll { schedule: None });
     assert!(r.settings.match_tag);
     // match-tag only means something to `force`.
     assert!(!r.options.match_tag);
@@ -734,7 +794,7 @@ spec:
     let [r] = found.references.as_slice() else {
         panic!("{:?}", found.references)
     };
-    assert_eq!(r.policy.as_deref(), Some("minor"));
+    assert_eq!(policy_text(r).as_deref(), Some("minor"));
     assert_eq!(r.id(), "d.yaml#L7:api");
 }
 
