@@ -80,6 +80,35 @@ enum VoteOutcome {
     Expired,
 }
 
+/// What an approval request is opened with, besides its plan.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestSpec {
+    /// The new image's digest, which the votes are for.
+    pub(crate) digest: Option<Digest>,
+    /// How many approvals it needs (at least 1).
+    pub(crate) required: u32,
+    /// How long it stays open (default: the manager's deadline).
+    pub(crate) deadline: Option<Duration>,
+    /// A release-notes link shown with it.
+    pub(crate) release_notes: Option<String>,
+    /// Extra notification channels for its events.
+    pub(crate) channels: Vec<String>,
+}
+
+impl RequestSpec {
+    /// The request an update of `image` needs: its approvals, deadline, release notes and
+    /// channels, for the new image's `digest`.
+    pub(crate) fn for_image(image: &TrackedImage, digest: Option<Digest>) -> Self {
+        RequestSpec {
+            digest,
+            required: image.approvals,
+            deadline: image.approval_deadline,
+            release_notes: image.release_notes.clone(),
+            channels: image.notify.clone(),
+        }
+    }
+}
+
 impl Approvals {
     /// A manager over `store`, with a 24-hour default deadline and no notifiers.
     pub fn new(store: Arc<dyn ApprovalStore>) -> Self {
@@ -136,17 +165,14 @@ impl Approvals {
         deadline: Option<Duration>,
         release_notes: Option<String>,
     ) -> Result<ApprovalRequest, Error> {
-        self.open(
-            plan,
+        let spec = RequestSpec {
             digest,
             required,
             deadline,
             release_notes,
-            Vec::new(),
-            &[],
-        )
-        .await
-        .map(|(r, _)| r)
+            channels: Vec::new(),
+        };
+        self.open(plan, spec, &[]).await.map(|(r, _)| r)
     }
 
     /// [`request`](Self::request) for an update of `image`, with its approvals, deadline,
@@ -157,32 +183,25 @@ impl Approvals {
         plan: &UpdatePlan,
         digest: Option<Digest>,
     ) -> Result<ApprovalRequest, Error> {
-        self.open(
-            plan,
-            digest,
-            image.approvals,
-            image.approval_deadline,
-            image.release_notes.clone(),
-            image.notify.clone(),
-            &[],
-        )
-        .await
-        .map(|(r, _)| r)
+        let spec = RequestSpec::for_image(image, digest);
+        self.open(plan, spec, &[]).await.map(|(r, _)| r)
     }
 
     /// Opens or returns the request, telling `extra` notifiers too; also returns how many
     /// notifications failed.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn open(
         &self,
         plan: &UpdatePlan,
-        digest: Option<Digest>,
-        required: u32,
-        deadline: Option<Duration>,
-        release_notes: Option<String>,
-        channels: Vec<String>,
+        spec: RequestSpec,
         extra: &[Arc<dyn Notifier>],
     ) -> Result<(ApprovalRequest, usize), Error> {
+        let RequestSpec {
+            digest,
+            required,
+            deadline,
+            release_notes,
+            channels,
+        } = spec;
         if required == 0 {
             return Err(ParseError::new(
                 "required approvals",

@@ -66,6 +66,7 @@ mod memory;
 mod redb_store;
 
 pub use manager::{Approvals, Clock};
+pub(crate) use manager::RequestSpec;
 pub use memory::MemoryApprovalStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbApprovalStore;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 use super::{Failure, Pipeline, PlannedUpdate, RefusedUpdate, RunReport};
-use crate::approval::{ApprovalRequest, ApprovalState, Approvals};
+use crate::approval::{ApprovalRequest, ApprovalState, Approvals, RequestSpec};
 use crate::error::Error;
 use crate::notify::EventKind;
 use crate::reference::Digest;
@@ -143,16 +143,9 @@ impl Pipeline {
                 Err(error) => Err(Consulted::Failed(error)),
             };
         }
+        let spec = RequestSpec::for_image(&p.image, digest);
         approvals
-            .open(
-                plan,
-                digest,
-                p.update.approvals,
-                p.image.approval_deadline,
-                p.image.release_notes.clone(),
-                p.image.notify.clone(),
-                &self.notifiers,
-            )
+            .open(plan, spec, &self.notifiers)
             .await
             .map_err(Consulted::Failed)
     }
