@@ -36,6 +36,15 @@
 //! - [`KubeApprovalStore`] keeps approval requests and the audit log in ConfigMaps, so that
 //!   controller replicas share them.
 //!
+//! As kube's own crates do, keel-k8s leaves two choices to the application: the Kubernetes
+//! version of the API types (a feature of `k8s-openapi`) and kube's TLS backend. An
+//! application depends on both with its choice, for example:
+//!
+//! ```toml
+//! k8s-openapi = { version = "0.29", features = ["v1_33"] }
+//! kube = { version = "5", default-features = false, features = ["client", "runtime", "rustls-tls", "ring"] }
+//! ```
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use keel_core::memory::InMemoryRegistry;
