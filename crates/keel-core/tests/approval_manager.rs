@@ -1,88 +1,48 @@
 //! The approval rules of the manager: digest binding, one vote per voter, veto, deadlines,
 //! supersession, idempotent requests, the audit log and the pending count.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use keel_core::approval::{
     ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
     MemoryApprovalStore, VoteKind,
 };
 use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{Digest, Error, Event, EventKind, ImageRef, Notifier, TrackedImage, UpdatePlan};
+use keel_core::{Digest, Error, EventKind, ImageRef, TrackedImage, UpdatePlan};
+use keel_testsupport::pipeline::{ManualClock, RecordingNotifier};
 
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-}
-
-impl Recorder {
-    fn kinds(&self) -> Vec<(EventKind, String)> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e.kind,
-                    e.approval
-                        .as_ref()
-                        .map(|a| a.id.clone())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Notifier for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        self.events.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
-
-/// A clock the test moves by hand.
-#[derive(Clone)]
-struct TestClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl TestClock {
-    fn new() -> Self {
-        TestClock(Arc::new(Mutex::new(
-            Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap(),
-        )))
-    }
-
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
+/// The kind and request id of every event `recorder` heard, in order.
+fn kinds(recorder: &RecordingNotifier) -> Vec<(EventKind, String)> {
+    recorder
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.approval
+                    .as_ref()
+                    .map(|a| a.id.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 struct Fixture {
     approvals: Approvals,
     store: Arc<MemoryApprovalStore>,
-    clock: TestClock,
-    recorder: Arc<Recorder>,
+    clock: ManualClock,
+    recorder: Arc<RecordingNotifier>,
 }
 
 fn fixture() -> Fixture {
     let store = Arc::new(MemoryApprovalStore::new());
-    let clock = TestClock::new();
-    let recorder = Arc::new(Recorder::default());
-    let c = clock.clone();
+    let clock = ManualClock::at(Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap());
+    let recorder = Arc::new(RecordingNotifier::default());
     let approvals = Approvals::new(store.clone())
-        .with_clock(Arc::new(move || c.now()))
+        .with_clock(clock.clock())
         .with_notifier(recorder.clone());
     Fixture {
         approvals,
@@ -237,8 +197,7 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
     assert_eq!(twice.votes.len(), 1);
     assert_eq!(twice.votes[0].comment.as_deref(), Some("lgtm"));
     assert!(
-        !f.recorder
-            .kinds()
+        !kinds(&f.recorder)
             .iter()
             .any(|(k, _)| *k == EventKind::Approved)
     );
@@ -251,13 +210,13 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
     assert_eq!(done.state, ApprovalState::Approved);
     assert_eq!(done.info().voters, ["alice", "bob"]);
     assert_eq!(
-        f.recorder.kinds(),
+        kinds(&f.recorder),
         [
             (EventKind::ApprovalRequested, r.id.clone()),
             (EventKind::Approved, r.id.clone())
         ]
     );
-    let event = f.recorder.events.lock().unwrap()[1].clone();
+    let event = f.recorder.events()[1].clone();
     let info = event.approval.unwrap();
     assert_eq!((info.approvals, info.required), (2, 2));
 
@@ -330,11 +289,7 @@ async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject()
         "alice's approve was replaced by her reject"
     );
     assert!(vetoed.rejected());
-    assert!(
-        f.recorder
-            .kinds()
-            .contains(&(EventKind::Rejected, r.id.clone()))
-    );
+    assert!(kinds(&f.recorder).contains(&(EventKind::Rejected, r.id.clone())));
     let e = f
         .approvals
         .vote(&r.id, "carol", VoteKind::Approve, None)
@@ -392,11 +347,7 @@ async fn a_vote_after_the_deadline_expires_the_request() {
         actions(&*f.store, &r.id).await,
         [AuditAction::Requested, AuditAction::Expired]
     );
-    assert!(
-        f.recorder
-            .kinds()
-            .contains(&(EventKind::Expired, r.id.clone()))
-    );
+    assert!(kinds(&f.recorder).contains(&(EventKind::Expired, r.id.clone())));
     assert!(f.approvals.expire_due().await.unwrap().is_empty());
 }
 
@@ -433,9 +384,7 @@ async fn expire_due_expires_overdue_requests_once() {
         "expired twice"
     );
     assert_eq!(f.approvals.pending().await.unwrap(), 1);
-    let expired_events = f
-        .recorder
-        .kinds()
+    let expired_events = kinds(&f.recorder)
         .into_iter()
         .filter(|(k, _)| *k == EventKind::Expired)
         .count();
@@ -490,10 +439,10 @@ async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
         [AuditAction::Requested]
     );
     assert_eq!(
-        f.recorder.kinds(),
+        kinds(&f.recorder),
         [(EventKind::ApprovalRequested, first.id.clone())]
     );
-    let event = f.recorder.events.lock().unwrap()[0].clone();
+    let event = f.recorder.events()[0].clone();
     assert_eq!(event.release_notes.as_deref(), Some("https://notes"));
     assert_eq!(event.approval.unwrap().required, 2);
 }
@@ -522,7 +471,7 @@ async fn request_for_a_tracked_image_carries_its_settings_and_channels() {
         .vote(&r.id, "alice", VoteKind::Reject, None)
         .await
         .unwrap();
-    let events = f.recorder.events.lock().unwrap().clone();
+    let events = f.recorder.events();
     assert_eq!(events.len(), 2);
     for e in &events {
         assert_eq!(e.channels, ["#prod-deploys"], "{:?}", e.kind);

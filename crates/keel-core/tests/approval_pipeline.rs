@@ -1,48 +1,19 @@
 //! The pipeline with an approvals manager: updates wait, approved ones apply, a new push of
 //! the same tag needs new votes, refused ones stay refused, dry runs open nothing.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use keel_core::approval::{
     ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
     MemoryApprovalStore, VoteKind,
 };
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{
-    Error, Event, EventKind, ImageRef, Notifier, Pipeline, Registry, Tag, TrackedImage,
-};
-
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-}
-
-impl Recorder {
-    fn count(&self, kind: EventKind) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.kind == kind)
-            .count()
-    }
-}
-
-#[async_trait]
-impl Notifier for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        self.events.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
+use keel_core::{Error, Event, EventKind, ImageRef, Pipeline, Registry, Tag, TrackedImage};
+use keel_testsupport::pipeline::{ManualClock, RecordingNotifier};
 
 const WEB: &str = "ghcr.io/acme/web";
 
@@ -51,8 +22,8 @@ struct Setup {
     target: Arc<InMemoryTarget>,
     store: Arc<MemoryApprovalStore>,
     approvals: Approvals,
-    recorder: Arc<Recorder>,
-    clock: Arc<Mutex<DateTime<Utc>>>,
+    recorder: Arc<RecordingNotifier>,
+    clock: ManualClock,
     pipeline: Pipeline,
 }
 
@@ -76,12 +47,9 @@ fn setup() -> Setup {
             .with_release_notes("https://example.com/web/1.1.0"),
     );
     let store = Arc::new(MemoryApprovalStore::new());
-    let clock = Arc::new(Mutex::new(
-        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
-    ));
-    let c = clock.clone();
-    let recorder = Arc::new(Recorder::default());
-    let approvals = Approvals::new(store.clone()).with_clock(Arc::new(move || *c.lock().unwrap()));
+    let clock = ManualClock::at(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+    let recorder = Arc::new(RecordingNotifier::default());
+    let approvals = Approvals::new(store.clone()).with_clock(clock.clock());
     let pipeline = Pipeline::new(registry.clone())
         .with_target(target.clone())
         .with_notifier(recorder.clone())
@@ -134,9 +102,7 @@ async fn an_update_waits_for_approval_and_applies_once_approved() {
     // The pipeline's notifier heard of the request, with the request and the channels.
     let requested: Vec<Event> = s
         .recorder
-        .events
-        .lock()
-        .unwrap()
+        .events()
         .iter()
         .filter(|e| e.kind == EventKind::ApprovalRequested)
         .cloned()
@@ -148,7 +114,7 @@ async fn an_update_waits_for_approval_and_applies_once_approved() {
         requested[0].release_notes.as_deref(),
         Some("https://example.com/web/1.1.0")
     );
-    let planned = s.recorder.events.lock().unwrap()[0].clone();
+    let planned = s.recorder.events()[0].clone();
     assert_eq!(planned.kind, EventKind::UpdatePlanned);
     assert_eq!(planned.channels, ["#prod"]);
 }
@@ -354,7 +320,7 @@ async fn rejected_and_expired_updates_are_refused_not_applied() {
     );
     let third = s.pipeline.run_once().await;
     assert_eq!(third.awaiting_approval.len(), 1);
-    *s.clock.lock().unwrap() += TimeDelta::minutes(2);
+    s.clock.advance(TimeDelta::minutes(2));
     let fourth = s.pipeline.run_once().await;
     assert_eq!(
         fourth.expired.len(),

@@ -2,39 +2,15 @@
 //! list cut short by the listing budget, and an approved update rolls out exactly the
 //! approved digest even while the client's cache still holds the old one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use keel_core::approval::{ApprovalState, Approvals, MemoryApprovalStore, VoteKind};
+use keel_core::approval::{Approvals, MemoryApprovalStore};
 use keel_core::memory::InMemoryTarget;
-use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
+use keel_core::{EventKind, Pipeline};
 use keel_registry::{RegistryClient, RegistryClientBuilder};
+use keel_testsupport::pipeline::{RecordingNotifier, approved_digest_rolls_out};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-}
-
-impl Recorder {
-    fn of(&self, kind: EventKind) -> Vec<Event> {
-        let events = self.events.lock().unwrap();
-        events.iter().filter(|e| e.kind == kind).cloned().collect()
-    }
-}
-
-#[async_trait]
-impl Notifier for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        self.events.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
 
 fn builder() -> RegistryClientBuilder {
     RegistryClient::builder()
@@ -59,7 +35,7 @@ async fn no_update_is_chosen_from_a_truncated_tag_list() {
     target
         .track("api", &format!("{image}:1.0.0"), "minor")
         .unwrap();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(RecordingNotifier::default());
     let budgeted = builder()
         .with_page_size(100)
         .with_listing_budget(2, 100_000)
@@ -133,58 +109,30 @@ async fn an_approved_update_rolls_out_the_approved_digest_not_a_new_push() {
         )
         .with_approvals(1),
     );
-    // The default client caches digests for 30 s, as a controller's does.
+    // The default client caches digests for 30 s, as a controller's does: the pass after
+    // the re-push still sees the approved digest in the cache.
     let client = Arc::new(builder().build().unwrap());
     let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
     let pipeline = Pipeline::new(client.clone())
         .with_target(target.clone())
         .with_approvals(approvals.clone());
 
-    let first = pipeline.run_once().await;
-    assert!(first.failures.is_empty(), "{:?}", first.failures);
-    let request = first.approval_requests[0].clone();
-    let approved = request.digest.clone().unwrap();
-    approvals
-        .vote(&request.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-
-    // After the vote, someone pushes other content under the approved tag.
-    let pushed = server
-        .move_tag("team/web", "1.1.0", "2030-01-01T00:00:00Z")
-        .await;
-    assert_ne!(pushed, approved.as_str());
-
-    let second = pipeline.run_once().await;
-    assert!(second.failures.is_empty(), "{:?}", second.failures);
-    assert!(
-        second.applied.is_empty(),
-        "the re-pushed tag rolled out on the old approval: {:?}",
-        second.applied
-    );
-    assert_eq!(
-        target.image("web").unwrap().to_string(),
-        format!("{image}:1.0.0")
-    );
-    let reopened = second
-        .approval_requests
-        .iter()
-        .find(|r| r.id != request.id)
-        .expect("a request for the new content");
-    assert_eq!(
-        reopened.digest.as_ref().map(|d| d.as_str()),
-        Some(pushed.as_str())
-    );
-    assert_eq!(reopened.state, ApprovalState::Pending);
-
-    // Approving the new content rolls out exactly that digest.
-    approvals
-        .vote(&reopened.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    let third = pipeline.run_once().await;
-    assert!(third.failures.is_empty(), "{:?}", third.failures);
-    assert_eq!(third.applied.len(), 1);
+    let pushed = approved_digest_rolls_out(
+        &pipeline,
+        &approvals,
+        async || {
+            server
+                .move_tag("team/web", "1.1.0", "2030-01-01T00:00:00Z")
+                .await
+        },
+        async || {
+            assert_eq!(
+                target.image("web").unwrap().to_string(),
+                format!("{image}:1.0.0")
+            );
+        },
+    )
+    .await;
     assert_eq!(
         target.image("web").unwrap().to_string(),
         format!("{image}:1.1.0@{pushed}")

@@ -1,9 +1,10 @@
 //! Scenarios and helpers for tests of the keel-core pipeline (feature `pipeline`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use keel_core::approval::{ApprovalState, Approvals, VoteKind};
+use chrono::{DateTime, TimeDelta, Utc};
+use keel_core::approval::{ApprovalState, Approvals, Clock, VoteKind};
 use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
 
 /// A notifier that keeps every event it is handed, in order.
@@ -40,6 +41,33 @@ impl Notifier for RecordingNotifier {
     async fn notify(&self, event: &Event) -> Result<(), Error> {
         self.events.lock().expect("events lock").push(event.clone());
         Ok(())
+    }
+}
+
+/// A clock the test moves by hand, for [`Approvals::with_clock`].
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock standing at `time`.
+    pub fn at(time: DateTime<Utc>) -> ManualClock {
+        ManualClock(Arc::new(Mutex::new(time)))
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+
+    /// Moves it forward by `by`.
+    pub fn advance(&self, by: TimeDelta) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+
+    /// The clock to hand to [`Approvals::with_clock`].
+    pub fn clock(&self) -> Clock {
+        let clock = self.clone();
+        Arc::new(move || clock.now())
     }
 }
 

@@ -5,34 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::approval::{ApprovalState, Approvals, MemoryApprovalStore, VoteKind};
-use keel_core::{Pipeline, RunReport, Target};
+use keel_core::approval::{Approvals, MemoryApprovalStore};
+use keel_core::{Pipeline, Target};
 use keel_git::GitTarget;
 use keel_k8s::KubeTarget;
 use keel_registry::RegistryClient;
 use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
+use keel_testsupport::pipeline::approved_digest_rolls_out;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
-/// Approves the one request `report` opened, as `voter`.
-async fn approve_the_request(approvals: &Approvals, report: &RunReport) -> String {
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    let request = &report.approval_requests[0];
-    assert_eq!(request.state, ApprovalState::Pending);
-    approvals
-        .vote(&request.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    request.id.clone()
-}
-
-/// Runs the scenario against `target`: request, vote, push the tag again, pass (nothing
-/// rolls out, a request for the new content opens), vote again, pass (the new content rolls
-/// out). Returns the approved digest of the new content.
+/// Runs the approved-digest scenario of the test support against `target` (request, vote,
+/// push the tag again, no rollout, vote again, the new content rolls out) over `registry`.
+/// Returns the approved digest of the new content.
 async fn re_push_after_the_vote(
     registry: &RegistryServer,
     target: Arc<dyn Target>,
-    still_old: impl AsyncFn() -> bool,
+    assert_unchanged: impl AsyncFnOnce(),
 ) -> String {
     // The default client caches digests for 30 s, as a long-running updater's does: the
     // pass after the re-push still sees the approved digest in the cache.
@@ -41,43 +30,17 @@ async fn re_push_after_the_vote(
     let pipeline = Pipeline::new(client)
         .with_target(target)
         .with_approvals(approvals.clone());
-
-    let first = pipeline.run_once().await;
-    let old_id = approve_the_request(&approvals, &first).await;
-    let pushed = registry
-        .move_tag("team/web", "1.1.0", "2030-01-01T00:00:00Z")
-        .await;
-
-    let second = pipeline.run_once().await;
-    assert!(second.failures.is_empty(), "{:?}", second.failures);
-    assert!(
-        second.applied.is_empty(),
-        "the re-pushed tag rolled out on the old approval"
-    );
-    assert!(still_old().await, "the target changed");
-    let reopened = second
-        .approval_requests
-        .iter()
-        .find(|r| r.id != old_id)
-        .expect("a request for the new content");
-    assert_eq!(
-        reopened.digest.as_ref().map(|d| d.as_str()),
-        Some(pushed.as_str())
-    );
-    assert_eq!(reopened.state, ApprovalState::Pending);
-
-    approvals
-        .vote(&reopened.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    let third = pipeline.run_once().await;
-    assert!(third.failures.is_empty(), "{:?}", third.failures);
-    assert_eq!(third.applied.len(), 1);
-    assert_eq!(
-        third.applied[0].new.digest().map(|d| d.as_str()),
-        Some(pushed.as_str())
-    );
-    pushed
+    approved_digest_rolls_out(
+        &pipeline,
+        &approvals,
+        async || {
+            registry
+                .move_tag("team/web", "1.1.0", "2030-01-01T00:00:00Z")
+                .await
+        },
+        assert_unchanged,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +68,11 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
 
     let running = || async { deployment_images(&client, &ns, "web", false).await };
     let pushed = re_push_after_the_vote(&registry, Arc::new(target), async || {
-        running().await == [("app".to_owned(), image("1.0.0"))]
+        assert_eq!(
+            running().await,
+            [("app".to_owned(), image("1.0.0"))],
+            "the target changed"
+        );
     })
     .await;
 
@@ -148,7 +115,7 @@ async fn git_never_commits_a_tag_pushed_after_the_vote() {
 
     let read = || git.read_file("fleet", "main", "apps/web.yaml").unwrap();
     let pushed = re_push_after_the_vote(&registry, Arc::new(target), async || {
-        read() == manifest(&image("1.0.0"))
+        assert_eq!(read(), manifest(&image("1.0.0")), "the target changed");
     })
     .await;
 
