@@ -6,6 +6,11 @@
 //! what Flux image automation or Argo CD Image Updater's git write-back do, as one small
 //! program built from keel-rs.
 //!
+//! Polling is keel-core's, as in the cluster: a reference with `keel.sh/trigger: poll` is
+//! checked on its own `keel.sh/pollSchedule` (without one, on Keel's `POLL_DEFAULTSCHEDULE`,
+//! default `@every 1m`); every other reference every `--interval`. A reference is checked as
+//! soon as it is first found, and a pass never decides from a tag list an earlier pass read.
+//!
 //! ```text
 //! keel-gitops --repo https://git.example.com/org/fleet.git --branch main --interval 5m
 //! ```
@@ -13,8 +18,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use clap::Parser;
 use keel_core::Pipeline;
+use keel_core::trigger::{PollPass, PollScheduler, Poller, Schedule, default_poll_schedule};
 use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
 use tracing::{error, info, warn};
@@ -103,7 +110,27 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
-    let registry = match RegistryClientBuilder::from_env().and_then(|b| b.build()) {
+    // Keel's POLL_DEFAULTSCHEDULE for `trigger: poll` without a schedule; `--interval` for
+    // the references that are not poll-triggered (no webhook reaches this program).
+    let scheduler = match (
+        default_poll_schedule(|name| std::env::var(name).ok()),
+        Schedule::every(args.interval),
+    ) {
+        (Ok(default), Ok(interval)) => PollScheduler::new()
+            .with_default_schedule(default.unwrap_or_default())
+            .with_unpolled_schedule(interval),
+        (Err(e), _) | (_, Err(e)) => {
+            error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let poller = Poller::new(scheduler);
+    // No tag list outlives the pass that read it (each pass lists a repository once): a
+    // pass every few seconds must see a tag pushed a second ago, not one cached for 30 s.
+    let registry = match RegistryClientBuilder::from_env()
+        .map(|b| b.with_cache_ttl(Duration::ZERO))
+        .and_then(|b| b.build())
+    {
         Ok(r) => r,
         Err(e) => {
             error!(%e, "cannot set up the registry client");
@@ -115,7 +142,8 @@ async fn main() -> std::process::ExitCode {
         .with_dry_run(args.dry_run);
 
     loop {
-        let report = pipeline.run_once().await;
+        let now = Utc::now();
+        let PollPass { report, .. } = poller.pass(&pipeline, now).await;
         info!(
             tracked = report.tracked,
             planned = report.planned.len(),
@@ -136,8 +164,15 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             };
         }
+        // The next reference due, and one interval on at the latest, to find new ones.
+        let latest = chrono::Duration::from_std(args.interval)
+            .ok()
+            .and_then(|interval| now.checked_add_signed(interval))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        let wake = poller.next_due().map_or(latest, |due| due.min(latest));
+        let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
-            _ = tokio::time::sleep(args.interval) => {}
+            _ = tokio::time::sleep(sleep) => {}
             _ = tokio::signal::ctrl_c() => {
                 info!("interrupted; stopping");
                 return std::process::ExitCode::SUCCESS;
