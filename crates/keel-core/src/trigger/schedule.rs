@@ -1,10 +1,14 @@
 //! Poll schedules: Keel's `keel.sh/pollSchedule` values and when they fire next.
+//!
+//! The `@every <duration>` and descriptor forms are read here; cron expressions are checked
+//! field by field here too (so that an error names the field and points at it, and a day
+//! that never occurs is refused), and the `croner` crate finds their next firing.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, ParseError};
 
@@ -64,12 +68,16 @@ pub struct Schedule {
 enum Rule {
     /// A fixed interval in whole seconds, at least 1.
     Every(u64),
-    Cron(Cron),
+    Cron(Box<Cron>),
 }
 
-/// The set of matching values of each field, as bit masks (bit `n` set: value `n` matches).
+/// The set of matching values of each field, as bit masks (bit `n` set: value `n` matches),
+/// and the `croner` schedule that finds the next firing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Cron {
+    /// The fields as explicit lists, in croner's six-field syntax (a field is `*` exactly
+    /// where the expression said `*` or `?`, which matters to the day fields).
+    engine: croner::Cron,
     seconds: u64,
     minutes: u64,
     hours: u64,
@@ -132,8 +140,8 @@ impl Schedule {
     /// For `@every d` that is `t` truncated to the second plus `d` (as Keel does); for cron
     /// schedules, the first whole second after `t` that matches every field. The answer never
     /// precedes `t`'s successor and grows with `t`. Schedules that can never fire are refused
-    /// when parsed, so this always finds a time, within a few loop turns per day skipped;
-    /// only beyond the end of [`DateTime`]'s range does it saturate at
+    /// when parsed, so this always finds a time; only beyond the years a search covers (the
+    /// end of [`DateTime`]'s range for `@every`, the year 5000 for cron) does it saturate at
     /// [`DateTime::<Utc>::MAX_UTC`].
     pub fn next_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
         let next = match &self.rule {
@@ -223,14 +231,14 @@ fn parse(input: &str) -> Result<Schedule, ParseError> {
         let cron = parse_cron(expression, expression)?;
         return Ok(Schedule {
             text: lower,
-            rule: Rule::Cron(cron),
+            rule: Rule::Cron(Box::new(cron)),
         });
     }
     let cron = parse_cron(input, input)?;
     let text = input.split_whitespace().collect::<Vec<_>>().join(" ");
     Ok(Schedule {
         text,
-        rule: Rule::Cron(cron),
+        rule: Rule::Cron(Box::new(cron)),
     })
 }
 
@@ -478,16 +486,14 @@ fn parse_cron(input: &str, expr: &str) -> Result<Cron, ParseError> {
     if weekdays & (1 << 7) != 0 {
         weekdays = (weekdays & !(1 << 7)) | 1;
     }
-    let cron = Cron {
-        seconds: masks[0].0,
-        minutes: masks[1].0,
-        hours: masks[2].0,
-        days: masks[3].0,
-        months: masks[4].0,
-        weekdays,
-        days_any: masks[3].1,
-        weekdays_any: masks[5].1,
-    };
+    let cron = Cron::new(
+        [
+            masks[0].0, masks[1].0, masks[2].0, masks[3].0, masks[4].0, weekdays,
+        ],
+        masks[3].1,
+        masks[5].1,
+    )
+    .map_err(|e| ParseError::new(KIND, input, format!("cron expression: {e}")))?;
     // With the day of the week unrestricted only the day of the month counts, and it may
     // name days no selected month has: refuse those rather than search forever.
     if cron.weekdays_any && !cron.days_any {
@@ -635,116 +641,81 @@ fn parse_value(spec: &Field, s: &str) -> Result<u32, String> {
 // Next firing time
 // ---------------------------------------------------------------------------------------------
 
-fn has(mask: u64, v: u32) -> bool {
-    v < 64 && mask & (1 << v) != 0
-}
-
-/// The smallest value `>= from` in `mask`.
-fn next_in(mask: u64, from: u32) -> Option<u32> {
-    if from >= 64 {
-        return None;
-    }
-    let rest = mask & (u64::MAX << from);
-    (rest != 0).then(|| rest.trailing_zeros())
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        2 if NaiveDate::from_ymd_opt(year, 2, 29).is_some() => 29,
-        2 => 28,
-        m => max_days(m),
-    }
-}
-
 impl Cron {
-    fn day_matches(&self, date: NaiveDate) -> bool {
-        let dom = has(self.days, date.day());
-        let dow = has(self.weekdays, date.weekday().num_days_from_sunday());
-        if self.days_any || self.weekdays_any {
-            dom && dow
-        } else {
-            dom || dow
-        }
+    /// The validated field masks, handed to `croner` as explicit lists.
+    fn new(
+        [seconds, minutes, hours, days, months, weekdays]: [u64; 6],
+        days_any: bool,
+        weekdays_any: bool,
+    ) -> Result<Cron, croner::errors::CronError> {
+        let list = |mask: u64, any: bool| {
+            if any {
+                return "*".to_owned();
+            }
+            (0..64u32)
+                .filter(|v| mask & (1 << v) != 0)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let pattern = [
+            list(seconds, false),
+            list(minutes, false),
+            list(hours, false),
+            list(days, days_any),
+            list(months, false),
+            list(weekdays, weekdays_any),
+        ]
+        .join(" ");
+        let engine = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&pattern)?;
+        Ok(Cron {
+            engine,
+            seconds,
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            days_any,
+            weekdays_any,
+        })
     }
 
-    /// Jumps field by field to the next match: at most a few turns per day skipped, and no
-    /// more than about nine years of days (a February 29 on a given weekday is the rarest
-    /// schedule that parses).
+    /// The first whole second after `t` that matches every field; `None` past the years
+    /// `croner` searches.
     fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let start = DateTime::from_timestamp(t.timestamp().checked_add(1)?, 0)?;
-        let (mut y, mut mo, mut d) = (start.year(), start.month(), start.day());
-        let secs = start.timestamp().rem_euclid(86_400) as u32;
-        let (mut h, mut mi, mut s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        let last_year = y.checked_add(30)?;
-        let first_month = next_in(self.months, 1)?;
-        while y <= last_year {
-            if !has(self.months, mo) {
-                match next_in(self.months, mo + 1) {
-                    Some(m) => mo = m,
-                    None => {
-                        y += 1;
-                        mo = first_month;
-                    }
-                }
-                (d, h, mi, s) = (1, 0, 0, 0);
-                continue;
-            }
-            if d > days_in_month(y, mo) {
-                mo += 1;
-                if mo > 12 {
-                    y += 1;
-                    mo = 1;
-                }
-                (d, h, mi, s) = (1, 0, 0, 0);
-                continue;
-            }
-            if !self.day_matches(NaiveDate::from_ymd_opt(y, mo, d)?) {
-                d += 1;
-                (h, mi, s) = (0, 0, 0);
-                continue;
-            }
-            if !has(self.hours, h) {
-                match next_in(self.hours, h + 1) {
-                    Some(next) => (h, mi, s) = (next, 0, 0),
-                    None => {
-                        d += 1;
-                        (h, mi, s) = (0, 0, 0);
-                        continue;
-                    }
-                }
-            }
-            if !has(self.minutes, mi) {
-                match next_in(self.minutes, mi + 1) {
-                    Some(next) => (mi, s) = (next, 0),
-                    None => {
-                        h += 1;
-                        (mi, s) = (0, 0);
-                        continue;
-                    }
-                }
-            }
-            if !has(self.seconds, s) {
-                match next_in(self.seconds, s + 1) {
-                    Some(next) => s = next,
-                    None => {
-                        mi += 1;
-                        s = 0;
-                        continue;
-                    }
-                }
-            }
-            return Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single();
-        }
-        None
+        self.engine.find_next_occurrence(&start, true).ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration as TimeDelta, Timelike};
+    use chrono::{Datelike, Duration as TimeDelta, NaiveDate, TimeZone, Timelike};
     use proptest::prelude::*;
 
     use super::*;
+
+    fn has(mask: u64, v: u32) -> bool {
+        v < 64 && mask & (1 << v) != 0
+    }
+
+    impl Cron {
+        /// Cron's rule for the two day fields, written out for the oracle below.
+        fn day_matches(&self, date: NaiveDate) -> bool {
+            let dom = has(self.days, date.day());
+            let dow = has(self.weekdays, date.weekday().num_days_from_sunday());
+            if self.days_any || self.weekdays_any {
+                dom && dow
+            } else {
+                dom || dow
+            }
+        }
+    }
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
@@ -1194,15 +1165,15 @@ mod tests {
             .zip(specs)
             .map(|(f, spec)| parse_field(expr, spec, f, 0).unwrap())
             .collect();
-        Cron {
-            seconds: m[0].0,
-            minutes: m[1].0,
-            hours: m[2].0,
-            days: m[3].0,
-            months: m[4].0,
-            weekdays: m[5].0,
-            days_any: m[3].1,
-            weekdays_any: m[5].1,
+        let mut weekdays = m[5].0;
+        if weekdays & (1 << 7) != 0 {
+            weekdays = (weekdays & !(1 << 7)) | 1;
         }
+        Cron::new(
+            [m[0].0, m[1].0, m[2].0, m[3].0, m[4].0, weekdays],
+            m[3].1,
+            m[5].1,
+        )
+        .unwrap()
     }
 }
