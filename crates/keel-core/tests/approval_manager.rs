@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use keel_core::approval::{
-    ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
-    MemoryApprovalStore, VoteKind,
+    ApprovalFilter, ApprovalRequest, ApprovalState, ApprovalStore, Approvals, AuditAction,
+    AuditEntry, AuditQuery, MemoryApprovalStore, VoteKind,
 };
 use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{Digest, Error, EventKind, ImageRef, TrackedImage, UpdatePlan};
-use keel_testsupport::pipeline::{ManualClock, RecordingNotifier};
+use keel_core::{Error, EventKind, ImageRef, TrackedImage};
+use keel_testsupport::pipeline::{ManualClock, RecordingNotifier, digest, web_plan};
 
 /// The kind and request id of every event `recorder` heard, in order.
 fn kinds(recorder: &RecordingNotifier) -> Vec<(EventKind, String)> {
@@ -52,17 +52,43 @@ fn fixture() -> Fixture {
     }
 }
 
-fn plan(image_id: &str, tag: &str) -> UpdatePlan {
-    UpdatePlan {
-        target: "prod".into(),
-        id: image_id.into(),
-        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+impl Fixture {
+    /// A request for `image` at `tag` (of `digest(n)`) needing `required` votes.
+    async fn request(&self, image: &str, tag: &str, n: u64, required: u32) -> ApprovalRequest {
+        self.approvals
+            .request(&web_plan(image, tag), Some(digest(n)), required, None, None)
+            .await
+            .unwrap()
     }
-}
 
-fn digest(n: u64) -> Digest {
-    format!("sha256:{n:064x}").parse().unwrap()
+    /// A counted vote of `voter` without a comment.
+    async fn vote(&self, id: &str, voter: &str, kind: VoteKind) -> ApprovalRequest {
+        self.approvals.vote(id, voter, kind, None).await.unwrap()
+    }
+
+    /// The error a refused vote of `voter` without a comment gets.
+    async fn refused_vote(&self, id: &str, voter: &str, kind: VoteKind) -> Error {
+        self.approvals
+            .vote(id, voter, kind, None)
+            .await
+            .unwrap_err()
+    }
+
+    /// Where the stored request `id` stands.
+    async fn state(&self, id: &str) -> ApprovalState {
+        self.approvals.get(id).await.unwrap().unwrap().state
+    }
+
+    /// The audit log of request `id`.
+    async fn log(&self, id: &str) -> Vec<AuditEntry> {
+        self.store
+            .audit(&AuditQuery {
+                request: Some(id.to_owned()),
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+    }
 }
 
 async fn actions(store: &dyn ApprovalStore, request: &str) -> Vec<AuditAction> {
@@ -81,21 +107,10 @@ async fn actions(store: &dyn ApprovalStore, request: &str) -> Vec<AuditAction> {
 #[tokio::test]
 async fn a_new_digest_of_the_same_tag_is_a_new_request_and_old_votes_do_not_count() {
     let f = fixture();
-    let old = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
-        .await
-        .unwrap();
-    f.approvals
-        .vote(&old.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    let old = f.request("web", "1.1.0", 1, 2).await;
+    f.vote(&old.id, "alice", VoteKind::Approve).await;
 
-    let new = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(2)), 2, None, None)
-        .await
-        .unwrap();
+    let new = f.request("web", "1.1.0", 2, 2).await;
     assert_ne!(new.id, old.id, "a re-pushed tag must be a new request");
     assert_eq!(new.digest, Some(digest(2)));
     assert_eq!(new.state, ApprovalState::Pending);
@@ -111,11 +126,7 @@ async fn a_new_digest_of_the_same_tag_is_a_new_request_and_old_votes_do_not_coun
             AuditAction::Superseded
         ]
     );
-    let late = f
-        .approvals
-        .vote(&old.id, "bob", VoteKind::Approve, None)
-        .await
-        .unwrap_err();
+    let late = f.refused_vote(&old.id, "bob", VoteKind::Approve).await;
     assert!(matches!(late, Error::Conflict { .. }), "{late:?}");
     assert!(late.to_string().contains("superseded"), "{late}");
     assert_eq!(f.approvals.pending().await.unwrap(), 1);
@@ -124,69 +135,41 @@ async fn a_new_digest_of_the_same_tag_is_a_new_request_and_old_votes_do_not_coun
 #[tokio::test]
 async fn a_newer_version_supersedes_only_pending_requests_of_the_same_image() {
     let f = fixture();
-    let v11 = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
-    let other = f
-        .approvals
-        .request(&plan("worker", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
-    let approved = f
-        .approvals
-        .request(&plan("api", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
-    f.approvals
-        .vote(&approved.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    let v11 = f.request("web", "1.1.0", 1, 1).await;
+    let other = f.request("worker", "1.1.0", 1, 1).await;
+    let approved = f.request("api", "1.1.0", 1, 1).await;
+    f.vote(&approved.id, "alice", VoteKind::Approve).await;
 
-    f.approvals
-        .request(&plan("web", "1.2.0"), Some(digest(3)), 1, None, None)
-        .await
-        .unwrap();
-    f.approvals
-        .request(&plan("api", "1.2.0"), Some(digest(3)), 1, None, None)
-        .await
-        .unwrap();
-    let state = |id: String| {
-        let a = f.approvals.clone();
-        async move { a.get(&id).await.unwrap().unwrap().state }
-    };
-    assert_eq!(state(v11.id).await, ApprovalState::Superseded);
-    assert_eq!(
-        state(other.id).await,
-        ApprovalState::Pending,
-        "another image was touched"
-    );
-    assert_eq!(
-        state(approved.id).await,
-        ApprovalState::Approved,
-        "an approved request must not be superseded"
-    );
+    f.request("web", "1.2.0", 3, 1).await;
+    f.request("api", "1.2.0", 3, 1).await;
+    let cases = [
+        (
+            "web 1.1.0, pending, superseded by 1.2.0",
+            &v11,
+            ApprovalState::Superseded,
+        ),
+        ("another image was touched", &other, ApprovalState::Pending),
+        (
+            "an approved request must not be superseded",
+            &approved,
+            ApprovalState::Approved,
+        ),
+    ];
+    for (name, request, expected) in cases {
+        assert_eq!(f.state(&request.id).await, expected, "{name}");
+    }
 }
 
 #[tokio::test]
 async fn one_vote_per_voter_and_the_required_count_approves() {
     let f = fixture();
-    let r = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
-        .await
-        .unwrap();
+    let r = f.request("web", "1.1.0", 1, 2).await;
     let once = f
         .approvals
         .vote(&r.id, "alice", VoteKind::Approve, Some("lgtm".into()))
         .await
         .unwrap();
-    let twice = f
-        .approvals
-        .vote(&r.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    let twice = f.vote(&r.id, "alice", VoteKind::Approve).await;
     assert_eq!(once.approvals(), 1);
     assert_eq!(
         twice.approvals(),
@@ -202,11 +185,7 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
             .any(|(k, _)| *k == EventKind::Approved)
     );
 
-    let done = f
-        .approvals
-        .vote(&r.id, "bob", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    let done = f.vote(&r.id, "bob", VoteKind::Approve).await;
     assert_eq!(done.state, ApprovalState::Approved);
     assert_eq!(done.info().voters, ["alice", "bob"]);
     assert_eq!(
@@ -220,21 +199,10 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
     let info = event.approval.unwrap();
     assert_eq!((info.approvals, info.required), (2, 2));
 
-    let after = f
-        .approvals
-        .vote(&r.id, "carol", VoteKind::Approve, None)
-        .await
-        .unwrap_err();
+    let after = f.refused_vote(&r.id, "carol", VoteKind::Approve).await;
     assert!(after.to_string().contains("approved"), "{after}");
 
-    let log = f
-        .store
-        .audit(&AuditQuery {
-            request: Some(r.id.clone()),
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let log = f.log(&r.id).await;
     let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
     assert_eq!(
         actions,
@@ -259,19 +227,9 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
 #[tokio::test]
 async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject() {
     let f = fixture();
-    let r = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 3, None, None)
-        .await
-        .unwrap();
-    f.approvals
-        .vote(&r.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    f.approvals
-        .vote(&r.id, "bob", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    let r = f.request("web", "1.1.0", 1, 3).await;
+    f.vote(&r.id, "alice", VoteKind::Approve).await;
+    f.vote(&r.id, "bob", VoteKind::Approve).await;
     let vetoed = f
         .approvals
         .vote(
@@ -290,11 +248,7 @@ async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject()
     );
     assert!(vetoed.rejected());
     assert!(kinds(&f.recorder).contains(&(EventKind::Rejected, r.id.clone())));
-    let e = f
-        .approvals
-        .vote(&r.id, "carol", VoteKind::Approve, None)
-        .await
-        .unwrap_err();
+    let e = f.refused_vote(&r.id, "carol", VoteKind::Approve).await;
     assert!(
         matches!(e, Error::Conflict { .. }) && e.to_string().contains("rejected"),
         "{e}"
@@ -304,11 +258,7 @@ async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject()
         Some(&AuditAction::Rejected)
     );
     // Asking again for the same update and digest does not reopen a vetoed request.
-    let again = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 3, None, None)
-        .await
-        .unwrap();
+    let again = f.request("web", "1.1.0", 1, 3).await;
     assert_eq!((again.id, again.state), (r.id, ApprovalState::Rejected));
 }
 
@@ -318,7 +268,7 @@ async fn a_vote_after_the_deadline_expires_the_request() {
     let r = f
         .approvals
         .request(
-            &plan("web", "1.1.0"),
+            &web_plan("web", "1.1.0"),
             Some(digest(1)),
             1,
             Some(Duration::from_secs(3600)),
@@ -333,11 +283,7 @@ async fn a_vote_after_the_deadline_expires_the_request() {
         0,
         "an overdue request counted"
     );
-    let e = f
-        .approvals
-        .vote(&r.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap_err();
+    let e = f.refused_vote(&r.id, "alice", VoteKind::Approve).await;
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
     assert!(e.to_string().contains("expired"), "{e}");
     let stored = f.approvals.get(&r.id).await.unwrap().unwrap();
@@ -354,15 +300,11 @@ async fn a_vote_after_the_deadline_expires_the_request() {
 #[tokio::test]
 async fn expire_due_expires_overdue_requests_once() {
     let f = fixture().approvals_with_deadline(Duration::from_secs(600));
-    let soon = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
+    let soon = f.request("web", "1.1.0", 1, 1).await;
     let later = f
         .approvals
         .request(
-            &plan("api", "1.1.0"),
+            &web_plan("api", "1.1.0"),
             Some(digest(1)),
             1,
             Some(Duration::from_secs(7200)),
@@ -389,10 +331,7 @@ async fn expire_due_expires_overdue_requests_once() {
         .filter(|(k, _)| *k == EventKind::Expired)
         .count();
     assert_eq!(expired_events, 1);
-    assert_eq!(
-        f.approvals.get(&later.id).await.unwrap().unwrap().state,
-        ApprovalState::Pending
-    );
+    assert_eq!(f.state(&later.id).await, ApprovalState::Pending);
 }
 
 impl Fixture {
@@ -410,7 +349,7 @@ async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
     let first = f
         .approvals
         .request(
-            &plan("web", "1.1.0"),
+            &web_plan("web", "1.1.0"),
             Some(digest(1)),
             2,
             None,
@@ -419,11 +358,7 @@ async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
         .await
         .unwrap();
     f.clock.advance(TimeDelta::minutes(5));
-    let second = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
-        .await
-        .unwrap();
+    let second = f.request("web", "1.1.0", 1, 2).await;
     assert_eq!(first, second, "the second request changed the first");
     assert_eq!(second.release_notes.as_deref(), Some("https://notes"));
     assert_eq!(
@@ -461,16 +396,13 @@ async fn request_for_a_tracked_image_carries_its_settings_and_channels() {
     .with_notify(vec!["#prod-deploys".into()]);
     let r = f
         .approvals
-        .request_for(&image, &plan("web", "1.1.0"), Some(digest(7)))
+        .request_for(&image, &web_plan("web", "1.1.0"), Some(digest(7)))
         .await
         .unwrap();
     assert_eq!(r.required, 3);
     assert_eq!(r.deadline - r.created, TimeDelta::seconds(90));
     assert_eq!(r.channels, ["#prod-deploys"]);
-    f.approvals
-        .vote(&r.id, "alice", VoteKind::Reject, None)
-        .await
-        .unwrap();
+    f.vote(&r.id, "alice", VoteKind::Reject).await;
     let events = f.recorder.events();
     assert_eq!(events.len(), 2);
     for e in &events {
@@ -486,11 +418,7 @@ async fn request_for_a_tracked_image_carries_its_settings_and_channels() {
 #[tokio::test]
 async fn untrusted_input_is_refused_with_clear_errors() {
     let f = fixture();
-    let r = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
+    let r = f.request("web", "1.1.0", 1, 1).await;
     let cases = [
         ("../etc", "alice", None, "approval request id"),
         (r.id.as_str(), "", None, "voter"),
@@ -525,7 +453,7 @@ async fn untrusted_input_is_refused_with_clear_errors() {
     );
     let zero = f
         .approvals
-        .request(&plan("web", "1.2.0"), None, 0, None, None)
+        .request(&web_plan("web", "1.2.0"), None, 0, None, None)
         .await
         .unwrap_err();
     assert!(matches!(zero, Error::InvalidInput(_)), "{zero:?}");
@@ -539,27 +467,17 @@ async fn untrusted_input_is_refused_with_clear_errors() {
 #[tokio::test]
 async fn delete_removes_audits_and_lets_the_update_be_asked_again() {
     let f = fixture();
-    let p = plan("web", "1.1.0");
+    let p = web_plan("web", "1.1.0");
     let r = f
         .approvals
         .request(&p, Some(digest(1)), 1, None, None)
         .await
         .unwrap();
-    f.approvals
-        .vote(&r.id, "alice", VoteKind::Reject, None)
-        .await
-        .unwrap();
+    f.vote(&r.id, "alice", VoteKind::Reject).await;
     let deleted = f.approvals.delete(&r.id, "admin").await.unwrap();
     assert_eq!(deleted.state, ApprovalState::Rejected);
     assert_eq!(f.approvals.get(&r.id).await.unwrap(), None);
-    let log = f
-        .store
-        .audit(&AuditQuery {
-            request: Some(r.id.clone()),
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let log = f.log(&r.id).await;
     let last = log.last().unwrap();
     assert_eq!(last.action, AuditAction::Deleted);
     assert_eq!(last.actor.as_deref(), Some("admin"));
@@ -582,31 +500,21 @@ async fn delete_removes_audits_and_lets_the_update_be_asked_again() {
 #[tokio::test]
 async fn applied_and_failed_updates_are_recorded() {
     let f = fixture();
-    let r = f
-        .approvals
-        .request(&plan("web", "1.1.0"), Some(digest(1)), 1, None, None)
-        .await
-        .unwrap();
+    let r = f.request("web", "1.1.0", 1, 1).await;
     let early = f.approvals.mark_applied(&r.id).await.unwrap_err();
     assert!(early.to_string().contains("pending"), "{early}");
-    f.approvals
-        .vote(&r.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    f.vote(&r.id, "alice", VoteKind::Approve).await;
     f.approvals
         .mark_apply_failed(&r.id, "conflict: web runs 1.0.1 now")
         .await
         .unwrap();
     assert_eq!(
-        f.approvals.get(&r.id).await.unwrap().unwrap().state,
+        f.state(&r.id).await,
         ApprovalState::Approved,
         "a failed apply must leave the request approved for the next pass"
     );
     f.approvals.mark_applied(&r.id).await.unwrap();
-    assert_eq!(
-        f.approvals.get(&r.id).await.unwrap().unwrap().state,
-        ApprovalState::Applied
-    );
+    assert_eq!(f.state(&r.id).await, ApprovalState::Applied);
     let log = f
         .approvals
         .audit_log(&AuditQuery {
@@ -642,20 +550,14 @@ async fn pending_counts_what_waits_for_votes() {
     for image in ["a", "b", "c"] {
         let r = f
             .approvals
-            .request(&plan(image, "1.1.0"), Some(digest(1)), 1, None, None)
+            .request(&web_plan(image, "1.1.0"), Some(digest(1)), 1, None, None)
             .await
             .unwrap();
         ids.push(r.id);
     }
     assert_eq!(f.approvals.pending().await.unwrap(), 3);
-    f.approvals
-        .vote(&ids[0], "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    f.approvals
-        .vote(&ids[1], "alice", VoteKind::Reject, None)
-        .await
-        .unwrap();
+    f.vote(&ids[0], "alice", VoteKind::Approve).await;
+    f.vote(&ids[1], "alice", VoteKind::Reject).await;
     assert_eq!(f.approvals.pending().await.unwrap(), 1);
 }
 
@@ -665,7 +567,7 @@ fn manager_futures_are_send() {
     let f = fixture();
     send(
         f.approvals
-            .request(&plan("web", "1.1.0"), None, 1, None, None),
+            .request(&web_plan("web", "1.1.0"), None, 1, None, None),
     );
     send(f.approvals.vote("x", "y", VoteKind::Approve, None));
     send(f.approvals.expire_due());

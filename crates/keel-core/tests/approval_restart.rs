@@ -7,20 +7,7 @@ use keel_core::approval::{
     ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
     RedbApprovalStore, VoteKind,
 };
-use keel_core::{Digest, ImageRef, UpdatePlan};
-
-fn plan(image_id: &str, tag: &str) -> UpdatePlan {
-    UpdatePlan {
-        target: "prod".into(),
-        id: image_id.into(),
-        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
-    }
-}
-
-fn digest(n: u64) -> Digest {
-    format!("sha256:{n:064x}").parse().unwrap()
-}
+use keel_testsupport::pipeline::{digest, web_plan};
 
 #[tokio::test]
 async fn requests_votes_and_audit_survive_reopening_the_file() {
@@ -31,7 +18,7 @@ async fn requests_votes_and_audit_survive_reopening_the_file() {
         let store = Arc::new(RedbApprovalStore::open(&path).unwrap());
         let approvals = Approvals::new(store.clone());
         let pending = approvals
-            .request(&plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
+            .request(&web_plan("web", "1.1.0"), Some(digest(1)), 2, None, None)
             .await
             .unwrap();
         approvals
@@ -39,7 +26,7 @@ async fn requests_votes_and_audit_survive_reopening_the_file() {
             .await
             .unwrap();
         let approved = approvals
-            .request(&plan("api", "2.0.0"), Some(digest(2)), 1, None, None)
+            .request(&web_plan("api", "2.0.0"), Some(digest(2)), 1, None, None)
             .await
             .unwrap();
         approvals

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use keel_core::approval::{ApprovalState, Approvals, Clock, VoteKind};
-use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
+use keel_core::{Digest, Error, Event, EventKind, ImageRef, Notifier, Pipeline, UpdatePlan};
 
 /// A notifier that keeps every event it is handed, in order.
 #[derive(Debug, Default)]
@@ -42,6 +42,22 @@ impl Notifier for RecordingNotifier {
         self.events.lock().expect("events lock").push(event.clone());
         Ok(())
     }
+}
+
+/// The plan of target `prod` to move image `image_id` from `ghcr.io/acme/web:1.0.0` to
+/// `ghcr.io/acme/web:TAG`.
+pub fn web_plan(image_id: &str, tag: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: "prod".into(),
+        id: image_id.into(),
+        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
+        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+    }
+}
+
+/// A valid sha256 digest made from `n`: `sha256:000…0<n in hex>`.
+pub fn digest(n: u64) -> Digest {
+    format!("sha256:{n:064x}").parse().unwrap()
 }
 
 /// A clock the test moves by hand, for [`Approvals::with_clock`].
