@@ -1,0 +1,116 @@
+//! Applying a plan: the image patch of one container, guarded and retried.
+
+use std::time::Duration;
+
+use keel_core::target::{ApplyOutcome, UpdatePlan};
+use keel_core::{Error, ImageRef};
+use kube::api::{Api, Patch, PatchParams};
+use tracing::{debug, info};
+
+use crate::error::{self as kerr, Request};
+use crate::patch::{effective_image, image_patch, recorded_digests, runs};
+use crate::workload::{ContainerId, Workload};
+
+use super::*;
+
+impl KubeTarget {
+    pub(super) async fn apply_typed<K: Workload>(
+        &self,
+        id: &ContainerId,
+        plan: &UpdatePlan,
+    ) -> Result<ApplyOutcome, Error> {
+        let api: Api<K> = Api::namespaced(self.inner.client.clone(), &id.namespace);
+        let resource = id.kind.plural();
+        let request = |verb| Request {
+            verb,
+            resource,
+            namespace: Some(&id.namespace),
+            name: Some(&id.name),
+        };
+        let action = format!("apply {plan}");
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let mut attempt = 0;
+        loop {
+            let object = api
+                .get(&id.name)
+                .await
+                .map_err(|e| kerr::from_kube(e, &request("get")))?;
+            let view = object.view();
+            let container = view.container(&id.container, id.init).ok_or_else(|| {
+                Error::not_found(format!(
+                    "{}container {} in {}",
+                    if id.init { "init " } else { "" },
+                    id.container,
+                    id.workload()
+                ))
+            })?;
+            let written_text = container.image.clone().unwrap_or_default();
+            let written = ImageRef::parse(&written_text).map_err(|e| Error::Conflict {
+                action: action.clone(),
+                reason: format!("{id} runs an image that does not parse ({e})"),
+            })?;
+            let running = effective_image(&written, container, &recorded_digests(&view));
+            if runs(&running, &plan.new) {
+                debug!("already runs the new image");
+                return Ok(ApplyOutcome::AlreadyCurrent);
+            }
+            // A plan that follows digests must know the digest that runs; without digests in
+            // play, the repository and tag decide.
+            let still_current = if plan.new.digest().is_some() && running.digest().is_some() {
+                running == plan.current
+            } else {
+                runs(&running, &plan.current)
+            };
+            if !still_current {
+                return Err(Error::Conflict {
+                    action,
+                    reason: format!(
+                        "{id} runs {running} now, not {}; discover again",
+                        plan.current
+                    ),
+                });
+            }
+            let patch = image_patch(
+                &view,
+                container,
+                &written_text,
+                &written,
+                plan,
+                self.inner.pin_digests,
+                chrono::Utc::now(),
+            );
+            match api
+                .patch(&id.name, &params, &Patch::Strategic(&patch.body))
+                .await
+            {
+                Ok(_) => {
+                    info!(
+                        image = %patch.image,
+                        rolls_by_annotation = patch.forces_roll,
+                        "patched"
+                    );
+                    return Ok(ApplyOutcome::Applied);
+                }
+                Err(e) if kerr::is_conflict(&e) && attempt < self.inner.conflict_retries => {
+                    attempt += 1;
+                    debug!(attempt, "409 Conflict: the workload changed; re-reading");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Err(e) if kerr::is_conflict(&e) => {
+                    return Err(Error::Conflict {
+                        action,
+                        reason: format!(
+                            "{} kept changing: {} attempts met a 409 Conflict",
+                            id.workload(),
+                            attempt + 1
+                        ),
+                    });
+                }
+                Err(e) => return Err(kerr::from_kube(e, &request("patch"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! [`KubeTargetBuilder`]: the settings of a [`KubeTarget`], and the watches it starts.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use keel_core::Error;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::reflector::{self};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::error::{self as kerr, Request};
+use crate::secrets::PullSecrets;
+use crate::workload::{Workload, WorkloadKind};
+
+use super::*;
+
+/// Builds a [`KubeTarget`]; see [`KubeTarget::builder`].
+#[derive(Clone)]
+pub struct KubeTargetBuilder {
+    pub(super) client: Client,
+    pub(super) name: String,
+    pub(super) scope: Scope,
+    pub(super) label_selector: Option<String>,
+    pub(super) kinds: Vec<WorkloadKind>,
+    pub(super) pin_digests: bool,
+    pub(super) sync_timeout: Duration,
+    pub(super) conflict_retries: u32,
+    pub(super) pull_secrets: Option<PullSecrets>,
+}
+
+impl fmt::Debug for KubeTargetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeTargetBuilder")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("label_selector", &self.label_selector)
+            .field("kinds", &self.kinds)
+            .field("pin_digests", &self.pin_digests)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeTargetBuilder {
+    /// The target's name in plans, reports and notifications (default `kubernetes`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Watches every namespace (the default).
+    pub fn all_namespaces(mut self) -> Self {
+        self.scope = Scope::All;
+        self
+    }
+
+    /// Watches only these namespaces (one watch per namespace and kind, for RBAC that grants
+    /// Roles rather than a ClusterRole).
+    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut list: Vec<String> = Vec::new();
+        for ns in namespaces {
+            let ns = ns.into();
+            if !list.contains(&ns) {
+                list.push(ns);
+            }
+        }
+        self.scope = Scope::Namespaces(list);
+        self
+    }
+
+    /// Watches only workloads matching a label selector, e.g. `team=web,tier!=batch`.
+    pub fn with_label_selector(mut self, selector: impl Into<String>) -> Self {
+        self.label_selector = Some(selector.into());
+        self
+    }
+
+    /// Watches only these kinds (default: all four; CronJobs only where the server serves
+    /// `batch/v1`).
+    pub fn with_kinds(mut self, kinds: &[WorkloadKind]) -> Self {
+        let mut list = kinds.to_vec();
+        list.sort();
+        list.dedup();
+        self.kinds = list;
+        self
+    }
+
+    /// Whether updates write `image:tag@sha256:...` when the plan carries a digest
+    /// (default false: the tag only, plus a `keel.sh/digests` record).
+    pub fn pin_digests(mut self, pin: bool) -> Self {
+        self.pin_digests = pin;
+        self
+    }
+
+    /// How long the first [`Target::discover`] waits for the caches to fill (default 60 s).
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// How many times an update is re-read and tried again after a 409 Conflict (default 5).
+    pub fn with_conflict_retries(mut self, retries: u32) -> Self {
+        self.conflict_retries = retries;
+        self
+    }
+
+    /// Records, at every discovery, which pull secrets each tracked image is pulled with
+    /// (its pod template's `imagePullSecrets`, then `keel.sh/imagePullSecret`) in `secrets`,
+    /// so that a registry client given `secrets` as its
+    /// [`CredentialSource`](keel_core::CredentialSource) uses them.
+    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
+        self.pull_secrets = Some(secrets);
+        self
+    }
+
+    /// Checks the configuration, asks the server which kinds it serves (CronJobs need
+    /// `batch/v1`) and starts the watches. Must run inside a Tokio runtime; the watches stop
+    /// when the target is dropped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g. [`Error::Unauthorized`]) when discovery of `batch/v1` fails.
+    pub async fn build(self) -> Result<KubeTarget, Error> {
+        match &self.scope {
+            Scope::Namespaces(list)
+                if list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()) =>
+            {
+                return Err(keel_core::ParseError::new(
+                    "namespace list",
+                    list.join(","),
+                    "name at least one namespace, none of them empty",
+                )
+                .into());
+            }
+            _ => {}
+        }
+
+        let mut kinds = self.kinds.clone();
+        if kinds.contains(&WorkloadKind::CronJob) && !self.serves_cronjobs().await? {
+            info!(
+                target_name = %self.name,
+                "the API server does not serve batch/v1 CronJobs; not watching them"
+            );
+            kinds.retain(|k| *k != WorkloadKind::CronJob);
+        }
+
+        let namespaces: Vec<Option<String>> = match &self.scope {
+            Scope::All => vec![None],
+            Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
+        };
+        let (changes, _) = tokio::sync::watch::channel(());
+        let mut caches: Vec<Box<dyn Cache>> = Vec::new();
+        for kind in &kinds {
+            for ns in &namespaces {
+                let ns = ns.clone();
+                let tx = changes.clone();
+                let cache: Box<dyn Cache> = match kind {
+                    WorkloadKind::Deployment => Box::new(self.watch::<Deployment>(ns, tx)),
+                    WorkloadKind::StatefulSet => Box::new(self.watch::<StatefulSet>(ns, tx)),
+                    WorkloadKind::DaemonSet => Box::new(self.watch::<DaemonSet>(ns, tx)),
+                    WorkloadKind::CronJob => Box::new(self.watch::<CronJob>(ns, tx)),
+                };
+                caches.push(cache);
+            }
+        }
+        Ok(KubeTarget {
+            inner: Arc::new(Inner {
+                name: self.name,
+                client: self.client,
+                scope: self.scope,
+                label_selector: self.label_selector,
+                kinds,
+                pin_digests: self.pin_digests,
+                sync_timeout: self.sync_timeout,
+                conflict_retries: self.conflict_retries,
+                pull_secrets: self.pull_secrets,
+                caches,
+                changes,
+                problems: Mutex::new(Vec::new()),
+                warned: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    pub(super) async fn serves_cronjobs(&self) -> Result<bool, Error> {
+        match self.client.list_api_group_resources("batch/v1").await {
+            Ok(list) => Ok(list.resources.iter().any(|r| r.name == "cronjobs")),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) => Err(kerr::from_kube(
+                e,
+                &Request {
+                    verb: "get",
+                    resource: "API discovery of batch/v1",
+                    namespace: None,
+                    name: None,
+                },
+            )),
+        }
+    }
+
+    pub(super) fn watch<K: Workload>(
+        &self,
+        namespace: Option<String>,
+        changes: tokio::sync::watch::Sender<()>,
+    ) -> Watched<K> {
+        let api: Api<K> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut config = watcher::Config::default().any_semantic();
+        if let Some(selector) = &self.label_selector {
+            config = config.labels(selector);
+        }
+        let (store, writer) = reflector::store::<K>();
+        let health = Arc::new(Health::default());
+        let task_health = Arc::clone(&health);
+        let span = info_span!(
+            "watch",
+            kind = %K::KIND,
+            namespace = namespace.as_deref().unwrap_or("*")
+        );
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(|object: &mut K| {
+                // Not needed here, and often the largest part of an object.
+                object.meta_mut().managed_fields = None;
+            })
+            .reflect(writer);
+        let task = tokio::spawn(
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(watcher::Event::InitDone) => {
+                            task_health.ready.store(true, Ordering::Release);
+                            task_health.set_error(None);
+                            debug!("cache synced");
+                            changes.send_replace(());
+                        }
+                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                            task_health.set_error(None);
+                            changes.send_replace(());
+                        }
+                        Ok(_) => task_health.set_error(None),
+                        Err(error) => {
+                            warn!(%error, "watch failed; retrying with backoff");
+                            task_health.set_error(Some(error));
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Watched {
+            kind: K::KIND,
+            namespace,
+            store,
+            health,
+            task,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The caches that watches keep current, one per kind and namespace.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_core::Error;
+use kube::Client;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use tokio::task::JoinHandle;
+
+use crate::error::{self as kerr, Request};
+use crate::keys::Problem;
+use crate::secrets::PullSecrets;
+use crate::workload::{Workload, WorkloadKind, WorkloadView};
+
+use super::*;
+
+/// The state of one watch, shared with its task.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    pub(super) ready: AtomicBool,
+    pub(super) last_error: Mutex<Option<watcher::Error>>,
+}
+
+impl Health {
+    pub(super) fn set_error(&self, error: Option<watcher::Error>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+/// One kind watched in one namespace (or all).
+pub(super) struct Watched<K: Workload> {
+    pub(super) kind: WorkloadKind,
+    pub(super) namespace: Option<String>,
+    pub(super) store: Store<K>,
+    pub(super) health: Arc<Health>,
+    pub(super) task: JoinHandle<()>,
+}
+
+/// The type-erased face of a [`Watched`] cache.
+pub(super) trait Cache: Send + Sync {
+    fn kind(&self) -> WorkloadKind;
+    fn namespace(&self) -> Option<&str>;
+    fn is_ready(&self) -> bool;
+    /// The last watch error as a keel error, and whether waiting longer cannot help.
+    fn error(&self) -> Option<(Error, bool)>;
+    fn views(&self) -> Vec<WorkloadView>;
+    fn find(&self, namespace: &str, name: &str) -> Option<WorkloadView>;
+    fn stop(&self);
+}
+
+impl<K: Workload> Cache for Watched<K> {
+    fn kind(&self) -> WorkloadKind {
+        self.kind
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.health.ready.load(Ordering::Acquire)
+    }
+
+    fn error(&self) -> Option<(Error, bool)> {
+        let guard = self
+            .health
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let error = guard.as_ref()?;
+        let verb = match error {
+            watcher::Error::InitialListFailed(_) => "list",
+            _ => "watch",
+        };
+        let request = Request {
+            verb,
+            resource: self.kind.plural(),
+            namespace: self.namespace.as_deref(),
+            name: None,
+        };
+        let converted = match error {
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
+                kerr::from_status(status, &request)
+            }
+            watcher::Error::WatchError(status) => kerr::from_status(status, &request),
+            other => Error::Backend {
+                backend: kerr::BACKEND.to_owned(),
+                action: request.action(),
+                message: other.to_string(),
+                retryable: true,
+                source: None,
+            },
+        };
+        // Waiting cannot fix refused credentials, a missing resource or a request the server
+        // rejects (a bad label selector).
+        let fatal = matches!(
+            converted,
+            Error::Unauthorized { .. }
+                | Error::NotFound { .. }
+                | Error::Backend {
+                    retryable: false,
+                    ..
+                }
+        );
+        Some((converted, fatal))
+    }
+
+    fn views(&self) -> Vec<WorkloadView> {
+        self.store.state().iter().map(|o| o.view()).collect()
+    }
+
+    fn find(&self, namespace: &str, name: &str) -> Option<WorkloadView> {
+        let key = reflector::ObjectRef::<K>::new(name).within(namespace);
+        self.store.get(&key).map(|o| o.view())
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) name: String,
+    pub(super) client: Client,
+    pub(super) scope: Scope,
+    pub(super) label_selector: Option<String>,
+    pub(super) kinds: Vec<WorkloadKind>,
+    pub(super) pin_digests: bool,
+    pub(super) sync_timeout: Duration,
+    pub(super) conflict_retries: u32,
+    pub(super) pull_secrets: Option<PullSecrets>,
+    pub(super) caches: Vec<Box<dyn Cache>>,
+    /// Marked changed after each watch event that changed a cache.
+    pub(super) changes: tokio::sync::watch::Sender<()>,
+    pub(super) problems: Mutex<Vec<Problem>>,
+    /// Problems already logged, so each is warned about once, not every discovery.
+    pub(super) warned: Mutex<HashSet<Problem>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for cache in &self.caches {
+            cache.stop();
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! [`KubeTarget`]: Kubernetes workloads as a [`Target`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use keel_core::Error;
+use keel_core::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
+use kube::Client;
+use serde::Serialize;
+use tracing::{Instrument as _, info_span, warn};
+
+use crate::keys::Problem;
+use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
+use crate::workload::{ContainerId, WorkloadKind, WorkloadView};
+
+mod apply;
+mod builder;
+mod cache;
+mod discovery;
+#[cfg(test)]
+mod tests;
+
+pub use self::builder::KubeTargetBuilder;
+use self::cache::{Cache, Inner};
+use self::cache::{Health, Watched};
+pub(crate) use self::discovery::pull_secret_names;
+
+/// The field manager keel-k8s patches as.
+pub const FIELD_MANAGER: &str = "keel";
+
+/// Which namespaces a [`KubeTarget`] watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    All,
+    Namespaces(Vec<String>),
+}
+
+/// Kubernetes Deployments, StatefulSets, DaemonSets and CronJobs configured by Keel's
+/// `keel.sh/*` annotations and labels, as a [`Target`].
+///
+/// Discovery reads caches that watches keep current: the first [`Target::discover`] waits
+/// for the initial list of each watch, and later calls make no request at all. Updates patch
+/// only the container's `image` (a strategic merge patch as field manager `keel`, guarded by
+/// the object's `resourceVersion`, re-read and retried on a 409 Conflict).
+///
+/// Ids of tracked images are `<kind>/<namespace>/<name>/<container>`, with
+/// `init:<container>` for init containers (tracked when `keel.sh/initContainers` is true),
+/// e.g. `deployment/shop/web/app`.
+///
+/// ```no_run
+/// use keel_k8s::KubeTarget;
+/// use keel_core::Target as _;
+/// # async fn demo() -> Result<(), keel_core::Error> {
+/// let client = kube::Client::try_default().await.expect("a kubeconfig");
+/// let target = KubeTarget::builder(client)
+///     .with_name("cluster prod")
+///     .with_namespaces(["shop", "payments"])
+///     .build()
+///     .await?;
+/// for image in target.discover().await? {
+///     println!("{} runs {}", image.id, image.image);
+/// }
+/// for problem in target.problems() {
+///     eprintln!("skipped: {problem}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct KubeTarget {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KubeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeTarget")
+            .field("name", &self.inner.name)
+            .field("scope", &self.inner.scope)
+            .field("label_selector", &self.inner.label_selector)
+            .field("kinds", &self.inner.kinds)
+            .field("pin_digests", &self.inner.pin_digests)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One tracked container of a workload, for listings such as `keel check --kube`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WorkloadImage {
+    /// The tracked image's id.
+    pub id: String,
+    /// The workload's kind.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The container's name.
+    pub container: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// The image as written in the container.
+    pub image: String,
+    /// The policy as written in `keel.sh/policy`.
+    pub policy: String,
+    /// `poll <schedule>` or `webhook`.
+    pub trigger: String,
+}
+
+/// What [`KubeTarget::verify_rollout`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RolloutVerdict {
+    /// The new image rolled out in time.
+    Complete(RolloutStatus),
+    /// It did not; the container was set back to its previous image.
+    RolledBack(RolloutStatus),
+    /// The workload kind has no rollout to follow (CronJob).
+    NoRollout,
+}
+
+impl KubeTarget {
+    /// A builder over `client`: all namespaces, every kind, no label selector, no digest
+    /// pinning, named `kubernetes`.
+    pub fn builder(client: Client) -> KubeTargetBuilder {
+        KubeTargetBuilder {
+            client,
+            name: "kubernetes".to_owned(),
+            scope: Scope::All,
+            label_selector: None,
+            kinds: WorkloadKind::ALL.to_vec(),
+            pin_digests: false,
+            sync_timeout: Duration::from_secs(60),
+            conflict_retries: 5,
+            pull_secrets: None,
+        }
+    }
+
+    /// Marked changed whenever a watch sees a workload applied, changed or deleted (or
+    /// finishes a list), so that an application can look at a new workload when its event
+    /// arrives instead of at its next periodic pass. Changes that come while nobody looks
+    /// are seen as one.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The kinds being watched (CronJob is left out where the server lacks `batch/v1`).
+    pub fn kinds(&self) -> &[WorkloadKind] {
+        &self.inner.kinds
+    }
+
+    /// The workloads the last discovery skipped, one entry per bad key value (a bad policy, a
+    /// bad regex, a non-numeric count...), naming the workload, the key and the value.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.inner
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every tracked container with its image and policy as written, sorted by id. Waits for
+    /// the caches like [`Target::discover`].
+    ///
+    /// # Errors
+    /// As [`Target::discover`].
+    pub async fn workloads(&self) -> Result<Vec<WorkloadImage>, Error> {
+        let scan = self.scan().await?;
+        Ok(scan.tracked.into_iter().map(|(_, w)| w).collect())
+    }
+
+    /// The pull secrets the tracked image `tracked_id` is pulled with, as
+    /// `(namespace, secret name)`: the pod template's `imagePullSecrets`, then those named in
+    /// `keel.sh/imagePullSecret`. Empty for an unknown id or before the caches are synced.
+    pub fn pull_secrets_of(&self, tracked_id: &str) -> Vec<(String, String)> {
+        let Some(id) = ContainerId::parse(tracked_id) else {
+            return Vec::new();
+        };
+        self.cached(&id)
+            .map(|view| {
+                pull_secret_names(&view)
+                    .into_iter()
+                    .map(|name| (view.namespace.clone(), name))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Follows the rollout an applied `plan` started, up to `deadline`, and when it does not
+    /// become available in time (or the Deployment reports `ProgressDeadlineExceeded`),
+    /// rolls the container back to `plan.current`, leaving the `keel.sh/rollback`
+    /// annotation that says why. CronJobs have no rollout: [`RolloutVerdict::NoRollout`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an id that is not one of this target's; the server's answer
+    /// when reading the status or patching fails; [`Error::Conflict`] when the container
+    /// runs neither image any more (someone else changed it: nothing is undone).
+    pub async fn verify_rollout(
+        &self,
+        plan: &UpdatePlan,
+        deadline: Duration,
+    ) -> Result<RolloutVerdict, Error> {
+        let id = ContainerId::parse(&plan.id).ok_or_else(|| {
+            Error::not_found(format!("tracked image {} in {}", plan.id, self.inner.name))
+        })?;
+        if id.kind == WorkloadKind::CronJob {
+            return Ok(RolloutVerdict::NoRollout);
+        }
+        let workload = WorkloadRef::new(id.kind, id.namespace.clone(), id.name.clone());
+        let status = watch_rollout(&self.inner.client, &workload, deadline).await?;
+        if status.complete && !status.failed() {
+            return Ok(RolloutVerdict::Complete(status));
+        }
+        let running = self
+            .cached(&id)
+            .and_then(|view| {
+                view.containers
+                    .into_iter()
+                    .find(|c| c.name == id.container && c.init == id.init)
+                    .and_then(|c| c.image)
+            })
+            .unwrap_or_else(|| plan.new.to_string());
+        let why = status
+            .failed_reason
+            .clone()
+            .unwrap_or_else(|| format!("not available within {deadline:?}"));
+        let reason = format!("the rollout of {} failed: {why}", plan.new);
+        warn!(workload = %workload, %reason, "rolling back");
+        rollback(
+            &self.inner.client,
+            &workload,
+            &id.container,
+            &running,
+            &plan.current.to_string(),
+            &reason,
+        )
+        .await?;
+        Ok(RolloutVerdict::RolledBack(status))
+    }
+
+    /// The cached view of the workload holding `id`.
+    pub(crate) fn cached(&self, id: &ContainerId) -> Option<WorkloadView> {
+        self.inner
+            .caches
+            .iter()
+            .filter(|c| c.kind() == id.kind)
+            .filter(|c| c.namespace().is_none_or(|ns| ns == id.namespace))
+            .find_map(|c| c.find(&id.namespace, &id.name))
+    }
+}
+
+#[async_trait]
+impl Target for KubeTarget {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
+        let scan = self
+            .scan()
+            .instrument(info_span!("discover", target_name = %self.inner.name))
+            .await?;
+        if let Some(secrets) = &self.inner.pull_secrets {
+            secrets.replace_usage(scan.pull_secrets);
+        }
+        Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
+    }
+
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
+        let unknown =
+            || Error::not_found(format!("tracked image {} in {}", plan.id, self.inner.name));
+        let id = ContainerId::parse(&plan.id).ok_or_else(unknown)?;
+        if !self.in_scope(&id.namespace) || !self.inner.kinds.contains(&id.kind) {
+            return Err(unknown());
+        }
+        let span = info_span!(
+            "apply",
+            target_name = %self.inner.name,
+            id = %plan.id,
+            current = %plan.current,
+            new = %plan.new
+        );
+        match id.kind {
+            WorkloadKind::Deployment => {
+                self.apply_typed::<Deployment>(&id, plan)
+                    .instrument(span)
+                    .await
+            }
+            WorkloadKind::StatefulSet => {
+                self.apply_typed::<StatefulSet>(&id, plan)
+                    .instrument(span)
+                    .await
+            }
+            WorkloadKind::DaemonSet => {
+                self.apply_typed::<DaemonSet>(&id, plan)
+                    .instrument(span)
+                    .await
+            }
+            WorkloadKind::CronJob => {
+                self.apply_typed::<CronJob>(&id, plan)
+                    .instrument(span)
+                    .await
+            }
+        }
+    }
+}
