@@ -15,7 +15,18 @@ use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
 use kube::api::PostParams;
 
+/// Waits until `ns/name` runs `want`, for a minute at most; how long that took.
 async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
+    wait_for_image_within(client, ns, name, want, Duration::from_secs(60)).await
+}
+
+async fn wait_for_image_within(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    want: &str,
+    within: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         let images = deployment_images(client, ns, name, false).await;
@@ -23,8 +34,8 @@ async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str)
             return start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{ns}/{name} never ran {want}; it runs {images:?}"
+            start.elapsed() < within,
+            "{ns}/{name} did not run {want} within {within:?}; it runs {images:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -253,6 +264,89 @@ fn run_without_cluster(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Str
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.code(), text)
+}
+
+#[tokio::test]
+async fn new_workloads_are_checked_on_their_watch_event_and_poll_on_the_default_schedule() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    server.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let image = |tag: &str| format!("{}/team/app:{tag}", server.addr());
+    let ns = api.namespace("polling").await;
+    let client = api.admin_client();
+
+    // A resync of an hour: only the watch event can make the controller look in time.
+    let controller = Controller::start(
+        api,
+        ADMIN,
+        &[
+            "--namespaces",
+            &ns,
+            "--leader-elect",
+            "false",
+            "--approval-store",
+            "memory",
+            "--resync",
+            "1h",
+        ],
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("POLL_DEFAULTSCHEDULE", "@every 2s"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    // The first pass (at start, over an empty namespace) is over once the controller serves.
+    controller.wait_until_serving().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    Workload::deployment("late")
+        .annotation("keel.sh/policy", "minor")
+        .annotation("keel.sh/trigger", "poll")
+        .container("app", &image("1.0.0"))
+        .create(&client, &ns)
+        .await;
+    let took = wait_for_image_within(
+        &client,
+        &ns,
+        "late",
+        &image("1.1.0"),
+        Duration::from_secs(30),
+    )
+    .await;
+    eprintln!("applied workload to updated: {took:?}");
+
+    // No keel.sh/pollSchedule: POLL_DEFAULTSCHEDULE's two seconds, not Keel's minute.
+    server.push_tags("team/app", &["1.2.0"]).await;
+    wait_for_image_within(
+        &client,
+        &ns,
+        "late",
+        &image("1.2.0"),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[test]
+fn a_bad_default_schedule_stops_the_start_naming_the_variable() {
+    let (code, output) = run_without_cluster(
+        &[],
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("POLL_DEFAULTSCHEDULE", "every minute"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("POLL_DEFAULTSCHEDULE") && output.contains("every minute"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("cannot reach the Kubernetes API"),
+        "{output}"
+    );
 }
 
 #[test]

@@ -1,19 +1,18 @@
-//! `keel-gitops --once` against a real git server and registry: a dry run shows the diff and
-//! pushes nothing; a real run pushes the update.
+//! `keel-gitops` against a real git server and registry: with `--once`, a dry run shows the
+//! diff and pushes nothing and a real run pushes the update; left running, a tag pushed
+//! between passes is seen by the next pass, and a reference with `keel.sh/trigger: poll`
+//! polls on its own `keel.sh/pollSchedule`, as in the cluster.
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_pass_dry_and_real() {
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry
-        .push_tags("acme/api", &["2.0.0", "2.1.0", "3.0.0"])
-        .await;
+/// A repository `fleet` whose `values.yaml` (returned) marks `acme/api:2.0.0` of `registry`
+/// for `semver:^2`.
+fn fleet(git: &GitServer, registry: &RegistryServer) -> String {
     let image = format!("{}/acme/api", registry.addr());
-    let git = GitServer::start();
     let values = format!(
         "image:\n  repository: {image} # {{\"$imagepolicy\": \"apps:api:name\"}}\n  tag: \"2.0.0\" # {{\"$imagepolicy\": \"apps:api:tag\"}}\n"
     );
@@ -25,23 +24,22 @@ async fn one_pass_dry_and_real() {
         ],
         "main",
     );
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_dry_and_real() {
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry
+        .push_tags("acme/api", &["2.0.0", "2.1.0", "3.0.0"])
+        .await;
+    let git = GitServer::start();
+    let values = fleet(&git, &registry);
     let head = git.head("fleet", "main");
     let run = |extra: &[&str]| {
-        let workdir = git.scratch_dir("gitops-smoke");
-        let url = git.git_url("fleet");
-        let mut args = vec!["--repo", url.as_str(), "--once"];
-        args.extend_from_slice(extra);
-        tokio::task::block_in_place(|| {
-            Command::new(env!("CARGO_BIN_EXE_keel-gitops"))
-                .args(&args)
-                .env("TMPDIR", &workdir)
-                .env(
-                    "DOCKER_CONFIG",
-                    std::env::temp_dir().join("keel-no-docker-config"),
-                )
-                .output()
-                .expect("keel-gitops runs")
-        })
+        let mut command = gitops(&git, "fleet", &["--once"]);
+        command.args(extra);
+        tokio::task::block_in_place(|| command.output().expect("keel-gitops runs"))
     };
 
     let dry = run(&["--dry-run"]);
@@ -64,4 +62,151 @@ async fn one_pass_dry_and_real() {
         git.read_file("fleet", "main", "values.yaml").unwrap(),
         values.replace("\"2.0.0\"", "\"2.1.0\"")
     );
+}
+
+/// `keel-gitops` on `repo` of `git` with `args`, away from any Docker config and
+/// `POLL_DEFAULTSCHEDULE` of the machine.
+fn gitops(git: &GitServer, repo: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel-gitops"));
+    command
+        .args(["--repo", &git.git_url(repo)])
+        .args(args)
+        .env("TMPDIR", git.scratch_dir("gitops"))
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("keel-no-docker-config"),
+        )
+        .env_remove("POLL_DEFAULTSCHEDULE")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A running `keel-gitops`; killed when dropped.
+struct Updater(Child);
+
+impl Updater {
+    fn start(git: &GitServer, repo: &str, args: &[&str]) -> Updater {
+        Updater(gitops(git, repo, args).spawn().expect("keel-gitops runs"))
+    }
+}
+
+impl Drop for Updater {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `file` on `main` contains `want`; how long that took.
+async fn wait_for(
+    git: &GitServer,
+    repo: &str,
+    file: &str,
+    want: &str,
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = git.read_file(repo, "main", file).unwrap_or_default();
+        if text.contains(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{file} did not get {want:?} within {within:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_pushed_between_passes_is_seen_by_the_next_pass() {
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
+    let git = GitServer::start();
+    fleet(&git, &registry);
+    let _updater = Updater::start(&git, "fleet", &["--interval", "2s"]);
+    wait_for(
+        &git,
+        "fleet",
+        "values.yaml",
+        "\"2.1.0\"",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The registry client's own cache would hide this tag for 30 s.
+    registry.push_tags("acme/api", &["2.2.0"]).await;
+    let took = wait_for(
+        &git,
+        "fleet",
+        "values.yaml",
+        "\"2.2.0\"",
+        Duration::from_secs(15),
+    )
+    .await;
+    eprintln!("pushed tag to committed update: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_triggered_references_poll_on_their_own_schedule() {
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry.push_tags("acme/web", &["1.0.0", "1.1.0"]).await;
+    registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
+    let web = format!("{}/acme/web", registry.addr());
+    let api = format!("{}/acme/api", registry.addr());
+    let git = GitServer::start();
+    let workloads = format!(
+        "\
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    keel.sh/policy: minor
+    keel.sh/trigger: poll
+    keel.sh/pollSchedule: '@every 1s'
+spec: {{template: {{spec: {{containers: [{{name: web, image: '{web}:1.0.0'}}]}}}}}}
+---
+kind: Deployment
+metadata:
+  name: api
+  annotations:
+    keel.sh/policy: minor
+spec: {{template: {{spec: {{containers: [{{name: api, image: '{api}:2.0.0'}}]}}}}}}
+"
+    );
+    git.create_repo("fleet", &[("apps.yaml", &workloads)], "main");
+    // Everything is checked when first found; after that only `web` is due within the hour.
+    let _updater = Updater::start(&git, "fleet", &["--interval", "1h"]);
+    wait_for(
+        &git,
+        "fleet",
+        "apps.yaml",
+        "web:1.1.0",
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_for(
+        &git,
+        "fleet",
+        "apps.yaml",
+        "api:2.1.0",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    registry.push_tags("acme/web", &["1.2.0"]).await;
+    registry.push_tags("acme/api", &["2.2.0"]).await;
+    wait_for(
+        &git,
+        "fleet",
+        "apps.yaml",
+        "web:1.2.0",
+        Duration::from_secs(15),
+    )
+    .await;
+    // `api` waits for the interval.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = git.read_file("fleet", "main", "apps.yaml").unwrap();
+    assert!(text.contains("api:2.1.0"), "{text}");
 }

@@ -49,6 +49,25 @@ impl Controller {
         &self.base
     }
 
+    /// Waits until it answers HTTP (it has started, and run its first pass), for 30 s at most.
+    pub(crate) async fn wait_until_serving(&self) {
+        let http = reqwest::Client::new();
+        let start = std::time::Instant::now();
+        while http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "keel-controller never served at {}",
+                self.base
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The process.
     pub(crate) fn child(&mut self) -> &mut Child {
         &mut self.child
