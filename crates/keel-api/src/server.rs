@@ -12,6 +12,9 @@ use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, ApprovalState, Approvals, AuditEntry, AuditQuery, VoteKind,
 };
 use keel_core::{Error, ParseError};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{ApiAuth, Principal, Role, require_auth};
@@ -323,23 +326,24 @@ async fn audit(
     Ok(Json(AuditPage { entries, next }))
 }
 
-/// The metrics of the approvals in Prometheus text format: `keel_approvals_pending`, the
-/// requests waiting for votes now (pending and before their deadline), read from the store
-/// on every call.
-///
-/// | name | type | labels | meaning |
-/// |---|---|---|---|
-/// | `keel_approvals_pending` | gauge | none | requests waiting for votes |
+/// The metrics of the approvals in Prometheus text format (version 0.0.4, through
+/// `prometheus-client`): `keel_approvals_pending`, a gauge without labels, the requests
+/// waiting for votes now (pending and before their deadline), read from the store on every
+/// call. The controller's metrics module documents it in the one table of every metric.
 pub async fn metrics_text(approvals: &Approvals) -> Result<String, Error> {
     let pending = approvals.pending().await?;
-    Ok(format!(
-        "# HELP keel_approvals_pending Approval requests waiting for votes.\n\
-         # TYPE keel_approvals_pending gauge\n\
-         keel_approvals_pending {pending}\n"
-    ))
+    let mut registry = Registry::default();
+    registry.register(
+        "keel_approvals_pending",
+        "Approval requests waiting for votes",
+        ConstGauge::new(i64::try_from(pending).unwrap_or(i64::MAX)),
+    );
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry).expect("writing to a String cannot fail");
+    Ok(text)
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = metrics_text(&state.approvals).await?;
-    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok(([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response())
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use subtle::ConstantTimeEq as _;
+
 use crate::error::ParseError;
 
 /// A secret string (a password, token, webhook or signing secret): `Debug` shows
@@ -43,7 +45,7 @@ impl Secret {
 /// byte (only the length shows in the timing): for secrets, and for names checked together
 /// with a secret.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 impl fmt::Debug for Secret {

@@ -1,4 +1,7 @@
-//! The controller's metrics, in the Prometheus text format.
+//! The controller's metrics, exposed through `prometheus-client` in the Prometheus text format
+//! (version 0.0.4).
+//!
+//! This is the one table of the metrics a controller shows:
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
@@ -10,23 +13,25 @@
 //! | `keel_pipeline_last_pass_timestamp_seconds` | gauge | | when the last pass finished (Unix time) |
 //! | `keel_pending_approvals` | gauge | | updates waiting for approval, counted at scrape time |
 //! | `keel_registry_requests_total` | counter | `kind` | HTTP requests to registries, read from the registry client at scrape time |
+//! | `keel_approvals_pending` | gauge | | approval requests waiting for votes (pending and before their deadline), at `/api/metrics` when the approvals API is on (`keel_api::metrics_text`) |
 //!
 //! The two scrape-time values come from callbacks ([`Metrics::set_pending_approvals`],
 //! [`Metrics::set_registry_requests`]), so they count what is true now rather than what
 //! someone remembered to report.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 use keel_core::Error;
 use keel_core::trigger::WebhookSource;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// What became of one webhook request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,76 +78,52 @@ impl WebhookOutcome {
     }
 }
 
+/// Label names and values, in the order of the names.
+type Labels = Vec<(&'static str, String)>;
+
 /// A counter with labels: one value per combination of label values.
 #[derive(Debug)]
 struct CounterVec {
+    /// The sample name, ending in `_total` (`prometheus-client` adds the suffix itself).
     name: &'static str,
+    /// The help text; `prometheus-client` ends it with a period.
     help: &'static str,
     labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
+    family: Family<Labels, Counter>,
 }
 
 impl CounterVec {
     fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        debug_assert!(name.ends_with("_total"), "{name}");
         CounterVec {
             name,
             help,
             labels,
-            values: Mutex::new(BTreeMap::new()),
+            family: Family::default(),
         }
+    }
+
+    fn key(&self, values: &[&str]) -> Labels {
+        debug_assert_eq!(values.len(), self.labels.len());
+        self.labels
+            .iter()
+            .zip(values)
+            .map(|(label, value)| (*label, (*value).to_owned()))
+            .collect()
     }
 
     fn add(&self, values: &[&str], n: u64) {
-        debug_assert_eq!(values.len(), self.labels.len());
-        let key = values.iter().map(|v| (*v).to_owned()).collect();
-        *lock(&self.values).entry(key).or_default() += n;
+        self.family.get_or_create(&self.key(values)).inc_by(n);
     }
 
     fn get(&self, values: &[&str]) -> u64 {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        lock(&self.values).get(&key).copied().unwrap_or(0)
+        self.family.get(&self.key(values)).map_or(0, |c| c.get())
     }
 
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        for (values, n) in lock(&self.values).iter() {
-            let pairs: Vec<(&str, &str)> = self
-                .labels
-                .iter()
-                .copied()
-                .zip(values.iter().map(String::as_str))
-                .collect();
-            sample(out, self.name, &pairs, *n as f64);
-        }
+    fn register(&self, registry: &mut Registry) {
+        let name = self.name.strip_suffix("_total").unwrap_or(self.name);
+        registry.register(name, self.help, self.family.clone());
     }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (label, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{label}=\"{}\"", escape(value));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-/// Label values escape `\`, `"` and newlines.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Counts pending approvals at scrape time.
@@ -173,7 +154,7 @@ pub struct Metrics {
     pass_failures: CounterVec,
     updates: CounterVec,
     truncated: CounterVec,
-    last_pass: AtomicI64,
+    last_pass: Gauge,
     pending_approvals: RwLock<Option<PendingApprovalsFn>>,
     registry_requests: RwLock<Option<RegistryRequestsFn>>,
 }
@@ -196,30 +177,30 @@ impl Metrics {
         let metrics = Metrics {
             webhooks: CounterVec::new(
                 "keel_webhooks_received_total",
-                "Webhook requests received, by source and outcome.",
+                "Webhook requests received, by source and outcome",
                 &["source", "outcome"],
             ),
             passes: CounterVec::new(
                 "keel_pipeline_passes_total",
-                "Pipeline passes run, by what triggered them.",
+                "Pipeline passes run, by what triggered them",
                 &["trigger"],
             ),
             pass_failures: CounterVec::new(
                 "keel_pass_failures_total",
-                "Pipeline passes that panicked or ran past the pass timeout, by trigger and reason.",
+                "Pipeline passes that panicked or ran past the pass timeout, by trigger and reason",
                 &["trigger", "reason"],
             ),
             updates: CounterVec::new(
                 "keel_updates_total",
-                "Updates applied in targets or failed there.",
+                "Updates applied in targets or failed there",
                 &["outcome"],
             ),
             truncated: CounterVec::new(
                 "keel_tag_listings_truncated_total",
-                "Tag listings cut short by the listing budget (no update chosen from them), by repository.",
+                "Tag listings cut short by the listing budget (no update chosen from them), by repository",
                 &["repository"],
             ),
-            last_pass: AtomicI64::new(0),
+            last_pass: Gauge::default(),
             pending_approvals: RwLock::new(None),
             registry_requests: RwLock::new(None),
         };
@@ -258,7 +239,7 @@ impl Metrics {
         self.passes.add(&[trigger], 1);
         self.updates.add(&["applied"], applied as u64);
         self.updates.add(&["failed"], failed as u64);
-        self.last_pass.store(finished, Ordering::Relaxed);
+        self.last_pass.set(finished);
     }
 
     /// Counts a pass that found `repository`'s tag list cut short by the listing budget.
@@ -316,26 +297,23 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(read));
     }
 
-    /// Everything, in the Prometheus text exposition format (version 0.0.4). Calls the
-    /// scrape-time callbacks; a failing one leaves its metric out and is logged.
+    /// Everything, in the Prometheus text exposition format (version 0.0.4, [`CONTENT_TYPE`]).
+    /// Calls the scrape-time callbacks; a failing one leaves its metric out and is logged.
     pub async fn render(&self) -> String {
-        let mut out = String::new();
-        self.webhooks.render(&mut out);
-        self.passes.render(&mut out);
-        self.pass_failures.render(&mut out);
-        self.updates.render(&mut out);
-        self.truncated.render(&mut out);
-        header(
-            &mut out,
+        let mut registry = Registry::default();
+        for counters in [
+            &self.webhooks,
+            &self.passes,
+            &self.pass_failures,
+            &self.updates,
+            &self.truncated,
+        ] {
+            counters.register(&mut registry);
+        }
+        registry.register(
             "keel_pipeline_last_pass_timestamp_seconds",
-            "When the last pipeline pass finished, in Unix seconds (0: none yet).",
-            "gauge",
-        );
-        sample(
-            &mut out,
-            "keel_pipeline_last_pass_timestamp_seconds",
-            &[],
-            self.last_pass.load(Ordering::Relaxed) as f64,
+            "When the last pipeline pass finished, in Unix seconds (0: none yet)",
+            self.last_pass.clone(),
         );
 
         let pending = self
@@ -345,15 +323,11 @@ impl Metrics {
             .clone();
         if let Some(count) = pending {
             match count().await {
-                Ok(n) => {
-                    header(
-                        &mut out,
-                        "keel_pending_approvals",
-                        "Updates waiting for approval.",
-                        "gauge",
-                    );
-                    sample(&mut out, "keel_pending_approvals", &[], n as f64);
-                }
+                Ok(n) => registry.register(
+                    "keel_pending_approvals",
+                    "Updates waiting for approval",
+                    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)),
+                ),
                 Err(error) => tracing::warn!(%error, "counting pending approvals failed"),
             }
         }
@@ -364,36 +338,64 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(read) = requests {
-            header(
-                &mut out,
+            let counters = CounterVec::new(
                 "keel_registry_requests_total",
-                "HTTP requests made to registries, by kind.",
-                "counter",
+                "HTTP requests made to registries, by kind",
+                &["kind"],
             );
             for (kind, n) in read() {
-                sample(
-                    &mut out,
-                    "keel_registry_requests_total",
-                    &[("kind", kind)],
-                    n as f64,
-                );
+                counters.add(&[kind], n);
             }
+            counters.register(&mut registry);
         }
+
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        sample(&mut out, "m", &[("a", "x\"y\\z\nw")], 1.0);
-        assert_eq!(out, "m{a=\"x\\\"y\\\\z\\nw\"} 1\n");
+    #[tokio::test]
+    async fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.truncated_listing("x\"y\\z\nw");
+        let text = metrics.render().await;
+        assert!(
+            text.contains("keel_tag_listings_truncated_total{repository=\"x\\\"y\\\\z\\nw\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_metric_has_help_and_type_under_its_sample_name() {
+        let metrics = Metrics::new();
+        metrics.set_pending_approvals(|| async { Ok(0) });
+        metrics.set_registry_requests(|| vec![("tag_page", 0)]);
+        metrics.truncated_listing("ghcr.io/acme/app");
+        let text = metrics.render().await;
+        for (name, kind) in [
+            ("keel_webhooks_received_total", "counter"),
+            ("keel_pipeline_passes_total", "counter"),
+            ("keel_pass_failures_total", "counter"),
+            ("keel_updates_total", "counter"),
+            ("keel_tag_listings_truncated_total", "counter"),
+            ("keel_pipeline_last_pass_timestamp_seconds", "gauge"),
+            ("keel_pending_approvals", "gauge"),
+            ("keel_registry_requests_total", "counter"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}: {text}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
+        assert!(!text.contains(".."), "{text}");
     }
 
     #[tokio::test]

@@ -23,9 +23,10 @@ use serde_json::Value;
 fn manifest(file: &str) -> Vec<Value> {
     let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| {
-            serde_yaml::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap()).unwrap()
+            serde_yaml_ng::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap())
+                .unwrap()
         })
         .collect()
 }
