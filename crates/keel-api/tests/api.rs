@@ -75,6 +75,40 @@ impl Server {
     }
 }
 
+/// Sends `request`; its status and JSON body.
+async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    json_of(request.send().await.unwrap()).await
+}
+
+/// One request of a table: its name, the request, the status it must get, top-level fields
+/// its JSON body must have (`("error", "forbidden")`, `("state", "pending")`) and a fragment
+/// of its `reason`.
+type Case<'a> = (
+    &'a str,
+    reqwest::RequestBuilder,
+    u16,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+);
+
+/// Sends the requests of `cases` in order and checks each answer; returns the bodies.
+async fn expect_all(cases: Vec<Case<'_>>) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for (name, request, status, fields, reason) in cases {
+        let (got, body) = call(request).await;
+        assert_eq!(got, status, "{name}: {body}");
+        for (field, value) in fields {
+            assert_eq!(body[field], *value, "{name}: {field} of {body}");
+        }
+        if let Some(reason) = reason {
+            let text = body["reason"].as_str().unwrap_or_default();
+            assert!(text.contains(reason), "{name}: {body}");
+        }
+        bodies.push(body);
+    }
+    bodies
+}
+
 async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body = resp.json::<Value>().await.unwrap();
@@ -113,40 +147,21 @@ async fn every_route_refuses_missing_and_wrong_credentials() {
         let body: ErrorBody = none.json().await.unwrap();
         assert_eq!(body.error, "unauthorized");
 
-        let wrong_token = s
-            .req(method.clone(), &path)
-            .bearer_auth("token-of-alice-012345678")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            wrong_token.status(),
-            401,
-            "{method} {path} with a wrong token"
-        );
-        let wrong_password = s
-            .req(method.clone(), &path)
-            .basic_auth("bob", Some("pw-of-alice"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            wrong_password.status(),
-            401,
-            "{method} {path} with a wrong password"
-        );
-        // The right password of another user.
-        let wrong_user = s
-            .req(method.clone(), &path)
-            .basic_auth("alice", Some("pw-of-bob"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            wrong_user.status(),
-            401,
-            "{method} {path} with a wrong user"
-        );
+        type WithCredentials = fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+        let wrong: [(&str, WithCredentials); 3] = [
+            ("a wrong token", |r| {
+                r.bearer_auth("token-of-alice-012345678")
+            }),
+            ("a wrong password", |r| {
+                r.basic_auth("bob", Some("pw-of-alice"))
+            }),
+            // The right password of another user.
+            ("a wrong user", |r| r.basic_auth("alice", Some("pw-of-bob"))),
+        ];
+        for (name, with) in wrong {
+            let resp = with(s.req(method.clone(), &path)).send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{method} {path} with {name}");
+        }
     }
     // Nothing was voted or deleted by the refused calls.
     assert!(
@@ -181,25 +196,23 @@ async fn every_route_of_the_table_is_served() {
             assert!(resp.status().is_success(), "{method} {path}: {status}");
         }
     }
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/nothing")
-            .send()
-            .await
-            .unwrap(),
-    )
+    expect_all(vec![
+        (
+            "an unknown route",
+            s.alice(reqwest::Method::GET, "/v1/nothing"),
+            404,
+            &[("error", "not_found")],
+            None,
+        ),
+        (
+            "an unknown method",
+            s.alice(reqwest::Method::PUT, "/v1/approvals"),
+            405,
+            &[("error", "method_not_allowed")],
+            None,
+        ),
+    ])
     .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::PUT, "/v1/approvals")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (405, Some("method_not_allowed"))
-    );
 }
 
 #[tokio::test]
@@ -212,13 +225,7 @@ async fn list_filters_by_state_and_target() {
         .await
         .unwrap();
 
-    let (status, all) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/approvals")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, all) = call(s.alice(reqwest::Method::GET, "/v1/approvals")).await;
     assert_eq!(status, 200);
     let ids: Vec<&str> = all["approvals"]
         .as_array()
@@ -231,52 +238,36 @@ async fn list_filters_by_state_and_target() {
     assert_eq!(all["approvals"][0]["plan"]["new"], "ghcr.io/acme/web:1.1.0");
     assert!(all["approvals"][0]["deadline"].is_string());
 
-    let (_, pending) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/approvals?state=pending")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, pending) = call(s.alice(reqwest::Method::GET, "/v1/approvals?state=pending")).await;
     assert_eq!(pending["approvals"].as_array().unwrap().len(), 1);
     assert_eq!(pending["approvals"][0]["id"], a.id.as_str());
 
-    let (_, staging) = json_of(
-        s.alice(
-            reqwest::Method::GET,
-            "/v1/approvals?target=staging&image=web",
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
+    let (_, staging) = call(s.alice(
+        reqwest::Method::GET,
+        "/v1/approvals?target=staging&image=web",
+    ))
     .await;
     assert_eq!(staging["approvals"][0]["state"], "approved");
     assert_eq!(staging["approvals"].as_array().unwrap().len(), 1);
 
-    let (status, bad) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/approvals?state=waiting")
-            .send()
-            .await
-            .unwrap(),
-    )
+    let invalid: &[(&str, &str)] = &[("error", "invalid_input")];
+    expect_all(vec![
+        (
+            "an unknown state",
+            s.alice(reqwest::Method::GET, "/v1/approvals?state=waiting"),
+            400,
+            invalid,
+            Some("\"waiting\""),
+        ),
+        (
+            "an unknown parameter",
+            s.alice(reqwest::Method::GET, "/v1/approvals?status=pending"),
+            400,
+            invalid,
+            Some("status"),
+        ),
+    ])
     .await;
-    assert_eq!(status, 400);
-    assert_eq!(bad["error"], "invalid_input");
-    assert!(
-        bad["reason"].as_str().unwrap().contains("\"waiting\""),
-        "{bad}"
-    );
-
-    let (status, bad) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/approvals?status=pending")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 400, "{bad}");
-    assert!(bad["reason"].as_str().unwrap().contains("status"), "{bad}");
 }
 
 #[tokio::test]
@@ -284,82 +275,54 @@ async fn votes_are_bound_to_the_credential() {
     let s = start().await;
     let r = s.open("prod", "web", "1.2.0", 2).await;
     let approve = format!("/v1/approvals/{}/approve", r.id);
+    let reject = format!("/v1/approvals/{}/reject", r.id);
+    let post = reqwest::Method::POST;
 
-    // alice's token may not vote as somebody else.
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .json(&json!({"voter": "mallory"}))
-            .send()
-            .await
-            .unwrap(),
-    )
+    let bodies = expect_all(vec![
+        (
+            "alice's token may not vote as somebody else",
+            s.alice(post.clone(), &approve)
+                .json(&json!({"voter": "mallory"})),
+            403,
+            &[("error", "forbidden")],
+            None,
+        ),
+        (
+            "alice votes with a comment",
+            s.alice(post.clone(), &approve)
+                .json(&json!({"comment": "fine by me"})),
+            200,
+            &[("state", "pending")],
+            None,
+        ),
+        (
+            "alice again (empty body) does not count twice",
+            s.alice(post.clone(), &approve),
+            200,
+            &[("state", "pending")],
+            None,
+        ),
+        (
+            "bob by basic auth, naming himself",
+            s.req(post.clone(), &approve)
+                .basic_auth("bob", Some("pw-of-bob"))
+                .json(&json!({"voter": "bob"})),
+            200,
+            &[("state", "approved")],
+            None,
+        ),
+        (
+            "decided: another vote conflicts",
+            s.alice(post.clone(), &reject),
+            409,
+            &[("error", "conflict")],
+            Some("approved"),
+        ),
+    ])
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("forbidden")),
-        "{body}"
-    );
-
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .json(&json!({"comment": "fine by me"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["state"], "pending");
-    assert_eq!(body["votes"][0]["voter"], "alice");
-    assert_eq!(body["votes"][0]["comment"], "fine by me");
-
-    // alice again (empty body) does not count twice.
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status, body["state"].as_str()), (200, Some("pending")));
-    assert_eq!(body["votes"].as_array().unwrap().len(), 1);
-
-    // bob by basic auth, naming himself.
-    let (status, body) = json_of(
-        s.req(reqwest::Method::POST, &approve)
-            .basic_auth("bob", Some("pw-of-bob"))
-            .json(&json!({"voter": "bob"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["state"].as_str()),
-        (200, Some("approved")),
-        "{body}"
-    );
-
-    // Decided: another vote conflicts.
-    let (status, body) = json_of(
-        s.alice(
-            reqwest::Method::POST,
-            &format!("/v1/approvals/{}/reject", r.id),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["reason"].as_str().unwrap().contains("approved"),
-        "{body}"
-    );
+    assert_eq!(bodies[1]["votes"][0]["voter"], "alice");
+    assert_eq!(bodies[1]["votes"][0]["comment"], "fine by me");
+    assert_eq!(bodies[2]["votes"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -367,39 +330,26 @@ async fn a_delegate_names_its_voters_under_its_own_prefix() {
     let s = start().await;
     let r = s.open("prod", "web", "1.3.0", 2).await;
     let reject = format!("/v1/approvals/{}/reject", r.id);
-    let (status, body) = json_of(
-        s.req(reqwest::Method::POST, &reject)
-            .bearer_auth(BOT_TOKEN)
-            .send()
-            .await
-            .unwrap(),
-    )
+    let bot = || s.req(reqwest::Method::POST, &reject).bearer_auth(BOT_TOKEN);
+    let bodies = expect_all(vec![
+        (
+            "a delegate without a voter",
+            bot(),
+            400,
+            &[("error", "invalid_input")],
+            Some("must name the voter"),
+        ),
+        (
+            "a delegate naming its voter",
+            bot().json(&json!({"voter": "U024BE7LH", "comment": "breaks the login"})),
+            200,
+            &[("state", "rejected")],
+            None,
+        ),
+    ])
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_input")),
-        "{body}"
-    );
-    assert!(
-        body["reason"]
-            .as_str()
-            .unwrap()
-            .contains("must name the voter")
-    );
-
-    let (status, body) = json_of(
-        s.req(reqwest::Method::POST, &reject)
-            .bearer_auth(BOT_TOKEN)
-            .json(&json!({"voter": "U024BE7LH", "comment": "breaks the login"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["state"], "rejected");
-    assert_eq!(body["votes"][0]["voter"], "slack:U024BE7LH");
-    assert_eq!(body["votes"][0]["kind"], "reject");
+    assert_eq!(bodies[1]["votes"][0]["voter"], "slack:U024BE7LH");
+    assert_eq!(bodies[1]["votes"][0]["kind"], "reject");
 }
 
 #[tokio::test]
@@ -410,91 +360,73 @@ async fn roles_and_delegate_voters_are_enforced() {
     let reject = format!("/v1/approvals/{}/reject", r.id);
     let one = format!("/v1/approvals/{}", r.id);
     let send = |method: reqwest::Method, path: &str, token: &str, body: Value| {
-        s.req(method, path).bearer_auth(token).json(&body).send()
+        s.req(method, path).bearer_auth(token).json(&body)
     };
+    let (post, delete) = (reqwest::Method::POST, reqwest::Method::DELETE);
+    const READER: Option<&str> = Some("\"dash\" has the role reader");
 
-    // A reader reads, and may neither vote nor delete.
-    let (status, body) = json_of(
-        s.req(reqwest::Method::GET, "/v1/approvals")
-            .bearer_auth(DASH_TOKEN)
-            .send()
-            .await
-            .unwrap(),
-    )
+    let bodies = expect_all(vec![
+        (
+            "a reader reads",
+            s.req(reqwest::Method::GET, "/v1/approvals")
+                .bearer_auth(DASH_TOKEN),
+            200,
+            &[],
+            None,
+        ),
+        (
+            "a reader may not approve",
+            send(post.clone(), &approve, DASH_TOKEN, json!({})),
+            403,
+            &[("error", "forbidden")],
+            READER,
+        ),
+        (
+            "a reader may not reject",
+            send(post.clone(), &reject, DASH_TOKEN, json!({})),
+            403,
+            &[("error", "forbidden")],
+            READER,
+        ),
+        (
+            "a reader may not delete",
+            send(delete.clone(), &one, DASH_TOKEN, json!({})),
+            403,
+            &[],
+            None,
+        ),
+        (
+            "an approver votes",
+            send(post.clone(), &approve, CAROL_TOKEN, json!({})),
+            200,
+            &[],
+            None,
+        ),
+        (
+            "an approver may not delete",
+            send(delete.clone(), &one, CAROL_TOKEN, json!({})),
+            403,
+            &[],
+            Some("needs admin"),
+        ),
+        // The delegate votes only for the voters it was given; anyone else is refused by
+        // name and nothing is recorded.
+        (
+            "a delegate votes for a voter it was not given",
+            send(
+                post.clone(),
+                &approve,
+                BOT_TOKEN,
+                json!({"voter": "U0EVE1234"}),
+            ),
+            403,
+            &[("error", "forbidden")],
+            Some("U0EVE1234"),
+        ),
+    ])
     .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["approvals"].as_array().unwrap().len(), 1);
-    for path in [&approve, &reject] {
-        let (status, body) = json_of(
-            send(reqwest::Method::POST, path, DASH_TOKEN, json!({}))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (403, Some("forbidden")),
-            "{body}"
-        );
-        assert!(
-            body["reason"]
-                .as_str()
-                .unwrap()
-                .contains("\"dash\" has the role reader"),
-            "{body}"
-        );
-    }
-    let (status, _) = json_of(
-        send(reqwest::Method::DELETE, &one, DASH_TOKEN, json!({}))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 403);
-
-    // An approver votes and may not delete.
-    let (status, body) = json_of(
-        send(reqwest::Method::POST, &approve, CAROL_TOKEN, json!({}))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = json_of(
-        send(reqwest::Method::DELETE, &one, CAROL_TOKEN, json!({}))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["reason"].as_str().unwrap().contains("needs admin"),
-        "{body}"
-    );
+    assert_eq!(bodies[0]["approvals"].as_array().unwrap().len(), 1);
     assert!(s.approvals.get(&r.id).await.unwrap().is_some());
-
-    // The delegate votes only for the voters it was given; anyone else is refused by name
-    // and nothing is recorded.
-    let (status, body) = json_of(
-        send(
-            reqwest::Method::POST,
-            &approve,
-            BOT_TOKEN,
-            json!({"voter": "U0EVE1234"}),
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (403, Some("forbidden")),
-        "{body}"
-    );
-    assert!(
-        body["reason"].as_str().unwrap().contains("U0EVE1234"),
-        "{body}"
-    );
     let stored = s.approvals.get(&r.id).await.unwrap().unwrap();
     assert_eq!(stored.votes.len(), 1, "{stored:?}");
     assert_eq!(stored.votes[0].voter, "carol");
@@ -509,22 +441,14 @@ async fn roles_and_delegate_voters_are_enforced() {
         .count();
     assert_eq!(voted, 1);
 
-    let (status, body) = json_of(
-        send(
-            reqwest::Method::POST,
-            &approve,
-            BOT_TOKEN,
-            json!({"voter": "U1"}),
-        )
-        .await
-        .unwrap(),
-    )
+    expect_all(vec![(
+        "a delegate votes for a voter it was given",
+        send(post, &approve, BOT_TOKEN, json!({"voter": "U1"})),
+        200,
+        &[("state", "approved")],
+        None,
+    )])
     .await;
-    assert_eq!(
-        (status, body["state"].as_str()),
-        (200, Some("approved")),
-        "{body}"
-    );
 }
 
 #[tokio::test]
@@ -543,66 +467,46 @@ async fn bad_ids_bodies_and_unknown_requests() {
         ),
         (reqwest::Method::DELETE, "/v1/approvals/ffffffffffffffff"),
     ] {
-        let (status, body) = json_of(s.alice(method.clone(), path).send().await.unwrap()).await;
+        let (status, body) = call(s.alice(method.clone(), path)).await;
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(body["error"], "not_found");
         assert_eq!(body["what"], "approval request ffffffffffffffff");
     }
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/approvals/bad$id")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_input")),
-        "{body}"
-    );
-    assert!(
-        body["reason"]
-            .as_str()
-            .unwrap()
-            .contains("approval request id")
-    );
-
     let approve = format!("/v1/approvals/{}/approve", r.id);
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .body("{not json")
-            .send()
-            .await
-            .unwrap(),
-    )
+    let post = reqwest::Method::POST;
+    expect_all(vec![
+        (
+            "a bad id",
+            s.alice(reqwest::Method::GET, "/v1/approvals/bad$id"),
+            400,
+            &[("error", "invalid_input")],
+            Some("approval request id"),
+        ),
+        (
+            "a body that is not JSON",
+            s.alice(post.clone(), &approve).body("{not json"),
+            400,
+            &[("error", "invalid_input")],
+            None,
+        ),
+        (
+            "an unknown field",
+            s.alice(post.clone(), &approve)
+                .json(&json!({"voter": "alice", "votr": "x"})),
+            400,
+            &[],
+            None,
+        ),
+        (
+            "a comment too long",
+            s.alice(post.clone(), &approve)
+                .json(&json!({"comment": "x".repeat(2000)})),
+            400,
+            &[],
+            Some("vote comment"),
+        ),
+    ])
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_input")),
-        "{body}"
-    );
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .json(&json!({"voter": "alice", "votr": "x"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::POST, &approve)
-            .json(&json!({"comment": "x".repeat(2000)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["reason"].as_str().unwrap().contains("vote comment"),
-        "{body}"
-    );
 
     let huge = s
         .alice(reqwest::Method::POST, &approve)
@@ -642,21 +546,10 @@ async fn delete_audit_and_metrics() {
         "{metrics}"
     );
 
-    let (status, body) = json_of(
-        s.alice(reqwest::Method::DELETE, &format!("/v1/approvals/{}", a.id))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) =
+        call(s.alice(reqwest::Method::DELETE, &format!("/v1/approvals/{}", a.id))).await;
     assert_eq!((status, body["id"].as_str()), (200, Some(a.id.as_str())));
-    let (status, _) = json_of(
-        s.alice(reqwest::Method::GET, &format!("/v1/approvals/{}", a.id))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = call(s.alice(reqwest::Method::GET, &format!("/v1/approvals/{}", a.id))).await;
     assert_eq!(status, 404);
     let metrics = s
         .alice(reqwest::Method::GET, "/metrics")
@@ -672,23 +565,14 @@ async fn delete_audit_and_metrics() {
     );
 
     // A delegate is an approver: it may not delete.
-    let (status, body) = json_of(
+    let (status, body) = call(
         s.req(reqwest::Method::DELETE, &format!("/v1/approvals/{}", b.id))
-            .bearer_auth(BOT_TOKEN)
-            .send()
-            .await
-            .unwrap(),
+            .bearer_auth(BOT_TOKEN),
     )
     .await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
 
-    let (status, audit) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/audit")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, audit) = call(s.alice(reqwest::Method::GET, "/v1/audit")).await;
     assert_eq!(status, 200);
     let actions: Vec<&str> = audit["entries"]
         .as_array()
@@ -700,51 +584,39 @@ async fn delete_audit_and_metrics() {
     assert_eq!(audit["entries"][2]["actor"], "alice");
     assert!(audit.get("next").is_none());
 
-    let (_, page) = json_of(
-        s.alice(reqwest::Method::GET, "/v1/audit?limit=1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, page) = call(s.alice(reqwest::Method::GET, "/v1/audit?limit=1")).await;
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
     let next = page["next"].as_u64().unwrap();
-    let (_, rest) = json_of(
-        s.alice(
-            reqwest::Method::GET,
-            &format!("/v1/audit?since={next}&limit=5"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
+    let (_, rest) = call(s.alice(
+        reqwest::Method::GET,
+        &format!("/v1/audit?since={next}&limit=5"),
+    ))
     .await;
     assert_eq!(rest["entries"].as_array().unwrap().len(), 2);
     assert_eq!(rest["entries"][0]["seq"].as_u64().unwrap(), next + 1);
 
-    let (_, by_request) = json_of(
-        s.alice(reqwest::Method::GET, &format!("/v1/audit?request={}", b.id))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, by_request) =
+        call(s.alice(reqwest::Method::GET, &format!("/v1/audit?request={}", b.id))).await;
     assert_eq!(by_request["entries"].as_array().unwrap().len(), 1);
 
-    for bad in ["limit=0", "limit=abc", "since=-1", "limit=999999"] {
-        let (status, body) = json_of(
-            s.alice(reqwest::Method::GET, &format!("/v1/audit?{bad}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_input")),
-            "{bad}"
-        );
-    }
+    let bad = ["limit=0", "limit=abc", "since=-1", "limit=999999"];
+    let paths: Vec<String> = bad.iter().map(|b| format!("/v1/audit?{b}")).collect();
+    let invalid: &[(&str, &str)] = &[("error", "invalid_input")];
+    expect_all(
+        bad.iter()
+            .zip(&paths)
+            .map(|(bad, path)| {
+                (
+                    *bad,
+                    s.alice(reqwest::Method::GET, path),
+                    400,
+                    invalid,
+                    None,
+                )
+            })
+            .collect(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -970,7 +842,7 @@ async fn an_id_that_is_not_utf8_gets_an_error_body() {
         (reqwest::Method::POST, "/v1/approvals/%ff/approve"),
         (reqwest::Method::POST, "/v1/approvals/%c3%28/reject"),
     ] {
-        let (status, body) = json_of(s.alice(method.clone(), path).send().await.unwrap()).await;
+        let (status, body) = call(s.alice(method.clone(), path)).await;
         assert_eq!(status, 400, "{method} {path}: {body}");
         assert_eq!(body["error"], "invalid_input", "{method} {path}: {body}");
         let reason = body["reason"].as_str().unwrap();
