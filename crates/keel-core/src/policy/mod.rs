@@ -21,6 +21,7 @@
 mod engine;
 mod explain;
 mod glob;
+mod rankers;
 mod spec;
 
 pub use self::engine::VersionPolicy;
