@@ -85,6 +85,29 @@ async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment {
         .expect("get deployment")
 }
 
+/// Keys and values of annotations or labels.
+type Keys<'a> = &'a [(&'a str, &'a str)];
+
+/// The key and value a discovery problem names.
+type Problem<'a> = (&'a str, &'a str);
+
+/// One Deployment of a table: its name, annotations, labels and the image of its `app`
+/// container.
+type Row<'a> = (&'a str, Keys<'a>, Keys<'a>, &'a str);
+
+async fn create_deployments(client: &Client, ns: &str, rows: &[Row<'_>]) {
+    for (name, annotations, labels, app) in rows {
+        let mut workload = Workload::deployment(name);
+        for (key, value) in *annotations {
+            workload = workload.annotation(key, value);
+        }
+        for (key, value) in *labels {
+            workload = workload.label(key, value);
+        }
+        workload.container("app", app).create(client, ns).await;
+    }
+}
+
 #[tokio::test]
 async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
     let Some(server) = ApiServer::shared().await else {
@@ -92,42 +115,45 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
     };
     let ns = server.namespace("discover-keys").await;
     let admin = server.admin_client();
-    Workload::deployment("annotated")
-        .annotation("keel.sh/policy", "minor")
-        .annotation("keel.sh/trigger", "poll")
-        .annotation("keel.sh/pollSchedule", "@every 5m")
-        .annotation("keel.sh/approvals", "2")
-        .annotation("keel.sh/approvalDeadline", "6")
-        .annotation("keel.sh/notify", "#ops, #web")
-        .annotation("keel.sh/releaseNotes", "https://example.com/notes")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("labelled")
-        .label("keel.sh/policy", "major")
-        .label("keel.sh/trigger", "poll")
-        .container("app", "ghcr.io/acme/api:2.0.0")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("both")
-        .label("keel.sh/policy", "patch")
-        .label("keel.sh/approvals", "1")
-        .label("keel.sh/trigger", "poll")
-        .annotation("keel.sh/policy", "glob:1.2.*")
-        .annotation("keel.sh/approvals", "3")
-        .container("app", "ghcr.io/acme/web:1.2.0")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("untracked")
-        .label("app", "plain")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("never")
-        .annotation("keel.sh/policy", "never")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
+    create_deployments(
+        &admin,
+        &ns,
+        &[
+            (
+                "annotated",
+                &[
+                    ("keel.sh/policy", "minor"),
+                    ("keel.sh/trigger", "poll"),
+                    ("keel.sh/pollSchedule", "@every 5m"),
+                    ("keel.sh/approvals", "2"),
+                    ("keel.sh/approvalDeadline", "6"),
+                    ("keel.sh/notify", "#ops, #web"),
+                    ("keel.sh/releaseNotes", "https://example.com/notes"),
+                ],
+                &[],
+                "nginx:1.25.3",
+            ),
+            (
+                "labelled",
+                &[],
+                &[("keel.sh/policy", "major"), ("keel.sh/trigger", "poll")],
+                "ghcr.io/acme/api:2.0.0",
+            ),
+            (
+                "both",
+                &[("keel.sh/policy", "glob:1.2.*"), ("keel.sh/approvals", "3")],
+                &[
+                    ("keel.sh/policy", "patch"),
+                    ("keel.sh/approvals", "1"),
+                    ("keel.sh/trigger", "poll"),
+                ],
+                "ghcr.io/acme/web:1.2.0",
+            ),
+            ("untracked", &[], &[("app", "plain")], "nginx:1.25.3"),
+            ("never", &[("keel.sh/policy", "never")], &[], "nginx:1.25.3"),
+        ],
+    )
+    .await;
 
     let target = target_in(admin, &ns).await;
     let images = target.discover().await.expect("discover");
@@ -140,45 +166,36 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
         ]
     );
 
+    // Name, policy, approvals, trigger and approval deadline (`None`: not checked). No
+    // schedule is the poller's default (Keel's `@every 1m`). Annotations win key by key; a key
+    // only in the labels still counts.
+    let every_5m = Trigger::Poll {
+        schedule: Some("@every 5m".parse().unwrap()),
+    };
+    let no_schedule = Trigger::Poll { schedule: None };
+    let expected = [
+        ("annotated", "Minor", 2, every_5m, Some(6 * 3600)),
+        ("labelled", "Major", 0, no_schedule.clone(), Some(24 * 3600)),
+        ("both", "Glob", 3, no_schedule, None),
+    ];
+    for (name, policy, approvals, trigger, deadline) in expected {
+        let tracked = by_id(&images, &format!("deployment/{ns}/{name}/app"));
+        let found = format!("{:?}", tracked.policy);
+        assert!(found.contains(policy), "{name}: {found}");
+        assert_eq!(tracked.approvals, approvals, "{name}");
+        assert_eq!(tracked.trigger, trigger, "{name}");
+        if let Some(seconds) = deadline {
+            let deadline = Some(Duration::from_secs(seconds));
+            assert_eq!(tracked.approval_deadline, deadline, "{name}");
+        }
+    }
     let annotated = by_id(&images, &format!("deployment/{ns}/annotated/app"));
     assert_eq!(annotated.image, image("nginx:1.25.3"));
-    assert_eq!(
-        annotated.trigger,
-        Trigger::Poll {
-            schedule: Some("@every 5m".parse().unwrap())
-        }
-    );
-    assert_eq!(annotated.approvals, 2);
-    assert_eq!(
-        annotated.approval_deadline,
-        Some(Duration::from_secs(6 * 3600))
-    );
     assert_eq!(annotated.notify, ["#ops", "#web"]);
     assert_eq!(
         annotated.release_notes.as_deref(),
         Some("https://example.com/notes")
     );
-    assert!(format!("{:?}", annotated.policy).contains("Minor"));
-
-    let labelled = by_id(&images, &format!("deployment/{ns}/labelled/app"));
-    // No schedule: the poller's default (Keel's `@every 1m`).
-    assert_eq!(labelled.trigger, Trigger::Poll { schedule: None });
-    assert_eq!(labelled.approvals, 0);
-    assert_eq!(
-        labelled.approval_deadline,
-        Some(Duration::from_secs(24 * 3600))
-    );
-    assert!(format!("{:?}", labelled.policy).contains("Major"));
-
-    // Annotations win key by key; a key only in the labels still counts.
-    let both = by_id(&images, &format!("deployment/{ns}/both/app"));
-    assert_eq!(both.approvals, 3);
-    assert!(
-        format!("{:?}", both.policy).contains("Glob"),
-        "{:?}",
-        both.policy
-    );
-    assert!(matches!(both.trigger, Trigger::Poll { .. }));
 
     let listing = target.workloads().await.expect("workloads");
     let row = listing.iter().find(|w| w.name == "both").expect("listed");
@@ -312,52 +329,48 @@ async fn bad_values_skip_only_their_workload_and_are_reported() {
     };
     let ns = server.namespace("discover-problems").await;
     let admin = server.admin_client();
-    Workload::deployment("bad-policy")
-        .annotation("keel.sh/policy", "minr")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("bad-approvals")
-        .annotation("keel.sh/policy", "minor")
-        .annotation("keel.sh/approvals", "two")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("bad-regex")
-        .annotation("keel.sh/policy", "minor")
-        .annotation("keel.sh/monitorContainers", "app(")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
-    Workload::deployment("good")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "nginx:1.25.3")
-        .create(&admin, &ns)
-        .await;
+    // Name, annotations, and the key and value reported as a problem.
+    let cases: [(&str, Keys, Option<Problem>); 4] = [
+        (
+            "bad-policy",
+            &[("keel.sh/policy", "minr")],
+            Some(("keel.sh/policy", "minr")),
+        ),
+        (
+            "bad-approvals",
+            &[("keel.sh/policy", "minor"), ("keel.sh/approvals", "two")],
+            Some(("keel.sh/approvals", "two")),
+        ),
+        (
+            "bad-regex",
+            &[
+                ("keel.sh/policy", "minor"),
+                ("keel.sh/monitorContainers", "app("),
+            ],
+            Some(("keel.sh/monitorContainers", "app(")),
+        ),
+        ("good", &[("keel.sh/policy", "minor")], None),
+    ];
+    let rows: Vec<Row> = cases
+        .iter()
+        .map(|(name, annotations, _)| (*name, *annotations, &[][..], "nginx:1.25.3"))
+        .collect();
+    create_deployments(&admin, &ns, &rows).await;
     let target = target_in(admin, &ns).await;
     let images = target.discover().await.expect("discovery goes on");
     assert_eq!(ids(&images), [format!("deployment/{ns}/good/app")]);
     let problems = target.problems();
-    let seen: Vec<(String, String, String)> = problems
+    let seen: Vec<(&str, &str, &str)> = problems
         .iter()
-        .map(|p| (p.name.clone(), p.key.clone(), p.value.clone()))
+        .map(|p| (p.name.as_str(), p.key.as_str(), p.value.as_str()))
         .collect();
-    assert_eq!(
-        seen,
-        [
-            (
-                "bad-approvals".into(),
-                "keel.sh/approvals".into(),
-                "two".into()
-            ),
-            ("bad-policy".into(), "keel.sh/policy".into(), "minr".into()),
-            (
-                "bad-regex".into(),
-                "keel.sh/monitorContainers".into(),
-                "app(".into()
-            ),
-        ]
-    );
+    // Reported in the order of the workloads' names.
+    let mut expected: Vec<(&str, &str, &str)> = cases
+        .iter()
+        .filter_map(|(name, _, problem)| problem.map(|(key, value)| (*name, key, value)))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
     let text = problems[1].to_string();
     assert!(
         text.contains(&format!("deployment {ns}/bad-policy"))
