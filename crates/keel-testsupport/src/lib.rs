@@ -38,3 +38,20 @@ pub fn repo_root() -> std::path::PathBuf {
         .expect("keel-testsupport lies inside the keel-rs repository")
         .to_path_buf()
 }
+
+/// A lookup of environment variables that answers from `pairs` only, for code that reads its
+/// settings through a lookup function instead of the process environment.
+pub fn env_lookup(
+    pairs: &[(&str, &str)],
+) -> impl Fn(&str) -> Option<String> + Clone + Send + Sync + 'static + use<> {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+}

@@ -723,14 +723,7 @@ mod tests {
 
     #[test]
     fn credentials_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = keel_testsupport::env_lookup;
         let config = HttpConfig::new()
             .with_env(env(&[
                 ("KEEL_WEBHOOK_TOKEN", "t"),

@@ -141,20 +141,9 @@ pub fn api_auth_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use keel_testsupport::env_lookup as env;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-    }
+    use super::*;
 
     #[tokio::test]
     async fn notifiers_follow_keels_variables() {
