@@ -55,6 +55,10 @@ impl Server {
             .body(body)
     }
 
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path}", self.base))
+    }
+
     async fn shutdown(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         self.task.await.unwrap().unwrap();
@@ -86,6 +90,31 @@ fn all_credentials() -> HttpConfig {
             password: Secret::new(PASSWORD),
         })
         .with_auth(Credential::Bearer(Secret::new(BEARER)))
+}
+
+/// Sends the requests of `cases` (name, request, status) in order and checks each status;
+/// returns the responses.
+async fn expect_statuses(
+    cases: Vec<(&str, reqwest::RequestBuilder, StatusCode)>,
+) -> Vec<reqwest::Response> {
+    let mut responses = Vec::new();
+    for (name, request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{name}");
+        responses.push(response);
+    }
+    responses
+}
+
+/// Checks the webhook counters of `source`, outcome by outcome.
+fn assert_webhooks(metrics: &Metrics, source: WebhookSource, expected: &[(WebhookOutcome, u64)]) {
+    for (outcome, count) in expected {
+        assert_eq!(
+            metrics.webhooks(source, *outcome),
+            *count,
+            "{source:?} {outcome:?}"
+        );
+    }
 }
 
 async fn json(response: reqwest::Response) -> Value {
@@ -229,27 +258,28 @@ async fn the_registry_endpoint_can_be_closed_alone() {
     );
     let mut server = Server::start(config, 8).await;
     let body = fixture("registry_push.json");
-    let response = server
-        .post("/v1/webhooks/registry", body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let responses = expect_statuses(vec![
+        (
+            "registry without its token",
+            server.post("/v1/webhooks/registry", body.clone()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "registry with its token",
+            server
+                .post("/v1/webhooks/registry", body.clone())
+                .header("x-keel-token", "registry-only"),
+            StatusCode::OK,
+        ),
+        (
+            "native, still open",
+            server.post("/v1/webhooks/native", fixture("native.json")),
+            StatusCode::OK,
+        ),
+    ])
+    .await;
     // No scheme to announce for a token.
-    assert!(response.headers().get("www-authenticate").is_none());
-    let response = server
-        .post("/v1/webhooks/registry", body.clone())
-        .header("x-keel-token", "registry-only")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = server
-        .post("/v1/webhooks/native", fixture("native.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert!(responses[0].headers().get("www-authenticate").is_none());
     assert_eq!(
         server.drain(),
         [
@@ -267,45 +297,43 @@ async fn bodies_over_the_limit_get_413_after_auth() {
     big["repository"]["full_description"] = "x".repeat(4000).into();
     let big = big.to_string();
 
-    let response = server
-        .post("/v1/webhooks/dockerhub", big.clone())
-        .header("x-keel-token", TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let mut responses = expect_statuses(vec![
+        (
+            "over the limit",
+            server
+                .post("/v1/webhooks/dockerhub", big.clone())
+                .header("x-keel-token", TOKEN),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        // Without credentials the body is not even read.
+        (
+            "over the limit without credentials",
+            server.post("/v1/webhooks/dockerhub", big),
+            StatusCode::UNAUTHORIZED,
+        ),
+        // Under the limit it goes through.
+        (
+            "under the limit",
+            server
+                .post("/v1/webhooks/dockerhub", fixture("dockerhub.json"))
+                .header("x-keel-token", TOKEN),
+            StatusCode::OK,
+        ),
+    ])
+    .await;
     assert_eq!(
-        json(response).await["error"],
+        json(responses.remove(0)).await["error"],
         "the body is larger than the limit of 1024 bytes"
     );
-    // Without credentials the body is not even read.
-    let response = server
-        .post("/v1/webhooks/dockerhub", big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    // Under the limit it goes through.
-    let response = server
-        .post("/v1/webhooks/dockerhub", fixture("dockerhub.json"))
-        .header("x-keel-token", TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(server.drain(), ["docker.io/acme/web:1.4.2"]);
-    let m = &server.metrics;
-    assert_eq!(
-        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::TooLarge),
-        1
-    );
-    assert_eq!(
-        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::Unauthorized),
-        1
-    );
-    assert_eq!(
-        m.webhooks(WebhookSource::DockerHub, WebhookOutcome::Accepted),
-        1
+    assert_webhooks(
+        &server.metrics,
+        WebhookSource::DockerHub,
+        &[
+            (WebhookOutcome::TooLarge, 1),
+            (WebhookOutcome::Unauthorized, 1),
+            (WebhookOutcome::Accepted, 1),
+        ],
     );
     server.shutdown().await;
 }
@@ -506,26 +534,26 @@ async fn replayed_signed_deliveries_are_refused() {
 #[tokio::test]
 async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
     let mut server = Server::start(HttpConfig::new(), 1).await;
-    // Two tags, one slot: refused whole.
-    let response = server
-        .post("/v1/webhooks/quay", fixture("quay.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()["retry-after"], "10");
-    assert!(server.drain().is_empty());
-    let response = server
-        .post("/v1/webhooks/native", fixture("native.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        server
-            .metrics
-            .webhooks(WebhookSource::Quay, WebhookOutcome::Busy),
-        1
+    let responses = expect_statuses(vec![
+        // Two tags, one slot: refused whole.
+        (
+            "two tags for one slot",
+            server.post("/v1/webhooks/quay", fixture("quay.json")),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            "one tag",
+            server.post("/v1/webhooks/native", fixture("native.json")),
+            StatusCode::OK,
+        ),
+    ])
+    .await;
+    assert_eq!(responses[0].headers()["retry-after"], "10");
+    assert_eq!(server.drain(), ["gcr.io/acme-prod/hello-world:1.1.1"]);
+    assert_webhooks(
+        &server.metrics,
+        WebhookSource::Quay,
+        &[(WebhookOutcome::Busy, 1)],
     );
     server.shutdown().await;
 }
@@ -533,36 +561,32 @@ async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
 #[tokio::test]
 async fn unknown_sources_health_and_methods() {
     let server = Server::start(HttpConfig::new(), 8).await;
-    let response = server
-        .post("/v1/webhooks/gitlab", "{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let error = json(response).await["error"].as_str().unwrap().to_owned();
+    let mut responses = expect_statuses(vec![
+        (
+            "an unknown source",
+            server.post("/v1/webhooks/gitlab", "{}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET of a webhook",
+            server.get("/v1/webhooks/native"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("health", server.get("/healthz"), StatusCode::OK),
+        (
+            "an unknown path",
+            server.get("/nowhere"),
+            StatusCode::NOT_FOUND,
+        ),
+    ])
+    .await;
+    let health = responses.remove(2);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    let error = json(responses.remove(0)).await["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(error.contains("unknown webhook source"), "{error}");
-    let response = server
-        .client
-        .get(format!("{}/v1/webhooks/native", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let response = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "ok\n");
-    let response = server
-        .client
-        .get(format!("{}/nowhere", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     server.shutdown().await;
 }
 
