@@ -41,7 +41,7 @@ use keel_controller::shutdown_signal;
 use keel_controller::worker::Worker;
 use keel_core::Pipeline;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
-use keel_core::trigger::{PollScheduler, Schedule, default_poll_schedule};
+use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
 use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets, RolloutVerdict};
 use keel_registry::RegistryClientBuilder;
 use tokio::sync::watch;
@@ -123,14 +123,6 @@ struct Args {
     /// `memory` (lost on restart).
     #[arg(long, default_value = "kubernetes", env = "KEEL_APPROVAL_STORE")]
     approval_store: String,
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    format!("@every {s}")
-        .parse::<Schedule>()
-        .ok()
-        .and_then(|schedule| schedule.interval())
-        .ok_or_else(|| format!("{s:?} is not a duration of whole seconds like 30s, 5m or 1h"))
 }
 
 #[tokio::main]

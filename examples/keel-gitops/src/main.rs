@@ -21,7 +21,9 @@ use std::time::Duration;
 use chrono::Utc;
 use clap::Parser;
 use keel_core::Pipeline;
-use keel_core::trigger::{PollPass, PollScheduler, Poller, Schedule, default_poll_schedule};
+use keel_core::trigger::{
+    PollPass, PollScheduler, Poller, Schedule, default_poll_schedule, parse_interval,
+};
 use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
 use tracing::{error, info, warn};
@@ -63,23 +65,6 @@ struct Args {
     /// place from `KEEL_WORKDIR`: see `keel_git::env`.)
     #[arg(long, env = "KEEL_GIT_USERNAME")]
     git_username: Option<String>,
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not an interval like 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?} has an unknown unit {unit:?}; use s, m or h")),
-    };
-    if secs == 0 {
-        return Err("the interval must be longer than zero".into());
-    }
-    Ok(Duration::from_secs(secs))
 }
 
 #[tokio::main]

@@ -35,5 +35,5 @@ pub use self::poll::{
     DueSet, ImageKey, POLL_DEFAULT_SCHEDULE_VAR, PollPass, PollScheduler, Poller,
     default_poll_schedule,
 };
-pub use self::schedule::{DEFAULT_POLL_SCHEDULE, Schedule};
+pub use self::schedule::{DEFAULT_POLL_SCHEDULE, Schedule, parse_interval};
 pub use self::webhook::{PushEvent, WebhookSource};

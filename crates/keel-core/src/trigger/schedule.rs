@@ -176,6 +176,35 @@ impl serde::Serialize for Schedule {
     }
 }
 
+/// An interval as command-line flags such as `--resync` and `--interval` take it: a Go
+/// duration (`30s`, `5m`, `1h30m`) of whole seconds, at least one, the same as the duration
+/// of `@every`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] (kind `interval`) saying what is wrong.
+///
+/// ```
+/// use std::time::Duration;
+/// use keel_core::trigger::parse_interval;
+///
+/// assert_eq!(parse_interval("1m30s").unwrap(), Duration::from_secs(90));
+/// assert!(parse_interval("30").is_err()); // a Go duration needs its unit
+/// assert!(parse_interval("500ms").is_err());
+/// ```
+pub fn parse_interval(text: &str) -> Result<Duration, Error> {
+    let err = |reason: String| Error::from(ParseError::new("interval", text, reason));
+    let nanos = parse_go_duration(text.trim())
+        .map_err(|reason| err(format!("not a duration like 30s, 5m or 1h: {reason}")))?;
+    if nanos < 1_000_000_000 || nanos % 1_000_000_000 != 0 {
+        return Err(err(
+            "must be a whole number of seconds, at least 1s".to_owned()
+        ));
+    }
+    u64::try_from(nanos / 1_000_000_000)
+        .map(Duration::from_secs)
+        .map_err(|_| err("is too long".to_owned()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------------------------
@@ -794,6 +823,27 @@ mod tests {
         }
         assert!(Schedule::every(Duration::from_millis(1500)).is_err());
         assert!(Schedule::every(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn intervals_are_go_durations_of_whole_seconds() {
+        for (input, secs) in [("30s", 30), ("5m", 300), ("1h30m", 5400), (" 2s ", 2)] {
+            assert_eq!(parse_interval(input).unwrap(), Duration::from_secs(secs));
+        }
+        for (input, needle) in [
+            ("30", "missing unit"),
+            ("", "empty"),
+            ("5x", "unknown unit"),
+            ("0s", "at least 1s"),
+            ("1500ms", "whole number"),
+            ("-5m", "negative"),
+        ] {
+            let Err(Error::InvalidInput(e)) = parse_interval(input) else {
+                panic!("{input:?} should not parse");
+            };
+            assert_eq!(e.kind(), "interval");
+            assert!(e.reason().contains(needle), "{input:?}: {e}");
+        }
     }
 
     #[test]
