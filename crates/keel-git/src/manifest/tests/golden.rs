@@ -1,0 +1,356 @@
+//! The golden files under `tests/golden/`: what is found in each manifest and how it is
+//! rewritten.
+
+use super::*;
+
+#[test]
+fn golden_quoting() {
+    run_golden(
+        golden!("quoting"),
+        "values/quoting.yaml",
+        &[
+            (
+                "values/quoting.yaml#L2:flux-system:plain",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L3:flux-system:single",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L4:flux-system:double",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L7:flux-system:tag-plain",
+                "ghcr.io/org/tagged:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L10:flux-system:tag-single",
+                "ghcr.io/org/tagged:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L13:flux-system:tag-double",
+                "ghcr.io/org/tagged:1.3.0",
+            ),
+            (
+                "values/quoting.yaml#L17:flux-system:tag-numeric",
+                "ghcr.io/org/tagged:1.10",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn golden_flux_marker() {
+    let refs = run_golden(
+        golden!("flux-marker"),
+        "apps/podinfo.yaml",
+        &[(
+            "apps/podinfo.yaml#L11:flux-system:podinfo",
+            "ghcr.io/stefanprodan/podinfo:6.5.4",
+        )],
+    );
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("semver:^6"));
+}
+
+#[test]
+fn golden_helm_values_block() {
+    let refs = run_golden(
+        golden!("helm-values-block"),
+        "charts/app/values.yaml",
+        &[
+            (
+                "charts/app/values.yaml#L4:flux-system:app",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "charts/app/values.yaml#L11:flux-system:sidecar",
+                "ghcr.io/org/sidecar:0.5.0",
+            ),
+        ],
+    );
+    assert_eq!(refs[0].slots.len(), 2);
+    // The sidecar's tag comes before its repository; the slots are in file order.
+    assert_eq!(refs[1].slots[0].part, Part::Tag);
+    assert_eq!(refs[1].slots[1].part, Part::Name);
+}
+
+#[test]
+fn golden_helm_values_flow() {
+    run_golden(
+        golden!("helm-values-flow"),
+        "charts/app/values.yaml",
+        &[
+            (
+                "charts/app/values.yaml#L2:flux-system:app",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "charts/app/values.yaml#L6:flux-system:worker",
+                "ghcr.io/org/worker:0.10.0",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn golden_digest_marker() {
+    let refs = run_golden(
+        golden!("digest-marker"),
+        "charts/app/values.yaml",
+        &[
+            (
+                "charts/app/values.yaml#L2:flux-system:app",
+                &format!("ghcr.io/org/app:1.3.0@{}", sha('b')),
+            ),
+            (
+                "charts/app/values.yaml#L7:flux-system:pinned",
+                &format!("ghcr.io/org/pinned@{}", sha('c')),
+            ),
+        ],
+    );
+    let parts: Vec<Part> = refs[0].slots.iter().map(|s| s.part).collect();
+    assert_eq!(parts, [Part::Name, Part::Tag, Part::Digest]);
+    assert_eq!(
+        refs[1].image,
+        image(&format!("ghcr.io/org/pinned@{}", sha('a')))
+    );
+}
+
+#[test]
+fn golden_digest_forms() {
+    run_golden(
+        golden!("digest-forms"),
+        "apps/pods.yaml",
+        &[
+            (
+                "apps/pods.yaml#L3:flux-system:by-digest",
+                &format!("ghcr.io/org/app@{}", sha('b')),
+            ),
+            (
+                "apps/pods.yaml#L5:flux-system:tag-and-digest",
+                &format!("ghcr.io/org/app:1.3.0@{}", sha('b')),
+            ),
+            (
+                "apps/pods.yaml#L7:flux-system:drop-digest",
+                "ghcr.io/org/app:1.3.0",
+            ),
+            (
+                "apps/pods.yaml#L9:flux-system:nginx",
+                "docker.io/library/nginx:1.27.0",
+            ),
+            (
+                "apps/pods.yaml#L11:flux-system:tool",
+                &format!("localhost:5000/team/tool:0.2@{}", sha('c')),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn golden_keel_deployment() {
+    let refs = run_golden(
+        golden!("keel-deployment"),
+        "apps/web.yaml",
+        &[(
+            "apps/web.yaml#L28:web",
+            "registry.example.com/shop/web:1.5.0",
+        )],
+    );
+    let r = &refs[0];
+    assert_eq!(
+        r.kind,
+        ReferenceKind::KeelWorkload {
+            workload: "Deployment/shop/web".into(),
+            container: "web".into()
+        }
+    );
+    assert_eq!(policy_text(r).as_deref(), Some("minor"));
+    assert_eq!(
+        r.settings,
+        KeelSettings {
+            approvals: 1,
+            match_tag: false,
+            trigger: Trigger::Poll {
+                schedule: Some("@every 10m".parse().unwrap())
+            },
+            ..KeelSettings::default()
+        }
+    );
+    assert_eq!(r.slots[0].style, ScalarStyle::DoubleQuoted);
+}
+
+#[test]
+fn golden_keel_cronjob() {
+    let refs = run_golden(
+        golden!("keel-cronjob"),
+        "jobs/report.yaml",
+        &[("jobs/report.yaml#L17:report", "ghcr.io/org/report:2.0.4")],
+    );
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("patch"));
+}
+
+#[test]
+fn golden_keel_init_containers() {
+    let refs = run_golden(
+        golden!("keel-init-containers"),
+        "apps/db.yaml",
+        &[
+            ("apps/db.yaml#L16:migrate", "ghcr.io/org/migrate:3.2.0"),
+            ("apps/db.yaml#L19:db", "docker.io/library/postgres:16.2"),
+        ],
+    );
+    assert!(
+        refs.iter()
+            .all(|r| policy_text(r).as_deref() == Some("minor"))
+    );
+}
+
+#[test]
+fn golden_keel_comment() {
+    let refs = run_golden(
+        golden!("keel-comment"),
+        "charts/shop/values.yaml",
+        &[
+            (
+                "charts/shop/values.yaml#L2:image",
+                "ghcr.io/org/frontend:2.4.0",
+            ),
+            (
+                "charts/shop/values.yaml#L5:image",
+                "ghcr.io/org/backend:2.3.2",
+            ),
+        ],
+    );
+    assert_eq!(refs[0].kind, ReferenceKind::KeelComment);
+    assert_eq!(policy_text(&refs[1]).as_deref(), Some("patch"));
+}
+
+#[test]
+fn golden_kustomization_newtag() {
+    let refs = run_golden(
+        golden!("kustomization-newtag"),
+        "apps/kustomization.yaml",
+        &[
+            (
+                "apps/kustomization.yaml#L7:ghcr.io/org/api",
+                "ghcr.io/org/api:1.3.0",
+            ),
+            (
+                "apps/kustomization.yaml#L10:nginx",
+                "registry.example.com/mirror/nginx:1.25.4",
+            ),
+        ],
+    );
+    assert_eq!(policy_text(&refs[0]).as_deref(), Some("minor"));
+    // Marked, but the configuration does not know the marker: the caller decides.
+    assert_eq!(refs[1].policy, None);
+}
+
+#[test]
+fn golden_kustomization_insert() {
+    let refs = run_golden(
+        golden!("kustomization-insert"),
+        "base/kustomization.yaml",
+        &[
+            (
+                "base/kustomization.yaml#L5:ghcr.io/org/api",
+                "ghcr.io/org/api:1.3.0",
+            ),
+            (
+                "base/kustomization.yaml#L7:worker",
+                "ghcr.io/org/worker:2.0.0",
+            ),
+            (
+                "base/kustomization.yaml#L7:ghcr.io/org/cli",
+                "ghcr.io/org/cli:0.10",
+            ),
+        ],
+    );
+    assert_eq!(refs[0].slots[0].part, Part::InsertTag { indent: Some(2) });
+    assert_eq!(refs[2].slots[0].part, Part::InsertTag { indent: None });
+}
+
+#[test]
+fn golden_crlf() {
+    run_golden(
+        golden!("crlf"),
+        "apps/kustomization.yaml",
+        &[
+            (
+                "apps/kustomization.yaml#L5:ghcr.io/org/api",
+                "ghcr.io/org/api:1.3.0",
+            ),
+            (
+                "apps/kustomization.yaml#L6:ghcr.io/org/web",
+                "ghcr.io/org/web:1.1.0",
+            ),
+            (
+                "apps/kustomization.yaml#L9:flux-system:app",
+                "ghcr.io/org/app:1.3.0",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn golden_no_final_newline() {
+    run_golden(
+        golden!("no-final-newline"),
+        "apps/kustomization.yaml",
+        &[
+            (
+                "apps/kustomization.yaml#L4:ghcr.io/org/web",
+                "ghcr.io/org/web:1.1.0",
+            ),
+            (
+                "apps/kustomization.yaml#L6:ghcr.io/org/api",
+                "ghcr.io/org/api:1.3.0",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn golden_multi_document() {
+    run_golden(
+        golden!("multi-document"),
+        "apps/app.yaml",
+        &[("apps/app.yaml#L20:app", "ghcr.io/org/app:1.3.0")],
+    );
+}
+
+#[test]
+fn golden_not_yaml() {
+    let (_, before, after) = golden!("not-yaml");
+    assert_eq!(before, after);
+    let found = scan(
+        "charts/app/templates/deployment.yaml",
+        before,
+        &golden_config(),
+    );
+    assert!(found.references.is_empty());
+    assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
+    let warning = &found.warnings[0];
+    assert_eq!(warning.file, "charts/app/templates/deployment.yaml");
+    assert!(warning.reason.contains("not valid YAML"), "{warning}");
+    assert_eq!(rewrite(before, &[]).unwrap(), after);
+}
+
+#[test]
+fn golden_ids_are_unique_across_the_repository() {
+    let config = golden_config();
+    let mut ids = std::collections::HashSet::new();
+    for (path, (_, before, _)) in [
+        ("a.yaml", golden!("quoting")),
+        ("b.yaml", golden!("helm-values-block")),
+        ("c.yaml", golden!("keel-init-containers")),
+        ("kustomization.yaml", golden!("kustomization-insert")),
+        ("d.yaml", golden!("digest-forms")),
+    ] {
+        for r in scan(path, before, &config).references {
+            assert!(ids.insert(r.id()), "duplicate id {}", r.id());
+        }
+    }
+}
