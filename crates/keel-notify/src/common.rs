@@ -144,6 +144,45 @@ macro_rules! common_setters {
 }
 pub(crate) use common_setters;
 
+/// The trait impls of a notifier that posts one JSON payload to one endpoint (a `base` and a
+/// `url` field) and of its builder (a `common` field): `Debug` for both, showing no secret,
+/// and [`Notifier`](keel_core::Notifier), which posts `$payload(&notifier, event)` and judges
+/// the answer with `$check(ctx, answer)`.
+macro_rules! json_notifier {
+    ($notifier:ident, $builder:ident, $payload:expr, $check:expr) => {
+        impl std::fmt::Debug for $notifier {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.base
+                    .debug_struct(f, stringify!($notifier), ("endpoint", &self.url))
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl std::fmt::Debug for $builder {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.common
+                    .debug_struct(f, stringify!($builder))
+                    .finish_non_exhaustive()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl keel_core::Notifier for $notifier {
+            fn name(&self) -> &str {
+                &self.base.name
+            }
+
+            async fn notify(&self, event: &keel_core::Event) -> Result<(), keel_core::Error> {
+                let payload = || ($payload)(self, event);
+                self.base
+                    .notify_json(event, &self.url, payload, $check)
+                    .await
+            }
+        }
+    };
+}
+pub(crate) use json_notifier;
+
 /// A built notifier's shared parts.
 #[derive(Clone)]
 pub(crate) struct Base {

@@ -23,15 +23,13 @@
 //! ping `@everyone`. A 429 answer's JSON `retry_after` (seconds, with fractions) is honoured,
 //! falling back to the `Retry-After` header.
 
-use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use keel_core::{Error, Event, Notifier};
+use keel_core::{Error, Event};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint};
+use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
 use crate::delivery::{Answer, Context, truncate};
 
 /// Discord's limit on an embed description.
@@ -147,31 +145,4 @@ impl DiscordBuilder {
     }
 }
 
-impl fmt::Debug for Discord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.base
-            .debug_struct(f, "Discord", ("endpoint", &self.url))
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for DiscordBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.common
-            .debug_struct(f, "DiscordBuilder")
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Notifier for Discord {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        self.base
-            .notify_json(event, &self.url, || self.payload(event), check_discord)
-            .await
-    }
-}
+json_notifier!(Discord, DiscordBuilder, Discord::payload, check_discord);

@@ -45,7 +45,7 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint};
+use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
 use crate::delivery::{Answer, Context, escape_slack, truncate};
 
 /// Slack's limit on a section block's text.
@@ -168,37 +168,12 @@ impl SlackWebhookBuilder {
     }
 }
 
-impl fmt::Debug for SlackWebhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.base
-            .debug_struct(f, "SlackWebhook", ("endpoint", &self.url))
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for SlackWebhookBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.common
-            .debug_struct(f, "SlackWebhookBuilder")
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Notifier for SlackWebhook {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        let message = || message(&self.base, event, self.approval_buttons);
-        self.base
-            .notify_json(event, &self.url, message, |ctx, answer| {
-                ctx.check_status(answer)
-            })
-            .await
-    }
-}
+json_notifier!(
+    SlackWebhook,
+    SlackWebhookBuilder,
+    |hook: &SlackWebhook, event| message(&hook.base, event, hook.approval_buttons),
+    |ctx: Context<'_>, answer: &Answer<'_>| ctx.check_status(answer)
+);
 
 // ---------------------------------------------------------------------------------------------
 // Bot token, chat.postMessage

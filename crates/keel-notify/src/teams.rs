@@ -39,14 +39,11 @@
 //!
 //! [Adaptive Card]: https://adaptivecards.io
 
-use std::fmt;
-
-use async_trait::async_trait;
-use keel_core::{Error, Event, Notifier};
+use keel_core::{Error, Event};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint};
+use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
 use crate::delivery::{Answer, Context};
 use crate::level::Level;
 
@@ -159,31 +156,4 @@ impl TeamsBuilder {
     }
 }
 
-impl fmt::Debug for Teams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.base
-            .debug_struct(f, "Teams", ("endpoint", &self.url))
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for TeamsBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.common
-            .debug_struct(f, "TeamsBuilder")
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Notifier for Teams {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        self.base
-            .notify_json(event, &self.url, || self.payload(event), check_teams)
-            .await
-    }
-}
+json_notifier!(Teams, TeamsBuilder, Teams::payload, check_teams);

@@ -126,6 +126,16 @@ impl CounterVec {
     }
 }
 
+/// The callback set in `slot`, if any.
+fn current<T: Clone>(slot: &RwLock<Option<T>>) -> Option<T> {
+    slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Sets the callback in `slot`.
+fn set<T>(slot: &RwLock<Option<T>>, callback: T) {
+    *slot.write().unwrap_or_else(|e| e.into_inner()) = Some(callback);
+}
+
 /// Counts pending approvals at scrape time.
 pub type PendingApprovalsFn =
     Arc<dyn Fn() -> BoxFuture<'static, Result<usize, Error>> + Send + Sync>;
@@ -280,10 +290,7 @@ impl Metrics {
         Fut: Future<Output = Result<usize, Error>> + Send + 'static,
     {
         let f: PendingApprovalsFn = Arc::new(move || Box::pin(count()));
-        *self
-            .pending_approvals
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(f);
+        set(&self.pending_approvals, f);
     }
 
     /// Sets how registry request counts are read at each scrape.
@@ -291,10 +298,7 @@ impl Metrics {
     where
         F: Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
     {
-        *self
-            .registry_requests
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(read));
+        set(&self.registry_requests, Arc::new(read));
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4, [`CONTENT_TYPE`]).
@@ -316,12 +320,7 @@ impl Metrics {
             self.last_pass.clone(),
         );
 
-        let pending = self
-            .pending_approvals
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(count) = pending {
+        if let Some(count) = current(&self.pending_approvals) {
             match count().await {
                 Ok(n) => registry.register(
                     "keel_pending_approvals",
@@ -332,12 +331,7 @@ impl Metrics {
             }
         }
 
-        let requests = self
-            .registry_requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(read) = requests {
+        if let Some(read) = current(&self.registry_requests) {
             let counters = CounterVec::new(
                 "keel_registry_requests_total",
                 "HTTP requests made to registries, by kind",
