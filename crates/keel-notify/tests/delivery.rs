@@ -7,7 +7,7 @@ use std::time::Duration;
 use keel_core::{Error, EventKind, Notifier};
 use keel_notify::{Discord, Level, RetryPolicy, SlackBot, SlackWebhook, Teams, Webhook};
 use serde_json::json;
-use support::{Receiver, Reply, event, refused_url};
+use support::{Receiver, Reply, event, failure, refused_url};
 use tokio::time::Instant;
 
 fn fast_retry() -> RetryPolicy {
@@ -51,10 +51,7 @@ async fn retries_give_up_after_the_last_attempt_with_the_status() {
         .with_retry(fast_retry().with_max_attempts(3))
         .build()
         .unwrap();
-    let err = slack
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&slack).await;
     assert_eq!(rx.requests().len(), 3);
     assert!(err.is_retryable());
     let msg = err.to_string();
@@ -78,10 +75,7 @@ async fn a_400_is_not_retried_and_quotes_the_body() {
         .with_retry(fast_retry())
         .build()
         .unwrap();
-    let err = slack
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&slack).await;
     assert_eq!(rx.requests().len(), 1);
     assert!(!err.is_retryable());
     assert!(
@@ -92,70 +86,74 @@ async fn a_400_is_not_retried_and_quotes_the_body() {
 
     let rx = Receiver::always(Reply::status(403, "action_prohibited")).await;
     let slack = SlackWebhook::builder(rx.url("/s")).build().unwrap();
-    let err = slack
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&slack).await;
     assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("action_prohibited"));
     assert_eq!(rx.requests().len(), 1);
 }
 
 #[tokio::test]
-async fn a_429_retry_after_header_sets_the_wait() {
-    let rx = Receiver::start(
-        vec![Reply::Answer(
-            429,
+async fn a_429_sets_the_wait_from_its_retry_after() {
+    type Build = fn(String) -> Box<dyn Notifier>;
+    // Name, the 429's headers and body, the status after it, the notifier, and the least and
+    // the most milliseconds the retry waits.
+    type Case = (
+        &'static str,
+        Vec<(&'static str, String)>,
+        String,
+        u16,
+        Build,
+        u64,
+        u64,
+    );
+    let cases: [Case; 2] = [
+        (
+            "teams, a Retry-After header",
             vec![("retry-after", "1".into())],
             String::new(),
-        )],
-        Reply::status(202, ""),
-    )
-    .await;
-    let teams = Teams::builder(rx.url("/t"))
-        .with_retry(fast_retry())
-        .build()
-        .unwrap();
-    teams
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap();
-    let requests = rx.requests();
-    assert_eq!(requests.len(), 2);
-    let waited = requests[1].at - requests[0].at;
-    assert!(waited >= Duration::from_millis(950), "{waited:?}");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
-}
-
-#[tokio::test]
-async fn discord_429_retry_after_json_sets_the_wait() {
-    let rx = Receiver::start(
-        vec![Reply::Answer(
-            429,
+            202,
+            |url| {
+                let teams = Teams::builder(url).with_retry(fast_retry()).build();
+                Box::new(teams.unwrap())
+            },
+            950,
+            3000,
+        ),
+        // The precise JSON value wins over the rounded header.
+        (
+            "discord, retry_after in the JSON body",
             vec![
                 ("content-type", "application/json".into()),
                 ("retry-after", "5".into()),
             ],
             json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false})
                 .to_string(),
-        )],
-        Reply::status(204, ""),
-    )
-    .await;
-    let discord = Discord::builder(rx.url("/d"))
-        .with_retry(fast_retry())
-        .build()
-        .unwrap();
-    discord
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap();
-    let requests = rx.requests();
-    assert_eq!(requests.len(), 2);
-    let waited = requests[1].at - requests[0].at;
-    // The precise JSON value wins over the rounded header.
-    assert!(waited >= Duration::from_millis(280), "{waited:?}");
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
+            204,
+            |url| {
+                let discord = Discord::builder(url).with_retry(fast_retry()).build();
+                Box::new(discord.unwrap())
+            },
+            280,
+            2000,
+        ),
+    ];
+    for (name, headers, body, then, build, least, most) in cases {
+        let rx = Receiver::start(
+            vec![Reply::Answer(429, headers, body)],
+            Reply::status(then, ""),
+        )
+        .await;
+        let notifier = build(rx.url("/n"));
+        notifier
+            .notify(&event(EventKind::UpdateApplied))
+            .await
+            .unwrap();
+        let requests = rx.requests();
+        assert_eq!(requests.len(), 2, "{name}");
+        let waited = requests[1].at - requests[0].at;
+        assert!(waited >= Duration::from_millis(least), "{name}: {waited:?}");
+        assert!(waited < Duration::from_millis(most), "{name}: {waited:?}");
+    }
 }
 
 #[tokio::test]
@@ -171,10 +169,7 @@ async fn a_retry_after_beyond_the_budget_fails_at_once_as_rate_limited() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let err = hook
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&hook).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(rx.requests().len(), 1);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
@@ -191,10 +186,7 @@ async fn a_receiver_that_never_answers_times_out_within_the_bound() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let err = hook
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&hook).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(400), "{took:?}");
     assert!(took < Duration::from_millis(1500), "{took:?}");
@@ -214,10 +206,7 @@ async fn the_total_budget_cuts_attempts_short() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let err = hook
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&hook).await;
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1000), "{took:?}");
     assert!(err.to_string().contains("no answer within 0.3s"), "{err}");
@@ -230,10 +219,7 @@ async fn a_refused_connection_is_retryable_and_hides_the_url() {
         .with_retry(fast_retry().with_max_attempts(2))
         .build()
         .unwrap();
-    let err = slack
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&slack).await;
     assert!(err.is_retryable());
     let shown = format!("{err} / {err:?}");
     assert!(shown.contains("could not connect"), "{shown}");
@@ -253,10 +239,7 @@ async fn secrets_stay_out_of_debug_and_errors() {
         .with_api_base(rx.url("/api"));
     assert!(!format!("{bot_builder:?}").contains("very-secret"));
     let bot = bot_builder.build().unwrap();
-    let err = bot
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&bot).await;
     assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
     for shown in [format!("{bot:?}"), err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains("very-secret"), "{shown}");
@@ -271,10 +254,7 @@ async fn secrets_stay_out_of_debug_and_errors() {
         .with_secret("hmac-secret")
         .with_header("X-Api-Key", "header-secret");
     let hook = hook_builder.clone().build().unwrap();
-    let err = hook
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&hook).await;
     for shown in [
         format!("{hook_builder:?}"),
         format!("{hook:?}"),

@@ -11,7 +11,7 @@ use keel_notify::{
 };
 use serde_json::json;
 use sha2::Sha256;
-use support::{Receiver, Reply, approval, event};
+use support::{Receiver, Reply, approval, event, failure};
 
 const NOTES: &str = "https://nginx.org/en/CHANGES";
 
@@ -118,22 +118,22 @@ async fn slack_bot_posts_once_per_channel_with_approval_buttons() {
     }
 }
 
-#[tokio::test]
-async fn slack_ok_false_is_a_failure_mapped_by_code() {
-    let rx = Receiver::always(Reply::json(
-        200,
-        json!({"ok": false, "error": "channel_not_found"}),
-    ))
-    .await;
+/// A Slack bot posting to `channels` of a Web API that answers every call with
+/// `{"ok": false, "error": CODE}`; the API and the error of delivering an event.
+async fn slack_refusing(code: &str, channels: &[&str]) -> (Receiver, Error) {
+    let rx = Receiver::always(Reply::json(200, json!({"ok": false, "error": code}))).await;
     let bot = SlackBot::builder("xoxb-t")
-        .with_channel("#nowhere")
+        .with_channels(channels.iter().copied())
         .with_api_base(rx.url("/api"))
         .build()
         .unwrap();
-    let err = bot
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let err = failure(&bot).await;
+    (rx, err)
+}
+
+#[tokio::test]
+async fn slack_ok_false_is_a_failure_mapped_by_code() {
+    let (rx, err) = slack_refusing("channel_not_found", &["#nowhere"]).await;
     assert!(!err.is_retryable());
     let msg = err.to_string();
     assert!(msg.contains("Slack said `channel_not_found`"), "{msg}");
@@ -141,41 +141,15 @@ async fn slack_ok_false_is_a_failure_mapped_by_code() {
     assert!(msg.starts_with("slack bot #nowhere failed"), "{msg}");
     assert_eq!(rx.requests().len(), 1, "a permanent error is not retried");
 
-    let rx = Receiver::always(Reply::json(
-        200,
-        json!({"ok": false, "error": "invalid_auth"}),
-    ))
-    .await;
-    let bot = SlackBot::builder("xoxb-t")
-        .with_channel("C0123")
-        .with_api_base(rx.url("/api"))
-        .build()
-        .unwrap();
-    let err = bot
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err();
+    let (_, err) = slack_refusing("invalid_auth", &["C0123"]).await;
     assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("invalid_auth"));
 }
 
 #[tokio::test]
 async fn slack_bot_reports_every_failed_channel() {
-    let rx = Receiver::always(Reply::json(
-        200,
-        json!({"ok": false, "error": "not_in_channel"}),
-    ))
-    .await;
-    let bot = SlackBot::builder("xoxb-t")
-        .with_channels(["#a", "#b"])
-        .with_api_base(rx.url("/api"))
-        .build()
-        .unwrap();
-    let err = bot
-        .notify(&event(EventKind::UpdateApplied))
-        .await
-        .unwrap_err()
-        .to_string();
+    let (_, err) = slack_refusing("not_in_channel", &["#a", "#b"]).await;
+    let err = err.to_string();
     assert!(err.contains("2 channels failed"), "{err}");
     assert!(err.contains("#a: ") && err.contains("#b: "), "{err}");
 }

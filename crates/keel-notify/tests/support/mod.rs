@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeZone, Utc};
-use keel_core::{ApprovalInfo, Event, EventKind, ImageRef, UpdatePlan};
+use keel_core::{ApprovalInfo, Error, Event, EventKind, ImageRef, Notifier, UpdatePlan};
 use tokio::time::Instant;
 
 /// One recorded request.
@@ -193,4 +193,12 @@ pub fn approval() -> ApprovalInfo {
         voters: Vec::new(),
         deadline: Utc.with_ymd_and_hms(2024, 5, 2, 12, 0, 0).unwrap(),
     }
+}
+
+/// Delivers the `update applied` event with `notifier`, which must fail; the error.
+pub async fn failure(notifier: &dyn Notifier) -> Error {
+    notifier
+        .notify(&event(EventKind::UpdateApplied))
+        .await
+        .unwrap_err()
 }
