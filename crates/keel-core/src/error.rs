@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The result of keel-rs operations: [`Error`] unless another error type is named
+/// (`Result<Tag, ParseError>`).
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// A boxed error from a backend library, kept as the source of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

@@ -36,7 +36,7 @@ pub mod secret;
 pub mod version;
 
 pub use approval::{ApprovalRequest, ApprovalState, ApprovalStore, Approvals};
-pub use error::{Error, ParseError};
+pub use error::{Error, ParseError, Result};
 pub use policy::{Decision, Policy, PolicyOptions, PolicySpec, VersionPolicy};
 pub use reference::{Digest, ImageRef, Platform, Tag};
 pub use secret::{Secret, redact_urls};

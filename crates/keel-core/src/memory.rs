@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::{Error, ParseError};
+use crate::error::{Error, ParseError, Result};
 use crate::policy::{Policy, PolicyOptions, VersionPolicy};
 use crate::reference::{Digest, ImageRef, Tag};
 use crate::registry::{ImageMetadata, Registry, TagList};
@@ -90,7 +90,7 @@ impl InMemoryRegistry {
         self.metadata_calls.load(Ordering::Relaxed)
     }
 
-    fn entry(&self, image: &ImageRef, tag: &Tag) -> Result<Entry, Error> {
+    fn entry(&self, image: &ImageRef, tag: &Tag) -> Result<Entry> {
         let repos = lock(&self.repos);
         let entries = repos
             .get(&image.name())
@@ -109,7 +109,7 @@ impl Registry for InMemoryRegistry {
         &self.name
     }
 
-    async fn list_tags(&self, image: &ImageRef) -> Result<TagList, Error> {
+    async fn list_tags(&self, image: &ImageRef) -> Result<TagList> {
         self.list_calls.fetch_add(1, Ordering::Relaxed);
         let repos = lock(&self.repos);
         let entries = repos
@@ -121,12 +121,12 @@ impl Registry for InMemoryRegistry {
         })
     }
 
-    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
+    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest> {
         self.digest_calls.fetch_add(1, Ordering::Relaxed);
         Ok(self.entry(image, tag)?.digest)
     }
 
-    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
+    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata> {
         self.metadata_calls.fetch_add(1, Ordering::Relaxed);
         let entry = self.entry(image, tag)?;
         Ok(ImageMetadata {
@@ -198,11 +198,11 @@ impl Target for InMemoryTarget {
         &self.name
     }
 
-    async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
+    async fn discover(&self) -> Result<Vec<TrackedImage>> {
         Ok(lock(&self.images).values().cloned().collect())
     }
 
-    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
         let mut images = lock(&self.images);
         let tracked = images.get_mut(&plan.id).ok_or_else(|| {
             Error::not_found(format!("tracked image {} in {}", plan.id, self.name))

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::Result;
 use crate::target::UpdatePlan;
 
 /// What happened to an update.
@@ -137,5 +137,5 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
 
     /// Delivers `event`.
-    async fn notify(&self, event: &Event) -> Result<(), Error>;
+    async fn notify(&self, event: &Event) -> Result<()>;
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::reference::{Digest, ImageRef, Platform, Tag};
 
 /// The tags of one repository, as listed.
@@ -52,21 +52,21 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
 
     /// Lists the tags of the repository `image` names.
-    async fn list_tags(&self, image: &ImageRef) -> Result<TagList, Error>;
+    async fn list_tags(&self, image: &ImageRef) -> Result<TagList>;
 
     /// Resolves `tag` in the repository `image` names to its current digest.
-    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error>;
+    async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest>;
 
     /// Resolves `tag` like [`resolve_digest`](Self::resolve_digest), but right now and never
     /// from a cache: the pipeline asks it right before applying an update bound to a digest
     /// (an approved one), so that a tag pushed again since the vote is not rolled out. The
     /// default calls `resolve_digest`, which is right for backends that do not cache.
-    async fn confirm_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
+    async fn confirm_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest> {
         self.resolve_digest(image, tag).await
     }
 
     /// Reads the metadata of `tag` in the repository `image` names.
-    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata, Error> {
+    async fn metadata(&self, image: &ImageRef, tag: &Tag) -> Result<ImageMetadata> {
         let _ = (image, tag);
         Err(Error::not_supported("image metadata", self.name()))
     }
@@ -76,7 +76,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait RegistryExt: Registry {
     /// The digest `image` runs: its own digest when it is pinned, else its tag's digest now.
-    async fn digest_of(&self, image: &ImageRef) -> Result<Digest, Error> {
+    async fn digest_of(&self, image: &ImageRef) -> Result<Digest> {
         if let Some(d) = image.digest() {
             return Ok(d.clone());
         }

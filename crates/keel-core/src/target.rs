@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::Result;
 use crate::policy::Policy;
 use crate::reference::ImageRef;
 use crate::trigger::Schedule;
@@ -168,13 +168,13 @@ pub trait Target: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
 
     /// The images this target deploys and how each is to be updated.
-    async fn discover(&self) -> Result<Vec<TrackedImage>, Error>;
+    async fn discover(&self) -> Result<Vec<TrackedImage>>;
 
     /// Applies one plan.
-    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error>;
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome>;
 
     /// Applies several plans; one result per plan, in order.
-    async fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome, Error>> {
+    async fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome>> {
         let mut results = Vec::with_capacity(plans.len());
         for plan in plans {
             results.push(self.apply(plan).await);
@@ -183,7 +183,7 @@ pub trait Target: Send + Sync + fmt::Debug {
     }
 
     /// What applying `plans` would change, without changing anything.
-    async fn preview(&self, plans: &[UpdatePlan]) -> Result<String, Error> {
+    async fn preview(&self, plans: &[UpdatePlan]) -> Result<String> {
         Ok(plans.iter().map(|p| format!("{p}\n")).collect())
     }
 }

@@ -11,7 +11,7 @@ use super::{
     ApprovalFilter, ApprovalRequest, ApprovalState, ApprovalStore, AuditAction, AuditEntry,
     AuditQuery, Vote, VoteKind, validate_comment, validate_request_id, validate_voter,
 };
-use crate::error::{Error, ParseError};
+use crate::error::{Error, ParseError, Result};
 use crate::notify::{Event, EventKind, Notifier};
 use crate::reference::Digest;
 use crate::target::{TrackedImage, UpdatePlan};
@@ -164,7 +164,7 @@ impl Approvals {
         required: u32,
         deadline: Option<Duration>,
         release_notes: Option<String>,
-    ) -> Result<ApprovalRequest, Error> {
+    ) -> Result<ApprovalRequest> {
         let spec = RequestSpec {
             digest,
             required,
@@ -182,7 +182,7 @@ impl Approvals {
         image: &TrackedImage,
         plan: &UpdatePlan,
         digest: Option<Digest>,
-    ) -> Result<ApprovalRequest, Error> {
+    ) -> Result<ApprovalRequest> {
         let spec = RequestSpec::for_image(image, digest);
         self.open(plan, spec, &[]).await.map(|(r, _)| r)
     }
@@ -194,7 +194,7 @@ impl Approvals {
         plan: &UpdatePlan,
         spec: RequestSpec,
         extra: &[Arc<dyn Notifier>],
-    ) -> Result<(ApprovalRequest, usize), Error> {
+    ) -> Result<(ApprovalRequest, usize)> {
         let RequestSpec {
             digest,
             required,
@@ -302,11 +302,7 @@ impl Approvals {
     }
 
     /// Marks the other pending requests of `newer`'s tracked image superseded.
-    async fn supersede_older(
-        &self,
-        newer: &ApprovalRequest,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    async fn supersede_older(&self, newer: &ApprovalRequest, now: DateTime<Utc>) -> Result<()> {
         let filter = ApprovalFilter {
             state: Some(ApprovalState::Pending),
             target: Some(newer.plan.target.clone()),
@@ -353,7 +349,7 @@ impl Approvals {
         voter: &str,
         kind: VoteKind,
         comment: Option<String>,
-    ) -> Result<ApprovalRequest, Error> {
+    ) -> Result<ApprovalRequest> {
         validate_request_id(id)?;
         validate_voter(voter)?;
         if let Some(c) = &comment {
@@ -461,7 +457,7 @@ impl Approvals {
 
     /// Deletes request `id` on behalf of `actor` and returns it. The next pass that plans the
     /// same update opens it anew.
-    pub async fn delete(&self, id: &str, actor: &str) -> Result<ApprovalRequest, Error> {
+    pub async fn delete(&self, id: &str, actor: &str) -> Result<ApprovalRequest> {
         validate_request_id(id)?;
         validate_voter(actor)?;
         let mut deleted = None;
@@ -489,7 +485,7 @@ impl Approvals {
     }
 
     /// Expires every pending request past its deadline; returns them as expired.
-    pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>, Error> {
+    pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>> {
         self.expire_due_with(&[]).await.map(|(r, _)| r)
     }
 
@@ -498,7 +494,7 @@ impl Approvals {
     pub(crate) async fn expire_due_with(
         &self,
         extra: &[Arc<dyn Notifier>],
-    ) -> Result<(Vec<ApprovalRequest>, usize), Error> {
+    ) -> Result<(Vec<ApprovalRequest>, usize)> {
         let now = self.now();
         let mut failures = 0;
         let mut expired = Vec::new();
@@ -538,7 +534,7 @@ impl Approvals {
         r: &ApprovalRequest,
         now: DateTime<Utc>,
         extra: &[Arc<dyn Notifier>],
-    ) -> Result<usize, Error> {
+    ) -> Result<usize> {
         let msg = format!(
             "{} expired at {} with {}/{} approvals",
             r.plan.new,
@@ -558,7 +554,7 @@ impl Approvals {
         &self,
         plan: &UpdatePlan,
         digest: Option<&Digest>,
-    ) -> Result<Option<ApprovalRequest>, Error> {
+    ) -> Result<Option<ApprovalRequest>> {
         for round in 0..MAX_ROUNDS {
             let id = ApprovalRequest::derive_id_round(plan, digest, round);
             match self.store.get(&id).await? {
@@ -571,7 +567,7 @@ impl Approvals {
 
     /// Records that the approved update of request `id` was applied. Marking it applied again
     /// is recorded too; a request that is not approved is [`Error::Conflict`].
-    pub async fn mark_applied(&self, id: &str) -> Result<(), Error> {
+    pub async fn mark_applied(&self, id: &str) -> Result<()> {
         validate_request_id(id)?;
         let now = self.now();
         let stored = self
@@ -600,7 +596,7 @@ impl Approvals {
 
     /// Records that applying the approved update of request `id` failed with `message`. The
     /// request stays approved, so the next pass tries again.
-    pub async fn mark_apply_failed(&self, id: &str, message: &str) -> Result<(), Error> {
+    pub async fn mark_apply_failed(&self, id: &str, message: &str) -> Result<()> {
         validate_request_id(id)?;
         let r = self
             .store
@@ -614,7 +610,7 @@ impl Approvals {
     }
 
     /// How many requests wait for votes now: pending and not past their deadline.
-    pub async fn pending(&self) -> Result<usize, Error> {
+    pub async fn pending(&self) -> Result<usize> {
         let now = self.now();
         Ok(self
             .store
@@ -626,18 +622,18 @@ impl Approvals {
     }
 
     /// The request `id`, if stored.
-    pub async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, Error> {
+    pub async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>> {
         validate_request_id(id)?;
         self.store.get(id).await
     }
 
     /// The requests matching `filter`.
-    pub async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, Error> {
+    pub async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>> {
         self.store.list(filter).await
     }
 
     /// The audit entries matching `query`.
-    pub async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+    pub async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.store.audit(query).await
     }
 
@@ -648,7 +644,7 @@ impl Approvals {
         actor: Option<&str>,
         now: DateTime<Utc>,
         message: &str,
-    ) -> Result<u64, Error> {
+    ) -> Result<u64> {
         self.store
             .append_audit(AuditEntry::for_request(action, r, actor, now, message))
             .await

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{
     ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
 };
-use crate::error::Error;
+use crate::error::Result;
 
 /// Approval requests and the audit log in memory: for tests, examples and single-process
 /// setups that accept losing pending approvals on restart.
@@ -57,11 +57,11 @@ impl ApprovalStore for MemoryApprovalStore {
         &self.name
     }
 
-    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, Error> {
+    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>> {
         Ok(self.lock().requests.get(id).cloned())
     }
 
-    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, Error> {
+    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>> {
         let mut found: Vec<ApprovalRequest> = self
             .lock()
             .requests
@@ -76,10 +76,8 @@ impl ApprovalStore for MemoryApprovalStore {
     async fn update(
         &self,
         id: &str,
-        f: &mut (
-                 dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>, Error> + Send
-             ),
-    ) -> Result<Option<ApprovalRequest>, Error> {
+        f: &mut (dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>> + Send),
+    ) -> Result<Option<ApprovalRequest>> {
         let mut inner = self.lock();
         let current = inner.requests.get(id).cloned();
         let next = f(current)?;
@@ -94,7 +92,7 @@ impl ApprovalStore for MemoryApprovalStore {
         Ok(next)
     }
 
-    async fn append_audit(&self, mut entry: AuditEntry) -> Result<u64, Error> {
+    async fn append_audit(&self, mut entry: AuditEntry) -> Result<u64> {
         let mut inner = self.lock();
         inner.last_seq += 1;
         entry.seq = inner.last_seq;
@@ -102,7 +100,7 @@ impl ApprovalStore for MemoryApprovalStore {
         Ok(inner.last_seq)
     }
 
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let inner = self.lock();
         Ok(inner
             .audit

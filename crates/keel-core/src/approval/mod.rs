@@ -55,7 +55,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, ParseError};
+use crate::error::{ParseError, Result};
 use crate::notify::ApprovalInfo;
 use crate::reference::{Digest, ImageRef};
 use crate::target::UpdatePlan;
@@ -65,8 +65,8 @@ mod memory;
 #[cfg(feature = "redb")]
 mod redb_store;
 
-pub use manager::{Approvals, Clock};
 pub(crate) use manager::RequestSpec;
+pub use manager::{Approvals, Clock};
 pub use memory::MemoryApprovalStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbApprovalStore;
@@ -488,25 +488,23 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
 
     /// The request `id`, if stored.
-    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, Error>;
+    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>>;
 
     /// The requests matching `filter`, by creation time then id.
-    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, Error>;
+    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>>;
 
     /// Atomic read-modify-write of one request (`None` = absent; returning `None` deletes).
     async fn update(
         &self,
         id: &str,
-        f: &mut (
-                 dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>, Error> + Send
-             ),
-    ) -> Result<Option<ApprovalRequest>, Error>;
+        f: &mut (dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>> + Send),
+    ) -> Result<Option<ApprovalRequest>>;
 
     /// Appends `entry` to the audit log with the next sequence number, which it returns.
-    async fn append_audit(&self, entry: AuditEntry) -> Result<u64, Error>;
+    async fn append_audit(&self, entry: AuditEntry) -> Result<u64>;
 
     /// The audit entries matching `query`, in sequence order.
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error>;
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
 /// Sorts requests as [`ApprovalStore::list`] returns them.
@@ -523,7 +521,7 @@ const MAX_COMMENT: usize = 1024;
 
 /// Checks an approval request id as given by a voter or an API client: 1 to 128 ASCII
 /// letters, digits, `-`, `_` or `.`.
-pub fn validate_request_id(id: &str) -> Result<(), Error> {
+pub fn validate_request_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(ParseError::new("approval request id", id, "must not be empty").into());
     }
@@ -551,7 +549,7 @@ pub fn validate_request_id(id: &str) -> Result<(), Error> {
 }
 
 /// Checks a voter or actor name: 1 to 128 bytes, not blank, no control characters.
-pub fn validate_voter(voter: &str) -> Result<(), Error> {
+pub fn validate_voter(voter: &str) -> Result<()> {
     if voter.trim().is_empty() {
         return Err(ParseError::new("voter", voter, "must not be empty").into());
     }
@@ -574,7 +572,7 @@ pub fn validate_voter(voter: &str) -> Result<(), Error> {
 }
 
 /// Checks a vote comment: at most 1024 bytes, no control characters but newlines and tabs.
-pub fn validate_comment(comment: &str) -> Result<(), Error> {
+pub fn validate_comment(comment: &str) -> Result<()> {
     if comment.len() > MAX_COMMENT {
         return Err(ParseError::new(
             "vote comment",
@@ -610,6 +608,7 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn plan(tag: &str) -> UpdatePlan {
         UpdatePlan {

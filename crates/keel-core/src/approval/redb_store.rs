@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::{
     ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
 };
-use crate::error::Error;
+use crate::error::{Error, Result};
 
 /// Requests by id, as JSON.
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("approval_requests");
@@ -50,7 +50,7 @@ impl fmt::Debug for RedbApprovalStore {
 impl RedbApprovalStore {
     /// Opens the database at `path`, creating the file (not its directory) if it does not
     /// exist.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let name = format!("redb approvals {}", path.display());
         let db = Database::create(&path).map_err(|e| backend(&name, "open the database", e))?;
@@ -75,15 +75,15 @@ impl RedbApprovalStore {
         backend(&self.name, action, e)
     }
 
-    fn write(&self, action: &str) -> Result<redb::WriteTransaction, Error> {
+    fn write(&self, action: &str) -> Result<redb::WriteTransaction> {
         self.db.begin_write().map_err(|e| self.err(action, e))
     }
 
-    fn read(&self, action: &str) -> Result<redb::ReadTransaction, Error> {
+    fn read(&self, action: &str) -> Result<redb::ReadTransaction> {
         self.db.begin_read().map_err(|e| self.err(action, e))
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T, Error> {
+    fn decode<T: serde::de::DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
         serde_json::from_slice(bytes).map_err(|e| Error::Backend {
             backend: self.name.clone(),
             action: format!("read {what}"),
@@ -93,7 +93,7 @@ impl RedbApprovalStore {
         })
     }
 
-    fn encode<T: serde::Serialize>(&self, what: &str, value: &T) -> Result<Vec<u8>, Error> {
+    fn encode<T: serde::Serialize>(&self, what: &str, value: &T) -> Result<Vec<u8>> {
         serde_json::to_vec(value).map_err(|e| Error::Backend {
             backend: self.name.clone(),
             action: format!("write {what}"),
@@ -123,7 +123,7 @@ impl ApprovalStore for RedbApprovalStore {
         &self.name
     }
 
-    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>, Error> {
+    async fn get(&self, id: &str) -> Result<Option<ApprovalRequest>> {
         let action = format!("read approval request {id}");
         let txn = self.read(&action)?;
         let table = txn.open_table(REQUESTS).map_err(|e| self.err(&action, e))?;
@@ -133,7 +133,7 @@ impl ApprovalStore for RedbApprovalStore {
             .transpose()
     }
 
-    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>, Error> {
+    async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>> {
         let action = "list approval requests";
         let txn = self.read(action)?;
         let table = txn.open_table(REQUESTS).map_err(|e| self.err(action, e))?;
@@ -153,10 +153,8 @@ impl ApprovalStore for RedbApprovalStore {
     async fn update(
         &self,
         id: &str,
-        f: &mut (
-                 dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>, Error> + Send
-             ),
-    ) -> Result<Option<ApprovalRequest>, Error> {
+        f: &mut (dyn FnMut(Option<ApprovalRequest>) -> Result<Option<ApprovalRequest>> + Send),
+    ) -> Result<Option<ApprovalRequest>> {
         let action = format!("update approval request {id}");
         let what = format!("approval request {id}");
         let txn = self.write(&action)?;
@@ -186,7 +184,7 @@ impl ApprovalStore for RedbApprovalStore {
         Ok(next)
     }
 
-    async fn append_audit(&self, mut entry: AuditEntry) -> Result<u64, Error> {
+    async fn append_audit(&self, mut entry: AuditEntry) -> Result<u64> {
         let action = "append to the audit log";
         let txn = self.write(action)?;
         let seq = {
@@ -206,7 +204,7 @@ impl ApprovalStore for RedbApprovalStore {
         Ok(seq)
     }
 
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let action = "read the audit log";
         let txn = self.read(action)?;
         let table = txn.open_table(AUDIT).map_err(|e| self.err(action, e))?;

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use super::{Failure, Pipeline, PlannedUpdate, RefusedUpdate, RunReport};
 use crate::approval::{ApprovalRequest, ApprovalState, Approvals, RequestSpec};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::notify::EventKind;
 use crate::reference::Digest;
 use crate::target::{TrackedImage, UpdatePlan};
@@ -156,7 +156,7 @@ impl Pipeline {
         &self,
         p: &Planned,
         resolved: &mut HashMap<(String, String), Digest>,
-    ) -> Result<Option<Digest>, Error> {
+    ) -> Result<Option<Digest>> {
         let new = &p.update.plan.new;
         if let Some(d) = new.digest().or(p.known_digest.as_ref()) {
             return Ok(Some(d.clone()));

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::Pipeline;
 use super::facts::{RepoFacts, decide};
-use crate::error::Error;
+use crate::error::Result;
 use crate::policy::{Candidate, Decision};
 use crate::reference::Digest;
 use crate::registry::TagList;
@@ -77,7 +77,7 @@ impl Pipeline {
     /// assert_eq!(check.candidates().len(), 3);
     /// # });
     /// ```
-    pub async fn check(&self, image: &TrackedImage, explain: bool) -> Result<Check, Error> {
+    pub async fn check(&self, image: &TrackedImage, explain: bool) -> Result<Check> {
         let facts = self.gather(&[(0, image.clone())]).await?;
         let decision = if facts.tags.truncated {
             Decision::none()

@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{debug, warn};
 
 use super::Pipeline;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::policy::{Candidate, Current, Decision, SelectInput};
 use crate::reference::{Digest, ImageRef, Tag};
 use crate::registry::{ImageMetadata, TagList};
@@ -90,10 +90,7 @@ impl MetadataCache {
 impl Pipeline {
     /// Lists a repository once and fetches what its tracked images' policies need; a
     /// truncated listing is returned as it is, since nothing is decided from it.
-    pub(super) async fn gather(
-        &self,
-        images: &[(usize, TrackedImage)],
-    ) -> Result<RepoFacts, Error> {
+    pub(super) async fn gather(&self, images: &[(usize, TrackedImage)]) -> Result<RepoFacts> {
         let repo = &images[0].1.image;
         let tags = self.registry.list_tags(repo).await?;
         let mut facts = RepoFacts {
@@ -140,7 +137,7 @@ impl Pipeline {
         repo: &ImageRef,
         image: &TrackedImage,
         facts: &mut RepoFacts,
-    ) -> Result<(), Error> {
+    ) -> Result<()> {
         let current_tag = image.image.tag().map(Tag::as_str);
         let RepoFacts { tags, read, .. } = facts;
         let wanted: Vec<Tag> = tags
@@ -162,7 +159,7 @@ impl Pipeline {
             }
         }
         let asked = missing.len();
-        let fetched: Vec<(Tag, Result<ImageMetadata, Error>)> = stream::iter(missing)
+        let fetched: Vec<(Tag, Result<ImageMetadata>)> = stream::iter(missing)
             .map(|tag| async move {
                 let result = self.registry.metadata(repo, &tag).await;
                 (tag, result)
@@ -202,7 +199,7 @@ impl Pipeline {
         repo: &ImageRef,
         image: &TrackedImage,
         facts: &mut RepoFacts,
-    ) -> Result<(), Error> {
+    ) -> Result<()> {
         const ATTEMPTS: usize = 3;
         let name = repo.name();
         for _ in 0..ATTEMPTS {
@@ -239,7 +236,7 @@ impl Pipeline {
         repo: &ImageRef,
         tag: &str,
         facts: &mut RepoFacts,
-    ) -> Result<(), Error> {
+    ) -> Result<()> {
         if facts.digests.contains_key(tag) || !facts.tags.tags.iter().any(|t| t == tag) {
             return Ok(());
         }

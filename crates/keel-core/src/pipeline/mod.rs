@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::approval::Approvals;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::Candidate;
 use crate::reference::{Digest, Tag};
@@ -25,7 +25,7 @@ use self::approve::{Planned, ToApply};
 use self::facts::{MetadataCache, RepoFacts, decide};
 
 /// A repository's tracked images (with their target's index) and the facts gathered for them.
-type Gathered = (Vec<(usize, TrackedImage)>, Result<RepoFacts, Error>);
+type Gathered = (Vec<(usize, TrackedImage)>, Result<RepoFacts>);
 pub use self::check::Check;
 pub use self::report::{Failure, PlannedUpdate, RefusedUpdate, RunReport, TruncatedListing};
 
