@@ -1,6 +1,6 @@
 //! [`KubeTargetBuilder`]: the settings of a [`KubeTarget`], and the watches it starts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -238,6 +238,7 @@ impl KubeTargetBuilder {
         let task = tokio::spawn(
             async move {
                 let mut stream = std::pin::pin!(stream);
+                let mut seen = Fingerprints::default();
                 while let Some(event) = stream.next().await {
                     match event {
                         Ok(watcher::Event::InitDone) => {
@@ -246,11 +247,26 @@ impl KubeTargetBuilder {
                             debug!("cache synced");
                             changes.send_replace(());
                         }
-                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                        Ok(watcher::Event::Init) => {
                             task_health.set_error(None);
+                            seen.clear();
+                        }
+                        Ok(watcher::Event::InitApply(object)) => {
+                            task_health.set_error(None);
+                            seen.changed(&object);
+                        }
+                        Ok(watcher::Event::Apply(object)) => {
+                            task_health.set_error(None);
+                            // A status update (a rollout going on) changes nothing here.
+                            if seen.changed(&object) {
+                                changes.send_replace(());
+                            }
+                        }
+                        Ok(watcher::Event::Delete(object)) => {
+                            task_health.set_error(None);
+                            seen.remove(&object);
                             changes.send_replace(());
                         }
-                        Ok(_) => task_health.set_error(None),
                         Err(error) => {
                             warn!(%error, "watch failed; retrying with backoff");
                             task_health.set_error(Some(error));
@@ -267,5 +283,70 @@ impl KubeTargetBuilder {
             health,
             task,
         }
+    }
+}
+
+/// What of each watched object discovery reads: its generation (the spec, images included)
+/// and its annotations and labels (the `keel.sh/*` keys), so that only changes to those
+/// count as changes of the target.
+#[derive(Default)]
+struct Fingerprints(HashMap<String, (Option<i64>, u64)>);
+
+impl Fingerprints {
+    fn key<K: Workload>(object: &K) -> String {
+        let meta = object.meta();
+        meta.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Records `object`; whether it is new or changed.
+    fn changed<K: Workload>(&mut self, object: &K) -> bool {
+        use std::hash::{Hash as _, Hasher as _};
+        let meta = object.meta();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        meta.annotations.hash(&mut hasher);
+        meta.labels.hash(&mut hasher);
+        let print = (meta.generation, hasher.finish());
+        self.0.insert(Self::key(object), print) != Some(print)
+    }
+
+    fn remove<K: Workload>(&mut self, object: &K) {
+        self.0.remove(&Self::key(object));
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    use super::Fingerprints;
+
+    #[test]
+    fn only_spec_annotation_and_label_changes_count() {
+        let mut deployment = Deployment::default();
+        deployment.metadata.uid = Some("u1".into());
+        deployment.metadata.generation = Some(1);
+        let mut seen = Fingerprints::default();
+        assert!(seen.changed(&deployment), "a new workload");
+        assert!(!seen.changed(&deployment), "the same again");
+        // A status update (a rollout going on) is no change.
+        deployment.status = Some(Default::default());
+        assert!(!seen.changed(&deployment));
+        deployment.metadata.generation = Some(2);
+        assert!(seen.changed(&deployment), "a new spec");
+        deployment.metadata.annotations =
+            Some([("keel.sh/policy".to_owned(), "minor".to_owned())].into());
+        assert!(seen.changed(&deployment), "a new annotation");
+        seen.remove(&deployment);
+        assert!(seen.changed(&deployment), "deleted and back");
     }
 }
