@@ -196,7 +196,14 @@ impl World {
     }
 
     /// Sends `body` to the bot as Slack does, signed at `timestamp` with `secret`.
-    async fn send(&self, url: &str, body: &str, timestamp: i64, secret: &str) -> reqwest::Response {
+    /// A form post of `body` to `url`, signed with `secret` at `timestamp`.
+    fn signed(
+        &self,
+        url: &str,
+        body: &str,
+        timestamp: i64,
+        secret: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -206,9 +213,27 @@ impl World {
                 slack_signature(secret, timestamp, body),
             )
             .body(body.to_owned())
+    }
+
+    async fn send(&self, url: &str, body: &str, timestamp: i64, secret: &str) -> reqwest::Response {
+        self.signed(url, body, timestamp, secret)
             .send()
             .await
             .unwrap()
+    }
+
+    /// Posts the signed interaction `body` to the bot at `bot_url`, which acknowledges it.
+    async fn interact(&self, bot_url: &str, body: &str) {
+        let interactions = format!("{bot_url}/slack/interactions");
+        let resp = self.send(&interactions, body, now(), SIGNING_SECRET).await;
+        assert_eq!(resp.status(), 200);
+    }
+
+    /// The body of the `n`th answer (counting from 1) through the response URL of clicks.
+    async fn click_answer(&self, n: usize) -> Value {
+        self.slack.wait_for("respond/click", n).await[n - 1]
+            .body
+            .clone()
     }
 
     async fn command(&self, bot_url: &str, user: &str, text: &str) -> (u16, Value) {
@@ -467,15 +492,7 @@ async fn button_clicks_vote_and_update_the_message() {
     let ts = "1700000000.000001";
 
     let body = click_body("U0BOB", "keel_reject", &a.id, ts, &w.slack_url);
-    let resp = w
-        .send(
-            &format!("{url}/slack/interactions"),
-            &body,
-            now(),
-            SIGNING_SECRET,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    w.interact(&url, &body).await;
     let stored = w.stored(&a.id).await.unwrap();
     assert_eq!(stored.state, ApprovalState::Rejected);
     assert_eq!(stored.votes[0].voter, "slack:T0001/U0BOB");
@@ -511,23 +528,14 @@ async fn button_clicks_vote_and_update_the_message() {
         ts,
         &w.slack_url,
     );
-    let resp = w
-        .send(
-            &format!("{url}/slack/interactions"),
-            &body,
-            now(),
-            SIGNING_SECRET,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let replies = w.slack.wait_for("respond/click", 2).await;
+    w.interact(&url, &body).await;
+    let answer = w.click_answer(2).await;
     assert!(
-        replies[1].body["text"]
+        answer["text"]
             .as_str()
             .unwrap()
             .contains("no approval request `ffffffffffffffff`"),
-        "{}",
-        replies[1].body
+        "{answer}"
     );
 
     // Other interaction types are acknowledged and ignored.
@@ -536,15 +544,7 @@ async fn button_clicks_vote_and_update_the_message() {
         json!({"type": "view_submission", "user": {"id": "U0BOB"}}).to_string(),
     )])
     .unwrap();
-    let resp = w
-        .send(
-            &format!("{url}/slack/interactions"),
-            &other,
-            now(),
-            SIGNING_SECRET,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    w.interact(&url, &other).await;
 }
 
 #[tokio::test]
@@ -556,62 +556,68 @@ async fn forged_stale_and_replayed_requests_are_refused() {
     let interactions = format!("{url}/slack/interactions");
     let body = command_body("U0MALLORY", &format!("approve {}", a.id), &w.slack_url);
 
-    // Signed with another secret.
-    let resp = w
-        .send(&commands, &body, now(), "not-the-signing-secret")
-        .await;
-    assert_eq!(resp.status(), 401);
     let click = click_body("U0MALLORY", "keel_approve", &a.id, "1.2", &w.slack_url);
-    let resp = w
-        .send(&interactions, &click, now(), "not-the-signing-secret")
-        .await;
-    assert_eq!(resp.status(), 401);
-
-    // A genuine signature over another body.
     let ts = now();
     let other = command_body("U0MALLORY", "list", &w.slack_url);
-    let resp = w
-        .http
-        .post(&commands)
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header(
-            "x-slack-signature",
-            slack_signature(SIGNING_SECRET, ts, &other),
-        )
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-
-    // No signature at all.
-    let resp = w
-        .http
-        .post(&commands)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-
-    // Correctly signed, but old or from the future.
-    let resp = w
-        .send(&commands, &body, now() - 6 * 60, SIGNING_SECRET)
-        .await;
-    assert_eq!(resp.status(), 401);
-    let reason: Value = resp.json().await.unwrap();
-    assert!(
-        reason["reason"].as_str().unwrap().contains("old"),
-        "{reason}"
-    );
-    let resp = w
-        .send(&interactions, &click, now() - 6 * 60, SIGNING_SECRET)
-        .await;
-    assert_eq!(resp.status(), 401);
-    let resp = w
-        .send(&commands, &body, now() + 6 * 60, SIGNING_SECRET)
-        .await;
-    assert_eq!(resp.status(), 401);
+    let stale = now() - 6 * 60;
+    let future = now() + 6 * 60;
+    let wrong_secret = "not-the-signing-secret";
+    let refused = [
+        (
+            "a command signed with another secret",
+            w.signed(&commands, &body, now(), wrong_secret),
+            None,
+        ),
+        (
+            "a click signed with another secret",
+            w.signed(&interactions, &click, now(), wrong_secret),
+            None,
+        ),
+        (
+            "a genuine signature over another body",
+            w.http
+                .post(&commands)
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header(
+                    "x-slack-signature",
+                    slack_signature(SIGNING_SECRET, ts, &other),
+                )
+                .body(body.clone()),
+            None,
+        ),
+        (
+            "no signature at all",
+            w.http.post(&commands).body(body.clone()),
+            None,
+        ),
+        // Correctly signed, but old or from the future.
+        (
+            "an old command",
+            w.signed(&commands, &body, stale, SIGNING_SECRET),
+            Some("old"),
+        ),
+        (
+            "an old click",
+            w.signed(&interactions, &click, stale, SIGNING_SECRET),
+            None,
+        ),
+        (
+            "a command from the future",
+            w.signed(&commands, &body, future, SIGNING_SECRET),
+            None,
+        ),
+    ];
+    for (name, request, reason) in refused {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{name}");
+        if let Some(reason) = reason {
+            let answer: Value = resp.json().await.unwrap();
+            assert!(
+                answer["reason"].as_str().unwrap().contains(reason),
+                "{name}: {answer}"
+            );
+        }
+    }
 
     assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
     assert_eq!(w.votes_in_audit().await, 0);
@@ -818,23 +824,14 @@ async fn users_and_teams_off_the_allow_list_are_refused_before_the_api() {
         "1700000000.000001",
         &w.slack_url,
     );
-    let resp = w
-        .send(
-            &format!("{url}/slack/interactions"),
-            &click,
-            now(),
-            SIGNING_SECRET,
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let answers = w.slack.wait_for("respond/click", 1).await;
+    w.interact(&url, &click).await;
+    let answer = w.click_answer(1).await;
     assert!(
-        answers[0].body["text"]
+        answer["text"]
             .as_str()
             .unwrap()
             .contains("not on this bot's list"),
-        "{:?}",
-        answers[0].body
+        "{answer:?}"
     );
     assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
     assert_eq!(w.votes_in_audit().await, 0);
