@@ -1,9 +1,5 @@
 //! [`Digest`]: content digests.
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::str::FromStr;
-
 use super::DIGEST_KIND;
 use crate::error::ParseError;
 
@@ -149,30 +145,4 @@ fn is_valid_algorithm(algorithm: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     })
-}
-
-impl FromStr for Digest {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Digest::new(s)
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for Digest {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for Digest {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::str::FromStr;
 
 use super::{DOCKER_HUB, Digest, MAX_NAME_LEN, REFERENCE_KIND, Tag};
 use crate::error::ParseError;
@@ -444,14 +443,6 @@ fn check_path_component(input: &str, component: &str, offset: usize) -> Result<(
                 span.1,
             ));
         }
-    }
-}
-
-impl FromStr for ImageRef {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ImageRef::parse(s)
     }
 }
 

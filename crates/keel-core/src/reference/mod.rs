@@ -21,6 +21,7 @@
 //! Every type displays in a form that parses back to an equal value, and (de)serialises
 //! with serde as that string.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
@@ -77,8 +78,18 @@ impl<T: FromStr<Err = ParseError>> Visitor<'_> for FromStrVisitor<T> {
     }
 }
 
-macro_rules! serde_as_string {
-    ($($ty:ty => $expecting:literal),* $(,)?) => {$(
+/// `FromStr` through the type's own parser, and serde as the display string, which parses
+/// back to an equal value.
+macro_rules! text_forms {
+    ($($ty:ty => $parse:path, $expecting:literal),* $(,)?) => {$(
+        impl FromStr for $ty {
+            type Err = ParseError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $parse(s)
+            }
+        }
+
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
@@ -93,9 +104,34 @@ macro_rules! serde_as_string {
     )*};
 }
 
-serde_as_string! {
-    Tag => "an image tag string",
-    Digest => "a digest string, algorithm:encoded",
-    ImageRef => "an image reference string",
-    Platform => "a platform string, os/architecture[/variant]",
+text_forms! {
+    Tag => Tag::new, "an image tag string",
+    Digest => Digest::new, "a digest string, algorithm:encoded",
+    ImageRef => ImageRef::parse, "an image reference string",
+    Platform => Platform::parse, "a platform string, os/architecture[/variant]",
 }
+
+/// A validated string: displayed, borrowed and referenced as the string itself.
+macro_rules! validated_str {
+    ($($ty:ty),* $(,)?) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                self.as_str()
+            }
+        }
+    )*};
+}
+
+validated_str!(Tag, Digest);

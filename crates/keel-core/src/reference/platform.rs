@@ -1,7 +1,6 @@
 //! [`Platform`]: `os/architecture[/variant]`.
 
 use std::fmt;
-use std::str::FromStr;
 
 use super::PLATFORM_KIND;
 use crate::error::ParseError;
@@ -145,14 +144,6 @@ impl Platform {
         self.os == other.os
             && self.architecture == other.architecture
             && self.effective_variant() == other.effective_variant()
-    }
-}
-
-impl FromStr for Platform {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Platform::parse(s)
     }
 }
 

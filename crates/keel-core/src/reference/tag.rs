@@ -1,9 +1,5 @@
 //! [`Tag`]: the tag grammar.
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::str::FromStr;
-
 use super::{DEFAULT_TAG, MAX_TAG_LEN, TAG_KIND};
 use crate::error::ParseError;
 
@@ -115,32 +111,6 @@ impl Tag {
     /// The tag as an owned string.
     pub fn into_string(self) -> String {
         self.0
-    }
-}
-
-impl FromStr for Tag {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Tag::new(s)
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for Tag {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for Tag {
-    fn borrow(&self) -> &str {
-        &self.0
     }
 }
 
