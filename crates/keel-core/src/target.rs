@@ -122,7 +122,7 @@ pub struct UpdatePlan {
     pub target: String,
     /// The tracked image's id within the target.
     pub id: String,
-    /// What runs now; a target refuses the plan ([`Error::Conflict`]) when that changed.
+    /// What runs now; a target refuses the plan ([`Error::Conflict`](crate::Error::Conflict)) when that changed.
     pub current: ImageRef,
     /// What is to run.
     pub new: ImageRef,
@@ -155,7 +155,7 @@ pub enum ApplyOutcome {
 /// - `discover` reports every tracked image with a stable id.
 /// - `apply` is idempotent: applying a plan whose new image already runs returns
 ///   [`ApplyOutcome::AlreadyCurrent`] and changes nothing. A plan whose `current` no longer
-///   runs is [`Error::Conflict`]; an unknown id is [`Error::NotFound`]. A failed apply
+///   runs is [`Error::Conflict`](crate::Error::Conflict); an unknown id is [`Error::NotFound`](crate::Error::NotFound). A failed apply
 ///   leaves nothing half-done.
 /// - `apply_all` may apply several plans as one change (one commit); its default applies
 ///   them one by one. It returns one result per plan, in order.
