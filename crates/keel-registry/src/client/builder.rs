@@ -151,7 +151,8 @@ impl RegistryClientBuilder {
     }
 
     /// The listing budget: at most `pages` pages and `tags` tags (defaults 1000 and
-    /// 100,000); a listing cut by it is marked [`TagList::truncated`].
+    /// 100,000); a listing cut by it is marked
+    /// [`TagList::truncated`](keel_core::registry::TagList::truncated).
     pub fn with_listing_budget(mut self, pages: usize, tags: usize) -> Self {
         self.settings.max_pages = pages.max(1);
         self.settings.max_tags = tags.max(1);
