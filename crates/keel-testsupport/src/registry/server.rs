@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::ScriptServer;
 
-use super::seed::{Created, IndexDigests, Seeder, SeederAuth};
+use super::seed::{Seeder, SeederAuth};
 use super::token::TokenIssuer;
 
 /// How a [`RegistryServer`] authenticates clients.
@@ -198,73 +198,14 @@ impl RegistryServer {
     pub fn seeder(&self) -> &Seeder {
         &self.seeder
     }
+}
 
-    /// See [`Seeder::push_image`].
-    pub async fn push_image(
-        &self,
-        repo: &str,
-        tag: &str,
-        created: impl Created,
-        platform: &str,
-    ) -> String {
-        self.seeder.push_image(repo, tag, created, platform).await
-    }
+/// The seeder's methods (`push_tags`, `move_tag`, ...) are the registry's.
+impl std::ops::Deref for RegistryServer {
+    type Target = Seeder;
 
-    /// See [`Seeder::push_index`].
-    pub async fn push_index<C: Created>(
-        &self,
-        repo: &str,
-        tag: &str,
-        platforms: &[(&str, C)],
-    ) -> String {
-        self.seeder.push_index(repo, tag, platforms).await
-    }
-
-    /// See [`Seeder::push_index_with_manifests`].
-    pub async fn push_index_with_manifests<C: Created>(
-        &self,
-        repo: &str,
-        tag: &str,
-        platforms: &[(&str, C)],
-    ) -> IndexDigests {
-        self.seeder
-            .push_index_with_manifests(repo, tag, platforms)
-            .await
-    }
-
-    /// See [`Seeder::push_docker_v2`].
-    pub async fn push_docker_v2(&self, repo: &str, tag: &str, created: impl Created) -> String {
-        self.seeder.push_docker_v2(repo, tag, created).await
-    }
-
-    /// See [`Seeder::push_docker_list`].
-    pub async fn push_docker_list<C: Created>(
-        &self,
-        repo: &str,
-        tag: &str,
-        platforms: &[(&str, C)],
-    ) -> IndexDigests {
-        self.seeder.push_docker_list(repo, tag, platforms).await
-    }
-
-    /// See [`Seeder::push_tags`].
-    pub async fn push_tags<T: AsRef<str>>(&self, repo: &str, tags: &[T]) -> Vec<String> {
-        self.seeder.push_tags(repo, tags).await
-    }
-
-    /// See [`Seeder::retag`].
-    pub async fn retag(&self, repo: &str, source: &str, tag: &str) -> String {
-        self.seeder.retag(repo, source, tag).await
-    }
-
-    /// See [`Seeder::move_tag`].
-    pub async fn move_tag(&self, repo: &str, tag: &str, created: impl Created) -> String {
-        self.seeder.move_tag(repo, tag, created).await
-    }
-
-    /// See [`Seeder::delete_manifest`].
-    pub async fn delete_manifest(&self, repo: &str, digest: &str) {
-        self.seeder.delete_manifest(repo, digest).await;
+    fn deref(&self) -> &Seeder {
+        &self.seeder
     }
 }
 
