@@ -11,6 +11,7 @@ use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_core::{Error, ImageRef, Pipeline};
 use keel_git::GitTarget;
 use keel_testsupport::git::GitServer;
+use keel_testsupport::yaml::billion_laughs;
 
 /// A TCP server on 127.0.0.1 that accepts every connection and then says nothing, holding
 /// the connections open until it is dropped.
@@ -139,18 +140,6 @@ async fn a_rejected_push_does_not_show_the_password() {
     assert!(!shown.contains("s3cret-pw"), "the password leaked: {shown}");
     assert!(shown.contains("bot:***@"), "{shown}");
     assert_eq!(server.head("fleet", "main"), head);
-}
-
-/// The classic "billion laughs" in under 1 KiB: nine levels of nine aliases of the level
-/// below, 9^9 nodes if expanded.
-fn billion_laughs() -> String {
-    let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-    for level in 1..10 {
-        let below = format!("*l{}", level - 1);
-        let items = [below.as_str(); 9].join(", ");
-        text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
-    }
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@
 //! - `tls` ([`tls`], implied by `registry` and `kube`): certificate authorities and certificates
 //!   signed by them.
 //!
+//! [`yaml`] has YAML documents that cost far more to expand than to send.
+//!
 //! Servers started by the project's scripts go through one [`ScriptServer`], which parses the
 //! JSON the script prints and stops the server on drop.
 
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod registry;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod yaml;
 
 /// The root of the repository (where `scripts/` lives), found upwards from this crate.
 pub fn repo_root() -> std::path::PathBuf {

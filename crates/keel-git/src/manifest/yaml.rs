@@ -572,6 +572,8 @@ pub(crate) fn check(text: &str) -> Result<(), SyntaxError> {
 
 #[cfg(test)]
 mod tests {
+    use keel_testsupport::yaml::billion_laughs;
+
     use super::*;
 
     fn scalars(text: &str) -> Vec<(String, Option<&str>, Option<ScalarStyle>)> {
@@ -604,17 +606,6 @@ mod tests {
         let root = tree.docs[0];
         assert_eq!(tree.path_str(root, &["d"]), Some("q1"));
         assert!(tree.is_flow_mapping(tree.get(root, "e").unwrap()));
-    }
-
-    /// The classic "billion laughs": nine levels of nine aliases of the level below.
-    fn billion_laughs() -> String {
-        let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-        for level in 1..10 {
-            let below = format!("*l{}", level - 1);
-            let items = [below.as_str(); 9].join(", ");
-            text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
-        }
-        text
     }
 
     #[test]

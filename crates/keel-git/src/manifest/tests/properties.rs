@@ -207,15 +207,7 @@ proptest! {
 #[test]
 fn alias_bombs_are_invalid_files_not_work() {
     // Merge keys of merge keys in a workload: reading its metadata would follow 8^8 entries.
-    let mut text = String::from("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n");
-    for level in 1..9 {
-        let below = vec![format!("*m{}", level - 1); 8].join(", ");
-        text.push_str(&format!("m{level}: &m{level} {{<<: [{below}]}}\n"));
-    }
-    text.push_str(
-        "kind: Deployment\nmetadata:\n  <<: *m8\n  annotations: {keel.sh/policy: minor}\n\
-         spec: {template: {spec: {containers: [{name: a, image: 'ghcr.io/org/a:1.0.0'}]}}}\n",
-    );
+    let text = keel_testsupport::yaml::merge_bomb();
     assert!(text.len() <= 1024, "{} bytes", text.len());
     let found = scan("apps/bomb.yaml", &text, &RepoConfig::default());
     assert!(found.references.is_empty(), "{:?}", found.references);
