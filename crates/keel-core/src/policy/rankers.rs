@@ -128,14 +128,23 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
     }
 
     fn guard(&self, key: &Version<'v>) -> Result<(), Reason> {
-        above(
-            self.allow_downgrade,
-            self.current.as_ref(),
-            key,
-            |a, b| a.precedence(b),
-            |c| c.to_string(),
-        )
+        above_version(self.allow_downgrade, self.current.as_ref(), key)
     }
+}
+
+/// The no-downgrade guard of the semver orders: `key` must take precedence over `current`.
+fn above_version(
+    allow_downgrade: bool,
+    current: Option<&Version<'_>>,
+    key: &Version<'_>,
+) -> Result<(), Reason> {
+    above(
+        allow_downgrade,
+        current,
+        key,
+        |a, b| a.precedence(b),
+        |c| c.to_string(),
+    )
 }
 
 pub(super) struct RangeRanker<'s, 'c> {
@@ -173,13 +182,7 @@ impl<'v> Ranker<'v> for RangeRanker<'_, '_> {
     }
 
     fn guard(&self, key: &Version<'v>) -> Result<(), Reason> {
-        above(
-            self.allow_downgrade,
-            self.current.as_ref(),
-            key,
-            |a, b| a.precedence(b),
-            |c| c.to_string(),
-        )
+        above_version(self.allow_downgrade, self.current.as_ref(), key)
     }
 }
 
