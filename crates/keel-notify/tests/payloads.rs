@@ -3,14 +3,13 @@
 mod support;
 
 use chrono::{TimeZone, Utc};
-use hmac::{Hmac, Mac};
 use keel_core::{ApprovalInfo, Error, EventKind, Notifier};
 use keel_notify::webhook::WebhookPayload;
 use keel_notify::{
     Discord, Mattermost, RetryPolicy, SlackBot, SlackWebhook, Teams, Templates, Webhook,
 };
+use keel_testsupport::hmac_sha256_hex;
 use serde_json::json;
-use sha2::Sha256;
 use support::{Receiver, Reply, approval, event, failure};
 
 const NOTES: &str = "https://nginx.org/en/CHANGES";
@@ -318,8 +317,6 @@ async fn discord_sends_an_embed_without_mentions() {
     );
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 #[tokio::test]
 async fn webhook_sends_the_versioned_payload_signed() {
     let rx = Receiver::always(Reply::status(204, "")).await;
@@ -353,15 +350,10 @@ async fn webhook_sends_the_versioned_payload_signed() {
     let timestamp = r.header("x-keel-timestamp").unwrap();
     let sent: i64 = timestamp.parse().unwrap();
     assert!(before <= sent && sent <= after);
-    let mut mac = HmacSha256::new_from_slice(b"s3cret").unwrap();
-    mac.update(format!("{timestamp}.").as_bytes());
-    mac.update(&r.body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hmac_sha256_hex(
+        b"s3cret",
+        &[format!("{timestamp}.").as_bytes(), &r.body].concat(),
+    );
     assert_eq!(
         r.header("x-keel-signature-256"),
         Some(format!("sha256={hex}").as_str())

@@ -9,6 +9,8 @@
 //!   chosen users, and workload fixtures.
 //! - `pipeline` ([`pipeline`]): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
+//! - `signing` ([`hmac_sha256_hex`]): signatures of webhooks and Slack requests, computed
+//!   independently of the code under test.
 //! - `tls` ([`tls`], implied by `registry` and `kube`): certificate authorities and certificates
 //!   signed by them.
 //!
@@ -20,6 +22,8 @@
 mod script;
 
 pub use script::{ScriptServer, script};
+#[cfg(feature = "signing")]
+pub use signing::hmac_sha256_hex;
 
 #[cfg(feature = "git")]
 pub mod git;
@@ -29,6 +33,8 @@ pub mod kube;
 pub mod pipeline;
 #[cfg(feature = "registry")]
 pub mod registry;
+#[cfg(feature = "signing")]
+mod signing;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod yaml;

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use keel_api::ApiAuth;
 use keel_bot::{Bot, Config, Secret};
 use keel_core::approval::{
@@ -16,8 +15,8 @@ use keel_core::approval::{
     VoteKind,
 };
 use keel_core::{ImageRef, UpdatePlan};
+use keel_testsupport::hmac_sha256_hex;
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 const SIGNING_SECRET: &str = "e6b19c573432dcc6b075501d51b51bb8";
 const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
@@ -259,15 +258,11 @@ impl World {
 /// Slack's signature, computed here independently of the bot: `v0=` hex HMAC-SHA256 of
 /// `v0:<timestamp>:<body>`.
 fn slack_signature(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("v0={hex}")
+    let message = format!("v0:{timestamp}:{body}");
+    format!(
+        "v0={}",
+        hmac_sha256_hex(secret.as_bytes(), message.as_bytes())
+    )
 }
 
 fn now() -> i64 {

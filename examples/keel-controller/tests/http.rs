@@ -4,13 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use keel_controller::http::{self, Credential, HttpConfig, Secret};
 use keel_controller::metrics::{Metrics, WebhookOutcome};
 use keel_core::trigger::{PushEvent, WebhookSource};
+use keel_testsupport::hmac_sha256_hex;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 const TOKEN: &str = "t0k3n-for-tests";
@@ -425,15 +424,10 @@ async fn github_signatures_are_verified() {
     let mut server = Server::start(config, 8).await;
     let body = fixture("github_package.json");
     let sign = |key: &str, body: &str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-        mac.update(body.as_bytes());
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256={hex}")
+        format!(
+            "sha256={}",
+            hmac_sha256_hex(key.as_bytes(), body.as_bytes())
+        )
     };
     let ok = server
         .post("/v1/webhooks/github", body.clone())
@@ -470,9 +464,10 @@ async fn replayed_signed_deliveries_are_refused() {
     );
     let mut server = Server::start(config, 8).await;
     let sign = |body: &str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-secret").unwrap();
-        mac.update(body.as_bytes());
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        format!(
+            "sha256={}",
+            hmac_sha256_hex(b"hook-secret", body.as_bytes())
+        )
     };
     let deliver = |body: &str, delivery: &str| {
         server
