@@ -11,14 +11,7 @@ use crate::credentials::Credentials;
 
 #[test]
 fn listing_budget_from_the_environment() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
+    let env = keel_testsupport::env_lookup;
     let b = RegistryClientBuilder::from_lookup(env(&[])).unwrap();
     assert_eq!((b.settings.max_pages, b.settings.max_tags), (1000, 100_000));
     let b = RegistryClientBuilder::from_lookup(env(&[
