@@ -42,8 +42,10 @@ use keel_controller::worker::Worker;
 use keel_core::Pipeline;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
-use keel_k8s::{KubeApprovalStore, KubeTarget, LeaderElector, PullSecrets, RolloutVerdict};
-use keel_registry::RegistryClientBuilder;
+use keel_k8s::{
+    KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
+};
+use keel_registry::{RegistryClient, RegistryClientBuilder};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -133,31 +135,166 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-
-    // Keel's POLL_DEFAULTSCHEDULE: the schedule of images polled without a
-    // keel.sh/pollSchedule of their own (default `@every 1m`).
-    let scheduler = match default_poll_schedule(|name| std::env::var(name).ok()) {
-        Ok(schedule) => PollScheduler::new().with_default_schedule(schedule.unwrap_or_default()),
+    // Every setting is checked, and every part set up, before anything runs: a bad setting
+    // stops the start naming it, with exit code 2.
+    let controller = match Controller::start(&args).await {
+        Ok(controller) => controller,
         Err(e) => {
             error!("{e}");
             return std::process::ExitCode::from(2);
         }
     };
+    controller.run(&args).await
+}
 
-    let config = match HttpConfig::new()
+/// The parts of a started controller, wired together.
+struct Controller {
+    config: HttpConfig,
+    worker: Worker,
+    metrics: Arc<Metrics>,
+    approvals: Approvals,
+    api_auth: Option<keel_api::ApiAuth>,
+    leadership: Option<Leadership>,
+}
+
+impl Controller {
+    /// Reads the settings, reaches the cluster, and builds the pipeline, the worker and the
+    /// leader election; the first failure is the error.
+    async fn start(args: &Args) -> Result<Controller, String> {
+        let scheduler = poll_scheduler()?;
+        let config = http_config(args)?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            format!(
+                "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the in-cluster \
+                 service account): {e}"
+            )
+        })?;
+        let secrets = if args.namespaces.is_empty() {
+            PullSecrets::all_namespaces(client.clone())
+        } else {
+            PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
+        };
+        let target = Arc::new(kube_target(args, &client, secrets.clone()).await?);
+        let store = approval_store(args, &client)?;
+        // A webhook must see the tag it announces: no tag-list cache across passes (each
+        // pass still lists a repository once).
+        let registry = RegistryClientBuilder::from_env()
+            .map(|b| {
+                b.with_cache_ttl(Duration::ZERO)
+                    .with_credential_source(Arc::new(secrets))
+            })
+            .and_then(|b| b.build())
+            .map_err(|e| format!("cannot set up the registry client: {e}"))?;
+        let (pipeline, approvals) = pipeline(args, &registry, target.clone(), store)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_registry_requests(move || {
+            let s = registry.stats();
+            vec![
+                ("tag_page", s.tag_pages),
+                ("manifest_head", s.manifest_heads),
+                ("manifest_get", s.manifest_gets),
+                ("blob_get", s.blob_gets),
+                ("token", s.token_requests),
+                ("retry", s.retries),
+            ]
+        });
+        // The gauge asks the store at each scrape, so it counts what is really pending.
+        let gauge = approvals.clone();
+        metrics.set_pending_approvals(move || {
+            let approvals = gauge.clone();
+            async move { approvals.pending().await }
+        });
+        let api_auth = setup::api_auth_from_env(|name| std::env::var(name).ok())?;
+        let leadership = leadership(args, &client)?;
+        let worker = worker(
+            args,
+            pipeline,
+            &metrics,
+            scheduler,
+            &target,
+            leadership.as_ref(),
+        );
+        Ok(Controller {
+            config,
+            worker,
+            metrics,
+            approvals,
+            api_auth,
+            leadership,
+        })
+    }
+
+    /// Serves the webhooks, probes, metrics and approvals API and runs the worker until a
+    /// signal stops both; then hands the lease over.
+    async fn run(self, args: &Args) -> std::process::ExitCode {
+        let worker = Arc::new(self.worker);
+        let config = self
+            .config
+            .with_liveness(worker.supervisor().clone(), worker.health_window());
+        info!(
+            pass_timeout_seconds = worker.pass_timeout().as_secs(),
+            health_window_seconds = worker.health_window().as_secs(),
+            "passes are supervised"
+        );
+        // One signal stops both the server and the worker.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let (pushes, queue) = tokio::sync::mpsc::channel(args.queue.max(1));
+        let worker_task = tokio::spawn(worker.run(queue, stopped(stop_rx.clone())));
+
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                error!(listen = %args.listen, %e, "cannot listen");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        info!(listen = %args.listen, "serving webhooks, /healthz and /metrics");
+        let router = router(
+            http::router(config, self.metrics, pushes),
+            self.leadership.as_ref(),
+            self.approvals,
+            self.api_auth,
+        );
+        if let Err(e) = http::serve(listener, router, stopped(stop_rx)).await {
+            error!(%e, "HTTP server failed");
+            return std::process::ExitCode::FAILURE;
+        }
+        if let Err(e) = worker_task.await {
+            error!(%e, "worker failed");
+            return std::process::ExitCode::FAILURE;
+        }
+        if let Some(leadership) = self.leadership {
+            // Hand the lease over at once rather than after it expires.
+            leadership.shutdown().await;
+        }
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+/// Keel's POLL_DEFAULTSCHEDULE: the schedule of images polled without a
+/// keel.sh/pollSchedule of their own (default `@every 1m`).
+fn poll_scheduler() -> Result<PollScheduler, String> {
+    let schedule =
+        default_poll_schedule(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    Ok(PollScheduler::new().with_default_schedule(schedule.unwrap_or_default()))
+}
+
+/// The webhook server's settings; open endpoints stop the start unless declared unsafe.
+fn http_config(args: &Args) -> Result<HttpConfig, String> {
+    let config = HttpConfig::new()
         .with_body_limit(args.body_limit)
         .with_env(|name| std::env::var(name).ok())
-    {
-        Ok(config) => config,
-        Err(e) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+        .map_err(|e| e.to_string())?;
     if let Some(problem) = config.open_endpoints_error() {
         if !args.unsafe_unauthenticated_webhooks {
-            error!("{problem}");
-            return std::process::ExitCode::from(2);
+            return Err(problem.to_string());
         }
         let names: Vec<&str> = config.open_sources().iter().map(|s| s.as_str()).collect();
         warn!(
@@ -165,22 +302,18 @@ async fn main() -> std::process::ExitCode {
             "--unsafe-unauthenticated-webhooks: webhook endpoints accept requests without credentials"
         );
     }
+    Ok(config)
+}
 
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
-        Err(e) => {
-            error!(%e, "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the in-cluster service account)");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let secrets = if args.namespaces.is_empty() {
-        PullSecrets::all_namespaces(client.clone())
-    } else {
-        PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
-    };
+/// The workloads in the namespaces and with the labels the flags name.
+async fn kube_target(
+    args: &Args,
+    client: &kube::Client,
+    secrets: PullSecrets,
+) -> Result<KubeTarget, String> {
     let mut builder = KubeTarget::builder(client.clone())
         .pin_digests(args.pin_digests)
-        .with_pull_secrets(secrets.clone());
+        .with_pull_secrets(secrets);
     builder = if args.namespaces.is_empty() {
         builder.all_namespaces()
     } else {
@@ -189,98 +322,65 @@ async fn main() -> std::process::ExitCode {
     if let Some(selector) = &args.label_selector {
         builder = builder.with_label_selector(selector);
     }
-    let target = match builder.build().await {
-        Ok(target) => target,
-        Err(e) => {
-            error!(%e, "cannot watch the workloads");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let store: Arc<dyn ApprovalStore> = match approval_store(&args, &client) {
-        Ok(store) => store,
-        Err(e) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    builder
+        .build()
+        .await
+        .map_err(|e| format!("cannot watch the workloads: {e}"))
+}
 
-    // A webhook must see the tag it announces: no tag-list cache across passes (each pass
-    // still lists a repository once).
-    let registry = match RegistryClientBuilder::from_env()
-        .map(|b| {
-            b.with_cache_ttl(Duration::ZERO)
-                .with_credential_source(Arc::new(secrets))
-        })
-        .and_then(|b| b.build())
-    {
-        Ok(registry) => registry,
-        Err(e) => {
-            error!(%e, "cannot set up the registry client");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let target = Arc::new(target);
-    let pipeline = Pipeline::new(Arc::new(registry.clone()))
-        .with_target(target.clone())
-        .with_dry_run(args.dry_run);
-    let notifiers = match setup::notifiers_from_env(|name| std::env::var(name).ok()) {
-        Ok(notifiers) => notifiers,
-        Err(e) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+/// The pipeline over the cluster, with the notifiers and the approvals manager (which tells
+/// the same notifiers).
+fn pipeline(
+    args: &Args,
+    registry: &RegistryClient,
+    target: Arc<KubeTarget>,
+    store: Arc<dyn ApprovalStore>,
+) -> Result<(Pipeline, Approvals), String> {
+    let notifiers = setup::notifiers_from_env(|name| std::env::var(name).ok())?;
     let mut approvals = Approvals::new(store);
-    let mut pipeline = pipeline;
+    let mut pipeline = Pipeline::new(Arc::new(registry.clone()))
+        .with_target(target)
+        .with_dry_run(args.dry_run);
     for notifier in notifiers {
         info!(notifier = notifier.name(), "notifying");
         approvals = approvals.with_notifier(notifier.clone());
         pipeline = pipeline.with_notifier(notifier);
     }
-    let pipeline = pipeline.with_approvals(approvals.clone());
+    Ok((pipeline.with_approvals(approvals.clone()), approvals))
+}
 
-    let metrics = Arc::new(Metrics::new());
-    metrics.set_registry_requests(move || {
-        let s = registry.stats();
-        vec![
-            ("tag_page", s.tag_pages),
-            ("manifest_head", s.manifest_heads),
-            ("manifest_get", s.manifest_gets),
-            ("blob_get", s.blob_gets),
-            ("token", s.token_requests),
-            ("retry", s.retries),
-        ]
-    });
-    let api_auth = match setup::api_auth_from_env(|name| std::env::var(name).ok()) {
-        Ok(auth) => auth,
-        Err(e) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+/// This replica's part in the election on the Lease, when `--leader-elect` is on.
+fn leadership(args: &Args, client: &kube::Client) -> Result<Option<Leadership>, String> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("keel-controller-{}", std::process::id()));
+    let elector = LeaderElector::new(
+        client.clone(),
+        args.controller_namespace.clone(),
+        args.lease_name.clone(),
+        identity,
+    );
+    elector
+        .start()
+        .map(Some)
+        .map_err(|e| format!("cannot start leader election: {e}"))
+}
 
-    let leadership = if args.leader_elect {
-        let identity = args
-            .identity
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| format!("keel-controller-{}", std::process::id()));
-        let elector = LeaderElector::new(
-            client.clone(),
-            args.controller_namespace.clone(),
-            args.lease_name.clone(),
-            identity,
-        );
-        match elector.start() {
-            Ok(leadership) => Some(leadership),
-            Err(e) => {
-                error!(%e, "cannot start leader election");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    } else {
-        None
-    };
+/// The worker: passes on the poll schedules, on webhooks and on watch events, only while
+/// leading, with the rollout followed after each apply when `--rollback-after` is set.
+fn worker(
+    args: &Args,
+    pipeline: Pipeline,
+    metrics: &Arc<Metrics>,
+    scheduler: PollScheduler,
+    target: &Arc<KubeTarget>,
+    leadership: Option<&Leadership>,
+) -> Worker {
     let mut worker = Worker::new(pipeline, metrics.clone())
         .with_resync(args.resync)
         .with_scheduler(scheduler)
@@ -288,7 +388,7 @@ async fn main() -> std::process::ExitCode {
     if let Some(timeout) = args.pass_timeout {
         worker = worker.with_pass_timeout(timeout);
     }
-    if let Some(leadership) = &leadership {
+    if let Some(leadership) = leadership {
         worker = worker.with_leadership(leadership.subscribe());
     }
     if let Some(deadline) = args.rollback_after {
@@ -308,44 +408,19 @@ async fn main() -> std::process::ExitCode {
             }
         }));
     }
-    let worker = Arc::new(worker);
-    let config = config.with_liveness(worker.supervisor().clone(), worker.health_window());
-    info!(
-        pass_timeout_seconds = worker.pass_timeout().as_secs(),
-        health_window_seconds = worker.health_window().as_secs(),
-        "passes are supervised"
-    );
-    // The gauge asks the store at each scrape, so it counts what is really pending.
-    let gauge = approvals.clone();
-    metrics.set_pending_approvals(move || {
-        let approvals = gauge.clone();
-        async move { approvals.pending().await }
-    });
+    worker
+}
 
-    // One signal stops both the server and the worker.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let (pushes, queue) = tokio::sync::mpsc::channel(args.queue.max(1));
-    let worker_task = tokio::spawn(worker.run(queue, stopped(stop_rx.clone())));
-
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            error!(listen = %args.listen, %e, "cannot listen");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    info!(listen = %args.listen, "serving webhooks, /healthz and /metrics");
-    let mut router = http::router(config, metrics, pushes);
-    let ready = leadership.as_ref().map(|l| l.subscribe());
-    router = router.route(
+/// The controller's routes around the webhook server's: `/readyz` (ready while leading, or
+/// always without an election) and the approvals API under `/api` when it has credentials.
+fn router(
+    router: axum::Router,
+    leadership: Option<&Leadership>,
+    approvals: Approvals,
+    api_auth: Option<keel_api::ApiAuth>,
+) -> axum::Router {
+    let ready = leadership.map(|l| l.subscribe());
+    let router = router.route(
         "/readyz",
         get(move || {
             let leading = ready.as_ref().is_none_or(|r| *r.borrow());
@@ -362,24 +437,14 @@ async fn main() -> std::process::ExitCode {
         }),
     );
     match api_auth {
-        Some(auth) => router = router.nest("/api", keel_api::router(approvals, auth)),
-        None => info!(
-            "the approvals API is off: set KEEL_API_AUTH or BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
-        ),
+        Some(auth) => router.nest("/api", keel_api::router(approvals, auth)),
+        None => {
+            info!(
+                "the approvals API is off: set KEEL_API_AUTH or BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
+            );
+            router
+        }
     }
-    if let Err(e) = http::serve(listener, router, stopped(stop_rx)).await {
-        error!(%e, "HTTP server failed");
-        return std::process::ExitCode::FAILURE;
-    }
-    if let Err(e) = worker_task.await {
-        error!(%e, "worker failed");
-        return std::process::ExitCode::FAILURE;
-    }
-    if let Some(leadership) = leadership {
-        // Hand the lease over at once rather than after it expires.
-        leadership.shutdown().await;
-    }
-    std::process::ExitCode::SUCCESS
 }
 
 /// The approval store `--approval-store` names.
