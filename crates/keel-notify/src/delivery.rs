@@ -414,6 +414,49 @@ mod tests {
         assert_eq!(RetryPolicy::new().with_max_attempts(0).max_attempts(), 1);
     }
 
+    /// Serves `status` with a body of `len` bytes to every request, on 127.0.0.1.
+    async fn answering(status: u16, len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        let app = axum::Router::new().fallback(move || async move { (status, "x".repeat(len)) });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/hook")
+    }
+
+    /// keel-core's bounded reader refuses an answer past the limit, where delivery.rs's own
+    /// reader used to cut it there: such an answer is judged by its status and headers.
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_judged_by_its_status_alone() {
+        let delivery = Delivery {
+            client: reqwest::Client::new(),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::none(),
+        };
+        let ctx = Context {
+            who: "test",
+            action: "deliver",
+        };
+        let send = |url: String| {
+            let client = delivery.client.clone();
+            delivery.send(ctx, move || client.post(&url), |a| ctx.check_status(a))
+        };
+        send(answering(200, MAX_ANSWER + 1).await).await.unwrap();
+        let err = send(answering(500, MAX_ANSWER + 1).await)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().ends_with("HTTP 500 Internal Server Error"),
+            "{err}"
+        );
+        let err = send(answering(500, 10).await).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("HTTP 500 Internal Server Error: xxxxxxxxxx"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn excerpts_are_short_and_on_one_line() {
         assert_eq!(
