@@ -27,6 +27,17 @@ fn pick(spec: &str, current: &str, tags: &str) -> Option<String> {
     pick_with(&policy(spec), Some(current), tags)
 }
 
+/// Each case's choice: `(policy, current tag, listed tags, expected choice)`.
+fn picks(cases: &[(&str, &str, &str, Option<&str>)]) {
+    for (spec, current, tags, expected) in cases {
+        assert_eq!(
+            pick(spec, current, tags).as_deref(),
+            *expected,
+            "{spec} from {current} among {tags}"
+        );
+    }
+}
+
 fn explain(p: &VersionPolicy, current: Option<&str>, tags: &str) -> Explanation {
     let tags: Vec<Candidate<'_>> = tags.split_whitespace().map(Candidate::new).collect();
     let current = current.map_or_else(Current::none, Current::tag);
@@ -139,15 +150,11 @@ fn major_keeps_the_channel() {
 
 #[test]
 fn minor_and_patch_stay_inside_their_version() {
-    assert_eq!(
-        pick("minor", "1.2.3", "2.0.0 1.9.0 0.9.0").as_deref(),
-        Some("1.9.0")
-    );
-    assert_eq!(pick("minor", "1.2.3", "2.0.0 1.2.3 1.1.0"), None);
-    assert_eq!(
-        pick("patch", "1.2.3", "1.3.0 1.2.4 1.2.5-rc.1").as_deref(),
-        Some("1.2.4")
-    );
+    picks(&[
+        ("minor", "1.2.3", "2.0.0 1.9.0 0.9.0", Some("1.9.0")),
+        ("minor", "1.2.3", "2.0.0 1.2.3 1.1.0", None),
+        ("patch", "1.2.3", "1.3.0 1.2.4 1.2.5-rc.1", Some("1.2.4")),
+    ]);
 }
 
 #[test]
@@ -177,22 +184,27 @@ fn major_minor_patch_need_a_semver_current_tag() {
 
 #[test]
 fn semver_ranges_select_inside() {
-    assert_eq!(
-        pick("semver:^1.2", "1.2.0", "1.2.5 1.9.0 2.0.0 1.10.0-rc.1").as_deref(),
-        Some("1.9.0")
-    );
-    assert_eq!(
-        pick("semver:~1.2", "1.2.0", "1.2.5 1.3.0").as_deref(),
-        Some("1.2.5")
-    );
-    assert_eq!(
-        pick("semver:>= 1.2, < 2", "1.0.0", "1.1.0 1.5.0 2.0.0").as_deref(),
-        Some("1.5.0")
-    );
-    assert_eq!(
-        pick("semver:^1.2 || ^2.0", "1.2.0", "1.9.0 2.5.0 3.0.0").as_deref(),
-        Some("2.5.0")
-    );
+    picks(&[
+        (
+            "semver:^1.2",
+            "1.2.0",
+            "1.2.5 1.9.0 2.0.0 1.10.0-rc.1",
+            Some("1.9.0"),
+        ),
+        ("semver:~1.2", "1.2.0", "1.2.5 1.3.0", Some("1.2.5")),
+        (
+            "semver:>= 1.2, < 2",
+            "1.0.0",
+            "1.1.0 1.5.0 2.0.0",
+            Some("1.5.0"),
+        ),
+        (
+            "semver:^1.2 || ^2.0",
+            "1.2.0",
+            "1.9.0 2.5.0 3.0.0",
+            Some("2.5.0"),
+        ),
+    ]);
     // The current tag need not be inside the range.
     assert_eq!(
         pick("semver:1.x", "latest", "0.9.0 1.4.0 2.0.0").as_deref(),
@@ -202,23 +214,24 @@ fn semver_ranges_select_inside() {
 
 #[test]
 fn leniency_v_prefix_partials_and_dates() {
-    assert_eq!(
-        pick("minor", "v1.2", "v1.3 1.2.1 20240101").as_deref(),
-        Some("v1.3")
-    );
-    assert_eq!(pick("all", "1.0.0", "20240101 20250101"), None);
+    picks(&[
+        ("minor", "v1.2", "v1.3 1.2.1 20240101", Some("v1.3")),
+        ("all", "1.0.0", "20240101 20250101", None),
+    ]);
 }
 
 // No downgrade.
 
 #[test]
 fn never_downgrades_without_permission() {
-    assert_eq!(pick("all", "2.0.0", "1.0.0 1.5.0"), None);
-    assert_eq!(pick("semver:^1", "1.9.0", "1.2.0 1.8.0"), None);
-    assert_eq!(pick("alphabetical", "b", "a"), None);
-    assert_eq!(pick("numerical", "10", "9 2"), None);
-    assert_eq!(pick("glob:build-*", "build-10", "build-9"), None);
-    assert_eq!(pick("docker", "3.12", "3.11 3.10"), None);
+    picks(&[
+        ("all", "2.0.0", "1.0.0 1.5.0", None),
+        ("semver:^1", "1.9.0", "1.2.0 1.8.0", None),
+        ("alphabetical", "b", "a", None),
+        ("numerical", "10", "9 2", None),
+        ("glob:build-*", "build-10", "build-9", None),
+        ("docker", "3.12", "3.11 3.10", None),
+    ]);
 }
 
 #[test]
@@ -240,31 +253,28 @@ fn allow_downgrade_lifts_the_guard() {
 
 #[test]
 fn equal_order_is_not_newer() {
-    assert_eq!(pick("all", "1.2.3", "v1.2.3 1.2.3+build.7"), None);
-    assert_eq!(pick("numerical", "07", "7 7.0"), None);
+    picks(&[
+        ("all", "1.2.3", "v1.2.3 1.2.3+build.7", None),
+        ("numerical", "07", "7 7.0", None),
+    ]);
 }
 
 #[test]
 fn unparsable_current_turns_the_guard_off() {
-    assert_eq!(
-        pick("semver:*", "latest", "1.0.0 0.1.0").as_deref(),
-        Some("1.0.0")
-    );
-    assert_eq!(pick("numerical", "latest", "3 20").as_deref(), Some("20"));
+    picks(&[
+        ("semver:*", "latest", "1.0.0 0.1.0", Some("1.0.0")),
+        ("numerical", "latest", "3 20", Some("20")),
+    ]);
 }
 
 // Ties.
 
 #[test]
 fn ties_prefer_the_current_prefix_then_bytes() {
-    assert_eq!(
-        pick("all", "v1.0.0", "1.2.0 v1.2.0").as_deref(),
-        Some("v1.2.0")
-    );
-    assert_eq!(
-        pick("all", "1.0.0", "v1.2.0 1.2.0").as_deref(),
-        Some("1.2.0")
-    );
+    picks(&[
+        ("all", "v1.0.0", "1.2.0 v1.2.0", Some("v1.2.0")),
+        ("all", "1.0.0", "v1.2.0 1.2.0", Some("1.2.0")),
+    ]);
     assert_eq!(
         pick_with(&policy("all"), None, "1.2.0 v1.2.0").as_deref(),
         Some("v1.2.0")
@@ -311,14 +321,15 @@ fn tied_extracted_values_break_by_bytes() {
 
 #[test]
 fn glob_matches_whole_tags_in_natural_order() {
-    assert_eq!(
-        pick("glob:build-*", "build-9", "build-10 build-8 other-99").as_deref(),
-        Some("build-10")
-    );
-    assert_eq!(
-        pick("glob:1.?.x", "1.1.x", "1.2.x 1.10.x").as_deref(),
-        Some("1.2.x")
-    );
+    picks(&[
+        (
+            "glob:build-*",
+            "build-9",
+            "build-10 build-8 other-99",
+            Some("build-10"),
+        ),
+        ("glob:1.?.x", "1.1.x", "1.2.x 1.10.x", Some("1.2.x")),
+    ]);
 }
 
 #[test]
@@ -333,20 +344,13 @@ fn regexp_without_compare_orders_whole_tags_naturally() {
 
 #[test]
 fn alphabetical_and_numerical_in_both_orders() {
-    assert_eq!(pick("alphabetical", "a", "b c B").as_deref(), Some("c"));
-    assert_eq!(
-        pick("alphabetical:desc", "c", "b a d").as_deref(),
-        Some("a")
-    );
-    assert_eq!(pick("numerical", "9", "10 2 x 1e9").as_deref(), Some("10"));
-    assert_eq!(
-        pick("numerical:desc", "9", "10 2 -1.5").as_deref(),
-        Some("-1.5")
-    );
-    assert_eq!(
-        pick("numerical", "1.5", "1.25 1.75").as_deref(),
-        Some("1.75")
-    );
+    picks(&[
+        ("alphabetical", "a", "b c B", Some("c")),
+        ("alphabetical:desc", "c", "b a d", Some("a")),
+        ("numerical", "9", "10 2 x 1e9", Some("10")),
+        ("numerical:desc", "9", "10 2 -1.5", Some("-1.5")),
+        ("numerical", "1.5", "1.25 1.75", Some("1.75")),
+    ]);
 }
 
 #[test]
@@ -377,28 +381,23 @@ fn docker_only_moves_within_shape() {
 
 #[test]
 fn force_moves_to_any_tag_but_semver_only_up() {
-    assert_eq!(
-        pick("force", "latest", "1.0.0 dev").as_deref(),
-        Some("1.0.0")
-    );
-    assert_eq!(pick("force", "1.2.3", "1.2.2 1.0.0"), None);
-    assert_eq!(
-        pick("force", "1.2.3", "1.2.4 1.2.2").as_deref(),
-        Some("1.2.4")
-    );
-    assert_eq!(
-        pick("force", "1.2.3", "staging").as_deref(),
-        Some("staging")
-    );
-    assert_eq!(pick("force", "staging", "dev staging"), None);
+    picks(&[
+        ("force", "latest", "1.0.0 dev", Some("1.0.0")),
+        ("force", "1.2.3", "1.2.2 1.0.0", None),
+        ("force", "1.2.3", "1.2.4 1.2.2", Some("1.2.4")),
+        ("force", "1.2.3", "staging", Some("staging")),
+        ("force", "staging", "dev staging", None),
+    ]);
     // Stable: what it moved to is not left again.
     assert_eq!(pick("force", "1.2.4", "1.2.4 staging"), None);
 }
 
 #[test]
 fn never_and_empty_select_nothing() {
-    assert_eq!(pick("never", "1.0.0", "2.0.0"), None);
-    assert_eq!(pick("", "1.0.0", "2.0.0"), None);
+    picks(&[
+        ("never", "1.0.0", "2.0.0", None),
+        ("", "1.0.0", "2.0.0", None),
+    ]);
 }
 
 // Digests and metadata.
