@@ -5,6 +5,13 @@ use std::process::Output;
 mod common;
 use common::keel;
 
+/// `keel select --policy POLICY --current CURRENT EXTRA...` reading `stdin`.
+fn select(policy: &str, current: &str, extra: &[&str], stdin: &str) -> Output {
+    let mut args = vec!["select", "--policy", policy, "--current", current];
+    args.extend_from_slice(extra);
+    keel(&args, stdin)
+}
+
 fn stdout(o: &Output) -> &str {
     std::str::from_utf8(&o.stdout).unwrap()
 }
@@ -15,10 +22,7 @@ fn stderr(o: &Output) -> &str {
 
 #[test]
 fn prints_the_chosen_tag() {
-    let o = keel(
-        &["select", "--policy", "minor", "--current", "1.2.3"],
-        "1.2.4\n1.3.0\n2.0.0\n1.3.1-rc.1\n",
-    );
+    let o = select("minor", "1.2.3", &[], "1.2.4\n1.3.0\n2.0.0\n1.3.1-rc.1\n");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "1.3.0\n");
     assert_eq!(stderr(&o), "");
@@ -49,10 +53,7 @@ fn every_example_of_the_policies() {
         ),
     ];
     for (policy, current, tags, want) in cases {
-        let o = keel(
-            &["select", "--policy", policy, "--current", current],
-            &tags.replace(' ', "\n"),
-        );
+        let o = select(policy, current, &[], &tags.replace(' ', "\n"));
         assert!(o.status.success(), "{policy}: {}", stderr(&o));
         assert_eq!(stdout(&o), format!("{want}\n"), "{policy}");
     }
@@ -60,10 +61,7 @@ fn every_example_of_the_policies() {
 
 #[test]
 fn nothing_to_move_to_prints_nothing_and_succeeds() {
-    let o = keel(
-        &["select", "--policy", "patch", "--current", "1.2.3"],
-        "1.3.0\n1.2.3\n",
-    );
+    let o = select("patch", "1.2.3", &[], "1.3.0\n1.2.3\n");
     assert!(o.status.success());
     assert_eq!(stdout(&o), "");
 }
@@ -74,16 +72,10 @@ fn reads_a_file_and_ignores_blank_lines_and_crlf() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tags.txt");
     std::fs::write(&file, "1.0.1\r\n\r\n\n  1.0.2  \r\n").unwrap();
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "patch",
-            "--current",
-            "1.0.0",
-            "--tags-file",
-            file.to_str().unwrap(),
-        ],
+    let o = select(
+        "patch",
+        "1.0.0",
+        &["--tags-file", file.to_str().unwrap()],
         "",
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -93,66 +85,56 @@ fn reads_a_file_and_ignores_blank_lines_and_crlf() {
 
 #[test]
 fn filter_extract_exclude_and_switches() {
-    let o = keel(
-        &[
-            "select",
-            "--policy",
+    // Name, policy, current tag, further arguments, stdin and the chosen tag.
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            "filter, extract and exclude",
             "numerical",
-            "--filter",
-            r"^build-(?P<n>\d+)-",
-            "--extract",
-            "$n",
-            "--exclude",
-            "-dirty$",
-            "--current",
             "build-9-a",
-        ],
-        "build-10-b\nbuild-11-c-dirty\nbuild-8-d\nlatest\n",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "build-10-b\n");
-
-    let o = keel(
-        &[
-            "select",
-            "--policy",
+            &[
+                "--filter",
+                r"^build-(?P<n>\d+)-",
+                "--extract",
+                "$n",
+                "--exclude",
+                "-dirty$",
+            ],
+            "build-10-b\nbuild-11-c-dirty\nbuild-8-d\nlatest\n",
+            "build-10-b\n",
+        ),
+        (
+            "pre-releases allowed",
             "minor",
-            "--current",
             "1.2.3",
-            "--match-pre-release=false",
-        ],
-        "1.2.4\n1.3.0-rc.1\n",
-    );
-    assert_eq!(stdout(&o), "1.3.0-rc.1\n");
-
-    let o = keel(
-        &[
-            "select",
-            "--policy",
+            &["--match-pre-release=false"],
+            "1.2.4\n1.3.0-rc.1\n",
+            "1.3.0-rc.1\n",
+        ),
+        (
+            "downgrades allowed",
             "semver:^1",
-            "--current",
             "1.5.0",
-            "--allow-downgrade",
-        ],
-        "1.4.0\n1.3.0\n",
-    );
-    assert_eq!(stdout(&o), "1.4.0\n");
+            &["--allow-downgrade"],
+            "1.4.0\n1.3.0\n",
+            "1.4.0\n",
+        ),
+    ];
+    for (name, policy, current, extra, stdin, chosen) in cases {
+        let o = select(policy, current, extra, stdin);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(stdout(&o), *chosen, "{name}");
+    }
 }
 
 #[test]
 fn digest_updates_print_tag_and_digest() {
     let old = format!("sha256:{}", "a".repeat(64));
     let new = format!("sha256:{}", "b".repeat(64));
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "digest",
-            "--current",
-            "stable",
-            "--current-digest",
-            &old,
-        ],
+    let o = select(
+        "digest",
+        "stable",
+        &["--current-digest", &old],
         &format!("stable {new} 2024-05-01T10:00:00Z\nother {old}\n"),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -161,15 +143,10 @@ fn digest_updates_print_tag_and_digest() {
 
 #[test]
 fn explain_writes_reasons_to_stderr() {
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "minor",
-            "--current",
-            "1.2.3",
-            "--explain",
-        ],
+    let o = select(
+        "minor",
+        "1.2.3",
+        &["--explain"],
         "1.2.4\n1.3.0\n2.0.0\nlatest\n",
     );
     assert_eq!(stdout(&o), "1.3.0\n");
@@ -188,35 +165,17 @@ fn explain_writes_reasons_to_stderr() {
 
 #[test]
 fn json_output_with_and_without_reasons() {
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "minor",
-            "--current",
-            "1.2.3",
-            "-o",
-            "json",
-        ],
-        "1.2.4\n1.3.0\n",
-    );
+    let o = select("minor", "1.2.3", &["-o", "json"], "1.2.4\n1.3.0\n");
     let v: serde_json::Value = serde_json::from_str(stdout(&o)).unwrap();
     assert_eq!(v["chosen"], "1.3.0");
     assert_eq!(v["candidates"], 2);
     assert_eq!(v["policy"], "minor");
     assert!(v.get("explanation").is_none());
 
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "minor",
-            "--current",
-            "1.2.3",
-            "-o",
-            "json",
-            "--explain",
-        ],
+    let o = select(
+        "minor",
+        "1.2.3",
+        &["-o", "json", "--explain"],
         "1.2.4\n2.0.0\n",
     );
     let v: serde_json::Value = serde_json::from_str(stdout(&o)).unwrap();
@@ -225,26 +184,17 @@ fn json_output_with_and_without_reasons() {
     assert_eq!(v["explanation"]["rejected"][0]["rule"], "different-major");
     assert_eq!(stderr(&o), "");
 
-    let o = keel(
-        &[
-            "select",
-            "--policy",
-            "patch",
-            "--current",
-            "1.2.3",
-            "-o",
-            "json",
-        ],
-        "1.3.0\n",
-    );
+    let o = select("patch", "1.2.3", &["-o", "json"], "1.3.0\n");
     let v: serde_json::Value = serde_json::from_str(stdout(&o)).unwrap();
     assert!(v["chosen"].is_null());
 }
 
 #[test]
 fn odd_lines_are_skipped_with_a_warning() {
-    let o = keel(
-        &["select", "--policy", "patch", "--current", "1.0.0"],
+    let o = select(
+        "patch",
+        "1.0.0",
+        &[],
         "1.0.1\n-bad\n1.0.2 not-a-digest\n1.0.3 2024-13-01T00:00:00Z\n",
     );
     assert!(o.status.success(), "{}", stderr(&o));
