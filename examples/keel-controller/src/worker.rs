@@ -172,19 +172,7 @@ impl Worker {
     /// When the next poll pass is due: the earliest firing, or the resync interval after
     /// `last` (`None`: now).
     pub fn next_poll(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
-        let Some(last) = last else {
-            return now;
-        };
-        // A resync interval too long for the calendar (`--resync 5124095576030431h`)
-        // saturates at the end of time instead of overflowing it.
-        let resync = chrono::Duration::from_std(self.resync)
-            .ok()
-            .and_then(|interval| last.checked_add_signed(interval))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        match self.poller.next_due() {
-            Some(due) => due.min(resync),
-            None => resync,
-        }
+        self.poller.next_pass(last, self.resync, now)
     }
 
     /// One pass over the images of the repositories `pushes` name.

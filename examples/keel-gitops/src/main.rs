@@ -150,11 +150,7 @@ async fn main() -> std::process::ExitCode {
             };
         }
         // The next reference due, and one interval on at the latest, to find new ones.
-        let latest = chrono::Duration::from_std(args.interval)
-            .ok()
-            .and_then(|interval| now.checked_add_signed(interval))
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-        let wake = poller.next_due().map_or(latest, |due| due.min(latest));
+        let wake = poller.next_pass(Some(now), args.interval, now);
         let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}

@@ -351,6 +351,25 @@ impl Poller {
         self.lock().next_due()
     }
 
+    /// When the next pass is due: `now` when there was none yet (`last` is `None`), else the
+    /// earliest next firing, and `rescan` after `last` at the latest, so that images deployed
+    /// since are found. A `rescan` too long for the calendar saturates at the end of time.
+    pub fn next_pass(
+        &self,
+        last: Option<DateTime<Utc>>,
+        rescan: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let Some(last) = last else {
+            return now;
+        };
+        let rescan = chrono::Duration::from_std(rescan)
+            .ok()
+            .and_then(|interval| last.checked_add_signed(interval))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.next_due().map_or(rescan, |due| due.min(rescan))
+    }
+
     /// How many poll-triggered images are known.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -548,5 +567,21 @@ mod tests {
         assert_eq!(ids, ["x1", "x2"]);
         assert_eq!(registry.list_calls(), 3);
         assert_eq!(poller.next_due(), Some(t0() + Duration::minutes(2)));
+        let minute = std::time::Duration::from_secs(60);
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(poller.next_pass(None, hour, t0()), t0());
+        assert_eq!(
+            poller.next_pass(Some(t0()), hour, t0()),
+            t0() + Duration::minutes(2)
+        );
+        assert_eq!(
+            poller.next_pass(Some(t0()), minute, t0()),
+            t0() + Duration::minutes(1)
+        );
+        let forever = std::time::Duration::from_secs(u64::MAX);
+        assert_eq!(
+            Poller::default().next_pass(Some(t0()), forever, t0()),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 }
