@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeDelta, TimeZone, Utc};
 use keel_core::approval::{
-    ApprovalFilter, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditQuery,
-    MemoryApprovalStore, VoteKind,
+    ApprovalFilter, ApprovalRequest, ApprovalState, ApprovalStore, Approvals, AuditAction,
+    AuditQuery, MemoryApprovalStore, VoteKind,
 };
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::policy::{PolicyOptions, VersionPolicy};
@@ -62,6 +62,38 @@ fn setup() -> Setup {
         recorder,
         clock,
         pipeline,
+    }
+}
+
+impl Setup {
+    /// Where the stored request `id` stands.
+    async fn state(&self, id: &str) -> ApprovalState {
+        self.approvals.get(id).await.unwrap().unwrap().state
+    }
+
+    /// Approves request `id` as each of `voters`.
+    async fn approve(&self, id: &str, voters: &[&str]) {
+        for voter in voters {
+            self.approvals
+                .vote(id, voter, VoteKind::Approve, None)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Runs a pass that must roll nothing out (`why`, if it does) and leave one new pending
+    /// request without votes, not `old`; returns it.
+    async fn pass_waiting_anew(&self, old: &str, why: &str) -> ApprovalRequest {
+        let report = self.pipeline.run_once().await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert!(report.applied.is_empty(), "{why}");
+        assert_eq!(running(self), "ghcr.io/acme/web:1.0.0");
+        assert_eq!(report.awaiting_approval.len(), 1);
+        let request = report.approval_requests[0].clone();
+        assert_ne!(request.id, old, "the update again needs a new request");
+        assert_eq!(request.state, ApprovalState::Pending);
+        assert_eq!(request.approvals(), 0);
+        request
     }
 }
 
@@ -145,14 +177,8 @@ async fn approving_through_the_manager_lets_the_next_pass_apply_and_mark_it_appl
         "announced twice"
     );
 
-    s.approvals
-        .vote(&id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
-    s.approvals
-        .vote(&id, "bob", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    s.approve(&id, &["alice"]).await;
+    s.approve(&id, &["bob"]).await;
     let third = s.pipeline.run_once().await;
     assert!(third.failures.is_empty(), "{:?}", third.failures);
     assert_eq!(third.applied.len(), 1);
@@ -184,35 +210,18 @@ async fn approving_through_the_manager_lets_the_next_pass_apply_and_mark_it_appl
 async fn an_applied_request_does_not_apply_again_after_a_rollback_by_hand() {
     let s = setup();
     let id = s.pipeline.run_once().await.approval_requests[0].id.clone();
-    for voter in ["alice", "bob"] {
-        s.approvals
-            .vote(&id, voter, VoteKind::Approve, None)
-            .await
-            .unwrap();
-    }
+    s.approve(&id, &["alice", "bob"]).await;
     assert_eq!(s.pipeline.run_once().await.applied.len(), 1);
-    assert_eq!(
-        s.approvals.get(&id).await.unwrap().unwrap().state,
-        ApprovalState::Applied
-    );
+    assert_eq!(s.state(&id).await, ApprovalState::Applied);
 
     // Someone rolls the workload back by hand.
     s.target
         .track_with(tracked("web", &format!("{WEB}:1.0.0"), 2));
-    let after = s.pipeline.run_once().await;
-    assert!(after.failures.is_empty(), "{:?}", after.failures);
-    assert!(
-        after.applied.is_empty(),
-        "the applied request rolled the same version out again"
-    );
-    assert_eq!(running(&s), "ghcr.io/acme/web:1.0.0");
-    assert_eq!(after.awaiting_approval.len(), 1);
-    let again = after.approval_requests[0].clone();
-    assert_ne!(again.id, id, "the rollout again needs a new request");
-    assert_eq!(again.state, ApprovalState::Pending);
-    assert_eq!(again.approvals(), 0);
+    let again = s
+        .pass_waiting_anew(&id, "the applied request rolled the same version out again")
+        .await;
     assert_eq!(
-        s.approvals.get(&id).await.unwrap().unwrap().state,
+        s.state(&id).await,
         ApprovalState::Applied,
         "the applied request stays on record"
     );
@@ -229,12 +238,7 @@ async fn an_applied_request_does_not_apply_again_after_a_rollback_by_hand() {
     );
 
     // Approved again, it applies once more.
-    for voter in ["alice", "bob"] {
-        s.approvals
-            .vote(&again.id, voter, VoteKind::Approve, None)
-            .await
-            .unwrap();
-    }
+    s.approve(&again.id, &["alice", "bob"]).await;
     assert_eq!(s.pipeline.run_once().await.applied.len(), 1);
     assert!(running(&s).starts_with("ghcr.io/acme/web:1.1.0"));
 }
@@ -244,30 +248,16 @@ async fn a_new_push_of_the_approved_tag_needs_new_votes() {
     let s = setup();
     let first = s.pipeline.run_once().await;
     let old = first.approval_requests[0].clone();
-    for voter in ["alice", "bob"] {
-        s.approvals
-            .vote(&old.id, voter, VoteKind::Approve, None)
-            .await
-            .unwrap();
-    }
+    s.approve(&old.id, &["alice", "bob"]).await;
     // Before the next pass, someone pushes different content under the approved tag.
     let pushed = s.registry.push(WEB, "1.1.0", None);
 
-    let second = s.pipeline.run_once().await;
-    assert!(second.failures.is_empty(), "{:?}", second.failures);
-    assert!(
-        second.applied.is_empty(),
-        "votes for the old digest applied the new one"
-    );
-    assert_eq!(running(&s), "ghcr.io/acme/web:1.0.0");
-    assert_eq!(second.awaiting_approval.len(), 1);
-    let new = second.approval_requests[0].clone();
-    assert_ne!(new.id, old.id);
+    let new = s
+        .pass_waiting_anew(&old.id, "votes for the old digest applied the new one")
+        .await;
     assert_eq!(new.digest, Some(pushed));
-    assert_eq!(new.state, ApprovalState::Pending);
-    assert_eq!(new.approvals(), 0);
     assert_eq!(
-        s.approvals.get(&old.id).await.unwrap().unwrap().state,
+        s.state(&old.id).await,
         ApprovalState::Approved,
         "the old approval stands for the old content only"
     );
@@ -277,18 +267,12 @@ async fn a_new_push_of_the_approved_tag_needs_new_votes() {
 async fn a_new_push_of_a_pending_tag_supersedes_the_old_request() {
     let s = setup();
     let old = s.pipeline.run_once().await.approval_requests[0].clone();
-    s.approvals
-        .vote(&old.id, "alice", VoteKind::Approve, None)
-        .await
-        .unwrap();
+    s.approve(&old.id, &["alice"]).await;
     s.registry.push(WEB, "1.1.0", None);
     let second = s.pipeline.run_once().await;
     let new = second.approval_requests[0].clone();
     assert_ne!(new.id, old.id);
-    assert_eq!(
-        s.approvals.get(&old.id).await.unwrap().unwrap().state,
-        ApprovalState::Superseded
-    );
+    assert_eq!(s.state(&old.id).await, ApprovalState::Superseded);
     assert_eq!(s.approvals.pending().await.unwrap(), 1);
 }
 
@@ -369,12 +353,7 @@ async fn dry_runs_never_open_approval_requests() {
 
     // Once approved for real, a dry run previews it without applying or marking it.
     let id = s.pipeline.run_once().await.approval_requests[0].id.clone();
-    for voter in ["alice", "bob"] {
-        s.approvals
-            .vote(&id, voter, VoteKind::Approve, None)
-            .await
-            .unwrap();
-    }
+    s.approve(&id, &["alice", "bob"]).await;
     let preview = dry.run_once().await;
     assert!(
         preview.previews["prod"].contains("1.1.0"),
@@ -383,10 +362,7 @@ async fn dry_runs_never_open_approval_requests() {
     );
     assert!(preview.applied.is_empty());
     assert_eq!(running(&s), "ghcr.io/acme/web:1.0.0");
-    assert_eq!(
-        s.approvals.get(&id).await.unwrap().unwrap().state,
-        ApprovalState::Approved
-    );
+    assert_eq!(s.state(&id).await, ApprovalState::Approved);
 }
 
 #[tokio::test]
