@@ -66,6 +66,15 @@ fn setup() -> Setup {
 }
 
 impl Setup {
+    /// How many requests the store holds, whatever their state.
+    async fn stored_requests(&self) -> usize {
+        self.store
+            .list(&ApprovalFilter::default())
+            .await
+            .unwrap()
+            .len()
+    }
+
     /// Where the stored request `id` stands.
     async fn state(&self, id: &str) -> ApprovalState {
         self.approvals.get(id).await.unwrap().unwrap().state
@@ -163,14 +172,7 @@ async fn approving_through_the_manager_lets_the_next_pass_apply_and_mark_it_appl
         second.approval_requests[0].id, id,
         "the same update opened a second request"
     );
-    assert_eq!(
-        s.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(s.stored_requests().await, 1);
     assert_eq!(
         s.recorder.count(EventKind::ApprovalRequested),
         1,
@@ -228,14 +230,7 @@ async fn an_applied_request_does_not_apply_again_after_a_rollback_by_hand() {
     // A dry run finds the new round's request too, and opens nothing.
     let dry = s.pipeline.clone().with_dry_run(true).run_once().await;
     assert_eq!(dry.approval_requests[0].id, again.id);
-    assert_eq!(
-        s.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(s.stored_requests().await, 2);
 
     // Approved again, it applies once more.
     s.approve(&again.id, &["alice", "bob"]).await;
@@ -398,14 +393,7 @@ async fn updates_without_approvals_do_not_touch_the_store_or_the_registry_digest
         1,
         "only the approval-bound update resolved a digest"
     );
-    assert_eq!(
-        s.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(s.stored_requests().await, 1);
 }
 
 #[tokio::test]
