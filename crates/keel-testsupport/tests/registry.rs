@@ -204,25 +204,23 @@ async fn htpasswd_registry_wants_basic_auth() {
     let registry = RegistryServer::start(ServerOptions::htpasswd("alice", "s3cret")).await;
     let url = format!("{}/v2/", registry.url());
 
-    let anonymous = client().get(&url).send().await.unwrap();
-    assert_eq!(anonymous.status(), 401);
-    assert!(header(&anonymous, "www-authenticate").starts_with("Basic "));
-
-    let wrong = client()
-        .get(&url)
-        .basic_auth("alice", Some("nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-
-    let authenticated = client()
-        .get(&url)
-        .basic_auth("alice", Some("s3cret"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(authenticated.status(), 200);
+    // Name, alice's password, and the status of `GET /v2/`.
+    for (name, password, status) in [
+        ("anonymous", None, 401),
+        ("a wrong password", Some("nope"), 401),
+        ("the right password", Some("s3cret"), 200),
+    ] {
+        let mut request = client().get(&url);
+        if password.is_some() {
+            request = request.basic_auth("alice", password);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{name}");
+        if password.is_none() {
+            let challenge = header(&response, "www-authenticate");
+            assert!(challenge.starts_with("Basic "), "{name}: {challenge}");
+        }
+    }
 
     let digest = registry
         .push_image("private/app", "1.0", "2024-01-01T00:00:00Z", "linux/amd64")
