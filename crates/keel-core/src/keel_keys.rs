@@ -140,6 +140,19 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, KeyError> {
     }
 }
 
+/// The names [`IMAGE_PULL_SECRET`] lists (comma-separated, trimmed, empty ones dropped), as
+/// `lookup` finds them; for callers that need a workload's pull secrets without the rest of
+/// its keys.
+///
+/// ```
+/// use keel_core::keel_keys::{image_pull_secrets, IMAGE_PULL_SECRET};
+/// let names = image_pull_secrets(|key| (key == IMAGE_PULL_SECRET).then_some(" a, ,b "));
+/// assert_eq!(names, ["a", "b"]);
+/// ```
+pub fn image_pull_secrets<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Vec<String> {
+    comma_list(trimmed(&lookup, IMAGE_PULL_SECRET))
+}
+
 /// Keel's settings of a tracked image besides its policy: what goes on each
 /// [`TrackedImage`] ([`KeelSettings::apply_to`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,7 +327,7 @@ impl KeelConfig {
             },
             monitor_containers,
             init_containers,
-            image_pull_secrets: comma_list(get(IMAGE_PULL_SECRET)),
+            image_pull_secrets: image_pull_secrets(&lookup),
         })
     }
 

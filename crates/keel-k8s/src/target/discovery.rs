@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::avoid::{AvoidTag, failed_images};
 use crate::error::{self as kerr};
-use crate::keys::{self, Keys, Problem};
+use crate::keys::{Keys, Problem};
 use crate::patch::{effective_image, recorded_digests};
 use crate::secrets::SecretRef;
 use crate::workload::{ContainerId, WorkloadView, container_key};
@@ -122,15 +122,9 @@ impl KubeTarget {
 pub(crate) fn pull_secret_names(view: &WorkloadView) -> Vec<String> {
     let mut names = view.pull_secrets.clone();
     let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
-    for name in keys
-        .get(keys::IMAGE_PULL_SECRET)
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
+    for name in keel_core::keel_keys::image_pull_secrets(|key| keys.get(key)) {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
     names
