@@ -33,6 +33,17 @@ fn builder() -> RegistryClientBuilder {
         .with_retries(1, Duration::from_millis(10), Duration::from_millis(50))
 }
 
+/// The error of listing `team/app` at `addr` with the basic credentials `keel`/`realm-pw`.
+async fn listing_error(addr: &str) -> Error {
+    builder()
+        .with_credentials(addr, Credentials::basic("keel", "realm-pw"))
+        .build()
+        .unwrap()
+        .list_tags(&image(addr, "team/app"))
+        .await
+        .unwrap_err()
+}
+
 /// A server that answers every request with an empty tag list and records, per request,
 /// the `Authorization` header it carried.
 struct Witness {
@@ -304,14 +315,7 @@ async fn a_plain_http_realm_off_this_machine_gets_no_credentials() {
         Some("http://auth.keel-test.invalid/token".into()),
     )
     .await;
-    let client = builder()
-        .with_credentials(&registry.addr, Credentials::basic("keel", "realm-pw"))
-        .build()
-        .unwrap();
-    let err = client
-        .list_tags(&image(&registry.addr, "team/app"))
-        .await
-        .unwrap_err();
+    let err = listing_error(&registry.addr).await;
     let text = err.to_string();
     assert!(text.contains("http://auth.keel-test.invalid"), "{text}");
     assert!(text.contains("not https"), "{text}");
@@ -326,14 +330,7 @@ async fn a_plain_http_realm_off_this_machine_gets_no_credentials() {
         Some(format!("http://{}/token", witness.addr)),
     )
     .await;
-    let client = builder()
-        .with_credentials(&registry.addr, Credentials::basic("keel", "realm-pw"))
-        .build()
-        .unwrap();
-    let err = client
-        .list_tags(&image(&registry.addr, "team/app"))
-        .await
-        .unwrap_err();
+    let err = listing_error(&registry.addr).await;
     // The witness answers no token.
     assert!(err.to_string().contains("token"), "{err}");
     let seen = witness.requests();
