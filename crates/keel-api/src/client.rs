@@ -1,6 +1,7 @@
 //! A client of the API, for the chat bot, CLIs and tests.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -112,7 +113,7 @@ impl ApiClient {
                 action: "build the HTTP client".into(),
                 message: e.to_string(),
                 retryable: false,
-                source: Some(Box::new(e)),
+                source: Some(Arc::new(e)),
             })?;
         Ok(ApiClient {
             http,
@@ -248,7 +249,7 @@ impl ApiClient {
             action: format!("{verb} approval request {id}"),
             message: format!("cannot encode the vote: {e}"),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })?;
         self.call(
             Method::POST,
@@ -371,7 +372,7 @@ impl ApiClient {
                 action,
                 message: format!("the answer is not the expected JSON: {e}"),
                 retryable: false,
-                source: Some(Box::new(e)),
+                source: Some(Arc::new(e)),
             });
         }
         let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
@@ -386,7 +387,7 @@ impl ApiClient {
             action: action.to_owned(),
             message: e.to_string(),
             retryable,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         }
     }
 

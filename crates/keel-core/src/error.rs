@@ -1,21 +1,23 @@
 //! The one error type of keel-rs and the parse error it carries for bad input.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The result of keel-rs operations: [`Error`] unless another error type is named
 /// (`Result<Tag, ParseError>`).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A boxed error from a backend library, kept as the source of an [`Error`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// An error from a backend library, kept as the source of an [`Error`]; shared, so that an
+/// [`Error`] can be cloned (one failure reported for every image it concerns).
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in keel-rs, by what the caller can do about it.
 ///
 /// Backends convert their own errors into these variants (HTTP status codes map in one place
 /// per backend), so a caller reacts to "not found" or "rate limited" the same way whichever
 /// registry or target produced it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Input that does not follow its grammar: an image reference, tag, policy string, regex...
@@ -79,7 +81,7 @@ pub enum Error {
         retryable: bool,
         /// The backend library's own error.
         #[source]
-        source: Option<BoxError>,
+        source: Option<ErrorSource>,
     },
 }
 

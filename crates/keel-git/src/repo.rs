@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -454,8 +455,8 @@ pub(crate) fn git_error(url: &str, action: &str, e: git2::Error) -> Error {
     );
     let message = redact_urls(e.message());
     // The source repeats libgit2's message: kept only when there was nothing to mask.
-    let source: Option<Box<dyn std::error::Error + Send + Sync>> = if message == e.message() {
-        Some(Box::new(e))
+    let source: Option<keel_core::error::ErrorSource> = if message == e.message() {
+        Some(Arc::new(e))
     } else {
         None
     };
@@ -475,6 +476,6 @@ pub(crate) fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {
         action: format!("{action} {}", path.display()),
         message: e.to_string(),
         retryable: false,
-        source: Some(Box::new(e)),
+        source: Some(Arc::new(e)),
     }
 }

@@ -40,6 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -218,7 +219,7 @@ impl KubeApprovalStore {
             action: format!("encode {what} for {}", self.name),
             message: e.to_string(),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         }
     }
 

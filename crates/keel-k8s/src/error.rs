@@ -1,5 +1,7 @@
 //! The one place where Kubernetes API errors become [`keel_core::Error`] variants.
 
+use std::sync::Arc;
+
 use keel_core::Error;
 use kube::core::Status;
 
@@ -48,7 +50,7 @@ pub(crate) fn from_kube(error: kube::Error, request: &Request<'_>) -> Error {
             action: request.action(),
             message: other.to_string(),
             retryable: true,
-            source: Some(Box::new(other)),
+            source: Some(Arc::new(other)),
         },
     }
 }

@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -254,7 +255,7 @@ impl Context<'_> {
             action: self.action.to_owned(),
             message,
             retryable: !error.is_builder(),
-            source: Some(Box::new(error)),
+            source: Some(Arc::new(error)),
         }
     }
 }

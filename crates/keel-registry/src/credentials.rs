@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -213,7 +214,7 @@ impl DockerConfig {
             action: format!("read {}", path.display()),
             message: e.to_string(),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })?;
         Self::from_json(&text)
     }

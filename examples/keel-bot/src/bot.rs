@@ -309,7 +309,7 @@ impl Bot {
             action: "serve HTTP".into(),
             message: e.to_string(),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })
     }
 

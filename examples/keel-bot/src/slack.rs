@@ -2,6 +2,7 @@
 //! `response_url` replies.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -217,6 +218,6 @@ fn transport(action: &str, e: reqwest::Error) -> Error {
         action: action.to_owned(),
         message: e.to_string(),
         retryable,
-        source: Some(Box::new(e)),
+        source: Some(Arc::new(e)),
     }
 }

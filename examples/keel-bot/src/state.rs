@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keel_core::Error;
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ fn io_error(action: String, e: std::io::Error) -> Error {
         action,
         message: e.to_string(),
         retryable: false,
-        source: Some(Box::new(e)),
+        source: Some(Arc::new(e)),
     }
 }
 
@@ -58,7 +59,7 @@ impl PostedState {
             action: format!("read {}", path.display()),
             message: format!("not a state file of this bot: {e}"),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })?;
         if state.version != VERSION {
             return Err(Error::Backend {
@@ -81,7 +82,7 @@ impl PostedState {
             action: format!("write {}", path.display()),
             message: e.to_string(),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })?;
         let tmp = temp_path(path);
         tokio::fs::write(&tmp, bytes)

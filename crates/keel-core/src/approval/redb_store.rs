@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -89,7 +90,7 @@ impl RedbApprovalStore {
             action: format!("read {what}"),
             message: format!("the stored record is unreadable: {e}"),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })
     }
 
@@ -99,7 +100,7 @@ impl RedbApprovalStore {
             action: format!("write {what}"),
             message: format!("cannot encode the record: {e}"),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })
     }
 }
@@ -111,7 +112,7 @@ fn backend(name: &str, action: &str, e: impl Into<redb::Error>) -> Error {
         action: action.to_owned(),
         message: e.to_string(),
         retryable: matches!(e, redb::Error::DatabaseAlreadyOpen),
-        source: Some(Box::new(e)),
+        source: Some(Arc::new(e)),
     }
 }
 

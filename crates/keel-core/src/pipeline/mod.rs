@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::approval::Approvals;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::Candidate;
 use crate::reference::{Digest, Tag};
@@ -334,7 +334,7 @@ impl Pipeline {
                         report.failures.push(Failure {
                             target: self.targets[*t].name().to_owned(),
                             id: Some(image.id.clone()),
-                            error: copy_error(&error),
+                            error: error.clone(),
                         });
                     }
                     continue;
@@ -502,45 +502,5 @@ impl Pipeline {
                 report.notify_failures += 1;
             }
         }
-    }
-}
-
-/// The same failure for every tracked image of a repository (errors are not `Clone`).
-fn copy_error(error: &Error) -> Error {
-    match error {
-        Error::NotFound { what } => Error::NotFound { what: what.clone() },
-        Error::Unauthorized { action, reason } => Error::Unauthorized {
-            action: action.clone(),
-            reason: reason.clone(),
-        },
-        Error::RateLimited {
-            action,
-            retry_after,
-        } => Error::RateLimited {
-            action: action.clone(),
-            retry_after: *retry_after,
-        },
-        Error::Conflict { action, reason } => Error::Conflict {
-            action: action.clone(),
-            reason: reason.clone(),
-        },
-        Error::NotSupported { operation, backend } => Error::NotSupported {
-            operation,
-            backend: backend.clone(),
-        },
-        Error::InvalidInput(e) => Error::InvalidInput(e.clone()),
-        Error::Backend {
-            backend,
-            action,
-            message,
-            retryable,
-            ..
-        } => Error::Backend {
-            backend: backend.clone(),
-            action: action.clone(),
-            message: message.clone(),
-            retryable: *retryable,
-            source: None,
-        },
     }
 }

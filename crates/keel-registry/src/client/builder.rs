@@ -290,7 +290,7 @@ impl RegistryClientBuilder {
             action: "build the HTTP client".into(),
             message: e.to_string(),
             retryable: false,
-            source: Some(Box::new(e)),
+            source: Some(Arc::new(e)),
         })?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {

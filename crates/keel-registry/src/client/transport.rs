@@ -1,6 +1,7 @@
 //! Sending one request: the per-host limiter, the auth challenge loop, retries with backoff
 //! (`keel_core::retry`) and `Retry-After`, redirects, and reading answers within their limits.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
@@ -106,7 +107,7 @@ impl RegistryClient {
                         action: action.to_owned(),
                         message: format!("{what}: {}", without_url(&e)),
                         retryable,
-                        source: Some(Box::new(e.without_url())),
+                        source: Some(Arc::new(e.without_url())),
                     });
                 }
             };
