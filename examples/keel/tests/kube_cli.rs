@@ -72,18 +72,19 @@ async fn check_lists_workloads_and_release_patches_one() {
     assert_eq!(lines.next(), None);
 
     let workload = format!("{ns}/deployment/web");
-    let o = keel_with_env(
-        &[
+    let update = image("1.2.4");
+    let release = || {
+        let args = [
             "release",
             "--kube",
             "--workload",
             &workload,
             "--update-image",
-            &image("1.2.4"),
-        ],
-        "",
-        &env,
-    );
+            &update,
+        ];
+        keel_with_env(&args, "", &env)
+    };
+    let o = release();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
         text(&o.stdout).contains(&image("1.2.4")),
@@ -95,18 +96,7 @@ async fn check_lists_workloads_and_release_patches_one() {
         [("app".to_owned(), image("1.2.4"))]
     );
     // The same release again changes nothing and says so.
-    let o = keel_with_env(
-        &[
-            "release",
-            "--kube",
-            "--workload",
-            &workload,
-            "--update-image",
-            &image("1.2.4"),
-        ],
-        "",
-        &env,
-    );
+    let o = release();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("nothing to change"),
