@@ -425,6 +425,30 @@ impl Supervised {
     }
 
     /// Waits up to `limit` for `done`.
+    /// Waits until no pass has completed within the health window; `/healthz` then answers
+    /// 503, with the body returned.
+    async fn unhealthy_after_the_window(&self) -> String {
+        self.wait_until(Duration::from_secs(10), "the health window", |s| {
+            s.worker
+                .supervisor()
+                .stalled(s.worker.health_window())
+                .is_some()
+        })
+        .await;
+        let (status, body) = self.healthz().await;
+        assert_eq!(status, 503, "{body}");
+        body
+    }
+
+    /// Takes the fault away and waits for a pass to complete.
+    async fn recovers(&self) {
+        self.faulty.set(Fault::None);
+        self.wait_until(Duration::from_secs(10), "a completed pass", |s| {
+            s.worker.supervisor().completed() >= 1
+        })
+        .await;
+    }
+
     async fn wait_until(&self, limit: Duration, what: &str, done: impl Fn(&Self) -> bool) {
         let start = std::time::Instant::now();
         while !done(self) {
@@ -484,26 +508,14 @@ async fn a_panicking_pass_is_counted_and_the_next_one_runs() {
     );
 
     // No pass completed for longer than 3 × resync: unhealthy, and it says why.
-    s.wait_until(Duration::from_secs(10), "the health window", |s| {
-        s.worker
-            .supervisor()
-            .stalled(s.worker.health_window())
-            .is_some()
-    })
-    .await;
-    let (status, body) = s.healthz().await;
-    assert_eq!(status, 503, "{body}");
+    let body = s.unhealthy_after_the_window().await;
     assert!(
         body.contains("no pass has completed") && body.contains("discover exploded"),
         "{body}"
     );
 
     // The fault goes away: the next pass applies the update and health comes back.
-    s.faulty.set(Fault::None);
-    s.wait_until(Duration::from_secs(10), "a completed pass", |s| {
-        s.worker.supervisor().completed() >= 1
-    })
-    .await;
+    s.recovers().await;
     assert_eq!(
         s.faulty.inner.image("web").unwrap().tag().unwrap().as_str(),
         "1.1.0"
@@ -528,22 +540,10 @@ async fn a_hanging_pass_is_cut_off_and_the_next_one_runs() {
         s.faulty.discoveries() >= 2
     })
     .await;
-    s.wait_until(Duration::from_secs(10), "the health window", |s| {
-        s.worker
-            .supervisor()
-            .stalled(s.worker.health_window())
-            .is_some()
-    })
-    .await;
-    let (status, body) = s.healthz().await;
-    assert_eq!(status, 503, "{body}");
+    let body = s.unhealthy_after_the_window().await;
     assert!(body.contains("deadline"), "{body}");
 
-    s.faulty.set(Fault::None);
-    s.wait_until(Duration::from_secs(10), "a completed pass", |s| {
-        s.worker.supervisor().completed() >= 1
-    })
-    .await;
+    s.recovers().await;
     assert_eq!(s.healthz().await.0, 200);
     assert_eq!(s.metrics.pass_failures("poll", "panic"), 0);
     s.stop().await;
