@@ -12,6 +12,16 @@ use keel_k8s::{PullSecrets, SecretRef};
 use keel_testsupport::kube::ApiServer;
 use kube::api::{Api, DeleteParams, PostParams};
 
+/// The `kubernetes.io/dockerconfigjson` secret `regcred` holding `config`.
+fn regcred(config: &str) -> Secret {
+    secret(
+        "regcred",
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        config,
+    )
+}
+
 fn secret(name: &str, secret_type: &str, key: &str, value: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -75,17 +85,7 @@ async fn secrets_are_seen_when_created_updated_and_deleted() {
     assert!(secrets.docker_configs(&image).is_empty());
 
     let v1 = config_json("robot", "first-password");
-    api.create(
-        &pp,
-        &secret(
-            "regcred",
-            "kubernetes.io/dockerconfigjson",
-            ".dockerconfigjson",
-            &v1,
-        ),
-    )
-    .await
-    .unwrap();
+    api.create(&pp, &regcred(&v1)).await.unwrap();
     let legacy = r#"{"registry.example.com":{"auth":"cm9ib3Q6bGVnYWN5"}}"#;
     api.create(
         &pp,
@@ -182,15 +182,7 @@ async fn existing_secrets_are_listed_at_start_and_lookups_make_no_requests() {
     let admin = server.admin_client();
     let v1 = config_json("ci", "token");
     Api::<Secret>::namespaced(admin, &ns)
-        .create(
-            &PostParams::default(),
-            &secret(
-                "regcred",
-                "kubernetes.io/dockerconfigjson",
-                ".dockerconfigjson",
-                &v1,
-            ),
-        )
+        .create(&PostParams::default(), &regcred(&v1))
         .await
         .unwrap();
 
