@@ -70,6 +70,12 @@ impl Server {
         self.req(method, path).bearer_auth(ALICE_TOKEN)
     }
 
+    /// `/metrics`, read by alice.
+    async fn metrics(&self) -> String {
+        let response = self.alice(reqwest::Method::GET, "/metrics").send().await;
+        response.unwrap().text().await.unwrap()
+    }
+
     fn client(&self, token: &str) -> ApiClient {
         ApiClient::new(&self.url).unwrap().with_bearer_token(token)
     }
@@ -533,14 +539,7 @@ async fn delete_audit_and_metrics() {
     let a = s.open("prod", "web", "1.5.0", 1).await;
     let b = s.open("prod", "api", "2.0.0", 1).await;
 
-    let metrics = s
-        .alice(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("\nkeel_approvals_pending 2\n"),
         "{metrics}"
@@ -551,14 +550,7 @@ async fn delete_audit_and_metrics() {
     assert_eq!((status, body["id"].as_str()), (200, Some(a.id.as_str())));
     let (status, _) = call(s.alice(reqwest::Method::GET, &format!("/v1/approvals/{}", a.id))).await;
     assert_eq!(status, 404);
-    let metrics = s
-        .alice(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("\nkeel_approvals_pending 1\n"),
         "{metrics}"
