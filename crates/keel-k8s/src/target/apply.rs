@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use keel_core::retry::Backoff;
 use keel_core::target::{ApplyOutcome, UpdatePlan};
 use keel_core::{Error, ImageRef};
 use kube::api::{Api, Patch, PatchParams};
@@ -12,6 +13,12 @@ use crate::patch::{effective_image, image_patch, recorded_digests, runs};
 use crate::workload::{ContainerId, Workload};
 
 use super::*;
+
+/// The pause before re-reading a workload after a 409 Conflict: up to 20 ms after the first,
+/// doubling with each further conflict up to 320 ms, and fully jittered so that writers that
+/// collided do not collide again in step.
+const CONFLICT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(20), Duration::from_millis(320));
 
 impl KubeTarget {
     pub(super) async fn apply_typed<K: Workload>(
@@ -97,7 +104,7 @@ impl KubeTarget {
                 Err(e) if kerr::is_conflict(&e) && attempt < self.inner.conflict_retries => {
                     attempt += 1;
                     debug!(attempt, "409 Conflict: the workload changed; re-reading");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    tokio::time::sleep(CONFLICT_BACKOFF.delay(attempt)).await;
                 }
                 Err(e) if kerr::is_conflict(&e) => {
                     return Err(Error::Conflict {
