@@ -16,6 +16,12 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// The body of `GET url`, whatever its status.
+async fn body_of(url: &str) -> Vec<u8> {
+    let response = client().get(url).send().await.unwrap();
+    response.bytes().await.unwrap().to_vec()
+}
+
 async fn tags_of(url: &str) -> Vec<String> {
     let body: serde_json::Value = client()
         .get(url)
@@ -482,26 +488,11 @@ async fn fault_proxy_injects_each_fault() {
 
     // A truncated JSON body (a complete HTTP message).
     proxy.clear_faults();
-    let full_len = client()
-        .get(&tags_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .len();
+    let full_len = body_of(&tags_url).await.len();
     proxy.set_faults(vec![
         FaultRule::new("/tags/list", Fault::TruncateBody).times(1),
     ]);
-    let cut = client()
-        .get(&tags_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let cut = body_of(&tags_url).await;
     assert_eq!(cut.len(), full_len / 2);
     assert!(serde_json::from_slice::<serde_json::Value>(&cut).is_err());
 
