@@ -68,6 +68,22 @@ pub(super) fn above<K>(
     }
 }
 
+/// The no-downgrade guard of the string orders: `key` must order after `current` by `cmp`.
+fn above_str(
+    allow_downgrade: bool,
+    current: Option<&str>,
+    key: &str,
+    cmp: impl Fn(&str, &str) -> Ordering,
+) -> Result<(), Reason> {
+    above(
+        allow_downgrade,
+        current.as_ref(),
+        &key,
+        |a, b| cmp(a, b),
+        |c| c.to_string(),
+    )
+}
+
 pub(super) const SEMVER: &str = "a semver version";
 
 pub(super) struct SemverRanker<'s, 'c> {
@@ -276,14 +292,7 @@ impl<'v> Ranker<'v> for PatternRanker<'_, '_> {
     }
 
     fn guard(&self, key: &&'v str) -> Result<(), Reason> {
-        let cmp = |a: &&str, b: &&str| natural_cmp(a, b);
-        above(
-            self.allow_downgrade,
-            self.current.as_ref(),
-            &&**key,
-            cmp,
-            |c| c.to_string(),
-        )
+        above_str(self.allow_downgrade, self.current, key, natural_cmp)
     }
 }
 
@@ -312,14 +321,9 @@ impl<'v> Ranker<'v> for AlphabeticalRanker<'_> {
     }
 
     fn guard(&self, key: &&'v str) -> Result<(), Reason> {
-        let cmp = |a: &&str, b: &&str| ordered(self.order, a.as_bytes().cmp(b.as_bytes()));
-        above(
-            self.allow_downgrade,
-            self.current.as_ref(),
-            &&**key,
-            cmp,
-            |c| c.to_string(),
-        )
+        above_str(self.allow_downgrade, self.current, key, |a, b| {
+            ordered(self.order, a.as_bytes().cmp(b.as_bytes()))
+        })
     }
 }
 
