@@ -67,6 +67,18 @@ impl Common {
         s
     }
 
+    /// The parts of a notifier that posts to one endpoint: its `url` parsed (errors call it
+    /// `url_kind`) and its shared parts, named `default_name` unless a name was set.
+    pub(crate) fn build_with_endpoint(
+        self,
+        default_name: &str,
+        url_kind: &'static str,
+        url: &str,
+    ) -> Result<(Base, Url), Error> {
+        let url = parse_endpoint(url_kind, url)?;
+        Ok((self.build(default_name.to_owned())?, url))
+    }
+
     /// The notifier's parts, named `default_name` unless a name was set.
     pub(crate) fn build(self, default_name: String) -> Result<Base, Error> {
         let name = self.name.unwrap_or(default_name);
@@ -324,6 +336,23 @@ impl Base {
             .field(url.0, &redact(url.1));
         s
     }
+}
+
+/// The channels an event goes to: the notifier's `own`, then the event's, trimmed, each once
+/// (two are the same when their `key` is), none empty.
+pub(crate) fn channels_for<'a>(
+    own: &'a [String],
+    event: &'a Event,
+    key: fn(&str) -> &str,
+) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for channel in own.iter().chain(&event.channels) {
+        let channel = channel.trim();
+        if !key(channel).is_empty() && !out.iter().any(|c| key(c) == key(channel)) {
+            out.push(channel);
+        }
+    }
+    out
 }
 
 /// One result for deliveries to several channels: success when none failed, the error when

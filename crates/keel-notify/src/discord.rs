@@ -29,7 +29,7 @@ use keel_core::{Error, Event};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
+use crate::common::{Base, Common, common_setters, json_notifier};
 use crate::delivery::{Answer, Context, truncate};
 
 /// Discord's limit on an embed description.
@@ -135,9 +135,11 @@ impl DiscordBuilder {
     /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
     /// and host); [`Error::Backend`] if the HTTP client cannot be built.
     pub fn build(self) -> Result<Discord, Error> {
-        let url = parse_endpoint("discord webhook URL", &self.url)?;
+        let (base, url) =
+            self.common
+                .build_with_endpoint("discord", "discord webhook URL", &self.url)?;
         Ok(Discord {
-            base: self.common.build("discord".into())?,
+            base,
             url,
             username: self.username,
             avatar_url: self.avatar_url,

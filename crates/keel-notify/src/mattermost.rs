@@ -29,7 +29,7 @@ use keel_core::{Error, Event, Notifier};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, parse_endpoint};
+use crate::common::{Base, Common, channels_for, common_setters};
 
 /// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
 ///
@@ -148,9 +148,11 @@ impl MattermostBuilder {
     /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
     /// and host); [`Error::Backend`] if the HTTP client cannot be built.
     pub fn build(self) -> Result<Mattermost, Error> {
-        let url = parse_endpoint("mattermost webhook URL", &self.url)?;
+        let (base, url) =
+            self.common
+                .build_with_endpoint("mattermost", "mattermost webhook URL", &self.url)?;
         Ok(Mattermost {
-            base: self.common.build("mattermost".into())?,
+            base,
             url,
             channels: self.channels,
             username: self.username,
@@ -187,13 +189,7 @@ impl Notifier for Mattermost {
         if !self.base.accepts(event) {
             return Ok(());
         }
-        let mut channels: Vec<&str> = Vec::new();
-        for channel in self.channels.iter().chain(&event.channels) {
-            let channel = channel.trim();
-            if !channel.is_empty() && !channels.contains(&channel) {
-                channels.push(channel);
-            }
-        }
+        let channels = channels_for(&self.channels, event, |c| c);
         if channels.is_empty() {
             return self.post(event, None).await;
         }

@@ -45,7 +45,7 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
+use crate::common::{Base, Common, channels_for, common_setters, json_notifier, parse_endpoint};
 use crate::delivery::{Answer, Context, escape_slack, truncate};
 
 /// Slack's limit on a section block's text.
@@ -159,9 +159,11 @@ impl SlackWebhookBuilder {
     /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
     /// and host); [`Error::Backend`] if the HTTP client cannot be built.
     pub fn build(self) -> Result<SlackWebhook, Error> {
-        let url = parse_endpoint("slack webhook URL", &self.url)?;
+        let (base, url) =
+            self.common
+                .build_with_endpoint("slack webhook", "slack webhook URL", &self.url)?;
         Ok(SlackWebhook {
-            base: self.common.build("slack webhook".into())?,
+            base,
             url,
             approval_buttons: self.approval_buttons,
         })
@@ -238,15 +240,10 @@ impl SlackBot {
     /// The channels `event` goes to: the bot's, then the event's, each once (`#a` and `a`
     /// count as the same).
     pub fn channels_for(&self, event: &Event) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for channel in self.channels.iter().chain(&event.channels) {
-            let channel = channel.trim();
-            let key = channel.trim_start_matches('#');
-            if !key.is_empty() && !out.iter().any(|c| c.trim_start_matches('#') == key) {
-                out.push(channel.to_owned());
-            }
-        }
-        out
+        channels_for(&self.channels, event, |c| c.trim_start_matches('#'))
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 
     async fn post(&self, event: &Event, message: &Value, channel: &str) -> Result<(), Error> {

@@ -43,7 +43,7 @@ use keel_core::{Error, Event};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, json_notifier, parse_endpoint};
+use crate::common::{Base, Common, common_setters, json_notifier};
 use crate::delivery::{Answer, Context};
 use crate::level::Level;
 
@@ -148,11 +148,10 @@ impl TeamsBuilder {
     /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
     /// and host); [`Error::Backend`] if the HTTP client cannot be built.
     pub fn build(self) -> Result<Teams, Error> {
-        let url = parse_endpoint("teams webhook URL", &self.url)?;
-        Ok(Teams {
-            base: self.common.build("teams".into())?,
-            url,
-        })
+        let (base, url) =
+            self.common
+                .build_with_endpoint("teams", "teams webhook URL", &self.url)?;
+        Ok(Teams { base, url })
     }
 }
 
