@@ -8,6 +8,7 @@ use keel_core::approval::{
     MemoryApprovalStore,
 };
 use keel_core::{Error, ImageRef, UpdatePlan};
+use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
 const ALICE_TOKEN: &str = "token-of-alice-0123456789";
@@ -34,10 +35,8 @@ async fn start() -> Server {
         .with_role("carol", Role::Approver)
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let router = keel_api::router(approvals.clone(), auth);
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = format!("http://{}", serve_router(router).await);
     Server {
         url,
         approvals,

@@ -398,6 +398,8 @@ pub(crate) fn truncate(text: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keel_testsupport::receiver::{Receiver, Reply};
+
     use super::*;
 
     #[test]
@@ -417,12 +419,9 @@ mod tests {
 
     /// Serves `status` with a body of `len` bytes to every request, on 127.0.0.1.
     async fn answering(status: u16, len: usize) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = axum::http::StatusCode::from_u16(status).unwrap();
-        let app = axum::Router::new().fallback(move || async move { (status, "x".repeat(len)) });
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}/hook")
+        let body = "x".repeat(len);
+        let receiver = Receiver::always(Reply::status(status, &body)).await;
+        receiver.url("/hook")
     }
 
     /// keel-core's bounded reader refuses an answer past the limit, where delivery.rs's own

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use keel_core::{Error, EventKind, Notifier};
 use keel_notify::{Discord, Level, RetryPolicy, SlackBot, SlackWebhook, Teams, Webhook};
+use keel_testsupport::receiver::{Receiver, Reply, refused_url};
 use serde_json::json;
-use support::{Receiver, Reply, event, failure, refused_url};
+use support::{event, failure};
 use tokio::time::Instant;
 
 fn fast_retry() -> RetryPolicy {

@@ -9,8 +9,9 @@ use keel_notify::{
     Discord, Mattermost, RetryPolicy, SlackBot, SlackWebhook, Teams, Templates, Webhook,
 };
 use keel_testsupport::hmac_sha256_hex;
+use keel_testsupport::receiver::{Receiver, Reply};
 use serde_json::json;
-use support::{Receiver, Reply, approval, event, failure};
+use support::{approval, event, failure};
 
 const NOTES: &str = "https://nginx.org/en/CHANGES";
 

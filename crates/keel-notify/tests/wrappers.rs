@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::{Error, Event, EventKind, Notifier, Pipeline};
 use keel_notify::{FanOut, Queued, RetryPolicy, Webhook};
-use support::{Receiver, Reply, event, failure, refused_url};
+use keel_testsupport::receiver::{Receiver, Reply, refused_url};
+use support::{event, failure};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 

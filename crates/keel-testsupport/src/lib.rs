@@ -9,6 +9,8 @@
 //!   chosen users, and workload fixtures.
 //! - `pipeline` ([`pipeline`]): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
+//! - `receiver` ([`receiver`]): serving an axum router on 127.0.0.1, and a receiver that
+//!   records every request and answers from a script.
 //! - `signing` ([`hmac_sha256_hex`]): signatures of webhooks and Slack requests, computed
 //!   independently of the code under test.
 //! - `tls` ([`tls`], implied by `registry` and `kube`): certificate authorities and certificates
@@ -31,6 +33,8 @@ pub mod git;
 pub mod kube;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+#[cfg(feature = "receiver")]
+pub mod receiver;
 #[cfg(feature = "registry")]
 pub mod registry;
 #[cfg(feature = "signing")]

@@ -16,6 +16,7 @@ use keel_core::approval::{
 };
 use keel_core::{ImageRef, UpdatePlan};
 use keel_testsupport::hmac_sha256_hex;
+use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
 const SIGNING_SECRET: &str = "e6b19c573432dcc6b075501d51b51bb8";
@@ -112,10 +113,7 @@ struct World {
 }
 
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
+    format!("http://{}", serve_router(router).await)
 }
 
 async fn world() -> World {
