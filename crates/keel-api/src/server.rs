@@ -53,8 +53,16 @@ fn routes() -> Vec<Route> {
             "/v1/approvals/{id}",
             delete(delete_approval),
         ),
-        r(Method::POST, "/v1/approvals/{id}/approve", post(approve)),
-        r(Method::POST, "/v1/approvals/{id}/reject", post(reject)),
+        r(
+            Method::POST,
+            "/v1/approvals/{id}/approve",
+            vote(VoteKind::Approve),
+        ),
+        r(
+            Method::POST,
+            "/v1/approvals/{id}/reject",
+            vote(VoteKind::Reject),
+        ),
         r(Method::GET, "/v1/audit", get(audit)),
         r(Method::GET, "/metrics", get(metrics)),
     ]
@@ -205,13 +213,24 @@ fn parse_vote_body(body: &Bytes) -> Result<VoteBody, Error> {
     })
 }
 
+/// The handler of `POST /v1/approvals/{id}/approve` (`kind` approve) or `…/reject`.
+fn vote(kind: VoteKind) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              Extension(principal): Extension<Principal>,
+              id: Result<Path<String>, PathRejection>,
+              body: Bytes| cast(state, principal, id, body, kind),
+    )
+}
+
 async fn cast(
     state: AppState,
     principal: Principal,
-    id: String,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
     kind: VoteKind,
 ) -> Result<Json<ApprovalRequest>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     let action = format!("{kind} request {id}");
     principal.require(Role::Approver, &action)?;
     let body = parse_vote_body(&body)?;
@@ -220,26 +239,6 @@ async fn cast(
     let request = state.approvals.vote(&id, &voter, kind, comment).await?;
     tracing::info!(request = %id, %voter, %kind, state = %request.state, "vote via API");
     Ok(Json(request))
-}
-
-async fn approve(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
-) -> Result<Json<ApprovalRequest>, ApiError> {
-    let Path(id) = id.map_err(bad_path)?;
-    cast(state, principal, id, body, VoteKind::Approve).await
-}
-
-async fn reject(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
-) -> Result<Json<ApprovalRequest>, ApiError> {
-    let Path(id) = id.map_err(bad_path)?;
-    cast(state, principal, id, body, VoteKind::Reject).await
 }
 
 #[derive(Debug, Default, Deserialize)]
