@@ -8,7 +8,7 @@
 //! a file whose scan finds the same reference with the new tag, and is idempotent.
 #![no_main]
 
-use keel_core::{Error, Tag};
+use keel_core::{Error, PolicySpec, Tag};
 use keel_git::manifest::{ImagePolicy, MarkerPolicy, RepoConfig, rewrite, scan};
 use libfuzzer_sys::fuzz_target;
 
@@ -39,8 +39,11 @@ fuzz_target!(|content: &str| {
 
 fn check(file: &str, content: &str) {
     let config = RepoConfig::default()
-        .with_policy("flux-system:app", MarkerPolicy::new("semver:^1"))
-        .with_image(ImagePolicy::new("ghcr.io/acme/app", "minor"));
+        .with_policy(
+            "flux-system:app",
+            MarkerPolicy::parse("semver:^1").expect("a valid policy"),
+        )
+        .with_image(ImagePolicy::new("ghcr.io/acme/app", PolicySpec::Minor));
     let found = scan(file, content, &config);
 
     for reference in &found.references {

@@ -46,14 +46,16 @@ const OPTION_KEYS: [&str; 7] = [
 /// ```
 ///
 /// ```
+/// # use keel_core::PolicySpec;
 /// # use keel_git::manifest::{ImagePolicy, MarkerPolicy, RepoConfig};
 /// let config = RepoConfig::default()
-///     .with_policy("flux-system:app", MarkerPolicy::new("semver:^1.2"))
-///     .with_image(ImagePolicy::new("ghcr.io/org/api", "minor"))
+///     .with_policy("flux-system:app", MarkerPolicy::parse("semver:^1.2")?)
+///     .with_image(ImagePolicy::new("ghcr.io/org/api", PolicySpec::Minor))
 ///     .with_paths(["apps"]);
-/// config.validate().unwrap();
+/// config.validate()?;
 /// assert!(config.includes("apps/web.yaml"));
 /// assert!(!config.includes("docs/web.yaml"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepoConfig {
@@ -74,20 +76,29 @@ pub struct MarkerPolicy {
     /// The repository the marker tracks, e.g. `ghcr.io/org/app`; needed only where the file
     /// marks a tag or digest without marking the name beside it.
     pub image: Option<String>,
-    /// The policy string, e.g. `semver:^1.2`.
-    pub policy: String,
+    /// The policy, e.g. `semver:^1.2`, parsed once when the configuration is read.
+    pub policy: PolicySpec,
     /// The policy's options.
     pub options: PolicyOptions,
 }
 
 impl MarkerPolicy {
     /// A marker policy with default options and no image.
-    pub fn new(policy: impl Into<String>) -> MarkerPolicy {
+    pub fn new(policy: PolicySpec) -> MarkerPolicy {
         MarkerPolicy {
             image: None,
-            policy: policy.into(),
+            policy,
             options: PolicyOptions::default(),
         }
+    }
+
+    /// A marker policy from a policy string, e.g. `semver:^1.2`, with default options and no
+    /// image.
+    ///
+    /// # Errors
+    /// The [`ParseError`] of a string that is no policy.
+    pub fn parse(policy: &str) -> Result<MarkerPolicy, ParseError> {
+        Ok(MarkerPolicy::new(policy.parse()?))
     }
 
     /// Sets the repository the marker tracks.
@@ -109,20 +120,28 @@ pub struct ImagePolicy {
     /// The repository, e.g. `ghcr.io/org/api` or `nginx` (which is
     /// `docker.io/library/nginx`), without tag or digest.
     pub image: String,
-    /// The policy string, e.g. `minor`.
-    pub policy: String,
+    /// The policy, e.g. `minor`, parsed once when the configuration is read.
+    pub policy: PolicySpec,
     /// The policy's options.
     pub options: PolicyOptions,
 }
 
 impl ImagePolicy {
     /// An image policy with default options.
-    pub fn new(image: impl Into<String>, policy: impl Into<String>) -> ImagePolicy {
+    pub fn new(image: impl Into<String>, policy: PolicySpec) -> ImagePolicy {
         ImagePolicy {
             image: image.into(),
-            policy: policy.into(),
+            policy,
             options: PolicyOptions::default(),
         }
+    }
+
+    /// An image policy from a policy string, e.g. `minor`, with default options.
+    ///
+    /// # Errors
+    /// The [`ParseError`] of a string that is no policy.
+    pub fn parse(image: impl Into<String>, policy: &str) -> Result<ImagePolicy, ParseError> {
+        Ok(ImagePolicy::new(image, policy.parse()?))
     }
 
     /// Sets the policy options.
@@ -203,12 +222,12 @@ impl RepoConfig {
             if let Some(image) = &entry.image {
                 check_repository(&format!("{key}.image"), image)?;
             }
-            check_policy(&key, &entry.policy, &entry.options)?;
+            check_options(&key, &entry.policy, &entry.options)?;
         }
         for (i, entry) in self.images.iter().enumerate() {
             let key = format!("images[{i}]");
             check_repository(&format!("{key}.image"), &entry.image)?;
-            check_policy(&key, &entry.policy, &entry.options)?;
+            check_options(&key, &entry.policy, &entry.options)?;
         }
         for (i, path) in self.paths.iter().enumerate() {
             check_path(&format!("paths[{i}]"), path)?;
@@ -344,10 +363,11 @@ fn parse_entry(
     key: &str,
     entry: &Value,
     image_entry: bool,
-) -> Result<(Option<String>, String, PolicyOptions), Error> {
+) -> Result<(Option<String>, PolicySpec, PolicyOptions), Error> {
     let map = match entry {
         Value::String(policy) if !image_entry => {
-            return Ok((None, policy.clone(), PolicyOptions::default()));
+            let policy = parse_policy(key, policy)?;
+            return Ok((None, policy, PolicyOptions::default()));
         }
         Value::Object(map) => map,
         _ => {
@@ -382,6 +402,7 @@ fn parse_entry(
     let policy = policy.ok_or_else(|| error(format!("{key}.policy"), "is required"))?;
     let options: PolicyOptions = serde_json::from_value(Value::Object(options))
         .map_err(|e| error(key, format!("bad policy option: {e}")))?;
+    let policy = parse_policy(key, &policy)?;
     Ok((image, policy, options))
 }
 
@@ -436,11 +457,17 @@ fn check_repository(key: &str, image: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_policy(key: &str, policy: &str, options: &PolicyOptions) -> Result<(), Error> {
-    let spec: PolicySpec = policy
+/// The policy string of the entry at `key`; an error names `<key>.policy`.
+fn parse_policy(key: &str, policy: &str) -> Result<PolicySpec, Error> {
+    policy
         .parse()
-        .map_err(|e: ParseError| error(format!("{key}.policy"), e.to_string()))?;
-    VersionPolicy::new(spec, options).map_err(|e| error(key, e.to_string()))?;
+        .map_err(|e: ParseError| error(format!("{key}.policy"), e.to_string()))
+}
+
+/// Whether the options of the entry at `key` go with its policy: their regexes compile, an
+/// extract template has a filter, match-tag comes with `force`.
+fn check_options(key: &str, policy: &PolicySpec, options: &PolicyOptions) -> Result<(), Error> {
+    VersionPolicy::new(policy.clone(), options).map_err(|e| error(key, e.to_string()))?;
     Ok(())
 }
 

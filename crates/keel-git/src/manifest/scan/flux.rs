@@ -105,7 +105,7 @@ impl Scanner<'_> {
             text
         };
         let (policy, options) = match configured {
-            Some(p) => (config_policy(&p.policy), p.options.clone()),
+            Some(p) => (Some(p.policy.clone()), p.options.clone()),
             None => (None, PolicyOptions::default()),
         };
         self.finish(Draft {

@@ -109,7 +109,7 @@ impl Scanner<'_> {
             Some(m) => match self.config.marker_policy(m) {
                 Some(p) => (
                     ReferenceKind::Kustomization { name },
-                    config_policy(&p.policy),
+                    Some(p.policy.clone()),
                     p.options.clone(),
                 ),
                 None => (
@@ -121,7 +121,7 @@ impl Scanner<'_> {
             None => match configured {
                 Some(entry) => (
                     ReferenceKind::Kustomization { name },
-                    config_policy(&entry.policy),
+                    Some(entry.policy.clone()),
                     entry.options.clone(),
                 ),
                 // Neither marked nor configured: not tracked, but found for a release.

@@ -330,7 +330,7 @@ impl<'a> Scanner<'a> {
             // Nothing marks it: the configuration does not make it tracked either.
             None if matches!(draft.kind, ReferenceKind::Unmarked { .. }) => (None, draft.options),
             None => match self.config.image_policy(&image) {
-                Some(entry) => (config_policy(&entry.policy), entry.options.clone()),
+                Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
                 None => (None, draft.options),
             },
         };
@@ -476,11 +476,4 @@ fn parse_flux_marker(marker: &str) -> Mark {
         }
         _ => bad("expected NS:NAME, optionally followed by :name, :tag or :digest"),
     }
-}
-
-/// A policy string of the configuration, which [`RepoConfig::validate`] checked when it was
-/// loaded; one that does not parse (a configuration built in code and never validated) gives
-/// no policy, so the reference is found but not tracked.
-fn config_policy(policy: &str) -> Option<PolicySpec> {
-    policy.parse().ok()
 }

@@ -186,7 +186,7 @@ impl Scanner<'_> {
                         .ok()
                         .and_then(|i| self.config.image_policy(&i))
                     {
-                        Some(entry) => (config_policy(&entry.policy), entry.options.clone()),
+                        Some(entry) => (Some(entry.policy.clone()), entry.options.clone()),
                         None => continue,
                     }
                 };

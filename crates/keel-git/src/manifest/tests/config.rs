@@ -21,7 +21,7 @@ paths: [apps, clusters]
     let config = RepoConfig::from_yaml(yaml).unwrap();
     let app = &config.policies["flux-system:app"];
     assert_eq!(app.image.as_deref(), Some("ghcr.io/org/app"));
-    assert_eq!(app.policy, "semver:^1.2");
+    assert_eq!(app.policy.to_string(), "semver:^1.2");
     assert_eq!(
         app.options,
         PolicyOptions {
@@ -30,14 +30,17 @@ paths: [apps, clusters]
             ..PolicyOptions::default()
         }
     );
-    assert_eq!(config.policies["flux-system:short"].policy, "minor");
+    assert_eq!(
+        config.policies["flux-system:short"].policy,
+        PolicySpec::Minor
+    );
     assert!(!config.images[0].options.match_pre_release);
     assert_eq!(config.paths, ["apps", "clusters"]);
     assert_eq!(
         config
             .image_policy(&image("ghcr.io/org/api:9"))
-            .map(|p| p.policy.as_str()),
-        Some("minor")
+            .map(|p| &p.policy),
+        Some(&PolicySpec::Minor)
     );
 
     let json = r#"{"policies": {"flux-system:app": {"image": "ghcr.io/org/app",
@@ -56,9 +59,9 @@ paths: [apps, clusters]
     let code = RepoConfig::default()
         .with_policy(
             "flux-system:app",
-            MarkerPolicy::new("minor").with_image("ghcr.io/org/app"),
+            MarkerPolicy::new(PolicySpec::Minor).with_image("ghcr.io/org/app"),
         )
-        .with_image(ImagePolicy::new("nginx", "patch"));
+        .with_image(ImagePolicy::new("nginx", PolicySpec::Patch));
     code.validate().unwrap();
     assert!(code.images[0].matches(&image("docker.io/library/nginx:1.0")));
 }
@@ -132,6 +135,17 @@ fn config_errors_name_the_key_and_the_problem() {
     let e = serde_json::from_str::<RepoConfig>(r#"{"images": [{"image": "x", "policy": "nope"}]}"#)
         .unwrap_err();
     assert!(e.to_string().contains("images[0].policy"), "{e}");
-    let bad = RepoConfig::default().with_image(ImagePolicy::new("ghcr.io/x", "semver:abc"));
-    assert!(bad.validate().is_err());
+    // In code, a bad policy string fails where it is parsed, and bad options where the
+    // configuration is validated.
+    let e = ImagePolicy::parse("ghcr.io/x", "semver:abc").unwrap_err();
+    assert_eq!(e.input(), "semver:abc");
+    assert!(MarkerPolicy::parse("minr").is_err());
+    let bad = RepoConfig::default().with_image(
+        ImagePolicy::new("ghcr.io/x", PolicySpec::Minor).with_options(PolicyOptions {
+            filter: Some("(unclosed".into()),
+            ..PolicyOptions::default()
+        }),
+    );
+    let e = bad.validate().unwrap_err();
+    assert!(e.to_string().contains("images[0]"), "{e}");
 }

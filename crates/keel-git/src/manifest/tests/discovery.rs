@@ -35,7 +35,7 @@ b:
 ";
     let config = RepoConfig::default().with_policy(
         "ns:y",
-        MarkerPolicy::new("patch").with_image("ghcr.io/org/y"),
+        MarkerPolicy::new(PolicySpec::Patch).with_image("ghcr.io/org/y"),
     );
     let found = scan("values.yaml", content, &config);
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);

@@ -2,7 +2,7 @@
 //! `tests/golden/`.
 
 use keel_core::target::Trigger;
-use keel_core::{Error, ImageRef, PolicyOptions};
+use keel_core::{Error, ImageRef, PolicyOptions, PolicySpec};
 use proptest::prelude::*;
 
 use super::*;

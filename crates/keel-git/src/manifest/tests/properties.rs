@@ -94,7 +94,7 @@ proptest! {
         }
 
         let config = RepoConfig::default()
-            .with_policy("ns:app", MarkerPolicy::new("semver").with_image(repo));
+            .with_policy("ns:app", MarkerPolicy::parse("semver").unwrap().with_image(repo));
         let found = scan("p.yaml", &text, &config);
         prop_assert!(found.warnings.is_empty(), "{:?}\n{}", found.warnings, text);
         prop_assert_eq!(found.references.len(), 1, "{}", text);
@@ -173,7 +173,7 @@ proptest! {
             text.push_str(eol);
         }
         let config = RepoConfig::default()
-            .with_policy("ns:b", MarkerPolicy::new("minor").with_image("ghcr.io/org/b"));
+            .with_policy("ns:b", MarkerPolicy::new(PolicySpec::Minor).with_image("ghcr.io/org/b"));
         let found = scan("values.yaml", &text, &config);
         prop_assert!(found.warnings.iter().all(|w| !w.reason.contains("not valid YAML")), "{:?}\n{}", found.warnings, text);
         for r in &found.references {

@@ -110,7 +110,8 @@ f:
     assert_eq!(ids, ["values.yaml#L3:c.image"]);
     assert!(release_edits(&found, &release).is_empty());
     // Never tracked: no policy, even when the configuration names the repository.
-    let config = RepoConfig::default().with_image(ImagePolicy::new("ghcr.io/acme/app", "minor"));
+    let config =
+        RepoConfig::default().with_image(ImagePolicy::new("ghcr.io/acme/app", PolicySpec::Minor));
     let found = scan("v.yaml", "image: ghcr.io/acme/app:1.0.0\n", &config);
     assert_eq!(found.references[0].policy, None);
     assert_eq!(

@@ -94,7 +94,7 @@ tagonly: 1.2.3 # {\"$imagepolicy\": \"ns:t:tag\"}
 ";
     let config = RepoConfig::default().with_policy(
         "ns:t",
-        MarkerPolicy::new("minor").with_image("ghcr.io/org/t"),
+        MarkerPolicy::new(PolicySpec::Minor).with_image("ghcr.io/org/t"),
     );
     let found = scan("v.yaml", content, &config);
     let [app, t] = [found.references[0].clone(), found.references[1].clone()];
