@@ -280,36 +280,15 @@ fn plan(
                 }
             }
             Part::Name => {
-                let written = name_of(text);
-                if written.as_deref() == Some(new.name().as_str()) {
+                if name_is_new(reference, content, slot, text, old, new)? {
                     continue;
-                }
-                if written.as_deref() != Some(old.name().as_str()) {
-                    return Err(conflict(
-                        reference,
-                        content,
-                        slot,
-                        text,
-                        &familiar_name(old),
-                    ));
                 }
                 if repository_changed {
                     replace(&mut planned, familiar_name(new));
                 }
             }
             Part::InsertTag { indent } => {
-                let written = name_of(text);
-                if written.as_deref() != Some(old.name().as_str())
-                    && written.as_deref() != Some(new.name().as_str())
-                {
-                    return Err(conflict(
-                        reference,
-                        content,
-                        slot,
-                        text,
-                        &familiar_name(old),
-                    ));
-                }
+                name_is_new(reference, content, slot, text, old, new)?;
                 let Some(tag) = new.tag().filter(|&t| Some(t) != old.tag()) else {
                     continue;
                 };
@@ -338,6 +317,32 @@ fn plan(
 /// The repository name a scalar holding only a name stands for.
 fn name_of(text: &str) -> Option<String> {
     ImageRef::parse(text).ok().map(|image| image.name())
+}
+
+/// Whether the name written in a name slot (`text`) is already `new`'s; a name that is
+/// neither `new`'s nor `old`'s is a conflict: the file changed since it was scanned.
+fn name_is_new(
+    reference: &Reference,
+    content: &str,
+    slot: &Slot,
+    text: &str,
+    old: &ImageRef,
+    new: &ImageRef,
+) -> Result<bool, Error> {
+    let written = name_of(text);
+    if written.as_deref() == Some(new.name().as_str()) {
+        return Ok(true);
+    }
+    if written.as_deref() != Some(old.name().as_str()) {
+        return Err(conflict(
+            reference,
+            content,
+            slot,
+            text,
+            &familiar_name(old),
+        ));
+    }
+    Ok(false)
 }
 
 /// The splice adding `newTag: value` after the slot's scalar.
