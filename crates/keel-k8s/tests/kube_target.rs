@@ -110,11 +110,9 @@ async fn create_deployments(client: &Client, ns: &str, rows: &[Row<'_>]) {
 
 #[tokio::test]
 async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-keys").await else {
         return;
     };
-    let ns = server.namespace("discover-keys").await;
-    let admin = server.admin_client();
     create_deployments(
         &admin,
         &ns,
@@ -213,11 +211,9 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
 
 #[tokio::test]
 async fn discovers_every_workload_kind() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("discover-kinds").await else {
         return;
     };
-    let ns = server.namespace("discover-kinds").await;
-    let admin = server.admin_client();
     let has_cronjobs = server.serves("batch/v1", "cronjobs").await;
     let mut kinds = vec![Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet];
     if has_cronjobs {
@@ -283,11 +279,9 @@ async fn discovers_every_workload_kind() {
 
 #[tokio::test]
 async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-containers").await else {
         return;
     };
-    let ns = server.namespace("discover-containers").await;
-    let admin = server.admin_client();
     Workload::deployment("all-containers")
         .annotation("keel.sh/policy", "minor")
         .container("app", "ghcr.io/acme/app:1.0.0")
@@ -324,11 +318,9 @@ async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
 
 #[tokio::test]
 async fn bad_values_skip_only_their_workload_and_are_reported() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-problems").await else {
         return;
     };
-    let ns = server.namespace("discover-problems").await;
-    let admin = server.admin_client();
     // Name, annotations, and the key and value reported as a problem.
     let cases: [(&str, Keys, Option<Problem>); 4] = [
         (
@@ -383,11 +375,9 @@ async fn bad_values_skip_only_their_workload_and_are_reported() {
 
 #[tokio::test]
 async fn patches_one_container_of_two_and_is_idempotent() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-one").await else {
         return;
     };
-    let ns = server.namespace("apply-one").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .annotation("keel.sh/policy", "minor")
         .container("app", "ghcr.io/acme/web:1.2.3")
@@ -476,11 +466,9 @@ async fn patches_one_container_of_two_and_is_idempotent() {
 
 #[tokio::test]
 async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-digest").await else {
         return;
     };
-    let ns = server.namespace("apply-digest").await;
-    let admin = server.admin_client();
     Workload::deployment("latest")
         .annotation("keel.sh/policy", "force")
         .annotation("keel.sh/matchTag", "true")
@@ -594,11 +582,9 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
 
 #[tokio::test]
 async fn a_concurrent_change_between_read_and_patch_is_retried() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("apply-conflict").await else {
         return;
     };
-    let ns = server.namespace("apply-conflict").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .annotation("keel.sh/policy", "minor")
         .container("app", "ghcr.io/acme/web:1.2.3")
@@ -712,11 +698,9 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
 
 #[tokio::test]
 async fn rbac_denials_are_reported_clearly() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("rbac").await else {
         return;
     };
-    let ns = server.namespace("rbac").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .annotation("keel.sh/policy", "minor")
         .container("app", "ghcr.io/acme/web:1.2.3")
@@ -797,11 +781,9 @@ async fn rbac_denials_are_reported_clearly() {
 
 #[tokio::test]
 async fn steady_state_discovery_makes_no_list_calls() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("no-list").await else {
         return;
     };
-    let ns = server.namespace("no-list").await;
-    let admin = server.admin_client();
     Workload::deployment("first")
         .annotation("keel.sh/policy", "minor")
         .container("app", "ghcr.io/acme/web:1.0.0")
@@ -873,11 +855,9 @@ async fn steady_state_discovery_makes_no_list_calls() {
 
 #[tokio::test]
 async fn exposes_the_pull_secrets_of_each_tracked_image() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("pull-secrets").await else {
         return;
     };
-    let ns = server.namespace("pull-secrets").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .annotation("keel.sh/policy", "minor")
         .annotation("keel.sh/imagePullSecret", "extra, regcred")
@@ -904,11 +884,9 @@ async fn exposes_the_pull_secrets_of_each_tracked_image() {
 
 #[tokio::test]
 async fn a_label_selector_limits_discovery() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("selector").await else {
         return;
     };
-    let ns = server.namespace("selector").await;
-    let admin = server.admin_client();
     for (name, team) in [("a", "web"), ("b", "data")] {
         Workload::deployment(name)
             .label("team", team)
@@ -938,11 +916,9 @@ async fn a_label_selector_limits_discovery() {
 
 #[tokio::test]
 async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline").await else {
         return;
     };
-    let ns = server.namespace("pipeline").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .annotation("keel.sh/policy", "minor")
         .annotation("keel.sh/trigger", "poll")
@@ -1006,11 +982,9 @@ async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
 
 #[tokio::test]
 async fn poll_cycles_follow_a_moving_tag_by_digest() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline-digest").await else {
         return;
     };
-    let ns = server.namespace("pipeline-digest").await;
-    let admin = server.admin_client();
     Workload::deployment("follow")
         .annotation("keel.sh/policy", "force")
         .annotation("keel.sh/match-tag", "true")
@@ -1055,11 +1029,9 @@ async fn poll_cycles_follow_a_moving_tag_by_digest() {
 
 #[tokio::test]
 async fn a_rollout_that_never_becomes_available_is_rolled_back() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, admin)) = ApiServer::shared_namespace("verify").await else {
         return;
     };
-    let ns = server.namespace("verify").await;
-    let admin = server.admin_client();
     for name in ["good", "bad"] {
         Workload::deployment(name)
             .annotation("keel.sh/policy", "minor")

@@ -70,11 +70,9 @@ fn watch_for_two_leaders(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_two_replicas_leads_and_a_release_hands_over_fast() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("leader-handover").await else {
         return;
     };
-    let ns = server.namespace("leader-handover").await;
-    let admin = server.admin_client();
     let a = elector(server.admin_client(), &ns, "replica-a");
     let b = elector(server.admin_client(), &ns, "replica-b");
     let (both, stop) = watch_for_two_leaders(a.subscribe(), b.subscribe());
@@ -124,11 +122,9 @@ async fn exactly_one_of_two_replicas_leads_and_a_release_hands_over_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_leaders_lease_is_taken_over_only_once_it_expired() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("leader-expiry").await else {
         return;
     };
-    let ns = server.namespace("leader-expiry").await;
-    let admin = server.admin_client();
     // A leader that died without releasing: its lease names it, and nobody renews it.
     let lease: Lease = serde_json::from_value(serde_json::json!({
         "apiVersion": "coordination.k8s.io/v1",
@@ -175,11 +171,9 @@ async fn a_dead_leaders_lease_is_taken_over_only_once_it_expired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_is_stolen_steps_down_and_its_work_is_cancelled() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("leader-stolen").await else {
         return;
     };
-    let ns = server.namespace("leader-stolen").await;
-    let admin = server.admin_client();
     let a = Arc::new(elector(server.admin_client(), &ns, "replica-a"));
 
     let worker = {
@@ -237,11 +231,9 @@ async fn a_leader_whose_lease_is_stolen_steps_down_and_its_work_is_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("leader-renew").await else {
         return;
     };
-    let ns = server.namespace("leader-renew").await;
-    let admin = server.admin_client();
     grant(
         &admin,
         &ns,

@@ -60,11 +60,9 @@ async fn updated_deployment(
 
 #[tokio::test]
 async fn a_progressing_deployment_is_followed_until_complete() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-progress").await else {
         return;
     };
-    let ns = server.namespace("rollout-progress").await;
-    let client = server.admin_client();
     let (web, generation) = updated_deployment(&client, &ns, "web", 2).await;
 
     let before = rollout_status(&client, &web).await.unwrap();
@@ -130,11 +128,9 @@ async fn a_progressing_deployment_is_followed_until_complete() {
 
 #[tokio::test]
 async fn a_stalled_rollout_times_out_and_is_rolled_back() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-stall").await else {
         return;
     };
-    let ns = server.namespace("rollout-stall").await;
-    let client = server.admin_client();
     let (web, generation) = updated_deployment(&client, &ns, "web", 2).await;
     // Observed, one new pod that never becomes available.
     patch_deployment_status(
@@ -201,11 +197,9 @@ async fn a_stalled_rollout_times_out_and_is_rolled_back() {
 
 #[tokio::test]
 async fn an_exceeded_progress_deadline_fails_at_once() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-deadline").await else {
         return;
     };
-    let ns = server.namespace("rollout-deadline").await;
-    let client = server.admin_client();
     let (web, generation) = updated_deployment(&client, &ns, "web", 1).await;
     patch_deployment_status(
         &client,
@@ -234,11 +228,9 @@ async fn an_exceeded_progress_deadline_fails_at_once() {
 
 #[tokio::test]
 async fn rollback_refuses_to_undo_someone_elses_change() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-refuse").await else {
         return;
     };
-    let ns = server.namespace("rollout-refuse").await;
-    let client = server.admin_client();
     let (web, _) = updated_deployment(&client, &ns, "web", 1).await;
 
     // Running neither the failed nor the previous image: left alone.
@@ -279,11 +271,9 @@ async fn rollback_refuses_to_undo_someone_elses_change() {
 
 #[tokio::test]
 async fn a_statefulset_rollout_waits_for_its_update_revision() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-sts").await else {
         return;
     };
-    let ns = server.namespace("rollout-sts").await;
-    let client = server.admin_client();
     Workload::new(Kind::StatefulSet, "db")
         .container("db", "registry.example.com/shop/db:14.1")
         .create(&client, &ns)

@@ -175,11 +175,9 @@ async fn secrets_are_seen_when_created_updated_and_deleted() {
 
 #[tokio::test]
 async fn existing_secrets_are_listed_at_start_and_lookups_make_no_requests() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("pull-secrets-cached").await else {
         return;
     };
-    let ns = server.namespace("pull-secrets-cached").await;
-    let admin = server.admin_client();
     let v1 = config_json("ci", "token");
     Api::<Secret>::namespaced(admin, &ns)
         .create(&PostParams::default(), &regcred(&v1))

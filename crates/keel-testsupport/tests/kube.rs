@@ -9,11 +9,9 @@ use kube::api::{Api, ListParams};
 
 #[tokio::test]
 async fn the_server_answers_the_admin_and_refuses_limited_users_until_granted() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("selftest-rbac").await else {
         return;
     };
-    let ns = server.namespace("selftest-rbac").await;
-    let admin = server.admin_client();
     Workload::deployment("web")
         .container("app", "nginx:1.25.3")
         .create(&admin, &ns)
@@ -98,11 +96,9 @@ fn request_classification() {
 
 #[tokio::test]
 async fn every_workload_kind_can_be_created() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((server, ns, admin)) = ApiServer::shared_namespace("selftest-kinds").await else {
         return;
     };
-    let ns = server.namespace("selftest-kinds").await;
-    let admin = server.admin_client();
     for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
         Workload::new(kind, kind.id_prefix())
             .container("app", "nginx:1.25.3")

@@ -142,6 +142,14 @@ impl ApiServer {
         server
     }
 
+    /// The shared server, a fresh namespace named after `prefix` and an admin client: what
+    /// most tests begin with. `None` as for [`ApiServer::shared`].
+    pub async fn shared_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
+        let server = ApiServer::shared().await?;
+        let namespace = server.namespace(prefix).await;
+        Some((server, namespace, server.admin_client()))
+    }
+
     /// A server of the test's own, stopped on drop; `None` (after printing
     /// [`SKIP_MESSAGE`]) when the binaries are not configured.
     pub async fn start() -> Option<ApiServer> {
