@@ -265,32 +265,21 @@ pub(crate) trait Workload:
     fn view(&self) -> WorkloadView;
 }
 
-impl Workload for Deployment {
-    const KIND: WorkloadKind = WorkloadKind::Deployment;
+/// [`Workload`] for the kinds whose spec holds the pod template itself (`spec.template`).
+macro_rules! pod_template_workload {
+    ($($kind:ident),*) => {$(
+        impl Workload for $kind {
+            const KIND: WorkloadKind = WorkloadKind::$kind;
 
-    fn view(&self) -> WorkloadView {
-        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-        WorkloadView::new(Self::KIND, self, pod)
-    }
+            fn view(&self) -> WorkloadView {
+                let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+                WorkloadView::new(Self::KIND, self, pod)
+            }
+        }
+    )*};
 }
 
-impl Workload for StatefulSet {
-    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
-
-    fn view(&self) -> WorkloadView {
-        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-        WorkloadView::new(Self::KIND, self, pod)
-    }
-}
-
-impl Workload for DaemonSet {
-    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
-
-    fn view(&self) -> WorkloadView {
-        let pod = self.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-        WorkloadView::new(Self::KIND, self, pod)
-    }
-}
+pod_template_workload!(Deployment, StatefulSet, DaemonSet);
 
 impl Workload for CronJob {
     const KIND: WorkloadKind = WorkloadKind::CronJob;

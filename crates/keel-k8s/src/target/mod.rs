@@ -283,27 +283,15 @@ impl Target for KubeTarget {
             current = %plan.current,
             new = %plan.new
         );
-        match id.kind {
-            WorkloadKind::Deployment => {
-                self.apply_typed::<Deployment>(&id, plan)
-                    .instrument(span)
-                    .await
-            }
-            WorkloadKind::StatefulSet => {
-                self.apply_typed::<StatefulSet>(&id, plan)
-                    .instrument(span)
-                    .await
-            }
-            WorkloadKind::DaemonSet => {
-                self.apply_typed::<DaemonSet>(&id, plan)
-                    .instrument(span)
-                    .await
-            }
-            WorkloadKind::CronJob => {
-                self.apply_typed::<CronJob>(&id, plan)
-                    .instrument(span)
-                    .await
+        async {
+            match id.kind {
+                WorkloadKind::Deployment => self.apply_typed::<Deployment>(&id, plan).await,
+                WorkloadKind::StatefulSet => self.apply_typed::<StatefulSet>(&id, plan).await,
+                WorkloadKind::DaemonSet => self.apply_typed::<DaemonSet>(&id, plan).await,
+                WorkloadKind::CronJob => self.apply_typed::<CronJob>(&id, plan).await,
             }
         }
+        .instrument(span)
+        .await
     }
 }
