@@ -68,3 +68,9 @@ pub fn env_lookup(
             .map(|(_, value)| value.clone())
     }
 }
+
+/// A directory holding no Docker `config.json`: `DOCKER_CONFIG` of the example binaries under
+/// test, so that they never read the machine's registry credentials.
+pub fn no_docker_config() -> std::path::PathBuf {
+    std::env::temp_dir().join("keel-no-docker-config")
+}

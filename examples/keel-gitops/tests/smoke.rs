@@ -72,10 +72,7 @@ fn gitops(git: &GitServer, repo: &str, args: &[&str]) -> Command {
         .args(["--repo", &git.git_url(repo)])
         .args(args)
         .env("TMPDIR", git.scratch_dir("gitops"))
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("keel-no-docker-config"),
-        )
+        .env("DOCKER_CONFIG", keel_testsupport::no_docker_config())
         .env_remove("POLL_DEFAULTSCHEDULE")
         .stdin(Stdio::null());
     command

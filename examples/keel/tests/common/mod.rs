@@ -15,10 +15,7 @@ pub(crate) fn keel_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(args)
         .envs(env.iter().copied())
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("keel-no-docker-config"),
-        )
+        .env("DOCKER_CONFIG", keel_testsupport::no_docker_config())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
