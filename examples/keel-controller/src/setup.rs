@@ -49,58 +49,58 @@ pub fn notifiers_from_env(
     fn wrong(name: &'static str) -> impl Fn(keel_core::Error) -> String {
         move |e| format!("invalid {name}: {e}")
     }
-    let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
-    let mut add = |n: Arc<dyn Notifier>| notifiers.push(Arc::new(Queued::from_arc(n, QUEUE)));
-    if let Some(token) = var("SLACK_TOKEN") {
-        let channels = var("SLACK_CHANNELS").unwrap_or_else(|| "general".to_owned());
-        let bot = SlackBot::builder(token)
-            .with_channels(channels.split(',').map(str::trim).filter(|c| !c.is_empty()))
-            .with_approval_buttons(true)
-            .with_level(level)
-            .build()
-            .map_err(wrong("SLACK_TOKEN/SLACK_CHANNELS"))?;
-        add(Arc::new(bot));
-    }
-    if let Some(url) = var("SLACK_WEBHOOK_URL") {
-        let hook = SlackWebhook::builder(url)
-            .with_level(level)
-            .build()
-            .map_err(wrong("SLACK_WEBHOOK_URL"))?;
-        add(Arc::new(hook));
-    }
-    if let Some(url) = var("MATTERMOST_ENDPOINT") {
-        let mut builder = Mattermost::builder(url).with_level(level);
-        if let Some(user) = var("MATTERMOST_USERNAME") {
-            builder = builder.with_username(user);
-        }
-        add(Arc::new(
-            builder.build().map_err(wrong("MATTERMOST_ENDPOINT"))?,
-        ));
-    }
-    if let Some(url) = var("TEAMS_WEBHOOK_URL") {
-        let teams = Teams::builder(url)
-            .with_level(level)
-            .build()
-            .map_err(wrong("TEAMS_WEBHOOK_URL"))?;
-        add(Arc::new(teams));
-    }
-    if let Some(url) = var("DISCORD_WEBHOOK_URL") {
-        let discord = Discord::builder(url)
-            .with_level(level)
-            .build()
-            .map_err(wrong("DISCORD_WEBHOOK_URL"))?;
-        add(Arc::new(discord));
-    }
-    if let Some(url) = var("WEBHOOK_ENDPOINT") {
-        let mut builder = Webhook::builder(url).with_level(level);
-        if let Some(secret) = var("WEBHOOK_SECRET") {
-            builder = builder.with_secret(secret.into_bytes());
-        }
-        add(Arc::new(
-            builder.build().map_err(wrong("WEBHOOK_ENDPOINT"))?,
-        ));
-    }
-    Ok(notifiers)
+    type Built = Result<Arc<dyn Notifier>, keel_core::Error>;
+    // A notifier configured by `variable` (its URL), built from its value by `build`.
+    let from_var = |variable: &'static str, build: &dyn Fn(String) -> Built| {
+        var(variable)
+            .map(|value| build(value).map_err(wrong(variable)))
+            .transpose()
+    };
+    let slack_bot = var("SLACK_TOKEN")
+        .map(|token| {
+            let channels = var("SLACK_CHANNELS").unwrap_or_else(|| "general".to_owned());
+            SlackBot::builder(token)
+                .with_channels(channels.split(',').map(str::trim).filter(|c| !c.is_empty()))
+                .with_approval_buttons(true)
+                .with_level(level)
+                .build()
+                .map(|bot| Arc::new(bot) as Arc<dyn Notifier>)
+                .map_err(wrong("SLACK_TOKEN/SLACK_CHANNELS"))
+        })
+        .transpose()?;
+    let configured = [
+        slack_bot,
+        from_var("SLACK_WEBHOOK_URL", &|url| {
+            Ok(Arc::new(
+                SlackWebhook::builder(url).with_level(level).build()?,
+            ))
+        })?,
+        from_var("MATTERMOST_ENDPOINT", &|url| {
+            let mut builder = Mattermost::builder(url).with_level(level);
+            if let Some(user) = var("MATTERMOST_USERNAME") {
+                builder = builder.with_username(user);
+            }
+            Ok(Arc::new(builder.build()?))
+        })?,
+        from_var("TEAMS_WEBHOOK_URL", &|url| {
+            Ok(Arc::new(Teams::builder(url).with_level(level).build()?))
+        })?,
+        from_var("DISCORD_WEBHOOK_URL", &|url| {
+            Ok(Arc::new(Discord::builder(url).with_level(level).build()?))
+        })?,
+        from_var("WEBHOOK_ENDPOINT", &|url| {
+            let mut builder = Webhook::builder(url).with_level(level);
+            if let Some(secret) = var("WEBHOOK_SECRET") {
+                builder = builder.with_secret(secret.into_bytes());
+            }
+            Ok(Arc::new(builder.build()?))
+        })?,
+    ];
+    Ok(configured
+        .into_iter()
+        .flatten()
+        .map(|n| Arc::new(Queued::from_arc(n, QUEUE)) as Arc<dyn Notifier>)
+        .collect())
 }
 
 /// The credentials of the approvals API, or `None` when none are configured (the API is then
