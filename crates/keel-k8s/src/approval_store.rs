@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_core::approval::{
-    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
+    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, select_requests,
 };
 use keel_core::retry::Backoff;
 use keel_core::{Error, ParseError};
@@ -421,16 +421,9 @@ impl ApprovalStore for KubeApprovalStore {
         if let Some(id) = &filter.id {
             selector.push_str(&format!(",{IMAGE_LABEL}={}", hash_hex(id, 40)));
         }
-        let mut found = Vec::new();
-        for object in self.list_objects(&selector).await? {
-            let request = self.decode_request(&object)?;
-            // Labels hold hashes: the exact comparison happens here.
-            if request.matches(filter) {
-                found.push(request);
-            }
-        }
-        sort_requests(&mut found);
-        Ok(found)
+        let objects = self.list_objects(&selector).await?;
+        // Labels hold hashes: the exact comparison happens here.
+        select_requests(objects.iter().map(|o| self.decode_request(o)), filter)
     }
 
     async fn update(

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
+    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, select_requests,
 };
 use crate::error::Result;
 
@@ -62,15 +62,7 @@ impl ApprovalStore for MemoryApprovalStore {
     }
 
     async fn list(&self, filter: &ApprovalFilter) -> Result<Vec<ApprovalRequest>> {
-        let mut found: Vec<ApprovalRequest> = self
-            .lock()
-            .requests
-            .values()
-            .filter(|r| r.matches(filter))
-            .cloned()
-            .collect();
-        sort_requests(&mut found);
-        Ok(found)
+        select_requests(self.lock().requests.values().cloned().map(Ok), filter)
     }
 
     async fn update(

@@ -512,6 +512,24 @@ pub fn sort_requests(requests: &mut [ApprovalRequest]) {
     requests.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
 }
 
+/// What [`ApprovalStore::list`] returns from a store's `requests` (each as read, or the error
+/// reading it): those matching `filter`, sorted by [`sort_requests`]; the first error instead,
+/// if any.
+pub fn select_requests<E>(
+    requests: impl IntoIterator<Item = std::result::Result<ApprovalRequest, E>>,
+    filter: &ApprovalFilter,
+) -> std::result::Result<Vec<ApprovalRequest>, E> {
+    let mut found = Vec::new();
+    for request in requests {
+        let request = request?;
+        if request.matches(filter) {
+            found.push(request);
+        }
+    }
+    sort_requests(&mut found);
+    Ok(found)
+}
+
 // ---------------------------------------------------------------------------------------
 // Validation of untrusted input: ids, voters, comments.
 

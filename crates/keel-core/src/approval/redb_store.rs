@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, sort_requests,
+    ApprovalFilter, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery, select_requests,
 };
 use crate::error::{Error, Result};
 
@@ -138,17 +138,11 @@ impl ApprovalStore for RedbApprovalStore {
         let action = "list approval requests";
         let txn = self.read(action)?;
         let table = txn.open_table(REQUESTS).map_err(|e| self.err(action, e))?;
-        let mut found = Vec::new();
-        for row in table.iter().map_err(|e| self.err(action, e))? {
+        let rows = table.iter().map_err(|e| self.err(action, e))?.map(|row| {
             let (key, value) = row.map_err(|e| self.err(action, e))?;
-            let r: ApprovalRequest =
-                self.decode(&format!("approval request {}", key.value()), value.value())?;
-            if r.matches(filter) {
-                found.push(r);
-            }
-        }
-        sort_requests(&mut found);
-        Ok(found)
+            self.decode(&format!("approval request {}", key.value()), value.value())
+        });
+        select_requests(rows, filter)
     }
 
     async fn update(
