@@ -275,16 +275,20 @@ impl WorkingCopy {
         })
     }
 
+    /// The remote the working copy was cloned from.
+    fn origin(&self) -> Result<git2::Remote<'_>, Error> {
+        self.repo
+            .find_remote("origin")
+            .map_err(|e| git_error(&self.url, "find the remote", e))
+    }
+
     /// Fetches every branch of the remote.
     pub(crate) fn fetch(&self) -> Result<(), Error> {
         let attempts = Cell::new(0);
         let rejection = RefCell::new(None);
         let mut options = FetchOptions::new();
         options.remote_callbacks(self.callbacks(&attempts, &rejection));
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|e| git_error(&self.url, "find the remote", e))?;
+        let mut remote = self.origin()?;
         with_timeouts(self.timeouts, || {
             remote
                 .fetch(
@@ -393,10 +397,7 @@ impl WorkingCopy {
         let rejection = RefCell::new(None);
         let mut options = PushOptions::new();
         options.remote_callbacks(self.callbacks(&attempts, &rejection));
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|e| PushError::Failed(git_error(&self.url, "find the remote", e)))?;
+        let mut remote = self.origin().map_err(PushError::Failed)?;
         let refspec = format!("refs/heads/{WORK_BRANCH}:refs/heads/{branch}");
         let result = with_timeouts(self.timeouts, || {
             Ok(remote.push(&[refspec.as_str()], Some(&mut options)))
