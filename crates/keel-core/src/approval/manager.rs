@@ -312,22 +312,10 @@ impl Approvals {
             if old.id == newer.id {
                 continue;
             }
-            let mut changed = false;
-            let stored = self
-                .store
-                .update(&old.id, &mut |r| {
-                    changed = false;
-                    Ok(r.map(|mut r| {
-                        if r.state == ApprovalState::Pending {
-                            changed = true;
-                            r.state = ApprovalState::Superseded;
-                            r.updated = now;
-                        }
-                        r
-                    }))
-                })
+            let closed = self
+                .close_pending(&old.id, ApprovalState::Superseded, now, &|_| true)
                 .await?;
-            if let (true, Some(stored)) = (changed, stored) {
+            if let Some(stored) = closed {
                 let msg = format!("superseded by request {} for {}", newer.id, newer.plan.new);
                 info!(request = %stored.id, by = %newer.id, "approval request superseded");
                 self.audit(AuditAction::Superseded, &stored, None, now, &msg)
@@ -506,27 +494,42 @@ impl Approvals {
             if now < r.deadline {
                 continue;
             }
-            let mut changed = false;
-            let stored = self
-                .store
-                .update(&r.id, &mut |r| {
-                    changed = false;
-                    Ok(r.map(|mut r| {
-                        if r.state == ApprovalState::Pending && now >= r.deadline {
-                            changed = true;
-                            r.state = ApprovalState::Expired;
-                            r.updated = now;
-                        }
-                        r
-                    }))
-                })
+            let closed = self
+                .close_pending(&r.id, ApprovalState::Expired, now, &|r| now >= r.deadline)
                 .await?;
-            if let (true, Some(stored)) = (changed, stored) {
+            if let Some(stored) = closed {
                 failures += self.after_expiry(&stored, now, extra).await?;
                 expired.push(stored);
             }
         }
         Ok((expired, failures))
+    }
+
+    /// Moves request `id` from pending to `to` as of `now`, if it is still pending and `due`
+    /// holds for it as stored; the request as stored when this call moved it, else `None`.
+    async fn close_pending(
+        &self,
+        id: &str,
+        to: ApprovalState,
+        now: DateTime<Utc>,
+        due: &(dyn Fn(&ApprovalRequest) -> bool + Sync),
+    ) -> Result<Option<ApprovalRequest>> {
+        let mut changed = false;
+        let stored = self
+            .store
+            .update(id, &mut |r| {
+                changed = false;
+                Ok(r.map(|mut r| {
+                    if r.state == ApprovalState::Pending && due(&r) {
+                        changed = true;
+                        r.state = to;
+                        r.updated = now;
+                    }
+                    r
+                }))
+            })
+            .await?;
+        Ok(stored.filter(|_| changed))
     }
 
     async fn after_expiry(
