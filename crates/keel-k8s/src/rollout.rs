@@ -177,12 +177,9 @@ impl RolloutStatus {
     pub fn of_stateful_set(s: &StatefulSet) -> Result<Self, Error> {
         let spec = s.spec.clone().unwrap_or_default();
         let strategy = spec.update_strategy.clone().unwrap_or_default();
-        if strategy.type_.as_deref().unwrap_or("RollingUpdate") != "RollingUpdate" {
-            return Err(Error::not_supported(
-                "rollout status with the OnDelete update strategy",
-                format!("kubernetes statefulset {}", s.name_any()),
-            ));
-        }
+        rolling_update(strategy.type_.as_deref(), || {
+            format!("kubernetes statefulset {}", s.name_any())
+        })?;
         let status = s.status.clone().unwrap_or_default();
         let desired = spec.replicas.unwrap_or(1);
         let updated = status.updated_replicas.unwrap_or(0);
@@ -232,14 +229,10 @@ impl RolloutStatus {
             .spec
             .as_ref()
             .and_then(|s| s.update_strategy.as_ref())
-            .and_then(|u| u.type_.as_deref())
-            .unwrap_or("RollingUpdate");
-        if strategy != "RollingUpdate" {
-            return Err(Error::not_supported(
-                "rollout status with the OnDelete update strategy",
-                format!("kubernetes daemonset {}", d.name_any()),
-            ));
-        }
+            .and_then(|u| u.type_.as_deref());
+        rolling_update(strategy, || {
+            format!("kubernetes daemonset {}", d.name_any())
+        })?;
         let status = d.status.clone().unwrap_or_default();
         let desired = status.desired_number_scheduled;
         let updated = status.updated_number_scheduled.unwrap_or(0);
@@ -282,6 +275,18 @@ impl fmt::Display for RolloutStatus {
         } else {
             write!(f, "waiting for {}", self.waiting_for)
         }
+    }
+}
+
+/// `Err` unless the update strategy (`None`: the default) is `RollingUpdate`: `OnDelete`
+/// rolls nothing out by itself, so there is no rollout to track; `workload` names it.
+fn rolling_update(strategy: Option<&str>, workload: impl FnOnce() -> String) -> Result<(), Error> {
+    match strategy.unwrap_or("RollingUpdate") {
+        "RollingUpdate" => Ok(()),
+        _ => Err(Error::not_supported(
+            "rollout status with the OnDelete update strategy",
+            workload(),
+        )),
     }
 }
 
