@@ -85,23 +85,25 @@ impl RedbApprovalStore {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Backend {
-            backend: self.name.clone(),
-            action: format!("read {what}"),
-            message: format!("the stored record is unreadable: {e}"),
-            retryable: false,
-            source: Some(Arc::new(e)),
+        serde_json::from_slice(bytes).map_err(|e| {
+            self.record_error(format!("read {what}"), "the stored record is unreadable", e)
         })
     }
 
     fn encode<T: serde::Serialize>(&self, what: &str, value: &T) -> Result<Vec<u8>> {
-        serde_json::to_vec(value).map_err(|e| Error::Backend {
+        serde_json::to_vec(value)
+            .map_err(|e| self.record_error(format!("write {what}"), "cannot encode the record", e))
+    }
+
+    /// A record that cannot be read or written: no retry helps.
+    fn record_error(&self, action: String, problem: &str, e: serde_json::Error) -> Error {
+        Error::Backend {
             backend: self.name.clone(),
-            action: format!("write {what}"),
-            message: format!("cannot encode the record: {e}"),
+            action,
+            message: format!("{problem}: {e}"),
             retryable: false,
             source: Some(Arc::new(e)),
-        })
+        }
     }
 }
 
