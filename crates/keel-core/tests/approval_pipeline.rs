@@ -330,13 +330,7 @@ async fn dry_runs_never_open_approval_requests() {
     let report = dry.run_once().await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(report.awaiting_approval.len(), 1);
-    assert!(
-        s.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(s.stored_requests().await, 0);
     assert!(
         s.store
             .audit(&AuditQuery::default())
@@ -415,13 +409,7 @@ async fn run_filtered_lists_and_decides_only_the_chosen_images() {
         "web was decided though filtered out"
     );
     assert_eq!(running(&s), "ghcr.io/acme/web:1.0.0");
-    assert!(
-        s.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(s.stored_requests().await, 0);
 
     let all = s.pipeline.run_once().await;
     assert_eq!(all.tracked, 3);
