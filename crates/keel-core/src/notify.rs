@@ -1,10 +1,12 @@
 //! The `Notifier` trait and the events it delivers.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::error::Result;
 use crate::target::UpdatePlan;
@@ -122,6 +124,29 @@ impl Event {
     pub fn with_channels(self, channels: Vec<String>) -> Self {
         Event { channels, ..self }
     }
+}
+
+/// Delivers `event` to each of `notifiers` at once and logs every failure as `failed`; how
+/// many failed. The pipeline and the approvals manager tell their notifiers through it.
+pub(crate) async fn notify_each<'n>(
+    notifiers: impl IntoIterator<Item = &'n Arc<dyn Notifier>>,
+    event: &Event,
+    failed: &str,
+) -> usize {
+    let results = futures::future::join_all(
+        notifiers
+            .into_iter()
+            .map(|n| async move { (n.name(), n.notify(event).await) }),
+    )
+    .await;
+    let mut failures = 0;
+    for (name, result) in results {
+        if let Err(error) = result {
+            warn!(notifier = name, %error, kind = %event.kind, "{failed}");
+            failures += 1;
+        }
+    }
+    failures
 }
 
 /// Delivers events: a chat webhook, a generic JSON webhook, a log.

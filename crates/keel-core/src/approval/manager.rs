@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{
     ApprovalFilter, ApprovalRequest, ApprovalState, ApprovalStore, AuditAction, AuditEntry,
     AuditQuery, Vote, VoteKind, validate_comment, validate_request_id, validate_voter,
 };
 use crate::error::{Error, ParseError, Result};
-use crate::notify::{Event, EventKind, Notifier};
+use crate::notify::{Event, EventKind, Notifier, notify_each};
 use crate::reference::Digest;
 use crate::target::{TrackedImage, UpdatePlan};
 
@@ -676,21 +676,7 @@ impl Approvals {
             .with_release_notes(r.release_notes.clone())
             .with_channels(r.channels.clone());
         event.time = self.now();
-        let event = &event;
-        let results = futures::future::join_all(
-            targets
-                .into_iter()
-                .map(|n| async move { (n.name(), n.notify(event).await) }),
-        )
-        .await;
-        let mut failures = 0;
-        for (name, result) in results {
-            if let Err(error) = result {
-                warn!(notifier = name, %error, kind = %kind, "approval notification failed");
-                failures += 1;
-            }
-        }
-        failures
+        notify_each(targets, &event, "approval notification failed").await
     }
 
     fn vanished(&self, id: &str) -> Error {

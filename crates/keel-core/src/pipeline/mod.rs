@@ -10,7 +10,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::approval::Approvals;
 use crate::error::Result;
-use crate::notify::{Event, EventKind, Notifier};
+use crate::notify::{Event, EventKind, Notifier, notify_each};
 use crate::policy::Candidate;
 use crate::reference::{Digest, Tag};
 use crate::registry::{Registry, TagList};
@@ -489,18 +489,6 @@ impl Pipeline {
         let event = Event::new(kind, plan.clone(), message)
             .with_release_notes(image.release_notes.clone())
             .with_channels(image.notify.clone());
-        let event = &event;
-        let results = futures::future::join_all(
-            self.notifiers
-                .iter()
-                .map(|n| async move { (n.name(), n.notify(event).await) }),
-        )
-        .await;
-        for (name, result) in results {
-            if let Err(error) = result {
-                warn!(notifier = name, %error, "notification failed");
-                report.notify_failures += 1;
-            }
-        }
+        report.notify_failures += notify_each(&self.notifiers, &event, "notification failed").await;
     }
 }
