@@ -17,6 +17,13 @@ const FILES: &[(&str, &str)] = &[
     ("deploy/crlf.yaml", "a: 1\r\nb: 2\r\n"),
 ];
 
+/// `main` of `repo` holds the commit `pushed` (id, subject) on top of the seeded one.
+fn assert_history(server: &GitServer, repo: &str, pushed: (&str, &str), seeded: &str) {
+    let expected = [pushed, (seeded, "Initial commit")]
+        .map(|(id, subject)| (id.to_owned(), subject.to_owned()));
+    assert_eq!(server.log(repo, "main"), expected, "{repo}");
+}
+
 /// Runs `git ARGS` in `work` as `keel-test` (commits and rebases need an identity).
 fn as_keel(git: &Git, work: &Path, args: &[&str]) -> GitOutput {
     let identity = [
@@ -133,12 +140,11 @@ fn git_daemon_serves_clone_and_push() {
         server.head("org/app", "main").as_deref(),
         Some(pushed.as_str())
     );
-    assert_eq!(
-        server.log("org/app", "main"),
-        vec![
-            (pushed, "Update app to 1.1.0".to_owned()),
-            (seeded, "Initial commit".to_owned()),
-        ]
+    assert_history(
+        &server,
+        "org/app",
+        (&pushed, "Update app to 1.1.0"),
+        &seeded,
     );
     assert_eq!(
         server
@@ -146,9 +152,15 @@ fn git_daemon_serves_clone_and_push() {
             .as_deref(),
         Some("image: registry.example/app:1.1.0 # {\"$imagepolicy\": \"flux-system:app\"}\n")
     );
-    assert_eq!(server.read_file("org/app", "main", "missing.yaml"), None);
-    assert_eq!(server.read_file("org/app", "main", "deploy"), None);
-    assert_eq!(server.read_file("org/app", "other", "README.md"), None);
+    // No such file, a directory, no such branch.
+    for (branch, path) in [
+        ("main", "missing.yaml"),
+        ("main", "deploy"),
+        ("other", "README.md"),
+    ] {
+        let read = server.read_file("org/app", branch, path);
+        assert_eq!(read, None, "{branch}:{path}");
+    }
     assert!(
         server.daemon_log().contains("receive-pack"),
         "{}",
@@ -198,13 +210,7 @@ fn http_with_right_credentials_clones_and_pushes() {
         push.stderr,
         server.http_backend_stderr()
     );
-    assert_eq!(
-        server.log("app", "main"),
-        vec![
-            (pushed, "Push over HTTP".to_owned()),
-            (seeded, "Initial commit".to_owned()),
-        ]
-    );
+    assert_history(&server, "app", (&pushed, "Push over HTTP"), &seeded);
     assert_eq!(
         server.read_file("app", "main", "README.md").as_deref(),
         Some("# app over http\n")
