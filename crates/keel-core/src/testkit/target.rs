@@ -45,12 +45,7 @@ pub async fn target_conformance(target: &dyn Target) {
         "{}: preview of a change is empty",
         target.name()
     );
-    assert_eq!(
-        running(target, &tracked.id).await,
-        original,
-        "{}: preview changed the target",
-        target.name()
-    );
+    assert_running(target, &tracked.id, &original, "preview changed the target").await;
 
     let first = target.apply(&plan).await;
     assert!(
@@ -58,12 +53,7 @@ pub async fn target_conformance(target: &dyn Target) {
         "{}: apply gave {first:?}",
         target.name()
     );
-    assert_eq!(
-        running(target, &tracked.id).await,
-        moved,
-        "{}: apply did not take",
-        target.name()
-    );
+    assert_running(target, &tracked.id, &moved, "apply did not take").await;
 
     let again = target.apply(&plan).await;
     assert!(
@@ -83,12 +73,13 @@ pub async fn target_conformance(target: &dyn Target) {
             target.name()
         ),
     }
-    assert_eq!(
-        running(target, &tracked.id).await,
-        moved,
-        "{}: a refused plan changed the target",
-        target.name()
-    );
+    assert_running(
+        target,
+        &tracked.id,
+        &moved,
+        "a refused plan changed the target",
+    )
+    .await;
 
     let unknown = UpdatePlan {
         id: "keel-conformance-no-such-id".into(),
@@ -113,21 +104,18 @@ pub async fn target_conformance(target: &dyn Target) {
         "{}: apply_all gave {results:?}",
         target.name()
     );
-    assert_eq!(
-        running(target, &tracked.id).await,
-        original,
-        "{}: not restored",
-        target.name()
-    );
+    assert_running(target, &tracked.id, &original, "not restored").await;
 }
 
-async fn running(target: &dyn Target, id: &str) -> ImageRef {
-    target
+/// Asserts that the tracked image `id` runs `expected`; `problem` says what it means if not.
+async fn assert_running(target: &dyn Target, id: &str, expected: &ImageRef, problem: &str) {
+    let running = target
         .discover()
         .await
         .unwrap_or_else(|e| panic!("{}: discover failed: {e}", target.name()))
         .into_iter()
         .find(|i| i.id == id)
         .unwrap_or_else(|| panic!("{}: tracked image {id} disappeared", target.name()))
-        .image
+        .image;
+    assert_eq!(&running, expected, "{}: {problem}", target.name());
 }
