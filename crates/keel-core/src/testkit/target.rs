@@ -9,28 +9,24 @@ use crate::target::{ApplyOutcome, Target, UpdatePlan};
 /// Runs every target check. The target must track at least one image; it is changed and
 /// then put back as it was.
 pub async fn target_conformance(target: &dyn Target) {
+    let name = target.name();
     let images = target
         .discover()
         .await
-        .unwrap_or_else(|e| panic!("{}: discover failed: {e}", target.name()));
-    assert!(
-        !images.is_empty(),
-        "{}: tracks no image to test with",
-        target.name()
-    );
+        .unwrap_or_else(|e| panic!("{name}: discover failed: {e}"));
+    assert!(!images.is_empty(), "{name}: tracks no image to test with");
     let ids: BTreeSet<&str> = images.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(
         ids.len(),
         images.len(),
-        "{}: tracked image ids are not unique",
-        target.name()
+        "{name}: tracked image ids are not unique"
     );
 
     let tracked = &images[0];
     let original = tracked.image.clone();
     let moved = original.with_tag(Tag::new("keel-conformance-1").expect("valid tag"));
     let plan = UpdatePlan {
-        target: target.name().to_owned(),
+        target: name.to_owned(),
         id: tracked.id.clone(),
         current: original.clone(),
         new: moved.clone(),
@@ -39,27 +35,21 @@ pub async fn target_conformance(target: &dyn Target) {
     let preview = target
         .preview(std::slice::from_ref(&plan))
         .await
-        .unwrap_or_else(|e| panic!("{}: preview failed: {e}", target.name()));
-    assert!(
-        !preview.is_empty(),
-        "{}: preview of a change is empty",
-        target.name()
-    );
+        .unwrap_or_else(|e| panic!("{name}: preview failed: {e}"));
+    assert!(!preview.is_empty(), "{name}: preview of a change is empty");
     assert_running(target, &tracked.id, &original, "preview changed the target").await;
 
     let first = target.apply(&plan).await;
     assert!(
         matches!(first, Ok(ApplyOutcome::Applied)),
-        "{}: apply gave {first:?}",
-        target.name()
+        "{name}: apply gave {first:?}"
     );
     assert_running(target, &tracked.id, &moved, "apply did not take").await;
 
     let again = target.apply(&plan).await;
     assert!(
         matches!(again, Ok(ApplyOutcome::AlreadyCurrent)),
-        "{}: applying twice gave {again:?}, expected AlreadyCurrent",
-        target.name()
+        "{name}: applying twice gave {again:?}, expected AlreadyCurrent"
     );
 
     let stale = UpdatePlan {
@@ -68,10 +58,7 @@ pub async fn target_conformance(target: &dyn Target) {
     };
     match target.apply(&stale).await {
         Err(Error::Conflict { .. }) => {}
-        other => panic!(
-            "{}: a stale plan gave {other:?}, expected Conflict",
-            target.name()
-        ),
+        other => panic!("{name}: a stale plan gave {other:?}, expected Conflict"),
     }
     assert_running(
         target,
@@ -87,10 +74,7 @@ pub async fn target_conformance(target: &dyn Target) {
     };
     match target.apply(&unknown).await {
         Err(Error::NotFound { .. }) => {}
-        other => panic!(
-            "{}: an unknown id gave {other:?}, expected NotFound",
-            target.name()
-        ),
+        other => panic!("{name}: an unknown id gave {other:?}, expected NotFound"),
     }
 
     let back = UpdatePlan {
@@ -101,8 +85,7 @@ pub async fn target_conformance(target: &dyn Target) {
     let results = target.apply_all(std::slice::from_ref(&back)).await;
     assert!(
         matches!(results.as_slice(), [Ok(ApplyOutcome::Applied)]),
-        "{}: apply_all gave {results:?}",
-        target.name()
+        "{name}: apply_all gave {results:?}"
     );
     assert_running(target, &tracked.id, &original, "not restored").await;
 }
