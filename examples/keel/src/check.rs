@@ -6,8 +6,8 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use clap::Args;
-use keel_core::target::TrackedImage;
 use keel_core::Pipeline;
+use keel_core::target::TrackedImage;
 use keel_k8s::WorkloadImage;
 use serde::Serialize;
 
