@@ -332,6 +332,15 @@ impl Parser<'_> {
         ParseError::new(KIND, self.text, reason).at(start, end)
     }
 
+    /// An error at the span `start..end`, its reason written from the span's text.
+    fn span_error(
+        &self,
+        (start, end): (usize, usize),
+        reason: impl FnOnce(&str) -> String,
+    ) -> ParseError {
+        self.error(start, end, reason(&self.text[start..end]))
+    }
+
     fn byte_at(&self, i: usize) -> Option<u8> {
         self.text.as_bytes().get(i).copied()
     }
@@ -435,15 +444,10 @@ impl Parser<'_> {
                 }
                 Some(_) if spaced => {}
                 Some(b) if is_op_char(b) => {
-                    let (op_start, op_end) = self.take_while(is_op_char);
-                    return Err(self.error(
-                        op_start,
-                        op_end,
-                        format!(
-                            "expected a space or `,` before `{}`",
-                            &self.text[op_start..op_end]
-                        ),
-                    ));
+                    let op = self.take_while(is_op_char);
+                    return Err(
+                        self.span_error(op, |op| format!("expected a space or `,` before `{op}`"))
+                    );
                 }
                 Some(_) => return Err(self.unexpected(self.pos)),
             }
@@ -486,14 +490,9 @@ impl Parser<'_> {
                 if self.boundary_at(self.pos)
                     || next.is_some_and(|b| b == b'|' || b == b',' || is_op_char(b))
                 {
-                    return Err(self.error(
-                        op_start,
-                        op_end,
-                        format!(
-                            "expected a version after `{}`",
-                            &self.text[op_start..op_end]
-                        ),
-                    ));
+                    return Err(self.span_error((op_start, op_end), |op| {
+                        format!("expected a version after `{op}`")
+                    }));
                 }
                 return Err(self.unexpected(self.pos));
             }
