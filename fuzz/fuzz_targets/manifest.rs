@@ -66,18 +66,9 @@ fn check(file: &str, content: &str) {
             Err(Error::InvalidInput(_)) => continue,
             Err(e) => panic!("{id}: {e}"),
         };
-        let first = reference
-            .slots
-            .iter()
-            .map(|s| s.range.start)
-            .min()
-            .unwrap_or(0);
-        let last = reference
-            .slots
-            .iter()
-            .map(|s| s.range.end)
-            .max()
-            .unwrap_or(0);
+        let ranges = || reference.slots.iter().map(|s| &s.range);
+        let first = ranges().map(|r| r.start).min().unwrap_or(0);
+        let last = ranges().map(|r| r.end).max().unwrap_or(0);
         let line_end = content[last..]
             .find('\n')
             .map_or(content.len(), |i| last + i);
