@@ -1,19 +1,19 @@
 //! Test support of keel-rs: the real servers the integration tests and benches run against,
-//! each behind a cargo feature.
+//! each behind a cargo feature (the modules below exist with their features on).
 //!
-//! - `registry` ([`registry`]): throw-away registries started by `scripts/registry-server`,
+//! - `registry` (module `registry`): throw-away registries started by `scripts/registry-server`,
 //!   a seeder, a token issuer and a fault-injection proxy.
-//! - `git` ([`git`]): throw-away `git daemon`s started by `scripts/git-server`, optionally with a
+//! - `git` (module `git`): throw-away `git daemon`s started by `scripts/git-server`, optionally with a
 //!   smart-HTTP server, and an isolated `git` CLI.
-//! - `kube` ([`kube`]): a throw-away etcd + kube-apiserver from the envtest binaries, clients as
+//! - `kube` (module `kube`): a throw-away etcd + kube-apiserver from the envtest binaries, clients as
 //!   chosen users, and workload fixtures.
-//! - `pipeline` ([`pipeline`]): a recording notifier and scenarios for tests of the keel-core
+//! - `pipeline` (module `pipeline`): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
-//! - `receiver` ([`receiver`]): serving an axum router on 127.0.0.1, and a receiver that
+//! - `receiver` (module `receiver`): serving an axum router on 127.0.0.1, and a receiver that
 //!   records every request and answers from a script.
-//! - `signing` ([`hmac_sha256_hex`]): signatures of webhooks and Slack requests, computed
+//! - `signing` (`hmac_sha256_hex`): signatures of webhooks and Slack requests, computed
 //!   independently of the code under test.
-//! - `tls` ([`tls`], implied by `registry` and `kube`): certificate authorities and certificates
+//! - `tls` (module `tls`, implied by `registry` and `kube`): certificate authorities and certificates
 //!   signed by them.
 //!
 //! [`yaml`] has YAML documents that cost far more to expand than to send.
