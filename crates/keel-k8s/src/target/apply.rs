@@ -26,7 +26,7 @@ impl KubeTarget {
         id: &ContainerId,
         plan: &UpdatePlan,
     ) -> Result<ApplyOutcome, Error> {
-        let api: Api<K> = Api::namespaced(self.inner.client.clone(), &id.namespace);
+        let api: Api<K> = Api::namespaced(self.inner.settings.client.clone(), &id.namespace);
         let resource = id.kind.plural();
         let request = |verb| Request {
             verb,
@@ -86,7 +86,7 @@ impl KubeTarget {
                 &written_text,
                 &written,
                 plan,
-                self.inner.pin_digests,
+                self.inner.settings.pin_digests,
                 chrono::Utc::now(),
             );
             match api
@@ -101,7 +101,9 @@ impl KubeTarget {
                     );
                     return Ok(ApplyOutcome::Applied);
                 }
-                Err(e) if kerr::is_conflict(&e) && attempt < self.inner.conflict_retries => {
+                Err(e)
+                    if kerr::is_conflict(&e) && attempt < self.inner.settings.conflict_retries =>
+                {
                     attempt += 1;
                     debug!(attempt, "409 Conflict: the workload changed; re-reading");
                     tokio::time::sleep(CONFLICT_BACKOFF.delay(attempt)).await;

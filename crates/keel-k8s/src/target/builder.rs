@@ -174,15 +174,7 @@ impl KubeTargetBuilder {
         }
         Ok(KubeTarget {
             inner: Arc::new(Inner {
-                name: self.name,
-                client: self.client,
-                scope: self.scope,
-                label_selector: self.label_selector,
-                kinds,
-                pin_digests: self.pin_digests,
-                sync_timeout: self.sync_timeout,
-                conflict_retries: self.conflict_retries,
-                pull_secrets: self.pull_secrets,
+                settings: KubeTargetBuilder { kinds, ..self },
                 caches,
                 changes,
                 problems: Mutex::new(Vec::new()),

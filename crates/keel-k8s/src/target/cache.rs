@@ -3,17 +3,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use keel_core::Error;
-use kube::Client;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 
 use crate::error::{self as kerr, Request};
 use crate::keys::Problem;
-use crate::secrets::PullSecrets;
 use crate::workload::{Workload, WorkloadKind, WorkloadView};
 
 use super::*;
@@ -126,15 +123,8 @@ impl<K: Workload> Cache for Watched<K> {
 }
 
 pub(super) struct Inner {
-    pub(super) name: String,
-    pub(super) client: Client,
-    pub(super) scope: Scope,
-    pub(super) label_selector: Option<String>,
-    pub(super) kinds: Vec<WorkloadKind>,
-    pub(super) pin_digests: bool,
-    pub(super) sync_timeout: Duration,
-    pub(super) conflict_retries: u32,
-    pub(super) pull_secrets: Option<PullSecrets>,
+    /// What the target was built with (its kinds: those the server serves).
+    pub(super) settings: KubeTargetBuilder,
     pub(super) caches: Vec<Box<dyn Cache>>,
     /// Marked changed after each watch event that changed a cache.
     pub(super) changes: tokio::sync::watch::Sender<()>,

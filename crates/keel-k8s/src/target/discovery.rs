@@ -46,7 +46,7 @@ impl KubeTarget {
             let Some((cache, last_error)) = pending.into_iter().next() else {
                 return Ok(());
             };
-            if started.elapsed() >= self.inner.sync_timeout {
+            if started.elapsed() >= self.inner.settings.sync_timeout {
                 let scope = cache.namespace().map_or_else(
                     || "all namespaces".to_owned(),
                     |ns| format!("namespace {ns}"),
@@ -57,11 +57,11 @@ impl KubeTarget {
                     message: match last_error {
                         Some(e) => format!(
                             "no initial list after {}s; last error: {e}",
-                            self.inner.sync_timeout.as_secs()
+                            self.inner.settings.sync_timeout.as_secs()
                         ),
                         None => format!(
                             "no initial list after {}s",
-                            self.inner.sync_timeout.as_secs()
+                            self.inner.settings.sync_timeout.as_secs()
                         ),
                     },
                     retryable: true,
@@ -89,7 +89,7 @@ impl KubeTarget {
             for problem in &scan.problems {
                 if warned.insert(problem.clone()) {
                     warn!(
-                        target_name = %self.inner.name,
+                        target_name = %self.inner.settings.name,
                         kind = %problem.kind,
                         namespace = %problem.namespace,
                         name = %problem.name,
@@ -111,7 +111,7 @@ impl KubeTarget {
     }
 
     pub(super) fn in_scope(&self, namespace: &str) -> bool {
-        match &self.inner.scope {
+        match &self.inner.settings.scope {
             Scope::All => true,
             Scope::Namespaces(list) => list.iter().any(|ns| ns == namespace),
         }

@@ -78,11 +78,11 @@ pub struct KubeTarget {
 impl fmt::Debug for KubeTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeTarget")
-            .field("name", &self.inner.name)
-            .field("scope", &self.inner.scope)
-            .field("label_selector", &self.inner.label_selector)
-            .field("kinds", &self.inner.kinds)
-            .field("pin_digests", &self.inner.pin_digests)
+            .field("name", &self.inner.settings.name)
+            .field("scope", &self.inner.settings.scope)
+            .field("label_selector", &self.inner.settings.label_selector)
+            .field("kinds", &self.inner.settings.kinds)
+            .field("pin_digests", &self.inner.settings.pin_digests)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +149,7 @@ impl KubeTarget {
 
     /// The kinds being watched (CronJob is left out where the server lacks `batch/v1`).
     pub fn kinds(&self) -> &[WorkloadKind] {
-        &self.inner.kinds
+        &self.inner.settings.kinds
     }
 
     /// The workloads the last discovery skipped, one entry per bad key value (a bad policy, a
@@ -204,13 +204,16 @@ impl KubeTarget {
         deadline: Duration,
     ) -> Result<RolloutVerdict, Error> {
         let id = ContainerId::parse(&plan.id).ok_or_else(|| {
-            Error::not_found(format!("tracked image {} in {}", plan.id, self.inner.name))
+            Error::not_found(format!(
+                "tracked image {} in {}",
+                plan.id, self.inner.settings.name
+            ))
         })?;
         if id.kind == WorkloadKind::CronJob {
             return Ok(RolloutVerdict::NoRollout);
         }
         let workload = WorkloadRef::new(id.kind, id.namespace.clone(), id.name.clone());
-        let status = watch_rollout(&self.inner.client, &workload, deadline).await?;
+        let status = watch_rollout(&self.inner.settings.client, &workload, deadline).await?;
         if status.complete && !status.failed() {
             return Ok(RolloutVerdict::Complete(status));
         }
@@ -230,7 +233,7 @@ impl KubeTarget {
         let reason = format!("the rollout of {} failed: {why}", plan.new);
         warn!(workload = %workload, %reason, "rolling back");
         rollback(
-            &self.inner.client,
+            &self.inner.settings.client,
             &workload,
             &id.container,
             &running,
@@ -255,30 +258,34 @@ impl KubeTarget {
 #[async_trait]
 impl Target for KubeTarget {
     fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.settings.name
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
         let scan = self
             .scan()
-            .instrument(info_span!("discover", target_name = %self.inner.name))
+            .instrument(info_span!("discover", target_name = %self.inner.settings.name))
             .await?;
-        if let Some(secrets) = &self.inner.pull_secrets {
+        if let Some(secrets) = &self.inner.settings.pull_secrets {
             secrets.replace_usage(scan.pull_secrets);
         }
         Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
-        let unknown =
-            || Error::not_found(format!("tracked image {} in {}", plan.id, self.inner.name));
+        let unknown = || {
+            Error::not_found(format!(
+                "tracked image {} in {}",
+                plan.id, self.inner.settings.name
+            ))
+        };
         let id = ContainerId::parse(&plan.id).ok_or_else(unknown)?;
-        if !self.in_scope(&id.namespace) || !self.inner.kinds.contains(&id.kind) {
+        if !self.in_scope(&id.namespace) || !self.inner.settings.kinds.contains(&id.kind) {
             return Err(unknown());
         }
         let span = info_span!(
             "apply",
-            target_name = %self.inner.name,
+            target_name = %self.inner.settings.name,
             id = %plan.id,
             current = %plan.current,
             new = %plan.new
