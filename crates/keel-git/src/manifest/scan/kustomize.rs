@@ -105,32 +105,22 @@ impl Scanner<'_> {
         let configured = ImageRef::parse(&text)
             .ok()
             .and_then(|image| self.config.image_policy(&image));
-        let (kind, policy, options) = match &marker {
-            Some(m) => match self.config.marker_policy(m) {
-                Some(p) => (
-                    ReferenceKind::Kustomization { name },
-                    Some(p.policy.clone()),
-                    p.options.clone(),
-                ),
-                None => (
-                    ReferenceKind::Kustomization { name },
-                    None,
-                    PolicyOptions::default(),
-                ),
-            },
-            None => match configured {
-                Some(entry) => (
-                    ReferenceKind::Kustomization { name },
-                    Some(entry.policy.clone()),
-                    entry.options.clone(),
-                ),
-                // Neither marked nor configured: not tracked, but found for a release.
-                None => (
-                    ReferenceKind::Unmarked { path },
-                    None,
-                    PolicyOptions::default(),
-                ),
-            },
+        let chosen = match &marker {
+            Some(m) => self
+                .config
+                .marker_policy(m)
+                .map(|p| (&p.policy, &p.options)),
+            None => configured.map(|entry| (&entry.policy, &entry.options)),
+        };
+        let kind = if marker.is_some() || chosen.is_some() {
+            ReferenceKind::Kustomization { name }
+        } else {
+            // Neither marked nor configured: not tracked, but found for a release.
+            ReferenceKind::Unmarked { path }
+        };
+        let (policy, options) = match chosen {
+            Some((policy, options)) => (Some(policy.clone()), options.clone()),
+            None => (None, PolicyOptions::default()),
         };
 
         // The slots are `newTag` (or the place to insert it) and `digest`; `name` and
