@@ -1,6 +1,5 @@
 //! One notifier that delivers to many, concurrently.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(45);
 /// assert_eq!(all.names(), ["slack webhook", "discord"]);
 /// # Ok::<(), keel_core::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FanOut {
     name: String,
     notifiers: Vec<Arc<dyn Notifier>>,
@@ -106,16 +105,6 @@ impl FanOut {
             (n.name().to_owned(), result)
         }))
         .await
-    }
-}
-
-impl fmt::Debug for FanOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FanOut")
-            .field("name", &self.name)
-            .field("notifiers", &self.notifiers)
-            .field("timeout", &self.timeout)
-            .finish()
     }
 }
 
