@@ -24,205 +24,55 @@ fn assert_ref(
 }
 
 #[test]
-fn docker_hub_short_names() {
-    assert_ref(
-        "nginx",
-        "docker.io",
-        "library/nginx",
-        Some("latest"),
-        None,
-        "docker.io/library/nginx:latest",
-    );
-    assert_ref(
-        "nginx:1.25",
-        "docker.io",
-        "library/nginx",
-        Some("1.25"),
-        None,
-        "docker.io/library/nginx:1.25",
-    );
-    assert_ref(
-        "bitnami/redis",
-        "docker.io",
-        "bitnami/redis",
-        Some("latest"),
-        None,
-        "docker.io/bitnami/redis:latest",
-    );
-    assert_ref(
-        "library/nginx",
-        "docker.io",
-        "library/nginx",
-        Some("latest"),
-        None,
-        "docker.io/library/nginx:latest",
-    );
-    assert_ref(
-        "docker.io/nginx",
-        "docker.io",
-        "library/nginx",
-        Some("latest"),
-        None,
-        "docker.io/library/nginx:latest",
-    );
-    assert_ref(
-        "index.docker.io/library/redis:7",
-        "docker.io",
-        "library/redis",
-        Some("7"),
-        None,
-        "docker.io/library/redis:7",
-    );
-    assert_ref(
-        "registry-1.docker.io/redis:7",
-        "docker.io",
-        "library/redis",
-        Some("7"),
-        None,
-        "docker.io/library/redis:7",
-    );
-    assert_ref(
-        "a/b/c/d",
-        "docker.io",
-        "a/b/c/d",
-        Some("latest"),
-        None,
-        "docker.io/a/b/c/d:latest",
-    );
-    // Docker reads a lone `host:port` as name and tag.
-    assert_ref(
-        "localhost:5000",
-        "docker.io",
-        "library/localhost",
-        Some("5000"),
-        None,
-        "docker.io/library/localhost:5000",
-    );
+fn docker_hub_short_and_qualified_names() {
+    #[rustfmt::skip]
+    let cases = [
+        // (input, registry, repository, tag, digest, display)
+        // Docker Hub short names.
+        ("nginx",                                   "docker.io",                "library/nginx",     Some("latest"), None, "docker.io/library/nginx:latest"),
+        ("nginx:1.25",                              "docker.io",                "library/nginx",     Some("1.25"),   None, "docker.io/library/nginx:1.25"),
+        ("bitnami/redis",                           "docker.io",                "bitnami/redis",     Some("latest"), None, "docker.io/bitnami/redis:latest"),
+        ("library/nginx",                           "docker.io",                "library/nginx",     Some("latest"), None, "docker.io/library/nginx:latest"),
+        ("docker.io/nginx",                         "docker.io",                "library/nginx",     Some("latest"), None, "docker.io/library/nginx:latest"),
+        ("index.docker.io/library/redis:7",         "docker.io",                "library/redis",     Some("7"),      None, "docker.io/library/redis:7"),
+        ("registry-1.docker.io/redis:7",            "docker.io",                "library/redis",     Some("7"),      None, "docker.io/library/redis:7"),
+        ("a/b/c/d",                                 "docker.io",                "a/b/c/d",           Some("latest"), None, "docker.io/a/b/c/d:latest"),
+        // Docker reads a lone `host:port` as name and tag.
+        ("localhost:5000",                          "docker.io",                "library/localhost", Some("5000"),   None, "docker.io/library/localhost:5000"),
+        // Qualified names.
+        ("localhost:5000/a/b:1.0",                  "localhost:5000",           "a/b",               Some("1.0"),    None, "localhost:5000/a/b:1.0"),
+        ("localhost/app",                           "localhost",                "app",               Some("latest"), None, "localhost/app:latest"),
+        ("127.0.0.1:5000/app",                      "127.0.0.1:5000",           "app",               Some("latest"), None, "127.0.0.1:5000/app:latest"),
+        ("[::1]:5000/app:1",                        "[::1]:5000",               "app",               Some("1"),      None, "[::1]:5000/app:1"),
+        ("[2001:db8::1]/app",                       "[2001:db8::1]",            "app",               Some("latest"), None, "[2001:db8::1]/app:latest"),
+        ("registry.example.com:443/team/sub/app:1", "registry.example.com:443", "team/sub/app",      Some("1"),      None, "registry.example.com:443/team/sub/app:1"),
+        ("ghcr.io/o/r:1.0",                         "ghcr.io",                  "o/r",               Some("1.0"),    None, "ghcr.io/o/r:1.0"),
+        // An upper-case first part is a host (Docker's rule), kept as written.
+        ("MyRegistry/app",                          "MyRegistry",               "app",               Some("latest"), None, "MyRegistry/app:latest"),
+        ("my-host:80/a.b_c__d---e/f",               "my-host:80",               "a.b_c__d---e/f",    Some("latest"), None, "my-host:80/a.b_c__d---e/f:latest"),
+    ];
+    for (input, registry, repository, tag, digest, display) in cases {
+        assert_ref(input, registry, repository, tag, digest, display);
+    }
     assert!(parse("nginx").is_docker_hub());
-}
-
-#[test]
-fn qualified_names() {
-    assert_ref(
-        "localhost:5000/a/b:1.0",
-        "localhost:5000",
-        "a/b",
-        Some("1.0"),
-        None,
-        "localhost:5000/a/b:1.0",
-    );
-    assert_ref(
-        "localhost/app",
-        "localhost",
-        "app",
-        Some("latest"),
-        None,
-        "localhost/app:latest",
-    );
-    assert_ref(
-        "127.0.0.1:5000/app",
-        "127.0.0.1:5000",
-        "app",
-        Some("latest"),
-        None,
-        "127.0.0.1:5000/app:latest",
-    );
-    assert_ref(
-        "[::1]:5000/app:1",
-        "[::1]:5000",
-        "app",
-        Some("1"),
-        None,
-        "[::1]:5000/app:1",
-    );
-    assert_ref(
-        "[2001:db8::1]/app",
-        "[2001:db8::1]",
-        "app",
-        Some("latest"),
-        None,
-        "[2001:db8::1]/app:latest",
-    );
-    assert_ref(
-        "registry.example.com:443/team/sub/app:1",
-        "registry.example.com:443",
-        "team/sub/app",
-        Some("1"),
-        None,
-        "registry.example.com:443/team/sub/app:1",
-    );
-    assert_ref(
-        "ghcr.io/o/r:1.0",
-        "ghcr.io",
-        "o/r",
-        Some("1.0"),
-        None,
-        "ghcr.io/o/r:1.0",
-    );
-    // An upper-case first part is a host (Docker's rule), kept as written.
-    assert_ref(
-        "MyRegistry/app",
-        "MyRegistry",
-        "app",
-        Some("latest"),
-        None,
-        "MyRegistry/app:latest",
-    );
-    assert_ref(
-        "my-host:80/a.b_c__d---e/f",
-        "my-host:80",
-        "a.b_c__d---e/f",
-        Some("latest"),
-        None,
-        "my-host:80/a.b_c__d---e/f:latest",
-    );
     assert!(!parse("ghcr.io/o/r").is_docker_hub());
 }
 
 #[test]
 fn digests_in_references() {
-    let d = sha256();
-    assert_ref(
-        &format!("ghcr.io/o/r@{d}"),
-        "ghcr.io",
-        "o/r",
-        None,
-        Some(&d),
-        &format!("ghcr.io/o/r@{d}"),
-    );
-    assert_ref(
-        &format!("quay.io/org/app:v1.2.3@{d}"),
-        "quay.io",
-        "org/app",
-        Some("v1.2.3"),
-        Some(&d),
-        &format!("quay.io/org/app:v1.2.3@{d}"),
-    );
-    assert_ref(
-        &format!("nginx@{d}"),
-        "docker.io",
-        "library/nginx",
-        None,
-        Some(&d),
-        &format!("docker.io/library/nginx@{d}"),
-    );
-    assert_ref(
-        &format!("localhost:5000/a@{d}"),
-        "localhost:5000",
-        "a",
-        None,
-        Some(&d),
-        &format!("localhost:5000/a@{d}"),
-    );
-    let d512 = sha512();
-    assert_ref(
-        &format!("repo:1.0@{d512}"),
-        "docker.io",
-        "library/repo",
-        Some("1.0"),
-        Some(&d512),
-        &format!("docker.io/library/repo:1.0@{d512}"),
-    );
+    let (d, d512) = (sha256(), sha512());
+    let (d, d512) = (d.as_str(), d512.as_str());
+    #[rustfmt::skip]
+    let cases = [
+        (&format!("ghcr.io/o/r@{d}"),            "ghcr.io",        "o/r",           None,           Some(d),     &format!("ghcr.io/o/r@{d}")),
+        (&format!("quay.io/org/app:v1.2.3@{d}"), "quay.io",        "org/app",       Some("v1.2.3"), Some(d),     &format!("quay.io/org/app:v1.2.3@{d}")),
+        (&format!("nginx@{d}"),                  "docker.io",      "library/nginx", None,           Some(d),     &format!("docker.io/library/nginx@{d}")),
+        (&format!("localhost:5000/a@{d}"),       "localhost:5000", "a",             None,           Some(d),     &format!("localhost:5000/a@{d}")),
+        (&format!("repo:1.0@{d512}"),            "docker.io",      "library/repo",  Some("1.0"),    Some(d512),  &format!("docker.io/library/repo:1.0@{d512}")),
+    ];
+    for (input, registry, repository, tag, digest, display) in cases {
+        assert_ref(input, registry, repository, tag, digest, display);
+    }
 }
 
 // ----- ImageRef: errors -----
@@ -256,121 +106,42 @@ fn reference_errors_name_input_rule_and_span() {
     let long = format!("example.com/{}/{}", "a".repeat(200), "b".repeat(43));
     let long_input = format!("{long}:1");
     let digest_only = format!("@{}", sha256());
+    #[rustfmt::skip]
     let cases: Vec<(&str, &str, Option<&str>)> = vec![
-        ("", "image reference must not be empty", None),
-        (HEX64, "must not be a 64-character hex string", None),
-        ("nginx:", "tag must not be empty", Some("")),
-        (
-            "nginx:-bad",
-            "tag must start with a letter, digit or '_'",
-            Some("-"),
-        ),
-        ("nginx:a!b", "tag may contain only", Some("!")),
-        (
-            "nginx@sha256:123",
-            "sha256 digest must be 64 lower-case hex characters, got 3",
-            Some("123"),
-        ),
-        ("nginx@", "digest must not be empty", Some("")),
-        (
-            "nginx@sha256",
-            "digest must be <algorithm>:<encoded>",
-            Some("sha256"),
-        ),
-        (
-            "a//b",
-            "repository path component must not be empty",
-            Some("//"),
-        ),
-        ("a/b/", "repository path must not end with '/'", Some("/")),
-        ("/a", "repository path must not start with '/'", Some("/")),
-        (
-            "a..b",
-            "invalid separator \"..\" in repository path",
-            Some(".."),
-        ),
-        ("a._b", "invalid separator \"._\"", Some("._")),
-        ("a___b", "invalid separator \"___\"", Some("___")),
-        (
-            "a/-b",
-            "repository path component must start with a lower-case letter or digit",
-            Some("-"),
-        ),
-        (
-            "a/b-",
-            "repository path component must not end with a separator",
-            Some("-"),
-        ),
-        (
-            "a/b c",
-            "repository path may contain only lower-case letters",
-            Some(" "),
-        ),
-        (
-            "a/é",
-            "repository path may contain only lower-case letters",
-            Some("é"),
-        ),
-        (
-            "a:b:c",
-            "repository path may contain only lower-case letters",
-            Some(":"),
-        ),
-        (
-            "host:notaport/x",
-            "registry port must be digits, got \"notaport\"",
-            Some("notaport"),
-        ),
-        ("host:/x", "registry port must not be empty", Some("")),
-        ("host:1:2/x", "registry port must be digits", Some("1:2")),
-        (":5000/x", "registry host must not be empty", Some("")),
-        (
-            "-bad.com/x",
-            "registry host label \"-bad\" must be letters, digits and '-'",
-            Some("-bad"),
-        ),
-        ("bad-.com/x", "registry host label \"bad-\"", Some("bad-")),
-        ("a..com/x", "must not have an empty label", Some("")),
-        (
-            "exa_mple.com/x",
-            "registry host label \"exa_mple\"",
-            Some("exa_mple"),
-        ),
-        (
-            "[::1/x",
-            "must be an IPv6 address closed by ']'",
-            Some("[::1"),
-        ),
-        (
-            "[::g]:5000/x",
-            "registry host [::g] is not a valid IPv6 address",
-            Some("[::g]"),
-        ),
-        (
-            "[::1]x/y",
-            "must be followed by ':' and a port, or by '/'",
-            Some("x"),
-        ),
-        (
-            "example.com/",
-            "repository name must not be empty",
-            Some(""),
-        ),
-        (
-            ":1.0",
-            "image reference must start with a repository name",
-            Some(""),
-        ),
-        (
-            &digest_only,
-            "image reference must start with a repository name",
-            Some(""),
-        ),
-        (
-            &long_input,
-            "must be at most 255 characters, got 256",
-            Some(long.as_str()),
-        ),
+        ("",                 "image reference must not be empty",                                      None),
+        (HEX64,              "must not be a 64-character hex string",                                  None),
+        ("nginx:",           "tag must not be empty",                                                  Some("")),
+        ("nginx:-bad",       "tag must start with a letter, digit or '_'",                             Some("-")),
+        ("nginx:a!b",        "tag may contain only",                                                   Some("!")),
+        ("nginx@sha256:123", "sha256 digest must be 64 lower-case hex characters, got 3",              Some("123")),
+        ("nginx@",           "digest must not be empty",                                               Some("")),
+        ("nginx@sha256",     "digest must be <algorithm>:<encoded>",                                   Some("sha256")),
+        ("a//b",             "repository path component must not be empty",                            Some("//")),
+        ("a/b/",             "repository path must not end with '/'",                                  Some("/")),
+        ("/a",               "repository path must not start with '/'",                                Some("/")),
+        ("a..b",             "invalid separator \"..\" in repository path",                            Some("..")),
+        ("a._b",             "invalid separator \"._\"",                                               Some("._")),
+        ("a___b",            "invalid separator \"___\"",                                              Some("___")),
+        ("a/-b",             "repository path component must start with a lower-case letter or digit", Some("-")),
+        ("a/b-",             "repository path component must not end with a separator",                Some("-")),
+        ("a/b c",            "repository path may contain only lower-case letters",                    Some(" ")),
+        ("a/é",              "repository path may contain only lower-case letters",                    Some("é")),
+        ("a:b:c",            "repository path may contain only lower-case letters",                    Some(":")),
+        ("host:notaport/x",  "registry port must be digits, got \"notaport\"",                         Some("notaport")),
+        ("host:/x",          "registry port must not be empty",                                        Some("")),
+        ("host:1:2/x",       "registry port must be digits",                                           Some("1:2")),
+        (":5000/x",          "registry host must not be empty",                                        Some("")),
+        ("-bad.com/x",       "registry host label \"-bad\" must be letters, digits and '-'",           Some("-bad")),
+        ("bad-.com/x",       "registry host label \"bad-\"",                                           Some("bad-")),
+        ("a..com/x",         "must not have an empty label",                                           Some("")),
+        ("exa_mple.com/x",   "registry host label \"exa_mple\"",                                       Some("exa_mple")),
+        ("[::1/x",           "must be an IPv6 address closed by ']'",                                  Some("[::1")),
+        ("[::g]:5000/x",     "registry host [::g] is not a valid IPv6 address",                        Some("[::g]")),
+        ("[::1]x/y",         "must be followed by ':' and a port, or by '/'",                          Some("x")),
+        ("example.com/",     "repository name must not be empty",                                      Some("")),
+        (":1.0",             "image reference must start with a repository name",                      Some("")),
+        (&digest_only,       "image reference must start with a repository name",                      Some("")),
+        (&long_input,        "must be at most 255 characters, got 256",                                Some(long.as_str())),
     ];
     for (input, rule, bad) in cases {
         let e = parse_err(input);
