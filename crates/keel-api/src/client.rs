@@ -108,13 +108,7 @@ impl ApiClient {
             // Credentials go to the configured server only, never along a redirect.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::Backend {
-                backend: "keel API client".into(),
-                action: "build the HTTP client".into(),
-                message: e.to_string(),
-                retryable: false,
-                source: Some(Arc::new(e)),
-            })?;
+            .map_err(|e| Error::backend("keel API client", "build the HTTP client", e))?;
         Ok(ApiClient {
             http,
             base,

@@ -123,6 +123,23 @@ impl Error {
     pub fn not_found(what: impl Into<String>) -> Self {
         Error::NotFound { what: what.into() }
     }
+
+    /// A `Backend` error of `backend` doing `action`, caused by `source`, whose text is the
+    /// message; not retryable: for a failure that trying again does not cure, such as a file
+    /// that cannot be read or a client that cannot be built.
+    pub fn backend(
+        backend: impl Into<String>,
+        action: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            action: action.into(),
+            message: source.to_string(),
+            retryable: false,
+            source: Some(Arc::new(source)),
+        }
+    }
 }
 
 /// Input that does not follow its grammar: names the kind of input, the input itself, the

@@ -472,11 +472,9 @@ pub(crate) fn git_error(url: &str, action: &str, e: git2::Error) -> Error {
 
 /// A file-system failure.
 pub(crate) fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Backend {
-        backend: "git working copy".into(),
-        action: format!("{action} {}", path.display()),
-        message: e.to_string(),
-        retryable: false,
-        source: Some(Arc::new(e)),
-    }
+    Error::backend(
+        "git working copy",
+        format!("{action} {}", path.display()),
+        e,
+    )
 }

@@ -40,7 +40,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -214,13 +213,7 @@ impl KubeApprovalStore {
     }
 
     fn encode_error(&self, what: &str, e: serde_json::Error) -> Error {
-        Error::Backend {
-            backend: BACKEND.into(),
-            action: format!("encode {what} for {}", self.name),
-            message: e.to_string(),
-            retryable: false,
-            source: Some(Arc::new(e)),
-        }
+        Error::backend(BACKEND, format!("encode {what} for {}", self.name), e)
     }
 
     fn decode_error(&self, object: &str, key: &str, e: impl fmt::Display) -> Error {

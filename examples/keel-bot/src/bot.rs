@@ -304,13 +304,7 @@ impl Bot {
             .with_graceful_shutdown(shutdown)
             .await;
         poller.abort();
-        served.map_err(|e| Error::Backend {
-            backend: "keel-bot".into(),
-            action: "serve HTTP".into(),
-            message: e.to_string(),
-            retryable: false,
-            source: Some(Arc::new(e)),
-        })
+        served.map_err(|e| Error::backend("keel-bot", "serve HTTP", e))
     }
 
     /// Votes for Slack user `user` of team `team`, whom [`Bot::refusal`] admitted; the voter

@@ -32,13 +32,7 @@ pub struct PostedState {
 const VERSION: u32 = 1;
 
 fn io_error(action: String, e: std::io::Error) -> Error {
-    Error::Backend {
-        backend: "bot state file".into(),
-        action,
-        message: e.to_string(),
-        retryable: false,
-        source: Some(Arc::new(e)),
-    }
+    Error::backend("bot state file", action, e)
 }
 
 impl PostedState {
@@ -77,12 +71,8 @@ impl PostedState {
     pub async fn save(&self, path: &Path) -> Result<(), Error> {
         let mut state = self.clone();
         state.version = VERSION;
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| Error::Backend {
-            backend: "bot state file".into(),
-            action: format!("write {}", path.display()),
-            message: e.to_string(),
-            retryable: false,
-            source: Some(Arc::new(e)),
+        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| {
+            Error::backend("bot state file", format!("write {}", path.display()), e)
         })?;
         let tmp = temp_path(path);
         tokio::fs::write(&tmp, bytes)

@@ -285,13 +285,9 @@ impl RegistryClientBuilder {
                 http = http.add_root_certificate(cert);
             }
         }
-        let http = http.build().map_err(|e| Error::Backend {
-            backend: "registry client".into(),
-            action: "build the HTTP client".into(),
-            message: e.to_string(),
-            retryable: false,
-            source: Some(Arc::new(e)),
-        })?;
+        let http = http
+            .build()
+            .map_err(|e| Error::backend("registry client", "build the HTTP client", e))?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 tags: TtlCache::new(self.settings.cache_ttl),

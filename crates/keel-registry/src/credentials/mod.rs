@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -209,13 +208,8 @@ impl DockerConfig {
 
     /// Reads a `config.json` file.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Backend {
-            backend: "docker config".into(),
-            action: format!("read {}", path.display()),
-            message: e.to_string(),
-            retryable: false,
-            source: Some(Arc::new(e)),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::backend("docker config", format!("read {}", path.display()), e))?;
         Self::from_json(&text)
     }
 
