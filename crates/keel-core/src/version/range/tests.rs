@@ -11,13 +11,14 @@ fn v(s: &str) -> Version<'_> {
     Version::parse(s).unwrap_or_else(|| panic!("{s:?} should be a version"))
 }
 
-/// Asserts that `r` contains every version of `yes` and none of `no`.
-fn check(r: &str, yes: &[&str], no: &[&str]) {
+/// Asserts that `r` contains every version of `yes` and none of `no`, each a list of
+/// versions separated by spaces.
+fn check(r: &str, yes: &str, no: &str) {
     let parsed = range(r);
-    for s in yes {
+    for s in yes.split_whitespace() {
         assert!(parsed.matches(&v(s)), "{r:?} should match {s}");
     }
-    for s in no {
+    for s in no.split_whitespace() {
         assert!(!parsed.matches(&v(s)), "{r:?} should not match {s}");
     }
 }
@@ -36,6 +37,101 @@ fn check_err(r: &str, reason: &str, span: (usize, usize)) {
 }
 
 #[test]
+fn ranges_match_exactly_the_versions_they_should() {
+    #[rustfmt::skip]
+    let cases = [
+        // (range, versions it matches, versions it does not), each list split at spaces
+        // Exact versions.
+        ("=1.2.3-rc.1",                     "1.2.3-rc.1",                                       "1.2.3-rc.2 1.2.3"),
+        // Not equal.
+        ("!=1.2.3",                         "1.2.2 1.2.4 0.0.1",                                "1.2.3 v1.2.3+b"),
+        ("!= 1.2.3",                        "1.2.4",                                            "1.2.3"),
+        (">=1.0.0 !=1.2.3 <2",              "1.0.0 1.2.2 1.2.4",                                "1.2.3 2.0.0 0.9.0"),
+        // Ordering operators on full versions.
+        (">1.2.3",                          "1.2.4 2.0.0",                                      "1.2.3 1.2.2"),
+        (">=1.2.3",                         "1.2.3 1.2.4",                                      "1.2.2 1.0.0"),
+        ("<1.2.3",                          "1.2.2 0.9.0",                                      "1.2.3 1.2.4"),
+        ("<=1.2.3",                         "1.2.3 1.2.2",                                      "1.2.4 2.0.0"),
+        (">= 1.2.3",                        "1.2.3",                                            "1.2.2"),
+        ("<\t1.2.3",                        "1.2.2",                                            "1.2.3"),
+        // Alternatives.
+        ("^1.2 || ^2.0",                    "1.2.0 1.9.9 2.0.0 2.9.9",                          "1.1.9 3.0.0 0.9.0"),
+        ("1.2.3||2.0.0",                    "1.2.3 2.0.0",                                      "1.2.4 1.9.0"),
+        ("<1 || >=2 <3 || =5.0.0",          "0.9.0 2.5.0 5.0.0",                                "1.0.0 3.0.0 5.0.1"),
+        // Caret.
+        ("^1.2.3",                          "1.2.3 1.9.9",                                      "1.2.2 2.0.0"),
+        ("^0.2.3",                          "0.2.3 0.2.9",                                      "0.2.2 0.3.0"),
+        ("^0.0.3",                          "0.0.3",                                            "0.0.2 0.0.4"),
+        ("^1.2",                            "1.2.0 1.9.9",                                      "1.1.9 2.0.0"),
+        ("^1",                              "1.0.0 1.9.9",                                      "0.9.9 2.0.0"),
+        ("^1.x",                            "1.0.0 1.9.9",                                      "0.9.9 2.0.0"),
+        ("^0",                              "0.0.0 0.9.9",                                      "1.0.0"),
+        ("^0.0",                            "0.0.0 0.0.9",                                      "0.1.0"),
+        ("^0.0.x",                          "0.0.0 0.0.9",                                      "0.1.0"),
+        ("^0.2",                            "0.2.0 0.2.9",                                      "0.1.9 0.3.0"),
+        ("^ v1.2.3",                        "1.2.3 1.9.9",                                      "1.2.2 2.0.0"),
+        // Tilde.
+        ("~1.x",                            "1.0.0 1.9.9",                                      "0.9.9 2.0.0"),
+        ("~0.0.1",                          "0.0.1 0.0.9",                                      "0.0.0 0.1.0"),
+        // Comparators with partials.
+        (">1.2",                            "1.3.0 2.0.0",                                      "1.2.0 1.2.9"),
+        (">1",                              "2.0.0",                                            "1.9.9"),
+        (">1.x",                            "2.0.0",                                            "1.9.9"),
+        (">=1.2",                           "1.2.0 1.3.0",                                      "1.1.9"),
+        ("<1.2",                            "1.1.9 0.0.0",                                      "1.2.0"),
+        ("<=1.2",                           "1.2.0 1.2.9",                                      "1.3.0"),
+        ("<=1",                             "1.9.9",                                            "2.0.0"),
+        ("=1.2",                            "1.2.0 1.2.9",                                      "1.1.9 1.3.0"),
+        ("!=1.2",                           "1.1.9 1.3.0 0.0.0",                                "1.2.0 1.2.9"),
+        ("!=1",                             "0.9.9 2.0.0",                                      "1.0.0 1.9.9"),
+        // Partials with a pre-release are zero-filled.
+        (">=1.2-rc.1",                      "1.2.0-rc.1 1.2.0 1.3.0-alpha",                     "1.2.0-beta 1.1.0"),
+        ("=1-0",                            "1.0.0-0",                                          "1.0.0 1.0.0-1"),
+        // Leading zeros in numbers are accepted.
+        (">=01.02 <3",                      "1.2.0 2.9.9",                                      "1.1.0 3.0.0"),
+        // Hyphen ranges.
+        ("1.2 - 1.4.5",                     "1.2.0 1.4.5",                                      "1.1.9 1.4.6"),
+        ("1.2.3 - 2.3",                     "1.2.3 2.3.9",                                      "1.2.2 2.4.0"),
+        ("1.2.3 - 2",                       "1.2.3 2.9.9",                                      "1.2.2 3.0.0"),
+        ("1.2.3 - 2.x",                     "2.9.9",                                            "3.0.0"),
+        ("* - 2",                           "0.0.0 2.9.9",                                      "3.0.0"),
+        ("1.2.3 - *",                       "1.2.3 99.0.0",                                     "1.2.2"),
+        ("v1.2 \t-  v1.4.5",                "1.2.0 1.4.5",                                      "1.1.9 1.4.6"),
+        ("1.2 - 1.4.5 !=1.3.0",             "1.2.0 1.3.1",                                      "1.3.0 1.4.6"),
+        ("1.0 - 1.1 || 2.0 - 2.1, !=2.0.5", "1.0.0 1.1.9 2.0.4 2.1.9",                          "1.2.0 2.0.5 2.2.0"),
+        ("1.0.0-rc.1 - 1.0.0",              "1.0.0-rc.1 1.0.0-rc.2 1.0.0",                      "1.0.0-beta 1.0.1"),
+        // The pre-release rule.
+        (">=1.0.0-0 <2.0.0",                "1.0.0-rc.2 1.1.0-beta.1 1.0.0 1.9.9",              "2.0.0 0.9.9 0.9.9-rc.1"),
+        ("^1.2",                            "1.3.0",                                            "1.3.0-rc.1 1.2.0-rc.1"),
+        ("^1.2 || >=3.0.0-0",               "3.1.0-beta 3.0.0-0 1.3.0 3.0.0",                   "1.3.0-rc.1 2.0.0 2.5.0-rc.1"),
+        // A pre-release comparator admits pre-releases of any version in its alternative.
+        ("^1.2.3-beta.1",                   "1.2.3-beta.1 1.2.3-beta.2 1.2.3 1.5.0-rc.1 1.9.9", "1.2.3-alpha 1.2.2 2.0.0"),
+        ("~1.2.3-beta",                     "1.2.3-beta 1.2.4-rc.1",                            "1.3.0-0"),
+        ("!=1.2.3-rc.1",                    "1.2.3-rc.2 1.2.3",                                 "1.2.3-rc.1"),
+        ("1.2.3-rc.1",                      "1.2.3-rc.1",                                       "1.2.3-rc.2"),
+        // Upper bounds from partials exclude pre-releases of the next version.
+        // Written in full, `<2.0.0` follows semver precedence: 2.0.0-rc.1 is below 2.0.0.
+        (">=1.0.0-0 <2.0.0",                "2.0.0-rc.1",                                       ""),
+        // A lower bound stays a release, as in npm: `>1.2` is `>=1.3.0`.
+        (">=0.0.0-0 >1.2",                  "1.3.0 1.3.1-rc.1",                                 "1.2.9 1.3.0-rc.1"),
+        (">=0.0.0-0 !=1.2",                 "1.3.0-rc.1 1.2.0-rc.1",                            "1.2.5"),
+        (">=0.0.0-0 <1.2",                  "1.1.9",                                            "1.2.0-rc.1 1.2.0"),
+        // The pre-release rule is per alternative.
+        ("^1.0.0-0 || ^2",                  "1.1.0-rc.1 2.1.0",                                 "2.1.0-rc.1"),
+        // Build metadata is ignored.
+        ("=1.2.3+abc",                      "1.2.3 1.2.3+def",                                  "1.2.4"),
+        (">1.2.3+abc",                      "1.2.4",                                            "1.2.3+zzz"),
+        ("^1.2.3-rc.1+abc",                 "1.2.3-rc.1+x 1.2.3-rc.2",                          "1.2.3-rc.0"),
+        // V prefixes.
+        (">=v1.2.0 <V2",                    "1.2.0 v1.2.0 V1.9.9",                              "v1.1.9 v2.0.0"),
+        ("^v1 || ~V3.1",                    "v1.5.0 v3.1.7",                                    "v2.0.0 V3.2.0"),
+    ];
+    for (r, yes, no) in cases {
+        check(r, yes, no);
+    }
+}
+
+#[test]
 fn exact_versions() {
     for r in [
         "1.2.3",
@@ -45,38 +141,8 @@ fn exact_versions() {
         "=V1.2.3",
         "1.2.3+build.7",
     ] {
-        check(
-            r,
-            &["1.2.3", "v1.2.3", "1.2.3+other"],
-            &["1.2.2", "1.2.4", "1.3.0"],
-        );
+        check(r, "1.2.3 v1.2.3 1.2.3+other", "1.2.2 1.2.4 1.3.0");
     }
-    check("=1.2.3-rc.1", &["1.2.3-rc.1"], &["1.2.3-rc.2", "1.2.3"]);
-}
-
-#[test]
-fn not_equal() {
-    check(
-        "!=1.2.3",
-        &["1.2.2", "1.2.4", "0.0.1"],
-        &["1.2.3", "v1.2.3+b"],
-    );
-    check("!= 1.2.3", &["1.2.4"], &["1.2.3"]);
-    check(
-        ">=1.0.0 !=1.2.3 <2",
-        &["1.0.0", "1.2.2", "1.2.4"],
-        &["1.2.3", "2.0.0", "0.9.0"],
-    );
-}
-
-#[test]
-fn ordering_operators_on_full_versions() {
-    check(">1.2.3", &["1.2.4", "2.0.0"], &["1.2.3", "1.2.2"]);
-    check(">=1.2.3", &["1.2.3", "1.2.4"], &["1.2.2", "1.0.0"]);
-    check("<1.2.3", &["1.2.2", "0.9.0"], &["1.2.3", "1.2.4"]);
-    check("<=1.2.3", &["1.2.3", "1.2.2"], &["1.2.4", "2.0.0"]);
-    check(">= 1.2.3", &["1.2.3"], &["1.2.2"]);
-    check("<\t1.2.3", &["1.2.2"], &["1.2.3"]);
 }
 
 #[test]
@@ -89,175 +155,53 @@ fn comparators_separated_by_spaces_and_commas() {
         "  >=1.2.0   <2.0.0  ",
         ">=1.2.0,\t<2.0.0",
     ] {
-        check(r, &["1.2.0", "1.9.9", "1.2"], &["1.1.9", "2.0.0", "2.1.0"]);
+        check(r, "1.2.0 1.9.9 1.2", "1.1.9 2.0.0 2.1.0");
     }
-}
-
-#[test]
-fn alternatives() {
-    check(
-        "^1.2 || ^2.0",
-        &["1.2.0", "1.9.9", "2.0.0", "2.9.9"],
-        &["1.1.9", "3.0.0", "0.9.0"],
-    );
-    check("1.2.3||2.0.0", &["1.2.3", "2.0.0"], &["1.2.4", "1.9.0"]);
-    check(
-        "<1 || >=2 <3 || =5.0.0",
-        &["0.9.0", "2.5.0", "5.0.0"],
-        &["1.0.0", "3.0.0", "5.0.1"],
-    );
-}
-
-#[test]
-fn caret() {
-    check("^1.2.3", &["1.2.3", "1.9.9"], &["1.2.2", "2.0.0"]);
-    check("^0.2.3", &["0.2.3", "0.2.9"], &["0.2.2", "0.3.0"]);
-    check("^0.0.3", &["0.0.3"], &["0.0.2", "0.0.4"]);
-    check("^1.2", &["1.2.0", "1.9.9"], &["1.1.9", "2.0.0"]);
-    check("^1", &["1.0.0", "1.9.9"], &["0.9.9", "2.0.0"]);
-    check("^1.x", &["1.0.0", "1.9.9"], &["0.9.9", "2.0.0"]);
-    check("^0", &["0.0.0", "0.9.9"], &["1.0.0"]);
-    check("^0.0", &["0.0.0", "0.0.9"], &["0.1.0"]);
-    check("^0.0.x", &["0.0.0", "0.0.9"], &["0.1.0"]);
-    check("^0.2", &["0.2.0", "0.2.9"], &["0.1.9", "0.3.0"]);
-    check("^ v1.2.3", &["1.2.3", "1.9.9"], &["1.2.2", "2.0.0"]);
 }
 
 #[test]
 fn tilde() {
     for op in ["~", "~>", "~ ", "~> "] {
-        check(
-            &format!("{op}1.2.3"),
-            &["1.2.3", "1.2.9"],
-            &["1.2.2", "1.3.0"],
-        );
-        check(
-            &format!("{op}1.2"),
-            &["1.2.0", "1.2.9"],
-            &["1.1.9", "1.3.0"],
-        );
-        check(&format!("{op}1"), &["1.0.0", "1.9.9"], &["0.9.9", "2.0.0"]);
+        check(&format!("{op}1.2.3"), "1.2.3 1.2.9", "1.2.2 1.3.0");
+        check(&format!("{op}1.2"), "1.2.0 1.2.9", "1.1.9 1.3.0");
+        check(&format!("{op}1"), "1.0.0 1.9.9", "0.9.9 2.0.0");
     }
-    check("~1.x", &["1.0.0", "1.9.9"], &["0.9.9", "2.0.0"]);
-    check("~0.0.1", &["0.0.1", "0.0.9"], &["0.0.0", "0.1.0"]);
 }
 
 #[test]
 fn x_ranges_and_partials() {
     for r in ["*", "x", "X", "*.*.*", "x.x", "v*"] {
-        check(r, &["0.0.0", "1.2.3", "999.0.0"], &["1.0.0-rc.1"]);
+        check(r, "0.0.0 1.2.3 999.0.0", "1.0.0-rc.1");
     }
     for r in ["1.x", "1", "1.*", "1.X.x", "v1.x", "=1", "=1.x"] {
-        check(r, &["1.0.0", "1.9.9"], &["0.9.9", "2.0.0"]);
+        check(r, "1.0.0 1.9.9", "0.9.9 2.0.0");
     }
     for r in ["1.2.x", "1.2", "1.2.*", "=1.2", "= 1.2.X"] {
-        check(r, &["1.2.0", "1.2.9"], &["1.1.9", "1.3.0"]);
+        check(r, "1.2.0 1.2.9", "1.1.9 1.3.0");
     }
 }
 
 #[test]
 fn comparators_with_partials() {
-    check(">1.2", &["1.3.0", "2.0.0"], &["1.2.0", "1.2.9"]);
-    check(">1", &["2.0.0"], &["1.9.9"]);
-    check(">1.x", &["2.0.0"], &["1.9.9"]);
-    check(">=1.2", &["1.2.0", "1.3.0"], &["1.1.9"]);
-    check("<1.2", &["1.1.9", "0.0.0"], &["1.2.0"]);
-    check("<=1.2", &["1.2.0", "1.2.9"], &["1.3.0"]);
-    check("<=1", &["1.9.9"], &["2.0.0"]);
-    check("=1.2", &["1.2.0", "1.2.9"], &["1.1.9", "1.3.0"]);
-    check("!=1.2", &["1.1.9", "1.3.0", "0.0.0"], &["1.2.0", "1.2.9"]);
-    check("!=1", &["0.9.9", "2.0.0"], &["1.0.0", "1.9.9"]);
     for r in [">*", "<*", "!=*", ">x", "< X", ">=1 <*"] {
-        check(r, &[], &["0.0.0", "1.2.3", "999.0.0"]);
+        check(r, "", "0.0.0 1.2.3 999.0.0");
     }
     for r in [">=*", "<=*", "=*", "<= x"] {
-        check(r, &["0.0.0", "1.2.3", "999.0.0"], &[]);
+        check(r, "0.0.0 1.2.3 999.0.0", "");
     }
-}
-
-#[test]
-fn partial_with_pre_release_is_zero_filled() {
-    check(
-        ">=1.2-rc.1",
-        &["1.2.0-rc.1", "1.2.0", "1.3.0-alpha"],
-        &["1.2.0-beta", "1.1.0"],
-    );
-    check("=1-0", &["1.0.0-0"], &["1.0.0", "1.0.0-1"]);
-}
-
-#[test]
-fn leading_zeros_in_numbers_are_accepted() {
-    check(">=01.02 <3", &["1.2.0", "2.9.9"], &["1.1.0", "3.0.0"]);
-}
-
-#[test]
-fn hyphen_ranges() {
-    check("1.2 - 1.4.5", &["1.2.0", "1.4.5"], &["1.1.9", "1.4.6"]);
-    check("1.2.3 - 2.3", &["1.2.3", "2.3.9"], &["1.2.2", "2.4.0"]);
-    check("1.2.3 - 2", &["1.2.3", "2.9.9"], &["1.2.2", "3.0.0"]);
-    check("1.2.3 - 2.x", &["2.9.9"], &["3.0.0"]);
-    check("* - 2", &["0.0.0", "2.9.9"], &["3.0.0"]);
-    check("1.2.3 - *", &["1.2.3", "99.0.0"], &["1.2.2"]);
-    check("v1.2 \t-  v1.4.5", &["1.2.0", "1.4.5"], &["1.1.9", "1.4.6"]);
-    check(
-        "1.2 - 1.4.5 !=1.3.0",
-        &["1.2.0", "1.3.1"],
-        &["1.3.0", "1.4.6"],
-    );
-    check(
-        "1.0 - 1.1 || 2.0 - 2.1, !=2.0.5",
-        &["1.0.0", "1.1.9", "2.0.4", "2.1.9"],
-        &["1.2.0", "2.0.5", "2.2.0"],
-    );
-    check(
-        "1.0.0-rc.1 - 1.0.0",
-        &["1.0.0-rc.1", "1.0.0-rc.2", "1.0.0"],
-        &["1.0.0-beta", "1.0.1"],
-    );
 }
 
 #[test]
 fn pre_release_rule() {
     let r = range(">=1.0.0-0 <2.0.0");
     assert!(r.admits_pre_releases());
-    check(
-        ">=1.0.0-0 <2.0.0",
-        &["1.0.0-rc.2", "1.1.0-beta.1", "1.0.0", "1.9.9"],
-        &["2.0.0", "0.9.9", "0.9.9-rc.1"],
-    );
-
     assert!(!range("^1.2").admits_pre_releases());
-    check("^1.2", &["1.3.0"], &["1.3.0-rc.1", "1.2.0-rc.1"]);
-
     let r = range("^1.2 || >=3.0.0-0");
     assert!(r.admits_pre_releases());
-    check(
-        "^1.2 || >=3.0.0-0",
-        &["3.1.0-beta", "3.0.0-0", "1.3.0", "3.0.0"],
-        &["1.3.0-rc.1", "2.0.0", "2.5.0-rc.1"],
-    );
-
-    // A pre-release comparator admits pre-releases of any version in its alternative.
-    check(
-        "^1.2.3-beta.1",
-        &[
-            "1.2.3-beta.1",
-            "1.2.3-beta.2",
-            "1.2.3",
-            "1.5.0-rc.1",
-            "1.9.9",
-        ],
-        &["1.2.3-alpha", "1.2.2", "2.0.0"],
-    );
-    check("~1.2.3-beta", &["1.2.3-beta", "1.2.4-rc.1"], &["1.3.0-0"]);
-    check("!=1.2.3-rc.1", &["1.2.3-rc.2", "1.2.3"], &["1.2.3-rc.1"]);
-    check("1.2.3-rc.1", &["1.2.3-rc.1"], &["1.2.3-rc.2"]);
 }
 
 #[test]
 fn upper_bounds_from_partials_exclude_pre_releases_of_the_next_version() {
-    // Written in full, `<2.0.0` follows semver precedence: 2.0.0-rc.1 is below 2.0.0.
-    check(">=1.0.0-0 <2.0.0", &["2.0.0-rc.1"], &[]);
     // Derived from a partial or a caret/tilde/x-range, the bound is 2.0.0-0.
     for r in [
         ">=1.0.0-0 <2",
@@ -266,66 +210,28 @@ fn upper_bounds_from_partials_exclude_pre_releases_of_the_next_version() {
         "^1.0.0-0",
         "1.0.0-0 - 1",
     ] {
-        check(r, &["1.5.0-rc.1"], &["2.0.0-rc.1", "2.0.0-0", "2.0.0"]);
+        check(r, "1.5.0-rc.1", "2.0.0-rc.1 2.0.0-0 2.0.0");
     }
-    // A lower bound stays a release, as in npm: `>1.2` is `>=1.3.0`.
-    check(
-        ">=0.0.0-0 >1.2",
-        &["1.3.0", "1.3.1-rc.1"],
-        &["1.2.9", "1.3.0-rc.1"],
-    );
-    check(">=0.0.0-0 !=1.2", &["1.3.0-rc.1", "1.2.0-rc.1"], &["1.2.5"]);
-    check(">=0.0.0-0 <1.2", &["1.1.9"], &["1.2.0-rc.1", "1.2.0"]);
 }
 
 #[test]
 fn pre_release_rule_is_per_alternative() {
     let r = range("^1.0.0-0 || ^2");
-    check("^1.0.0-0 || ^2", &["1.1.0-rc.1", "2.1.0"], &["2.1.0-rc.1"]);
     assert!(r.admits_pre_releases());
     let r = range("^1 || ^2");
     assert!(!r.admits_pre_releases());
 }
 
 #[test]
-fn build_metadata_is_ignored() {
-    check("=1.2.3+abc", &["1.2.3", "1.2.3+def"], &["1.2.4"]);
-    check(">1.2.3+abc", &["1.2.4"], &["1.2.3+zzz"]);
-    check(
-        "^1.2.3-rc.1+abc",
-        &["1.2.3-rc.1+x", "1.2.3-rc.2"],
-        &["1.2.3-rc.0"],
-    );
-}
-
-#[test]
-fn v_prefixes() {
-    check(
-        ">=v1.2.0 <V2",
-        &["1.2.0", "v1.2.0", "V1.9.9"],
-        &["v1.1.9", "v2.0.0"],
-    );
-    check("^v1 || ~V3.1", &["v1.5.0", "v3.1.7"], &["v2.0.0", "V3.2.0"]);
-}
-
-#[test]
 fn large_numbers() {
     let max = u64::MAX;
-    check(&format!("^{max}"), &[&format!("{max}.5.0")], &["1.0.0"]);
-    check(&format!(">{max}"), &[], &[&format!("{max}.{max}.{max}")]);
-    check(&format!("<={max}.x"), &[&format!("{max}.{max}.{max}")], &[]);
-    check(
-        &format!("!=1.{max}"),
-        &["1.0.0", "2.0.0"],
-        &[&format!("1.{max}.3")],
-    );
-    check(&format!("<=1.{max}"), &[&format!("1.{max}.7")], &["2.0.0"]);
-    check(
-        &format!("~0.{max}.1"),
-        &[&format!("0.{max}.{max}")],
-        &["1.0.0"],
-    );
-    check(&format!("^0.0.{max}"), &[&format!("0.0.{max}")], &["0.1.0"]);
+    check(&format!("^{max}"), &format!("{max}.5.0"), "1.0.0");
+    check(&format!(">{max}"), "", &format!("{max}.{max}.{max}"));
+    check(&format!("<={max}.x"), &format!("{max}.{max}.{max}"), "");
+    check(&format!("!=1.{max}"), "1.0.0 2.0.0", &format!("1.{max}.3"));
+    check(&format!("<=1.{max}"), &format!("1.{max}.7"), "2.0.0");
+    check(&format!("~0.{max}.1"), &format!("0.{max}.{max}"), "1.0.0");
+    check(&format!("^0.0.{max}"), &format!("0.0.{max}"), "0.1.0");
 }
 
 #[test]
@@ -339,76 +245,70 @@ fn display_from_str_and_equality() {
 
 #[test]
 fn errors() {
-    check_err("", "empty range", (0, 0));
-    check_err("   ", "empty range", (0, 3));
-    check_err("=>1", "unknown operator `=>`", (0, 2));
-    check_err(">=1 <>2", "unknown operator `<>`", (4, 6));
-    check_err("==1", "unknown operator `==`", (0, 2));
-    check_err(">=1.2.abc", "`abc` is not a number or a wildcard", (6, 9));
-    check_err(">=", "expected a version after `>=`", (0, 2));
-    check_err(">= ", "expected a version after `>=`", (0, 2));
-    check_err(">=1 <", "expected a version after `<`", (4, 5));
-    check_err("^ || 1", "expected a version after `^`", (0, 1));
-    check_err(">= , 1", "expected a version after `>=`", (0, 2));
-    check_err(">= <1", "expected a version after `>=`", (0, 2));
-    check_err("latest", "`latest` is not a number", (0, 6));
-    check_err(">=v", "`v` is not a version", (2, 3));
-    check_err("^1 ||", "`||` is not followed by an alternative", (3, 5));
-    check_err("^1 ||  ", "`||` is not followed by an alternative", (3, 5));
-    check_err("|| ^1", "`||` has no alternative before it", (0, 2));
-    check_err(
-        "^1 || || ^2",
-        "`||` is not followed by an alternative",
-        (3, 5),
-    );
-    check_err("^1 | ^2", "a lone `|`", (3, 4));
-    check_err("^1|^2", "a lone `|`", (2, 3));
-    check_err("| ^1", "a lone `|`", (0, 1));
-    check_err("^1 ||| ^2", "a lone `|`", (5, 6));
-    check_err("1.2 -", "hyphen range has no upper bound", (4, 5));
-    check_err("1.2 - ", "hyphen range has no upper bound", (4, 5));
-    check_err("1.2 - || 2", "hyphen range has no upper bound", (4, 5));
-    check_err("- 1.2", "hyphen range has no lower bound", (0, 1));
-    check_err(
-        "1.2 - 1.3 - 1.4",
-        "hyphen range has no lower bound",
-        (10, 11),
-    );
-    check_err("1.2 -1.3", "unexpected `-`", (4, 5));
-    check_err(">=1 - 2", "hyphen range take no operator", (0, 2));
-    check_err("1 - >=2", "hyphen range take no operator", (4, 6));
-    check_err("1.2.3.4", "too many parts", (6, 7));
-    check_err(">=1.2.3.4.5", "too many parts", (8, 11));
-    check_err("99999999999999999999", "too large", (0, 20));
-    check_err("1.99999999999999999999.0", "too large", (2, 22));
-    check_err("^*", "`^` needs a version, not a wildcard", (0, 2));
-    check_err("~x", "`~` needs a version, not a wildcard", (0, 2));
-    check_err("~> *.*", "`~>` needs a version, not a wildcard", (0, 6));
-    check_err(">=1.0 @", "unexpected character '@'", (6, 7));
-    check_err(">=1.0é", "unexpected character 'é'", (5, 7));
-    check_err("1.2.3_1", "unexpected character '_'", (5, 6));
-    check_err("1.2>=1", "expected a space or `,` before `>=`", (3, 5));
-    check_err(
-        ">=1.2.0<2.0.0",
-        "expected a space or `,` before `<`",
-        (7, 8),
-    );
-    check_err(">=#1", "unexpected character '#'", (2, 3));
-    check_err("1.x.3", "number `3` after a wildcard", (4, 5));
-    check_err("1.x-rc", "wildcard cannot have a pre-release", (4, 6));
-    check_err("1.2.3-", "empty pre-release", (5, 6));
-    check_err("1.2.3-01", "invalid pre-release `01`", (6, 8));
-    check_err("1.2.3-a..b", "invalid pre-release `a..b`", (6, 10));
-    check_err("1.2.3+", "empty build metadata", (5, 6));
-    check_err("1.2.3-rc+", "empty build metadata", (8, 9));
-    check_err("1.2.3+a..b", "invalid build metadata", (6, 10));
-    check_err("1..2", "empty part", (0, 4));
-    check_err("1.2.", "empty part", (0, 4));
-    check_err(">=1,", "`,` is not followed by a comparator", (3, 4));
-    check_err(">=1,,<2", "`,` is not followed by a comparator", (3, 4));
-    check_err(">=1, || 2", "`,` is not followed by a comparator", (3, 4));
-    check_err(", >=1", "`,` has no comparator before it", (0, 1));
-    check_err("+1", "`+1` is not a version", (0, 2));
+    #[rustfmt::skip]
+    let cases = [
+        ("",                         "empty range",                            (0, 0)),
+        ("   ",                      "empty range",                            (0, 3)),
+        ("=>1",                      "unknown operator `=>`",                  (0, 2)),
+        (">=1 <>2",                  "unknown operator `<>`",                  (4, 6)),
+        ("==1",                      "unknown operator `==`",                  (0, 2)),
+        (">=1.2.abc",                "`abc` is not a number or a wildcard",    (6, 9)),
+        (">=",                       "expected a version after `>=`",          (0, 2)),
+        (">= ",                      "expected a version after `>=`",          (0, 2)),
+        (">=1 <",                    "expected a version after `<`",           (4, 5)),
+        ("^ || 1",                   "expected a version after `^`",           (0, 1)),
+        (">= , 1",                   "expected a version after `>=`",          (0, 2)),
+        (">= <1",                    "expected a version after `>=`",          (0, 2)),
+        ("latest",                   "`latest` is not a number",               (0, 6)),
+        (">=v",                      "`v` is not a version",                   (2, 3)),
+        ("^1 ||",                    "`||` is not followed by an alternative", (3, 5)),
+        ("^1 ||  ",                  "`||` is not followed by an alternative", (3, 5)),
+        ("|| ^1",                    "`||` has no alternative before it",      (0, 2)),
+        ("^1 || || ^2",              "`||` is not followed by an alternative", (3, 5)),
+        ("^1 | ^2",                  "a lone `|`",                             (3, 4)),
+        ("^1|^2",                    "a lone `|`",                             (2, 3)),
+        ("| ^1",                     "a lone `|`",                             (0, 1)),
+        ("^1 ||| ^2",                "a lone `|`",                             (5, 6)),
+        ("1.2 -",                    "hyphen range has no upper bound",        (4, 5)),
+        ("1.2 - ",                   "hyphen range has no upper bound",        (4, 5)),
+        ("1.2 - || 2",               "hyphen range has no upper bound",        (4, 5)),
+        ("- 1.2",                    "hyphen range has no lower bound",        (0, 1)),
+        ("1.2 - 1.3 - 1.4",          "hyphen range has no lower bound",        (10, 11)),
+        ("1.2 -1.3",                 "unexpected `-`",                         (4, 5)),
+        (">=1 - 2",                  "hyphen range take no operator",          (0, 2)),
+        ("1 - >=2",                  "hyphen range take no operator",          (4, 6)),
+        ("1.2.3.4",                  "too many parts",                         (6, 7)),
+        (">=1.2.3.4.5",              "too many parts",                         (8, 11)),
+        ("99999999999999999999",     "too large",                              (0, 20)),
+        ("1.99999999999999999999.0", "too large",                              (2, 22)),
+        ("^*",                       "`^` needs a version, not a wildcard",    (0, 2)),
+        ("~x",                       "`~` needs a version, not a wildcard",    (0, 2)),
+        ("~> *.*",                   "`~>` needs a version, not a wildcard",   (0, 6)),
+        (">=1.0 @",                  "unexpected character '@'",               (6, 7)),
+        (">=1.0é",                   "unexpected character 'é'",               (5, 7)),
+        ("1.2.3_1",                  "unexpected character '_'",               (5, 6)),
+        ("1.2>=1",                   "expected a space or `,` before `>=`",    (3, 5)),
+        (">=1.2.0<2.0.0",            "expected a space or `,` before `<`",     (7, 8)),
+        (">=#1",                     "unexpected character '#'",               (2, 3)),
+        ("1.x.3",                    "number `3` after a wildcard",            (4, 5)),
+        ("1.x-rc",                   "wildcard cannot have a pre-release",     (4, 6)),
+        ("1.2.3-",                   "empty pre-release",                      (5, 6)),
+        ("1.2.3-01",                 "invalid pre-release `01`",               (6, 8)),
+        ("1.2.3-a..b",               "invalid pre-release `a..b`",             (6, 10)),
+        ("1.2.3+",                   "empty build metadata",                   (5, 6)),
+        ("1.2.3-rc+",                "empty build metadata",                   (8, 9)),
+        ("1.2.3+a..b",               "invalid build metadata",                 (6, 10)),
+        ("1..2",                     "empty part",                             (0, 4)),
+        ("1.2.",                     "empty part",                             (0, 4)),
+        (">=1,",                     "`,` is not followed by a comparator",    (3, 4)),
+        (">=1,,<2",                  "`,` is not followed by a comparator",    (3, 4)),
+        (">=1, || 2",                "`,` is not followed by a comparator",    (3, 4)),
+        (", >=1",                    "`,` has no comparator before it",        (0, 1)),
+        ("+1",                       "`+1` is not a version",                  (0, 2)),
+    ];
+    for (input, reason, span) in cases {
+        check_err(input, reason, span);
+    }
 }
 
 #[test]
