@@ -11,8 +11,16 @@ fn policy(spec: &str) -> VersionPolicy {
     spec.parse().unwrap_or_else(|e| panic!("{spec:?}: {e}"))
 }
 
-fn with(spec: &str, options: PolicyOptions) -> VersionPolicy {
-    VersionPolicy::parse(spec, &options).unwrap_or_else(|e| panic!("{spec:?}: {e}"))
+/// Default options, changed by `set`.
+fn options(set: impl FnOnce(&mut PolicyOptions)) -> PolicyOptions {
+    let mut options = PolicyOptions::default();
+    set(&mut options);
+    options
+}
+
+/// The policy `spec` with default options changed by `set`.
+fn with(spec: &str, set: impl FnOnce(&mut PolicyOptions)) -> VersionPolicy {
+    VersionPolicy::parse(spec, &options(set)).unwrap_or_else(|e| panic!("{spec:?}: {e}"))
 }
 
 fn pick_with(p: &VersionPolicy, current: Option<&str>, tags: &str) -> Option<String> {
@@ -27,12 +35,13 @@ fn pick(spec: &str, current: &str, tags: &str) -> Option<String> {
     pick_with(&policy(spec), Some(current), tags)
 }
 
-/// Each case's choice: `(policy, current tag, listed tags, expected choice)`.
-fn picks(cases: &[(&str, &str, &str, Option<&str>)]) {
-    for (spec, current, tags, expected) in cases {
+/// Each case's choice: `(policy, current tag, listed tags, expected choice)`, where an
+/// empty expected choice means that nothing is chosen.
+fn picks(cases: &[(&str, &str, &str, &str)]) {
+    for &(spec, current, tags, expected) in cases {
         assert_eq!(
             pick(spec, current, tags).as_deref(),
-            *expected,
+            (!expected.is_empty()).then_some(expected),
             "{spec} from {current} among {tags}"
         );
     }
@@ -56,116 +65,101 @@ fn reason_of<'e>(e: &'e Explanation, tag: &str) -> &'e Reason {
 
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-// The examples of RULES.md, verbatim.
-
+/// Each policy's choice from a current tag among listed tags, grouped by the rule it shows.
 #[test]
-fn example_minor() {
-    assert_eq!(
-        pick("minor", "1.2.3", "1.2.4 1.3.0 2.0.0 1.3.1-rc.1").as_deref(),
-        Some("1.3.0")
-    );
-}
-
-#[test]
-fn example_patch() {
-    assert_eq!(
-        pick("patch", "v1.2.3", "v1.2.9 1.2.10 v1.3.0").as_deref(),
-        Some("1.2.10")
-    );
-}
-
-#[test]
-fn example_semver_pre_release_range() {
-    assert_eq!(
-        pick(
-            "semver:>=1.0.0-0 <2.0.0",
-            "1.0.0-rc.1",
-            "1.0.0-rc.2 1.1.0-beta.1 2.0.0"
-        )
-        .as_deref(),
-        Some("1.1.0-beta.1")
-    );
-}
-
-#[test]
-fn example_regexp_compare() {
-    assert_eq!(
-        pick(
-            r"regexp:^main-(?P<compare>\d+)-[0-9a-f]+$",
-            "main-9-aa11",
-            "main-10-bb22 main-8-cc33"
-        )
-        .as_deref(),
-        Some("main-10-bb22")
-    );
-}
-
-#[test]
-fn example_docker() {
-    assert_eq!(
-        pick(
-            "docker",
-            "3.11-slim",
-            "3.12-slim 3.12 3.12.1-slim 3.13-alpine"
-        )
-        .as_deref(),
-        Some("3.12-slim")
-    );
+fn policies_pick_the_expected_tag() {
+    #[rustfmt::skip]
+    picks(&[
+        // (policy, current tag, listed tags, expected choice or "" for none)
+        // The examples of RULES.md, verbatim.
+        ("minor",                                     "1.2.3",             "1.2.4 1.3.0 2.0.0 1.3.1-rc.1",             "1.3.0"),
+        ("patch",                                     "v1.2.3",            "v1.2.9 1.2.10 v1.3.0",                     "1.2.10"),
+        ("semver:>=1.0.0-0 <2.0.0",                   "1.0.0-rc.1",        "1.0.0-rc.2 1.1.0-beta.1 2.0.0",            "1.1.0-beta.1"),
+        (r"regexp:^main-(?P<compare>\d+)-[0-9a-f]+$", "main-9-aa11",       "main-10-bb22 main-8-cc33",                 "main-10-bb22"),
+        ("docker",                                    "3.11-slim",         "3.12-slim 3.12 3.12.1-slim 3.13-alpine",   "3.12-slim"),
+        // `all` takes pre-releases whatever the current tag.
+        ("all",                                       "1.2.3",             "1.2.4 2.0.0-rc.1 1.9.0",                   "2.0.0-rc.1"),
+        // `major` keeps the channel.
+        ("major",                                     "1.2.3",             "2.0.0 3.0.0-rc.1 1.9.9",                   "2.0.0"),
+        ("major",                                     "1.0.0-rc.1",        "1.0.0-rc.2 1.0.0 2.0.0-rc.1 2.0.0-beta.1", "2.0.0-rc.1"),
+        ("major",                                     "3.11-alpine",       "3.12 3.12-alpine 3.13-slim",               "3.12-alpine"),
+        // `minor` and `patch` stay inside their version.
+        ("minor",                                     "1.2.3",             "2.0.0 1.9.0 0.9.0",                        "1.9.0"),
+        ("minor",                                     "1.2.3",             "2.0.0 1.2.3 1.1.0",                        ""),
+        ("patch",                                     "1.2.3",             "1.3.0 1.2.4 1.2.5-rc.1",                   "1.2.4"),
+        // Semver ranges select inside.
+        ("semver:^1.2",                               "1.2.0",             "1.2.5 1.9.0 2.0.0 1.10.0-rc.1",            "1.9.0"),
+        ("semver:~1.2",                               "1.2.0",             "1.2.5 1.3.0",                              "1.2.5"),
+        ("semver:>= 1.2, < 2",                        "1.0.0",             "1.1.0 1.5.0 2.0.0",                        "1.5.0"),
+        ("semver:^1.2 || ^2.0",                       "1.2.0",             "1.9.0 2.5.0 3.0.0",                        "2.5.0"),
+        // The current tag need not be inside the range.
+        ("semver:1.x",                                "latest",            "0.9.0 1.4.0 2.0.0",                        "1.4.0"),
+        // Leniency: `v` prefixes, partials and dates.
+        ("minor",                                     "v1.2",              "v1.3 1.2.1 20240101",                      "v1.3"),
+        ("all",                                       "1.0.0",             "20240101 20250101",                        ""),
+        // Never a downgrade without permission.
+        ("all",                                       "2.0.0",             "1.0.0 1.5.0",                              ""),
+        ("semver:^1",                                 "1.9.0",             "1.2.0 1.8.0",                              ""),
+        ("alphabetical",                              "b",                 "a",                                        ""),
+        ("numerical",                                 "10",                "9 2",                                      ""),
+        ("glob:build-*",                              "build-10",          "build-9",                                  ""),
+        ("docker",                                    "3.12",              "3.11 3.10",                                ""),
+        // An equal order is not newer.
+        ("all",                                       "1.2.3",             "v1.2.3 1.2.3+build.7",                     ""),
+        ("numerical",                                 "07",                "7 7.0",                                    ""),
+        // An unparsable current tag turns the guard off.
+        ("semver:*",                                  "latest",            "1.0.0 0.1.0",                              "1.0.0"),
+        ("numerical",                                 "latest",            "3 20",                                     "20"),
+        // Ties prefer the current tag's prefix, then bytes.
+        ("all",                                       "v1.0.0",            "1.2.0 v1.2.0",                             "v1.2.0"),
+        ("all",                                       "1.0.0",             "v1.2.0 1.2.0",                             "1.2.0"),
+        ("all",                                       "1.0.0",             "1.2.0+b 1.2.0+a",                          "1.2.0+b"),
+        // `glob` matches whole tags, in natural order.
+        ("glob:build-*",                              "build-9",           "build-10 build-8 other-99",                "build-10"),
+        ("glob:1.?.x",                                "1.1.x",             "1.2.x 1.10.x",                             "1.2.x"),
+        // `regexp` without `compare` orders whole tags naturally.
+        ("regexp:^rel-",                              "rel-1.9",           "rel-1.10 rel-1.2 dev-9",                   "rel-1.10"),
+        // Keel's regexp policy never compared: a greater match is still required.
+        ("regexp:^rel-",                              "rel-2",             "rel-1.10",                                 ""),
+        // `alphabetical` and `numerical`, in both orders.
+        ("alphabetical",                              "a",                 "b c B",                                    "c"),
+        ("alphabetical:desc",                         "c",                 "b a d",                                    "a"),
+        ("numerical",                                 "9",                 "10 2 x 1e9",                               "10"),
+        ("numerical:desc",                            "9",                 "10 2 -1.5",                                "-1.5"),
+        ("numerical",                                 "1.5",               "1.25 1.75",                                "1.75"),
+        // `numerical` skips bad tags instead of failing.
+        ("numerical",                                 "1",                 "2 latest 3-rc 4",                          "4"),
+        // `docker` only moves within a tag's shape.
+        ("docker",                                    "3.11",              "3.12 3.12-slim 3.12.1",                    "3.12"),
+        ("docker",                                    "1.25.3-alpine3.18", "1.25.4-alpine3.18 1.26.0-alpine3.19",      "1.25.4-alpine3.18"),
+        ("docker",                                    "latest",            "3.12",                                     ""),
+        // `force` moves to any tag, but between semver tags only up.
+        ("force",                                     "latest",            "1.0.0 dev",                                "1.0.0"),
+        ("force",                                     "1.2.3",             "1.2.2 1.0.0",                              ""),
+        ("force",                                     "1.2.3",             "1.2.4 1.2.2",                              "1.2.4"),
+        ("force",                                     "1.2.3",             "staging",                                  "staging"),
+        ("force",                                     "staging",           "dev staging",                              ""),
+        // Stable: what it moved to is not left again.
+        ("force",                                     "1.2.4",             "1.2.4 staging",                            ""),
+        // `never` and the empty policy select nothing.
+        ("never",                                     "1.0.0",             "2.0.0",                                    ""),
+        ("",                                          "1.0.0",             "2.0.0",                                    ""),
+    ]);
 }
 
 // Semver policies.
 
 #[test]
-fn all_takes_pre_releases_whatever_the_current_tag() {
-    assert_eq!(
-        pick("all", "1.2.3", "1.2.4 2.0.0-rc.1 1.9.0").as_deref(),
-        Some("2.0.0-rc.1")
-    );
-    assert_eq!(
-        pick_with(&policy("all"), None, "1.0.0 latest 0.9.0").as_deref(),
-        Some("1.0.0")
-    );
-}
-
-#[test]
-fn major_keeps_the_channel() {
-    assert_eq!(
-        pick("major", "1.2.3", "2.0.0 3.0.0-rc.1 1.9.9").as_deref(),
-        Some("2.0.0")
-    );
-    assert_eq!(
-        pick(
-            "major",
-            "1.0.0-rc.1",
-            "1.0.0-rc.2 1.0.0 2.0.0-rc.1 2.0.0-beta.1"
-        )
-        .as_deref(),
-        Some("2.0.0-rc.1")
-    );
-    assert_eq!(
-        pick("major", "3.11-alpine", "3.12 3.12-alpine 3.13-slim").as_deref(),
-        Some("3.12-alpine")
-    );
-}
-
-#[test]
-fn minor_and_patch_stay_inside_their_version() {
-    picks(&[
-        ("minor", "1.2.3", "2.0.0 1.9.0 0.9.0", Some("1.9.0")),
-        ("minor", "1.2.3", "2.0.0 1.2.3 1.1.0", None),
-        ("patch", "1.2.3", "1.3.0 1.2.4 1.2.5-rc.1", Some("1.2.4")),
-    ]);
+fn all_without_a_current_tag_takes_the_newest_preferring_a_v_prefix() {
+    for (tags, expected) in [("1.0.0 latest 0.9.0", "1.0.0"), ("1.2.0 v1.2.0", "v1.2.0")] {
+        let chosen = pick_with(&policy("all"), None, tags);
+        assert_eq!(chosen.as_deref(), Some(expected), "{tags}");
+    }
 }
 
 #[test]
 fn match_pre_release_false_drops_the_channel_rule() {
-    let p = with(
-        "minor",
-        PolicyOptions {
-            match_pre_release: false,
-            ..Default::default()
-        },
-    );
+    let p = with("minor", |o| o.match_pre_release = false);
     assert_eq!(
         pick_with(&p, Some("1.2.3"), "1.2.4 1.3.0-rc.1").as_deref(),
         Some("1.3.0-rc.1")
@@ -182,222 +176,38 @@ fn major_minor_patch_need_a_semver_current_tag() {
     }
 }
 
-#[test]
-fn semver_ranges_select_inside() {
-    picks(&[
-        (
-            "semver:^1.2",
-            "1.2.0",
-            "1.2.5 1.9.0 2.0.0 1.10.0-rc.1",
-            Some("1.9.0"),
-        ),
-        ("semver:~1.2", "1.2.0", "1.2.5 1.3.0", Some("1.2.5")),
-        (
-            "semver:>= 1.2, < 2",
-            "1.0.0",
-            "1.1.0 1.5.0 2.0.0",
-            Some("1.5.0"),
-        ),
-        (
-            "semver:^1.2 || ^2.0",
-            "1.2.0",
-            "1.9.0 2.5.0 3.0.0",
-            Some("2.5.0"),
-        ),
-    ]);
-    // The current tag need not be inside the range.
-    assert_eq!(
-        pick("semver:1.x", "latest", "0.9.0 1.4.0 2.0.0").as_deref(),
-        Some("1.4.0")
-    );
-}
-
-#[test]
-fn leniency_v_prefix_partials_and_dates() {
-    picks(&[
-        ("minor", "v1.2", "v1.3 1.2.1 20240101", Some("v1.3")),
-        ("all", "1.0.0", "20240101 20250101", None),
-    ]);
-}
-
 // No downgrade.
 
 #[test]
-fn never_downgrades_without_permission() {
-    picks(&[
-        ("all", "2.0.0", "1.0.0 1.5.0", None),
-        ("semver:^1", "1.9.0", "1.2.0 1.8.0", None),
-        ("alphabetical", "b", "a", None),
-        ("numerical", "10", "9 2", None),
-        ("glob:build-*", "build-10", "build-9", None),
-        ("docker", "3.12", "3.11 3.10", None),
-    ]);
-}
-
-#[test]
 fn allow_downgrade_lifts_the_guard() {
-    let p = with(
-        "semver:^1",
-        PolicyOptions {
-            allow_downgrade: true,
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        pick_with(&p, Some("1.9.0"), "1.2.0 1.8.0").as_deref(),
-        Some("1.8.0")
-    );
-    // Still never "moves" to the tag it runs.
-    assert_eq!(pick_with(&p, Some("1.9.0"), "1.2.0 1.9.0"), None);
-}
-
-#[test]
-fn equal_order_is_not_newer() {
-    picks(&[
-        ("all", "1.2.3", "v1.2.3 1.2.3+build.7", None),
-        ("numerical", "07", "7 7.0", None),
-    ]);
-}
-
-#[test]
-fn unparsable_current_turns_the_guard_off() {
-    picks(&[
-        ("semver:*", "latest", "1.0.0 0.1.0", Some("1.0.0")),
-        ("numerical", "latest", "3 20", Some("20")),
-    ]);
+    let p = with("semver:^1", |o| o.allow_downgrade = true);
+    // Down, but still never "moves" to the tag it runs.
+    for (tags, expected) in [("1.2.0 1.8.0", Some("1.8.0")), ("1.2.0 1.9.0", None)] {
+        assert_eq!(
+            pick_with(&p, Some("1.9.0"), tags).as_deref(),
+            expected,
+            "{tags}"
+        );
+    }
 }
 
 // Ties.
 
 #[test]
-fn ties_prefer_the_current_prefix_then_bytes() {
-    picks(&[
-        ("all", "v1.0.0", "1.2.0 v1.2.0", Some("v1.2.0")),
-        ("all", "1.0.0", "v1.2.0 1.2.0", Some("1.2.0")),
-    ]);
-    assert_eq!(
-        pick_with(&policy("all"), None, "1.2.0 v1.2.0").as_deref(),
-        Some("v1.2.0")
-    );
-    assert_eq!(
-        pick("all", "1.0.0", "1.2.0+b 1.2.0+a").as_deref(),
-        Some("1.2.0+b")
-    );
-}
-
-#[test]
 fn tied_extracted_values_break_by_bytes() {
-    let p = with(
-        "numerical",
-        PolicyOptions {
-            filter: Some(r"^main-(?P<n>\d+)-(?P<sha>[0-9a-f]+)$".into()),
-            extract: Some("$n".into()),
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        pick_with(
-            &p,
-            Some("main-1-aaaa"),
-            "main-5-bbbb main-5-cccc main-4-ffff"
-        )
-        .as_deref(),
-        Some("main-5-cccc")
-    );
-    let e = explain(
-        &p,
-        Some("main-1-aaaa"),
-        "main-5-bbbb main-5-cccc main-4-ffff",
-    );
+    let p = with("numerical", |o| {
+        o.filter = Some(r"^main-(?P<n>\d+)-(?P<sha>[0-9a-f]+)$".into());
+        o.extract = Some("$n".into());
+    });
+    let (current, tags) = (Some("main-1-aaaa"), "main-5-bbbb main-5-cccc main-4-ffff");
+    assert_eq!(pick_with(&p, current, tags).as_deref(), Some("main-5-cccc"));
+    let e = explain(&p, current, tags);
     assert_eq!(
         reason_of(&e, "main-5-bbbb"),
         &Reason::LostTie {
             to: "main-5-cccc".into()
         }
     );
-}
-
-// Other orders.
-
-#[test]
-fn glob_matches_whole_tags_in_natural_order() {
-    picks(&[
-        (
-            "glob:build-*",
-            "build-9",
-            "build-10 build-8 other-99",
-            Some("build-10"),
-        ),
-        ("glob:1.?.x", "1.1.x", "1.2.x 1.10.x", Some("1.2.x")),
-    ]);
-}
-
-#[test]
-fn regexp_without_compare_orders_whole_tags_naturally() {
-    assert_eq!(
-        pick("regexp:^rel-", "rel-1.9", "rel-1.10 rel-1.2 dev-9").as_deref(),
-        Some("rel-1.10")
-    );
-    // Keel's regexp policy never compared: a greater match is still required.
-    assert_eq!(pick("regexp:^rel-", "rel-2", "rel-1.10"), None);
-}
-
-#[test]
-fn alphabetical_and_numerical_in_both_orders() {
-    picks(&[
-        ("alphabetical", "a", "b c B", Some("c")),
-        ("alphabetical:desc", "c", "b a d", Some("a")),
-        ("numerical", "9", "10 2 x 1e9", Some("10")),
-        ("numerical:desc", "9", "10 2 -1.5", Some("-1.5")),
-        ("numerical", "1.5", "1.25 1.75", Some("1.75")),
-    ]);
-}
-
-#[test]
-fn numerical_skips_bad_tags_instead_of_failing() {
-    assert_eq!(
-        pick("numerical", "1", "2 latest 3-rc 4").as_deref(),
-        Some("4")
-    );
-}
-
-#[test]
-fn docker_only_moves_within_shape() {
-    assert_eq!(
-        pick("docker", "3.11", "3.12 3.12-slim 3.12.1").as_deref(),
-        Some("3.12")
-    );
-    assert_eq!(
-        pick(
-            "docker",
-            "1.25.3-alpine3.18",
-            "1.25.4-alpine3.18 1.26.0-alpine3.19"
-        )
-        .as_deref(),
-        Some("1.25.4-alpine3.18")
-    );
-    assert_eq!(pick("docker", "latest", "3.12"), None);
-}
-
-#[test]
-fn force_moves_to_any_tag_but_semver_only_up() {
-    picks(&[
-        ("force", "latest", "1.0.0 dev", Some("1.0.0")),
-        ("force", "1.2.3", "1.2.2 1.0.0", None),
-        ("force", "1.2.3", "1.2.4 1.2.2", Some("1.2.4")),
-        ("force", "1.2.3", "staging", Some("staging")),
-        ("force", "staging", "dev staging", None),
-    ]);
-    // Stable: what it moved to is not left again.
-    assert_eq!(pick("force", "1.2.4", "1.2.4 staging"), None);
-}
-
-#[test]
-fn never_and_empty_select_nothing() {
-    picks(&[
-        ("never", "1.0.0", "2.0.0", None),
-        ("", "1.0.0", "2.0.0", None),
-    ]);
 }
 
 // Digests and metadata.
@@ -408,19 +218,28 @@ fn digest(fill: char) -> Digest {
         .unwrap()
 }
 
+/// `p`'s decision for a current `(tag, digest)` among listed `(tag, digest)` pairs.
+fn select_digests(
+    p: &VersionPolicy,
+    current: (&str, &Digest),
+    tags: &[(&str, &Digest)],
+) -> Decision {
+    let tags: Vec<Candidate<'_>> = tags
+        .iter()
+        .map(|(tag, digest)| Candidate::new(tag).with_digest(digest))
+        .collect();
+    p.select(&SelectInput::new(
+        Current::tag(current.0).with_digest(current.1),
+        &tags,
+    ))
+}
+
 #[test]
 fn digest_policy_follows_the_current_tag() {
     let (old, new) = (digest('a'), digest('b'));
     let p = policy("digest");
     assert!(p.needs().current_tag_digest);
-    let tags = [
-        Candidate::new("1.0").with_digest(&new),
-        Candidate::new("2.0").with_digest(&old),
-    ];
-    let d = p.select(&SelectInput::new(
-        Current::tag("1.0").with_digest(&old),
-        &tags,
-    ));
+    let d = select_digests(&p, ("1.0", &old), &[("1.0", &new), ("2.0", &old)]);
     let update = d.update.unwrap();
     assert_eq!(
         (update.tag.as_str(), update.digest),
@@ -446,32 +265,10 @@ fn digest_policy_follows_the_current_tag() {
 #[test]
 fn force_with_match_tag_is_a_digest_update() {
     let (old, new) = (digest('a'), digest('b'));
-    let p = with(
-        "force",
-        PolicyOptions {
-            match_tag: true,
-            ..Default::default()
-        },
-    );
-    let tags = [
-        Candidate::new("latest").with_digest(&new),
-        Candidate::new("2.0.0").with_digest(&old),
-    ];
-    let d = p.select(&SelectInput::new(
-        Current::tag("latest").with_digest(&old),
-        &tags,
-    ));
+    let p = with("force", |o| o.match_tag = true);
+    let d = select_digests(&p, ("latest", &old), &[("latest", &new), ("2.0.0", &old)]);
     assert_eq!(d.tag(), Some("latest"));
-    assert!(
-        VersionPolicy::parse(
-            "minor",
-            &PolicyOptions {
-                match_tag: true,
-                ..Default::default()
-            }
-        )
-        .is_err()
-    );
+    assert!(VersionPolicy::parse("minor", &options(|o| o.match_tag = true)).is_err());
 }
 
 #[test]
@@ -509,13 +306,7 @@ fn signature_tags_are_excluded_by_default() {
         pick("alphabetical", "a", &near).as_deref(),
         Some(near.as_str())
     );
-    let p = with(
-        "alphabetical",
-        PolicyOptions {
-            default_excludes: false,
-            ..Default::default()
-        },
-    );
+    let p = with("alphabetical", |o| o.default_excludes = false);
     assert_eq!(
         pick_with(&p, Some("a"), &sig).as_deref(),
         Some(sig.as_str())
@@ -524,14 +315,10 @@ fn signature_tags_are_excluded_by_default() {
 
 #[test]
 fn user_excludes_and_filters() {
-    let p = with(
-        "semver:*",
-        PolicyOptions {
-            exclude: vec!["-debug$".into(), "^0\\.".into()],
-            filter: Some("^v?1\\.".into()),
-            ..Default::default()
-        },
-    );
+    let p = with("semver:*", |o| {
+        o.exclude = vec!["-debug$".into(), "^0\\.".into()];
+        o.filter = Some("^v?1\\.".into());
+    });
     assert_eq!(
         pick_with(&p, Some("1.0.0"), "1.5.0 1.6.0-debug 2.0.0 0.9.0").as_deref(),
         Some("1.5.0")
@@ -553,14 +340,10 @@ fn user_excludes_and_filters() {
 
 #[test]
 fn extract_orders_the_expansion() {
-    let p = with(
-        "semver:^1",
-        PolicyOptions {
-            filter: Some(r"^app-(?P<version>.*)-linux$".into()),
-            extract: Some("${version}".into()),
-            ..Default::default()
-        },
-    );
+    let p = with("semver:^1", |o| {
+        o.filter = Some(r"^app-(?P<version>.*)-linux$".into());
+        o.extract = Some("${version}".into());
+    });
     assert_eq!(
         pick_with(
             &p,
@@ -570,59 +353,43 @@ fn extract_orders_the_expansion() {
         .as_deref(),
         Some("app-1.2.0-linux")
     );
-    let p = with(
-        "alphabetical",
-        PolicyOptions {
-            filter: Some(r"^(\d+)-(\w+)$".into()),
-            extract: Some("$2-$1".into()),
-            ..Default::default()
-        },
-    );
+    let p = with("alphabetical", |o| {
+        o.filter = Some(r"^(\d+)-(\w+)$".into());
+        o.extract = Some("$2-$1".into());
+    });
     assert_eq!(pick_with(&p, None, "1-b 2-a 9-a").as_deref(), Some("1-b"));
 }
 
 #[test]
 fn bad_options_are_errors_naming_the_input() {
     let bad = |o: PolicyOptions| VersionPolicy::parse("alphabetical", &o).unwrap_err();
-    let e = bad(PolicyOptions {
-        filter: Some("(".into()),
-        ..Default::default()
-    });
+    let e = bad(options(|o| o.filter = Some("(".into())));
     assert!(
         e.to_string().starts_with("invalid filter regex \"(\""),
         "{e}"
     );
-    let e = bad(PolicyOptions {
-        exclude: vec!["[z-a]".into()],
-        ..Default::default()
-    });
+    let e = bad(options(|o| o.exclude = vec!["[z-a]".into()]));
     assert!(e.to_string().starts_with("invalid exclude regex"), "{e}");
-    let e = bad(PolicyOptions {
-        extract: Some("$n".into()),
-        ..Default::default()
-    });
+    let e = bad(options(|o| o.extract = Some("$n".into())));
     assert!(e.to_string().contains("needs a filter"), "{e}");
-    let e = bad(PolicyOptions {
-        filter: Some("(?P<n>\\d+)".into()),
-        extract: Some("x-$m".into()),
-        ..Default::default()
-    });
+    let e = bad(options(|o| {
+        o.filter = Some("(?P<n>\\d+)".into());
+        o.extract = Some("x-$m".into());
+    }));
     assert!(e.to_string().contains("group `m`"), "{e}");
     assert_eq!(e.span(), Some((2, 4)));
-    let e = bad(PolicyOptions {
-        filter: Some("(\\d+)".into()),
-        extract: Some("${2}".into()),
-        ..Default::default()
-    });
+    let e = bad(options(|o| {
+        o.filter = Some("(\\d+)".into());
+        o.extract = Some("${2}".into());
+    }));
     assert!(e.to_string().contains("group `2`"), "{e}");
     assert!(
         VersionPolicy::parse(
             "alphabetical",
-            &PolicyOptions {
-                filter: Some("(\\d+)".into()),
-                extract: Some("$$-${1}-$1".into()),
-                ..Default::default()
-            }
+            &options(|o| {
+                o.filter = Some("(\\d+)".into());
+                o.extract = Some("$$-${1}-$1".into());
+            })
         )
         .is_ok()
     );
@@ -632,13 +399,7 @@ fn bad_options_are_errors_naming_the_input() {
 
 #[test]
 fn explain_gives_the_first_rule_for_each_rejected_tag() {
-    let p = with(
-        "minor",
-        PolicyOptions {
-            exclude: vec!["^bad".into()],
-            ..Default::default()
-        },
-    );
+    let p = with("minor", |o| o.exclude = vec!["^bad".into()]);
     let e = explain(
         &p,
         Some("1.2.3"),
@@ -700,13 +461,7 @@ fn no_explanation_unless_asked() {
 
 #[test]
 fn admits_prefilters_tags() {
-    let p = with(
-        "glob:main-*",
-        PolicyOptions {
-            exclude: vec!["-dirty$".into()],
-            ..Default::default()
-        },
-    );
+    let p = with("glob:main-*", |o| o.exclude = vec!["-dirty$".into()]);
     assert!(p.admits("main-1"));
     assert!(!p.admits("dev-1"));
     assert!(!p.admits("main-1-dirty"));
