@@ -33,10 +33,7 @@ b:
   tag: 2.0.0 # {\"$imagepolicy\": \"ns:x:tag\"}
   other: 3.0.0 # {\"$imagepolicy\": \"ns:y:tag\"}
 ";
-    let config = RepoConfig::default().with_policy(
-        "ns:y",
-        MarkerPolicy::new(PolicySpec::Patch).with_image("ghcr.io/org/y"),
-    );
+    let config = one_policy("ns:y", PolicySpec::Patch, "ghcr.io/org/y");
     let found = scan("values.yaml", content, &config);
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);
     let refs = &found.references;

@@ -16,6 +16,11 @@ fn image(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+/// A configuration with one marker policy: `spec` for `image`, under the marker `name`.
+fn one_policy(name: &str, spec: PolicySpec, image: &str) -> RepoConfig {
+    RepoConfig::default().with_policy(name, MarkerPolicy::new(spec).with_image(image))
+}
+
 fn sha(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))
 }

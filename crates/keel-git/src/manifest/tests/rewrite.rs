@@ -7,13 +7,18 @@ a: ghcr.io/org/a:1.2.3 # {\"$imagepolicy\": \"ns:a\"}
 b: ghcr.io/org/b:1.2.3 # {\"$imagepolicy\": \"ns:b\"}
 ";
 
-#[test]
-fn conflict_when_the_file_changed_and_nothing_half_applied() {
-    let found = scan("apps/two.yaml", TWO, &RepoConfig::default());
-    let edits = vec![
+/// Edits moving both references of [`TWO`], scanned as `path`, to 1.3.0.
+fn both_to_1_3_0(path: &str) -> Vec<(Reference, ImageRef)> {
+    let found = scan(path, TWO, &RepoConfig::default());
+    vec![
         (found.references[0].clone(), image("ghcr.io/org/a:1.3.0")),
         (found.references[1].clone(), image("ghcr.io/org/b:1.3.0")),
-    ];
+    ]
+}
+
+#[test]
+fn conflict_when_the_file_changed_and_nothing_half_applied() {
+    let edits = both_to_1_3_0("apps/two.yaml");
     let changed = TWO.replace("b:1.2.3", "b:1.2.4");
     let e = rewrite(&changed, &edits).unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
@@ -37,11 +42,7 @@ fn conflict_when_the_file_changed_and_nothing_half_applied() {
 
 #[test]
 fn idempotent_rewrites() {
-    let found = scan("two.yaml", TWO, &RepoConfig::default());
-    let edits = vec![
-        (found.references[0].clone(), image("ghcr.io/org/a:1.3.0")),
-        (found.references[1].clone(), image("ghcr.io/org/b:1.3.0")),
-    ];
+    let edits = both_to_1_3_0("two.yaml");
     let once = rewrite(TWO, &edits).unwrap();
     assert_eq!(once, TWO.replace("1.2.3", "1.3.0"));
     // Same edits again: the slots already hold the new references.
@@ -55,7 +56,7 @@ fn idempotent_rewrites() {
     // Different targets for the same bytes are refused.
     let clash = vec![
         edits[0].clone(),
-        (found.references[0].clone(), image("ghcr.io/org/a:1.4.0")),
+        (edits[0].0.clone(), image("ghcr.io/org/a:1.4.0")),
     ];
     assert!(matches!(rewrite(TWO, &clash), Err(Error::InvalidInput(_))));
 }
@@ -92,10 +93,7 @@ image:
   tag: 1.2.3 # {\"$imagepolicy\": \"ns:app:tag\"}
 tagonly: 1.2.3 # {\"$imagepolicy\": \"ns:t:tag\"}
 ";
-    let config = RepoConfig::default().with_policy(
-        "ns:t",
-        MarkerPolicy::new(PolicySpec::Minor).with_image("ghcr.io/org/t"),
-    );
+    let config = one_policy("ns:t", PolicySpec::Minor, "ghcr.io/org/t");
     let found = scan("v.yaml", content, &config);
     let [app, t] = [found.references[0].clone(), found.references[1].clone()];
     // The name slot follows a new repository.
