@@ -9,34 +9,13 @@ fn golden_quoting() {
         golden!("quoting"),
         "values/quoting.yaml",
         &[
-            (
-                "values/quoting.yaml#L2:flux-system:plain",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L3:flux-system:single",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L4:flux-system:double",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L7:flux-system:tag-plain",
-                "ghcr.io/org/tagged:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L10:flux-system:tag-single",
-                "ghcr.io/org/tagged:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L13:flux-system:tag-double",
-                "ghcr.io/org/tagged:1.3.0",
-            ),
-            (
-                "values/quoting.yaml#L17:flux-system:tag-numeric",
-                "ghcr.io/org/tagged:1.10",
-            ),
+            ("L2:flux-system:plain", "ghcr.io/org/app:1.3.0"),
+            ("L3:flux-system:single", "ghcr.io/org/app:1.3.0"),
+            ("L4:flux-system:double", "ghcr.io/org/app:1.3.0"),
+            ("L7:flux-system:tag-plain", "ghcr.io/org/tagged:1.3.0"),
+            ("L10:flux-system:tag-single", "ghcr.io/org/tagged:1.3.0"),
+            ("L13:flux-system:tag-double", "ghcr.io/org/tagged:1.3.0"),
+            ("L17:flux-system:tag-numeric", "ghcr.io/org/tagged:1.10"),
         ],
     );
 }
@@ -47,7 +26,7 @@ fn golden_flux_marker() {
         golden!("flux-marker"),
         "apps/podinfo.yaml",
         &[(
-            "apps/podinfo.yaml#L11:flux-system:podinfo",
+            "L11:flux-system:podinfo",
             "ghcr.io/stefanprodan/podinfo:6.5.4",
         )],
     );
@@ -60,14 +39,8 @@ fn golden_helm_values_block() {
         golden!("helm-values-block"),
         "charts/app/values.yaml",
         &[
-            (
-                "charts/app/values.yaml#L4:flux-system:app",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "charts/app/values.yaml#L11:flux-system:sidecar",
-                "ghcr.io/org/sidecar:0.5.0",
-            ),
+            ("L4:flux-system:app", "ghcr.io/org/app:1.3.0"),
+            ("L11:flux-system:sidecar", "ghcr.io/org/sidecar:0.5.0"),
         ],
     );
     assert_eq!(refs[0].slots.len(), 2);
@@ -82,32 +55,22 @@ fn golden_helm_values_flow() {
         golden!("helm-values-flow"),
         "charts/app/values.yaml",
         &[
-            (
-                "charts/app/values.yaml#L2:flux-system:app",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "charts/app/values.yaml#L6:flux-system:worker",
-                "ghcr.io/org/worker:0.10.0",
-            ),
+            ("L2:flux-system:app", "ghcr.io/org/app:1.3.0"),
+            ("L6:flux-system:worker", "ghcr.io/org/worker:0.10.0"),
         ],
     );
 }
 
 #[test]
 fn golden_digest_marker() {
+    let (b, c) = (sha('b'), sha('c'));
+    #[rustfmt::skip]
     let refs = run_golden(
         golden!("digest-marker"),
         "charts/app/values.yaml",
         &[
-            (
-                "charts/app/values.yaml#L2:flux-system:app",
-                &format!("ghcr.io/org/app:1.3.0@{}", sha('b')),
-            ),
-            (
-                "charts/app/values.yaml#L7:flux-system:pinned",
-                &format!("ghcr.io/org/pinned@{}", sha('c')),
-            ),
+            ("L2:flux-system:app",    &format!("ghcr.io/org/app:1.3.0@{b}")),
+            ("L7:flux-system:pinned", &format!("ghcr.io/org/pinned@{c}")),
         ],
     );
     let parts: Vec<Part> = refs[0].slots.iter().map(|s| s.part).collect();
@@ -120,30 +83,17 @@ fn golden_digest_marker() {
 
 #[test]
 fn golden_digest_forms() {
+    let (b, c) = (sha('b'), sha('c'));
+    #[rustfmt::skip]
     run_golden(
         golden!("digest-forms"),
         "apps/pods.yaml",
         &[
-            (
-                "apps/pods.yaml#L3:flux-system:by-digest",
-                &format!("ghcr.io/org/app@{}", sha('b')),
-            ),
-            (
-                "apps/pods.yaml#L5:flux-system:tag-and-digest",
-                &format!("ghcr.io/org/app:1.3.0@{}", sha('b')),
-            ),
-            (
-                "apps/pods.yaml#L7:flux-system:drop-digest",
-                "ghcr.io/org/app:1.3.0",
-            ),
-            (
-                "apps/pods.yaml#L9:flux-system:nginx",
-                "docker.io/library/nginx:1.27.0",
-            ),
-            (
-                "apps/pods.yaml#L11:flux-system:tool",
-                &format!("localhost:5000/team/tool:0.2@{}", sha('c')),
-            ),
+            ("L3:flux-system:by-digest",      &format!("ghcr.io/org/app@{b}")),
+            ("L5:flux-system:tag-and-digest", &format!("ghcr.io/org/app:1.3.0@{b}")),
+            ("L7:flux-system:drop-digest",    "ghcr.io/org/app:1.3.0"),
+            ("L9:flux-system:nginx",          "docker.io/library/nginx:1.27.0"),
+            ("L11:flux-system:tool",          &format!("localhost:5000/team/tool:0.2@{c}")),
         ],
     );
 }
@@ -153,10 +103,7 @@ fn golden_keel_deployment() {
     let refs = run_golden(
         golden!("keel-deployment"),
         "apps/web.yaml",
-        &[(
-            "apps/web.yaml#L28:web",
-            "registry.example.com/shop/web:1.5.0",
-        )],
+        &[("L28:web", "registry.example.com/shop/web:1.5.0")],
     );
     let r = &refs[0];
     assert_eq!(
@@ -186,7 +133,7 @@ fn golden_keel_cronjob() {
     let refs = run_golden(
         golden!("keel-cronjob"),
         "jobs/report.yaml",
-        &[("jobs/report.yaml#L17:report", "ghcr.io/org/report:2.0.4")],
+        &[("L17:report", "ghcr.io/org/report:2.0.4")],
     );
     assert_eq!(policy_text(&refs[0]).as_deref(), Some("patch"));
 }
@@ -197,8 +144,8 @@ fn golden_keel_init_containers() {
         golden!("keel-init-containers"),
         "apps/db.yaml",
         &[
-            ("apps/db.yaml#L16:migrate", "ghcr.io/org/migrate:3.2.0"),
-            ("apps/db.yaml#L19:db", "docker.io/library/postgres:16.2"),
+            ("L16:migrate", "ghcr.io/org/migrate:3.2.0"),
+            ("L19:db", "docker.io/library/postgres:16.2"),
         ],
     );
     assert!(
@@ -213,14 +160,8 @@ fn golden_keel_comment() {
         golden!("keel-comment"),
         "charts/shop/values.yaml",
         &[
-            (
-                "charts/shop/values.yaml#L2:image",
-                "ghcr.io/org/frontend:2.4.0",
-            ),
-            (
-                "charts/shop/values.yaml#L5:image",
-                "ghcr.io/org/backend:2.3.2",
-            ),
+            ("L2:image", "ghcr.io/org/frontend:2.4.0"),
+            ("L5:image", "ghcr.io/org/backend:2.3.2"),
         ],
     );
     assert_eq!(refs[0].kind, ReferenceKind::KeelComment);
@@ -233,14 +174,8 @@ fn golden_kustomization_newtag() {
         golden!("kustomization-newtag"),
         "apps/kustomization.yaml",
         &[
-            (
-                "apps/kustomization.yaml#L7:ghcr.io/org/api",
-                "ghcr.io/org/api:1.3.0",
-            ),
-            (
-                "apps/kustomization.yaml#L10:nginx",
-                "registry.example.com/mirror/nginx:1.25.4",
-            ),
+            ("L7:ghcr.io/org/api", "ghcr.io/org/api:1.3.0"),
+            ("L10:nginx", "registry.example.com/mirror/nginx:1.25.4"),
         ],
     );
     assert_eq!(policy_text(&refs[0]).as_deref(), Some("minor"));
@@ -254,18 +189,9 @@ fn golden_kustomization_insert() {
         golden!("kustomization-insert"),
         "base/kustomization.yaml",
         &[
-            (
-                "base/kustomization.yaml#L5:ghcr.io/org/api",
-                "ghcr.io/org/api:1.3.0",
-            ),
-            (
-                "base/kustomization.yaml#L7:worker",
-                "ghcr.io/org/worker:2.0.0",
-            ),
-            (
-                "base/kustomization.yaml#L7:ghcr.io/org/cli",
-                "ghcr.io/org/cli:0.10",
-            ),
+            ("L5:ghcr.io/org/api", "ghcr.io/org/api:1.3.0"),
+            ("L7:worker", "ghcr.io/org/worker:2.0.0"),
+            ("L7:ghcr.io/org/cli", "ghcr.io/org/cli:0.10"),
         ],
     );
     assert_eq!(refs[0].slots[0].part, Part::InsertTag { indent: Some(2) });
@@ -278,18 +204,9 @@ fn golden_crlf() {
         golden!("crlf"),
         "apps/kustomization.yaml",
         &[
-            (
-                "apps/kustomization.yaml#L5:ghcr.io/org/api",
-                "ghcr.io/org/api:1.3.0",
-            ),
-            (
-                "apps/kustomization.yaml#L6:ghcr.io/org/web",
-                "ghcr.io/org/web:1.1.0",
-            ),
-            (
-                "apps/kustomization.yaml#L9:flux-system:app",
-                "ghcr.io/org/app:1.3.0",
-            ),
+            ("L5:ghcr.io/org/api", "ghcr.io/org/api:1.3.0"),
+            ("L6:ghcr.io/org/web", "ghcr.io/org/web:1.1.0"),
+            ("L9:flux-system:app", "ghcr.io/org/app:1.3.0"),
         ],
     );
 }
@@ -300,14 +217,8 @@ fn golden_no_final_newline() {
         golden!("no-final-newline"),
         "apps/kustomization.yaml",
         &[
-            (
-                "apps/kustomization.yaml#L4:ghcr.io/org/web",
-                "ghcr.io/org/web:1.1.0",
-            ),
-            (
-                "apps/kustomization.yaml#L6:ghcr.io/org/api",
-                "ghcr.io/org/api:1.3.0",
-            ),
+            ("L4:ghcr.io/org/web", "ghcr.io/org/web:1.1.0"),
+            ("L6:ghcr.io/org/api", "ghcr.io/org/api:1.3.0"),
         ],
     );
 }
@@ -317,7 +228,7 @@ fn golden_multi_document() {
     run_golden(
         golden!("multi-document"),
         "apps/app.yaml",
-        &[("apps/app.yaml#L20:app", "ghcr.io/org/app:1.3.0")],
+        &[("L20:app", "ghcr.io/org/app:1.3.0")],
     );
 }
 

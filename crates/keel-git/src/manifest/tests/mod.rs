@@ -90,7 +90,10 @@ fn run_golden(
     let found = marked(scan(path, before, &config));
     assert!(found.warnings.is_empty(), "{case}: {:?}", found.warnings);
     let ids: Vec<String> = found.references.iter().map(Reference::id).collect();
-    let expected: Vec<&str> = targets.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<String> = targets
+        .iter()
+        .map(|(id, _)| format!("{path}#{id}"))
+        .collect();
     assert_eq!(ids, expected, "{case}: references found");
     let edits: Vec<(Reference, ImageRef)> = found
         .references
