@@ -159,43 +159,34 @@ fn plan_for(target: &GitTarget, id: &str, from: &str, to: &str) -> UpdatePlan {
     }
 }
 
+/// What applying `plan` came to, in a word or two: `applied`, `already current`,
+/// `conflict`, `not found`, or the whole result when it is something else.
+async fn outcome(target: &GitTarget, plan: &UpdatePlan) -> String {
+    match target.apply(plan).await {
+        Ok(ApplyOutcome::Applied) => "applied".into(),
+        Ok(ApplyOutcome::AlreadyCurrent) => "already current".into(),
+        Err(Error::Conflict { .. }) => "conflict".into(),
+        Err(Error::NotFound { .. }) => "not found".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applying_twice_is_a_no_op_and_stale_plans_conflict() {
     let server = GitServer::start();
     server.create_repo("fleet", &files(), "main");
     let target = target(&server, "fleet").build();
     let id = "apps/web.yaml#L10:flux-system:web";
-    let plan = plan_for(
-        &target,
-        id,
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    );
-    assert!(matches!(
-        target.apply(&plan).await,
-        Ok(ApplyOutcome::Applied)
-    ));
-    assert!(matches!(
-        target.apply(&plan).await,
-        Ok(ApplyOutcome::AlreadyCurrent)
-    ));
+    let web_to = |to: &str| plan_for(&target, id, "ghcr.io/acme/web:1.2.3", to);
+    let plan = web_to("ghcr.io/acme/web:1.3.0");
+    assert_eq!(outcome(&target, &plan).await, "applied");
+    assert_eq!(outcome(&target, &plan).await, "already current");
     assert_eq!(server.log("fleet", "main").len(), 2);
 
-    let stale = plan_for(
-        &target,
-        id,
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.2.4",
-    );
-    assert!(matches!(
-        target.apply(&stale).await,
-        Err(Error::Conflict { .. })
-    ));
+    let stale = web_to("ghcr.io/acme/web:1.2.4");
+    assert_eq!(outcome(&target, &stale).await, "conflict");
     let unknown = plan_for(&target, "apps/none.yaml#L1:x", "a:1", "a:2");
-    assert!(matches!(
-        target.apply(&unknown).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert_eq!(outcome(&target, &unknown).await, "not found");
     assert_eq!(
         server.log("fleet", "main").len(),
         2,
