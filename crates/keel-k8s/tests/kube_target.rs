@@ -282,18 +282,14 @@ async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-containers").await else {
         return;
     };
-    Workload::deployment("all-containers")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/app:1.0.0")
+    Workload::keel_deployment("all-containers", "minor", "ghcr.io/acme/app:1.0.0")
         .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
         .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
         .create(&admin, &ns)
         .await;
-    Workload::deployment("monitored")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("monitored", "minor", "ghcr.io/acme/app:1.0.0")
         .annotation("keel.sh/monitorContainers", "^app")
         .annotation("keel.sh/initContainers", "true")
-        .container("app", "ghcr.io/acme/app:1.0.0")
         .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
         .init_container("app-init", "ghcr.io/acme/app-init:1.0.0")
         .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
@@ -378,9 +374,7 @@ async fn patches_one_container_of_two_and_is_idempotent() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-one").await else {
         return;
     };
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/web:1.2.3")
+    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
         .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
         .create(&admin, &ns)
         .await;
@@ -469,16 +463,12 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-digest").await else {
         return;
     };
-    Workload::deployment("latest")
-        .annotation("keel.sh/policy", "force")
+    Workload::keel_deployment("latest", "force", "ghcr.io/acme/web:latest")
         .annotation("keel.sh/matchTag", "true")
-        .container("app", "ghcr.io/acme/web:latest")
         .create(&admin, &ns)
         .await;
-    Workload::deployment("pinned")
-        .annotation("keel.sh/policy", "force")
+    Workload::keel_deployment("pinned", "force", "ghcr.io/acme/web:latest")
         .annotation("keel.sh/matchTag", "true")
-        .container("app", "ghcr.io/acme/web:latest")
         .create(&admin, &ns)
         .await;
     let target = target_in(admin.clone(), &ns).await;
@@ -585,9 +575,7 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     let Some((server, ns, admin)) = ApiServer::shared_namespace("apply-conflict").await else {
         return;
     };
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/web:1.2.3")
+    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
         .create(&admin, &ns)
         .await;
 
@@ -701,9 +689,7 @@ async fn rbac_denials_are_reported_clearly() {
     let Some((server, ns, admin)) = ApiServer::shared_namespace("rbac").await else {
         return;
     };
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/web:1.2.3")
+    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
         .create(&admin, &ns)
         .await;
     // alice may read and watch deployments, not patch them.
@@ -784,9 +770,7 @@ async fn steady_state_discovery_makes_no_list_calls() {
     let Some((server, ns, admin)) = ApiServer::shared_namespace("no-list").await else {
         return;
     };
-    Workload::deployment("first")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/web:1.0.0")
+    Workload::keel_deployment("first", "minor", "ghcr.io/acme/web:1.0.0")
         .create(&admin, &ns)
         .await;
     let (client, log) = server.counting_admin_client();
@@ -800,9 +784,7 @@ async fn steady_state_discovery_makes_no_list_calls() {
     log.clear();
 
     // New and changed workloads arrive through the watches.
-    Workload::deployment("second")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", "ghcr.io/acme/api:2.0.0")
+    Workload::keel_deployment("second", "minor", "ghcr.io/acme/api:2.0.0")
         .create(&admin, &ns)
         .await;
     discover_until(&target, "the second deployment", |images| images.len() == 2).await;
@@ -858,11 +840,9 @@ async fn exposes_the_pull_secrets_of_each_tracked_image() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("pull-secrets").await else {
         return;
     };
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.0.0")
         .annotation("keel.sh/imagePullSecret", "extra, regcred")
         .pull_secret("regcred")
-        .container("app", "ghcr.io/acme/web:1.0.0")
         .create(&admin, &ns)
         .await;
     let target = target_in(admin, &ns).await;
@@ -888,10 +868,8 @@ async fn a_label_selector_limits_discovery() {
         return;
     };
     for (name, team) in [("a", "web"), ("b", "data")] {
-        Workload::deployment(name)
+        Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.0.0")
             .label("team", team)
-            .annotation("keel.sh/policy", "minor")
-            .container("app", "ghcr.io/acme/web:1.0.0")
             .create(&admin, &ns)
             .await;
     }
@@ -919,17 +897,13 @@ async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline").await else {
         return;
     };
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
         .annotation("keel.sh/trigger", "poll")
-        .container("app", "ghcr.io/acme/web:1.2.3")
         .container("cache", "redis:7.0.1")
         .create(&admin, &ns)
         .await;
-    Workload::deployment("gated")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("gated", "minor", "ghcr.io/acme/web:1.2.3")
         .annotation("keel.sh/approvals", "1")
-        .container("app", "ghcr.io/acme/web:1.2.3")
         .create(&admin, &ns)
         .await;
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
@@ -985,11 +959,9 @@ async fn poll_cycles_follow_a_moving_tag_by_digest() {
     let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline-digest").await else {
         return;
     };
-    Workload::deployment("follow")
-        .annotation("keel.sh/policy", "force")
+    Workload::keel_deployment("follow", "force", "ghcr.io/acme/web:stable")
         .annotation("keel.sh/match-tag", "true")
         .annotation("keel.sh/trigger", "poll")
-        .container("app", "ghcr.io/acme/web:stable")
         .create(&admin, &ns)
         .await;
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
@@ -1033,9 +1005,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back() {
         return;
     };
     for name in ["good", "bad"] {
-        Workload::deployment(name)
-            .annotation("keel.sh/policy", "minor")
-            .container("app", "ghcr.io/acme/web:1.2.3")
+        Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.2.3")
             .create(&admin, &ns)
             .await;
     }

@@ -64,6 +64,14 @@ impl Workload {
         Workload::new(Kind::Deployment, name)
     }
 
+    /// A Deployment that keel manages under `policy` (the `keel.sh/policy` annotation), with
+    /// one container `app` running `image`.
+    pub fn keel_deployment(name: &str, policy: &str, image: &str) -> Workload {
+        Workload::deployment(name)
+            .annotation("keel.sh/policy", policy)
+            .container("app", image)
+    }
+
     /// Adds an annotation on the workload's metadata.
     pub fn annotation(mut self, key: &str, value: &str) -> Workload {
         self.annotations.insert(key.to_owned(), json!(value));
