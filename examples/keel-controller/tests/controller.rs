@@ -69,11 +69,9 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    Workload::deployment("polled")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("polled", "minor", &image("polled", "1.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
-        .container("app", &image("polled", "1.0.0"))
         .pull_secret("regcred")
         .create(&client, &ns)
         .await;
@@ -83,12 +81,10 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
         .pull_secret("regcred")
         .create(&client, &ns)
         .await;
-    Workload::deployment("gated")
-        .annotation("keel.sh/policy", "patch")
+    Workload::keel_deployment("gated", "patch", &image("gated", "3.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
         .annotation("keel.sh/approvals", "1")
-        .container("app", &image("gated", "3.0.0"))
         .pull_secret("regcred")
         .create(&client, &ns)
         .await;
@@ -301,10 +297,8 @@ async fn new_workloads_are_checked_on_their_watch_event_and_poll_on_the_default_
     controller.wait_until_serving().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    Workload::deployment("late")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("late", "minor", &image("1.0.0"))
         .annotation("keel.sh/trigger", "poll")
-        .container("app", &image("1.0.0"))
         .create(&client, &ns)
         .await;
     let took = wait_for_image_within(

@@ -217,11 +217,9 @@ async fn run_as(
 ) {
     let admin = api.admin_client();
     let image = |tag: &str| format!("{}/team/app:{tag}", registry.addr());
-    Workload::deployment("app")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("app", "minor", &image("1.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
-        .container("app", &image("1.0.0"))
         .create(&admin, ns)
         .await;
     let mut args = vec![

@@ -53,10 +53,8 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
     let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
     let ns = api.namespace("approved-digest").await;
     let client = api.admin_client();
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
+    Workload::keel_deployment("web", "minor", &image("1.0.0"))
         .annotation("keel.sh/approvals", "1")
-        .container("app", &image("1.0.0"))
         .create(&client, &ns)
         .await;
     let target = KubeTarget::builder(client.clone())

@@ -23,9 +23,7 @@ async fn check_lists_workloads_and_release_patches_one() {
     let image = |tag: &str| format!("{}/team/web:{tag}", server.addr());
     let ns = api.namespace("cli").await;
     let client = api.admin_client();
-    Workload::deployment("web")
-        .annotation("keel.sh/policy", "minor")
-        .container("app", &image("1.2.3"))
+    Workload::keel_deployment("web", "minor", &image("1.2.3"))
         .create(&client, &ns)
         .await;
     Workload::deployment("untracked")
