@@ -17,16 +17,18 @@ use kube::api::PostParams;
 
 /// Waits until `ns/name` runs `want`, for a minute at most; how long that took.
 async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
-    wait_for_image_within(client, ns, name, want, Duration::from_secs(60)).await
+    wait_for_image_within(client, ns, name, want, 60).await
 }
 
+/// Waits until `ns/name` runs `want`, for `secs` seconds at most; how long that took.
 async fn wait_for_image_within(
     client: &kube::Client,
     ns: &str,
     name: &str,
     want: &str,
-    within: Duration,
+    secs: u64,
 ) -> Duration {
+    let within = Duration::from_secs(secs);
     let start = Instant::now();
     loop {
         let images = deployment_images(client, ns, name, false).await;
@@ -301,26 +303,12 @@ async fn new_workloads_are_checked_on_their_watch_event_and_poll_on_the_default_
         .annotation("keel.sh/trigger", "poll")
         .create(&client, &ns)
         .await;
-    let took = wait_for_image_within(
-        &client,
-        &ns,
-        "late",
-        &image("1.1.0"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let took = wait_for_image_within(&client, &ns, "late", &image("1.1.0"), 30).await;
     eprintln!("applied workload to updated: {took:?}");
 
     // No keel.sh/pollSchedule: POLL_DEFAULTSCHEDULE's two seconds, not Keel's minute.
     server.push_tags("team/app", &["1.2.0"]).await;
-    wait_for_image_within(
-        &client,
-        &ns,
-        "late",
-        &image("1.2.0"),
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for_image_within(&client, &ns, "late", &image("1.2.0"), 30).await;
 }
 
 #[test]

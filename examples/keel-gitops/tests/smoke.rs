@@ -94,14 +94,10 @@ impl Drop for Updater {
     }
 }
 
-/// Waits until `file` on `main` contains `want`; how long that took.
-async fn wait_for(
-    git: &GitServer,
-    repo: &str,
-    file: &str,
-    want: &str,
-    within: Duration,
-) -> Duration {
+/// Waits until `file` on `main` contains `want`, for `secs` seconds at most; how long that
+/// took.
+async fn wait_for(git: &GitServer, repo: &str, file: &str, want: &str, secs: u64) -> Duration {
+    let within = Duration::from_secs(secs);
     let start = Instant::now();
     loop {
         let text = git.read_file(repo, "main", file).unwrap_or_default();
@@ -123,25 +119,11 @@ async fn a_tag_pushed_between_passes_is_seen_by_the_next_pass() {
     let git = GitServer::start();
     fleet(&git, &registry);
     let _updater = Updater::start(&git, "fleet", &["--interval", "2s"]);
-    wait_for(
-        &git,
-        "fleet",
-        "values.yaml",
-        "\"2.1.0\"",
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for(&git, "fleet", "values.yaml", "\"2.1.0\"", 30).await;
 
     // The registry client's own cache would hide this tag for 30 s.
     registry.push_tags("acme/api", &["2.2.0"]).await;
-    let took = wait_for(
-        &git,
-        "fleet",
-        "values.yaml",
-        "\"2.2.0\"",
-        Duration::from_secs(15),
-    )
-    .await;
+    let took = wait_for(&git, "fleet", "values.yaml", "\"2.2.0\"", 15).await;
     eprintln!("pushed tag to committed update: {took:?}");
 }
 
@@ -175,33 +157,12 @@ spec: {{template: {{spec: {{containers: [{{name: api, image: '{api}:2.0.0'}}]}}}
     git.create_repo("fleet", &[("apps.yaml", &workloads)], "main");
     // Everything is checked when first found; after that only `web` is due within the hour.
     let _updater = Updater::start(&git, "fleet", &["--interval", "1h"]);
-    wait_for(
-        &git,
-        "fleet",
-        "apps.yaml",
-        "web:1.1.0",
-        Duration::from_secs(30),
-    )
-    .await;
-    wait_for(
-        &git,
-        "fleet",
-        "apps.yaml",
-        "api:2.1.0",
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for(&git, "fleet", "apps.yaml", "web:1.1.0", 30).await;
+    wait_for(&git, "fleet", "apps.yaml", "api:2.1.0", 30).await;
 
     registry.push_tags("acme/web", &["1.2.0"]).await;
     registry.push_tags("acme/api", &["2.2.0"]).await;
-    wait_for(
-        &git,
-        "fleet",
-        "apps.yaml",
-        "web:1.2.0",
-        Duration::from_secs(15),
-    )
-    .await;
+    wait_for(&git, "fleet", "apps.yaml", "web:1.2.0", 15).await;
     // `api` waits for the interval.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let text = git.read_file("fleet", "main", "apps.yaml").unwrap();
