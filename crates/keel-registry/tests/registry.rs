@@ -53,30 +53,25 @@ async fn pagination_follows_link_headers_within_the_budget() {
     assert_eq!(sorted.len(), 250, "a tag was listed twice");
     assert_eq!(client.stats().tag_pages, 3);
 
-    let pages = builder()
-        .with_page_size(100)
-        .with_listing_budget(2, 100_000)
-        .build()
-        .unwrap();
-    let list = pages.list_tags(&repo).await.unwrap();
-    assert_eq!((list.tags.len(), list.truncated), (200, true));
-
-    let tags_budget = builder()
-        .with_page_size(100)
-        .with_listing_budget(100, 150)
-        .build()
-        .unwrap();
-    let list = tags_budget.list_tags(&repo).await.unwrap();
-    assert_eq!((list.tags.len(), list.truncated), (150, true));
-
-    // A repository that fits exactly in its pages is complete, not truncated.
-    let exact = builder()
-        .with_page_size(50)
-        .with_listing_budget(100, 250)
-        .build()
-        .unwrap();
-    let list = exact.list_tags(&repo).await.unwrap();
-    assert_eq!((list.tags.len(), list.truncated), (250, false));
+    // (page size, budget of pages and of tags, tags listed and whether that is truncated)
+    for (page_size, (pages, tags), expected) in [
+        (100, (2, 100_000), (200, true)),
+        (100, (100, 150), (150, true)),
+        // A repository that fits exactly in its pages is complete, not truncated.
+        (50, (100, 250), (250, false)),
+    ] {
+        let budgeted = builder()
+            .with_page_size(page_size)
+            .with_listing_budget(pages, tags)
+            .build()
+            .unwrap();
+        let list = budgeted.list_tags(&repo).await.unwrap();
+        assert_eq!(
+            (list.tags.len(), list.truncated),
+            expected,
+            "page size {page_size}, budget of {pages} pages and {tags} tags"
+        );
+    }
 }
 
 #[tokio::test]
