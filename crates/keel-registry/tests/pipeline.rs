@@ -95,8 +95,8 @@ async fn no_update_is_chosen_from_a_truncated_tag_list() {
 
 #[tokio::test]
 async fn an_approved_update_rolls_out_the_approved_digest_not_a_new_push() {
-    let server = RegistryServer::start(ServerOptions::plain()).await;
-    server.push_tags("team/web", &["1.0.0", "1.1.0"]).await;
+    let server =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
     let image = format!("{}/team/web", server.addr());
     let target = Arc::new(InMemoryTarget::new("mem"));
     target.track_with(

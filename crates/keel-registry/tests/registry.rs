@@ -177,8 +177,7 @@ async fn metadata_reads_creation_times_and_platforms() {
 
 #[tokio::test]
 async fn missing_repositories_and_tags_are_not_found() {
-    let server = RegistryServer::start(ServerOptions::plain()).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let server = RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0"]).await;
     let client = builder().build().unwrap();
     let missing = image(server.addr(), "team/nothing");
     let err = client.list_tags(&missing).await.unwrap_err();
@@ -194,8 +193,8 @@ async fn missing_repositories_and_tags_are_not_found() {
 
 #[tokio::test]
 async fn basic_auth_with_right_wrong_and_no_credentials() {
-    let server = RegistryServer::start(ServerOptions::htpasswd("keel", "s3cret-pw")).await;
-    server.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let options = ServerOptions::htpasswd("keel", "s3cret-pw");
+    let server = RegistryServer::with_tags(options, "team/app", &["1.0.0", "1.1.0"]).await;
     let repo = image(server.addr(), "team/app");
 
     let good = builder()
@@ -224,8 +223,8 @@ async fn basic_auth_with_right_wrong_and_no_credentials() {
 #[tokio::test]
 async fn credentials_from_docker_config_and_kubernetes_secrets() {
     use base64::Engine;
-    let server = RegistryServer::start(ServerOptions::htpasswd("bot", "pa55")).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let options = ServerOptions::htpasswd("bot", "pa55");
+    let server = RegistryServer::with_tags(options, "team/app", &["1.0.0"]).await;
     let repo = image(server.addr(), "team/app");
     let auth = base64::engine::general_purpose::STANDARD.encode("bot:pa55");
 
@@ -284,8 +283,8 @@ fn document(origin: &str, format: DockerConfigFormat, json: String) -> DockerCon
 #[tokio::test]
 async fn a_credential_source_is_asked_on_every_request() {
     use base64::Engine;
-    let server = RegistryServer::start(ServerOptions::htpasswd("bot", "pa55")).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let options = ServerOptions::htpasswd("bot", "pa55");
+    let server = RegistryServer::with_tags(options, "team/app", &["1.0.0"]).await;
     let repo = image(server.addr(), "team/app");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let secrets = Arc::new(Secrets::default());
@@ -364,8 +363,8 @@ async fn a_credential_source_is_asked_on_every_request() {
 
 #[tokio::test]
 async fn bearer_tokens_are_fetched_once_and_reused() {
-    let server = RegistryServer::start(ServerOptions::token("keel", "t0ken-pw")).await;
-    server.push_tags("team/app", &["1.0.0", "2.0.0"]).await;
+    let options = ServerOptions::token("keel", "t0ken-pw");
+    let server = RegistryServer::with_tags(options, "team/app", &["1.0.0", "2.0.0"]).await;
     let repo = image(server.addr(), "team/app");
     let issuer = server.token_issuer();
 
@@ -402,8 +401,8 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
 
 #[tokio::test]
 async fn expired_tokens_are_renewed() {
-    let server = RegistryServer::start(ServerOptions::token("keel", "pw")).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let server =
+        RegistryServer::with_tags(ServerOptions::token("keel", "pw"), "team/app", &["1.0.0"]).await;
     let repo = image(server.addr(), "team/app");
     let issuer = server.token_issuer();
     issuer.set_expires_in(1);
@@ -580,8 +579,7 @@ async fn the_limiter_spaces_requests_to_one_host() {
 async fn plain_http_is_refused_for_hosts_not_marked_insecure() {
     // A registry reached by a name other than localhost gets HTTPS unless marked insecure;
     // "127.1" is such a name for the same loopback server.
-    let server = RegistryServer::start(ServerOptions::plain()).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let server = RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0"]).await;
     let port = server.addr().rsplit(':').next().unwrap();
     let other = format!("127.1:{port}");
     let repo = image(&other, "team/app");

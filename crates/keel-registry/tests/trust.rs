@@ -99,8 +99,7 @@ async fn a_link_to_another_origin_is_an_error_and_gets_no_credentials() {
         ServerOptions::htpasswd("keel", "basic-pw"),
         ServerOptions::token("keel", "token-pw"),
     ] {
-        let server = RegistryServer::start(options).await;
-        server.push_tags("team/app", &["1.0.0"]).await;
+        let server = RegistryServer::with_tags(options, "team/app", &["1.0.0"]).await;
         // The first listing request is answered by the registry (401 and its challenge); the
         // authenticated one gets a page whose next link points at the witness.
         let proxy = FaultProxy::start(
@@ -336,8 +335,7 @@ async fn a_plain_http_realm_off_this_machine_gets_no_credentials() {
 
 #[tokio::test]
 async fn a_retry_after_too_long_for_the_clock_is_a_rate_limit_error_at_once() {
-    let server = RegistryServer::start(ServerOptions::plain()).await;
-    server.push_tags("team/app", &["1.0.0"]).await;
+    let server = RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0"]).await;
     let client = builder().build().unwrap();
     for retry_after in [
         u64::MAX.to_string(),

@@ -416,8 +416,8 @@ async fn paginating_server_sends_link_headers() {
 
 #[tokio::test]
 async fn fault_proxy_injects_each_fault() {
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("app", &["1.0", "1.1", "2.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "app", &["1.0", "1.1", "2.0"]).await;
     let proxy = FaultProxy::start(
         registry.addr(),
         vec![FaultRule::new("/tags/list", Fault::too_many_requests(7)).times(2)],

@@ -48,8 +48,8 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    let server = RegistryServer::start(ServerOptions::htpasswd("puller", "pull-pw")).await;
-    server.push_tags("team/polled", &["1.0.0", "1.1.0"]).await;
+    let options = ServerOptions::htpasswd("puller", "pull-pw");
+    let server = RegistryServer::with_tags(options, "team/polled", &["1.0.0", "1.1.0"]).await;
     server.push_tags("team/pushed", &["2.0.0"]).await;
     server.push_tags("team/gated", &["3.0.0", "3.0.1"]).await;
     let image = |repo: &str, tag: &str| format!("{}/team/{repo}:{tag}", server.addr());
@@ -269,8 +269,8 @@ async fn new_workloads_are_checked_on_their_watch_event_and_poll_on_the_default_
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    let server = RegistryServer::start(ServerOptions::plain()).await;
-    server.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let server =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
     let image = |tag: &str| format!("{}/team/app:{tag}", server.addr());
     let ns = api.namespace("polling").await;
     let client = api.admin_client();

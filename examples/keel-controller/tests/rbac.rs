@@ -288,8 +288,8 @@ async fn the_cluster_wide_manifests_are_enough() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
     let ns = api.namespace("rbac-cluster").await;
     let own_ns = api.namespace("keel").await;
     let admin = api.admin_client();
@@ -304,8 +304,8 @@ async fn the_namespace_scoped_manifests_are_enough() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("team/app", &["1.0.0", "1.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
     let ns = api.namespace("rbac-ns").await;
     let own_ns = api.namespace("keel").await;
     let admin = api.admin_client();

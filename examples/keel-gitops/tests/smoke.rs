@@ -114,8 +114,8 @@ async fn wait_for(git: &GitServer, repo: &str, file: &str, want: &str, secs: u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_pushed_between_passes_is_seen_by_the_next_pass() {
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
     let git = GitServer::start();
     fleet(&git, &registry);
     let _updater = Updater::start(&git, "fleet", &["--interval", "2s"]);
@@ -129,8 +129,8 @@ async fn a_tag_pushed_between_passes_is_seen_by_the_next_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_triggered_references_poll_on_their_own_schedule() {
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("acme/web", &["1.0.0", "1.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
     let api = format!("{}/acme/api", registry.addr());

@@ -48,8 +48,8 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("team/web", &["1.0.0", "1.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
     let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
     let ns = api.namespace("approved-digest").await;
     let client = api.admin_client();
@@ -90,8 +90,8 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_never_commits_a_tag_pushed_after_the_vote() {
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    registry.push_tags("team/web", &["1.0.0", "1.1.0"]).await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
     let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
     let manifest = |image: &str| {
         format!(

@@ -77,8 +77,8 @@ async fn tags_digest_and_check() {
 
 #[tokio::test]
 async fn credentials_and_errors() {
-    let server = RegistryServer::start(ServerOptions::htpasswd("ci", "pw-123")).await;
-    server.push_tags("team/api", &["1.0.0"]).await;
+    let options = ServerOptions::htpasswd("ci", "pw-123");
+    let server = RegistryServer::with_tags(options, "team/api", &["1.0.0"]).await;
     let repo = format!("{}/team/api", server.addr());
 
     let o = keel(

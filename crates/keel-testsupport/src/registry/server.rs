@@ -89,6 +89,13 @@ pub struct RegistryServer {
 }
 
 impl RegistryServer {
+    /// Starts a registry (as [`RegistryServer::start`]) holding `repo` at each of `tags`.
+    pub async fn with_tags(options: ServerOptions, repo: &str, tags: &[&str]) -> RegistryServer {
+        let server = RegistryServer::start(options).await;
+        server.push_tags(repo, tags).await;
+        server
+    }
+
     /// Starts a registry; panics if it cannot (with a hint to run
     /// `scripts/registry-server install` when a server binary is missing).
     pub async fn start(options: ServerOptions) -> RegistryServer {
