@@ -31,6 +31,11 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 6, 3, 9, 0, 0).unwrap()
 }
 
+/// `secs` seconds after [`t0`].
+fn t0_plus(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
 struct Setup {
     registry: Arc<InMemoryRegistry>,
     target: Arc<InMemoryTarget>,
@@ -96,18 +101,12 @@ async fn poll_passes_cover_due_images_with_one_listing_per_repository() {
     s.registry.push_tags("ghcr.io/acme/api", &["2.2.0"]);
 
     // Nothing due half a minute later: discovery only, no listing.
-    let report = s
-        .worker
-        .poll_pass(t0() + chrono::Duration::seconds(30))
-        .await;
+    let report = s.worker.poll_pass(t0_plus(30)).await;
     assert_eq!(report.tracked, 0);
     assert_eq!(s.registry.list_calls(), 2);
 
     // A minute on, only web-a is due.
-    let report = s
-        .worker
-        .poll_pass(t0() + chrono::Duration::minutes(1))
-        .await;
+    let report = s.worker.poll_pass(t0_plus(60)).await;
     assert_eq!(report.tracked, 1);
     assert_eq!(s.registry.list_calls(), 3);
     assert_eq!(tag(&s.target, "web-a"), "1.2.0");
@@ -115,10 +114,7 @@ async fn poll_passes_cover_due_images_with_one_listing_per_repository() {
     assert_eq!(tag(&s.target, "api"), "2.1.0");
 
     // Five minutes on, all three: web listed once for web-a and web-b.
-    let report = s
-        .worker
-        .poll_pass(t0() + chrono::Duration::minutes(5))
-        .await;
+    let report = s.worker.poll_pass(t0_plus(300)).await;
     assert_eq!(report.tracked, 3);
     assert_eq!(report.listings, 2);
     assert_eq!(s.registry.list_calls(), 5);
@@ -208,18 +204,14 @@ async fn updates_waiting_for_approval_are_counted_once() {
     );
     s.worker.poll_pass(t0()).await;
     assert_eq!(s.worker.awaiting_approvals(), 1);
-    s.worker
-        .poll_pass(t0() + chrono::Duration::minutes(1))
-        .await;
+    s.worker.poll_pass(t0_plus(60)).await;
     assert_eq!(s.worker.awaiting_approvals(), 1);
     // Once nothing needs approving any more (here: the image is already the newest), the
     // count drops with the next pass that covers it.
     s.target.track_with(
         tracked("gated", "ghcr.io/acme/api:2.1.0", Some("@every 1m")).with_approvals(2),
     );
-    s.worker
-        .poll_pass(t0() + chrono::Duration::minutes(2))
-        .await;
+    s.worker.poll_pass(t0_plus(120)).await;
     assert_eq!(s.worker.awaiting_approvals(), 0);
 }
 
