@@ -93,6 +93,26 @@ async fn a_400_is_not_retried_and_quotes_the_body() {
     assert_eq!(rx.requests().len(), 1);
 }
 
+/// A Teams notifier to `url` that retries fast.
+fn fast_teams(url: String) -> Box<dyn Notifier> {
+    Box::new(
+        Teams::builder(url)
+            .with_retry(fast_retry())
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A Discord notifier to `url` that retries fast.
+fn fast_discord(url: String) -> Box<dyn Notifier> {
+    Box::new(
+        Discord::builder(url)
+            .with_retry(fast_retry())
+            .build()
+            .unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn a_429_sets_the_wait_from_its_retry_after() {
     type Build = fn(String) -> Box<dyn Notifier>;
@@ -113,10 +133,7 @@ async fn a_429_sets_the_wait_from_its_retry_after() {
             vec![("retry-after", "1".into())],
             String::new(),
             202,
-            |url| {
-                let teams = Teams::builder(url).with_retry(fast_retry()).build();
-                Box::new(teams.unwrap())
-            },
+            fast_teams,
             950,
             3000,
         ),
@@ -130,10 +147,7 @@ async fn a_429_sets_the_wait_from_its_retry_after() {
             json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false})
                 .to_string(),
             204,
-            |url| {
-                let discord = Discord::builder(url).with_retry(fast_retry()).build();
-                Box::new(discord.unwrap())
-            },
+            fast_discord,
             280,
             2000,
         ),
