@@ -42,6 +42,17 @@ fn commit_all(git: &Git, work: &Path, message: &str) -> String {
     git.run(Some(work), ["rev-parse", "HEAD"]).trimmed()
 }
 
+/// Asserts that a git command against `server`'s HTTP backend succeeded, showing the
+/// backend's errors when it did not.
+fn assert_succeeded_over_http(server: &GitServer, output: &GitOutput) {
+    assert!(
+        output.success,
+        "{}\nbackend: {}",
+        output.stderr,
+        server.http_backend_stderr()
+    );
+}
+
 fn clone(server: &GitServer, url: &str, work: &Path) -> GitOutput {
     server.git().try_run(
         None,
@@ -188,12 +199,7 @@ fn http_with_right_credentials_clones_and_pushes() {
     let started = Instant::now();
     let cloned = clone(&server, &url, &work);
     let clone_time = started.elapsed();
-    assert!(
-        cloned.success,
-        "{}\nbackend: {}",
-        cloned.stderr,
-        server.http_backend_stderr()
-    );
+    assert_succeeded_over_http(&server, &cloned);
     assert_eq!(
         std::fs::read_to_string(work.join("README.md")).expect("cloned file"),
         "# app\n"
@@ -204,12 +210,7 @@ fn http_with_right_credentials_clones_and_pushes() {
     let started = Instant::now();
     let push = git.try_run(Some(&work), ["push", "--quiet", "origin", "main"]);
     let push_time = started.elapsed();
-    assert!(
-        push.success,
-        "{}\nbackend: {}",
-        push.stderr,
-        server.http_backend_stderr()
-    );
+    assert_succeeded_over_http(&server, &push);
     assert_history(&server, "app", (&pushed, "Push over HTTP"), &seeded);
     assert_eq!(
         server.read_file("app", "main", "README.md").as_deref(),
@@ -230,12 +231,7 @@ fn http_with_right_credentials_clones_and_pushes() {
     std::fs::write(work.join("big.txt"), &big).expect("big file");
     commit_all(git, &work, "Big file");
     let push = git.try_run(Some(&work), ["push", "--quiet", "origin", "main"]);
-    assert!(
-        push.success,
-        "{}\nbackend: {}",
-        push.stderr,
-        server.http_backend_stderr()
-    );
+    assert_succeeded_over_http(&server, &push);
     assert_eq!(
         server
             .read_file("app", "main", "big.txt")
