@@ -199,27 +199,30 @@ impl Workload {
     /// Creates the workload in `namespace` (panics on failure).
     pub async fn create(&self, client: &Client, namespace: &str) {
         let value = self.to_json();
-        let params = PostParams::default();
         let result = match self.kind {
-            Kind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-                api.create(&params, &from_json(value)).await.map(drop)
-            }
-            Kind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-                api.create(&params, &from_json(value)).await.map(drop)
-            }
-            Kind::DaemonSet => {
-                let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
-                api.create(&params, &from_json(value)).await.map(drop)
-            }
-            Kind::CronJob => {
-                let api: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-                api.create(&params, &from_json(value)).await.map(drop)
-            }
+            Kind::Deployment => create_as::<Deployment>(client, namespace, value).await,
+            Kind::StatefulSet => create_as::<StatefulSet>(client, namespace, value).await,
+            Kind::DaemonSet => create_as::<DaemonSet>(client, namespace, value).await,
+            Kind::CronJob => create_as::<CronJob>(client, namespace, value).await,
         };
         result.unwrap_or_else(|e| panic!("create {:?} {namespace}/{}: {e}", self.kind, self.name));
     }
+}
+
+/// Creates the object `value` describes, read as a `K`, in `namespace`.
+async fn create_as<K>(client: &Client, namespace: &str, value: Value) -> kube::Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &from_json(value))
+        .await
+        .map(drop)
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
