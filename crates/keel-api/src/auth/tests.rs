@@ -133,24 +133,23 @@ fn delegates_need_voters_and_sane_patterns() {
             "{bad}: {e}"
         );
     }
-    let e = base()
-        .delegate_voters("slack", ["T1/*"])
-        .delegate_voters("teams", ["x"])
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("\"teams\""), "{e}");
-    let e = ApiAuth::builder()
-        .bearer_token("ci", "t")
-        .delegate_voters("ci", ["x"])
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("no configured delegate"), "{e}");
-    let e = ApiAuth::builder()
-        .bearer_token("ci", "t")
-        .with_role("cd", Role::Reader)
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("\"cd\""), "{e}");
+    let token = || ApiAuth::builder().bearer_token("ci", "t");
+    for (builder, needle) in [
+        (
+            base()
+                .delegate_voters("slack", ["T1/*"])
+                .delegate_voters("teams", ["x"]),
+            "\"teams\"",
+        ),
+        (
+            token().delegate_voters("ci", ["x"]),
+            "no configured delegate",
+        ),
+        (token().with_role("cd", Role::Reader), "\"cd\""),
+    ] {
+        let e = builder.build().unwrap_err();
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
+    }
 }
 
 #[test]
