@@ -61,6 +61,27 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Like [`Fixture::request`], due `secs` seconds after it is made.
+    async fn request_due_in(
+        &self,
+        image: &str,
+        tag: &str,
+        required: u32,
+        secs: u64,
+    ) -> ApprovalRequest {
+        let deadline = Some(Duration::from_secs(secs));
+        self.approvals
+            .request(
+                &web_plan(image, tag),
+                Some(digest(1)),
+                required,
+                deadline,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
     /// A counted vote of `voter` without a comment.
     async fn vote(&self, id: &str, voter: &str, kind: VoteKind) -> ApprovalRequest {
         self.approvals.vote(id, voter, kind, None).await.unwrap()
@@ -204,15 +225,10 @@ async fn one_vote_per_voter_and_the_required_count_approves() {
 
     let log = f.log(&r.id).await;
     let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
+    use AuditAction as A;
     assert_eq!(
         actions,
-        [
-            AuditAction::Requested,
-            AuditAction::Voted,
-            AuditAction::Voted,
-            AuditAction::Voted,
-            AuditAction::Approved
-        ]
+        [A::Requested, A::Voted, A::Voted, A::Voted, A::Approved]
     );
     assert!(
         log[2].message.contains("not counted twice"),
@@ -265,17 +281,7 @@ async fn a_reject_vetoes_even_after_approvals_and_a_voter_may_change_to_reject()
 #[tokio::test]
 async fn a_vote_after_the_deadline_expires_the_request() {
     let f = fixture();
-    let r = f
-        .approvals
-        .request(
-            &web_plan("web", "1.1.0"),
-            Some(digest(1)),
-            1,
-            Some(Duration::from_secs(3600)),
-            None,
-        )
-        .await
-        .unwrap();
+    let r = f.request_due_in("web", "1.1.0", 1, 3600).await;
     assert_eq!(r.deadline - r.created, TimeDelta::hours(1));
     f.clock.advance(TimeDelta::minutes(61));
     assert_eq!(
@@ -301,17 +307,7 @@ async fn a_vote_after_the_deadline_expires_the_request() {
 async fn expire_due_expires_overdue_requests_once() {
     let f = fixture().approvals_with_deadline(Duration::from_secs(600));
     let soon = f.request("web", "1.1.0", 1, 1).await;
-    let later = f
-        .approvals
-        .request(
-            &web_plan("api", "1.1.0"),
-            Some(digest(1)),
-            1,
-            Some(Duration::from_secs(7200)),
-            None,
-        )
-        .await
-        .unwrap();
+    let later = f.request_due_in("api", "1.1.0", 1, 7200).await;
     assert_eq!(soon.deadline - soon.created, TimeDelta::minutes(10));
     assert_eq!(f.approvals.pending().await.unwrap(), 2);
     assert!(f.approvals.expire_due().await.unwrap().is_empty());
@@ -524,14 +520,15 @@ async fn applied_and_failed_updates_are_recorded() {
         .await
         .unwrap();
     let actions: Vec<AuditAction> = log.iter().map(|e| e.action).collect();
+    use AuditAction as A;
     assert_eq!(
         actions,
         [
-            AuditAction::Requested,
-            AuditAction::Voted,
-            AuditAction::Approved,
-            AuditAction::ApplyFailed,
-            AuditAction::Applied
+            A::Requested,
+            A::Voted,
+            A::Approved,
+            A::ApplyFailed,
+            A::Applied
         ]
     );
     assert!(
