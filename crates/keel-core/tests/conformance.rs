@@ -30,12 +30,12 @@ async fn in_memory_registry_drives_the_pipeline() {
 #[tokio::test]
 async fn in_memory_target_conforms() {
     let target = InMemoryTarget::new("in-memory target");
-    target
-        .track("web", "ghcr.io/acme/web:1.2.3", "minor")
-        .unwrap();
-    target
-        .track("worker", "ghcr.io/acme/worker:2.0.0", "patch")
-        .unwrap();
+    for (id, image, policy) in [
+        ("web", "ghcr.io/acme/web:1.2.3", "minor"),
+        ("worker", "ghcr.io/acme/worker:2.0.0", "patch"),
+    ] {
+        target.track(id, image, policy).unwrap();
+    }
     testkit::target_conformance(&target).await;
     assert_eq!(
         target.image("web").unwrap().to_string(),

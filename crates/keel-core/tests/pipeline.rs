@@ -38,6 +38,13 @@ impl Notifier for Recorder {
     }
 }
 
+/// A target `t` tracking `id`, running `image` under `policy`.
+fn target_tracking(id: &str, image: &str, policy: &str) -> Arc<InMemoryTarget> {
+    let target = Arc::new(InMemoryTarget::new("t"));
+    target.track(id, image, policy).unwrap();
+    target
+}
+
 fn registry() -> Arc<InMemoryRegistry> {
     let r = Arc::new(InMemoryRegistry::new("test registry"));
     r.push_tags("ghcr.io/acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"]);
@@ -93,10 +100,7 @@ async fn lists_each_repository_once_however_many_workloads_use_it() {
 
 #[tokio::test]
 async fn dry_run_previews_without_applying() {
-    let target = Arc::new(InMemoryTarget::new("t"));
-    target
-        .track("web", "ghcr.io/acme/web:1.2.3", "major")
-        .unwrap();
+    let target = target_tracking("web", "ghcr.io/acme/web:1.2.3", "major");
     let report = Pipeline::new(registry())
         .with_target(target.clone())
         .with_dry_run(true)
@@ -117,10 +121,7 @@ async fn dry_run_previews_without_applying() {
 
 #[tokio::test]
 async fn approvals_hold_updates_back_and_notifiers_hear_everything() {
-    let target = Arc::new(InMemoryTarget::new("t"));
-    target
-        .track("web", "ghcr.io/acme/web:1.2.3", "minor")
-        .unwrap();
+    let target = target_tracking("web", "ghcr.io/acme/web:1.2.3", "minor");
     let gated = TrackedImage::new(
         "cache",
         ImageRef::parse("redis:7.0.1").unwrap(),
@@ -162,10 +163,7 @@ async fn approvals_hold_updates_back_and_notifiers_hear_everything() {
 
 #[tokio::test]
 async fn a_missing_repository_fails_only_its_images() {
-    let target = Arc::new(InMemoryTarget::new("t"));
-    target
-        .track("web", "ghcr.io/acme/web:1.2.3", "minor")
-        .unwrap();
+    let target = target_tracking("web", "ghcr.io/acme/web:1.2.3", "minor");
     target
         .track("ghost", "ghcr.io/acme/ghost:1.0.0", "minor")
         .unwrap();
@@ -184,10 +182,7 @@ async fn digest_policy_pins_new_digests_and_pinned_images_stay_pinned() {
     let registry = registry();
     let first = registry.push("ghcr.io/acme/app", "stable", None);
     registry.push("ghcr.io/acme/app", "1.0.0", None);
-    let target = Arc::new(InMemoryTarget::new("t"));
-    target
-        .track("app", &format!("ghcr.io/acme/app:stable@{first}"), "digest")
-        .unwrap();
+    let target = target_tracking("app", &format!("ghcr.io/acme/app:stable@{first}"), "digest");
     let pinned_web = registry.push("ghcr.io/acme/web", "1.2.3", None);
     target
         .track(
@@ -329,23 +324,20 @@ async fn newest_build_reads_each_tag_once_and_confirms_the_chosen_one() {
         "main-ddd, then main-bbb again"
     );
 
-    // Without a cache, every admitted tag is read on every pass.
-    let uncached = Pipeline::new(registry.clone())
-        .with_target(target.clone())
-        .with_dry_run(true)
-        .with_metadata_cache_ttl(std::time::Duration::ZERO);
-    uncached.run_once().await;
-    uncached.run_once().await;
-    assert_eq!(registry.metadata_calls(), 5 + 2 * 4);
-
-    // A lifetime too long for the clock saturates: the metadata is kept, nothing panics.
-    let forever = Pipeline::new(registry.clone())
-        .with_target(target.clone())
-        .with_dry_run(true)
-        .with_metadata_cache_ttl(std::time::Duration::MAX);
-    forever.run_once().await;
-    forever.run_once().await;
-    assert_eq!(registry.metadata_calls(), 5 + 3 * 4);
+    // Without a cache, every admitted tag is read on every pass; a lifetime too long for the
+    // clock saturates: the metadata is kept, nothing panics.
+    for (ttl, calls) in [
+        (std::time::Duration::ZERO, 5 + 2 * 4),
+        (std::time::Duration::MAX, 5 + 3 * 4),
+    ] {
+        let pipeline = Pipeline::new(registry.clone())
+            .with_target(target.clone())
+            .with_dry_run(true)
+            .with_metadata_cache_ttl(ttl);
+        pipeline.run_once().await;
+        pipeline.run_once().await;
+        assert_eq!(registry.metadata_calls(), calls, "cache lifetime {ttl:?}");
+    }
 }
 
 /// A registry whose metadata of one tag always fails.
