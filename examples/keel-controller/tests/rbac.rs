@@ -283,41 +283,38 @@ async fn run_as(
     assert!(err.to_string().contains("forbidden"), "{err}");
 }
 
-#[tokio::test]
-async fn the_cluster_wide_manifests_are_enough() {
+/// Applies `file` and `rbac-own-namespace.yaml` for `user` in a namespace made from
+/// `ns_name`, then runs the controller as `user`: over the whole cluster, or (`scoped`)
+/// over that namespace only, whose `apps` placeholder the manifests name.
+async fn run_with_manifests(ns_name: &str, file: &str, user: &str, scoped: bool) {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
-    let ns = api.namespace("rbac-cluster").await;
+    let ns = api.namespace(ns_name).await;
     let own_ns = api.namespace("keel").await;
     let admin = api.admin_client();
-    let mut docs = manifest("rbac-cluster.yaml");
+    let mut docs = manifest(file);
     docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply(&admin, docs, "alice", &ns, &[("keel", &own_ns)]).await;
-    run_as(api, "alice", &registry, &ns, &own_ns, &[]).await;
+    let (ns_map, scope) = if scoped {
+        (
+            vec![("apps", ns.as_str()), ("keel", &own_ns)],
+            vec!["--namespaces", &ns],
+        )
+    } else {
+        (vec![("keel", own_ns.as_str())], vec![])
+    };
+    apply(&admin, docs, user, &ns, &ns_map).await;
+    run_as(api, user, &registry, &ns, &own_ns, &scope).await;
+}
+
+#[tokio::test]
+async fn the_cluster_wide_manifests_are_enough() {
+    run_with_manifests("rbac-cluster", "rbac-cluster.yaml", "alice", false).await;
 }
 
 #[tokio::test]
 async fn the_namespace_scoped_manifests_are_enough() {
-    let Some(api) = ApiServer::shared().await else {
-        return;
-    };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
-    let ns = api.namespace("rbac-ns").await;
-    let own_ns = api.namespace("keel").await;
-    let admin = api.admin_client();
-    let mut docs = manifest("rbac-namespaced.yaml");
-    docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply(
-        &admin,
-        docs,
-        "bob",
-        &ns,
-        &[("apps", &ns), ("keel", &own_ns)],
-    )
-    .await;
-    run_as(api, "bob", &registry, &ns, &own_ns, &["--namespaces", &ns]).await;
+    run_with_manifests("rbac-ns", "rbac-namespaced.yaml", "bob", true).await;
 }
