@@ -33,8 +33,16 @@ fn manifest(file: &str) -> Vec<Value> {
 
 /// Applies `docs` with the subject swapped for test user `user`, names suffixed with `tag`
 /// (cluster-wide objects are shared by every test of the server) and namespaces mapped.
+/// Creates the object `doc` describes, read as a `K`, through `api`.
+async fn create<K>(api: Api<K>, doc: Value)
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let obj: K = serde_json::from_value(doc).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
 async fn apply(admin: &Client, docs: Vec<Value>, user: &str, tag: &str, ns_map: &[(&str, &str)]) {
-    let params = PostParams::default();
     for mut doc in docs {
         let kind = doc["kind"].as_str().unwrap().to_owned();
         let name = format!("{}-{tag}", doc["metadata"]["name"].as_str().unwrap());
@@ -55,33 +63,13 @@ async fn apply(admin: &Client, docs: Vec<Value>, user: &str, tag: &str, ns_map: 
             doc["metadata"]["namespace"] = ns.clone().into();
         }
         match (kind.as_str(), ns) {
-            ("ClusterRole", None) => {
-                let obj: ClusterRole = serde_json::from_value(doc).unwrap();
-                Api::<ClusterRole>::all(admin.clone())
-                    .create(&params, &obj)
-                    .await
-                    .unwrap();
-            }
+            ("ClusterRole", None) => create::<ClusterRole>(Api::all(admin.clone()), doc).await,
             ("ClusterRoleBinding", None) => {
-                let obj: ClusterRoleBinding = serde_json::from_value(doc).unwrap();
-                Api::<ClusterRoleBinding>::all(admin.clone())
-                    .create(&params, &obj)
-                    .await
-                    .unwrap();
+                create::<ClusterRoleBinding>(Api::all(admin.clone()), doc).await;
             }
-            ("Role", Some(ns)) => {
-                let obj: Role = serde_json::from_value(doc).unwrap();
-                Api::<Role>::namespaced(admin.clone(), &ns)
-                    .create(&params, &obj)
-                    .await
-                    .unwrap();
-            }
+            ("Role", Some(ns)) => create::<Role>(Api::namespaced(admin.clone(), &ns), doc).await,
             ("RoleBinding", Some(ns)) => {
-                let obj: RoleBinding = serde_json::from_value(doc).unwrap();
-                Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-                    .create(&params, &obj)
-                    .await
-                    .unwrap();
+                create::<RoleBinding>(Api::namespaced(admin.clone(), &ns), doc).await;
             }
             other => panic!("unexpected object in the RBAC manifests: {other:?}"),
         }
