@@ -9,6 +9,29 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
+/// The sample payload `name`, as JSON to edit.
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_str(&fixture(name)).unwrap()
+}
+
+/// What `source` makes of the payload `doc`.
+fn parse_doc(source: WebhookSource, doc: &Value) -> Result<Vec<PushEvent>, Error> {
+    source.parse_payload(doc.to_string().as_bytes())
+}
+
+/// The image of the first push `source` finds in `doc`.
+fn first_image(source: WebhookSource, doc: &Value) -> String {
+    parse_doc(source, doc).unwrap()[0].image.to_string()
+}
+
+/// Why `source` refuses `doc` as invalid input.
+fn invalid_reason(source: WebhookSource, doc: &Value) -> String {
+    match parse_doc(source, doc) {
+        Err(Error::InvalidInput(e)) => e.reason().to_owned(),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn pushes(source: WebhookSource, name: &str) -> Vec<(String, Option<String>)> {
     source
         .parse_payload(fixture(name).as_bytes())
@@ -90,20 +113,14 @@ fn github_container_packages() {
     );
     assert_eq!(pushes(WebhookSource::GitHub, "github_ping.json"), vec![]);
     // Other package kinds and actions are ignored too.
-    let mut npm: Value = serde_json::from_str(&fixture("github_package.json")).unwrap();
+    let mut npm: Value = fixture_json("github_package.json");
     npm["package"]["package_type"] = "npm".into();
     npm["package"]["ecosystem"] = "npm".into();
-    assert!(
-        WebhookSource::GitHub
-            .parse_payload(npm.to_string().as_bytes())
-            .unwrap()
-            .is_empty()
-    );
-    let mut deleted: Value = serde_json::from_str(&fixture("github_package.json")).unwrap();
+    assert!(parse_doc(WebhookSource::GitHub, &npm).unwrap().is_empty());
+    let mut deleted: Value = fixture_json("github_package.json");
     deleted["action"] = "deleted".into();
     assert!(
-        WebhookSource::GitHub
-            .parse_payload(deleted.to_string().as_bytes())
+        parse_doc(WebhookSource::GitHub, &deleted)
             .unwrap()
             .is_empty()
     );
@@ -141,15 +158,12 @@ fn jfrog_pushed_and_deleted() {
     );
     assert_eq!(pushes(WebhookSource::JFrog, "jfrog_deleted.json"), vec![]);
     // Without image_name and tag, the manifest path tells both.
-    let mut old: Value = serde_json::from_str(&fixture("jfrog_pushed.json")).unwrap();
+    let mut old: Value = fixture_json("jfrog_pushed.json");
     let data = old["data"].as_object_mut().unwrap();
     data.remove("image_name");
     data.remove("tag");
-    let events = WebhookSource::JFrog
-        .parse_payload(old.to_string().as_bytes())
-        .unwrap();
     assert_eq!(
-        events[0].image.to_string(),
+        first_image(WebhookSource::JFrog, &old),
         "acme.jfrog.io/docker-local/team/checkout:5.0.1"
     );
 }
@@ -186,7 +200,7 @@ fn duplicates_within_a_payload_are_reported_once() {
 /// Removes the fields at `pointers` (comma-separated JSON pointers) from a fixture and
 /// returns the parse error's reason.
 fn reason_without(source: WebhookSource, name: &str, pointers: &str) -> String {
-    let mut doc: Value = serde_json::from_str(&fixture(name)).unwrap();
+    let mut doc: Value = fixture_json(name);
     for pointer in pointers.split(',') {
         let (parent, key) = pointer.rsplit_once('/').unwrap();
         let parent = doc
@@ -203,7 +217,7 @@ fn reason_without(source: WebhookSource, name: &str, pointers: &str) -> String {
             _ => panic!("{name}: {pointer} is not in an object"),
         }
     }
-    match source.parse_payload(doc.to_string().as_bytes()) {
+    match parse_doc(source, &doc) {
         Err(Error::InvalidInput(e)) => e.reason().to_owned(),
         other => panic!("{name} without {pointers} should be refused, got {other:?}"),
     }
@@ -332,30 +346,24 @@ fn missing_fields_are_named_with_the_source() {
 
 #[test]
 fn registry_falls_back_to_the_target_url_host() {
-    let mut doc: Value = serde_json::from_str(&fixture("registry_push.json")).unwrap();
+    let mut doc: Value = fixture_json("registry_push.json");
     doc["events"][2]["request"]
         .as_object_mut()
         .unwrap()
         .remove("host");
     doc["events"][2]["target"]["url"] =
         "https://mirror.acme.internal/v2/tools/debugger/manifests/0.4.0".into();
-    let events = WebhookSource::Registry
-        .parse_payload(doc.to_string().as_bytes())
-        .unwrap();
     assert_eq!(
-        events[0].image.to_string(),
+        first_image(WebhookSource::Registry, &doc),
         "mirror.acme.internal/tools/debugger:0.4.0"
     );
 }
 
 #[test]
 fn invalid_values_are_named_with_the_source() {
-    let mut doc: Value = serde_json::from_str(&fixture("azure_push.json")).unwrap();
+    let mut doc: Value = fixture_json("azure_push.json");
     doc["target"]["digest"] = "sha256:nothex".into();
-    let reason = match WebhookSource::Azure.parse_payload(doc.to_string().as_bytes()) {
-        Err(Error::InvalidInput(e)) => e.reason().to_owned(),
-        other => panic!("{other:?}"),
-    };
+    let reason = invalid_reason(WebhookSource::Azure, &doc);
     assert!(
         reason.starts_with(
             "Azure Container Registry payload: field target.digest \"sha256:nothex\" is not a valid digest"
@@ -363,12 +371,9 @@ fn invalid_values_are_named_with_the_source() {
         "{reason}"
     );
 
-    let mut doc: Value = serde_json::from_str(&fixture("dockerhub.json")).unwrap();
+    let mut doc: Value = fixture_json("dockerhub.json");
     doc["push_data"]["tag"] = "-bad tag".into();
-    let reason = match WebhookSource::DockerHub.parse_payload(doc.to_string().as_bytes()) {
-        Err(Error::InvalidInput(e)) => e.reason().to_owned(),
-        other => panic!("{other:?}"),
-    };
+    let reason = invalid_reason(WebhookSource::DockerHub, &doc);
     assert!(
         reason
             .starts_with("Docker Hub payload: field push_data.tag \"-bad tag\" is not a valid tag"),
@@ -376,10 +381,9 @@ fn invalid_values_are_named_with_the_source() {
     );
 
     // The message never quotes the body, which may hold a capability URL.
-    let mut doc: Value = serde_json::from_str(&fixture("dockerhub.json")).unwrap();
+    let mut doc: Value = fixture_json("dockerhub.json");
     doc["push_data"].as_object_mut().unwrap().remove("tag");
-    let err = WebhookSource::DockerHub
-        .parse_payload(doc.to_string().as_bytes())
+    let err = parse_doc(WebhookSource::DockerHub, &doc)
         .unwrap_err()
         .to_string();
     assert!(
