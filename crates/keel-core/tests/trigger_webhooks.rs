@@ -46,27 +46,50 @@ fn one(image: &str, digest: Option<&str>) -> Vec<(String, Option<String>)> {
 }
 
 #[test]
+fn each_sample_push_reports_its_image_and_digest() {
+    #[rustfmt::skip]
+    let cases = [
+        (WebhookSource::Native,    "native.json",                  "gcr.io/acme-prod/hello-world:1.1.1",                None),
+        (WebhookSource::DockerHub, "dockerhub.json",               "docker.io/acme/web:1.4.2",                          None),
+        (WebhookSource::DockerHub, "dockerhub_official.json",      "docker.io/library/nginx:1.27.0-alpine",             None),
+        (WebhookSource::Azure,     "azure_push.json",              "acmeregistry.azurecr.io/team/hello-world:v1.3.0",   Some("sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d")),
+        // GHCR names are lower case whatever the owner's and package's spelling.
+        (WebhookSource::GitHub,    "github_package.json",          "ghcr.io/acme-corp/billing-service:2.8.1",           Some("sha256:6ef3b9a3b6b9cbe52c6f4bd1b3d3dbd3ac8e54b09c3c5c1aa1b8f0e8f8b0f1c2")),
+        (WebhookSource::GitHub,    "github_registry_package.json", "docker.pkg.github.com/acme-corp/jobs/worker:0.9.3", None),
+        (WebhookSource::Harbor,    "harbor_push.json",             "harbor.acme.internal/payments/ledger:v3.2.0",       Some("sha256:954b378c375d852eb3c63ab88978f640b4348b01c1b3456a024a81536dafbbf4")),
+        (WebhookSource::JFrog,     "jfrog_pushed.json",            "acme.jfrog.io/docker-local/team/checkout:5.0.1",    Some("sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce")),
+        // Of a layer blob, a platform manifest pushed by digest, the tagged index and a pull,
+        // only the tagged index is a push.
+        (WebhookSource::Registry,  "registry_push.json",           "registry.acme.internal:5000/tools/debugger:0.4.0",  Some("sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf")),
+    ];
+    for (source, file, image, digest) in cases {
+        assert_eq!(pushes(source, file), one(image, digest), "{file}");
+    }
+}
+
+#[test]
+fn deletes_pulls_pings_and_untagged_manifests_are_no_pushes() {
+    #[rustfmt::skip]
+    let cases = [
+        (WebhookSource::Azure,    "azure_delete.json"),
+        // Untagged platform manifests and the ping GitHub sends on creation are no pushes.
+        (WebhookSource::GitHub,   "github_package_untagged.json"),
+        (WebhookSource::GitHub,   "github_ping.json"),
+        (WebhookSource::Harbor,   "harbor_pull.json"),
+        (WebhookSource::JFrog,    "jfrog_deleted.json"),
+        (WebhookSource::Registry, "registry_pull.json"),
+    ];
+    for (source, file) in cases {
+        assert_eq!(pushes(source, file), vec![], "{file}");
+    }
+}
+
+#[test]
 fn native() {
-    assert_eq!(
-        pushes(WebhookSource::Native, "native.json"),
-        one("gcr.io/acme-prod/hello-world:1.1.1", None)
-    );
     let with_digest = br#"{"name": "nginx", "tag": "1.27", "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000001"}"#;
     let events = WebhookSource::Native.parse_payload(with_digest).unwrap();
     assert_eq!(events[0].image.to_string(), "docker.io/library/nginx:1.27");
     assert!(events[0].digest.is_some());
-}
-
-#[test]
-fn dockerhub() {
-    assert_eq!(
-        pushes(WebhookSource::DockerHub, "dockerhub.json"),
-        one("docker.io/acme/web:1.4.2", None)
-    );
-    assert_eq!(
-        pushes(WebhookSource::DockerHub, "dockerhub_official.json"),
-        one("docker.io/library/nginx:1.27.0-alpine", None)
-    );
 }
 
 #[test]
@@ -81,37 +104,7 @@ fn quay_reports_every_updated_tag() {
 }
 
 #[test]
-fn azure_push_and_delete() {
-    assert_eq!(
-        pushes(WebhookSource::Azure, "azure_push.json"),
-        one(
-            "acmeregistry.azurecr.io/team/hello-world:v1.3.0",
-            Some("sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d")
-        )
-    );
-    assert_eq!(pushes(WebhookSource::Azure, "azure_delete.json"), vec![]);
-}
-
-#[test]
 fn github_container_packages() {
-    // GHCR names are lower case whatever the owner's and package's spelling.
-    assert_eq!(
-        pushes(WebhookSource::GitHub, "github_package.json"),
-        one(
-            "ghcr.io/acme-corp/billing-service:2.8.1",
-            Some("sha256:6ef3b9a3b6b9cbe52c6f4bd1b3d3dbd3ac8e54b09c3c5c1aa1b8f0e8f8b0f1c2")
-        )
-    );
-    assert_eq!(
-        pushes(WebhookSource::GitHub, "github_registry_package.json"),
-        one("docker.pkg.github.com/acme-corp/jobs/worker:0.9.3", None)
-    );
-    // Untagged platform manifests and the ping GitHub sends on creation are no pushes.
-    assert_eq!(
-        pushes(WebhookSource::GitHub, "github_package_untagged.json"),
-        vec![]
-    );
-    assert_eq!(pushes(WebhookSource::GitHub, "github_ping.json"), vec![]);
     // Other package kinds and actions are ignored too.
     let mut npm: Value = fixture_json("github_package.json");
     npm["package"]["package_type"] = "npm".into();
@@ -128,14 +121,6 @@ fn github_container_packages() {
 
 #[test]
 fn harbor_push_and_pull() {
-    assert_eq!(
-        pushes(WebhookSource::Harbor, "harbor_push.json"),
-        one(
-            "harbor.acme.internal/payments/ledger:v3.2.0",
-            Some("sha256:954b378c375d852eb3c63ab88978f640b4348b01c1b3456a024a81536dafbbf4")
-        )
-    );
-    assert_eq!(pushes(WebhookSource::Harbor, "harbor_pull.json"), vec![]);
     // Harbor 1's `pushImage`, with the tag only in the resource URL.
     let v1 = br#"{"type": "pushImage", "event_data": {"resources": [
         {"digest": "", "resource_url": "harbor.acme.internal/payments/ledger:v3.3.0"}]}}"#;
@@ -149,14 +134,6 @@ fn harbor_push_and_pull() {
 
 #[test]
 fn jfrog_pushed_and_deleted() {
-    assert_eq!(
-        pushes(WebhookSource::JFrog, "jfrog_pushed.json"),
-        one(
-            "acme.jfrog.io/docker-local/team/checkout:5.0.1",
-            Some("sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce")
-        )
-    );
-    assert_eq!(pushes(WebhookSource::JFrog, "jfrog_deleted.json"), vec![]);
     // Without image_name and tag, the manifest path tells both.
     let mut old: Value = fixture_json("jfrog_pushed.json");
     let data = old["data"].as_object_mut().unwrap();
@@ -170,18 +147,6 @@ fn jfrog_pushed_and_deleted() {
 
 #[test]
 fn registry_notifications_report_tagged_manifest_pushes_only() {
-    // A layer blob, a platform manifest pushed by digest, the tagged index, and a pull.
-    assert_eq!(
-        pushes(WebhookSource::Registry, "registry_push.json"),
-        one(
-            "registry.acme.internal:5000/tools/debugger:0.4.0",
-            Some("sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf")
-        )
-    );
-    assert_eq!(
-        pushes(WebhookSource::Registry, "registry_pull.json"),
-        vec![]
-    );
     assert_eq!(
         WebhookSource::Registry
             .parse_payload(br#"{"events": []}"#)
