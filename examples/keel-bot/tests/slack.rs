@@ -63,6 +63,10 @@ impl FakeSlack {
     }
 }
 
+/// The `text` field of a Slack message or answer.
+fn text_of(message: &serde_json::Value) -> &str {
+    message["text"].as_str().unwrap()
+}
 async fn web_api(
     State(slack): State<FakeSlack>,
     Path(method): Path<String>,
@@ -233,6 +237,12 @@ impl World {
             .clone()
     }
 
+    /// Posts the click `body` to the bot at `bot_url`; the `n`th answer to clicks.
+    async fn answer_to_click(&self, bot_url: &str, body: &str, n: usize) -> Value {
+        self.interact(bot_url, body).await;
+        self.click_answer(n).await
+    }
+
     async fn command(&self, bot_url: &str, user: &str, text: &str) -> (u16, Value) {
         self.command_in(bot_url, "T0001", user, text).await
     }
@@ -390,12 +400,7 @@ async fn the_poller_runs_on_its_own() {
     // The fake Slack numbers messages by call count: the first post is message 1.
     assert_eq!(updates[0].body["ts"], "1700000000.000001");
     assert!(!has_buttons(&updates[0].body["blocks"], &a.id));
-    assert!(
-        updates[0].body["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("approved")
-    );
+    assert!(text_of(&updates[0].body).starts_with("approved"));
     poller.abort();
     assert_eq!(w.slack.calls("chat.postMessage").len(), 1);
 }
@@ -495,20 +500,10 @@ async fn button_clicks_vote_and_update_the_message() {
     assert_eq!(updates[0].body["ts"], ts);
     assert_eq!(updates[0].body["channel"], "C0KEELAPP");
     assert!(!has_buttons(&updates[0].body["blocks"], &a.id));
-    assert!(
-        updates[0].body["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("rejected")
-    );
+    assert!(text_of(&updates[0].body).starts_with("rejected"));
     let replies = w.slack.wait_for("respond/click", 1).await;
     assert_eq!(replies[0].body["response_type"], "ephemeral");
-    assert!(
-        replies[0].body["text"]
-            .as_str()
-            .unwrap()
-            .contains("You rejected")
-    );
+    assert!(text_of(&replies[0].body).contains("You rejected"));
     // Decided: no longer followed, and a poll does not post it again.
     assert!(bot.posted().is_empty());
     assert_eq!(bot.poll_once().await.unwrap().posted, 0);
@@ -521,13 +516,9 @@ async fn button_clicks_vote_and_update_the_message() {
         ts,
         &w.slack_url,
     );
-    w.interact(&url, &body).await;
-    let answer = w.click_answer(2).await;
+    let answer = w.answer_to_click(&url, &body, 2).await;
     assert!(
-        answer["text"]
-            .as_str()
-            .unwrap()
-            .contains("no approval request `ffffffffffffffff`"),
+        text_of(&answer).contains("no approval request `ffffffffffffffff`"),
         "{answer}"
     );
 
@@ -676,25 +667,20 @@ async fn list_help_and_unknown_ids() {
         text.contains("no approval request `ffffffffffffffff`") && text.contains("/keel list"),
         "{text}"
     );
-    let (_, reply) = w.command(&url, "U0ALICE", "reject not$an$id").await;
-    let text = reply["text"].as_str().unwrap();
-    assert!(
-        text.contains("That did not work") && text.contains("letters, digits"),
-        "{text}"
-    );
+    // Bad commands are answered with what went wrong and how to do it right.
+    for (command, needles) in [
+        ("reject not$an$id", ["That did not work", "letters, digits"]),
+        ("frobnicate now", ["I don't know `frobnicate`", "Usage"]),
+    ] {
+        let (_, reply) = w.command(&url, "U0ALICE", command).await;
+        let text = text_of(&reply);
+        assert!(
+            needles.iter().all(|n| text.contains(n)),
+            "{command}: {text}"
+        );
+    }
     let (_, reply) = w.command(&url, "U0ALICE", "approve").await;
-    assert!(
-        reply["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("Which request?")
-    );
-    let (_, reply) = w.command(&url, "U0ALICE", "frobnicate now").await;
-    let text = reply["text"].as_str().unwrap();
-    assert!(
-        text.contains("I don't know `frobnicate`") && text.contains("Usage"),
-        "{text}"
-    );
+    assert!(text_of(&reply).starts_with("Which request?"));
     let (_, reply) = w.command(&url, "U0ALICE", "").await;
     assert!(reply["text"].as_str().unwrap().starts_with("Usage"));
 
@@ -817,13 +803,9 @@ async fn users_and_teams_off_the_allow_list_are_refused_before_the_api() {
         "1700000000.000001",
         &w.slack_url,
     );
-    w.interact(&url, &click).await;
-    let answer = w.click_answer(1).await;
+    let answer = w.answer_to_click(&url, &click, 1).await;
     assert!(
-        answer["text"]
-            .as_str()
-            .unwrap()
-            .contains("not on this bot's list"),
+        text_of(&answer).contains("not on this bot's list"),
         "{answer:?}"
     );
     assert!(w.stored(&a.id).await.unwrap().votes.is_empty());
