@@ -48,6 +48,16 @@ async fn head_digest(url: &str, accept: &str) -> reqwest::Response {
         .expect("HEAD manifest")
 }
 
+/// The answer to a plain GET of `url`.
+async fn plain_get(url: String) -> reqwest::Response {
+    client().get(url).send().await.unwrap()
+}
+
+/// The answer to a GET of the blob `digest` of repository `app` at `base`.
+async fn blob(base: &str, digest: &str) -> reqwest::Response {
+    plain_get(format!("{base}/v2/app/blobs/{digest}")).await
+}
+
 fn header(response: &reqwest::Response, name: &str) -> String {
     response
         .headers()
@@ -135,14 +145,7 @@ async fn plain_registry_seeds_images_indexes_and_many_tags() {
     assert_eq!(content_type, media_type::OCI_MANIFEST);
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let config_digest = manifest["config"]["digest"].as_str().unwrap();
-    let config: serde_json::Value = client()
-        .get(format!("{base}/v2/app/blobs/{config_digest}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: serde_json::Value = blob(&base, config_digest).await.json().await.unwrap();
     assert_eq!(config["architecture"], "arm64");
     assert_eq!(config["variant"], "v8");
     assert_eq!(config["os"], "linux");
@@ -151,14 +154,7 @@ async fn plain_registry_seeds_images_indexes_and_many_tags() {
 
     // The layer is a real gzip'd tar.
     let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
-    let layer = client()
-        .get(format!("{base}/v2/app/blobs/{layer_digest}"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let layer = blob(&base, layer_digest).await.bytes().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("layer.tar.gz");
     std::fs::write(&path, &layer).unwrap();
@@ -357,11 +353,7 @@ async fn paginating_server_sends_link_headers() {
         .push_index("paged", "multi", &[("linux/amd64", "2024-01-01T00:00:00Z")])
         .await;
 
-    let first = client()
-        .get(format!("{}/v2/paged/tags/list?n=10", registry.url()))
-        .send()
-        .await
-        .unwrap();
+    let first = plain_get(format!("{}/v2/paged/tags/list?n=10", registry.url())).await;
     assert_eq!(first.status(), 200);
     let link = header(&first, "link");
     assert!(link.contains("rel=\"next\""), "{link}");
@@ -372,11 +364,7 @@ async fn paginating_server_sends_link_headers() {
     let mut seen = Vec::new();
     let mut next = Some("/v2/paged/tags/list?n=10".to_owned());
     while let Some(path) = next.take() {
-        let response = client()
-            .get(format!("{}{path}", registry.url()))
-            .send()
-            .await
-            .unwrap();
+        let response = plain_get(format!("{}{path}", registry.url())).await;
         next = response.headers().get("link").map(|link| {
             link.to_str()
                 .unwrap()
@@ -538,11 +526,7 @@ async fn fault_proxy_injects_each_fault() {
 
     // A Link header naming the page itself.
     proxy.set_faults(vec![FaultRule::new("/tags/list", Fault::LoopingLink)]);
-    let response = client()
-        .get(format!("{tags_url}?n=2&last=1.0"))
-        .send()
-        .await
-        .unwrap();
+    let response = plain_get(format!("{tags_url}?n=2&last=1.0")).await;
     assert_eq!(
         header(&response, "link"),
         "</v2/app/tags/list?n=2&last=1.0>; rel=\"next\""
@@ -583,11 +567,7 @@ async fn fault_proxy_forwards_pushes_and_auth_challenges() {
         Some(digest)
     );
 
-    let refused = client()
-        .get(format!("{}/v2/via/proxy/tags/list", proxy.url()))
-        .send()
-        .await
-        .unwrap();
+    let refused = plain_get(format!("{}/v2/via/proxy/tags/list", proxy.url())).await;
     assert_eq!(refused.status(), 401);
     assert!(header(&refused, "www-authenticate").starts_with("Bearer realm="));
 }
