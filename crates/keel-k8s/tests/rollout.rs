@@ -20,6 +20,14 @@ use serde_json::json;
 const V1: &str = "registry.example.com/shop/web:1.0.0";
 const V2: &str = "registry.example.com/shop/web:1.1.0";
 
+/// [`updated_deployment`] `web` with `replicas`, in a namespace made from `ns_name`, with
+/// the namespace and a client of it; `None` without an API server.
+async fn updated_web(ns_name: &str, replicas: i32) -> Option<(String, Client, WorkloadRef, i64)> {
+    let (_, ns, client) = ApiServer::shared_namespace(ns_name).await?;
+    let (web, generation) = updated_deployment(&client, &ns, "web", replicas).await;
+    Some((ns, client, web, generation))
+}
+
 /// Creates a Deployment of `replicas` running V1, rolled out, then moves it to V2 (the
 /// update keel would apply); its status still describes the previous generation. Returns the
 /// workload and its new generation.
@@ -60,10 +68,9 @@ async fn updated_deployment(
 
 #[tokio::test]
 async fn a_progressing_deployment_is_followed_until_complete() {
-    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-progress").await else {
+    let Some((ns, client, web, generation)) = updated_web("rollout-progress", 2).await else {
         return;
     };
-    let (web, generation) = updated_deployment(&client, &ns, "web", 2).await;
 
     let before = rollout_status(&client, &web).await.unwrap();
     assert!(
@@ -100,14 +107,9 @@ async fn a_progressing_deployment_is_followed_until_complete() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let finished_at = Instant::now();
-    patch_deployment_status(
-        &client,
-        &ns,
-        "web",
-        json!({ "observedGeneration": generation, "replicas": 2, "updatedReplicas": 2,
-                "readyReplicas": 2, "availableReplicas": 2 }),
-    )
-    .await;
+    let status = json!({ "observedGeneration": generation, "replicas": 2, "updatedReplicas": 2,
+        "readyReplicas": 2, "availableReplicas": 2 });
+    patch_deployment_status(&client, &ns, "web", status).await;
     let status = watching.await.unwrap().unwrap();
     assert!(status.complete && !status.failed(), "{status:?}");
     assert!(status.observed_generation_current);
@@ -128,19 +130,13 @@ async fn a_progressing_deployment_is_followed_until_complete() {
 
 #[tokio::test]
 async fn a_stalled_rollout_times_out_and_is_rolled_back() {
-    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-stall").await else {
+    let Some((ns, client, web, generation)) = updated_web("rollout-stall", 2).await else {
         return;
     };
-    let (web, generation) = updated_deployment(&client, &ns, "web", 2).await;
     // Observed, one new pod that never becomes available.
-    patch_deployment_status(
-        &client,
-        &ns,
-        "web",
-        json!({ "observedGeneration": generation, "replicas": 3, "updatedReplicas": 1,
-                "readyReplicas": 2, "availableReplicas": 2 }),
-    )
-    .await;
+    let status = json!({ "observedGeneration": generation, "replicas": 3, "updatedReplicas": 1,
+        "readyReplicas": 2, "availableReplicas": 2 });
+    patch_deployment_status(&client, &ns, "web", status).await;
 
     let started = Instant::now();
     let status = watch_rollout(&client, &web, Duration::from_secs(2))
@@ -197,21 +193,15 @@ async fn a_stalled_rollout_times_out_and_is_rolled_back() {
 
 #[tokio::test]
 async fn an_exceeded_progress_deadline_fails_at_once() {
-    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-deadline").await else {
+    let Some((ns, client, web, generation)) = updated_web("rollout-deadline", 1).await else {
         return;
     };
-    let (web, generation) = updated_deployment(&client, &ns, "web", 1).await;
-    patch_deployment_status(
-        &client,
-        &ns,
-        "web",
-        json!({ "observedGeneration": generation, "replicas": 2, "updatedReplicas": 1,
-                "availableReplicas": 1, "conditions": [{
-                    "type": "Progressing", "status": "False",
-                    "reason": "ProgressDeadlineExceeded",
-                    "message": "ReplicaSet \"web-2\" has timed out progressing." }] }),
-    )
-    .await;
+    let status = json!({ "observedGeneration": generation, "replicas": 2, "updatedReplicas": 1,
+        "availableReplicas": 1, "conditions": [{
+            "type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet \"web-2\" has timed out progressing." }] });
+    patch_deployment_status(&client, &ns, "web", status).await;
     let started = Instant::now();
     let status = watch_rollout(&client, &web, Duration::from_secs(30))
         .await
@@ -228,10 +218,9 @@ async fn an_exceeded_progress_deadline_fails_at_once() {
 
 #[tokio::test]
 async fn rollback_refuses_to_undo_someone_elses_change() {
-    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-refuse").await else {
+    let Some((ns, client, web, _)) = updated_web("rollout-refuse", 1).await else {
         return;
     };
-    let (web, _) = updated_deployment(&client, &ns, "web", 1).await;
 
     // Running neither the failed nor the previous image: left alone.
     let e = rollback(
