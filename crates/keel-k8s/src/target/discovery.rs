@@ -120,9 +120,18 @@ impl KubeTarget {
 
 /// The pull secret names of a workload: the pod template's, then `keel.sh/imagePullSecret`'s.
 pub(crate) fn pull_secret_names(view: &WorkloadView) -> Vec<String> {
-    let mut names = view.pull_secrets.clone();
     let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
-    for name in keel_core::keel_keys::image_pull_secrets(|key| keys.get(key)) {
+    with_extra_secrets(
+        view,
+        keel_core::keel_keys::image_pull_secrets(|key| keys.get(key)),
+    )
+}
+
+/// The pod template's pull secrets, then `extra` (already read from
+/// `keel.sh/imagePullSecret`), each name once.
+fn with_extra_secrets(view: &WorkloadView, extra: Vec<String>) -> Vec<String> {
+    let mut names = view.pull_secrets.clone();
+    for name in extra {
         if !names.contains(&name) {
             names.push(name);
         }
@@ -168,7 +177,8 @@ pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
     let recorded = recorded_digests(view);
     let failed = failed_images(&view.annotations);
     let needs_digest = keel_core::Policy::needs(base.as_ref()).current_tag_digest;
-    let pull_secrets: Vec<SecretRef> = pull_secret_names(view)
+    // The keys were read once above: the extra pull secrets come from the parsed config.
+    let pull_secrets: Vec<SecretRef> = with_extra_secrets(view, config.image_pull_secrets.clone())
         .into_iter()
         .map(|name| SecretRef::new(view.namespace.clone(), name))
         .collect();
