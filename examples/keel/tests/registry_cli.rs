@@ -75,6 +75,35 @@ async fn tags_digest_and_check() {
     assert_eq!(text(&o.stdout), "");
 }
 
+/// `keel check` decides through the pipeline, so a tag list cut short by the listing budget
+/// chooses nothing: it fails naming the budget's flags and prints no tag.
+#[tokio::test]
+async fn check_chooses_nothing_from_a_cut_tag_list() {
+    let server = RegistryServer::start(ServerOptions::plain()).await;
+    let repo = format!("{}/team/api", server.addr());
+    server
+        .push_tags("team/api", &["1.0.0", "1.1.0", "1.2.0", "1.3.0"])
+        .await;
+    let image = format!("{repo}:1.0.0");
+
+    let o = keel(
+        &["check", &image, "--policy", "minor", "--max-tags", "2"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("partial list") && err.contains("--max-pages") && err.contains("--max-tags"),
+        "{err}"
+    );
+
+    // With the whole list, the same check chooses the newest minor.
+    let o = keel(&["check", &image, "--policy", "minor"], "");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "1.3.0\n");
+}
+
 #[tokio::test]
 async fn credentials_and_errors() {
     let options = ServerOptions::htpasswd("ci", "pw-123");
