@@ -11,9 +11,7 @@
 //! ends the delivery with [`Error::RateLimited`] at once.
 
 use std::borrow::Cow;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -115,15 +113,6 @@ impl RetryPolicy {
     pub fn backoff(&self, attempt: u32) -> Duration {
         self.backoff.ceiling(attempt)
     }
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// 64 random bits from the standard library's per-process random hash keys; not for
-/// cryptography, enough for jitter and delivery ids.
-pub(crate) fn random_u64() -> u64 {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    RandomState::new().hash_one((n, std::time::SystemTime::now()))
 }
 
 /// A receiver's answer, as much as a notifier needs to judge it.
@@ -474,11 +463,6 @@ mod tests {
         assert_eq!(seconds(Duration::from_nanos(299_999_259)), "0.3s");
         assert_eq!(seconds(Duration::from_secs(10)), "10s");
         assert_eq!(seconds(Duration::from_millis(1250)), "1.25s");
-    }
-
-    #[test]
-    fn random_ids_differ() {
-        assert_ne!(random_u64(), random_u64());
     }
 
     #[test]

@@ -41,7 +41,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::common::{Base, Common, common_setters, parse_endpoint};
-use crate::delivery::random_u64;
 use crate::level::Level;
 use crate::template::title;
 
@@ -294,9 +293,10 @@ impl Webhook {
     }
 }
 
-/// 32 lowercase hex digits.
+/// 32 lowercase hex digits, random (not for cryptography: a receiver uses the id to drop
+/// repeated deliveries).
 fn new_delivery_id() -> String {
-    format!("{:016x}{:016x}", random_u64(), random_u64())
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 impl WebhookBuilder {
