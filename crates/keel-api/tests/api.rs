@@ -8,6 +8,7 @@ use keel_core::approval::{
     MemoryApprovalStore,
 };
 use keel_core::{Error, ImageRef, UpdatePlan};
+use keel_testsupport::pipeline::{audit_entries, audited};
 use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
@@ -169,13 +170,7 @@ async fn every_route_refuses_missing_and_wrong_credentials() {
         }
     }
     // Nothing was voted or deleted by the refused calls.
-    assert!(
-        s.approvals
-            .audit_log(&AuditQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(audit_entries(&s.approvals).await.is_empty());
 }
 
 #[tokio::test]
@@ -436,15 +431,7 @@ async fn roles_and_delegate_voters_are_enforced() {
     assert_eq!(stored.votes.len(), 1, "{stored:?}");
     assert_eq!(stored.votes[0].voter, "carol");
     assert_eq!(stored.state, ApprovalState::Pending);
-    let voted = s
-        .approvals
-        .audit_log(&AuditQuery::default())
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.action == AuditAction::Voted)
-        .count();
-    assert_eq!(voted, 1);
+    assert_eq!(audited(&s.approvals, AuditAction::Voted).await, 1);
 
     expect_all(vec![(
         "a delegate votes for a voter it was given",

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use keel_core::approval::{
-    ApprovalFilter, ApprovalRequest, ApprovalState, ApprovalStore, Approvals, AuditAction,
-    AuditEntry, AuditQuery, MemoryApprovalStore, VoteKind,
+    ApprovalRequest, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditEntry, AuditQuery,
+    MemoryApprovalStore, VoteKind,
 };
 use keel_core::policy::{PolicyOptions, VersionPolicy};
 use keel_core::{Error, EventKind, ImageRef, TrackedImage};
-use keel_testsupport::pipeline::{ManualClock, RecordingNotifier, digest, web_plan};
+use keel_testsupport::pipeline::{
+    ManualClock, RecordingNotifier, digest, memory_approvals, stored_requests, web_plan,
+};
 
 /// The kind and request id of every event `recorder` heard, in order.
 fn kinds(recorder: &RecordingNotifier) -> Vec<(EventKind, String)> {
@@ -38,12 +40,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let store = Arc::new(MemoryApprovalStore::new());
-    let clock = ManualClock::at(Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap());
+    let (store, clock, approvals) =
+        memory_approvals(Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap());
     let recorder = Arc::new(RecordingNotifier::default());
-    let approvals = Approvals::new(store.clone())
-        .with_clock(clock.clock())
-        .with_notifier(recorder.clone());
+    let approvals = approvals.with_notifier(recorder.clone());
     Fixture {
         approvals,
         store,
@@ -357,14 +357,7 @@ async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
     let second = f.request("web", "1.1.0", 1, 2).await;
     assert_eq!(first, second, "the second request changed the first");
     assert_eq!(second.release_notes.as_deref(), Some("https://notes"));
-    assert_eq!(
-        f.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stored_requests(&f.approvals).await, 1);
     assert_eq!(
         actions(&*f.store, &first.id).await,
         [AuditAction::Requested]

@@ -13,7 +13,9 @@ use keel_core::approval::{
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::policy::{PolicyOptions, VersionPolicy};
 use keel_core::{Error, Event, EventKind, ImageRef, Pipeline, Registry, Tag, TrackedImage};
-use keel_testsupport::pipeline::{ManualClock, RecordingNotifier};
+use keel_testsupport::pipeline::{
+    ManualClock, RecordingNotifier, audit_entries, memory_approvals, stored_requests,
+};
 
 const WEB: &str = "ghcr.io/acme/web";
 
@@ -46,10 +48,9 @@ fn setup() -> Setup {
             .with_notify(vec!["#prod".into()])
             .with_release_notes("https://example.com/web/1.1.0"),
     );
-    let store = Arc::new(MemoryApprovalStore::new());
-    let clock = ManualClock::at(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+    let (store, clock, approvals) =
+        memory_approvals(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
     let recorder = Arc::new(RecordingNotifier::default());
-    let approvals = Approvals::new(store.clone()).with_clock(clock.clock());
     let pipeline = Pipeline::new(registry.clone())
         .with_target(target.clone())
         .with_notifier(recorder.clone())
@@ -68,11 +69,7 @@ fn setup() -> Setup {
 impl Setup {
     /// How many requests the store holds, whatever their state.
     async fn stored_requests(&self) -> usize {
-        self.store
-            .list(&ApprovalFilter::default())
-            .await
-            .unwrap()
-            .len()
+        stored_requests(&self.approvals).await
     }
 
     /// Where the stored request `id` stands.
@@ -331,13 +328,7 @@ async fn dry_runs_never_open_approval_requests() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(report.awaiting_approval.len(), 1);
     assert_eq!(s.stored_requests().await, 0);
-    assert!(
-        s.store
-            .audit(&AuditQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(audit_entries(&s.approvals).await.is_empty());
     assert_eq!(s.recorder.count(EventKind::ApprovalRequested), 0);
 
     // Once approved for real, a dry run previews it without applying or marking it.

@@ -4,7 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use keel_core::approval::{ApprovalState, Approvals, Clock, VoteKind};
+use keel_core::approval::{
+    ApprovalFilter, ApprovalState, Approvals, AuditAction, AuditEntry, AuditQuery, Clock,
+    MemoryApprovalStore, VoteKind,
+};
 use keel_core::{Digest, Error, Event, EventKind, ImageRef, Notifier, Pipeline, UpdatePlan};
 
 /// A notifier that keeps every event it is handed, in order.
@@ -85,6 +88,33 @@ impl ManualClock {
         let clock = self.clone();
         Arc::new(move || clock.now())
     }
+}
+
+/// Approvals kept in a [`MemoryApprovalStore`] and timed by a [`ManualClock`] standing at
+/// `time`: the store, the clock and the manager on both.
+pub fn memory_approvals(time: DateTime<Utc>) -> (Arc<MemoryApprovalStore>, ManualClock, Approvals) {
+    let store = Arc::new(MemoryApprovalStore::new());
+    let clock = ManualClock::at(time);
+    let approvals = Approvals::new(store.clone()).with_clock(clock.clock());
+    (store, clock, approvals)
+}
+
+/// How many requests `approvals` holds, whatever their state.
+pub async fn stored_requests(approvals: &Approvals) -> usize {
+    let all = approvals.list(&ApprovalFilter::default()).await;
+    all.expect("list the approval requests").len()
+}
+
+/// The whole audit log of `approvals`.
+pub async fn audit_entries(approvals: &Approvals) -> Vec<AuditEntry> {
+    let log = approvals.audit_log(&AuditQuery::default()).await;
+    log.expect("read the audit log")
+}
+
+/// How many entries of `action` the audit log of `approvals` holds.
+pub async fn audited(approvals: &Approvals, action: AuditAction) -> usize {
+    let log = audit_entries(approvals).await;
+    log.iter().filter(|e| e.action == action).count()
 }
 
 /// What was approved is what rolls out. `pipeline` tracks one image that needs one approval

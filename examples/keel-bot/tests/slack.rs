@@ -11,11 +11,11 @@ use axum::{Json, Router};
 use keel_api::ApiAuth;
 use keel_bot::{Bot, Config, Secret};
 use keel_core::approval::{
-    ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditQuery, MemoryApprovalStore,
-    VoteKind,
+    ApprovalRequest, ApprovalState, Approvals, AuditAction, MemoryApprovalStore, VoteKind,
 };
 use keel_core::{ImageRef, UpdatePlan};
 use keel_testsupport::hmac_sha256_hex;
+use keel_testsupport::pipeline::audited;
 use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
@@ -187,13 +187,7 @@ impl World {
     }
 
     async fn votes_in_audit(&self) -> usize {
-        self.approvals
-            .audit_log(&AuditQuery::default())
-            .await
-            .unwrap()
-            .iter()
-            .filter(|e| e.action == AuditAction::Voted)
-            .count()
+        audited(&self.approvals, AuditAction::Voted).await
     }
 
     /// Sends `body` to the bot as Slack does, signed at `timestamp` with `secret`.
