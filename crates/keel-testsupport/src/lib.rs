@@ -7,6 +7,8 @@
 //!   smart-HTTP server, and an isolated `git` CLI.
 //! - `kube` (module `kube`): a throw-away etcd + kube-apiserver from the envtest binaries, clients as
 //!   chosen users, and workload fixtures.
+//! - `helm` (module `helm`, implies `kube`): a real `helm` from `scripts/helm` acting as a user of
+//!   that API server with Helm homes of its own, and the test charts under `charts/`.
 //! - `pipeline` (module `pipeline`): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
 //! - `receiver` (module `receiver`): serving an axum router on 127.0.0.1, and a receiver that
@@ -29,6 +31,8 @@ pub use signing::hmac_sha256_hex;
 
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "helm")]
+pub mod helm;
 #[cfg(feature = "kube")]
 pub mod kube;
 #[cfg(feature = "pipeline")]
