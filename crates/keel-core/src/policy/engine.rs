@@ -155,9 +155,13 @@ impl VersionPolicy {
             PolicySpec::Never => note_only(input, "policy `never` does not update".into()),
             PolicySpec::Digest => self.digest_update(input),
             PolicySpec::Force if self.options.match_tag => self.digest_update(input),
-            PolicySpec::All | PolicySpec::Major | PolicySpec::Minor | PolicySpec::Patch => {
+            PolicySpec::All
+            | PolicySpec::Major
+            | PolicySpec::Minor
+            | PolicySpec::Patch
+            | PolicySpec::Semver(_) => {
                 let current = current_value.and_then(Version::parse);
-                let needs_current = !matches!(self.spec, PolicySpec::All);
+                let needs_current = !matches!(self.spec, PolicySpec::All | PolicySpec::Semver(_));
                 if needs_current && current.is_none() {
                     let note = format!(
                         "policy `{}` needs a current tag that is a semver version, got {}",
@@ -170,14 +174,6 @@ impl VersionPolicy {
                     spec: &self.spec,
                     current,
                     match_channel: self.options.match_pre_release,
-                    allow_downgrade,
-                };
-                self.rank(input, &values, &ranker, &tie)
-            }
-            PolicySpec::Semver(range) => {
-                let ranker = RangeRanker {
-                    range,
-                    current: current_value.and_then(Version::parse),
                     allow_downgrade,
                 };
                 self.rank(input, &values, &ranker, &tie)

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 
 use super::{Candidate, PolicySpec, Reason, SortOrder};
-use crate::version::{Decimal, DockerVersion, Version, VersionRange, natural_cmp};
+use crate::version::{Decimal, DockerVersion, Version, natural_cmp};
 
 /// One policy's order: how to read a value into a key (rejecting what does not parse or
 /// breaks a constraint), how keys compare, and the no-downgrade guard.
@@ -86,6 +86,8 @@ fn above_str(
 
 pub(super) const SEMVER: &str = "a semver version";
 
+/// The semver orders: `all`, `major`, `minor` and `patch` (constrained relative to the
+/// current version) and `semver:` ranges (constrained by the range).
 pub(super) struct SemverRanker<'s, 'c> {
     pub(super) spec: &'s PolicySpec,
     pub(super) current: Option<Version<'c>>,
@@ -98,6 +100,15 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
 
     fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Miss> {
         let v = Version::parse(value).ok_or(Miss::Unparsable(SEMVER))?;
+        if let PolicySpec::Semver(range) = self.spec {
+            return if range.matches(&v) {
+                Ok(v)
+            } else if v.is_pre_release() && !range.admits_pre_releases() {
+                Err(Miss::PreRelease)
+            } else {
+                Err(Miss::OutOfRange)
+            };
+        }
         let Some(cur) = &self.current else {
             return Ok(v);
         };
@@ -119,6 +130,10 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
 
     fn reason(&self, miss: Miss, value: &str) -> Reason {
         let current = self.current.unwrap_or(Version::ZERO);
+        let range = || match self.spec {
+            PolicySpec::Semver(range) => range.to_string(),
+            other => unreachable!("a range miss from policy {other}"),
+        };
         match miss {
             Miss::Channel => Reason::DifferentChannel {
                 channel: Version::parse(value)
@@ -134,6 +149,8 @@ impl<'v> Ranker<'v> for SemverRanker<'_, '_> {
                 minor,
                 current: current.minor,
             },
+            Miss::PreRelease => Reason::PreRelease { range: range() },
+            Miss::OutOfRange => Reason::OutOfRange { range: range() },
             Miss::Unparsable(expected) => Reason::Unparsable { expected },
             other => unreachable!("{other:?} from a semver policy"),
         }
@@ -161,45 +178,6 @@ fn above_version(
         |a, b| a.precedence(b),
         |c| c.to_string(),
     )
-}
-
-pub(super) struct RangeRanker<'s, 'c> {
-    pub(super) range: &'s VersionRange,
-    pub(super) current: Option<Version<'c>>,
-    pub(super) allow_downgrade: bool,
-}
-
-impl<'v> Ranker<'v> for RangeRanker<'_, '_> {
-    type Key = Version<'v>;
-
-    fn key(&self, value: &'v str, _: &Candidate<'_>) -> Result<Version<'v>, Miss> {
-        let v = Version::parse(value).ok_or(Miss::Unparsable(SEMVER))?;
-        if self.range.matches(&v) {
-            Ok(v)
-        } else if v.is_pre_release() && !self.range.admits_pre_releases() {
-            Err(Miss::PreRelease)
-        } else {
-            Err(Miss::OutOfRange)
-        }
-    }
-
-    fn reason(&self, miss: Miss, _: &str) -> Reason {
-        let range = self.range.to_string();
-        match miss {
-            Miss::PreRelease => Reason::PreRelease { range },
-            Miss::OutOfRange => Reason::OutOfRange { range },
-            Miss::Unparsable(expected) => Reason::Unparsable { expected },
-            other => unreachable!("{other:?} from a range policy"),
-        }
-    }
-
-    fn cmp(&self, a: &Version<'v>, b: &Version<'v>) -> Ordering {
-        a.precedence(b)
-    }
-
-    fn guard(&self, key: &Version<'v>) -> Result<(), Reason> {
-        above_version(self.allow_downgrade, self.current.as_ref(), key)
-    }
 }
 
 /// `force`: any tag. Semver tags order above the rest (by precedence), the rest in natural
