@@ -156,6 +156,32 @@ macro_rules! common_setters {
 }
 pub(crate) use common_setters;
 
+/// Generates `build` for the builder of a notifier that posts to one endpoint: the builder's
+/// `url` and `common` fields become the notifier's `url` (parsed; errors call it `$url_kind`)
+/// and `base` (named `$default_name` unless a name was set), and each further `$field` moves
+/// to the notifier as it is.
+macro_rules! endpoint_build {
+    ($notifier:ident, $default_name:literal, $url_kind:literal $(, $field:ident)* $(,)?) => {
+        /// The notifier.
+        ///
+        /// # Errors
+        /// [`Error::InvalidInput`](keel_core::Error::InvalidInput) for a URL that is not
+        /// http(s) (the error shows only its scheme and host);
+        /// [`Error::Backend`](keel_core::Error::Backend) if the HTTP client cannot be built.
+        pub fn build(self) -> Result<$notifier, keel_core::Error> {
+            let (base, url) = self
+                .common
+                .build_with_endpoint($default_name, $url_kind, &self.url)?;
+            Ok($notifier {
+                base,
+                url,
+                $($field: self.$field,)*
+            })
+        }
+    };
+}
+pub(crate) use endpoint_build;
+
 /// The trait impls of a notifier that posts one JSON payload to one endpoint (a `base` and a
 /// `url` field) and of its builder (a `common` field): `Debug` for both, showing no secret,
 /// and [`Notifier`](keel_core::Notifier), which posts `$payload(&notifier, event)` and judges

@@ -29,7 +29,7 @@ use keel_core::{Error, Event};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, json_notifier};
+use crate::common::{Base, Common, common_setters, endpoint_build, json_notifier};
 use crate::delivery::{Answer, Context, truncate};
 
 /// Discord's limit on an embed description.
@@ -129,22 +129,13 @@ impl DiscordBuilder {
         self
     }
 
-    /// The notifier.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
-    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
-    pub fn build(self) -> Result<Discord, Error> {
-        let (base, url) =
-            self.common
-                .build_with_endpoint("discord", "discord webhook URL", &self.url)?;
-        Ok(Discord {
-            base,
-            url,
-            username: self.username,
-            avatar_url: self.avatar_url,
-        })
-    }
+    endpoint_build!(
+        Discord,
+        "discord",
+        "discord webhook URL",
+        username,
+        avatar_url
+    );
 }
 
 json_notifier!(Discord, DiscordBuilder, Discord::payload, check_discord);

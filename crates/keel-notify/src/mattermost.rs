@@ -29,7 +29,7 @@ use keel_core::{Error, Event, Notifier};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, channels_for, common_setters};
+use crate::common::{Base, Common, channels_for, common_setters, endpoint_build};
 
 /// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
 ///
@@ -142,23 +142,14 @@ impl MattermostBuilder {
         self
     }
 
-    /// The notifier.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
-    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
-    pub fn build(self) -> Result<Mattermost, Error> {
-        let (base, url) =
-            self.common
-                .build_with_endpoint("mattermost", "mattermost webhook URL", &self.url)?;
-        Ok(Mattermost {
-            base,
-            url,
-            channels: self.channels,
-            username: self.username,
-            icon_url: self.icon_url,
-        })
-    }
+    endpoint_build!(
+        Mattermost,
+        "mattermost",
+        "mattermost webhook URL",
+        channels,
+        username,
+        icon_url
+    );
 }
 
 impl fmt::Debug for Mattermost {

@@ -45,7 +45,9 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, channels_for, common_setters, json_notifier, parse_endpoint};
+use crate::common::{
+    Base, Common, channels_for, common_setters, endpoint_build, json_notifier, parse_endpoint,
+};
 use crate::delivery::{Answer, Context, escape_slack, truncate};
 
 /// Slack's limit on a section block's text.
@@ -153,21 +155,12 @@ impl SlackWebhookBuilder {
         self
     }
 
-    /// The notifier.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
-    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
-    pub fn build(self) -> Result<SlackWebhook, Error> {
-        let (base, url) =
-            self.common
-                .build_with_endpoint("slack webhook", "slack webhook URL", &self.url)?;
-        Ok(SlackWebhook {
-            base,
-            url,
-            approval_buttons: self.approval_buttons,
-        })
-    }
+    endpoint_build!(
+        SlackWebhook,
+        "slack webhook",
+        "slack webhook URL",
+        approval_buttons
+    );
 }
 
 json_notifier!(

@@ -43,7 +43,7 @@ use keel_core::{Error, Event};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, json_notifier};
+use crate::common::{Base, Common, common_setters, endpoint_build, json_notifier};
 use crate::delivery::{Answer, Context};
 use crate::level::Level;
 
@@ -142,17 +142,7 @@ fn check_teams(ctx: Context<'_>, answer: &Answer<'_>) -> Result<(), Error> {
 impl TeamsBuilder {
     common_setters!("teams");
 
-    /// The notifier.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a URL that is not http(s) (the error shows only its scheme
-    /// and host); [`Error::Backend`] if the HTTP client cannot be built.
-    pub fn build(self) -> Result<Teams, Error> {
-        let (base, url) =
-            self.common
-                .build_with_endpoint("teams", "teams webhook URL", &self.url)?;
-        Ok(Teams { base, url })
-    }
+    endpoint_build!(Teams, "teams", "teams webhook URL");
 }
 
 json_notifier!(Teams, TeamsBuilder, Teams::payload, check_teams);
