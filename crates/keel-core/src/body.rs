@@ -102,14 +102,21 @@ mod tests {
         assert_eq!(block_on(read_bounded(empty, None, 0)).unwrap(), b"");
     }
 
+    /// An endless body of `chunk`-byte chunks, counting the chunks read in `read`.
+    fn endless(
+        read: &AtomicUsize,
+        chunk: usize,
+    ) -> impl Stream<Item = Result<Vec<u8>, String>> + '_ {
+        stream::repeat_with(move || {
+            read.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![0u8; chunk])
+        })
+    }
+
     #[test]
     fn stops_at_the_limit_without_reading_on() {
         let read = AtomicUsize::new(0);
-        let endless = stream::repeat_with(|| {
-            read.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, String>(vec![0u8; 1000])
-        });
-        let err = block_on(read_bounded(endless, None, 4500)).unwrap_err();
+        let err = block_on(read_bounded(endless(&read, 1000), None, 4500)).unwrap_err();
         assert_eq!(err, BodyError::TooLarge { limit: 4500 });
         assert_eq!(read.load(Ordering::SeqCst), 5, "read past the limit");
     }
@@ -117,11 +124,7 @@ mod tests {
     #[test]
     fn an_announced_length_over_the_limit_is_refused_before_reading() {
         let read = AtomicUsize::new(0);
-        let chunks = stream::repeat_with(|| {
-            read.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, String>(vec![0u8; 1])
-        });
-        let err = block_on(read_bounded(chunks, Some(u64::MAX), 100)).unwrap_err();
+        let err = block_on(read_bounded(endless(&read, 1), Some(u64::MAX), 100)).unwrap_err();
         assert_eq!(err, BodyError::TooLarge { limit: 100 });
         assert_eq!(read.load(Ordering::SeqCst), 0);
         // An announced length is not trusted to be right: the limit still holds.
