@@ -213,6 +213,23 @@ mod tests {
         }
     }
 
+    /// The patch (not pinning digests) of container `index` of `v`, running `current`, to
+    /// `new`; the image written in the manifest is the container's.
+    fn patch(v: &WorkloadView, index: usize, current: &str, new: &str) -> ImagePatch {
+        let container = &v.containers[index];
+        let written = container.image.as_deref().unwrap();
+        let plan = plan(current, new);
+        image_patch(
+            v,
+            container,
+            written,
+            &image(written),
+            &plan,
+            false,
+            Utc::now(),
+        )
+    }
+
     #[test]
     fn runs_compares_digest_only_when_wanted() {
         let plain = image("nginx:1.2");
@@ -260,15 +277,7 @@ mod tests {
     #[test]
     fn a_tag_update_patches_one_container_with_a_precondition() {
         let v = view(WorkloadKind::Deployment, &[]);
-        let p = image_patch(
-            &v,
-            &v.containers[0],
-            "nginx:1.2",
-            &image("nginx:1.2"),
-            &plan("nginx:1.2", "nginx:1.3"),
-            false,
-            Utc::now(),
-        );
+        let p = patch(&v, 0, "nginx:1.2", "nginx:1.3");
         assert_eq!(p.image, "nginx:1.3");
         assert!(!p.forces_roll);
         assert_eq!(p.body["metadata"]["resourceVersion"], "42");
@@ -289,15 +298,7 @@ mod tests {
     #[test]
     fn a_same_tag_digest_update_rolls_and_records_the_digest() {
         let v = view(WorkloadKind::CronJob, &[]);
-        let p = image_patch(
-            &v,
-            &v.containers[0],
-            "nginx:1.2",
-            &image("nginx:1.2"),
-            &plan("nginx:1.2", &format!("nginx:1.2@{NEW}")),
-            false,
-            Utc::now(),
-        );
+        let p = patch(&v, 0, "nginx:1.2", &format!("nginx:1.2@{NEW}"));
         assert_eq!(p.image, "nginx:1.2");
         assert!(p.forces_roll);
         let template = &p.body["spec"]["jobTemplate"]["spec"]["template"];
@@ -339,15 +340,7 @@ mod tests {
                 &format!(r#"{{"init:migrate":"ghcr.io/o/m:1@{OLD}"}}"#),
             )],
         );
-        let p = image_patch(
-            &v,
-            &v.containers[1],
-            "ghcr.io/o/m:1",
-            &image("ghcr.io/o/m:1"),
-            &plan(&format!("ghcr.io/o/m:1@{OLD}"), "ghcr.io/o/m:2"),
-            false,
-            Utc::now(),
-        );
+        let p = patch(&v, 1, &format!("ghcr.io/o/m:1@{OLD}"), "ghcr.io/o/m:2");
         assert_eq!(
             p.body["spec"]["template"]["spec"]["initContainers"],
             json!([{ "name": "migrate", "image": "ghcr.io/o/m:2" }])
