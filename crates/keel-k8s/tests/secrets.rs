@@ -2,14 +2,14 @@
 //! the credentials within moments, from a cache (no request per lookup).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_core::{CredentialSource, DockerConfigFormat, ImageRef};
 use keel_k8s::{PullSecrets, SecretRef};
-use keel_testsupport::kube::ApiServer;
+use keel_testsupport::kube::{ApiServer, wait_until};
 use kube::api::{Api, DeleteParams, PostParams};
 
 /// The `kubernetes.io/dockerconfigjson` secret `regcred` holding `config`.
@@ -45,14 +45,11 @@ fn config_json(user: &str, password: &str) -> String {
 
 /// Polls `check` until it holds, for up to ten seconds.
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limits = (Duration::from_secs(10), Duration::from_millis(50));
+    wait_until(what, limits, async || {
+        check().then_some(()).ok_or("not yet")
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -78,3 +78,12 @@ pub fn env_lookup(
 pub fn no_docker_config() -> std::path::PathBuf {
     std::env::temp_dir().join("keel-no-docker-config")
 }
+
+/// What a finished process printed: its stdout, then its stderr, as one text.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

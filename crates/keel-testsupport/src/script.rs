@@ -4,11 +4,26 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// A command running `scripts/NAME` of the repository.
 pub fn script(name: &str) -> Command {
     Command::new(crate::repo_root().join("scripts").join(name))
+}
+
+/// Runs `command` (`what`, for the messages) to its end; panics with its stderr unless it
+/// succeeds.
+pub(crate) fn run_script(mut command: Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("running {what}: {error}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// A server started by `scripts/NAME start`; stopped with `scripts/NAME stop DIR` on drop.
@@ -34,15 +49,7 @@ impl ScriptServer {
             .arg("start")
             .args(["--owner-pid", &std::process::id().to_string()])
             .args(args);
-        let output = command
-            .output()
-            .unwrap_or_else(|error| panic!("running scripts/{name}: {error}"));
-        assert!(
-            output.status.success(),
-            "scripts/{name} start failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = run_script(command, &format!("scripts/{name} start"));
         let line = String::from_utf8_lossy(&output.stdout);
         let started: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|error| panic!("scripts/{name} start printed {line:?}: {error}"));

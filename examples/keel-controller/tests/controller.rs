@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images};
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_until};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
 use kube::api::PostParams;
@@ -28,19 +28,17 @@ async fn wait_for_image_within(
     want: &str,
     secs: u64,
 ) -> Duration {
-    let within = Duration::from_secs(secs);
-    let start = Instant::now();
-    loop {
+    let every = Duration::from_millis(100);
+    let what = format!("{ns}/{name} running {want}");
+    wait_until(&what, (Duration::from_secs(secs), every), async || {
         let images = deployment_images(client, ns, name, false).await;
         if images.iter().any(|(_, image)| image == want) {
-            return start.elapsed();
+            Ok(())
+        } else {
+            Err(images)
         }
-        assert!(
-            start.elapsed() < within,
-            "{ns}/{name} did not run {want} within {within:?}; it runs {images:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -256,24 +254,17 @@ fn run_without_cluster(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Str
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+    (output.status.code(), keel_testsupport::output_text(&output))
 }
 
 #[tokio::test]
 async fn new_workloads_are_checked_on_their_watch_event_and_poll_on_the_default_schedule() {
-    let Some(api) = ApiServer::shared().await else {
+    let Some((api, ns, client)) = ApiServer::shared_namespace("polling").await else {
         return;
     };
     let server =
         RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0", "1.1.0"]).await;
     let image = |tag: &str| format!("{}/team/app:{tag}", server.addr());
-    let ns = api.namespace("polling").await;
-    let client = api.admin_client();
 
     // A resync of an hour: only the watch event can make the controller look in time.
     let controller = Controller::start(

@@ -45,14 +45,12 @@ async fn re_push_after_the_vote(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
-    let Some(api) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("approved-digest").await else {
         return;
     };
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
     let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
-    let ns = api.namespace("approved-digest").await;
-    let client = api.admin_client();
     Workload::keel_deployment("web", "minor", &image("1.0.0"))
         .annotation("keel.sh/approvals", "1")
         .create(&client, &ns)

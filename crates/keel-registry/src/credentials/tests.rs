@@ -161,11 +161,7 @@ fn run_with_helpers(name: &str) {
         .env("KEEL_HELPER_DIR", dir.path())
         .output()
         .unwrap();
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let shown = keel_testsupport::output_text(&output);
     assert!(output.status.success(), "{name} failed:\n{shown}");
     assert!(shown.contains("1 passed"), "{name} did not run:\n{shown}");
 }

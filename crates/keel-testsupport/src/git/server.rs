@@ -6,6 +6,7 @@ use std::process::Command;
 
 use super::cli::{Git, GitOutput};
 use super::http::{HttpConfig, HttpGitServer, HttpRequestRecord};
+use crate::script::run_script;
 use crate::{ScriptServer, script};
 
 /// The identity of the commits a third party pushes with [`GitServer::push_file`].
@@ -213,16 +214,7 @@ impl GitServer {
         if let Some(source) = source {
             command.arg("--from-dir").arg(source);
         }
-        let output = command
-            .output()
-            .unwrap_or_else(|error| panic!("running scripts/git-server: {error}"));
-        assert!(
-            output.status.success(),
-            "scripts/git-server create-repo {name} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        run_script(command, &format!("scripts/git-server create-repo {name}"))
     }
 
     /// A third party commits `content` to `path` on `branch` (created from HEAD, or as the first

@@ -14,11 +14,13 @@
 //!   (e.g. a concurrent change between a read and a write).
 //! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
 //!   fixtures written with the raw API.
+//! - [`wait_until`]: polling until a state is reached, or panicking with what was seen.
 
 mod apiserver;
 mod counting;
 mod fixtures;
 mod intercept;
+mod wait;
 
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
 pub use counting::{CountingLayer, CountingService, RecordedRequest, RequestLog};
@@ -26,3 +28,4 @@ pub use fixtures::{
     Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
+pub use wait::wait_until;
