@@ -6,66 +6,22 @@ use keel_core::memory::InMemoryRegistry;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_core::{Error, ImageRef, Pipeline, testkit};
 use keel_git::{GitAuth, GitTarget, GitTargetBuilder};
+use keel_testsupport::assert_contains;
 use keel_testsupport::git::GitServer;
 
 const WEB: &str = "apps/web.yaml";
-const WEB_YAML: &str = "\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  template:
-    spec:
-      containers:
-        - name: web
-          image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}
-";
+const WEB_YAML: &str = include_str!("fleet/apps/web.yaml");
 
 const VALUES: &str = "charts/api/values.yaml";
-const VALUES_YAML: &str = "\
-# Helm values of the api chart.
-image:
-  repository: ghcr.io/acme/api # {\"$imagepolicy\": \"flux-system:api:name\"}
-  tag: \"2.0.0\" # {\"$imagepolicy\": \"flux-system:api:tag\"}
-replicas: 2
-";
+const VALUES_YAML: &str = include_str!("fleet/charts/api/values.yaml");
 
 const KUSTOMIZATION: &str = "clusters/prod/kustomization.yaml";
-const KUSTOMIZATION_YAML: &str = "\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [../../apps]
-images:
-  - name: ghcr.io/acme/worker
-    newTag: '3.1.0'
-";
+const KUSTOMIZATION_YAML: &str = include_str!("fleet/clusters/prod/kustomization.yaml");
 
 const KEEL: &str = "apps/cache.yaml";
-const KEEL_YAML: &str = "\
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: cache
-  annotations:
-    keel.sh/policy: patch
-spec:
-  template:
-    spec:
-      containers:
-        - name: redis
-          image: redis:7.2.3
-";
+const KEEL_YAML: &str = include_str!("fleet/apps/cache.yaml");
 
-const CONFIG_YAML: &str = "\
-policies:
-  flux-system:web: minor
-  flux-system:api:
-    policy: semver:^2
-images:
-  - image: ghcr.io/acme/worker
-    policy: major
-";
+const CONFIG_YAML: &str = include_str!("fleet/.keel.yaml");
 
 fn files() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -207,15 +163,14 @@ async fn dry_run_shows_the_diff_and_pushes_nothing() {
         .await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let diff = &report.previews[target.name()];
-    assert!(
-        diff.contains("--- a/apps/web.yaml\n+++ b/apps/web.yaml\n"),
-        "{diff}"
+    assert_contains(
+        diff,
+        &[
+            "--- a/apps/web.yaml\n+++ b/apps/web.yaml\n",
+            "-          image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}\n+          image: ghcr.io/acme/web:1.3.0 # {\"$imagepolicy\": \"flux-system:web\"}\n",
+            "-  tag: \"2.0.0\"",
+        ],
     );
-    assert!(
-        diff.contains("-          image: ghcr.io/acme/web:1.2.3 # {\"$imagepolicy\": \"flux-system:web\"}\n+          image: ghcr.io/acme/web:1.3.0 # {\"$imagepolicy\": \"flux-system:web\"}\n"),
-        "{diff}"
-    );
-    assert!(diff.contains("-  tag: \"2.0.0\""), "{diff}");
     assert_eq!(server.head("fleet", "main"), head, "a dry run pushed");
     // The working copy is back at the branch tip: a real run still finds everything to do.
     let report = Pipeline::new(registry())
