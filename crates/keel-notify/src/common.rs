@@ -182,10 +182,32 @@ macro_rules! endpoint_build {
 }
 pub(crate) use endpoint_build;
 
+/// The [`Notifier`](keel_core::Notifier) impl of a notifier with a `base` field and an
+/// inherent `async fn deliver(&self, event: &Event) -> Result<(), Error>`: it is named by its
+/// base, and delivers the events its level filter lets through (nothing for the rest).
+macro_rules! base_notifier {
+    ($notifier:ident) => {
+        #[async_trait::async_trait]
+        impl keel_core::Notifier for $notifier {
+            fn name(&self) -> &str {
+                &self.base.name
+            }
+
+            async fn notify(&self, event: &keel_core::Event) -> Result<(), keel_core::Error> {
+                if !self.base.accepts(event) {
+                    return Ok(());
+                }
+                self.deliver(event).await
+            }
+        }
+    };
+}
+pub(crate) use base_notifier;
+
 /// The trait impls of a notifier that posts one JSON payload to one endpoint (a `base` and a
 /// `url` field) and of its builder (a `common` field): `Debug` for both, showing no secret,
-/// and [`Notifier`](keel_core::Notifier), which posts `$payload(&notifier, event)` and judges
-/// the answer with `$check(ctx, answer)`.
+/// and [`Notifier`](keel_core::Notifier) (see [`base_notifier`]), which posts
+/// `$payload(&notifier, event)` and judges the answer with `$check(ctx, answer)`.
 macro_rules! json_notifier {
     ($notifier:ident, $builder:ident, $payload:expr, $check:expr) => {
         impl std::fmt::Debug for $notifier {
@@ -204,19 +226,17 @@ macro_rules! json_notifier {
             }
         }
 
-        #[async_trait::async_trait]
-        impl keel_core::Notifier for $notifier {
-            fn name(&self) -> &str {
-                &self.base.name
-            }
-
-            async fn notify(&self, event: &keel_core::Event) -> Result<(), keel_core::Error> {
-                let payload = || ($payload)(self, event);
+        impl $notifier {
+            async fn deliver(&self, event: &keel_core::Event) -> Result<(), keel_core::Error> {
+                let action = $crate::common::Base::action(event);
+                let payload = ($payload)(self, event);
                 self.base
-                    .notify_json(event, &self.url, payload, $check)
+                    .post_json(&action, &self.url, &payload, $check)
                     .await
             }
         }
+
+        $crate::common::base_notifier!($notifier);
     };
 }
 pub(crate) use json_notifier;
@@ -274,25 +294,6 @@ impl Base {
             text: self.templates.render_escaped(event, escape),
             level: Level::of(event.kind),
         }
-    }
-
-    /// The whole delivery of a notifier with one endpoint: nothing when the level filter holds
-    /// `event` back, else `payload()` posted as JSON to `url` until `check` accepts an answer.
-    pub(crate) async fn notify_json<C>(
-        &self,
-        event: &Event,
-        url: &Url,
-        payload: impl FnOnce() -> serde_json::Value,
-        check: C,
-    ) -> Result<(), Error>
-    where
-        C: Fn(Context<'_>, &Answer<'_>) -> Result<(), Error>,
-    {
-        if !self.accepts(event) {
-            return Ok(());
-        }
-        self.post_json(&Base::action(event), url, &payload(), check)
-            .await
     }
 
     /// Posts `body` as JSON to `url`, retrying by the policy, until `check` accepts an answer;

@@ -24,12 +24,11 @@
 
 use std::fmt;
 
-use async_trait::async_trait;
-use keel_core::{Error, Event, Notifier};
+use keel_core::{Error, Event};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, channels_for, common_setters, endpoint_build};
+use crate::common::{Base, Common, base_notifier, channels_for, common_setters, endpoint_build};
 
 /// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
 ///
@@ -170,16 +169,8 @@ impl fmt::Debug for MattermostBuilder {
     }
 }
 
-#[async_trait]
-impl Notifier for Mattermost {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
+impl Mattermost {
+    async fn deliver(&self, event: &Event) -> Result<(), Error> {
         let channels = channels_for(&self.channels, event, |c| c);
         if channels.is_empty() {
             return self.post(event, None).await;
@@ -189,3 +180,5 @@ impl Notifier for Mattermost {
             .await
     }
 }
+
+base_notifier!(Mattermost);

@@ -39,14 +39,14 @@
 
 use std::fmt;
 
-use async_trait::async_trait;
-use keel_core::{Error, Event, EventKind, Notifier, ParseError};
+use keel_core::{Error, Event, EventKind, ParseError};
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Base, Common, channels_for, common_setters, endpoint_build, json_notifier, parse_endpoint,
+    Base, Common, base_notifier, channels_for, common_setters, endpoint_build, json_notifier,
+    parse_endpoint,
 };
 use crate::delivery::{Answer, Context, escape_slack, truncate};
 
@@ -403,16 +403,8 @@ impl fmt::Debug for SlackBotBuilder {
     }
 }
 
-#[async_trait]
-impl Notifier for SlackBot {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
+impl SlackBot {
+    async fn deliver(&self, event: &Event) -> Result<(), Error> {
         let message = message(&self.base, event, self.approval_buttons);
         let channels = self.channels_for(event);
         self.base
@@ -422,3 +414,5 @@ impl Notifier for SlackBot {
             .await
     }
 }
+
+base_notifier!(SlackBot);

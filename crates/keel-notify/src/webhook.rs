@@ -31,16 +31,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use keel_core::{Error, Event, Notifier, ParseError};
+use keel_core::{Error, Event, ParseError};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::common::{Base, Common, common_setters, parse_endpoint};
+use crate::common::{Base, Common, base_notifier, common_setters, parse_endpoint};
 use crate::level::Level;
 use crate::template::title;
 
@@ -392,16 +391,8 @@ impl fmt::Debug for WebhookBuilder {
     }
 }
 
-#[async_trait]
-impl Notifier for Webhook {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    async fn notify(&self, event: &Event) -> Result<(), Error> {
-        if !self.base.accepts(event) {
-            return Ok(());
-        }
+impl Webhook {
+    async fn deliver(&self, event: &Event) -> Result<(), Error> {
         let action = Base::action(event);
         let ctx = self.base.context(&action);
         let delivery_id = new_delivery_id();
@@ -435,6 +426,8 @@ impl Notifier for Webhook {
             .await
     }
 }
+
+base_notifier!(Webhook);
 
 #[cfg(test)]
 mod tests {
