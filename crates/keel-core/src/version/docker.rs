@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::cmp_digits;
+use super::{cmp_digits, is_digits, strip_marker};
 
 /// A tag of the form `v?<n>(.<n>)*[-<suffix>]`, such as `3.11`, `3.11-slim` or
 /// `1.25.3-alpine3.18`. The `docker` policy only compares tags with the same number of numeric
@@ -28,10 +28,7 @@ pub struct DockerVersion<'a> {
 impl<'a> DockerVersion<'a> {
     /// Parses `v?<n>(.<n>)*[-<suffix>]` with a non-empty suffix; `None` for anything else.
     pub fn parse(s: &'a str) -> Option<DockerVersion<'a>> {
-        let (prefixed, body) = match s.strip_prefix('v') {
-            Some(rest) => (true, rest),
-            None => (false, s),
-        };
+        let (prefixed, body) = strip_marker(s, 'v');
         let (numbers, suffix) = match body.split_once('-') {
             Some((n, suf)) if !suf.is_empty() => (n, suf),
             Some(_) => return None,
@@ -39,7 +36,7 @@ impl<'a> DockerVersion<'a> {
         };
         let mut parts = 0;
         for part in numbers.split('.') {
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            if !is_digits(part) {
                 return None;
             }
             parts += 1;

@@ -16,6 +16,19 @@ pub use self::semver::Version;
 
 use std::cmp::Ordering;
 
+/// Whether `s` is a non-empty run of ASCII digits.
+pub(crate) fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `s` without a leading `prefix`, and whether it had one.
+pub(crate) fn strip_marker(s: &str, prefix: char) -> (bool, &str) {
+    match s.strip_prefix(prefix) {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    }
+}
+
 /// Compares two runs of ASCII digits as unbounded non-negative integers.
 pub(crate) fn cmp_digits(a: &str, b: &str) -> Ordering {
     let a = a.trim_start_matches('0');

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::cmp_digits;
+use super::{cmp_digits, is_digits, strip_marker};
 
 /// A decimal number (`42`, `-7`, `3.14`, `0010`) borrowed from a tag, compared exactly at any
 /// length, never through floating point.
@@ -25,16 +25,12 @@ pub struct Decimal<'a> {
 impl<'a> Decimal<'a> {
     /// Parses `-?[0-9]+(\.[0-9]+)?`; `None` for anything else.
     pub fn parse(s: &'a str) -> Option<Decimal<'a>> {
-        let (negative, body) = match s.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, s),
-        };
+        let (negative, body) = strip_marker(s, '-');
         let (int, frac) = match body.split_once('.') {
             Some((i, f)) => (i, Some(f)),
             None => (body, None),
         };
-        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-        if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        if !is_digits(int) || frac.is_some_and(|f| !is_digits(f)) {
             return None;
         }
         let int = int.trim_start_matches('0');

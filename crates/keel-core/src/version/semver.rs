@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::cmp_digits;
+use super::{cmp_digits, is_digits};
 
 /// A version parsed leniently from a tag, as the policies `all`, `major`, `minor`, `patch`,
 /// `semver:` and `force` read it.
@@ -181,13 +181,8 @@ fn valid_identifiers(s: &str) -> bool {
             .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
-fn is_numeric(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
-}
-
 fn channel_identifiers(pre: &str) -> impl Iterator<Item = &str> {
-    pre.split('.')
-        .filter(|id| !id.is_empty() && !is_numeric(id))
+    pre.split('.').filter(|id| !id.is_empty() && !is_digits(id))
 }
 
 /// Compares two pre-release strings by semver precedence; empty (a release) ranks highest.
@@ -210,7 +205,7 @@ pub(crate) fn cmp_pre_release(a: &str, b: &str) -> Ordering {
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some(x), Some(y)) => {
-                let ord = match (is_numeric(x), is_numeric(y)) {
+                let ord = match (is_digits(x), is_digits(y)) {
                     (true, true) => cmp_digits(x, y),
                     (true, false) => Ordering::Less,
                     (false, true) => Ordering::Greater,
