@@ -1,6 +1,6 @@
 //! [`Digest`]: content digests.
 
-use super::DIGEST_KIND;
+use super::{DIGEST_KIND, non_empty};
 use crate::error::ParseError;
 
 /// The minimum length of the encoded part for algorithms without a registered length.
@@ -57,9 +57,7 @@ fn check_digest(s: &str) -> Result<(), ParseError> {
     let error = |reason: String, start: usize, end: usize| {
         ParseError::new(DIGEST_KIND, s, reason).at(start, end)
     };
-    if s.is_empty() {
-        return Err(ParseError::new(DIGEST_KIND, s, "digest must not be empty"));
-    }
+    non_empty(DIGEST_KIND, s)?;
     let Some((algorithm, encoded)) = s.split_once(':') else {
         return Err(ParseError::new(
             DIGEST_KIND,

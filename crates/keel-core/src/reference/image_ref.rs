@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
-use super::{DOCKER_HUB, Digest, MAX_NAME_LEN, REFERENCE_KIND, Tag};
+use super::{DOCKER_HUB, Digest, MAX_NAME_LEN, REFERENCE_KIND, Tag, non_empty};
 use crate::error::ParseError;
 
 /// A normalised image reference: registry, repository, and a tag, a digest or both.
@@ -40,13 +40,7 @@ impl ImageRef {
     /// port, empty path component, bad separator, upper-case repository, name too long, bad
     /// tag, bad digest) and, where it can, the byte range of the bad part.
     pub fn parse(input: &str) -> Result<ImageRef, ParseError> {
-        if input.is_empty() {
-            return Err(ParseError::new(
-                REFERENCE_KIND,
-                input,
-                "image reference must not be empty",
-            ));
-        }
+        non_empty(REFERENCE_KIND, input)?;
         if input.len() == 64
             && input
                 .bytes()

@@ -48,6 +48,18 @@ pub(crate) const DIGEST_KIND: &str = "digest";
 pub(crate) const REFERENCE_KIND: &str = "image reference";
 pub(crate) const PLATFORM_KIND: &str = "platform";
 
+/// `Err` saying that a `kind` (one of the kinds above) must not be empty, for an empty `input`.
+fn non_empty(kind: &'static str, input: &str) -> Result<(), ParseError> {
+    if input.is_empty() {
+        return Err(ParseError::new(
+            kind,
+            input,
+            format!("{kind} must not be empty"),
+        ));
+    }
+    Ok(())
+}
+
 /// The longest tag the grammar allows, in bytes (all tag characters are ASCII).
 pub const MAX_TAG_LEN: usize = 128;
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::PLATFORM_KIND;
+use super::{PLATFORM_KIND, non_empty};
 use crate::error::ParseError;
 
 /// A platform an image is built for: `os/architecture[/variant]`, e.g. `linux/amd64`,
@@ -25,13 +25,7 @@ impl Platform {
     /// A [`ParseError`] for an empty part, fewer than 2 or more than 3 parts, or a character
     /// other than a letter, digit, `_`, `.` or `-`.
     pub fn parse(input: &str) -> Result<Platform, ParseError> {
-        if input.is_empty() {
-            return Err(ParseError::new(
-                PLATFORM_KIND,
-                input,
-                "platform must not be empty",
-            ));
-        }
+        non_empty(PLATFORM_KIND, input)?;
         let parts: Vec<&str> = input.split('/').collect();
         if parts.len() < 2 {
             return Err(ParseError::new(
