@@ -10,10 +10,24 @@ use keel_notify::{
 };
 use keel_testsupport::hmac_sha256_hex;
 use keel_testsupport::receiver::{Receiver, Reply};
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{approval, event, failure};
 
 const NOTES: &str = "https://nginx.org/en/CHANGES";
+
+/// The first blocks of every Slack message: `title` in bold over `text`, then the `context`
+/// line (level, workload and time).
+fn slack_blocks(title: &str, text: &str, context: &str) -> Vec<Value> {
+    vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{title}*\n{text}")}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}),
+    ]
+}
+
+/// Templates with `source` for the events of `kind`.
+fn one_template(kind: EventKind, source: &str) -> Templates {
+    Templates::new().with_source(kind, source).unwrap()
+}
 
 #[tokio::test]
 async fn slack_webhook_sends_block_kit_with_release_notes() {
@@ -37,12 +51,11 @@ async fn slack_webhook_sends_block_kit_with_release_notes() {
         r.json(),
         json!({
             "text": format!("Update applied: {text}"),
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn",
-                    "text": format!("*Update applied*\n{text}")}},
-                {"type": "context", "elements": [{"type": "mrkdwn",
-                    "text": "success · prod/default/web · 2024-05-01T12:00:00Z"}]},
-            ]
+            "blocks": slack_blocks(
+                "Update applied",
+                text,
+                "success · prod/default/web · 2024-05-01T12:00:00Z"
+            ),
         })
     );
 }
@@ -50,12 +63,10 @@ async fn slack_webhook_sends_block_kit_with_release_notes() {
 #[tokio::test]
 async fn slack_escapes_markup_in_values_but_not_in_templates() {
     let rx = Receiver::always(Reply::ok()).await;
-    let templates = Templates::new()
-        .with_source(
-            EventKind::UpdateFailed,
-            "<{{release_notes}}|notes> {{message}}",
-        )
-        .unwrap();
+    let templates = one_template(
+        EventKind::UpdateFailed,
+        "<{{release_notes}}|notes> {{message}}",
+    );
     let slack = SlackWebhook::builder(rx.url("/hook"))
         .with_templates(templates)
         .build()
@@ -88,6 +99,16 @@ async fn slack_bot_posts_once_per_channel_with_approval_buttons() {
     requests.sort_by_key(|r| r.json()["channel"].as_str().unwrap().to_owned());
     let text = "Update of prod/default/web from nginx:1.25.0 to nginx:1.25.1 needs approval: \
                 0/2 so far. Approve with `/keel approve a1b2` before 2024-05-02T12:00:00Z.";
+    let context = "info · prod/default/web · 2024-05-01T12:00:00Z";
+    let mut blocks = slack_blocks("Approval requested", text, context);
+    blocks.push(json!(
+        {"type": "actions", "block_id": "keel_approval", "elements": [
+            {"type": "button", "action_id": "keel_approve", "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve"}, "value": "a1b2"},
+            {"type": "button", "action_id": "keel_reject", "style": "danger",
+             "text": {"type": "plain_text", "text": "Reject"}, "value": "a1b2"},
+        ]}
+    ));
     for (r, channel) in requests.iter().zip(["#deploys", "#ops"]) {
         assert_eq!(r.uri, "/api/chat.postMessage");
         assert_eq!(r.header("authorization"), Some("Bearer xoxb-test-token"));
@@ -101,18 +122,7 @@ async fn slack_bot_posts_once_per_channel_with_approval_buttons() {
                 "channel": channel,
                 "unfurl_links": false,
                 "text": format!("Approval requested: {text}"),
-                "blocks": [
-                    {"type": "section", "text": {"type": "mrkdwn",
-                        "text": format!("*Approval requested*\n{text}")}},
-                    {"type": "context", "elements": [{"type": "mrkdwn",
-                        "text": "info · prod/default/web · 2024-05-01T12:00:00Z"}]},
-                    {"type": "actions", "block_id": "keel_approval", "elements": [
-                        {"type": "button", "action_id": "keel_approve", "style": "primary",
-                         "text": {"type": "plain_text", "text": "Approve"}, "value": "a1b2"},
-                        {"type": "button", "action_id": "keel_reject", "style": "danger",
-                         "text": {"type": "plain_text", "text": "Reject"}, "value": "a1b2"},
-                    ]},
-                ]
+                "blocks": blocks,
             })
         );
     }
@@ -432,12 +442,10 @@ async fn unsigned_webhook_has_nulls_and_no_signature() {
 #[tokio::test]
 async fn custom_templates_mention_release_notes_only_when_present() {
     let rx = Receiver::always(Reply::status(204, "")).await;
-    let templates = Templates::new()
-        .with_source(
-            EventKind::UpdateApplied,
-            "{{image}} {{current_tag}} → {{new_tag}}{{#release_notes}}, notes: {{release_notes}}{{/release_notes}}{{^release_notes}}, no notes{{/release_notes}}",
-        )
-        .unwrap();
+    let templates = one_template(
+        EventKind::UpdateApplied,
+        "{{image}} {{current_tag}} → {{new_tag}}{{#release_notes}}, notes: {{release_notes}}{{/release_notes}}{{^release_notes}}, no notes{{/release_notes}}",
+    );
     let discord = Discord::builder(rx.url("/d"))
         .with_templates(templates)
         .build()
