@@ -169,6 +169,20 @@ impl World {
         (bot, url)
     }
 
+    /// A bot on the default configuration that has posted a request opened for `id` moving to
+    /// `tag`, needing `required` votes: the bot, its URL and the request.
+    async fn bot_with_posted(
+        &self,
+        id: &str,
+        tag: &str,
+        required: u32,
+    ) -> (Bot, String, ApprovalRequest) {
+        let (bot, url) = self.bot(self.config()).await;
+        let request = self.open(id, tag, required).await;
+        bot.poll_once().await.unwrap();
+        (bot, url, request)
+    }
+
     async fn open(&self, id: &str, tag: &str, required: u32) -> ApprovalRequest {
         let plan = UpdatePlan {
             target: "prod".into(),
@@ -402,9 +416,7 @@ async fn the_poller_runs_on_its_own() {
 #[tokio::test]
 async fn slash_commands_vote_as_the_slack_user() {
     let w = world().await;
-    let (bot, url) = w.bot(w.config()).await;
-    let a = w.open("web", "1.2.0", 2).await;
-    bot.poll_once().await.unwrap();
+    let (_bot, url, a) = w.bot_with_posted("web", "1.2.0", 2).await;
 
     let (status, reply) = w
         .command(
@@ -477,9 +489,7 @@ async fn slash_commands_vote_as_the_slack_user() {
 #[tokio::test]
 async fn button_clicks_vote_and_update_the_message() {
     let w = world().await;
-    let (bot, url) = w.bot(w.config()).await;
-    let a = w.open("web", "1.3.0", 2).await;
-    bot.poll_once().await.unwrap();
+    let (bot, url, a) = w.bot_with_posted("web", "1.3.0", 2).await;
     // The fake Slack numbers messages by call count.
     let ts = "1700000000.000001";
 
