@@ -15,6 +15,14 @@ use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
 use keel_testsupport::pipeline::approved_digest_rolls_out;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
+/// A registry holding `team/web` at 1.0.0 and 1.1.0, and the image of a tag of it there.
+async fn web_registry() -> (RegistryServer, impl Fn(&str) -> String) {
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
+    let repo = format!("{}/team/web", registry.addr());
+    (registry, move |tag: &str| format!("{repo}:{tag}"))
+}
+
 /// Runs the approved-digest scenario of the test support against `target` (request, vote,
 /// push the tag again, no rollout, vote again, the new content rolls out) over `registry`.
 /// Returns the approved digest of the new content.
@@ -48,9 +56,7 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
     let Some((_, ns, client)) = ApiServer::shared_namespace("approved-digest").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
-    let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
+    let (registry, image) = web_registry().await;
     Workload::keel_deployment("web", "minor", &image("1.0.0"))
         .annotation("keel.sh/approvals", "1")
         .create(&client, &ns)
@@ -88,9 +94,7 @@ async fn kubernetes_never_rolls_out_a_tag_pushed_after_the_vote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_never_commits_a_tag_pushed_after_the_vote() {
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
-    let image = |tag: &str| format!("{}/team/web:{tag}", registry.addr());
+    let (registry, image) = web_registry().await;
     let manifest = |image: &str| {
         format!(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    \
