@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::config::{AuthInfo, Config};
 
-use super::counting::{CountingLayer, RequestLog};
+use super::counting::RequestLog;
 use crate::tls::TestCa;
 
 /// What a test prints when it skips for want of the binaries.
@@ -37,6 +37,22 @@ pub const LIMITED_USERS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// The group the limited users are in.
 pub const LIMITED_GROUP: &str = "keel-test-users";
+
+/// The kube-apiserver flags that name no port, etcd address or file.
+const APISERVER_FLAGS: [&str; 12] = [
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    "--insecure-port=0",
+    "--anonymous-auth=false",
+    "--authorization-mode=RBAC",
+    "--service-account-issuer=https://kubernetes.default.svc",
+    "--service-cluster-ip-range=10.0.0.0/24",
+    "--disable-admission-plugins=ServiceAccount",
+    "--allow-privileged=true",
+    "--enable-priority-and-fairness=false",
+    "--profiling=false",
+    "--v=1",
+];
 
 const SUPERVISOR: &str = r#"
 dir=$1
@@ -215,29 +231,23 @@ impl ApiServer {
             format!("--initial-cluster=keel-test={peer_url}"),
             "--log-level=warn".to_owned(),
         ];
-        let path = |name: &str| dir.join(name).display().to_string();
-        let api_args = vec![
+        let mut api_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
             format!("--secure-port={secure_port}"),
-            "--insecure-port=0".to_owned(),
-            format!("--cert-dir={}", path("certs")),
-            format!("--tls-cert-file={}", path("serving.crt")),
-            format!("--tls-private-key-file={}", path("serving.key")),
-            format!("--token-auth-file={}", path("tokens.csv")),
-            "--anonymous-auth=false".to_owned(),
-            "--authorization-mode=RBAC".to_owned(),
-            format!("--service-account-key-file={}", path("sa.pub")),
-            format!("--service-account-signing-key-file={}", path("sa.key")),
-            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
-            "--allow-privileged=true".to_owned(),
-            "--enable-priority-and-fairness=false".to_owned(),
-            "--profiling=false".to_owned(),
-            "--v=1".to_owned(),
         ];
+        // Flags naming a file or directory of `dir`, then the fixed ones.
+        api_args.extend(
+            [
+                ("cert-dir", "certs"),
+                ("tls-cert-file", "serving.crt"),
+                ("tls-private-key-file", "serving.key"),
+                ("token-auth-file", "tokens.csv"),
+                ("service-account-key-file", "sa.pub"),
+                ("service-account-signing-key-file", "sa.key"),
+            ]
+            .map(|(flag, name)| format!("--{flag}={}", dir.join(name).display())),
+        );
+        api_args.extend(APISERVER_FLAGS.map(str::to_owned));
         args_file(&dir.join("etcd.args"), &etcd_bin, &etcd_args);
         args_file(&dir.join("apiserver.args"), &apiserver_bin, &api_args);
 
@@ -332,10 +342,7 @@ impl ApiServer {
     /// A client for `user` that records every request it makes into the returned log.
     pub fn counting_client_as(&self, user: &str) -> (Client, RequestLog) {
         let log = RequestLog::default();
-        let builder = kube::client::ClientBuilder::try_from(self.config_for(user))
-            .expect("client builder from config");
-        let client = builder.with_layer(&CountingLayer::new(log.clone())).build();
-        (client, log)
+        (self.intercepting_client_as(user, log.hook()), log)
     }
 
     /// A client for `user` that runs `hook` before each request it sends (the hook picks

@@ -1,10 +1,13 @@
-//! A tower layer for the client's service stack that records every request it passes on, so
-//! tests can assert which calls code under test made (e.g. no LIST at steady state).
+//! A log of every request a client sends, so tests can assert which calls code under test
+//! made (e.g. no LIST at steady state). It records through an [`InterceptLayer`] hook.
+//!
+//! [`InterceptLayer`]: super::InterceptLayer
 
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use http::Request;
+
+use super::Hook;
 
 /// One request as seen by the client: method, path and query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +21,15 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The method, path and query of `request`.
+    pub fn of<B>(request: &Request<B>) -> RecordedRequest {
+        RecordedRequest {
+            method: request.method().as_str().to_owned(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+        }
+    }
+
     /// Whether this is a watch (`watch=true` or `watch=1` in the query).
     pub fn is_watch(&self) -> bool {
         self.query
@@ -44,7 +56,7 @@ impl RecordedRequest {
     }
 }
 
-/// The requests recorded by a [`CountingLayer`], shared with the test.
+/// The requests recorded by the hook of [`RequestLog::hook`], shared with the test.
 #[derive(Clone, Debug, Default)]
 pub struct RequestLog {
     entries: Arc<Mutex<Vec<RecordedRequest>>>,
@@ -79,61 +91,16 @@ impl RequestLog {
             .collect()
     }
 
-    fn record<B>(&self, request: &Request<B>) {
-        let entry = RecordedRequest {
-            method: request.method().as_str().to_owned(),
-            path: request.uri().path().to_owned(),
-            query: request.uri().query().unwrap_or("").to_owned(),
-        };
-        self.entries.lock().expect("request log").push(entry);
-    }
-}
-
-/// Records each request into its [`RequestLog`] before passing it on.
-#[derive(Clone, Debug)]
-pub struct CountingLayer {
-    log: RequestLog,
-}
-
-impl CountingLayer {
-    /// A layer recording into `log`.
-    pub fn new(log: RequestLog) -> CountingLayer {
-        CountingLayer { log }
-    }
-}
-
-impl<S> tower::Layer<S> for CountingLayer {
-    type Service = CountingService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CountingService {
-            inner,
-            log: self.log.clone(),
-        }
-    }
-}
-
-/// The service of a [`CountingLayer`].
-#[derive(Clone, Debug)]
-pub struct CountingService<S> {
-    inner: S,
-    log: RequestLog,
-}
-
-impl<S, B> tower::Service<Request<B>> for CountingService<S>
-where
-    S: tower::Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.log.record(&request);
-        self.inner.call(request)
+    /// A hook (for an [`InterceptLayer`](super::InterceptLayer)) that records every request
+    /// into this log and delays none.
+    pub fn hook(&self) -> Hook {
+        let log = self.clone();
+        Arc::new(move |request| {
+            log.entries
+                .lock()
+                .expect("request log")
+                .push(request.clone());
+            None
+        })
     }
 }

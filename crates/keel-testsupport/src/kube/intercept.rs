@@ -62,12 +62,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let seen = RecordedRequest {
-            method: request.method().as_str().to_owned(),
-            path: request.uri().path().to_owned(),
-            query: request.uri().query().unwrap_or("").to_owned(),
-        };
-        let before = (self.hook)(&seen);
+        let before = (self.hook)(&RecordedRequest::of(&request));
         // The inner future does no I/O until polled, so the hook's change lands first.
         let response = self.inner.call(request);
         Box::pin(async move {

@@ -23,7 +23,7 @@ mod intercept;
 mod wait;
 
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
-pub use counting::{CountingLayer, CountingService, RecordedRequest, RequestLog};
+pub use counting::{RecordedRequest, RequestLog};
 pub use fixtures::{
     Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
 };
