@@ -9,10 +9,9 @@ use keel_core::approval::{
     ApprovalRequest, ApprovalState, ApprovalStore, Approvals, AuditAction, AuditEntry, AuditQuery,
     MemoryApprovalStore, VoteKind,
 };
-use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{Error, EventKind, ImageRef, TrackedImage};
+use keel_core::{Error, EventKind};
 use keel_testsupport::pipeline::{
-    ManualClock, RecordingNotifier, digest, memory_approvals, stored_requests, web_plan,
+    ManualClock, RecordingNotifier, digest, memory_approvals, stored_requests, tracked, web_plan,
 };
 
 /// The kind and request id of every event `recorder` heard, in order.
@@ -374,15 +373,11 @@ async fn requesting_twice_is_one_request_one_audit_entry_one_notification() {
 #[tokio::test]
 async fn request_for_a_tracked_image_carries_its_settings_and_channels() {
     let f = fixture();
-    let image = TrackedImage::new(
-        "web",
-        ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-        Arc::new(VersionPolicy::parse("minor", &PolicyOptions::default()).unwrap()),
-    )
-    .with_approvals(3)
-    .with_approval_deadline(Duration::from_secs(90))
-    .with_release_notes("https://example.com/notes")
-    .with_notify(vec!["#prod-deploys".into()]);
+    let image = tracked("web", "ghcr.io/acme/web:1.0.0", "minor")
+        .with_approvals(3)
+        .with_approval_deadline(Duration::from_secs(90))
+        .with_release_notes("https://example.com/notes")
+        .with_notify(vec!["#prod-deploys".into()]);
     let r = f
         .approvals
         .request_for(&image, &web_plan("web", "1.1.0"), Some(digest(7)))

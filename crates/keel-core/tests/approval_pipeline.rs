@@ -11,7 +11,6 @@ use keel_core::approval::{
     AuditQuery, MemoryApprovalStore, VoteKind,
 };
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
-use keel_core::policy::{PolicyOptions, VersionPolicy};
 use keel_core::{Error, Event, EventKind, ImageRef, Pipeline, Registry, Tag, TrackedImage};
 use keel_testsupport::pipeline::{
     ManualClock, RecordingNotifier, audit_entries, memory_approvals, stored_requests,
@@ -30,12 +29,7 @@ struct Setup {
 }
 
 fn tracked(id: &str, image: &str, approvals: u32) -> TrackedImage {
-    TrackedImage::new(
-        id,
-        ImageRef::parse(image).unwrap(),
-        Arc::new(VersionPolicy::parse("minor", &PolicyOptions::default()).unwrap()),
-    )
-    .with_approvals(approvals)
+    keel_testsupport::pipeline::tracked(id, image, "minor").with_approvals(approvals)
 }
 
 fn setup() -> Setup {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{Error, Event, EventKind, ImageRef, Notifier, Pipeline, TrackedImage};
+use keel_core::{Error, Event, EventKind, ImageRef, Notifier, Pipeline};
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -122,12 +122,8 @@ async fn dry_run_previews_without_applying() {
 #[tokio::test]
 async fn approvals_hold_updates_back_and_notifiers_hear_everything() {
     let target = target_tracking("web", "ghcr.io/acme/web:1.2.3", "minor");
-    let gated = TrackedImage::new(
-        "cache",
-        ImageRef::parse("redis:7.0.1").unwrap(),
-        Arc::new("minor".parse::<VersionPolicy>().unwrap()),
-    )
-    .with_approvals(2);
+    let gated =
+        keel_testsupport::pipeline::tracked("cache", "redis:7.0.1", "minor").with_approvals(2);
     target.track_with(gated);
     let ok = Arc::new(Recorder::default());
     let failing = Arc::new(Recorder {

@@ -100,14 +100,8 @@ async fn an_approved_update_rolls_out_the_approved_digest_not_a_new_push() {
     let image = format!("{}/team/web", server.addr());
     let target = Arc::new(InMemoryTarget::new("mem"));
     target.track_with(
-        keel_core::TrackedImage::new(
-            "web",
-            keel_core::ImageRef::parse(&format!("{image}:1.0.0")).unwrap(),
-            Arc::new(
-                keel_core::policy::VersionPolicy::parse("minor", &Default::default()).unwrap(),
-            ),
-        )
-        .with_approvals(1),
+        keel_testsupport::pipeline::tracked("web", &format!("{image}:1.0.0"), "minor")
+            .with_approvals(1),
     );
     // The default client caches digests for 30 s, as a controller's does: the pass after
     // the re-push still sees the approved digest in the cache.

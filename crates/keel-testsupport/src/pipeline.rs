@@ -8,7 +8,10 @@ use keel_core::approval::{
     ApprovalFilter, ApprovalState, Approvals, AuditAction, AuditEntry, AuditQuery, Clock,
     MemoryApprovalStore, VoteKind,
 };
-use keel_core::{Digest, Error, Event, EventKind, ImageRef, Notifier, Pipeline, UpdatePlan};
+use keel_core::{
+    Digest, Error, Event, EventKind, ImageRef, Notifier, Pipeline, TrackedImage, UpdatePlan,
+    VersionPolicy,
+};
 
 /// A notifier that keeps every event it is handed, in order.
 #[derive(Debug, Default)]
@@ -56,6 +59,16 @@ pub fn web_plan(image_id: &str, tag: &str) -> UpdatePlan {
         current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
         new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
     }
+}
+
+/// The image `id` of a target, running `image` under the Keel policy `policy` (with default
+/// options).
+pub fn tracked(id: &str, image: &str, policy: &str) -> TrackedImage {
+    TrackedImage::new(
+        id,
+        ImageRef::parse(image).unwrap(),
+        Arc::new(policy.parse::<VersionPolicy>().unwrap()),
+    )
 }
 
 /// A valid sha256 digest made from `n`: `sha256:000…0<n in hex>`.

@@ -11,14 +11,10 @@ use keel_controller::worker::Worker;
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::target::Trigger;
 use keel_core::trigger::WebhookSource;
-use keel_core::{ImageRef, Pipeline, TrackedImage, VersionPolicy};
+use keel_core::{ImageRef, Pipeline, TrackedImage};
 
 fn tracked(id: &str, image: &str, schedule: Option<&str>) -> TrackedImage {
-    let t = TrackedImage::new(
-        id,
-        ImageRef::parse(image).unwrap(),
-        Arc::new("all".parse::<VersionPolicy>().unwrap()),
-    );
+    let t = keel_testsupport::pipeline::tracked(id, image, "all");
     match schedule {
         Some(s) => t.with_trigger(Trigger::Poll {
             schedule: Some(s.parse().unwrap()),
