@@ -7,7 +7,7 @@ use base64::Engine as _;
 use keel_controller::http::{self, Credential, HttpConfig, Secret};
 use keel_controller::metrics::{Metrics, WebhookOutcome};
 use keel_core::trigger::{PushEvent, WebhookSource};
-use keel_testsupport::hmac_sha256_hex;
+use keel_testsupport::{assert_contains, hmac_sha256_hex};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +134,30 @@ fn assert_webhooks(metrics: &Metrics, source: WebhookSource, expected: &[(Webhoo
             "{source:?} {outcome:?}"
         );
     }
+}
+
+/// Checks that `queued` is all that `server` queued since its last drain and the webhook
+/// counters of `source` ([`assert_webhooks`]), then shuts it down.
+async fn finish(
+    mut server: Server,
+    queued: &[&str],
+    source: WebhookSource,
+    counters: &[(WebhookOutcome, u64)],
+) {
+    assert_eq!(server.drain(), queued);
+    assert_webhooks(&server.metrics, source, counters);
+    server.shutdown().await;
+}
+
+/// The `error` of the JSON body of `response`.
+async fn error_of(response: reqwest::Response) -> String {
+    json(response).await["error"].as_str().unwrap().to_owned()
+}
+
+/// The `error` of `response`, after checking that it has `status`.
+async fn error_with(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    error_of(response).await
 }
 
 async fn json(response: reqwest::Response) -> Value {
@@ -298,7 +322,7 @@ async fn the_registry_endpoint_can_be_closed_alone() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_after_auth() {
-    let mut server = Server::start(all_credentials().with_body_limit(1024), 8).await;
+    let server = Server::start(all_credentials().with_body_limit(1024), 8).await;
     let mut big: Value = serde_json::from_str(&fixture("dockerhub.json")).unwrap();
     big["repository"]["full_description"] = "x".repeat(4000).into();
     let big = big.to_string();
@@ -331,22 +355,18 @@ async fn bodies_over_the_limit_get_413_after_auth() {
         json(responses.remove(0)).await["error"],
         "the body is larger than the limit of 1024 bytes"
     );
-    assert_eq!(server.drain(), ["docker.io/acme/web:1.4.2"]);
-    assert_webhooks(
-        &server.metrics,
-        WebhookSource::DockerHub,
-        &[
-            (WebhookOutcome::TooLarge, 1),
-            (WebhookOutcome::Unauthorized, 1),
-            (WebhookOutcome::Accepted, 1),
-        ],
-    );
-    server.shutdown().await;
+    let counters = [
+        (WebhookOutcome::TooLarge, 1),
+        (WebhookOutcome::Unauthorized, 1),
+        (WebhookOutcome::Accepted, 1),
+    ];
+    let queued = ["docker.io/acme/web:1.4.2"];
+    finish(server, &queued, WebhookSource::DockerHub, &counters).await;
 }
 
 #[tokio::test]
 async fn bad_payloads_get_400_with_the_reason() {
-    let mut server = Server::start(HttpConfig::new(), 8).await;
+    let server = Server::start(HttpConfig::new(), 8).await;
     for (source, body, reason) in [
         (
             "dockerhub",
@@ -378,24 +398,18 @@ async fn bad_payloads_get_400_with_the_reason() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let reason = json(response).await["error"].as_str().unwrap().to_owned();
+    let reason = error_with(response, StatusCode::BAD_REQUEST).await;
     assert!(
         reason.starts_with("Harbor payload: the body is not valid JSON"),
         "{reason}"
     );
-    assert!(server.drain().is_empty());
-    assert_webhooks(
-        &server.metrics,
-        WebhookSource::DockerHub,
-        &[(WebhookOutcome::Invalid, 1)],
-    );
-    server.shutdown().await;
+    let invalid = [(WebhookOutcome::Invalid, 1)];
+    finish(server, &[], WebhookSource::DockerHub, &invalid).await;
 }
 
 #[tokio::test]
 async fn payloads_without_pushes_are_answered_but_queue_nothing() {
-    let mut server = Server::start(HttpConfig::new(), 8).await;
+    let server = Server::start(HttpConfig::new(), 8).await;
     for (source, file) in [
         ("registry", "registry_pull.json"),
         ("harbor", "harbor_pull.json"),
@@ -411,13 +425,8 @@ async fn payloads_without_pushes_are_answered_but_queue_nothing() {
         assert_eq!(response.status(), StatusCode::OK, "{source}");
         assert_eq!(json(response).await["pushes"], Value::Array(vec![]));
     }
-    assert!(server.drain().is_empty());
-    assert_webhooks(
-        &server.metrics,
-        WebhookSource::Registry,
-        &[(WebhookOutcome::Ignored, 1)],
-    );
-    server.shutdown().await;
+    let ignored = [(WebhookOutcome::Ignored, 1)];
+    finish(server, &[], WebhookSource::Registry, &ignored).await;
 }
 
 #[tokio::test]
@@ -449,7 +458,7 @@ async fn github_signatures_are_verified() {
 #[tokio::test]
 async fn replayed_signed_deliveries_are_refused() {
     let config = source_token(WebhookSource::GitHub, "hook-secret");
-    let mut server = Server::start(config, 8).await;
+    let server = Server::start(config, 8).await;
     let deliver = |body: &str, delivery: &str| {
         server
             .github(body, github_signature("hook-secret", body))
@@ -470,15 +479,13 @@ async fn replayed_signed_deliveries_are_refused() {
     let again = deliver(&first, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
         .await
         .unwrap();
-    assert_eq!(again.status(), StatusCode::CONFLICT);
-    let reason = json(again).await["error"].as_str().unwrap().to_owned();
-    assert!(
-        reason.contains("delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958 was already received"),
-        "{reason}"
+    let reason = error_with(again, StatusCode::CONFLICT).await;
+    assert_contains(
+        &reason,
+        &["delivery 72d3162e-cc78-11e3-81ab-4c9367dc0958 was already received"],
     );
     let renamed = deliver(&first, "0000-fresh-id").await.unwrap();
-    assert_eq!(renamed.status(), StatusCode::CONFLICT);
-    let reason = json(renamed).await["error"].as_str().unwrap().to_owned();
+    let reason = error_with(renamed, StatusCode::CONFLICT).await;
     assert!(
         reason.contains("delivery 0000-fresh-id repeats the signed body"),
         "{reason}"
@@ -489,24 +496,17 @@ async fn replayed_signed_deliveries_are_refused() {
         .await
         .unwrap();
     assert_eq!(next.status(), StatusCode::OK);
-    assert_eq!(
-        server.drain(),
-        [
-            "ghcr.io/acme-corp/billing-service:2.8.1",
-            "ghcr.io/acme-corp/billing-service:2.8.2"
-        ]
-    );
-    assert_webhooks(
-        &server.metrics,
-        WebhookSource::GitHub,
-        &[(WebhookOutcome::Replayed, 2)],
-    );
-    server.shutdown().await;
+    let queued = [
+        "ghcr.io/acme-corp/billing-service:2.8.1",
+        "ghcr.io/acme-corp/billing-service:2.8.2",
+    ];
+    let replayed = [(WebhookOutcome::Replayed, 2)];
+    finish(server, &queued, WebhookSource::GitHub, &replayed).await;
 }
 
 #[tokio::test]
 async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
-    let mut server = Server::start(HttpConfig::new(), 1).await;
+    let server = Server::start(HttpConfig::new(), 1).await;
     let responses = expect_statuses(vec![
         // Two tags, one slot: refused whole.
         (
@@ -522,13 +522,9 @@ async fn a_full_queue_gets_503_and_queues_a_payload_whole_or_not_at_all() {
     ])
     .await;
     assert_eq!(responses[0].headers()["retry-after"], "10");
-    assert_eq!(server.drain(), ["gcr.io/acme-prod/hello-world:1.1.1"]);
-    assert_webhooks(
-        &server.metrics,
-        WebhookSource::Quay,
-        &[(WebhookOutcome::Busy, 1)],
-    );
-    server.shutdown().await;
+    let queued = ["gcr.io/acme-prod/hello-world:1.1.1"];
+    let busy = [(WebhookOutcome::Busy, 1)];
+    finish(server, &queued, WebhookSource::Quay, &busy).await;
 }
 
 #[tokio::test]
@@ -555,10 +551,7 @@ async fn unknown_sources_health_and_methods() {
     .await;
     let health = responses.remove(2);
     assert_eq!(health.text().await.unwrap(), "ok\n");
-    let error = json(responses.remove(0)).await["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = error_of(responses.remove(0)).await;
     assert!(error.contains("unknown webhook source"), "{error}");
     server.shutdown().await;
 }
