@@ -45,6 +45,29 @@ async fn start() -> Server {
     }
 }
 
+/// A server holding one request, opened as [`Server::open`] does; the request.
+async fn start_with(target: &str, id: &str, tag: &str, required: u32) -> (Server, ApprovalRequest) {
+    let s = start().await;
+    let r = s.open(target, id, tag, required).await;
+    (s, r)
+}
+
+/// The paths of the request `id`: itself, its approval and its rejection.
+fn paths(id: &str) -> [String; 3] {
+    let one = format!("/v1/approvals/{id}");
+    [
+        one.clone(),
+        format!("{one}/approve"),
+        format!("{one}/reject"),
+    ]
+}
+
+/// The string `field` of each element of the array `list`.
+fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let items = list.as_array().unwrap().iter();
+    items.map(|item| item[field].as_str().unwrap()).collect()
+}
+
 fn plan(target: &str, id: &str, tag: &str) -> UpdatePlan {
     UpdatePlan {
         target: target.into(),
@@ -217,8 +240,7 @@ async fn every_route_of_the_table_is_served() {
 
 #[tokio::test]
 async fn list_filters_by_state_and_target() {
-    let s = start().await;
-    let a = s.open("prod", "web", "1.1.0", 1).await;
+    let (s, a) = start_with("prod", "web", "1.1.0", 1).await;
     let b = s.open("staging", "web", "1.1.0", 1).await;
     s.approvals
         .vote(&b.id, "carol", keel_core::approval::VoteKind::Approve, None)
@@ -227,13 +249,10 @@ async fn list_filters_by_state_and_target() {
 
     let (status, all) = call(s.alice(reqwest::Method::GET, "/v1/approvals")).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = all["approvals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, vec![a.id.as_str(), b.id.as_str()]);
+    assert_eq!(
+        strings(&all["approvals"], "id"),
+        vec![a.id.as_str(), b.id.as_str()]
+    );
     // camelCase fields, the plan as image strings.
     assert_eq!(all["approvals"][0]["plan"]["new"], "ghcr.io/acme/web:1.1.0");
     assert!(all["approvals"][0]["deadline"].is_string());
@@ -272,10 +291,8 @@ async fn list_filters_by_state_and_target() {
 
 #[tokio::test]
 async fn votes_are_bound_to_the_credential() {
-    let s = start().await;
-    let r = s.open("prod", "web", "1.2.0", 2).await;
-    let approve = format!("/v1/approvals/{}/approve", r.id);
-    let reject = format!("/v1/approvals/{}/reject", r.id);
+    let (s, r) = start_with("prod", "web", "1.2.0", 2).await;
+    let [_, approve, reject] = paths(&r.id);
     let post = reqwest::Method::POST;
 
     let bodies = expect_all(vec![
@@ -327,8 +344,7 @@ async fn votes_are_bound_to_the_credential() {
 
 #[tokio::test]
 async fn a_delegate_names_its_voters_under_its_own_prefix() {
-    let s = start().await;
-    let r = s.open("prod", "web", "1.3.0", 2).await;
+    let (s, r) = start_with("prod", "web", "1.3.0", 2).await;
     let reject = format!("/v1/approvals/{}/reject", r.id);
     let bot = || s.req(reqwest::Method::POST, &reject).bearer_auth(BOT_TOKEN);
     let bodies = expect_all(vec![
@@ -354,11 +370,8 @@ async fn a_delegate_names_its_voters_under_its_own_prefix() {
 
 #[tokio::test]
 async fn roles_and_delegate_voters_are_enforced() {
-    let s = start().await;
-    let r = s.open("prod", "web", "1.7.0", 2).await;
-    let approve = format!("/v1/approvals/{}/approve", r.id);
-    let reject = format!("/v1/approvals/{}/reject", r.id);
-    let one = format!("/v1/approvals/{}", r.id);
+    let (s, r) = start_with("prod", "web", "1.7.0", 2).await;
+    let [one, approve, reject] = paths(&r.id);
     let send = |method: reqwest::Method, path: &str, token: &str, body: Value| {
         s.req(method, path).bearer_auth(token).json(&body)
     };
@@ -445,8 +458,7 @@ async fn roles_and_delegate_voters_are_enforced() {
 
 #[tokio::test]
 async fn bad_ids_bodies_and_unknown_requests() {
-    let s = start().await;
-    let r = s.open("prod", "web", "1.4.0", 1).await;
+    let (s, r) = start_with("prod", "web", "1.4.0", 1).await;
     for (method, path) in [
         (reqwest::Method::GET, "/v1/approvals/ffffffffffffffff"),
         (
@@ -521,8 +533,7 @@ async fn bad_ids_bodies_and_unknown_requests() {
 
 #[tokio::test]
 async fn delete_audit_and_metrics() {
-    let s = start().await;
-    let a = s.open("prod", "web", "1.5.0", 1).await;
+    let (s, a) = start_with("prod", "web", "1.5.0", 1).await;
     let b = s.open("prod", "api", "2.0.0", 1).await;
 
     let metrics = s.metrics().await;
@@ -552,13 +563,10 @@ async fn delete_audit_and_metrics() {
 
     let (status, audit) = call(s.alice(reqwest::Method::GET, "/v1/audit")).await;
     assert_eq!(status, 200);
-    let actions: Vec<&str> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions, vec!["requested", "requested", "deleted"]);
+    assert_eq!(
+        strings(&audit["entries"], "action"),
+        vec!["requested", "requested", "deleted"]
+    );
     assert_eq!(audit["entries"][2]["actor"], "alice");
     assert!(audit.get("next").is_none());
 
@@ -599,8 +607,7 @@ async fn delete_audit_and_metrics() {
 
 #[tokio::test]
 async fn the_client_round_trips_and_maps_errors() {
-    let s = start().await;
-    let r = s.open("prod", "web", "1.6.0", 2).await;
+    let (s, r) = start_with("prod", "web", "1.6.0", 2).await;
     let other = s.open("prod", "worker", "3.0.0", 1).await;
     let alice = s.client(ALICE_TOKEN);
     let bot = s.client(BOT_TOKEN);
