@@ -178,30 +178,13 @@ mod tests {
     }
 
     fn view(kind: WorkloadKind, annotations: &[(&str, &str)]) -> WorkloadView {
-        WorkloadView {
-            kind,
-            namespace: "ns".into(),
-            name: "web".into(),
-            resource_version: Some("42".into()),
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            labels: BTreeMap::new(),
-            containers: vec![
-                ContainerView {
-                    name: "app".into(),
-                    image: Some("nginx:1.2".into()),
-                    init: false,
-                },
-                ContainerView {
-                    name: "migrate".into(),
-                    image: Some("ghcr.io/o/m:1".into()),
-                    init: true,
-                },
-            ],
-            pull_secrets: vec![],
-        }
+        let containers = [
+            ("app", "nginx:1.2", false),
+            ("migrate", "ghcr.io/o/m:1", true),
+        ];
+        let mut view = WorkloadView::for_test(kind, ("ns", "web"), annotations, &containers);
+        view.resource_version = Some("42".into());
+        view
     }
 
     fn plan(current: &str, new: &str) -> UpdatePlan {

@@ -201,6 +201,37 @@ pub(crate) struct WorkloadView {
 }
 
 impl WorkloadView {
+    /// A view of `kind` `namespace/name` for tests: resource version 1, no labels or pull
+    /// secrets, with `annotations` and `containers` (name, image, whether an init container).
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        kind: WorkloadKind,
+        (namespace, name): (&str, &str),
+        annotations: &[(&str, &str)],
+        containers: &[(&str, &str, bool)],
+    ) -> WorkloadView {
+        WorkloadView {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+            resource_version: Some("1".into()),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            labels: BTreeMap::new(),
+            containers: containers
+                .iter()
+                .map(|(name, image, init)| ContainerView {
+                    name: (*name).into(),
+                    image: Some((*image).into()),
+                    init: *init,
+                })
+                .collect(),
+            pull_secrets: vec![],
+        }
+    }
+
     fn new<K: ResourceExt>(kind: WorkloadKind, object: &K, pod: Option<&PodSpec>) -> Self {
         let mut containers = Vec::new();
         let mut pull_secrets = Vec::new();

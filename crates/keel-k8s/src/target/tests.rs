@@ -1,33 +1,14 @@
 //! Tests of discovery from cached workloads.
 
-use std::collections::BTreeMap;
-
 use super::discovery::{Scan, track_workload};
 use super::*;
 use crate::keys;
-use crate::workload::ContainerView;
 
 fn view(annotations: &[(&str, &str)], containers: &[(&str, &str, bool)]) -> WorkloadView {
-    WorkloadView {
-        kind: WorkloadKind::StatefulSet,
-        namespace: "db".into(),
-        name: "pg".into(),
-        resource_version: Some("1".into()),
-        annotations: annotations
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        labels: BTreeMap::new(),
-        containers: containers
-            .iter()
-            .map(|(name, image, init)| ContainerView {
-                name: (*name).into(),
-                image: Some((*image).into()),
-                init: *init,
-            })
-            .collect(),
-        pull_secrets: vec!["regcred".into()],
-    }
+    let kind = WorkloadKind::StatefulSet;
+    let mut view = WorkloadView::for_test(kind, ("db", "pg"), annotations, containers);
+    view.pull_secrets = vec!["regcred".into()];
+    view
 }
 
 fn scan_of(view: &WorkloadView) -> Scan {
