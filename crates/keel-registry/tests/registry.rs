@@ -180,15 +180,18 @@ async fn missing_repositories_and_tags_are_not_found() {
     let server = RegistryServer::with_tags(ServerOptions::plain(), "team/app", &["1.0.0"]).await;
     let client = builder().build().unwrap();
     let missing = image(server.addr(), "team/nothing");
-    let err = client.list_tags(&missing).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert!(err.to_string().contains("team/nothing"), "{err}");
-    let err = client
+    let not_found = |err: Error, naming: &str| {
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains(naming), "{err}");
+    };
+    not_found(
+        client.list_tags(&missing).await.unwrap_err(),
+        "team/nothing",
+    );
+    let unknown_tag = client
         .resolve_digest(&image(server.addr(), "team/app"), &tag("9.9.9"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert!(err.to_string().contains("9.9.9"), "{err}");
+        .await;
+    not_found(unknown_tag.unwrap_err(), "9.9.9");
 }
 
 #[tokio::test]
