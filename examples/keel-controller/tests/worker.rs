@@ -12,15 +12,14 @@ use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::target::Trigger;
 use keel_core::trigger::WebhookSource;
 use keel_core::{ImageRef, Pipeline, TrackedImage};
+use keel_testsupport::pipeline::tracked;
 
-fn tracked(id: &str, image: &str, schedule: Option<&str>) -> TrackedImage {
-    let t = keel_testsupport::pipeline::tracked(id, image, "all");
-    match schedule {
-        Some(s) => t.with_trigger(Trigger::Poll {
-            schedule: Some(s.parse().unwrap()),
-        }),
-        None => t,
-    }
+/// `id` running `image` under the policy `all`, polled on `schedule`.
+fn polled(id: &str, image: &str, schedule: &str) -> TrackedImage {
+    let poll = Trigger::Poll {
+        schedule: Some(schedule.parse().unwrap()),
+    };
+    tracked(id, image, "all").with_trigger(poll)
 }
 
 fn t0() -> DateTime<Utc> {
@@ -45,22 +44,11 @@ fn setup() -> Setup {
     registry.push_tags("ghcr.io/acme/api", &["2.0.0", "2.1.0"]);
     registry.push_tags("ghcr.io/acme/hook", &["1.0.0", "1.1.0"]);
     let target = Arc::new(InMemoryTarget::new("test target"));
-    target.track_with(tracked(
-        "web-a",
-        "ghcr.io/acme/web:1.0.0",
-        Some("@every 1m"),
-    ));
-    target.track_with(tracked(
-        "web-b",
-        "ghcr.io/acme/web:1.0.0",
-        Some("@every 5m"),
-    ));
-    target.track_with(tracked(
-        "api",
-        "ghcr.io/acme/api:2.0.0",
-        Some("0 */5 * * * *"),
-    ));
-    target.track_with(tracked("hook", "ghcr.io/acme/hook:1.0.0", None));
+    target.track_with(polled("web-a", "ghcr.io/acme/web:1.0.0", "@every 1m"));
+    target.track_with(polled("web-b", "ghcr.io/acme/web:1.0.0", "@every 5m"));
+    target.track_with(polled("api", "ghcr.io/acme/api:2.0.0", "0 */5 * * * *"));
+    // Webhook-triggered, as a workload without a poll trigger is.
+    target.track_with(tracked("hook", "ghcr.io/acme/hook:1.0.0", "all"));
     let metrics = Arc::new(Metrics::new());
     let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
     let worker = Arc::new(Worker::new(pipeline, metrics.clone()));
@@ -195,18 +183,16 @@ async fn truncated_listings_are_counted_per_repository_and_update_nothing() {
 #[tokio::test]
 async fn updates_waiting_for_approval_are_counted_once() {
     let s = setup();
-    s.target.track_with(
-        tracked("gated", "ghcr.io/acme/api:2.0.0", Some("@every 1m")).with_approvals(2),
-    );
+    s.target
+        .track_with(polled("gated", "ghcr.io/acme/api:2.0.0", "@every 1m").with_approvals(2));
     s.worker.poll_pass(t0()).await;
     assert_eq!(s.worker.awaiting_approvals(), 1);
     s.worker.poll_pass(t0_plus(60)).await;
     assert_eq!(s.worker.awaiting_approvals(), 1);
     // Once nothing needs approving any more (here: the image is already the newest), the
     // count drops with the next pass that covers it.
-    s.target.track_with(
-        tracked("gated", "ghcr.io/acme/api:2.1.0", Some("@every 1m")).with_approvals(2),
-    );
+    s.target
+        .track_with(polled("gated", "ghcr.io/acme/api:2.1.0", "@every 1m").with_approvals(2));
     s.worker.poll_pass(t0_plus(120)).await;
     assert_eq!(s.worker.awaiting_approvals(), 0);
 }
@@ -255,7 +241,7 @@ async fn a_standby_runs_nothing_and_a_new_leader_runs_a_pass_at_once() {
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
     registry.push_tags("ghcr.io/acme/web", &["1.0.0", "1.1.0"]);
     let target = Arc::new(InMemoryTarget::new("test target"));
-    target.track_with(tracked("web", "ghcr.io/acme/web:1.0.0", Some("@every 1h")));
+    target.track_with(polled("web", "ghcr.io/acme/web:1.0.0", "@every 1h"));
     let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
     let (leading, leader) = tokio::sync::watch::channel(false);
     let worker = Arc::new(
@@ -366,7 +352,7 @@ async fn supervised(fault: Fault) -> Supervised {
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
     registry.push_tags("ghcr.io/acme/web", &["1.0.0", "1.1.0"]);
     let inner = Arc::new(InMemoryTarget::new("test target"));
-    inner.track_with(tracked("web", "ghcr.io/acme/web:1.0.0", Some("@every 1h")));
+    inner.track_with(polled("web", "ghcr.io/acme/web:1.0.0", "@every 1h"));
     let faulty = Arc::new(Faulty {
         inner,
         fault: std::sync::Mutex::new(fault),
