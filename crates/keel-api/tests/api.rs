@@ -240,7 +240,8 @@ async fn every_route_of_the_table_is_served() {
 
 #[tokio::test]
 async fn list_filters_by_state_and_target() {
-    let (s, a) = start_with("prod", "web", "1.1.0", 1).await;
+    let s = start().await;
+    let a = s.open("prod", "web", "1.1.0", 1).await;
     let b = s.open("staging", "web", "1.1.0", 1).await;
     s.approvals
         .vote(&b.id, "carol", keel_core::approval::VoteKind::Approve, None)
@@ -294,20 +295,19 @@ async fn votes_are_bound_to_the_credential() {
     let (s, r) = start_with("prod", "web", "1.2.0", 2).await;
     let [_, approve, reject] = paths(&r.id);
     let post = reqwest::Method::POST;
+    let alice_approves = |body: Value| s.alice(post.clone(), &approve).json(&body);
 
     let bodies = expect_all(vec![
         (
             "alice's token may not vote as somebody else",
-            s.alice(post.clone(), &approve)
-                .json(&json!({"voter": "mallory"})),
+            alice_approves(json!({"voter": "mallory"})),
             403,
             &[("error", "forbidden")],
             None,
         ),
         (
             "alice votes with a comment",
-            s.alice(post.clone(), &approve)
-                .json(&json!({"comment": "fine by me"})),
+            alice_approves(json!({"comment": "fine by me"})),
             200,
             &[("state", "pending")],
             None,
