@@ -57,6 +57,21 @@ fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
     }
 }
 
+/// Applies the plan moving `id` from `current` to `new` with `target`.
+async fn apply(
+    target: &KubeTarget,
+    id: &str,
+    current: &str,
+    new: &str,
+) -> Result<ApplyOutcome, Error> {
+    target.apply(&plan(id, current, new)).await
+}
+
+/// The outcome of applying `update` with `target`, which must not fail.
+async fn outcome(target: &KubeTarget, update: &UpdatePlan) -> ApplyOutcome {
+    target.apply(update).await.expect("apply")
+}
+
 /// Discovers until `done` holds (watch events take a moment), or panics after 20 s.
 async fn discover_until(
     target: &KubeTarget,
@@ -95,73 +110,88 @@ type Problem<'a> = (&'a str, &'a str);
 /// container.
 type Row<'a> = (&'a str, Keys<'a>, Keys<'a>, &'a str);
 
-async fn create_deployments(client: &Client, ns: &str, rows: &[Row<'_>]) {
-    for (name, annotations, labels, app) in rows {
-        let mut workload = Workload::deployment(name);
-        for (key, value) in *annotations {
-            workload = workload.annotation(key, value);
-        }
-        for (key, value) in *labels {
-            workload = workload.label(key, value);
-        }
-        workload.container("app", app).create(client, ns).await;
+/// A fresh namespace of the shared API server holding `workloads`; `None` (the test skips)
+/// without a server.
+async fn namespace_with(
+    prefix: &str,
+    workloads: impl IntoIterator<Item = Workload>,
+) -> Option<(&'static ApiServer, String, Client)> {
+    let (server, ns, admin) = ApiServer::shared_namespace(prefix).await?;
+    for workload in workloads {
+        workload.create(&admin, &ns).await;
     }
+    Some((server, ns, admin))
+}
+
+/// The Deployment of a table row.
+fn row_workload((name, annotations, labels, app): &Row<'_>) -> Workload {
+    let mut workload = Workload::deployment(name);
+    for (key, value) in *annotations {
+        workload = workload.annotation(key, value);
+    }
+    for (key, value) in *labels {
+        workload = workload.label(key, value);
+    }
+    workload.container("app", app)
+}
+
+/// What `deployment_images` reads of a workload whose one container `app` runs `image`.
+fn app_runs(image: &str) -> [(String, String); 1] {
+    [("app".to_owned(), image.to_owned())]
+}
+
+/// The ids of the Deployment containers `workload/container` of `ns`.
+fn deployment_ids(ns: &str, containers: &[&str]) -> Vec<String> {
+    let id = |container: &&str| format!("deployment/{ns}/{container}");
+    containers.iter().map(id).collect()
 }
 
 #[tokio::test]
 async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-keys").await else {
+    let rows: &[Row] = &[
+        (
+            "annotated",
+            &[
+                ("keel.sh/policy", "minor"),
+                ("keel.sh/trigger", "poll"),
+                ("keel.sh/pollSchedule", "@every 5m"),
+                ("keel.sh/approvals", "2"),
+                ("keel.sh/approvalDeadline", "6"),
+                ("keel.sh/notify", "#ops, #web"),
+                ("keel.sh/releaseNotes", "https://example.com/notes"),
+            ],
+            &[],
+            "nginx:1.25.3",
+        ),
+        (
+            "labelled",
+            &[],
+            &[("keel.sh/policy", "major"), ("keel.sh/trigger", "poll")],
+            "ghcr.io/acme/api:2.0.0",
+        ),
+        (
+            "both",
+            &[("keel.sh/policy", "glob:1.2.*"), ("keel.sh/approvals", "3")],
+            &[
+                ("keel.sh/policy", "patch"),
+                ("keel.sh/approvals", "1"),
+                ("keel.sh/trigger", "poll"),
+            ],
+            "ghcr.io/acme/web:1.2.0",
+        ),
+        ("untracked", &[], &[("app", "plain")], "nginx:1.25.3"),
+        ("never", &[("keel.sh/policy", "never")], &[], "nginx:1.25.3"),
+    ];
+    let workloads = rows.iter().map(row_workload);
+    let Some((_, ns, admin)) = namespace_with("discover-keys", workloads).await else {
         return;
     };
-    create_deployments(
-        &admin,
-        &ns,
-        &[
-            (
-                "annotated",
-                &[
-                    ("keel.sh/policy", "minor"),
-                    ("keel.sh/trigger", "poll"),
-                    ("keel.sh/pollSchedule", "@every 5m"),
-                    ("keel.sh/approvals", "2"),
-                    ("keel.sh/approvalDeadline", "6"),
-                    ("keel.sh/notify", "#ops, #web"),
-                    ("keel.sh/releaseNotes", "https://example.com/notes"),
-                ],
-                &[],
-                "nginx:1.25.3",
-            ),
-            (
-                "labelled",
-                &[],
-                &[("keel.sh/policy", "major"), ("keel.sh/trigger", "poll")],
-                "ghcr.io/acme/api:2.0.0",
-            ),
-            (
-                "both",
-                &[("keel.sh/policy", "glob:1.2.*"), ("keel.sh/approvals", "3")],
-                &[
-                    ("keel.sh/policy", "patch"),
-                    ("keel.sh/approvals", "1"),
-                    ("keel.sh/trigger", "poll"),
-                ],
-                "ghcr.io/acme/web:1.2.0",
-            ),
-            ("untracked", &[], &[("app", "plain")], "nginx:1.25.3"),
-            ("never", &[("keel.sh/policy", "never")], &[], "nginx:1.25.3"),
-        ],
-    )
-    .await;
 
     let target = target_in(admin, &ns).await;
     let images = target.discover().await.expect("discover");
     assert_eq!(
         ids(&images),
-        [
-            format!("deployment/{ns}/annotated/app"),
-            format!("deployment/{ns}/both/app"),
-            format!("deployment/{ns}/labelled/app"),
-        ]
+        deployment_ids(&ns, &["annotated/app", "both/app", "labelled/app"])
     );
 
     // Name, policy, approvals, trigger and approval deadline (`None`: not checked). No
@@ -246,14 +276,15 @@ async fn discovers_every_workload_kind() {
             image(&format!("ghcr.io/acme/{}:1.0.{n}", kind.id_prefix()))
         );
         // Every kind takes an update.
-        let outcome = target
-            .apply(&plan(
-                &id,
-                &format!("ghcr.io/acme/{}:1.0.{n}", kind.id_prefix()),
-                &format!("ghcr.io/acme/{}:1.0.9", kind.id_prefix()),
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("apply to {id}: {e}"));
+        let repo = format!("ghcr.io/acme/{}", kind.id_prefix());
+        let outcome = apply(
+            &target,
+            &id,
+            &format!("{repo}:1.0.{n}"),
+            &format!("{repo}:1.0.9"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply to {id}: {e}"));
         assert_eq!(outcome, ApplyOutcome::Applied);
     }
     if has_cronjobs {
@@ -279,33 +310,30 @@ async fn discovers_every_workload_kind() {
 
 #[tokio::test]
 async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-containers").await else {
-        return;
-    };
-    Workload::keel_deployment("all-containers", "minor", "ghcr.io/acme/app:1.0.0")
-        .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
-        .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
-        .create(&admin, &ns)
-        .await;
-    Workload::keel_deployment("monitored", "minor", "ghcr.io/acme/app:1.0.0")
+    let all_containers =
+        Workload::keel_deployment("all-containers", "minor", "ghcr.io/acme/app:1.0.0")
+            .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
+            .init_container("migrate", "ghcr.io/acme/migrate:3.0.0");
+    let monitored = Workload::keel_deployment("monitored", "minor", "ghcr.io/acme/app:1.0.0")
         .annotation("keel.sh/monitorContainers", "^app")
         .annotation("keel.sh/initContainers", "true")
         .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
         .init_container("app-init", "ghcr.io/acme/app-init:1.0.0")
-        .init_container("migrate", "ghcr.io/acme/migrate:3.0.0")
-        .create(&admin, &ns)
-        .await;
+        .init_container("migrate", "ghcr.io/acme/migrate:3.0.0");
+    let Some((_, ns, admin)) =
+        namespace_with("discover-containers", [all_containers, monitored]).await
+    else {
+        return;
+    };
     let target = target_in(admin, &ns).await;
     let images = target.discover().await.expect("discover");
-    assert_eq!(
-        ids(&images),
-        [
-            format!("deployment/{ns}/all-containers/app"),
-            format!("deployment/{ns}/all-containers/sidecar"),
-            format!("deployment/{ns}/monitored/app"),
-            format!("deployment/{ns}/monitored/init:app-init"),
-        ]
-    );
+    let expected = [
+        "all-containers/app",
+        "all-containers/sidecar",
+        "monitored/app",
+        "monitored/init:app-init",
+    ];
+    assert_eq!(ids(&images), deployment_ids(&ns, &expected));
     assert_eq!(
         by_id(&images, &format!("deployment/{ns}/monitored/init:app-init")).image,
         image("ghcr.io/acme/app-init:1.0.0")
@@ -314,9 +342,6 @@ async fn monitor_containers_and_init_containers_choose_what_is_tracked() {
 
 #[tokio::test]
 async fn bad_values_skip_only_their_workload_and_are_reported() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("discover-problems").await else {
-        return;
-    };
     // Name, annotations, and the key and value reported as a problem.
     let cases: [(&str, Keys, Option<Problem>); 4] = [
         (
@@ -343,10 +368,13 @@ async fn bad_values_skip_only_their_workload_and_are_reported() {
         .iter()
         .map(|(name, annotations, _)| (*name, *annotations, &[][..], "nginx:1.25.3"))
         .collect();
-    create_deployments(&admin, &ns, &rows).await;
+    let workloads = rows.iter().map(row_workload);
+    let Some((_, ns, admin)) = namespace_with("discover-problems", workloads).await else {
+        return;
+    };
     let target = target_in(admin, &ns).await;
     let images = target.discover().await.expect("discovery goes on");
-    assert_eq!(ids(&images), [format!("deployment/{ns}/good/app")]);
+    assert_eq!(ids(&images), deployment_ids(&ns, &["good/app"]));
     let problems = target.problems();
     let seen: Vec<(&str, &str, &str)> = problems
         .iter()
@@ -371,23 +399,18 @@ async fn bad_values_skip_only_their_workload_and_are_reported() {
 
 #[tokio::test]
 async fn patches_one_container_of_two_and_is_idempotent() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-one").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
+        .container("sidecar", "ghcr.io/acme/proxy:2.0.0");
+    let Some((_, ns, admin)) = namespace_with("apply-one", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .container("sidecar", "ghcr.io/acme/proxy:2.0.0")
-        .create(&admin, &ns)
-        .await;
     let target = target_in(admin.clone(), &ns).await;
     let id = format!("deployment/{ns}/web/app");
     target.discover().await.expect("discover");
     let before = get_deployment(&admin, &ns, "web").await;
 
     let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
-    assert_eq!(
-        target.apply(&update).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
+    assert_eq!(outcome(&target, &update).await, ApplyOutcome::Applied);
     assert_eq!(
         deployment_images(&admin, &ns, "web", false).await,
         [
@@ -418,7 +441,7 @@ async fn patches_one_container_of_two_and_is_idempotent() {
 
     // The same plan again changes nothing.
     assert_eq!(
-        target.apply(&update).await.expect("apply again"),
+        outcome(&target, &update).await,
         ApplyOutcome::AlreadyCurrent
     );
     let again = get_deployment(&admin, &ns, "web").await;
@@ -444,13 +467,13 @@ async fn patches_one_container_of_two_and_is_idempotent() {
         format!("deployment/{ns}/gone/app"),
         "deployment/other-namespace/web/app".to_owned(),
     ] {
-        let result = target
-            .apply(&plan(
-                &missing,
-                "ghcr.io/acme/web:1.2.3",
-                "ghcr.io/acme/web:1.3.0",
-            ))
-            .await;
+        let result = apply(
+            &target,
+            &missing,
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        )
+        .await;
         assert!(
             matches!(result, Err(Error::NotFound { .. })),
             "{missing}: {result:?}"
@@ -460,30 +483,21 @@ async fn patches_one_container_of_two_and_is_idempotent() {
 
 #[tokio::test]
 async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("apply-digest").await else {
+    let latest = Workload::keel_deployment("latest", "force", "ghcr.io/acme/web:latest")
+        .annotation("keel.sh/matchTag", "true");
+    let pinned = Workload::keel_deployment("pinned", "force", "ghcr.io/acme/web:latest")
+        .annotation("keel.sh/matchTag", "true");
+    let Some((_, ns, admin)) = namespace_with("apply-digest", [latest, pinned]).await else {
         return;
     };
-    Workload::keel_deployment("latest", "force", "ghcr.io/acme/web:latest")
-        .annotation("keel.sh/matchTag", "true")
-        .create(&admin, &ns)
-        .await;
-    Workload::keel_deployment("pinned", "force", "ghcr.io/acme/web:latest")
-        .annotation("keel.sh/matchTag", "true")
-        .create(&admin, &ns)
-        .await;
     let target = target_in(admin.clone(), &ns).await;
     let id = format!("deployment/{ns}/latest/app");
     target.discover().await.expect("discover");
 
-    let first = plan(
-        &id,
-        "ghcr.io/acme/web:latest",
-        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
-    );
-    assert_eq!(
-        target.apply(&first).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
+    let pinned_a = format!("ghcr.io/acme/web:latest@{DIGEST_A}");
+    let to_digest_a = |id: &str| plan(id, "ghcr.io/acme/web:latest", &pinned_a);
+    let first = to_digest_a(&id);
+    assert_eq!(outcome(&target, &first).await, ApplyOutcome::Applied);
     let after = get_deployment(&admin, &ns, "latest").await;
     let template_annotations = after
         .spec
@@ -500,10 +514,7 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
         "ghcr.io/acme/web:latest"
     );
     assert!(after.metadata.annotations.unwrap_or_default()["keel.sh/digests"].contains(DIGEST_A));
-    assert_eq!(
-        target.apply(&first).await.expect("again"),
-        ApplyOutcome::AlreadyCurrent
-    );
+    assert_eq!(outcome(&target, &first).await, ApplyOutcome::AlreadyCurrent);
 
     // Discovery reports the recorded digest, so the policy sees what runs.
     let images = discover_until(&target, "the recorded digest", |images| {
@@ -512,22 +523,16 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
             .any(|i| i.id == id && i.image.digest().map(|d| d.as_str()) == Some(DIGEST_A))
     })
     .await;
-    assert_eq!(
-        by_id(&images, &id).image,
-        image(&format!("ghcr.io/acme/web:latest@{DIGEST_A}"))
-    );
+    assert_eq!(by_id(&images, &id).image, image(&pinned_a));
 
     // The next digest moves on from the recorded one and rolls again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = plan(
         &id,
-        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
+        &pinned_a,
         &format!("ghcr.io/acme/web:latest@{DIGEST_B}"),
     );
-    assert_eq!(
-        target.apply(&second).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
+    assert_eq!(outcome(&target, &second).await, ApplyOutcome::Applied);
     let rolled_again = get_deployment(&admin, &ns, "latest")
         .await
         .spec
@@ -551,33 +556,21 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
         .expect("build");
     let pinned_id = format!("deployment/{ns}/pinned/app");
     pinning.discover().await.expect("discover");
-    let pin = plan(
-        &pinned_id,
-        "ghcr.io/acme/web:latest",
-        &format!("ghcr.io/acme/web:latest@{DIGEST_A}"),
-    );
-    assert_eq!(
-        pinning.apply(&pin).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
+    let pin = to_digest_a(&pinned_id);
+    assert_eq!(outcome(&pinning, &pin).await, ApplyOutcome::Applied);
     assert_eq!(
         deployment_images(&admin, &ns, "pinned", false).await[0].1,
-        format!("ghcr.io/acme/web:latest@{DIGEST_A}")
+        pinned_a
     );
-    assert_eq!(
-        pinning.apply(&pin).await.expect("again"),
-        ApplyOutcome::AlreadyCurrent
-    );
+    assert_eq!(outcome(&pinning, &pin).await, ApplyOutcome::AlreadyCurrent);
 }
 
 #[tokio::test]
 async fn a_concurrent_change_between_read_and_patch_is_retried() {
-    let Some((server, ns, admin)) = ApiServer::shared_namespace("apply-conflict").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3");
+    let Some((server, ns, admin)) = namespace_with("apply-conflict", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .create(&admin, &ns)
-        .await;
 
     // Before the first PATCH of the deployment goes out, someone else changes it.
     let patches = Arc::new(AtomicUsize::new(0));
@@ -610,14 +603,14 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     let target = target_in(client, &ns).await;
     target.discover().await.expect("discover");
     let id = format!("deployment/{ns}/web/app");
-    let outcome = target
-        .apply(&plan(
-            &id,
-            "ghcr.io/acme/web:1.2.3",
-            "ghcr.io/acme/web:1.3.0",
-        ))
-        .await
-        .expect("applied after re-reading");
+    let outcome = apply(
+        &target,
+        &id,
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    )
+    .await
+    .expect("applied after re-reading");
     assert_eq!(outcome, ApplyOutcome::Applied);
     assert_eq!(patches.load(Ordering::SeqCst), 2, "one 409, one success");
     let after = get_deployment(&admin, &ns, "web").await;
@@ -668,13 +661,13 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     .build()
     .await
     .expect("build");
-    let result = impatient
-        .apply(&plan(
-            &id,
-            "ghcr.io/acme/web:1.3.0",
-            "ghcr.io/acme/web:1.4.0",
-        ))
-        .await;
+    let result = apply(
+        &impatient,
+        &id,
+        "ghcr.io/acme/web:1.3.0",
+        "ghcr.io/acme/web:1.4.0",
+    )
+    .await;
     match result {
         Err(Error::Conflict { reason, .. }) => {
             assert!(reason.contains("409"), "{reason}");
@@ -686,12 +679,10 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
 
 #[tokio::test]
 async fn rbac_denials_are_reported_clearly() {
-    let Some((server, ns, admin)) = ApiServer::shared_namespace("rbac").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3");
+    let Some((server, ns, admin)) = namespace_with("rbac", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .create(&admin, &ns)
-        .await;
     // alice may read and watch deployments, not patch them.
     grant(
         &admin,
@@ -722,15 +713,15 @@ async fn rbac_denials_are_reported_clearly() {
         .await
         .expect("build");
     let images = target.discover().await.expect("alice may discover");
-    assert_eq!(ids(&images), [format!("deployment/{ns}/web/app")]);
+    assert_eq!(ids(&images), deployment_ids(&ns, &["web/app"]));
     let id = format!("deployment/{ns}/web/app");
-    match target
-        .apply(&plan(
-            &id,
-            "ghcr.io/acme/web:1.2.3",
-            "ghcr.io/acme/web:1.3.0",
-        ))
-        .await
+    match apply(
+        &target,
+        &id,
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    )
+    .await
     {
         Err(Error::Unauthorized { action, reason }) => {
             assert_eq!(action, format!("patch deployments {ns}/web"));
@@ -767,12 +758,10 @@ async fn rbac_denials_are_reported_clearly() {
 
 #[tokio::test]
 async fn steady_state_discovery_makes_no_list_calls() {
-    let Some((server, ns, admin)) = ApiServer::shared_namespace("no-list").await else {
+    let first = Workload::keel_deployment("first", "minor", "ghcr.io/acme/web:1.0.0");
+    let Some((server, ns, admin)) = namespace_with("no-list", [first]).await else {
         return;
     };
-    Workload::keel_deployment("first", "minor", "ghcr.io/acme/web:1.0.0")
-        .create(&admin, &ns)
-        .await;
     let (client, log) = server.counting_admin_client();
     let target = target_in(client, &ns).await;
     target.discover().await.expect("first discovery");
@@ -810,14 +799,15 @@ async fn steady_state_discovery_makes_no_list_calls() {
         target.discover().await.expect("discover");
     }
     // An apply reads one object and patches it.
-    target
-        .apply(&plan(
-            &format!("deployment/{ns}/second/app"),
-            "ghcr.io/acme/api:2.0.0",
-            "ghcr.io/acme/api:2.1.0",
-        ))
-        .await
-        .expect("apply");
+    let second = format!("deployment/{ns}/second/app");
+    apply(
+        &target,
+        &second,
+        "ghcr.io/acme/api:2.0.0",
+        "ghcr.io/acme/api:2.1.0",
+    )
+    .await
+    .expect("apply");
 
     let requests = log.all();
     assert!(
@@ -837,14 +827,12 @@ async fn steady_state_discovery_makes_no_list_calls() {
 
 #[tokio::test]
 async fn exposes_the_pull_secrets_of_each_tracked_image() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("pull-secrets").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.0.0")
+        .annotation("keel.sh/imagePullSecret", "extra, regcred")
+        .pull_secret("regcred");
+    let Some((_, ns, admin)) = namespace_with("pull-secrets", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.0.0")
-        .annotation("keel.sh/imagePullSecret", "extra, regcred")
-        .pull_secret("regcred")
-        .create(&admin, &ns)
-        .await;
     let target = target_in(admin, &ns).await;
     target.discover().await.expect("discover");
     assert_eq!(
@@ -864,48 +852,39 @@ async fn exposes_the_pull_secrets_of_each_tracked_image() {
 
 #[tokio::test]
 async fn a_label_selector_limits_discovery() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("selector").await else {
+    let teams = [("a", "web"), ("b", "data")].map(|(name, team)| {
+        Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.0.0").label("team", team)
+    });
+    let Some((_, ns, admin)) = namespace_with("selector", teams).await else {
         return;
     };
-    for (name, team) in [("a", "web"), ("b", "data")] {
-        Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.0.0")
-            .label("team", team)
-            .create(&admin, &ns)
-            .await;
-    }
-    let target = KubeTarget::builder(admin.clone())
-        .with_namespaces([ns.as_str()])
-        .with_label_selector("team=web")
-        .build()
-        .await
-        .expect("build");
+    let selecting = async |selector: &str| {
+        KubeTarget::builder(admin.clone())
+            .with_namespaces([ns.as_str()])
+            .with_label_selector(selector)
+            .build()
+            .await
+            .expect("build")
+    };
+    let target = selecting("team=web").await;
     let images = target.discover().await.expect("discover");
-    assert_eq!(ids(&images), [format!("deployment/{ns}/a/app")]);
+    assert_eq!(ids(&images), deployment_ids(&ns, &["a/app"]));
 
-    let bad = KubeTarget::builder(admin)
-        .with_namespaces([ns.as_str()])
-        .with_label_selector("team in (web")
-        .build()
-        .await
-        .expect("build");
+    let bad = selecting("team in (web").await;
     let error = bad.discover().await.expect_err("a bad selector");
     assert!(error.to_string().contains("deployments"), "{error}");
 }
 
 #[tokio::test]
 async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
+        .annotation("keel.sh/trigger", "poll")
+        .container("cache", "redis:7.0.1");
+    let gated = Workload::keel_deployment("gated", "minor", "ghcr.io/acme/web:1.2.3")
+        .annotation("keel.sh/approvals", "1");
+    let Some((_, ns, admin)) = namespace_with("pipeline", [web, gated]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .annotation("keel.sh/trigger", "poll")
-        .container("cache", "redis:7.0.1")
-        .create(&admin, &ns)
-        .await;
-    Workload::keel_deployment("gated", "minor", "ghcr.io/acme/web:1.2.3")
-        .annotation("keel.sh/approvals", "1")
-        .create(&admin, &ns)
-        .await;
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
     registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"]);
     registry.push_tags("redis", &["7.0.1", "7.2.4", "8.0.0"]);
@@ -956,14 +935,12 @@ async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
 
 #[tokio::test]
 async fn poll_cycles_follow_a_moving_tag_by_digest() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("pipeline-digest").await else {
+    let follow = Workload::keel_deployment("follow", "force", "ghcr.io/acme/web:stable")
+        .annotation("keel.sh/match-tag", "true")
+        .annotation("keel.sh/trigger", "poll");
+    let Some((_, ns, admin)) = namespace_with("pipeline-digest", [follow]).await else {
         return;
     };
-    Workload::keel_deployment("follow", "force", "ghcr.io/acme/web:stable")
-        .annotation("keel.sh/match-tag", "true")
-        .annotation("keel.sh/trigger", "poll")
-        .create(&admin, &ns)
-        .await;
     let registry = Arc::new(InMemoryRegistry::new("test registry"));
     let first = registry.push("ghcr.io/acme/web", "stable", None);
     let target = Arc::new(target_in(admin.clone(), &ns).await);
@@ -1001,57 +978,46 @@ async fn poll_cycles_follow_a_moving_tag_by_digest() {
 
 #[tokio::test]
 async fn a_rollout_that_never_becomes_available_is_rolled_back() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("verify").await else {
+    let both = ["good", "bad"]
+        .map(|name| Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.2.3"));
+    let Some((_, ns, admin)) = namespace_with("verify", both).await else {
         return;
     };
-    for name in ["good", "bad"] {
-        Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.2.3")
-            .create(&admin, &ns)
-            .await;
-    }
     let target = target_in(admin.clone(), &ns).await;
     target.discover().await.expect("discover");
-    let good = plan(
-        &format!("deployment/{ns}/good/app"),
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    );
-    let bad = plan(
-        &format!("deployment/{ns}/bad/app"),
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    );
+    let to_1_3_0 = |name: &str| {
+        let id = format!("deployment/{ns}/{name}/app");
+        plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0")
+    };
+    let (good, bad) = (to_1_3_0("good"), to_1_3_0("bad"));
+    // The verdict on the rollout of `update` of `name` within `secs`, and what `name` then runs.
+    let verify = async |update: &UpdatePlan, secs: u64, name: &str| {
+        let within = Duration::from_secs(secs);
+        let verdict = target.verify_rollout(update, within).await;
+        (
+            verdict.expect("verify"),
+            deployment_images(&admin, &ns, name, false).await,
+        )
+    };
     target.apply(&good).await.expect("apply good");
     target.apply(&bad).await.expect("apply bad");
 
     // There is no controller-manager: the test reports the good rollout as done.
     mark_deployment_rolled_out(&admin, &ns, "good").await;
-    let verdict = target
-        .verify_rollout(&good, Duration::from_secs(10))
-        .await
-        .expect("verify good");
+    let (verdict, running) = verify(&good, 10, "good").await;
     assert!(
         matches!(verdict, RolloutVerdict::Complete(_)),
         "{verdict:?}"
     );
-    assert_eq!(
-        deployment_images(&admin, &ns, "good", false).await,
-        [("app".to_owned(), "ghcr.io/acme/web:1.3.0".to_owned())]
-    );
+    assert_eq!(running, app_runs("ghcr.io/acme/web:1.3.0"));
 
     // The bad one never becomes available: back to 1.2.3, with the reason recorded.
-    let verdict = target
-        .verify_rollout(&bad, Duration::from_secs(2))
-        .await
-        .expect("verify bad");
+    let (verdict, running) = verify(&bad, 2, "bad").await;
     assert!(
         matches!(verdict, RolloutVerdict::RolledBack(_)),
         "{verdict:?}"
     );
-    assert_eq!(
-        deployment_images(&admin, &ns, "bad", false).await,
-        [("app".to_owned(), "ghcr.io/acme/web:1.2.3".to_owned())]
-    );
+    assert_eq!(running, app_runs("ghcr.io/acme/web:1.2.3"));
     let annotations = get_deployment(&admin, &ns, "bad")
         .await
         .metadata
@@ -1079,6 +1045,6 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back() {
     assert_eq!(report.applied.len(), 1, "{report:?}");
     assert_eq!(
         deployment_images(&admin, &ns, "bad", false).await,
-        [("app".to_owned(), "ghcr.io/acme/web:1.3.1".to_owned())]
+        app_runs("ghcr.io/acme/web:1.3.1")
     );
 }
