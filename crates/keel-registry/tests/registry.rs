@@ -8,7 +8,9 @@ use keel_core::registry::{CredentialSource, DockerConfigDocument, DockerConfigFo
 use keel_core::testkit::{self, RegistryFixture};
 use keel_core::{Error, ImageRef, Platform, Registry, Tag};
 use keel_registry::{Credentials, DockerConfig, RegistryClient, RegistryClientBuilder};
-use keel_testsupport::registry::{Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions};
+use keel_testsupport::registry::{
+    Fault, FaultProxy, FaultRule, ListFormat, RegistryServer, ServerOptions,
+};
 
 fn image(addr: &str, repo: &str) -> ImageRef {
     ImageRef::parse(&format!("{addr}/{repo}")).expect("valid reference")
@@ -94,7 +96,8 @@ async fn digests_of_every_manifest_kind() {
         )
         .await;
     let list = server
-        .push_docker_list(
+        .push_list(
+            ListFormat::Docker,
             "team/app",
             "list",
             &[("linux/amd64", "2024-01-05T00:00:00Z")],

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use keel_testsupport::registry::{
-    ACCEPT_ALL_MANIFESTS, Fault, FaultProxy, FaultRule, IssuedToken, RegistryServer, Seeder,
-    SeederAuth, ServerOptions, TokenIssuer, media_type,
+    ACCEPT_ALL_MANIFESTS, Fault, FaultProxy, FaultRule, IssuedToken, ListFormat, RegistryServer,
+    Seeder, SeederAuth, ServerOptions, TokenIssuer, media_type,
 };
 
 fn client() -> reqwest::Client {
@@ -81,7 +81,8 @@ async fn plain_registry_seeds_images_indexes_and_many_tags() {
         .await;
     let created = chrono::DateTime::parse_from_rfc3339("2024-04-01T00:00:00+02:00").unwrap();
     let index = registry
-        .push_index_with_manifests(
+        .push_list(
+            ListFormat::Oci,
             "app",
             "1.1.0",
             &[("linux/amd64", created), ("linux/arm64/v8", created)],
@@ -91,7 +92,8 @@ async fn plain_registry_seeds_images_indexes_and_many_tags() {
         .push_docker_v2("legacy", "2.0", "2023-01-01T00:00:00Z")
         .await;
     let docker_list = registry
-        .push_docker_list(
+        .push_list(
+            ListFormat::Docker,
             "legacy",
             "multi",
             &[("linux/amd64", "2023-02-01T00:00:00Z")],

@@ -18,7 +18,9 @@ mod token;
 
 pub use http::{Body, BodyError, full, respond, serve};
 pub use proxy::{Fault, FaultProxy, FaultRule};
-pub use seed::{Created, DEFAULT_CREATED, IndexDigests, Seeder, SeederAuth, media_type};
+pub use seed::{
+    Created, DEFAULT_CREATED, IndexDigests, ListFormat, Seeder, SeederAuth, media_type,
+};
 pub use server::{RegistryServer, ServerAuth, ServerOptions};
 pub use token::{ISSUER, IssuedToken, SERVICE, TokenIssuer, query_pairs, token_claims};
 

@@ -12,6 +12,24 @@ use serde_json::json;
 use super::blob::{Layer, PlatformParts, image_config};
 use super::sha256_digest;
 
+/// The kind of manifest list [`Seeder::push_list`] pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    /// An OCI image index over OCI images.
+    Oci,
+    /// A Docker manifest list over Docker schema 2 images.
+    Docker,
+}
+
+/// The media type of one image: Docker schema 2 when `docker`, else OCI.
+fn image_type(docker: bool) -> &'static str {
+    if docker {
+        media_type::DOCKER_MANIFEST
+    } else {
+        media_type::OCI_MANIFEST
+    }
+}
+
 /// Media types of the manifests and blobs the seeder pushes.
 pub mod media_type {
     /// OCI image manifest.
@@ -134,10 +152,7 @@ impl Seeder {
         created: impl Created,
         platform: &str,
     ) -> String {
-        let manifest = self
-            .image_manifest(repo, &created.rfc3339(), platform, false, None)
-            .await;
-        self.put_manifest(repo, tag, media_type::OCI_MANIFEST, &manifest)
+        self.push_single(repo, tag, &created.rfc3339(), platform, false)
             .await
     }
 
@@ -148,38 +163,31 @@ impl Seeder {
         tag: &str,
         platforms: &[(&str, C)],
     ) -> String {
-        self.push_index_with_manifests(repo, tag, platforms)
-            .await
-            .index
-    }
-
-    /// Like [`Seeder::push_index`], also returning the per-platform manifest digests.
-    pub async fn push_index_with_manifests<C: Created>(
-        &self,
-        repo: &str,
-        tag: &str,
-        platforms: &[(&str, C)],
-    ) -> IndexDigests {
-        self.push_list(repo, tag, platforms, false).await
+        let list = self.push_list(ListFormat::Oci, repo, tag, platforms);
+        list.await.index
     }
 
     /// A Docker schema 2 image (`linux/amd64`); returns the manifest digest.
     pub async fn push_docker_v2(&self, repo: &str, tag: &str, created: impl Created) -> String {
-        let manifest = self
-            .image_manifest(repo, &created.rfc3339(), "linux/amd64", true, None)
-            .await;
-        self.put_manifest(repo, tag, media_type::DOCKER_MANIFEST, &manifest)
+        self.push_single(repo, tag, &created.rfc3339(), "linux/amd64", true)
             .await
     }
 
-    /// A Docker manifest list over one schema 2 image per `(platform, created)`.
-    pub async fn push_docker_list<C: Created>(
+    /// One image (Docker schema 2 when `docker`, else OCI) for `platform`, created at
+    /// `created`; returns the manifest digest.
+    async fn push_single(
         &self,
         repo: &str,
         tag: &str,
-        platforms: &[(&str, C)],
-    ) -> IndexDigests {
-        self.push_list(repo, tag, platforms, true).await
+        created: &str,
+        platform: &str,
+        docker: bool,
+    ) -> String {
+        let manifest = self
+            .image_manifest(repo, created, platform, docker, None)
+            .await;
+        self.put_manifest(repo, tag, image_type(docker), &manifest)
+            .await
     }
 
     /// One OCI image per tag (`linux/amd64`, created [`DEFAULT_CREATED`]), sharing the layer
@@ -216,14 +224,7 @@ impl Seeder {
 
     /// The raw manifest `reference` (tag or digest) refers to: (content type, bytes).
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> (String, Vec<u8>) {
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let response = self
-            .send(repo, || {
-                self.client
-                    .get(&url)
-                    .header("accept", super::ACCEPT_ALL_MANIFESTS)
-            })
-            .await;
+        let response = self.manifest_request(Method::GET, repo, reference).await;
         let response = expect_status(response, &[StatusCode::OK], "GET manifest").await;
         let media_type = header(&response, "content-type").unwrap_or_default();
         let bytes = response.bytes().await.expect("manifest body").to_vec();
@@ -232,14 +233,7 @@ impl Seeder {
 
     /// The digest the registry reports for `reference` on `HEAD`, or `None` on 404.
     pub async fn head_digest(&self, repo: &str, reference: &str) -> Option<String> {
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let response = self
-            .send(repo, || {
-                self.client
-                    .head(&url)
-                    .header("accept", super::ACCEPT_ALL_MANIFESTS)
-            })
-            .await;
+        let response = self.manifest_request(Method::HEAD, repo, reference).await;
         if response.status() == StatusCode::NOT_FOUND {
             return None;
         }
@@ -300,18 +294,17 @@ impl Seeder {
         )
     }
 
-    async fn push_list<C: Created>(
+    /// A list in `format` (an OCI index or a Docker manifest list) over one image per
+    /// `(platform, created)`; returns the list's and the images' digests.
+    pub async fn push_list<C: Created>(
         &self,
+        format: ListFormat,
         repo: &str,
         tag: &str,
         platforms: &[(&str, C)],
-        docker: bool,
     ) -> IndexDigests {
-        let manifest_type = if docker {
-            media_type::DOCKER_MANIFEST
-        } else {
-            media_type::OCI_MANIFEST
-        };
+        let docker = format == ListFormat::Docker;
+        let manifest_type = image_type(docker);
         let mut entries = Vec::new();
         let mut digests = Vec::new();
         for (platform, created) in platforms {
@@ -411,6 +404,21 @@ impl Seeder {
     }
 
     /// Sends a request built by `build`, authenticated as configured.
+    /// `method` of the manifest `reference`, accepting every manifest type.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &str,
+    ) -> reqwest::Response {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        self.send(repo, || {
+            let request = self.client.request(method.clone(), &url);
+            request.header("accept", super::ACCEPT_ALL_MANIFESTS)
+        })
+        .await
+    }
+
     async fn send(&self, repo: &str, build: impl Fn() -> RequestBuilder) -> reqwest::Response {
         let request = match &self.auth {
             SeederAuth::None => build(),
