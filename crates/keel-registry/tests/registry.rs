@@ -79,9 +79,7 @@ async fn pagination_follows_link_headers_within_the_budget() {
 #[tokio::test]
 async fn digests_of_every_manifest_kind() {
     let server = RegistryServer::start(ServerOptions::plain()).await;
-    let oci = server
-        .push_image("team/app", "oci", "2024-01-01T00:00:00Z", "linux/amd64")
-        .await;
+    let oci = push_amd64(&server, "oci", "2024-01-01T00:00:00Z").await;
     let docker = server
         .push_docker_v2("team/app", "docker", "2024-01-02T00:00:00Z")
         .await;
@@ -135,9 +133,7 @@ async fn digests_of_every_manifest_kind() {
 #[tokio::test]
 async fn metadata_reads_creation_times_and_platforms() {
     let server = RegistryServer::start(ServerOptions::plain()).await;
-    server
-        .push_image("team/app", "single", "2024-03-01T10:00:00Z", "linux/amd64")
-        .await;
+    push_amd64(&server, "single", "2024-03-01T10:00:00Z").await;
     server
         .push_index(
             "team/app",
@@ -203,26 +199,16 @@ async fn basic_auth_with_right_wrong_and_no_credentials() {
     let server = RegistryServer::with_tags(options, "team/app", &["1.0.0", "1.1.0"]).await;
     let repo = image(server.addr(), "team/app");
 
-    let good = builder()
-        .with_credentials(server.addr(), Credentials::basic("keel", "s3cret-pw"))
-        .build()
-        .unwrap();
+    let good = basic(server.addr(), ("keel", "s3cret-pw")).build().unwrap();
     assert_eq!(good.list_tags(&repo).await.unwrap().tags.len(), 2);
     assert!(good.resolve_digest(&repo, &tag("1.1.0")).await.is_ok());
 
-    let wrong = builder()
-        .with_credentials(server.addr(), Credentials::basic("keel", "wrong-pw"))
-        .build()
-        .unwrap();
-    let err = wrong.list_tags(&repo).await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let err = unauthorized(basic(server.addr(), ("keel", "wrong-pw")), &repo).await;
     let text = format!("{err} {err:?}");
     assert!(text.contains("user \"keel\""), "{text}");
     assert!(!text.contains("wrong-pw"), "the password leaked: {text}");
 
-    let none = builder().build().unwrap();
-    let err = none.list_tags(&repo).await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let err = unauthorized(builder(), &repo).await;
     assert!(err.to_string().contains("needs credentials"), "{err}");
 }
 
@@ -238,28 +224,23 @@ async fn credentials_from_docker_config_and_kubernetes_secrets() {
         r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
         server.addr()
     );
-    let client = builder()
-        .with_docker_config(DockerConfig::from_json(&config).unwrap())
-        .build()
-        .unwrap();
-    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    // The tags listed with the credentials of `config`.
+    let tags_with = async |config: DockerConfig| {
+        let client = builder().with_docker_config(config).build().unwrap();
+        client.list_tags(&repo).await.unwrap().tags
+    };
+    let from_json = |json: &str| DockerConfig::from_json(json).unwrap();
+    assert_eq!(tags_with(from_json(&config)).await, ["1.0.0"]);
 
     // The value of a kubernetes.io/dockerconfigjson secret, and a legacy .dockercfg one.
     let secret = format!(
         r#"{{"auths":{{"{}":{{"username":"bot","password":"pa55","auth":"{auth}"}}}}}}"#,
         server.addr()
     );
-    let client = builder()
-        .with_docker_config(DockerConfig::from_json(&secret).unwrap())
-        .build()
-        .unwrap();
-    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    assert_eq!(tags_with(from_json(&secret)).await, ["1.0.0"]);
     let legacy = format!(r#"{{"{}":{{"auth":"{auth}"}}}}"#, server.addr());
-    let client = builder()
-        .with_docker_config(DockerConfig::from_dockercfg_json(&legacy).unwrap())
-        .build()
-        .unwrap();
-    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    let legacy = DockerConfig::from_dockercfg_json(&legacy).unwrap();
+    assert_eq!(tags_with(legacy).await, ["1.0.0"]);
 }
 
 /// A credential source whose documents the test swaps, like a rotated pull secret.
@@ -386,12 +367,7 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     assert_eq!(issuer.issued() - before, 1, "the token was not reused");
     assert_eq!(client.stats().token_requests, 1);
 
-    let wrong = builder()
-        .with_credentials(server.addr(), Credentials::basic("keel", "nope"))
-        .build()
-        .unwrap();
-    let err = wrong.list_tags(&repo).await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let err = unauthorized(basic(server.addr(), ("keel", "nope")), &repo).await;
     assert!(
         err.to_string()
             .contains("auth server refused user \"keel\""),
@@ -423,6 +399,30 @@ async fn expired_tokens_are_renewed() {
     assert_eq!(issuer.issued() - before, 2);
 }
 
+/// Pushes a `linux/amd64` image created at `created` as `team/app:TAG`; its digest.
+async fn push_amd64(server: &RegistryServer, tag: &str, created: &str) -> String {
+    server
+        .push_image("team/app", tag, created, "linux/amd64")
+        .await
+}
+
+/// Listing `repo` with `client`: the error, which must be Unauthorized.
+async fn unauthorized(client: RegistryClientBuilder, repo: &ImageRef) -> Error {
+    let err = client.build().unwrap().list_tags(repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    err
+}
+
+/// A client with the basic `credentials` for `registry`.
+fn basic(registry: &str, (user, password): (&str, &str)) -> RegistryClientBuilder {
+    builder().with_credentials(registry, Credentials::basic(user, password))
+}
+
+/// A fault of the tag-list requests.
+fn tags_list(fault: Fault) -> FaultRule {
+    FaultRule::new("/tags/list", fault)
+}
+
 /// A registry with one repository behind a fault proxy.
 async fn behind_proxy(faults: Vec<FaultRule>) -> (RegistryServer, FaultProxy, ImageRef) {
     let server = RegistryServer::start(ServerOptions::plain()).await;
@@ -436,10 +436,8 @@ async fn behind_proxy(faults: Vec<FaultRule>) -> (RegistryServer, FaultProxy, Im
 
 #[tokio::test]
 async fn rate_limits_honour_retry_after() {
-    let (_server, proxy, repo) = behind_proxy(vec![
-        FaultRule::new("/tags/list", Fault::too_many_requests(1)).times(2),
-    ])
-    .await;
+    let (_server, proxy, repo) =
+        behind_proxy(vec![tags_list(Fault::too_many_requests(1)).times(2)]).await;
     let client = builder().build().unwrap();
     let started = Instant::now();
     let list = client.list_tags(&repo).await.unwrap();
@@ -452,10 +450,7 @@ async fn rate_limits_honour_retry_after() {
     assert_eq!(client.stats().retries, 2);
 
     // Asked to wait longer than allowed: a RateLimited error with the wait, at once.
-    proxy.set_faults(vec![FaultRule::new(
-        "/tags/list",
-        Fault::too_many_requests(3600),
-    )]);
+    proxy.set_faults(vec![tags_list(Fault::too_many_requests(3600))]);
     let impatient = builder()
         .with_max_retry_after(Duration::from_secs(60))
         .build()
@@ -468,14 +463,11 @@ async fn rate_limits_honour_retry_after() {
 
 #[tokio::test]
 async fn server_errors_are_retried_a_bounded_number_of_times() {
-    let (_server, proxy, repo) = behind_proxy(vec![
-        FaultRule::new("/tags/list", Fault::status(500)).times(1),
-    ])
-    .await;
+    let (_server, proxy, repo) = behind_proxy(vec![tags_list(Fault::status(500)).times(1)]).await;
     let client = builder().build().unwrap();
     assert_eq!(client.list_tags(&repo).await.unwrap().tags.len(), 3);
 
-    proxy.set_faults(vec![FaultRule::new("/tags/list", Fault::status(503))]);
+    proxy.set_faults(vec![tags_list(Fault::status(503))]);
     proxy.reset_counts();
     let err = client.list_tags(&repo).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -485,11 +477,8 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
 
 #[tokio::test]
 async fn slow_responses_time_out() {
-    let (_server, _proxy, repo) = behind_proxy(vec![FaultRule::new(
-        "/tags/list",
-        Fault::Delay(Duration::from_secs(5)),
-    )])
-    .await;
+    let (_server, _proxy, repo) =
+        behind_proxy(vec![tags_list(Fault::Delay(Duration::from_secs(5)))]).await;
     let client = builder()
         .with_timeout(Duration::from_millis(300))
         .with_retries(1, Duration::from_millis(10), Duration::from_millis(10))
@@ -503,8 +492,7 @@ async fn slow_responses_time_out() {
 
 #[tokio::test]
 async fn truncated_json_is_a_clear_error() {
-    let (_server, _proxy, repo) =
-        behind_proxy(vec![FaultRule::new("/tags/list", Fault::TruncateBody)]).await;
+    let (_server, _proxy, repo) = behind_proxy(vec![tags_list(Fault::TruncateBody)]).await;
     let err = builder()
         .build()
         .unwrap()
@@ -516,11 +504,7 @@ async fn truncated_json_is_a_clear_error() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
-    let (_server, _proxy, repo) = behind_proxy(vec![FaultRule::new(
-        "/tags/list",
-        Fault::oversized(64 << 20),
-    )])
-    .await;
+    let (_server, _proxy, repo) = behind_proxy(vec![tags_list(Fault::oversized(64 << 20))]).await;
     let client = builder()
         .with_body_limits(1 << 20, 1 << 20)
         .build()
@@ -535,8 +519,7 @@ async fn oversized_bodies_are_refused() {
 
 #[tokio::test]
 async fn a_looping_link_is_an_error_not_a_hang() {
-    let (_server, _proxy, repo) =
-        behind_proxy(vec![FaultRule::new("/tags/list", Fault::LoopingLink)]).await;
+    let (_server, _proxy, repo) = behind_proxy(vec![tags_list(Fault::LoopingLink)]).await;
     let client = builder().build().unwrap();
     let err = tokio::time::timeout(Duration::from_secs(10), client.list_tags(&repo))
         .await
@@ -604,9 +587,7 @@ async fn plain_http_is_refused_for_hosts_not_marked_insecure() {
 #[tokio::test]
 async fn digests_fall_back_to_hashing_the_manifest() {
     let server = RegistryServer::start(ServerOptions::plain()).await;
-    let pushed = server
-        .push_image("team/app", "1.0.0", "2024-01-01T00:00:00Z", "linux/amd64")
-        .await;
+    let pushed = push_amd64(&server, "1.0.0", "2024-01-01T00:00:00Z").await;
     // A registry whose HEAD answers carry no Docker-Content-Digest.
     let proxy = FaultProxy::start(
         server.addr(),
@@ -634,14 +615,11 @@ async fn digests_fall_back_to_hashing_the_manifest() {
 
 #[tokio::test]
 async fn docker_hub_rate_limit_remaining_is_surfaced() {
-    let (_server, proxy, repo) = behind_proxy(vec![FaultRule::new(
-        "/tags/list",
-        Fault::Respond {
-            status: 200,
-            headers: vec![("RateLimit-Remaining".into(), "42;w=21600".into())],
-            body: r#"{"name":"team/app","tags":["1.0.0"]}"#.into(),
-        },
-    )])
+    let (_server, proxy, repo) = behind_proxy(vec![tags_list(Fault::Respond {
+        status: 200,
+        headers: vec![("RateLimit-Remaining".into(), "42;w=21600".into())],
+        body: r#"{"name":"team/app","tags":["1.0.0"]}"#.into(),
+    })])
     .await;
     let client = builder().build().unwrap();
     assert_eq!(client.rate_limit_remaining(proxy.addr()), None);
