@@ -1,4 +1,5 @@
-//! The one place where Kubernetes API errors become [`keel_core::Error`] variants.
+//! The one place where Kubernetes API errors become [`keel_core::Error`] variants, for
+//! keel-k8s and for the backends built on it (keel-helm).
 
 use std::sync::Arc;
 
@@ -6,25 +7,25 @@ use keel_core::Error;
 use kube::core::Status;
 
 /// The backend name in [`Error::Backend`].
-pub(crate) const BACKEND: &str = "kubernetes";
+pub const BACKEND: &str = "kubernetes";
 
 /// What a request was about: `patch deployments ns/web`.
 #[derive(Clone, Debug)]
-pub(crate) struct Request<'a> {
+pub struct Request<'a> {
     /// The verb: `get`, `patch`, `list`, `watch`.
-    pub(crate) verb: &'a str,
+    pub verb: &'a str,
     /// The resource (plural), e.g. `deployments`.
-    pub(crate) resource: &'a str,
+    pub resource: &'a str,
     /// The namespace, when namespaced.
-    pub(crate) namespace: Option<&'a str>,
+    pub namespace: Option<&'a str>,
     /// The object's name, for single-object requests.
-    pub(crate) name: Option<&'a str>,
+    pub name: Option<&'a str>,
 }
 
 impl Request<'_> {
     /// `patch deployments keel/web`, `watch deployments in namespace keel`,
     /// `list cronjobs in all namespaces`.
-    pub(crate) fn action(&self) -> String {
+    pub fn action(&self) -> String {
         match (self.namespace, self.name) {
             (Some(ns), Some(name)) => format!("{} {} {ns}/{name}", self.verb, self.resource),
             (None, Some(name)) => format!("{} {} {name}", self.verb, self.resource),
@@ -42,7 +43,7 @@ impl Request<'_> {
 }
 
 /// Converts an error of a request to the API server.
-pub(crate) fn from_kube(error: kube::Error, request: &Request<'_>) -> Error {
+pub fn from_kube(error: kube::Error, request: &Request<'_>) -> Error {
     match error {
         kube::Error::Api(status) => from_status(&status, request),
         other => Error::Backend {
@@ -56,7 +57,7 @@ pub(crate) fn from_kube(error: kube::Error, request: &Request<'_>) -> Error {
 }
 
 /// Converts an error status of the API server.
-pub(crate) fn from_status(status: &Status, request: &Request<'_>) -> Error {
+pub fn from_status(status: &Status, request: &Request<'_>) -> Error {
     let action = request.action();
     let message = if status.message.is_empty() {
         status.reason.clone()
@@ -106,7 +107,7 @@ pub(crate) fn from_status(status: &Status, request: &Request<'_>) -> Error {
 }
 
 /// Whether a kube error is a 409 Conflict.
-pub(crate) fn is_conflict(error: &kube::Error) -> bool {
+pub fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 

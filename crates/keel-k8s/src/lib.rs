@@ -61,7 +61,7 @@
 //! ```
 
 pub mod avoid;
-mod error;
+pub mod error;
 pub mod keys;
 mod patch;
 mod target;

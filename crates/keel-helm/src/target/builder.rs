@@ -1,0 +1,175 @@
+//! [`HelmTargetBuilder`]: the settings of a [`HelmTarget`], checked at build time.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_core::Error;
+use keel_k8s::PullSecrets;
+use kube::Client;
+
+use super::watch::Watch;
+use super::{HelmTarget, Inner};
+use crate::helm::HelmBinary;
+use crate::storage::Driver;
+
+/// Builds a [`HelmTarget`]; see [`HelmTarget::builder`].
+#[derive(Clone)]
+pub struct HelmTargetBuilder {
+    pub(super) client: Client,
+    pub(super) name: String,
+    pub(super) namespaces: Option<Vec<String>>,
+    pub(super) drivers: Vec<Driver>,
+    pub(super) pin_digests: bool,
+    pub(super) sync_timeout: Duration,
+    pub(super) helm_path: Option<PathBuf>,
+    pub(super) helm_env: Vec<(OsString, OsString)>,
+    pub(super) helm_timeout: Duration,
+    pub(super) pull_secrets: Option<PullSecrets>,
+}
+
+impl fmt::Debug for HelmTargetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The helm environment may carry credentials (a kubeconfig path, tokens): left out.
+        f.debug_struct("HelmTargetBuilder")
+            .field("name", &self.name)
+            .field("namespaces", &self.namespaces)
+            .field("drivers", &self.drivers)
+            .field("pin_digests", &self.pin_digests)
+            .field("helm_path", &self.helm_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HelmTargetBuilder {
+    pub(super) fn new(client: Client) -> Self {
+        HelmTargetBuilder {
+            client,
+            name: "helm".to_owned(),
+            namespaces: None,
+            drivers: Driver::ALL.to_vec(),
+            pin_digests: false,
+            sync_timeout: Duration::from_secs(60),
+            helm_path: None,
+            helm_env: Vec::new(),
+            helm_timeout: Duration::from_secs(300),
+            pull_secrets: None,
+        }
+    }
+
+    /// The target's name in plans, reports and notifications (default `helm`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Watches releases in these namespaces only (default: all namespaces).
+    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut list: Vec<String> = Vec::new();
+        for ns in namespaces.into_iter().map(Into::into) {
+            if !list.contains(&ns) {
+                list.push(ns);
+            }
+        }
+        self.namespaces = Some(list);
+        self
+    }
+
+    /// Which of Helm's storage drivers to read (default both: Secrets and ConfigMaps).
+    pub fn with_drivers(mut self, drivers: &[Driver]) -> Self {
+        self.drivers = Driver::ALL
+            .into_iter()
+            .filter(|d| drivers.contains(d))
+            .collect();
+        self
+    }
+
+    /// Writes digests into the values with the tag (`1.2.3@sha256:...`, or the image's
+    /// `digest` path), so that exactly the approved image runs even if its tag moves.
+    pub fn with_pin_digests(mut self, pin: bool) -> Self {
+        self.pin_digests = pin;
+        self
+    }
+
+    /// How long the first discovery waits for the watches' initial lists (default 60 s).
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// The `helm` binary to run (default: `helm` on `PATH`).
+    pub fn with_helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.helm_path = Some(path.into());
+        self
+    }
+
+    /// Extra environment for helm (`KUBECONFIG`, `HELM_CONFIG_HOME`...). Without
+    /// `KUBECONFIG`, helm finds the cluster as kubectl does (in a pod: its service account).
+    pub fn with_helm_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.helm_env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// How long one helm run may take before it is killed (default five minutes).
+    pub fn with_helm_timeout(mut self, timeout: Duration) -> Self {
+        self.helm_timeout = timeout;
+        self
+    }
+
+    /// Registers which pull secrets each tracked image uses with `secrets` at every
+    /// discovery, so that registry requests carry the release's credentials.
+    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
+        self.pull_secrets = Some(secrets);
+        self
+    }
+
+    /// Checks the helm binary and starts the watches.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no helm binary, [`Error::Backend`] when it does not
+    /// run as helm: at start-up, not at the first update.
+    pub async fn build(self) -> Result<HelmTarget, Error> {
+        let helm = HelmBinary::locate(self.helm_path.as_deref())
+            .await?
+            .with_env(self.helm_env.clone())
+            .with_timeout(self.helm_timeout);
+        let (changes, _) = tokio::sync::watch::channel(());
+        let scopes: Vec<Option<String>> = match &self.namespaces {
+            None => vec![None],
+            Some(list) => list.iter().cloned().map(Some).collect(),
+        };
+        let watches = self
+            .drivers
+            .iter()
+            .flat_map(|driver| {
+                scopes
+                    .iter()
+                    .map(|ns| Watch::start(&self.client, *driver, ns.clone(), changes.clone()))
+            })
+            .collect();
+        Ok(HelmTarget {
+            inner: Arc::new(Inner {
+                settings: self,
+                helm,
+                watches,
+                changes,
+                problems: Mutex::new(Vec::new()),
+                warned: Mutex::new(HashSet::new()),
+                refused: Mutex::new(Default::default()),
+            }),
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! The caches of Helm's storage objects that watches keep current: one per driver and
+//! namespace (or all), holding per revision its status and, for the revisions discovery reads
+//! (deployed and failed), the merged values; nothing else of a release is kept.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt as _;
+use keel_core::Error;
+use keel_k8s::error::{self as kerr, Request};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tracing::{Instrument as _, debug, info_span, warn};
+
+use crate::release::{self, OWNER_SELECTOR, Status};
+use crate::storage::{Driver, Stored};
+
+/// What discovery needs of one revision.
+#[derive(Debug)]
+pub(crate) struct Revision {
+    pub(crate) stored: Stored,
+    /// The merged values of a deployed or failed revision (else `Null`), or why the release
+    /// could not be read.
+    pub(crate) values: Result<Value, String>,
+    /// The chart, `name-version` (empty where not decoded).
+    pub(crate) chart: String,
+}
+
+impl Revision {
+    fn new(mut stored: Stored) -> Revision {
+        let data = stored.data.take();
+        let decoded = match stored.status {
+            Status::Deployed | Status::Failed => match data {
+                Some(data) => release::decode(&data).map(Some),
+                None => Err("the storage object holds no `release` value".to_owned()),
+            },
+            _ => Ok(None),
+        };
+        let chart = match &decoded {
+            Ok(Some(release)) => release.chart_label(),
+            _ => String::new(),
+        };
+        let values = decoded.map(|r| r.map_or(Value::Null, |r| r.merged_values()));
+        Revision {
+            stored,
+            values,
+            chart,
+        }
+    }
+}
+
+/// The state one watch shares with its task.
+#[derive(Debug, Default)]
+pub(crate) struct WatchState {
+    ready: AtomicBool,
+    last_error: Mutex<Option<watcher::Error>>,
+    /// By storage object name (unique within a namespace): `namespace/object`.
+    revisions: Mutex<HashMap<String, Arc<Revision>>>,
+}
+
+/// One driver watched in one namespace (or all).
+pub(crate) struct Watch {
+    pub(crate) driver: Driver,
+    pub(crate) namespace: Option<String>,
+    pub(crate) state: Arc<WatchState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Watch {
+    /// Starts watching `driver`'s objects labelled `owner=helm`.
+    pub(crate) fn start(
+        client: &kube::Client,
+        driver: Driver,
+        namespace: Option<String>,
+        changes: tokio::sync::watch::Sender<()>,
+    ) -> Watch {
+        let state = Arc::new(WatchState::default());
+        let span = info_span!(
+            "watch helm releases",
+            driver = driver.helm_name(),
+            namespace = namespace.as_deref().unwrap_or("*")
+        );
+        let task = match driver {
+            Driver::Secret => spawn(
+                api(client, namespace.as_deref()),
+                Stored::from_secret,
+                Arc::clone(&state),
+                changes,
+                span,
+            ),
+            Driver::ConfigMap => spawn(
+                api(client, namespace.as_deref()),
+                Stored::from_config_map,
+                Arc::clone(&state),
+                changes,
+                span,
+            ),
+        };
+        Watch {
+            driver,
+            namespace,
+            state,
+            task,
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.ready.load(Ordering::Acquire)
+    }
+
+    /// The last watch error as a keel error, and whether waiting longer cannot help.
+    pub(crate) fn error(&self) -> Option<(Error, bool)> {
+        let guard = self
+            .state
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let error = guard.as_ref()?;
+        let request = Request {
+            verb: match error {
+                watcher::Error::InitialListFailed(_) => "list",
+                _ => "watch",
+            },
+            resource: self.driver.resource(),
+            namespace: self.namespace.as_deref(),
+            name: None,
+        };
+        let converted = match error {
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
+                kerr::from_status(status, &request)
+            }
+            watcher::Error::WatchError(status) => kerr::from_status(status, &request),
+            other => Error::Backend {
+                backend: kerr::BACKEND.to_owned(),
+                action: request.action(),
+                message: other.to_string(),
+                retryable: true,
+                source: None,
+            },
+        };
+        let fatal = matches!(
+            converted,
+            Error::Unauthorized { .. }
+                | Error::NotFound { .. }
+                | Error::Backend {
+                    retryable: false,
+                    ..
+                }
+        );
+        Some((converted, fatal))
+    }
+
+    /// Every revision in the cache.
+    pub(crate) fn revisions(&self) -> Vec<Arc<Revision>> {
+        self.state
+            .revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn key(stored: &Stored) -> String {
+    format!("{}/{}", stored.namespace, stored.object)
+}
+
+fn spawn<K>(
+    api: Api<K>,
+    read: fn(K) -> Option<Stored>,
+    state: Arc<WatchState>,
+    changes: tokio::sync::watch::Sender<()>,
+    span: tracing::Span,
+) -> JoinHandle<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let config = watcher::Config::default()
+        .labels(OWNER_SELECTOR)
+        .any_semantic();
+    let stream = watcher(api, config).default_backoff();
+    tokio::spawn(
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            // A relist fills this, and replaces the cache when it is done.
+            let mut relist: HashMap<String, Arc<Revision>> = HashMap::new();
+            while let Some(event) = stream.next().await {
+                let set_error = |e| *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+                let cache = || state.revisions.lock().unwrap_or_else(|p| p.into_inner());
+                match event {
+                    Ok(watcher::Event::Init) => {
+                        set_error(None);
+                        relist.clear();
+                    }
+                    Ok(watcher::Event::InitApply(object)) => {
+                        set_error(None);
+                        if let Some(stored) = read(object) {
+                            relist.insert(key(&stored), Arc::new(Revision::new(stored)));
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        set_error(None);
+                        *cache() = std::mem::take(&mut relist);
+                        state.ready.store(true, Ordering::Release);
+                        debug!("cache synced");
+                        changes.send_replace(());
+                    }
+                    Ok(watcher::Event::Apply(object)) => {
+                        set_error(None);
+                        if let Some(stored) = read(object) {
+                            let revision = Arc::new(Revision::new(stored));
+                            cache().insert(key(&revision.stored), revision);
+                            changes.send_replace(());
+                        }
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        set_error(None);
+                        if let Some(stored) = read(object) {
+                            cache().remove(&key(&stored));
+                            changes.send_replace(());
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "watch failed; retrying with backoff");
+                        set_error(Some(error));
+                    }
+                }
+            }
+        }
+        .instrument(span),
+    )
+}
