@@ -46,13 +46,22 @@ impl Status {
     }
 }
 
+/// Go writes empty lists and maps as `null`; they read as empty here.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
 /// A file of a stored chart: templates, `files`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ChartFile {
     /// The path within the chart, e.g. `templates/deployment.yaml`.
     pub name: String,
     /// The content, base64-encoded as Go encodes `[]byte`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: String,
 }
 
@@ -60,27 +69,27 @@ pub struct ChartFile {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StoredChart {
     /// `Chart.yaml`, as a JSON object with the same keys.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Map<String, Value>,
     /// The templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub templates: Vec<ChartFile>,
     /// The other files (README, helpers read with `.Files`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub files: Vec<ChartFile>,
     /// The chart's default values (`values.yaml`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values: Option<Map<String, Value>>,
     /// `values.schema.json`, base64-encoded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub schema: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 struct Info {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     description: String,
 }
 
@@ -90,20 +99,20 @@ pub struct Release {
     /// The release's name.
     pub name: String,
     /// Its namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: String,
     /// The revision number.
     pub version: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     info: Info,
     /// The chart it was installed from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub chart: Option<StoredChart>,
     /// The values the user gave (`--set`, `-f`), without the chart's defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config: Option<Map<String, Value>>,
     /// The rendered manifest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub manifest: String,
 }
 

@@ -261,14 +261,16 @@ impl HelmTarget {
         revisions: &[Arc<Revision>],
         scan: &mut Scan,
     ) -> Result<(), Box<Problem>> {
-        let problem = |key: &str, value: &str, reason: &str| Box::new(Problem {
-            kind: PROBLEM_KIND.to_owned(),
-            namespace: namespace.to_owned(),
-            name: release.to_owned(),
-            key: key.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        });
+        let problem = |key: &str, value: &str, reason: &str| {
+            Box::new(Problem {
+                kind: PROBLEM_KIND.to_owned(),
+                namespace: namespace.to_owned(),
+                name: release.to_owned(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
         let Some(deployed) = revisions
             .iter()
             .filter(|r| r.stored.status == Status::Deployed)

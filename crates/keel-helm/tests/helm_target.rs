@@ -1,0 +1,624 @@
+//! `HelmTarget` against a real API server and the real `helm`: discovery from chart defaults
+//! and user values, upgrades of one path or a whole reference with nothing else changed,
+//! idempotence, a release out of scope, a failed upgrade, a release mid-operation, RBAC, the
+//! watch cache's request pattern and full pipeline passes against a real registry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use keel_core::approval::{Approvals, MemoryApprovalStore};
+use keel_core::target::Trigger;
+use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_helm::{HelmTarget, PROBLEM_KIND};
+use keel_registry::RegistryClient;
+use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::kube::{ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+const NAME: &str = "test helm";
+
+/// A fresh namespace of the shared API server, with helm acting as the admin.
+struct World {
+    ns: String,
+    admin: Client,
+    helm: Helm,
+}
+
+async fn world(prefix: &str) -> Option<World> {
+    let (server, ns, admin) = ApiServer::shared_namespace(prefix).await?;
+    let helm = Helm::new(server, ADMIN)?;
+    Some(World { ns, admin, helm })
+}
+
+impl World {
+    fn install(&self, release: &str, set: &[(&str, &str)]) {
+        self.helm.install(&self.ns, release, &chart_dir("web"), set);
+    }
+
+    async fn target_as(&self, client: Client, namespaces: &[&str]) -> Result<HelmTarget, Error> {
+        HelmTarget::builder(client)
+            .with_name(NAME)
+            .with_namespaces(namespaces.iter().copied())
+            .with_helm_binary(helm_bin().expect("HELM_BIN is set"))
+            .with_helm_env(self.helm.env())
+            .with_sync_timeout(Duration::from_secs(30))
+            .build()
+            .await
+    }
+
+    async fn target(&self) -> HelmTarget {
+        self.target_as(self.admin.clone(), &[&self.ns])
+            .await
+            .unwrap()
+    }
+
+    fn id(&self, release: &str, path: &str) -> String {
+        format!("helm/{}/{release}/{path}", self.ns)
+    }
+
+    fn plan(&self, release: &str, path: &str, current: &str, new: &str) -> UpdatePlan {
+        UpdatePlan {
+            target: NAME.to_owned(),
+            id: self.id(release, path),
+            current: image(current),
+            new: image(new),
+        }
+    }
+
+    /// `(revision, status)` of each revision of `release`.
+    fn revisions(&self, release: &str) -> Vec<(u64, String)> {
+        self.helm
+            .history(&self.ns, release)
+            .as_array()
+            .expect("history is a list")
+            .iter()
+            .map(|r| {
+                (
+                    r["revision"].as_u64().unwrap(),
+                    r["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    async fn images(&self, release: &str) -> Vec<(String, String)> {
+        deployment_images(&self.admin, &self.ns, release, false).await
+    }
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap()
+}
+
+fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
+    images
+        .iter()
+        .find(|i| i.id == id)
+        .unwrap_or_else(|| panic!("{id} not among {:?}", ids(images)))
+}
+
+fn ids(images: &[TrackedImage]) -> Vec<String> {
+    images.iter().map(|i| i.id.clone()).collect()
+}
+
+/// Discovers until `done` holds (the watch delivers changes a moment after they happen).
+async fn discover_until(
+    target: &HelmTarget,
+    what: &str,
+    done: impl Fn(&[TrackedImage]) -> bool,
+) -> Vec<TrackedImage> {
+    let started = Instant::now();
+    loop {
+        let images = target.discover().await.unwrap();
+        if done(&images) {
+            return images;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what}: never seen; last {:?}",
+            ids(&images)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn discovers_from_chart_defaults_and_user_values() {
+    let Some(w) = world("helm-discover").await else {
+        return;
+    };
+    w.install("defaults", &[]);
+    w.install(
+        "custom",
+        &[
+            ("image.tag", "1.1.0"),
+            ("keel.policy", "major"),
+            ("keel.trigger", "default"),
+            ("keel.approvals", "2"),
+        ],
+    );
+    w.install("untracked", &[("keel.policy", "never")]);
+    let target = w.target().await;
+    let images = target.discover().await.unwrap();
+    assert_eq!(
+        ids(&images),
+        [
+            w.id("custom", "image.repository"),
+            w.id("custom", "sidecar.image"),
+            w.id("defaults", "image.repository"),
+            w.id("defaults", "sidecar.image"),
+        ]
+    );
+    let app = by_id(&images, &w.id("defaults", "image.repository"));
+    assert_eq!(app.image, image("registry.example/acme/web:1.0.0"));
+    assert!(
+        format!("{:?}", app.policy).contains("Minor"),
+        "{:?}",
+        app.policy
+    );
+    assert_eq!(
+        app.trigger,
+        Trigger::Poll {
+            schedule: Some("@every 1m".parse().unwrap())
+        }
+    );
+    assert_eq!(app.approvals, 0);
+    let sidecar = by_id(&images, &w.id("defaults", "sidecar.image"));
+    assert_eq!(sidecar.image, image("registry.example/acme/proxy:2.0.0"));
+
+    let custom = by_id(&images, &w.id("custom", "image.repository"));
+    assert_eq!(custom.image, image("registry.example/acme/web:1.1.0"));
+    assert!(
+        format!("{:?}", custom.policy).contains("Major"),
+        "{:?}",
+        custom.policy
+    );
+    assert_eq!(custom.trigger, Trigger::Webhook);
+    assert_eq!(custom.approvals, 2);
+
+    let listing = target.releases().await.unwrap();
+    let row = listing.iter().find(|r| r.release == "defaults").unwrap();
+    assert_eq!(
+        (
+            row.revision,
+            row.chart.as_str(),
+            row.policy.as_str(),
+            row.trigger.as_str()
+        ),
+        (1, "web-0.1.0", "minor", "poll @every 1m")
+    );
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+}
+
+#[tokio::test]
+async fn a_bad_value_skips_only_its_release_naming_the_path_and_value() {
+    let Some(w) = world("helm-bad").await else {
+        return;
+    };
+    w.install("good", &[]);
+    w.install("bad-approvals", &[("keel.approvals", "two")]);
+    // `--set` of a list item replaces the whole list, as in Helm.
+    w.install(
+        "bad-path",
+        &[
+            ("keel.images[0].repository", "image.repository"),
+            ("keel.images[0].tag", "image.nothing"),
+        ],
+    );
+    let target = w.target().await;
+    let images = target.discover().await.unwrap();
+    assert_eq!(
+        ids(&images),
+        [
+            w.id("good", "image.repository"),
+            w.id("good", "sidecar.image")
+        ]
+    );
+    let mut problems: Vec<(String, String, String)> = target
+        .problems()
+        .into_iter()
+        .map(|p| {
+            assert_eq!(
+                (p.kind.as_str(), p.namespace.as_str()),
+                (PROBLEM_KIND, w.ns.as_str())
+            );
+            assert!(!p.reason.is_empty());
+            (p.name, p.key, p.value)
+        })
+        .collect();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            (
+                "bad-approvals".into(),
+                "keel.approvals".into(),
+                "two".into()
+            ),
+            ("bad-path".into(), "image.nothing".into(), "null".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() {
+    let Some(w) = world("helm-apply").await else {
+        return;
+    };
+    w.install("web", &[("replicas", "2")]);
+    let target = w.target().await;
+    target.discover().await.unwrap();
+    let update = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.1.0",
+    );
+    assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        w.revisions("web"),
+        [(1, "superseded".to_owned()), (2, "deployed".to_owned())]
+    );
+    // The user's values are what they were, with only the tracked path changed.
+    assert_eq!(
+        w.helm.get_values(&w.ns, "web", false),
+        json!({"replicas": 2, "image": {"tag": "1.1.0"}})
+    );
+    assert_eq!(
+        w.images("web").await,
+        [
+            (
+                "app".to_owned(),
+                "registry.example/acme/web:1.1.0".to_owned()
+            ),
+            (
+                "sidecar".to_owned(),
+                "registry.example/acme/proxy:2.0.0".to_owned()
+            ),
+        ]
+    );
+    // The same plan again: nothing to do, no new revision.
+    assert_eq!(
+        target.apply(&update).await.unwrap(),
+        ApplyOutcome::AlreadyCurrent
+    );
+    assert_eq!(w.revisions("web").len(), 2);
+    // A plan made before the upgrade no longer fits.
+    let stale = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.2.0",
+    );
+    let error = target.apply(&stale).await.unwrap_err();
+    assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
+    assert_eq!(w.revisions("web").len(), 2);
+    // Discovery sees the new revision.
+    discover_until(&target, "revision 2", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image("registry.example/acme/web:1.1.0"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_paths_of_one_release_go_into_one_revision() {
+    let Some(w) = world("helm-whole").await else {
+        return;
+    };
+    w.install("web", &[]);
+    let target = w.target().await;
+    target.discover().await.unwrap();
+    let plans = [
+        w.plan(
+            "web",
+            "sidecar.image",
+            "registry.example/acme/proxy:2.0.0",
+            "registry.example/acme/proxy:2.1.0",
+        ),
+        w.plan(
+            "web",
+            "image.repository",
+            "registry.example/acme/web:1.0.0",
+            "registry.example/acme/web:1.0.1",
+        ),
+    ];
+    let outcomes: Vec<ApplyOutcome> = target
+        .apply_all(&plans)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(outcomes, [ApplyOutcome::Applied, ApplyOutcome::Applied]);
+    assert_eq!(w.revisions("web").len(), 2, "one upgrade for both");
+    assert_eq!(
+        w.helm.get_values(&w.ns, "web", false),
+        json!({"image": {"tag": "1.0.1"}, "sidecar": {"image": "registry.example/acme/proxy:2.1.0"}})
+    );
+    assert_eq!(
+        w.images("web").await,
+        [
+            (
+                "app".to_owned(),
+                "registry.example/acme/web:1.0.1".to_owned()
+            ),
+            (
+                "sidecar".to_owned(),
+                "registry.example/acme/proxy:2.1.0".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_release_in_another_namespace_is_out_of_scope() {
+    let Some(w) = world("helm-scope").await else {
+        return;
+    };
+    let Some((_, other_ns, _)) = ApiServer::shared_namespace("helm-other").await else {
+        return;
+    };
+    w.install("web", &[]);
+    w.helm.install(&other_ns, "outside", &chart_dir("web"), &[]);
+    let target = w.target().await;
+    let images = target.discover().await.unwrap();
+    assert!(
+        images
+            .iter()
+            .all(|i| i.id.starts_with(&format!("helm/{}/", w.ns)))
+    );
+    let outside = UpdatePlan {
+        id: format!("helm/{other_ns}/outside/image.repository"),
+        ..w.plan(
+            "outside",
+            "image.repository",
+            "registry.example/acme/web:1.0.0",
+            "registry.example/acme/web:1.1.0",
+        )
+    };
+    let error = target.apply(&outside).await.unwrap_err();
+    assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
+    assert_eq!(
+        w.helm
+            .history(&other_ns, "outside")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_upgrade_is_reported_with_helms_message_and_not_tried_again() {
+    let Some(w) = world("helm-fail").await else {
+        return;
+    };
+    w.install("web", &[("failOnTag", "1.1.0")]);
+    let target = w.target().await;
+    target.discover().await.unwrap();
+    let update = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.1.0",
+    );
+    let error = target.apply(&update).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(
+            error,
+            Error::Backend {
+                retryable: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        text.contains("image tag 1.1.0 is refused by this chart"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}/web", w.ns)), "{text}");
+    assert_eq!(w.revisions("web"), [(1, "deployed".to_owned())]);
+
+    // The pipeline does not choose that version again; the next one is fine.
+    let registry = Arc::new(keel_core::memory::InMemoryRegistry::new("test registry"));
+    registry.push_tags("registry.example/acme/web", &["1.0.0", "1.1.0"]);
+    registry.push_tags("registry.example/acme/proxy", &["2.0.0"]);
+    let pipeline = Pipeline::new(registry.clone()).with_target(Arc::new(target.clone()));
+    let report = pipeline.run_once().await;
+    assert!(report.planned.is_empty(), "{:?}", report.planned);
+    registry.push_tags("registry.example/acme/web", &["1.1.1"]);
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
+    assert_eq!(
+        report.applied[0].new,
+        image("registry.example/acme/web:1.1.1")
+    );
+}
+
+#[tokio::test]
+async fn a_release_mid_upgrade_is_not_touched() {
+    let Some(w) = world("helm-pending").await else {
+        return;
+    };
+    w.install("web", &[]);
+    // Revision 2 pending, as helm leaves it while an upgrade runs (or when it was killed).
+    let secrets: Api<Secret> = Api::namespaced(w.admin.clone(), &w.ns);
+    let mut pending = secrets.get("sh.helm.release.v1.web.v1").await.unwrap();
+    pending.metadata = kube::api::ObjectMeta {
+        name: Some("sh.helm.release.v1.web.v2".to_owned()),
+        labels: Some(
+            [
+                ("owner", "helm"),
+                ("name", "web"),
+                ("status", "pending-upgrade"),
+                ("version", "2"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &pending)
+        .await
+        .unwrap();
+    let target = w.target().await;
+    assert!(target.discover().await.unwrap().is_empty());
+    let update = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.1.0",
+    );
+    let error = target.apply(&update).await.unwrap_err();
+    assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("revision 2 is pending"),
+        "{error}"
+    );
+    assert_eq!(
+        w.images("web").await[0].1,
+        "registry.example/acme/web:1.0.0"
+    );
+}
+
+#[tokio::test]
+async fn rbac_denials_are_reported_clearly() {
+    let Some(w) = world("helm-rbac").await else {
+        return;
+    };
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    let user = LIMITED_USERS[2];
+    // May read Secrets but not ConfigMaps.
+    grant(
+        &w.admin,
+        &w.ns,
+        user,
+        &[(&[""], &["secrets"], &["get", "list", "watch"])],
+    )
+    .await;
+    let target = w.target_as(server.client_as(user), &[&w.ns]).await.unwrap();
+    let error = target.discover().await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Unauthorized { .. }), "{error:?}");
+    for part in ["configmaps", &w.ns, "`list`"] {
+        assert!(text.contains(part), "{part} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn steady_state_discovery_makes_no_api_request() {
+    let Some(w) = world("helm-steady").await else {
+        return;
+    };
+    let Some(server) = ApiServer::shared().await else {
+        return;
+    };
+    for i in 0..3 {
+        w.install(&format!("web-{i}"), &[]);
+    }
+    let (client, log) = server.counting_admin_client();
+    let target = w.target_as(client, &[&w.ns]).await.unwrap();
+    assert_eq!(target.discover().await.unwrap().len(), 6);
+    assert!(!log.lists().is_empty(), "the first discovery lists");
+    log.clear();
+    for _ in 0..10 {
+        assert_eq!(target.discover().await.unwrap().len(), 6);
+    }
+    let requests: Vec<_> = log.all().into_iter().filter(|r| !r.is_watch()).collect();
+    assert!(
+        requests.is_empty(),
+        "steady state made requests: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_poll_pass_against_a_real_registry_ends_in_a_new_revision() {
+    let Some(w) = world("helm-poll").await else {
+        return;
+    };
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    let web = format!("{}/acme/web", registry.addr());
+    let proxy = format!("{}/acme/proxy", registry.addr());
+    registry
+        .push_tags("acme/web", &["1.0.0", "1.0.1", "1.1.0", "2.0.0"])
+        .await;
+    registry.push_tags("acme/proxy", &["2.0.0"]).await;
+    w.install(
+        "web",
+        &[
+            ("image.repository", &web),
+            ("sidecar.image", &format!("{proxy}:2.0.0")),
+        ],
+    );
+    w.install(
+        "gated",
+        &[
+            ("image.repository", &web),
+            ("sidecar.image", &format!("{proxy}:2.0.0")),
+            ("keel.approvals", "1"),
+        ],
+    );
+    let target = Arc::new(w.target().await);
+    let client = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::new(Arc::new(client))
+        .with_target(target.clone())
+        .with_approvals(Approvals::new(Arc::new(MemoryApprovalStore::default())));
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        applied,
+        [format!(
+            "{NAME} helm/{}/web/image.repository: {web}:1.0.0 -> {web}:1.1.0",
+            w.ns
+        )]
+    );
+    assert_eq!(report.awaiting_approval.len(), 1, "the gated release waits");
+    assert_eq!(w.revisions("web").len(), 2);
+    assert_eq!(w.revisions("gated").len(), 1);
+    assert_eq!(
+        w.helm.get_values(&w.ns, "web", false)["image"],
+        json!({"repository": web, "tag": "1.1.0"})
+    );
+    assert_eq!(w.images("web").await[0].1, format!("{web}:1.1.0"));
+
+    // Once the watch has seen revision 2, the next pass has nothing to do.
+    discover_until(&target, "revision 2", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image(&format!("{web}:1.1.0")))
+    })
+    .await;
+    let report = pipeline.run_once().await;
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(w.revisions("web").len(), 2);
+}
+
+#[tokio::test]
+async fn a_missing_helm_binary_fails_at_start_up() {
+    let Some(w) = world("helm-missing").await else {
+        return;
+    };
+    let error = HelmTarget::builder(w.admin.clone())
+        .with_helm_binary("no/such/helm")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
+    assert!(error.to_string().contains("no/such/helm"), "{error}");
+}
