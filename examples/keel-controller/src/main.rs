@@ -22,6 +22,10 @@
 //!   start. A workload applied to the cluster is looked at when its watch event arrives.
 //! - With several replicas, one leads (a `Lease`) and only it polls and applies; the others
 //!   answer 503 on `/readyz`, so a Service sends webhooks to the leader.
+//! - With `--helm` (or Keel's `HELM_PROVIDER=true`), Helm releases whose values carry Keel's
+//!   `keel:` block are tracked beside the workloads (keel-helm), with the same polling,
+//!   webhooks, approvals and notifications; updates run `helm upgrade` with the deployed
+//!   chart. The `helm` binary (on `PATH`, or `--helm-binary`) is checked at start-up.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
 //!   are configured; approval requests live in ConfigMaps of the controller's namespace
 //!   (shared by replicas), in an embedded file, or in memory (`--approval-store`).
@@ -39,9 +43,10 @@ use keel_controller::metrics::Metrics;
 use keel_controller::setup;
 use keel_controller::shutdown_signal;
 use keel_controller::worker::Worker;
-use keel_core::Pipeline;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
+use keel_core::{Pipeline, Target as _, UpdatePlan};
+use keel_helm::HelmTarget;
 use keel_k8s::{
     KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
 };
@@ -125,6 +130,56 @@ struct Args {
     /// `memory` (lost on restart).
     #[arg(long, default_value = "kubernetes", env = "KEEL_APPROVAL_STORE")]
     approval_store: String,
+
+    /// Track Helm releases too (Keel's Helm provider): releases whose values carry a `keel:`
+    /// block, in the namespaces of --namespaces.
+    #[arg(long, env = "HELM_PROVIDER")]
+    helm: bool,
+
+    /// The `helm` binary the Helm provider runs (default: `helm` on PATH).
+    #[arg(long, value_name = "PATH", env = "KEEL_HELM_BINARY", requires = "helm")]
+    helm_binary: Option<PathBuf>,
+}
+
+/// The targets the controller updates: the cluster's workloads, and its Helm releases with
+/// `--helm`.
+#[derive(Clone)]
+struct Targets {
+    kube: Arc<KubeTarget>,
+    helm: Option<Arc<HelmTarget>>,
+}
+
+impl Targets {
+    /// Marked changed when either target's watches see a change.
+    fn changes(&self) -> watch::Receiver<()> {
+        let Some(helm) = &self.helm else {
+            return self.kube.changes();
+        };
+        let (tx, rx) = watch::channel(());
+        for mut source in [self.kube.changes(), helm.changes()] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while source.changed().await.is_ok() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        rx
+    }
+
+    /// Follows the rollout `plan` started, in whichever target applied it.
+    async fn verify_rollout(
+        &self,
+        plan: &UpdatePlan,
+        deadline: Duration,
+    ) -> Result<RolloutVerdict, keel_core::Error> {
+        match &self.helm {
+            Some(helm) if plan.target == helm.name() => helm.verify_rollout(plan, deadline).await,
+            _ => self.kube.verify_rollout(plan, deadline).await,
+        }
+    }
 }
 
 #[tokio::main]
@@ -174,7 +229,13 @@ impl Controller {
         } else {
             PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
         };
-        let target = Arc::new(kube_target(args, &client, secrets.clone()).await?);
+        let targets = Targets {
+            kube: Arc::new(kube_target(args, &client, secrets.clone()).await?),
+            helm: match args.helm {
+                true => Some(Arc::new(helm_target(args, &client, secrets.clone()).await?)),
+                false => None,
+            },
+        };
         let store = approval_store(args, &client)?;
         // A webhook must see the tag it announces: no tag-list cache across passes (each
         // pass still lists a repository once).
@@ -185,7 +246,7 @@ impl Controller {
             })
             .and_then(|b| b.build())
             .map_err(|e| format!("cannot set up the registry client: {e}"))?;
-        let (pipeline, approvals) = pipeline(args, &registry, target.clone(), store)?;
+        let (pipeline, approvals) = pipeline(args, &registry, &targets, store)?;
         let metrics = Arc::new(Metrics::new());
         metrics.set_registry_requests(move || {
             let s = registry.stats();
@@ -211,7 +272,7 @@ impl Controller {
             pipeline,
             &metrics,
             scheduler,
-            &target,
+            &targets,
             leadership.as_ref(),
         );
         Ok(Controller {
@@ -328,19 +389,45 @@ async fn kube_target(
         .map_err(|e| format!("cannot watch the workloads: {e}"))
 }
 
+/// The Helm releases in the namespaces the flags name, with the `helm` binary checked now.
+async fn helm_target(
+    args: &Args,
+    client: &kube::Client,
+    secrets: PullSecrets,
+) -> Result<HelmTarget, String> {
+    let mut builder = HelmTarget::builder(client.clone())
+        .with_pin_digests(args.pin_digests)
+        .with_pull_secrets(secrets);
+    if !args.namespaces.is_empty() {
+        builder = builder.with_namespaces(args.namespaces.clone());
+    }
+    if let Some(path) = &args.helm_binary {
+        builder = builder.with_helm_binary(path);
+    }
+    let target = builder
+        .build()
+        .await
+        .map_err(|e| format!("cannot start the Helm provider: {e}"))?;
+    info!(helm = target.helm().version(), "tracking Helm releases");
+    Ok(target)
+}
+
 /// The pipeline over the cluster, with the notifiers and the approvals manager (which tells
 /// the same notifiers).
 fn pipeline(
     args: &Args,
     registry: &RegistryClient,
-    target: Arc<KubeTarget>,
+    targets: &Targets,
     store: Arc<dyn ApprovalStore>,
 ) -> Result<(Pipeline, Approvals), String> {
     let notifiers = setup::notifiers_from_env(|name| std::env::var(name).ok())?;
     let mut approvals = Approvals::new(store);
     let mut pipeline = Pipeline::new(Arc::new(registry.clone()))
-        .with_target(target)
+        .with_target(targets.kube.clone())
         .with_dry_run(args.dry_run);
+    if let Some(helm) = &targets.helm {
+        pipeline = pipeline.with_target(helm.clone());
+    }
     for notifier in notifiers {
         info!(notifier = notifier.name(), "notifying");
         approvals = approvals.with_notifier(notifier.clone());
@@ -378,13 +465,13 @@ fn worker(
     pipeline: Pipeline,
     metrics: &Arc<Metrics>,
     scheduler: PollScheduler,
-    target: &Arc<KubeTarget>,
+    targets: &Targets,
     leadership: Option<&Leadership>,
 ) -> Worker {
     let mut worker = Worker::new(pipeline, metrics.clone())
         .with_resync(args.resync)
         .with_scheduler(scheduler)
-        .with_changes(target.changes());
+        .with_changes(targets.changes());
     if let Some(timeout) = args.pass_timeout {
         worker = worker.with_pass_timeout(timeout);
     }
@@ -392,10 +479,10 @@ fn worker(
         worker = worker.with_leadership(leadership.subscribe());
     }
     if let Some(deadline) = args.rollback_after {
-        let target = target.clone();
+        let targets = targets.clone();
         worker = worker.with_on_applied(Arc::new(move |plans| {
             for plan in plans {
-                let target = target.clone();
+                let target = targets.clone();
                 tokio::spawn(async move {
                     match target.verify_rollout(&plan, deadline).await {
                         Ok(RolloutVerdict::RolledBack(status)) => {
