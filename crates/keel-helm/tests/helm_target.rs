@@ -11,9 +11,12 @@ use keel_core::approval::{Approvals, MemoryApprovalStore};
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_helm::{HelmTarget, PROBLEM_KIND};
+use keel_k8s::RolloutVerdict;
 use keel_registry::RegistryClient;
 use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
-use keel_testsupport::kube::{ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant};
+use keel_testsupport::kube::{
+    ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant, mark_deployment_rolled_out,
+};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -621,4 +624,135 @@ async fn a_missing_helm_binary_fails_at_start_up() {
         .unwrap_err();
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
     assert!(error.to_string().contains("no/such/helm"), "{error}");
+}
+
+#[tokio::test]
+async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
+    let Some(w) = world("helm-rollback").await else {
+        return;
+    };
+    w.install("web", &[]);
+    w.install("good", &[]);
+    let target = w.target().await;
+    target.discover().await.unwrap();
+
+    // `good` rolls out (the test server runs no controller-manager: the test says so).
+    let good = w.plan(
+        "good",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.1.0",
+    );
+    assert_eq!(target.apply(&good).await.unwrap(), ApplyOutcome::Applied);
+    mark_deployment_rolled_out(&w.admin, &w.ns, "good").await;
+    let verdict = target
+        .verify_rollout(&good, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(verdict, RolloutVerdict::Complete(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(w.revisions("good").len(), 2);
+
+    // `web` never becomes available: back to revision 1's values in a third revision.
+    let update = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        "registry.example/acme/web:1.1.0",
+    );
+    assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
+    let verdict = target
+        .verify_rollout(&update, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(verdict, RolloutVerdict::RolledBack(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        w.revisions("web"),
+        [
+            (1, "superseded".to_owned()),
+            (2, "superseded".to_owned()),
+            (3, "deployed".to_owned())
+        ]
+    );
+    assert_eq!(
+        w.images("web").await[0].1,
+        "registry.example/acme/web:1.0.0"
+    );
+
+    // The undone version is not chosen again; the next one is.
+    let registry = Arc::new(keel_core::memory::InMemoryRegistry::new("test registry"));
+    registry.push_tags("registry.example/acme/web", &["1.0.0", "1.1.0"]);
+    registry.push_tags("registry.example/acme/proxy", &["2.0.0"]);
+    discover_until(&target, "revision 3", |images| {
+        images.iter().any(|i| {
+            i.id == w.id("web", "image.repository")
+                && i.image == image("registry.example/acme/web:1.0.0")
+        }) && images
+            .iter()
+            .any(|i| i.image == image("registry.example/acme/web:1.1.0"))
+    })
+    .await;
+    let pipeline = Pipeline::new(registry.clone()).with_target(Arc::new(target.clone()));
+    let report = pipeline.run_once().await;
+    assert!(report.planned.is_empty(), "{:?}", report.planned);
+    registry.push_tags("registry.example/acme/web", &["1.1.1"]);
+    let report = pipeline.run_once().await;
+    let mut applied: Vec<String> = report.applied.iter().map(|p| p.new.to_string()).collect();
+    applied.sort();
+    assert_eq!(
+        applied,
+        [
+            "registry.example/acme/web:1.1.1",
+            "registry.example/acme/web:1.1.1"
+        ],
+        "both releases move on to 1.1.1"
+    );
+}
+
+#[tokio::test]
+async fn releases_stored_in_configmaps_are_tracked_and_upgraded_there() {
+    let Some(w) = world("helm-configmap").await else {
+        return;
+    };
+    let World { ns, admin, helm } = w;
+    let w = World {
+        ns,
+        admin,
+        helm: helm.with_driver("configmap"),
+    };
+    w.install("web", &[]);
+    let target = w.target().await;
+    let images = target.discover().await.unwrap();
+    assert_eq!(
+        ids(&images),
+        [
+            w.id("web", "image.repository"),
+            w.id("web", "sidecar.image")
+        ]
+    );
+    let update = w.plan(
+        "web",
+        "sidecar.image",
+        "registry.example/acme/proxy:2.0.0",
+        "registry.example/acme/proxy:2.0.1",
+    );
+    assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        w.revisions("web"),
+        [(1, "superseded".to_owned()), (2, "deployed".to_owned())]
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.admin.clone(), &w.ns);
+    let stored = secrets
+        .list(&kube::api::ListParams::default().labels("owner=helm"))
+        .await
+        .unwrap();
+    assert!(
+        stored.items.is_empty(),
+        "the upgrade stayed with the configmap driver"
+    );
 }

@@ -46,6 +46,7 @@ pub struct Helm {
     bin: PathBuf,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    driver: Option<String>,
 }
 
 impl Helm {
@@ -71,7 +72,15 @@ impl Helm {
             bin,
             dir,
             kubeconfig,
+            driver: None,
         })
+    }
+
+    /// The same, storing releases with Helm's storage `driver` (`HELM_DRIVER`: `secret`,
+    /// `configmap`).
+    pub fn with_driver(mut self, driver: &str) -> Helm {
+        self.driver = Some(driver.to_owned());
+        self
     }
 
     /// The kubeconfig file `helm` runs with (the server's URL and CA, and the user's token).
@@ -113,6 +122,9 @@ impl Helm {
             command.env_remove(key);
         }
         command.envs(self.env());
+        if let Some(driver) = &self.driver {
+            command.env("HELM_DRIVER", driver);
+        }
         command
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", self.bin.display()))
