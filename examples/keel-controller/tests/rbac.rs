@@ -3,7 +3,8 @@
 //! against a real kube-apiserver and updates a workload; the same user may not delete or
 //! create workloads, nor write secrets. The ConfigMaps of the approval store can be written
 //! by the controller's ServiceAccount alone: the manifests grant it to no one else, and
-//! another user of the server is refused.
+//! another user of the server is refused. With `rbac-helm.yaml` added, the controller
+//! upgrades a Helm release with the real `helm`.
 
 mod common;
 use common::Controller;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
+use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_until};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -305,4 +307,84 @@ async fn the_cluster_wide_manifests_are_enough() {
 #[tokio::test]
 async fn the_namespace_scoped_manifests_are_enough() {
     run_with_manifests("rbac-ns", "rbac-namespaced.yaml", "bob", true).await;
+}
+
+#[tokio::test]
+async fn the_helm_manifests_are_enough_for_the_helm_provider() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    let Some(helm) = Helm::new(api, ADMIN) else {
+        return;
+    };
+    // A user of its own: the other tests take `carol` as the one refused ConfigMap writes.
+    let user = "dave";
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
+    let ns = api.namespace("rbac-helm").await;
+    let own_ns = api.namespace("keel").await;
+    let repo = format!("{}/team/web", registry.addr());
+    helm.install(
+        &ns,
+        "web",
+        &chart_dir("web"),
+        &[
+            ("image.repository", &repo),
+            ("keel.pollSchedule", "@every 1s"),
+            ("keel.images[0].repository", "image.repository"),
+            ("keel.images[0].tag", "image.tag"),
+        ],
+    );
+    let mut docs = manifest("rbac-cluster.yaml");
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    docs.extend(manifest("rbac-helm.yaml"));
+    apply(
+        &api.admin_client(),
+        docs,
+        user,
+        &ns,
+        &[("keel", own_ns.as_str())],
+    )
+    .await;
+
+    let mut env: Vec<(String, String)> = helm.env();
+    // helm runs as the controller's user, through the controller's kubeconfig.
+    env.retain(|(k, _)| k != "KUBECONFIG");
+    env.push((
+        "KEEL_HELM_BINARY".to_owned(),
+        helm_bin().expect("HELM_BIN is set").display().to_string(),
+    ));
+    env.push(("KEEL_WEBHOOK_TOKEN".to_owned(), "hook-token".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _controller = Controller::start(
+        api,
+        user,
+        &[
+            "--helm",
+            "--controller-namespace",
+            &own_ns,
+            "--identity",
+            user,
+            "--resync",
+            "1s",
+        ],
+        &env,
+    );
+    wait_until(
+        "the release upgraded by the controller's user",
+        (Duration::from_secs(60), Duration::from_millis(200)),
+        async || {
+            let values = helm.get_values(&ns, "web", false);
+            if values["image"]["tag"] == "1.1.0" {
+                Ok(())
+            } else {
+                Err(values)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        deployment_images(&api.admin_client(), &ns, "web", false).await[0].1,
+        format!("{repo}:1.1.0")
+    );
 }
