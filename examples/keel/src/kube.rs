@@ -23,13 +23,7 @@ impl KubeArgs {
     /// A target over the cluster of the current kubeconfig (or the in-cluster service
     /// account), in the chosen scope.
     pub(crate) async fn target(&self) -> Result<KubeTarget, CliError> {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            CliError::Io(format!(
-                "cannot reach a Kubernetes cluster (KUBECONFIG, ~/.kube/config or the in-cluster \
-                 service account): {e}"
-            ))
-        })?;
-        let mut builder = KubeTarget::builder(client).with_name("kubernetes");
+        let mut builder = KubeTarget::builder(client().await?).with_name("kubernetes");
         builder = if self.namespace.is_empty() {
             builder.all_namespaces()
         } else {
@@ -40,6 +34,21 @@ impl KubeArgs {
         }
         Ok(builder.build().await?)
     }
+
+    /// The namespaces chosen with `-n` (empty: all namespaces).
+    pub(crate) fn namespaces(&self) -> &[String] {
+        &self.namespace
+    }
+}
+
+/// A client for the cluster of the current kubeconfig (or the in-cluster service account).
+pub(crate) async fn client() -> Result<kube::Client, CliError> {
+    kube::Client::try_default().await.map_err(|e| {
+        CliError::Io(format!(
+            "cannot reach a Kubernetes cluster (KUBECONFIG, ~/.kube/config or the in-cluster \
+             service account): {e}"
+        ))
+    })
 }
 
 /// The plans of `keel release --kube`: the containers of `workload` (`NS/KIND/NAME`) that run
@@ -84,7 +93,7 @@ pub(crate) async fn release_plans(
 
 /// What `current` becomes when released as `new`: its repository as written, `new`'s tag
 /// (which the caller checked is there) and digest.
-fn released(current: &ImageRef, new: &ImageRef) -> ImageRef {
+pub(crate) fn released(current: &ImageRef, new: &ImageRef) -> ImageRef {
     let to = current.with_tag(new.tag().expect("a release names its tag").clone());
     match new.digest() {
         Some(d) => to.with_digest(d.clone()),

@@ -15,6 +15,7 @@ mod check;
 mod decide;
 mod error;
 mod gitops;
+mod helm;
 mod kube;
 mod registry;
 mod release;

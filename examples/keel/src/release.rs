@@ -1,4 +1,5 @@
-//! `keel release`: one image to one tag, in a Git repository or a workload of the cluster.
+//! `keel release`: one image to one tag, in a Git repository, a workload of the cluster or a
+//! Helm release.
 
 use clap::Args;
 use keel_core::ImageRef;
@@ -6,6 +7,7 @@ use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 
 use crate::error::CliError;
 use crate::gitops::RepoArgs;
+use crate::helm::HelmArgs;
 use crate::kube::KubeArgs;
 
 /// `keel release`: set one image to one tag wherever the repository references it.
@@ -32,6 +34,27 @@ pub(crate) struct ReleaseArgs {
 
     #[command(flatten)]
     kube_scope: KubeArgs,
+
+    /// Upgrade a Helm release of the current Kubernetes cluster instead of a Git repository:
+    /// its tracked images of the image's repository, in one `helm upgrade`.
+    #[arg(
+        long,
+        conflicts_with_all = ["repo", "kube", "namespace", "selector"],
+        requires = "helm_release"
+    )]
+    helm: bool,
+
+    /// With --helm: the release, `NAMESPACE/NAME` (e.g. `prod/web`).
+    #[arg(
+        long = "release",
+        id = "helm_release",
+        value_name = "NS/NAME",
+        requires = "helm"
+    )]
+    helm_release: Option<String>,
+
+    #[command(flatten)]
+    helm_options: HelmArgs,
 }
 
 pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
@@ -44,7 +67,14 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
             args.update_image
         )));
     }
-    let (target, plans): (Box<dyn Target>, _) = if args.kube {
+    let mut subject = None;
+    let (target, plans): (Box<dyn Target>, _) = if args.helm {
+        let release = args.helm_release.as_deref().unwrap_or_default();
+        let (target, plans) =
+            crate::helm::release(&args.helm_options, release, &args.update_image, &new).await?;
+        subject = Some(format!("Helm release {release}"));
+        (Box::new(target), plans)
+    } else if args.kube {
         let workload = args.workload.as_deref().unwrap_or_default();
         let target = args.kube_scope.target().await?;
         let plans = crate::kube::release_plans(&target, workload, &new).await?;
@@ -57,7 +87,7 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
     if plans.is_empty() {
         eprintln!(
             "keel: nothing to change: {} already runs {}",
-            target.name(),
+            subject.as_deref().unwrap_or(target.name()),
             args.update_image
         );
         return Ok(());
@@ -80,7 +110,12 @@ async fn apply_release(
     for (plan, result) in plans.iter().zip(target.apply_all(plans).await) {
         match result {
             Ok(ApplyOutcome::Applied) => println!("{plan}"),
-            Ok(ApplyOutcome::AlreadyCurrent) => {}
+            Ok(ApplyOutcome::AlreadyCurrent) => {
+                eprintln!(
+                    "keel: nothing to change: {} already runs {}",
+                    plan.id, plan.new
+                );
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("keel: {plan}: {e}");
