@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
+use keel_benches::measure::{by_verb, format_counts, memory, print_memory, signed_mib};
 use keel_core::{ImageRef, Pipeline, Target as _, TrackedImage};
 use keel_k8s::KubeTarget;
 use keel_registry::{RegistryClient, RequestStats};
@@ -102,89 +103,6 @@ impl Spec {
         }
         workload
     }
-}
-
-/// The memory of this process at one moment.
-#[derive(Clone, Copy)]
-struct Memory {
-    /// `VmRSS` and `VmHWM` in KiB (Linux only).
-    rss_kib: Option<u64>,
-    hwm_kib: Option<u64>,
-    /// Bytes allocated and not freed since the process started.
-    heap: i64,
-}
-
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-}
-
-fn memory() -> Memory {
-    let stats = INSTRUMENTED_SYSTEM.stats();
-    // A realloc is counted in these two already (its growth or its shrinking).
-    let heap = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
-    Memory {
-        rss_kib: proc_status_kib("VmRSS"),
-        hwm_kib: proc_status_kib("VmHWM"),
-        heap,
-    }
-}
-
-fn mib(kib: Option<u64>) -> String {
-    kib.map_or_else(
-        || "n/a".to_owned(),
-        |k| format!("{:.1} MiB", k as f64 / 1024.0),
-    )
-}
-
-fn print_memory(label: &str, m: Memory) {
-    eprintln!(
-        "  {label}: VmRSS {}, VmHWM {}, live heap {:.1} MiB",
-        mib(m.rss_kib),
-        mib(m.hwm_kib),
-        m.heap as f64 / (1024.0 * 1024.0)
-    );
-}
-
-fn signed_mib(kib: Option<i64>) -> String {
-    kib.map_or_else(
-        || "n/a".to_owned(),
-        |k| format!("{:+.1} MiB", k as f64 / 1024.0),
-    )
-}
-
-/// A request's verb as the API server's audit log would name it.
-fn verb(request: &RecordedRequest) -> String {
-    if request.is_watch() {
-        "WATCH".to_owned()
-    } else if request.is_list() {
-        "LIST".to_owned()
-    } else {
-        request.method.clone()
-    }
-}
-
-fn by_verb(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for request in requests {
-        *counts.entry(verb(request)).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn format_counts(counts: &BTreeMap<String, usize>) -> String {
-    if counts.is_empty() {
-        return "none".to_owned();
-    }
-    counts
-        .iter()
-        .map(|(verb, n)| format!("{verb} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn registry_client() -> RegistryClient {

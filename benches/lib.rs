@@ -1,4 +1,5 @@
-//! Shared helpers of the keel-rs benchmarks: tag lists to select from.
+//! Shared helpers of the keel-rs benchmarks: tag lists to select from, and the memory and
+//! request figures ([`measure`]).
 //!
 //! [`realistic_tags`] generates, from a seed, the kind of tag list a busy repository serves:
 //! semver releases with and without `v`, pre-releases, variant suffixes, date and commit
@@ -6,6 +7,8 @@
 //! tag names of the Docker official images when the data file is present.
 
 use std::path::PathBuf;
+
+pub mod measure;
 
 /// A small, fast, deterministic PRNG (splitmix64), so the generator needs no dependency.
 struct SplitMix64(u64);
