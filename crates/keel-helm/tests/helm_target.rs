@@ -72,6 +72,13 @@ impl World {
         }
     }
 
+    /// The plan that moves the `app` image of `release` (`image.repository` + `image.tag`,
+    /// `registry.example/acme/web`) from tag `from` to tag `to`.
+    fn app_plan(&self, release: &str, from: &str, to: &str) -> UpdatePlan {
+        let web = |tag: &str| format!("registry.example/acme/web:{tag}");
+        self.plan(release, "image.repository", &web(from), &web(to))
+    }
+
     /// `(revision, status)` of each revision of `release`.
     fn revisions(&self, release: &str) -> Vec<(u64, String)> {
         self.helm
@@ -255,12 +262,7 @@ async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() 
     w.install("web", &[("replicas", "2")]);
     let target = w.target().await;
     target.discover().await.unwrap();
-    let update = w.plan(
-        "web",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.1.0",
-    );
+    let update = w.app_plan("web", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
     assert_eq!(
         w.revisions("web"),
@@ -291,12 +293,7 @@ async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() 
     );
     assert_eq!(w.revisions("web").len(), 2);
     // A plan made before the upgrade no longer fits.
-    let stale = w.plan(
-        "web",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.2.0",
-    );
+    let stale = w.app_plan("web", "1.0.0", "1.2.0");
     let error = target.apply(&stale).await.unwrap_err();
     assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
     assert_eq!(w.revisions("web").len(), 2);
@@ -324,12 +321,7 @@ async fn two_paths_of_one_release_go_into_one_revision() {
             "registry.example/acme/proxy:2.0.0",
             "registry.example/acme/proxy:2.1.0",
         ),
-        w.plan(
-            "web",
-            "image.repository",
-            "registry.example/acme/web:1.0.0",
-            "registry.example/acme/web:1.0.1",
-        ),
+        w.app_plan("web", "1.0.0", "1.0.1"),
     ];
     let outcomes: Vec<ApplyOutcome> = target
         .apply_all(&plans)
@@ -377,12 +369,7 @@ async fn a_release_in_another_namespace_is_out_of_scope() {
     );
     let outside = UpdatePlan {
         id: format!("helm/{other_ns}/outside/image.repository"),
-        ..w.plan(
-            "outside",
-            "image.repository",
-            "registry.example/acme/web:1.0.0",
-            "registry.example/acme/web:1.1.0",
-        )
+        ..w.app_plan("outside", "1.0.0", "1.1.0")
     };
     let error = target.apply(&outside).await.unwrap_err();
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
@@ -404,12 +391,7 @@ async fn a_failed_upgrade_is_reported_with_helms_message_and_not_tried_again() {
     w.install("web", &[("failOnTag", "1.1.0")]);
     let target = w.target().await;
     target.discover().await.unwrap();
-    let update = w.plan(
-        "web",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.1.0",
-    );
+    let update = w.app_plan("web", "1.0.0", "1.1.0");
     let error = target.apply(&update).await.unwrap_err();
     let text = error.to_string();
     assert!(
@@ -476,12 +458,7 @@ async fn a_release_mid_upgrade_is_not_touched() {
         .unwrap();
     let target = w.target().await;
     assert!(target.discover().await.unwrap().is_empty());
-    let update = w.plan(
-        "web",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.1.0",
-    );
+    let update = w.app_plan("web", "1.0.0", "1.1.0");
     let error = target.apply(&update).await.unwrap_err();
     assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
     assert!(
@@ -637,12 +614,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
     target.discover().await.unwrap();
 
     // `good` rolls out (the test server runs no controller-manager: the test says so).
-    let good = w.plan(
-        "good",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.1.0",
-    );
+    let good = w.app_plan("good", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&good).await.unwrap(), ApplyOutcome::Applied);
     mark_deployment_rolled_out(&w.admin, &w.ns, "good").await;
     let verdict = target
@@ -656,12 +628,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
     assert_eq!(w.revisions("good").len(), 2);
 
     // `web` never becomes available: back to revision 1's values in a third revision.
-    let update = w.plan(
-        "web",
-        "image.repository",
-        "registry.example/acme/web:1.0.0",
-        "registry.example/acme/web:1.1.0",
-    );
+    let update = w.app_plan("web", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
     let verdict = target
         .verify_rollout(&update, Duration::from_secs(1))

@@ -106,6 +106,49 @@ pub fn from_status(status: &Status, request: &Request<'_>) -> Error {
     }
 }
 
+/// Converts the last error of a watch of `resource` in `namespace` (all namespaces when
+/// `None`), and says whether waiting longer cannot help: refused credentials, a missing
+/// resource or a request the server rejects (a bad label selector).
+pub fn from_watcher(
+    error: &kube::runtime::watcher::Error,
+    resource: &str,
+    namespace: Option<&str>,
+) -> (Error, bool) {
+    use kube::runtime::watcher::Error as Watch;
+    let request = Request {
+        verb: match error {
+            Watch::InitialListFailed(_) => "list",
+            _ => "watch",
+        },
+        resource,
+        namespace,
+        name: None,
+    };
+    let converted = match error {
+        Watch::InitialListFailed(kube::Error::Api(status))
+        | Watch::WatchStartFailed(kube::Error::Api(status))
+        | Watch::WatchFailed(kube::Error::Api(status)) => from_status(status, &request),
+        Watch::WatchError(status) => from_status(status, &request),
+        other => Error::Backend {
+            backend: BACKEND.to_owned(),
+            action: request.action(),
+            message: other.to_string(),
+            retryable: true,
+            source: None,
+        },
+    };
+    let fatal = matches!(
+        converted,
+        Error::Unauthorized { .. }
+            | Error::NotFound { .. }
+            | Error::Backend {
+                retryable: false,
+                ..
+            }
+    );
+    (converted, fatal)
+}
+
 /// Whether a kube error is a 409 Conflict.
 pub fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use keel_core::Error;
-use keel_k8s::error::{self as kerr, Request};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
@@ -127,40 +126,11 @@ impl Watch {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let error = guard.as_ref()?;
-        let request = Request {
-            verb: match error {
-                watcher::Error::InitialListFailed(_) => "list",
-                _ => "watch",
-            },
-            resource: self.driver.resource(),
-            namespace: self.namespace.as_deref(),
-            name: None,
-        };
-        let converted = match error {
-            watcher::Error::InitialListFailed(kube::Error::Api(status))
-            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-            | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
-                kerr::from_status(status, &request)
-            }
-            watcher::Error::WatchError(status) => kerr::from_status(status, &request),
-            other => Error::Backend {
-                backend: kerr::BACKEND.to_owned(),
-                action: request.action(),
-                message: other.to_string(),
-                retryable: true,
-                source: None,
-            },
-        };
-        let fatal = matches!(
-            converted,
-            Error::Unauthorized { .. }
-                | Error::NotFound { .. }
-                | Error::Backend {
-                    retryable: false,
-                    ..
-                }
-        );
-        Some((converted, fatal))
+        Some(keel_k8s::error::from_watcher(
+            error,
+            self.driver.resource(),
+            self.namespace.as_deref(),
+        ))
     }
 
     /// Every revision in the cache.

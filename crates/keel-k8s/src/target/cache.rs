@@ -9,7 +9,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 
-use crate::error::{self as kerr, Request};
+use crate::error as kerr;
 use crate::keys::Problem;
 use crate::workload::{Workload, WorkloadKind, WorkloadView};
 
@@ -69,43 +69,11 @@ impl<K: Workload> Cache for Watched<K> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let error = guard.as_ref()?;
-        let verb = match error {
-            watcher::Error::InitialListFailed(_) => "list",
-            _ => "watch",
-        };
-        let request = Request {
-            verb,
-            resource: self.kind.plural(),
-            namespace: self.namespace.as_deref(),
-            name: None,
-        };
-        let converted = match error {
-            watcher::Error::InitialListFailed(kube::Error::Api(status))
-            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-            | watcher::Error::WatchFailed(kube::Error::Api(status)) => {
-                kerr::from_status(status, &request)
-            }
-            watcher::Error::WatchError(status) => kerr::from_status(status, &request),
-            other => Error::Backend {
-                backend: kerr::BACKEND.to_owned(),
-                action: request.action(),
-                message: other.to_string(),
-                retryable: true,
-                source: None,
-            },
-        };
-        // Waiting cannot fix refused credentials, a missing resource or a request the server
-        // rejects (a bad label selector).
-        let fatal = matches!(
-            converted,
-            Error::Unauthorized { .. }
-                | Error::NotFound { .. }
-                | Error::Backend {
-                    retryable: false,
-                    ..
-                }
-        );
-        Some((converted, fatal))
+        Some(kerr::from_watcher(
+            error,
+            self.kind.plural(),
+            self.namespace.as_deref(),
+        ))
     }
 
     fn views(&self) -> Vec<WorkloadView> {
