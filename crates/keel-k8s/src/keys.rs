@@ -2,8 +2,11 @@
 //! labels when the annotations do not carry a key, the same way for every key. The keys and
 //! the rules for their values are keel-core's [`keel_core::keel_keys`], re-exported here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Mutex;
+
+use tracing::warn;
 
 pub use keel_core::keel_keys::{
     APPROVAL_DEADLINE, APPROVALS, DEFAULT_APPROVAL_DEADLINE, IMAGE_PULL_SECRET, INIT_CONTAINERS,
@@ -44,6 +47,49 @@ impl fmt::Display for Problem {
             "{} {}/{}: {} = {:?}: {}",
             self.kind, self.namespace, self.name, self.key, self.value, self.reason
         )
+    }
+}
+
+/// The problems of a target's last discovery, each logged once while it lasts: for every
+/// target that skips what it cannot read (workloads here, Helm releases in keel-helm).
+#[derive(Debug, Default)]
+pub struct ProblemLog {
+    current: Mutex<Vec<Problem>>,
+    /// Problems already logged, so each is warned about once, not at every discovery.
+    warned: Mutex<HashSet<Problem>>,
+}
+
+impl ProblemLog {
+    /// Makes `problems` the current ones, logging a warning (for `target_name`) for each one
+    /// not seen before. A problem that went away is forgotten, and warned about again should
+    /// it come back.
+    pub fn record(&self, target_name: &str, problems: Vec<Problem>) {
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            for problem in &problems {
+                if warned.insert(problem.clone()) {
+                    warn!(
+                        target_name,
+                        kind = %problem.kind,
+                        namespace = %problem.namespace,
+                        name = %problem.name,
+                        key = %problem.key,
+                        value = %problem.value,
+                        "skipping {problem}"
+                    );
+                }
+            }
+            warned.retain(|p| problems.contains(p));
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+    }
+
+    /// The problems of the last discovery.
+    pub fn current(&self) -> Vec<Problem> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -68,7 +68,7 @@ mod target;
 mod workload;
 
 pub use keel_core::Target;
-pub use keys::Problem;
+pub use keys::{Problem, ProblemLog};
 pub use target::{FIELD_MANAGER, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadImage};
 pub use workload::WorkloadKind;
 

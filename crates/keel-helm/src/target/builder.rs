@@ -1,6 +1,5 @@
 //! [`HelmTargetBuilder`]: the settings of a [`HelmTarget`], checked at build time.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -166,8 +165,7 @@ impl HelmTargetBuilder {
                 helm,
                 watches,
                 changes,
-                problems: Mutex::new(Vec::new()),
-                warned: Mutex::new(HashSet::new()),
+                problems: Default::default(),
                 refused: Mutex::new(Default::default()),
             }),
         })

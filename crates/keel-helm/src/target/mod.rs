@@ -1,6 +1,6 @@
 //! [`HelmTarget`]: Helm releases as a [`Target`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use keel_core::policy::Policy;
 use keel_core::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 use keel_core::{Error, ImageRef};
-use keel_k8s::Problem;
 use keel_k8s::avoid::{AvoidTag, FAILED_ANNOTATION};
+use keel_k8s::{Problem, ProblemLog};
 use serde::Serialize;
-use tracing::{Instrument as _, debug, info_span, warn};
+use tracing::{Instrument as _, debug, info_span};
 
 use crate::config::{self, ImageEntry};
 use crate::helm::HelmBinary;
@@ -66,8 +66,7 @@ struct Inner {
     helm: HelmBinary,
     watches: Vec<Watch>,
     changes: tokio::sync::watch::Sender<()>,
-    problems: Mutex<Vec<Problem>>,
-    warned: Mutex<HashSet<Problem>>,
+    problems: ProblemLog,
     /// Images helm refused to upgrade to without recording a revision (a chart that fails to
     /// render), by tracked id: not tried again while this target lives.
     refused: Mutex<HashMap<String, BTreeSet<String>>>,
@@ -167,11 +166,7 @@ impl HelmTarget {
     /// The releases the last discovery skipped, one entry per bad value, naming the release,
     /// the path and the value.
     pub fn problems(&self) -> Vec<Problem> {
-        self.inner
-            .problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.problems.current()
     }
 
     /// Every tracked image with its release, path and policy as written, sorted by id. Waits
@@ -250,7 +245,9 @@ impl HelmTarget {
             }
         }
         scan.tracked.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        self.record_problems(&scan.problems);
+        self.inner
+            .problems
+            .record(&self.inner.settings.name, scan.problems.clone());
         Ok(scan)
     }
 
@@ -407,21 +404,6 @@ impl HelmTarget {
             .filter(|image| image.name() == current.name() && !runs(current, image))
             .filter_map(|image| image.tag().map(|t| t.as_str().to_owned()))
             .collect()
-    }
-
-    fn record_problems(&self, problems: &[Problem]) {
-        let mut warned = self.inner.warned.lock().unwrap_or_else(|p| p.into_inner());
-        for problem in problems {
-            if warned.insert(problem.clone()) {
-                warn!(%problem, "release skipped");
-            }
-        }
-        warned.retain(|p| problems.contains(p));
-        *self
-            .inner
-            .problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = problems.to_vec();
     }
 }
 

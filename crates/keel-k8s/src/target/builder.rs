@@ -1,9 +1,9 @@
 //! [`KubeTargetBuilder`]: the settings of a [`KubeTarget`], and the watches it starts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -177,8 +177,7 @@ impl KubeTargetBuilder {
                 settings: KubeTargetBuilder { kinds, ..self },
                 caches,
                 changes,
-                problems: Mutex::new(Vec::new()),
-                warned: Mutex::new(HashSet::new()),
+                problems: Default::default(),
             }),
         })
     }

@@ -1,6 +1,5 @@
 //! The caches that watches keep current, one per kind and namespace.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +9,7 @@ use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 
 use crate::error as kerr;
-use crate::keys::Problem;
+use crate::keys::ProblemLog;
 use crate::workload::{Workload, WorkloadKind, WorkloadView};
 
 use super::*;
@@ -96,9 +95,8 @@ pub(super) struct Inner {
     pub(super) caches: Vec<Box<dyn Cache>>,
     /// Marked changed after each watch event that changed a cache.
     pub(super) changes: tokio::sync::watch::Sender<()>,
-    pub(super) problems: Mutex<Vec<Problem>>,
-    /// Problems already logged, so each is warned about once, not every discovery.
-    pub(super) warned: Mutex<HashSet<Problem>>,
+    /// The workloads the last discovery skipped.
+    pub(super) problems: ProblemLog,
 }
 
 impl Drop for Inner {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use keel_core::target::TrackedImage;
 use keel_core::{Error, ImageRef};
-use tracing::warn;
 
 use crate::avoid::{AvoidTag, failed_images};
 use crate::error::{self as kerr};
@@ -84,29 +83,9 @@ impl KubeTarget {
         scan.problems.sort_by(|a, b| {
             (&a.kind, &a.namespace, &a.name, &a.key).cmp(&(&b.kind, &b.namespace, &b.name, &b.key))
         });
-        {
-            let mut warned = self.inner.warned.lock().unwrap_or_else(|p| p.into_inner());
-            for problem in &scan.problems {
-                if warned.insert(problem.clone()) {
-                    warn!(
-                        target_name = %self.inner.settings.name,
-                        kind = %problem.kind,
-                        namespace = %problem.namespace,
-                        name = %problem.name,
-                        key = %problem.key,
-                        value = %problem.value,
-                        "skipping workload: {problem}"
-                    );
-                }
-            }
-            // Forget fixed problems, so they are warned about again should they come back.
-            warned.retain(|p| scan.problems.contains(p));
-        }
-        *self
-            .inner
+        self.inner
             .problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = scan.problems.clone();
+            .record(&self.inner.settings.name, scan.problems.clone());
         Ok(scan)
     }
 

@@ -155,11 +155,7 @@ impl KubeTarget {
     /// The workloads the last discovery skipped, one entry per bad key value (a bad policy, a
     /// bad regex, a non-numeric count...), naming the workload, the key and the value.
     pub fn problems(&self) -> Vec<Problem> {
-        self.inner
-            .problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.problems.current()
     }
 
     /// Every tracked container with its image and policy as written, sorted by id. Waits for
