@@ -3,11 +3,11 @@
 //! exactly the new tag, beside the workloads; a missing helm binary stops the start.
 
 mod common;
-use common::Controller;
+use common::{Controller, env_refs, helm_env};
 
 use std::time::{Duration, Instant};
 
-use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::helm::{Helm, chart_dir};
 use keel_testsupport::kube::{ADMIN, ApiServer, wait_until};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use serde_json::{Value, json};
@@ -73,18 +73,8 @@ async fn the_controller_upgrades_releases_on_polls_and_webhooks() {
             ("replicas", "3"),
         ],
     );
-    let helm_bin = helm_bin().expect("HELM_BIN is set");
-    let mut env: Vec<(String, String)> = helm.env();
-    env.retain(|(k, _)| k != "KUBECONFIG");
-    env.extend([
-        (
-            "KEEL_HELM_BINARY".to_owned(),
-            helm_bin.display().to_string(),
-        ),
-        ("KEEL_WEBHOOK_TOKEN".to_owned(), "hook-token".to_owned()),
-        ("HELM_PROVIDER".to_owned(), "true".to_owned()),
-    ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = helm_env(&helm);
+    let env = env_refs(&env);
     let controller = Controller::start(
         api,
         ADMIN,

@@ -7,14 +7,14 @@
 //! upgrades a Helm release with the real `helm`.
 
 mod common;
-use common::Controller;
+use common::{Controller, env_refs, helm_env};
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::helm::{Helm, chart_dir};
 use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_until};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DeleteParams, PostParams};
@@ -347,20 +347,13 @@ async fn the_helm_manifests_are_enough_for_the_helm_provider() {
     )
     .await;
 
-    let mut env: Vec<(String, String)> = helm.env();
     // helm runs as the controller's user, through the controller's kubeconfig.
-    env.retain(|(k, _)| k != "KUBECONFIG");
-    env.push((
-        "KEEL_HELM_BINARY".to_owned(),
-        helm_bin().expect("HELM_BIN is set").display().to_string(),
-    ));
-    env.push(("KEEL_WEBHOOK_TOKEN".to_owned(), "hook-token".to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = helm_env(&helm);
+    let env = env_refs(&env);
     let _controller = Controller::start(
         api,
         user,
         &[
-            "--helm",
             "--controller-namespace",
             &own_ns,
             "--identity",

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
+use keel_testsupport::helm::{Helm, helm_bin};
 use keel_testsupport::kube::ApiServer;
 
 /// A running controller; killed when dropped.
@@ -79,4 +80,24 @@ impl Drop for Controller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The environment of a controller running `--helm` as the user of its own kubeconfig: the
+/// Helm homes of `helm` (not its kubeconfig), the helm binary, a webhook token, and
+/// `HELM_PROVIDER=true`.
+pub(crate) fn helm_env(helm: &Helm) -> Vec<(String, String)> {
+    let mut env = helm.env();
+    env.retain(|(k, _)| k != "KUBECONFIG");
+    let bin = helm_bin().expect("HELM_BIN is set");
+    env.extend([
+        ("KEEL_HELM_BINARY".to_owned(), bin.display().to_string()),
+        ("KEEL_WEBHOOK_TOKEN".to_owned(), "hook-token".to_owned()),
+        ("HELM_PROVIDER".to_owned(), "true".to_owned()),
+    ]);
+    env
+}
+
+/// `env` as the pairs [`Controller::start`] takes.
+pub(crate) fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
