@@ -151,6 +151,7 @@ fn only_the_controllers_service_account_may_write_configmaps() {
         "rbac-cluster.yaml",
         "rbac-namespaced.yaml",
         "rbac-own-namespace.yaml",
+        "rbac-helm-namespaced.yaml",
         "deployment.yaml",
         "serviceaccount.yaml",
         "namespace.yaml",
@@ -309,16 +310,16 @@ async fn the_namespace_scoped_manifests_are_enough() {
     run_with_manifests("rbac-ns", "rbac-namespaced.yaml", "bob", true).await;
 }
 
-#[tokio::test]
-async fn the_helm_manifests_are_enough_for_the_helm_provider() {
+/// Runs `keel-controller --helm` as `user`, bound only by `files` and
+/// `rbac-own-namespace.yaml`: over the whole cluster, or (`scoped`) over one namespace that
+/// the manifests' `apps` placeholder names; the controller upgrades a release there.
+async fn run_helm_with_manifests(files: [&str; 2], user: &str, scoped: bool) {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
     let Some(helm) = Helm::new(api, ADMIN) else {
         return;
     };
-    // A user of its own: the other tests take `carol` as the one refused ConfigMap writes.
-    let user = "dave";
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
     let ns = api.namespace("rbac-helm").await;
@@ -335,17 +336,15 @@ async fn the_helm_manifests_are_enough_for_the_helm_provider() {
             ("keel.images[0].tag", "image.tag"),
         ],
     );
-    let mut docs = manifest("rbac-cluster.yaml");
+    let mut docs: Vec<Value> = files.iter().flat_map(|f| manifest(f)).collect();
     docs.extend(manifest("rbac-own-namespace.yaml"));
-    docs.extend(manifest("rbac-helm.yaml"));
-    apply(
-        &api.admin_client(),
-        docs,
-        user,
-        &ns,
-        &[("keel", own_ns.as_str())],
-    )
-    .await;
+    let ns_map = [("keel", own_ns.as_str()), ("apps", ns.as_str())];
+    apply(&api.admin_client(), docs, user, &ns, &ns_map).await;
+    let scope: Vec<&str> = if scoped {
+        vec!["--namespaces", &ns]
+    } else {
+        vec![]
+    };
 
     // helm runs as the controller's user, through the controller's kubeconfig.
     let env = helm_env(&helm);
@@ -360,7 +359,10 @@ async fn the_helm_manifests_are_enough_for_the_helm_provider() {
             user,
             "--resync",
             "1s",
-        ],
+        ]
+        .into_iter()
+        .chain(scope)
+        .collect::<Vec<_>>(),
         &env,
     );
     wait_until(
@@ -380,4 +382,20 @@ async fn the_helm_manifests_are_enough_for_the_helm_provider() {
         deployment_images(&api.admin_client(), &ns, "web", false).await[0].1,
         format!("{repo}:1.1.0")
     );
+}
+
+// Users of their own: the other tests take `carol` as the one refused ConfigMap writes.
+#[tokio::test]
+async fn the_helm_manifests_are_enough_for_the_helm_provider() {
+    run_helm_with_manifests(["rbac-cluster.yaml", "rbac-helm.yaml"], "dave", false).await;
+}
+
+#[tokio::test]
+async fn the_namespaced_helm_manifests_are_enough_for_the_helm_provider() {
+    run_helm_with_manifests(
+        ["rbac-namespaced.yaml", "rbac-helm-namespaced.yaml"],
+        "erin",
+        true,
+    )
+    .await;
 }

@@ -33,7 +33,7 @@ pub const ADMIN: &str = "admin";
 
 /// Users without any permission beyond what every authenticated user has; tests grant them
 /// what they need with [`super::grant`].
-pub const LIMITED_USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+pub const LIMITED_USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
 /// The group the limited users are in.
 pub const LIMITED_GROUP: &str = "keel-test-users";
