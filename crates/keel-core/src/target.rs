@@ -27,6 +27,28 @@ pub enum Trigger {
     },
 }
 
+/// As listings show it: `webhook`, `poll` (on the poller's default schedule) or
+/// `poll <schedule>`.
+///
+/// ```
+/// use keel_core::target::Trigger;
+/// assert_eq!(Trigger::Webhook.to_string(), "webhook");
+/// assert_eq!(Trigger::Poll { schedule: None }.to_string(), "poll");
+/// let every = Trigger::Poll { schedule: Some("@every 5m".parse().unwrap()) };
+/// assert_eq!(every.to_string(), "poll @every 5m");
+/// ```
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Webhook => f.write_str("webhook"),
+            Trigger::Poll { schedule: None } => f.write_str("poll"),
+            Trigger::Poll {
+                schedule: Some(schedule),
+            } => write!(f, "poll {schedule}"),
+        }
+    }
+}
+
 /// One image a target deploys, and how it is to be kept up to date.
 #[derive(Clone)]
 #[non_exhaustive]

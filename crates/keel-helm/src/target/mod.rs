@@ -357,11 +357,7 @@ impl HelmTarget {
                 path: entry.key().to_owned(),
                 image: current.to_string(),
                 policy: spec.clone(),
-                trigger: match &tracked.trigger {
-                    keel_core::target::Trigger::Webhook => "webhook".to_owned(),
-                    keel_core::target::Trigger::Poll { schedule: Some(s) } => format!("poll {s}"),
-                    keel_core::target::Trigger::Poll { schedule: None } => "poll".to_owned(),
-                },
+                trigger: tracked.trigger.to_string(),
             };
             scan.tracked.push((tracked, listing));
         }

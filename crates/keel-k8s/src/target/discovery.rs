@@ -218,13 +218,7 @@ pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
             init: container.init,
             image: text.to_owned(),
             policy: base.spec().to_string(),
-            trigger: match &config.settings.trigger {
-                keel_core::target::Trigger::Poll {
-                    schedule: Some(schedule),
-                } => format!("poll {schedule}"),
-                keel_core::target::Trigger::Poll { schedule: None } => "poll".to_owned(),
-                _ => "webhook".to_owned(),
-            },
+            trigger: config.settings.trigger.to_string(),
         };
         if !pull_secrets.is_empty() {
             scan.pull_secrets.push((
