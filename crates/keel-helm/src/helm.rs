@@ -12,12 +12,25 @@ use tokio::process::Command;
 pub const BACKEND: &str = "helm";
 
 /// A `helm` binary that answered `helm version`, with the environment it runs in.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HelmBinary {
     path: PathBuf,
     version: String,
     env: Vec<(OsString, OsString)>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for HelmBinary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment may carry credentials: only its names are shown.
+        let env: Vec<_> = self.env.iter().map(|(k, _)| k).collect();
+        f.debug_struct("HelmBinary")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("env", &env)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// What one helm run printed.
@@ -176,6 +189,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
         assert!(error.to_string().contains("no/such/helm"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_names_the_environment_but_not_its_values() {
+        let helm = HelmBinary {
+            path: PathBuf::from("helm"),
+            version: "v4.1.4".to_owned(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(1),
+        }
+        .with_env([("HELM_REGISTRY_TOKEN", "s3cr3t-token")]);
+        let text = format!("{helm:?}");
+        assert!(text.contains("HELM_REGISTRY_TOKEN"), "{text}");
+        assert!(!text.contains("s3cr3t-token"), "{text}");
     }
 
     #[tokio::test]

@@ -339,6 +339,18 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!(
+            "{{\"name\":\"web\",\"version\":1,\"config\":{}1{}}}",
+            "{\"a\":".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        let text = base64::engine::general_purpose::STANDARD.encode(deep);
+        let error = decode(text.as_bytes()).unwrap_err();
+        assert!(error.contains("not Helm's JSON"), "{error}");
+    }
+
+    #[test]
     fn user_values_override_defaults_key_by_key() {
         let release = stored(&json!({"name": "web", "version": 1,
             "chart": {"values": {"image": {"repository": "r", "tag": "1.0"}, "keep": 1, "drop": 2}},

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use keel_core::approval::{Approvals, MemoryApprovalStore};
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
-use keel_helm::{HelmTarget, PROBLEM_KIND};
+use keel_helm::{HelmTarget, HelmTargetBuilder, PROBLEM_KIND};
 use keel_k8s::RolloutVerdict;
 use keel_registry::RegistryClient;
 use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
@@ -43,14 +43,16 @@ impl World {
     }
 
     async fn target_as(&self, client: Client, namespaces: &[&str]) -> Result<HelmTarget, Error> {
+        self.builder(client, namespaces).build().await
+    }
+
+    fn builder(&self, client: Client, namespaces: &[&str]) -> HelmTargetBuilder {
         HelmTarget::builder(client)
             .with_name(NAME)
             .with_namespaces(namespaces.iter().copied())
             .with_helm_binary(helm_bin().expect("HELM_BIN is set"))
             .with_helm_env(self.helm.env())
             .with_sync_timeout(Duration::from_secs(30))
-            .build()
-            .await
     }
 
     async fn target(&self) -> HelmTarget {
@@ -722,4 +724,89 @@ async fn releases_stored_in_configmaps_are_tracked_and_upgraded_there() {
         stored.items.is_empty(),
         "the upgrade stayed with the configmap driver"
     );
+}
+
+#[tokio::test]
+async fn a_storage_object_that_does_not_decode_skips_only_its_release() {
+    let Some(w) = world("helm-corrupt").await else {
+        return;
+    };
+    w.install("good", &[]);
+    // What a broken or hostile writer could leave: Helm's labels over a value that is no
+    // release.
+    let broken: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "name": "sh.helm.release.v1.broken.v1",
+            "labels": {"owner": "helm", "name": "broken", "status": "deployed", "version": "1"},
+        },
+        "type": "helm.sh/release.v1",
+        "stringData": {"release": "H4sIAAAAAAAA-not-base64-%%%"},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(w.admin.clone(), &w.ns)
+        .create(&PostParams::default(), &broken)
+        .await
+        .unwrap();
+    let target = w.target().await;
+    let images = target.discover().await.unwrap();
+    assert_eq!(
+        ids(&images),
+        [
+            w.id("good", "image.repository"),
+            w.id("good", "sidecar.image")
+        ]
+    );
+    let problems = target.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (
+            problems[0].name.as_str(),
+            problems[0].key.as_str(),
+            problems[0].value.as_str()
+        ),
+        ("broken", "release", "revision 1")
+    );
+    assert!(problems[0].reason.contains("not base64"), "{problems:?}");
+    // An update of it is refused, naming the release and what is wrong.
+    let update = w.app_plan("broken", "1.0.0", "1.1.0");
+    let error = target.apply(&update).await.unwrap_err();
+    assert!(error.to_string().contains("broken"), "{error}");
+    assert!(error.to_string().contains("not base64"), "{error}");
+}
+
+#[tokio::test]
+async fn with_pinned_digests_exactly_the_planned_digest_is_written() {
+    let Some(w) = world("helm-digest").await else {
+        return;
+    };
+    w.install("web", &[]);
+    let target = w
+        .builder(w.admin.clone(), &[&w.ns])
+        .with_pin_digests(true)
+        .build()
+        .await
+        .unwrap();
+    target.discover().await.unwrap();
+    let digest = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let update = w.plan(
+        "web",
+        "image.repository",
+        "registry.example/acme/web:1.0.0",
+        &format!("registry.example/acme/web:1.1.0@{digest}"),
+    );
+    assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        w.helm.get_values(&w.ns, "web", false),
+        json!({"image": {"tag": format!("1.1.0@{digest}")}})
+    );
+    assert_eq!(
+        w.images("web").await[0].1,
+        format!("registry.example/acme/web:1.1.0@{digest}")
+    );
+    // The same plan again: nothing to do.
+    assert_eq!(
+        target.apply(&update).await.unwrap(),
+        ApplyOutcome::AlreadyCurrent
+    );
+    assert_eq!(w.revisions("web").len(), 2);
 }
