@@ -77,6 +77,7 @@ pub use secrets::{PullSecrets, SecretRef};
 pub mod leader;
 pub use leader::{LeaderElector, Leadership};
 pub mod rollout;
+pub mod sync;
 pub use rollout::{RolloutStatus, WorkloadRef};
 pub mod approval_store;
 pub use approval_store::KubeApprovalStore;

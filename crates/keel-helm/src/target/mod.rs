@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use keel_core::policy::Policy;
@@ -193,33 +192,8 @@ impl HelmTarget {
     }
 
     async fn wait_synced(&self) -> Result<(), Error> {
-        let started = Instant::now();
-        loop {
-            if let Some((error, true)) = self.inner.watches.iter().find_map(|w| w.error()) {
-                return Err(error);
-            }
-            if self.inner.watches.iter().all(Watch::is_ready) {
-                return Ok(());
-            }
-            if started.elapsed() >= self.inner.settings.sync_timeout {
-                return Err(self
-                    .inner
-                    .watches
-                    .iter()
-                    .find_map(|w| w.error().map(|(e, _)| e))
-                    .unwrap_or_else(|| Error::Backend {
-                        backend: keel_k8s::error::BACKEND.to_owned(),
-                        action: "list helm releases".to_owned(),
-                        message: format!(
-                            "the watches did not sync within {:?}",
-                            self.inner.settings.sync_timeout
-                        ),
-                        retryable: true,
-                        source: None,
-                    }));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let watches: Vec<&Watch> = self.inner.watches.iter().collect();
+        keel_k8s::sync::wait_synced(&watches, self.inner.settings.sync_timeout).await
     }
 
     async fn scan(&self) -> Result<Scan, Error> {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use keel_core::Error;
+use keel_k8s::sync::SyncState;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
@@ -114,12 +115,25 @@ impl Watch {
         }
     }
 
-    pub(crate) fn is_ready(&self) -> bool {
+    /// Every revision in the cache.
+    pub(crate) fn revisions(&self) -> Vec<Arc<Revision>> {
+        self.state
+            .revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+impl SyncState for Watch {
+    fn is_ready(&self) -> bool {
         self.state.ready.load(Ordering::Acquire)
     }
 
     /// The last watch error as a keel error, and whether waiting longer cannot help.
-    pub(crate) fn error(&self) -> Option<(Error, bool)> {
+    fn error(&self) -> Option<(Error, bool)> {
         let guard = self
             .state
             .last_error
@@ -133,15 +147,12 @@ impl Watch {
         ))
     }
 
-    /// Every revision in the cache.
-    pub(crate) fn revisions(&self) -> Vec<Arc<Revision>> {
-        self.state
-            .revisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+    fn resource(&self) -> &str {
+        self.driver.resource()
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 }
 

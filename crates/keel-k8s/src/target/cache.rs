@@ -48,6 +48,24 @@ pub(super) trait Cache: Send + Sync {
     fn stop(&self);
 }
 
+impl crate::sync::SyncState for dyn Cache + '_ {
+    fn is_ready(&self) -> bool {
+        Cache::is_ready(self)
+    }
+
+    fn error(&self) -> Option<(Error, bool)> {
+        Cache::error(self)
+    }
+
+    fn resource(&self) -> &str {
+        self.kind().plural()
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        Cache::namespace(self)
+    }
+}
+
 impl<K: Workload> Cache for Watched<K> {
     fn kind(&self) -> WorkloadKind {
         self.kind

@@ -1,13 +1,11 @@
 //! Discovery: the tracked containers of the cached workloads, and their problems.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use keel_core::target::TrackedImage;
 use keel_core::{Error, ImageRef};
 
 use crate::avoid::{AvoidTag, failed_images};
-use crate::error::{self as kerr};
 use crate::keys::{Keys, Problem};
 use crate::patch::{effective_image, recorded_digests};
 use crate::secrets::SecretRef;
@@ -30,45 +28,8 @@ impl KubeTarget {
     /// Waits until every cache has its initial list, or fails early on a watch that cannot
     /// succeed (RBAC) and late on the timeout.
     pub(super) async fn wait_synced(&self) -> Result<(), Error> {
-        let started = Instant::now();
-        loop {
-            let mut pending = Vec::new();
-            for cache in &self.inner.caches {
-                if cache.is_ready() {
-                    continue;
-                }
-                match cache.error() {
-                    Some((error, true)) => return Err(error),
-                    other => pending.push((cache, other.map(|(e, _)| e))),
-                }
-            }
-            let Some((cache, last_error)) = pending.into_iter().next() else {
-                return Ok(());
-            };
-            if started.elapsed() >= self.inner.settings.sync_timeout {
-                let scope = cache.namespace().map_or_else(
-                    || "all namespaces".to_owned(),
-                    |ns| format!("namespace {ns}"),
-                );
-                return Err(Error::Backend {
-                    backend: kerr::BACKEND.to_owned(),
-                    action: format!("sync the cache of {} in {scope}", cache.kind().plural()),
-                    message: match last_error {
-                        Some(e) => format!(
-                            "no initial list after {}s; last error: {e}",
-                            self.inner.settings.sync_timeout.as_secs()
-                        ),
-                        None => format!(
-                            "no initial list after {}s",
-                            self.inner.settings.sync_timeout.as_secs()
-                        ),
-                    },
-                    retryable: true,
-                    source: None,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let caches: Vec<&dyn Cache> = self.inner.caches.iter().map(|c| c.as_ref()).collect();
+        crate::sync::wait_synced(&caches, self.inner.settings.sync_timeout).await
     }
 
     pub(super) async fn scan(&self) -> Result<Scan, Error> {
