@@ -1,48 +1,60 @@
 //! `keel check`: the update a policy picks for one image, or for every tracked workload or
 //! Helm release of the cluster, decided by the same [`Pipeline`] as a real pass.
 
+#[cfg(any(feature = "kube", feature = "git"))]
 use std::collections::HashMap;
+#[cfg(any(feature = "kube", feature = "git"))]
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use clap::Args;
 use keel_core::Pipeline;
-use keel_core::target::{Target, TrackedImage};
-use keel_k8s::WorkloadImage;
+#[cfg(any(feature = "kube", feature = "git"))]
+use keel_core::target::Target;
+use keel_core::target::TrackedImage;
+#[cfg(any(feature = "kube", feature = "git"))]
 use serde::Serialize;
 
-use crate::decide::{Output, PolicyArgs};
+#[cfg(any(feature = "kube", feature = "git"))]
+use crate::decide::Output;
+use crate::decide::PolicyArgs;
 use crate::error::CliError;
-use crate::helm::HelmArgs;
-use crate::kube::KubeArgs;
 use crate::registry::{RegistryArgs, parse_image};
 
 /// Arguments of `keel check`.
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    /// The image as it runs, e.g. `ghcr.io/acme/web:1.2.3`.
-    #[arg(
-        required_unless_present_any = ["kube", "helm"],
-        conflicts_with_all = ["kube", "helm"]
-    )]
+    /// The image as it runs, e.g. `ghcr.io/acme/web:1.2.3` (or, instead, `--kube`, `--helm`
+    /// or `--repo`).
     image: Option<String>,
 
     /// Check every workload of the cluster that carries `keel.sh/policy` instead: a table of
     /// workload, container, image, policy and the update available.
-    #[arg(long)]
+    #[cfg(feature = "kube")]
+    #[arg(long, conflicts_with = "image")]
     kube: bool,
 
     /// Check every Helm release of the cluster whose values carry a `keel:` block with a
     /// policy instead: a table of release, value path, image, policy, trigger and the update
     /// available.
-    #[arg(long, conflicts_with_all = ["kube", "selector"])]
+    #[cfg(feature = "helm")]
+    #[arg(long, conflicts_with_all = ["image", "kube", "selector"])]
     helm: bool,
 
+    /// Check every tracked image reference of a Git repository instead (`--repo URL|PATH`): a
+    /// table of reference (file, line, container or marker), image, policy and the update
+    /// available.
+    #[cfg(feature = "git")]
     #[command(flatten)]
-    kube_scope: KubeArgs,
+    repo: crate::gitops::RepoArgs,
 
+    #[cfg(feature = "kube")]
     #[command(flatten)]
-    helm_options: HelmArgs,
+    kube_scope: crate::kube::KubeArgs,
+
+    #[cfg(feature = "helm")]
+    #[command(flatten)]
+    helm_options: crate::helm::HelmArgs,
 
     #[command(flatten)]
     decide: PolicyArgs,
@@ -51,31 +63,93 @@ pub(crate) struct CheckArgs {
     registry: RegistryArgs,
 }
 
+/// What `keel check` looks at.
+enum Subject<'a> {
+    Image(&'a str),
+    #[cfg(feature = "kube")]
+    Kube,
+    #[cfg(feature = "helm")]
+    Helm,
+    #[cfg(feature = "git")]
+    Repo,
+}
+
+impl CheckArgs {
+    /// The one subject the arguments name.
+    fn subject(&self) -> Result<Subject<'_>, CliError> {
+        let mut chosen: Vec<(&str, Subject<'_>)> = Vec::new();
+        if let Some(image) = &self.image {
+            chosen.push(("IMAGE", Subject::Image(image)));
+        }
+        #[cfg(feature = "kube")]
+        if self.kube {
+            chosen.push(("--kube", Subject::Kube));
+        }
+        #[cfg(feature = "helm")]
+        if self.helm {
+            chosen.push(("--helm", Subject::Helm));
+        }
+        #[cfg(feature = "git")]
+        if self.repo.is_set() {
+            chosen.push(("--repo", Subject::Repo));
+        }
+        let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
+        match chosen.pop() {
+            Some((_, subject)) if chosen.is_empty() => Ok(subject),
+            Some(_) => Err(CliError::Input(format!(
+                "{} check different things: give one",
+                names.join(" and ")
+            ))),
+            None => Err(CliError::Input(format!(
+                "nothing to check: give an IMAGE{}",
+                [
+                    (cfg!(feature = "kube"), ", --kube"),
+                    (cfg!(feature = "helm"), ", --helm"),
+                    (cfg!(feature = "git"), ", --repo URL"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| *name)
+                .collect::<String>()
+            ))),
+        }
+    }
+
+    #[cfg(any(feature = "kube", feature = "git"))]
+    /// Fails when `--policy` is given for targets whose own settings decide.
+    fn own_policies(&self, flag: &str, whose: &str) -> Result<(), CliError> {
+        if self.decide.has_policy() {
+            return Err(CliError::Input(format!(
+                "--policy does not apply with {flag}: {whose} decides"
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
-    if args.kube {
-        if args.decide.has_policy() {
-            return Err(CliError::Input(
-                "--policy does not apply with --kube: each workload's keel.sh/policy decides"
-                    .into(),
-            ));
+    let image = match args.subject()? {
+        Subject::Image(image) => image,
+        #[cfg(feature = "kube")]
+        Subject::Kube => {
+            args.own_policies("--kube", "each workload's keel.sh/policy")?;
+            return check_kube(&args.kube_scope, &args.registry, args.decide.output).await;
         }
-        return check_kube(&args.kube_scope, &args.registry, args.decide.output).await;
-    }
-    if args.helm {
-        if args.decide.has_policy() {
-            return Err(CliError::Input(
-                "--policy does not apply with --helm: each release's keel.policy decides".into(),
-            ));
+        #[cfg(feature = "helm")]
+        Subject::Helm => {
+            args.own_policies("--helm", "each release's keel.policy")?;
+            let namespaces = args.kube_scope.namespaces();
+            let output = args.decide.output;
+            return crate::helm::check(&args.helm_options, namespaces, &args.registry, output)
+                .await;
         }
-        return crate::helm::check(
-            &args.helm_options,
-            args.kube_scope.namespaces(),
-            &args.registry,
-            args.decide.output,
-        )
-        .await;
-    }
-    let image = parse_image(args.image.as_deref().unwrap_or_default())?;
+        #[cfg(feature = "git")]
+        Subject::Repo => {
+            args.own_policies("--repo", "each reference's policy")?;
+            return check_repo(&args.repo, &args.registry, args.decide.output).await;
+        }
+    };
+    let image = parse_image(image)?;
     let policy = Arc::new(args.decide.policy()?);
     let client = args.registry.client(&image)?;
     let tracked = TrackedImage::new("check", image.clone(), policy.clone());
@@ -105,6 +179,7 @@ pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
 }
 
 /// One row of `keel check --kube`.
+#[cfg(feature = "kube")]
 #[derive(Debug, Serialize)]
 struct Row {
     workload: String,
@@ -119,8 +194,9 @@ struct Row {
 }
 
 /// `keel check --kube`: every tracked container, its policy and the update available now.
+#[cfg(feature = "kube")]
 async fn check_kube(
-    kube: &KubeArgs,
+    kube: &crate::kube::KubeArgs,
     registry: &RegistryArgs,
     output: Output,
 ) -> Result<(), CliError> {
@@ -129,7 +205,7 @@ async fn check_kube(
     let found = dry_run(target.clone(), registry).await?;
     let rows: Vec<Row> = workloads
         .iter()
-        .map(|w: &WorkloadImage| Row {
+        .map(|w: &keel_k8s::WorkloadImage| Row {
             workload: format!("{}/{}/{}", w.namespace, w.kind, w.name),
             container: if w.init {
                 format!("{} (init)", w.container)
@@ -162,6 +238,79 @@ async fn check_kube(
     )
 }
 
+/// One row of `keel check --repo`.
+#[cfg(feature = "git")]
+#[derive(Debug, Serialize)]
+struct RepoRow {
+    reference: String,
+    image: String,
+    policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `keel check --repo`: every marked reference of the repository, its policy and the update
+/// available now. A marked reference without a policy (a Flux marker the configuration does
+/// not name) is listed as not tracked; Keel's `none` is left out, as in the cluster.
+#[cfg(feature = "git")]
+async fn check_repo(
+    repo: &crate::gitops::RepoArgs,
+    registry: &RegistryArgs,
+    output: Output,
+) -> Result<(), CliError> {
+    let target = Arc::new(repo.target()?);
+    let scan = target.scan().await?;
+    let found = dry_run(target.clone(), registry).await?;
+    use keel_core::PolicySpec;
+    use keel_git::manifest::{Reference, ReferenceKind};
+
+    let mut references: Vec<Reference> = scan
+        .references
+        .into_iter()
+        .filter(|r| {
+            !matches!(r.kind, ReferenceKind::Unmarked { .. })
+                && !matches!(r.policy, Some(PolicySpec::Never))
+        })
+        .collect();
+    references.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let rows: Vec<RepoRow> = references
+        .iter()
+        .map(|r| {
+            let id = r.id();
+            let (policy, error) = match &r.policy {
+                Some(policy) => (policy.to_string(), found.error(&id)),
+                None => ("-".to_owned(), Some("not tracked: no policy".to_owned())),
+            };
+            RepoRow {
+                update: found.update(&id),
+                reference: id,
+                image: r.image.to_string(),
+                policy,
+                error,
+            }
+        })
+        .collect();
+    for warning in &scan.warnings {
+        eprintln!("keel: warning: {warning}");
+    }
+    print_rows(
+        &rows,
+        output,
+        ["REFERENCE", "IMAGE", "POLICY", "UPDATE"],
+        |r| {
+            [
+                r.reference.clone(),
+                r.image.clone(),
+                r.policy.clone(),
+                update_cell(&r.update, &r.error),
+            ]
+        },
+    )
+}
+
+#[cfg(any(feature = "kube", feature = "git"))]
 /// What a dry-run pass over a target found, by tracked id: the update available now, or why
 /// none could be chosen.
 pub(crate) struct Findings {
@@ -169,6 +318,7 @@ pub(crate) struct Findings {
     errors: HashMap<String, String>,
 }
 
+#[cfg(any(feature = "kube", feature = "git"))]
 impl Findings {
     /// The image `id` would move to now.
     pub(crate) fn update(&self, id: &str) -> Option<String> {
@@ -181,6 +331,7 @@ impl Findings {
     }
 }
 
+#[cfg(any(feature = "kube", feature = "git"))]
 /// Runs the pipeline over `target` once without applying anything; fails when the target
 /// itself failed (rather than one of its images).
 pub(crate) async fn dry_run(
@@ -217,6 +368,7 @@ pub(crate) async fn dry_run(
     Ok(Findings { updates, errors })
 }
 
+#[cfg(any(feature = "kube", feature = "git"))]
 /// The UPDATE cell of a table: the error, else the update, else `-`.
 pub(crate) fn update_cell(update: &Option<String>, error: &Option<String>) -> String {
     match (update, error) {
@@ -226,6 +378,7 @@ pub(crate) fn update_cell(update: &Option<String>, error: &Option<String>) -> St
     }
 }
 
+#[cfg(any(feature = "kube", feature = "git"))]
 /// Prints `rows` as JSON, or as a table of `header` and the `cells` of each row, the columns
 /// aligned.
 pub(crate) fn print_rows<R: Serialize, const N: usize>(

@@ -72,6 +72,7 @@ pub(crate) enum Output {
 
 impl PolicyArgs {
     /// Whether `--policy` was given.
+    #[cfg(feature = "registry")]
     pub(crate) fn has_policy(&self) -> bool {
         self.policy.is_some()
     }

@@ -1,16 +1,13 @@
 //! `keel gitops plan|apply`, and the Git target and release plans of the CLI.
 
+use clap::Args;
+use keel_core::ImageRef;
+use keel_core::target::{Target, UpdatePlan};
+use keel_git::{GitTarget, GitTargetBuilder, env};
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use clap::{Args, Subcommand};
-use keel_core::target::{Target, UpdatePlan};
-use keel_core::{ImageRef, Pipeline};
-use keel_git::{GitTarget, GitTargetBuilder, env};
 
 use crate::error::CliError;
-use crate::registry::RegistryArgs;
 
 /// Which repository, and how to reach it.
 #[derive(Debug, Args)]
@@ -60,6 +57,11 @@ pub(crate) struct RepoArgs {
 }
 
 impl RepoArgs {
+    /// Whether a repository was given (`--repo` or `KEEL_REPO`).
+    pub(crate) fn is_set(&self) -> bool {
+        self.repo.is_some()
+    }
+
     /// The Git target these flags describe, read as [`GitTargetBuilder::from_lookup`] reads
     /// the `KEEL_*` variables: a flag stands for its variable, and the password read from
     /// stdin for `KEEL_GIT_PASSWORD`.
@@ -92,76 +94,92 @@ impl RepoArgs {
     }
 }
 
-/// `keel gitops ...`.
-#[derive(Debug, Args)]
-pub(crate) struct GitopsArgs {
-    #[command(subcommand)]
-    command: GitopsCommand,
-}
+/// `keel gitops plan|apply` (with the `registry` feature).
+#[cfg(feature = "registry")]
+mod run {
+    use std::sync::Arc;
 
-#[derive(Debug, Subcommand)]
-enum GitopsCommand {
-    /// Print the diff of the updates the policies in the repository would make (the registry
-    /// is queried; nothing is committed).
-    Plan(GitopsRunArgs),
-    /// Make those updates: one commit, pushed.
-    Apply(GitopsRunArgs),
-}
+    use clap::{Args, Subcommand};
+    use keel_core::Pipeline;
 
-#[derive(Debug, Args)]
-struct GitopsRunArgs {
-    #[command(flatten)]
-    repo: RepoArgs,
+    use super::RepoArgs;
+    use crate::error::CliError;
+    use crate::registry::RegistryArgs;
 
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-pub(crate) async fn gitops(args: &GitopsArgs) -> Result<(), CliError> {
-    let (run, dry_run) = match &args.command {
-        GitopsCommand::Plan(run) => (run, true),
-        GitopsCommand::Apply(run) => (run, false),
-    };
-    let target = Arc::new(run.repo.target()?);
-    let client = run.registry.client_for_any()?;
-    let report = Pipeline::new(Arc::new(client))
-        .with_target(target)
-        .with_dry_run(dry_run)
-        .run_once()
-        .await;
-    for failure in &report.failures {
-        eprintln!(
-            "keel: {}{}: {}",
-            failure.target,
-            failure
-                .id
-                .as_deref()
-                .map(|i| format!(" {i}"))
-                .unwrap_or_default(),
-            failure.error
-        );
+    /// `keel gitops ...`.
+    #[derive(Debug, Args)]
+    pub(crate) struct GitopsArgs {
+        #[command(subcommand)]
+        command: GitopsCommand,
     }
-    if dry_run {
-        for diff in report.previews.values() {
-            print!("{diff}");
+
+    #[derive(Debug, Subcommand)]
+    enum GitopsCommand {
+        /// Print the diff of the updates the policies in the repository would make (the registry
+        /// is queried; nothing is committed).
+        Plan(GitopsRunArgs),
+        /// Make those updates: one commit, pushed.
+        Apply(GitopsRunArgs),
+    }
+
+    #[derive(Debug, Args)]
+    struct GitopsRunArgs {
+        #[command(flatten)]
+        repo: RepoArgs,
+
+        #[command(flatten)]
+        registry: RegistryArgs,
+    }
+
+    pub(crate) async fn gitops(args: &GitopsArgs) -> Result<(), CliError> {
+        let (run, dry_run) = match &args.command {
+            GitopsCommand::Plan(run) => (run, true),
+            GitopsCommand::Apply(run) => (run, false),
+        };
+        let target = Arc::new(run.repo.target()?);
+        let client = run.registry.client_for_any()?;
+        let report = Pipeline::new(Arc::new(client))
+            .with_target(target)
+            .with_dry_run(dry_run)
+            .run_once()
+            .await;
+        for failure in &report.failures {
+            eprintln!(
+                "keel: {}{}: {}",
+                failure.target,
+                failure
+                    .id
+                    .as_deref()
+                    .map(|i| format!(" {i}"))
+                    .unwrap_or_default(),
+                failure.error
+            );
         }
-    } else {
-        for plan in &report.applied {
-            println!("{plan}");
+        if dry_run {
+            for diff in report.previews.values() {
+                print!("{diff}");
+            }
+        } else {
+            for plan in &report.applied {
+                println!("{plan}");
+            }
+        }
+        for plan in &report.awaiting_approval {
+            eprintln!("keel: awaiting approval: {plan}");
+        }
+        if report.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::Io(format!(
+                "{} update(s) failed",
+                report.failures.len()
+            )))
         }
     }
-    for plan in &report.awaiting_approval {
-        eprintln!("keel: awaiting approval: {plan}");
-    }
-    if report.failures.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::Io(format!(
-            "{} update(s) failed",
-            report.failures.len()
-        )))
-    }
 }
+
+#[cfg(feature = "registry")]
+pub(crate) use run::{GitopsArgs, gitops};
 
 /// The plans of `keel release` in a Git repository: every reference to `new`'s repository,
 /// marked or not, wherever it is written, moved to `new`'s tag. Releasing nothing is an

@@ -3,18 +3,13 @@
 //! names.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use keel_core::{ImageRef, Target, UpdatePlan};
-use keel_helm::{HelmTarget, ReleaseImage};
-use serde::Serialize;
+use keel_helm::HelmTarget;
 
-use crate::check::{dry_run, print_rows, update_cell};
-use crate::decide::Output;
 use crate::error::CliError;
 use crate::kube::released;
-use crate::registry::RegistryArgs;
 
 /// How to run helm.
 #[derive(Debug, Args)]
@@ -54,67 +49,85 @@ impl HelmArgs {
     }
 }
 
-/// One row of `keel check --helm`.
-#[derive(Debug, Serialize)]
-struct Row {
-    /// `NAMESPACE/NAME`, as `keel release --helm --release` takes it.
-    release: String,
-    revision: u32,
-    chart: String,
-    path: String,
-    image: String,
-    policy: String,
-    trigger: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    update: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// `keel check --helm` (with the `registry` feature).
+#[cfg(feature = "registry")]
+mod listing {
+    use std::sync::Arc;
+
+    use keel_helm::ReleaseImage;
+    use serde::Serialize;
+
+    use super::HelmArgs;
+    use crate::check::{dry_run, print_rows, update_cell};
+    use crate::decide::Output;
+    use crate::error::CliError;
+    use crate::registry::RegistryArgs;
+
+    /// One row of `keel check --helm`.
+    #[derive(Debug, Serialize)]
+    struct Row {
+        /// `NAMESPACE/NAME`, as `keel release --helm --release` takes it.
+        release: String,
+        revision: u32,
+        chart: String,
+        path: String,
+        image: String,
+        policy: String,
+        trigger: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        update: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+
+    /// `keel check --helm`: every tracked image of every release in `namespaces` (all when
+    /// empty), its policy and the update available now.
+    pub(crate) async fn check(
+        helm: &HelmArgs,
+        namespaces: &[String],
+        registry: &RegistryArgs,
+        output: Output,
+    ) -> Result<(), CliError> {
+        let target = Arc::new(helm.target(namespaces, false).await?);
+        let releases = target.releases().await?;
+        let found = dry_run(target.clone(), registry).await?;
+        let rows: Vec<Row> = releases
+            .iter()
+            .map(|r: &ReleaseImage| Row {
+                release: format!("{}/{}", r.namespace, r.release),
+                revision: r.revision,
+                chart: r.chart.clone(),
+                path: r.path.clone(),
+                image: r.image.clone(),
+                policy: r.policy.clone(),
+                trigger: r.trigger.clone(),
+                update: found.update(&r.id),
+                error: found.error(&r.id),
+            })
+            .collect();
+        for problem in target.problems() {
+            eprintln!("keel: warning: {problem}");
+        }
+        print_rows(
+            &rows,
+            output,
+            ["RELEASE", "PATH", "IMAGE", "POLICY", "TRIGGER", "UPDATE"],
+            |r| {
+                [
+                    r.release.clone(),
+                    r.path.clone(),
+                    r.image.clone(),
+                    r.policy.clone(),
+                    r.trigger.clone(),
+                    update_cell(&r.update, &r.error),
+                ]
+            },
+        )
+    }
 }
 
-/// `keel check --helm`: every tracked image of every release in `namespaces` (all when
-/// empty), its policy and the update available now.
-pub(crate) async fn check(
-    helm: &HelmArgs,
-    namespaces: &[String],
-    registry: &RegistryArgs,
-    output: Output,
-) -> Result<(), CliError> {
-    let target = Arc::new(helm.target(namespaces, false).await?);
-    let releases = target.releases().await?;
-    let found = dry_run(target.clone(), registry).await?;
-    let rows: Vec<Row> = releases
-        .iter()
-        .map(|r: &ReleaseImage| Row {
-            release: format!("{}/{}", r.namespace, r.release),
-            revision: r.revision,
-            chart: r.chart.clone(),
-            path: r.path.clone(),
-            image: r.image.clone(),
-            policy: r.policy.clone(),
-            trigger: r.trigger.clone(),
-            update: found.update(&r.id),
-            error: found.error(&r.id),
-        })
-        .collect();
-    for problem in target.problems() {
-        eprintln!("keel: warning: {problem}");
-    }
-    print_rows(
-        &rows,
-        output,
-        ["RELEASE", "PATH", "IMAGE", "POLICY", "TRIGGER", "UPDATE"],
-        |r| {
-            [
-                r.release.clone(),
-                r.path.clone(),
-                r.image.clone(),
-                r.policy.clone(),
-                r.trigger.clone(),
-                update_cell(&r.update, &r.error),
-            ]
-        },
-    )
-}
+#[cfg(feature = "registry")]
+pub(crate) use listing::check;
 
 /// `keel release --helm`: the target over the namespace of `release` (`NS/NAME`) and the
 /// plans that move each tracked image of that release which runs `new`'s repository to
@@ -130,7 +143,7 @@ pub(crate) async fn release(
     let target = helm
         .target(&[namespace.to_owned()], new.digest().is_some())
         .await?;
-    let images: Vec<ReleaseImage> = target
+    let images: Vec<keel_helm::ReleaseImage> = target
         .releases()
         .await?
         .into_iter()

@@ -36,6 +36,7 @@ impl KubeArgs {
     }
 
     /// The namespaces chosen with `-n` (empty: all namespaces).
+    #[cfg(all(feature = "helm", feature = "registry"))]
     pub(crate) fn namespaces(&self) -> &[String] {
         &self.namespace
     }

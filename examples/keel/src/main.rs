@@ -10,14 +10,29 @@
 //! printf '1.2.4\n1.3.0\n2.0.0\n' | keel select --policy 'semver:^1.2' --explain
 //! keel check ghcr.io/acme/web:1.2.3 --policy minor
 //! ```
+//!
+//! The backends are cargo features, all on by default: `registry` (`tags`, `digest`,
+//! `check`, `list-images`), `git` (`release` in a repository; with `registry`, `gitops` and
+//! `check --repo`), `kube` (`release --kube`; with `registry`, `check --kube`) and `helm`.
+//! `keel select` needs none of them.
 
+#[cfg(feature = "registry")]
 mod check;
 mod decide;
 mod error;
+#[cfg(feature = "git")]
 mod gitops;
+#[cfg(feature = "helm")]
 mod helm;
+#[cfg(feature = "kube")]
 mod kube;
+#[cfg(feature = "registry")]
+mod list_images;
+#[cfg(feature = "registry")]
+mod progress;
+#[cfg(feature = "registry")]
 mod registry;
+#[cfg(any(feature = "git", feature = "kube"))]
 mod release;
 mod select;
 
@@ -40,15 +55,24 @@ enum Command {
     /// Choose the tag to move to from a list of candidate tags, by a policy.
     Select(select::SelectArgs),
     /// List the tags of a repository.
+    #[cfg(feature = "registry")]
     Tags(registry::TagsArgs),
     /// Print the digest a tag points at.
+    #[cfg(feature = "registry")]
     Digest(registry::DigestArgs),
     /// Show the update a policy picks for an image, from its registry's tags.
+    #[cfg(feature = "registry")]
     Check(check::CheckArgs),
+    /// List the tags of each tracked image, newest first with their creation times, the
+    /// running one (`->`) and those its policy allows (`*`) marked.
+    #[cfg(feature = "registry")]
+    ListImages(list_images::ListImagesArgs),
     /// Update the image references of a Git repository by their policies.
+    #[cfg(all(feature = "git", feature = "registry"))]
     Gitops(gitops::GitopsArgs),
     /// Set one image to one tag wherever a Git repository references it; commit and push
     /// (the CI step; settings also from `KEEL_*` and `PLUGIN_*` variables).
+    #[cfg(any(feature = "git", feature = "kube"))]
     Release(release::ReleaseArgs),
 }
 
@@ -88,6 +112,8 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Select(args) => select::run(args),
+        // Unreachable when the binary is built with no backend at all.
+        #[allow(unreachable_patterns)]
         other => run_async(other),
     };
     match result {
@@ -106,10 +132,17 @@ fn run_async(command: &Command) -> Result<(), CliError> {
         .map_err(|e| CliError::Io(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         match command {
+            #[cfg(feature = "registry")]
             Command::Tags(args) => registry::tags(args).await,
+            #[cfg(feature = "registry")]
             Command::Digest(args) => registry::digest(args).await,
+            #[cfg(feature = "registry")]
             Command::Check(args) => check::check(args).await,
+            #[cfg(feature = "registry")]
+            Command::ListImages(args) => list_images::list_images(args).await,
+            #[cfg(all(feature = "git", feature = "registry"))]
             Command::Gitops(args) => gitops::gitops(args).await,
+            #[cfg(any(feature = "git", feature = "kube"))]
             Command::Release(args) => release::release(args).await,
             Command::Select(args) => select::run(args),
         }

@@ -6,15 +6,13 @@ use keel_core::ImageRef;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 
 use crate::error::CliError;
-use crate::gitops::RepoArgs;
-use crate::helm::HelmArgs;
-use crate::kube::KubeArgs;
 
 /// `keel release`: set one image to one tag wherever the repository references it.
 #[derive(Debug, Args)]
 pub(crate) struct ReleaseArgs {
+    #[cfg(feature = "git")]
     #[command(flatten)]
-    repo: RepoArgs,
+    repo: crate::gitops::RepoArgs,
 
     /// The image and its new tag, e.g. `ghcr.io/acme/web:1.4.2`.
     #[arg(long, value_name = "IMAGE:TAG", env = "KEEL_UPDATE_IMAGE")]
@@ -25,26 +23,31 @@ pub(crate) struct ReleaseArgs {
     dry_run: bool,
 
     /// Patch a workload of the current Kubernetes cluster instead of a Git repository.
-    #[arg(long, conflicts_with = "repo", requires = "workload")]
+    #[cfg(feature = "kube")]
+    #[arg(long, requires = "workload")]
     kube: bool,
 
     /// With --kube: the workload, `NAMESPACE/KIND/NAME` (e.g. `prod/deployment/web`).
+    #[cfg(feature = "kube")]
     #[arg(long, value_name = "NS/KIND/NAME", requires = "kube")]
     workload: Option<String>,
 
+    #[cfg(feature = "kube")]
     #[command(flatten)]
-    kube_scope: KubeArgs,
+    kube_scope: crate::kube::KubeArgs,
 
     /// Upgrade a Helm release of the current Kubernetes cluster instead of a Git repository:
     /// its tracked images of the image's repository, in one `helm upgrade`.
+    #[cfg(feature = "helm")]
     #[arg(
         long,
-        conflicts_with_all = ["repo", "kube", "namespace", "selector"],
+        conflicts_with_all = ["kube", "namespace", "selector"],
         requires = "helm_release"
     )]
     helm: bool,
 
     /// With --helm: the release, `NAMESPACE/NAME` (e.g. `prod/web`).
+    #[cfg(feature = "helm")]
     #[arg(
         long = "release",
         id = "helm_release",
@@ -53,8 +56,51 @@ pub(crate) struct ReleaseArgs {
     )]
     helm_release: Option<String>,
 
+    #[cfg(feature = "helm")]
     #[command(flatten)]
-    helm_options: HelmArgs,
+    helm_options: crate::helm::HelmArgs,
+}
+
+/// Where `keel release` releases.
+enum Subject {
+    #[cfg(feature = "git")]
+    Repo,
+    #[cfg(feature = "kube")]
+    Kube,
+    #[cfg(feature = "helm")]
+    Helm,
+}
+
+impl ReleaseArgs {
+    /// The one target the arguments name: `--kube`, `--helm`, else the repository.
+    fn subject(&self) -> Result<Subject, CliError> {
+        let mut chosen = Vec::new();
+        #[cfg(feature = "kube")]
+        if self.kube {
+            chosen.push(("--kube", Subject::Kube));
+        }
+        #[cfg(feature = "helm")]
+        if self.helm {
+            chosen.push(("--helm", Subject::Helm));
+        }
+        #[cfg(feature = "git")]
+        if self.repo.is_set() || chosen.is_empty() {
+            chosen.push(("--repo", Subject::Repo));
+        }
+        let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
+        match chosen.pop() {
+            Some((_, subject)) if chosen.is_empty() => Ok(subject),
+            Some(_) => Err(CliError::Input(format!(
+                "{} release to different targets: give one",
+                names.join(" and ")
+            ))),
+            None => Err(CliError::Input(
+                "nothing to release to: give --kube --workload NS/KIND/NAME or --helm \
+                 --release NS/NAME (this keel is built without Git repositories)"
+                    .into(),
+            )),
+        }
+    }
 }
 
 pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
@@ -67,22 +113,32 @@ pub(crate) async fn release(args: &ReleaseArgs) -> Result<(), CliError> {
             args.update_image
         )));
     }
-    let mut subject = None;
-    let (target, plans): (Box<dyn Target>, _) = if args.helm {
-        let release = args.helm_release.as_deref().unwrap_or_default();
-        let (target, plans) =
-            crate::helm::release(&args.helm_options, release, &args.update_image, &new).await?;
-        subject = Some(format!("Helm release {release}"));
-        (Box::new(target), plans)
-    } else if args.kube {
-        let workload = args.workload.as_deref().unwrap_or_default();
-        let target = args.kube_scope.target().await?;
-        let plans = crate::kube::release_plans(&target, workload, &new).await?;
-        (Box::new(target), plans)
-    } else {
-        let target = args.repo.target()?;
-        let plans = crate::gitops::release_plans(&target, &new).await?;
-        (Box::new(target), plans)
+    // What the messages call the target, when not its own name.
+    let (target, plans, subject): (Box<dyn Target>, _, Option<String>) = match args.subject()? {
+        #[cfg(feature = "helm")]
+        Subject::Helm => {
+            let release = args.helm_release.as_deref().unwrap_or_default();
+            let (target, plans) =
+                crate::helm::release(&args.helm_options, release, &args.update_image, &new).await?;
+            (
+                Box::new(target),
+                plans,
+                Some(format!("Helm release {release}")),
+            )
+        }
+        #[cfg(feature = "kube")]
+        Subject::Kube => {
+            let workload = args.workload.as_deref().unwrap_or_default();
+            let target = args.kube_scope.target().await?;
+            let plans = crate::kube::release_plans(&target, workload, &new).await?;
+            (Box::new(target), plans, None)
+        }
+        #[cfg(feature = "git")]
+        Subject::Repo => {
+            let target = args.repo.target()?;
+            let plans = crate::gitops::release_plans(&target, &new).await?;
+            (Box::new(target), plans, None)
+        }
     };
     if plans.is_empty() {
         eprintln!(
