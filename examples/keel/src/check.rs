@@ -19,6 +19,8 @@ use serde::Serialize;
 use crate::decide::Output;
 use crate::decide::PolicyArgs;
 use crate::error::CliError;
+#[cfg(any(feature = "kube", feature = "git"))]
+use crate::progress::Progress;
 use crate::registry::{RegistryArgs, parse_image};
 
 /// Arguments of `keel check`.
@@ -200,9 +202,13 @@ async fn check_kube(
     registry: &RegistryArgs,
     output: Output,
 ) -> Result<(), CliError> {
+    let progress = Progress::new();
+    progress.spin("discovering the workloads of the cluster".to_owned());
     let target = Arc::new(kube.target().await?);
     let workloads = target.workloads().await?;
+    progress.spin("checking the registries".to_owned());
     let found = dry_run(target.clone(), registry).await?;
+    progress.finish();
     let rows: Vec<Row> = workloads
         .iter()
         .map(|w: &keel_k8s::WorkloadImage| Row {
@@ -260,9 +266,13 @@ async fn check_repo(
     registry: &RegistryArgs,
     output: Output,
 ) -> Result<(), CliError> {
+    let progress = Progress::new();
+    progress.spin("cloning and scanning the repository".to_owned());
     let target = Arc::new(repo.target()?);
     let scan = target.scan().await?;
+    progress.spin("checking the registries".to_owned());
     let found = dry_run(target.clone(), registry).await?;
+    progress.finish();
     use keel_core::PolicySpec;
     use keel_git::manifest::{Reference, ReferenceKind};
 

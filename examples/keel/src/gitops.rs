@@ -103,7 +103,10 @@ mod run {
     use keel_core::Pipeline;
 
     use super::RepoArgs;
+    use keel_core::Target as _;
+
     use crate::error::CliError;
+    use crate::progress::Progress;
     use crate::registry::RegistryArgs;
 
     /// `keel gitops ...`.
@@ -138,11 +141,18 @@ mod run {
         };
         let target = Arc::new(run.repo.target()?);
         let client = run.registry.client_for_any()?;
+        let progress = Progress::new();
+        progress.spin(format!(
+            "{} {}: clone, scan, check the registries",
+            if dry_run { "planning" } else { "updating" },
+            target.name()
+        ));
         let report = Pipeline::new(Arc::new(client))
             .with_target(target)
             .with_dry_run(dry_run)
             .run_once()
             .await;
+        progress.finish();
         for failure in &report.failures {
             eprintln!(
                 "keel: {}{}: {}",

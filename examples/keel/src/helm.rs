@@ -61,6 +61,7 @@ mod listing {
     use crate::check::{dry_run, print_rows, update_cell};
     use crate::decide::Output;
     use crate::error::CliError;
+    use crate::progress::Progress;
     use crate::registry::RegistryArgs;
 
     /// One row of `keel check --helm`.
@@ -88,9 +89,13 @@ mod listing {
         registry: &RegistryArgs,
         output: Output,
     ) -> Result<(), CliError> {
+        let progress = Progress::new();
+        progress.spin("reading the Helm releases of the cluster".to_owned());
         let target = Arc::new(helm.target(namespaces, false).await?);
         let releases = target.releases().await?;
+        progress.spin("checking the registries".to_owned());
         let found = dry_run(target.clone(), registry).await?;
+        progress.finish();
         let rows: Vec<Row> = releases
             .iter()
             .map(|r: &ReleaseImage| Row {

@@ -1,6 +1,6 @@
 //! `keel tags` and `keel digest`, and the registry client every command builds from its flags.
 
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -9,6 +9,7 @@ use keel_registry::{Credentials, DockerConfig, RegistryClient};
 use serde::Serialize;
 
 use crate::error::CliError;
+use crate::progress::Progress;
 
 /// How to reach the registry.
 #[derive(Debug, Args)]
@@ -119,16 +120,11 @@ pub(crate) fn parse_image(s: &str) -> Result<ImageRef, CliError> {
 pub(crate) async fn tags(args: &TagsArgs) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
     let client = args.registry.client(&image)?;
-    let show_progress = io::stderr().is_terminal();
-    let progress = move |n: usize| {
-        if show_progress {
-            eprint!("\rlisted {n} tags");
-        }
-    };
-    let list = client.list_tags_with_progress(&image, &progress).await?;
-    if show_progress {
-        eprintln!();
-    }
+    let progress = Progress::new();
+    let repository = image.name();
+    let listed = |n: usize| progress.spin(format!("listed {n} tags of {repository}"));
+    let list = client.list_tags_with_progress(&image, &listed).await?;
+    progress.finish();
     if list.truncated {
         eprintln!(
             "keel: warning: the listing of {} stopped at the budget after {} tags (raise \
