@@ -69,6 +69,32 @@ async fn check_lists_workloads_and_release_patches_one() {
     assert_eq!(row, [workload.as_str(), "app", &current, "minor", &update]);
     assert_eq!(lines.next(), None);
 
+    // The same workload's tags, as list-images shows them: the running one and the update.
+    let o = keel_with_env(
+        &["list-images", "--kube", "-n", &ns, "-o", "json"],
+        "",
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let listings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listings.as_array().unwrap().len(), 1, "{listings}");
+    let listing = &listings[0];
+    assert_eq!(listing["reference"], format!("{ns}/deployment/web app"));
+    assert_eq!(listing["policy"], "minor");
+    assert_eq!(listing["update"], "1.3.0");
+    let flagged = |flag: &str| -> Vec<String> {
+        let tags = listing["tags"].as_array().unwrap();
+        let with = tags.iter().filter(|t| t[flag] == true);
+        with.map(|t| t["tag"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(flagged("running"), ["1.2.3"], "{listing}");
+    assert_eq!(flagged("chosen"), ["1.3.0"], "{listing}");
+    assert!(
+        flagged("allowed").contains(&"1.3.0".to_owned()),
+        "{listing}"
+    );
+
     let workload = format!("{ns}/deployment/web");
     let update = image("1.2.4");
     let release = || {
