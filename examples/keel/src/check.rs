@@ -18,7 +18,7 @@ use serde::Serialize;
 #[cfg(any(feature = "kube", feature = "git"))]
 use crate::decide::Output;
 use crate::decide::PolicyArgs;
-use crate::error::CliError;
+use crate::error::{CliError, one_of};
 #[cfg(any(feature = "kube", feature = "git"))]
 use crate::progress::Progress;
 use crate::registry::{RegistryArgs, parse_image};
@@ -95,13 +95,8 @@ impl CheckArgs {
         if self.repo.is_set() {
             chosen.push(("--repo", Subject::Repo));
         }
-        let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
-        match chosen.pop() {
-            Some((_, subject)) if chosen.is_empty() => Ok(subject),
-            Some(_) => Err(CliError::Input(format!(
-                "{} check different things: give one",
-                names.join(" and ")
-            ))),
+        match one_of(chosen, "check different things")? {
+            Some(subject) => Ok(subject),
             None => Err(CliError::Input(format!(
                 "nothing to check: give an IMAGE{}",
                 [
@@ -130,6 +125,8 @@ impl CheckArgs {
 }
 
 pub(crate) async fn check(args: &CheckArgs) -> Result<(), CliError> {
+    // Only IMAGE when the binary has no other backend.
+    #[allow(clippy::infallible_destructuring_match)]
     let image = match args.subject()? {
         Subject::Image(image) => image,
         #[cfg(feature = "kube")]

@@ -43,3 +43,18 @@ impl From<Error> for CliError {
         }
     }
 }
+
+/// The one subject the arguments chose, of `chosen` (each with the argument that chose it):
+/// `None` when none was, an input error naming them when several were (`verb` says what they
+/// would do, e.g. `check different things`).
+#[cfg(any(feature = "registry", feature = "git", feature = "kube"))]
+pub(crate) fn one_of<T>(mut chosen: Vec<(&str, T)>, verb: &str) -> Result<Option<T>, CliError> {
+    if chosen.len() > 1 {
+        let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
+        return Err(CliError::Input(format!(
+            "{} {verb}: give one",
+            names.join(" and ")
+        )));
+    }
+    Ok(chosen.pop().map(|(_, subject)| subject))
+}

@@ -5,7 +5,7 @@ use clap::Args;
 use keel_core::ImageRef;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 
-use crate::error::CliError;
+use crate::error::{CliError, one_of};
 
 /// `keel release`: set one image to one tag wherever the repository references it.
 #[derive(Debug, Args)]
@@ -87,13 +87,8 @@ impl ReleaseArgs {
         if self.repo.is_set() || chosen.is_empty() {
             chosen.push(("--repo", Subject::Repo));
         }
-        let names: Vec<&str> = chosen.iter().map(|(name, _)| *name).collect();
-        match chosen.pop() {
-            Some((_, subject)) if chosen.is_empty() => Ok(subject),
-            Some(_) => Err(CliError::Input(format!(
-                "{} release to different targets: give one",
-                names.join(" and ")
-            ))),
+        match one_of(chosen, "release to different targets")? {
+            Some(subject) => Ok(subject),
             None => Err(CliError::Input(
                 "nothing to release to: give --kube --workload NS/KIND/NAME or --helm \
                  --release NS/NAME (this keel is built without Git repositories)"
