@@ -15,11 +15,13 @@
 //! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
 //!   fixtures written with the raw API.
 //! - [`wait_until`]: polling until a state is reached, or panicking with what was seen.
+//! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
 
 mod apiserver;
 mod counting;
 mod fixtures;
 mod intercept;
+mod openshift;
 mod wait;
 
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
@@ -28,4 +30,5 @@ pub use fixtures::{
     Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
+pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
 pub use wait::wait_until;
