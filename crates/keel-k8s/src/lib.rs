@@ -1,8 +1,9 @@
 //! The Kubernetes backend of keel-rs: Keel's pull mode.
 //!
 //! [`KubeTarget`] is a [`keel_core::Target`] for Deployments, StatefulSets, DaemonSets and
-//! CronJobs (`batch/v1`) configured by Keel's own `keel.sh/*` annotations and labels, so that a
-//! Keel user can switch without changing a manifest:
+//! CronJobs (`batch/v1`), and on OpenShift and OKD for DeploymentConfigs and ImageStream tags,
+//! configured by Keel's own `keel.sh/*` annotations and labels, so that a Keel user can switch
+//! without changing a manifest:
 //!
 //! | key | meaning |
 //! |---|---|
@@ -24,6 +25,20 @@
 //! non-numeric count) is skipped with a warning naming the workload, the key and the value,
 //! and listed by [`KubeTarget::problems`]; the others are tracked as usual.
 //!
+//! - OpenShift and OKD (where the server serves `apps.openshift.io/v1` and
+//!   `image.openshift.io/v1`; elsewhere nothing is asked of these groups beyond one discovery
+//!   request each):
+//!   - a DeploymentConfig is one more workload kind, patched like a Deployment;
+//!   - an ImageStream tag whose `from` is an external `DockerImage` is tracked like a
+//!     container (id `imagestream/<namespace>/<stream>/<tag>`), with the keys of the
+//!     ImageStream's annotations or of the tag's own `annotations`, which win; an update
+//!     writes the tag's `from.name`, and a new digest of the same tag asks OpenShift to import
+//!     it again (`generation: 0`), so that OpenShift's own triggers roll out what follows it;
+//!   - a DeploymentConfig container driven by an automatic `ImageChange` trigger is never
+//!     patched (OpenShift would write over it): its ImageStream tag is tracked instead, with
+//!     the DeploymentConfig's keys unless the tag has keys of its own; when that is not
+//!     possible (the stream is not watched or not found, the tag has no external source),
+//!     [`KubeTarget::problems`] says why.
 //! - Discovery runs on watches and local caches: after the first call, [`Target::discover`]
 //!   makes no request (no LIST calls in steady state).
 //! - Updates patch only the container's `image`, guarded by `resourceVersion`, retried after
@@ -63,6 +78,7 @@
 pub mod avoid;
 pub mod error;
 pub mod keys;
+mod openshift;
 mod patch;
 mod target;
 mod workload;

@@ -12,7 +12,7 @@ use keel_core::{ImageRef, UpdatePlan};
 use serde_json::{Map, Value, json};
 
 use crate::keys::{CHANGE_CAUSE, DIGESTS, UPDATE_TIME};
-use crate::workload::{ContainerView, WorkloadView, container_key};
+use crate::workload::{ContainerView, WorkloadKind, WorkloadView, container_key};
 
 /// The digests recorded on a workload: container key → image reference with digest. An
 /// annotation that does not parse counts as empty (it is rewritten on the next update).
@@ -75,7 +75,8 @@ pub(crate) fn render_image(
 pub(crate) struct ImagePatch {
     /// The image string written into the container.
     pub(crate) image: String,
-    /// Whether the pod template gets a [`UPDATE_TIME`] annotation (the string is unchanged).
+    /// Whether the pod template gets a [`UPDATE_TIME`] annotation, or an ImageStream tag is
+    /// imported again (the string is unchanged).
     pub(crate) forces_roll: bool,
     /// The strategic merge patch, with `metadata.resourceVersion` as precondition.
     pub(crate) body: Value,
@@ -129,6 +130,21 @@ pub(crate) fn image_patch(
             "annotations": annotations,
         }
     });
+    if view.kind == WorkloadKind::ImageStream {
+        // A tag's new version is its new `from.name`; a new digest of the same tag is an
+        // import of the tag again, which a `generation` of 0 asks OpenShift for.
+        let tag = if forces_roll {
+            json!({ "name": container.name, "generation": 0 })
+        } else {
+            json!({ "name": container.name, "from": { "name": image } })
+        };
+        at_path(&mut body, &["spec"]).insert("tags".to_owned(), json!([tag]));
+        return ImagePatch {
+            image,
+            forces_roll,
+            body,
+        };
+    }
     let list = if container.init {
         "initContainers"
     } else {
@@ -168,7 +184,6 @@ fn at_path<'a>(root: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::WorkloadKind;
 
     const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

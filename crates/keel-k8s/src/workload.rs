@@ -1,4 +1,4 @@
-//! The four workload kinds, one uniform view of a cached workload, and tracked-image ids.
+//! The workload kinds, one uniform view of a cached workload, and tracked-image ids.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,25 +29,44 @@ pub enum WorkloadKind {
     DaemonSet,
     /// `batch/v1` CronJob.
     CronJob,
+    /// OpenShift's `apps.openshift.io/v1` DeploymentConfig.
+    DeploymentConfig,
+    /// OpenShift's `image.openshift.io/v1` ImageStream: its "containers" are the tags of
+    /// `spec.tags` whose `from` is an external `DockerImage`.
+    ImageStream,
 }
 
 impl WorkloadKind {
     /// Every kind, in id order.
-    pub const ALL: [WorkloadKind; 4] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::Deployment,
         WorkloadKind::StatefulSet,
         WorkloadKind::DaemonSet,
         WorkloadKind::CronJob,
+        WorkloadKind::DeploymentConfig,
+        WorkloadKind::ImageStream,
     ];
 
-    /// The lower-case name used in ids: `deployment`, `statefulset`, `daemonset`, `cronjob`.
+    /// The lower-case name used in ids: `deployment`, `statefulset`, `daemonset`, `cronjob`,
+    /// `deploymentconfig`, `imagestream`.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkloadKind::Deployment => "deployment",
             WorkloadKind::StatefulSet => "statefulset",
             WorkloadKind::DaemonSet => "daemonset",
             WorkloadKind::CronJob => "cronjob",
+            WorkloadKind::DeploymentConfig => "deploymentconfig",
+            WorkloadKind::ImageStream => "imagestream",
         }
+    }
+
+    /// Whether the kind belongs to OpenShift's API groups, served only by OpenShift and OKD
+    /// (or by CRDs standing in for them).
+    pub fn is_openshift(self) -> bool {
+        matches!(
+            self,
+            WorkloadKind::DeploymentConfig | WorkloadKind::ImageStream
+        )
     }
 
     /// The API resource (plural), e.g. `deployments`.
@@ -57,6 +76,8 @@ impl WorkloadKind {
             WorkloadKind::StatefulSet => "statefulsets",
             WorkloadKind::DaemonSet => "daemonsets",
             WorkloadKind::CronJob => "cronjobs",
+            WorkloadKind::DeploymentConfig => "deploymentconfigs",
+            WorkloadKind::ImageStream => "imagestreams",
         }
     }
 
@@ -64,6 +85,8 @@ impl WorkloadKind {
     pub fn group_version(self) -> &'static str {
         match self {
             WorkloadKind::CronJob => "batch/v1",
+            WorkloadKind::DeploymentConfig => "apps.openshift.io/v1",
+            WorkloadKind::ImageStream => "image.openshift.io/v1",
             _ => "apps/v1",
         }
     }
@@ -102,7 +125,8 @@ impl FromStr for WorkloadKind {
                 keel_core::ParseError::new(
                     "workload kind",
                     s,
-                    "expected deployment, statefulset, daemonset or cronjob",
+                    "expected deployment, statefulset, daemonset, cronjob, deploymentconfig \
+                     or imagestream",
                 )
             })
     }
@@ -177,13 +201,32 @@ pub(crate) fn container_key(name: &str, init: bool) -> String {
     }
 }
 
-/// One container of a workload.
+/// One container of a workload (for an ImageStream, one tag of `spec.tags`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ContainerView {
     pub(crate) name: String,
     /// The image as written; `None` when the container has none.
     pub(crate) image: Option<String>,
     pub(crate) init: bool,
+    /// The ImageStream tag whose automatic `ImageChange` trigger writes this container's image
+    /// (DeploymentConfigs only): OpenShift overwrites a direct change.
+    pub(crate) driven_by: Option<crate::openshift::StreamTag>,
+    /// `keel.sh/*` keys of this container alone, over the workload's (an ImageStream tag's
+    /// own annotations).
+    pub(crate) keys: BTreeMap<String, String>,
+}
+
+impl ContainerView {
+    /// A container with `image` that no trigger drives and that has no keys of its own.
+    pub(crate) fn plain(name: &str, image: Option<String>, init: bool) -> ContainerView {
+        ContainerView {
+            name: name.to_owned(),
+            image,
+            init,
+            driven_by: None,
+            keys: BTreeMap::new(),
+        }
+    }
 }
 
 /// The parts of a workload keel-k8s needs, the same for every kind.
@@ -222,33 +265,25 @@ impl WorkloadView {
             labels: BTreeMap::new(),
             containers: containers
                 .iter()
-                .map(|(name, image, init)| ContainerView {
-                    name: (*name).into(),
-                    image: Some((*image).into()),
-                    init: *init,
-                })
+                .map(|(name, image, init)| ContainerView::plain(name, Some((*image).into()), *init))
                 .collect(),
             pull_secrets: vec![],
         }
     }
 
-    fn new<K: ResourceExt>(kind: WorkloadKind, object: &K, pod: Option<&PodSpec>) -> Self {
+    pub(crate) fn new<K: ResourceExt>(
+        kind: WorkloadKind,
+        object: &K,
+        pod: Option<&PodSpec>,
+    ) -> Self {
         let mut containers = Vec::new();
         let mut pull_secrets = Vec::new();
         if let Some(pod) = pod {
             for c in &pod.containers {
-                containers.push(ContainerView {
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    init: false,
-                });
+                containers.push(ContainerView::plain(&c.name, c.image.clone(), false));
             }
             for c in pod.init_containers.iter().flatten() {
-                containers.push(ContainerView {
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    init: true,
-                });
+                containers.push(ContainerView::plain(&c.name, c.image.clone(), true));
             }
             pull_secrets = pod
                 .image_pull_secrets

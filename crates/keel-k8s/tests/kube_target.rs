@@ -1048,3 +1048,42 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back() {
         app_runs("ghcr.io/acme/web:1.3.1")
     );
 }
+
+#[tokio::test]
+async fn a_server_without_openshift_groups_is_not_disturbed() {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3");
+    let Some((server, ns, _)) = namespace_with("no-openshift", [web]).await else {
+        return;
+    };
+    let (client, log) = server.counting_admin_client();
+    let target = target_in(client, &ns).await;
+    assert!(!target.kinds().contains(&WorkloadKind::DeploymentConfig));
+    assert!(!target.kinds().contains(&WorkloadKind::ImageStream));
+    let images = target.discover().await.expect("discover");
+    assert_eq!(ids(&images), [format!("deployment/{ns}/web/app")]);
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    // One discovery request per OpenShift group, and nothing else of theirs.
+    let openshift: Vec<String> = log
+        .all()
+        .into_iter()
+        .filter(|r| r.path.contains("openshift.io"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        openshift,
+        [
+            "GET /apis/apps.openshift.io/v1",
+            "GET /apis/image.openshift.io/v1"
+        ]
+    );
+
+    // Asked for the OpenShift kinds alone, a plain cluster has nothing to watch.
+    let only = KubeTarget::builder(server.admin_client())
+        .with_namespaces([ns.as_str()])
+        .with_kinds(&[WorkloadKind::DeploymentConfig, WorkloadKind::ImageStream])
+        .build()
+        .await
+        .expect("build");
+    assert!(only.kinds().is_empty());
+    assert!(only.discover().await.expect("discover").is_empty());
+}

@@ -54,6 +54,17 @@ impl KubeTarget {
                     id.workload()
                 ))
             })?;
+            if let Some(tag) = &container.driven_by {
+                // OpenShift would write the tag's image over a direct change.
+                return Err(Error::Conflict {
+                    action,
+                    reason: format!(
+                        "{id} is driven by the automatic ImageChange trigger from \
+                         ImageStreamTag {tag}; update imagestream/{}/{}/{} instead",
+                        tag.namespace, tag.stream, tag.tag
+                    ),
+                });
+            }
             let written_text = container.image.clone().unwrap_or_default();
             let written = ImageRef::parse(&written_text).map_err(|e| Error::Conflict {
                 action: action.clone(),
@@ -89,10 +100,26 @@ impl KubeTarget {
                 self.inner.settings.pin_digests,
                 chrono::Utc::now(),
             );
-            match api
-                .patch(&id.name, &params, &Patch::Strategic(&patch.body))
-                .await
-            {
+            let sent = if K::KIND.is_openshift() {
+                // The object as read, its `resourceVersion` included: a concurrent change
+                // meets a 409 Conflict as with the strategic merge patch.
+                let ops = serde_json::to_value(&object)
+                    .map_err(|e| e.to_string())
+                    .and_then(|current| crate::openshift::json_patch_of(&current, &patch.body))
+                    .and_then(|ops| {
+                        serde_json::from_value(serde_json::Value::Array(ops))
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(|reason| Error::Conflict {
+                        action: action.clone(),
+                        reason: format!("{id}: {reason}"),
+                    })?;
+                api.patch(&id.name, &params, &Patch::<()>::Json(ops)).await
+            } else {
+                api.patch(&id.name, &params, &Patch::Strategic(&patch.body))
+                    .await
+            };
+            match sent {
                 Ok(_) => {
                     info!(
                         image = %patch.image,

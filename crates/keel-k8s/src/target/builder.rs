@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::error::{self as kerr, Request};
+use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::secrets::PullSecrets;
 use crate::workload::{Workload, WorkloadKind};
 
@@ -85,8 +86,9 @@ impl KubeTargetBuilder {
         self
     }
 
-    /// Watches only these kinds (default: all four; CronJobs only where the server serves
-    /// `batch/v1`).
+    /// Watches only these kinds (default: all; CronJobs only where the server serves
+    /// `batch/v1`, DeploymentConfigs and ImageStreams only where it serves
+    /// `apps.openshift.io/v1` and `image.openshift.io/v1`, as OpenShift and OKD do).
     pub fn with_kinds(mut self, kinds: &[WorkloadKind]) -> Self {
         let mut list = kinds.to_vec();
         list.sort();
@@ -124,11 +126,12 @@ impl KubeTargetBuilder {
     }
 
     /// Checks the configuration, asks the server which kinds it serves (CronJobs need
-    /// `batch/v1`) and starts the watches. Must run inside a Tokio runtime; the watches stop
+    /// `batch/v1`, the OpenShift kinds their API groups) and starts the watches. Must run inside a Tokio runtime; the watches stop
     /// when the target is dropped.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g. [`Error::Unauthorized`]) when discovery of `batch/v1` fails.
+    /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g.
+    /// [`Error::Unauthorized`]) when API discovery of an optional kind's group fails.
     pub async fn build(self) -> Result<KubeTarget, Error> {
         match &self.scope {
             Scope::Namespaces(list)
@@ -145,13 +148,24 @@ impl KubeTargetBuilder {
         }
 
         let mut kinds = self.kinds.clone();
-        if kinds.contains(&WorkloadKind::CronJob) && !self.serves_cronjobs().await? {
-            info!(
-                target_name = %self.name,
-                "the API server does not serve batch/v1 CronJobs; not watching them"
-            );
-            kinds.retain(|k| *k != WorkloadKind::CronJob);
+        // CronJobs need `batch/v1`; DeploymentConfigs and ImageStreams need OpenShift's API
+        // groups: a kind the server does not serve is not watched, and a plain cluster sees
+        // no request for it but one discovery call.
+        let mut served = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            let optional = kind == WorkloadKind::CronJob || kind.is_openshift();
+            if !optional || self.serves(kind).await? {
+                served.push(kind);
+            } else {
+                info!(
+                    target_name = %self.name,
+                    "the API server does not serve {} in {}; not watching them",
+                    kind.plural(),
+                    kind.group_version()
+                );
+            }
         }
+        kinds = served;
 
         let namespaces: Vec<Option<String>> = match &self.scope {
             Scope::All => vec![None],
@@ -168,6 +182,10 @@ impl KubeTargetBuilder {
                     WorkloadKind::StatefulSet => Box::new(self.watch::<StatefulSet>(ns, tx)),
                     WorkloadKind::DaemonSet => Box::new(self.watch::<DaemonSet>(ns, tx)),
                     WorkloadKind::CronJob => Box::new(self.watch::<CronJob>(ns, tx)),
+                    WorkloadKind::DeploymentConfig => {
+                        Box::new(self.watch::<DeploymentConfig>(ns, tx))
+                    }
+                    WorkloadKind::ImageStream => Box::new(self.watch::<ImageStream>(ns, tx)),
                 };
                 caches.push(cache);
             }
@@ -182,15 +200,20 @@ impl KubeTargetBuilder {
         })
     }
 
-    pub(super) async fn serves_cronjobs(&self) -> Result<bool, Error> {
-        match self.client.list_api_group_resources("batch/v1").await {
-            Ok(list) => Ok(list.resources.iter().any(|r| r.name == "cronjobs")),
+    /// Whether the server serves `kind`, by API discovery of its group and version.
+    pub(super) async fn serves(&self, kind: WorkloadKind) -> Result<bool, Error> {
+        match self
+            .client
+            .list_api_group_resources(kind.group_version())
+            .await
+        {
+            Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural())),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
             Err(e) => Err(kerr::from_kube(
                 e,
                 &Request {
                     verb: "get",
-                    resource: "API discovery of batch/v1",
+                    resource: &format!("API discovery of {}", kind.group_version()),
                     namespace: None,
                     name: None,
                 },

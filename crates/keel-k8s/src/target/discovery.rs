@@ -1,5 +1,6 @@
 //! Discovery: the tracked containers of the cached workloads, and their problems.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use keel_core::target::TrackedImage;
@@ -35,11 +36,35 @@ impl KubeTarget {
     pub(super) async fn scan(&self) -> Result<Scan, Error> {
         self.wait_synced().await?;
         let mut scan = Scan::default();
-        for cache in &self.inner.caches {
-            for view in cache.views() {
-                track_workload(&view, &mut scan);
+        let views: Vec<WorkloadView> = self.inner.caches.iter().flat_map(|c| c.views()).collect();
+        let streams = Streams {
+            watched: self
+                .inner
+                .settings
+                .kinds
+                .contains(&WorkloadKind::ImageStream),
+            views: views
+                .iter()
+                .filter(|v| v.kind == WorkloadKind::ImageStream)
+                .map(|v| ((v.namespace.clone(), v.name.clone()), v))
+                .collect(),
+            in_scope: &|ns: &str| self.in_scope(ns),
+        };
+        let mut followed = Scan::default();
+        for view in &views {
+            track_workload(view, &mut scan);
+            track_followed_tags(view, &streams, &mut followed);
+        }
+        // An ImageStream tag with keys of its own follows them; the first DeploymentConfig
+        // (by id) decides for a tag that several follow.
+        followed.tracked.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        for (tracked, listing) in followed.tracked {
+            if !scan.tracked.iter().any(|(t, _)| t.id == tracked.id) {
+                scan.tracked.push((tracked, listing));
             }
         }
+        scan.problems.extend(followed.problems);
+        scan.pull_secrets.extend(followed.pull_secrets);
         scan.tracked.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         scan.problems.sort_by(|a, b| {
             (&a.kind, &a.namespace, &a.name, &a.key).cmp(&(&b.kind, &b.namespace, &b.name, &b.key))
@@ -95,8 +120,119 @@ pub(super) fn problem(
     }
 }
 
-/// Adds the tracked containers of one workload, or its problem.
+/// The ImageStreams discovery can resolve ImageStreamTags against.
+pub(super) struct Streams<'a> {
+    /// Whether ImageStreams are watched at all (served, and not left out by the builder).
+    pub(super) watched: bool,
+    pub(super) views: HashMap<(String, String), &'a WorkloadView>,
+    pub(super) in_scope: &'a dyn Fn(&str) -> bool,
+}
+
+/// Adds, for each container of a tracked DeploymentConfig that an automatic `ImageChange`
+/// trigger drives, the ImageStream tag it follows, tracked with the DeploymentConfig's keys
+/// (OpenShift then rolls the DeploymentConfig out itself); or the problem that says why the
+/// tag cannot be updated.
+pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, scan: &mut Scan) {
+    let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
+    // Bad keys are reported by `track_workload`.
+    let Ok(Some(config)) = KeelConfig::parse_tracked(|key| keys.get(key)) else {
+        return;
+    };
+    for container in &view.containers {
+        let Some(tag) = &container.driven_by else {
+            continue;
+        };
+        if !config.monitors(&container.name, container.init) {
+            continue;
+        }
+        let key = format!("image of container {}", container.name);
+        let text = container.image.as_deref().unwrap_or_default();
+        let cannot = |why: String| {
+            problem(
+                view,
+                &key,
+                text,
+                format!(
+                    "driven by the automatic ImageChange trigger from ImageStreamTag {tag}, so \
+                     not patched (OpenShift would overwrite it), and {why}"
+                ),
+            )
+        };
+        if !streams.watched || !(streams.in_scope)(&tag.namespace) {
+            scan.problems.push(cannot(format!(
+                "ImageStreams in namespace {} are not watched (image.openshift.io/v1 not \
+                 served, or left out)",
+                tag.namespace
+            )));
+            continue;
+        }
+        let Some(stream) = streams
+            .views
+            .get(&(tag.namespace.clone(), tag.stream.clone()))
+        else {
+            scan.problems.push(cannot(format!(
+                "ImageStream {}/{} was not found (or does not match the label selector)",
+                tag.namespace, tag.stream
+            )));
+            continue;
+        };
+        let Some(source) = stream
+            .container(&tag.tag, false)
+            .filter(|c| c.image.is_some())
+        else {
+            scan.problems.push(cannot(format!(
+                "its tag {} has no external DockerImage source in spec.tags to update",
+                tag.tag
+            )));
+            continue;
+        };
+        // The stream's tag, under the DeploymentConfig's keys (what it monitors was checked
+        // above, by container name); the stream's own records of digests and failures.
+        let mut annotations = view.annotations.clone();
+        annotations.remove(crate::keys::MONITOR_CONTAINERS);
+        for record in [crate::keys::DIGESTS, crate::avoid::FAILED_ANNOTATION] {
+            annotations.remove(record);
+            if let Some(value) = stream.annotations.get(record) {
+                annotations.insert(record.to_owned(), value.clone());
+            }
+        }
+        let mut labels = view.labels.clone();
+        labels.remove(crate::keys::MONITOR_CONTAINERS);
+        let mut tag_source = source.clone();
+        tag_source.keys.clear();
+        let followed = WorkloadView {
+            annotations,
+            labels,
+            containers: vec![tag_source],
+            pull_secrets: view.pull_secrets.clone(),
+            ..(*stream).clone()
+        };
+        track_workload(&followed, scan);
+    }
+}
+
+/// Adds the tracked containers of one workload, or its problem. A container with keys of its
+/// own (an ImageStream tag's annotations) is tracked with them over the workload's; one that
+/// an `ImageChange` trigger drives is left to [`track_followed_tags`].
 pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
+    if view.containers.iter().any(|c| !c.keys.is_empty()) {
+        let mut rest = view.clone();
+        rest.containers.retain(|c| c.keys.is_empty());
+        for own in view.containers.iter().filter(|c| !c.keys.is_empty()) {
+            let mut annotations = view.annotations.clone();
+            annotations.extend(own.keys.clone());
+            let mut container = own.clone();
+            container.keys.clear();
+            let single = WorkloadView {
+                annotations,
+                containers: vec![container],
+                ..view.clone()
+            };
+            track_workload(&single, scan);
+        }
+        track_workload(&rest, scan);
+        return;
+    }
     let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
     let parsed = KeelConfig::parse_tracked(|key| keys.get(key)).and_then(|config| {
         let policy = config
@@ -123,7 +259,7 @@ pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
         .map(|name| SecretRef::new(view.namespace.clone(), name))
         .collect();
     for container in &view.containers {
-        if !config.monitors(&container.name, container.init) {
+        if !config.monitors(&container.name, container.init) || container.driven_by.is_some() {
             continue;
         }
         let Some(text) = container.image.as_deref().filter(|s| !s.is_empty()) else {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tracing::{Instrument as _, info_span, warn};
 
 use crate::keys::Problem;
+use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
 use crate::workload::{ContainerId, WorkloadKind, WorkloadView};
 
@@ -39,17 +40,20 @@ enum Scope {
     Namespaces(Vec<String>),
 }
 
-/// Kubernetes Deployments, StatefulSets, DaemonSets and CronJobs configured by Keel's
-/// `keel.sh/*` annotations and labels, as a [`Target`].
+/// Kubernetes Deployments, StatefulSets, DaemonSets and CronJobs, and OpenShift's
+/// DeploymentConfigs and ImageStream tags, configured by Keel's `keel.sh/*` annotations and
+/// labels, as a [`Target`].
 ///
 /// Discovery reads caches that watches keep current: the first [`Target::discover`] waits
 /// for the initial list of each watch, and later calls make no request at all. Updates patch
 /// only the container's `image` (a strategic merge patch as field manager `keel`, guarded by
-/// the object's `resourceVersion`, re-read and retried on a 409 Conflict).
+/// the object's `resourceVersion`, re-read and retried on a 409 Conflict). The OpenShift
+/// kinds get the same change as a JSON patch that carries the `resourceVersion` read, and an
+/// ImageStream tag's `from.name` is its image.
 ///
 /// Ids of tracked images are `<kind>/<namespace>/<name>/<container>`, with
 /// `init:<container>` for init containers (tracked when `keel.sh/initContainers` is true),
-/// e.g. `deployment/shop/web/app`.
+/// e.g. `deployment/shop/web/app`; an ImageStream tag's is `imagestream/shop/web/stable`.
 ///
 /// ```no_run
 /// use keel_k8s::KubeTarget;
@@ -118,7 +122,8 @@ pub enum RolloutVerdict {
     Complete(RolloutStatus),
     /// It did not; the container was set back to its previous image.
     RolledBack(RolloutStatus),
-    /// The workload kind has no rollout to follow (CronJob).
+    /// The kind has no rollout to follow (a CronJob; an ImageStream, whose dependents
+    /// OpenShift's own triggers roll out).
     NoRollout,
 }
 
@@ -147,7 +152,8 @@ impl KubeTarget {
         self.inner.changes.subscribe()
     }
 
-    /// The kinds being watched (CronJob is left out where the server lacks `batch/v1`).
+    /// The kinds being watched (CronJob is left out where the server lacks `batch/v1`, the
+    /// OpenShift kinds where it lacks their API groups).
     pub fn kinds(&self) -> &[WorkloadKind] {
         &self.inner.settings.kinds
     }
@@ -205,7 +211,7 @@ impl KubeTarget {
                 plan.id, self.inner.settings.name
             ))
         })?;
-        if id.kind == WorkloadKind::CronJob {
+        if matches!(id.kind, WorkloadKind::CronJob | WorkloadKind::ImageStream) {
             return Ok(RolloutVerdict::NoRollout);
         }
         let workload = WorkloadRef::new(id.kind, id.namespace.clone(), id.name.clone());
@@ -292,6 +298,10 @@ impl Target for KubeTarget {
                 WorkloadKind::StatefulSet => self.apply_typed::<StatefulSet>(&id, plan).await,
                 WorkloadKind::DaemonSet => self.apply_typed::<DaemonSet>(&id, plan).await,
                 WorkloadKind::CronJob => self.apply_typed::<CronJob>(&id, plan).await,
+                WorkloadKind::DeploymentConfig => {
+                    self.apply_typed::<DeploymentConfig>(&id, plan).await
+                }
+                WorkloadKind::ImageStream => self.apply_typed::<ImageStream>(&id, plan).await,
             }
         }
         .instrument(span)

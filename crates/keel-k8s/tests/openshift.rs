@@ -1,0 +1,689 @@
+//! `KubeTarget` on OpenShift's kinds: DeploymentConfigs (`apps.openshift.io/v1`) and
+//! ImageStreams (`image.openshift.io/v1`).
+//!
+//! No OpenShift API server can run here, so this test binary's API server (a real
+//! kube-apiserver) serves CustomResourceDefinitions of the same groups, versions and kinds,
+//! with schemas written from the OpenShift API reference for the fields keel-rs uses
+//! (`keel_testsupport::kube::install_openshift_crds`). Nothing plays OpenShift's controllers:
+//! no trigger fires and no tag is imported, so the tests check what keel-rs writes. The
+//! shared server of `kube_target.rs` has no such CRDs and shows that a plain cluster is not
+//! disturbed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_k8s::{KubeTarget, WorkloadKind};
+use keel_registry::RegistryClient;
+use keel_testsupport::kube::{
+    ADMIN, ApiServer, HookFuture, RecordedRequest, install_openshift_crds,
+};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::Client;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use serde_json::{Value, json};
+
+/// What OpenShift's trigger writes into a container: the internal registry's image by digest.
+const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000/ns/web@sha256:\
+    aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+const DIGEST: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+/// The shared server with the OpenShift CRDs, a fresh namespace and an admin client; `None`
+/// (the test skips) without a server.
+async fn openshift_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
+    let server = ApiServer::shared().await?;
+    install_openshift_crds(server).await;
+    let ns = server.namespace(prefix).await;
+    Some((server, ns, server.admin_client()))
+}
+
+fn resource(kind: &str) -> ApiResource {
+    let (group, plural) = match kind {
+        "DeploymentConfig" => ("apps.openshift.io", "deploymentconfigs"),
+        _ => ("image.openshift.io", "imagestreams"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+}
+
+fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &resource(kind))
+}
+
+/// Creates `object` (with `kind` and `metadata.name` set) in `ns`.
+async fn create(client: &Client, ns: &str, kind: &str, object: Value) {
+    let object: DynamicObject = serde_json::from_value(object).expect("an object");
+    api(client, ns, kind)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+}
+
+async fn get(client: &Client, ns: &str, kind: &str, name: &str) -> Value {
+    let object = api(client, ns, kind).get(name).await.expect("get");
+    serde_json::to_value(object).expect("JSON")
+}
+
+/// A DeploymentConfig `name` with containers `(name, image)`, annotations and triggers.
+fn deployment_config(
+    name: &str,
+    annotations: Value,
+    containers: &[(&str, &str)],
+    triggers: Value,
+) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(n, i)| json!({ "name": n, "image": i }))
+        .collect();
+    json!({
+        "apiVersion": "apps.openshift.io/v1",
+        "kind": "DeploymentConfig",
+        "metadata": { "name": name, "annotations": annotations },
+        "spec": {
+            "replicas": 1,
+            "selector": { "app": name },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": containers }
+            },
+            "triggers": triggers
+        }
+    })
+}
+
+/// An automatic ImageChange trigger of `containers` from ImageStreamTag `from`.
+fn image_change(containers: &[&str], from: &str) -> Value {
+    json!({
+        "type": "ImageChange",
+        "imageChangeParams": {
+            "automatic": true,
+            "containerNames": containers,
+            "from": { "kind": "ImageStreamTag", "name": from }
+        }
+    })
+}
+
+/// An ImageStream `name` with annotations and tags `(name, from kind, from name, annotations)`.
+fn image_stream(name: &str, annotations: Value, tags: &[(&str, &str, &str, Value)]) -> Value {
+    let tags: Vec<Value> = tags
+        .iter()
+        .map(|(tag, kind, from, annotations)| {
+            json!({
+                "name": tag,
+                "from": { "kind": kind, "name": from },
+                "annotations": annotations,
+                "importPolicy": { "scheduled": true },
+                "referencePolicy": { "type": "Source" }
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStream",
+        "metadata": { "name": name, "annotations": annotations },
+        "spec": { "tags": tags }
+    })
+}
+
+async fn target_in(client: Client, ns: &str) -> KubeTarget {
+    KubeTarget::builder(client)
+        .with_name("okd")
+        .with_namespaces([ns])
+        .with_sync_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .expect("build the target")
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).expect("valid image")
+}
+
+fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
+    UpdatePlan {
+        target: "okd".into(),
+        id: id.into(),
+        current: image(current),
+        new: image(new),
+    }
+}
+
+fn ids(images: &[TrackedImage]) -> Vec<String> {
+    images.iter().map(|i| i.id.clone()).collect()
+}
+
+/// Discovers until `done` holds (watch events take a moment), or panics after 20 s.
+async fn discover_until(
+    target: &KubeTarget,
+    what: &str,
+    done: impl Fn(&[TrackedImage]) -> bool,
+) -> Vec<TrackedImage> {
+    let started = Instant::now();
+    loop {
+        let images = target.discover().await.expect("discover");
+        if done(&images) {
+            return images;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}; discovered {:?}",
+            ids(&images)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The image of container `container` of DeploymentConfig `name`.
+async fn dc_image(client: &Client, ns: &str, name: &str, container: &str) -> String {
+    let dc = get(client, ns, "DeploymentConfig", name).await;
+    dc["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"] == container)
+        .and_then(|c| c["image"].as_str())
+        .expect("the container's image")
+        .to_owned()
+}
+
+/// The `from.name` of tag `tag` of ImageStream `name`, and the whole tag.
+async fn stream_tag(client: &Client, ns: &str, name: &str, tag: &str) -> Value {
+    let stream = get(client, ns, "ImageStream", name).await;
+    stream["spec"]["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .find(|t| t["name"] == tag)
+        .cloned()
+        .expect("the tag")
+}
+
+#[tokio::test]
+async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
+    let Some((_, ns, admin)) = openshift_namespace("os-discover").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "web",
+            json!({ "keel.sh/policy": "minor", "keel.sh/trigger": "poll" }),
+            &[("app", "ghcr.io/acme/web:1.2.3"), ("proxy", "nginx:1.25.0")],
+            json!([{ "type": "ConfigChange" }]),
+        ),
+    )
+    .await;
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config("plain", json!({}), &[("app", "nginx:1.25.0")], json!([])),
+    )
+    .await;
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "base",
+            json!({ "keel.sh/policy": "patch" }),
+            &[
+                (
+                    "stable",
+                    "DockerImage",
+                    "quay.io/acme/base:2.0.0",
+                    json!({}),
+                ),
+                (
+                    "edge",
+                    "DockerImage",
+                    "quay.io/acme/base:2.1.0",
+                    json!({ "keel.sh/policy": "major", "keel.sh/approvals": "1" }),
+                ),
+                ("latest", "ImageStreamTag", "base:stable", json!({})),
+            ],
+        ),
+    )
+    .await;
+    // A stream without keys of its own tracks only the tag that has some.
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "tools",
+            json!({}),
+            &[
+                ("a", "DockerImage", "quay.io/acme/tools:1.0.0", json!({})),
+                (
+                    "b",
+                    "DockerImage",
+                    "quay.io/acme/tools:1.0.0",
+                    json!({ "keel.sh/policy": "semver:~1" }),
+                ),
+            ],
+        ),
+    )
+    .await;
+
+    let target = target_in(admin, &ns).await;
+    assert!(target.kinds().contains(&WorkloadKind::DeploymentConfig));
+    assert!(target.kinds().contains(&WorkloadKind::ImageStream));
+    let images = target.discover().await.expect("discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deploymentconfig/{ns}/web/app"),
+            format!("deploymentconfig/{ns}/web/proxy"),
+            format!("imagestream/{ns}/base/edge"),
+            format!("imagestream/{ns}/base/stable"),
+            format!("imagestream/{ns}/tools/b"),
+        ]
+    );
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    let listed = target.workloads().await.expect("workloads");
+    let policy_of = |id: &str| {
+        listed
+            .iter()
+            .find(|w| w.id == id)
+            .map(|w| (w.policy.clone(), w.image.clone()))
+            .unwrap_or_else(|| panic!("{id} listed"))
+    };
+    assert_eq!(
+        policy_of(&format!("imagestream/{ns}/base/stable")),
+        ("patch".to_owned(), "quay.io/acme/base:2.0.0".to_owned())
+    );
+    assert_eq!(policy_of(&format!("imagestream/{ns}/base/edge")).0, "major");
+    assert_eq!(
+        policy_of(&format!("imagestream/{ns}/tools/b")).0,
+        "semver:~1"
+    );
+    let edge = images
+        .iter()
+        .find(|i| i.id.ends_with("/base/edge"))
+        .expect("edge");
+    assert_eq!(
+        edge.approvals, 1,
+        "the tag's own keys win over the stream's"
+    );
+    let web = images
+        .iter()
+        .find(|i| i.id.ends_with("/web/app"))
+        .expect("web");
+    assert!(matches!(
+        web.trigger,
+        keel_core::target::Trigger::Poll { .. }
+    ));
+}
+
+#[tokio::test]
+async fn patches_a_deployment_config_container_idempotently_and_guarded() {
+    let Some((server, ns, admin)) = openshift_namespace("os-patch").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "web",
+            json!({ "keel.sh/policy": "minor" }),
+            &[("proxy", "nginx:1.25.0"), ("app", "ghcr.io/acme/web:1.2.3")],
+            json!([{ "type": "ConfigChange" }]),
+        ),
+    )
+    .await;
+    let target = target_in(admin.clone(), &ns).await;
+    target.discover().await.expect("discover");
+    let id = format!("deploymentconfig/{ns}/web/app");
+    let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
+    assert_eq!(
+        target.apply(&update).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        dc_image(&admin, &ns, "web", "app").await,
+        "ghcr.io/acme/web:1.3.0"
+    );
+    assert_eq!(dc_image(&admin, &ns, "web", "proxy").await, "nginx:1.25.0");
+    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    assert!(
+        dc["metadata"]["annotations"]["kubernetes.io/change-cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("1.2.3 -> ghcr.io/acme/web:1.3.0")),
+        "{dc}"
+    );
+    assert_eq!(
+        target.apply(&update).await.expect("again"),
+        ApplyOutcome::AlreadyCurrent
+    );
+
+    // A same-tag digest update keeps the string and rolls through the pod template.
+    let pinned = format!("ghcr.io/acme/web:1.3.0@{DIGEST}");
+    let roll = plan(&id, "ghcr.io/acme/web:1.3.0", &pinned);
+    assert_eq!(
+        target.apply(&roll).await.expect("roll"),
+        ApplyOutcome::Applied
+    );
+    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    assert!(dc["spec"]["template"]["metadata"]["annotations"]["keel.sh/update-time"].is_string());
+    assert!(
+        dc["metadata"]["annotations"]["keel.sh/digests"]
+            .as_str()
+            .is_some_and(|d| d.contains(DIGEST))
+    );
+
+    // Someone else changes the DeploymentConfig between keel-rs's read and its patch, every
+    // time: with no retries, the patch meets a 409 and nothing of it is applied.
+    let path = format!("/apis/apps.openshift.io/v1/namespaces/{ns}/deploymentconfigs/web");
+    let stamps = Arc::new(AtomicUsize::new(0));
+    let hook_admin = admin.clone();
+    let hook_ns = ns.clone();
+    let hook_stamps = Arc::clone(&stamps);
+    let client = server.intercepting_client_as(
+        ADMIN,
+        Arc::new(move |request: &RecordedRequest| {
+            if request.method != "PATCH" || request.path != path {
+                return None;
+            }
+            let admin = hook_admin.clone();
+            let ns = hook_ns.clone();
+            let stamp = format!("change-{}", hook_stamps.fetch_add(1, Ordering::SeqCst));
+            let change: HookFuture = Box::pin(async move {
+                api(&admin, &ns, "DeploymentConfig")
+                    .patch(
+                        "web",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "metadata": { "labels": { "stamp": stamp } } })),
+                    )
+                    .await
+                    .expect("the concurrent change");
+            });
+            Some(change)
+        }),
+    );
+    let impatient = KubeTarget::builder(client)
+        .with_namespaces([ns.as_str()])
+        .with_conflict_retries(0)
+        .build()
+        .await
+        .expect("build");
+    let next = plan(&id, "ghcr.io/acme/web:1.3.0", "ghcr.io/acme/web:1.4.0");
+    match impatient.apply(&next).await {
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(reason.contains("409"), "{reason}");
+            assert!(
+                reason.contains(&format!("deploymentconfig {ns}/web")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(stamps.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        dc_image(&admin, &ns, "web", "app").await,
+        "ghcr.io/acme/web:1.3.0",
+        "nothing of the refused patch is applied"
+    );
+    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    assert_eq!(
+        dc["metadata"]["labels"]["stamp"], "change-0",
+        "the concurrent change survives"
+    );
+    // With retries (the default), the same race is re-read and applied.
+    assert_eq!(
+        target.apply(&next).await.expect("apply after the change"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        dc_image(&admin, &ns, "web", "app").await,
+        "ghcr.io/acme/web:1.4.0"
+    );
+}
+
+#[tokio::test]
+async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updated() {
+    let Some((_, ns, admin)) = openshift_namespace("os-trigger").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "web",
+            json!({}),
+            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
+        ),
+    )
+    .await;
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "web",
+            json!({ "keel.sh/policy": "minor" }),
+            &[("app", INTERNAL), ("proxy", "nginx:1.25.0")],
+            json!([{ "type": "ConfigChange" }, image_change(&["app"], "web:stable")]),
+        ),
+    )
+    .await;
+    // A trigger from a stream that does not exist: said why, nothing tracked.
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "orphan",
+            json!({ "keel.sh/policy": "minor" }),
+            &[("app", "ghcr.io/acme/orphan:1.0.0")],
+            json!([image_change(&["app"], "missing:1")]),
+        ),
+    )
+    .await;
+
+    let target = target_in(admin.clone(), &ns).await;
+    let images = target.discover().await.expect("discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deploymentconfig/{ns}/web/proxy"),
+            format!("imagestream/{ns}/web/stable"),
+        ]
+    );
+    let tag = images
+        .iter()
+        .find(|i| i.id.ends_with("/web/stable"))
+        .expect("the tag");
+    assert_eq!(tag.image, image("ghcr.io/acme/web:1.2.3"));
+    let problems = target.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(
+        text.contains(&format!("deploymentconfig {ns}/orphan")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ImageStreamTag {ns}/missing:1")),
+        "{text}"
+    );
+    assert!(text.contains("not found"), "{text}");
+
+    let id = format!("imagestream/{ns}/web/stable");
+    let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
+    assert_eq!(
+        target.apply(&update).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let stable = stream_tag(&admin, &ns, "web", "stable").await;
+    assert_eq!(
+        stable["from"],
+        json!({ "kind": "DockerImage", "name": "ghcr.io/acme/web:1.3.0" })
+    );
+    assert_eq!(
+        stable["importPolicy"]["scheduled"], true,
+        "the rest of the tag is kept"
+    );
+    assert_eq!(
+        dc_image(&admin, &ns, "web", "app").await,
+        INTERNAL,
+        "OpenShift's trigger, not keel-rs, writes the container"
+    );
+    assert_eq!(
+        target.apply(&update).await.expect("again"),
+        ApplyOutcome::AlreadyCurrent
+    );
+
+    // A plan for the driven container itself is refused with the way out.
+    let direct = plan(
+        &format!("deploymentconfig/{ns}/web/app"),
+        INTERNAL,
+        "ghcr.io/acme/web:1.3.0",
+    );
+    match target.apply(&direct).await {
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(
+                reason.contains(&format!("ImageStreamTag {ns}/web:stable")),
+                "{reason}"
+            );
+            assert!(
+                reason.contains(&format!("imagestream/{ns}/web/stable")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // A new digest of the same tag asks OpenShift to import the tag again.
+    discover_until(&target, "the moved tag", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
+    })
+    .await;
+    let reimport = plan(
+        &id,
+        "ghcr.io/acme/web:1.3.0",
+        &format!("ghcr.io/acme/web:1.3.0@{DIGEST}"),
+    );
+    assert_eq!(
+        target.apply(&reimport).await.expect("import"),
+        ApplyOutcome::Applied
+    );
+    let stable = stream_tag(&admin, &ns, "web", "stable").await;
+    assert_eq!(stable["generation"], 0);
+    assert_eq!(stable["from"]["name"], "ghcr.io/acme/web:1.3.0");
+    let stream = get(&admin, &ns, "ImageStream", "web").await;
+    assert!(
+        stream["metadata"]["annotations"]["keel.sh/digests"]
+            .as_str()
+            .is_some_and(|d| d.contains(DIGEST))
+    );
+}
+
+#[tokio::test]
+async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
+    let Some((_, ns, admin)) = openshift_namespace("os-semver").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "acme/web",
+        &["1.2.3", "1.2.9", "1.3.0", "2.0.0", "1.4.0-rc.1"],
+    )
+    .await;
+    let web = format!("{}/acme/web", registry.addr());
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "web",
+            json!({ "keel.sh/policy": "semver:~1.2", "keel.sh/trigger": "poll" }),
+            &[
+                ("stable", "DockerImage", &format!("{web}:1.2.3"), json!({})),
+                (
+                    "next",
+                    "DockerImage",
+                    &format!("{web}:1.2.3"),
+                    json!({ "keel.sh/policy": "semver:^1" }),
+                ),
+            ],
+        ),
+    )
+    .await;
+    let target = Arc::new(target_in(admin.clone(), &ns).await);
+    let client = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .build()
+        .expect("registry client");
+    let pipeline = Pipeline::new(Arc::new(client)).with_target(target.clone());
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let mut applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
+    applied.sort();
+    assert_eq!(
+        applied,
+        [
+            format!("okd imagestream/{ns}/web/next: {web}:1.2.3 -> {web}:1.3.0"),
+            format!("okd imagestream/{ns}/web/stable: {web}:1.2.3 -> {web}:1.2.9"),
+        ]
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        format!("{web}:1.2.9")
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "next").await["from"]["name"],
+        format!("{web}:1.3.0")
+    );
+
+    // Once the watch has seen the change, the next pass has nothing to do.
+    discover_until(&target, "the moved tags", |images| {
+        images
+            .iter()
+            .any(|i| i.image == image(&format!("{web}:1.3.0")))
+            && images
+                .iter()
+                .any(|i| i.image == image(&format!("{web}:1.2.9")))
+    })
+    .await;
+    let report = pipeline.run_once().await;
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
+
+#[tokio::test]
+async fn odd_objects_are_skipped_without_harm() {
+    let Some((_, ns, admin)) = openshift_namespace("os-odd").await else {
+        return;
+    };
+    // Fields the schema leaves open hold what keel-rs does not expect.
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        json!({
+            "apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+            "metadata": { "name": "odd", "annotations": { "keel.sh/policy": "minor" } },
+            "spec": { "template": { "spec": {
+                "containers": [{ "name": "app" }, { "name": "x", "image": "" }],
+                "initContainers": [{ "name": "i", "image": "Not A:Valid:Image" }]
+            }}}
+        }),
+    )
+    .await;
+    let target = target_in(admin, &ns).await;
+    let images = target.discover().await.expect("discover");
+    assert!(images.is_empty(), "{:?}", ids(&images));
+    assert!(
+        target.problems().is_empty(),
+        "init containers are not tracked by default"
+    );
+}
