@@ -17,7 +17,7 @@ use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, U
 use keel_k8s::{KubeTarget, WorkloadKind};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::{
-    ADMIN, ApiServer, HookFuture, RecordedRequest, install_openshift_crds,
+    ADMIN, ApiServer, HookFuture, RecordedRequest, grant, install_openshift_crds, wait_until,
 };
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
@@ -686,4 +686,89 @@ async fn odd_objects_are_skipped_without_harm() {
         target.problems().is_empty(),
         "init containers are not tracked by default"
     );
+}
+
+#[tokio::test]
+async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
+    let Some((server, ns, admin)) = openshift_namespace("os-rbac").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "web",
+            json!({ "keel.sh/policy": "minor" }),
+            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
+        ),
+    )
+    .await;
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "web",
+            json!({ "keel.sh/policy": "minor" }),
+            &[("app", "ghcr.io/acme/web:1.2.3")],
+            json!([]),
+        ),
+    )
+    .await;
+    // The rules of examples/keel-controller/deploy/rbac-openshift.yaml, in a Role.
+    let verbs: &[&str] = &["get", "list", "watch", "patch"];
+    grant(
+        &admin,
+        &ns,
+        "carol",
+        &[
+            (&["apps.openshift.io"], &["deploymentconfigs"], verbs),
+            (&["image.openshift.io"], &["imagestreams"], verbs),
+        ],
+    )
+    .await;
+    let carol = server.client_as("carol");
+    wait_until(
+        "the grant to work",
+        (Duration::from_secs(10), Duration::from_millis(50)),
+        async || api(&carol, &ns, "ImageStream").get("web").await.map(drop),
+    )
+    .await;
+    let target = KubeTarget::builder(carol)
+        .with_namespaces([ns.as_str()])
+        .with_kinds(&[WorkloadKind::DeploymentConfig, WorkloadKind::ImageStream])
+        .build()
+        .await
+        .expect("build");
+    let images = target.discover().await.expect("carol may discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deploymentconfig/{ns}/web/app"),
+            format!("imagestream/{ns}/web/stable"),
+        ]
+    );
+    for id in ids(&images) {
+        let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
+        assert_eq!(
+            target.apply(&update).await.expect("apply"),
+            ApplyOutcome::Applied,
+            "{id}"
+        );
+    }
+
+    // dave has no OpenShift rules: discovery fails at once and names what is missing.
+    let dave = KubeTarget::builder(server.client_as("dave"))
+        .with_namespaces([ns.as_str()])
+        .with_kinds(&[WorkloadKind::DeploymentConfig])
+        .build()
+        .await
+        .expect("build");
+    match dave.discover().await {
+        Err(Error::Unauthorized { action, .. }) => {
+            assert_eq!(action, format!("list deploymentconfigs in namespace {ns}"));
+        }
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
 }
