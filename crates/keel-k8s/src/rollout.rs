@@ -4,7 +4,8 @@
 //! status`: the controller must have observed the current generation; every desired replica
 //! must run the new template and be available (ready, for a StatefulSet) with no old replica
 //! left; a Deployment whose `Progressing` condition says `ProgressDeadlineExceeded` has
-//! failed. [`watch_rollout`] follows one workload with a watch until its rollout completes,
+//! failed. An OpenShift DeploymentConfig is read the same way from its own status and
+//! conditions ([`RolloutStatus::of_deployment_config`]). [`watch_rollout`] follows one workload with a watch until its rollout completes,
 //! fails or a deadline passes, and [`rollback`] restores a container's previous image when
 //! it did not complete.
 //!
@@ -30,19 +31,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::serde::de::DeserializeOwned;
 use keel_core::{ApplyOutcome, Error};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument;
 
 use crate::error::{BACKEND, Request, from_kube, from_status, is_conflict};
-use crate::workload::WorkloadKind;
+use crate::openshift::DeploymentConfig;
+use crate::workload::{Workload, WorkloadKind};
 
 /// The annotation a rollback leaves on the workload: when, what was restored, and why.
 pub const ROLLBACK_ANNOTATION: &str = "keel.sh/rollback";
@@ -50,7 +50,8 @@ pub const ROLLBACK_ANNOTATION: &str = "keel.sh/rollback";
 /// One workload by kind, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WorkloadRef {
-    /// Its kind; rollouts are tracked for Deployments, StatefulSets and DaemonSets.
+    /// Its kind; rollouts are tracked for Deployments, StatefulSets, DaemonSets and
+    /// DeploymentConfigs.
     pub kind: WorkloadKind,
     /// Its namespace.
     pub namespace: String,
@@ -158,6 +159,77 @@ impl RolloutStatus {
                 ..base
             }
             .waiting("a rollout that exceeded its progress deadline".into());
+        }
+        if updated < desired {
+            base.waiting(format!("{updated} of {desired} new replicas to be updated"))
+        } else if total > updated {
+            base.waiting(format!("{} old replicas to terminate", total - updated))
+        } else if available < updated {
+            base.waiting(format!(
+                "{available} of {updated} updated replicas to be available"
+            ))
+        } else {
+            base.done()
+        }
+    }
+
+    /// The status of an OpenShift DeploymentConfig (`apps.openshift.io/v1`), read from its
+    /// own status as `oc rollout status` does: the controller must have observed the current
+    /// generation; every desired replica must run the latest version and be available, with
+    /// no old replica left; a `Progressing` condition with the reason
+    /// `ProgressDeadlineExceeded` (or `RolloutCancelled`) means it failed. Fields of the
+    /// wrong shape count as absent.
+    pub fn of_deployment_config(dc: &DynamicObject) -> Self {
+        let number = |pointer: &str| dc.data.pointer(pointer).and_then(serde_json::Value::as_i64);
+        let count = |pointer: &str| {
+            number(pointer)
+                .and_then(|n| i32::try_from(n).ok())
+                .unwrap_or(0)
+        };
+        let desired = number("/spec/replicas")
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(1);
+        let updated = count("/status/updatedReplicas");
+        let total = count("/status/replicas");
+        let available = count("/status/availableReplicas");
+        let observed =
+            generation_observed(dc.metadata.generation, number("/status/observedGeneration"));
+        let base = RolloutStatus {
+            desired,
+            updated,
+            ready: count("/status/readyReplicas"),
+            available,
+            observed_generation_current: observed,
+            ..Default::default()
+        };
+        if !observed {
+            return base.waiting("the deploymentconfig spec update to be observed".into());
+        }
+        let conditions = dc
+            .data
+            .pointer("/status/conditions")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let failed = conditions.iter().find(|c| {
+            c.get("type").and_then(serde_json::Value::as_str) == Some("Progressing")
+                && matches!(
+                    c.get("reason").and_then(serde_json::Value::as_str),
+                    Some("ProgressDeadlineExceeded" | "RolloutCancelled")
+                )
+        });
+        if let Some(c) = failed {
+            let text = |key: &str| c.get(key).and_then(serde_json::Value::as_str).unwrap_or("");
+            return RolloutStatus {
+                failed_reason: Some(format!(
+                    "deploymentconfig {} did not roll out ({}): {}",
+                    dc.name_any(),
+                    text("reason"),
+                    text("message")
+                )),
+                ..base
+            }
+            .waiting("a rollout that failed".into());
         }
         if updated < desired {
             base.waiting(format!("{updated} of {desired} new replicas to be updated"))
@@ -298,26 +370,14 @@ fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
     }
 }
 
-/// The typed objects rollouts are tracked for.
-trait RolloutObject:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+/// The workloads rollouts are tracked for.
+trait RolloutObject: Workload {
     fn rollout_status(&self) -> Result<RolloutStatus, Error>;
-    fn pod_spec(&self) -> Option<&PodSpec>;
 }
 
 impl RolloutObject for Deployment {
     fn rollout_status(&self) -> Result<RolloutStatus, Error> {
         Ok(RolloutStatus::of_deployment(self))
-    }
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.as_ref()?.template.spec.as_ref()
     }
 }
 
@@ -325,17 +385,17 @@ impl RolloutObject for StatefulSet {
     fn rollout_status(&self) -> Result<RolloutStatus, Error> {
         RolloutStatus::of_stateful_set(self)
     }
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.as_ref()?.template.spec.as_ref()
-    }
 }
 
 impl RolloutObject for DaemonSet {
     fn rollout_status(&self) -> Result<RolloutStatus, Error> {
         RolloutStatus::of_daemon_set(self)
     }
-    fn pod_spec(&self) -> Option<&PodSpec> {
-        self.spec.as_ref()?.template.spec.as_ref()
+}
+
+impl RolloutObject for DeploymentConfig {
+    fn rollout_status(&self) -> Result<RolloutStatus, Error> {
+        Ok(RolloutStatus::of_deployment_config(&self.0))
     }
 }
 
@@ -356,6 +416,7 @@ pub async fn rollout_status(
         WorkloadKind::Deployment => status_once::<Deployment>(client, workload).await,
         WorkloadKind::StatefulSet => status_once::<StatefulSet>(client, workload).await,
         WorkloadKind::DaemonSet => status_once::<DaemonSet>(client, workload).await,
+        WorkloadKind::DeploymentConfig => status_once::<DeploymentConfig>(client, workload).await,
         _ => Err(unsupported(workload, "rollout status")),
     }
 }
@@ -392,6 +453,9 @@ pub async fn watch_rollout(
             WorkloadKind::Deployment => follow::<Deployment>(client, workload, deadline).await,
             WorkloadKind::StatefulSet => follow::<StatefulSet>(client, workload, deadline).await,
             WorkloadKind::DaemonSet => follow::<DaemonSet>(client, workload, deadline).await,
+            WorkloadKind::DeploymentConfig => {
+                follow::<DeploymentConfig>(client, workload, deadline).await
+            }
             _ => Err(unsupported(workload, "rollout status")),
         }
     }
@@ -505,6 +569,9 @@ pub async fn rollback(
         WorkloadKind::Deployment => restore::<Deployment>(client, workload, &change).await?,
         WorkloadKind::StatefulSet => restore::<StatefulSet>(client, workload, &change).await?,
         WorkloadKind::DaemonSet => restore::<DaemonSet>(client, workload, &change).await?,
+        WorkloadKind::DeploymentConfig => {
+            restore::<DeploymentConfig>(client, workload, &change).await?
+        }
         _ => return Err(unsupported(workload, "rollback")),
     };
     if outcome == ApplyOutcome::Applied {
@@ -537,23 +604,22 @@ async fn restore<K: RolloutObject>(
             .get(&workload.name)
             .await
             .map_err(|e| from_kube(e, &workload.request("get")))?;
-        let pod = object.pod_spec().cloned().unwrap_or_default();
-        let (list, running) =
-            if let Some(c) = pod.containers.iter().find(|c| c.name == change.container) {
-                ("containers", c.image.clone().unwrap_or_default())
-            } else if let Some(c) = pod
-                .init_containers
-                .iter()
-                .flatten()
-                .find(|c| c.name == change.container)
-            {
-                ("initContainers", c.image.clone().unwrap_or_default())
-            } else {
-                return Err(Error::not_found(format!(
-                    "container {} of {workload}",
-                    change.container
-                )));
-            };
+        let view = object.view();
+        let found = view
+            .container(change.container, false)
+            .or_else(|| view.container(change.container, true));
+        let Some(found) = found else {
+            return Err(Error::not_found(format!(
+                "container {} of {workload}",
+                change.container
+            )));
+        };
+        let list = if found.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        let running = found.image.clone().unwrap_or_default();
         if running == change.previous_image {
             return Ok(ApplyOutcome::AlreadyCurrent);
         }
@@ -591,14 +657,33 @@ async fn restore<K: RolloutObject>(
                 list: [{ "name": change.container, "image": change.previous_image }],
             }}},
         });
-        match api
-            .patch(
+        let sent = if K::KIND.is_openshift() {
+            // The same change as a JSON patch, with the `resourceVersion` read.
+            let ops = serde_json::to_value(&object)
+                .map_err(|e| e.to_string())
+                .and_then(|current| crate::openshift::json_patch_of(&current, &body))
+                .and_then(|ops| {
+                    serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| e.to_string())
+                })
+                .map_err(|reason| Error::Conflict {
+                    action: format!("roll back container {} of {workload}", change.container),
+                    reason,
+                })?;
+            api.patch(
+                &workload.name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(ops),
+            )
+            .await
+        } else {
+            api.patch(
                 &workload.name,
                 &PatchParams::default(),
                 &Patch::Strategic(&body),
             )
             .await
-        {
+        };
+        match sent {
             Ok(_) => return Ok(ApplyOutcome::Applied),
             Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
                 tracing::debug!(workload = %workload, attempt, "rollback conflicted; re-reading");
@@ -754,5 +839,78 @@ mod tests {
         let s = RolloutStatus::of_daemon_set(&ds).unwrap();
         assert!(!s.complete);
         assert_eq!(s.waiting_for, "2 of 3 updated pods to be available");
+    }
+}
+
+#[cfg(test)]
+mod deployment_config_tests {
+    use super::*;
+
+    fn dc(
+        generation: i64,
+        replicas: serde_json::Value,
+        status: serde_json::Value,
+    ) -> RolloutStatus {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+            "metadata": { "name": "web", "namespace": "shop", "generation": generation },
+            "spec": { "replicas": replicas },
+            "status": status,
+        }))
+        .unwrap();
+        RolloutStatus::of_deployment_config(&object)
+    }
+
+    #[test]
+    fn deployment_configs_follow_oc_rollout_status() {
+        let unobserved = dc(2, json!(2), json!({ "observedGeneration": 1 }));
+        assert!(!unobserved.complete && !unobserved.observed_generation_current);
+        let rolling = dc(
+            2,
+            json!(2),
+            json!({ "observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2 }),
+        );
+        assert_eq!(rolling.waiting_for, "1 old replicas to terminate");
+        let done = dc(
+            2,
+            json!(2),
+            json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
+                    "conditions": [{ "type": "Progressing", "status": "True",
+                                     "reason": "NewReplicationControllerAvailable" }] }),
+        );
+        assert!(done.complete && !done.failed(), "{done}");
+        let failed = dc(
+            2,
+            json!(2),
+            json!({ "observedGeneration": 2, "updatedReplicas": 0,
+                    "conditions": [{ "type": "Progressing", "status": "False",
+                                     "reason": "ProgressDeadlineExceeded", "message": "web-2 timed out" }] }),
+        );
+        assert!(!failed.complete);
+        assert!(
+            failed
+                .failed_reason
+                .as_deref()
+                .unwrap()
+                .contains("web-2 timed out")
+        );
+    }
+
+    #[test]
+    fn odd_statuses_are_not_complete_and_do_not_panic() {
+        for status in [
+            json!(null),
+            json!("x"),
+            json!({ "conditions": 3, "replicas": "two" }),
+        ] {
+            let s = dc(1, json!("many"), status.clone());
+            assert!(!s.complete, "{status}");
+        }
+        let huge = dc(
+            1,
+            json!(1),
+            json!({ "observedGeneration": 1, "updatedReplicas": i64::MAX }),
+        );
+        assert_eq!(huge.updated, 0);
     }
 }

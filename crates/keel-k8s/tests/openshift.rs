@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
-use keel_k8s::{KubeTarget, WorkloadKind};
+use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::{
     ADMIN, ApiServer, HookFuture, RecordedRequest, grant, install_openshift_crds, wait_until,
@@ -771,4 +771,116 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
         }
         other => panic!("expected unauthorized, got {other:?}"),
     }
+}
+
+/// Writes the `/status` of DeploymentConfig `name` (no OpenShift controller does here), with
+/// `observedGeneration` set to its current generation.
+async fn set_dc_status(client: &Client, ns: &str, name: &str, mut status: Value) {
+    let dc = get(client, ns, "DeploymentConfig", name).await;
+    status["observedGeneration"] = dc["metadata"]["generation"].clone();
+    api(client, ns, "DeploymentConfig")
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .expect("patch the status");
+}
+
+#[tokio::test]
+async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
+    let Some((_, ns, admin)) = openshift_namespace("os-rollout").await else {
+        return;
+    };
+    for name in ["good", "bad"] {
+        create(
+            &admin,
+            &ns,
+            "DeploymentConfig",
+            deployment_config(
+                name,
+                json!({ "keel.sh/policy": "minor" }),
+                &[("app", "ghcr.io/acme/web:1.2.3")],
+                json!([{ "type": "ConfigChange" }]),
+            ),
+        )
+        .await;
+    }
+    let target = target_in(admin.clone(), &ns).await;
+    target.discover().await.expect("discover");
+    let good = plan(
+        &format!("deploymentconfig/{ns}/good/app"),
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    let bad = plan(
+        &format!("deploymentconfig/{ns}/bad/app"),
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    for update in [&good, &bad] {
+        assert_eq!(
+            target.apply(update).await.expect("apply"),
+            ApplyOutcome::Applied
+        );
+    }
+    set_dc_status(
+        &admin,
+        &ns,
+        "good",
+        json!({ "latestVersion": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
+                "conditions": [{ "type": "Progressing", "status": "True",
+                                 "reason": "NewReplicationControllerAvailable" }] }),
+    )
+    .await;
+    set_dc_status(
+        &admin,
+        &ns,
+        "bad",
+        json!({ "latestVersion": 2, "replicas": 1, "updatedReplicas": 0, "availableReplicas": 1,
+                "conditions": [{ "type": "Progressing", "status": "False",
+                                 "reason": "ProgressDeadlineExceeded",
+                                 "message": "replication controller \"bad-2\" has failed progressing" }] }),
+    )
+    .await;
+    match target.verify_rollout(&good, Duration::from_secs(10)).await {
+        Ok(RolloutVerdict::Complete(status)) => assert_eq!(status.available, 1),
+        other => panic!("expected a complete rollout, got {other:?}"),
+    }
+    assert_eq!(
+        dc_image(&admin, &ns, "good", "app").await,
+        "ghcr.io/acme/web:1.3.0"
+    );
+
+    // The watch must have seen the applied image before the rollback compares with it.
+    discover_until(&target, "the applied images", |images| {
+        images
+            .iter()
+            .filter(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
+            .count()
+            == 2
+    })
+    .await;
+    match target.verify_rollout(&bad, Duration::from_secs(10)).await {
+        Ok(RolloutVerdict::RolledBack(status)) => {
+            assert!(
+                status
+                    .failed_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("bad-2")),
+                "{status:?}"
+            );
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    assert_eq!(
+        dc_image(&admin, &ns, "bad", "app").await,
+        "ghcr.io/acme/web:1.2.3"
+    );
+    let dc = get(&admin, &ns, "DeploymentConfig", "bad").await;
+    let note = dc["metadata"]["annotations"]["keel.sh/rollback"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("restored to ghcr.io/acme/web:1.2.3"), "{dc}");
 }
