@@ -38,7 +38,10 @@
 //!     patched (OpenShift would write over it): its ImageStream tag is tracked instead, with
 //!     the DeploymentConfig's keys unless the tag has keys of its own; when that is not
 //!     possible (the stream is not watched or not found, the tag has no external source),
-//!     [`KubeTarget::problems`] says why.
+//!     [`KubeTarget::problems`] says why;
+//!   - the same holds for a container of any kind named by the `image.openshift.io/triggers`
+//!     annotation (where ImageStreams are not watched, the annotation is ignored), and
+//!     [`KubeTarget::image_triggers`] lists every such chain, tag to container.
 //! - Discovery runs on watches and local caches: after the first call, [`Target::discover`]
 //!   makes no request (no LIST calls in steady state).
 //! - Updates patch only the container's `image`, guarded by `resourceVersion`, retried after
@@ -85,7 +88,9 @@ mod workload;
 
 pub use keel_core::Target;
 pub use keys::{Problem, ProblemLog};
-pub use target::{FIELD_MANAGER, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadImage};
+pub use target::{
+    FIELD_MANAGER, ImageTrigger, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadImage,
+};
 pub use workload::WorkloadKind;
 
 pub mod secrets;

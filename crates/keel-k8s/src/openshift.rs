@@ -197,6 +197,61 @@ fn image_change_triggers(data: &Value, namespace: &str) -> Vec<(String, StreamTa
     driven
 }
 
+/// The annotation by which OpenShift's image trigger controller writes the image of an
+/// ImageStreamTag into a container of a Deployment, StatefulSet, DaemonSet or CronJob.
+pub(crate) const TRIGGERS_ANNOTATION: &str = "image.openshift.io/triggers";
+
+/// The containers `image.openshift.io/triggers` in `annotations` drives, as (container,
+/// whether an init container, ImageStream tag): a JSON list of
+/// `{"from": {"kind": "ImageStreamTag", "name": "web:stable", "namespace": ...},
+/// "fieldPath": "spec.template.spec.containers[?(@.name==\"web\")].image", "paused": ...}`.
+/// Paused triggers, other kinds of `from` and field paths that do not name a container by
+/// name are left out; an annotation that does not parse drives nothing.
+pub(crate) fn annotation_triggers(
+    annotations: &BTreeMap<String, String>,
+    namespace: &str,
+) -> Vec<(String, bool, StreamTag)> {
+    let Some(list) = annotations
+        .get(TRIGGERS_ANNOTATION)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return Vec::new();
+    };
+    let mut driven = Vec::new();
+    for trigger in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let paused = match trigger.get("paused") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
+        if paused || str_at(trigger, "/from/kind").unwrap_or("ImageStreamTag") != "ImageStreamTag" {
+            continue;
+        }
+        let Some(tag) = str_at(trigger, "/from/name").and_then(|name| {
+            StreamTag::from_reference(name, str_at(trigger, "/from/namespace"), namespace)
+        }) else {
+            continue;
+        };
+        if let Some((container, init)) = str_at(trigger, "/fieldPath").and_then(container_of_path) {
+            driven.push((container, init, tag));
+        }
+    }
+    driven
+}
+
+/// The container a trigger's field path names: `...containers[?(@.name=="web")].image` (one
+/// `=` and single quotes too), and whether it is an init container.
+fn container_of_path(path: &str) -> Option<(String, bool)> {
+    let start = path.find("ontainers[?(@.name=")?;
+    let init = path[..start].ends_with("initC");
+    let rest = path[start + "ontainers[?(@.name=".len()..].trim_start_matches('=');
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    let end = rest.find(quote)?;
+    let name = &rest[..end];
+    (!name.is_empty()).then(|| (name.to_owned(), init))
+}
+
 impl Workload for ImageStream {
     const KIND: WorkloadKind = WorkloadKind::ImageStream;
 
@@ -343,6 +398,40 @@ mod tests {
         assert_eq!(view.container("proxy", false).unwrap().driven_by, None);
         assert_eq!(view.container("odd", false).unwrap().image, None);
         assert_eq!(view.pull_secrets, ["regcred"]);
+    }
+
+    #[test]
+    fn the_triggers_annotation_names_containers_by_field_path() {
+        let annotations = BTreeMap::from([(
+            TRIGGERS_ANNOTATION.to_owned(),
+            json!([
+                { "from": { "kind": "ImageStreamTag", "name": "web:stable" },
+                  "fieldPath": "spec.template.spec.containers[?(@.name==\"app\")].image" },
+                { "from": { "kind": "ImageStreamTag", "name": "tools:1", "namespace": "base" },
+                  "fieldPath": "spec.template.spec.initContainers[?(@.name='setup')].image",
+                  "paused": "false" },
+                { "from": { "kind": "ImageStreamTag", "name": "web:edge" },
+                  "fieldPath": "spec.template.spec.containers[?(@.name==\"paused\")].image",
+                  "paused": true },
+                { "from": { "kind": "ImageStreamTag", "name": "web:x" },
+                  "fieldPath": "spec.template.spec.containers[0].image" },
+                { "from": { "kind": "DockerImage", "name": "nginx" },
+                  "fieldPath": "spec.template.spec.containers[?(@.name==\"d\")].image" },
+                "not an object",
+                { "from": { "name": "web:y" }, "fieldPath": "containers[?(@.name==\"" }
+            ])
+            .to_string(),
+        )]);
+        let driven: Vec<String> = annotation_triggers(&annotations, "shop")
+            .into_iter()
+            .map(|(c, init, tag)| format!("{c} {init} {tag}"))
+            .collect();
+        assert_eq!(
+            driven,
+            ["app false shop/web:stable", "setup true base/tools:1"]
+        );
+        let broken = BTreeMap::from([(TRIGGERS_ANNOTATION.to_owned(), "{".to_owned())]);
+        assert!(annotation_triggers(&broken, "shop").is_empty());
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! must run the new template and be available (ready, for a StatefulSet) with no old replica
 //! left; a Deployment whose `Progressing` condition says `ProgressDeadlineExceeded` has
 //! failed. An OpenShift DeploymentConfig is read the same way from its own status and
-//! conditions ([`RolloutStatus::of_deployment_config`]). [`watch_rollout`] follows one workload with a watch until its rollout completes,
-//! fails or a deadline passes, and [`rollback`] restores a container's previous image when
-//! it did not complete.
+//! conditions ([`RolloutStatus::of_deployment_config`]). [`watch_rollout`] follows one
+//! workload with a watch until its rollout completes, fails or a deadline passes, and
+//! [`rollback`] restores a container's previous image when it did not complete.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), keel_core::Error> {

@@ -211,6 +211,9 @@ pub(crate) struct ContainerView {
     /// The ImageStream tag whose automatic `ImageChange` trigger writes this container's image
     /// (DeploymentConfigs only): OpenShift overwrites a direct change.
     pub(crate) driven_by: Option<crate::openshift::StreamTag>,
+    /// Whether `driven_by` comes from the `image.openshift.io/triggers` annotation, which only
+    /// OpenShift acts on (it is ignored where ImageStreams are not watched).
+    pub(crate) driven_by_annotation: bool,
     /// `keel.sh/*` keys of this container alone, over the workload's (an ImageStream tag's
     /// own annotations).
     pub(crate) keys: BTreeMap<String, String>,
@@ -224,6 +227,7 @@ impl ContainerView {
             image,
             init,
             driven_by: None,
+            driven_by_annotation: false,
             keys: BTreeMap::new(),
         }
     }
@@ -293,9 +297,21 @@ impl WorkloadView {
                 .filter(|n| !n.is_empty())
                 .collect();
         }
+        let namespace = object.namespace().unwrap_or_default();
+        for (container, init, tag) in
+            crate::openshift::annotation_triggers(object.annotations(), &namespace)
+        {
+            if let Some(c) = containers
+                .iter_mut()
+                .find(|c| c.name == container && c.init == init)
+            {
+                c.driven_by = Some(tag);
+                c.driven_by_annotation = true;
+            }
+        }
         WorkloadView {
             kind,
-            namespace: object.namespace().unwrap_or_default(),
+            namespace,
             name: object.name_any(),
             resource_version: object.resource_version(),
             annotations: object.annotations().clone(),
@@ -303,6 +319,18 @@ impl WorkloadView {
             containers,
             pull_secrets,
         }
+    }
+
+    /// The view where OpenShift's `image.openshift.io/triggers` annotation does nothing
+    /// (ImageStreams are not watched, or not served): its containers are not driven.
+    pub(crate) fn without_annotation_triggers(mut self) -> Self {
+        for c in &mut self.containers {
+            if c.driven_by_annotation {
+                c.driven_by = None;
+                c.driven_by_annotation = false;
+            }
+        }
+        self
     }
 
     /// The container with `name` (an init container when `init`).

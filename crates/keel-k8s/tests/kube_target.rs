@@ -1051,8 +1051,15 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back() {
 
 #[tokio::test]
 async fn a_server_without_openshift_groups_is_not_disturbed() {
-    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3");
-    let Some((server, ns, _)) = namespace_with("no-openshift", [web]).await else {
+    // Without OpenShift nothing acts on `image.openshift.io/triggers`: the container is
+    // tracked and patched as usual.
+    let triggers = json!([{
+        "from": { "kind": "ImageStreamTag", "name": "web:stable" },
+        "fieldPath": "spec.template.spec.containers[?(@.name==\"app\")].image",
+    }]);
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
+        .annotation("image.openshift.io/triggers", &triggers.to_string());
+    let Some((server, ns, admin)) = namespace_with("no-openshift", [web]).await else {
         return;
     };
     let (client, log) = server.counting_admin_client();
@@ -1062,6 +1069,23 @@ async fn a_server_without_openshift_groups_is_not_disturbed() {
     let images = target.discover().await.expect("discover");
     assert_eq!(ids(&images), [format!("deployment/{ns}/web/app")]);
     assert!(target.problems().is_empty(), "{:?}", target.problems());
+    assert!(target.image_triggers().await.expect("triggers").is_empty());
+    let id = format!("deployment/{ns}/web/app");
+    assert_eq!(
+        apply(
+            &target,
+            &id,
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0"
+        )
+        .await
+        .expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await[0].1,
+        "ghcr.io/acme/web:1.3.0"
+    );
     // One discovery request per OpenShift group, and nothing else of theirs.
     let openshift: Vec<String> = log
         .all()

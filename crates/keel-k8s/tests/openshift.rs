@@ -17,7 +17,8 @@ use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, U
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::{
-    ADMIN, ApiServer, HookFuture, RecordedRequest, grant, install_openshift_crds, wait_until,
+    ADMIN, ApiServer, HookFuture, RecordedRequest, Workload, deployment_images, grant,
+    install_openshift_crds, wait_until,
 };
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
@@ -883,4 +884,110 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
         .as_str()
         .unwrap_or_default();
     assert!(note.contains("restored to ghcr.io/acme/web:1.2.3"), "{dc}");
+}
+
+/// The `image.openshift.io/triggers` annotation driving container `container` from `from`.
+fn triggers_annotation(container: &str, from: &str) -> String {
+    json!([{
+        "from": { "kind": "ImageStreamTag", "name": from },
+        "fieldPath": format!("spec.template.spec.containers[?(@.name==\"{container}\")].image"),
+    }])
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_container() {
+    let Some((_, ns, admin)) = openshift_namespace("os-annotation").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "web",
+            json!({}),
+            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
+        ),
+    )
+    .await;
+    Workload::keel_deployment("web", "minor", INTERNAL)
+        .annotation(
+            "image.openshift.io/triggers",
+            &triggers_annotation("app", "web:stable"),
+        )
+        .container("proxy", "nginx:1.25.0")
+        .create(&admin, &ns)
+        .await;
+    create(
+        &admin,
+        &ns,
+        "DeploymentConfig",
+        deployment_config(
+            "dc",
+            json!({}),
+            &[("app", INTERNAL)],
+            json!([image_change(&["app"], "web:stable")]),
+        ),
+    )
+    .await;
+    let target = target_in(admin.clone(), &ns).await;
+    let images = target.discover().await.expect("discover");
+    assert_eq!(
+        ids(&images),
+        [
+            format!("deployment/{ns}/web/proxy"),
+            format!("imagestream/{ns}/web/stable"),
+        ]
+    );
+    let chain: Vec<String> = target
+        .image_triggers()
+        .await
+        .expect("triggers")
+        .into_iter()
+        .map(|t| {
+            format!(
+                "{} {}/{} {} <- {} ({}) <- {} tracked as {}",
+                t.kind,
+                t.namespace,
+                t.name,
+                t.container,
+                t.image_stream_tag,
+                t.via,
+                t.source.unwrap_or_default(),
+                t.tracked_id.unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            format!(
+                "deployment {ns}/web app <- {ns}/web:stable (image.openshift.io/triggers) \
+                 <- ghcr.io/acme/web:1.2.3 tracked as imagestream/{ns}/web/stable"
+            ),
+            format!(
+                "deploymentconfig {ns}/dc app <- {ns}/web:stable (ImageChange trigger) \
+                 <- ghcr.io/acme/web:1.2.3 tracked as imagestream/{ns}/web/stable"
+            ),
+        ]
+    );
+    let update = plan(
+        &format!("imagestream/{ns}/web/stable"),
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    assert_eq!(
+        target.apply(&update).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        "ghcr.io/acme/web:1.3.0"
+    );
+    assert_eq!(
+        deployment_images(&admin, &ns, "web", false).await[0],
+        ("app".to_owned(), INTERNAL.to_owned()),
+        "OpenShift's trigger controller, not keel-rs, writes the container"
+    );
 }

@@ -45,7 +45,7 @@ impl KubeTarget {
                 .get(&id.name)
                 .await
                 .map_err(|e| kerr::from_kube(e, &request("get")))?;
-            let view = object.view();
+            let view = self.effective(object.view());
             let container = view.container(&id.container, id.init).ok_or_else(|| {
                 Error::not_found(format!(
                     "{}container {} in {}",
@@ -59,9 +59,12 @@ impl KubeTarget {
                 return Err(Error::Conflict {
                     action,
                     reason: format!(
-                        "{id} is driven by the automatic ImageChange trigger from \
-                         ImageStreamTag {tag}; update imagestream/{}/{}/{} instead",
-                        tag.namespace, tag.stream, tag.tag
+                        "{id} is driven by {} from ImageStreamTag {tag}; update \
+                         imagestream/{}/{}/{} instead",
+                        super::discovery::trigger_name(container),
+                        tag.namespace,
+                        tag.stream,
+                        tag.tag
                     ),
                 });
             }

@@ -36,13 +36,9 @@ impl KubeTarget {
     pub(super) async fn scan(&self) -> Result<Scan, Error> {
         self.wait_synced().await?;
         let mut scan = Scan::default();
-        let views: Vec<WorkloadView> = self.inner.caches.iter().flat_map(|c| c.views()).collect();
+        let views = self.views();
         let streams = Streams {
-            watched: self
-                .inner
-                .settings
-                .kinds
-                .contains(&WorkloadKind::ImageStream),
+            watched: self.watches_streams(),
             views: views
                 .iter()
                 .filter(|v| v.kind == WorkloadKind::ImageStream)
@@ -73,6 +69,94 @@ impl KubeTarget {
             .problems
             .record(&self.inner.settings.name, scan.problems.clone());
         Ok(scan)
+    }
+
+    /// Whether ImageStreams are watched (served, and not left out by the builder).
+    pub(super) fn watches_streams(&self) -> bool {
+        self.inner
+            .settings
+            .kinds
+            .contains(&WorkloadKind::ImageStream)
+    }
+
+    /// `view` as OpenShift acts on it: where ImageStreams are not watched, the
+    /// `image.openshift.io/triggers` annotation drives nothing.
+    pub(super) fn effective(&self, view: WorkloadView) -> WorkloadView {
+        if self.watches_streams() {
+            view
+        } else {
+            view.without_annotation_triggers()
+        }
+    }
+
+    /// The views of every cached object.
+    pub(super) fn views(&self) -> Vec<WorkloadView> {
+        self.inner
+            .caches
+            .iter()
+            .flat_map(|c| c.views())
+            .map(|v| self.effective(v))
+            .collect()
+    }
+
+    /// See [`KubeTarget::image_triggers`].
+    pub(super) async fn triggers(&self) -> Result<Vec<ImageTrigger>, Error> {
+        let scan = self.scan().await?;
+        let views = self.views();
+        let mut triggers = Vec::new();
+        for view in &views {
+            for container in &view.containers {
+                let Some(tag) = &container.driven_by else {
+                    continue;
+                };
+                let stream = views.iter().find(|v| {
+                    v.kind == WorkloadKind::ImageStream
+                        && v.namespace == tag.namespace
+                        && v.name == tag.stream
+                });
+                let source = stream
+                    .and_then(|s| s.container(&tag.tag, false))
+                    .and_then(|c| c.image.clone());
+                let tag_id = ContainerId {
+                    kind: WorkloadKind::ImageStream,
+                    namespace: tag.namespace.clone(),
+                    name: tag.stream.clone(),
+                    container: tag.tag.clone(),
+                    init: false,
+                }
+                .to_string();
+                let tracked_id = scan
+                    .tracked
+                    .iter()
+                    .any(|(t, _)| t.id == tag_id)
+                    .then_some(tag_id);
+                triggers.push(ImageTrigger {
+                    kind: view.kind.to_string(),
+                    namespace: view.namespace.clone(),
+                    name: view.name.clone(),
+                    container: container.name.clone(),
+                    init: container.init,
+                    image: container.image.clone().unwrap_or_default(),
+                    image_stream_tag: tag.to_string(),
+                    via: if container.driven_by_annotation {
+                        crate::openshift::TRIGGERS_ANNOTATION.to_owned()
+                    } else {
+                        "ImageChange trigger".to_owned()
+                    },
+                    source,
+                    tracked_id,
+                });
+            }
+        }
+        triggers.sort_by(|a, b| {
+            (&a.kind, &a.namespace, &a.name, &a.container).cmp(&(
+                &b.kind,
+                &b.namespace,
+                &b.name,
+                &b.container,
+            ))
+        });
+        Ok(triggers)
     }
 
     pub(super) fn in_scope(&self, namespace: &str) -> bool {
@@ -147,14 +231,15 @@ pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, sc
         }
         let key = format!("image of container {}", container.name);
         let text = container.image.as_deref().unwrap_or_default();
+        let via = trigger_name(container);
         let cannot = |why: String| {
             problem(
                 view,
                 &key,
                 text,
                 format!(
-                    "driven by the automatic ImageChange trigger from ImageStreamTag {tag}, so \
-                     not patched (OpenShift would overwrite it), and {why}"
+                    "driven by {via} from ImageStreamTag {tag}, so not patched (OpenShift \
+                     would overwrite it), and {why}"
                 ),
             )
         };
@@ -208,6 +293,15 @@ pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, sc
             ..(*stream).clone()
         };
         track_workload(&followed, scan);
+    }
+}
+
+/// What drives `container`'s image, in words.
+pub(super) fn trigger_name(container: &crate::workload::ContainerView) -> &'static str {
+    if container.driven_by_annotation {
+        "the image.openshift.io/triggers annotation"
+    } else {
+        "the automatic ImageChange trigger"
     }
 }
 

@@ -115,6 +115,36 @@ pub struct WorkloadImage {
     pub trigger: String,
 }
 
+/// A container whose image OpenShift writes from an ImageStream tag, for listings such as
+/// `keel check --kube`: the whole chain from the external image to the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ImageTrigger {
+    /// The workload's kind.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The container's name.
+    pub container: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// The image the container has now (written by OpenShift).
+    pub image: String,
+    /// The ImageStreamTag that drives it, `namespace/stream:tag`.
+    pub image_stream_tag: String,
+    /// What drives it: `ImageChange trigger` (a DeploymentConfig's) or
+    /// `image.openshift.io/triggers` (the annotation).
+    pub via: String,
+    /// The external image the tag follows (its `from.name`), when the stream is watched and
+    /// the tag has one.
+    pub source: Option<String>,
+    /// The id of the tracked ImageStream tag, when keel-rs updates it (by the stream's keys or
+    /// the workload's).
+    pub tracked_id: Option<String>,
+}
+
 /// What [`KubeTarget::verify_rollout`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutVerdict {
@@ -172,6 +202,19 @@ impl KubeTarget {
     pub async fn workloads(&self) -> Result<Vec<WorkloadImage>, Error> {
         let scan = self.scan().await?;
         Ok(scan.tracked.into_iter().map(|(_, w)| w).collect())
+    }
+
+    /// Every container, of any watched kind, whose image an OpenShift ImageStream tag drives
+    /// (a DeploymentConfig's automatic `ImageChange` trigger, or the
+    /// `image.openshift.io/triggers` annotation where ImageStreams are watched), with the tag,
+    /// its external source and whether keel-rs tracks the tag; sorted by workload and
+    /// container. Such containers are never patched directly. Waits for the caches like
+    /// [`Target::discover`].
+    ///
+    /// # Errors
+    /// As [`Target::discover`].
+    pub async fn image_triggers(&self) -> Result<Vec<ImageTrigger>, Error> {
+        self.triggers().await
     }
 
     /// The pull secrets the tracked image `tracked_id` is pulled with, as
