@@ -36,7 +36,8 @@ impl KubeTarget {
     pub(super) async fn scan(&self) -> Result<Scan, Error> {
         self.wait_synced().await?;
         let mut scan = Scan::default();
-        let views = self.views();
+        let mut views = self.views();
+        views.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         let streams = Streams {
             watched: self.watches_streams(),
             views: views
@@ -46,21 +47,14 @@ impl KubeTarget {
                 .collect(),
             in_scope: &|ns: &str| self.in_scope(ns),
         };
-        let mut followed = Scan::default();
         for view in &views {
             track_workload(view, &mut scan);
-            track_followed_tags(view, &streams, &mut followed);
         }
-        // An ImageStream tag with keys of its own follows them; the first DeploymentConfig
-        // (by id) decides for a tag that several follow.
-        followed.tracked.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-        for (tracked, listing) in followed.tracked {
-            if !scan.tracked.iter().any(|(t, _)| t.id == tracked.id) {
-                scan.tracked.push((tracked, listing));
-            }
+        // After every tag with keys of its own is tracked, which then follows them; of several
+        // workloads following one tag, the first by kind, namespace and name decides.
+        for view in &views {
+            track_followed_tags(view, &streams, &mut scan);
         }
-        scan.problems.extend(followed.problems);
-        scan.pull_secrets.extend(followed.pull_secrets);
         scan.tracked.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         scan.problems.sort_by(|a, b| {
             (&a.kind, &a.namespace, &a.name, &a.key).cmp(&(&b.kind, &b.namespace, &b.name, &b.key))
@@ -212,10 +206,11 @@ pub(super) struct Streams<'a> {
     pub(super) in_scope: &'a dyn Fn(&str) -> bool,
 }
 
-/// Adds, for each container of a tracked DeploymentConfig that an automatic `ImageChange`
-/// trigger drives, the ImageStream tag it follows, tracked with the DeploymentConfig's keys
-/// (OpenShift then rolls the DeploymentConfig out itself); or the problem that says why the
-/// tag cannot be updated.
+/// Adds, for each container of a tracked workload that an ImageStream tag drives (an automatic
+/// `ImageChange` trigger or `image.openshift.io/triggers`), the tag it follows, tracked with
+/// the workload's keys (OpenShift then rolls the workload out itself), unless the tag is
+/// tracked already (by keys of its own, or for another workload); or the problem that says
+/// why the tag cannot be updated.
 pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, scan: &mut Scan) {
     let keys = Keys::new(Some(&view.annotations), Some(&view.labels));
     // Bad keys are reported by `track_workload`.
@@ -261,6 +256,17 @@ pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, sc
             )));
             continue;
         };
+        let tag_id = ContainerId {
+            kind: WorkloadKind::ImageStream,
+            namespace: tag.namespace.clone(),
+            name: tag.stream.clone(),
+            container: tag.tag.clone(),
+            init: false,
+        }
+        .to_string();
+        if scan.tracked.iter().any(|(t, _)| t.id == tag_id) {
+            continue;
+        }
         let Some(source) = stream
             .container(&tag.tag, false)
             .filter(|c| c.image.is_some())

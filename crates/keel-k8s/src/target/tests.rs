@@ -95,3 +95,143 @@ fn pull_secrets_merge_template_and_annotation() {
     let v = view(&[(keys::IMAGE_PULL_SECRET, "extra,regcred, more ")], &[]);
     assert_eq!(pull_secret_names(&v), ["regcred", "extra", "more"]);
 }
+
+mod followed_tags {
+    use std::collections::HashMap;
+
+    use super::super::discovery::{Scan, Streams, track_followed_tags, track_workload};
+    use super::*;
+    use crate::openshift::StreamTag;
+
+    /// A DeploymentConfig `shop/web` with `policy`, whose container `app` follows
+    /// `shop/web:stable`.
+    fn dc(policy: &str) -> WorkloadView {
+        let kind = WorkloadKind::DeploymentConfig;
+        let mut view = WorkloadView::for_test(
+            kind,
+            ("shop", "web"),
+            &[(keys::POLICY, policy)],
+            &[
+                ("app", "internal/web@sha256:1", false),
+                ("proxy", "nginx:1.25.0", false),
+            ],
+        );
+        view.containers[0].driven_by = Some(StreamTag {
+            namespace: "shop".into(),
+            stream: "web".into(),
+            tag: "stable".into(),
+        });
+        view
+    }
+
+    /// The ImageStream `shop/web` with annotations and its tag `stable` from `source`.
+    fn stream(annotations: &[(&str, &str)], source: Option<&str>) -> WorkloadView {
+        let kind = WorkloadKind::ImageStream;
+        let mut view = WorkloadView::for_test(kind, ("shop", "web"), annotations, &[]);
+        view.containers = vec![crate::workload::ContainerView::plain(
+            "stable",
+            source.map(str::to_owned),
+            false,
+        )];
+        view
+    }
+
+    fn scan_of(views: &[WorkloadView], watched: bool) -> Scan {
+        let in_scope = |_: &str| true;
+        let streams = Streams {
+            watched,
+            views: views
+                .iter()
+                .filter(|v| v.kind == WorkloadKind::ImageStream)
+                .map(|v| ((v.namespace.clone(), v.name.clone()), v))
+                .collect::<HashMap<_, _>>(),
+            in_scope: &in_scope,
+        };
+        let mut scan = Scan::default();
+        for view in views {
+            track_workload(view, &mut scan);
+        }
+        for view in views {
+            track_followed_tags(view, &streams, &mut scan);
+        }
+        scan
+    }
+
+    fn listed(scan: &Scan) -> Vec<(String, String, String)> {
+        scan.tracked
+            .iter()
+            .map(|(t, w)| (t.id.clone(), w.policy.clone(), w.image.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_tag_is_tracked_with_the_workloads_keys_instead_of_the_container() {
+        let scan = scan_of(
+            &[dc("minor"), stream(&[], Some("ghcr.io/acme/web:1.2.3"))],
+            true,
+        );
+        assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+        assert_eq!(
+            listed(&scan),
+            [
+                (
+                    "deploymentconfig/shop/web/proxy".into(),
+                    "minor".into(),
+                    "nginx:1.25.0".into()
+                ),
+                (
+                    "imagestream/shop/web/stable".into(),
+                    "minor".into(),
+                    "ghcr.io/acme/web:1.2.3".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tag_with_keys_of_its_own_follows_them() {
+        let own = stream(&[(keys::POLICY, "patch")], Some("ghcr.io/acme/web:1.2.3"));
+        let scan = scan_of(&[dc("major"), own], true);
+        let tags: Vec<_> = listed(&scan)
+            .into_iter()
+            .filter(|(id, _, _)| id.starts_with("imagestream/"))
+            .collect();
+        assert_eq!(
+            tags,
+            [(
+                "imagestream/shop/web/stable".into(),
+                "patch".into(),
+                "ghcr.io/acme/web:1.2.3".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn why_a_tag_cannot_be_followed_is_said() {
+        let cases = [
+            (vec![dc("minor")], false, "are not watched"),
+            (
+                vec![dc("minor")],
+                true,
+                "ImageStream shop/web was not found",
+            ),
+            (
+                vec![dc("minor"), stream(&[], None)],
+                true,
+                "no external DockerImage source",
+            ),
+        ];
+        for (views, watched, why) in cases {
+            let scan = scan_of(&views, watched);
+            assert_eq!(scan.tracked.len(), 1, "only the proxy: {why}");
+            assert_eq!(scan.problems.len(), 1, "{why}");
+            let text = scan.problems[0].to_string();
+            assert!(text.contains(why), "{text}");
+            assert!(text.contains("ImageStreamTag shop/web:stable"), "{text}");
+            assert!(
+                text.starts_with("deploymentconfig shop/web: image of container app"),
+                "{text}"
+            );
+        }
+    }
+}
