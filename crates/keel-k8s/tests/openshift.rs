@@ -991,3 +991,108 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
         "OpenShift's trigger controller, not keel-rs, writes the container"
     );
 }
+
+#[tokio::test]
+async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
+    let Some((server, ns, admin)) = openshift_namespace("os-is-conflict").await else {
+        return;
+    };
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "web",
+            json!({ "keel.sh/policy": "minor" }),
+            &[
+                ("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({})),
+                (
+                    "other",
+                    "DockerImage",
+                    "ghcr.io/acme/other:1.0.0",
+                    json!({}),
+                ),
+            ],
+        ),
+    )
+    .await;
+    // Before each of the first two PATCHes of the stream goes out, someone else moves its
+    // other tag.
+    let path = format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/web");
+    let changes = Arc::new(AtomicUsize::new(0));
+    let hook_admin = admin.clone();
+    let hook_ns = ns.clone();
+    let hook_changes = Arc::clone(&changes);
+    let client = server.intercepting_client_as(
+        ADMIN,
+        Arc::new(move |request: &RecordedRequest| {
+            if request.method != "PATCH" || request.path != path {
+                return None;
+            }
+            let admin = hook_admin.clone();
+            let ns = hook_ns.clone();
+            let n = hook_changes.fetch_add(1, Ordering::SeqCst);
+            if n >= 2 {
+                return None;
+            }
+            let change: HookFuture = Box::pin(async move {
+                let to = format!("ghcr.io/acme/other:1.0.{}", n + 1);
+                let patch = json!([
+                    { "op": "test", "path": "/spec/tags/1/name", "value": "other" },
+                    { "op": "replace", "path": "/spec/tags/1/from/name", "value": to },
+                ]);
+                api(&admin, &ns, "ImageStream")
+                    .patch(
+                        "web",
+                        &PatchParams::default(),
+                        &Patch::<()>::Json(serde_json::from_value(patch).expect("a JSON patch")),
+                    )
+                    .await
+                    .expect("the concurrent change");
+            });
+            Some(change)
+        }),
+    );
+    let impatient = KubeTarget::builder(client.clone())
+        .with_namespaces([ns.as_str()])
+        .with_conflict_retries(0)
+        .build()
+        .await
+        .expect("build");
+    let id = format!("imagestream/{ns}/web/stable");
+    let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
+    match impatient.apply(&update).await {
+        Err(Error::Conflict { reason, .. }) => assert!(reason.contains("409"), "{reason}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        "ghcr.io/acme/web:1.2.3",
+        "nothing of the refused patch is applied"
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "other").await["from"]["name"],
+        "ghcr.io/acme/other:1.0.1"
+    );
+
+    // Retried (the default), it re-reads and keeps the other change.
+    let patient = target_in(client, &ns).await;
+    assert_eq!(
+        patient.apply(&update).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        "ghcr.io/acme/web:1.3.0"
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "other").await["from"]["name"],
+        "ghcr.io/acme/other:1.0.2",
+        "both concurrent changes survive"
+    );
+    assert_eq!(
+        changes.load(Ordering::SeqCst),
+        3,
+        "two changes, then the applied patch"
+    );
+}
