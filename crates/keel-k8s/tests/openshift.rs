@@ -615,6 +615,12 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
                     &format!("{web}:1.2.3"),
                     json!({ "keel.sh/policy": "semver:^1" }),
                 ),
+                (
+                    "gated",
+                    "DockerImage",
+                    &format!("{web}:1.2.3"),
+                    json!({ "keel.sh/approvals": "1" }),
+                ),
             ],
         ),
     )
@@ -635,6 +641,15 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
             format!("okd imagestream/{ns}/web/next: {web}:1.2.3 -> {web}:1.3.0"),
             format!("okd imagestream/{ns}/web/stable: {web}:1.2.3 -> {web}:1.2.9"),
         ]
+    );
+    assert_eq!(
+        report.awaiting_approval.len(),
+        1,
+        "the gated tag waits for a vote"
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "gated").await["from"]["name"],
+        format!("{web}:1.2.3")
     );
     assert_eq!(
         stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
@@ -1094,5 +1109,68 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
         changes.load(Ordering::SeqCst),
         3,
         "two changes, then the applied patch"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_webhook_moves_only_the_stream_tags_of_the_pushed_repository() {
+    let Some((_, ns, admin)) = openshift_namespace("os-webhook").await else {
+        return;
+    };
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
+    registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
+    let web = format!("{}/acme/web", registry.addr());
+    let api_image = format!("{}/acme/api", registry.addr());
+    // The default trigger: webhooks only.
+    create(
+        &admin,
+        &ns,
+        "ImageStream",
+        image_stream(
+            "apps",
+            json!({ "keel.sh/policy": "minor" }),
+            &[
+                ("web", "DockerImage", &format!("{web}:1.0.0"), json!({})),
+                (
+                    "api",
+                    "DockerImage",
+                    &format!("{api_image}:2.0.0"),
+                    json!({}),
+                ),
+            ],
+        ),
+    )
+    .await;
+    let target = Arc::new(target_in(admin.clone(), &ns).await);
+    let client = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .build()
+        .expect("registry client");
+    let pipeline = Pipeline::new(Arc::new(client)).with_target(target.clone());
+    let body = json!({ "name": web, "tag": "1.1.0" }).to_string();
+    let pushes = keel_core::trigger::WebhookSource::Native
+        .parse_payload(body.as_bytes())
+        .expect("a native payload");
+    let pushed: Vec<String> = pushes.iter().map(|p| p.image.name()).collect();
+    let report = pipeline
+        .run_filtered(&|image: &TrackedImage| pushed.contains(&image.image.name()))
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        applied,
+        [format!(
+            "okd imagestream/{ns}/apps/web: {web}:1.0.0 -> {web}:1.1.0"
+        )]
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "apps", "web").await["from"]["name"],
+        format!("{web}:1.1.0")
+    );
+    assert_eq!(
+        stream_tag(&admin, &ns, "apps", "api").await["from"]["name"],
+        format!("{api_image}:2.0.0"),
+        "a repository nobody pushed to is left alone"
     );
 }
