@@ -435,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn odd_field_paths_name_no_container() {
+        for path in [
+            "",
+            "containers[?(@.name==",
+            "containers[?(@.name==\"",
+            "containers[?(@.name==\"\"",
+            "containers[?(@.name==é\"x\")]",
+            "containers[?(@.name=='ünï\"",
+            "initContainers[?(@.name=",
+        ] {
+            assert_eq!(container_of_path(path), None, "{path}");
+        }
+        assert_eq!(
+            container_of_path("x.containers[?(@.name==\"wéb\")].image"),
+            Some(("wéb".to_owned(), false))
+        );
+    }
+
+    #[test]
     fn odd_objects_have_no_containers() {
         for spec in [
             json!(null),
