@@ -774,7 +774,47 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
         );
     }
 
-    // dave has no OpenShift rules: discovery fails at once and names what is missing.
+    // erin has the rules of rbac-cluster.yaml alone (here in a Role): by default the
+    // OpenShift kinds are left out, and the others work as before.
+    let plain: &[&str] = &["get", "list", "watch", "patch"];
+    grant(
+        &admin,
+        &ns,
+        "erin",
+        &[
+            (
+                &["apps"],
+                &["deployments", "statefulsets", "daemonsets"],
+                plain,
+            ),
+            (&["batch"], &["cronjobs"], plain),
+        ],
+    )
+    .await;
+    Workload::keel_deployment("plain", "minor", "ghcr.io/acme/web:1.2.3")
+        .create(&admin, &ns)
+        .await;
+    let erin = server.client_as("erin");
+    wait_until(
+        "the grant to work",
+        (Duration::from_secs(10), Duration::from_millis(50)),
+        async || {
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(erin.clone(), &ns)
+                .get("plain")
+                .await
+                .map(drop)
+        },
+    )
+    .await;
+    let without = target_in(erin, &ns).await;
+    assert!(!without.kinds().contains(&WorkloadKind::DeploymentConfig));
+    assert!(!without.kinds().contains(&WorkloadKind::ImageStream));
+    assert!(without.kinds().contains(&WorkloadKind::Deployment));
+    let images = without.discover().await.expect("erin may discover");
+    assert_eq!(ids(&images), [format!("deployment/{ns}/plain/app")]);
+
+    // dave has no OpenShift rules but asks for DeploymentConfigs: discovery fails at once and
+    // names what is missing.
     let dave = KubeTarget::builder(server.client_as("dave"))
         .with_namespaces([ns.as_str()])
         .with_kinds(&[WorkloadKind::DeploymentConfig])

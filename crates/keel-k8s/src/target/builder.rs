@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::batch::v1::CronJob;
 use keel_core::Error;
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::{Instrument as _, debug, info, info_span, warn};
@@ -31,6 +34,8 @@ pub struct KubeTargetBuilder {
     pub(super) scope: Scope,
     pub(super) label_selector: Option<String>,
     pub(super) kinds: Vec<WorkloadKind>,
+    /// Whether [`KubeTargetBuilder::with_kinds`] chose the kinds (else: every kind).
+    pub(super) kinds_chosen: bool,
     pub(super) pin_digests: bool,
     pub(super) sync_timeout: Duration,
     pub(super) conflict_retries: u32,
@@ -88,12 +93,15 @@ impl KubeTargetBuilder {
 
     /// Watches only these kinds (default: all; CronJobs only where the server serves
     /// `batch/v1`, DeploymentConfigs and ImageStreams only where it serves
-    /// `apps.openshift.io/v1` and `image.openshift.io/v1`, as OpenShift and OKD do).
+    /// `apps.openshift.io/v1` and `image.openshift.io/v1`, as OpenShift and OKD do, and, unless
+    /// chosen here, only where RBAC lets the client list and watch them: a controller
+    /// deployed without the OpenShift RBAC keeps working on the other kinds).
     pub fn with_kinds(mut self, kinds: &[WorkloadKind]) -> Self {
         let mut list = kinds.to_vec();
         list.sort();
         list.dedup();
         self.kinds = list;
+        self.kinds_chosen = true;
         self
     }
 
@@ -126,8 +134,8 @@ impl KubeTargetBuilder {
     }
 
     /// Checks the configuration, asks the server which kinds it serves (CronJobs need
-    /// `batch/v1`, the OpenShift kinds their API groups) and starts the watches. Must run inside a Tokio runtime; the watches stop
-    /// when the target is dropped.
+    /// `batch/v1`, the OpenShift kinds their API groups) and starts the watches. Must run
+    /// inside a Tokio runtime; the watches stop when the target is dropped.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g.
@@ -166,6 +174,23 @@ impl KubeTargetBuilder {
             }
         }
         kinds = served;
+        if !self.kinds_chosen {
+            let mut permitted = Vec::with_capacity(kinds.len());
+            for kind in kinds {
+                if !kind.is_openshift() || self.may_watch(kind).await {
+                    permitted.push(kind);
+                } else {
+                    warn!(
+                        target_name = %self.name,
+                        "RBAC does not let this client list and watch {} ({}); not watching \
+                         them (see rbac-openshift.yaml)",
+                        kind.plural(),
+                        kind.group_version()
+                    );
+                }
+            }
+            kinds = permitted;
+        }
 
         let namespaces: Vec<Option<String>> = match &self.scope {
             Scope::All => vec![None],
@@ -198,6 +223,49 @@ impl KubeTargetBuilder {
                 problems: Default::default(),
             }),
         })
+    }
+
+    /// Whether RBAC lets this client list and watch `kind` in every namespace of the scope,
+    /// by SelfSubjectAccessReviews; `true` when the server does not answer them (the watch
+    /// then says what is wrong).
+    async fn may_watch(&self, kind: WorkloadKind) -> bool {
+        let namespaces: Vec<Option<&str>> = match &self.scope {
+            Scope::All => vec![None],
+            Scope::Namespaces(list) => list.iter().map(|ns| Some(ns.as_str())).collect(),
+        };
+        let group = kind
+            .group_version()
+            .split_once('/')
+            .map_or("", |(group, _)| group);
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        for namespace in namespaces {
+            for verb in ["list", "watch"] {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(ResourceAttributes {
+                            group: Some(group.to_owned()),
+                            resource: Some(kind.plural().to_owned()),
+                            verb: Some(verb.to_owned()),
+                            namespace: namespace.map(str::to_owned),
+                            ..ResourceAttributes::default()
+                        }),
+                        ..SelfSubjectAccessReviewSpec::default()
+                    },
+                    ..SelfSubjectAccessReview::default()
+                };
+                match api.create(&PostParams::default(), &review).await {
+                    Ok(answer) if !answer.status.as_ref().is_some_and(|s| s.allowed) => {
+                        return false;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        debug!(%error, "no answer to a SelfSubjectAccessReview");
+                        return true;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Whether the server serves `kind`, by API discovery of its group and version.

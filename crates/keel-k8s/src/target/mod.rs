@@ -167,6 +167,7 @@ impl KubeTarget {
             scope: Scope::All,
             label_selector: None,
             kinds: WorkloadKind::ALL.to_vec(),
+            kinds_chosen: false,
             pin_digests: false,
             sync_timeout: Duration::from_secs(60),
             conflict_retries: 5,
