@@ -540,6 +540,21 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
         target.apply(&update).await.expect("again"),
         ApplyOutcome::AlreadyCurrent
     );
+    // A plan made from what the tag was before is refused: it is decided again from fresh data.
+    let stale = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.4.0");
+    match target.apply(&stale).await {
+        Err(Error::Conflict { reason, .. }) => {
+            assert!(
+                reason.contains("runs ghcr.io/acme/web:1.3.0 now"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        "ghcr.io/acme/web:1.3.0"
+    );
 
     // A plan for the driven container itself is refused with the way out.
     let direct = plan(
