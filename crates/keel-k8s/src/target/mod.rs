@@ -238,7 +238,8 @@ impl KubeTarget {
     /// Follows the rollout an applied `plan` started, up to `deadline`, and when it does not
     /// become available in time (or the Deployment reports `ProgressDeadlineExceeded`),
     /// rolls the container back to `plan.current`, leaving the `keel.sh/rollback`
-    /// annotation that says why. CronJobs have no rollout: [`RolloutVerdict::NoRollout`].
+    /// annotation that says why. CronJobs and ImageStream tags have no rollout of their own:
+    /// [`RolloutVerdict::NoRollout`].
     ///
     /// # Errors
     /// [`Error::NotFound`] for an id that is not one of this target's; the server's answer
