@@ -190,6 +190,22 @@ struct Row {
     update: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// On OpenShift, the ImageStreamTag (`namespace/stream:tag`) that drives this container,
+    /// and through what; its policy, update and error are the tag's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driven_by: Option<DrivenBy>,
+}
+
+/// How an OpenShift ImageStream tag drives a container.
+#[cfg(feature = "kube")]
+#[derive(Debug, Serialize)]
+struct DrivenBy {
+    image_stream_tag: String,
+    /// `ImageChange trigger` (a DeploymentConfig's) or `image.openshift.io/triggers`.
+    via: String,
+    /// The external image the tag follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 /// `keel check --kube`: every tracked container, its policy and the update available now.
@@ -220,10 +236,43 @@ async fn check_kube(
             trigger: w.trigger.clone(),
             update: found.update(&w.id),
             error: found.error(&w.id),
+            driven_by: None,
+        })
+        .collect();
+    // OpenShift: the containers ImageStream tags drive, each with its tag's policy and update,
+    // so that the whole chain shows.
+    let driven: Vec<Row> = target
+        .image_triggers()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let tag = t
+                .tracked_id
+                .as_deref()
+                .and_then(|id| workloads.iter().find(|w| w.id == id));
+            let id = t.tracked_id.as_deref().unwrap_or_default();
+            Row {
+                workload: format!("{}/{}/{}", t.namespace, t.kind, t.name),
+                container: t.container,
+                image: t.image,
+                policy: tag.map_or_else(|| "-".to_owned(), |w| w.policy.clone()),
+                trigger: tag.map_or_else(|| "-".to_owned(), |w| w.trigger.clone()),
+                update: found.update(id),
+                error: found.error(id),
+                driven_by: Some(DrivenBy {
+                    image_stream_tag: t.image_stream_tag,
+                    via: t.via,
+                    source: t.source,
+                }),
+            }
         })
         .collect();
     for problem in target.problems() {
         eprintln!("keel: warning: {problem}");
+    }
+    if output == Output::Json {
+        let all: Vec<&Row> = rows.iter().chain(&driven).collect();
+        return print_rows(&all, output, [], |_| []);
     }
     print_rows(
         &rows,
@@ -235,6 +284,34 @@ async fn check_kube(
                 r.container.clone(),
                 r.image.clone(),
                 r.policy.clone(),
+                update_cell(&r.update, &r.error),
+            ]
+        },
+    )?;
+    if driven.is_empty() {
+        return Ok(());
+    }
+    println!("\nDriven by ImageStream tags (updated through the tag, never patched directly):");
+    print_rows(
+        &driven,
+        output,
+        [
+            "WORKLOAD",
+            "CONTAINER",
+            "IMAGESTREAMTAG",
+            "VIA",
+            "FOLLOWS",
+            "UPDATE",
+        ],
+        |r| {
+            let by = r.driven_by.as_ref();
+            [
+                r.workload.clone(),
+                r.container.clone(),
+                by.map(|d| d.image_stream_tag.clone()).unwrap_or_default(),
+                by.map(|d| d.via.clone()).unwrap_or_default(),
+                by.and_then(|d| d.source.clone())
+                    .unwrap_or_else(|| "-".to_owned()),
                 update_cell(&r.update, &r.error),
             ]
         },
