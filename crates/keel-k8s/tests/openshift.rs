@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
@@ -32,6 +32,12 @@ const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000/ns/web@
     aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 const DIGEST: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+/// The verbs keel-rs needs on the kinds it tracks (its RBAC manifests grant these).
+const VERBS: &[&str] = &["get", "list", "watch", "patch"];
+
+/// The RBAC rules of one Role: `(API groups, resources, verbs)`.
+type Rules<'a> = [(&'a [&'a str], &'a [&'a str], &'a [&'a str])];
 
 /// The shared server with the OpenShift CRDs, a fresh namespace and an admin client; `None`
 /// (the test skips) without a server.
@@ -95,6 +101,11 @@ fn deployment_config(
     })
 }
 
+/// The triggers of a DeploymentConfig that rolls out on its own changes alone.
+fn config_change() -> Value {
+    json!([{ "type": "ConfigChange" }])
+}
+
 /// An automatic ImageChange trigger of `containers` from ImageStreamTag `from`.
 fn image_change(containers: &[&str], from: &str) -> Value {
     json!({
@@ -107,26 +118,101 @@ fn image_change(containers: &[&str], from: &str) -> Value {
     })
 }
 
-/// An ImageStream `name` with annotations and tags `(name, from kind, from name, annotations)`.
-fn image_stream(name: &str, annotations: Value, tags: &[(&str, &str, &str, Value)]) -> Value {
-    let tags: Vec<Value> = tags
-        .iter()
-        .map(|(tag, kind, from, annotations)| {
-            json!({
-                "name": tag,
-                "from": { "kind": kind, "name": from },
-                "annotations": annotations,
-                "importPolicy": { "scheduled": true },
-                "referencePolicy": { "type": "Source" }
-            })
-        })
-        .collect();
+/// An ImageStream tag `name` from `kind` `from`, with the tag's own annotations.
+fn stream_tag_spec(name: &str, kind: &str, from: &str, annotations: Value) -> Value {
     json!({
-        "apiVersion": "image.openshift.io/v1",
-        "kind": "ImageStream",
-        "metadata": { "name": name, "annotations": annotations },
-        "spec": { "tags": tags }
+        "name": name,
+        "from": { "kind": kind, "name": from },
+        "annotations": annotations,
+        "importPolicy": { "scheduled": true },
+        "referencePolicy": { "type": "Source" }
     })
+}
+
+/// A tag `name` following the registry image `image`, with no annotations of its own.
+fn tag(name: &str, image: &str) -> Value {
+    keyed_tag(name, image, json!({}))
+}
+
+/// A tag `name` following the registry image `image`, with its own (keel) annotations.
+fn keyed_tag(name: &str, image: &str, annotations: Value) -> Value {
+    stream_tag_spec(name, "DockerImage", image, annotations)
+}
+
+/// A tag `name` that follows another ImageStreamTag, `from`.
+fn alias_tag(name: &str, from: &str) -> Value {
+    stream_tag_spec(name, "ImageStreamTag", from, json!({}))
+}
+
+/// A test's namespace and its admin client: what the tests create and read back there.
+#[derive(Clone, Copy)]
+struct Ns<'a> {
+    admin: &'a Client,
+    ns: &'a str,
+}
+
+impl<'a> Ns<'a> {
+    fn new(admin: &'a Client, ns: &'a str) -> Self {
+        Self { admin, ns }
+    }
+
+    /// Creates [`deployment_config`] `name`.
+    async fn create_dc(
+        self,
+        name: &str,
+        annotations: Value,
+        containers: &[(&str, &str)],
+        triggers: Value,
+    ) {
+        let dc = deployment_config(name, annotations, containers, triggers);
+        create(self.admin, self.ns, "DeploymentConfig", dc).await;
+    }
+
+    /// Creates ImageStream `name` with annotations and tags ([`tag`], [`keyed_tag`],
+    /// [`alias_tag`]).
+    async fn create_stream(self, name: &str, annotations: Value, tags: &[Value]) {
+        let stream = json!({
+            "apiVersion": "image.openshift.io/v1",
+            "kind": "ImageStream",
+            "metadata": { "name": name, "annotations": annotations },
+            "spec": { "tags": tags }
+        });
+        create(self.admin, self.ns, "ImageStream", stream).await;
+    }
+
+    async fn get(self, kind: &str, name: &str) -> Value {
+        get(self.admin, self.ns, kind, name).await
+    }
+
+    /// The image of container `container` of DeploymentConfig `name`.
+    async fn dc_image(self, name: &str, container: &str) -> String {
+        let dc = self.get("DeploymentConfig", name).await;
+        dc["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"] == container)
+            .and_then(|c| c["image"].as_str())
+            .expect("the container's image")
+            .to_owned()
+    }
+
+    /// Tag `tag` of ImageStream `name`, the whole of it.
+    async fn stream_tag(self, name: &str, tag: &str) -> Value {
+        let stream = self.get("ImageStream", name).await;
+        stream["spec"]["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .find(|t| t["name"] == tag)
+            .cloned()
+            .expect("the tag")
+    }
+
+    /// The `from.name` of tag `tag` of ImageStream `name`: the image the tag follows.
+    async fn tag_image(self, name: &str, tag: &str) -> Value {
+        self.stream_tag(name, tag).await["from"]["name"].clone()
+    }
 }
 
 async fn target_in(client: Client, ns: &str) -> KubeTarget {
@@ -137,6 +223,25 @@ async fn target_in(client: Client, ns: &str) -> KubeTarget {
         .build()
         .await
         .expect("build the target")
+}
+
+/// A target in `ns` that gives up at the first conflict (no retries).
+async fn impatient_target(client: Client, ns: &str) -> KubeTarget {
+    KubeTarget::builder(client)
+        .with_namespaces([ns])
+        .with_conflict_retries(0)
+        .build()
+        .await
+        .expect("build")
+}
+
+/// A pipeline over `target` with a registry client that is not rate limited.
+fn pipeline_over(target: Arc<KubeTarget>) -> Pipeline {
+    let client = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .build()
+        .expect("registry client");
+    Pipeline::new(Arc::new(client)).with_target(target)
 }
 
 fn image(s: &str) -> ImageRef {
@@ -152,54 +257,87 @@ fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
     }
 }
 
+/// The outcome of applying `update` with `target`, which must not fail.
+async fn outcome(target: &KubeTarget, update: &UpdatePlan) -> ApplyOutcome {
+    target.apply(update).await.expect("apply")
+}
+
 fn ids(images: &[TrackedImage]) -> Vec<String> {
     images.iter().map(|i| i.id.clone()).collect()
 }
 
-/// Discovers until `done` holds (watch events take a moment), or panics after 20 s.
-async fn discover_until(
-    target: &KubeTarget,
-    what: &str,
-    done: impl Fn(&[TrackedImage]) -> bool,
-) -> Vec<TrackedImage> {
-    let started = Instant::now();
-    loop {
+/// Discovers until `done` holds (watch events take a moment), or panics after 20 s naming
+/// what was discovered last.
+async fn discover_until(target: &KubeTarget, what: &str, done: impl Fn(&[TrackedImage]) -> bool) {
+    let every = (Duration::from_secs(20), Duration::from_millis(50));
+    wait_until(what, every, async || {
         let images = target.discover().await.expect("discover");
         if done(&images) {
-            return images;
+            Ok(())
+        } else {
+            Err(ids(&images))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}; discovered {:?}",
-            ids(&images)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
-/// The image of container `container` of DeploymentConfig `name`.
-async fn dc_image(client: &Client, ns: &str, name: &str, container: &str) -> String {
-    let dc = get(client, ns, "DeploymentConfig", name).await;
-    dc["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .expect("containers")
-        .iter()
-        .find(|c| c["name"] == container)
-        .and_then(|c| c["image"].as_str())
-        .expect("the container's image")
-        .to_owned()
+/// An admin client that, before each PATCH of `path`, runs what `race` makes of the number of
+/// such PATCHes before it (nothing where `race` gives `None`); and that count, as it goes.
+fn racing_client(
+    server: &ApiServer,
+    path: String,
+    race: impl Fn(usize) -> Option<HookFuture> + Send + Sync + 'static,
+) -> (Client, Arc<AtomicUsize>) {
+    let patches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&patches);
+    let client = server.intercepting_client_as(
+        ADMIN,
+        Arc::new(move |request: &RecordedRequest| {
+            if request.method != "PATCH" || request.path != path {
+                return None;
+            }
+            race(counted.fetch_add(1, Ordering::SeqCst))
+        }),
+    );
+    (client, patches)
 }
 
-/// The `from.name` of tag `tag` of ImageStream `name`, and the whole tag.
-async fn stream_tag(client: &Client, ns: &str, name: &str, tag: &str) -> Value {
-    let stream = get(client, ns, "ImageStream", name).await;
-    stream["spec"]["tags"]
-        .as_array()
-        .expect("tags")
-        .iter()
-        .find(|t| t["name"] == tag)
-        .cloned()
-        .expect("the tag")
+/// Someone else's change: `patch` of `kind` `name` in `ns`, which must succeed.
+fn concurrent_change(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    patch: Patch<Value>,
+) -> HookFuture {
+    let api = api(client, ns, kind);
+    let name = name.to_owned();
+    Box::pin(async move {
+        api.patch(&name, &PatchParams::default(), &patch)
+            .await
+            .expect("the concurrent change");
+    })
+}
+
+/// Grants `user` the `rules` in `ns` and returns the user's client once `works` succeeds with
+/// it (a grant takes a moment to be in force).
+async fn granted_client(
+    server: &ApiServer,
+    admin: &Client,
+    ns: &str,
+    user: &str,
+    rules: &Rules<'_>,
+    works: impl AsyncFn(&Client) -> kube::Result<()>,
+) -> Client {
+    grant(admin, ns, user, rules).await;
+    let client = server.client_as(user);
+    wait_until(
+        "the grant to work",
+        (Duration::from_secs(10), Duration::from_millis(50)),
+        async || works(&client).await,
+    )
+    .await;
+    client
 }
 
 #[tokio::test]
@@ -207,68 +345,42 @@ async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
     let Some((_, ns, admin)) = openshift_namespace("os-discover").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "web",
-            json!({ "keel.sh/policy": "minor", "keel.sh/trigger": "poll" }),
-            &[("app", "ghcr.io/acme/web:1.2.3"), ("proxy", "nginx:1.25.0")],
-            json!([{ "type": "ConfigChange" }]),
-        ),
+    let os = Ns::new(&admin, &ns);
+    os.create_dc(
+        "web",
+        json!({ "keel.sh/policy": "minor", "keel.sh/trigger": "poll" }),
+        &[("app", "ghcr.io/acme/web:1.2.3"), ("proxy", "nginx:1.25.0")],
+        config_change(),
     )
     .await;
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config("plain", json!({}), &[("app", "nginx:1.25.0")], json!([])),
-    )
-    .await;
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "base",
-            json!({ "keel.sh/policy": "patch" }),
-            &[
-                (
-                    "stable",
-                    "DockerImage",
-                    "quay.io/acme/base:2.0.0",
-                    json!({}),
-                ),
-                (
-                    "edge",
-                    "DockerImage",
-                    "quay.io/acme/base:2.1.0",
-                    json!({ "keel.sh/policy": "major", "keel.sh/approvals": "1" }),
-                ),
-                ("latest", "ImageStreamTag", "base:stable", json!({})),
-            ],
-        ),
+    os.create_dc("plain", json!({}), &[("app", "nginx:1.25.0")], json!([]))
+        .await;
+    os.create_stream(
+        "base",
+        json!({ "keel.sh/policy": "patch" }),
+        &[
+            tag("stable", "quay.io/acme/base:2.0.0"),
+            keyed_tag(
+                "edge",
+                "quay.io/acme/base:2.1.0",
+                json!({ "keel.sh/policy": "major", "keel.sh/approvals": "1" }),
+            ),
+            alias_tag("latest", "base:stable"),
+        ],
     )
     .await;
     // A stream without keys of its own tracks only the tag that has some.
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "tools",
-            json!({}),
-            &[
-                ("a", "DockerImage", "quay.io/acme/tools:1.0.0", json!({})),
-                (
-                    "b",
-                    "DockerImage",
-                    "quay.io/acme/tools:1.0.0",
-                    json!({ "keel.sh/policy": "semver:~1" }),
-                ),
-            ],
-        ),
+    os.create_stream(
+        "tools",
+        json!({}),
+        &[
+            tag("a", "quay.io/acme/tools:1.0.0"),
+            keyed_tag(
+                "b",
+                "quay.io/acme/tools:1.0.0",
+                json!({ "keel.sh/policy": "semver:~1" }),
+            ),
+        ],
     )
     .await;
 
@@ -327,32 +439,22 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     let Some((server, ns, admin)) = openshift_namespace("os-patch").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "web",
-            json!({ "keel.sh/policy": "minor" }),
-            &[("proxy", "nginx:1.25.0"), ("app", "ghcr.io/acme/web:1.2.3")],
-            json!([{ "type": "ConfigChange" }]),
-        ),
+    let os = Ns::new(&admin, &ns);
+    os.create_dc(
+        "web",
+        json!({ "keel.sh/policy": "minor" }),
+        &[("proxy", "nginx:1.25.0"), ("app", "ghcr.io/acme/web:1.2.3")],
+        config_change(),
     )
     .await;
     let target = target_in(admin.clone(), &ns).await;
     target.discover().await.expect("discover");
     let id = format!("deploymentconfig/{ns}/web/app");
     let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
-    assert_eq!(
-        target.apply(&update).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
-    assert_eq!(
-        dc_image(&admin, &ns, "web", "app").await,
-        "ghcr.io/acme/web:1.3.0"
-    );
-    assert_eq!(dc_image(&admin, &ns, "web", "proxy").await, "nginx:1.25.0");
-    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    assert_eq!(outcome(&target, &update).await, ApplyOutcome::Applied);
+    assert_eq!(os.dc_image("web", "app").await, "ghcr.io/acme/web:1.3.0");
+    assert_eq!(os.dc_image("web", "proxy").await, "nginx:1.25.0");
+    let dc = os.get("DeploymentConfig", "web").await;
     assert!(
         dc["metadata"]["annotations"]["kubernetes.io/change-cause"]
             .as_str()
@@ -360,18 +462,15 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
         "{dc}"
     );
     assert_eq!(
-        target.apply(&update).await.expect("again"),
+        outcome(&target, &update).await,
         ApplyOutcome::AlreadyCurrent
     );
 
     // A same-tag digest update keeps the string and rolls through the pod template.
     let pinned = format!("ghcr.io/acme/web:1.3.0@{DIGEST}");
     let roll = plan(&id, "ghcr.io/acme/web:1.3.0", &pinned);
-    assert_eq!(
-        target.apply(&roll).await.expect("roll"),
-        ApplyOutcome::Applied
-    );
-    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    assert_eq!(outcome(&target, &roll).await, ApplyOutcome::Applied);
+    let dc = os.get("DeploymentConfig", "web").await;
     assert!(dc["spec"]["template"]["metadata"]["annotations"]["keel.sh/update-time"].is_string());
     assert!(
         dc["metadata"]["annotations"]["keel.sh/digests"]
@@ -382,38 +481,19 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     // Someone else changes the DeploymentConfig between keel-rs's read and its patch, every
     // time: with no retries, the patch meets a 409 and nothing of it is applied.
     let path = format!("/apis/apps.openshift.io/v1/namespaces/{ns}/deploymentconfigs/web");
-    let stamps = Arc::new(AtomicUsize::new(0));
-    let hook_admin = admin.clone();
-    let hook_ns = ns.clone();
-    let hook_stamps = Arc::clone(&stamps);
-    let client = server.intercepting_client_as(
-        ADMIN,
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            let admin = hook_admin.clone();
-            let ns = hook_ns.clone();
-            let stamp = format!("change-{}", hook_stamps.fetch_add(1, Ordering::SeqCst));
-            let change: HookFuture = Box::pin(async move {
-                api(&admin, &ns, "DeploymentConfig")
-                    .patch(
-                        "web",
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "metadata": { "labels": { "stamp": stamp } } })),
-                    )
-                    .await
-                    .expect("the concurrent change");
-            });
-            Some(change)
-        }),
-    );
-    let impatient = KubeTarget::builder(client)
-        .with_namespaces([ns.as_str()])
-        .with_conflict_retries(0)
-        .build()
-        .await
-        .expect("build");
+    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
+    let (client, stamps) = racing_client(server, path, move |n| {
+        let stamp = json!({ "metadata": { "labels": { "stamp": format!("change-{n}") } } });
+        let patch = Patch::Merge(stamp);
+        Some(concurrent_change(
+            &hook_admin,
+            &hook_ns,
+            "DeploymentConfig",
+            "web",
+            patch,
+        ))
+    });
+    let impatient = impatient_target(client, &ns).await;
     let next = plan(&id, "ghcr.io/acme/web:1.3.0", "ghcr.io/acme/web:1.4.0");
     match impatient.apply(&next).await {
         Err(Error::Conflict { reason, .. }) => {
@@ -427,24 +507,18 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     }
     assert_eq!(stamps.load(Ordering::SeqCst), 1);
     assert_eq!(
-        dc_image(&admin, &ns, "web", "app").await,
+        os.dc_image("web", "app").await,
         "ghcr.io/acme/web:1.3.0",
         "nothing of the refused patch is applied"
     );
-    let dc = get(&admin, &ns, "DeploymentConfig", "web").await;
+    let dc = os.get("DeploymentConfig", "web").await;
     assert_eq!(
         dc["metadata"]["labels"]["stamp"], "change-0",
         "the concurrent change survives"
     );
     // With retries (the default), the same race is re-read and applied.
-    assert_eq!(
-        target.apply(&next).await.expect("apply after the change"),
-        ApplyOutcome::Applied
-    );
-    assert_eq!(
-        dc_image(&admin, &ns, "web", "app").await,
-        "ghcr.io/acme/web:1.4.0"
-    );
+    assert_eq!(outcome(&target, &next).await, ApplyOutcome::Applied);
+    assert_eq!(os.dc_image("web", "app").await, "ghcr.io/acme/web:1.4.0");
 }
 
 #[tokio::test]
@@ -452,40 +526,22 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
     let Some((_, ns, admin)) = openshift_namespace("os-trigger").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "web",
-            json!({}),
-            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
-        ),
-    )
-    .await;
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "web",
-            json!({ "keel.sh/policy": "minor" }),
-            &[("app", INTERNAL), ("proxy", "nginx:1.25.0")],
-            json!([{ "type": "ConfigChange" }, image_change(&["app"], "web:stable")]),
-        ),
+    let os = Ns::new(&admin, &ns);
+    os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
+        .await;
+    os.create_dc(
+        "web",
+        json!({ "keel.sh/policy": "minor" }),
+        &[("app", INTERNAL), ("proxy", "nginx:1.25.0")],
+        json!([{ "type": "ConfigChange" }, image_change(&["app"], "web:stable")]),
     )
     .await;
     // A trigger from a stream that does not exist: said why, nothing tracked.
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "orphan",
-            json!({ "keel.sh/policy": "minor" }),
-            &[("app", "ghcr.io/acme/orphan:1.0.0")],
-            json!([image_change(&["app"], "missing:1")]),
-        ),
+    os.create_dc(
+        "orphan",
+        json!({ "keel.sh/policy": "minor" }),
+        &[("app", "ghcr.io/acme/orphan:1.0.0")],
+        json!([image_change(&["app"], "missing:1")]),
     )
     .await;
 
@@ -518,11 +574,8 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
 
     let id = format!("imagestream/{ns}/web/stable");
     let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
-    assert_eq!(
-        target.apply(&update).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
-    let stable = stream_tag(&admin, &ns, "web", "stable").await;
+    assert_eq!(outcome(&target, &update).await, ApplyOutcome::Applied);
+    let stable = os.stream_tag("web", "stable").await;
     assert_eq!(
         stable["from"],
         json!({ "kind": "DockerImage", "name": "ghcr.io/acme/web:1.3.0" })
@@ -532,12 +585,12 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
         "the rest of the tag is kept"
     );
     assert_eq!(
-        dc_image(&admin, &ns, "web", "app").await,
+        os.dc_image("web", "app").await,
         INTERNAL,
         "OpenShift's trigger, not keel-rs, writes the container"
     );
     assert_eq!(
-        target.apply(&update).await.expect("again"),
+        outcome(&target, &update).await,
         ApplyOutcome::AlreadyCurrent
     );
     // A plan made from what the tag was before is refused: it is decided again from fresh data.
@@ -552,7 +605,7 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(
-        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.3.0"
     );
 
@@ -588,14 +641,11 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
         "ghcr.io/acme/web:1.3.0",
         &format!("ghcr.io/acme/web:1.3.0@{DIGEST}"),
     );
-    assert_eq!(
-        target.apply(&reimport).await.expect("import"),
-        ApplyOutcome::Applied
-    );
-    let stable = stream_tag(&admin, &ns, "web", "stable").await;
+    assert_eq!(outcome(&target, &reimport).await, ApplyOutcome::Applied);
+    let stable = os.stream_tag("web", "stable").await;
     assert_eq!(stable["generation"], 0);
     assert_eq!(stable["from"]["name"], "ghcr.io/acme/web:1.3.0");
-    let stream = get(&admin, &ns, "ImageStream", "web").await;
+    let stream = os.get("ImageStream", "web").await;
     assert!(
         stream["metadata"]["annotations"]["keel.sh/digests"]
             .as_str()
@@ -608,6 +658,7 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
     let Some((_, ns, admin)) = openshift_namespace("os-semver").await else {
         return;
     };
+    let os = Ns::new(&admin, &ns);
     let registry = RegistryServer::with_tags(
         ServerOptions::plain(),
         "acme/web",
@@ -615,37 +666,19 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
     )
     .await;
     let web = format!("{}/acme/web", registry.addr());
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "web",
-            json!({ "keel.sh/policy": "semver:~1.2", "keel.sh/trigger": "poll" }),
-            &[
-                ("stable", "DockerImage", &format!("{web}:1.2.3"), json!({})),
-                (
-                    "next",
-                    "DockerImage",
-                    &format!("{web}:1.2.3"),
-                    json!({ "keel.sh/policy": "semver:^1" }),
-                ),
-                (
-                    "gated",
-                    "DockerImage",
-                    &format!("{web}:1.2.3"),
-                    json!({ "keel.sh/approvals": "1" }),
-                ),
-            ],
-        ),
+    let from = format!("{web}:1.2.3");
+    os.create_stream(
+        "web",
+        json!({ "keel.sh/policy": "semver:~1.2", "keel.sh/trigger": "poll" }),
+        &[
+            tag("stable", &from),
+            keyed_tag("next", &from, json!({ "keel.sh/policy": "semver:^1" })),
+            keyed_tag("gated", &from, json!({ "keel.sh/approvals": "1" })),
+        ],
     )
     .await;
     let target = Arc::new(target_in(admin.clone(), &ns).await);
-    let client = RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .build()
-        .expect("registry client");
-    let pipeline = Pipeline::new(Arc::new(client)).with_target(target.clone());
+    let pipeline = pipeline_over(target.clone());
     let report = pipeline.run_once().await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let mut applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
@@ -662,18 +695,9 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
         1,
         "the gated tag waits for a vote"
     );
-    assert_eq!(
-        stream_tag(&admin, &ns, "web", "gated").await["from"]["name"],
-        format!("{web}:1.2.3")
-    );
-    assert_eq!(
-        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
-        format!("{web}:1.2.9")
-    );
-    assert_eq!(
-        stream_tag(&admin, &ns, "web", "next").await["from"]["name"],
-        format!("{web}:1.3.0")
-    );
+    assert_eq!(os.tag_image("web", "gated").await, format!("{web}:1.2.3"));
+    assert_eq!(os.tag_image("web", "stable").await, format!("{web}:1.2.9"));
+    assert_eq!(os.tag_image("web", "next").await, format!("{web}:1.3.0"));
 
     // Once the watch has seen the change, the next pass has nothing to do.
     discover_until(&target, "the moved tags", |images| {
@@ -724,47 +748,28 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
     let Some((server, ns, admin)) = openshift_namespace("os-rbac").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "web",
-            json!({ "keel.sh/policy": "minor" }),
-            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
-        ),
+    let os = Ns::new(&admin, &ns);
+    os.create_stream(
+        "web",
+        json!({ "keel.sh/policy": "minor" }),
+        &[tag("stable", "ghcr.io/acme/web:1.2.3")],
     )
     .await;
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "web",
-            json!({ "keel.sh/policy": "minor" }),
-            &[("app", "ghcr.io/acme/web:1.2.3")],
-            json!([]),
-        ),
+    os.create_dc(
+        "web",
+        json!({ "keel.sh/policy": "minor" }),
+        &[("app", "ghcr.io/acme/web:1.2.3")],
+        json!([]),
     )
     .await;
     // The rules of examples/keel-controller/deploy/rbac-openshift.yaml, in a Role.
-    let verbs: &[&str] = &["get", "list", "watch", "patch"];
-    grant(
-        &admin,
-        &ns,
-        "carol",
-        &[
-            (&["apps.openshift.io"], &["deploymentconfigs"], verbs),
-            (&["image.openshift.io"], &["imagestreams"], verbs),
-        ],
-    )
-    .await;
-    let carol = server.client_as("carol");
-    wait_until(
-        "the grant to work",
-        (Duration::from_secs(10), Duration::from_millis(50)),
-        async || api(&carol, &ns, "ImageStream").get("web").await.map(drop),
-    )
+    let openshift: &Rules = &[
+        (&["apps.openshift.io"], &["deploymentconfigs"], VERBS),
+        (&["image.openshift.io"], &["imagestreams"], VERBS),
+    ];
+    let carol = granted_client(server, &admin, &ns, "carol", openshift, async |carol| {
+        api(carol, &ns, "ImageStream").get("web").await.map(drop)
+    })
     .await;
     let target = KubeTarget::builder(carol)
         .with_namespaces([ns.as_str()])
@@ -791,35 +796,23 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
 
     // erin has the rules of rbac-cluster.yaml alone (here in a Role): by default the
     // OpenShift kinds are left out, and the others work as before.
-    let plain: &[&str] = &["get", "list", "watch", "patch"];
-    grant(
-        &admin,
-        &ns,
-        "erin",
-        &[
-            (
-                &["apps"],
-                &["deployments", "statefulsets", "daemonsets"],
-                plain,
-            ),
-            (&["batch"], &["cronjobs"], plain),
-        ],
-    )
-    .await;
+    let plain: &Rules = &[
+        (
+            &["apps"],
+            &["deployments", "statefulsets", "daemonsets"],
+            VERBS,
+        ),
+        (&["batch"], &["cronjobs"], VERBS),
+    ];
     Workload::keel_deployment("plain", "minor", "ghcr.io/acme/web:1.2.3")
         .create(&admin, &ns)
         .await;
-    let erin = server.client_as("erin");
-    wait_until(
-        "the grant to work",
-        (Duration::from_secs(10), Duration::from_millis(50)),
-        async || {
-            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(erin.clone(), &ns)
-                .get("plain")
-                .await
-                .map(drop)
-        },
-    )
+    let erin = granted_client(server, &admin, &ns, "erin", plain, async |erin| {
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(erin.clone(), &ns)
+            .get("plain")
+            .await
+            .map(drop)
+    })
     .await;
     let without = target_in(erin, &ns).await;
     assert!(!without.kinds().contains(&WorkloadKind::DeploymentConfig));
@@ -864,37 +857,27 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
     let Some((_, ns, admin)) = openshift_namespace("os-rollout").await else {
         return;
     };
+    let os = Ns::new(&admin, &ns);
     for name in ["good", "bad"] {
-        create(
-            &admin,
-            &ns,
-            "DeploymentConfig",
-            deployment_config(
-                name,
-                json!({ "keel.sh/policy": "minor" }),
-                &[("app", "ghcr.io/acme/web:1.2.3")],
-                json!([{ "type": "ConfigChange" }]),
-            ),
+        os.create_dc(
+            name,
+            json!({ "keel.sh/policy": "minor" }),
+            &[("app", "ghcr.io/acme/web:1.2.3")],
+            config_change(),
         )
         .await;
     }
     let target = target_in(admin.clone(), &ns).await;
     target.discover().await.expect("discover");
-    let good = plan(
-        &format!("deploymentconfig/{ns}/good/app"),
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    );
-    let bad = plan(
-        &format!("deploymentconfig/{ns}/bad/app"),
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    );
+    let [good, bad] = ["good", "bad"].map(|name| {
+        plan(
+            &format!("deploymentconfig/{ns}/{name}/app"),
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        )
+    });
     for update in [&good, &bad] {
-        assert_eq!(
-            target.apply(update).await.expect("apply"),
-            ApplyOutcome::Applied
-        );
+        assert_eq!(outcome(&target, update).await, ApplyOutcome::Applied);
     }
     set_dc_status(
         &admin,
@@ -919,10 +902,7 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
         Ok(RolloutVerdict::Complete(status)) => assert_eq!(status.available, 1),
         other => panic!("expected a complete rollout, got {other:?}"),
     }
-    assert_eq!(
-        dc_image(&admin, &ns, "good", "app").await,
-        "ghcr.io/acme/web:1.3.0"
-    );
+    assert_eq!(os.dc_image("good", "app").await, "ghcr.io/acme/web:1.3.0");
 
     // The watch must have seen the applied image before the rollback compares with it.
     discover_until(&target, "the applied images", |images| {
@@ -945,11 +925,8 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
         }
         other => panic!("expected a rollback, got {other:?}"),
     }
-    assert_eq!(
-        dc_image(&admin, &ns, "bad", "app").await,
-        "ghcr.io/acme/web:1.2.3"
-    );
-    let dc = get(&admin, &ns, "DeploymentConfig", "bad").await;
+    assert_eq!(os.dc_image("bad", "app").await, "ghcr.io/acme/web:1.2.3");
+    let dc = os.get("DeploymentConfig", "bad").await;
     let note = dc["metadata"]["annotations"]["keel.sh/rollback"]
         .as_str()
         .unwrap_or_default();
@@ -970,17 +947,9 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
     let Some((_, ns, admin)) = openshift_namespace("os-annotation").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "web",
-            json!({}),
-            &[("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({}))],
-        ),
-    )
-    .await;
+    let os = Ns::new(&admin, &ns);
+    os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
+        .await;
     Workload::keel_deployment("web", "minor", INTERNAL)
         .annotation(
             "image.openshift.io/triggers",
@@ -989,16 +958,11 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
         .container("proxy", "nginx:1.25.0")
         .create(&admin, &ns)
         .await;
-    create(
-        &admin,
-        &ns,
-        "DeploymentConfig",
-        deployment_config(
-            "dc",
-            json!({}),
-            &[("app", INTERNAL)],
-            json!([image_change(&["app"], "web:stable")]),
-        ),
+    os.create_dc(
+        "dc",
+        json!({}),
+        &[("app", INTERNAL)],
+        json!([image_change(&["app"], "web:stable")]),
     )
     .await;
     let target = target_in(admin.clone(), &ns).await;
@@ -1047,12 +1011,9 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
         "ghcr.io/acme/web:1.2.3",
         "ghcr.io/acme/web:1.3.0",
     );
+    assert_eq!(outcome(&target, &update).await, ApplyOutcome::Applied);
     assert_eq!(
-        target.apply(&update).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
-    assert_eq!(
-        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.3.0"
     );
     assert_eq!(
@@ -1067,68 +1028,39 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
     let Some((server, ns, admin)) = openshift_namespace("os-is-conflict").await else {
         return;
     };
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "web",
-            json!({ "keel.sh/policy": "minor" }),
-            &[
-                ("stable", "DockerImage", "ghcr.io/acme/web:1.2.3", json!({})),
-                (
-                    "other",
-                    "DockerImage",
-                    "ghcr.io/acme/other:1.0.0",
-                    json!({}),
-                ),
-            ],
-        ),
+    let os = Ns::new(&admin, &ns);
+    os.create_stream(
+        "web",
+        json!({ "keel.sh/policy": "minor" }),
+        &[
+            tag("stable", "ghcr.io/acme/web:1.2.3"),
+            tag("other", "ghcr.io/acme/other:1.0.0"),
+        ],
     )
     .await;
     // Before each of the first two PATCHes of the stream goes out, someone else moves its
     // other tag.
     let path = format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/web");
-    let changes = Arc::new(AtomicUsize::new(0));
-    let hook_admin = admin.clone();
-    let hook_ns = ns.clone();
-    let hook_changes = Arc::clone(&changes);
-    let client = server.intercepting_client_as(
-        ADMIN,
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            let admin = hook_admin.clone();
-            let ns = hook_ns.clone();
-            let n = hook_changes.fetch_add(1, Ordering::SeqCst);
-            if n >= 2 {
-                return None;
-            }
-            let change: HookFuture = Box::pin(async move {
-                let to = format!("ghcr.io/acme/other:1.0.{}", n + 1);
-                let patch = json!([
-                    { "op": "test", "path": "/spec/tags/1/name", "value": "other" },
-                    { "op": "replace", "path": "/spec/tags/1/from/name", "value": to },
-                ]);
-                api(&admin, &ns, "ImageStream")
-                    .patch(
-                        "web",
-                        &PatchParams::default(),
-                        &Patch::<()>::Json(serde_json::from_value(patch).expect("a JSON patch")),
-                    )
-                    .await
-                    .expect("the concurrent change");
-            });
-            Some(change)
-        }),
-    );
-    let impatient = KubeTarget::builder(client.clone())
-        .with_namespaces([ns.as_str()])
-        .with_conflict_retries(0)
-        .build()
-        .await
-        .expect("build");
+    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
+    let (client, changes) = racing_client(server, path, move |n| {
+        if n >= 2 {
+            return None;
+        }
+        let to = format!("ghcr.io/acme/other:1.0.{}", n + 1);
+        let patch = json!([
+            { "op": "test", "path": "/spec/tags/1/name", "value": "other" },
+            { "op": "replace", "path": "/spec/tags/1/from/name", "value": to },
+        ]);
+        let patch = Patch::Json(serde_json::from_value(patch).expect("a JSON patch"));
+        Some(concurrent_change(
+            &hook_admin,
+            &hook_ns,
+            "ImageStream",
+            "web",
+            patch,
+        ))
+    });
+    let impatient = impatient_target(client.clone(), &ns).await;
     let id = format!("imagestream/{ns}/web/stable");
     let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
     match impatient.apply(&update).await {
@@ -1136,27 +1068,24 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(
-        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.2.3",
         "nothing of the refused patch is applied"
     );
     assert_eq!(
-        stream_tag(&admin, &ns, "web", "other").await["from"]["name"],
+        os.tag_image("web", "other").await,
         "ghcr.io/acme/other:1.0.1"
     );
 
     // Retried (the default), it re-reads and keeps the other change.
     let patient = target_in(client, &ns).await;
+    assert_eq!(outcome(&patient, &update).await, ApplyOutcome::Applied);
     assert_eq!(
-        patient.apply(&update).await.expect("apply"),
-        ApplyOutcome::Applied
-    );
-    assert_eq!(
-        stream_tag(&admin, &ns, "web", "stable").await["from"]["name"],
+        os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.3.0"
     );
     assert_eq!(
-        stream_tag(&admin, &ns, "web", "other").await["from"]["name"],
+        os.tag_image("web", "other").await,
         "ghcr.io/acme/other:1.0.2",
         "both concurrent changes survive"
     );
@@ -1172,37 +1101,24 @@ async fn a_registry_webhook_moves_only_the_stream_tags_of_the_pushed_repository(
     let Some((_, ns, admin)) = openshift_namespace("os-webhook").await else {
         return;
     };
+    let os = Ns::new(&admin, &ns);
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
     let api_image = format!("{}/acme/api", registry.addr());
     // The default trigger: webhooks only.
-    create(
-        &admin,
-        &ns,
-        "ImageStream",
-        image_stream(
-            "apps",
-            json!({ "keel.sh/policy": "minor" }),
-            &[
-                ("web", "DockerImage", &format!("{web}:1.0.0"), json!({})),
-                (
-                    "api",
-                    "DockerImage",
-                    &format!("{api_image}:2.0.0"),
-                    json!({}),
-                ),
-            ],
-        ),
+    os.create_stream(
+        "apps",
+        json!({ "keel.sh/policy": "minor" }),
+        &[
+            tag("web", &format!("{web}:1.0.0")),
+            tag("api", &format!("{api_image}:2.0.0")),
+        ],
     )
     .await;
     let target = Arc::new(target_in(admin.clone(), &ns).await);
-    let client = RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .build()
-        .expect("registry client");
-    let pipeline = Pipeline::new(Arc::new(client)).with_target(target.clone());
+    let pipeline = pipeline_over(target.clone());
     let body = json!({ "name": web, "tag": "1.1.0" }).to_string();
     let pushes = keel_core::trigger::WebhookSource::Native
         .parse_payload(body.as_bytes())
@@ -1219,12 +1135,9 @@ async fn a_registry_webhook_moves_only_the_stream_tags_of_the_pushed_repository(
             "okd imagestream/{ns}/apps/web: {web}:1.0.0 -> {web}:1.1.0"
         )]
     );
+    assert_eq!(os.tag_image("apps", "web").await, format!("{web}:1.1.0"));
     assert_eq!(
-        stream_tag(&admin, &ns, "apps", "web").await["from"]["name"],
-        format!("{web}:1.1.0")
-    );
-    assert_eq!(
-        stream_tag(&admin, &ns, "apps", "api").await["from"]["name"],
+        os.tag_image("apps", "api").await,
         format!("{api_image}:2.0.0"),
         "a repository nobody pushed to is left alone"
     );
