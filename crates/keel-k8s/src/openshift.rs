@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::workload::{ContainerView, Workload, WorkloadKind, WorkloadView};
+use crate::workload::{ContainerId, ContainerView, Workload, WorkloadKind, WorkloadView};
 
 /// One tag of one ImageStream: `namespace/stream:tag`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +52,21 @@ impl StreamTag {
             stream: stream.to_owned(),
             tag: tag.to_owned(),
         })
+    }
+}
+
+impl StreamTag {
+    /// The id under which the Kubernetes target tracks this tag
+    /// (`imagestream/<namespace>/<stream>/<tag>`).
+    pub(crate) fn tracked_id(&self) -> String {
+        ContainerId {
+            kind: WorkloadKind::ImageStream,
+            namespace: self.namespace.clone(),
+            name: self.stream.clone(),
+            container: self.tag.clone(),
+            init: false,
+        }
+        .to_string()
     }
 }
 

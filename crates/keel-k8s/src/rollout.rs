@@ -126,6 +126,24 @@ impl RolloutStatus {
         self
     }
 
+    /// The rest of a Deployment-like rollout once the spec is observed and nothing failed:
+    /// every desired replica updated, no old one left of the `total`, every updated one
+    /// available.
+    fn by_replicas(self, total: i32) -> Self {
+        let (desired, updated, available) = (self.desired, self.updated, self.available);
+        if updated < desired {
+            self.waiting(format!("{updated} of {desired} new replicas to be updated"))
+        } else if total > updated {
+            self.waiting(format!("{} old replicas to terminate", total - updated))
+        } else if available < updated {
+            self.waiting(format!(
+                "{available} of {updated} updated replicas to be available"
+            ))
+        } else {
+            self.done()
+        }
+    }
+
     /// The status of a Deployment.
     pub fn of_deployment(d: &Deployment) -> Self {
         let spec = d.spec.as_ref();
@@ -160,17 +178,7 @@ impl RolloutStatus {
             }
             .waiting("a rollout that exceeded its progress deadline".into());
         }
-        if updated < desired {
-            base.waiting(format!("{updated} of {desired} new replicas to be updated"))
-        } else if total > updated {
-            base.waiting(format!("{} old replicas to terminate", total - updated))
-        } else if available < updated {
-            base.waiting(format!(
-                "{available} of {updated} updated replicas to be available"
-            ))
-        } else {
-            base.done()
-        }
+        base.by_replicas(total)
     }
 
     /// The status of an OpenShift DeploymentConfig (`apps.openshift.io/v1`), read from its
@@ -231,17 +239,7 @@ impl RolloutStatus {
             }
             .waiting("a rollout that failed".into());
         }
-        if updated < desired {
-            base.waiting(format!("{updated} of {desired} new replicas to be updated"))
-        } else if total > updated {
-            base.waiting(format!("{} old replicas to terminate", total - updated))
-        } else if available < updated {
-            base.waiting(format!(
-                "{available} of {updated} updated replicas to be available"
-            ))
-        } else {
-            base.done()
-        }
+        base.by_replicas(total)
     }
 
     /// The status of a StatefulSet; `Err` names why its rollout cannot be tracked (the

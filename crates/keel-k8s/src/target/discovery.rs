@@ -111,14 +111,7 @@ impl KubeTarget {
                 let source = stream
                     .and_then(|s| s.container(&tag.tag, false))
                     .and_then(|c| c.image.clone());
-                let tag_id = ContainerId {
-                    kind: WorkloadKind::ImageStream,
-                    namespace: tag.namespace.clone(),
-                    name: tag.stream.clone(),
-                    container: tag.tag.clone(),
-                    init: false,
-                }
-                .to_string();
+                let tag_id = tag.tracked_id();
                 let tracked_id = scan
                     .tracked
                     .iter()
@@ -256,14 +249,7 @@ pub(super) fn track_followed_tags(view: &WorkloadView, streams: &Streams<'_>, sc
             )));
             continue;
         };
-        let tag_id = ContainerId {
-            kind: WorkloadKind::ImageStream,
-            namespace: tag.namespace.clone(),
-            name: tag.stream.clone(),
-            container: tag.tag.clone(),
-            init: false,
-        }
-        .to_string();
+        let tag_id = tag.tracked_id();
         if scan.tracked.iter().any(|(t, _)| t.id == tag_id) {
             continue;
         }
