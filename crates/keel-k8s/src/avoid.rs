@@ -6,9 +6,8 @@
 //! as usual, so the next release moves on.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use keel_core::policy::{Candidate, Decision, Needs, Policy, SelectInput};
+pub use keel_core::policy::AvoidTag;
 
 /// The annotation a rollback leaves with the images it undid, by container name (JSON).
 pub const FAILED_ANNOTATION: &str = "keel.sh/rollback-failed";
@@ -31,64 +30,9 @@ pub(crate) fn record_failed(previous: Option<&String>, container: &str, image: &
     serde_json::to_string(&map).expect("a map of strings serializes")
 }
 
-/// A policy that never chooses one tag (one that failed to roll out), otherwise `inner`.
-#[derive(Debug)]
-pub struct AvoidTag {
-    inner: Arc<dyn Policy>,
-    tag: String,
-}
-
-impl AvoidTag {
-    /// `inner`, without `tag`.
-    pub fn new(inner: Arc<dyn Policy>, tag: impl Into<String>) -> Self {
-        AvoidTag {
-            inner,
-            tag: tag.into(),
-        }
-    }
-}
-
-impl Policy for AvoidTag {
-    fn select(&self, input: &SelectInput<'_>) -> Decision {
-        let kept: Vec<Candidate<'_>> = input
-            .candidates
-            .iter()
-            .filter(|c| c.tag != self.tag)
-            .copied()
-            .collect();
-        let mut narrowed = SelectInput::new(input.current, &kept);
-        narrowed.explain = input.explain;
-        self.inner.select(&narrowed)
-    }
-
-    fn needs(&self) -> Needs {
-        self.inner.needs()
-    }
-
-    fn admits(&self, tag: &str) -> bool {
-        tag != self.tag && self.inner.admits(tag)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_core::VersionPolicy;
-    use keel_core::policy::Current;
-
-    #[test]
-    fn the_failed_tag_is_skipped_and_newer_ones_are_not() {
-        let minor: Arc<dyn Policy> = Arc::new("minor".parse::<VersionPolicy>().unwrap());
-        let policy = AvoidTag::new(minor, "1.3.0");
-        let tags = ["1.2.3", "1.3.0"].map(Candidate::new);
-        let decision = policy.select(&SelectInput::new(Current::tag("1.2.3"), &tags));
-        assert_eq!(decision.tag(), None);
-        let tags = ["1.2.3", "1.3.0", "1.3.1"].map(Candidate::new);
-        let decision = policy.select(&SelectInput::new(Current::tag("1.2.3"), &tags));
-        assert_eq!(decision.tag(), Some("1.3.1"));
-        assert!(!policy.admits("1.3.0"));
-        assert!(policy.admits("1.3.1"));
-    }
 
     #[test]
     fn records_merge_by_container_and_bad_values_are_ignored() {

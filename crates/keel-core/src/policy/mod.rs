@@ -18,12 +18,14 @@
 //!
 #![doc = include_str!("RULES.md")]
 
+mod avoid;
 mod engine;
 mod explain;
 mod glob;
 mod rankers;
 mod spec;
 
+pub use self::avoid::AvoidTag;
 pub use self::engine::VersionPolicy;
 pub use self::explain::{Explanation, Reason, Rejection};
 pub use self::glob::Glob;
