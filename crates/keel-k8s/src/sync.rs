@@ -1,11 +1,19 @@
-//! Waiting for the initial lists of a target's watches, for every target built on watches
-//! (the workload caches here, Helm's storage in keel-helm).
+//! What every target built on watches (the workload caches here, Helm's storage in
+//! keel-helm) shares: the health of its watches, waiting for their initial lists, and
+//! discovery from what it scanned in its caches.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keel_core::Error;
+use keel_core::target::TrackedImage;
+use keel_core::{Error, ImageRef};
+use kube::runtime::watcher;
+use tracing::{Instrument as _, info_span};
 
 use crate::error as kerr;
+use crate::keys::Problem;
+use crate::secrets::{PullSecrets, SecretRef};
 
 /// What a target waits on: one watch of one resource in one namespace (or all).
 pub trait SyncState {
@@ -17,6 +25,39 @@ pub trait SyncState {
     fn resource(&self) -> &str;
     /// The namespace watched; `None`: all namespaces.
     fn namespace(&self) -> Option<&str>;
+}
+
+/// The health of one watch, shared between its task (which records it) and the target
+/// (which reads it through [`SyncState`]).
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    ready: AtomicBool,
+    last_error: Mutex<Option<watcher::Error>>,
+}
+
+impl WatchHealth {
+    /// Records that the initial list has arrived.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the initial list has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Records the outcome of the last event: `None` after a good one.
+    pub fn set_error(&self, error: Option<watcher::Error>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    /// The last error of the watch of `resource` in `namespace` as a keel error, and whether
+    /// waiting longer cannot help (see [`kerr::from_watcher`]).
+    pub fn error(&self, resource: &str, namespace: Option<&str>) -> Option<(Error, bool)> {
+        let guard = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        let error = guard.as_ref()?;
+        Some(kerr::from_watcher(error, resource, namespace))
+    }
 }
 
 /// Waits until every one of `watches` has its initial list, checking every 20 ms; fails at
@@ -65,4 +106,47 @@ pub async fn wait_synced<W: SyncState + ?Sized>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What a target found in its caches: each tracked image with what the target needs to update
+/// it (`I`), the problems, and each tracked image's pull secrets.
+#[derive(Debug)]
+pub struct Scan<I> {
+    /// The tracked images, each with where it is written.
+    pub tracked: Vec<(TrackedImage, I)>,
+    /// What could not be tracked, and why.
+    pub problems: Vec<Problem>,
+    /// Each tracked image's pull secrets, `(id, image, secrets)`, for
+    /// [`PullSecrets::replace_usage`]; only images that have some.
+    pub pull_secrets: Vec<(String, ImageRef, Vec<SecretRef>)>,
+}
+
+impl<I> Default for Scan<I> {
+    fn default() -> Self {
+        Scan {
+            tracked: Vec::new(),
+            problems: Vec::new(),
+            pull_secrets: Vec::new(),
+        }
+    }
+}
+
+/// [`Target::discover`](keel_core::Target::discover) of a target built on watches: runs `scan`
+/// in a `discover` span naming the target, records the pull secrets it found in `secrets`
+/// (when the target was given some) and returns the tracked images.
+///
+/// # Errors
+/// The error of `scan`.
+pub async fn discover<I>(
+    target_name: &str,
+    secrets: Option<&PullSecrets>,
+    scan: impl Future<Output = Result<Scan<I>, Error>>,
+) -> Result<Vec<TrackedImage>, Error> {
+    let scan = scan
+        .instrument(info_span!("discover", target_name = %target_name))
+        .await?;
+    if let Some(secrets) = secrets {
+        secrets.replace_usage(scan.pull_secrets);
+    }
+    Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
 }

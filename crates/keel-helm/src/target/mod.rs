@@ -11,7 +11,7 @@ use keel_core::{Error, ImageRef};
 use keel_k8s::avoid::{AvoidTag, FAILED_ANNOTATION};
 use keel_k8s::{Problem, ProblemLog};
 use serde::Serialize;
-use tracing::{Instrument as _, debug, info_span};
+use tracing::debug;
 
 use crate::config::{self, ImageEntry};
 use crate::helm::HelmBinary;
@@ -139,11 +139,7 @@ pub(crate) fn runs(running: &ImageRef, wanted: &ImageRef) -> bool {
         }
 }
 
-struct Scan {
-    tracked: Vec<(TrackedImage, ReleaseImage)>,
-    problems: Vec<Problem>,
-    pull_secrets: Vec<(String, ImageRef, Vec<keel_k8s::SecretRef>)>,
-}
+type Scan = keel_k8s::sync::Scan<ReleaseImage>;
 
 impl HelmTarget {
     /// A builder over `client`: all namespaces, both storage drivers, `helm` from `PATH`,
@@ -208,11 +204,7 @@ impl HelmTarget {
                 releases.entry(key).or_default().push(revision);
             }
         }
-        let mut scan = Scan {
-            tracked: Vec::new(),
-            problems: Vec::new(),
-            pull_secrets: Vec::new(),
-        };
+        let mut scan = Scan::default();
         for ((namespace, release), revisions) in releases {
             if let Err(problem) = self.scan_release(&namespace, &release, &revisions, &mut scan) {
                 scan.problems.push(*problem);
@@ -384,14 +376,8 @@ impl Target for HelmTarget {
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
-        let scan = self
-            .scan()
-            .instrument(info_span!("discover", target_name = %self.inner.settings.name))
-            .await?;
-        if let Some(secrets) = &self.inner.settings.pull_secrets {
-            secrets.replace_usage(scan.pull_secrets);
-        }
-        Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
+        let settings = &self.inner.settings;
+        keel_k8s::sync::discover(&settings.name, settings.pull_secrets.as_ref(), self.scan()).await
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {

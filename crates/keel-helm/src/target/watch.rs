@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use keel_core::Error;
-use keel_k8s::sync::SyncState;
+use keel_k8s::sync::{SyncState, WatchHealth};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
@@ -57,8 +56,7 @@ impl Revision {
 /// The state one watch shares with its task.
 #[derive(Debug, Default)]
 pub(crate) struct WatchState {
-    ready: AtomicBool,
-    last_error: Mutex<Option<watcher::Error>>,
+    health: WatchHealth,
     /// By storage object name (unique within a namespace): `namespace/object`.
     revisions: Mutex<HashMap<String, Arc<Revision>>>,
 }
@@ -129,22 +127,13 @@ impl Watch {
 
 impl SyncState for Watch {
     fn is_ready(&self) -> bool {
-        self.state.ready.load(Ordering::Acquire)
+        self.state.health.is_ready()
     }
 
-    /// The last watch error as a keel error, and whether waiting longer cannot help.
     fn error(&self) -> Option<(Error, bool)> {
-        let guard = self
-            .state
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let error = guard.as_ref()?;
-        Some(keel_k8s::error::from_watcher(
-            error,
-            self.driver.resource(),
-            self.namespace.as_deref(),
-        ))
+        self.state
+            .health
+            .error(self.driver.resource(), self.namespace.as_deref())
     }
 
     fn resource(&self) -> &str {
@@ -191,7 +180,7 @@ where
             // A relist fills this, and replaces the cache when it is done.
             let mut relist: HashMap<String, Arc<Revision>> = HashMap::new();
             while let Some(event) = stream.next().await {
-                let set_error = |e| *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+                let set_error = |e| state.health.set_error(e);
                 let cache = || state.revisions.lock().unwrap_or_else(|p| p.into_inner());
                 match event {
                     Ok(watcher::Event::Init) => {
@@ -207,7 +196,7 @@ where
                     Ok(watcher::Event::InitDone) => {
                         set_error(None);
                         *cache() = std::mem::take(&mut relist);
-                        state.ready.store(true, Ordering::Release);
+                        state.health.mark_ready();
                         debug!("cache synced");
                         changes.send_replace(());
                     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -22,6 +22,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::error::{self as kerr, Request};
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::secrets::PullSecrets;
+use crate::sync::WatchHealth;
 use crate::workload::{Workload, WorkloadKind};
 
 use super::*;
@@ -303,7 +304,7 @@ impl KubeTargetBuilder {
             config = config.labels(selector);
         }
         let (store, writer) = reflector::store::<K>();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(WatchHealth::default());
         let task_health = Arc::clone(&health);
         let span = info_span!(
             "watch",
@@ -324,7 +325,7 @@ impl KubeTargetBuilder {
                 while let Some(event) = stream.next().await {
                     match event {
                         Ok(watcher::Event::InitDone) => {
-                            task_health.ready.store(true, Ordering::Release);
+                            task_health.mark_ready();
                             task_health.set_error(None);
                             debug!("cache synced");
                             changes.send_replace(());

@@ -1,38 +1,23 @@
 //! The caches that watches keep current, one per kind and namespace.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use keel_core::Error;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 
-use crate::error as kerr;
 use crate::keys::ProblemLog;
+use crate::sync::WatchHealth;
 use crate::workload::{Workload, WorkloadKind, WorkloadView};
 
 use super::*;
-
-/// The state of one watch, shared with its task.
-#[derive(Debug, Default)]
-pub(super) struct Health {
-    pub(super) ready: AtomicBool,
-    pub(super) last_error: Mutex<Option<watcher::Error>>,
-}
-
-impl Health {
-    pub(super) fn set_error(&self, error: Option<watcher::Error>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-    }
-}
 
 /// One kind watched in one namespace (or all).
 pub(super) struct Watched<K: Workload> {
     pub(super) kind: WorkloadKind,
     pub(super) namespace: Option<String>,
     pub(super) store: Store<K>,
-    pub(super) health: Arc<Health>,
+    pub(super) health: Arc<WatchHealth>,
     pub(super) task: JoinHandle<()>,
 }
 
@@ -76,21 +61,12 @@ impl<K: Workload> Cache for Watched<K> {
     }
 
     fn is_ready(&self) -> bool {
-        self.health.ready.load(Ordering::Acquire)
+        self.health.is_ready()
     }
 
     fn error(&self) -> Option<(Error, bool)> {
-        let guard = self
-            .health
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let error = guard.as_ref()?;
-        Some(kerr::from_watcher(
-            error,
-            self.kind.plural(),
-            self.namespace.as_deref(),
-        ))
+        self.health
+            .error(self.kind.plural(), self.namespace.as_deref())
     }
 
     fn views(&self) -> Vec<WorkloadView> {

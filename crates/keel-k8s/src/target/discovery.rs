@@ -16,14 +16,7 @@ use keel_core::keel_keys::KeelConfig;
 use super::*;
 
 /// What discovery found in the caches.
-#[derive(Default)]
-pub(super) struct Scan {
-    pub(super) tracked: Vec<(TrackedImage, WorkloadImage)>,
-    pub(super) problems: Vec<Problem>,
-    /// Each tracked image's pull secrets, `(id, image, secrets)`, for
-    /// [`PullSecrets::replace_usage`]; only images that have some.
-    pub(super) pull_secrets: Vec<(String, ImageRef, Vec<SecretRef>)>,
-}
+pub(super) type Scan = crate::sync::Scan<WorkloadImage>;
 
 impl KubeTarget {
     /// Waits until every cache has its initial list, or fails early on a watch that cannot

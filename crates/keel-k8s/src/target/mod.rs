@@ -26,8 +26,8 @@ mod discovery;
 mod tests;
 
 pub use self::builder::KubeTargetBuilder;
+use self::cache::Watched;
 use self::cache::{Cache, Inner};
-use self::cache::{Health, Watched};
 pub(crate) use self::discovery::pull_secret_names;
 
 /// The field manager keel-k8s patches as.
@@ -309,14 +309,8 @@ impl Target for KubeTarget {
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
-        let scan = self
-            .scan()
-            .instrument(info_span!("discover", target_name = %self.inner.settings.name))
-            .await?;
-        if let Some(secrets) = &self.inner.settings.pull_secrets {
-            secrets.replace_usage(scan.pull_secrets);
-        }
-        Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
+        let settings = &self.inner.settings;
+        crate::sync::discover(&settings.name, settings.pull_secrets.as_ref(), self.scan()).await
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
