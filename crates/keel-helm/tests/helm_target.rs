@@ -61,6 +61,14 @@ impl World {
             .unwrap()
     }
 
+    /// Installs `release` with `set` and a target that has discovered it.
+    async fn discovered(&self, release: &str, set: &[(&str, &str)]) -> HelmTarget {
+        self.install(release, set);
+        let target = self.target().await;
+        target.discover().await.unwrap();
+        target
+    }
+
     fn id(&self, release: &str, path: &str) -> String {
         format!("helm/{}/{release}/{path}", self.ns)
     }
@@ -100,6 +108,18 @@ impl World {
     async fn images(&self, release: &str) -> Vec<(String, String)> {
         deployment_images(&self.admin, &self.ns, release, false).await
     }
+}
+
+/// `(container, image)` of the test chart's Deployment with the app at `app` and the sidecar
+/// at `proxy`.
+fn chart_images(app: &str, proxy: &str) -> [(String, String); 2] {
+    [
+        ("app".to_owned(), format!("registry.example/acme/web:{app}")),
+        (
+            "sidecar".to_owned(),
+            format!("registry.example/acme/proxy:{proxy}"),
+        ),
+    ]
 }
 
 fn image(s: &str) -> ImageRef {
@@ -261,9 +281,7 @@ async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() 
     let Some(w) = world("helm-apply").await else {
         return;
     };
-    w.install("web", &[("replicas", "2")]);
-    let target = w.target().await;
-    target.discover().await.unwrap();
+    let target = w.discovered("web", &[("replicas", "2")]).await;
     let update = w.app_plan("web", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
     assert_eq!(
@@ -275,19 +293,7 @@ async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() 
         w.helm.get_values(&w.ns, "web", false),
         json!({"replicas": 2, "image": {"tag": "1.1.0"}})
     );
-    assert_eq!(
-        w.images("web").await,
-        [
-            (
-                "app".to_owned(),
-                "registry.example/acme/web:1.1.0".to_owned()
-            ),
-            (
-                "sidecar".to_owned(),
-                "registry.example/acme/proxy:2.0.0".to_owned()
-            ),
-        ]
-    );
+    assert_eq!(w.images("web").await, chart_images("1.1.0", "2.0.0"));
     // The same plan again: nothing to do, no new revision.
     assert_eq!(
         target.apply(&update).await.unwrap(),
@@ -313,9 +319,7 @@ async fn two_paths_of_one_release_go_into_one_revision() {
     let Some(w) = world("helm-whole").await else {
         return;
     };
-    w.install("web", &[]);
-    let target = w.target().await;
-    target.discover().await.unwrap();
+    let target = w.discovered("web", &[]).await;
     let plans = [
         w.plan(
             "web",
@@ -337,19 +341,7 @@ async fn two_paths_of_one_release_go_into_one_revision() {
         w.helm.get_values(&w.ns, "web", false),
         json!({"image": {"tag": "1.0.1"}, "sidecar": {"image": "registry.example/acme/proxy:2.1.0"}})
     );
-    assert_eq!(
-        w.images("web").await,
-        [
-            (
-                "app".to_owned(),
-                "registry.example/acme/web:1.0.1".to_owned()
-            ),
-            (
-                "sidecar".to_owned(),
-                "registry.example/acme/proxy:2.1.0".to_owned()
-            ),
-        ]
-    );
+    assert_eq!(w.images("web").await, chart_images("1.0.1", "2.1.0"));
 }
 
 #[tokio::test]
@@ -390,9 +382,7 @@ async fn a_failed_upgrade_is_reported_with_helms_message_and_not_tried_again() {
     let Some(w) = world("helm-fail").await else {
         return;
     };
-    w.install("web", &[("failOnTag", "1.1.0")]);
-    let target = w.target().await;
-    target.discover().await.unwrap();
+    let target = w.discovered("web", &[("failOnTag", "1.1.0")]).await;
     let update = w.app_plan("web", "1.0.0", "1.1.0");
     let error = target.apply(&update).await.unwrap_err();
     let text = error.to_string();
