@@ -206,7 +206,9 @@ impl ImageRef {
         out
     }
 
-    fn familiar_name(&self) -> String {
+    /// The repository as [`familiar`](Self::familiar) writes it, without tag or digest:
+    /// `nginx`, `bitnami/redis`, `ghcr.io/o/r`.
+    pub fn familiar_name(&self) -> String {
         if self.is_docker_hub() {
             match self.repository.strip_prefix("library/") {
                 Some(rest) if !rest.contains('/') => return rest.to_owned(),

@@ -1,0 +1,940 @@
+//! [`DockerTarget`]: discovery of the engine's tracked containers, and their recreation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::query_parameters::ListContainersOptions;
+use keel_core::keel_keys::{self, KeelConfig};
+use keel_core::policy::{AvoidTag, Policy, PolicyOptions, PolicySpec};
+use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan};
+use keel_core::{Error, ImageRef, Result, Secret, VersionPolicy};
+use tracing::{debug, info, warn};
+
+use crate::engine::{Engine, api_error};
+use crate::labels::{self, Scope};
+use crate::recreate::create_body;
+
+/// The prefix of the ids of tracked containers: `container/<name>`.
+const ID_PREFIX: &str = "container/";
+
+/// What an old container is renamed to while its replacement starts: `<name>` + this +
+/// the first 12 characters of its id.
+const ASIDE: &str = "-keel-old-";
+
+/// Credentials for one registry, handed to the engine for one pull.
+#[derive(Clone)]
+pub enum PullAuth {
+    /// A user name and password (or token).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or token.
+        password: Secret,
+    },
+    /// An identity (refresh) token.
+    IdentityToken(Secret),
+}
+
+impl fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PullAuth::Basic { username, .. } => write!(f, "Basic({username:?})"),
+            PullAuth::IdentityToken(_) => f.write_str("IdentityToken"),
+        }
+    }
+}
+
+/// Where the target gets the credentials of a registry when it pulls: the Docker
+/// `config.json` the engine's users log in with, in the application (keel-registry reads it).
+#[async_trait]
+pub trait PullCredentials: Send + Sync + fmt::Debug {
+    /// The credentials for registry `host` (`docker.io`, `ghcr.io`, `127.0.0.1:5000`), or
+    /// `None` for an anonymous pull. Asked for the host of the image being pulled only.
+    async fn credentials(&self, host: &str) -> Result<Option<PullAuth>>;
+}
+
+/// How recreations are carried out.
+#[derive(Clone, Debug)]
+struct Settings {
+    stop_timeout: Duration,
+    startup_grace: Duration,
+    health_timeout: Duration,
+    cleanup: bool,
+}
+
+/// A [`Target`] for the running containers of a Docker Engine: Watchtower's job, with
+/// keel-rs's policies, approvals and rollback. Build one with [`DockerTarget::builder`].
+///
+/// - [`discover`](Target::discover) lists the running containers the [`Scope`] admits. A
+///   container with a `keel.sh/policy` label follows that policy (and the other `keel.sh/*`
+///   labels, read as for every target); one without follows its own tag's digest, as
+///   Watchtower does. Both are polled unless a `keel.sh/trigger` label says otherwise.
+///   Tracked ids are `container/<name>`.
+/// - [`apply`](Target::apply) pulls the new image (by digest when the plan has one), stops
+///   the container, renames it aside, creates its replacement with the same configuration
+///   (what came from the old image follows the new one), starts it, and removes the old one
+///   only once the new one runs (and is healthy, when it has a healthcheck). When the new
+///   one does not, it is removed, the old one gets its name back and is started again, and
+///   the version is avoided on later discoveries.
+/// - [`apply_all`](Target::apply_all) recreates containers after the ones they depend on
+///   (`depends-on` label, links, a shared network namespace) and restarts the dependents of
+///   each recreated container.
+#[derive(Clone)]
+pub struct DockerTarget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    engine: Engine,
+    scope: Scope,
+    settings: Settings,
+    credentials: Option<Arc<dyn PullCredentials>>,
+    /// Versions that were rolled back, by container name; kept in `state_file` when set.
+    failed: Mutex<BTreeMap<String, String>>,
+    state_file: Option<PathBuf>,
+    /// One recreation at a time.
+    applying: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for DockerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerTarget")
+            .field("name", &self.inner.name)
+            .field("scope", &self.inner.scope)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`DockerTarget`].
+#[derive(Debug)]
+pub struct DockerTargetBuilder {
+    docker: Docker,
+    name: String,
+    scope: Scope,
+    settings: Settings,
+    credentials: Option<Arc<dyn PullCredentials>>,
+    state_file: Option<PathBuf>,
+}
+
+impl DockerTarget {
+    /// A target for the engine `docker` talks to (e.g. `Docker::connect_with_defaults()`,
+    /// which follows `DOCKER_HOST`), tracking every running container.
+    pub fn builder(docker: Docker) -> DockerTargetBuilder {
+        DockerTargetBuilder {
+            docker,
+            name: "docker".to_owned(),
+            scope: Scope::default(),
+            settings: Settings {
+                stop_timeout: Duration::from_secs(10),
+                startup_grace: Duration::from_secs(3),
+                health_timeout: Duration::from_secs(60),
+                cleanup: false,
+            },
+            credentials: None,
+            state_file: None,
+        }
+    }
+
+    /// The versions rolled back so far and avoided since, by container name.
+    pub fn avoided(&self) -> BTreeMap<String, String> {
+        lock(&self.inner.failed).clone()
+    }
+}
+
+impl DockerTargetBuilder {
+    /// The target's name in plans and messages (default `docker`), e.g. the engine's host.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Which containers are tracked (default: every running container).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// How long a container may take to stop before it is killed, when its configuration
+    /// does not say (default 10 s, as `docker stop`).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.stop_timeout = timeout;
+        self
+    }
+
+    /// How long a new container without a healthcheck must keep running before it counts
+    /// as started (default 3 s): one that exits sooner is rolled back.
+    pub fn startup_grace(mut self, grace: Duration) -> Self {
+        self.settings.startup_grace = grace;
+        self
+    }
+
+    /// How long a new container with a healthcheck has to become healthy (default 60 s).
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.health_timeout = timeout;
+        self
+    }
+
+    /// Removes the old image after a successful update when no container uses it any more
+    /// (Watchtower's `--cleanup`).
+    pub fn cleanup(mut self, cleanup: bool) -> Self {
+        self.settings.cleanup = cleanup;
+        self
+    }
+
+    /// Where pulls get registry credentials (default: anonymous pulls).
+    pub fn credentials(mut self, credentials: Arc<dyn PullCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Keeps the versions rolled back in this JSON file, so that they stay avoided after a
+    /// restart (default: in memory only).
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// The target.
+    ///
+    /// # Errors
+    /// The state file exists and cannot be read or is not a JSON object of strings.
+    pub fn build(self) -> Result<DockerTarget> {
+        let failed = match &self.state_file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::backend(&self.name, format!("read {}", path.display()), e)
+                })?;
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::backend(
+                        &self.name,
+                        format!(
+                            "read {} (a JSON object of image by container)",
+                            path.display()
+                        ),
+                        e,
+                    )
+                })?
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(DockerTarget {
+            inner: Arc::new(Inner {
+                engine: Engine {
+                    docker: self.docker,
+                    backend: format!("docker engine {}", self.name),
+                },
+                name: self.name,
+                scope: self.scope,
+                settings: self.settings,
+                credentials: self.credentials,
+                failed: Mutex::new(failed),
+                state_file: self.state_file,
+                applying: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The container name of a tracked id.
+fn container_name(id: &str) -> Result<&str> {
+    id.strip_prefix(ID_PREFIX)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::not_found(format!("tracked id {id:?} (not `{ID_PREFIX}<name>`)")))
+}
+
+/// The name the engine reports (`/web`), without its slash.
+fn bare(name: &str) -> &str {
+    name.trim_start_matches('/')
+}
+
+fn is_running(container: &ContainerInspectResponse) -> bool {
+    container
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false)
+}
+
+/// The names `container` depends on: its `depends-on` label, its links, and the container
+/// whose network namespace it shares (a name or an id, as configured).
+fn dependencies(container: &ContainerInspectResponse) -> Vec<String> {
+    let labels = container
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let mut names = labels::depends_on(&labels);
+    let host = container.host_config.as_ref();
+    for link in host.and_then(|h| h.links.as_ref()).into_iter().flatten() {
+        // `/db:/web/db`: the linked container first.
+        if let Some(name) = link.split(':').next() {
+            names.push(bare(name).to_owned());
+        }
+    }
+    if let Some(shared) = host
+        .and_then(|h| h.network_mode.as_deref())
+        .and_then(|m| m.strip_prefix("container:"))
+    {
+        names.push(bare(shared).to_owned());
+    }
+    names
+}
+
+impl DockerTarget {
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The image a container runs as keel-rs sees it: the reference it was created with,
+    /// pinned to the digest the engine pulled it at when `with_digest`.
+    async fn running_image(
+        &self,
+        container: &ContainerInspectResponse,
+        with_digest: bool,
+    ) -> Result<ImageRef> {
+        let name = bare(container.name.as_deref().unwrap_or_default()).to_owned();
+        let written = container
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let image = ImageRef::parse(&written).map_err(|e| Error::Conflict {
+            action: format!("read the image of container {name}"),
+            reason: format!("{written:?} does not parse: {e}"),
+        })?;
+        if !with_digest {
+            return Ok(image);
+        }
+        let id = container.image.clone().unwrap_or_default();
+        let inspected = self.engine().inspect_image(&id).await?;
+        let digest = inspected
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| ImageRef::parse(d).ok())
+            .find(|d| d.name() == image.name())
+            .and_then(|d| d.digest().cloned());
+        Ok(match digest {
+            Some(digest) => image.with_digest(digest),
+            None => image,
+        })
+    }
+
+    /// The tracked image of one container, or why it is not tracked (`Ok(None)`: skipped
+    /// on purpose).
+    async fn track(&self, container: &ContainerInspectResponse) -> Result<Option<TrackedImage>> {
+        let name = bare(container.name.as_deref().unwrap_or_default()).to_owned();
+        let labels = container
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if let Err(skip) = self.inner.scope.admits(&name, &labels) {
+            debug!(container = %name, ?skip, "not tracked");
+            return Ok(None);
+        }
+        let written = self.running_image(container, false).await?;
+        if written.tag().is_none() {
+            debug!(container = %name, image = %written, "pinned by digest; not tracked");
+            return Ok(None);
+        }
+        let config = KeelConfig::parse(|key| labels.get(key).map(String::as_str)).map_err(|e| {
+            Error::Conflict {
+                action: format!("read the labels of container {name}"),
+                reason: e.to_string(),
+            }
+        })?;
+        let policy: Arc<dyn Policy> = match &config.policy {
+            Some(PolicySpec::Never) => return Ok(None),
+            Some(_) => Arc::new(
+                config
+                    .version_policy()
+                    .map_err(|e| Error::Conflict {
+                        action: format!("read the labels of container {name}"),
+                        reason: e.to_string(),
+                    })?
+                    .expect("a policy other than never tracks"),
+            ),
+            // Watchtower's rule: follow the running tag to its new digests.
+            None => Arc::new(
+                VersionPolicy::new(PolicySpec::Digest, &PolicyOptions::default())
+                    .expect("the digest policy takes no options"),
+            ),
+        };
+        let follows_digests = policy.needs().current_tag_digest;
+        let image = self.running_image(container, follows_digests).await?;
+        let policy = match lock(&self.inner.failed).get(&name) {
+            Some(failed) => avoid(policy, failed, follows_digests),
+            None => policy,
+        };
+        let mut tracked = config.settings.apply_to(TrackedImage::new(
+            format!("{ID_PREFIX}{name}"),
+            image,
+            policy,
+        ));
+        if !labels.contains_key(keel_keys::TRIGGER) {
+            // A Docker host has no webhooks of its own: poll, as Watchtower does.
+            tracked = tracked.with_trigger(Trigger::Poll { schedule: None });
+        }
+        Ok(Some(tracked))
+    }
+
+    /// Puts back containers a recreation left aside when it was interrupted (the process
+    /// ended between renaming the old container and removing it): an aside container whose
+    /// name is free again gets it back and is started.
+    async fn recover_interrupted(&self) -> Result<()> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("name".to_owned(), vec![ASIDE.to_owned()])])),
+            ..ListContainersOptions::default()
+        };
+        let aside = self
+            .engine()
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        for container in aside {
+            let Some(aside_name) = container.names.as_ref().and_then(|n| n.first()) else {
+                continue;
+            };
+            let aside_name = bare(aside_name);
+            let Some((original, _)) = aside_name.rsplit_once(ASIDE) else {
+                continue;
+            };
+            match self.engine().inspect(original).await {
+                Ok(_) => continue,
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            warn!(
+                container = original,
+                aside = aside_name,
+                "putting back a container an interrupted update left aside"
+            );
+            self.engine().rename(aside_name, original).await?;
+            self.engine().start(original).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that `image` failed in container `name`, and saves the record.
+    fn record_failed(&self, name: &str, image: &ImageRef) {
+        let snapshot = {
+            let mut failed = lock(&self.inner.failed);
+            failed.insert(name.to_owned(), image.to_string());
+            failed.clone()
+        };
+        if let Some(path) = &self.inner.state_file {
+            let json = serde_json::to_string_pretty(&snapshot).expect("strings serialize");
+            let tmp = path.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)) {
+                warn!(path = %path.display(), error = %e, "cannot save the avoided versions");
+            }
+        }
+    }
+
+    async fn pull_credentials(&self, image: &ImageRef) -> Result<Option<DockerCredentials>> {
+        let Some(source) = &self.inner.credentials else {
+            return Ok(None);
+        };
+        let host = image.registry();
+        Ok(source.credentials(host).await?.map(|auth| {
+            let serveraddress = Some(host.to_owned());
+            match auth {
+                PullAuth::Basic { username, password } => DockerCredentials {
+                    username: Some(username),
+                    password: Some(password.expose().to_owned()),
+                    serveraddress,
+                    ..DockerCredentials::default()
+                },
+                PullAuth::IdentityToken(token) => DockerCredentials {
+                    identitytoken: Some(token.expose().to_owned()),
+                    serveraddress,
+                    ..DockerCredentials::default()
+                },
+            }
+        }))
+    }
+
+    /// Waits until the new container `id` has started: running for the startup grace
+    /// period, and healthy when it has a healthcheck. `Err` says why it did not.
+    async fn wait_started(&self, id: &str) -> std::result::Result<(), String> {
+        let settings = &self.inner.settings;
+        let started = tokio::time::Instant::now();
+        loop {
+            let inspected = self.engine().inspect(id).await.map_err(|e| e.to_string())?;
+            let state = inspected.state.clone().unwrap_or_default();
+            if !state.running.unwrap_or(false)
+                || matches!(state.status, Some(ContainerStateStatusEnum::EXITED))
+            {
+                return Err(format!(
+                    "the new container stopped (exit code {})",
+                    state.exit_code.unwrap_or(-1)
+                ));
+            }
+            match state.health.as_ref().and_then(|h| h.status) {
+                Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    return Err("the new container is unhealthy".into());
+                }
+                Some(HealthStatusEnum::STARTING) => {
+                    if started.elapsed() >= settings.health_timeout {
+                        return Err(format!(
+                            "the new container was not healthy within {}s",
+                            settings.health_timeout.as_secs()
+                        ));
+                    }
+                }
+                _ => {
+                    if started.elapsed() >= settings.startup_grace {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Replaces container `old` by one running `image` (`expected` is the image id it must
+    /// run) with the same configuration; rolls back on any failure. `network_mode` points a
+    /// shared network namespace at a recreated container.
+    async fn recreate(
+        &self,
+        old: &ContainerInspectResponse,
+        image: &ImageRef,
+        expected: &str,
+        network_mode: Option<String>,
+    ) -> std::result::Result<String, RecreateError> {
+        let name = bare(old.name.as_deref().unwrap_or_default()).to_owned();
+        let old_id = old.id.clone().unwrap_or_default();
+        let labels = old
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let old_image = match &old.image {
+            Some(id) => self
+                .engine()
+                .inspect_image(id)
+                .await
+                .ok()
+                .and_then(|i| i.config),
+            None => None,
+        };
+        let reference = image.without_digest().familiar();
+        let (body, networks) = create_body(old, old_image.as_ref(), &reference, network_mode);
+        let was_running = is_running(old);
+
+        // Nothing changed yet: a failure here leaves the old container as it was.
+        let timeout = old
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_timeout)
+            .and_then(|t| u64::try_from(t).ok())
+            .map_or(self.inner.settings.stop_timeout, Duration::from_secs);
+        let signal = labels.get(labels::STOP_SIGNAL).cloned();
+        if let Err(e) = self.engine().stop(&old_id, signal, timeout).await {
+            // It may have stopped regardless; make sure it runs.
+            let _ = self.engine().start(&old_id).await;
+            return Err(RecreateError::Untouched(e));
+        }
+        let aside: String = format!(
+            "{name}{ASIDE}{}",
+            old_id.chars().take(12).collect::<String>()
+        );
+        if let Err(e) = self.engine().rename(&old_id, &aside).await {
+            let _ = self.restore(&old_id, &name, None, was_running).await;
+            return Err(RecreateError::Untouched(e));
+        }
+        let new_id = match self.engine().create(&name, body, networks).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(self
+                    .roll_back(&old_id, &name, None, was_running, e.to_string())
+                    .await);
+            }
+        };
+        let runs = self
+            .engine()
+            .inspect(&new_id)
+            .await
+            .ok()
+            .and_then(|c| c.image);
+        if runs.as_deref() != Some(expected) {
+            let reason = format!(
+                "the new container runs image {} instead of the pulled {expected} (the tag moved meanwhile)",
+                runs.unwrap_or_default()
+            );
+            return Err(self
+                .roll_back(&old_id, &name, Some(&new_id), was_running, reason)
+                .await);
+        }
+        if let Err(e) = self.engine().start(&new_id).await {
+            return Err(self
+                .roll_back(&old_id, &name, Some(&new_id), was_running, e.to_string())
+                .await);
+        }
+        if let Err(reason) = self.wait_started(&new_id).await {
+            return Err(self
+                .roll_back(&old_id, &name, Some(&new_id), was_running, reason)
+                .await);
+        }
+        if let Err(e) = self.engine().remove(&old_id, false).await {
+            warn!(container = %name, aside = %aside, error = %e, "the old container stays aside");
+        }
+        Ok(new_id)
+    }
+
+    /// Removes `new` (when created), gives `old` its name back and starts it again.
+    async fn restore(
+        &self,
+        old_id: &str,
+        name: &str,
+        new_id: Option<&str>,
+        was_running: bool,
+    ) -> Result<()> {
+        if let Some(new_id) = new_id {
+            self.engine().remove(new_id, true).await?;
+        }
+        let current = self.engine().inspect(old_id).await?;
+        if bare(current.name.as_deref().unwrap_or_default()) != name {
+            self.engine().rename(old_id, name).await?;
+        }
+        if was_running {
+            self.engine().start(old_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn roll_back(
+        &self,
+        old_id: &str,
+        name: &str,
+        new_id: Option<&str>,
+        was_running: bool,
+        reason: String,
+    ) -> RecreateError {
+        warn!(container = %name, %reason, "rolling back");
+        match self.restore(old_id, name, new_id, was_running).await {
+            Ok(()) => RecreateError::RolledBack(reason),
+            Err(e) => RecreateError::RollbackFailed {
+                reason,
+                rollback: e.to_string(),
+            },
+        }
+    }
+
+    /// Restarts (or, sharing its network namespace, recreates) the running containers that
+    /// depend on `name`, which was just recreated.
+    async fn restart_dependents(&self, name: &str, old_id: &str, skip: &[String]) -> Result<()> {
+        let options = ListContainersOptions::default();
+        let running = self
+            .engine()
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        for summary in running {
+            let Some(id) = summary.id else { continue };
+            let container = self.engine().inspect(&id).await?;
+            let dependent = bare(container.name.as_deref().unwrap_or_default()).to_owned();
+            if dependent == name || skip.contains(&dependent) {
+                continue;
+            }
+            let deps = dependencies(&container);
+            if !deps.iter().any(|d| d == name || d == old_id) {
+                continue;
+            }
+            let shares_network = container
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref())
+                .is_some_and(|m| m.starts_with("container:"));
+            info!(container = %dependent, dependency = name, "restarting a dependent container");
+            if shares_network {
+                let image = self.running_image(&container, false).await?;
+                let expected = container.image.clone().unwrap_or_default();
+                self.recreate(
+                    &container,
+                    &image,
+                    &expected,
+                    Some(format!("container:{name}")),
+                )
+                .await
+                .map_err(|e| e.into_error(&dependent, &self.inner.name))?;
+            } else {
+                self.engine().restart(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(&self, plan: &UpdatePlan, later: &[String]) -> Result<ApplyOutcome> {
+        let name = container_name(&plan.id)?.to_owned();
+        let action = format!("update container {name}");
+        let old = match self.engine().inspect(&name).await {
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::not_found(format!("container {name}")));
+            }
+            other => other?,
+        };
+        let with_digest = plan.current.digest().is_some() || plan.new.digest().is_some();
+        let running = self.running_image(&old, with_digest).await?;
+        let runs = |image: &ImageRef| {
+            if image.digest().is_some() {
+                running == *image
+            } else {
+                running.without_digest() == image.without_digest()
+            }
+        };
+        if runs(&plan.new) {
+            return Ok(ApplyOutcome::AlreadyCurrent);
+        }
+        if !runs(&plan.current) {
+            return Err(Error::Conflict {
+                action,
+                reason: format!(
+                    "it runs {running} now, not {}; discover again",
+                    plan.current
+                ),
+            });
+        }
+        let labels = old
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if self.inner.scope.monitor_only(&labels) {
+            return Err(Error::NotSupported {
+                operation: "updates of monitor-only containers",
+                backend: format!("container {name}"),
+            });
+        }
+
+        let credentials = self.pull_credentials(&plan.new).await?;
+        let pulled = self.engine().pull(&plan.new, credentials).await?;
+        if Some(&pulled) == old.image.as_ref() {
+            return Ok(ApplyOutcome::AlreadyCurrent);
+        }
+        if let Some(hook) = labels::hook(&labels, labels::PRE_UPDATE, labels::PRE_UPDATE_TIMEOUT) {
+            let code = self
+                .engine()
+                .exec(&name, &hook.command, hook.timeout)
+                .await?;
+            if code != 0 {
+                return Err(Error::Conflict {
+                    action,
+                    reason: format!(
+                        "its pre-update command {:?} exited with {code}; nothing was changed",
+                        hook.command
+                    ),
+                });
+            }
+        }
+
+        let old_id = old.id.clone().unwrap_or_default();
+        match self.recreate(&old, &plan.new, &pulled, None).await {
+            Ok(_) => {}
+            Err(e) => {
+                if matches!(e, RecreateError::RolledBack(_)) {
+                    self.record_failed(&name, &plan.new);
+                }
+                return Err(e.into_error(&name, &self.inner.name));
+            }
+        }
+        info!(container = %name, from = %plan.current, to = %plan.new, "container updated");
+        if let Some(hook) = labels::hook(&labels, labels::POST_UPDATE, labels::POST_UPDATE_TIMEOUT)
+        {
+            match self.engine().exec(&name, &hook.command, hook.timeout).await {
+                Ok(0) => {}
+                Ok(code) => warn!(container = %name, code, "the post-update command failed"),
+                Err(e) => warn!(container = %name, error = %e, "the post-update command failed"),
+            }
+        }
+        if let Err(e) = self.restart_dependents(&name, &old_id, later).await {
+            warn!(container = %name, error = %e, "cannot restart the containers that depend on it");
+        }
+        if self.inner.settings.cleanup
+            && let Some(old_image) = &old.image
+            && let Err(e) = self.engine().remove_image_if_unused(old_image).await
+        {
+            warn!(image = %old_image, error = %e, "cannot remove the old image");
+        }
+        Ok(ApplyOutcome::Applied)
+    }
+
+    /// `plans` in an order where each container comes after the planned containers it
+    /// depends on (the order given otherwise; a cycle keeps it).
+    async fn dependency_order(&self, plans: &[UpdatePlan]) -> Vec<usize> {
+        let mut deps: Vec<Vec<String>> = Vec::with_capacity(plans.len());
+        let mut names = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let name = container_name(&plan.id).unwrap_or_default().to_owned();
+            let found = match self.engine().inspect(&name).await {
+                Ok(c) => dependencies(&c),
+                Err(_) => Vec::new(),
+            };
+            deps.push(found);
+            names.push(name);
+        }
+        let mut order = Vec::with_capacity(plans.len());
+        let mut placed = vec![false; plans.len()];
+        while order.len() < plans.len() {
+            let ready = (0..plans.len()).find(|&i| {
+                !placed[i]
+                    && deps[i].iter().all(|d| {
+                        names
+                            .iter()
+                            .enumerate()
+                            .all(|(j, n)| n != d || placed[j] || j == i)
+                    })
+            });
+            // A cycle: take the first left, in the given order.
+            let next = ready.unwrap_or_else(|| (0..plans.len()).find(|&i| !placed[i]).unwrap_or(0));
+            placed[next] = true;
+            order.push(next);
+        }
+        order
+    }
+}
+
+/// `policy`, never choosing the version that failed in this container again.
+fn avoid(policy: Arc<dyn Policy>, failed: &str, follows_digests: bool) -> Arc<dyn Policy> {
+    let Ok(failed) = ImageRef::parse(failed) else {
+        return policy;
+    };
+    let Some(tag) = failed.tag().map(|t| t.as_str().to_owned()) else {
+        return policy;
+    };
+    match failed.digest() {
+        Some(digest) if follows_digests => {
+            Arc::new(AvoidTag::at_digest(policy, tag, digest.clone()))
+        }
+        _ => Arc::new(AvoidTag::new(policy, tag)),
+    }
+}
+
+/// How a recreation failed.
+#[derive(Debug)]
+enum RecreateError {
+    /// Before anything changed.
+    Untouched(Error),
+    /// The new container did not start; the old one runs again under its name.
+    RolledBack(String),
+    /// The new container did not start, and putting the old one back failed too.
+    RollbackFailed { reason: String, rollback: String },
+}
+
+impl RecreateError {
+    fn into_error(self, name: &str, target: &str) -> Error {
+        let action = format!("update container {name}");
+        match self {
+            RecreateError::Untouched(e) => e,
+            RecreateError::RolledBack(reason) => Error::Backend {
+                backend: target.to_owned(),
+                action,
+                message: format!("{reason}; rolled back: the old container runs again"),
+                retryable: false,
+                source: None,
+            },
+            RecreateError::RollbackFailed { reason, rollback } => Error::Backend {
+                backend: target.to_owned(),
+                action,
+                message: format!(
+                    "{reason}; rolling back failed too ({rollback}): look for a container named {name}{ASIDE}*"
+                ),
+                retryable: false,
+                source: None,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Target for DockerTarget {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn discover(&self) -> Result<Vec<TrackedImage>> {
+        self.recover_interrupted().await?;
+        let running = self
+            .engine()
+            .docker
+            .list_containers(Some(ListContainersOptions::default()))
+            .await
+            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        let mut tracked = Vec::new();
+        for summary in running {
+            let Some(id) = summary.id else { continue };
+            let container = match self.engine().inspect(&id).await {
+                Ok(c) => c,
+                // Gone since the listing.
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            match self.track(&container).await {
+                Ok(Some(image)) => tracked.push(image),
+                Ok(None) => {}
+                // One container's bad label or image skips that container only.
+                Err(e @ Error::Conflict { .. }) => warn!(error = %e, "container not tracked"),
+                Err(e) => return Err(e),
+            }
+        }
+        tracked.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(tracked)
+    }
+
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
+        let _one_at_a_time = self.inner.applying.lock().await;
+        self.apply_one(plan, &[]).await
+    }
+
+    async fn apply_all(&self, plans: &[UpdatePlan]) -> Vec<Result<ApplyOutcome>> {
+        let _one_at_a_time = self.inner.applying.lock().await;
+        let order = self.dependency_order(plans).await;
+        let mut results: Vec<Option<Result<ApplyOutcome>>> = vec![None; plans.len()];
+        for (position, &i) in order.iter().enumerate() {
+            // Containers planned later are recreated by their own plans, not restarted.
+            let later: Vec<String> = order[position + 1..]
+                .iter()
+                .filter_map(|&j| container_name(&plans[j].id).ok().map(str::to_owned))
+                .collect();
+            results[i] = Some(self.apply_one(&plans[i], &later).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every plan was applied"))
+            .collect()
+    }
+
+    async fn preview(&self, plans: &[UpdatePlan]) -> Result<String> {
+        Ok(plans
+            .iter()
+            .map(|p| {
+                format!(
+                    "container {}: recreate with {} (was {})\n",
+                    container_name(&p.id).unwrap_or(&p.id),
+                    p.new,
+                    p.current
+                )
+            })
+            .collect())
+    }
+}
