@@ -25,33 +25,24 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Secret;
-use keel_benches::measure::{by_verb, format_counts, memory, print_memory, signed_mib};
-use keel_core::{ImageRef, Pipeline, Target as _, TrackedImage};
+use keel_benches::measure::{by_verb, format_counts, memory, print_growth, print_memory};
+use keel_core::{Pipeline, Target as _, TrackedImage};
 use keel_helm::HelmTarget;
-use keel_registry::RegistryClient;
 use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
 use keel_testsupport::kube::{ADMIN, ApiServer, RecordedRequest};
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
-#[global_allocator]
-static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+use self::scale::{HOOK_FIRST, HOOK_REPO, PROXY_REPO, PROXY_RUNS, SERVICE_RUNS, service_repo};
+
+mod scale;
 
 const NAMESPACES: usize = 5;
 const RELEASES: usize = 100;
 const SERVICE_REPOS: usize = 20;
-const SERVICE_TAGS: [&str; 4] = ["1.0.0", "1.1.0", "1.2.0", "2.0.0"];
-const SERVICE_RUNS: &str = "1.2.0";
-const PROXY_REPO: &str = "bench/proxy";
-const PROXY_TAGS: [&str; 3] = ["3.0.0", "3.1.0", "4.0.0"];
-const PROXY_RUNS: &str = "3.1.0";
-/// The repository of the one release the webhook bench upgrades (release `edge`).
-const HOOK_REPO: &str = "bench/edge";
+/// The one release the webhook bench upgrades, of [`HOOK_REPO`].
 const HOOK_RELEASE: &str = "edge";
-const HOOK_FIRST: &str = "1.0.0";
 
 /// `--set` values of release `i`: the webhook's release first, then services.
 fn release_values(i: usize, addr: &str) -> (String, Vec<(String, String)>) {
@@ -60,7 +51,7 @@ fn release_values(i: usize, addr: &str) -> (String, Vec<(String, String)>) {
     } else {
         (
             format!("svc-{i:03}"),
-            format!("bench/svc-{:02}", i % SERVICE_REPOS),
+            service_repo(i, SERVICE_REPOS),
             SERVICE_RUNS,
         )
     };
@@ -157,11 +148,7 @@ fn controller_memory(api: &ApiServer, helm: &Helm) {
 
 fn helm_bench(c: &mut Criterion) {
     let start = memory();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = scale::runtime();
     let Some(api) = rt.block_on(ApiServer::start()) else {
         return;
     };
@@ -170,25 +157,9 @@ fn helm_bench(c: &mut Criterion) {
     };
     eprintln!("helm bench: {RELEASES} releases in {NAMESPACES} namespaces");
 
-    let registry = rt.block_on(async {
-        let registry = RegistryServer::start(ServerOptions::plain()).await;
-        for r in 0..SERVICE_REPOS {
-            registry
-                .push_tags(&format!("bench/svc-{r:02}"), &SERVICE_TAGS)
-                .await;
-        }
-        registry.push_tags(PROXY_REPO, &PROXY_TAGS).await;
-        registry.push_tags(HOOK_REPO, &[HOOK_FIRST]).await;
-        registry
-    });
+    let registry = rt.block_on(scale::seeded_registry(SERVICE_REPOS));
     let addr = registry.addr().to_owned();
-    let namespaces: Vec<String> = rt.block_on(async {
-        let mut list = Vec::new();
-        for _ in 0..NAMESPACES {
-            list.push(api.namespace("bench").await);
-        }
-        list
-    });
+    let namespaces = rt.block_on(scale::namespaces(&api, NAMESPACES));
     let phase = Instant::now();
     install_all(&helm, &namespaces, &addr);
     eprintln!("  {RELEASES} releases installed in {:.1?}", phase.elapsed());
@@ -219,50 +190,20 @@ fn helm_bench(c: &mut Criterion) {
     print_memory("at start", start);
     print_memory("before the target is built", before);
     print_memory("after the first discovery", after);
-    let delta = |a: Option<u64>, b: Option<u64>| Some(b? as i64 - a? as i64);
-    eprintln!(
-        "  difference: VmRSS {}, live heap {:+.1} MiB",
-        signed_mib(delta(before.rss_kib, after.rss_kib)),
-        (after.heap - before.heap) as f64 / (1024.0 * 1024.0)
-    );
+    print_growth(before, after);
 
-    let registry_client = RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .with_concurrent_requests(16)
-        .with_cache_ttl(Duration::ZERO)
-        .build()
-        .expect("registry client");
-    let pipeline = Pipeline::new(Arc::new(registry_client)).with_target(target.clone());
-    let report = rt.block_on(pipeline.run_once());
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(
-        report.planned.is_empty(),
-        "steady state: {:?}",
-        report.planned
-    );
+    let pipeline = Pipeline::new(Arc::new(scale::registry_client())).with_target(target.clone());
+    scale::settled_pass(&rt, &pipeline);
 
-    let mut group = c.benchmark_group("helm");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6));
+    let mut group = scale::group(c, "helm", Duration::from_secs(6));
 
     log.clear();
-    let cycles = Cell::new(0u64);
-    group.bench_function("poll_cycle_100", |b| {
-        b.iter(|| {
-            let report = rt.block_on(pipeline.run_once());
-            assert!(report.failures.is_empty(), "{:?}", report.failures);
-            assert!(report.planned.is_empty(), "{:?}", report.planned);
-            cycles.set(cycles.get() + 1);
-        });
-    });
+    let cycles = scale::bench_steady_poll(&mut group, "poll_cycle_100", &rt, &pipeline);
     let requests: Vec<RecordedRequest> = log.all().into_iter().filter(|r| !r.is_watch()).collect();
     eprintln!(
         "poll cycle at steady state ({} cycles over {RELEASES} releases): API requests per \
          cycle: {}",
-        cycles.get(),
+        cycles,
         if requests.is_empty() {
             "none".to_owned()
         } else {
@@ -274,9 +215,7 @@ fn helm_bench(c: &mut Criterion) {
         "API requests at steady state (goal: none): {requests:?}"
     );
 
-    let hook_name = ImageRef::parse(&format!("{addr}/{HOOK_REPO}:{HOOK_FIRST}"))
-        .expect("valid image")
-        .name();
+    let hook_name = scale::hook_name(&addr);
     let hook_ns = namespaces[0].clone();
     let secrets: Api<Secret> = rt.block_on(async { Api::namespaced(api.admin_client(), &hook_ns) });
     let next_patch = Cell::new(1u64);

@@ -29,34 +29,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use keel_benches::measure::{by_verb, format_counts, memory, print_memory, signed_mib};
-use keel_core::{ImageRef, Pipeline, Target as _, TrackedImage};
+use keel_benches::measure::{by_verb, format_counts, memory, print_growth, print_memory};
+use keel_core::{Pipeline, Target as _, TrackedImage};
 use keel_k8s::KubeTarget;
 use keel_registry::{RegistryClient, RequestStats};
 use keel_testsupport::kube::{ApiServer, RecordedRequest, RequestLog, Workload};
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::{Api, Client};
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
-#[global_allocator]
-static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+use self::scale::{HOOK_FIRST, HOOK_REPO, PROXY_REPO, PROXY_RUNS, SERVICE_RUNS, service_repo};
+
+mod scale;
 
 const NAMESPACES: usize = 10;
 const WORKLOADS: usize = 1_000;
 /// Repositories of the `app` containers; with the sidecar's and the webhook's, 50 in all.
 const SERVICE_REPOS: usize = 48;
-const SERVICE_TAGS: [&str; 4] = ["1.0.0", "1.1.0", "1.2.0", "2.0.0"];
-const SERVICE_RUNS: &str = "1.2.0";
-const SIDECAR_REPO: &str = "bench/proxy";
-const SIDECAR_TAGS: [&str; 3] = ["3.0.0", "3.1.0", "4.0.0"];
-const SIDECAR_RUNS: &str = "3.1.0";
-/// The repository of the one workload the webhook bench updates.
-const HOOK_REPO: &str = "bench/edge";
+/// The one workload the webhook bench updates, of [`HOOK_REPO`].
 const HOOK_WORKLOAD: &str = "edge";
-const HOOK_FIRST: &str = "1.0.0";
 
 /// One Deployment of the fleet.
 struct Spec {
@@ -76,13 +68,9 @@ fn fleet() -> Vec<Spec> {
         containers: vec![("app", HOOK_REPO.to_owned(), HOOK_FIRST)],
     }];
     for i in 1..WORKLOADS {
-        let mut containers = vec![(
-            "app",
-            format!("bench/svc-{:02}", i % SERVICE_REPOS),
-            SERVICE_RUNS,
-        )];
+        let mut containers = vec![("app", service_repo(i, SERVICE_REPOS), SERVICE_RUNS)];
         if i % 2 == 1 {
-            containers.push(("proxy", SIDECAR_REPO.to_owned(), SIDECAR_RUNS));
+            containers.push(("proxy", PROXY_REPO.to_owned(), PROXY_RUNS));
         }
         fleet.push(Spec {
             name: format!("svc-{i:04}"),
@@ -103,17 +91,6 @@ impl Spec {
         }
         workload
     }
-}
-
-fn registry_client() -> RegistryClient {
-    // As a controller serving webhooks runs it: no tag-list cache across passes, so every
-    // pass lists each of its repositories once.
-    RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .with_concurrent_requests(16)
-        .with_cache_ttl(Duration::ZERO)
-        .build()
-        .expect("registry client")
 }
 
 fn tag_pages_since(client: &RegistryClient, before: &RequestStats) -> u64 {
@@ -157,11 +134,7 @@ async fn wait_discovered(target: &KubeTarget, id: &str, tag: &str) {
 
 fn k8s(c: &mut Criterion) {
     let start = memory();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = scale::runtime();
     // Prints how to get the binaries when they are not configured.
     let Some(api) = rt.block_on(ApiServer::start()) else {
         return;
@@ -169,17 +142,7 @@ fn k8s(c: &mut Criterion) {
     eprintln!("k8s bench: {WORKLOADS} Deployments in {NAMESPACES} namespaces");
 
     let phase = Instant::now();
-    let registry = rt.block_on(async {
-        let registry = RegistryServer::start(ServerOptions::plain()).await;
-        for r in 0..SERVICE_REPOS {
-            registry
-                .push_tags(&format!("bench/svc-{r:02}"), &SERVICE_TAGS)
-                .await;
-        }
-        registry.push_tags(SIDECAR_REPO, &SIDECAR_TAGS).await;
-        registry.push_tags(HOOK_REPO, &[HOOK_FIRST]).await;
-        registry
-    });
+    let registry = rt.block_on(scale::seeded_registry(SERVICE_REPOS));
     let addr = registry.addr().to_owned();
     eprintln!(
         "  registry with {} repositories seeded in {:.1?}",
@@ -191,10 +154,7 @@ fn k8s(c: &mut Criterion) {
     let fleet = fleet();
     let (admin, namespaces) = rt.block_on(async {
         let admin = api.admin_client();
-        let mut namespaces = Vec::new();
-        for _ in 0..NAMESPACES {
-            namespaces.push(api.namespace("bench").await);
-        }
+        let namespaces = scale::namespaces(&api, NAMESPACES).await;
         futures::stream::iter(fleet.iter().enumerate())
             .map(|(i, spec)| {
                 let (admin, ns, addr) = (&admin, &namespaces[i % NAMESPACES], &addr);
@@ -245,12 +205,7 @@ fn k8s(c: &mut Criterion) {
         &format!("after the first discovery of {WORKLOADS} workloads"),
         after,
     );
-    let delta = |a: Option<u64>, b: Option<u64>| Some(b? as i64 - a? as i64);
-    eprintln!(
-        "  difference: VmRSS {}, live heap {:+.1} MiB",
-        signed_mib(delta(before.rss_kib, after.rss_kib)),
-        (after.heap - before.heap) as f64 / (1024.0 * 1024.0)
-    );
+    print_growth(before, after);
 
     let discoveries = 20;
     let discovery_time = rt.block_on(async {
@@ -266,42 +221,22 @@ fn k8s(c: &mut Criterion) {
          containers, mean of {discoveries})"
     );
 
-    let registry_client = registry_client();
+    let registry_client = scale::registry_client();
     let pipeline = Pipeline::new(Arc::new(registry_client.clone())).with_target(target.clone());
     // One cycle before measuring: nothing to do anywhere.
-    let report = rt.block_on(pipeline.run_once());
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let report = scale::settled_pass(&rt, &pipeline);
     assert_eq!(report.tracked, containers);
     assert_eq!(
         report.listings,
         SERVICE_REPOS + 2,
         "one listing per repository"
     );
-    assert!(
-        report.planned.is_empty(),
-        "steady state: {:?}",
-        report.planned
-    );
 
-    let mut group = c.benchmark_group("k8s");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = scale::group(c, "k8s", Duration::from_secs(8));
 
     log.clear();
     let stats = registry_client.stats();
-    let cycles = Cell::new(0u64);
-    group.bench_function("poll_cycle_1000", |b| {
-        b.iter(|| {
-            let report = rt.block_on(pipeline.run_once());
-            assert!(report.failures.is_empty(), "{:?}", report.failures);
-            assert!(report.planned.is_empty(), "{:?}", report.planned);
-            cycles.set(cycles.get() + 1);
-        });
-    });
-    let cycles = cycles.get().max(1);
+    let cycles = scale::bench_steady_poll(&mut group, "poll_cycle_1000", &rt, &pipeline).max(1);
     let requests = log.all();
     let counts = by_verb(&requests);
     let per_cycle: BTreeMap<String, String> = counts
@@ -331,9 +266,7 @@ fn k8s(c: &mut Criterion) {
         "API requests at steady state (goal: none): {non_watch:?}"
     );
 
-    let hook_name = ImageRef::parse(&format!("{addr}/{HOOK_REPO}:{HOOK_FIRST}"))
-        .expect("valid image")
-        .name();
+    let hook_name = scale::hook_name(&addr);
     let hook_ns = namespaces[0].clone();
     let hook_id = format!("deployment/{hook_ns}/{HOOK_WORKLOAD}/app");
     let next_patch = Cell::new(1u64);

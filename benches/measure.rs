@@ -70,6 +70,19 @@ pub fn signed_mib(kib: Option<i64>) -> String {
     )
 }
 
+/// Prints on stderr how much the memory grew from `before` to `after`.
+pub fn print_growth(before: Memory, after: Memory) {
+    let rss = match (before.rss_kib, after.rss_kib) {
+        (Some(a), Some(b)) => Some(b as i64 - a as i64),
+        _ => None,
+    };
+    eprintln!(
+        "  difference: VmRSS {}, live heap {:+.1} MiB",
+        signed_mib(rss),
+        (after.heap - before.heap) as f64 / (1024.0 * 1024.0)
+    );
+}
+
 /// A request's verb as the API server's audit log would name it.
 pub fn verb(request: &RecordedRequest) -> String {
     if request.is_watch() {
