@@ -5,11 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use keel_core::approval::{
+    ApprovalFilter, ApprovalState, Approvals, MemoryApprovalStore, VoteKind,
+};
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
-use keel_core::{Error, ImageRef, Pipeline, RunReport};
+use keel_core::{Error, ImageRef, Pipeline, RunReport, Secret};
 use keel_docker::bollard::Docker;
 use keel_docker::labels::{self, Scope};
-use keel_docker::{DockerTarget, DockerTargetBuilder};
+use keel_docker::{DockerTarget, DockerTargetBuilder, PullAuth, PullCredentials};
 use keel_registry::RegistryClient;
 use keel_testsupport::docker::{DockerEngine, ImageSpec};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
@@ -81,15 +87,16 @@ impl World {
 
     /// One pipeline pass over `target` with a real registry client.
     async fn pass(&self, target: &DockerTarget) -> RunReport {
+        self.pipeline(target).run_once().await
+    }
+
+    fn pipeline(&self, target: &DockerTarget) -> Pipeline {
         let client = RegistryClient::builder()
             .with_requests_per_second(0.0)
             .with_cache_ttl(Duration::ZERO)
             .build()
             .expect("registry client");
-        Pipeline::new(Arc::new(client))
-            .with_target(Arc::new(target.clone()))
-            .run_once()
-            .await
+        Pipeline::new(Arc::new(client)).with_target(Arc::new(target.clone()))
     }
 }
 
@@ -607,4 +614,231 @@ async fn a_bad_keel_label_skips_only_that_container() {
     let tracked = w.target().discover().await.unwrap();
     let ids: Vec<&str> = tracked.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["container/good"]);
+}
+
+/// Answers with `auth` for `host` only, and records every host it is asked about.
+#[derive(Debug)]
+struct OneRegistry {
+    host: String,
+    auth: (String, String),
+    asked: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl PullCredentials for OneRegistry {
+    async fn credentials(&self, host: &str) -> keel_core::Result<Option<PullAuth>> {
+        self.asked.lock().unwrap().push(host.to_owned());
+        Ok((host == self.host).then(|| PullAuth::Basic {
+            username: self.auth.0.clone(),
+            password: Secret::new(self.auth.1.clone()),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_send_the_credentials_of_the_images_registry_only() {
+    let engine = tokio::task::spawn_blocking(DockerEngine::start)
+        .await
+        .unwrap();
+    let registry = RegistryServer::start(ServerOptions::htpasswd("ci", "s3cret")).await;
+    let w = World { engine, registry };
+    let addr = w.registry.addr().to_owned();
+    w.engine
+        .run(["login", "--username", "ci", "--password", "s3cret", &addr]);
+    let repo = w.repo("acme/web");
+    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    w.run(
+        "web",
+        &["--label", "keel.sh/policy=minor"],
+        &format!("{repo}:1.0.0"),
+    );
+    w.engine.run(["logout", &addr]);
+    let plan = UpdatePlan {
+        target: "test-engine".into(),
+        id: "container/web".into(),
+        current: ImageRef::parse(&format!("{repo}:1.0.0")).unwrap(),
+        new: ImageRef::parse(&format!("{repo}:1.1.0")).unwrap(),
+    };
+
+    // Wrong credentials: the pull is refused and nothing changes.
+    let wrong = Arc::new(OneRegistry {
+        host: addr.clone(),
+        auth: ("ci".into(), "wrong".into()),
+        asked: Mutex::new(Vec::new()),
+    });
+    let target = w.builder().credentials(wrong).build().unwrap();
+    let error = target.apply(&plan).await.unwrap_err().to_string();
+    assert!(
+        !error.contains("wrong"),
+        "no credential in messages: {error}"
+    );
+    assert_eq!(w.version("web"), "1.0.0");
+
+    let right = Arc::new(OneRegistry {
+        host: addr.clone(),
+        auth: ("ci".into(), "s3cret".into()),
+        asked: Mutex::new(Vec::new()),
+    });
+    let target = w.builder().credentials(right.clone()).build().unwrap();
+    assert_eq!(target.apply(&plan).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(w.version("web"), "1.1.0");
+    assert_eq!(*right.asked.lock().unwrap(), [addr]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it() {
+    let w = World::start().await;
+    let repo = w.repo("acme/web");
+    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    w.engine.run(["volume", "create", "hooks"]);
+    let hooks = [
+        "--label",
+        "keel.sh/policy=minor",
+        "--volume",
+        "hooks:/hooks",
+        "--label",
+    ];
+    let pre = format!(
+        "{}=test ! -e /hooks/block && cat /version >> /hooks/log",
+        labels::PRE_UPDATE
+    );
+    let post = format!("{}=cat /version >> /hooks/log", labels::POST_UPDATE);
+    let mut args = hooks.to_vec();
+    args.extend([pre.as_str(), "--label", post.as_str()]);
+    w.run("web", &args, &format!("{repo}:1.0.0"));
+
+    // A pre-update command that fails cancels the update before anything changes.
+    w.engine.run(["exec", "web", "touch", "/hooks/block"]);
+    let before = w.inspect("web");
+    let report = w.pass(&w.target()).await;
+    assert!(
+        failures(&report)[0].contains("pre-update"),
+        "{:?}",
+        failures(&report)
+    );
+    assert_eq!(w.inspect("web")["Id"], before["Id"]);
+
+    w.engine.run(["exec", "web", "rm", "/hooks/block"]);
+    let report = w.pass(&w.target()).await;
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert_eq!(w.version("web"), "1.1.0");
+    // The pre-update command ran in the old container, the post-update one in the new.
+    assert_eq!(
+        w.engine.run(["exec", "web", "cat", "/hooks/log"]),
+        "1.0.0\n1.1.0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_the_old_image_once_nothing_uses_it() {
+    let w = World::start().await;
+    let repo = w.repo("acme/web");
+    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    w.push("acme/other", "1.0.0", &ImageSpec::server("1.0.0"));
+    let other = w.repo("acme/other");
+    w.run(
+        "web",
+        &["--label", "keel.sh/policy=minor"],
+        &format!("{repo}:1.0.0"),
+    );
+    w.run(
+        "keep",
+        &["--label", "keel.sh/policy=minor"],
+        &format!("{other}:1.0.0"),
+    );
+    w.run(
+        "pinned",
+        &["--label", "keel.sh/policy=never"],
+        &format!("{other}:1.0.0"),
+    );
+    w.push("acme/other", "1.1.0", &ImageSpec::server("1.1.0"));
+    let target = w.builder().cleanup(true).build().unwrap();
+    let report = w.pass(&target).await;
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert_eq!(report.applied.len(), 2);
+    assert!(
+        !w.engine.has_image(&format!("{repo}:1.0.0")),
+        "unused: removed"
+    );
+    assert!(
+        w.engine.has_image(&format!("{other}:1.0.0")),
+        "still used by `pinned`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_approved_is_exactly_what_rolls_out() {
+    let w = World::start().await;
+    let repo = w.repo("acme/web");
+    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+    let approved = w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0-approved"));
+    w.run(
+        "web",
+        &[
+            "--label",
+            "keel.sh/policy=minor",
+            "--label",
+            "keel.sh/approvals=1",
+        ],
+        &format!("{repo}:1.0.0"),
+    );
+    let target = w.target();
+    let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
+    let pipeline = w.pipeline(&target).with_approvals(approvals.clone());
+    let report = pipeline.run_once().await;
+    assert!(report.applied.is_empty());
+    assert_eq!(report.awaiting_approval.len(), 1);
+    let requests = approvals.list(&ApprovalFilter::default()).await.unwrap();
+    let request = &requests[0];
+    assert_eq!(
+        request.digest.as_ref().map(|d| d.as_str()),
+        Some(approved.as_str())
+    );
+
+    // The tag moves after the vote was asked for: the approval does not carry over to
+    // content nobody saw.
+    let moved = w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0-moved"));
+    approvals
+        .vote(&request.id, "ops", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let report = pipeline.run_once().await;
+    assert!(report.applied.is_empty(), "{:?}", applied(&report));
+    assert_eq!(w.version("web"), "1.0.0");
+    let pending = approvals
+        .list(&ApprovalFilter::state(ApprovalState::Pending))
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].digest.as_ref().map(|d| d.as_str()),
+        Some(moved.as_str())
+    );
+
+    // Approved in turn, exactly that digest is pulled and runs.
+    approvals
+        .vote(&pending[0].id, "ops", VoteKind::Approve, None)
+        .await
+        .unwrap();
+    let report = pipeline.run_once().await;
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "test-engine container/web: {repo}:1.0.0 -> {repo}:1.1.0@{moved}"
+        )]
+    );
+    assert_eq!(w.version("web"), "1.1.0-moved");
+    let image = w.inspect("web")["Image"].as_str().unwrap().to_owned();
+    let digests = w.engine.inspect_image(&image)["RepoDigests"].clone();
+    assert!(
+        digests
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{repo}@{moved}"))),
+        "{digests}"
+    );
 }
