@@ -9,7 +9,7 @@ use keel_core::{ImageRef, Target, UpdatePlan};
 use keel_helm::HelmTarget;
 
 use crate::error::CliError;
-use crate::kube::released;
+use crate::kube::release_plan;
 
 /// How to run helm.
 #[derive(Debug, Args)]
@@ -181,15 +181,7 @@ pub(crate) async fn release(
             continue;
         }
         matched = true;
-        let to = released(&current, new);
-        if to != current {
-            plans.push(UpdatePlan {
-                target: target.name().to_owned(),
-                id: image.id.clone(),
-                current,
-                new: to,
-            });
-        }
+        plans.extend(release_plan(target.name(), &image.id, current, new));
     }
     if !matched {
         let tracked: Vec<String> = images

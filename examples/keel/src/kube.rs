@@ -70,17 +70,8 @@ pub(crate) async fn release_plans(
         let Ok(current) = ImageRef::parse(&w.image) else {
             continue;
         };
-        if current.name() != new.name() {
-            continue;
-        }
-        let to = released(&current, new);
-        if to != current {
-            plans.push(UpdatePlan {
-                target: target.name().to_owned(),
-                id: w.id.clone(),
-                current,
-                new: to,
-            });
+        if current.name() == new.name() {
+            plans.extend(release_plan(target.name(), &w.id, current, new));
         }
     }
     if !found {
@@ -92,14 +83,26 @@ pub(crate) async fn release_plans(
     Ok(plans)
 }
 
-/// What `current` becomes when released as `new`: its repository as written, `new`'s tag
-/// (which the caller checked is there) and digest.
-pub(crate) fn released(current: &ImageRef, new: &ImageRef) -> ImageRef {
+/// The plan that releases `new` to the tracked image `id` of `target`, which runs `current`
+/// of the same repository: its repository as written, `new`'s tag (which the caller checked is
+/// there) and digest; `None` when it runs that already.
+pub(crate) fn release_plan(
+    target: &str,
+    id: &str,
+    current: ImageRef,
+    new: &ImageRef,
+) -> Option<UpdatePlan> {
     let to = current.with_tag(new.tag().expect("a release names its tag").clone());
-    match new.digest() {
+    let to = match new.digest() {
         Some(d) => to.with_digest(d.clone()),
         None => to,
-    }
+    };
+    (to != current).then(|| UpdatePlan {
+        target: target.to_owned(),
+        id: id.to_owned(),
+        current,
+        new: to,
+    })
 }
 
 /// `NS/KIND/NAME`, the kind in any case (`deployment`, `StatefulSet`, ...).
