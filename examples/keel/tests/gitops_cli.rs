@@ -1,14 +1,10 @@
 //! `keel release` and `keel gitops plan|apply` against a real git server and registry.
 
 mod common;
-use common::{keel, keel_with_env};
+use common::{keel, keel_with_env, stdout_of, text};
 
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 fn deployment(image: &str) -> String {
     format!(
@@ -246,8 +242,7 @@ async fn gitops_plan_shows_and_apply_pushes() {
     };
 
     let o = run("plan");
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let diff = text(&o.stdout);
+    let diff = stdout_of(&o);
     assert!(
         diff.contains(&format!("-          image: {image}:1.2.3")),
         "{diff}"

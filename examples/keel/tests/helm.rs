@@ -2,7 +2,7 @@
 //! `helm` and a real registry on 127.0.0.1.
 
 mod common;
-use common::keel_with_env;
+use common::{keel_with_env, stdout_of, text};
 
 use std::process::Output;
 
@@ -10,10 +10,6 @@ use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
 use keel_testsupport::kube::{ADMIN, ApiServer};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use serde_json::json;
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 /// A fresh namespace of the shared API server, with helm acting as the admin.
 struct World {
@@ -117,8 +113,7 @@ async fn check_lists_release_images_and_their_updates() {
     );
 
     let o = w.keel(&["check", "--helm", "--namespace", &w.ns]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let table = text(&o.stdout);
+    let table = stdout_of(&o);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(

@@ -2,14 +2,10 @@
 //! registry on 127.0.0.1.
 
 mod common;
-use common::keel_with_env;
+use common::{AdminKubeconfig, keel_with_env, stdout_of, text};
 
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images};
+use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 #[tokio::test]
 async fn check_lists_workloads_and_release_patches_one() {
@@ -31,10 +27,8 @@ async fn check_lists_workloads_and_release_patches_one() {
         .create(&client, &ns)
         .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_for(ADMIN)).unwrap();
-    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+    let kubeconfig = AdminKubeconfig::of(api);
+    let env = kubeconfig.env();
 
     let o = keel_with_env(&["check", "--kube", "-n", &ns, "-o", "json"], "", &env);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -52,8 +46,7 @@ async fn check_lists_workloads_and_release_patches_one() {
     );
 
     let o = keel_with_env(&["check", "--kube", "--namespace", &ns], "", &env);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let table = text(&o.stdout);
+    let table = stdout_of(&o);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(

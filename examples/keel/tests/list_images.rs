@@ -2,14 +2,10 @@
 //! the images' configs) and a real git server.
 
 mod common;
-use common::keel;
+use common::{keel, stdout_of, text};
 
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 /// A registry with `acme/web` at four versions, created a month apart in version order
 /// except `1.2.4`, which was rebuilt last; and a fleet repository running `1.2.3` under
@@ -46,20 +42,28 @@ fn run(args: &[&str]) -> std::process::Output {
     tokio::task::block_in_place(|| keel(args, ""))
 }
 
+/// Runs `keel ARGS`, which must succeed; its standard output.
+fn succeeds(args: &[&str]) -> String {
+    stdout_of(&run(args)).to_owned()
+}
+
+/// The lines of a listing below its heading: one per tag.
+fn tag_lines(listing: &str) -> Vec<&str> {
+    listing.lines().skip(1).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_repo_tables_each_marked_reference() {
     let (_registry, git, image) = fixture().await;
     let url = git.git_url("fleet");
     let workdir = git.scratch_dir("cli-check-repo");
-    let o = run(&[
+    let table = succeeds(&[
         "check",
         "--repo",
         &url,
         "--workdir",
         workdir.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let table = text(&o.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     assert!(lines[0].starts_with("REFERENCE"), "{table}");
@@ -106,9 +110,7 @@ async fn list_images_orders_by_creation_and_marks_running_and_allowed() {
     let url = git.git_url("fleet");
     let workdir = git.scratch_dir("cli-list-images");
     let workdir = workdir.to_str().unwrap();
-    let o = run(&["list-images", "--repo", &url, "--workdir", workdir]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
+    let out = succeeds(&["list-images", "--repo", &url, "--workdir", workdir]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
@@ -130,7 +132,7 @@ async fn list_images_orders_by_creation_and_marks_running_and_allowed() {
     assert_eq!(lines.len(), 5, "{out}");
 
     // --limit keeps the newest and still shows the running tag.
-    let o = run(&[
+    let out = succeeds(&[
         "list-images",
         "--repo",
         &url,
@@ -139,10 +141,8 @@ async fn list_images_orders_by_creation_and_marks_running_and_allowed() {
         "--limit",
         "1",
     ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
     assert_eq!(
-        out.lines().skip(1).collect::<Vec<_>>(),
+        tag_lines(&out),
         [
             "   * 1.2.4  2026-05-01 00:00 UTC",
             "  -> 1.2.3  2026-01-01 00:00 UTC",
@@ -180,7 +180,7 @@ async fn list_images_orders_by_creation_and_marks_running_and_allowed() {
 async fn list_images_reads_metadata_within_its_budget() {
     let (registry, _git, image) = fixture().await;
     // One read: the highest version's. The rest are listed by version, without a time.
-    let o = run(&[
+    let out = succeeds(&[
         "list-images",
         &format!("{image}:1.2.3"),
         "--policy",
@@ -188,10 +188,8 @@ async fn list_images_reads_metadata_within_its_budget() {
         "--max-metadata",
         "1",
     ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
     assert_eq!(
-        out.lines().skip(1).collect::<Vec<_>>(),
+        tag_lines(&out),
         [
             "     2.0.0  2026-04-01 00:00 UTC",
             "     1.3.0  -",

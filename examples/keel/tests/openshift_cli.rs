@@ -4,9 +4,9 @@
 //! and a real registry on 127.0.0.1.
 
 mod common;
-use common::keel_with_env;
+use common::{AdminKubeconfig, keel_with_env, stdout_of, text};
 
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, install_openshift_crds};
+use keel_testsupport::kube::{ApiServer, Workload, install_openshift_crds};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
@@ -14,10 +14,6 @@ use serde_json::json;
 /// What OpenShift's internal registry would have written into the container.
 const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000/ns/web@sha256:\
                         1111111111111111111111111111111111111111111111111111111111111111";
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 #[tokio::test]
 async fn check_shows_which_image_stream_tag_drives_which_container() {
@@ -63,14 +59,11 @@ async fn check_shows_which_image_stream_tag_drives_which_container() {
         .create(&client, &ns)
         .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, api.kubeconfig_for(ADMIN)).unwrap();
-    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+    let kubeconfig = AdminKubeconfig::of(api);
+    let env = kubeconfig.env();
 
     let o = keel_with_env(&["check", "--kube", "-n", &ns], "", &env);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
+    let out = stdout_of(&o);
     let (tracked, driven) = out
         .split_once("\nDriven by ImageStream tags")
         .unwrap_or_else(|| panic!("no chain table in:\n{out}"));

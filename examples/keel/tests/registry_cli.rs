@@ -1,13 +1,9 @@
 //! `keel tags`, `keel digest` and `keel check` against a real registry on 127.0.0.1.
 
 mod common;
-use common::keel;
+use common::{keel, text};
 
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
 
 #[tokio::test]
 async fn tags_digest_and_check() {

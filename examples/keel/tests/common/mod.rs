@@ -5,6 +5,20 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use keel_testsupport::kube::{ADMIN, ApiServer};
+
+/// A process's output as text.
+pub(crate) fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+/// The standard output of a run that must have succeeded (else its standard error fails
+/// the test).
+pub(crate) fn stdout_of(o: &Output) -> &str {
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout)
+}
+
 /// Runs `keel ARGS` with `stdin` as its input, away from any Docker config of the machine.
 pub(crate) fn keel(args: &[&str], stdin: &str) -> Output {
     keel_with_env(args, stdin, &[])
@@ -28,4 +42,25 @@ pub(crate) fn keel_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
         .write_all(stdin.as_bytes())
         .expect("keel reads its stdin");
     child.wait_with_output().expect("keel finishes")
+}
+
+/// A kubeconfig file that makes `keel` the admin of an API server; removed when dropped.
+pub(crate) struct AdminKubeconfig {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl AdminKubeconfig {
+    pub(crate) fn of(api: &ApiServer) -> AdminKubeconfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, api.kubeconfig_for(ADMIN)).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        AdminKubeconfig { _dir: dir, path }
+    }
+
+    /// The environment for [`keel_with_env`]: `KUBECONFIG`.
+    pub(crate) fn env(&self) -> [(&str, &str); 1] {
+        [("KUBECONFIG", self.path.as_str())]
+    }
 }
