@@ -595,46 +595,25 @@ mod tests {
 
     #[test]
     fn bad_values_name_key_and_value() {
-        for (key, value, pairs) in [
-            (POLICY, "minr", vec![(POLICY, "minr")]),
-            (POLICY, "regexp:(", vec![(POLICY, "regexp:(")]),
-            (APPROVALS, "two", vec![(POLICY, "all"), (APPROVALS, "two")]),
-            (APPROVALS, "-1", vec![(POLICY, "all"), (APPROVALS, "-1")]),
-            (
-                APPROVAL_DEADLINE,
-                "1d",
-                vec![(POLICY, "all"), (APPROVAL_DEADLINE, "1d")],
-            ),
-            (
-                APPROVAL_DEADLINE,
-                "0",
-                vec![(POLICY, "all"), (APPROVAL_DEADLINE, "0")],
-            ),
-            (
-                MONITOR_CONTAINERS,
-                "app(",
-                vec![(POLICY, "all"), (MONITOR_CONTAINERS, "app(")],
-            ),
-            (
-                INIT_CONTAINERS,
-                "yes please",
-                vec![(POLICY, "all"), (INIT_CONTAINERS, "yes please")],
-            ),
-            (
-                TRIGGER,
-                "sometimes",
-                vec![(POLICY, "all"), (TRIGGER, "sometimes")],
-            ),
-            (
-                POLL_SCHEDULE,
-                "every minute",
-                vec![
-                    (POLICY, "all"),
-                    (TRIGGER, "poll"),
-                    (POLL_SCHEDULE, "every minute"),
-                ],
-            ),
+        // Each bad value after the keys that make it read: a policy, and for a schedule the
+        // poll trigger.
+        let alone: &[(&str, &str)] = &[];
+        let tracked: &[(&str, &str)] = &[(POLICY, "all")];
+        let polled: &[(&str, &str)] = &[(POLICY, "all"), (TRIGGER, "poll")];
+        for (before, key, value) in [
+            (alone, POLICY, "minr"),
+            (alone, POLICY, "regexp:("),
+            (tracked, APPROVALS, "two"),
+            (tracked, APPROVALS, "-1"),
+            (tracked, APPROVAL_DEADLINE, "1d"),
+            (tracked, APPROVAL_DEADLINE, "0"),
+            (tracked, MONITOR_CONTAINERS, "app("),
+            (tracked, INIT_CONTAINERS, "yes please"),
+            (tracked, TRIGGER, "sometimes"),
+            (polled, POLL_SCHEDULE, "every minute"),
         ] {
+            let mut pairs = before.to_vec();
+            pairs.push((key, value));
             let e = parse(&pairs).unwrap_err();
             assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{e:?}");
             assert!(!e.reason.is_empty());
