@@ -9,6 +9,8 @@
 //!
 //! - [`router`] builds the axum router to serve (`axum::serve`) or nest in your own;
 //! - [`ApiClient`] calls it, mapping every error answer back onto [`keel_core::Error`];
+//! - [`auth_from_env`] reads the credentials an application's environment configures
+//!   (`KEEL_API_AUTH`, Keel's `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`; see [`env`]);
 //! - `openapi.yaml`, beside this crate's `Cargo.toml`, documents every route, request and
 //!   answer; a test keeps it in step with [`route_table`].
 //!
@@ -52,11 +54,13 @@
 
 mod auth;
 mod client;
+pub mod env;
 mod error;
 mod server;
 
 pub use auth::{ApiAuth, ApiAuthBuilder, CredentialKind, Principal, Role};
 pub use client::{ApiClient, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, read_body};
+pub use env::auth_from_env;
 pub use error::{ErrorBody, status_of};
 pub use server::{
     DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, MAX_BODY_BYTES, metrics_text, route_table, router,

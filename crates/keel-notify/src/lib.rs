@@ -30,6 +30,9 @@
 //! silent), and [`FanOut`] delivers to several notifiers concurrently so that one failing
 //! or hanging does not block the others.
 //!
+//! [`from_env`] builds the notifiers an application's environment configures, under Keel's
+//! variable names (`SLACK_TOKEN`, `WEBHOOK_ENDPOINT`, `NOTIFICATION_LEVEL`...; see [`env`]).
+//!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), keel_core::Error> {
@@ -67,6 +70,7 @@
 mod common;
 pub mod delivery;
 pub mod discord;
+pub mod env;
 mod fanout;
 mod level;
 pub mod mattermost;
@@ -78,6 +82,7 @@ pub mod webhook;
 
 pub use delivery::RetryPolicy;
 pub use discord::{Discord, DiscordBuilder};
+pub use env::from_env;
 pub use fanout::FanOut;
 pub use keel_core::Notifier;
 pub use level::Level;
