@@ -1,6 +1,6 @@
 //! What every target built on watches (the workload caches here, Helm's storage in
-//! keel-helm) shares: the health of its watches, waiting for their initial lists, and
-//! discovery from what it scanned in its caches.
+//! keel-helm) shares: the namespaces it watches, the health of its watches, waiting for their
+//! initial lists, and discovery from what it scanned in its caches.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,62 @@ pub trait SyncState {
     fn resource(&self) -> &str;
     /// The namespace watched; `None`: all namespaces.
     fn namespace(&self) -> Option<&str>;
+}
+
+/// Which namespaces a target built on watches watches: all of them (one cluster-wide watch per
+/// resource), or a list (one watch per namespace and resource, for RBAC that grants Roles
+/// rather than a ClusterRole).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct NamespaceScope(Option<Vec<String>>);
+
+impl NamespaceScope {
+    /// Every namespace (the default).
+    pub fn all() -> Self {
+        NamespaceScope(None)
+    }
+
+    /// Only `namespaces`, each once, in the order given.
+    pub fn only<I, S>(namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut list: Vec<String> = Vec::new();
+        for ns in namespaces.into_iter().map(Into::into) {
+            if !list.contains(&ns) {
+                list.push(ns);
+            }
+        }
+        NamespaceScope(Some(list))
+    }
+
+    /// The namespaces listed; `None` for all.
+    pub fn list(&self) -> Option<&[String]> {
+        self.0.as_deref()
+    }
+
+    /// Whether objects in `namespace` are in scope.
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.list()
+            .is_none_or(|list| list.iter().any(|ns| ns == namespace))
+    }
+
+    /// The namespace of each watch to start: `None` for one over all namespaces.
+    pub fn watched(&self) -> Vec<Option<&str>> {
+        match self.list() {
+            None => vec![None],
+            Some(list) => list.iter().map(|ns| Some(ns.as_str())).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NamespaceScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.list() {
+            None => f.write_str("All"),
+            Some(list) => f.debug_tuple("Namespaces").field(&list).finish(),
+        }
+    }
 }
 
 /// The health of one watch, shared between its task (which records it) and the target

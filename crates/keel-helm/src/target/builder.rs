@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keel_core::Error;
 use keel_k8s::PullSecrets;
+use keel_k8s::sync::NamespaceScope;
 use kube::Client;
 
 use super::watch::Watch;
@@ -20,7 +21,7 @@ use crate::storage::Driver;
 pub struct HelmTargetBuilder {
     pub(super) client: Client,
     pub(super) name: String,
-    pub(super) namespaces: Option<Vec<String>>,
+    pub(super) scope: NamespaceScope,
     pub(super) drivers: Vec<Driver>,
     pub(super) pin_digests: bool,
     pub(super) sync_timeout: Duration,
@@ -35,7 +36,7 @@ impl fmt::Debug for HelmTargetBuilder {
         // The helm environment may carry credentials (a kubeconfig path, tokens): left out.
         f.debug_struct("HelmTargetBuilder")
             .field("name", &self.name)
-            .field("namespaces", &self.namespaces)
+            .field("namespaces", &self.scope.list())
             .field("drivers", &self.drivers)
             .field("pin_digests", &self.pin_digests)
             .field("helm_path", &self.helm_path)
@@ -48,7 +49,7 @@ impl HelmTargetBuilder {
         HelmTargetBuilder {
             client,
             name: "helm".to_owned(),
-            namespaces: None,
+            scope: NamespaceScope::all(),
             drivers: Driver::ALL.to_vec(),
             pin_digests: false,
             sync_timeout: Duration::from_secs(60),
@@ -71,13 +72,7 @@ impl HelmTargetBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut list: Vec<String> = Vec::new();
-        for ns in namespaces.into_iter().map(Into::into) {
-            if !list.contains(&ns) {
-                list.push(ns);
-            }
-        }
-        self.namespaces = Some(list);
+        self.scope = NamespaceScope::only(namespaces);
         self
     }
 
@@ -146,17 +141,19 @@ impl HelmTargetBuilder {
             .with_env(self.helm_env.clone())
             .with_timeout(self.helm_timeout);
         let (changes, _) = tokio::sync::watch::channel(());
-        let scopes: Vec<Option<String>> = match &self.namespaces {
-            None => vec![None],
-            Some(list) => list.iter().cloned().map(Some).collect(),
-        };
+        let scopes = self.scope.watched();
         let watches = self
             .drivers
             .iter()
             .flat_map(|driver| {
-                scopes
-                    .iter()
-                    .map(|ns| Watch::start(&self.client, *driver, ns.clone(), changes.clone()))
+                scopes.iter().map(|ns| {
+                    Watch::start(
+                        &self.client,
+                        *driver,
+                        ns.map(str::to_owned),
+                        changes.clone(),
+                    )
+                })
             })
             .collect();
         Ok(HelmTarget {

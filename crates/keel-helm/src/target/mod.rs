@@ -180,11 +180,7 @@ impl HelmTarget {
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
-        self.inner
-            .settings
-            .namespaces
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|ns| ns == namespace))
+        self.inner.settings.scope.contains(namespace)
     }
 
     async fn wait_synced(&self) -> Result<(), Error> {

@@ -22,7 +22,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::error::{self as kerr, Request};
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::secrets::PullSecrets;
-use crate::sync::WatchHealth;
+use crate::sync::{NamespaceScope, WatchHealth};
 use crate::workload::{Workload, WorkloadKind};
 
 use super::*;
@@ -32,7 +32,7 @@ use super::*;
 pub struct KubeTargetBuilder {
     pub(super) client: Client,
     pub(super) name: String,
-    pub(super) scope: Scope,
+    pub(super) scope: NamespaceScope,
     pub(super) label_selector: Option<String>,
     pub(super) kinds: Vec<WorkloadKind>,
     /// Whether [`KubeTargetBuilder::with_kinds`] chose the kinds (else: every kind).
@@ -64,7 +64,7 @@ impl KubeTargetBuilder {
 
     /// Watches every namespace (the default).
     pub fn all_namespaces(mut self) -> Self {
-        self.scope = Scope::All;
+        self.scope = NamespaceScope::all();
         self
     }
 
@@ -75,14 +75,7 @@ impl KubeTargetBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut list: Vec<String> = Vec::new();
-        for ns in namespaces {
-            let ns = ns.into();
-            if !list.contains(&ns) {
-                list.push(ns);
-            }
-        }
-        self.scope = Scope::Namespaces(list);
+        self.scope = NamespaceScope::only(namespaces);
         self
     }
 
@@ -142,18 +135,15 @@ impl KubeTargetBuilder {
     /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g.
     /// [`Error::Unauthorized`]) when API discovery of an optional kind's group fails.
     pub async fn build(self) -> Result<KubeTarget, Error> {
-        match &self.scope {
-            Scope::Namespaces(list)
-                if list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()) =>
-            {
-                return Err(keel_core::ParseError::new(
-                    "namespace list",
-                    list.join(","),
-                    "name at least one namespace, none of them empty",
-                )
-                .into());
-            }
-            _ => {}
+        if let Some(list) = self.scope.list()
+            && (list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()))
+        {
+            return Err(keel_core::ParseError::new(
+                "namespace list",
+                list.join(","),
+                "name at least one namespace, none of them empty",
+            )
+            .into());
         }
 
         let mut kinds = self.kinds.clone();
@@ -193,15 +183,12 @@ impl KubeTargetBuilder {
             kinds = permitted;
         }
 
-        let namespaces: Vec<Option<String>> = match &self.scope {
-            Scope::All => vec![None],
-            Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
-        };
+        let namespaces = self.scope.watched();
         let (changes, _) = tokio::sync::watch::channel(());
         let mut caches: Vec<Box<dyn Cache>> = Vec::new();
         for kind in &kinds {
             for ns in &namespaces {
-                let ns = ns.clone();
+                let ns = ns.map(str::to_owned);
                 let tx = changes.clone();
                 let cache: Box<dyn Cache> = match kind {
                     WorkloadKind::Deployment => Box::new(self.watch::<Deployment>(ns, tx)),
@@ -230,10 +217,7 @@ impl KubeTargetBuilder {
     /// by SelfSubjectAccessReviews; `true` when the server does not answer them (the watch
     /// then says what is wrong).
     async fn may_watch(&self, kind: WorkloadKind) -> bool {
-        let namespaces: Vec<Option<&str>> = match &self.scope {
-            Scope::All => vec![None],
-            Scope::Namespaces(list) => list.iter().map(|ns| Some(ns.as_str())).collect(),
-        };
+        let namespaces = self.scope.watched();
         let group = kind
             .group_version()
             .split_once('/')

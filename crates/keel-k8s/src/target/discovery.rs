@@ -140,10 +140,7 @@ impl KubeTarget {
     }
 
     pub(super) fn in_scope(&self, namespace: &str) -> bool {
-        match &self.inner.settings.scope {
-            Scope::All => true,
-            Scope::Namespaces(list) => list.iter().any(|ns| ns == namespace),
-        }
+        self.inner.settings.scope.contains(namespace)
     }
 }
 

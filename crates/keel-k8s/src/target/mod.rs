@@ -16,6 +16,7 @@ use tracing::{Instrument as _, info_span, warn};
 use crate::keys::Problem;
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
+use crate::sync::NamespaceScope;
 use crate::workload::{ContainerId, WorkloadKind, WorkloadView};
 
 mod apply;
@@ -32,13 +33,6 @@ pub(crate) use self::discovery::pull_secret_names;
 
 /// The field manager keel-k8s patches as.
 pub const FIELD_MANAGER: &str = "keel";
-
-/// Which namespaces a [`KubeTarget`] watches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Scope {
-    All,
-    Namespaces(Vec<String>),
-}
 
 /// Kubernetes Deployments, StatefulSets, DaemonSets and CronJobs, and OpenShift's
 /// DeploymentConfigs and ImageStream tags, configured by Keel's `keel.sh/*` annotations and
@@ -164,7 +158,7 @@ impl KubeTarget {
         KubeTargetBuilder {
             client,
             name: "kubernetes".to_owned(),
-            scope: Scope::All,
+            scope: NamespaceScope::all(),
             label_selector: None,
             kinds: WorkloadKind::ALL.to_vec(),
             kinds_chosen: false,
