@@ -186,10 +186,8 @@ struct Row {
     image: String,
     policy: String,
     trigger: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    update: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    #[serde(flatten)]
+    verdict: Verdict,
     /// On OpenShift, the ImageStreamTag (`namespace/stream:tag`) that drives this container,
     /// and through what; its policy, update and error are the tag's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,8 +232,7 @@ async fn check_kube(
             image: w.image.clone(),
             policy: w.policy.clone(),
             trigger: w.trigger.clone(),
-            update: found.update(&w.id),
-            error: found.error(&w.id),
+            verdict: found.verdict(&w.id),
             driven_by: None,
         })
         .collect();
@@ -257,8 +254,7 @@ async fn check_kube(
                 image: t.image,
                 policy: tag.map_or_else(|| "-".to_owned(), |w| w.policy.clone()),
                 trigger: tag.map_or_else(|| "-".to_owned(), |w| w.trigger.clone()),
-                update: found.update(id),
-                error: found.error(id),
+                verdict: found.verdict(id),
                 driven_by: Some(DrivenBy {
                     image_stream_tag: t.image_stream_tag,
                     via: t.via,
@@ -284,7 +280,7 @@ async fn check_kube(
                 r.container.clone(),
                 r.image.clone(),
                 r.policy.clone(),
-                update_cell(&r.update, &r.error),
+                r.verdict.cell(),
             ]
         },
     )?;
@@ -312,7 +308,7 @@ async fn check_kube(
                 by.map(|d| d.via.clone()).unwrap_or_default(),
                 by.and_then(|d| d.source.clone())
                     .unwrap_or_else(|| "-".to_owned()),
-                update_cell(&r.update, &r.error),
+                r.verdict.cell(),
             ]
         },
     )
@@ -325,10 +321,8 @@ struct RepoRow {
     reference: String,
     image: String,
     policy: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    update: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    #[serde(flatten)]
+    verdict: Verdict,
 }
 
 /// `keel check --repo`: every marked reference of the repository, its policy and the update
@@ -363,16 +357,19 @@ async fn check_repo(
         .iter()
         .map(|r| {
             let id = r.id();
-            let (policy, error) = match &r.policy {
-                Some(policy) => (policy.to_string(), found.error(&id)),
-                None => ("-".to_owned(), Some("not tracked: no policy".to_owned())),
+            let mut verdict = found.verdict(&id);
+            let policy = match &r.policy {
+                Some(policy) => policy.to_string(),
+                None => {
+                    verdict.error = Some("not tracked: no policy".to_owned());
+                    "-".to_owned()
+                }
             };
             RepoRow {
-                update: found.update(&id),
                 reference: id,
                 image: r.image.to_string(),
                 policy,
-                error,
+                verdict,
             }
         })
         .collect();
@@ -388,7 +385,7 @@ async fn check_repo(
                 r.reference.clone(),
                 r.image.clone(),
                 r.policy.clone(),
-                update_cell(&r.update, &r.error),
+                r.verdict.cell(),
             ]
         },
     )
@@ -404,14 +401,35 @@ pub(crate) struct Findings {
 
 #[cfg(any(feature = "kube", feature = "git"))]
 impl Findings {
-    /// The image `id` would move to now.
-    pub(crate) fn update(&self, id: &str) -> Option<String> {
-        self.updates.get(id).cloned()
+    /// The update `id` would move to now, or why none could be chosen.
+    pub(crate) fn verdict(&self, id: &str) -> Verdict {
+        Verdict {
+            update: self.updates.get(id).cloned(),
+            error: self.errors.get(id).cloned(),
+        }
     }
+}
 
-    /// Why no update could be chosen for `id`.
-    pub(crate) fn error(&self, id: &str) -> Option<String> {
-        self.errors.get(id).cloned()
+#[cfg(any(feature = "kube", feature = "git"))]
+/// What a check found for one tracked image: the update it would move to now, or why none
+/// could be chosen (in JSON, `update` and `error` beside the image's other fields).
+#[derive(Debug, Serialize)]
+pub(crate) struct Verdict {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) update: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+#[cfg(any(feature = "kube", feature = "git"))]
+impl Verdict {
+    /// The UPDATE cell of a table: the error, else the update, else `-`.
+    pub(crate) fn cell(&self) -> String {
+        match (&self.update, &self.error) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(u), None) => u.clone(),
+            (None, None) => "-".to_owned(),
+        }
     }
 }
 
@@ -450,16 +468,6 @@ pub(crate) async fn dry_run(
         }
     }
     Ok(Findings { updates, errors })
-}
-
-#[cfg(any(feature = "kube", feature = "git"))]
-/// The UPDATE cell of a table: the error, else the update, else `-`.
-pub(crate) fn update_cell(update: &Option<String>, error: &Option<String>) -> String {
-    match (update, error) {
-        (_, Some(e)) => format!("error: {e}"),
-        (Some(u), None) => u.clone(),
-        (None, None) => "-".to_owned(),
-    }
 }
 
 #[cfg(any(feature = "kube", feature = "git"))]

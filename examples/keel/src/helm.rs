@@ -58,7 +58,7 @@ mod listing {
     use serde::Serialize;
 
     use super::HelmArgs;
-    use crate::check::{dry_run, print_rows, update_cell};
+    use crate::check::{Verdict, dry_run, print_rows};
     use crate::decide::Output;
     use crate::error::CliError;
     use crate::progress::Progress;
@@ -75,10 +75,8 @@ mod listing {
         image: String,
         policy: String,
         trigger: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        update: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
+        #[serde(flatten)]
+        verdict: Verdict,
     }
 
     /// `keel check --helm`: every tracked image of every release in `namespaces` (all when
@@ -106,8 +104,7 @@ mod listing {
                 image: r.image.clone(),
                 policy: r.policy.clone(),
                 trigger: r.trigger.clone(),
-                update: found.update(&r.id),
-                error: found.error(&r.id),
+                verdict: found.verdict(&r.id),
             })
             .collect();
         for problem in target.problems() {
@@ -124,7 +121,7 @@ mod listing {
                     r.image.clone(),
                     r.policy.clone(),
                     r.trigger.clone(),
-                    update_cell(&r.update, &r.error),
+                    r.verdict.cell(),
                 ]
             },
         )
