@@ -71,27 +71,34 @@ fn demo_updates_the_fleet_by_its_policies() {
 
     // Before: each reference, its policy and the update it picks, never beyond the policy.
     let before = section(&stdout, "Before:");
-    let web = row(before, "apps/web.yaml");
-    assert!(web[1].ends_with("/demo/web:1.0.0"), "{before}");
-    assert_eq!(web[2], "minor", "{before}");
-    assert!(
-        web[3].ends_with("1.1.0"),
-        "minor: 1.1.0, not 2.0.0:\n{before}"
-    );
-    let api = row(before, "apps/api.yaml");
-    assert!(api[1].ends_with("/demo/api:3.1.0"), "{before}");
-    assert_eq!(api[2], "semver:~3.1", "{before}");
-    assert!(
-        api[3].ends_with("3.1.1"),
-        "~3.1: 3.1.1, not 3.2.0:\n{before}"
-    );
-    let worker = row(before, "apps/kustomization.yaml");
-    assert!(worker[1].ends_with("/demo/worker:main-a41d7b0"), "{before}");
-    assert_eq!(worker[2], "newest-build", "{before}");
-    assert!(
-        worker[3].ends_with("main-08e5c6d"),
-        "the image created last, whatever its tag:\n{before}"
-    );
+    for (file, image, policy, update, why) in [
+        (
+            "apps/web.yaml",
+            "/demo/web:1.0.0",
+            "minor",
+            "1.1.0",
+            "minor: 1.1.0, not 2.0.0",
+        ),
+        (
+            "apps/api.yaml",
+            "/demo/api:3.1.0",
+            "semver:~3.1",
+            "3.1.1",
+            "~3.1: 3.1.1, not 3.2.0",
+        ),
+        (
+            "apps/kustomization.yaml",
+            "/demo/worker:main-a41d7b0",
+            "newest-build",
+            "main-08e5c6d",
+            "the image created last, whatever its tag",
+        ),
+    ] {
+        let cells = row(before, file);
+        assert!(cells[1].ends_with(image), "{before}");
+        assert_eq!(cells[2], policy, "{before}");
+        assert!(cells[3].ends_with(update), "{why}:\n{before}");
+    }
 
     // The commit changes exactly those tags, and nothing else.
     let commit = section(&stdout, "The commit it pushed");
