@@ -206,6 +206,65 @@ impl Drop for Running {
 }
 
 #[tokio::test]
+async fn polls_at_the_start_then_on_each_containers_schedule() {
+    let host = Host::start().await;
+    let old = host.run(
+        "app",
+        &[
+            "keel.sh/policy=minor",
+            "keel.sh/trigger=poll",
+            "keel.sh/pollSchedule=@every 2s",
+        ],
+    );
+    // Left alone by the default schedule (a day), polled every 2 s by its own.
+    let _child = Running(
+        host.keel_docker(&["--interval", "86400"])
+            .spawn()
+            .expect("keel-docker starts"),
+    );
+    // The version container `app` runs, or `None` while it is being recreated.
+    let version = || {
+        let output = host
+            .engine
+            .cli()
+            .args(["exec", "app", "cat", "/version"])
+            .output()
+            .expect("docker exec runs");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let runs = |expected: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let running = version();
+            if running.as_deref() == Some(expected) {
+                let (id, image, _) = host.state("app");
+                return (id, image);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "app still runs {running:?}, not {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let (first, image) = runs("1.1.0");
+    assert_ne!(first, old);
+    assert_eq!(image, host.image("1.1.0"));
+    host.engine.build_and_push(
+        host.registry.addr(),
+        "app",
+        "1.2.0",
+        &ImageSpec::server("1.2.0"),
+    );
+    let (second, image) = runs("1.2.0");
+    assert_ne!(second, first);
+    assert_eq!(image, host.image("1.2.0"));
+}
+
+#[tokio::test]
 async fn the_http_api_needs_its_token() {
     let host = Host::start().await;
     let old = host.run("app", &["keel.sh/policy=minor"]);
