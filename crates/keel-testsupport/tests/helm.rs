@@ -56,21 +56,25 @@ async fn helm_installs_upgrades_and_refuses_the_web_chart() {
         ]
     );
 
-    let chart_arg = chart.to_str().expect("UTF-8 path");
-    let upgrade = helm.run(&[
-        "upgrade",
-        "web",
-        chart_arg,
-        "--namespace",
-        &ns,
-        "--reuse-values",
-        "--set",
-        "image.tag=1.1.0",
-    ]);
+    let upgrade = |sets: &[&str]| {
+        let mut args = vec![
+            "upgrade",
+            "web",
+            chart.to_str().expect("UTF-8 path"),
+            "--namespace",
+            &ns,
+            "--reuse-values",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        helm.run(&args)
+    };
+    let upgrade_to_1_1 = upgrade(&["image.tag=1.1.0"]);
     assert!(
-        upgrade.status.success(),
+        upgrade_to_1_1.status.success(),
         "{}",
-        String::from_utf8_lossy(&upgrade.stderr)
+        String::from_utf8_lossy(&upgrade_to_1_1.stderr)
     );
     assert_eq!(
         revisions(&helm.history(&ns, "web")),
@@ -89,18 +93,7 @@ async fn helm_installs_upgrades_and_refuses_the_web_chart() {
         )
     );
 
-    let refused = helm.run(&[
-        "upgrade",
-        "web",
-        chart_arg,
-        "--namespace",
-        &ns,
-        "--reuse-values",
-        "--set",
-        "failOnTag=1.2.0",
-        "--set",
-        "image.tag=1.2.0",
-    ]);
+    let refused = upgrade(&["failOnTag=1.2.0", "image.tag=1.2.0"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "the upgrade to 1.2.0 succeeded");
     assert!(

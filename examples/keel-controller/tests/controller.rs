@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_until};
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
 use kube::api::PostParams;
@@ -30,14 +30,12 @@ async fn wait_for_image_within(
 ) -> Duration {
     let every = Duration::from_millis(100);
     let what = format!("{ns}/{name} running {want}");
-    wait_until(&what, (Duration::from_secs(secs), every), async || {
-        let images = deployment_images(client, ns, name, false).await;
-        if images.iter().any(|(_, image)| image == want) {
-            Ok(())
-        } else {
-            Err(images)
-        }
-    })
+    wait_for(
+        &what,
+        (Duration::from_secs(secs), every),
+        async || deployment_images(client, ns, name, false).await,
+        |images| images.iter().any(|(_, image)| image == want),
+    )
     .await
 }
 

@@ -3,32 +3,28 @@
 //! exactly the new tag, beside the workloads; a missing helm binary stops the start.
 
 mod common;
-use common::{Controller, env_refs, helm_env};
+use common::{Controller, env_refs, helm_env, lone_replica};
 
 use std::time::{Duration, Instant};
 
 use keel_testsupport::helm::{Helm, chart_dir};
-use keel_testsupport::kube::{ADMIN, ApiServer, wait_until};
+use keel_testsupport::kube::{ADMIN, ApiServer, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use serde_json::{Value, json};
 
 /// Waits until `release`'s deployed revision is `revision`; how long that took.
 async fn wait_for_revision(helm: &Helm, ns: &str, release: &str, revision: u64) -> Duration {
     let what = format!("{ns}/{release} at revision {revision}");
-    wait_until(
+    wait_for(
         &what,
         (Duration::from_secs(60), Duration::from_millis(100)),
-        async || {
-            let history = helm.history(ns, release);
+        async || helm.history(ns, release),
+        |history| {
             let deployed = history
                 .as_array()
                 .and_then(|h| h.iter().find(|r| r["status"] == "deployed"))
                 .and_then(|r| r["revision"].as_u64());
-            if deployed == Some(revision) {
-                Ok(())
-            } else {
-                Err(history)
-            }
+            deployed == Some(revision)
         },
     )
     .await
@@ -79,17 +75,10 @@ async fn the_controller_upgrades_releases_on_polls_and_webhooks() {
         api,
         ADMIN,
         &[
-            "--namespaces",
-            &ns,
-            "--controller-namespace",
-            &own_ns,
-            "--approval-store",
-            "memory",
-            "--leader-elect",
-            "false",
-            "--resync",
-            "1s",
-        ],
+            &["--namespaces", &ns, "--resync", "1s"][..],
+            &lone_replica(&own_ns),
+        ]
+        .concat(),
         &env,
     );
     controller.wait_until_serving().await;
@@ -143,16 +132,10 @@ async fn a_missing_helm_binary_stops_the_start() {
         api,
         ADMIN,
         &[
-            "--helm",
-            "--helm-binary",
-            "no/such/helm",
-            "--controller-namespace",
-            &own_ns,
-            "--approval-store",
-            "memory",
-            "--leader-elect",
-            "false",
-        ],
+            &["--helm", "--helm-binary", "no/such/helm"][..],
+            &lone_replica(&own_ns),
+        ]
+        .concat(),
         &[("KEEL_WEBHOOK_TOKEN", "hook-token")],
     );
     let status = controller.child().wait().unwrap();

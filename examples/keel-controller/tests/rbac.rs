@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use keel_testsupport::helm::{Helm, chart_dir};
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_until};
+use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -365,17 +365,11 @@ async fn run_helm_with_manifests(files: [&str; 2], user: &str, scoped: bool) {
         .collect::<Vec<_>>(),
         &env,
     );
-    wait_until(
+    wait_for(
         "the release upgraded by the controller's user",
         (Duration::from_secs(60), Duration::from_millis(200)),
-        async || {
-            let values = helm.get_values(&ns, "web", false);
-            if values["image"]["tag"] == "1.1.0" {
-                Ok(())
-            } else {
-                Err(values)
-            }
-        },
+        async || helm.get_values(&ns, "web", false),
+        |values| values["image"]["tag"] == "1.1.0",
     )
     .await;
     assert_eq!(

@@ -14,7 +14,8 @@
 //!   (e.g. a concurrent change between a read and a write).
 //! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
 //!   fixtures written with the raw API.
-//! - [`wait_until`]: polling until a state is reached, or panicking with what was seen.
+//! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what
+//!   was seen.
 //! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
 
 mod apiserver;
@@ -31,4 +32,4 @@ pub use fixtures::{
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
 pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
-pub use wait::wait_until;
+pub use wait::{wait_for, wait_until};

@@ -23,3 +23,19 @@ pub async fn wait_until<E: Debug>(
         tokio::time::sleep(every).await;
     }
 }
+
+/// Reads with `read` until `done` holds for what it read, `limits` being `(within, every)` as
+/// for [`wait_until`]; returns how long that took. Panics once `within` has passed, naming
+/// `what` and the last thing read.
+pub async fn wait_for<T: Debug>(
+    what: &str,
+    limits: (Duration, Duration),
+    mut read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> Duration {
+    wait_until(what, limits, async || {
+        let seen = read().await;
+        if done(&seen) { Ok(()) } else { Err(seen) }
+    })
+    .await
+}

@@ -82,6 +82,20 @@ impl Drop for Controller {
     }
 }
 
+/// The arguments of a lone replica (no leader election) that keeps approvals in memory and
+/// its own objects in namespace `own_ns`; [`Controller::start`] takes them after the test's
+/// own, e.g. `&[&["--helm"][..], &lone_replica(&own_ns)].concat()`.
+pub(crate) fn lone_replica(own_ns: &str) -> [&str; 6] {
+    [
+        "--controller-namespace",
+        own_ns,
+        "--approval-store",
+        "memory",
+        "--leader-elect",
+        "false",
+    ]
+}
+
 /// The environment of a controller running `--helm` as the user of its own kubeconfig: the
 /// Helm homes of `helm` (not its kubeconfig), the helm binary, a webhook token, and
 /// `HELM_PROVIDER=true`.
