@@ -150,7 +150,9 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, KeyError> {
 /// assert_eq!(names, ["a", "b"]);
 /// ```
 pub fn image_pull_secrets<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Vec<String> {
-    comma_list(trimmed(&lookup, IMAGE_PULL_SECRET))
+    trimmed(&lookup, IMAGE_PULL_SECRET)
+        .map(comma_list)
+        .unwrap_or_default()
 }
 
 /// Keel's settings of a tracked image besides its policy: what goes on each
@@ -322,7 +324,7 @@ impl KeelConfig {
                 match_tag,
                 approvals,
                 approval_deadline,
-                notify: comma_list(get(NOTIFY)),
+                notify: get(NOTIFY).map(comma_list).unwrap_or_default(),
                 release_notes: get(RELEASE_NOTES).map(str::to_owned),
             },
             monitor_containers,
@@ -391,16 +393,20 @@ fn schedule_reason(error: &crate::Error) -> String {
     }
 }
 
-fn comma_list(value: Option<&str>) -> Vec<String> {
+/// The items of a list as Keel writes one in a value ([`NOTIFY`], [`IMAGE_PULL_SECRET`]):
+/// comma-separated, trimmed, empty ones dropped.
+///
+/// ```
+/// use keel_core::keel_keys::comma_list;
+/// assert_eq!(comma_list(" a, ,b "), ["a", "b"]);
+/// ```
+pub fn comma_list(value: &str) -> Vec<String> {
     value
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

@@ -154,13 +154,7 @@ impl ImageEntry {
             .as_deref()
             .and_then(|path| get_path(values, path))
             .and_then(scalar_text)
-            .map(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|text| keel_keys::comma_list(&text))
             .unwrap_or_default()
     }
 
