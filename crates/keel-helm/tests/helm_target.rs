@@ -13,11 +13,10 @@ use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, U
 use keel_helm::{HelmTarget, HelmTargetBuilder, PROBLEM_KIND};
 use keel_k8s::RolloutVerdict;
 use keel_registry::RegistryClient;
-use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::helm::{Helm, chart_dir, chart_registry, helm_bin};
 use keel_testsupport::kube::{
     ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant, mark_deployment_rolled_out,
 };
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -520,13 +519,7 @@ async fn a_poll_pass_against_a_real_registry_ends_in_a_new_revision() {
     let Some(w) = world("helm-poll").await else {
         return;
     };
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    let web = format!("{}/acme/web", registry.addr());
-    let proxy = format!("{}/acme/proxy", registry.addr());
-    registry
-        .push_tags("acme/web", &["1.0.0", "1.0.1", "1.1.0", "2.0.0"])
-        .await;
-    registry.push_tags("acme/proxy", &["2.0.0"]).await;
+    let (_registry, web, proxy) = chart_registry().await;
     w.install(
         "web",
         &[

@@ -39,6 +39,22 @@ pub fn chart_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A plain registry serving the repositories of the `web` chart's two images, `acme/web`
+/// (tags 1.0.0, 1.0.1, 1.1.0 and 2.0.0) and `acme/proxy` (2.0.0), with the two repositories
+/// as images name them (`127.0.0.1:PORT/acme/web`, `.../acme/proxy`).
+#[cfg(feature = "registry")]
+pub async fn chart_registry() -> (crate::registry::RegistryServer, String, String) {
+    use crate::registry::{RegistryServer, ServerOptions};
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    registry
+        .push_tags("acme/web", &["1.0.0", "1.0.1", "1.1.0", "2.0.0"])
+        .await;
+    registry.push_tags("acme/proxy", &["2.0.0"]).await;
+    let web = format!("{}/acme/web", registry.addr());
+    let proxy = format!("{}/acme/proxy", registry.addr());
+    (registry, web, proxy)
+}
+
 /// `helm` acting as one user of an [`ApiServer`], isolated from the machine's Helm and
 /// Kubernetes configuration. Its directory (kubeconfig, Helm homes) is removed on drop.
 #[derive(Debug)]

@@ -6,9 +6,8 @@ use common::{keel_with_env, stdout_of, text};
 
 use std::process::Output;
 
-use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
+use keel_testsupport::helm::{Helm, chart_dir, chart_registry, helm_bin};
 use keel_testsupport::kube::{ADMIN, ApiServer};
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use serde_json::json;
 
 /// A fresh namespace of the shared API server, with helm acting as the admin.
@@ -54,13 +53,7 @@ async fn check_lists_release_images_and_their_updates() {
     let Some(w) = world("cli-helm-check").await else {
         return;
     };
-    let registry = RegistryServer::start(ServerOptions::plain()).await;
-    let web = format!("{}/acme/web", registry.addr());
-    let proxy = format!("{}/acme/proxy", registry.addr());
-    registry
-        .push_tags("acme/web", &["1.0.0", "1.0.1", "1.1.0", "2.0.0"])
-        .await;
-    registry.push_tags("acme/proxy", &["2.0.0"]).await;
+    let (_registry, web, proxy) = chart_registry().await;
     let sidecar = format!("{proxy}:2.0.0");
     w.install(
         "web",
