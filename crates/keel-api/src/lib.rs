@@ -10,7 +10,7 @@
 //! - [`router`] builds the axum router to serve (`axum::serve`) or nest in your own;
 //! - [`ApiClient`] calls it, mapping every error answer back onto [`keel_core::Error`];
 //! - [`auth_from_env`] reads the credentials an application's environment configures
-//!   (`KEEL_API_AUTH`, Keel's `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`; see [`env`]);
+//!   (`KEEL_API_AUTH`, Keel's `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`; see [`env`](mod@env));
 //! - `openapi.yaml`, beside this crate's `Cargo.toml`, documents every route, request and
 //!   answer; a test keeps it in step with [`route_table`].
 //!

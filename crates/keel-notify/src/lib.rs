@@ -31,7 +31,7 @@
 //! or hanging does not block the others.
 //!
 //! [`from_env`] builds the notifiers an application's environment configures, under Keel's
-//! variable names (`SLACK_TOKEN`, `WEBHOOK_ENDPOINT`, `NOTIFICATION_LEVEL`...; see [`env`]).
+//! variable names (`SLACK_TOKEN`, `WEBHOOK_ENDPOINT`, `NOTIFICATION_LEVEL`...; see [`env`](mod@env)).
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
