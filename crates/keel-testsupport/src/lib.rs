@@ -9,6 +9,8 @@
 //!   chosen users, and workload fixtures.
 //! - `helm` (module `helm`, implies `kube`): a real `helm` from `scripts/helm` acting as a user of
 //!   that API server with Helm homes of its own, and the test charts under `charts/`.
+//! - `docker` (module `docker`): a throw-away Docker engine from `scripts/docker`, its CLI, and
+//!   test images built from a static busybox and pushed to a local registry.
 //! - `pipeline` (module `pipeline`): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
 //! - `receiver` (module `receiver`): serving an axum router on 127.0.0.1, and a receiver that
@@ -29,6 +31,8 @@ pub use script::{ScriptServer, script};
 #[cfg(feature = "signing")]
 pub use signing::hmac_sha256_hex;
 
+#[cfg(feature = "docker")]
+pub mod docker;
 #[cfg(feature = "git")]
 pub mod git;
 #[cfg(feature = "helm")]
