@@ -2,6 +2,9 @@
 //! kind, updates patched onto one container, conflicts, RBAC, idempotence, the cache's
 //! request pattern and a full poll cycle of the pipeline.
 
+mod support;
+use support::{discover_until, ids, image, named_target, outcome, plan_of};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use keel_core::memory::InMemoryRegistry;
 use keel_core::target::Trigger;
-use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_core::{ApplyOutcome, Error, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_testsupport::kube::{
     ADMIN, ApiServer, Hook, HookFuture, Kind, RecordedRequest, Workload, deployment_images, grant,
@@ -23,14 +26,12 @@ use serde_json::json;
 const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
+/// The name of the target the tests build.
+const TARGET: &str = "test cluster";
+
+/// The target over namespace `ns`, as `client`.
 async fn target_in(client: Client, ns: &str) -> KubeTarget {
-    KubeTarget::builder(client)
-        .with_name("test cluster")
-        .with_namespaces([ns])
-        .with_sync_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .expect("build the target")
+    named_target(TARGET, client, ns).await
 }
 
 fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
@@ -40,21 +41,8 @@ fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
     })
 }
 
-fn ids(images: &[TrackedImage]) -> Vec<String> {
-    images.iter().map(|i| i.id.clone()).collect()
-}
-
-fn image(s: &str) -> ImageRef {
-    ImageRef::parse(s).expect("valid image")
-}
-
 fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
-    UpdatePlan {
-        target: "test cluster".into(),
-        id: id.into(),
-        current: image(current),
-        new: image(new),
-    }
+    plan_of(TARGET, id, current, new)
 }
 
 /// Applies the plan moving `id` from `current` to `new` with `target`.
@@ -65,32 +53,6 @@ async fn apply(
     new: &str,
 ) -> Result<ApplyOutcome, Error> {
     target.apply(&plan(id, current, new)).await
-}
-
-/// The outcome of applying `update` with `target`, which must not fail.
-async fn outcome(target: &KubeTarget, update: &UpdatePlan) -> ApplyOutcome {
-    target.apply(update).await.expect("apply")
-}
-
-/// Discovers until `done` holds (watch events take a moment), or panics after 20 s.
-async fn discover_until(
-    target: &KubeTarget,
-    what: &str,
-    done: impl Fn(&[TrackedImage]) -> bool,
-) -> Vec<TrackedImage> {
-    let started = Instant::now();
-    loop {
-        let images = target.discover().await.expect("discover");
-        if done(&images) {
-            return images;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}; discovered {:?}",
-            ids(&images)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment {

@@ -9,11 +9,14 @@
 //! shared server of `kube_target.rs` has no such CRDs and shows that a plain cluster is not
 //! disturbed.
 
+mod support;
+use support::{discover_until, ids, image, named_target, outcome, plan_of};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_core::{ApplyOutcome, Error, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::{
@@ -215,14 +218,12 @@ impl<'a> Ns<'a> {
     }
 }
 
+/// The name of the target the tests build.
+const TARGET: &str = "okd";
+
+/// The target over namespace `ns`, as `client`.
 async fn target_in(client: Client, ns: &str) -> KubeTarget {
-    KubeTarget::builder(client)
-        .with_name("okd")
-        .with_namespaces([ns])
-        .with_sync_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .expect("build the target")
+    named_target(TARGET, client, ns).await
 }
 
 /// A target in `ns` that gives up at the first conflict (no retries).
@@ -244,41 +245,8 @@ fn pipeline_over(target: Arc<KubeTarget>) -> Pipeline {
     Pipeline::new(Arc::new(client)).with_target(target)
 }
 
-fn image(s: &str) -> ImageRef {
-    ImageRef::parse(s).expect("valid image")
-}
-
 fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
-    UpdatePlan {
-        target: "okd".into(),
-        id: id.into(),
-        current: image(current),
-        new: image(new),
-    }
-}
-
-/// The outcome of applying `update` with `target`, which must not fail.
-async fn outcome(target: &KubeTarget, update: &UpdatePlan) -> ApplyOutcome {
-    target.apply(update).await.expect("apply")
-}
-
-fn ids(images: &[TrackedImage]) -> Vec<String> {
-    images.iter().map(|i| i.id.clone()).collect()
-}
-
-/// Discovers until `done` holds (watch events take a moment), or panics after 20 s naming
-/// what was discovered last.
-async fn discover_until(target: &KubeTarget, what: &str, done: impl Fn(&[TrackedImage]) -> bool) {
-    let every = (Duration::from_secs(20), Duration::from_millis(50));
-    wait_until(what, every, async || {
-        let images = target.discover().await.expect("discover");
-        if done(&images) {
-            Ok(())
-        } else {
-            Err(ids(&images))
-        }
-    })
-    .await;
+    plan_of(TARGET, id, current, new)
 }
 
 /// An admin client that, before each PATCH of `path`, runs what `race` makes of the number of
