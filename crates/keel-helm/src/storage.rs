@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::ResourceExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::release::Status;
 
@@ -54,58 +54,35 @@ pub(crate) struct Stored {
 
 impl Stored {
     /// `None` for an object that is not a Helm release (no `name` or `version` label).
-    fn new(
-        driver: Driver,
-        namespace: Option<String>,
-        object: String,
-        labels: &BTreeMap<String, String>,
-        annotations: BTreeMap<String, String>,
-        data: Option<Vec<u8>>,
-    ) -> Option<Stored> {
+    fn new(driver: Driver, meta: ObjectMeta, data: Option<Vec<u8>>) -> Option<Stored> {
+        let labels = meta.labels.unwrap_or_default();
         if labels.get("owner").map(String::as_str) != Some("helm") {
             return None;
         }
         Some(Stored {
             driver,
-            namespace: namespace.unwrap_or_default(),
-            object,
+            namespace: meta.namespace.unwrap_or_default(),
+            // As `ResourceExt::name_any` reads it.
+            object: meta.name.or(meta.generate_name).unwrap_or_default(),
             release: labels.get("name")?.clone(),
             version: labels.get("version")?.parse().ok()?,
             status: Status::parse(labels.get("status").map_or("", String::as_str)),
-            annotations,
+            annotations: meta.annotations.unwrap_or_default(),
             data,
         })
     }
 
-    pub(crate) fn from_secret(mut secret: Secret) -> Option<Stored> {
-        let data = secret
-            .data
-            .as_mut()
-            .and_then(|d| d.remove("release"))
-            .map(|b| b.0);
-        Stored::new(
-            Driver::Secret,
-            secret.namespace(),
-            secret.name_any(),
-            &secret.metadata.labels.take().unwrap_or_default(),
-            secret.metadata.annotations.take().unwrap_or_default(),
-            data,
-        )
+    pub(crate) fn from_secret(secret: Secret) -> Option<Stored> {
+        let data = secret.data.and_then(|mut d| d.remove("release"));
+        Stored::new(Driver::Secret, secret.metadata, data.map(|b| b.0))
     }
 
-    pub(crate) fn from_config_map(mut map: ConfigMap) -> Option<Stored> {
-        let data = map
-            .data
-            .as_mut()
-            .and_then(|d| d.remove("release"))
-            .map(String::into_bytes);
+    pub(crate) fn from_config_map(map: ConfigMap) -> Option<Stored> {
+        let data = map.data.and_then(|mut d| d.remove("release"));
         Stored::new(
             Driver::ConfigMap,
-            map.namespace(),
-            map.name_any(),
-            &map.metadata.labels.take().unwrap_or_default(),
-            map.metadata.annotations.take().unwrap_or_default(),
-            data,
+            map.metadata,
+            data.map(String::into_bytes),
         )
     }
 }

@@ -66,25 +66,15 @@ impl HelmTarget {
                 namespace: Some(namespace),
                 name: None,
             };
-            let found: Vec<Stored> = match driver {
-                Driver::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
-                    .list(&params)
-                    .await
-                    .map_err(|e| kerr::from_kube(e, &request))?
-                    .items
-                    .into_iter()
-                    .filter_map(Stored::from_secret)
-                    .collect(),
-                Driver::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
-                    .list(&params)
-                    .await
-                    .map_err(|e| kerr::from_kube(e, &request))?
-                    .items
-                    .into_iter()
-                    .filter_map(Stored::from_config_map)
-                    .collect(),
+            let listed = match driver {
+                Driver::Secret => {
+                    list_stored(client, namespace, &params, Stored::from_secret).await
+                }
+                Driver::ConfigMap => {
+                    list_stored(client, namespace, &params, Stored::from_config_map).await
+                }
             };
-            all.extend(found);
+            all.extend(listed.map_err(|e| kerr::from_kube(e, &request))?);
         }
         let mut object = all
             .iter()
@@ -479,6 +469,25 @@ impl HelmTarget {
         };
         result.map_err(|e| kerr::from_kube(e, &request))
     }
+}
+
+/// The storage objects of kind `K` in `namespace` that `params` select, as `read` reads them.
+async fn list_stored<K>(
+    client: &kube::Client,
+    namespace: &str,
+    params: &ListParams,
+    read: fn(K) -> Option<Stored>,
+) -> kube::Result<Vec<Stored>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let list = Api::<K>::namespaced(client.clone(), namespace)
+        .list(params)
+        .await?;
+    Ok(list.items.into_iter().filter_map(read).collect())
 }
 
 /// The Deployments, StatefulSets and DaemonSets a rendered manifest holds.
