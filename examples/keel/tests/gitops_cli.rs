@@ -1,7 +1,7 @@
 //! `keel release` and `keel gitops plan|apply` against a real git server and registry.
 
 mod common;
-use common::{keel, keel_with_env, stdout_of, text};
+use common::{assert_says, keel, keel_with_env, stdout_of, text};
 
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
@@ -75,11 +75,7 @@ fn release_sets_one_image_everywhere_and_pushes() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("nothing to change"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "nothing to change");
     assert_eq!(server.log("fleet", "main").len(), 2);
 
     let o = keel(
@@ -93,11 +89,7 @@ fn release_sets_one_image_everywhere_and_pushes() {
         "",
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("names no tag"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "names no tag");
 }
 
 #[test]
@@ -185,23 +177,15 @@ images:
     // Again: already released, no commit, still a success.
     let o = release("ghcr.io/acme/web:1.4.2");
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+    assert_says(&o.stderr, "already");
     assert_eq!(server.log("fleet", "main").len(), 2);
 
     // An image the repository does not reference: a failure, saying so, and no commit.
     let o = release("ghcr.io/acme/absent:1.0.0");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("ghcr.io/acme/absent nowhere"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "ghcr.io/acme/absent nowhere");
     // What could not be read is named: the reference may hide there.
-    assert!(
-        text(&o.stderr).contains("charts/web/templates/web.yaml:1: not valid YAML"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "charts/web/templates/web.yaml:1: not valid YAML");
     assert_eq!(server.log("fleet", "main").len(), 2);
 }
 

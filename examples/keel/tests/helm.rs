@@ -2,7 +2,7 @@
 //! `helm` and a real registry on 127.0.0.1.
 
 mod common;
-use common::{keel_with_env, stdout_of, text};
+use common::{assert_says, keel_with_env, stdout_of, text};
 
 use std::process::Output;
 
@@ -147,11 +147,7 @@ async fn check_lists_release_images_and_their_updates() {
     // A check decides by each release's policy, and runs on Kubernetes or Helm, not both.
     let o = w.keel(&["check", "--helm", "--policy", "major"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("--policy does not apply"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "--policy does not apply");
     let o = w.keel(&["check", "--helm", "--kube"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
@@ -198,11 +194,7 @@ async fn release_upgrades_one_release_by_hand() {
     // The same release again changes nothing and says so.
     let o = run(&release, "registry.example/acme/web:1.1.0");
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("nothing to change"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "nothing to change");
     assert_eq!(w.revisions("web"), 2);
 
     // Bad input: exit 2, naming the flag and the input.
@@ -214,20 +206,12 @@ async fn release_upgrades_one_release_by_hand() {
     ] {
         let o = run(bad, "registry.example/acme/web:1.2.0");
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o.stderr));
-        assert!(
-            text(&o.stderr).contains(&format!("invalid --release {bad:?}")),
-            "{}",
-            text(&o.stderr)
-        );
+        assert_says(&o.stderr, &format!("invalid --release {bad:?}"));
     }
     let missing = format!("{}/missing", w.ns);
     let o = run(&missing, "registry.example/acme/web:1.2.0");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains(&format!("invalid --release {missing:?}")),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, &format!("invalid --release {missing:?}"));
     let other = "registry.example/acme/other:1.2.0";
     let o = run(&release, other);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
@@ -251,10 +235,6 @@ async fn release_upgrades_one_release_by_hand() {
         "no/such/helm",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("invalid --helm-binary \"no/such/helm\""),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "invalid --helm-binary \"no/such/helm\"");
     assert_eq!(w.revisions("web"), 2);
 }

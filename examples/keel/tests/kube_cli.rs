@@ -2,7 +2,7 @@
 //! registry on 127.0.0.1.
 
 mod common;
-use common::{AdminKubeconfig, keel_with_env, stdout_of, text};
+use common::{AdminKubeconfig, assert_says, keel_with_env, stdout_of, text};
 
 use keel_testsupport::kube::{ApiServer, Workload, deployment_images};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
@@ -103,11 +103,7 @@ async fn check_lists_workloads_and_release_patches_one() {
     };
     let o = release();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains(&image("1.2.4")),
-        "{}",
-        text(&o.stdout)
-    );
+    assert_says(&o.stdout, &image("1.2.4"));
     assert_eq!(
         deployment_images(&client, &ns, "web", false).await,
         [("app".to_owned(), image("1.2.4"))]
@@ -115,11 +111,7 @@ async fn check_lists_workloads_and_release_patches_one() {
     // The same release again changes nothing and says so.
     let o = release();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("nothing to change"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "nothing to change");
 
     // Bad input: exit 2, naming it.
     let bad = format!("{ns}/deployment/missing");
@@ -136,12 +128,8 @@ async fn check_lists_workloads_and_release_patches_one() {
         &env,
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains(&bad), "{}", text(&o.stderr));
+    assert_says(&o.stderr, &bad);
     let o = keel_with_env(&["check", "--kube", "--policy", "minor"], "", &env);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("--policy does not apply"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "--policy does not apply");
 }

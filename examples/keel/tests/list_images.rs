@@ -2,7 +2,7 @@
 //! the images' configs) and a real git server.
 
 mod common;
-use common::{keel, stdout_of, text};
+use common::{assert_says, keel, stdout_of, text};
 
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
@@ -97,11 +97,7 @@ async fn check_repo_tables_each_marked_reference() {
     assert!(text(&o.stderr).contains("--policy does not apply with --repo"));
     let o = run(&["check", &format!("{image}:1.2.3"), "--repo", &url]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("IMAGE and --repo"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "IMAGE and --repo");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,14 +209,6 @@ async fn list_images_reads_metadata_within_its_budget() {
         "minor",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("    error: "),
-        "{}",
-        text(&o.stdout)
-    );
-    assert!(
-        text(&o.stderr).contains("1 image(s) could not be listed"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stdout, "    error: ");
+    assert_says(&o.stderr, "1 image(s) could not be listed");
 }

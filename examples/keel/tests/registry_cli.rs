@@ -1,7 +1,7 @@
 //! `keel tags`, `keel digest` and `keel check` against a real registry on 127.0.0.1.
 
 mod common;
-use common::{keel, text};
+use common::{assert_says, keel, text};
 
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 
@@ -157,13 +157,9 @@ async fn credentials_and_errors() {
         "pw-123",
     );
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+    assert_says(&o.stderr, "not found");
 
     let o = keel(&["tags", "UPPER/Case"], "");
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("invalid image reference"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_says(&o.stderr, "invalid image reference");
 }

@@ -19,6 +19,12 @@ pub(crate) fn stdout_of(o: &Output) -> &str {
     text(&o.stdout)
 }
 
+/// Fails unless a run's output `bytes` (its standard output or error) contains `part`.
+pub(crate) fn assert_says(bytes: &[u8], part: &str) {
+    let text = text(bytes);
+    assert!(text.contains(part), "{part:?} missing from:\n{text}");
+}
+
 /// Runs `keel ARGS` with `stdin` as its input, away from any Docker config of the machine.
 pub(crate) fn keel(args: &[&str], stdin: &str) -> Output {
     keel_with_env(args, stdin, &[])
