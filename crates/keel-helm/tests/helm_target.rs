@@ -4,7 +4,7 @@
 //! watch cache's request pattern and full pipeline passes against a real registry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use keel_core::approval::{Approvals, MemoryApprovalStore};
@@ -15,7 +15,7 @@ use keel_k8s::RolloutVerdict;
 use keel_registry::RegistryClient;
 use keel_testsupport::helm::{Helm, chart_dir, chart_registry, helm_bin};
 use keel_testsupport::kube::{
-    ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant, mark_deployment_rolled_out,
+    ADMIN, ApiServer, LIMITED_USERS, deployment_images, grant, mark_deployment_rolled_out, wait_for,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -136,25 +136,12 @@ fn ids(images: &[TrackedImage]) -> Vec<String> {
     images.iter().map(|i| i.id.clone()).collect()
 }
 
-/// Discovers until `done` holds (the watch delivers changes a moment after they happen).
-async fn discover_until(
-    target: &HelmTarget,
-    what: &str,
-    done: impl Fn(&[TrackedImage]) -> bool,
-) -> Vec<TrackedImage> {
-    let started = Instant::now();
-    loop {
-        let images = target.discover().await.unwrap();
-        if done(&images) {
-            return images;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{what}: never seen; last {:?}",
-            ids(&images)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Discovers until `done` holds (the watch delivers changes a moment after they happen); panics
+/// after 20 s showing what was discovered last.
+async fn discover_until(target: &HelmTarget, what: &str, done: impl Fn(&[TrackedImage]) -> bool) {
+    let limits = (Duration::from_secs(20), Duration::from_millis(50));
+    let discover = async || target.discover().await.unwrap();
+    wait_for(what, limits, discover, |images| done(images)).await;
 }
 
 #[tokio::test]
