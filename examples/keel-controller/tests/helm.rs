@@ -3,7 +3,7 @@
 //! exactly the new tag, beside the workloads; a missing helm binary stops the start.
 
 mod common;
-use common::{Controller, env_refs, helm_env, lone_replica};
+use common::{Controller, env_refs, helm_env, lone_replica, server_with_helm};
 
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,7 @@ async fn wait_for_revision(helm: &Helm, ns: &str, release: &str, revision: u64) 
 
 #[tokio::test]
 async fn the_controller_upgrades_releases_on_polls_and_webhooks() {
-    let Some(api) = ApiServer::shared().await else {
-        return;
-    };
-    let Some(helm) = Helm::new(api, ADMIN) else {
+    let Some((api, helm)) = server_with_helm().await else {
         return;
     };
     let registry =

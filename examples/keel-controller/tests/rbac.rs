@@ -7,15 +7,15 @@
 //! upgrades a Helm release with the real `helm`.
 
 mod common;
-use common::{Controller, env_refs, helm_env};
+use common::{Controller, env_refs, helm_env, server_with_helm};
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use keel_testsupport::helm::{Helm, chart_dir};
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_for};
+use keel_testsupport::helm::chart_dir;
+use keel_testsupport::kube::{ApiServer, Workload, deployment_images, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -314,10 +314,7 @@ async fn the_namespace_scoped_manifests_are_enough() {
 /// `rbac-own-namespace.yaml`: over the whole cluster, or (`scoped`) over one namespace that
 /// the manifests' `apps` placeholder names; the controller upgrades a release there.
 async fn run_helm_with_manifests(files: [&str; 2], user: &str, scoped: bool) {
-    let Some(api) = ApiServer::shared().await else {
-        return;
-    };
-    let Some(helm) = Helm::new(api, ADMIN) else {
+    let Some((api, helm)) = server_with_helm().await else {
         return;
     };
     let registry =

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use tempfile::TempDir;
 
 use keel_testsupport::helm::{Helm, helm_bin};
-use keel_testsupport::kube::ApiServer;
+use keel_testsupport::kube::{ADMIN, ApiServer};
 
 /// A running controller; killed when dropped.
 pub(crate) struct Controller {
@@ -94,6 +94,14 @@ pub(crate) fn lone_replica(own_ns: &str) -> [&str; 6] {
         "--leader-elect",
         "false",
     ]
+}
+
+/// The shared API server and `helm` acting as its admin; `None` (the test is skipped, saying
+/// why) where either is not installed.
+pub(crate) async fn server_with_helm() -> Option<(&'static ApiServer, Helm)> {
+    let api = ApiServer::shared().await?;
+    let helm = Helm::new(api, ADMIN)?;
+    Some((api, helm))
 }
 
 /// The environment of a controller running `--helm` as the user of its own kubeconfig: the
