@@ -23,8 +23,13 @@
 //! use keel_docker::labels::Scope;
 //!
 //! # async fn run() -> keel_core::Result<()> {
+//! let connect = |e| keel_core::Error::backend("docker", "connect", e);
+//! // Negotiated, so that an older engine is sent only what its API version knows.
 //! let docker = bollard::Docker::connect_with_defaults()
-//!     .map_err(|e| keel_core::Error::backend("docker", "connect", e))?;
+//!     .map_err(connect)?
+//!     .negotiate_version()
+//!     .await
+//!     .map_err(connect)?;
 //! let target = DockerTarget::builder(docker)
 //!     .scope(Scope { label_enable: true, ..Scope::default() })
 //!     .cleanup(true)

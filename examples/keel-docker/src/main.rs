@@ -11,7 +11,9 @@
 //!   keel-docker --interval 300 --cleanup
 //! ```
 //!
-//! (the `com.centurylinklabs.watchtower=true` label keeps it from updating itself; the
+//! (`keel-docker` there stands for an image holding this binary, which the project does not
+//! publish; the binary runs just as well on the host, next to the engine. The
+//! `com.centurylinklabs.watchtower=true` label keeps it from updating itself; the
 //! `config.json` gives it the registry credentials of the host's users.)
 //!
 //! - **What is tracked**: every running container, or only those labelled
@@ -233,8 +235,8 @@ impl App {
             }
             (false, _) => None,
         };
-        let docker = connect(args)?;
-        docker.ping().await.map_err(|e| {
+        // The API version both sides speak: an older engine then ignores nothing it is sent.
+        let docker = connect(args)?.negotiate_version().await.map_err(|e| {
             format!(
                 "cannot reach the Docker engine at {} (--host, DOCKER_HOST): {e}",
                 args.host
