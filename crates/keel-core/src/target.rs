@@ -71,6 +71,9 @@ pub struct TrackedImage {
     pub approval_deadline: Option<Duration>,
     /// Extra notification channels for this image's events (Keel's `keel.sh/notify`).
     pub notify: Vec<String>,
+    /// Updates of this image are only reported (planned, notified and previewed), never
+    /// applied: Watchtower's monitor-only containers.
+    pub report_only: bool,
 }
 
 impl TrackedImage {
@@ -85,6 +88,15 @@ impl TrackedImage {
             release_notes: None,
             approval_deadline: None,
             notify: Vec::new(),
+            report_only: false,
+        }
+    }
+
+    /// The same, with updates only reported, never applied.
+    pub fn with_report_only(self, report_only: bool) -> Self {
+        TrackedImage {
+            report_only,
+            ..self
         }
     }
 
@@ -133,6 +145,7 @@ impl fmt::Debug for TrackedImage {
             .field("approvals", &self.approvals)
             .field("approval_deadline", &self.approval_deadline)
             .field("notify", &self.notify)
+            .field("report_only", &self.report_only)
             .finish_non_exhaustive()
     }
 }

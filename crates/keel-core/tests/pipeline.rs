@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use keel_core::memory::{InMemoryRegistry, InMemoryTarget};
 use keel_core::policy::{PolicyOptions, VersionPolicy};
-use keel_core::{Error, Event, EventKind, ImageRef, Notifier, Pipeline};
+use keel_core::{Error, Event, EventKind, ImageRef, Notifier, Pipeline, TrackedImage};
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -117,6 +117,41 @@ async fn dry_run_previews_without_applying() {
         "ghcr.io/acme/web:1.2.3"
     );
     assert!(target.applied().is_empty());
+}
+
+#[tokio::test]
+async fn report_only_images_are_previewed_and_the_others_applied() {
+    let target = target_tracking("web", "ghcr.io/acme/web:1.2.3", "major");
+    let policy = Arc::new(VersionPolicy::parse("minor", &PolicyOptions::default()).unwrap());
+    let watched = ImageRef::parse("redis:7.0.1").unwrap();
+    target.track_with(TrackedImage::new("cache", watched, policy).with_report_only(true));
+    let recorder = Arc::new(Recorder::default());
+    let report = Pipeline::new(registry())
+        .with_target(target.clone())
+        .with_notifier(recorder.clone())
+        .run_once()
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.planned.len(), 2);
+    let applied: Vec<&str> = report.applied.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(applied, ["web"]);
+    assert_eq!(
+        report.previews["t"],
+        "t cache: docker.io/library/redis:7.0.1 -> docker.io/library/redis:7.2.4\n"
+    );
+    assert_eq!(
+        target.image("cache").unwrap().to_string(),
+        "docker.io/library/redis:7.0.1"
+    );
+    let events = recorder.events.lock().unwrap().clone();
+    assert!(
+        events.contains(&(EventKind::UpdatePlanned, "cache".to_owned())),
+        "{events:?}"
+    );
+    assert!(
+        !events.contains(&(EventKind::UpdateApplied, "cache".to_owned())),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

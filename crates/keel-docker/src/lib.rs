@@ -10,7 +10,9 @@
 //! - **How**: a container labelled `keel.sh/policy` follows that policy, with the other
 //!   `keel.sh/*` labels (schedule, approvals, notification channels...) read as every
 //!   keel-rs target reads them ([`keel_core::keel_keys`]). A container without one follows
-//!   its own tag to new digests, as under Watchtower.
+//!   its own tag to new digests, as under Watchtower. Monitor-only containers are tracked
+//!   with [`TrackedImage::report_only`](keel_core::TrackedImage::report_only): their updates
+//!   are planned, notified and previewed, never applied.
 //! - **Updates** recreate the container with the same configuration and keep the old one
 //!   until the new one runs (and is healthy, when it has a healthcheck); otherwise the old
 //!   one runs again under its name and the version is avoided later. See [`DockerTarget`].

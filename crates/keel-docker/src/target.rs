@@ -387,6 +387,7 @@ impl DockerTarget {
             image,
             policy,
         ));
+        tracked = tracked.with_report_only(self.inner.scope.monitor_only(&labels));
         if !labels.contains_key(keel_keys::TRIGGER) {
             // A Docker host has no webhooks of its own: poll, as Watchtower does.
             tracked = tracked.with_trigger(Trigger::Poll { schedule: None });
@@ -720,6 +721,7 @@ impl DockerTarget {
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
+        // The pipeline only previews these; a plan applied directly is refused.
         if self.inner.scope.monitor_only(&labels) {
             return Err(Error::NotSupported {
                 operation: "updates of monitor-only containers",

@@ -439,16 +439,38 @@ async fn monitor_only_containers_are_reported_and_left_alone() {
     let report = w.pass(&target).await;
     assert_eq!(report.planned.len(), 1, "the update is found");
     assert!(report.applied.is_empty());
-    assert!(
-        failures(&report)[0].contains("monitor-only"),
-        "{:?}",
-        failures(&report)
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert_eq!(
+        report.previews["test-engine"],
+        format!("container web: recreate with {repo}:1.1.0 (was {repo}:1.0.0)\n")
     );
     assert_eq!(w.inspect("web")["Id"], before["Id"]);
     assert!(
         !w.engine.has_image(&format!("{repo}:1.1.0")),
         "not even pulled"
     );
+    // Applied directly, the plan is refused.
+    let error = target.apply(&report.planned[0].plan).await.unwrap_err();
+    assert!(error.to_string().contains("monitor-only"), "{error}");
+
+    // The label does the same for one container.
+    let labelled = [
+        "--label",
+        "keel.sh/policy=minor",
+        "--label",
+        "com.centurylinklabs.watchtower.monitor-only=true",
+    ];
+    w.run("watched", &labelled, &format!("{repo}:1.0.0"));
+    let report = w.pass(&w.target()).await;
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "test-engine container/web: {repo}:1.0.0 -> {repo}:1.1.0"
+        )]
+    );
+    assert!(report.previews["test-engine"].contains("container watched"));
+    assert_eq!(w.version("watched"), "1.0.0");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -216,9 +216,13 @@ impl Pipeline {
     /// Phase 5: previews the plans in a dry run, else applies them, records the outcome of
     /// each approved one in the approvals store and tells the notifiers.
     async fn apply(&self, target: &dyn Target, to_apply: Vec<ToApply<'_>>, report: &mut RunReport) {
-        let plans_only: Vec<UpdatePlan> = to_apply.iter().map(|(p, _, _)| p.clone()).collect();
-        if self.dry_run {
-            match target.preview(&plans_only).await {
+        // Report-only images are previewed, as every image is in a dry run.
+        let (previewed, to_apply): (Vec<ToApply<'_>>, Vec<ToApply<'_>>) = to_apply
+            .into_iter()
+            .partition(|(_, planned, _)| self.dry_run || planned.image.report_only);
+        if !previewed.is_empty() {
+            let plans: Vec<UpdatePlan> = previewed.iter().map(|(p, _, _)| p.clone()).collect();
+            match target.preview(&plans).await {
                 Ok(diff) => {
                     report.previews.insert(target.name().to_owned(), diff);
                 }
@@ -228,8 +232,11 @@ impl Pipeline {
                     error,
                 }),
             }
+        }
+        if to_apply.is_empty() {
             return;
         }
+        let plans_only: Vec<UpdatePlan> = to_apply.iter().map(|(p, _, _)| p.clone()).collect();
         let results = target.apply_all(&plans_only).await;
         for ((plan, planned, request), result) in to_apply.into_iter().zip(results) {
             let error = match result {
