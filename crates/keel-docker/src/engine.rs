@@ -8,8 +8,9 @@ use bollard::auth::DockerCredentials;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, EndpointSettings};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, RemoveContainerOptions,
-    RemoveImageOptions, RenameContainerOptions, StopContainerOptions, TagImageOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, KillContainerOptions,
+    RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions, StopContainerOptions,
+    TagImageOptions,
 };
 use futures::StreamExt;
 use keel_core::{Error, ImageRef, Result};
@@ -133,23 +134,53 @@ impl Engine {
     }
 
     /// Stops `container` with `signal` (its configured stop signal when `None`), killing it
-    /// after `timeout`.
+    /// after `timeout`. A signal of its own is sent with a kill, which every API version
+    /// has (the stop endpoint takes a signal from API 1.42 on only).
     pub(crate) async fn stop(
         &self,
         container: &str,
         signal: Option<String>,
         timeout: Duration,
     ) -> Result<()> {
+        let action = format!("stop container {container}");
+        let mut grace = timeout;
+        if let Some(signal) = signal {
+            let options = KillContainerOptions { signal };
+            match self.docker.kill_container(container, Some(options)).await {
+                // 409: it was not running.
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => return Err(api_error(&self.backend, action, e)),
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            while tokio::time::Instant::now() < deadline {
+                let running = self
+                    .inspect(container)
+                    .await?
+                    .state
+                    .and_then(|s| s.running)
+                    .unwrap_or(false);
+                if !running {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // It outlived its grace: killed at once below.
+            grace = Duration::ZERO;
+        }
+        // The configured signal and the grace, then SIGKILL.
         let options = StopContainerOptions {
-            signal,
-            t: Some(i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+            t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
         };
         match self.docker.stop_container(container, Some(options)).await {
             // 304: it was not running.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            other => other.map_err(self.error(format!("stop container {container}"))),
+            other => other.map_err(|e| api_error(&self.backend, action, e)),
         }
     }
 

@@ -49,22 +49,26 @@ impl World {
             .build_and_push(self.registry.addr(), repo, tag, spec)
     }
 
-    fn docker(&self) -> Docker {
+    /// A client of the engine, at the API version both speak (as applications connect).
+    async fn docker(&self) -> Docker {
         let socket = self.engine.host().trim_start_matches("unix://");
         Docker::connect_with_unix(socket, 60, keel_docker::bollard::API_DEFAULT_VERSION)
             .expect("a client of the test engine")
+            .negotiate_version()
+            .await
+            .expect("the engine's API version")
     }
 
-    fn builder(&self) -> DockerTargetBuilder {
-        DockerTarget::builder(self.docker())
+    async fn builder(&self) -> DockerTargetBuilder {
+        DockerTarget::builder(self.docker().await)
             .name("test-engine")
             .stop_timeout(Duration::from_secs(5))
             .startup_grace(Duration::from_millis(1500))
             .health_timeout(Duration::from_secs(15))
     }
 
-    fn target(&self) -> DockerTarget {
-        self.builder().build().expect("target")
+    async fn target(&self) -> DockerTarget {
+        self.builder().await.build().expect("target")
     }
 
     /// `docker run -d --name NAME ARGS... IMAGE`, waiting until it runs.
@@ -185,7 +189,7 @@ async fn an_update_to_the_policys_version_keeps_the_configuration() {
     ]);
     let before = w.inspect("web");
 
-    let target = w.target();
+    let target = w.target().await;
     let report = w.pass(&target).await;
     assert_eq!(failures(&report), Vec::<String>::new());
     assert_eq!(
@@ -265,7 +269,7 @@ async fn without_a_policy_a_container_follows_its_tags_digest() {
     let first = w.push("acme/worker", "latest", &ImageSpec::server("build-1"));
     w.run("worker", &[], &format!("{repo}:latest"));
 
-    let target = w.target();
+    let target = w.target().await;
     let tracked = target.discover().await.unwrap();
     assert_eq!(tracked.len(), 1);
     assert_eq!(
@@ -308,7 +312,7 @@ async fn rolled_back(bad: ImageSpec) -> (World, DockerTarget, Value) {
         &format!("{repo}:1.0.0"),
     );
     let before = w.inspect("web");
-    let target = w.target();
+    let target = w.target().await;
     let report = w.pass(&target).await;
     assert!(report.applied.is_empty(), "{:?}", applied(&report));
     let errors = failures(&report);
@@ -369,15 +373,16 @@ async fn avoided_versions_survive_a_restart_through_the_state_file() {
         &["--label", "keel.sh/policy=minor"],
         &format!("{repo}:1.0.0"),
     );
-    let first = w.builder().state_file(&file).build().unwrap();
+    let first = w.builder().await.state_file(&file).build().unwrap();
     assert_eq!(w.pass(&first).await.failures.len(), 1);
-    let restarted = w.builder().state_file(&file).build().unwrap();
+    let restarted = w.builder().await.state_file(&file).build().unwrap();
     assert!(restarted.avoided().contains_key("web"));
     assert!(w.pass(&restarted).await.planned.is_empty());
 
     std::fs::write(&file, "not json").unwrap();
     let error = w
         .builder()
+        .await
         .state_file(&file)
         .build()
         .unwrap_err()
@@ -405,19 +410,22 @@ async fn label_enable_tracks_only_opted_in_containers_and_false_opts_out() {
         let tracked = target.discover().await.unwrap();
         tracked.into_iter().map(|t| t.id).collect::<Vec<_>>()
     };
-    assert_eq!(ids(w.target()).await, ["container/in", "container/plain"]);
+    assert_eq!(
+        ids(w.target().await).await,
+        ["container/in", "container/plain"]
+    );
     let label_enable = Scope {
         label_enable: true,
         ..Scope::default()
     };
-    let target = w.builder().scope(label_enable).build().unwrap();
+    let target = w.builder().await.scope(label_enable).build().unwrap();
     assert_eq!(ids(target).await, ["container/in"]);
     let named = Scope {
         names: vec!["plain".into()],
         ..Scope::default()
     };
     assert_eq!(
-        ids(w.builder().scope(named).build().unwrap()).await,
+        ids(w.builder().await.scope(named).build().unwrap()).await,
         ["container/plain"]
     );
 }
@@ -435,7 +443,7 @@ async fn monitor_only_containers_are_reported_and_left_alone() {
         monitor_only: true,
         ..Scope::default()
     };
-    let target = w.builder().scope(watching).build().unwrap();
+    let target = w.builder().await.scope(watching).build().unwrap();
     let report = w.pass(&target).await;
     assert_eq!(report.planned.len(), 1, "the update is found");
     assert!(report.applied.is_empty());
@@ -461,7 +469,7 @@ async fn monitor_only_containers_are_reported_and_left_alone() {
         "com.centurylinklabs.watchtower.monitor-only=true",
     ];
     w.run("watched", &labelled, &format!("{repo}:1.0.0"));
-    let report = w.pass(&w.target()).await;
+    let report = w.pass(&w.target().await).await;
     assert_eq!(failures(&report), Vec::<String>::new());
     assert_eq!(
         applied(&report),
@@ -502,8 +510,20 @@ async fn dependencies_are_updated_first_and_dependents_follow() {
         &format!("{db}:1.0.0"),
     );
     let sidecar_before = w.inspect("sidecar");
+    // `client` depends on `db` by label and is not tracked: it is restarted after db.
+    w.run(
+        "client",
+        &[
+            "--label",
+            &depends,
+            "--label",
+            &format!("{}=false", labels::ENABLE),
+        ],
+        &format!("{db}:1.0.0"),
+    );
+    let client_before = w.inspect("client");
 
-    let report = w.pass(&w.target()).await;
+    let report = w.pass(&w.target().await).await;
     assert_eq!(failures(&report), Vec::<String>::new());
     let mut updated: Vec<&str> = report.applied.iter().map(|p| p.id.as_str()).collect();
     updated.sort();
@@ -524,6 +544,16 @@ async fn dependencies_are_updated_first_and_dependents_follow() {
         format!("container:{db_id}")
     );
     assert_eq!(sidecar["Config"]["Image"], format!("{db}:1.0.0"));
+    let client = w.inspect("client");
+    assert_eq!(
+        client["Id"], client_before["Id"],
+        "restarted, not recreated"
+    );
+    assert!(
+        client["State"]["StartedAt"].as_str() > client_before["State"]["StartedAt"].as_str(),
+        "client restarted"
+    );
+    assert!(started("client") > started("db"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -538,7 +568,7 @@ async fn stale_and_unknown_plans_are_refused_without_a_change() {
         &format!("{repo}:1.0.0"),
     );
     let before = w.inspect("web");
-    let target = w.target();
+    let target = w.target().await;
     let plan = |id: &str, current: &str| UpdatePlan {
         target: "test-engine".into(),
         id: id.into(),
@@ -576,7 +606,7 @@ async fn a_registry_error_mid_update_leaves_the_container_running() {
         current: ImageRef::parse(&format!("{repo}:1.0.0")).unwrap(),
         new: ImageRef::parse(&format!("{repo}:1.1.0")).unwrap(),
     };
-    let error = w.target().apply(&plan).await.unwrap_err().to_string();
+    let error = w.target().await.apply(&plan).await.unwrap_err().to_string();
     assert!(error.contains("pull"), "{error}");
     let after = w.inspect("web");
     assert_eq!(after["Id"], before["Id"]);
@@ -600,7 +630,7 @@ async fn a_recreation_cut_short_is_put_back_by_the_next_discovery() {
     let aside = format!("web-keel-old-{}", &id[..12]);
     w.engine.run(["rename", "web", &aside]);
 
-    let tracked = w.target().discover().await.unwrap();
+    let tracked = w.target().await.discover().await.unwrap();
     assert_eq!(tracked.len(), 1);
     assert_eq!(names(&w), ["web"]);
     let web = w.engine.wait_running("web", WAIT);
@@ -610,7 +640,7 @@ async fn a_recreation_cut_short_is_put_back_by_the_next_discovery() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_engine_is_an_error_not_a_panic() {
     let w = World::start().await;
-    let target = w.target();
+    let target = w.target().await;
     w.engine.kill_engine();
     let error = target.discover().await.unwrap_err();
     assert!(error.to_string().contains("list containers"), "{error}");
@@ -633,7 +663,7 @@ async fn a_bad_keel_label_skips_only_that_container() {
         &image,
     );
     w.run("off", &["--label", "keel.sh/policy=never"], &image);
-    let tracked = w.target().discover().await.unwrap();
+    let tracked = w.target().await.discover().await.unwrap();
     let ids: Vec<&str> = tracked.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["container/good"]);
 }
@@ -689,7 +719,7 @@ async fn pulls_send_the_credentials_of_the_images_registry_only() {
         auth: ("ci".into(), "wrong".into()),
         asked: Mutex::new(Vec::new()),
     });
-    let target = w.builder().credentials(wrong).build().unwrap();
+    let target = w.builder().await.credentials(wrong).build().unwrap();
     let error = target.apply(&plan).await.unwrap_err().to_string();
     assert!(
         !error.contains("wrong"),
@@ -702,7 +732,12 @@ async fn pulls_send_the_credentials_of_the_images_registry_only() {
         auth: ("ci".into(), "s3cret".into()),
         asked: Mutex::new(Vec::new()),
     });
-    let target = w.builder().credentials(right.clone()).build().unwrap();
+    let target = w
+        .builder()
+        .await
+        .credentials(right.clone())
+        .build()
+        .unwrap();
     assert_eq!(target.apply(&plan).await.unwrap(), ApplyOutcome::Applied);
     assert_eq!(w.version("web"), "1.1.0");
     assert_eq!(*right.asked.lock().unwrap(), [addr]);
@@ -734,7 +769,7 @@ async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it()
     // A pre-update command that fails cancels the update before anything changes.
     w.engine.run(["exec", "web", "touch", "/hooks/block"]);
     let before = w.inspect("web");
-    let report = w.pass(&w.target()).await;
+    let report = w.pass(&w.target().await).await;
     assert!(
         failures(&report)[0].contains("pre-update"),
         "{:?}",
@@ -743,7 +778,7 @@ async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it()
     assert_eq!(w.inspect("web")["Id"], before["Id"]);
 
     w.engine.run(["exec", "web", "rm", "/hooks/block"]);
-    let report = w.pass(&w.target()).await;
+    let report = w.pass(&w.target().await).await;
     assert_eq!(failures(&report), Vec::<String>::new());
     assert_eq!(w.version("web"), "1.1.0");
     // The pre-update command ran in the old container, the post-update one in the new.
@@ -777,7 +812,7 @@ async fn cleanup_removes_the_old_image_once_nothing_uses_it() {
         &format!("{other}:1.0.0"),
     );
     w.push("acme/other", "1.1.0", &ImageSpec::server("1.1.0"));
-    let target = w.builder().cleanup(true).build().unwrap();
+    let target = w.builder().await.cleanup(true).build().unwrap();
     let report = w.pass(&target).await;
     assert_eq!(failures(&report), Vec::<String>::new());
     assert_eq!(report.applied.len(), 2);
@@ -807,7 +842,7 @@ async fn what_was_approved_is_exactly_what_rolls_out() {
         ],
         &format!("{repo}:1.0.0"),
     );
-    let target = w.target();
+    let target = w.target().await;
     let approvals = Approvals::new(Arc::new(MemoryApprovalStore::new()));
     let pipeline = w.pipeline(&target).with_approvals(approvals.clone());
     let report = pipeline.run_once().await;
@@ -863,4 +898,48 @@ async fn what_was_approved_is_exactly_what_rolls_out() {
             .contains(&json!(format!("{repo}@{moved}"))),
         "{digests}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stop_signal_label_stops_the_old_container() {
+    let w = World::start().await;
+    let repo = w.repo("acme/web");
+    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    w.engine.run(["volume", "create", "signals"]);
+    // Stops only on SIGUSR1 (and records it); SIGTERM is ignored.
+    let script = "trap '' TERM; trap 'echo usr1 > /signals/got; exit 0' USR1; \
+                  while true; do sleep 1 & wait $!; done";
+    let signal = format!("{}=SIGUSR1", labels::STOP_SIGNAL);
+    let args = [
+        "--label",
+        "keel.sh/policy=minor",
+        "--label",
+        signal.as_str(),
+        "--volume",
+        "signals:/signals",
+        "--entrypoint",
+        "/bin/sh",
+    ];
+    let mut all = vec!["--name", "web"];
+    all.extend(args);
+    let image = format!("{repo}:1.0.0");
+    all.extend([image.as_str(), "-c", script]);
+    w.engine.run_container(&all);
+    w.engine.wait_running("web", WAIT);
+
+    let target = w
+        .builder()
+        .await
+        .stop_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = w.pass(&target).await;
+    assert_eq!(failures(&report), Vec::<String>::new());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped by the signal, not killed"
+    );
+    assert_eq!(w.engine.run(["exec", "web", "cat", "/signals/got"]), "usr1");
 }
