@@ -57,6 +57,7 @@ mod client;
 pub mod env;
 mod error;
 mod server;
+mod shutdown;
 
 pub use auth::{ApiAuth, ApiAuthBuilder, CredentialKind, Principal, Role};
 pub use client::{ApiClient, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, read_body};
@@ -65,6 +66,7 @@ pub use error::{ErrorBody, status_of};
 pub use server::{
     DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, MAX_BODY_BYTES, metrics_text, route_table, router,
 };
+pub use shutdown::{Shutdown, shutdown_signal};
 
 /// The OpenAPI 3.0 description of the API (`openapi.yaml`).
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");

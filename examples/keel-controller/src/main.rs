@@ -38,10 +38,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{ArgAction, Parser};
+use keel_api::Shutdown;
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
 use keel_controller::setup;
-use keel_controller::shutdown_signal;
 use keel_controller::worker::Worker;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
@@ -298,16 +298,9 @@ impl Controller {
             "passes are supervised"
         );
         // One signal stops both the server and the worker.
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let shutdown = Shutdown::on_signal();
         let (pushes, queue) = tokio::sync::mpsc::channel(args.queue.max(1));
-        let worker_task = tokio::spawn(worker.run(queue, stopped(stop_rx.clone())));
+        let worker_task = tokio::spawn(worker.run(queue, shutdown.wait()));
 
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(listener) => listener,
@@ -323,7 +316,7 @@ impl Controller {
             self.approvals,
             self.api_auth,
         );
-        if let Err(e) = http::serve(listener, router, stopped(stop_rx)).await {
+        if let Err(e) = http::serve(listener, router, shutdown.wait()).await {
             error!(%e, "HTTP server failed");
             return std::process::ExitCode::FAILURE;
         }

@@ -57,6 +57,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use clap::builder::BoolishValueParser;
+use keel_api::Shutdown;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, Poller, Schedule, parse_interval};
 use keel_core::{Pipeline, Secret};
@@ -64,7 +65,6 @@ use keel_docker::DockerTarget;
 use keel_docker::bollard::{API_DEFAULT_VERSION, Docker};
 use keel_docker::labels::Scope;
 use keel_registry::RegistryClientBuilder;
-use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::credentials::ConfigCredentials;
@@ -329,30 +329,23 @@ impl App {
             };
         }
         // One signal stops both the server and the polls.
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let shutdown = Shutdown::on_signal();
         let server = self.server.take().map(|(listener, router)| {
             if let Ok(addr) = listener.local_addr() {
                 info!(listen = %addr, update = args.http_api_update, "serving");
             }
             tokio::spawn(
                 axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .with_graceful_shutdown(shutdown.wait())
                     .into_future(),
             )
         });
         if args.periodic_polls() {
             info!(schedule = %self.default_schedule, "polling");
-            self.poll(stopped(stop_rx)).await;
+            self.poll(shutdown.wait()).await;
         } else {
             info!("no periodic polls: passes run on /v1/update");
-            stopped(stop_rx).await;
+            shutdown.wait().await;
         }
         if let Some(server) = server {
             match server.await {
@@ -434,31 +427,6 @@ fn connect(args: &Args) -> Result<Docker, String> {
             dir.display()
         )
     })
-}
-
-/// Completes on ctrl-c or, on Unix, SIGTERM (what `docker stop` sends).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    info!("shutting down");
 }
 
 #[cfg(test)]
