@@ -38,6 +38,16 @@ impl World {
         World { engine, registry }
     }
 
+    /// A world whose registry has `acme/web` at `1.0.0` and `1.1.0` (servers printing their
+    /// version in `/version`); returns it with the repository's name.
+    async fn with_web_releases() -> (World, String) {
+        let w = World::start().await;
+        w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
+        w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+        let repo = w.repo("acme/web");
+        (w, repo)
+    }
+
     /// `127.0.0.1:PORT/<repo>`.
     fn repo(&self, repo: &str) -> String {
         format!("{}/{repo}", self.registry.addr())
@@ -81,6 +91,12 @@ impl World {
         id
     }
 
+    /// Runs `web` on `acme/web:1.0.0` with `keel.sh/policy: minor`, waiting until it runs.
+    fn run_web(&self) -> String {
+        let image = format!("{}:1.0.0", self.repo("acme/web"));
+        self.run("web", &["--label", "keel.sh/policy=minor"], &image)
+    }
+
     fn version(&self, name: &str) -> String {
         self.engine.run(["exec", name, "cat", "/version"])
     }
@@ -114,6 +130,12 @@ fn failures(report: &RunReport) -> Vec<String> {
         .iter()
         .map(|f| format!("{:?}: {}", f.id, f.error))
         .collect()
+}
+
+/// Asserts that the pass failed nowhere and applied exactly `expected` (plans as text).
+fn assert_applied(report: &RunReport, expected: &[String]) {
+    assert_eq!(failures(report), Vec::<String>::new());
+    assert_eq!(applied(report), expected);
 }
 
 /// The names of the engine's containers, running or not.
@@ -191,12 +213,11 @@ async fn an_update_to_the_policys_version_keeps_the_configuration() {
 
     let target = w.target().await;
     let report = w.pass(&target).await;
-    assert_eq!(failures(&report), Vec::<String>::new());
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "test-engine container/web: {repo}:1.0.0 -> {repo}:1.1.0"
-        )]
+        )],
     );
     let after = w.inspect("web");
     assert_ne!(after["Id"], before["Id"], "a new container");
@@ -285,12 +306,11 @@ async fn without_a_policy_a_container_follows_its_tags_digest() {
 
     let second = w.push("acme/worker", "latest", &ImageSpec::server("build-2"));
     let report = w.pass(&target).await;
-    assert_eq!(failures(&report), Vec::<String>::new());
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "test-engine container/worker: {repo}:latest@{first} -> {repo}:latest@{second}"
-        )]
+        )],
     );
     assert_eq!(w.version("worker"), "build-2");
     assert_eq!(
@@ -303,14 +323,9 @@ async fn without_a_policy_a_container_follows_its_tags_digest() {
 /// update fails and is rolled back. Returns the world, the target and the old container id.
 async fn rolled_back(bad: ImageSpec) -> (World, DockerTarget, Value) {
     let w = World::start().await;
-    let repo = w.repo("acme/web");
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
     w.push("acme/web", "1.1.0", &bad);
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    w.run_web();
     let before = w.inspect("web");
     let target = w.target().await;
     let report = w.pass(&target).await;
@@ -365,14 +380,9 @@ async fn avoided_versions_survive_a_restart_through_the_state_file() {
     let state = tempfile::tempdir().unwrap();
     let file = state.path().join("avoided.json");
     let w = World::start().await;
-    let repo = w.repo("acme/web");
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
     w.push("acme/web", "1.1.0", &ImageSpec::exits_at_once("1.1.0"));
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    w.run_web();
     let first = w.builder().await.state_file(&file).build().unwrap();
     assert_eq!(w.pass(&first).await.failures.len(), 1);
     let restarted = w.builder().await.state_file(&file).build().unwrap();
@@ -432,10 +442,7 @@ async fn label_enable_tracks_only_opted_in_containers_and_false_opts_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_only_containers_are_reported_and_left_alone() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    let (w, repo) = World::with_web_releases().await;
     let labels = ["--label", "keel.sh/policy=minor"];
     w.run("web", &labels, &format!("{repo}:1.0.0"));
     let before = w.inspect("web");
@@ -470,12 +477,11 @@ async fn monitor_only_containers_are_reported_and_left_alone() {
     ];
     w.run("watched", &labelled, &format!("{repo}:1.0.0"));
     let report = w.pass(&w.target().await).await;
-    assert_eq!(failures(&report), Vec::<String>::new());
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "test-engine container/web: {repo}:1.0.0 -> {repo}:1.1.0"
-        )]
+        )],
     );
     assert!(report.previews["test-engine"].contains("container watched"));
     assert_eq!(w.version("watched"), "1.0.0");
@@ -558,15 +564,8 @@ async fn dependencies_are_updated_first_and_dependents_follow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_and_unknown_plans_are_refused_without_a_change() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    let (w, repo) = World::with_web_releases().await;
+    w.run_web();
     let before = w.inspect("web");
     let target = w.target().await;
     let plan = |id: &str, current: &str| UpdatePlan {
@@ -593,11 +592,7 @@ async fn a_registry_error_mid_update_leaves_the_container_running() {
     let w = World::start().await;
     let repo = w.repo("acme/web");
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    w.run_web();
     let before = w.inspect("web");
     // A plan to a version the registry does not have: the pull fails.
     let plan = UpdatePlan {
@@ -700,11 +695,7 @@ async fn pulls_send_the_credentials_of_the_images_registry_only() {
     let repo = w.repo("acme/web");
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
     w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    w.run_web();
     w.engine.run(["logout", &addr]);
     let plan = UpdatePlan {
         target: "test-engine".into(),
@@ -745,10 +736,7 @@ async fn pulls_send_the_credentials_of_the_images_registry_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    let (w, repo) = World::with_web_releases().await;
     w.engine.run(["volume", "create", "hooks"]);
     let hooks = [
         "--label",
@@ -790,17 +778,10 @@ async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cleanup_removes_the_old_image_once_nothing_uses_it() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    let (w, repo) = World::with_web_releases().await;
     w.push("acme/other", "1.0.0", &ImageSpec::server("1.0.0"));
     let other = w.repo("acme/other");
-    w.run(
-        "web",
-        &["--label", "keel.sh/policy=minor"],
-        &format!("{repo}:1.0.0"),
-    );
+    w.run_web();
     w.run(
         "keep",
         &["--label", "keel.sh/policy=minor"],
@@ -881,12 +862,11 @@ async fn what_was_approved_is_exactly_what_rolls_out() {
         .await
         .unwrap();
     let report = pipeline.run_once().await;
-    assert_eq!(failures(&report), Vec::<String>::new());
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "test-engine container/web: {repo}:1.0.0 -> {repo}:1.1.0@{moved}"
-        )]
+        )],
     );
     assert_eq!(w.version("web"), "1.1.0-moved");
     let image = w.inspect("web")["Image"].as_str().unwrap().to_owned();
@@ -902,10 +882,7 @@ async fn what_was_approved_is_exactly_what_rolls_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stop_signal_label_stops_the_old_container() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0"));
+    let (w, repo) = World::with_web_releases().await;
     w.engine.run(["volume", "create", "signals"]);
     // Stops only on SIGUSR1 (and records it); SIGTERM is ignored.
     let script = "trap '' TERM; trap 'echo usr1 > /signals/got; exit 0' USR1; \
