@@ -18,7 +18,7 @@ use keel_docker::labels::{self, Scope};
 use keel_docker::{DockerTarget, DockerTargetBuilder, PullAuth, PullCredentials};
 use keel_registry::RegistryClient;
 use keel_testsupport::docker::{DockerEngine, ImageSpec};
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use keel_testsupport::registry::{Fault, FaultProxy, FaultRule, RegistryServer, ServerOptions};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -589,19 +589,31 @@ async fn stale_and_unknown_plans_are_refused_without_a_change() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_error_mid_update_leaves_the_container_running() {
-    let w = World::start().await;
-    let repo = w.repo("acme/web");
-    w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.run_web();
+    let (w, _) = World::with_web_releases().await;
+    // The engine pulls through a proxy that fails the layers of the new image.
+    let proxy = FaultProxy::start(w.registry.addr(), Vec::new()).await;
+    let proxied = format!("{}/acme/web", proxy.addr());
+    w.run(
+        "web",
+        &["--label", "keel.sh/policy=minor"],
+        &format!("{proxied}:1.0.0"),
+    );
     let before = w.inspect("web");
-    // A plan to a version the registry does not have: the pull fails.
-    let plan = UpdatePlan {
+    proxy.set_faults(vec![
+        FaultRule::new("/blobs/", Fault::status(500)).method("GET"),
+    ]);
+    let plan = |new: &str| UpdatePlan {
         target: "test-engine".into(),
         id: "container/web".into(),
-        current: ImageRef::parse(&format!("{repo}:1.0.0")).unwrap(),
-        new: ImageRef::parse(&format!("{repo}:1.1.0")).unwrap(),
+        current: ImageRef::parse(&format!("{proxied}:1.0.0")).unwrap(),
+        new: ImageRef::parse(&format!("{proxied}:{new}")).unwrap(),
     };
-    let error = w.target().await.apply(&plan).await.unwrap_err().to_string();
+    let target = w.target().await;
+    let error = target.apply(&plan("1.1.0")).await.unwrap_err().to_string();
+    assert!(error.contains("pull"), "{error}");
+    assert!(proxy.faults_applied() > 0, "the layers were asked for");
+    // A version the registry does not have fails the same way.
+    let error = target.apply(&plan("9.9.9")).await.unwrap_err().to_string();
     assert!(error.contains("pull"), "{error}");
     let after = w.inspect("web");
     assert_eq!(after["Id"], before["Id"]);
