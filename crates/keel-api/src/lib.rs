@@ -8,6 +8,7 @@
 //! token (the chat bot's) votes only for the voters the server accepts for it.
 //!
 //! - [`router`] builds the axum router to serve (`axum::serve`) or nest in your own;
+//! - [`dashboard::router`] serves the web dashboard under `/ui` on the same credentials;
 //! - [`ApiClient`] calls it, mapping every error answer back onto [`keel_core::Error`];
 //! - [`auth_from_env`] reads the credentials an application's environment configures
 //!   (`KEEL_API_AUTH`, Keel's `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`; see [`env`](mod@env));
@@ -54,6 +55,7 @@
 
 mod auth;
 mod client;
+pub mod dashboard;
 pub mod env;
 mod error;
 mod server;

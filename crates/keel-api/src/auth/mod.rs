@@ -644,7 +644,7 @@ impl ApiAuth {
         })
     }
 
-    fn check_basic(&self, user: &str, password: &str) -> Option<Principal> {
+    pub(crate) fn check_basic(&self, user: &str, password: &str) -> Option<Principal> {
         let given = hash(password.as_bytes());
         let mut found: Option<&Credential> = None;
         for u in &self.inner.users {
