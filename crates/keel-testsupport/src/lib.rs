@@ -11,6 +11,8 @@
 //!   that API server with Helm homes of its own, and the test charts under `charts/`.
 //! - `docker` (module `docker`): a throw-away Docker engine from `scripts/docker`, its CLI, and
 //!   test images built from a static busybox and pushed to a local registry.
+//! - `browser` (module `browser`): a headless chromium driven over WebDriver, its chromedriver
+//!   started by `scripts/browser`, with screenshots under `target/screenshots/`.
 //! - `pipeline` (module `pipeline`): a recording notifier and scenarios for tests of the keel-core
 //!   pipeline.
 //! - `receiver` (module `receiver`): serving an axum router on 127.0.0.1, and a receiver that
@@ -31,6 +33,8 @@ pub use script::{ScriptServer, script};
 #[cfg(feature = "signing")]
 pub use signing::hmac_sha256_hex;
 
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "git")]
