@@ -349,7 +349,7 @@ pub(crate) fn approvals_page(
                                     }
                                     td { (time(r.deadline)) }
                                     @if viewer.may_vote() {
-                                        td.actions {
+                                        td.actions { div {
                                             @if r.state == ApprovalState::Pending {
                                                 form method="post" action={ "/ui/approvals/" (enc(&r.id)) "/approve" } {
                                                     input type="hidden" name="csrf" value=(viewer.csrf);
@@ -366,7 +366,7 @@ pub(crate) fn approvals_page(
                                                     button.delete type="submit" { "Delete" }
                                                 }
                                             }
-                                        }
+                                        } }
                                     }
                                 }
                             }
@@ -586,9 +586,9 @@ pub(crate) fn activity_page(viewer: &Viewer, days: &[DayCounts]) -> Markup {
                     thead {
                         tr {
                             th scope="col" { "Day" }
-                            th scope="col" { "Applied" }
-                            th scope="col" { "Failed" }
-                            th scope="col" { "Rejected" }
+                            th.num scope="col" { "Applied" }
+                            th.num scope="col" { "Failed" }
+                            th.num scope="col" { "Rejected" }
                         }
                     }
                     tbody {
