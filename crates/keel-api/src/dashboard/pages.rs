@@ -329,7 +329,7 @@ pub(crate) fn approvals_page(
                             @for r in requests {
                                 tr {
                                     td { (approval_badge(r.state)) }
-                                    td.mono { (r.plan.current.to_string()) " → " strong { (r.plan.new.to_string()) } }
+                                    td { span.mono { (r.plan.current.to_string()) } " → " strong.mono { (r.plan.new.to_string()) } }
                                     td { (r.plan.target) }
                                     td.mono { (r.plan.id) }
                                     td.mono.digest { @if let Some(d) = &r.digest { (d.to_string()) } @else { "—" } }
