@@ -899,6 +899,28 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_is_secure_when_configured() {
+        let mut d = dash();
+        let plain = d.cookie_header("v", 60);
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "keel_session=v; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=60"
+        );
+        let mut config = d.config().clone();
+        config.secure_cookie = true;
+        d.inner = Arc::new(Inner {
+            config,
+            key: d.inner.key,
+        });
+        assert!(
+            d.cookie_header("v", 60)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
+    }
+
+    #[test]
     fn activity_counts_the_last_thirty_days() {
         let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
         let at = |d: u32, action| AuditEntry {
