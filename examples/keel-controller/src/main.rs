@@ -39,13 +39,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{ArgAction, Parser};
 use keel_api::Shutdown;
+use keel_api::dashboard::DashboardConfig;
+use keel_controller::dashboard::{Checks, ClusterImages};
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
 use keel_controller::setup;
 use keel_controller::worker::Worker;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
-use keel_core::{Pipeline, Target as _, UpdatePlan};
+use keel_core::{Pipeline, Target, UpdatePlan};
 use keel_helm::HelmTarget;
 use keel_k8s::{
     KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
@@ -150,6 +152,15 @@ struct Targets {
 }
 
 impl Targets {
+    /// Every target, for listings.
+    fn all(&self) -> Vec<Arc<dyn Target>> {
+        let mut all: Vec<Arc<dyn Target>> = vec![self.kube.clone()];
+        if let Some(helm) = &self.helm {
+            all.push(helm.clone());
+        }
+        all
+    }
+
     /// Marked changed when either target's watches see a change.
     fn changes(&self) -> watch::Receiver<()> {
         let Some(helm) = &self.helm else {
@@ -210,6 +221,8 @@ struct Controller {
     approvals: Approvals,
     api_auth: Option<keel_api::ApiAuth>,
     leadership: Option<Leadership>,
+    /// What the dashboard lists.
+    tracked: Arc<ClusterImages>,
 }
 
 impl Controller {
@@ -267,6 +280,8 @@ impl Controller {
         });
         let api_auth = setup::api_auth_from_env(|name| std::env::var(name).ok())?;
         let leadership = leadership(args, &client)?;
+        let checks = Arc::new(Checks::default());
+        let tracked = Arc::new(ClusterImages::new(targets.all(), checks.clone()));
         let worker = worker(
             args,
             pipeline,
@@ -274,7 +289,8 @@ impl Controller {
             scheduler,
             &targets,
             leadership.as_ref(),
-        );
+        )
+        .with_checks(checks);
         Ok(Controller {
             config,
             worker,
@@ -282,6 +298,7 @@ impl Controller {
             approvals,
             api_auth,
             leadership,
+            tracked,
         })
     }
 
@@ -315,6 +332,7 @@ impl Controller {
             self.leadership.as_ref(),
             self.approvals,
             self.api_auth,
+            self.tracked,
         );
         if let Err(e) = http::serve(listener, router, shutdown.wait()).await {
             error!(%e, "HTTP server failed");
@@ -498,6 +516,7 @@ fn router(
     leadership: Option<&Leadership>,
     approvals: Approvals,
     api_auth: Option<keel_api::ApiAuth>,
+    tracked: Arc<ClusterImages>,
 ) -> axum::Router {
     let ready = leadership.map(|l| l.subscribe());
     let router = router.route(
@@ -517,10 +536,20 @@ fn router(
         }),
     );
     match api_auth {
-        Some(auth) => router.nest("/api", keel_api::router(approvals, auth)),
+        Some(auth) => {
+            let dashboard = DashboardConfig {
+                tracked: Some(tracked),
+                ..DashboardConfig::new(approvals.clone(), auth.clone())
+            };
+            info!("serving the approvals API under /api and the dashboard under /ui");
+            router
+                .nest("/api", keel_api::router(approvals, auth))
+                .merge(keel_api::dashboard::router(dashboard))
+        }
         None => {
             info!(
-                "the approvals API is off: set KEEL_API_AUTH or BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
+                "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
+                 BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
             );
             router
         }

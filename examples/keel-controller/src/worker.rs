@@ -19,6 +19,7 @@ use keel_core::{Pipeline, TrackedImage, UpdatePlan};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use crate::dashboard::Checks;
 use crate::metrics::Metrics;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,6 +47,7 @@ pub struct Worker {
     on_applied: Option<OnApplied>,
     supervisor: Arc<PassSupervisor>,
     pass_timeout: Option<Duration>,
+    checks: Option<Arc<Checks>>,
 }
 
 /// `/healthz` fails when no pass completed within this many resync intervals (or within the
@@ -81,7 +83,15 @@ impl Worker {
             on_applied: None,
             supervisor: Arc::new(PassSupervisor::new()),
             pass_timeout: None,
+            checks: None,
         }
+    }
+
+    /// Records what each pass found for the images it covered in `checks` (the dashboard's
+    /// last check, update and error of each image).
+    pub fn with_checks(mut self, checks: Arc<Checks>) -> Self {
+        self.checks = Some(checks);
+        self
     }
 
     /// Cuts off a pass that runs longer than `timeout` (default: twice the resync interval,
@@ -237,6 +247,9 @@ impl Worker {
             failed,
             Utc::now().timestamp(),
         );
+        if let Some(checks) = &self.checks {
+            checks.record(report, &covered, Utc::now());
+        }
         let mut awaiting = lock(&self.awaiting);
         awaiting.retain(|key, _| !covered.contains(key));
         for plan in &report.awaiting_approval {

@@ -402,14 +402,15 @@ async fn require_viewer(State(dash): State<Dash>, mut request: Request, next: Ne
     }
 }
 
-/// Refuses a POST sent from another site: an `Origin` whose host is not this one, or a browser
-/// saying `Sec-Fetch-Site: cross-site`.
+/// Refuses a POST sent from another site: a browser's `Sec-Fetch-Site` other than
+/// `same-origin` (or `none`) or, without it, an `Origin` whose host is not this one.
 fn same_site(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
-    {
-        return false;
+    // A browser says where a request comes from: only this origin (or the user, `none`)
+    // may post. Its `Origin` can be `null` under `Referrer-Policy: no-referrer`, so the
+    // fetch metadata decides when present.
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.as_bytes();
+        return site.eq_ignore_ascii_case(b"same-origin") || site.eq_ignore_ascii_case(b"none");
     }
     match headers.get(ORIGIN) {
         None => true,
@@ -968,5 +969,11 @@ mod tests {
         h.remove(ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(!same_site(&h));
+        // A form posted under `Referrer-Policy: no-referrer` comes with `Origin: null`.
+        h.insert(ORIGIN, HeaderValue::from_static("null"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_site(&h));
     }
 }

@@ -84,6 +84,13 @@ impl Policy for AvoidTag {
     fn admits(&self, tag: &str) -> bool {
         (self.digest.is_some() || tag != self.tag) && self.inner.admits(tag)
     }
+
+    fn summary(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{} (not {}@{digest})", self.inner.summary(), self.tag),
+            None => format!("{} (not {})", self.inner.summary(), self.tag),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +111,7 @@ mod tests {
         assert_eq!(decision.tag(), Some("1.3.1"));
         assert!(!policy.admits("1.3.0"));
         assert!(policy.admits("1.3.1"));
+        assert_eq!(policy.summary(), "minor (not 1.3.0)");
     }
 
     #[test]

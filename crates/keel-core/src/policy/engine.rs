@@ -424,6 +424,10 @@ impl Policy for VersionPolicy {
         self.run(input)
     }
 
+    fn summary(&self) -> String {
+        self.describe()
+    }
+
     fn needs(&self) -> Needs {
         Needs {
             current_tag_digest: matches!(self.spec, PolicySpec::Digest)

@@ -209,6 +209,12 @@ pub trait Policy: Send + Sync + fmt::Debug {
         let _ = tag;
         true
     }
+
+    /// The policy in a few words, for listings and dashboards, e.g. `minor` or
+    /// `semver:^1.2`. Default: its `Debug` form.
+    fn summary(&self) -> String {
+        format!("{self:?}")
+    }
 }
 
 /// What to move to.
