@@ -1,8 +1,6 @@
 //! The parts of `keel-controller`, a Keel-compatible image update controller built from
 //! keel-rs:
 //!
-//! - [`dashboard`]: the tracked images the web dashboard (`keel_api::dashboard`, under `/ui`)
-//!   shows, with what the worker's passes last found for each;
 //! - [`http`]: Keel's webhook endpoints (`/v1/webhooks/{native,dockerhub,quay,azure,github,
 //!   harbor,jfrog,registry}`) behind optional credentials, `/healthz` and `/metrics`;
 //! - [`metrics`]: the counters and gauges `/metrics` shows;
@@ -34,7 +32,6 @@
 //! # }
 //! ```
 
-pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod setup;

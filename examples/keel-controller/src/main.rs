@@ -39,8 +39,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{ArgAction, Parser};
 use keel_api::Shutdown;
-use keel_api::dashboard::DashboardConfig;
-use keel_controller::dashboard::{Checks, ClusterImages};
+use keel_api::dashboard::{Checks, DashboardConfig, TargetImages};
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
 use keel_controller::setup;
@@ -222,7 +221,7 @@ struct Controller {
     api_auth: Option<keel_api::ApiAuth>,
     leadership: Option<Leadership>,
     /// What the dashboard lists.
-    tracked: Arc<ClusterImages>,
+    tracked: Arc<TargetImages>,
 }
 
 impl Controller {
@@ -281,7 +280,7 @@ impl Controller {
         let api_auth = setup::api_auth_from_env(|name| std::env::var(name).ok())?;
         let leadership = leadership(args, &client)?;
         let checks = Arc::new(Checks::default());
-        let tracked = Arc::new(ClusterImages::new(targets.all(), checks.clone()));
+        let tracked = Arc::new(TargetImages::new(targets.all(), checks.clone()));
         let worker = worker(
             args,
             pipeline,
@@ -516,7 +515,7 @@ fn router(
     leadership: Option<&Leadership>,
     approvals: Approvals,
     api_auth: Option<keel_api::ApiAuth>,
-    tracked: Arc<ClusterImages>,
+    tracked: Arc<TargetImages>,
 ) -> axum::Router {
     let ready = leadership.map(|l| l.subscribe());
     let router = router.route(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keel_api::dashboard::Checks;
 use keel_core::pipeline::RunReport;
 use keel_core::supervise::PassSupervisor;
 use keel_core::trigger::{ImageKey, PollScheduler, Poller, PushEvent};
@@ -19,7 +20,6 @@ use keel_core::{Pipeline, TrackedImage, UpdatePlan};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::dashboard::Checks;
 use crate::metrics::Metrics;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -5,6 +5,7 @@
 //! | `GET`/`POST /v1/update[?image=REPO,...]` | with `--http-api-update`: `Authorization: Bearer <token>` required (401 otherwise); runs a pass over every tracked container, or those whose image repository is listed, and answers `200` with what it did once it is done (a request that comes during a pass waits for it) |
 //! | `GET /healthz` | `200 ok` |
 //! | `/api/v1/...` | the approvals API of `keel-api`, when its credentials are configured (`KEEL_API_AUTH`, `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`) |
+//! | `/ui/` | the web dashboard of `keel-api` (containers, approvals, audit log, activity), on the same credentials |
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use keel_api::dashboard::{DashboardConfig, TargetImages};
 use keel_core::approval::Approvals;
 use keel_core::{ImageRef, Secret};
 use serde_json::json;
@@ -33,7 +35,7 @@ struct UpdateState {
 pub(crate) fn router(
     updater: Arc<Updater>,
     update: Option<Secret>,
-    api: Option<(Approvals, keel_api::ApiAuth)>,
+    api: Option<(Approvals, keel_api::ApiAuth, Arc<TargetImages>)>,
 ) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -45,8 +47,14 @@ pub(crate) fn router(
             get(update_handler).post(update_handler).with_state(state),
         );
     }
-    if let Some((approvals, auth)) = api {
-        router = router.nest("/api", keel_api::router(approvals, auth));
+    if let Some((approvals, auth, tracked)) = api {
+        let dashboard = DashboardConfig {
+            tracked: Some(tracked),
+            ..DashboardConfig::new(approvals.clone(), auth.clone())
+        };
+        router = router
+            .nest("/api", keel_api::router(approvals, auth))
+            .merge(keel_api::dashboard::router(dashboard));
     }
     router
 }

@@ -58,9 +58,10 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use clap::builder::BoolishValueParser;
 use keel_api::Shutdown;
+use keel_api::dashboard::{Checks, TargetImages};
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{PollScheduler, Poller, Schedule, parse_interval};
-use keel_core::{Pipeline, Secret};
+use keel_core::{Pipeline, Secret, Target};
 use keel_docker::DockerTarget;
 use keel_docker::bollard::{API_DEFAULT_VERSION, Docker};
 use keel_docker::labels::Scope;
@@ -259,9 +260,11 @@ impl App {
         if let Some(path) = &args.state_file {
             target = target.state_file(path);
         }
-        let target = target
-            .build()
-            .map_err(|e| format!("invalid --state-file: {e}"))?;
+        let target: Arc<dyn Target> = Arc::new(
+            target
+                .build()
+                .map_err(|e| format!("invalid --state-file: {e}"))?,
+        );
         // A pass must see a tag pushed a second ago: no tag list outlives its pass.
         let registry = RegistryClientBuilder::from_env()
             .map(|b| b.with_cache_ttl(Duration::ZERO))
@@ -277,7 +280,7 @@ impl App {
         };
         let mut approvals = Approvals::new(store);
         let mut pipeline = Pipeline::new(Arc::new(registry))
-            .with_target(Arc::new(target))
+            .with_target(target.clone())
             .with_dry_run(args.monitor_only);
         for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {
             info!(notifier = notifier.name(), "notifying");
@@ -292,18 +295,22 @@ impl App {
         let scheduler = PollScheduler::new()
             .with_default_schedule(default_schedule.clone())
             .with_unpolled_schedule(default_schedule.clone());
-        let updater = Arc::new(Updater::new(pipeline, Poller::new(scheduler)));
+        // What the dashboard lists: the containers, with what the passes last found.
+        let checks = Arc::new(Checks::default());
+        let tracked = Arc::new(TargetImages::new(vec![target], checks.clone()));
+        let updater = Arc::new(Updater::new(pipeline, Poller::new(scheduler)).with_checks(checks));
 
         let server = if !args.run_once && (update_token.is_some() || api_auth.is_some()) {
             if api_auth.is_none() {
                 info!(
-                    "the approvals API is off: set KEEL_API_AUTH or BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
+                    "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
+                     BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
                 );
             }
             let router = http::router(
                 updater.clone(),
                 update_token,
-                api_auth.map(|auth| (approvals, auth)),
+                api_auth.map(|auth| (approvals, auth, tracked)),
             );
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

@@ -1,8 +1,12 @@
 //! Passes over the engine's containers, one at a time: on the poll schedules, for a request
 //! to `/v1/update`, or once with `--run-once`.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
-use keel_core::trigger::{PollPass, Poller};
+use keel_api::dashboard::Checks;
+use keel_core::trigger::{ImageKey, PollPass, Poller};
 use keel_core::{ImageRef, Pipeline, RunReport, TrackedImage, UpdatePlan};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -13,6 +17,7 @@ pub(crate) struct Updater {
     pipeline: Pipeline,
     poller: Poller,
     one_pass: tokio::sync::Mutex<()>,
+    checks: Option<Arc<Checks>>,
 }
 
 impl Updater {
@@ -22,6 +27,20 @@ impl Updater {
             pipeline,
             poller,
             one_pass: tokio::sync::Mutex::new(()),
+            checks: None,
+        }
+    }
+
+    /// Records what each pass found for the containers it covered in `checks`, for the
+    /// dashboard.
+    pub(crate) fn with_checks(mut self, checks: Arc<Checks>) -> Self {
+        self.checks = Some(checks);
+        self
+    }
+
+    fn record(&self, report: &RunReport, covered: &HashSet<ImageKey>) {
+        if let Some(checks) = &self.checks {
+            checks.record(report, covered, Utc::now());
         }
     }
 
@@ -34,7 +53,8 @@ impl Updater {
     /// first time. Waits for a pass under way to end first.
     pub(crate) async fn poll(&self, now: DateTime<Utc>) -> RunReport {
         let _one = self.one_pass.lock().await;
-        let PollPass { report, .. } = self.poller.pass(&self.pipeline, now).await;
+        let PollPass { report, covered } = self.poller.pass(&self.pipeline, now).await;
+        self.record(&report, &covered);
         log(&report, "poll");
         report
     }
@@ -45,8 +65,20 @@ impl Updater {
     pub(crate) async fn pass(&self, images: &[ImageRef], why: &str) -> RunReport {
         let _one = self.one_pass.lock().await;
         let names: Vec<String> = images.iter().map(ImageRef::name).collect();
-        let filter = |image: &TrackedImage| names.is_empty() || names.contains(&image.image.name());
+        let covered = Mutex::new(HashSet::new());
+        let filter = |image: &TrackedImage| {
+            let wanted = names.is_empty() || names.contains(&image.image.name());
+            if wanted {
+                let mut covered = covered.lock().unwrap_or_else(|p| p.into_inner());
+                covered.insert(ImageKey::of(image));
+            }
+            wanted
+        };
         let report = self.pipeline.run_filtered(&filter).await;
+        self.record(
+            &report,
+            &covered.into_inner().unwrap_or_else(|p| p.into_inner()),
+        );
         log(&report, why);
         report
     }

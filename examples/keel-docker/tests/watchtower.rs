@@ -374,6 +374,32 @@ async fn the_http_api_needs_its_token() {
     let (id, image, version) = host.state("app");
     assert_ne!(id, old);
     assert_eq!((image, version), (host.image("1.1.0"), "1.1.0".to_owned()));
+
+    // The dashboard lists the container on the API's credentials, with its last check.
+    let page = client
+        .get(format!("{base}/ui/"))
+        .bearer_auth("api-t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<td>container</td><td></td><td>app</td>"),
+        "{html}"
+    );
+    assert!(html.contains(&host.image("1.1.0")), "{html}");
+    assert!(html.contains("<td>minor</td>"), "{html}");
+    assert!(
+        html.contains("up to date</span> <strong>1</strong>"),
+        "{html}"
+    );
+    let anonymous = client.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(
+        anonymous.url().path(),
+        "/ui/login",
+        "no session: the login page"
+    );
     drop(child);
 }
 

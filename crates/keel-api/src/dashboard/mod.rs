@@ -55,6 +55,7 @@
 //! ```
 
 mod pages;
+mod tracked;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,6 +85,8 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::{ApiAuth, CredentialKind, Role};
 use crate::error::status_of;
+
+pub use tracked::{Check, Checks, TargetImages};
 
 /// The stylesheet served at `/ui/style.css`.
 pub const STYLESHEET: &str = include_str!("style.css");

@@ -1,18 +1,19 @@
-//! What the dashboard's tracked-images page shows of the controller: every image its targets
-//! track, with what the worker's passes last found for it.
+//! A [`TrackedImages`] over an application's targets: every image they track, with what
+//! its passes last found for it.
 //!
-//! [`Checks`] is fed by the worker after each pass
-//! ([`Worker::with_checks`](crate::worker::Worker::with_checks)); [`ClusterImages`] joins it with the targets'
-//! discovery (served from their watch caches: no API request) when the page is asked for.
+//! The application records each pass in [`Checks`] ([`Checks::record`]); [`TargetImages`]
+//! joins them with the targets' discovery when the page is asked for (keel-k8s and keel-helm
+//! discover from their watch caches, without an API request).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keel_api::dashboard::{TrackedImages, TrackedRow};
 use keel_core::trigger::ImageKey;
 use keel_core::{RunReport, Target};
+
+use super::{TrackedImages, TrackedRow};
 
 /// What the last pass that covered an image found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,9 +35,17 @@ pub struct Checks {
 impl Checks {
     /// Records a pass at `at` that covered `covered` (the images it looked at).
     pub fn record(&self, report: &RunReport, covered: &HashSet<ImageKey>, at: DateTime<Utc>) {
+        // An applied update is done; the others (held for approval, refused, failed, only
+        // previewed) are still available.
+        let applied: HashSet<(&str, &str)> = report
+            .applied
+            .iter()
+            .map(|p| (p.target.as_str(), p.id.as_str()))
+            .collect();
         let updates: HashMap<(&str, &str), String> = report
             .planned
             .iter()
+            .filter(|p| !applied.contains(&(p.plan.target.as_str(), p.plan.id.as_str())))
             .map(|p| {
                 let plan = &p.plan;
                 (
@@ -95,22 +104,23 @@ impl Checks {
     }
 }
 
-/// The tracked images of the controller's targets, for the dashboard.
+/// The tracked images of some targets, for the dashboard.
 #[derive(Debug)]
-pub struct ClusterImages {
+pub struct TargetImages {
     targets: Vec<Arc<dyn Target>>,
     checks: Arc<Checks>,
 }
 
-impl ClusterImages {
+impl TargetImages {
     /// The images `targets` track, with the checks recorded in `checks`.
     pub fn new(targets: Vec<Arc<dyn Target>>, checks: Arc<Checks>) -> Self {
-        ClusterImages { targets, checks }
+        TargetImages { targets, checks }
     }
 }
 
-/// `kind`, `namespace`, `container` of a keel-k8s or keel-helm id
-/// (`deployment/prod/web/app`, `helm/prod/web/image.repository`).
+/// `kind`, `namespace`, `container` of an id of the form `kind/namespace/.../container`
+/// (keel-k8s's `deployment/prod/web/app`, keel-helm's `helm/prod/web/image.repository`); a
+/// keel-docker `container/<name>` is kind `container` and container `<name>`.
 fn parts(id: &str) -> (String, String, String) {
     let fields: Vec<&str> = id.split('/').collect();
     match fields.as_slice() {
@@ -119,12 +129,13 @@ fn parts(id: &str) -> (String, String, String) {
             (*namespace).to_owned(),
             (*last).to_owned(),
         ),
+        [kind, name] => ((*kind).to_owned(), String::new(), (*name).to_owned()),
         _ => (String::new(), String::new(), id.to_owned()),
     }
 }
 
 #[async_trait]
-impl TrackedImages for ClusterImages {
+impl TrackedImages for TargetImages {
     async fn snapshot(&self) -> Vec<TrackedRow> {
         let mut rows = Vec::new();
         for target in &self.targets {
@@ -150,5 +161,82 @@ impl TrackedImages for ClusterImages {
             }
         }
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::pipeline::{Failure, PlannedUpdate};
+    use keel_core::{Error, ImageRef, UpdatePlan};
+
+    fn plan(id: &str, to: &str) -> UpdatePlan {
+        UpdatePlan {
+            target: "t".into(),
+            id: id.into(),
+            current: ImageRef::parse("web:1.0.0").unwrap(),
+            new: ImageRef::parse(to).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_pass_records_held_updates_and_errors_and_forgets_applied_ones() {
+        let (applied, held) = (plan("a", "web:1.1.0"), plan("b", "web:1.1.0"));
+        let report = RunReport {
+            planned: [&applied, &held]
+                .map(|p| PlannedUpdate {
+                    plan: p.clone(),
+                    approvals: 0,
+                })
+                .to_vec(),
+            applied: vec![applied],
+            failures: vec![Failure {
+                target: "t".into(),
+                id: Some("c".into()),
+                error: Error::not_found("repository web"),
+            }],
+            ..RunReport::default()
+        };
+        let key = |id: &str| ImageKey {
+            id: id.into(),
+            repository: "docker.io/library/web".into(),
+        };
+        let checks = Checks::default();
+        let at = Utc::now();
+        checks.record(&report, &[key("a"), key("b"), key("d")].into(), at);
+        let a = checks.get("t", "a").unwrap();
+        assert_eq!((a.update, a.error, a.at), (None, None, at));
+        assert_eq!(
+            checks.get("t", "b").unwrap().update.as_deref(),
+            Some("docker.io/library/web:1.1.0")
+        );
+        assert_eq!(
+            checks.get("t", "c").unwrap().error.as_deref(),
+            Some("repository web not found")
+        );
+        assert_eq!(
+            checks.get("t", "d").unwrap().update,
+            None,
+            "checked, nothing new"
+        );
+        assert_eq!(checks.get("t", "e"), None, "never checked");
+    }
+
+    #[test]
+    fn ids_of_every_target_split_into_kind_namespace_and_container() {
+        let split = |id: &str| {
+            let (kind, namespace, container) = parts(id);
+            [kind, namespace, container]
+        };
+        assert_eq!(
+            split("deployment/prod/web/app"),
+            ["deployment", "prod", "app"]
+        );
+        assert_eq!(
+            split("helm/prod/web/image.repository"),
+            ["helm", "prod", "image.repository"]
+        );
+        assert_eq!(split("container/web"), ["container", "", "web"]);
+        assert_eq!(split("odd"), ["", "", "odd"]);
     }
 }
