@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use keel_api::dashboard::Checks;
 use keel_core::pipeline::RunReport;
 use keel_core::supervise::PassSupervisor;
-use keel_core::trigger::{ImageKey, PollScheduler, Poller, PushEvent};
-use keel_core::{Pipeline, TrackedImage, UpdatePlan};
+use keel_core::trigger::{ImageKey, PollPass, PollScheduler, Poller, PushEvent, covering_pass};
+use keel_core::{Pipeline, UpdatePlan};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -193,16 +193,11 @@ impl Worker {
             return RunReport::default();
         }
         info!(repositories = ?repositories, "webhook pass");
-        let covered = Mutex::new(HashSet::new());
-        let filter = |image: &TrackedImage| {
-            let hit = repositories.contains(&image.image.name());
-            if hit {
-                lock(&covered).insert(ImageKey::of(image));
-            }
-            hit
-        };
-        let report = self.pipeline.run_filtered(&filter).await;
-        self.record("webhook", &report, covered.into_inner().unwrap_or_default());
+        let PollPass { report, covered } = covering_pass(&self.pipeline, |image| {
+            repositories.contains(&image.image.name())
+        })
+        .await;
+        self.record("webhook", &report, covered);
         report
     }
 

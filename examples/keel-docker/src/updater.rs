@@ -2,12 +2,12 @@
 //! to `/v1/update`, or once with `--run-once`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keel_api::dashboard::Checks;
-use keel_core::trigger::{ImageKey, PollPass, Poller};
-use keel_core::{ImageRef, Pipeline, RunReport, TrackedImage, UpdatePlan};
+use keel_core::trigger::{ImageKey, PollPass, Poller, covering_pass};
+use keel_core::{ImageRef, Pipeline, RunReport, UpdatePlan};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -65,20 +65,11 @@ impl Updater {
     pub(crate) async fn pass(&self, images: &[ImageRef], why: &str) -> RunReport {
         let _one = self.one_pass.lock().await;
         let names: Vec<String> = images.iter().map(ImageRef::name).collect();
-        let covered = Mutex::new(HashSet::new());
-        let filter = |image: &TrackedImage| {
-            let wanted = names.is_empty() || names.contains(&image.image.name());
-            if wanted {
-                let mut covered = covered.lock().unwrap_or_else(|p| p.into_inner());
-                covered.insert(ImageKey::of(image));
-            }
-            wanted
-        };
-        let report = self.pipeline.run_filtered(&filter).await;
-        self.record(
-            &report,
-            &covered.into_inner().unwrap_or_else(|p| p.into_inner()),
-        );
+        let PollPass { report, covered } = covering_pass(&self.pipeline, |image| {
+            names.is_empty() || names.contains(&image.image.name())
+        })
+        .await;
+        self.record(&report, &covered);
         log(&report, why);
         report
     }

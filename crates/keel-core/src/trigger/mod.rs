@@ -32,7 +32,7 @@ mod schedule;
 mod webhook;
 
 pub use self::poll::{
-    DueSet, ImageKey, POLL_DEFAULT_SCHEDULE_VAR, PollPass, PollScheduler, Poller,
+    DueSet, ImageKey, POLL_DEFAULT_SCHEDULE_VAR, PollPass, PollScheduler, Poller, covering_pass,
     default_poll_schedule,
 };
 pub use self::schedule::{DEFAULT_POLL_SCHEDULE, Schedule, parse_interval};

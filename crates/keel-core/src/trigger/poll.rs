@@ -261,13 +261,37 @@ impl PollScheduler {
     }
 }
 
-/// What one [`Poller::pass`] did.
+/// What one [`Poller::pass`] (or [`covering_pass`]) did.
 #[derive(Debug, Default)]
 pub struct PollPass {
     /// The pipeline's report.
     pub report: RunReport,
     /// The images the pass checked.
     pub covered: HashSet<ImageKey>,
+}
+
+/// One pass of `pipeline` over the tracked images `filter` admits (a webhook's
+/// repositories, the images that are due), and which images those were.
+pub async fn covering_pass(
+    pipeline: &Pipeline,
+    filter: impl Fn(&TrackedImage) -> bool + Sync,
+) -> PollPass {
+    let covered = Mutex::new(HashSet::new());
+    let admit = |image: &TrackedImage| {
+        let hit = filter(image);
+        if hit {
+            covered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ImageKey::of(image));
+        }
+        hit
+    };
+    let report = pipeline.run_filtered(&admit).await;
+    PollPass {
+        report,
+        covered: covered.into_inner().unwrap_or_else(|e| e.into_inner()),
+    }
 }
 
 /// Runs poll passes of a [`Pipeline`] on a [`PollScheduler`]: each pass discovers every
@@ -325,25 +349,11 @@ impl Poller {
     /// One pass of `pipeline` at `now`.
     pub async fn pass(&self, pipeline: &Pipeline, now: DateTime<Utc>) -> PollPass {
         let due = self.lock().take_due(now);
-        let covered = Mutex::new(HashSet::new());
-        let filter = |image: &TrackedImage| {
-            let hit = self.lock().observe(image, &due);
-            if hit {
-                covered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(ImageKey::of(image));
-            }
-            hit
-        };
-        let report = pipeline.run_filtered(&filter).await;
+        let pass = covering_pass(pipeline, |image| self.lock().observe(image, &due)).await;
         // A target whose discovery failed may still run its images: keep their schedules.
-        let complete = !report.failures.iter().any(|f| f.id.is_none());
+        let complete = !pass.report.failures.iter().any(|f| f.id.is_none());
         self.lock().finish_pass(complete);
-        PollPass {
-            report,
-            covered: covered.into_inner().unwrap_or_else(|e| e.into_inner()),
-        }
+        pass
     }
 
     /// The earliest next firing of any known poll-triggered image.
