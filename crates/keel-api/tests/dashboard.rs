@@ -1,17 +1,21 @@
 //! The dashboard over real HTTP: a server on 127.0.0.1, a browser-like client without a cookie
 //! store (cookies are carried by hand) and no redirect following.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use keel_api::dashboard::{DashboardConfig, TrackedImages, TrackedRow};
+use keel_api::dashboard::{DashboardConfig, ImageDetail, TrackedImages, TrackedRow};
 use keel_api::{ApiAuth, Role};
 use keel_core::approval::{
     ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditEntry, MemoryApprovalStore,
 };
-use keel_core::{ImageRef, UpdatePlan};
+use keel_core::keel_keys::{self, changed_settings};
+use keel_core::policy::{Explanation, Reason, Rejection};
+use keel_core::target::SettingsChange;
+use keel_core::{Error, ImageRef, UpdatePlan};
 use keel_testsupport::receiver::serve_router;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -131,6 +135,17 @@ impl Server {
         }
         let form: Vec<(&str, &str)> = csrf.map(|c| ("csrf", c)).into_iter().collect();
         page(r.form(&form).send().await.unwrap()).await
+    }
+
+    /// Posts `fields` as a same-origin form.
+    async fn submit(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", cookie)
+            .header("origin", &self.url)
+            .form(fields);
+        page(r.send().await.unwrap()).await
     }
 }
 
@@ -399,6 +414,7 @@ fn rows(n: usize) -> Vec<TrackedRow> {
             update: (i % 4 == 0).then(|| format!("ghcr.io/acme/app-{i}:1.{}.1", i % 10)),
             last_checked: Some(now - Duration::minutes(i as i64 % 60)),
             last_error: (i % 25 == 0).then(|| "registry answered 503".to_owned()),
+            paused: false,
         })
         .collect()
 }
@@ -643,4 +659,209 @@ async fn the_tracked_images_page_with_1000_rows_stays_under_a_megabyte() {
     let later = sorted.body.find("ghcr.io/acme/app-0:1.0.0").unwrap();
     assert!(first < later, "sorted by image, descending");
     assert!(sorted.body.contains(r#"aria-sort="descending""#));
+}
+
+/// One image whose settings live in memory and are checked as a target checks them.
+struct Editable {
+    row: TrackedRow,
+    settings: Mutex<BTreeMap<String, String>>,
+}
+
+impl Editable {
+    fn new() -> Arc<Self> {
+        let row = rows(1).remove(0);
+        let settings = BTreeMap::from([(keel_keys::POLICY.to_owned(), "patch".to_owned())]);
+        Arc::new(Editable {
+            row,
+            settings: Mutex::new(settings),
+        })
+    }
+
+    fn settings(&self) -> BTreeMap<String, String> {
+        self.settings.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl TrackedImages for Editable {
+    async fn snapshot(&self) -> Vec<TrackedRow> {
+        vec![self.row.clone()]
+    }
+
+    async fn image(&self, target: &str, id: &str) -> Option<ImageDetail> {
+        (target == self.row.target && id == self.row.id).then(|| {
+            let mut detail = ImageDetail::of(self.row.clone());
+            detail.settings = Some(self.settings());
+            detail.tags_listed = 2;
+            let explanation = Explanation {
+                chosen: Some("1.0.1".into()),
+                note: None,
+                rejected: vec![Rejection {
+                    tag: SCRIPT.into(),
+                    reason: Reason::Unparsable {
+                        expected: "a semver version",
+                    },
+                }],
+            };
+            detail.explanation = Some(explanation);
+            detail.next_change = Some(format!("-image: web:1.0.0\n+image: {SCRIPT}"));
+            detail
+        })
+    }
+
+    async fn settings(&self, _: &str, _: &str) -> Result<BTreeMap<String, String>, Error> {
+        Ok(self.settings())
+    }
+
+    async fn change_settings(
+        &self,
+        _: &str,
+        id: &str,
+        change: &SettingsChange,
+    ) -> Result<(), Error> {
+        let mut settings = self.settings.lock().unwrap();
+        let next = changed_settings(&settings, change).map_err(|e| {
+            Error::InvalidInput(keel_core::ParseError::new("setting", id, e.to_string()))
+        })?;
+        *settings = next;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_image_page_explains_the_choice_and_escapes_every_tag() {
+    let image = Editable::new();
+    let s = start(Some(image.clone())).await;
+    let cookie = s.session("rita", "pw-of-rita").await;
+    let path = format!("/ui/image?target=prod&id={}", image.row.id);
+    let p = s.get(&path, Some(&cookie)).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains("The policy chooses"), "{}", p.body);
+    assert!(p.body.contains("1.0.1"));
+    assert!(
+        p.body.contains("does not parse as a semver version") || p.body.contains("semver version")
+    );
+    assert!(p.body.contains(ESCAPED) && !p.body.contains(SCRIPT));
+    assert!(p.body.contains("What the next update changes"));
+    // A reader sees the settings but no form.
+    assert!(!p.body.contains("/ui/image/settings"));
+    let missing = s.get("/ui/image?target=prod&id=nope", Some(&cookie)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_admin_changes_settings_and_pauses_and_the_audit_says_who() {
+    let image = Editable::new();
+    let s = start(Some(image.clone())).await;
+    let cookie = s.session("root", "pw-of-root").await;
+    let path = format!("/ui/image?target=prod&id={}", image.row.id);
+    let token = csrf(&s.get(&path, Some(&cookie)).await.body);
+    let id = image.row.id.as_str();
+    let form = |policy: &'static str, approvals: &'static str| {
+        [
+            ("target", "prod"),
+            ("id", id),
+            ("policy", policy),
+            ("trigger", "poll"),
+            ("schedule", "@every 5m"),
+            ("approvals", approvals),
+            ("deadline", ""),
+        ]
+    };
+    let mut fields = form("minor", "1").to_vec();
+    fields.push(("csrf", &token));
+    let p = s.submit("/ui/image/settings", &cookie, &fields).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(location(&p).starts_with("/ui/image?target=prod&id="));
+    let settings = image.settings();
+    assert_eq!(settings[keel_keys::POLICY], "minor");
+    assert_eq!(settings[keel_keys::TRIGGER], "poll");
+    assert_eq!(settings[keel_keys::APPROVALS], "1");
+
+    // A bad value is refused with its key named, and nothing changes or is recorded.
+    let mut bad = form("major", "many").to_vec();
+    bad.push(("csrf", &token));
+    let p = s.submit("/ui/image/settings", &cookie, &bad).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("keel.sh/approvals"), "{}", p.body);
+    assert_eq!(image.settings(), settings);
+
+    let pause = [
+        ("target", "prod"),
+        ("id", id),
+        ("action", "pause"),
+        ("csrf", &token),
+    ];
+    let p = s.submit("/ui/image/pause", &cookie, &pause).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(image.settings()[keel_keys::PAUSED], "web");
+
+    let audit = s.approvals.audit_log(&Default::default()).await.unwrap();
+    let shown: Vec<(AuditAction, Option<&str>, &str)> = audit
+        .iter()
+        .map(|e| (e.action, e.actor.as_deref(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                AuditAction::SettingsChanged,
+                Some("root"),
+                "approvals: (unset) → 1; policy: patch → minor; pollSchedule: (unset) → @every 5m; trigger: (unset) → poll"
+            ),
+            (
+                AuditAction::Paused,
+                Some("root"),
+                "paused tracking of container web"
+            ),
+        ]
+    );
+    let history = s.get(&path, Some(&cookie)).await;
+    assert!(history.body.contains("paused tracking of container web"));
+}
+
+#[tokio::test]
+async fn settings_need_an_admin_and_a_same_site_form() {
+    let image = Editable::new();
+    let s = start(Some(image.clone())).await;
+    let path = format!("/ui/image?target=prod&id={}", image.row.id);
+    let id = image.row.id.as_str();
+    let approver = s.session("ann", "pw-of-ann").await;
+    let token = csrf(&s.get(&path, Some(&approver)).await.body);
+    let fields = [
+        ("target", "prod"),
+        ("id", id),
+        ("policy", "all"),
+        ("csrf", &token),
+    ];
+    let p = s.submit("/ui/image/settings", &approver, &fields).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.body.contains("needs admin"));
+
+    let admin = s.session("root", "pw-of-root").await;
+    let token = csrf(&s.get(&path, Some(&admin)).await.body);
+    let forged = s
+        .http
+        .post(format!("{}/ui/image/pause", s.url))
+        .header("cookie", &admin)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("target", "prod"),
+            ("id", id),
+            ("action", "pause"),
+            ("csrf", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(image.settings()[keel_keys::POLICY], "patch");
+    assert!(!image.settings().contains_key(keel_keys::PAUSED));
+    assert!(
+        s.approvals
+            .audit_log(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -23,6 +23,10 @@
 //! - [`APPROVALS`]: a whole number (default 0); [`APPROVAL_DEADLINE`]: whole hours from 1 to
 //!   8760 (default 24).
 //! - [`NOTIFY`] and [`IMAGE_PULL_SECRET`]: comma-separated lists; [`RELEASE_NOTES`]: a link.
+//! - [`PAUSED`] (keel-rs's own): the containers whose tracking is paused, comma-separated, or
+//!   `*` for all; a paused image is listed but not checked until it is resumed.
+//! - A dashboard may change only the [`EDITABLE`] keys, through [`changed_settings`], which
+//!   checks the result by these rules before anything is written.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -87,6 +91,19 @@ pub const IMAGE_PULL_SECRET: &str = "keel.sh/imagePullSecret";
 pub const NOTIFY: &str = "keel.sh/notify";
 /// `keel.sh/releaseNotes`: a release-notes link passed on to notifications.
 pub const RELEASE_NOTES: &str = "keel.sh/releaseNotes";
+/// `keel.sh/paused` (keel-rs's own key): the containers whose tracking is paused,
+/// comma-separated, or `*` for every container of the workload.
+pub const PAUSED: &str = "keel.sh/paused";
+
+/// The keys a dashboard may set or clear on a workload ([`changed_settings`]).
+pub const EDITABLE: [&str; 6] = [
+    POLICY,
+    TRIGGER,
+    POLL_SCHEDULE,
+    APPROVALS,
+    APPROVAL_DEADLINE,
+    PAUSED,
+];
 
 /// The default approval deadline, Keel's 24 hours.
 pub const DEFAULT_APPROVAL_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -220,6 +237,8 @@ pub struct KeelConfig {
     pub init_containers: bool,
     /// [`IMAGE_PULL_SECRET`]: extra pull secrets.
     pub image_pull_secrets: Vec<String>,
+    /// [`PAUSED`]: the containers whose tracking is paused (`*`: all).
+    pub paused: Vec<String>,
 }
 
 impl KeelConfig {
@@ -330,6 +349,7 @@ impl KeelConfig {
             monitor_containers,
             init_containers,
             image_pull_secrets: image_pull_secrets(&lookup),
+            paused: get(PAUSED).map(comma_list).unwrap_or_default(),
         })
     }
 
@@ -365,6 +385,62 @@ impl KeelConfig {
             .as_ref()
             .is_none_or(|re| re.is_match(container))
     }
+
+    /// Whether tracking of the container named `container` is paused ([`PAUSED`] names it,
+    /// or is `*`).
+    pub fn is_paused(&self, container: &str) -> bool {
+        self.paused.iter().any(|c| c == "*" || c == container)
+    }
+}
+
+/// The settings `current` becomes with `change` (each key to its value, or removed when
+/// `None`), after checking that only [`EDITABLE`] keys change and that the result parses by
+/// the rules above. Values are trimmed, and an empty one removes its key.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use keel_core::keel_keys::{self, changed_settings};
+///
+/// let current = BTreeMap::from([(keel_keys::POLICY.to_owned(), "patch".to_owned())]);
+/// let change = BTreeMap::from([
+///     (keel_keys::POLICY.to_owned(), Some("minor".to_owned())),
+///     (keel_keys::APPROVALS.to_owned(), Some(" 2 ".to_owned())),
+/// ]);
+/// let next = changed_settings(&current, &change).unwrap();
+/// assert_eq!(next[keel_keys::APPROVALS], "2");
+///
+/// let bad = BTreeMap::from([(keel_keys::POLL_SCHEDULE.to_owned(), Some("@every soon".to_owned()))]);
+/// assert_eq!(changed_settings(&current, &bad).unwrap_err().key, keel_keys::POLL_SCHEDULE);
+/// ```
+///
+/// # Errors
+/// A key that is not editable, or the first key of the result whose value does not parse.
+pub fn changed_settings(
+    current: &std::collections::BTreeMap<String, String>,
+    change: &std::collections::BTreeMap<String, Option<String>>,
+) -> Result<std::collections::BTreeMap<String, String>, KeyError> {
+    let mut next = current.clone();
+    for (key, value) in change {
+        if !EDITABLE.contains(&key.as_str()) {
+            return Err(KeyError::new(
+                key,
+                value.as_deref().unwrap_or_default(),
+                format!("only {} can be changed here", EDITABLE.join(", ")),
+            ));
+        }
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => next.insert(key.clone(), v.to_owned()),
+            None => next.remove(key),
+        };
+    }
+    KeelConfig::parse(|key| next.get(key).map(String::as_str))?;
+    // A schedule is only read with `trigger: poll`: check it on its own too, so that a bad
+    // one is refused now rather than when polling is turned on.
+    if let Some(text) = next.get(POLL_SCHEDULE) {
+        text.parse::<Schedule>()
+            .map_err(|e| KeyError::new(POLL_SCHEDULE, text, schedule_reason(&e)))?;
+    }
+    Ok(next)
 }
 
 /// The value of `key`, trimmed; `None` when absent or empty.
@@ -624,6 +700,57 @@ mod tests {
             assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{e:?}");
             assert!(!e.reason.is_empty());
             assert!(e.to_string().starts_with(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn paused_names_containers_or_all() {
+        let c = parse(&[(POLICY, "minor"), (PAUSED, " app, worker ")]).unwrap();
+        assert!(c.is_paused("app") && c.is_paused("worker") && !c.is_paused("sidecar"));
+        let all = parse(&[(POLICY, "minor"), (PAUSED, "*")]).unwrap();
+        assert!(all.is_paused("anything"));
+        assert!(!parse(&[(POLICY, "minor")]).unwrap().is_paused("app"));
+    }
+
+    #[test]
+    fn changed_settings_checks_the_result_and_changes_only_editable_keys() {
+        let current: BTreeMap<String, String> = [(POLICY, "patch"), (NOTIFY, "#ops")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let change = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+                .collect()
+        };
+        let next = changed_settings(
+            &current,
+            &change(&[
+                (POLICY, Some("minor")),
+                (TRIGGER, Some("poll")),
+                (POLL_SCHEDULE, Some("@every 5m")),
+                (APPROVALS, Some("")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(next[POLICY], "minor");
+        assert_eq!(next[NOTIFY], "#ops", "keys not changed stay");
+        assert!(
+            !next.contains_key(APPROVALS),
+            "an empty value removes the key"
+        );
+        let cleared = changed_settings(&next, &change(&[(POLICY, None)])).unwrap();
+        assert!(!cleared.contains_key(POLICY));
+
+        for (key, value) in [
+            (POLICY, "minr"),
+            (APPROVALS, "many"),
+            (POLL_SCHEDULE, "every minute"),
+            (TRIGGER, "sometimes"),
+            (NOTIFY, "#elsewhere"),
+        ] {
+            let e = changed_settings(&current, &change(&[(key, Some(value))])).unwrap_err();
+            assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{e}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `Target` trait: where images run, and how updates are applied there.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,9 @@ pub struct TrackedImage {
     /// Updates of this image are only reported (planned, notified and previewed), never
     /// applied: Watchtower's monitor-only containers.
     pub report_only: bool,
+    /// Tracking is paused (`keel.sh/paused` names the container): the image is listed, but
+    /// no pass looks for its updates until it is resumed.
+    pub paused: bool,
 }
 
 impl TrackedImage {
@@ -89,7 +93,13 @@ impl TrackedImage {
             approval_deadline: None,
             notify: Vec::new(),
             report_only: false,
+            paused: false,
         }
+    }
+
+    /// The same, paused or not: a paused image is discovered but never checked or updated.
+    pub fn with_paused(self, paused: bool) -> Self {
+        TrackedImage { paused, ..self }
     }
 
     /// The same, with updates only reported, never applied.
@@ -146,6 +156,7 @@ impl fmt::Debug for TrackedImage {
             .field("approval_deadline", &self.approval_deadline)
             .field("notify", &self.notify)
             .field("report_only", &self.report_only)
+            .field("paused", &self.paused)
             .finish_non_exhaustive()
     }
 }
@@ -221,4 +232,29 @@ pub trait Target: Send + Sync + fmt::Debug {
     async fn preview(&self, plans: &[UpdatePlan]) -> Result<String> {
         Ok(plans.iter().map(|p| format!("{p}\n")).collect())
     }
+
+    /// The `keel.sh/*` settings written on the object that holds tracked image `id` (a
+    /// Kubernetes workload's annotations), for a dashboard to show and edit. Default: the
+    /// target keeps no editable settings ([`Error::NotSupported`](crate::Error::NotSupported)).
+    async fn settings(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        let _ = id;
+        Err(crate::Error::not_supported("reading settings", self.name()))
+    }
+
+    /// Changes the settings of the object that holds tracked image `id`: each key of `change`
+    /// to its value, or removed when it is `None`. The result is checked with
+    /// [`keel_keys::changed_settings`](crate::keel_keys::changed_settings) before anything is
+    /// written, so a bad value changes nothing; a concurrent change of the object is
+    /// [`Error::Conflict`](crate::Error::Conflict). Default:
+    /// [`Error::NotSupported`](crate::Error::NotSupported).
+    async fn change_settings(&self, id: &str, change: &SettingsChange) -> Result<()> {
+        let _ = (id, change);
+        Err(crate::Error::not_supported(
+            "changing settings",
+            self.name(),
+        ))
+    }
 }
+
+/// A change to `keel.sh/*` settings: each key to a new value, or to `None` to remove it.
+pub type SettingsChange = BTreeMap<String, Option<String>>;

@@ -8,6 +8,9 @@
 //! | `GET /ui/login`, `POST /ui/login` | the login form; a basic-auth user and password of [`ApiAuth`] open a session |
 //! | `POST /ui/logout` | ends the session |
 //! | `GET /ui/` | the tracked images from [`TrackedImages`], filtered and sorted by query |
+//! | `GET /ui/image?target=&id=` | one image: its settings, the candidate tags with why the policy chose or rejected each, what the next update changes (a Git target's diff), and its audit history |
+//! | `POST /ui/image/settings` | sets or clears policy, trigger, schedule, approvals (admin); recorded in the audit log |
+//! | `POST /ui/image/pause` | pauses or resumes tracking of the image (admin); recorded in the audit log |
 //! | `GET /ui/approvals?state=` | approval requests; approve, reject (approver, admin) and delete (admin) |
 //! | `GET /ui/audit?page=&action=&target=&image=` | the audit log, newest first, 50 per page |
 //! | `GET /ui/audit.json` | the same filtered entries as JSON |
@@ -54,6 +57,7 @@
 //! # }
 //! ```
 
+mod image;
 mod pages;
 mod tracked;
 
@@ -79,6 +83,7 @@ use keel_core::Error;
 use keel_core::approval::{
     ApprovalFilter, ApprovalState, Approvals, AuditAction, AuditEntry, AuditQuery, VoteKind,
 };
+use keel_core::target::SettingsChange;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -86,6 +91,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::{ApiAuth, CredentialKind, Role};
 use crate::error::status_of;
 
+pub use image::{HISTORY_ENTRIES, ImageDetail, SHOWN_REJECTIONS};
 pub use tracked::{Check, Checks, TargetImages};
 
 /// The stylesheet served at `/ui/style.css`.
@@ -138,13 +144,19 @@ pub struct TrackedRow {
     pub last_checked: Option<DateTime<Utc>>,
     /// The last error met while checking or updating the image.
     pub last_error: Option<String>,
+    /// Tracking is paused: no pass checks the image until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl TrackedRow {
-    /// The row's state as the page counts it: an error wins over an available update.
+    /// The row's state as the page counts it: an error wins over a pause, a pause over an
+    /// available update.
     pub fn state(&self) -> TrackedState {
         if self.last_error.is_some() {
             TrackedState::Error
+        } else if self.paused {
+            TrackedState::Paused
         } else if self.update.is_some() {
             TrackedState::UpdateAvailable
         } else {
@@ -162,6 +174,18 @@ pub enum TrackedState {
     UpdateAvailable,
     /// The last check or update failed.
     Error,
+    /// Tracking is paused.
+    Paused,
+}
+
+impl TrackedState {
+    /// Every state, in the order the page counts them.
+    pub const ALL: [TrackedState; 4] = [
+        TrackedState::UpToDate,
+        TrackedState::UpdateAvailable,
+        TrackedState::Paused,
+        TrackedState::Error,
+    ];
 }
 
 impl TrackedState {
@@ -171,17 +195,52 @@ impl TrackedState {
             TrackedState::UpToDate => "up to date",
             TrackedState::UpdateAvailable => "update available",
             TrackedState::Error => "error",
+            TrackedState::Paused => "paused",
         }
     }
 }
 
-/// What the application tracks, for the tracked-images page (`/ui/`).
+/// What the application tracks, for the tracked-images page (`/ui/`) and the one-image page
+/// (`/ui/image`).
 ///
-/// Object-safe: the dashboard holds an `Arc<dyn TrackedImages>`.
+/// Only [`snapshot`](Self::snapshot) is required; without the others the image page shows
+/// the row alone and offers no settings. Object-safe: the dashboard holds an
+/// `Arc<dyn TrackedImages>`.
 #[async_trait]
 pub trait TrackedImages: Send + Sync {
     /// Every tracked image of every target, as it stands now.
     async fn snapshot(&self) -> Vec<TrackedRow>;
+
+    /// Image `id` of `target` in full, for its page; `None` when no target tracks it.
+    /// Default: its row of the [`snapshot`](Self::snapshot), nothing more.
+    async fn image(&self, target: &str, id: &str) -> Option<ImageDetail> {
+        let row = self
+            .snapshot()
+            .await
+            .into_iter()
+            .find(|r| r.target == target && r.id == id)?;
+        Some(ImageDetail::of(row))
+    }
+
+    /// The `keel.sh/*` settings of the object that holds image `id` of `target` (see
+    /// [`Target::settings`](keel_core::Target::settings)). Default: none kept
+    /// ([`Error::NotSupported`]).
+    async fn settings(&self, target: &str, id: &str) -> Result<BTreeMap<String, String>, Error> {
+        let _ = id;
+        Err(Error::not_supported("reading settings", target))
+    }
+
+    /// Changes them (see [`Target::change_settings`](keel_core::Target::change_settings)).
+    /// Default: [`Error::NotSupported`].
+    async fn change_settings(
+        &self,
+        target: &str,
+        id: &str,
+        change: &SettingsChange,
+    ) -> Result<(), Error> {
+        let _ = (id, change);
+        Err(Error::not_supported("changing settings", target))
+    }
 }
 
 /// What [`router`] serves: the approvals, the credentials, the tracked images and the cookie
@@ -248,6 +307,9 @@ pub fn router(config: DashboardConfig) -> Router {
     };
     let protected = Router::new()
         .route("/ui/", get(tracked_page))
+        .route("/ui/image", get(image::image_page))
+        .route("/ui/image/settings", post(image::change_settings))
+        .route("/ui/image/pause", post(image::pause))
         .route("/ui/approvals", get(approvals_page))
         .route("/ui/approvals/{id}/approve", post(approve))
         .route("/ui/approvals/{id}/reject", post(reject))
@@ -745,7 +807,7 @@ pub(crate) struct AuditFilter {
 }
 
 /// Every audit action, for the filter's choices.
-pub(crate) const AUDIT_ACTIONS: [AuditAction; 9] = [
+pub(crate) const AUDIT_ACTIONS: [AuditAction; 12] = [
     AuditAction::Requested,
     AuditAction::Voted,
     AuditAction::Approved,
@@ -755,6 +817,9 @@ pub(crate) const AUDIT_ACTIONS: [AuditAction; 9] = [
     AuditAction::Deleted,
     AuditAction::Applied,
     AuditAction::ApplyFailed,
+    AuditAction::SettingsChanged,
+    AuditAction::Paused,
+    AuditAction::Resumed,
 ];
 
 /// The entries matching `f`, newest first.

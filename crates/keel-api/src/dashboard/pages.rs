@@ -20,7 +20,7 @@ const NAV: [(&str, &str); 4] = [
 ];
 
 /// Percent-encodes a query value.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -32,7 +32,7 @@ fn enc(s: &str) -> String {
     out
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -45,11 +45,11 @@ fn query(pairs: &[(&str, &str)]) -> String {
     }
 }
 
-fn time(t: chrono::DateTime<chrono::Utc>) -> Markup {
+pub(crate) fn time(t: chrono::DateTime<chrono::Utc>) -> Markup {
     html! { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) } }
 }
 
-fn layout(title: &str, viewer: Option<&Viewer>, current: &str, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, current: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -164,11 +164,12 @@ fn select(id: &str, label: &str, choices: &BTreeSet<String>, chosen: &str) -> Ma
     }
 }
 
-fn state_badge(state: TrackedState) -> Markup {
+pub(crate) fn state_badge(state: TrackedState) -> Markup {
     let class = match state {
         TrackedState::UpToDate => "badge applied",
         TrackedState::UpdateAvailable => "badge pending",
         TrackedState::Error => "badge failed",
+        TrackedState::Paused => "badge paused",
     };
     html! { span class=(class) { (state.label()) } }
 }
@@ -222,7 +223,7 @@ pub(crate) fn tracked_page(
         "/ui/",
         html! {
             ul.counts aria-label="Images per state" {
-                @for state in [TrackedState::UpToDate, TrackedState::UpdateAvailable, TrackedState::Error] {
+                @for state in TrackedState::ALL {
                     li { (state_badge(state)) " " strong { (view.counts.get(state.label()).copied().unwrap_or(0)) } }
                 }
             }
@@ -260,7 +261,7 @@ pub(crate) fn tracked_page(
                                 td { (r.kind) }
                                 td { (r.namespace_or_repo) }
                                 td { (r.container) }
-                                td.mono { (r.image) }
+                                td.mono { a href={ "/ui/image" (query(&[("target", &r.target), ("id", &r.id)])) } { (r.image) } }
                                 td { (r.policy) }
                                 td { (r.trigger) }
                                 td.mono { @if let Some(u) = &r.update { (u) } @else { "—" } }

@@ -3,17 +3,20 @@
 //!
 //! The application records each pass in [`Checks`] ([`Checks::record`]); [`TargetImages`]
 //! joins them with the targets' discovery when the page is asked for (keel-k8s and keel-helm
-//! discover from their watch caches, without an API request).
+//! discover from their watch caches, without an API request). With a registry
+//! ([`TargetImages::with_registry`]), an image's page checks the image as a pass would and
+//! shows the policy's reasons and the change the next update makes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use keel_core::target::{SettingsChange, TrackedImage};
 use keel_core::trigger::ImageKey;
-use keel_core::{RunReport, Target};
+use keel_core::{Error, Pipeline, Registry, RunReport, Target};
 
-use super::{TrackedImages, TrackedRow};
+use super::{ImageDetail, TrackedImages, TrackedRow};
 
 /// What the last pass that covered an image found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,12 +112,77 @@ impl Checks {
 pub struct TargetImages {
     targets: Vec<Arc<dyn Target>>,
     checks: Arc<Checks>,
+    checker: Option<Pipeline>,
 }
 
 impl TargetImages {
     /// The images `targets` track, with the checks recorded in `checks`.
     pub fn new(targets: Vec<Arc<dyn Target>>, checks: Arc<Checks>) -> Self {
-        TargetImages { targets, checks }
+        TargetImages {
+            targets,
+            checks,
+            checker: None,
+        }
+    }
+
+    /// The same, checking an image against `registry` when its page is asked for: the
+    /// candidate tags with the policy's reasons, and the change its next update makes.
+    pub fn with_registry(self, registry: Arc<dyn Registry>) -> Self {
+        TargetImages {
+            checker: Some(Pipeline::new(registry)),
+            ..self
+        }
+    }
+
+    fn target(&self, name: &str) -> Result<&Arc<dyn Target>, Error> {
+        self.targets
+            .iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| Error::not_found(format!("target {name}")))
+    }
+
+    fn row(&self, target: &dyn Target, image: &TrackedImage) -> TrackedRow {
+        let check = self.checks.get(target.name(), &image.id);
+        let (kind, namespace, container) = parts(&image.id);
+        TrackedRow {
+            target: target.name().to_owned(),
+            kind,
+            namespace_or_repo: namespace,
+            container,
+            image: image.image.to_string(),
+            policy: image.policy.summary(),
+            trigger: image.trigger.to_string(),
+            update: check.as_ref().and_then(|c| c.update.clone()),
+            last_checked: check.as_ref().map(|c| c.at),
+            last_error: check.and_then(|c| c.error),
+            paused: image.paused,
+            id: image.id.clone(),
+        }
+    }
+
+    /// Checks `image` as a pass would, filling in the reasons and the next change.
+    async fn check(&self, target: &dyn Target, image: &TrackedImage, detail: &mut ImageDetail) {
+        let Some(checker) = &self.checker else {
+            return;
+        };
+        let check = match checker.check(image, true).await {
+            Ok(check) => check,
+            Err(e) => {
+                detail.check_error = Some(e.to_string());
+                return;
+            }
+        };
+        detail.tags_listed = check.tags().tags.len();
+        detail.truncated = check.truncated();
+        detail.explanation = check.decision.explanation.clone();
+        match check.plan(target.name(), image) {
+            Ok(Some(plan)) => match target.preview(std::slice::from_ref(&plan)).await {
+                Ok(change) => detail.next_change = Some(change),
+                Err(e) => detail.check_error = Some(format!("{plan}: {e}")),
+            },
+            Ok(None) => {}
+            Err(e) => detail.check_error = Some(e.to_string()),
+        }
     }
 }
 
@@ -142,25 +210,38 @@ impl TrackedImages for TargetImages {
             let Ok(images) = target.discover().await else {
                 continue;
             };
-            for image in images {
-                let check = self.checks.get(target.name(), &image.id);
-                let (kind, namespace, container) = parts(&image.id);
-                rows.push(TrackedRow {
-                    target: target.name().to_owned(),
-                    kind,
-                    namespace_or_repo: namespace,
-                    container,
-                    image: image.image.to_string(),
-                    policy: image.policy.summary(),
-                    trigger: image.trigger.to_string(),
-                    update: check.as_ref().and_then(|c| c.update.clone()),
-                    last_checked: check.as_ref().map(|c| c.at),
-                    last_error: check.and_then(|c| c.error),
-                    id: image.id,
-                });
-            }
+            rows.extend(images.iter().map(|image| self.row(target.as_ref(), image)));
         }
         rows
+    }
+
+    async fn image(&self, target: &str, id: &str) -> Option<ImageDetail> {
+        let target = self.target(target).ok()?;
+        let image = target
+            .discover()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|i| i.id == id)?;
+        let mut detail = ImageDetail::of(self.row(target.as_ref(), &image));
+        detail.settings = target.settings(id).await.ok();
+        if !image.paused {
+            self.check(target.as_ref(), &image, &mut detail).await;
+        }
+        Some(detail)
+    }
+
+    async fn settings(&self, target: &str, id: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.target(target)?.settings(id).await
+    }
+
+    async fn change_settings(
+        &self,
+        target: &str,
+        id: &str,
+        change: &SettingsChange,
+    ) -> Result<(), Error> {
+        self.target(target)?.change_settings(id, change).await
     }
 }
 

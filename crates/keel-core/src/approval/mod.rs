@@ -369,6 +369,12 @@ pub enum AuditAction {
     Applied,
     /// Applying the approved update failed.
     ApplyFailed,
+    /// Someone changed the `keel.sh/*` settings of a tracked image's workload.
+    SettingsChanged,
+    /// Someone paused tracking of an image.
+    Paused,
+    /// Someone resumed tracking of an image.
+    Resumed,
 }
 
 impl fmt::Display for AuditAction {
@@ -383,6 +389,9 @@ impl fmt::Display for AuditAction {
             AuditAction::Deleted => "deleted",
             AuditAction::Applied => "applied",
             AuditAction::ApplyFailed => "apply-failed",
+            AuditAction::SettingsChanged => "settings-changed",
+            AuditAction::Paused => "paused",
+            AuditAction::Resumed => "resumed",
         })
     }
 }

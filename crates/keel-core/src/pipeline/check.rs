@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::Pipeline;
 use super::facts::{RepoFacts, decide};
+use super::{Pipeline, new_image};
 use crate::error::Result;
 use crate::policy::{Candidate, Decision};
 use crate::reference::Digest;
 use crate::registry::TagList;
-use crate::target::TrackedImage;
+use crate::target::{TrackedImage, UpdatePlan};
 
 /// What [`Pipeline::check`] found for one image: the repository's tags with the digests and
 /// creation times its policy needed, and the policy's decision.
@@ -52,6 +52,24 @@ impl Check {
     pub fn skipped_tags(&self) -> &[(String, String)] {
         &self.facts.unreadable
     }
+
+    /// The plan a pass would make for `image` of target `target` from this decision: what it
+    /// moves to, with the digest pinned as a pass pins it. `None` without an update.
+    ///
+    /// # Errors
+    /// The chosen tag is not a valid tag.
+    pub fn plan(&self, target: &str, image: &TrackedImage) -> Result<Option<UpdatePlan>> {
+        let Some(update) = self.decision.update.clone() else {
+            return Ok(None);
+        };
+        let (new, _) = new_image(&image.image, update, &self.facts.digests)?;
+        Ok(Some(UpdatePlan {
+            target: target.to_owned(),
+            id: image.id.clone(),
+            current: image.image.clone(),
+            new,
+        }))
+    }
 }
 
 impl Pipeline {
@@ -75,6 +93,8 @@ impl Pipeline {
     /// let check = Pipeline::new(registry).check(&image, true).await.unwrap();
     /// assert_eq!(check.decision.tag(), Some("1.3.0"));
     /// assert_eq!(check.candidates().len(), 3);
+    /// let plan = check.plan("demo", &image).unwrap().expect("an update");
+    /// assert_eq!(plan.new.to_string(), "ghcr.io/acme/web:1.3.0");
     /// # });
     /// ```
     pub async fn check(&self, image: &TrackedImage, explain: bool) -> Result<Check> {

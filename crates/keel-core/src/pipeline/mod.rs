@@ -170,14 +170,15 @@ impl Pipeline {
     /// Runs one pass over the tracked images `filter` accepts, e.g. those of the repository a
     /// webhook reported a push to, or those on one poll schedule. Targets are still
     /// discovered in full; only accepted images are counted, listed and decided, each
-    /// repository listed once.
+    /// repository listed once. [Paused](TrackedImage::paused) images are left out.
     pub async fn run_filtered(&self, filter: &(dyn Fn(&TrackedImage) -> bool + Sync)) -> RunReport {
         let mut report = RunReport {
             started: Some(Utc::now()),
             ..RunReport::default()
         };
         let mut tracked = self.discover(&mut report).await;
-        tracked.retain(|(_, image)| filter(image));
+        // A paused image is not looked at until it is resumed.
+        tracked.retain(|(_, image)| !image.paused && filter(image));
         report.tracked = tracked.len();
         self.expire_approvals(&mut report).await;
 
@@ -385,29 +386,17 @@ impl Pipeline {
             return None;
         };
         let target = self.targets[t].name().to_owned();
-        let tag = match Tag::new(update.tag.as_str()) {
-            Ok(tag) => tag,
-            Err(e) => {
+        let (new, known_digest) = match new_image(&image.image, update, &facts.digests) {
+            Ok(moved) => moved,
+            Err(error) => {
                 report.failures.push(Failure {
                     target,
                     id: Some(image.id.clone()),
-                    error: e.into(),
+                    error,
                 });
                 return None;
             }
         };
-        // A digest the policy chose goes with the tag; a digest only known from the listing
-        // goes with it when the running image is pinned.
-        let chosen = update.digest.is_some();
-        let known_digest = update
-            .digest
-            .or_else(|| facts.digests.get(tag.as_str()).cloned());
-        let mut new = image.image.with_tag(tag);
-        if let Some(d) = &known_digest
-            && (chosen || image.image.digest().is_some())
-        {
-            new = new.with_digest(d.clone());
-        }
         let plan = UpdatePlan {
             target,
             id: image.id.clone(),
@@ -498,4 +487,24 @@ impl Pipeline {
             .with_channels(image.notify.clone());
         report.notify_failures += notify_each(&self.notifiers, &event, "notification failed").await;
     }
+}
+
+/// The image `current` moves to with `update`, and the digest known for its tag: a digest the
+/// policy chose goes with the tag; a digest only known from the listing (`digests`, by tag)
+/// goes with it when the running image is pinned.
+pub(crate) fn new_image(
+    current: &crate::reference::ImageRef,
+    update: crate::policy::Update,
+    digests: &HashMap<String, Digest>,
+) -> Result<(crate::reference::ImageRef, Option<Digest>)> {
+    let tag = Tag::new(update.tag.as_str())?;
+    let chosen = update.digest.is_some();
+    let known_digest = update.digest.or_else(|| digests.get(tag.as_str()).cloned());
+    let mut new = current.with_tag(tag);
+    if let Some(d) = &known_digest
+        && (chosen || current.digest().is_some())
+    {
+        new = new.with_digest(d.clone());
+    }
+    Ok((new, known_digest))
 }

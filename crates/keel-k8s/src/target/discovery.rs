@@ -381,7 +381,8 @@ pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
         };
         let tracked = config
             .settings
-            .apply_to(TrackedImage::new(id.clone(), image, policy));
+            .apply_to(TrackedImage::new(id.clone(), image, policy))
+            .with_paused(config.is_paused(&container.name));
         let listing = WorkloadImage {
             id,
             kind: view.kind.to_string(),

@@ -1,5 +1,6 @@
 //! [`KubeTarget`]: Kubernetes workloads as a [`Target`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use keel_core::Error;
-use keel_core::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
+use keel_core::target::{ApplyOutcome, SettingsChange, Target, TrackedImage, UpdatePlan};
 use kube::Client;
 use serde::Serialize;
 use tracing::{Instrument as _, info_span, warn};
@@ -23,6 +24,7 @@ mod apply;
 mod builder;
 mod cache;
 mod discovery;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -308,16 +310,7 @@ impl Target for KubeTarget {
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
-        let unknown = || {
-            Error::not_found(format!(
-                "tracked image {} in {}",
-                plan.id, self.inner.settings.name
-            ))
-        };
-        let id = ContainerId::parse(&plan.id).ok_or_else(unknown)?;
-        if !self.in_scope(&id.namespace) || !self.inner.settings.kinds.contains(&id.kind) {
-            return Err(unknown());
-        }
+        let id = self.container_id(&plan.id)?;
         let span = info_span!(
             "apply",
             target_name = %self.inner.settings.name,
@@ -339,5 +332,40 @@ impl Target for KubeTarget {
         }
         .instrument(span)
         .await
+    }
+
+    /// The workload's `keel.sh/*` labels and annotations (an annotation wins over a label).
+    async fn settings(&self, id: &str) -> Result<BTreeMap<String, String>, Error> {
+        let id = self.container_id(id)?;
+        match id.kind {
+            WorkloadKind::Deployment => self.settings_typed::<Deployment>(&id).await,
+            WorkloadKind::StatefulSet => self.settings_typed::<StatefulSet>(&id).await,
+            WorkloadKind::DaemonSet => self.settings_typed::<DaemonSet>(&id).await,
+            WorkloadKind::CronJob => self.settings_typed::<CronJob>(&id).await,
+            WorkloadKind::DeploymentConfig => self.settings_typed::<DeploymentConfig>(&id).await,
+            WorkloadKind::ImageStream => self.settings_typed::<ImageStream>(&id).await,
+        }
+    }
+
+    /// Writes the change as annotations of the workload (a JSON merge patch as field manager
+    /// `keel`, guarded by the `resourceVersion` read). A key set as a label is overridden by
+    /// the annotation; clearing one is refused, since the label would apply again.
+    async fn change_settings(&self, id: &str, change: &SettingsChange) -> Result<(), Error> {
+        let id = self.container_id(id)?;
+        match id.kind {
+            WorkloadKind::Deployment => self.change_settings_typed::<Deployment>(&id, change).await,
+            WorkloadKind::StatefulSet => {
+                self.change_settings_typed::<StatefulSet>(&id, change).await
+            }
+            WorkloadKind::DaemonSet => self.change_settings_typed::<DaemonSet>(&id, change).await,
+            WorkloadKind::CronJob => self.change_settings_typed::<CronJob>(&id, change).await,
+            WorkloadKind::DeploymentConfig => {
+                self.change_settings_typed::<DeploymentConfig>(&id, change)
+                    .await
+            }
+            WorkloadKind::ImageStream => {
+                self.change_settings_typed::<ImageStream>(&id, change).await
+            }
+        }
     }
 }
