@@ -11,21 +11,46 @@
 //! default `@every 1m`); every other reference every `--interval`. A reference is checked as
 //! soon as it is first found, and a pass never decides from a tag list an earlier pass read.
 //!
+//! Approvals and the dashboard are keel-rs's, as in keel-controller: a reference annotated
+//! `keel.sh/approvals: "N"` waits for N votes before its update is pushed (by the
+//! reference's next pass after the last vote). When `KEEL_API_AUTH` or Keel's
+//! `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD` configure credentials (see `keel_api::env`),
+//! `--listen` (default `0.0.0.0:9300`) serves the approvals API under `/api` and the web
+//! dashboard under `/ui` (the repository's references, each with its last check and
+//! available update), next to `/healthz`; the routes are in the `http` module. Requests
+//! live in memory, or in `--approvals-file` across restarts. Keel's notification variables
+//! (`SLACK_TOKEN`, `WEBHOOK_ENDPOINT`...; see `keel_notify::env`) announce updates and
+//! approval requests. SIGTERM or ctrl-c stops the server and the polls once the pass under
+//! way is done; `--once` serves nothing.
+//!
 //! ```text
-//! keel-gitops --repo https://git.example.com/org/fleet.git --branch main --interval 5m
+//! BASIC_AUTH_USER=admin BASIC_AUTH_PASSWORD=... \
+//!   keel-gitops --repo https://git.example.com/org/fleet.git --branch main --interval 5m
 //! ```
+//!
+//! A bad flag or variable stops the start naming it, with exit code 2.
 
+mod http;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Parser;
-use keel_core::Pipeline;
+use keel_api::Shutdown;
+use keel_api::dashboard::{Checks, TargetImages};
+use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
 use keel_core::trigger::{
     PollPass, PollScheduler, Poller, Schedule, default_poll_schedule, parse_interval,
 };
+use keel_core::{Pipeline, RunReport, Target};
 use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
+use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 /// Keeps the images of a Git repository up to date.
@@ -52,7 +77,7 @@ struct Args {
     #[arg(long, default_value = "5m", value_parser = parse_interval, env = "KEEL_INTERVAL")]
     interval: Duration,
 
-    /// Run one pass and exit.
+    /// Run one pass and exit (nothing is served).
     #[arg(long)]
     once: bool,
 
@@ -65,19 +90,167 @@ struct Args {
     /// place from `KEEL_WORKDIR`: see `keel_git::env`.)
     #[arg(long, env = "KEEL_GIT_USERNAME")]
     git_username: Option<String>,
+
+    /// Where `/healthz`, the approvals API and the dashboard listen (nothing does with --once).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9300",
+        env = "KEEL_LISTEN"
+    )]
+    listen: SocketAddr,
+
+    /// Keep approval requests in this file (an embedded database); default: in memory.
+    #[arg(long, value_name = "PATH", env = "KEEL_APPROVALS_FILE")]
+    approvals_file: Option<PathBuf>,
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    // Every setting is checked, and every part set up, before anything runs.
+    match App::start(&args).await {
+        Ok(app) => app.run(&args).await,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs to stderr, at `RUST_LOG`'s levels (default `info`), in colour on a terminal only:
+/// stdout has the diffs of dry runs.
+fn init_logging() {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+}
 
-    // The flags stand for their `KEEL_*` variables; the rest (password, SSH key, author,
-    // working copy) is read from the environment as every keel-git program reads it.
+/// The parts of a started updater.
+struct App {
+    /// The pipeline over the repository, holding updates that need approvals.
+    pipeline: Pipeline,
+    /// The poll schedules of the references.
+    poller: Poller,
+    /// What each pass found, for the dashboard.
+    checks: Arc<Checks>,
+    /// The listener and the router, unless `--once`.
+    server: Option<(TcpListener, axum::Router)>,
+}
+
+impl App {
+    /// Checks every setting and sets every part up: the Git target, the schedules, the
+    /// registry client, the approvals and notifiers, and (unless `--once`) the listener.
+    async fn start(args: &Args) -> Result<App, String> {
+        let target = git_target(args)?;
+        let poller = Poller::new(scheduler(args)?);
+        let approvals = Approvals::new(approval_store(args)?);
+        let (pipeline, approvals) = pipeline(args, target.clone(), approvals)?;
+        let auth = keel_api::auth_from_env(|name| std::env::var(name).ok())?;
+        let checks = Arc::new(Checks::default());
+        let server = if args.once {
+            None
+        } else {
+            let api = auth.map(|auth| http::Api {
+                approvals,
+                auth,
+                tracked: Arc::new(TargetImages::new(vec![target], checks.clone())),
+            });
+            if api.is_none() {
+                info!(
+                    "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
+                     BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
+                );
+            }
+            let listener = TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (--listen): {e}", args.listen))?;
+            Some((listener, http::router(api)))
+        };
+        Ok(App {
+            pipeline,
+            poller,
+            checks,
+            server,
+        })
+    }
+
+    /// With `--once`, one pass: 0, or 1 when anything failed. Otherwise serves and polls
+    /// until SIGTERM or ctrl-c.
+    async fn run(mut self, args: &Args) -> ExitCode {
+        if args.once {
+            let report = self.pass(Utc::now()).await;
+            return if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        // One signal stops both the server and the polls.
+        let shutdown = Shutdown::on_signal();
+        let server = self.server.take().map(|(listener, router)| {
+            if let Ok(addr) = listener.local_addr() {
+                info!(listen = %addr, "serving");
+            }
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.wait())
+                    .into_future(),
+            )
+        });
+        self.poll(args.interval, shutdown.wait()).await;
+        let served = match server {
+            None => Ok(()),
+            Some(server) => server
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|served| served.map_err(|e| e.to_string())),
+        };
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(%e, "HTTP server failed");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Poll passes until `stop` completes: the first at once, then whenever a reference is
+    /// due, and one `interval` on at the latest, to find new references. A pass under way
+    /// ends before the loop does, so no push is cut in half.
+    async fn poll(&self, interval: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let now = Utc::now();
+            self.pass(now).await;
+            let wake = self.poller.next_pass(Some(now), interval, now);
+            let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = &mut stop => return,
+            }
+        }
+    }
+
+    /// A pass at `now` over the references that are due, and those seen for the first time;
+    /// recorded for the dashboard, and logged.
+    async fn pass(&self, now: DateTime<Utc>) -> RunReport {
+        let PollPass { report, covered } = self.poller.pass(&self.pipeline, now).await;
+        self.checks.record(&report, &covered, now);
+        log(&report);
+        report
+    }
+}
+
+/// The repository to update. The flags stand for their `KEEL_*` variables; the rest
+/// (password, SSH key, author, working copy) is read from the environment as every keel-git
+/// program reads it.
+fn git_target(args: &Args) -> Result<Arc<dyn Target>, String> {
     let flag = |name: &str| match name {
         env::REPO => Some(args.repo.clone()),
         env::BRANCH => Some(args.branch.clone()),
@@ -86,78 +259,125 @@ async fn main() -> std::process::ExitCode {
         env::GIT_USERNAME => args.git_username.clone(),
         _ => None,
     };
-    let target =
-        match GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))
-        {
-            Ok(target) => target,
-            Err(e) => {
-                error!(%e, "cannot set up the Git target");
-                return std::process::ExitCode::from(2);
-            }
-        };
-    // Keel's POLL_DEFAULTSCHEDULE for `trigger: poll` without a schedule; `--interval` for
-    // the references that are not poll-triggered (no webhook reaches this program).
-    let scheduler = match (
-        default_poll_schedule(|name| std::env::var(name).ok()),
-        Schedule::every(args.interval),
-    ) {
-        (Ok(default), Ok(interval)) => PollScheduler::new()
-            .with_default_schedule(default.unwrap_or_default())
-            .with_unpolled_schedule(interval),
-        (Err(e), _) | (_, Err(e)) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let poller = Poller::new(scheduler);
+    let builder =
+        GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))
+            .map_err(|e| format!("cannot set up the Git target: {e}"))?;
+    Ok(Arc::new(builder.build()))
+}
+
+/// The poll schedules: Keel's `POLL_DEFAULTSCHEDULE` for `trigger: poll` without a schedule;
+/// `--interval` for the references that are not poll-triggered (no webhook reaches this
+/// program).
+fn scheduler(args: &Args) -> Result<PollScheduler, String> {
+    let default =
+        default_poll_schedule(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    let interval =
+        Schedule::every(args.interval).map_err(|e| format!("invalid --interval: {e}"))?;
+    Ok(PollScheduler::new()
+        .with_default_schedule(default.unwrap_or_default())
+        .with_unpolled_schedule(interval))
+}
+
+/// Where approval requests live: `--approvals-file`, else memory.
+fn approval_store(args: &Args) -> Result<Arc<dyn ApprovalStore>, String> {
+    Ok(match &args.approvals_file {
+        Some(path) => Arc::new(
+            RedbApprovalStore::open(path).map_err(|e| format!("invalid --approvals-file: {e}"))?,
+        ),
+        None => Arc::new(MemoryApprovalStore::new()),
+    })
+}
+
+/// The pipeline over `target`, with the notifiers of Keel's variables on it and on
+/// `approvals`, which then holds the updates that need votes; and those approvals, for the
+/// API.
+fn pipeline(
+    args: &Args,
+    target: Arc<dyn Target>,
+    mut approvals: Approvals,
+) -> Result<(Pipeline, Approvals), String> {
     // No tag list outlives the pass that read it (each pass lists a repository once): a
     // pass every few seconds must see a tag pushed a second ago, not one cached for 30 s.
-    let registry = match RegistryClientBuilder::from_env()
+    let registry = RegistryClientBuilder::from_env()
         .map(|b| b.with_cache_ttl(Duration::ZERO))
         .and_then(|b| b.build())
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error!(%e, "cannot set up the registry client");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let pipeline = Pipeline::new(Arc::new(registry))
-        .with_target(Arc::new(target.build()))
+        .map_err(|e| format!("cannot set up the registry client: {e}"))?;
+    let mut pipeline = Pipeline::new(Arc::new(registry))
+        .with_target(target)
         .with_dry_run(args.dry_run);
+    for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {
+        info!(notifier = notifier.name(), "notifying");
+        approvals = approvals.with_notifier(notifier.clone());
+        pipeline = pipeline.with_notifier(notifier);
+    }
+    Ok((pipeline.with_approvals(approvals.clone()), approvals))
+}
 
-    loop {
-        let now = Utc::now();
-        let PollPass { report, .. } = poller.pass(&pipeline, now).await;
-        info!(
-            tracked = report.tracked,
-            planned = report.planned.len(),
-            applied = report.applied.len(),
-            failures = report.failures.len(),
-            "pass done"
-        );
-        for failure in &report.failures {
-            warn!(id = ?failure.id, error = %failure.error, "update failed");
-        }
-        for diff in report.previews.values() {
-            println!("{diff}");
-        }
-        if args.once {
-            return if report.failures.is_empty() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::FAILURE
-            };
-        }
-        // The next reference due, and one interval on at the latest, to find new ones.
-        let wake = poller.next_pass(Some(now), args.interval, now);
-        let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = tokio::signal::ctrl_c() => {
-                info!("interrupted; stopping");
-                return std::process::ExitCode::SUCCESS;
-            }
+/// Logs what a pass did, and prints the diffs of a dry run on stdout.
+fn log(report: &RunReport) {
+    info!(
+        tracked = report.tracked,
+        planned = report.planned.len(),
+        applied = report.applied.len(),
+        awaiting_approval = report.awaiting_approval.len(),
+        failures = report.failures.len(),
+        "pass done"
+    );
+    for failure in &report.failures {
+        warn!(id = ?failure.id, error = %failure.error, "update failed");
+    }
+    for diff in report.previews.values() {
+        println!("{diff}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(
+            ["keel-gitops", "--repo", "fleet"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_the_http_flags() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.listen, "0.0.0.0:9300".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.approvals_file, None);
+        assert_eq!(args.interval, Duration::from_secs(300));
+        let args = parse(&[
+            "--listen",
+            "127.0.0.1:8081",
+            "--approvals-file",
+            "approvals.redb",
+        ])
+        .unwrap();
+        assert_eq!(args.listen, "127.0.0.1:8081".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.approvals_file, Some(PathBuf::from("approvals.redb")));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (args, flag) in [
+            (&["--listen", "localhost"][..], "--listen"),
+            (&["--listen", "127.0.0.1:99999"], "--listen"),
+            (&["--interval", "5x"], "--interval"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            let text = e.to_string();
+            assert!(text.contains(flag), "{args:?}: {text}");
         }
     }
 }

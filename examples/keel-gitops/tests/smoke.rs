@@ -82,8 +82,16 @@ fn gitops(git: &GitServer, repo: &str, args: &[&str]) -> Command {
 struct Updater(Child);
 
 impl Updater {
+    /// Started with `args`, serving `/healthz` on a free port of 127.0.0.1 (tests run side
+    /// by side: the default `--listen` would be taken by the first).
     fn start(git: &GitServer, repo: &str, args: &[&str]) -> Updater {
-        Updater(gitops(git, repo, args).spawn().expect("keel-gitops runs"))
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let mut command = gitops(git, repo, args);
+        command.args(["--listen", &listen]);
+        Updater(command.spawn().expect("keel-gitops runs"))
     }
 }
 
