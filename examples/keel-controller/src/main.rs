@@ -259,6 +259,8 @@ impl Controller {
             .and_then(|b| b.build())
             .map_err(|e| format!("cannot set up the registry client: {e}"))?;
         let (pipeline, approvals) = pipeline(args, &registry, &targets, store)?;
+        // An image's dashboard page checks it as a pass would, with the same credentials.
+        let checker: Arc<dyn keel_core::Registry> = Arc::new(registry.clone());
         let metrics = Arc::new(Metrics::new());
         metrics.set_registry_requests(move || {
             let s = registry.stats();
@@ -280,7 +282,8 @@ impl Controller {
         let api_auth = setup::api_auth_from_env(|name| std::env::var(name).ok())?;
         let leadership = leadership(args, &client)?;
         let checks = Arc::new(Checks::default());
-        let tracked = Arc::new(TargetImages::new(targets.all(), checks.clone()));
+        let tracked =
+            Arc::new(TargetImages::new(targets.all(), checks.clone()).with_registry(checker));
         let worker = worker(
             args,
             pipeline,

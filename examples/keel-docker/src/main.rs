@@ -279,7 +279,8 @@ impl App {
             None => Arc::new(MemoryApprovalStore::new()),
         };
         let mut approvals = Approvals::new(store);
-        let mut pipeline = Pipeline::new(Arc::new(registry))
+        let registry: Arc<dyn keel_core::Registry> = Arc::new(registry);
+        let mut pipeline = Pipeline::new(registry.clone())
             .with_target(target.clone())
             .with_dry_run(args.monitor_only);
         for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {
@@ -297,7 +298,8 @@ impl App {
             .with_unpolled_schedule(default_schedule.clone());
         // What the dashboard lists: the containers, with what the passes last found.
         let checks = Arc::new(Checks::default());
-        let tracked = Arc::new(TargetImages::new(vec![target], checks.clone()));
+        let tracked =
+            Arc::new(TargetImages::new(vec![target], checks.clone()).with_registry(registry));
         let updater = Arc::new(Updater::new(pipeline, Poller::new(scheduler)).with_checks(checks));
 
         let server = if !args.run_once && (update_token.is_some() || api_auth.is_some()) {
