@@ -1,8 +1,9 @@
 //! `keel-gitops` serving the approvals API and the dashboard, against a real git server and
 //! registry: with credentials, `/ui/` lists the repository's references with the update a
 //! pass found, and an update held by `keel.sh/approvals` is pushed once it is approved
-//! through `/api`; without credentials only `/healthz` is served, and SIGTERM stops the
-//! process cleanly; `--once` serves nothing; bad settings stop the start naming them.
+//! through `/api`; `--approvals-file` keeps requests and votes across restarts; without
+//! credentials only `/healthz` is served, and SIGTERM stops the process cleanly; `--once`
+//! serves nothing; bad settings stop the start naming them.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -336,6 +337,78 @@ async fn without_credentials_only_healthz_is_served_and_sigterm_stops_it() {
         std::net::TcpStream::connect(&listen).is_err(),
         "{listen} still accepts connections"
     );
+}
+
+/// The approval requests `gitops` lists, as the admin sees them.
+async fn approval_requests(client: &reqwest::Client, gitops: &Gitops) -> Vec<Value> {
+    let listed: Value = client
+        .get(gitops.url("/api/v1/approvals"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["approvals"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_file_keeps_requests_and_votes_across_a_restart() {
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
+    let git = &GitServer::start();
+    fleet(git, &registry);
+    let file = git.scratch_dir("approvals").join("approvals.redb");
+    let file = file.to_str().unwrap();
+    let client = &reqwest::Client::new();
+    let start = |name: &str| {
+        let log = git.scratch_dir(name).join("keel-gitops.log");
+        let mut command = gitops(git, &["--interval", "1h", "--approvals-file", file], &log);
+        command
+            .env("BASIC_AUTH_USER", ADMIN.0)
+            .env("BASIC_AUTH_PASSWORD", ADMIN.1);
+        async move { Gitops::start(command, &free_addr(), log).await }
+    };
+
+    let mut first = start("first").await;
+    let gitops = &first;
+    let requests = eventually(30, "an approval request", move || async move {
+        let requests = approval_requests(client, gitops).await;
+        (!requests.is_empty()).then_some(requests)
+    })
+    .await;
+    let id = requests[0]["id"].as_str().expect("a request id").to_owned();
+    let status = first.terminate().await;
+    assert!(status.success(), "{status}: {}", first.log());
+
+    // The second process finds the request, and the vote cast on it survives the next restart.
+    let mut second = start("second").await;
+    let requests = approval_requests(client, &second).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["id"], id.as_str());
+    assert_eq!(requests[0]["state"], "pending");
+    let voted = client
+        .post(second.url(&format!("/api/v1/approvals/{id}/reject")))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(voted.status(), StatusCode::OK);
+    let status = second.terminate().await;
+    assert!(status.success(), "{status}: {}", second.log());
+
+    let third = &start("third").await;
+    // After its first pass, which finds the update again: still rejected, nothing pushed.
+    eventually(30, "a pass", move || async move {
+        third.log().contains("pass done").then_some(())
+    })
+    .await;
+    let requests = approval_requests(client, third).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["state"], "rejected", "{requests:?}");
+    let text = git.read_file("fleet", "main", "apps.yaml").unwrap();
+    assert!(text.contains("api:2.0.0"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
