@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` |
 //! | `/api/v1/...` | the approvals API of `keel-api`, when its credentials are configured (`KEEL_API_AUTH`, `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD`): list the updates held by `keel.sh/approvals`, approve or reject them, read the audit log |
-//! | `/ui/` | the web dashboard of `keel-api` (the repository's tracked references with their last check and available update, approvals, audit log, activity), on the same credentials |
+//! | `/ui/` | the web dashboard of `keel-api` (the repository's tracked references with their last check and available update; each reference's page with the policy's reasons for each tag and the diff of its next update; approvals, audit log, activity), on the same credentials |
 //!
 //! Anything else answers `404` with a JSON error; without credentials that includes `/api`
 //! and `/ui`: they are never served open.

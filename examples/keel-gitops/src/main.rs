@@ -17,7 +17,8 @@
 //! `BASIC_AUTH_USER`/`BASIC_AUTH_PASSWORD` configure credentials (see `keel_api::env`),
 //! `--listen` (default `0.0.0.0:9300`) serves the approvals API under `/api` and the web
 //! dashboard under `/ui` (the repository's references, each with its last check and
-//! available update), next to `/healthz`; the routes are in the `http` module. Requests
+//! available update, and on its own page the policy's reasons and the diff of its next
+//! update), next to `/healthz`; the routes are in the `http` module. Requests
 //! live in memory, or in `--approvals-file` across restarts. Keel's notification variables
 //! (`SLACK_TOKEN`, `WEBHOOK_ENDPOINT`...; see `keel_notify::env`) announce updates and
 //! approval requests. SIGTERM or ctrl-c stops the server and the polls once the pass under
@@ -47,7 +48,7 @@ use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApp
 use keel_core::trigger::{
     PollPass, PollScheduler, Poller, Schedule, default_poll_schedule, parse_interval,
 };
-use keel_core::{Pipeline, RunReport, Target};
+use keel_core::{Pipeline, Registry, RunReport, Target};
 use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
 use tokio::net::TcpListener;
@@ -149,8 +150,9 @@ impl App {
     async fn start(args: &Args) -> Result<App, String> {
         let target = git_target(args)?;
         let poller = Poller::new(scheduler(args)?);
+        let registry = registry()?;
         let approvals = Approvals::new(approval_store(args)?);
-        let (pipeline, approvals) = pipeline(args, target.clone(), approvals)?;
+        let (pipeline, approvals) = pipeline(args, registry.clone(), target.clone(), approvals)?;
         let auth = keel_api::auth_from_env(|name| std::env::var(name).ok())?;
         let checks = Arc::new(Checks::default());
         let server = if args.once {
@@ -159,7 +161,9 @@ impl App {
             let api = auth.map(|auth| http::Api {
                 approvals,
                 auth,
-                tracked: Arc::new(TargetImages::new(vec![target], checks.clone())),
+                tracked: Arc::new(
+                    TargetImages::new(vec![target], checks.clone()).with_registry(registry),
+                ),
             });
             if api.is_none() {
                 info!(
@@ -288,21 +292,28 @@ fn approval_store(args: &Args) -> Result<Arc<dyn ApprovalStore>, String> {
     })
 }
 
-/// The pipeline over `target`, with the notifiers of Keel's variables on it and on
-/// `approvals`, which then holds the updates that need votes; and those approvals, for the
-/// API.
-fn pipeline(
-    args: &Args,
-    target: Arc<dyn Target>,
-    mut approvals: Approvals,
-) -> Result<(Pipeline, Approvals), String> {
+/// The registry client, configured as every keel-rs program's (`DOCKER_CONFIG`,
+/// `KEEL_INSECURE_REGISTRIES`...).
+fn registry() -> Result<Arc<dyn Registry>, String> {
     // No tag list outlives the pass that read it (each pass lists a repository once): a
     // pass every few seconds must see a tag pushed a second ago, not one cached for 30 s.
     let registry = RegistryClientBuilder::from_env()
         .map(|b| b.with_cache_ttl(Duration::ZERO))
         .and_then(|b| b.build())
         .map_err(|e| format!("cannot set up the registry client: {e}"))?;
-    let mut pipeline = Pipeline::new(Arc::new(registry))
+    Ok(Arc::new(registry))
+}
+
+/// The pipeline over `target` and `registry`, with the notifiers of Keel's variables on it
+/// and on `approvals`, which then holds the updates that need votes; and those approvals,
+/// for the API.
+fn pipeline(
+    args: &Args,
+    registry: Arc<dyn Registry>,
+    target: Arc<dyn Target>,
+    mut approvals: Approvals,
+) -> Result<(Pipeline, Approvals), String> {
+    let mut pipeline = Pipeline::new(registry)
         .with_target(target)
         .with_dry_run(args.dry_run);
     for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {

@@ -238,6 +238,26 @@ async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
         "{html}"
     );
 
+    // The reference's own page checks it against the registry: the diff its update makes.
+    let page = client
+        .get(gitops.url("/ui/image"))
+        .query(&[
+            ("target", request["plan"]["target"].as_str().unwrap()),
+            ("id", request["plan"]["id"].as_str().unwrap()),
+        ])
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let change = html
+        .split_once("What the next update changes")
+        .map(|(_, change)| change)
+        .unwrap_or_else(|| panic!("no next change: {html}"));
+    assert!(change.contains("apps.yaml"), "{html}");
+    assert!(change.contains(new.as_str()), "{html}");
+
     // Nothing is served without credentials.
     let anonymous = client.get(gitops.url("/ui/")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
