@@ -97,13 +97,18 @@ impl Checks {
         }
     }
 
-    /// The last check of image `id` of `target`.
+    /// The last check of image `id` of `target`: the later of the one recorded for the target
+    /// and the one recorded without a target (a pass that found nothing for the image does
+    /// not say which target it came from).
     pub fn get(&self, target: &str, id: &str) -> Option<Check> {
         let by_image = self.by_image.lock().unwrap_or_else(|p| p.into_inner());
-        by_image
-            .get(&(target.to_owned(), id.to_owned()))
-            .or_else(|| by_image.get(&(String::new(), id.to_owned())))
-            .cloned()
+        let own = by_image.get(&(target.to_owned(), id.to_owned()));
+        let anonymous = by_image.get(&(String::new(), id.to_owned()));
+        match (own, anonymous) {
+            (Some(a), Some(b)) => Some(if b.at > a.at { b } else { a }),
+            (a, b) => a.or(b),
+        }
+        .cloned()
     }
 }
 
@@ -188,8 +193,12 @@ impl TargetImages {
 
 /// `kind`, `namespace`, `container` of an id of the form `kind/namespace/.../container`
 /// (keel-k8s's `deployment/prod/web/app`, keel-helm's `helm/prod/web/image.repository`); a
-/// keel-docker `container/<name>` is kind `container` and container `<name>`.
+/// keel-docker `container/<name>` is kind `container` and container `<name>`; a keel-git
+/// `<file>#<place>` is kind `git`, the file and the place in it.
 fn parts(id: &str) -> (String, String, String) {
+    if let Some((file, place)) = id.split_once('#') {
+        return ("git".to_owned(), file.to_owned(), place.to_owned());
+    }
     let fields: Vec<&str> = id.split('/').collect();
     match fields.as_slice() {
         [kind, namespace, .., last] => (
@@ -301,6 +310,13 @@ mod tests {
             "checked, nothing new"
         );
         assert_eq!(checks.get("t", "e"), None, "never checked");
+
+        // A later pass that finds nothing new for `b` (its update was applied elsewhere, or
+        // approved and pushed) replaces the update it showed.
+        let later = at + chrono::Duration::seconds(1);
+        checks.record(&RunReport::default(), &[key("b")].into(), later);
+        let b = checks.get("t", "b").unwrap();
+        assert_eq!((b.update, b.at), (None, later));
     }
 
     #[test]
@@ -318,6 +334,10 @@ mod tests {
             ["helm", "prod", "image.repository"]
         );
         assert_eq!(split("container/web"), ["container", "", "web"]);
+        assert_eq!(
+            split("apps/web/deploy.yaml#L12:app"),
+            ["git", "apps/web/deploy.yaml", "L12:app"]
+        );
         assert_eq!(split("odd"), ["", "", "odd"]);
     }
 }
