@@ -321,7 +321,14 @@ async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
         (!html.contains(&format!(">{old}<"))).then_some(html)
     })
     .await;
-    assert!(html.contains(&format!(">{new}<")), "{html}");
+    assert!(html.contains(&format!(">{approved_image}<")), "{html}");
+    // The next pass finds nothing newer: the update no longer shows as available.
+    eventually(30, "the reference up to date on /ui/", move || async move {
+        let html = tracked_page(client, gitops).await;
+        html.contains("up to date</span> <strong>1</strong>")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
