@@ -3,7 +3,10 @@
 
 use std::future::Future;
 
+use axum::Router;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Completes on ctrl-c or, on Unix, SIGTERM.
 pub async fn shutdown_signal() {
@@ -74,6 +77,45 @@ impl Shutdown {
             if stopped.wait_for(|stop| *stop).await.is_err() {
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// Serves `router` on `listener` in a task of its own until the stop comes; requests
+    /// under way finish first. [`Server::finish`] waits for it and says whether it failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let shutdown = keel_api::Shutdown::on(async {});
+    /// let server = shutdown.serve(listener, axum::Router::new());
+    /// assert_eq!(server.finish().await, Ok(()));
+    /// # }
+    /// ```
+    pub fn serve(&self, listener: TcpListener, router: Router) -> Server {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(listen = %addr, "serving");
+        }
+        let stop = self.wait();
+        Server(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }))
+    }
+}
+
+/// A server started by [`Shutdown::serve`].
+#[derive(Debug)]
+pub struct Server(JoinHandle<std::io::Result<()>>);
+
+impl Server {
+    /// Waits until the server stopped: `Err` says why it failed.
+    pub async fn finish(self) -> Result<(), String> {
+        match self.0.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

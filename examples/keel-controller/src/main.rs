@@ -541,12 +541,10 @@ fn router(
         Some(auth) => {
             let dashboard = DashboardConfig {
                 tracked: Some(tracked),
-                ..DashboardConfig::new(approvals.clone(), auth.clone())
+                ..DashboardConfig::new(approvals, auth)
             };
             info!("serving the approvals API under /api and the dashboard under /ui");
-            router
-                .nest("/api", keel_api::router(approvals, auth))
-                .merge(keel_api::dashboard::router(dashboard))
+            router.merge(keel_api::dashboard::router_with_api(dashboard))
         }
         None => {
             info!(

@@ -254,21 +254,10 @@ impl Worker {
             };
             awaiting.insert(key, plan.clone());
         }
-        for failure in &report.failures {
-            warn!(target = %failure.target, id = ?failure.id, error = %failure.error, "pass failure");
-        }
         for listing in &report.truncated {
             self.metrics.truncated_listing(&listing.repository);
         }
-        info!(
-            trigger,
-            tracked = report.tracked,
-            listings = report.listings,
-            applied = report.applied.len(),
-            awaiting_approval = report.awaiting_approval.len(),
-            failures = report.failures.len(),
-            "pass done"
-        );
+        report.log(trigger);
     }
 
     /// Runs `pass` under the supervisor; a panic or an overrun is logged and counted, and

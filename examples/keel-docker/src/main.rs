@@ -339,16 +339,10 @@ impl App {
         }
         // One signal stops both the server and the polls.
         let shutdown = Shutdown::on_signal();
-        let server = self.server.take().map(|(listener, router)| {
-            if let Ok(addr) = listener.local_addr() {
-                info!(listen = %addr, update = args.http_api_update, "serving");
-            }
-            tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.wait())
-                    .into_future(),
-            )
-        });
+        let server = self
+            .server
+            .take()
+            .map(|(listener, router)| shutdown.serve(listener, router));
         if args.periodic_polls() {
             info!(schedule = %self.default_schedule, "polling");
             self.poll(shutdown.wait()).await;
@@ -356,18 +350,12 @@ impl App {
             info!("no periodic polls: passes run on /v1/update");
             shutdown.wait().await;
         }
-        if let Some(server) = server {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    error!(%e, "HTTP server failed");
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    error!(%e, "HTTP server failed");
-                    return ExitCode::FAILURE;
-                }
-            }
+        if let Some(Err(e)) = match server {
+            Some(server) => Some(server.finish().await),
+            None => None,
+        } {
+            error!(%e, "HTTP server failed");
+            return ExitCode::FAILURE;
         }
         ExitCode::SUCCESS
     }

@@ -9,7 +9,6 @@ use keel_api::dashboard::Checks;
 use keel_core::trigger::{ImageKey, PollPass, Poller, covering_pass};
 use keel_core::{ImageRef, Pipeline, RunReport, UpdatePlan};
 use serde::Serialize;
-use tracing::{info, warn};
 
 /// The pipeline over the engine, and the lock that keeps its passes apart.
 #[derive(Debug)]
@@ -77,18 +76,7 @@ impl Updater {
 
 /// Logs what a pass did, and prints the previews of a monitor-only pass on stdout.
 fn log(report: &RunReport, why: &str) {
-    info!(
-        pass = why,
-        tracked = report.tracked,
-        planned = report.planned.len(),
-        applied = report.applied.len(),
-        awaiting_approval = report.awaiting_approval.len(),
-        failures = report.failures.len(),
-        "pass done"
-    );
-    for failure in &report.failures {
-        warn!(id = ?failure.id, error = %failure.error, "update failed");
-    }
+    report.log(why);
     for diff in report.previews.values() {
         print!("{diff}");
     }

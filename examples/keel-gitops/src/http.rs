@@ -43,11 +43,9 @@ pub(crate) fn router(api: Option<Api>) -> Router {
     {
         let dashboard = DashboardConfig {
             tracked: Some(tracked),
-            ..DashboardConfig::new(approvals.clone(), auth.clone())
+            ..DashboardConfig::new(approvals, auth)
         };
-        router = router
-            .nest("/api", keel_api::router(approvals, auth))
-            .merge(keel_api::dashboard::router(dashboard));
+        router = router.merge(keel_api::dashboard::router_with_api(dashboard));
     }
     router
 }

@@ -52,7 +52,7 @@ use keel_core::{Pipeline, Registry, RunReport, Target};
 use keel_git::{GitTargetBuilder, env};
 use keel_registry::RegistryClientBuilder;
 use tokio::net::TcpListener;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Keeps the images of a Git repository up to date.
 #[derive(Debug, Parser)]
@@ -197,30 +197,20 @@ impl App {
         }
         // One signal stops both the server and the polls.
         let shutdown = Shutdown::on_signal();
-        let server = self.server.take().map(|(listener, router)| {
-            if let Ok(addr) = listener.local_addr() {
-                info!(listen = %addr, "serving");
-            }
-            tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.wait())
-                    .into_future(),
-            )
-        });
+        let server = self
+            .server
+            .take()
+            .map(|(listener, router)| shutdown.serve(listener, router));
         self.poll(args.interval, shutdown.wait()).await;
-        let served = match server {
-            None => Ok(()),
-            Some(server) => server
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|served| served.map_err(|e| e.to_string())),
-        };
-        match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!(%e, "HTTP server failed");
-                ExitCode::FAILURE
-            }
+        match server {
+            Some(server) => match server.finish().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(%e, "HTTP server failed");
+                    ExitCode::FAILURE
+                }
+            },
+            None => ExitCode::SUCCESS,
         }
     }
 
@@ -326,17 +316,7 @@ fn pipeline(
 
 /// Logs what a pass did, and prints the diffs of a dry run on stdout.
 fn log(report: &RunReport) {
-    info!(
-        tracked = report.tracked,
-        planned = report.planned.len(),
-        applied = report.applied.len(),
-        awaiting_approval = report.awaiting_approval.len(),
-        failures = report.failures.len(),
-        "pass done"
-    );
-    for failure in &report.failures {
-        warn!(id = ?failure.id, error = %failure.error, "update failed");
-    }
+    report.log("poll");
     for diff in report.previews.values() {
         println!("{diff}");
     }

@@ -330,6 +330,13 @@ pub fn router(config: DashboardConfig) -> Router {
         .with_state(dash)
 }
 
+/// The approvals API ([`crate::router`]) under `/api` and the dashboard under `/ui`, on the
+/// credentials of `config`: what an application serving both merges into its router.
+pub fn router_with_api(config: DashboardConfig) -> Router {
+    let api = crate::router(config.approvals.clone(), config.auth.clone());
+    Router::new().nest("/api", api).merge(router(config))
+}
+
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(

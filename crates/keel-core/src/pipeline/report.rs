@@ -104,3 +104,28 @@ pub struct RunReport {
     /// How many notifications failed to deliver.
     pub notify_failures: usize,
 }
+
+impl RunReport {
+    /// Logs what the pass did: one `pass done` line with the counts (and `pass`, what started
+    /// it), and a warning for each failure.
+    pub fn log(&self, pass: &str) {
+        for failure in &self.failures {
+            tracing::warn!(
+                target_name = %failure.target,
+                id = ?failure.id,
+                error = %failure.error,
+                "pass failure"
+            );
+        }
+        tracing::info!(
+            pass,
+            tracked = self.tracked,
+            listings = self.listings,
+            planned = self.planned.len(),
+            applied = self.applied.len(),
+            awaiting_approval = self.awaiting_approval.len(),
+            failures = self.failures.len(),
+            "pass done"
+        );
+    }
+}
