@@ -62,10 +62,9 @@ impl ImageDetail {
 
 /// Which image a page or form is about.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ImageQuery {
-    #[serde(default)]
     target: String,
-    #[serde(default)]
     id: String,
 }
 
@@ -120,22 +119,15 @@ fn not_tracked(viewer: &Viewer, q: &ImageQuery) -> Response {
 
 /// The settings form: each field is one key; an empty field clears it.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct SettingsForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     target: String,
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     policy: String,
-    #[serde(default)]
     trigger: String,
-    #[serde(default)]
     schedule: String,
-    #[serde(default)]
     approvals: String,
-    #[serde(default)]
     deadline: String,
 }
 
@@ -202,16 +194,13 @@ pub(crate) async fn change_settings(
     headers: HeaderMap,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&viewer, &headers, &form.csrf) {
-        return refused;
-    }
     let q = ImageQuery {
         target: form.target.clone(),
         id: form.id.clone(),
     };
-    let current = match settings_of(&dash, &q).await {
+    let current = match admitted(&dash, &viewer, &headers, &form.csrf, &q).await {
         Ok(current) => current,
-        Err(e) => return core_error(&viewer, "Could not read the settings", &e),
+        Err(refused) => return refused,
     };
     let change = settings_change(&current, &form);
     if change.is_empty() {
@@ -231,14 +220,11 @@ pub(crate) async fn change_settings(
 
 /// The pause form: `action` is `pause` or `resume`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct PauseForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     target: String,
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     action: String,
 }
 
@@ -269,12 +255,13 @@ pub(crate) async fn pause(
     headers: HeaderMap,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&viewer, &headers, &form.csrf) {
-        return refused;
-    }
     let q = ImageQuery {
         target: form.target.clone(),
         id: form.id.clone(),
+    };
+    let current = match admitted(&dash, &viewer, &headers, &form.csrf, &q).await {
+        Ok(current) => current,
+        Err(refused) => return refused,
     };
     let (pause, action) = match form.action.as_str() {
         "pause" => (true, AuditAction::Paused),
@@ -284,10 +271,6 @@ pub(crate) async fn pause(
             return forbidden(Some(&viewer), &reason);
         }
     };
-    let current = match settings_of(&dash, &q).await {
-        Ok(current) => current,
-        Err(e) => return core_error(&viewer, "Could not read the settings", &e),
-    };
     let container = container_of(&q.id);
     let next = paused_after(current.get(PAUSED).map(String::as_str), container, pause);
     let change = SettingsChange::from([(PAUSED.to_owned(), next)]);
@@ -296,6 +279,23 @@ pub(crate) async fn pause(
         if pause { "paused" } else { "resumed" }
     );
     apply_change(&dash, &viewer, &q, &change, action, message).await
+}
+
+/// The image's settings when the POST may change them (a same-site form of an admin), else
+/// the page that says why not.
+async fn admitted(
+    dash: &Dash,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    csrf: &str,
+    q: &ImageQuery,
+) -> Result<BTreeMap<String, String>, Response> {
+    if let Some(refused) = refusal(viewer, headers, csrf) {
+        return Err(refused);
+    }
+    settings_of(dash, q)
+        .await
+        .map_err(|e| core_error(viewer, "Could not read the settings", &e))
 }
 
 async fn settings_of(dash: &Dash, q: &ImageQuery) -> Result<BTreeMap<String, String>, Error> {

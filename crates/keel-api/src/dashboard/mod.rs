@@ -510,8 +510,8 @@ fn forbidden(viewer: Option<&Viewer>, reason: &str) -> Response {
 
 /// A form's CSRF field.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct CsrfForm {
-    #[serde(default)]
     csrf: String,
 }
 
@@ -547,11 +547,10 @@ async fn login_form(State(dash): State<Dash>, headers: HeaderMap) -> Response {
     Html(pages::login_page(None).into_string()).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct LoginForm {
-    #[serde(default)]
     user: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -603,18 +602,13 @@ async fn logout(
 
 /// The query of the tracked-images page.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct TrackedQuery {
-    #[serde(default)]
     pub(crate) ns: String,
-    #[serde(default)]
     pub(crate) kind: String,
-    #[serde(default)]
     pub(crate) policy: String,
-    #[serde(default)]
     pub(crate) update: String,
-    #[serde(default)]
     pub(crate) sort: String,
-    #[serde(default)]
     pub(crate) desc: String,
 }
 
@@ -686,8 +680,8 @@ async fn tracked_page(
 // --- approvals -------------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct ApprovalsQuery {
-    #[serde(default)]
     state: String,
 }
 
@@ -802,14 +796,11 @@ async fn pending_count(State(dash): State<Dash>) -> Response {
 
 /// The filters and page of the audit log.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct AuditFilter {
-    #[serde(default)]
     pub(crate) action: String,
-    #[serde(default)]
     pub(crate) target: String,
-    #[serde(default)]
     pub(crate) image: String,
-    #[serde(default)]
     pub(crate) page: Option<usize>,
 }
 
