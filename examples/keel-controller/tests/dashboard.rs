@@ -84,6 +84,30 @@ async fn wait_for_text(browser: &Browser, url: &str, want: &str) -> String {
     }
 }
 
+/// The controller over namespace `ns` (its own state in `own_ns`), resyncing every second,
+/// with the API and dashboard credentials `auth`, once it serves.
+async fn serving(api: &ApiServer, ns: &str, own_ns: &str, auth: &str) -> Controller {
+    let controller = Controller::start(
+        api,
+        ADMIN,
+        &[
+            "--namespaces",
+            ns,
+            "--controller-namespace",
+            own_ns,
+            "--resync",
+            "1s",
+        ],
+        &[
+            ("KEEL_API_AUTH", auth),
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    controller.wait_until_serving().await;
+    controller
+}
+
 async fn screenshot(browser: &Browser, name: &str) {
     browser
         .screenshot(screenshot_dir().join(format!("dashboard-{name}.png")))
@@ -107,27 +131,13 @@ async fn approve_a_held_update_in_the_browser_and_see_it_roll_out() {
         .annotation("keel.sh/approvals", "1")
         .create(&client, &ns)
         .await;
-    let controller = Controller::start(
+    let controller = serving(
         api,
-        ADMIN,
-        &[
-            "--namespaces",
-            &ns,
-            "--controller-namespace",
-            &own_ns,
-            "--resync",
-            "1s",
-        ],
-        &[
-            (
-                "KEEL_API_AUTH",
-                "basic/approver:ops:ops-pw,basic/reader:viewer:viewer-pw",
-            ),
-            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
-            ("RUST_LOG", "info"),
-        ],
-    );
-    controller.wait_until_serving().await;
+        &ns,
+        &own_ns,
+        "basic/approver:ops:ops-pw,basic/reader:viewer:viewer-pw",
+    )
+    .await;
     let base = controller.base().to_owned();
 
     // A read-only user sees the request, without buttons.
@@ -262,24 +272,7 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     Workload::keel_deployment("odd", "regexp:^<script>alert(1)</script>$", &image("1.0.0"))
         .create(&client, &ns)
         .await;
-    let controller = Controller::start(
-        api,
-        ADMIN,
-        &[
-            "--namespaces",
-            &ns,
-            "--controller-namespace",
-            &own_ns,
-            "--resync",
-            "1s",
-        ],
-        &[
-            ("KEEL_API_AUTH", "basic/admin:root:root-pw"),
-            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
-            ("RUST_LOG", "info"),
-        ],
-    );
-    controller.wait_until_serving().await;
+    let controller = serving(api, &ns, &own_ns, "basic/admin:root:root-pw").await;
     let base = controller.base().to_owned();
     let browser = Browser::start().await;
     log_in(&browser, &base, "root", "root-pw").await;
