@@ -360,7 +360,7 @@ async fn many_images_on_one_tag_cost_one_digest_lookup() {
 }
 
 #[tokio::test]
-async fn updates_without_approvals_do_not_touch_the_store_or_the_registry_digests() {
+async fn updates_without_approvals_open_no_request_resolve_no_digest_and_are_audited() {
     let s = setup();
     s.target.track_with(tracked("free", "redis:7.0.1", 0));
     s.registry.push_tags("redis", &["7.0.1", "7.2.0"]);
@@ -373,6 +373,22 @@ async fn updates_without_approvals_do_not_touch_the_store_or_the_registry_digest
         "only the approval-bound update resolved a digest"
     );
     assert_eq!(s.stored_requests().await, 1);
+    // The audit log holds every update, not only the approved ones.
+    let applied: Vec<_> = audit_entries(&s.approvals)
+        .await
+        .into_iter()
+        .filter(|e| e.action == AuditAction::Applied)
+        .map(|e| (e.image_id, e.image, e.request, e.actor))
+        .collect();
+    assert_eq!(
+        applied,
+        [(
+            "free".to_owned(),
+            "docker.io/library/redis:7.2.0".to_owned(),
+            None,
+            None
+        )]
+    );
 }
 
 #[tokio::test]

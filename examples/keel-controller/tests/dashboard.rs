@@ -312,6 +312,13 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     let text = wait_for_text(&browser, &image_page, "Candidate tags").await;
     assert!(text.contains("2.0.0"), "{text}");
     screenshot(&browser, "image").await;
+    page.execute(
+        "document.getElementById('candidates-title').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(&browser, "image-candidates").await;
 
     // The admin sets the policy to `major`: the annotation changes, and 2.0.0 rolls out.
     let policy = page.find(Locator::Id("policy")).await.unwrap();

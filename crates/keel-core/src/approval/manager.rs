@@ -612,6 +612,37 @@ impl Approvals {
         Ok(())
     }
 
+    /// Records an update that needed no approval: applied (`Ok`), or failed with the error
+    /// (`Err`), so that the audit log holds every update, not only the approved ones.
+    pub async fn record_update(
+        &self,
+        plan: &UpdatePlan,
+        outcome: std::result::Result<(), &str>,
+    ) -> Result<()> {
+        let (action, message) = match outcome {
+            Ok(()) => (
+                AuditAction::Applied,
+                format!("{} applied in {}", plan.new, plan.target),
+            ),
+            Err(error) => (
+                AuditAction::ApplyFailed,
+                format!("applying {} failed: {error}", plan.new),
+            ),
+        };
+        let entry = AuditEntry {
+            seq: 0,
+            time: self.now(),
+            action,
+            request: None,
+            actor: None,
+            target: plan.target.clone(),
+            image_id: plan.id.clone(),
+            image: plan.new.to_string(),
+            message,
+        };
+        self.store.append_audit(entry).await.map(drop)
+    }
+
     /// How many requests wait for votes now: pending and not past their deadline.
     pub async fn pending(&self) -> Result<usize> {
         let now = self.now();

@@ -249,16 +249,22 @@ impl Pipeline {
                     info!(plan = %plan, outcome = msg, "update applied");
                     self.emit(report, EventKind::UpdateApplied, &plan, &planned.image, msg)
                         .await;
-                    if let (Some(approvals), Some(request)) = (&self.approvals, request)
-                        && let Err(error) = approvals.mark_applied(&request.id).await
-                    {
-                        let id = request.id;
-                        warn!(request = %id, %error, "marking applied failed");
-                        report.failures.push(Failure {
-                            target: plan.target.clone(),
-                            id: Some(plan.id.clone()),
-                            error,
-                        });
+                    if let Some(approvals) = &self.approvals {
+                        let recorded = match request {
+                            Some(request) => approvals.mark_applied(&request.id).await,
+                            None if outcome == ApplyOutcome::Applied => {
+                                approvals.record_update(&plan, Ok(())).await
+                            }
+                            None => Ok(()),
+                        };
+                        if let Err(error) = recorded {
+                            warn!(plan = %plan, %error, "recording the update failed");
+                            report.failures.push(Failure {
+                                target: plan.target.clone(),
+                                id: Some(plan.id.clone()),
+                                error,
+                            });
+                        }
                     }
                     report.applied.push(plan);
                     continue;
@@ -269,11 +275,14 @@ impl Pipeline {
             let msg = error.to_string();
             self.emit(report, EventKind::UpdateFailed, &plan, &planned.image, &msg)
                 .await;
-            if let (Some(approvals), Some(request)) = (&self.approvals, request)
-                && let Err(e) = approvals.mark_apply_failed(&request.id, &msg).await
-            {
-                let id = request.id;
-                warn!(request = %id, error = %e, "auditing failure failed");
+            if let Some(approvals) = &self.approvals {
+                let recorded = match request {
+                    Some(request) => approvals.mark_apply_failed(&request.id, &msg).await,
+                    None => approvals.record_update(&plan, Err(&msg)).await,
+                };
+                if let Err(e) = recorded {
+                    warn!(plan = %plan, error = %e, "auditing the failure failed");
+                }
             }
             report.failures.push(Failure {
                 target: plan.target.clone(),
