@@ -28,7 +28,7 @@
 //! | `spec.policy.numerical.order` | [`policy::NumericalPolicy::order`], a [`keel_core::policy::SortOrder`]; tags read as Go `strconv.ParseFloat` reads them |
 //! | `spec.filterTags.pattern` | [`policy::TagFilter::pattern`], a `regex` crate regex (RE2 syntax, unanchored) |
 //! | `spec.filterTags.extract` | [`policy::TagFilter::extract`], a template expanded on the match (`$1`, `$name`, `${name}`) |
-//! | `status.latestRef.tag` | [`policy::FluxPolicy::latest`], or the tag of the [`keel_core::Decision`] that [`keel_core::Policy::select`] returns |
+//! | `status.latestRef.tag` (v1; the tag of `status.latestImage` in v1beta2) | [`policy::FluxPolicy::latest`], or the tag of the [`keel_core::Decision`] that [`keel_core::Policy::select`] returns |
 //! | an invalid spec (`Ready=False`, reason `InvalidPolicy`) | [`keel_core::Error::InvalidInput`] from [`policy::FluxPolicy::new`], naming the field |
 //!
 //! Where keel-flux deliberately differs from Flux (ties between equal versions) and where it

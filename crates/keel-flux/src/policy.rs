@@ -983,6 +983,41 @@ mod tests {
         }
     }
 
+    /// On plain decimal syntax (no `_`, hex or words, where Go accepts more), Go's reading is
+    /// Rust's, except that a finite literal too large for a float is an error in Go.
+    #[test]
+    fn go_floats_agree_with_rust_on_decimals() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = b"0123456789.-+eE";
+        let mut parsed = 0;
+        for _ in 0..50_000 {
+            let len = rng.usize(0..10);
+            let s: String = (0..len)
+                .map(|_| char::from(alphabet[rng.usize(0..alphabet.len())]))
+                .collect();
+            let rust = s.parse::<f64>().ok().filter(|v| v.is_finite());
+            assert_eq!(parse_go_float(&s), rust, "{s:?}");
+            parsed += usize::from(rust.is_some());
+        }
+        assert!(parsed > 1000, "{parsed}");
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        let alphabet: Vec<char> = "0123456789.-+_eEpPxXvViInNaAfFtyé€ ".chars().collect();
+        for _ in 0..50_000 {
+            let len = rng.usize(0..12);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.usize(0..alphabet.len())])
+                .collect();
+            let _ = parse_go_float(&s);
+            if let Some(v) = strict_semver(&s) {
+                assert!(s.is_ascii(), "{s:?} parsed as {v}");
+            }
+        }
+    }
+
     #[test]
     fn strict_semver_admits_only_full_versions() {
         for s in [

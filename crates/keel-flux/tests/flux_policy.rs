@@ -339,6 +339,12 @@ fn admits_applies_only_the_filter() {
     let p = semver("^1");
     assert!(p.admits("latest"));
     assert_eq!(p.summary(), "flux semver:^1");
+
+    // The pipeline holds policies as `Arc<dyn Policy>`.
+    let shared: std::sync::Arc<dyn Policy> = std::sync::Arc::new(p);
+    let tags = ["1.0.0", "1.5.0"].map(Candidate::new);
+    let d = shared.select(&SelectInput::new(Current::tag("1.0.0"), &tags));
+    assert_eq!(d.tag(), Some("1.5.0"));
 }
 
 /// The parse error inside an `Error::InvalidInput`.
