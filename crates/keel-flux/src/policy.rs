@@ -59,7 +59,10 @@
 //!   `2.0.0-rc.1` and `>=1.0.0-0 >1.2` does not take `1.3.0-rc.1`, where Masterminds takes both.
 //!   Write full versions (`<2.0.0`) for Masterminds' answer, which keel-core gives too.
 //! - `~0.0.0` is `>=0.0.0 <0.1.0` (Masterminds: any version); `~*` and `^*` are rejected by
-//!   [`FluxPolicy::new`] (Masterminds: any version, and only `0.0.x` releases with patch 0).
+//!   [`FluxPolicy::new`] (Masterminds: any version, and only `0.0.0`), and so is a number after
+//!   a wildcard, `1.x.3` (Masterminds: `1.x`).
+//! - Versions in ranges may have leading zeros (`>=01.2.0`), which recent Masterminds versions
+//!   reject.
 //! - The operators `=>` and `=<`, which Masterminds accepts, are read as `>=` and `<=`.
 //! - Numeric pre-release identifiers longer than 64 bits compare as numbers, as semver 2.0.0
 //!   says; Masterminds compares them as text.

@@ -78,6 +78,9 @@ fn semver_cases() {
         ("*",                         "1.0.0+a 1.0.0+b",                                Some("1.0.0+b")),
         ("*",                         "v1.0.0+b 1.0.0+c",                               Some("v1.0.0+b")),
         ("*",                         "",                                               None),
+        // Documented differences from Masterminds, in keel-core's reading of the range.
+        ("~0.0.0",                    "0.0.5 0.1.0",                                    Some("0.0.5")),
+        (">=1.0.0-0 <2",              "1.5.0 2.0.0-rc.1",                               Some("1.5.0")),
     ];
     for (range, tags, expected) in cases {
         assert_eq!(
@@ -383,7 +386,17 @@ fn bad_specs_name_the_field_and_the_fault() {
     assert_eq!(e.span(), Some((7, 10)));
     assert!(e.reason().contains("`abc`"), "{e}");
 
-    for range in ["", "   ", "~*", ">=1.0.0 ||", "1.2.3.4", "=>1.0.0 <<2"] {
+    // `~*`, `^*` and `1.x.3` are among the documented differences from Masterminds.
+    for range in [
+        "",
+        "   ",
+        "~*",
+        "^*",
+        "1.x.3",
+        ">=1.0.0 ||",
+        "1.2.3.4",
+        "=>1.0.0 <<2",
+    ] {
         let e = invalid(ImagePolicyChoice::semver(range), None);
         assert_eq!(e.kind(), "spec.policy.semver.range", "{range:?}");
         assert_eq!(e.input(), range);
