@@ -1,0 +1,81 @@
+//! Argo CD Image Updater for keel-rs: Argo CD `Application`s (`argoproj.io/v1alpha1`)
+//! configured by the annotations of Image Updater 0.x, updated by the keel-rs
+//! [`Pipeline`](keel_core::Pipeline) with the `argocd` write-back method.
+//!
+//! [`ArgoCdTarget`] is a [`keel_core::Target`]: it lists the Applications that carry
+//! `argocd-image-updater.argoproj.io/image-list`, reads what each image runs, and lets the
+//! keel-core policy engine choose the next version; an update rewrites the Application's Helm
+//! parameters or Kustomize images, as Image Updater does, and Argo CD syncs it.
+//!
+//! # The annotations
+//!
+//! Keys start with `argocd-image-updater.argoproj.io/`; `<alias>` is the image's alias, with
+//! `/` written as `_`. [`annotations`] reads them, in one place, into typed values that every
+//! write-back reuses.
+//!
+//! | key | value | keel-rs reading |
+//! |---|---|---|
+//! | `image-list` | `[<alias>=]<image>[:<constraint>]`, comma-separated | without `<alias>=`, the alias is the last path component of the image name (`ghcr.io/acme/web` → `web`) |
+//! | `<alias>.update-strategy` | `semver` (default), `newest-build` (`latest`), `digest`, `alphabetical` (`name`) | `semver:<constraint>` (`semver:*` without), `newest-build`, `digest` following the tag the constraint names, `alphabetical` |
+//! | `<alias>.allow-tags` | `regexp:<re>` or `any` | the policy's filter regex |
+//! | `<alias>.ignore-tags` | globs, comma-separated | one anchored exclude regex per glob |
+//! | `<alias>.force-update` | `true` / `false` | recorded ([`ImageConfig::force_update`](annotations::ImageConfig)) |
+//! | `<alias>.platforms` | `os/arch[/variant]`, comma-separated | recorded; the registry backend's platform applies |
+//! | `<alias>.pull-secret` | `pullsecret:<ns>/<name>`, `secret:<ns>/<name>#<field>`, `env:<VAR>` | registry credentials for that image's repository only ([`PullCredentials`]) |
+//! | `<alias>.helm.image-name`, `<alias>.helm.image-tag` | Helm parameter names (default `image.name`, `image.tag`) | set to the image name and to `tag` (`tag@digest` with `digest`) |
+//! | `<alias>.helm.image-spec` | one Helm parameter | set to `<image>:<tag>` instead of the two above |
+//! | `<alias>.kustomize.image-name` | the image Kustomize overrides (default: the image) | the override is `<that name>=<image>:<tag>` |
+//! | `write-back-method` | `argocd` (default), `git[:<credentials>]` | `git` Applications are discovered; applying to them is [`Error::NotSupported`](keel_core::Error) |
+//!
+//! A bad value skips its Application with a [`Problem`](keel_k8s::Problem) naming the
+//! Application, the key and the value ([`ArgoCdTarget::problems`]); the others are tracked.
+//!
+//! # What runs, and the write-back
+//!
+//! - The running image of an alias comes from the Application's own parameters when they set
+//!   it (Helm: `spec.source.helm.parameters`; Kustomize: `spec.source.kustomize.images`
+//!   entries `name=newName:tag`, `name:tag`, `name@digest`), else from the images Argo CD
+//!   reports (`status.summary.images`). With neither, the image is not tracked and a problem
+//!   says why.
+//! - The source is Helm or Kustomize by `spec.source.helm` / `spec.source.kustomize`, else by
+//!   `status.sourceType`.
+//! - An update patches only those parameters (with `forceString: true`; other parameters and
+//!   their order are kept) or that one Kustomize image, guarded by the `resourceVersion` it
+//!   read, as field manager `keel`; a concurrent change is re-read and retried, then
+//!   reported as a conflict. A plan whose current image no longer runs is a conflict;
+//!   applying a plan twice is [`ApplyOutcome::AlreadyCurrent`](keel_core::ApplyOutcome).
+//! - Ids are `application/<namespace>/<name>/<alias>`.
+//!
+//! As kube's own crates do, keel-argocd leaves the Kubernetes version of the API types (a
+//! feature of `k8s-openapi`) and kube's TLS backend to the application.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use keel_argocd::ArgoCdTarget;
+//! use keel_core::Pipeline;
+//! use keel_registry::RegistryClient;
+//! # async fn demo() -> Result<(), keel_core::Error> {
+//! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
+//! let target = ArgoCdTarget::new(client).with_namespace("argocd");
+//! let registry = RegistryClient::builder()
+//!     .with_credential_source(Arc::new(target.credentials()))
+//!     .build()?;
+//! let report = Pipeline::new(Arc::new(registry)).with_target(Arc::new(target)).run_once().await;
+//! println!("{} Application image(s) updated", report.applied.len());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod annotations;
+mod credentials;
+pub mod source;
+mod target;
+
+pub use annotations::{ApplicationConfig, ImageConfig, UpdateStrategy, WriteBack};
+pub use credentials::PullCredentials;
+pub use target::{ArgoCdTarget, PROBLEM_KIND, RESOURCE, application_resource};
+
+/// The `applications.argoproj.io` CustomResourceDefinition, for the fields keel-argocd reads
+/// and writes, written from Argo CD's API reference (with the status subresource): for test
+/// and development clusters without Argo CD.
+pub const APPLICATION_CRD: &str = include_str!("../crds/applications.argoproj.io.yaml");

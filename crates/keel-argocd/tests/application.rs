@@ -1,0 +1,877 @@
+//! Argo CD Applications in a real kube-apiserver (with the Application CRD of this crate),
+//! images in a real registry, and full passes of the keel-core pipeline over the target.
+//!
+//! Needs `eval "$(scripts/envtest env)"` and `scripts/registry-server install`; without the
+//! API server binaries the tests return early after saying so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
+use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, RunReport, Target, UpdatePlan};
+use keel_registry::RegistryClient;
+use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest, wait_until};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const PREFIX: &str = "argocd-image-updater.argoproj.io/";
+
+/// The shared API server with the Application CRD served, a fresh namespace and an admin
+/// client.
+async fn argocd_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
+    let (server, ns, client) = ApiServer::shared_namespace(prefix).await?;
+    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        .header(http::header::CONTENT_TYPE, "application/yaml")
+        .body(APPLICATION_CRD.as_bytes().to_vec())
+        .expect("a valid request");
+    match client.request_text(request).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("create the CRD applications.argoproj.io: {e}"),
+    }
+    wait_until(
+        "applications served in argoproj.io/v1alpha1",
+        (Duration::from_secs(30), Duration::from_millis(100)),
+        async || {
+            if server.serves("argoproj.io/v1alpha1", "applications").await {
+                Ok(())
+            } else {
+                Err("not in discovery yet")
+            }
+        },
+    )
+    .await;
+    Some((server, ns, client))
+}
+
+fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &application_resource())
+}
+
+/// Creates Application `name` with `annotations` (keys without the prefix), `source` and,
+/// when given, `status` (written through the status subresource, as Argo CD does).
+async fn create_app(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    annotations: &[(&str, &str)],
+    source: Value,
+    status: Option<Value>,
+) {
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).to_owned()))
+        .collect();
+    let mut source = source;
+    source["repoURL"] = json!("https://git.example/acme/deploy.git");
+    source["path"] = json!(format!("apps/{name}"));
+    source["targetRevision"] = json!("HEAD");
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": name, "namespace": ns, "annotations": annotations },
+        "spec": {
+            "project": "default",
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
+            "source": source,
+        },
+    }))
+    .expect("an Application");
+    let api = apps(client, ns);
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
+    if let Some(status) = status {
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("status of application {ns}/{name}: {e}"));
+    }
+}
+
+async fn app(client: &Client, ns: &str, name: &str) -> DynamicObject {
+    apps(client, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get application {ns}/{name}: {e}"))
+}
+
+async fn source(client: &Client, ns: &str, name: &str) -> Value {
+    app(client, ns, name).await.data["spec"]["source"].clone()
+}
+
+fn helm(parameters: Value) -> Value {
+    json!({ "helm": { "parameters": parameters } })
+}
+
+fn kustomize(images: &[&str]) -> Value {
+    json!({ "kustomize": { "images": images } })
+}
+
+fn target(client: Client, ns: &str) -> Arc<ArgoCdTarget> {
+    Arc::new(
+        ArgoCdTarget::new(client)
+            .with_namespace(ns)
+            .with_name("argocd"),
+    )
+}
+
+/// A pipeline over `target` with a registry client that is not rate limited and takes the
+/// target's pull secrets.
+fn pipeline(target: &Arc<ArgoCdTarget>) -> Pipeline {
+    let registry = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .with_credential_source(Arc::new(target.credentials()))
+        .build()
+        .expect("registry client");
+    Pipeline::new(Arc::new(registry)).with_target(target.clone())
+}
+
+fn applied(report: &RunReport) -> Vec<String> {
+    let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
+    applied.sort();
+    applied
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+#[tokio::test]
+async fn helm_applications_get_their_parameters_set_and_nothing_else() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-helm").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "acme/web",
+        &["1.2.3", "1.2.9", "1.3.0", "2.0.0", "1.2.10-rc.1"],
+    )
+    .await;
+    let web = format!("{}/acme/web", registry.addr());
+    let list = format!("web={web}:~1.2");
+    // Default parameter names, among others that must stay as they are.
+    create_app(
+        &admin,
+        &ns,
+        "default-names",
+        &[("image-list", &list)],
+        helm(json!([
+            { "name": "replicaCount", "value": "2" },
+            { "name": "image.name", "value": web },
+            { "name": "image.tag", "value": "1.2.3" },
+            { "name": "ingress.enabled", "value": "true", "forceString": false },
+        ])),
+        Some(json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } })),
+    )
+    .await;
+    // Custom names, the tag parameter not set yet: what runs comes from the status.
+    create_app(
+        &admin,
+        &ns,
+        "custom-names",
+        &[
+            ("image-list", &format!("{web}:^1")),
+            ("web.helm.image-name", "app.repository"),
+            ("web.helm.image-tag", "app.version"),
+        ],
+        helm(json!([{ "name": "app.replicas", "value": "3" }])),
+        Some(json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } })),
+    )
+    .await;
+    // One parameter with the whole reference.
+    create_app(
+        &admin,
+        &ns,
+        "image-spec",
+        &[("image-list", &list), ("web.helm.image-spec", "app.image")],
+        helm(json!([
+            { "name": "app.image", "value": format!("{web}:1.2.3") },
+            { "name": "app.port", "value": "8080" },
+        ])),
+        None,
+    )
+    .await;
+
+    let target = target(admin.clone(), &ns);
+    let pipeline = pipeline(&target);
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    assert_eq!(
+        applied(&report),
+        [
+            format!("argocd application/{ns}/custom-names/web: {web}:1.2.3 -> {web}:1.3.0"),
+            format!("argocd application/{ns}/default-names/web: {web}:1.2.3 -> {web}:1.2.9"),
+            format!("argocd application/{ns}/image-spec/web: {web}:1.2.3 -> {web}:1.2.9"),
+        ]
+    );
+    assert_eq!(
+        source(&admin, &ns, "default-names").await["helm"]["parameters"],
+        json!([
+            { "name": "replicaCount", "value": "2" },
+            { "name": "image.name", "value": web, "forceString": true },
+            { "name": "image.tag", "value": "1.2.9", "forceString": true },
+            { "name": "ingress.enabled", "value": "true", "forceString": false },
+        ])
+    );
+    assert_eq!(
+        source(&admin, &ns, "custom-names").await["helm"]["parameters"],
+        json!([
+            { "name": "app.replicas", "value": "3" },
+            { "name": "app.repository", "value": web, "forceString": true },
+            { "name": "app.version", "value": "1.3.0", "forceString": true },
+        ])
+    );
+    let spec = source(&admin, &ns, "image-spec").await;
+    assert_eq!(
+        spec["helm"]["parameters"],
+        json!([
+            { "name": "app.image", "value": format!("{web}:1.2.9"), "forceString": true },
+            { "name": "app.port", "value": "8080" },
+        ])
+    );
+    // The rest of the source is untouched.
+    assert_eq!(spec["repoURL"], "https://git.example/acme/deploy.git");
+    assert_eq!(spec["path"], "apps/image-spec");
+    let managers: Vec<String> = app(&admin, &ns, "default-names")
+        .await
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.iter().any(|m| m == "keel"), "{managers:?}");
+
+    // A second pass finds nothing to do and writes nothing.
+    let versions: Vec<Option<String>> = resource_versions(&admin, &ns).await;
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(report.tracked, 3);
+    assert_eq!(resource_versions(&admin, &ns).await, versions);
+
+    // Applying a plan that was applied already is idempotent.
+    let plan = UpdatePlan {
+        target: "argocd".into(),
+        id: format!("application/{ns}/default-names/web"),
+        current: image(&format!("{web}:1.2.3")),
+        new: image(&format!("{web}:1.2.9")),
+    };
+    assert_eq!(
+        target.apply(&plan).await.unwrap(),
+        ApplyOutcome::AlreadyCurrent
+    );
+    assert_eq!(resource_versions(&admin, &ns).await, versions);
+}
+
+/// The resourceVersion of every Application in `ns`, by name.
+async fn resource_versions(client: &Client, ns: &str) -> Vec<Option<String>> {
+    let mut list: Vec<(String, Option<String>)> = apps(client, ns)
+        .list(&Default::default())
+        .await
+        .expect("list applications")
+        .items
+        .into_iter()
+        .map(|a| {
+            (
+                a.metadata.name.unwrap_or_default(),
+                a.metadata.resource_version,
+            )
+        })
+        .collect();
+    list.sort();
+    list.into_iter().map(|(_, v)| v).collect()
+}
+
+#[tokio::test]
+async fn kustomize_applications_follow_every_strategy() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-kustomize").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "acme/names",
+        &["build-a", "build-c", "build-b"],
+    )
+    .await;
+    let addr = registry.addr().to_owned();
+    for (tag, created) in [
+        ("main-1111", "2024-01-01T00:00:00Z"),
+        ("main-3333", "2024-03-01T00:00:00Z"),
+        ("main-2222", "2024-02-01T00:00:00Z"),
+    ] {
+        registry
+            .push_image("acme/builds", tag, created, "linux/amd64")
+            .await;
+    }
+    let first = registry
+        .push_tags("acme/stable", &["stable"])
+        .await
+        .remove(0);
+    registry
+        .push_tags("acme/api", &["1.0.0", "1.1.0", "2.0.0"])
+        .await;
+
+    create_app(
+        &admin,
+        &ns,
+        "alphabetical",
+        &[
+            ("image-list", &format!("names={addr}/acme/names")),
+            ("names.update-strategy", "name"),
+        ],
+        kustomize(&[
+            "nginx:1.25",
+            &format!("{addr}/acme/names:build-a"),
+            "redis=redis:7",
+        ]),
+        None,
+    )
+    .await;
+    // What runs only in the status: the override is added.
+    create_app(
+        &admin,
+        &ns,
+        "newest",
+        &[
+            ("image-list", &format!("{addr}/acme/builds")),
+            ("builds.update-strategy", "latest"),
+        ],
+        json!({ "kustomize": {} }),
+        Some(json!({ "summary": { "images": [format!("{addr}/acme/builds:main-1111")] } })),
+    )
+    .await;
+    create_app(
+        &admin,
+        &ns,
+        "digest",
+        &[
+            ("image-list", &format!("s={addr}/acme/stable:stable")),
+            ("s.update-strategy", "digest"),
+        ],
+        kustomize(&[&format!("{addr}/acme/stable:stable")]),
+        None,
+    )
+    .await;
+    // The source type from the status alone, and an override of another image name.
+    create_app(
+        &admin,
+        &ns,
+        "renamed",
+        &[
+            ("image-list", &format!("api={addr}/acme/api:1.x")),
+            ("api.kustomize.image-name", "acme/api-base"),
+        ],
+        json!({}),
+        Some(json!({ "sourceType": "Kustomize", "summary": { "images": [format!("{addr}/acme/api:1.0.0")] } })),
+    )
+    .await;
+
+    let target = target(admin.clone(), &ns);
+    let pipeline = pipeline(&target);
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    assert_eq!(report.applied.len(), 4, "{:?}", applied(&report));
+    let images = async |name: &str| source(&admin, &ns, name).await["kustomize"]["images"].clone();
+    assert_eq!(
+        images("alphabetical").await,
+        json!([
+            "nginx:1.25",
+            format!("{addr}/acme/names:build-c"),
+            "redis=redis:7"
+        ])
+    );
+    assert_eq!(
+        images("newest").await,
+        json!([format!("{addr}/acme/builds:main-3333")])
+    );
+    assert_eq!(
+        images("digest").await,
+        json!([format!("{addr}/acme/stable:stable@{first}")])
+    );
+    assert_eq!(
+        images("renamed").await,
+        json!([format!("acme/api-base={addr}/acme/api:1.1.0")])
+    );
+
+    // Nothing moved: nothing to do. Then the followed tag is pushed again.
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.applied.is_empty(), "{:?}", applied(&report));
+    let second = registry.push_tags("acme/stable", &["next"]).await.remove(0);
+    assert_ne!(first, second);
+    registry.retag("acme/stable", "next", "stable").await;
+    // A fresh registry client: the first one may answer from its digest cache for a while.
+    let report = self::pipeline(&target).run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "argocd application/{ns}/digest/s: {addr}/acme/stable:stable@{first} -> \
+             {addr}/acme/stable:stable@{second}"
+        )]
+    );
+    assert_eq!(
+        images("digest").await,
+        json!([format!("{addr}/acme/stable:stable@{second}")])
+    );
+}
+
+#[tokio::test]
+async fn allow_tags_and_ignore_tags_narrow_the_choice() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-filters").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "acme/web",
+        &["1.0.0", "1.2.0", "1.3.0", "1.3.1", "2.0.0", "1.4.0-debug"],
+    )
+    .await;
+    let web = format!("{}/acme/web", registry.addr());
+    create_app(
+        &admin,
+        &ns,
+        "filtered",
+        &[
+            ("image-list", &format!("web={web}")),
+            ("web.allow-tags", r"regexp:^1\.[0-9]+\.[0-9]+"),
+            ("web.ignore-tags", "1.3.*, *-debug"),
+        ],
+        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
+        None,
+    )
+    .await;
+    create_app(
+        &admin,
+        &ns,
+        "unfiltered",
+        &[("image-list", &format!("web={web}"))],
+        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
+        None,
+    )
+    .await;
+    let target = target(admin.clone(), &ns);
+    let report = pipeline(&target).run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        applied(&report),
+        [
+            format!("argocd application/{ns}/filtered/web: {web}:1.0.0 -> {web}:1.2.0"),
+            format!("argocd application/{ns}/unfiltered/web: {web}:1.0.0 -> {web}:2.0.0"),
+        ]
+    );
+}
+
+/// An admin client that runs what `race` makes of the number of PATCHes of application
+/// `name` before each one.
+fn racing_client(
+    server: &ApiServer,
+    ns: &str,
+    name: &str,
+    race: impl Fn(usize) -> Option<HookFuture> + Send + Sync + 'static,
+) -> (Client, Arc<AtomicUsize>) {
+    let path = format!("/apis/argoproj.io/v1alpha1/namespaces/{ns}/applications/{name}");
+    let patches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&patches);
+    let client = server.intercepting_client_as(
+        ADMIN,
+        Arc::new(move |request: &RecordedRequest| {
+            if request.method != "PATCH" || request.path != path {
+                return None;
+            }
+            race(counted.fetch_add(1, Ordering::SeqCst))
+        }),
+    );
+    (client, patches)
+}
+
+fn concurrent_change(client: &Client, ns: &str, name: &str, patch: Value) -> HookFuture {
+    let api = apps(client, ns);
+    let name = name.to_owned();
+    Box::pin(async move {
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("the concurrent change");
+    })
+}
+
+#[tokio::test]
+async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
+    let Some((server, ns, admin)) = argocd_namespace("argo-race").await else {
+        return;
+    };
+    let web = "registry.example/acme/web";
+    let list = format!("web={web}");
+    for name in ["relabelled", "moved", "busy"] {
+        create_app(
+            &admin,
+            &ns,
+            name,
+            &[("image-list", &list)],
+            helm(json!([
+                { "name": "image.tag", "value": "1.0.0" },
+                { "name": "replicaCount", "value": "2" },
+            ])),
+            None,
+        )
+        .await;
+    }
+    let plan = |name: &str| UpdatePlan {
+        target: "argocd".into(),
+        id: format!("application/{ns}/{name}/web"),
+        current: image(&format!("{web}:1.0.0")),
+        new: image(&format!("{web}:1.1.0")),
+    };
+
+    // Someone labels the Application between our read and our write: read again, write.
+    let (client, patches) = racing_client(server, &ns, "relabelled", {
+        let (admin, ns) = (admin.clone(), ns.clone());
+        move |n| {
+            (n == 0).then(|| {
+                concurrent_change(
+                    &admin,
+                    &ns,
+                    "relabelled",
+                    json!({ "metadata": { "labels": { "team": "web" } } }),
+                )
+            })
+        }
+    });
+    let racing = target(client, &ns);
+    assert_eq!(
+        racing.apply(&plan("relabelled")).await.unwrap(),
+        ApplyOutcome::Applied
+    );
+    assert_eq!(patches.load(Ordering::SeqCst), 2);
+    let after = app(&admin, &ns, "relabelled").await;
+    assert_eq!(
+        after
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        after.data["spec"]["source"]["helm"]["parameters"],
+        json!([
+            { "name": "image.tag", "value": "1.1.0", "forceString": true },
+            { "name": "replicaCount", "value": "2" },
+            { "name": "image.name", "value": web, "forceString": true },
+        ])
+    );
+
+    // Someone moves the image meanwhile: what the plan expected no longer runs.
+    let (client, _) = racing_client(server, &ns, "moved", {
+        let (admin, ns) = (admin.clone(), ns.clone());
+        move |n| {
+            (n == 0).then(|| {
+                concurrent_change(
+                    &admin,
+                    &ns,
+                    "moved",
+                    json!({ "spec": { "source": { "helm": { "parameters": [
+                        { "name": "image.tag", "value": "1.0.5" },
+                        { "name": "replicaCount", "value": "2" },
+                    ] } } } }),
+                )
+            })
+        }
+    });
+    let racing = target(client, &ns);
+    let err = racing.apply(&plan("moved")).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(err.to_string().contains("1.0.5"), "{err}");
+    assert_eq!(
+        source(&admin, &ns, "moved").await["helm"]["parameters"][0]["value"],
+        "1.0.5"
+    );
+
+    // An Application that changes at every write: a conflict after the attempts.
+    let (client, patches) = racing_client(server, &ns, "busy", {
+        let (admin, ns) = (admin.clone(), ns.clone());
+        move |n| {
+            Some(concurrent_change(
+                &admin,
+                &ns,
+                "busy",
+                json!({ "metadata": { "labels": { "n": n.to_string() } } }),
+            ))
+        }
+    });
+    let racing = Arc::new(
+        ArgoCdTarget::new(client)
+            .with_namespace(&ns)
+            .with_attempts(3),
+    );
+    let err = racing.apply(&plan("busy")).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(patches.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        source(&admin, &ns, "busy").await["helm"]["parameters"][0]["value"],
+        "1.0.0"
+    );
+
+    // Unknown ids.
+    let target = target(admin.clone(), &ns);
+    for id in [
+        format!("application/{ns}/missing/web"),
+        format!("application/{ns}/moved/other"),
+        "deployment/x/y/z".to_owned(),
+    ] {
+        let err = target
+            .apply(&UpdatePlan {
+                id: id.clone(),
+                ..plan("moved")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{id}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_annotation_skips_only_its_application() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-bad").await else {
+        return;
+    };
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
+    let web = format!("{}/acme/web", registry.addr());
+    let tag = helm(json!([{ "name": "image.tag", "value": "1.0.0" }]));
+    create_app(
+        &admin,
+        &ns,
+        "good",
+        &[("image-list", &format!("web={web}"))],
+        tag.clone(),
+        None,
+    )
+    .await;
+    create_app(
+        &admin,
+        &ns,
+        "bad",
+        &[
+            ("image-list", &format!("web={web}")),
+            ("web.update-strategy", "bogus"),
+        ],
+        tag.clone(),
+        None,
+    )
+    .await;
+    // Nothing says what runs: that image alone is not tracked.
+    create_app(
+        &admin,
+        &ns,
+        "unknown",
+        &[("image-list", &format!("web={web}"))],
+        helm(json!([])),
+        None,
+    )
+    .await;
+    // Not annotated: not looked at.
+    create_app(&admin, &ns, "plain", &[], tag.clone(), None).await;
+
+    let target = target(admin.clone(), &ns);
+    let report = pipeline(&target).run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "argocd application/{ns}/good/web: {web}:1.0.0 -> {web}:1.1.0"
+        )]
+    );
+    let mut problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "application {ns}/bad: {PREFIX}web.update-strategy = \"bogus\": expected \
+                 `semver`, `newest-build` (or `latest`), `digest` or `alphabetical` (or `name`)"
+            ),
+            format!(
+                "application {ns}/unknown: {PREFIX}image-list = \"web\": no Helm parameter \
+                 `image.tag` and no image of {web} in status.summary.images: what runs is not \
+                 known"
+            ),
+        ]
+    );
+    assert_eq!(
+        source(&admin, &ns, "bad").await["helm"]["parameters"][0]["value"],
+        "1.0.0"
+    );
+    assert_eq!(
+        source(&admin, &ns, "plain").await["helm"]["parameters"][0]["value"],
+        "1.0.0"
+    );
+}
+
+#[tokio::test]
+async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-auth").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::htpasswd("bot", "s3cret"),
+        "acme/private",
+        &["1.0.0", "1.1.0"],
+    )
+    .await;
+    registry.push_tags("acme/other", &["1.0.0", "1.1.0"]).await;
+    let addr = registry.addr().to_owned();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = json!({ "auths": { addr.clone(): { "auth": b64("bot:s3cret") } } }).to_string();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &ns);
+    for secret in [
+        json!({
+            "metadata": { "name": "regcred" },
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": { ".dockerconfigjson": b64(&config) },
+        }),
+        json!({
+            "metadata": { "name": "wrong" },
+            "type": "Opaque",
+            "data": { "creds": b64("bot:not-the-password") },
+        }),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(secret).unwrap(),
+            )
+            .await
+            .expect("create secret");
+    }
+    let tag = helm(json!([{ "name": "image.tag", "value": "1.0.0" }]));
+    create_app(
+        &admin,
+        &ns,
+        "private",
+        &[
+            ("image-list", &format!("p={addr}/acme/private")),
+            ("p.pull-secret", &format!("pullsecret:{ns}/regcred")),
+        ],
+        tag.clone(),
+        None,
+    )
+    .await;
+    create_app(
+        &admin,
+        &ns,
+        "wrong",
+        &[
+            ("image-list", &format!("o={addr}/acme/other")),
+            ("o.pull-secret", &format!("secret:{ns}/wrong#creds")),
+        ],
+        tag.clone(),
+        None,
+    )
+    .await;
+    create_app(
+        &admin,
+        &ns,
+        "missing",
+        &[
+            ("image-list", &format!("o={addr}/acme/other")),
+            ("o.pull-secret", &format!("pullsecret:{ns}/absent")),
+        ],
+        tag.clone(),
+        None,
+    )
+    .await;
+
+    let target = target(admin.clone(), &ns);
+    let report = pipeline(&target).run_once().await;
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "argocd application/{ns}/private/p: {addr}/acme/private:1.0.0 -> \
+             {addr}/acme/private:1.1.0"
+        )]
+    );
+    let failures: Vec<(Option<String>, &Error)> = report
+        .failures
+        .iter()
+        .map(|f| (f.id.clone(), &f.error))
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, Some(format!("application/{ns}/wrong/o")));
+    assert!(
+        matches!(failures[0].1, Error::Unauthorized { .. }),
+        "{:?}",
+        failures[0].1
+    );
+    assert!(!format!("{:?}", report.failures).contains("not-the-password"));
+    assert_eq!(
+        source(&admin, &ns, "wrong").await["helm"]["parameters"][0]["value"],
+        "1.0.0"
+    );
+    let problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!(
+            "application {ns}/missing: {PREFIX}o.pull-secret = \"pullsecret:{ns}/absent\": "
+        )) && problems[0].contains("not found"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        source(&admin, &ns, "missing").await["helm"]["parameters"][0]["value"],
+        "1.0.0"
+    );
+}
+
+#[tokio::test]
+async fn git_write_back_is_discovered_and_refused() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-git").await else {
+        return;
+    };
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
+    let web = format!("{}/acme/web", registry.addr());
+    create_app(
+        &admin,
+        &ns,
+        "gitops",
+        &[
+            ("image-list", &format!("web={web}")),
+            ("write-back-method", "git:secret:argocd/git-creds"),
+        ],
+        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
+        None,
+    )
+    .await;
+    let target = target(admin.clone(), &ns);
+    let tracked = target.discover().await.expect("discover");
+    let ids: Vec<&str> = tracked.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [format!("application/{ns}/gitops/web")]);
+
+    let report = pipeline(&target).run_once().await;
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    let err = &report.failures[0].error;
+    assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("application {ns}/gitops")),
+        "{err}"
+    );
+    assert_eq!(
+        source(&admin, &ns, "gitops").await["helm"]["parameters"],
+        json!([{ "name": "image.tag", "value": "1.0.0" }])
+    );
+}
