@@ -644,7 +644,10 @@ pub fn glob_regex(pattern: &str) -> String {
                     }
                     class.push(d);
                 }
-                if closed && !class.is_empty() && class != "^" {
+                // A class the regex engine would refuse (`[z-a]`) matches nothing in Go; here
+                // it is taken literally rather than failing the whole policy.
+                let valid = Regex::new(&format!("[{class}]")).is_ok();
+                if closed && valid && !class.is_empty() && class != "^" {
                     out.push('[');
                     out.push_str(&class);
                     out.push(']');

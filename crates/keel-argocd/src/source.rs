@@ -310,6 +310,8 @@ pub fn write(application: &Value, kind: SourceKind, image: &ImageConfig, new: &I
 mod tests {
     use std::collections::BTreeMap;
 
+    use proptest::prelude::*;
+
     use super::*;
     use crate::annotations::ApplicationConfig;
 
@@ -512,5 +514,61 @@ mod tests {
             patch,
             json!({"kustomize": {"images": ["acme/web-base=ghcr.io/acme/web:3.0.0"]}})
         );
+    }
+
+    /// Arbitrary JSON built from a few shapes, at the places the reader looks.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[ -~]{0,24}".prop_map(Value::String),
+            Just(json!("127.0.0.1:5000/acme/web:1.0")),
+            Just(json!({"name": "image.tag", "value": "1.2.3"})),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("name".to_owned()),
+                        Just("value".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// No Application content makes reading or writing panic, and what is written for a
+        /// Helm or Kustomize source reads back as the new image.
+        #[test]
+        fn any_application_is_read_and_written(
+            parameters in json_value(),
+            images in json_value(),
+            status in json_value(),
+            kind in prop_oneof![Just(SourceKind::Helm), Just(SourceKind::Kustomize)],
+        ) {
+            let web = image(&[("image-list", "web=127.0.0.1:5000/acme/web")]);
+            let app = json!({
+                "spec": {"source": {"helm": {"parameters": parameters},
+                                     "kustomize": {"images": images}}},
+                "status": {"summary": {"images": status}}
+            });
+            let _ = running(&app, Some(kind), &web);
+            let new = r("127.0.0.1:5000/acme/web:9.9.9");
+            let patch = write(&app, kind, &web, &new);
+            let mut written = app.clone();
+            let key = match kind {
+                SourceKind::Helm => "helm",
+                SourceKind::Kustomize => "kustomize",
+            };
+            written["spec"]["source"][key] = patch[key].clone();
+            prop_assert_eq!(running(&written, Some(kind), &web), Ok(new));
+        }
     }
 }

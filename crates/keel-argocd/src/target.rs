@@ -10,7 +10,7 @@ use keel_k8s::{FIELD_MANAGER, Problem, ProblemLog};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
-use tracing::{debug, info};
+use tracing::{Instrument as _, debug, info, info_span};
 
 use crate::annotations::{ApplicationConfig, IMAGE_LIST, ImageConfig, PREFIX, WriteBack};
 use crate::credentials::{self, PullCredentials};
@@ -319,20 +319,8 @@ impl ArgoCdTarget {
             )),
         }
     }
-}
 
-enum Attempt {
-    Done(ApplyOutcome),
-    Raced(String),
-}
-
-#[async_trait]
-impl Target for ArgoCdTarget {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn discover(&self) -> Result<Vec<TrackedImage>> {
+    async fn discover_applications(&self) -> Result<Vec<TrackedImage>> {
         let apps = self.list().await?;
         let mut problems = Vec::new();
         let mut tracked = Vec::new();
@@ -375,16 +363,19 @@ impl Target for ArgoCdTarget {
         Ok(tracked)
     }
 
-    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
+    async fn apply_with_retries(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
         let mut last = String::new();
         for attempt in 1..=self.attempts {
             match self.apply_once(plan).await? {
                 Attempt::Done(outcome) => {
-                    info!(target_name = %self.name, id = %plan.id, new = %plan.new, ?outcome, "applied");
+                    info!(?outcome, "applied");
                     return Ok(outcome);
                 }
                 Attempt::Raced(reason) => {
-                    debug!(id = %plan.id, attempt, "the Application changed while writing; reading it again");
+                    debug!(
+                        attempt,
+                        "the Application changed while writing; reading it again"
+                    );
                     last = reason;
                 }
             }
@@ -396,6 +387,34 @@ impl Target for ArgoCdTarget {
                 self.attempts
             ),
         })
+    }
+}
+
+enum Attempt {
+    Done(ApplyOutcome),
+    Raced(String),
+}
+
+#[async_trait]
+impl Target for ArgoCdTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn discover(&self) -> Result<Vec<TrackedImage>> {
+        let span = info_span!("discover", target_name = %self.name);
+        self.discover_applications().instrument(span).await
+    }
+
+    async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
+        let span = info_span!(
+            "apply",
+            target_name = %self.name,
+            id = %plan.id,
+            current = %plan.current,
+            new = %plan.new
+        );
+        self.apply_with_retries(plan).instrument(span).await
     }
 }
 

@@ -443,6 +443,7 @@ fn ignore_globs_read_as_go_globs() {
         ("[!0-9]*", "latest", "1.0"),
         ("a\\*b", "a*b", "axb"),
         ("[", "[", "a"),
+        ("[z-a]", "[z-a]", "b"),
         ("*", "anything", ""),
     ];
     for (glob, yes, no) in table {
@@ -467,4 +468,62 @@ fn the_built_policy_respects_the_filters() {
         .policy
         .select(&SelectInput::new(Current::tag("1.2.0"), &tags));
     assert_eq!(decision.tag(), Some("1.8.0"));
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any glob gives a regex that compiles, and a glob without metacharacters matches
+        /// exactly itself.
+        #[test]
+        fn every_glob_compiles(glob in "[ -~]{0,16}") {
+            let re = Regex::new(&glob_regex(&glob));
+            prop_assert!(re.is_ok(), "{glob:?}: {re:?}");
+            if !glob.contains(['*', '?', '[', '\\']) {
+                prop_assert!(re.unwrap().is_match(&glob));
+            }
+        }
+
+        /// Whatever the values, the reader answers; a configuration it accepts names at least
+        /// one image, under distinct aliases, each with a policy.
+        #[test]
+        fn any_values_are_read_or_refused(
+            list in "[ -~]{0,40}",
+            strategy in "[ -~]{0,12}",
+            allow in "[ -~]{0,12}",
+            ignore in "[ -~]{0,12}",
+            secret in "[ -~]{0,20}",
+            kustomize in "[ -~]{0,20}",
+        ) {
+            let mut map = BTreeMap::from([(IMAGE_LIST.to_owned(), list.clone())]);
+            for alias in ["web", "nginx", "b"] {
+                for (option, value) in [
+                    ("update-strategy", &strategy),
+                    ("allow-tags", &allow),
+                    ("ignore-tags", &ignore),
+                    ("pull-secret", &secret),
+                    ("kustomize.image-name", &kustomize),
+                ] {
+                    map.insert(format!("{PREFIX}{alias}.{option}"), value.clone());
+                }
+            }
+            match ApplicationConfig::parse(&map) {
+                Ok(config) => {
+                    prop_assert!(!config.images.is_empty());
+                    let mut aliases: Vec<&str> =
+                        config.images.iter().map(|i| i.alias.as_str()).collect();
+                    aliases.sort_unstable();
+                    aliases.dedup();
+                    prop_assert_eq!(aliases.len(), config.images.len());
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    prop_assert!(errors.iter().all(|e| e.key.starts_with(PREFIX)));
+                }
+            }
+        }
+    }
 }
