@@ -323,7 +323,11 @@ impl ApplicationConfig {
             if entry.is_empty() {
                 continue;
             }
-            match parse_image(entry, annotations) {
+            let option = |alias: &str, name: &str| {
+                let key = format!("{PREFIX}{}.{name}", alias.replace('/', "_"));
+                annotations.get(&key).map(|v| (key, v.clone()))
+            };
+            match parse_image(entry, &option) {
                 Ok(image) => {
                     if images.iter().any(|i| i.alias == image.alias) {
                         errors.push(bad_list(format!(
@@ -335,7 +339,7 @@ impl ApplicationConfig {
                         images.push(image);
                     }
                 }
-                Err(ImageError::List(reason)) => {
+                Err(ImageError::Entry(reason)) => {
                     errors.push(bad_list(format!("`{entry}`: {reason}")))
                 }
                 Err(ImageError::Options(mut option_errors)) => errors.append(&mut option_errors),
@@ -352,16 +356,60 @@ impl ApplicationConfig {
     }
 }
 
-enum ImageError {
-    List(String),
+/// Why one image of a list is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageError {
+    /// The entry itself (`[<alias>=]<image>[:<constraint>]`) is bad, or its constraint does
+    /// not fit its strategy: the reason.
+    Entry(String),
+    /// Options with bad values.
     Options(Vec<AnnotationError>),
 }
 
+/// The per-image options, as written after `<alias>.` in the annotations; the names that
+/// [`ImageConfig::parse`] asks its option source for.
+pub const IMAGE_OPTIONS: [&str; 10] = [
+    "update-strategy",
+    "allow-tags",
+    "ignore-tags",
+    "force-update",
+    "platforms",
+    "pull-secret",
+    "helm.image-name",
+    "helm.image-tag",
+    "helm.image-spec",
+    "kustomize.image-name",
+];
+
+/// Where [`ImageConfig::parse`] reads options: given the image's alias and an option name of
+/// [`IMAGE_OPTIONS`], the key the option is written under and its value.
+pub type OptionSource<'a> = dyn Fn(&str, &str) -> Option<(String, String)> + 'a;
+
+impl ImageConfig {
+    /// Reads one image entry `[<alias>=]<image>[:<constraint>]` and its options, from any
+    /// source of settings: `option(alias, name)` answers, for an option of [`IMAGE_OPTIONS`],
+    /// the key it is written under (named in errors) and its value, or `None` when it is not
+    /// set. [`ApplicationConfig::parse`] reads the annotations this way; a reader of other
+    /// objects that carry the same settings (Image Updater 1.x's `ImageUpdater` resource)
+    /// passes its own fields under its own keys.
+    ///
+    /// ```
+    /// use keel_argocd::annotations::ImageConfig;
+    ///
+    /// let image = ImageConfig::parse("web=ghcr.io/acme/web:stable", &|alias, option| {
+    ///     (alias == "web" && option == "update-strategy")
+    ///         .then(|| ("spec.images[0].updateStrategy".to_owned(), "digest".to_owned()))
+    /// })
+    /// .unwrap();
+    /// assert_eq!(image.policy.spec().to_string(), "digest");
+    /// ```
+    pub fn parse(entry: &str, option: &OptionSource<'_>) -> Result<ImageConfig, ImageError> {
+        parse_image(entry.trim(), option)
+    }
+}
+
 /// `[<alias>=]<image>[:<constraint>]`, with its options.
-fn parse_image(
-    entry: &str,
-    annotations: &BTreeMap<String, String>,
-) -> Result<ImageConfig, ImageError> {
+fn parse_image(entry: &str, option: &OptionSource<'_>) -> Result<ImageConfig, ImageError> {
     let (alias, image) = match entry.split_once('=') {
         Some((alias, image)) => (Some(alias.trim()), image.trim()),
         None => (None, entry),
@@ -372,12 +420,12 @@ fn parse_image(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)))
     {
-        return Err(ImageError::List(format!(
+        return Err(ImageError::Entry(format!(
             "alias `{alias}` must be letters, digits, `-`, `_`, `.` or `/`"
         )));
     }
     if image.contains('@') {
-        return Err(ImageError::List(
+        return Err(ImageError::Entry(
             "an image in the list is `<image>[:<constraint>]`, without a digest".into(),
         ));
     }
@@ -391,19 +439,16 @@ fn parse_image(
         None => (image, None),
     };
     let repository = ImageRef::parse(name)
-        .map_err(|e| ImageError::List(format!("not an image name: {}", e.reason())))?;
+        .map_err(|e| ImageError::Entry(format!("not an image name: {}", e.reason())))?;
     let constraint = constraint.filter(|c| !c.is_empty()).map(str::to_owned);
     let alias = alias.map_or_else(
         || name.rsplit('/').next().unwrap_or(name).to_owned(),
         str::to_owned,
     );
 
-    let keyed = alias.replace('/', "_");
-    let key = |option: &str| format!("{PREFIX}{keyed}.{option}");
     let mut errors = Vec::new();
-    let get = |option: &str| -> Option<(String, String)> {
-        let k = key(option);
-        annotations.get(&k).map(|v| (k, v.trim().to_owned()))
+    let get = |name: &str| -> Option<(String, String)> {
+        option(&alias, name).map(|(k, v)| (k, v.trim().to_owned()))
     };
     let bad = |key: &str, value: &str, reason: String| AnnotationError {
         key: key.to_owned(),
@@ -535,12 +580,12 @@ fn parse_image(
     let policy = match (built, &strategy_value) {
         (Ok(policy), _) => Some(policy),
         // A constraint that does not fit: the list is where it is written.
-        (Err(reason), _) if constraint.is_some() => return Err(ImageError::List(reason)),
+        (Err(reason), _) if constraint.is_some() => return Err(ImageError::Entry(reason)),
         (Err(reason), Some((k, v))) => {
             errors.push(bad(k, v, reason));
             None
         }
-        (Err(reason), None) => return Err(ImageError::List(reason)),
+        (Err(reason), None) => return Err(ImageError::Entry(reason)),
     };
     match policy {
         Some(policy) if errors.is_empty() => Ok(ImageConfig {

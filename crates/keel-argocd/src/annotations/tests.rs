@@ -423,6 +423,40 @@ fn bad_values_name_key_value_and_reason() {
 }
 
 #[test]
+fn other_sources_of_options_name_their_own_keys() {
+    let fields = BTreeMap::from([
+        ("update-strategy", "newest"),
+        ("helm.image-spec", "app.image"),
+    ]);
+    let source = |alias: &str, option: &str| {
+        fields
+            .get(option)
+            .map(|v| (format!("spec.images[{alias}].{option}"), (*v).to_owned()))
+    };
+    match ImageConfig::parse("web=ghcr.io/acme/web", &source) {
+        Err(ImageError::Options(errors)) => assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "spec.images[web].update-strategy = \"newest\": expected `semver`, \
+                 `newest-build` (or `latest`), `digest` or `alphabetical` (or `name`)"
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ImageConfig::parse("web=ghcr.io/acme/web:1.x@sha256:0", &source).unwrap_err(),
+        ImageError::Entry(
+            "an image in the list is `<image>[:<constraint>]`, without a digest".into()
+        )
+    );
+    let fine = |_: &str, option: &str| {
+        (option == "helm.image-spec").then(|| ("k".to_owned(), " app.image ".to_owned()))
+    };
+    let image = ImageConfig::parse(" web=ghcr.io/acme/web ", &fine).unwrap();
+    assert_eq!(image.helm, HelmParameters::Spec("app.image".into()));
+}
+
+#[test]
 fn every_bad_value_is_reported_at_once() {
     let found = errors(&[
         ("image-list", "web=ghcr.io/acme/web"),
