@@ -7,13 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use base64::Engine as _;
 use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, RunReport, Target, UpdatePlan};
 use keel_registry::RegistryClient;
-use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest, wait_until};
+use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest, install_crd};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -25,25 +24,11 @@ const PREFIX: &str = "argocd-image-updater.argoproj.io/";
 /// client.
 async fn argocd_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
     let (server, ns, client) = ApiServer::shared_namespace(prefix).await?;
-    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-        .header(http::header::CONTENT_TYPE, "application/yaml")
-        .body(APPLICATION_CRD.as_bytes().to_vec())
-        .expect("a valid request");
-    match client.request_text(request).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => panic!("create the CRD applications.argoproj.io: {e}"),
-    }
-    wait_until(
-        "applications served in argoproj.io/v1alpha1",
-        (Duration::from_secs(30), Duration::from_millis(100)),
-        async || {
-            if server.serves("argoproj.io/v1alpha1", "applications").await {
-                Ok(())
-            } else {
-                Err("not in discovery yet")
-            }
-        },
+    install_crd(
+        server,
+        APPLICATION_CRD,
+        "argoproj.io/v1alpha1",
+        "applications",
     )
     .await;
     Some((server, ns, client))

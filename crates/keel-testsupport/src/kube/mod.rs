@@ -31,5 +31,5 @@ pub use fixtures::{
     Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
-pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
+pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_crd, install_openshift_crds};
 pub use wait::{wait_for, wait_until};

@@ -25,37 +25,46 @@ pub const IMAGE_STREAM_CRD: &str = include_str!("crds/imagestreams.image.openshi
 /// `image.openshift.io/v1`. Panics, naming the CRD, when the server refuses one or does not
 /// serve it within 30 s.
 pub async fn install_openshift_crds(server: &ApiServer) {
+    install_crd(
+        server,
+        DEPLOYMENT_CONFIG_CRD,
+        "apps.openshift.io/v1",
+        "deploymentconfigs",
+    )
+    .await;
+    install_crd(
+        server,
+        IMAGE_STREAM_CRD,
+        "image.openshift.io/v1",
+        "imagestreams",
+    )
+    .await;
+}
+
+/// Installs the CRD `yaml` into `server` (an existing one is left as it is) and waits until
+/// the server serves `plural` in `group_version`. Panics, naming the resource, when the
+/// server refuses the CRD or does not serve it within 30 s.
+pub async fn install_crd(server: &ApiServer, yaml: &str, group_version: &str, plural: &str) {
     let client = server.admin_client();
-    for (name, yaml) in [
-        ("deploymentconfigs.apps.openshift.io", DEPLOYMENT_CONFIG_CRD),
-        ("imagestreams.image.openshift.io", IMAGE_STREAM_CRD),
-    ] {
-        let request =
-            http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-                .header(http::header::CONTENT_TYPE, "application/yaml")
-                .body(yaml.as_bytes().to_vec())
-                .expect("a valid request");
-        match client.request_text(request).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => panic!("create the CRD {name}: {e}"),
-        }
+    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        .header(http::header::CONTENT_TYPE, "application/yaml")
+        .body(yaml.as_bytes().to_vec())
+        .expect("a valid request");
+    match client.request_text(request).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("create the CRD of {plural} in {group_version}: {e}"),
     }
-    for (group_version, plural) in [
-        ("apps.openshift.io/v1", "deploymentconfigs"),
-        ("image.openshift.io/v1", "imagestreams"),
-    ] {
-        wait_until(
-            &format!("{plural} served in {group_version}"),
-            (Duration::from_secs(30), Duration::from_millis(100)),
-            async || {
-                if server.serves(group_version, plural).await {
-                    Ok(())
-                } else {
-                    Err("not in discovery yet")
-                }
-            },
-        )
-        .await;
-    }
+    wait_until(
+        &format!("{plural} served in {group_version}"),
+        (Duration::from_secs(30), Duration::from_millis(100)),
+        async || {
+            if server.serves(group_version, plural).await {
+                Ok(())
+            } else {
+                Err("not in discovery yet")
+            }
+        },
+    )
+    .await;
 }
