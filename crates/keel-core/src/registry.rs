@@ -1,6 +1,7 @@
 //! The `Registry` trait: where tags, digests and image metadata come from.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -132,4 +133,46 @@ pub trait CredentialSource: Send + Sync + fmt::Debug {
     /// The documents that may hold credentials for the repository `image` names, most
     /// specific first; empty when none apply.
     fn docker_configs(&self, image: &ImageRef) -> Vec<DockerConfigDocument>;
+}
+
+/// Several [`CredentialSource`]s as one: the documents of each source for a repository, in
+/// the order the sources were added (add the most specific first), e.g. the pull secrets an
+/// Argo CD Application names for its image before the pull secrets of the cluster's
+/// workloads.
+///
+/// ```
+/// use std::sync::Arc;
+/// use keel_core::registry::{CredentialChain, CredentialSource, DockerConfigDocument};
+/// use keel_core::ImageRef;
+///
+/// #[derive(Debug)]
+/// struct None;
+/// impl CredentialSource for None {
+///     fn docker_configs(&self, _: &ImageRef) -> Vec<DockerConfigDocument> {
+///         Vec::new()
+///     }
+/// }
+/// let chain = CredentialChain::default().with(Arc::new(None)).with(Arc::new(None));
+/// assert!(chain.docker_configs(&ImageRef::parse("nginx").unwrap()).is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CredentialChain {
+    sources: Vec<Arc<dyn CredentialSource>>,
+}
+
+impl CredentialChain {
+    /// The chain with `source` asked after the sources already in it.
+    pub fn with(mut self, source: Arc<dyn CredentialSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+}
+
+impl CredentialSource for CredentialChain {
+    fn docker_configs(&self, image: &ImageRef) -> Vec<DockerConfigDocument> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.docker_configs(image))
+            .collect()
+    }
 }

@@ -26,6 +26,11 @@
 //!   `keel:` block are tracked beside the workloads (keel-helm), with the same polling,
 //!   webhooks, approvals and notifications; updates run `helm upgrade` with the deployed
 //!   chart. The `helm` binary (on `PATH`, or `--helm-binary`) is checked at start-up.
+//! - With `--argocd`, Argo CD Applications configured by Argo CD Image Updater's annotations
+//!   (`argocd-image-updater.argoproj.io/*`) are tracked too (keel-argocd), in the namespaces
+//!   of `--argocd-namespace` (default: all), polled on the default schedule; updates patch
+//!   the Application's Helm parameters or Kustomize images (write-back `argocd`). The pull
+//!   secrets the annotations name are used for their image's registry only.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
 //!   are configured; approval requests live in ConfigMaps of the controller's namespace
 //!   (shared by replicas), in an embedded file, or in memory (`--approval-store`).
@@ -40,11 +45,13 @@ use axum::routing::get;
 use clap::{ArgAction, Parser};
 use keel_api::Shutdown;
 use keel_api::dashboard::{Checks, DashboardConfig, TargetImages};
+use keel_argocd::ArgoCdTarget;
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
 use keel_controller::setup;
 use keel_controller::worker::Worker;
 use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
+use keel_core::registry::CredentialChain;
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
 use keel_core::{Pipeline, Target, UpdatePlan};
 use keel_helm::HelmTarget;
@@ -140,22 +147,36 @@ struct Args {
     /// The `helm` binary the Helm provider runs (default: `helm` on PATH).
     #[arg(long, value_name = "PATH", env = "KEEL_HELM_BINARY", requires = "helm")]
     helm_binary: Option<PathBuf>,
+
+    /// Track Argo CD Applications configured by Argo CD Image Updater's annotations, and
+    /// update them with its `argocd` write-back.
+    #[arg(long, env = "KEEL_ARGOCD")]
+    argocd: bool,
+
+    /// Namespaces of the Argo CD Applications to track (repeat or comma-separate; default:
+    /// all).
+    #[arg(long = "argocd-namespace", value_delimiter = ',', requires = "argocd")]
+    argocd_namespaces: Vec<String>,
 }
 
-/// The targets the controller updates: the cluster's workloads, and its Helm releases with
-/// `--helm`.
+/// The targets the controller updates: the cluster's workloads, its Helm releases with
+/// `--helm`, and its Argo CD Applications with `--argocd`.
 #[derive(Clone)]
 struct Targets {
     kube: Arc<KubeTarget>,
     helm: Option<Arc<HelmTarget>>,
+    argocd: Option<Arc<ArgoCdTarget>>,
 }
 
 impl Targets {
-    /// Every target, for listings.
+    /// Every target, for the pipeline and listings.
     fn all(&self) -> Vec<Arc<dyn Target>> {
         let mut all: Vec<Arc<dyn Target>> = vec![self.kube.clone()];
         if let Some(helm) = &self.helm {
             all.push(helm.clone());
+        }
+        if let Some(argocd) = &self.argocd {
+            all.push(argocd.clone());
         }
         all
     }
@@ -185,8 +206,12 @@ impl Targets {
         plan: &UpdatePlan,
         deadline: Duration,
     ) -> Result<RolloutVerdict, keel_core::Error> {
-        match &self.helm {
-            Some(helm) if plan.target == helm.name() => helm.verify_rollout(plan, deadline).await,
+        match (&self.helm, &self.argocd) {
+            (Some(helm), _) if plan.target == helm.name() => {
+                helm.verify_rollout(plan, deadline).await
+            }
+            // Argo CD syncs the Application; its rollout is Argo CD's to follow.
+            (_, Some(argocd)) if plan.target == argocd.name() => Ok(RolloutVerdict::NoRollout),
             _ => self.kube.verify_rollout(plan, deadline).await,
         }
     }
@@ -247,14 +272,22 @@ impl Controller {
                 true => Some(Arc::new(helm_target(args, &client, secrets.clone()).await?)),
                 false => None,
             },
+            argocd: args.argocd.then(|| Arc::new(argocd_target(args, &client))),
         };
+        // The pull secrets an Application's annotations name, for its image only, before
+        // the workloads' pull secrets.
+        let mut credentials = CredentialChain::default();
+        if let Some(argocd) = &targets.argocd {
+            credentials = credentials.with(Arc::new(argocd.credentials()));
+        }
+        let credentials = credentials.with(Arc::new(secrets));
         let store = approval_store(args, &client)?;
         // A webhook must see the tag it announces: no tag-list cache across passes (each
         // pass still lists a repository once).
         let registry = RegistryClientBuilder::from_env()
             .map(|b| {
                 b.with_cache_ttl(Duration::ZERO)
-                    .with_credential_source(Arc::new(secrets))
+                    .with_credential_source(Arc::new(credentials))
             })
             .and_then(|b| b.build())
             .map_err(|e| format!("cannot set up the registry client: {e}"))?;
@@ -425,6 +458,18 @@ async fn helm_target(
     Ok(target)
 }
 
+/// The Argo CD Applications in the namespaces `--argocd-namespace` names (all without it).
+fn argocd_target(args: &Args, client: &kube::Client) -> ArgoCdTarget {
+    let target = args
+        .argocd_namespaces
+        .iter()
+        .fold(ArgoCdTarget::new(client.clone()), |t, ns| {
+            t.with_namespace(ns)
+        });
+    info!(namespaces = ?args.argocd_namespaces, "tracking Argo CD Applications");
+    target
+}
+
 /// The pipeline over the cluster, with the notifiers and the approvals manager (which tells
 /// the same notifiers).
 fn pipeline(
@@ -435,11 +480,9 @@ fn pipeline(
 ) -> Result<(Pipeline, Approvals), String> {
     let notifiers = setup::notifiers_from_env(|name| std::env::var(name).ok())?;
     let mut approvals = Approvals::new(store);
-    let mut pipeline = Pipeline::new(Arc::new(registry.clone()))
-        .with_target(targets.kube.clone())
-        .with_dry_run(args.dry_run);
-    if let Some(helm) = &targets.helm {
-        pipeline = pipeline.with_target(helm.clone());
+    let mut pipeline = Pipeline::new(Arc::new(registry.clone())).with_dry_run(args.dry_run);
+    for target in targets.all() {
+        pipeline = pipeline.with_target(target);
     }
     for notifier in notifiers {
         info!(notifier = notifier.name(), "notifying");

@@ -7,76 +7,18 @@
 //! upgrades a Helm release with the real `helm`.
 
 mod common;
-use common::{Controller, env_refs, helm_env, server_with_helm};
+use common::{Controller, apply_rbac, env_refs, helm_env, manifest, server_with_helm};
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use keel_testsupport::helm::chart_dir;
 use keel_testsupport::kube::{ApiServer, Workload, deployment_images, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
 use serde_json::Value;
-
-/// The YAML documents of a manifest file of `deploy/`, as JSON values.
-fn manifest(file: &str) -> Vec<Value> {
-    let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| {
-            serde_yaml_ng::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap())
-                .unwrap()
-        })
-        .collect()
-}
-
-/// Applies `docs` with the subject swapped for test user `user`, names suffixed with `tag`
-/// (cluster-wide objects are shared by every test of the server) and namespaces mapped.
-/// Creates the object `doc` describes, read as a `K`, through `api`.
-async fn create<K>(api: Api<K>, doc: Value)
-where
-    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-{
-    let obj: K = serde_json::from_value(doc).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
-}
-
-async fn apply(admin: &Client, docs: Vec<Value>, user: &str, tag: &str, ns_map: &[(&str, &str)]) {
-    for mut doc in docs {
-        let kind = doc["kind"].as_str().unwrap().to_owned();
-        let name = format!("{}-{tag}", doc["metadata"]["name"].as_str().unwrap());
-        doc["metadata"]["name"] = name.clone().into();
-        if let Some(role) = doc.get_mut("roleRef") {
-            role["name"] = format!("{}-{tag}", role["name"].as_str().unwrap()).into();
-            doc["subjects"] = serde_json::json!([
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
-            ]);
-        }
-        let ns = doc["metadata"]["namespace"].as_str().map(|ns| {
-            ns_map
-                .iter()
-                .find(|(from, _)| *from == ns)
-                .map_or(ns.to_owned(), |(_, to)| (*to).to_owned())
-        });
-        if let Some(ns) = &ns {
-            doc["metadata"]["namespace"] = ns.clone().into();
-        }
-        match (kind.as_str(), ns) {
-            ("ClusterRole", None) => create::<ClusterRole>(Api::all(admin.clone()), doc).await,
-            ("ClusterRoleBinding", None) => {
-                create::<ClusterRoleBinding>(Api::all(admin.clone()), doc).await;
-            }
-            ("Role", Some(ns)) => create::<Role>(Api::namespaced(admin.clone(), &ns), doc).await,
-            ("RoleBinding", Some(ns)) => {
-                create::<RoleBinding>(Api::namespaced(admin.clone(), &ns), doc).await;
-            }
-            other => panic!("unexpected object in the RBAC manifests: {other:?}"),
-        }
-    }
-}
 
 /// The verbs that change objects.
 const WRITE_VERBS: [&str; 6] = [
@@ -296,7 +238,7 @@ async fn run_with_manifests(ns_name: &str, file: &str, user: &str, scoped: bool)
     } else {
         (vec![("keel", own_ns.as_str())], vec![])
     };
-    apply(&admin, docs, user, &ns, &ns_map).await;
+    apply_rbac(&admin, docs, user, &ns, &ns_map).await;
     run_as(api, user, &registry, &ns, &own_ns, &scope).await;
 }
 
@@ -336,7 +278,7 @@ async fn run_helm_with_manifests(files: [&str; 2], user: &str, scoped: bool) {
     let mut docs: Vec<Value> = files.iter().flat_map(|f| manifest(f)).collect();
     docs.extend(manifest("rbac-own-namespace.yaml"));
     let ns_map = [("keel", own_ns.as_str()), ("apps", ns.as_str())];
-    apply(&api.admin_client(), docs, user, &ns, &ns_map).await;
+    apply_rbac(&api.admin_client(), docs, user, &ns, &ns_map).await;
     let scope: Vec<&str> = if scoped {
         vec!["--namespaces", &ns]
     } else {

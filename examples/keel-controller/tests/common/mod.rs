@@ -6,8 +6,12 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use keel_testsupport::helm::{Helm, helm_bin};
 use keel_testsupport::kube::{ADMIN, ApiServer};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::Value;
 
 /// A running controller; killed when dropped.
 pub(crate) struct Controller {
@@ -122,4 +126,67 @@ pub(crate) fn helm_env(helm: &Helm) -> Vec<(String, String)> {
 /// `env` as the pairs [`Controller::start`] takes.
 pub(crate) fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// The YAML documents of a manifest file of `deploy/`, as JSON values.
+pub(crate) fn manifest(file: &str) -> Vec<Value> {
+    let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            serde_yaml_ng::from_value::<Value>(serde::Deserialize::deserialize(doc).unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Creates the object `doc` describes, read as a `K`, through `api`.
+async fn create<K>(api: Api<K>, doc: Value)
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let obj: K = serde_json::from_value(doc).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+/// Applies `docs` with the subject swapped for test user `user`, names suffixed with `tag`
+/// (cluster-wide objects are shared by every test of the server) and namespaces mapped.
+pub(crate) async fn apply_rbac(
+    admin: &Client,
+    docs: Vec<Value>,
+    user: &str,
+    tag: &str,
+    ns_map: &[(&str, &str)],
+) {
+    for mut doc in docs {
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        let name = format!("{}-{tag}", doc["metadata"]["name"].as_str().unwrap());
+        doc["metadata"]["name"] = name.clone().into();
+        if let Some(role) = doc.get_mut("roleRef") {
+            role["name"] = format!("{}-{tag}", role["name"].as_str().unwrap()).into();
+            doc["subjects"] = serde_json::json!([
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+            ]);
+        }
+        let ns = doc["metadata"]["namespace"].as_str().map(|ns| {
+            ns_map
+                .iter()
+                .find(|(from, _)| *from == ns)
+                .map_or(ns.to_owned(), |(_, to)| (*to).to_owned())
+        });
+        if let Some(ns) = &ns {
+            doc["metadata"]["namespace"] = ns.clone().into();
+        }
+        match (kind.as_str(), ns) {
+            ("ClusterRole", None) => create::<ClusterRole>(Api::all(admin.clone()), doc).await,
+            ("ClusterRoleBinding", None) => {
+                create::<ClusterRoleBinding>(Api::all(admin.clone()), doc).await;
+            }
+            ("Role", Some(ns)) => create::<Role>(Api::namespaced(admin.clone(), &ns), doc).await,
+            ("RoleBinding", Some(ns)) => {
+                create::<RoleBinding>(Api::namespaced(admin.clone(), &ns), doc).await;
+            }
+            other => panic!("unexpected object in the RBAC manifests: {other:?}"),
+        }
+    }
 }

@@ -1,0 +1,130 @@
+//! `keel-controller --argocd` against a real kube-apiserver serving Argo CD's Application CRD
+//! and a real registry, running as a user bound only by `deploy/rbac-cluster.yaml`,
+//! `deploy/rbac-argocd.yaml` and `deploy/rbac-own-namespace.yaml`: an Application configured
+//! by Argo CD Image Updater's annotations gets its Helm parameter patched to the version its
+//! constraint picks, its other parameters untouched, and the same user may not delete it.
+
+mod common;
+use common::{Controller, apply_rbac, manifest};
+
+use std::time::Duration;
+
+use keel_argocd::{APPLICATION_CRD, application_resource};
+use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::Api;
+use kube::api::{DeleteParams, DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+const PREFIX: &str = "argocd-image-updater.argoproj.io/";
+
+#[tokio::test]
+async fn an_application_gets_the_version_its_constraint_picks() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    install_crd(api, APPLICATION_CRD, "argoproj.io/v1alpha1", "applications").await;
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "team/api",
+        &["1.0.0", "1.1.0", "1.2.0", "2.0.0"],
+    )
+    .await;
+    let repo = format!("{}/team/api", registry.addr());
+    let ns = api.namespace("argocd").await;
+    let own_ns = api.namespace("keel").await;
+    let admin = api.admin_client();
+    let user = "alice";
+    let mut docs = manifest("rbac-cluster.yaml");
+    docs.extend(manifest("rbac-argocd.yaml"));
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    apply_rbac(&admin, docs, user, &ns, &[("keel", own_ns.as_str())]).await;
+
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &ns, &application_resource());
+    let application: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": "api",
+            "namespace": ns,
+            "annotations": {
+                format!("{PREFIX}image-list"): format!("api={repo}:1.x"),
+                format!("{PREFIX}api.helm.image-name"): "image.repository",
+                format!("{PREFIX}api.helm.image-tag"): "image.tag",
+            },
+        },
+        "spec": {
+            "project": "default",
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": "api" },
+            "source": {
+                "repoURL": "https://git.example/acme/deploy.git",
+                "path": "charts/api",
+                "targetRevision": "HEAD",
+                "helm": { "parameters": [
+                    { "name": "replicaCount", "value": "3" },
+                    { "name": "image.repository", "value": repo },
+                    { "name": "image.tag", "value": "1.0.0" },
+                ] },
+            },
+        },
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &application)
+        .await
+        .unwrap();
+
+    let _controller = Controller::start(
+        api,
+        user,
+        &[
+            "--argocd",
+            "--argocd-namespace",
+            &ns,
+            "--controller-namespace",
+            &own_ns,
+            "--identity",
+            user,
+            "--resync",
+            "1s",
+        ],
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("POLL_DEFAULTSCHEDULE", "@every 1s"),
+        ],
+    );
+    let parameters =
+        |app: &DynamicObject| -> Value { app.data["spec"]["source"]["helm"]["parameters"].clone() };
+    wait_for(
+        "the Application's image.tag to become 1.2.0",
+        (Duration::from_secs(60), Duration::from_millis(200)),
+        async || parameters(&apps.get("api").await.unwrap()),
+        |parameters| parameters[2]["value"] == "1.2.0",
+    )
+    .await;
+    // Only the tag changed: the other parameters, their order and values stay.
+    let after = parameters(&apps.get("api").await.unwrap());
+    let pairs: Vec<(&str, &str)> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("replicaCount", "3"),
+            ("image.repository", repo.as_str()),
+            ("image.tag", "1.2.0")
+        ]
+    );
+
+    // Least privilege: the controller's user may patch Applications, not delete them.
+    let as_user: Api<DynamicObject> =
+        Api::namespaced_with(api.client_as(user), &ns, &application_resource());
+    let err = as_user
+        .delete("api", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+}
