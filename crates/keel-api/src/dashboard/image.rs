@@ -117,13 +117,30 @@ fn not_tracked(viewer: &Viewer, q: &ImageQuery) -> Response {
         .into_response()
 }
 
+/// What every form about one image posts: the CSRF token and the image.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ImagePost {
+    csrf: String,
+    target: String,
+    id: String,
+}
+
+impl ImagePost {
+    fn image(&self) -> ImageQuery {
+        ImageQuery {
+            target: self.target.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
 /// The settings form: each field is one key; an empty field clears it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct SettingsForm {
-    csrf: String,
-    target: String,
-    id: String,
+    #[serde(flatten)]
+    post: ImagePost,
     policy: String,
     trigger: String,
     schedule: String,
@@ -194,11 +211,8 @@ pub(crate) async fn change_settings(
     headers: HeaderMap,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let q = ImageQuery {
-        target: form.target.clone(),
-        id: form.id.clone(),
-    };
-    let current = match admitted(&dash, &viewer, &headers, &form.csrf, &q).await {
+    let q = form.post.image();
+    let current = match admitted(&dash, &viewer, &headers, &form.post.csrf, &q).await {
         Ok(current) => current,
         Err(refused) => return refused,
     };
@@ -222,9 +236,8 @@ pub(crate) async fn change_settings(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PauseForm {
-    csrf: String,
-    target: String,
-    id: String,
+    #[serde(flatten)]
+    post: ImagePost,
     action: String,
 }
 
@@ -255,11 +268,8 @@ pub(crate) async fn pause(
     headers: HeaderMap,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    let q = ImageQuery {
-        target: form.target.clone(),
-        id: form.id.clone(),
-    };
-    let current = match admitted(&dash, &viewer, &headers, &form.csrf, &q).await {
+    let q = form.post.image();
+    let current = match admitted(&dash, &viewer, &headers, &form.post.csrf, &q).await {
         Ok(current) => current,
         Err(refused) => return refused,
     };
