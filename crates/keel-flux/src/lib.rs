@@ -7,8 +7,9 @@
 //! policies are more lenient than Flux (keel-core's `semver:` takes `1.187`, Flux does not),
 //! keel-flux applies Flux's rules.
 //!
-//! This version holds the version selection of an `ImagePolicy`, [`policy::FluxPolicy`]; the
-//! reconcilers that watch the objects come later, beside it.
+//! This version holds the version selection of an `ImagePolicy`, [`policy::FluxPolicy`], and
+//! the reflector that scans `ImageRepository` objects and writes `ImagePolicy` statuses,
+//! [`Reflector`]; `ImageUpdateAutomation` comes later, beside them.
 //!
 //! ```
 //! use keel_flux::policy::{FluxPolicy, ImagePolicyChoice};
@@ -17,6 +18,44 @@
 //! let policy = FluxPolicy::new(choice, None).unwrap();
 //! let latest = policy.latest(["1.2.3", "v1.4.0", "1.187", "2.0.0", "latest"]).unwrap();
 //! assert_eq!(latest.as_deref(), Some("v1.4.0"));
+//! ```
+//!
+//! # The reflector: Flux's image-reflector-controller
+//!
+//! [`Reflector`] does the job of Flux's image-reflector-controller over a `kube::Client`: each
+//! [`reconcile`](Reflector::reconcile) pass scans the registries of the `ImageRepository`
+//! objects that are due (never scanned, spec changed, or `spec.interval` elapsed since
+//! `lastScanResult.scanTime`), drops the tags of `spec.exclusionList`, keeps the rest in memory
+//! and writes the status Flux users read (`lastScanResult`, `canonicalImageName`, `Ready`);
+//! then it evaluates every `ImagePolicy` with [`FluxPolicy`] over its repository's tags and
+//! writes `status.latestRef` (with the digest `spec.digestReflectionPolicy` asks for) and
+//! `Ready`. Suspended objects are left untouched; a bad object's own status says what is
+//! wrong, and the others go on. `spec.secretRef` secrets are used through keel-k8s's
+//! [`PullSecrets`](keel_k8s::PullSecrets), for the registry they name only. [`crds`] holds
+//! the CustomResourceDefinitions, for clusters without Flux's own. Details in [`reflector`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use keel_flux::{Namespaces, Reflector};
+//!
+//! # async fn demo() -> Result<(), keel_core::Error> {
+//! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
+//! let secrets = keel_k8s::PullSecrets::all_namespaces(client.clone());
+//! secrets.ready().await;
+//! let registry = keel_registry::RegistryClient::builder()
+//!     .with_credential_source(Arc::new(secrets.clone()))
+//!     .build()?;
+//! let reflector =
+//!     Reflector::new(client, Namespaces::All, Arc::new(registry)).with_pull_secrets(secrets);
+//! loop {
+//!     let report = reflector.reconcile(chrono::Utc::now()).await;
+//!     for error in &report.errors {
+//!         eprintln!("{error}");
+//!     }
+//!     tokio::time::sleep(Duration::from_secs(10)).await;
+//! }
+//! # }
 //! ```
 //!
 //! # From Flux's fields to keel-rs
@@ -35,6 +74,9 @@
 //! cannot match it exactly (a few corners of Masterminds' range grammar) is listed in the
 //! [`policy`] module.
 
+pub mod crds;
 pub mod policy;
+pub mod reflector;
 
 pub use policy::FluxPolicy;
+pub use reflector::{Namespaces, Reflector, ReflectorReport};

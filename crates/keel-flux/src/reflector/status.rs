@@ -1,0 +1,84 @@
+//! The `Ready` condition and timestamps as Kubernetes writes them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::objects::Condition;
+
+/// The conditions Flux's image-reflector-controller owns; the reflector writes `Ready` and
+/// drops the other two, which only Flux's own progress reporting sets.
+const OWNED: [&str; 3] = ["Ready", "Reconciling", "Stalled"];
+
+/// `metav1.Time` as the API server writes it: RFC 3339 in UTC, whole seconds.
+pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `existing` with `Ready` set to `ok` for `reason` and `message` at `generation`, and without
+/// `Reconciling` and `Stalled`; conditions of other owners are kept in their order. The
+/// transition time changes only when the status does.
+pub(crate) fn conditions_with_ready(
+    existing: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = existing
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status && !c.last_transition_time.is_empty())
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| timestamp(now));
+    let mut conditions = vec![Condition {
+        type_: "Ready".to_owned(),
+        status: status.to_owned(),
+        observed_generation: generation,
+        last_transition_time,
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+    }];
+    conditions.extend(
+        existing
+            .iter()
+            .filter(|c| !OWNED.contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    conditions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, time: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            observed_generation: Some(1),
+            last_transition_time: time.into(),
+            reason: "R".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn ready_keeps_its_transition_time_while_its_status_holds() {
+        let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let existing = vec![
+            condition("Reconciling", "True", "2026-01-01T00:00:00Z"),
+            condition("Ready", "True", "2026-01-01T00:00:00Z"),
+            condition("Healthy", "True", "2026-01-01T00:00:00Z"),
+        ];
+        let same = conditions_with_ready(&existing, true, "Succeeded", "ok", Some(2), now);
+        assert_eq!(same.len(), 2);
+        assert_eq!(same[0].last_transition_time, "2026-01-01T00:00:00Z");
+        assert_eq!(same[0].observed_generation, Some(2));
+        assert_eq!(same[1].type_, "Healthy");
+        let flipped = conditions_with_ready(&existing, false, "Failed", "no", Some(2), now);
+        assert_eq!(flipped[0].status, "False");
+        assert_eq!(flipped[0].last_transition_time, "2026-01-02T03:04:05Z");
+    }
+}
