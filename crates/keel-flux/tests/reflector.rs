@@ -423,7 +423,7 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
             "digestReflectionPolicy": reflection,
         });
         if reflection == "Always" {
-            spec["interval"] = json!("1m");
+            spec["interval"] = json!("10s");
         }
         create(&client, &ns, "v1", POLICIES, name, spec).await;
     }
@@ -444,12 +444,22 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
         assert_eq!(s["latestRef"]["digest"], first.as_str(), "{name}");
     }
 
-    // 1.1.0 is pushed again: IfNotPresent keeps the digest it has, Always follows.
+    // 1.1.0 is pushed again: IfNotPresent keeps the digest it has, Always follows once its
+    // interval (10s) has passed.
     let moved = registry
         .seeder()
         .move_tag("team/web", "1.1.0", "2026-02-01T00:00:00Z")
         .await;
     assert_ne!(moved, first);
+    let report = reflector.reconcile(at("2026-03-01T10:00:05Z")).await;
+    assert_eq!(
+        outcome(&report, POLICIES, &ns, "always"),
+        &Outcome::Unchanged
+    );
+    assert_eq!(
+        status(&client, &ns, POLICIES, "always").await["latestRef"]["digest"],
+        first.as_str()
+    );
     let report = reflector.reconcile(at("2026-03-01T10:00:30Z")).await;
     assert_eq!(outcome(&report, REPOSITORIES, &ns, "web"), &Outcome::NotDue);
     assert_eq!(outcome(&report, POLICIES, &ns, "keep"), &Outcome::Unchanged);
@@ -536,6 +546,25 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
         "{message}"
     );
     assert_eq!(keep["latestRef"]["tag"], "2.0.0");
+
+    // Switched to Never: the digest is removed from latestRef, not left behind by the merge.
+    patch_spec(
+        &client,
+        &ns,
+        POLICIES,
+        "always",
+        json!({"digestReflectionPolicy": "Never", "interval": null}),
+    )
+    .await;
+    reflector.reconcile(at("2026-03-01T10:01:30Z")).await;
+    let always = status(&client, &ns, POLICIES, "always").await;
+    assert_eq!(
+        always["latestRef"],
+        json!({"name": image, "tag": "1.2.0"}),
+        "{always}"
+    );
+    assert_eq!(always["observedPreviousRef"]["tag"], "1.2.0");
+    assert!(always["observedPreviousRef"]["digest"].is_string());
 }
 
 #[tokio::test]
@@ -774,6 +803,27 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     assert_eq!(ok["lastScanResult"]["tagCount"], 2);
     assert!(ready_true(&ok));
 
+    // A failed scan is not tried again on every pass: first after 10s.
+    let written = get(&client, &ns, REPOSITORIES, "closed").await;
+    let report = reflector.reconcile(at("2026-03-01T10:00:05Z")).await;
+    assert_eq!(
+        outcome(&report, REPOSITORIES, &ns, "closed"),
+        &Outcome::NotDue
+    );
+    let report = reflector.reconcile(at("2026-03-01T10:00:10Z")).await;
+    assert!(matches!(
+        outcome(&report, REPOSITORIES, &ns, "closed"),
+        Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"
+    ));
+    // The same failure again: the status already says so and is not written.
+    assert_eq!(
+        get(&client, &ns, REPOSITORIES, "closed")
+            .await
+            .metadata
+            .resource_version,
+        written.metadata.resource_version
+    );
+
     let closed_status = status(&client, &ns, REPOSITORIES, "closed").await;
     let (state, reason, message) = ready(&closed_status);
     assert_eq!(
@@ -848,7 +898,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
         json!({"image": unreachable, "timeout": "20s"}),
     )
     .await;
-    let report = reflector.reconcile(at("2026-03-01T10:00:10Z")).await;
+    let report = reflector.reconcile(at("2026-03-01T10:00:15Z")).await;
     assert!(matches!(
         outcome(&report, REPOSITORIES, &ns, "ok"),
         Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"

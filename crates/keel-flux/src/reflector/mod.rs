@@ -7,7 +7,8 @@
 //!    this reflector: the tags live in its memory, so after a restart every repository is
 //!    scanned once), its spec changed (`metadata.generation` differs from
 //!    `status.observedGeneration`), `flux reconcile` asked for it
-//!    (`reconcile.fluxcd.io/requestedAt`), its last scan failed, or `lastScanResult.scanTime +
+//!    (`reconcile.fluxcd.io/requestedAt`), its last scan failed (tried again after 10 s, then
+//!    twice as long each time, up to the interval), or `lastScanResult.scanTime +
 //!    spec.interval` has come. The tags matching `spec.exclusionList` (default `^.*\.sig$`) are
 //!    dropped, the rest kept in memory, and the status written as Flux writes it:
 //!    `lastScanResult` (`tagCount`, `scanTime`, `revision`, and `latestTags`, the first 10 in
@@ -25,7 +26,8 @@
 //!    image tag for <name> resolved to <tag>`). The digest follows
 //!    `spec.digestReflectionPolicy`: `Never` (the default) writes none, `IfNotPresent` keeps
 //!    the digest already written for the same name and tag and looks it up otherwise, `Always`
-//!    looks it up on every pass. `Ready` is `False` with reason `InvalidPolicy` for a spec that
+//!    looks it up again for a new tag or generation and once `spec.interval` (default 10m) has
+//!    passed since it last did. `Ready` is `False` with reason `InvalidPolicy` for a spec that
 //!    does not validate (the message names the field), `DependencyNotReady` when the repository
 //!    does not exist or has no tags yet, `AccessDenied` for a repository in another namespace,
 //!    `Failure` when no tag qualifies, `ReadOperationFailed` when the digest cannot be read.
@@ -151,7 +153,8 @@ impl Namespaces {
 pub enum Outcome {
     /// `spec.suspend` is true: nothing read from the registry, nothing written.
     Suspended,
-    /// An `ImageRepository` scanned recently with an unchanged spec: nothing written.
+    /// An `ImageRepository` scanned recently with an unchanged spec, or waiting to retry a
+    /// failed scan: nothing asked of the registry, nothing written.
     NotDue,
     /// An `ImagePolicy` whose status already said what this pass found: nothing written.
     Unchanged,
@@ -211,6 +214,19 @@ fn find<'r>(reports: &'r [ObjectReport], namespace: &str, name: &str) -> Option<
         .find(|r| r.namespace == namespace && r.name == name)
 }
 
+/// The first retry after a failed scan; each further failure doubles it, up to the
+/// repository's interval.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+
+/// A failed scan: of which generation and reconcile request, and when to try again.
+#[derive(Clone, Debug)]
+struct Retry {
+    generation: Option<i64>,
+    request: Option<String>,
+    failures: u32,
+    at: DateTime<Utc>,
+}
+
 /// The tags of one scanned repository.
 #[derive(Clone, Debug)]
 struct Scanned {
@@ -230,6 +246,10 @@ pub struct Reflector {
     registry: Arc<dyn Registry>,
     pull_secrets: Option<PullSecrets>,
     tags: Mutex<HashMap<String, Scanned>>,
+    /// Repositories whose last scan failed, by key: when to try again.
+    retries: Mutex<HashMap<String, Retry>>,
+    /// When each `Always` policy last read its digest, by key, for `spec.interval`.
+    digests_read: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Passes run one at a time (the credentials recorded for a scan are the reflector's own).
     pass: tokio::sync::Mutex<()>,
 }
@@ -331,6 +351,8 @@ impl Reflector {
             registry,
             pull_secrets: None,
             tags: Mutex::new(HashMap::new()),
+            retries: Mutex::new(HashMap::new()),
+            digests_read: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
         }
     }
@@ -437,6 +459,20 @@ impl Reflector {
     /// Whether `repository` must be scanned at `now`, and why.
     fn due(&self, repository: &Repository, now: DateTime<Utc>) -> Option<&'static str> {
         let meta = &repository.meta;
+        // After a failure the same spec is tried again with backoff, not on every pass (a
+        // registry answering 429 must not be asked more often for it).
+        let retry = self
+            .retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&meta.key())
+            .cloned();
+        if let Some(retry) = retry
+            && retry.generation == meta.generation
+            && retry.request == meta.reconcile_request
+        {
+            return (retry.at <= now).then_some("retrying a failed scan");
+        }
         let scanned = self
             .tags
             .lock()
@@ -458,11 +494,46 @@ impl Reflector {
         if meta.ready().is_none_or(|c| c.status != "True") {
             return Some("not ready");
         }
-        let interval = repository.interval.as_deref().and_then(parse_duration)?;
+        // An interval that does not parse is reported by the scan.
+        let Some(interval) = repository.interval.as_deref().and_then(parse_duration) else {
+            return Some("invalid interval");
+        };
         let next = chrono::Duration::from_std(interval)
             .ok()
             .and_then(|i| last_scan.checked_add_signed(i))?;
         (next <= now).then_some("interval elapsed")
+    }
+
+    /// Records a failed scan of `repository` at `now` and when to try again.
+    fn record_failure(&self, repository: &Repository, now: DateTime<Utc>) {
+        let meta = &repository.meta;
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = retries
+            .get(&meta.key())
+            .filter(|r| r.generation == meta.generation)
+            .map_or(1, |r| r.failures.saturating_add(1));
+        let cap = repository
+            .interval
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(Duration::from_secs(300))
+            .max(FIRST_RETRY);
+        let wait = FIRST_RETRY
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(cap);
+        let at = chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|w| now.checked_add_signed(w))
+            .unwrap_or(now);
+        retries.insert(
+            meta.key(),
+            Retry {
+                generation: meta.generation,
+                request: meta.reconcile_request.clone(),
+                failures,
+                at,
+            },
+        );
     }
 
     async fn reconcile_repository(
@@ -495,9 +566,12 @@ impl Reflector {
                     "tagCount": scan.tags.len(),
                     "scanTime": timestamp(now),
                 });
-                if !latest.is_empty() {
-                    result["latestTags"] = json!(latest);
-                }
+                // Null removes the tags of an earlier scan from the merge.
+                result["latestTags"] = if latest.is_empty() {
+                    Value::Null
+                } else {
+                    json!(latest)
+                };
                 status.insert("lastScanResult".into(), result);
                 status.insert("canonicalImageName".into(), json!(scan.canonical));
                 status.insert("observedExclusionList".into(), json!(scan.exclusion_list));
@@ -508,10 +582,20 @@ impl Reflector {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(meta.key(), Scanned { tags: scan.tags });
+                self.retries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&meta.key());
                 Ready::yes(message)
             }
             Err(ready) => {
                 warn!(repository = %meta.key(), reason = %ready.reason, "{}", ready.message);
+                self.record_failure(repository, now);
+                let request_pending = meta.reconcile_request.is_some()
+                    && meta.reconcile_request != meta.last_handled_reconcile;
+                if same_ready(meta, &ready) && !request_pending {
+                    return ready.outcome();
+                }
                 ready
             }
         };
@@ -658,7 +742,7 @@ impl Reflector {
             debug!(policy = %meta.key(), "suspended");
             return Outcome::Suspended;
         }
-        let (latest_ref, ready) = match self.evaluate(policy, repositories).await {
+        let (latest_ref, ready) = match self.evaluate(policy, repositories, now).await {
             Ok(latest) => {
                 let message = ready_message(&latest, policy.latest_ref.as_ref());
                 (Some(latest), Ready::yes(message))
@@ -670,9 +754,9 @@ impl Reflector {
         if let Some(latest) = &latest_ref
             && policy.latest_ref.as_ref() != Some(latest)
         {
-            status.insert("latestRef".into(), json!(latest));
+            status.insert("latestRef".into(), ref_patch(latest));
             if let Some(current) = &policy.latest_ref {
-                status.insert("observedPreviousRef".into(), json!(current));
+                status.insert("observedPreviousRef".into(), ref_patch(current));
             }
         }
         let generation_changed =
@@ -680,11 +764,7 @@ impl Reflector {
         if let Some(generation) = meta.generation {
             status.insert("observedGeneration".into(), json!(generation));
         }
-        let same_ready = meta.ready().is_some_and(|c| {
-            (c.status == "True") == ready.ok
-                && c.reason == ready.reason
-                && c.message == ready.message
-        });
+        let same_ready = same_ready(meta, &ready);
         let request_pending = meta.reconcile_request.is_some()
             && meta.reconcile_request != meta.last_handled_reconcile;
         if same_ready
@@ -709,6 +789,7 @@ impl Reflector {
         &self,
         policy: &Policy,
         repositories: &HashMap<String, &Repository>,
+        now: DateTime<Utc>,
     ) -> Result<LatestRef, Ready> {
         let meta = &policy.meta;
         let spec = &policy.spec;
@@ -799,22 +880,54 @@ impl Reflector {
             tag,
             digest: String::new(),
         };
-        let keep = reflection == DigestReflection::IfNotPresent
-            && policy.latest_ref.as_ref().is_some_and(|current| {
-                current.name == latest.name
-                    && current.tag == latest.tag
-                    && !current.digest.is_empty()
-            });
+        // The digest already written for this name and tag, if any.
+        let current_digest = policy
+            .latest_ref
+            .as_ref()
+            .filter(|c| c.name == latest.name && c.tag == latest.tag && !c.digest.is_empty())
+            .map(|c| c.digest.clone());
+        let keep = current_digest.is_some()
+            && match reflection {
+                DigestReflection::Never => false,
+                DigestReflection::IfNotPresent => true,
+                // Read again once `spec.interval` has passed, or for a new generation.
+                DigestReflection::Always => {
+                    meta.generation
+                        .is_none_or(|g| Some(g) == meta.observed_generation)
+                        && self.digest_fresh(policy, now)
+                }
+            };
         if keep {
-            latest.digest = policy
-                .latest_ref
-                .as_ref()
-                .map(|c| c.digest.clone())
-                .unwrap_or_default();
+            latest.digest = current_digest.unwrap_or_default();
         } else if reflection != DigestReflection::Never {
             latest.digest = self.digest(repository, &reference, &latest).await?;
+            self.digests_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(meta.key(), now);
         }
         Ok(latest)
+    }
+
+    /// Whether an `Always` policy read its digest less than `spec.interval` (default 10m)
+    /// before `now`.
+    fn digest_fresh(&self, policy: &Policy, now: DateTime<Utc>) -> bool {
+        let interval = policy
+            .spec
+            .get("interval")
+            .and_then(Value::as_str)
+            .and_then(parse_duration)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(600));
+        let read = self
+            .digests_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&policy.meta.key())
+            .copied();
+        read.zip(chrono::Duration::from_std(interval).ok())
+            .and_then(|(read, interval)| read.checked_add_signed(interval))
+            .is_some_and(|next| now < next)
     }
 
     /// The digest of `latest` in the registry, read with the repository's credentials.
@@ -905,6 +1018,23 @@ struct ScanResult {
     canonical: String,
     exclusion_list: Vec<String>,
     tags: Vec<String>,
+}
+
+/// Whether the object's `Ready` condition already says what `ready` says.
+fn same_ready(meta: &Meta, ready: &Ready) -> bool {
+    meta.ready().is_some_and(|c| {
+        (c.status == "True") == ready.ok && c.reason == ready.reason && c.message == ready.message
+    })
+}
+
+/// A `latestRef` as a merge patch: a missing digest is removed, not left as it was.
+fn ref_patch(reference: &LatestRef) -> Value {
+    let digest = if reference.digest.is_empty() {
+        Value::Null
+    } else {
+        json!(reference.digest)
+    };
+    json!({"name": reference.name, "tag": reference.tag, "digest": digest})
 }
 
 /// The `Ready` condition for a registry error: credentials refused are
