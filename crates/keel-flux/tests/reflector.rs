@@ -533,6 +533,25 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
     let web = status(&client, &ns, REPOSITORIES, "web").await;
     assert_eq!(web["lastScanResult"]["tagCount"], 3, "{web}");
     assert_eq!(web["observedGeneration"], 2);
+    // `flux reconcile image repository` (the requestedAt annotation) scans before the interval.
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource("v1", REPOSITORIES));
+    let annotate =
+        json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now-1"}}});
+    api.patch("web", &PatchParams::default(), &Patch::Merge(annotate))
+        .await
+        .unwrap();
+    let report = reflector.reconcile(at("2026-03-01T10:01:25Z")).await;
+    assert!(matches!(
+        outcome(&report, REPOSITORIES, &ns, "web"),
+        Outcome::Ready { .. }
+    ));
+    let web = status(&client, &ns, REPOSITORIES, "web").await;
+    assert_eq!(web["lastHandledReconcileAt"], "now-1");
+    assert_eq!(web["lastScanResult"]["scanTime"], "2026-03-01T10:01:25Z");
+    let report = reflector.reconcile(at("2026-03-01T10:01:26Z")).await;
+    assert_eq!(outcome(&report, REPOSITORIES, &ns, "web"), &Outcome::NotDue);
+
     // With 2.0.0 gone, the >=2.0.0 policy has no candidate: not ready, its tag kept.
     let keep = status(&client, &ns, POLICIES, "keep").await;
     let (state, reason, message) = ready(&keep);
@@ -1008,6 +1027,42 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
         spec(Some("absent")),
     )
     .await;
+    // The good secret named by a repository of another registry, which asks for basic auth
+    // and records whether it gets any: the secret's credentials are for the first registry
+    // only, so the scan is refused there.
+    let seen: Arc<std::sync::Mutex<Vec<(String, bool)>>> = Arc::default();
+    let recorder = seen.clone();
+    let (other, _server) = keel_testsupport::registry::serve(move |request| {
+        let recorder = recorder.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let authorized = request.headers().contains_key("authorization");
+            recorder.lock().unwrap().push((path, authorized));
+            if authorized {
+                keel_testsupport::registry::respond(
+                    200,
+                    "application/json",
+                    r#"{"name":"team/other","tags":["3.0.0"]}"#,
+                )
+            } else {
+                http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"Basic realm="other""#)
+                    .body(keel_testsupport::registry::full("{}"))
+                    .unwrap()
+            }
+        }
+    })
+    .await;
+    create(
+        &client,
+        &ns,
+        "v1",
+        REPOSITORIES,
+        "other-registry",
+        json!({"image": format!("{other}/team/other"), "interval": "1m", "secretRef": {"name": "good"}}),
+    )
+    .await;
     create(
         &client,
         &ns,
@@ -1045,6 +1100,16 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
         json!({"name": image, "tag": "1.4.0", "digest": digest}),
         "{policy}"
     );
+
+    let other_status = status(&client, &ns, REPOSITORIES, "other-registry").await;
+    assert_eq!(
+        ready(&other_status).1,
+        "AuthenticationFailed",
+        "{other_status}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|(_, authorized)| !authorized), "{seen:?}");
 
     for name in ["wrong", "anonymous"] {
         let s = status(&client, &ns, REPOSITORIES, name).await;

@@ -47,12 +47,15 @@
 //! about a repository, the reflector records that secret, and only that one, as the
 //! reflector's credentials for that repository, so the registry client uses it, and only for
 //! the registry its `auths` name (keel-registry sends credentials to no other host). A
-//! repository without `secretRef` gets no credentials from the reflector. Two caveats of a
-//! shared client: other users of the same [`PullSecrets`] (workloads tracked by a
-//! `KubeTarget`) add their secrets for the same repository after the reflector's, and the
-//! registry client caches tag lists and tokens per repository, not per credential; for strict
-//! separation between tenants, give the reflector a [`PullSecrets`] and a registry client of
-//! its own, built with `with_cache_ttl(Duration::ZERO)`.
+//! repository without `secretRef` gets no credentials from the reflector.
+//!
+//! Give the reflector a [`PullSecrets`] and a registry client of its own: keel-k8s's workload
+//! sync replaces the whole usage map of the [`PullSecrets`] it is given (which would drop the
+//! reflector's entry in the middle of a scan), and adds workloads' secrets for the same
+//! repositories. The registry client caches tag lists (for its cache TTL) and bearer tokens
+//! per repository, not per credential, so a repository whose secret is wrong can be answered
+//! from what another repository's secret fetched a moment before; where tenants must not
+//! reach each other's images, give each its own reflector and registry client.
 //!
 //! The `provider` field (`aws`, `azure`, `gcp`) gets no cloud identity: such repositories are
 //! scanned with whatever the registry client is configured with (its Docker config and
