@@ -942,6 +942,32 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
         Outcome::Ready { .. }
     ));
     assert!(ready_true(&status(&client, &ns, REPOSITORIES, "ok").await));
+
+    // Deleted: its tags are forgotten and its policy waits for it again.
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource("v1", REPOSITORIES));
+    api.delete("ok", &Default::default()).await.unwrap();
+    wait_until(
+        "the repository is gone",
+        (Duration::from_secs(10), Duration::from_millis(50)),
+        async || match api.get_opt("ok").await.unwrap() {
+            None => Ok(()),
+            Some(_) => Err("still there"),
+        },
+    )
+    .await;
+    reflector.reconcile(at("2026-03-01T10:00:30Z")).await;
+    assert!(reflector.tags(&ns, "ok").is_none());
+    let ok_policy = status(&client, &ns, POLICIES, "ok").await;
+    let (state, reason, _) = ready(&ok_policy);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "DependencyNotReady")
+    );
+    assert_eq!(
+        ok_policy["latestRef"]["tag"], "1.1.0",
+        "the last choice stays"
+    );
 }
 
 fn docker_config_secret(name: &str, registry: &str, user: &str, password: &str) -> Secret {

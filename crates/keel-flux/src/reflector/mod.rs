@@ -88,7 +88,7 @@
 mod objects;
 mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -393,6 +393,10 @@ impl Reflector {
         };
         let repositories: Vec<Repository> =
             repositories.iter().filter_map(Repository::read).collect();
+        // What deleted repositories left in memory goes.
+        let listed: HashSet<String> = repositories.iter().map(|r| r.meta.key()).collect();
+        forget_others(&self.tags, &listed);
+        forget_others(&self.retries, &listed);
         for repository in &repositories {
             let outcome = self
                 .reconcile_repository(repository, now, &mut report)
@@ -412,11 +416,14 @@ impl Reflector {
                 return report;
             }
         };
+        let policies: Vec<Policy> = policies.iter().filter_map(Policy::read).collect();
+        let listed: HashSet<String> = policies.iter().map(|p| p.meta.key()).collect();
+        forget_others(&self.digests_read, &listed);
         let by_key: HashMap<String, &Repository> =
             repositories.iter().map(|r| (r.meta.key(), r)).collect();
-        for policy in policies.iter().filter_map(Policy::read) {
+        for policy in &policies {
             let outcome = self
-                .reconcile_policy(&policy, &by_key, now, &mut report)
+                .reconcile_policy(policy, &by_key, now, &mut report)
                 .await;
             report.policies.push(ObjectReport {
                 namespace: policy.meta.namespace.clone(),
@@ -1021,6 +1028,14 @@ struct ScanResult {
     canonical: String,
     exclusion_list: Vec<String>,
     tags: Vec<String>,
+}
+
+/// Drops the entries of `memory` whose keys are not `listed`.
+fn forget_others<V>(memory: &Mutex<HashMap<String, V>>, listed: &HashSet<String>) {
+    memory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|key, _| listed.contains(key));
 }
 
 /// Whether the object's `Ready` condition already says what `ready` says.
