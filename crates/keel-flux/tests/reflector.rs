@@ -1185,3 +1185,87 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
     assert_eq!(reason, "AuthenticationFailed");
     assert!(message.contains("reads no pull secrets"), "{message}");
 }
+
+#[tokio::test]
+async fn cross_namespace_references_need_access_from() {
+    let Some((server, owner, client)) = ApiServer::shared_namespace("flux-acl-owner").await else {
+        return;
+    };
+    install_crds(server).await;
+    let user = server.namespace("flux-acl-user").await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/base", &["1.0.0", "1.5.0"]).await;
+    let image = format!("{}/team/base", registry.addr());
+    create(
+        &client,
+        &owner,
+        "v1",
+        REPOSITORIES,
+        "shared",
+        json!({
+            "image": image,
+            "interval": "1m",
+            "accessFrom": {"namespaceSelectors": [{"matchLabels": {"keel-test/flux-acl": user}}]},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        &owner,
+        "v1",
+        REPOSITORIES,
+        "private",
+        json!({"image": image, "interval": "1m"}),
+    )
+    .await;
+    for repository in ["shared", "private"] {
+        create(
+            &client,
+            &user,
+            "v1",
+            POLICIES,
+            repository,
+            json!({
+                "imageRepositoryRef": {"name": repository, "namespace": owner},
+                "policy": {"semver": {"range": "1.x"}},
+            }),
+        )
+        .await;
+    }
+    let reflector = Reflector::new(
+        client.clone(),
+        Namespaces::only([&owner, &user]),
+        registry_client(None),
+    );
+    reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
+    for (name, says) in [
+        (
+            "shared",
+            format!("ACL labels mismatch on namespace '{user}'"),
+        ),
+        ("private", "missing ACL labels on 'accessFrom'".to_owned()),
+    ] {
+        let s = status(&client, &user, POLICIES, name).await;
+        let (state, reason, message) = ready(&s);
+        assert_eq!(
+            (state.as_str(), reason.as_str()),
+            ("False", "AccessDenied"),
+            "{message}"
+        );
+        assert!(message.contains(&says), "{name}: {message}");
+    }
+
+    // Labelled as `accessFrom` asks, the user's namespace may read `shared`, not `private`.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let label = json!({"metadata": {"labels": {"keel-test/flux-acl": user}}});
+    namespaces
+        .patch(&user, &PatchParams::default(), &Patch::Merge(label))
+        .await
+        .unwrap();
+    reflector.reconcile(at("2026-03-01T10:00:10Z")).await;
+    let shared = status(&client, &user, POLICIES, "shared").await;
+    assert!(ready_true(&shared), "{shared}");
+    assert_eq!(shared["latestRef"], json!({"name": image, "tag": "1.5.0"}));
+    let private = status(&client, &user, POLICIES, "private").await;
+    assert_eq!(ready(&private).1, "AccessDenied");
+}

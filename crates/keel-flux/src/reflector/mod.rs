@@ -29,7 +29,9 @@
 //!    looks it up again for a new tag or generation and once `spec.interval` (default 10m) has
 //!    passed since it last did. `Ready` is `False` with reason `InvalidPolicy` for a spec that
 //!    does not validate (the message names the field), `DependencyNotReady` when the repository
-//!    does not exist or has no tags yet, `AccessDenied` for a repository in another namespace,
+//!    does not exist or has no tags yet, `AccessDenied` for a repository in another namespace
+//!    whose `spec.accessFrom` does not admit the policy's namespace (by its labels; reading them
+//!    needs `get` on namespaces) or that this reflector does not read,
 //!    `Failure` when no tag qualifies, `ReadOperationFailed` when the digest cannot be read.
 //!    A status that already says what the pass found is not written again.
 //!
@@ -88,7 +90,7 @@
 mod objects;
 mod status;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,7 +107,10 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use crate::policy::{FluxPolicy, ImagePolicyChoice, TagFilter};
-use objects::{DigestReflection, LatestRef, Meta, Policy, Repository, parse_duration, parse_image};
+use objects::{
+    DigestReflection, LatestRef, Meta, Policy, Repository, access_allowed, parse_duration,
+    parse_image,
+};
 use status::{conditions_with_ready, timestamp};
 
 /// The API group of Flux's image automation objects.
@@ -837,16 +842,19 @@ impl Reflector {
             FluxPolicy::new(choice, filter).map_err(|e| invalid(format!("invalid policy: {e}")))?;
 
         let repository_key = format!("{repository_namespace}/{repository_name}");
-        if repository_namespace != meta.namespace {
-            return Err(Ready::no(
+        let access_denied = |why: String| {
+            Ready::no(
                 "AccessDenied",
-                format!(
-                    "failed to get the referred ImageRepository: cannot access \
-                     'ImageRepository/{repository_key}': keel-flux does not evaluate \
-                     spec.accessFrom, so only ImageRepositories of the policy's own namespace \
-                     can be referred to"
-                ),
-            ));
+                format!("failed to get the referred ImageRepository: access denied: {why}"),
+            )
+        };
+        if let Namespaces::Only(names) = &self.namespaces
+            && !names.contains(repository_namespace)
+        {
+            return Err(access_denied(format!(
+                "'ImageRepository/{repository_key}' is in a namespace this reflector does not \
+                 read"
+            )));
         }
         let Some(repository) = repositories.get(&repository_key) else {
             return Err(Ready::no(
@@ -857,6 +865,19 @@ impl Reflector {
                 ),
             ));
         };
+        if repository_namespace != meta.namespace {
+            let labels = self
+                .namespace_labels(&meta.namespace)
+                .await
+                .map_err(|e| access_denied(e.to_string()))?;
+            access_allowed(
+                repository.access_from.as_ref(),
+                &labels,
+                &repository_key,
+                &meta.namespace,
+            )
+            .map_err(access_denied)?;
+        }
         let image = repository.image.clone().unwrap_or_default();
         let (reference, _) = parse_image(&image).map_err(|e| Ready::no("ImageURLInvalid", e))?;
         let tags = self
@@ -938,6 +959,27 @@ impl Reflector {
         read.zip(chrono::Duration::from_std(interval).ok())
             .and_then(|(read, interval)| read.checked_add_signed(interval))
             .is_some_and(|next| now < next)
+    }
+
+    /// The labels of the namespace `name`, for `accessFrom`.
+    async fn namespace_labels(&self, name: &str) -> Result<BTreeMap<String, String>, Error> {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let namespace = api.get(name).await.map_err(|e| {
+            from_kube(
+                e,
+                &Request {
+                    verb: "get",
+                    resource: "namespaces",
+                    namespace: None,
+                    name: Some(name),
+                },
+            )
+        })?;
+        Ok(namespace.metadata.labels.unwrap_or_default())
     }
 
     /// The digest of `latest` in the registry, read with the repository's credentials.

@@ -121,6 +121,8 @@ pub(crate) struct Repository {
     /// `spec.exclusionList`, Flux's default when unset or empty; `Err` names a non-string.
     pub(crate) exclusion_list: Result<Vec<String>, String>,
     pub(crate) provider: String,
+    /// `spec.accessFrom`: which other namespaces' policies may refer to it.
+    pub(crate) access_from: Option<Value>,
     pub(crate) last_scan_time: Option<DateTime<Utc>>,
 }
 
@@ -155,6 +157,10 @@ impl Repository {
                 .map(str::to_owned),
             exclusion_list,
             provider: string_at(spec, "provider").unwrap_or_else(|| "generic".to_owned()),
+            access_from: spec
+                .and_then(|s| s.get("accessFrom"))
+                .filter(|a| !a.is_null())
+                .cloned(),
             last_scan_time: status
                 .and_then(|s| s.get("lastScanResult"))
                 .and_then(|r| r.get("scanTime"))
@@ -184,6 +190,48 @@ impl Policy {
             spec: object.data.get("spec").cloned().unwrap_or(Value::Null),
             meta,
         })
+    }
+}
+
+/// Whether Flux's `accessFrom` (`{namespaceSelectors: [{matchLabels: {...}}]}`) admits a
+/// namespace labelled `labels`: one selector whose labels the namespace all has (an empty
+/// selector admits every namespace). `Err` says why not, as Flux does.
+pub(crate) fn access_allowed(
+    access_from: Option<&Value>,
+    labels: &std::collections::BTreeMap<String, String>,
+    repository: &str,
+    namespace: &str,
+) -> Result<(), String> {
+    let Some(access_from) = access_from else {
+        return Err(format!(
+            "'ImageRepository/{repository}' can't be accessed due to missing ACL labels on \
+             'accessFrom'"
+        ));
+    };
+    let selectors = access_from
+        .get("namespaceSelectors")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let admits = |selector: &Value| {
+        let Some(match_labels) = selector.get("matchLabels") else {
+            return true;
+        };
+        match match_labels.as_object() {
+            Some(wanted) => wanted.iter().all(|(k, v)| {
+                v.as_str()
+                    .is_some_and(|v| labels.get(k).is_some_and(|l| l == v))
+            }),
+            None => match_labels.is_null(),
+        }
+    };
+    if selectors.iter().any(admits) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'ImageRepository/{repository}' can't be accessed due to ACL labels mismatch on \
+             namespace '{namespace}'"
+        ))
     }
 }
 
@@ -330,6 +378,29 @@ mod tests {
             let err = parse_image(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn access_from_admits_namespaces_by_labels() {
+        use std::collections::BTreeMap;
+        let labels = BTreeMap::from([("team".to_owned(), "web".to_owned())]);
+        let check = |access: Value| access_allowed(Some(&access), &labels, "a/r", "b");
+        assert!(
+            check(serde_json::json!({"namespaceSelectors": [{"matchLabels": {"team": "web"}}]}))
+                .is_ok()
+        );
+        assert!(
+            check(serde_json::json!({"namespaceSelectors": [{"matchLabels": {"team": "db"}}, {}]}))
+                .is_ok()
+        );
+        let err =
+            check(serde_json::json!({"namespaceSelectors": [{"matchLabels": {"team": "db"}}]}))
+                .unwrap_err();
+        assert!(err.contains("mismatch on namespace 'b'"), "{err}");
+        assert!(check(serde_json::json!({"namespaceSelectors": []})).is_err());
+        assert!(check(serde_json::json!({"namespaceSelectors": [{"matchLabels": 3}]})).is_err());
+        let err = access_allowed(None, &labels, "a/r", "b").unwrap_err();
+        assert!(err.contains("missing ACL labels"), "{err}");
     }
 
     #[test]
