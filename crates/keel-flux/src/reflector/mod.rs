@@ -111,7 +111,7 @@ use objects::{
     DigestReflection, LatestRef, Meta, Policy, Repository, access_allowed, parse_duration,
     parse_image,
 };
-use status::{conditions_with_ready, timestamp};
+use status::{conditions_with_ready, timestamp, truncate};
 
 /// The API group of Flux's image automation objects.
 pub const GROUP: &str = "image.toolkit.fluxcd.io";
@@ -308,7 +308,7 @@ impl Ready {
         Ready {
             ok: true,
             reason: "Succeeded".to_owned(),
-            message,
+            message: truncate(&message),
         }
     }
 
@@ -316,7 +316,7 @@ impl Ready {
         Ready {
             ok: false,
             reason: reason.to_owned(),
-            message: message.into(),
+            message: truncate(&message.into()),
         }
     }
 

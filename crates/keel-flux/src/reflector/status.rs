@@ -8,6 +8,10 @@ use super::objects::Condition;
 /// drops the other two, which only Flux's own progress reporting sets.
 const OWNED: [&str; 3] = ["Ready", "Reconciling", "Stalled"];
 
+/// The longest condition message written; the API server refuses longer than 32768 bytes, and
+/// a registry's error body can be longer.
+const MAX_MESSAGE: usize = 4096;
+
 /// `metav1.Time` as the API server writes it: RFC 3339 in UTC, whole seconds.
 pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -36,7 +40,7 @@ pub(crate) fn conditions_with_ready(
         observed_generation: generation,
         last_transition_time,
         reason: reason.to_owned(),
-        message: message.to_owned(),
+        message: truncate(message),
     }];
     conditions.extend(
         existing
@@ -47,9 +51,33 @@ pub(crate) fn conditions_with_ready(
     conditions
 }
 
+/// `message` cut to [`MAX_MESSAGE`] bytes at a character boundary, marked when cut.
+pub(crate) fn truncate(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &message[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("short"), "short");
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = truncate(&long);
+        assert!(
+            cut.len() <= MAX_MESSAGE + 3 && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
+    }
 
     fn condition(type_: &str, status: &str, time: &str) -> Condition {
         Condition {
