@@ -292,6 +292,21 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
         message.starts_with("successful scan: found 7 tags"),
         "{message}"
     );
+    // Written by the field manager `keel`, status fields only (a write to the main resource
+    // would not have changed the status at all: the CRD has the status subresource).
+    let managed = get(&client, &ns, REPOSITORIES, "app")
+        .await
+        .metadata
+        .managed_fields
+        .unwrap_or_default();
+    let keel: Vec<Value> = managed
+        .iter()
+        .filter(|f| f.manager.as_deref() == Some("keel"))
+        .filter_map(|f| f.fields_v1.as_ref().map(|v| v.0.clone()))
+        .collect();
+    assert_eq!(keel.len(), 1, "{managed:?}");
+    let fields: Vec<&String> = keel[0].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["f:status"], "{managed:?}");
 
     // The v1beta2 object is served and written in v1; its own exclusion list replaces the
     // default, so `tool.sig` stays.
