@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_flux::reflector::{GROUP, Namespaces, Outcome, Reflector, ReflectorReport};
 use keel_k8s::{PullSecrets, SecretRef};
 use keel_registry::RegistryClient;
-use keel_testsupport::kube::{ApiServer, wait_until};
+use keel_testsupport::kube::{ApiServer, install_crd, wait_until};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -39,34 +39,13 @@ static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 /// versions are served.
 async fn install_crds(server: &ApiServer) {
     CRDS.get_or_init(|| async {
-        let client = server.admin_client();
-        for (name, yaml) in keel_flux::crds::ALL {
-            let request =
-                http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-                    .header(http::header::CONTENT_TYPE, "application/yaml")
-                    .body(yaml.as_bytes().to_vec())
-                    .expect("a valid request");
-            match client.request_text(request).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(e) => panic!("create the CRD {name}: {e}"),
-            }
-        }
-        for version in ["v1", "v1beta2"] {
-            for plural in [REPOSITORIES, POLICIES] {
-                let group_version = format!("{GROUP}/{version}");
-                wait_until(
-                    &format!("{plural} served in {group_version}"),
-                    (Duration::from_secs(30), Duration::from_millis(100)),
-                    async || {
-                        if server.serves(&group_version, plural).await {
-                            Ok(())
-                        } else {
-                            Err("not in discovery yet")
-                        }
-                    },
-                )
-                .await;
+        let crds = [
+            (keel_flux::crds::IMAGE_REPOSITORY_CRD, REPOSITORIES),
+            (keel_flux::crds::IMAGE_POLICY_CRD, POLICIES),
+        ];
+        for (yaml, plural) in crds {
+            for version in ["v1", "v1beta2"] {
+                install_crd(server, yaml, &format!("{GROUP}/{version}"), plural).await;
             }
         }
     })
