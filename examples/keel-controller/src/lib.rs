@@ -4,6 +4,7 @@
 //! - [`http`]: Keel's webhook endpoints (`/v1/webhooks/{native,dockerhub,quay,azure,github,
 //!   harbor,jfrog,registry}`) behind optional credentials, `/healthz` and `/metrics`;
 //! - [`metrics`]: the counters and gauges `/metrics` shows;
+//! - [`flux`]: runs the Flux reflector (keel-flux) on a tick, by the leader only;
 //! - [`worker`]: runs a pipeline pass for each batch of pushes and whenever polled images are
 //!   due (keel-core's [`Poller`](keel_core::trigger::Poller) knows which, per
 //!   `keel.sh/pollSchedule`) or a workload changed.
@@ -32,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod flux;
 pub mod http;
 pub mod metrics;
 pub mod setup;

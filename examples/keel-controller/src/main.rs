@@ -31,6 +31,10 @@
 //!   of `--argocd-namespace` (default: all), polled on the default schedule; updates patch
 //!   the Application's Helm parameters or Kustomize images (write-back `argocd`). The pull
 //!   secrets the annotations name are used for their image's registry only.
+//! - With `--flux`, the controller does the job of Flux's image-reflector-controller
+//!   (keel-flux): it scans the registries of the `ImageRepository` objects in the namespaces
+//!   of `--namespaces` and writes the tag each `ImagePolicy` selects into its status, as Flux
+//!   does, with its own pull secrets and registry client.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
 //!   are configured; approval requests live in ConfigMaps of the controller's namespace
 //!   (shared by replicas), in an embedded file, or in memory (`--approval-store`).
@@ -54,6 +58,7 @@ use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApp
 use keel_core::registry::CredentialChain;
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
 use keel_core::{Pipeline, Target, UpdatePlan};
+use keel_flux::reflector::{Namespaces, Reflector};
 use keel_helm::HelmTarget;
 use keel_k8s::{
     KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
@@ -153,6 +158,16 @@ struct Args {
     #[arg(long, env = "KEEL_ARGOCD")]
     argocd: bool,
 
+    /// Do the job of Flux's image-reflector-controller: scan the `ImageRepository` objects
+    /// of --namespaces and write the tag each `ImagePolicy` selects into its status.
+    #[arg(long, env = "KEEL_FLUX")]
+    flux: bool,
+
+    /// How often the Flux reflector looks for objects that are due (each is scanned on its
+    /// own `spec.interval`): `5s`, `30s`.
+    #[arg(long, default_value = "10s", value_parser = parse_interval, requires = "flux")]
+    flux_tick: Duration,
+
     /// Namespaces of the Argo CD Applications to track (repeat or comma-separate; default:
     /// all).
     #[arg(long = "argocd-namespace", value_delimiter = ',', requires = "argocd")]
@@ -247,6 +262,8 @@ struct Controller {
     leadership: Option<Leadership>,
     /// What the dashboard lists.
     tracked: Arc<TargetImages>,
+    /// The Flux reflector, with `--flux`.
+    reflector: Option<Arc<Reflector>>,
 }
 
 impl Controller {
@@ -334,6 +351,10 @@ impl Controller {
             api_auth,
             leadership,
             tracked,
+            reflector: match args.flux {
+                true => Some(Arc::new(flux_reflector(args, &client)?)),
+                false => None,
+            },
         })
     }
 
@@ -353,6 +374,15 @@ impl Controller {
         let shutdown = Shutdown::on_signal();
         let (pushes, queue) = tokio::sync::mpsc::channel(args.queue.max(1));
         let worker_task = tokio::spawn(worker.run(queue, shutdown.wait()));
+        let reflector_task = self.reflector.map(|reflector| {
+            let leading = self.leadership.as_ref().map(Leadership::subscribe);
+            tokio::spawn(keel_controller::flux::reflect_until(
+                reflector,
+                leading,
+                args.flux_tick,
+                shutdown.wait(),
+            ))
+        });
 
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(listener) => listener,
@@ -375,6 +405,13 @@ impl Controller {
         }
         if let Err(e) = worker_task.await {
             error!(%e, "worker failed");
+            return std::process::ExitCode::FAILURE;
+        }
+        if let Some(Err(e)) = match reflector_task {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            error!(%e, "Flux reflector failed");
             return std::process::ExitCode::FAILURE;
         }
         if let Some(leadership) = self.leadership {
@@ -456,6 +493,29 @@ async fn helm_target(
         .map_err(|e| format!("cannot start the Helm provider: {e}"))?;
     info!(helm = target.helm().version(), "tracking Helm releases");
     Ok(target)
+}
+
+/// The Flux reflector over the namespaces of `--namespaces` (all without it), with pull
+/// secrets and a registry client of its own (the workloads' sync would replace its secret
+/// usage, and tag lists must not be shared across credentials).
+fn flux_reflector(args: &Args, client: &kube::Client) -> Result<Reflector, String> {
+    let (namespaces, secrets) = if args.namespaces.is_empty() {
+        (Namespaces::All, PullSecrets::all_namespaces(client.clone()))
+    } else {
+        (
+            Namespaces::only(args.namespaces.clone()),
+            PullSecrets::in_namespaces(client.clone(), args.namespaces.clone()),
+        )
+    };
+    let registry = RegistryClientBuilder::from_env()
+        .map(|b| {
+            b.with_cache_ttl(Duration::ZERO)
+                .with_credential_source(Arc::new(secrets.clone()))
+        })
+        .and_then(|b| b.build())
+        .map_err(|e| format!("cannot set up the Flux reflector's registry client: {e}"))?;
+    info!(namespaces = ?args.namespaces, "reflecting Flux image repositories and policies");
+    Ok(Reflector::new(client.clone(), namespaces, Arc::new(registry)).with_pull_secrets(secrets))
 }
 
 /// The Argo CD Applications in the namespaces `--argocd-namespace` names (all without it).
