@@ -885,6 +885,17 @@ impl Target for DockerTarget {
         let mut tracked = Vec::new();
         for summary in running {
             let Some(id) = summary.id else { continue };
+            // The listing carries names and labels: a container out of scope costs no inspect.
+            let name = summary
+                .names
+                .as_deref()
+                .and_then(|names| names.first())
+                .map(|n| bare(n).to_owned());
+            if let (Some(name), Some(labels)) = (name, &summary.labels)
+                && self.inner.scope.admits(&name, labels).is_err()
+            {
+                continue;
+            }
             let container = match self.engine().inspect(&id).await {
                 Ok(c) => c,
                 // Gone since the listing.
