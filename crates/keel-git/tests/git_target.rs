@@ -445,3 +445,28 @@ spec: {template: {spec: {containers: [{name: app, image: ghcr.io/acme/worker:3.1
     );
     assert_eq!(tracked.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_message_is_used_verbatim_and_the_pushed_commit_is_reported() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    // Braces that the keel templates would expand stay as written.
+    let message = "Automated update by ns/auto: {count} {changes}\n\n- web 1.0 -> 2.0\n";
+    let target = target(&server, "fleet").with_message(message).build();
+    assert_eq!(target.last_pushed_commit(), None);
+    let plan = plan_for(
+        &target,
+        "apps/web.yaml#L10:flux-system:web",
+        "ghcr.io/acme/web:1.2.3",
+        "ghcr.io/acme/web:1.3.0",
+    );
+    assert_eq!(outcome(&target, &plan).await, "applied");
+    let head = server.head("fleet", "main").expect("main exists");
+    assert_eq!(target.last_pushed_commit().as_deref(), Some(head.as_str()));
+    // `%B` ends the message with a line break of its own.
+    assert_eq!(server.show("fleet", &head, "%B"), format!("{message}\n"));
+    // Nothing to do: nothing pushed, the last pushed commit stays.
+    assert_eq!(outcome(&target, &plan).await, "already current");
+    assert_eq!(server.log("fleet", "main").len(), 2);
+    assert_eq!(target.last_pushed_commit(), Some(head));
+}

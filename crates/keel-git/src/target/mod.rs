@@ -55,6 +55,7 @@ pub struct GitTargetBuilder {
     author_email: String,
     message_template: String,
     change_template: String,
+    message: Option<String>,
     max_push_attempts: u32,
     config: Option<RepoConfig>,
     commit_per_image: bool,
@@ -127,6 +128,16 @@ impl GitTargetBuilder {
     /// The line of one change: `{image}`, `{old}`, `{new}`, `{file}`, `{id}`.
     pub fn with_change_template(mut self, template: impl Into<String>) -> Self {
         self.change_template = template.into();
+        self
+    }
+
+    /// Uses `message` verbatim as the message of every commit, instead of the templates
+    /// ([`with_message_template`](Self::with_message_template),
+    /// [`with_change_template`](Self::with_change_template)): for callers that render their
+    /// own message, such as Flux's `messageTemplate`, whose text must not be read as a keel
+    /// template again.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
         self
     }
 
@@ -203,6 +214,7 @@ impl GitTargetBuilder {
                 name,
                 push_branch,
                 workdir,
+                last_push: Mutex::new(None),
                 settings: self,
             }),
         }
@@ -222,6 +234,8 @@ struct Inner {
     name: String,
     push_branch: String,
     workdir: PathBuf,
+    /// The commit the last successful push of this target left at the tip of the push branch.
+    last_push: Mutex<Option<String>>,
     settings: GitTargetBuilder,
 }
 
@@ -252,6 +266,7 @@ impl GitTarget {
             author_email: "keel-rs@localhost".into(),
             message_template: DEFAULT_MESSAGE_TEMPLATE.into(),
             change_template: DEFAULT_CHANGE_TEMPLATE.into(),
+            message: None,
             max_push_attempts: 5,
             config: None,
             commit_per_image: false,
@@ -279,6 +294,22 @@ impl GitTarget {
             retryable: false,
             source: None,
         })?
+    }
+
+    /// The id (full hex) of the commit that this target's last successful push left at the
+    /// tip of the push branch; `None` before any push. A run that changed nothing pushes
+    /// nothing and leaves it as it was.
+    ///
+    /// ```
+    /// let target = keel_git::GitTarget::builder("https://git.example.com/fleet.git").build();
+    /// assert_eq!(target.last_pushed_commit(), None);
+    /// ```
+    pub fn last_pushed_commit(&self) -> Option<String> {
+        self.inner
+            .last_push
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every reference the repository holds now, by id, as scanned after a fresh sync.
@@ -503,6 +534,9 @@ impl Inner {
 
     fn message(&self, plans: &[UpdatePlan], edits: &FileEdits) -> String {
         let s = &self.settings;
+        if let Some(message) = &s.message {
+            return message.clone();
+        }
         let mut lines = Vec::new();
         for (file, list) in edits {
             for (i, reference, new) in list {
@@ -600,22 +634,30 @@ impl Inner {
                 e,
             ))
         })?;
+        let mut tip = None;
         if s.commit_per_image {
             // Stage one file at a time per plan; plans in one file share its commit.
             for (file, list) in &edits {
                 let one: FileEdits = BTreeMap::from([(file.clone(), list.clone())]);
-                copy.commit(
-                    std::slice::from_ref(file),
-                    &author,
-                    &self.message(plans, &one),
-                )
-                .map_err(PushError::Failed)?;
+                tip = Some(
+                    copy.commit(
+                        std::slice::from_ref(file),
+                        &author,
+                        &self.message(plans, &one),
+                    )
+                    .map_err(PushError::Failed)?,
+                );
             }
         } else {
-            copy.commit(&written, &author, &self.message(plans, &edits))
-                .map_err(PushError::Failed)?;
+            tip = Some(
+                copy.commit(&written, &author, &self.message(plans, &edits))
+                    .map_err(PushError::Failed)?,
+            );
         }
         copy.push(&self.push_branch)?;
+        if let Some(tip) = tip {
+            *self.last_push.lock().unwrap_or_else(|e| e.into_inner()) = Some(tip.to_string());
+        }
         info!(target = %self.name, files = written.len(), "pushed");
         Ok(())
     }
