@@ -68,14 +68,24 @@
 
 pub mod annotations;
 mod credentials;
+pub mod image_updater;
 pub mod source;
+mod status;
 mod target;
 
 pub use annotations::{ApplicationConfig, ImageConfig, UpdateStrategy, WriteBack};
 pub use credentials::PullCredentials;
+pub use image_updater::{ImageUpdaterSpec, image_updater_resource};
 pub use target::{ArgoCdTarget, PROBLEM_KIND, RESOURCE, application_resource};
 
 /// The `applications.argoproj.io` CustomResourceDefinition, for the fields keel-argocd reads
 /// and writes, written from Argo CD's API reference (with the status subresource): for test
 /// and development clusters without Argo CD.
 pub const APPLICATION_CRD: &str = include_str!("../crds/applications.argoproj.io.yaml");
+
+/// The `imageupdaters.argocd-image-updater.argoproj.io` CustomResourceDefinition of Image
+/// Updater 1.x, for the fields keel-argocd reads and writes, written from Image Updater's API
+/// reference (with the status subresource): for test and development clusters without Image
+/// Updater.
+pub const IMAGE_UPDATER_CRD: &str =
+    include_str!("../crds/imageupdaters.argocd-image-updater.argoproj.io.yaml");

@@ -1,6 +1,7 @@
 //! [`ArgoCdTarget`]: Argo CD Applications as a keel-core [`Target`].
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use keel_core::target::Trigger;
@@ -14,7 +15,9 @@ use tracing::{Instrument as _, debug, info, info_span};
 
 use crate::annotations::{ApplicationConfig, IMAGE_LIST, ImageConfig, PREFIX, WriteBack};
 use crate::credentials::{self, PullCredentials};
+use crate::image_updater::{self, ImageUpdaterSpec, RefConfig};
 use crate::source::{self, SourceKind};
+use crate::status::{self, ImageUpdaterReport, RecentUpdate};
 
 /// The resource (plural) of Applications.
 pub const RESOURCE: &str = "applications";
@@ -34,8 +37,9 @@ pub fn application_resource() -> ApiResource {
     }
 }
 
-/// Argo CD Applications configured by Image Updater 0.x annotations, updated with the
-/// `argocd` write-back method. See the [crate docs](crate).
+/// Argo CD Applications configured by Image Updater 0.x annotations or selected by Image
+/// Updater 1.x `ImageUpdater` objects, updated with the `argocd` write-back method. See the
+/// [crate docs](crate).
 pub struct ArgoCdTarget {
     name: String,
     client: Client,
@@ -45,6 +49,27 @@ pub struct ArgoCdTarget {
     attempts: u32,
     credentials: PullCredentials,
     problems: ProblemLog,
+    image_updaters: bool,
+    /// The Applications the last discovery found selected by an ImageUpdater, by namespace
+    /// and name: apply reads their configuration here, not from their annotations.
+    selections: Mutex<BTreeMap<(String, String), Selection>>,
+    /// The updates applied since the last discovery, by ImageUpdater (namespace, name).
+    recent: Mutex<BTreeMap<(String, String), Vec<RecentUpdate>>>,
+}
+
+/// An Application selected by an ImageUpdater.
+#[derive(Clone, Debug)]
+struct Selection {
+    /// The ImageUpdater's namespace and name.
+    image_updater: (String, String),
+    /// The field path of the rule that selected it (`spec.applicationRefs[1]`).
+    rule: String,
+    /// Its configuration; `None` with `useAnnotations: true` (its annotations say).
+    config: Option<ApplicationConfig>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for ArgoCdTarget {
@@ -56,6 +81,7 @@ impl std::fmt::Debug for ArgoCdTarget {
             .field("trigger", &self.trigger)
             .field("attempts", &self.attempts)
             .field("credentials", &self.credentials)
+            .field("image_updaters", &self.image_updaters)
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +106,18 @@ impl ArgoCdTarget {
             attempts: DEFAULT_ATTEMPTS,
             credentials: PullCredentials::default(),
             problems: ProblemLog::default(),
+            image_updaters: true,
+            selections: Mutex::default(),
+            recent: Mutex::default(),
         }
+    }
+
+    /// Whether Image Updater 1.x `ImageUpdater` objects select and configure Applications
+    /// (default `true`; where the resource is not served, there are none). `false` reads
+    /// the annotations of every Application only, as Image Updater 0.x does.
+    pub fn with_image_updaters(mut self, enabled: bool) -> Self {
+        self.image_updaters = enabled;
+        self
     }
 
     /// Only Applications in `namespace` (call again for more); by default, all namespaces.
@@ -167,15 +204,13 @@ impl ArgoCdTarget {
     fn read(
         &self,
         app: &DynamicObject,
+        selection: Option<&Selection>,
         problems: &mut Vec<Problem>,
     ) -> Option<(ApplicationConfig, Vec<Found>)> {
         let namespace = app.metadata.namespace.clone().unwrap_or_default();
         let name = app.metadata.name.clone().unwrap_or_default();
         let empty = BTreeMap::new();
         let annotations = app.metadata.annotations.as_ref().unwrap_or(&empty);
-        if !ApplicationConfig::is_configured(annotations) {
-            return None;
-        }
         let problem = |key: &str, value: &str, reason: String| Problem {
             kind: PROBLEM_KIND.into(),
             namespace: namespace.clone(),
@@ -184,7 +219,27 @@ impl ArgoCdTarget {
             value: value.to_owned(),
             reason,
         };
-        let config = match ApplicationConfig::parse(annotations) {
+        // What problems about the images name: the annotation, or the ImageUpdater's rule.
+        let (list_key, list_value) = match selection {
+            Some(Selection {
+                image_updater: (iu_ns, iu_name),
+                rule,
+                config: Some(_),
+            }) => (
+                format!("imageupdater {iu_ns}/{iu_name} {rule}.images"),
+                String::new(),
+            ),
+            _ => (
+                IMAGE_LIST.to_owned(),
+                annotations.get(IMAGE_LIST).cloned().unwrap_or_default(),
+            ),
+        };
+        let parsed = match selection.and_then(|s| s.config.as_ref()) {
+            Some(config) => Ok(config.clone()),
+            None if !ApplicationConfig::is_configured(annotations) => return None,
+            None => ApplicationConfig::parse(annotations),
+        };
+        let config = match parsed {
             Ok(config) => config,
             Err(errors) => {
                 problems.extend(
@@ -198,8 +253,8 @@ impl ArgoCdTarget {
         let kind = SourceKind::of(&app.data);
         if kind.is_none() && config.write_back == WriteBack::ArgoCd {
             problems.push(problem(
-                IMAGE_LIST,
-                annotations.get(IMAGE_LIST).map_or("", String::as_str),
+                &list_key,
+                &list_value,
                 format!(
                     "the Application's source is neither Helm nor Kustomize (status.sourceType \
                      {:?}): the argocd write-back sets Helm parameters or Kustomize images",
@@ -216,7 +271,7 @@ impl ArgoCdTarget {
                     image: running,
                     config: image.clone(),
                 }),
-                Err(reason) => problems.push(problem(IMAGE_LIST, &image.alias, reason)),
+                Err(reason) => problems.push(problem(&list_key, &image.alias, reason)),
             }
         }
         Some((config, found))
@@ -252,7 +307,10 @@ impl ArgoCdTarget {
             .await
             .map_err(|e| from_kube(e, &get))?;
         let mut problems = Vec::new();
-        let Some((config, found)) = self.read(&app, &mut problems) else {
+        let selection = lock(&self.selections)
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned();
+        let Some((config, found)) = self.read(&app, selection.as_ref(), &mut problems) else {
             return Err(match problems.first() {
                 Some(p) => Error::Conflict {
                     action: format!("update {}", plan.id),
@@ -308,7 +366,12 @@ impl ArgoCdTarget {
             .patch(name, &params, &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => Ok(Attempt::Done(ApplyOutcome::Applied)),
+            Ok(_) => {
+                if let Some(selection) = selection {
+                    self.record_update(&selection, &found.config, plan).await;
+                }
+                Ok(Attempt::Done(ApplyOutcome::Applied))
+            }
             Err(e) if is_conflict(&e) => Ok(Attempt::Raced(e.to_string())),
             Err(e) => Err(from_kube(
                 e,
@@ -325,8 +388,36 @@ impl ArgoCdTarget {
         let mut problems = Vec::new();
         let mut tracked = Vec::new();
         let mut creds = BTreeMap::new();
+        let (selections, mut reports) = if self.image_updaters {
+            self.select(&apps, &mut problems).await?
+        } else {
+            (BTreeMap::new(), Vec::new())
+        };
+        lock(&self.recent).clear();
         for app in &apps {
-            let Some((_, found)) = self.read(app, &mut problems) else {
+            let key = (
+                app.metadata.namespace.clone().unwrap_or_default(),
+                app.metadata.name.clone().unwrap_or_default(),
+            );
+            let selection = selections.get(&key);
+            let before = problems.len();
+            let read = self.read(app, selection, &mut problems);
+            let report = selection.and_then(|s| {
+                reports.iter_mut().find(|r| {
+                    (r.namespace.as_str(), r.name.as_str())
+                        == (s.image_updater.0.as_str(), s.image_updater.1.as_str())
+                })
+            });
+            if let Some(report) = report {
+                report.applications_matched += 1;
+                report
+                    .problems
+                    .extend(problems[before..].iter().map(ToString::to_string));
+                if let Some((_, found)) = &read {
+                    report.images_managed += found.len();
+                }
+            }
+            let Some((_, found)) = read else {
                 continue;
             };
             for f in found {
@@ -360,7 +451,144 @@ impl ArgoCdTarget {
         }
         self.credentials.replace(creds);
         self.problems.record(&self.name, problems);
+        *lock(&self.selections) = selections;
+        for report in &reports {
+            status::write_report(&self.client, report).await;
+        }
         Ok(tracked)
+    }
+
+    /// The ImageUpdaters in the target's namespaces; none where the resource is not served.
+    async fn list_image_updaters(&self) -> Result<Vec<DynamicObject>> {
+        let resource = image_updater::image_updater_resource();
+        let scopes: Vec<Option<&str>> = if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
+        };
+        let mut out = Vec::new();
+        for scope in scopes {
+            let api: Api<DynamicObject> = match scope {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+                None => Api::all_with(self.client.clone(), &resource),
+            };
+            match api.list(&ListParams::default()).await {
+                Ok(list) => out.extend(list.items),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    debug!("the ImageUpdater resource is not served");
+                }
+                Err(e) => {
+                    return Err(from_kube(
+                        e,
+                        &Request {
+                            verb: "list",
+                            resource: image_updater::RESOURCE,
+                            namespace: scope,
+                            name: None,
+                        },
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        Ok(out)
+    }
+
+    /// Which Applications the ImageUpdaters select, and a status report per ImageUpdater.
+    /// An Application selected by two ImageUpdaters goes to the first by namespace and name;
+    /// the other gets a problem.
+    async fn select(
+        &self,
+        apps: &[DynamicObject],
+        problems: &mut Vec<Problem>,
+    ) -> Result<(
+        BTreeMap<(String, String), Selection>,
+        Vec<ImageUpdaterReport>,
+    )> {
+        let mut selections: BTreeMap<(String, String), Selection> = BTreeMap::new();
+        let mut reports = Vec::new();
+        let empty = BTreeMap::new();
+        for iu in self.list_image_updaters().await? {
+            let iu_ns = iu.metadata.namespace.clone().unwrap_or_default();
+            let iu_name = iu.metadata.name.clone().unwrap_or_default();
+            let mut report = ImageUpdaterReport::new(&iu);
+            let iu_problem = |key: String, value: String, reason: String| Problem {
+                kind: image_updater::PROBLEM_KIND.into(),
+                namespace: iu_ns.clone(),
+                name: iu_name.clone(),
+                key,
+                value,
+                reason,
+            };
+            let spec = match ImageUpdaterSpec::parse(&iu.data) {
+                Ok(spec) => spec,
+                Err(errors) => {
+                    for e in errors {
+                        let p = iu_problem(e.key, e.value, e.reason);
+                        report.invalid.push(p.to_string());
+                        problems.push(p);
+                    }
+                    reports.push(report);
+                    continue;
+                }
+            };
+            for app in apps {
+                let app_ns = app.metadata.namespace.clone().unwrap_or_default();
+                if app_ns != iu_ns {
+                    continue;
+                }
+                let app_name = app.metadata.name.clone().unwrap_or_default();
+                let labels = app.metadata.labels.as_ref().unwrap_or(&empty);
+                let Some(rule) = spec.select(&app_name, labels) else {
+                    continue;
+                };
+                let key = (app_ns, app_name);
+                if let Some(other) = selections.get(&key) {
+                    let p = iu_problem(
+                        format!("{}.namePattern", rule.path()),
+                        rule.name_pattern.clone(),
+                        format!(
+                            "Application {} is selected by ImageUpdater {}/{} already, which \
+                             alone updates it",
+                            key.1, other.image_updater.0, other.image_updater.1
+                        ),
+                    );
+                    report.problems.push(p.to_string());
+                    problems.push(p);
+                    continue;
+                }
+                let config = match &rule.config {
+                    RefConfig::Images(config) => Some(config.clone()),
+                    RefConfig::Annotations => None,
+                };
+                selections.insert(
+                    key,
+                    Selection {
+                        image_updater: (iu_ns.clone(), iu_name.clone()),
+                        rule: rule.path(),
+                        config,
+                    },
+                );
+            }
+            reports.push(report);
+        }
+        Ok((selections, reports))
+    }
+
+    /// Records an applied update in the status of the ImageUpdater that selected the
+    /// Application.
+    async fn record_update(&self, selection: &Selection, image: &ImageConfig, plan: &UpdatePlan) {
+        let updates = {
+            let mut recent = lock(&self.recent);
+            let updates = recent.entry(selection.image_updater.clone()).or_default();
+            status::add_update(updates, image, plan);
+            updates.clone()
+        };
+        let (ns, name) = &selection.image_updater;
+        status::write_updates(&self.client, ns, name, &updates).await;
     }
 
     async fn apply_with_retries(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
