@@ -7,9 +7,10 @@
 //! policies are more lenient than Flux (keel-core's `semver:` takes `1.187`, Flux does not),
 //! keel-flux applies Flux's rules.
 //!
-//! This version holds the version selection of an `ImagePolicy`, [`policy::FluxPolicy`], and
-//! the reflector that scans `ImageRepository` objects and writes `ImagePolicy` statuses,
-//! [`Reflector`]; `ImageUpdateAutomation` comes later, beside them.
+//! It holds the version selection of an `ImagePolicy`, [`policy::FluxPolicy`], the reflector
+//! that scans `ImageRepository` objects and writes `ImagePolicy` statuses, [`Reflector`], and
+//! the automation that writes the policies' choices into Git for `ImageUpdateAutomation`
+//! objects, [`Automation`].
 //!
 //! ```
 //! use keel_flux::policy::{FluxPolicy, ImagePolicyChoice};
@@ -58,6 +59,36 @@
 //! # }
 //! ```
 //!
+//! # The automation: Flux's image-automation-controller
+//!
+//! [`Automation`] does the job of Flux's image-automation-controller over a `kube::Client`:
+//! each [`reconcile`](Automation::reconcile) pass runs the `ImageUpdateAutomation` objects
+//! that are due (never run, spec changed, or `spec.interval` elapsed since
+//! `lastAutomationRunTime`). A run reads the `GitRepository` the automation names and its
+//! HTTPS credentials, sets every setter marker (`# {"$imagepolicy": "NS:NAME"}`, and
+//! `:tag`, `:name`, `:digest`) under `spec.update.path` that names a ready `ImagePolicy` of
+//! the automation's namespace to the policy's `latestRef`, byte-exactly with keel-git, and
+//! pushes the changes as one commit with Flux's message (or `messageTemplate`, rendered for
+//! the variables listed in [`automation`]). The status says what happened as Flux writes it:
+//! `lastAutomationRunTime`, `lastPushCommit`, `lastPushTime`, `observedPolicies` and `Ready`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keel_flux::{Automation, Namespaces};
+//!
+//! # async fn demo() {
+//! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
+//! let automation = Automation::new(client, Namespaces::All);
+//! loop {
+//!     let report = automation.reconcile(chrono::Utc::now()).await;
+//!     for (automation, commit) in &report.pushed {
+//!         println!("{automation}: pushed {commit}");
+//!     }
+//!     tokio::time::sleep(Duration::from_secs(10)).await;
+//! }
+//! # }
+//! ```
+//!
 //! # From Flux's fields to keel-rs
 //!
 //! | Flux (`ImagePolicy`, v1beta2 and v1) | keel-rs |
@@ -74,9 +105,11 @@
 //! cannot match it exactly (a few corners of Masterminds' range grammar) is listed in the
 //! [`policy`] module.
 
+pub mod automation;
 pub mod crds;
 pub mod policy;
 pub mod reflector;
 
+pub use automation::{Automation, AutomationReport};
 pub use policy::FluxPolicy;
 pub use reflector::{Namespaces, Reflector, ReflectorReport};

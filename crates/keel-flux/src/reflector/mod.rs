@@ -87,8 +87,8 @@
 //! # }
 //! ```
 
-mod objects;
-mod status;
+pub(crate) mod objects;
+pub(crate) mod status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;

@@ -57,7 +57,7 @@ pub(crate) struct Meta {
 
 impl Meta {
     /// `None` for an object without namespace or name (the API server never returns one).
-    fn read(object: &DynamicObject) -> Option<Meta> {
+    pub(crate) fn read(object: &DynamicObject) -> Option<Meta> {
         let spec = object.data.get("spec");
         let status = object.data.get("status");
         Some(Meta {

@@ -1,0 +1,691 @@
+//! The automation against a real kube-apiserver (Flux's CRDs from `crds/`) and a real Git
+//! server (`git http-backend` behind basic authentication): the commits pushed and the
+//! statuses Flux users read. The `ImagePolicy` statuses are written directly, as the
+//! reflector would.
+//!
+//! Run `eval "$(scripts/envtest env)"` first; without the API server binaries the tests skip.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keel_flux::automation::{Automation, AutomationReport};
+use keel_flux::reflector::{GROUP, Namespaces, Outcome};
+use keel_testsupport::git::GitServer;
+use keel_testsupport::kube::{ApiServer, install_crd};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+
+const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+const USER: &str = "flux-bot";
+const PASSWORD: &str = "s3cret-t0ken";
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn automations() -> ApiResource {
+    resource(
+        GROUP,
+        "v1",
+        "ImageUpdateAutomation",
+        "imageupdateautomations",
+    )
+}
+
+fn policies() -> ApiResource {
+    resource(GROUP, "v1", "ImagePolicy", "imagepolicies")
+}
+
+fn git_repositories() -> ApiResource {
+    resource(SOURCE_GROUP, "v1", "GitRepository", "gitrepositories")
+}
+
+static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+async fn install_crds(server: &ApiServer) {
+    CRDS.get_or_init(|| async {
+        let crds = [
+            (
+                keel_flux::crds::IMAGE_POLICY_CRD,
+                GROUP,
+                "imagepolicies",
+                &["v1", "v1beta2"][..],
+            ),
+            (
+                keel_flux::crds::IMAGE_UPDATE_AUTOMATION_CRD,
+                GROUP,
+                "imageupdateautomations",
+                &["v1", "v1beta2"][..],
+            ),
+            (
+                keel_flux::crds::GIT_REPOSITORY_CRD,
+                SOURCE_GROUP,
+                "gitrepositories",
+                &["v1"][..],
+            ),
+        ];
+        for (yaml, group, plural, versions) in crds {
+            for version in versions {
+                install_crd(server, yaml, &format!("{group}/{version}"), plural).await;
+            }
+        }
+    })
+    .await;
+}
+
+/// A fresh namespace with the CRDs installed, and an admin client.
+async fn setup(prefix: &str) -> Option<(String, Client)> {
+    let (server, namespace, client) = ApiServer::shared_namespace(prefix).await?;
+    install_crds(server).await;
+    Some((namespace, client))
+}
+
+async fn create(client: &Client, ns: &str, ar: &ApiResource, name: &str, spec: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let mut object = DynamicObject::new(name, ar).within(ns);
+    object.data = json!({ "spec": spec });
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create {} {ns}/{name}: {e}", ar.plural));
+}
+
+async fn patch_status(client: &Client, ns: &str, ar: &ApiResource, name: &str, status: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("patch the status of {} {ns}/{name}: {e}", ar.plural));
+}
+
+async fn status(client: &Client, ns: &str, name: &str) -> Value {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &automations());
+    let object = api
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get automation {ns}/{name}: {e}"));
+    object.data.get("status").cloned().unwrap_or(Value::Null)
+}
+
+/// The `Ready` condition of a status: (status, reason, message).
+fn ready(status: &Value) -> (String, String, String) {
+    let condition = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .unwrap_or_else(|| panic!("no Ready condition in {status}"));
+    let text = |key: &str| condition[key].as_str().unwrap_or_default().to_owned();
+    (text("status"), text("reason"), text("message"))
+}
+
+fn outcome<'r>(report: &'r AutomationReport, ns: &str, name: &str) -> &'r Outcome {
+    &report
+        .automation(ns, name)
+        .unwrap_or_else(|| panic!("{ns}/{name} not in the report: {report:?}"))
+        .outcome
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("a test time")
+        .with_timezone(&Utc)
+}
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn deployment(ns: &str) -> String {
+    [
+        "apiVersion: apps/v1",
+        "kind: Deployment",
+        "metadata:",
+        "  name: app # the web app",
+        "spec:",
+        "  template:",
+        "    spec:",
+        "      containers:",
+        "        - name: app",
+        &format!("          image: registry/app:1.0.0 # {{\"$imagepolicy\": \"{ns}:app\"}}"),
+        "        - name: sidecar",
+        "          image: registry/sidecar:0.1",
+        "",
+    ]
+    .join("\n")
+}
+
+fn values(ns: &str) -> String {
+    [
+        "# Helm values",
+        "api:",
+        "  image:",
+        &format!("    repository: registry/api # {{\"$imagepolicy\": \"{ns}:api:name\"}}"),
+        &format!("    tag: \"2.0.0\" # {{\"$imagepolicy\": \"{ns}:api:tag\"}}"),
+        "worker:",
+        "  image:",
+        "    repository: registry/worker",
+        &format!("    tag: 3.0.0 # {{\"$imagepolicy\": \"{ns}:worker:tag\"}}"),
+        "other:",
+        &format!("  tag: 9.9.9 # {{\"$imagepolicy\": \"{ns}:absent:tag\"}}"),
+        "",
+    ]
+    .join("\n")
+}
+
+/// A repository `fleet` with the Deployment and the Helm values on `main`, served over HTTP.
+fn git_server(ns: &str) -> GitServer {
+    let server = GitServer::start_with_http(USER, PASSWORD);
+    let deployment = deployment(ns);
+    let values = values(ns);
+    server.create_repo(
+        "fleet",
+        &[
+            ("apps/app.yaml", deployment.as_str()),
+            ("charts/api/values.yaml", values.as_str()),
+            (
+                "README.md",
+                "image: registry/app:1.0.0 # {\"$imagepolicy\": \"x:app\"}\n",
+            ),
+        ],
+        "main",
+    );
+    server
+}
+
+async fn credentials(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    api.create(&PostParams::default(), &secret)
+        .await
+        .expect("create the secret");
+}
+
+/// A `GitRepository` `fleet` over the server's `fleet` with the secret `name`.
+async fn git_repository(client: &Client, ns: &str, server: &GitServer, secret: &str) {
+    create(
+        client,
+        ns,
+        &git_repositories(),
+        "fleet",
+        json!({
+            "url": server.http_url("fleet"),
+            "interval": "1m",
+            "ref": {"branch": "main"},
+            "secretRef": {"name": secret},
+        }),
+    )
+    .await;
+}
+
+/// An `ImagePolicy` whose status says `latestRef`, ready or not.
+async fn policy(client: &Client, ns: &str, name: &str, latest: Value, is_ready: bool) {
+    create(
+        client,
+        ns,
+        &policies(),
+        name,
+        json!({
+            "imageRepositoryRef": {"name": name},
+            "policy": {"semver": {"range": ">=1.0.0"}},
+        }),
+    )
+    .await;
+    let (status, reason) = if is_ready {
+        ("True", "Succeeded")
+    } else {
+        ("False", "DependencyNotReady")
+    };
+    patch_status(
+        client,
+        ns,
+        &policies(),
+        name,
+        json!({
+            "latestRef": latest,
+            "conditions": [{
+                "type": "Ready",
+                "status": status,
+                "reason": reason,
+                "message": "set by the test",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }],
+        }),
+    )
+    .await;
+}
+
+/// The policies of the first test: `app` (with a digest) and `api` ready, `worker` not.
+async fn policies_with_choices(client: &Client, ns: &str) {
+    policy(
+        client,
+        ns,
+        "app",
+        json!({"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}),
+        true,
+    )
+    .await;
+    policy(
+        client,
+        ns,
+        "api",
+        json!({"name": "registry/api", "tag": "2.1.0"}),
+        true,
+    )
+    .await;
+    policy(
+        client,
+        ns,
+        "worker",
+        json!({"name": "registry/worker", "tag": "3.1.0"}),
+        false,
+    )
+    .await;
+}
+
+fn automation_spec(extra: Value) -> Value {
+    let mut spec = json!({
+        "interval": "1m",
+        "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+        "git": {
+            "checkout": {"ref": {"branch": "main"}},
+            "commit": {"author": {"name": "Flux Bot", "email": "flux@example.invalid"}},
+        },
+        "update": {"path": "./", "strategy": "Setters"},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            spec.insert(key.clone(), value.clone());
+        }
+    }
+    spec
+}
+
+fn automation(client: &Client, ns: &str, server: &GitServer) -> Automation {
+    Automation::new(client.clone(), Namespaces::only([ns]))
+        .with_workdir(server.scratch_dir("work"))
+        .with_server_timeout(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
+    let Some((ns, client)) = setup("auto-push").await else {
+        return;
+    };
+    let server = git_server(&ns);
+    let main_head = server.head("fleet", "main").expect("main");
+    credentials(
+        &client,
+        &ns,
+        "git",
+        &[("username", USER), ("password", PASSWORD)],
+    )
+    .await;
+    git_repository(&client, &ns, &server, "git").await;
+    policies_with_choices(&client, &ns).await;
+    let mut git = automation_spec(json!({}))["git"].clone();
+    git["commit"]["messageTemplate"] = json!(
+        "Update by {{ .AutomationObject }}\n\n{{ range .Changed.Changes -}}\n- {{ .Setter }}: \
+         {{ .OldValue }} -> {{ .NewValue }}\n{{ end -}}\nFiles:{{ range $f, $_ := \
+         .Changed.FileChanges }} {{ $f }}{{ end }}\n"
+    );
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "auto",
+        automation_spec(json!({"git": git})),
+    )
+    .await;
+    let automation = automation(&client, &ns, &server);
+
+    let t0 = at("2026-03-01T10:00:00Z");
+    let report = automation.reconcile(t0).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].0, main_head);
+    let head = log[0].0.clone();
+    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&head));
+    let short = &head[..7];
+    assert_eq!(
+        outcome(&report, &ns, "auto"),
+        &Outcome::Ready {
+            message: format!("pushed commit '{short}' to branch 'main'")
+        }
+    );
+
+    // The files differ only at the markers of ready policies.
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
+        deployment(&ns).replace(
+            "registry/app:1.0.0",
+            &format!("registry/app:1.1.0@{DIGEST}")
+        )
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "main", "charts/api/values.yaml")
+            .unwrap(),
+        values(&ns).replace("\"2.0.0\"", "\"2.1.0\"")
+    );
+    assert_eq!(
+        server.read_file("fleet", "main", "README.md").unwrap(),
+        "image: registry/app:1.0.0 # {\"$imagepolicy\": \"x:app\"}\n"
+    );
+    assert_eq!(
+        server.show("fleet", &head, "%an <%ae>|%cn <%ce>"),
+        "Flux Bot <flux@example.invalid>|Flux Bot <flux@example.invalid>\n"
+    );
+    assert_eq!(
+        server.show("fleet", &head, "%B"),
+        format!(
+            "Update by {ns}/auto\n\n- {ns}:app: registry/app:1.0.0 -> \
+             registry/app:1.1.0@{DIGEST}\n- {ns}:api:tag: 2.0.0 -> 2.1.0\nFiles: apps/app.yaml \
+             charts/api/values.yaml\n\n"
+        )
+    );
+
+    let written = status(&client, &ns, "auto").await;
+    assert_eq!(written["lastAutomationRunTime"], "2026-03-01T10:00:00Z");
+    assert_eq!(written["lastPushCommit"], json!(head));
+    assert_eq!(written["lastPushTime"], "2026-03-01T10:00:00Z");
+    assert_eq!(written["observedGeneration"], 1);
+    assert_eq!(
+        written["observedPolicies"],
+        json!({
+            "app": {"name": "registry/app", "tag": "1.1.0", "digest": DIGEST},
+            "api": {"name": "registry/api", "tag": "2.1.0"},
+        })
+    );
+    let (status_, reason, message) = ready(&written);
+    assert_eq!(
+        (status_.as_str(), reason.as_str()),
+        ("True", "ReconciliationSucceeded")
+    );
+    assert_eq!(message, format!("pushed commit '{short}' to branch 'main'"));
+
+    // Not due before the interval has passed: nothing read, nothing written.
+    let early = automation.reconcile(at("2026-03-01T10:00:30Z")).await;
+    assert_eq!(outcome(&early, &ns, "auto"), &Outcome::NotDue);
+    assert_eq!(status(&client, &ns, "auto").await, written);
+
+    // Due again: nothing to push, and the status says the repository is up to date.
+    let again = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
+    assert_eq!(
+        outcome(&again, &ns, "auto"),
+        &Outcome::Ready {
+            message: "repository up-to-date".into()
+        }
+    );
+    assert!(again.pushed.is_empty());
+    assert_eq!(server.log("fleet", "main").len(), 2);
+    let after = status(&client, &ns, "auto").await;
+    assert_eq!(after["lastPushCommit"], json!(head));
+    assert_eq!(after["lastPushTime"], "2026-03-01T10:00:00Z");
+    assert_eq!(after["lastAutomationRunTime"], "2026-03-01T10:01:00Z");
+    assert_eq!(ready(&after).2, "repository up-to-date");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
+    let Some((ns, client)) = setup("auto-branch").await else {
+        return;
+    };
+    let server = git_server(&ns);
+    let main_head = server.head("fleet", "main").expect("main");
+    credentials(
+        &client,
+        &ns,
+        "git",
+        &[("username", USER), ("password", PASSWORD)],
+    )
+    .await;
+    git_repository(&client, &ns, &server, "git").await;
+    policies_with_choices(&client, &ns).await;
+    let mut git = automation_spec(json!({}))["git"].clone();
+    git["push"] = json!({"branch": "image-updates"});
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "auto",
+        automation_spec(json!({"git": git})),
+    )
+    .await;
+    let automation = automation(&client, &ns, &server);
+
+    let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        server.head("fleet", "main").as_deref(),
+        Some(main_head.as_str())
+    );
+    let updates = server.log("fleet", "image-updates");
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert_eq!(updates[1].0, main_head);
+    assert_eq!(updates[0].1, "Update from image update automation");
+    let (status_, _, message) = ready(&status(&client, &ns, "auto").await);
+    assert_eq!(status_, "True");
+    assert_eq!(
+        message,
+        format!(
+            "pushed commit '{}' to branch 'image-updates'",
+            &updates[0].0[..7]
+        )
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "image-updates", "charts/api/values.yaml")
+            .unwrap(),
+        values(&ns).replace("\"2.0.0\"", "\"2.1.0\"")
+    );
+    // The next run builds on the push branch: nothing more to do.
+    let again = automation.reconcile(at("2026-03-01T10:05:00Z")).await;
+    assert_eq!(
+        outcome(&again, &ns, "auto"),
+        &Outcome::Ready {
+            message: "repository up-to-date".into()
+        }
+    );
+    assert_eq!(server.log("fleet", "image-updates").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
+    let Some((ns, client)) = setup("auto-suspend").await else {
+        return;
+    };
+    let server = git_server(&ns);
+    let head = server.head("fleet", "main");
+    credentials(
+        &client,
+        &ns,
+        "git",
+        &[("username", USER), ("password", PASSWORD)],
+    )
+    .await;
+    git_repository(&client, &ns, &server, "git").await;
+    policies_with_choices(&client, &ns).await;
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "auto",
+        automation_spec(json!({"suspend": true})),
+    )
+    .await;
+    patch_status(
+        &client,
+        &ns,
+        &automations(),
+        "auto",
+        json!({
+            "lastAutomationRunTime": "2025-01-01T00:00:00Z",
+            "lastPushCommit": "0123456789abcdef0123456789abcdef01234567",
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "ReconciliationSucceeded",
+                "message": "repository up-to-date",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+            }],
+        }),
+    )
+    .await;
+    let before = status(&client, &ns, "auto").await;
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:00:00Z"))
+        .await;
+    assert_eq!(outcome(&report, &ns, "auto"), &Outcome::Suspended);
+    assert_eq!(server.head("fleet", "main"), head);
+    assert_eq!(status(&client, &ns, "auto").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
+    let Some((ns, client)) = setup("auto-fail").await else {
+        return;
+    };
+    let server = git_server(&ns);
+    let head = server.head("fleet", "main");
+    credentials(
+        &client,
+        &ns,
+        "wrong",
+        &[("username", USER), ("password", "nope")],
+    )
+    .await;
+    credentials(
+        &client,
+        &ns,
+        "ssh",
+        &[("identity", "KEY"), ("known_hosts", "HOSTS")],
+    )
+    .await;
+    credentials(
+        &client,
+        &ns,
+        "git",
+        &[("username", USER), ("password", PASSWORD)],
+    )
+    .await;
+    git_repository(&client, &ns, &server, "wrong").await;
+    policies_with_choices(&client, &ns).await;
+    let mut bad_template = automation_spec(json!({}))["git"].clone();
+    bad_template["commit"]["messageTemplate"] =
+        json!("{{ range $r, $c := .Changed.Objects }}{{ $r.Kind }}{{ end }}");
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "wrong-password",
+        automation_spec(json!({})),
+    )
+    .await;
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "no-source",
+        automation_spec(json!({"sourceRef": {"kind": "GitRepository", "name": "missing"}})),
+    )
+    .await;
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "template",
+        automation_spec(json!({"git": bad_template})),
+    )
+    .await;
+    // The same repository with an SSH secret, which keel-flux refuses.
+    create(
+        &client,
+        &ns,
+        &git_repositories(),
+        "over-ssh",
+        json!({"url": server.http_url("fleet"), "interval": "1m", "secretRef": {"name": "ssh"}}),
+    )
+    .await;
+    create(
+        &client,
+        &ns,
+        &automations(),
+        "ssh",
+        automation_spec(json!({"sourceRef": {"kind": "GitRepository", "name": "over-ssh"}})),
+    )
+    .await;
+
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:00:00Z"))
+        .await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.pushed.is_empty(), "{:?}", report.pushed);
+    assert_eq!(server.head("fleet", "main"), head, "a failed run pushed");
+    for (name, reason, says) in [
+        ("wrong-password", "GitOperationFailed", "refused"),
+        ("no-source", "GitRepositoryNotFound", "does not exist"),
+        ("template", "InvalidMessageTemplate", ".Changed.Objects"),
+        ("ssh", "InvalidSourceConfiguration", "SSH"),
+    ] {
+        let written = status(&client, &ns, name).await;
+        let (status_, reason_, message) = ready(&written);
+        assert_eq!(
+            (status_.as_str(), reason_.as_str()),
+            ("False", reason),
+            "{name}: {message}"
+        );
+        assert!(message.contains(says), "{name}: {message}");
+        assert!(
+            !message.contains(PASSWORD) && !message.contains("nope"),
+            "{message}"
+        );
+        assert_eq!(
+            written["lastAutomationRunTime"], "2026-03-01T10:00:00Z",
+            "{name}"
+        );
+        for field in ["lastPushCommit", "lastPushTime", "observedPolicies"] {
+            assert!(written.get(field).is_none(), "{name}: {field} in {written}");
+        }
+        assert_eq!(
+            outcome(&report, &ns, name),
+            &Outcome::NotReady {
+                reason: reason.into(),
+                message,
+            }
+        );
+    }
+
+    // With the right credentials the same automation pushes on its next run.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &git_repositories());
+    api.patch(
+        "fleet",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"secretRef": {"name": "git"}}})),
+    )
+    .await
+    .expect("point the GitRepository at the right secret");
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:01:00Z"))
+        .await;
+    assert!(
+        report.pushed.contains_key(&format!("{ns}/wrong-password")),
+        "{report:?}"
+    );
+    assert_eq!(server.log("fleet", "main").len(), 2);
+}
