@@ -439,6 +439,22 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
     assert_eq!(after["lastPushTime"], "2026-03-01T10:00:00Z");
     assert_eq!(after["lastAutomationRunTime"], "2026-03-01T10:01:00Z");
     assert_eq!(ready(&after).2, "repository up-to-date");
+
+    // A new generation is due at once, interval or not.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &automations());
+    api.patch(
+        "auto",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"interval": "5m"}})),
+    )
+    .await
+    .expect("change the spec");
+    let changed = automation.reconcile(at("2026-03-01T10:01:10Z")).await;
+    assert_ne!(outcome(&changed, &ns, "auto"), &Outcome::NotDue);
+    let after = status(&client, &ns, "auto").await;
+    assert_eq!(after["lastAutomationRunTime"], "2026-03-01T10:01:10Z");
+    assert_eq!(after["observedGeneration"], 2);
+    assert_eq!(server.log("fleet", "main").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

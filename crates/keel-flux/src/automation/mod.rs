@@ -24,7 +24,9 @@
 //!    Markers that name another policy, or a policy that is not ready, are left alone.
 //! 4. The changes are pushed as one commit with keel-git ([`keel_git::GitTarget`]): nothing is
 //!    half-written, and a branch that moved meanwhile is fetched and the changes applied again
-//!    on its new tip.
+//!    on its new tip. (Should the branch have moved so that one file can no longer be
+//!    rewritten, keel-git leaves that file alone and pushes the others; `Ready` is then
+//!    `False` and its message names the commit.)
 //!
 //! Then the status is written as Flux writes it: `lastAutomationRunTime`, `observedPolicies`
 //! (policy name → `{name, tag, digest}`), `observedGeneration`, and after a push
@@ -40,6 +42,7 @@
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
 //! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection |
 //! | `UpdateFailed` | a marker could not be rewritten (the file changed meanwhile, a value not an image) |
+//! | `ReconciliationFailed` | the `ImagePolicy` objects of the namespace could not be listed |
 //!
 //! Every write is a JSON merge patch of the `status` subresource with the field manager
 //! `keel`. A suspended automation (`spec.suspend: true`) is left alone: nothing read, nothing
@@ -526,20 +529,41 @@ impl Automation {
         }
         let results = target.apply_all(&plans).await;
         let mut applied = false;
+        let mut failure = None;
         for (plan, result) in plans.iter().zip(results) {
             match result {
                 Ok(ApplyOutcome::Applied) => applied = true,
                 Ok(ApplyOutcome::AlreadyCurrent) => {}
-                // A file that could not be rewritten; keel-git left it untouched.
-                Err(error @ Error::Conflict { .. }) if matches!(&error, Error::Conflict { action, .. } if action.starts_with("rewrite")) =>
-                {
-                    return Err(Ready::no(
-                        "UpdateFailed",
-                        format!("failed to update {}: {error}", plan.id),
-                    ));
+                Err(error) if failure.is_none() => {
+                    // A file that could not be rewritten (keel-git left it untouched), or a
+                    // fetch or push that failed.
+                    let rewrite = matches!(
+                        &error,
+                        Error::Conflict { action, .. } if action.starts_with("rewrite")
+                    );
+                    failure = Some(if rewrite {
+                        Ready::no(
+                            "UpdateFailed",
+                            format!("failed to update {}: {error}", plan.id),
+                        )
+                    } else {
+                        git_failure("failed to push", &error)
+                    });
                 }
-                Err(error) => return Err(git_failure("failed to push", &error)),
+                Err(_) => {}
             }
+        }
+        if let Some(mut failure) = failure {
+            // Only when the branch moved between the scan and the push so that one file can
+            // no longer be rewritten do the other files' changes land without it: say so.
+            if applied && let Some(commit) = target.last_pushed_commit() {
+                failure.message = truncate(&format!(
+                    "{} (the other changes were pushed as commit '{}' to branch '{push}')",
+                    failure.message,
+                    short(&commit)
+                ));
+            }
+            return Err(failure);
         }
         let pushed = if applied {
             target.last_pushed_commit()
@@ -549,10 +573,7 @@ impl Automation {
         let message = match &pushed {
             Some(commit) => {
                 info!(automation = %meta.key(), %commit, branch = push, "pushed");
-                format!(
-                    "pushed commit '{}' to branch '{push}'",
-                    commit.get(..7).unwrap_or(commit)
-                )
+                format!("pushed commit '{}' to branch '{push}'", short(commit))
             }
             None => "repository up-to-date".into(),
         };
@@ -815,6 +836,11 @@ fn observed_patch(status: Option<&Value>, observed: &BTreeMap<String, LatestRef>
     Value::Object(patch)
 }
 
+/// The short form of a commit id, as `git log --oneline` shows it.
+fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
 /// The `Ready` condition for a failed Git operation.
 fn git_failure(context: &str, error: &Error) -> Ready {
     Ready::no("GitOperationFailed", format!("{context}: {error}"))
@@ -830,6 +856,78 @@ mod tests {
         assert_eq!(update_path(""), Ok(None));
         assert_eq!(update_path("./apps//prod/"), Ok(Some("apps/prod".into())));
         assert!(update_path("apps/../../etc").is_err());
+    }
+
+    fn latest(name: &str, tag: &str, digest: &str) -> LatestRef {
+        LatestRef {
+            name: name.into(),
+            tag: tag.into(),
+            digest: digest.into(),
+        }
+    }
+
+    /// The references of `text`, with `apps:NAME` markers known as keel-flux configures them.
+    fn references(text: &str, names: &[(&str, &str)]) -> Vec<Reference> {
+        let mut config = RepoConfig::default();
+        for (name, image) in names {
+            config = config.with_policy(
+                format!("apps:{name}"),
+                MarkerPolicy::new(PolicySpec::Never).with_image(*image),
+            );
+        }
+        keel_git::manifest::scan("values.yaml", text, &config).references
+    }
+
+    #[test]
+    fn markers_take_the_parts_they_mark() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let text = "a:\n  image: registry/a:1.0 # {\"$imagepolicy\": \"apps:a\"}\n\
+                    b:\n  repository: registry/b # {\"$imagepolicy\": \"apps:b:name\"}\n  \
+                    tag: \"1.0\" # {\"$imagepolicy\": \"apps:b:tag\"}\n\
+                    c:\n  tag: 1.0 # {\"$imagepolicy\": \"apps:c:tag\"}\n";
+        let found = references(
+            text,
+            &[
+                ("a", "registry/a"),
+                ("b", "registry/b"),
+                ("c", "registry/c"),
+            ],
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        let whole = target_image(&found[0], &latest("registry/a", "1.1", &digest)).unwrap();
+        assert_eq!(
+            whole,
+            ImageRef::parse(&format!("registry/a:1.1@{digest}")).unwrap()
+        );
+        let changes = describe(
+            &found[0],
+            &whole,
+            &latest("registry/a", "1.1", &digest),
+            "apps:a",
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].setter, "apps:a");
+        assert_eq!(changes[0].old_value, "registry/a:1.0");
+        assert_eq!(changes[0].new_value, format!("registry/a:1.1@{digest}"));
+
+        // Name and tag markers: the digest has no slot, so it is not written.
+        let parts = target_image(&found[1], &latest("registry/b", "2.0", &digest)).unwrap();
+        assert_eq!(parts, ImageRef::parse("registry/b:2.0").unwrap());
+        let changes = describe(
+            &found[1],
+            &parts,
+            &latest("registry/b", "2.0", &digest),
+            "apps:b",
+        );
+        let shown: Vec<_> = changes
+            .iter()
+            .map(|c| format!("{} {} -> {}", c.setter, c.old_value, c.new_value))
+            .collect();
+        assert_eq!(shown, ["apps:b:tag 1.0 -> 2.0"]);
+
+        // A tag marker alone: the repository is the policy's.
+        let tag = target_image(&found[2], &latest("registry/c", "1.0", "")).unwrap();
+        assert_eq!(tag, found[2].image, "already at the policy's choice");
     }
 
     #[test]
