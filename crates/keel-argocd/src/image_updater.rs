@@ -116,7 +116,7 @@ impl ImageUpdaterSpec {
             return Err(r.errors);
         }
         // A stable sort keeps rules of equal specificity in the order written.
-        refs.sort_by(|a, b| b.specificity.cmp(&a.specificity));
+        refs.sort_by_key(|r| std::cmp::Reverse(r.specificity));
         Ok(ImageUpdaterSpec { refs })
     }
 

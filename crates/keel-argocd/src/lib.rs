@@ -1,9 +1,11 @@
 //! Argo CD Image Updater for keel-rs: Argo CD `Application`s (`argoproj.io/v1alpha1`)
-//! configured by the annotations of Image Updater 0.x, updated by the keel-rs
-//! [`Pipeline`](keel_core::Pipeline) with the `argocd` write-back method.
+//! configured by the annotations of Image Updater 0.x or selected by the `ImageUpdater`
+//! objects of Image Updater 1.x, updated by the keel-rs [`Pipeline`](keel_core::Pipeline)
+//! with the `argocd` write-back method.
 //!
 //! [`ArgoCdTarget`] is a [`keel_core::Target`]: it lists the Applications that carry
-//! `argocd-image-updater.argoproj.io/image-list`, reads what each image runs, and lets the
+//! `argocd-image-updater.argoproj.io/image-list` or that an ImageUpdater selects, reads what
+//! each image runs, and lets the
 //! keel-core policy engine choose the next version; an update rewrites the Application's Helm
 //! parameters or Kustomize images, as Image Updater does, and Argo CD syncs it.
 //!
@@ -29,6 +31,68 @@
 //!
 //! A bad value skips its Application with a [`Problem`](keel_k8s::Problem) naming the
 //! Application, the key and the value ([`ArgoCdTarget::problems`]); the others are tracked.
+//!
+//! # Image Updater 1.x: `ImageUpdater` objects
+//!
+//! Image Updater 1.x is configured by `ImageUpdater` objects
+//! (`argocd-image-updater.argoproj.io/v1alpha1`, [`IMAGE_UPDATER_CRD`]). [`image_updater`]
+//! reads one into the same typed values as the annotations ([`ApplicationConfig`]), by handing
+//! every image to [`ImageConfig::parse`]:
+//!
+//! ```text
+//! apiVersion: argocd-image-updater.argoproj.io/v1alpha1
+//! kind: ImageUpdater
+//! metadata: { name: web, namespace: argocd }
+//! spec:
+//!   commonUpdateSettings: { updateStrategy: semver, ignoreTags: ["*-rc*"] }
+//!   writeBackConfig: { method: argocd }
+//!   applicationRefs:
+//!     - namePattern: "web-*"
+//!       images:
+//!         - alias: web
+//!           imageName: ghcr.io/acme/web:~1.2
+//!           manifestTargets: { helm: { name: app.repository, tag: app.version } }
+//!     - namePattern: "*"
+//!       labelSelectors: { matchLabels: { team: api } }
+//!       commonUpdateSettings: { updateStrategy: alphabetical }
+//!       images:
+//!         - alias: api
+//!           imageName: ghcr.io/acme/api
+//!           manifestTargets: { kustomize: { name: acme/api } }
+//! ```
+//!
+//! - **Selection**: Applications in the ImageUpdater's own namespace whose name matches the
+//!   glob `namePattern` and whose labels match `labelSelectors` (`matchLabels`,
+//!   `matchExpressions`). When several rules match, the most specific applies, as Image
+//!   Updater scores them: an exact name first, then more literal characters, a label selector
+//!   adding to the score; ties go to the rule written first.
+//! - **Settings**: each field of `commonUpdateSettings` (`updateStrategy`, `forceUpdate`,
+//!   `allowTags`, `ignoreTags`, `pullSecret`, `platforms`) comes from the image, else from its
+//!   applicationRef, else from the ImageUpdater, else the default of the annotation with the
+//!   same name; values are read as the annotations read them. `manifestTargets.helm`
+//!   (`name`, `tag`, `spec`) and `manifestTargets.kustomize.name` are the `helm.image-*` and
+//!   `kustomize.image-name` options; `manifestTargets.plugin` is refused. `writeBackConfig
+//!   .method` comes from the applicationRef, else the ImageUpdater (`git` is discovered and
+//!   refused at apply, as with the annotation); `gitConfig` is read by no write-back here.
+//! - **`useAnnotations: true`**: the rule only selects; the Application's own annotations
+//!   configure it.
+//! - **Annotations and ImageUpdaters**: as in Image Updater 1.x, an Application an
+//!   ImageUpdater selects is configured by the ImageUpdater only, its annotations ignored.
+//!   Applications no ImageUpdater selects keep the 0.x behaviour: their annotations count. An
+//!   Application two ImageUpdaters select is updated by the first by namespace and name; the
+//!   other gets a problem.
+//! - **Bad values**: one bad field refuses the whole ImageUpdater, none of its Applications
+//!   is updated by it, and a [`Problem`](keel_k8s::Problem) of kind `imageupdater` names the
+//!   ImageUpdater, the field path and the value (`spec.applicationRefs[0].images[1]
+//!   .commonUpdateSettings.updateStrategy = "fastest": expected ...`).
+//! - **Status**: after each discovery `observedGeneration`, `applicationsMatched`,
+//!   `imagesManaged` and the `Ready` and `Error` conditions; after each applied update
+//!   `lastUpdatedAt` and `recentUpdates` (the updates since the last discovery, counted by
+//!   alias and version). Written as a merge patch of the status subresource by the field
+//!   manager `keel`, only when something changed; `lastCheckedAt` is not written, as it
+//!   would change every object at every pass.
+//! - ImageUpdaters are read by default, and where the resource is not served there are
+//!   none; [`ArgoCdTarget::with_image_updaters`]`(false)` reads annotations only.
 //!
 //! # What runs, and the write-back
 //!

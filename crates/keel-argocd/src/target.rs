@@ -158,8 +158,10 @@ impl ArgoCdTarget {
     }
 
     /// What the last discovery skipped and why: a bad annotation (the Application is
-    /// skipped), an image whose running version is not known or whose pull secret cannot be
-    /// read (that image is skipped).
+    /// skipped), a bad ImageUpdater field (none of its Applications is updated; kind
+    /// [`image_updater::PROBLEM_KIND`]), an Application selected by two ImageUpdaters (the
+    /// second one is named), an image whose running version is not known or whose pull
+    /// secret cannot be read (that image is skipped).
     pub fn problems(&self) -> Vec<Problem> {
         self.problems.current()
     }
@@ -431,10 +433,21 @@ impl ArgoCdTarget {
                                 kind: PROBLEM_KIND.into(),
                                 namespace: app.metadata.namespace.clone().unwrap_or_default(),
                                 name: app.metadata.name.clone().unwrap_or_default(),
-                                key: format!(
-                                    "{PREFIX}{}.pull-secret",
-                                    f.config.alias.replace('/', "_")
-                                ),
+                                key: match selection {
+                                    Some(Selection {
+                                        image_updater: (iu_ns, iu_name),
+                                        rule,
+                                        config: Some(_),
+                                    }) => format!(
+                                        "imageupdater {iu_ns}/{iu_name} {rule}.images \
+                                         (alias {}) pullSecret",
+                                        f.config.alias
+                                    ),
+                                    _ => format!(
+                                        "{PREFIX}{}.pull-secret",
+                                        f.config.alias.replace('/', "_")
+                                    ),
+                                },
                                 value: source.to_string(),
                                 reason,
                             });

@@ -407,7 +407,7 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
          .updateStrategy = \"fastest\": expected `semver`, `newest-build` (or `latest`), \
          `digest` or `alphabetical` (or `name`)"
     );
-    assert_eq!(problems, [expected.clone()]);
+    assert_eq!(problems, std::slice::from_ref(&expected));
     assert_eq!(
         source(&admin, &ns, "bad-1").await["helm"]["parameters"][2]["value"],
         "1.0.0"

@@ -35,6 +35,9 @@ fn images(rule: &ApplicationRef) -> &ApplicationConfig {
     }
 }
 
+/// Labels as written in a table.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
 fn one_image(name_pattern: &str) -> Value {
     json!({ "namePattern": name_pattern, "images": [{ "alias": "web", "imageName": "ghcr.io/acme/web" }] })
 }
@@ -53,7 +56,7 @@ fn applications_are_selected_by_the_most_specific_matching_rule() {
     ]}));
     let rule =
         |name: &str, l: &[(&str, &str)]| spec.select(name, &labels(l)).map(ApplicationRef::path);
-    let table: [(&str, &[(&str, &str)], &str); 7] = [
+    let table: [(&str, Labels<'_>, &str); 7] = [
         (
             "web-prod-1",
             &[("tier", "front")],
@@ -91,7 +94,7 @@ fn label_selectors_match_labels_and_expressions() {
         "images": [{ "alias": "web", "imageName": "ghcr.io/acme/web" }],
     }]}));
     let base = [("team", "web"), ("env", "prod"), ("managed", "")];
-    let table: [(&[(&str, &str)], bool); 7] = [
+    let table: [(Labels<'_>, bool); 7] = [
         (&base, true),
         (
             &[
