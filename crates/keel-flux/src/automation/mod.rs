@@ -16,8 +16,9 @@
 //!    `spec.ref.branch`, else `master` (Flux's default); the branch pushed to is
 //!    `spec.git.push.branch`, else the checkout branch. Commits are authored by
 //!    `spec.git.commit.author`.
-//! 3. The `ImagePolicy` objects of the automation's namespace whose `Ready` is `True` and that
-//!    have a `status.latestRef` are the ones applied; each marker `# {"$imagepolicy":
+//! 3. The `ImagePolicy` objects of the automation's namespace whose `Ready` is `True`, that
+//!    have a `status.latestRef` and that `spec.policySelector.matchLabels` selects (all when
+//!    unset; `matchExpressions` is refused) are the ones applied; each marker `# {"$imagepolicy":
 //!    "NS:NAME"}` (and `:tag`, `:name`, `:digest`) under `spec.update.path` (default the
 //!    repository root) that names one of them is set to its `latestRef`: `name:tag`, with
 //!    `@digest` when the policy has a digest, and for a part marker the part it marks.
@@ -38,7 +39,8 @@
 //! | reason | when |
 //! |---|---|
 //! | `GitRepositoryNotFound` | the `GitRepository` does not exist |
-//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters` |
+//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options`, a checkout `tag`, `semver`, `name` or `commit` |
+//! | `InvalidPolicySelector` | `spec.policySelector` uses `matchExpressions` or is malformed |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
 //! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection |
 //! | `UpdateFailed` | a marker could not be rewritten (the file changed meanwhile, a value not an image) |
@@ -380,6 +382,40 @@ impl Automation {
             .ok_or_else(|| config("spec.git.commit.author.email is required".into()))?;
         let author_name =
             str_at(spec, &["git", "commit", "author", "name"]).unwrap_or(author_email);
+        // What keel-flux cannot do is refused rather than silently left out.
+        for (path, what) in [
+            (
+                "/git/commit/signingKey",
+                "commit signing (spec.git.commit.signingKey)",
+            ),
+            ("/git/push/refspec", "push refspecs (spec.git.push.refspec)"),
+            ("/git/push/options", "push options (spec.git.push.options)"),
+            (
+                "/git/checkout/ref/tag",
+                "checking out a tag (spec.git.checkout.ref.tag)",
+            ),
+            (
+                "/git/checkout/ref/semver",
+                "checking out a semver range (spec.git.checkout.ref.semver)",
+            ),
+            (
+                "/git/checkout/ref/name",
+                "checking out a reference name (spec.git.checkout.ref.name)",
+            ),
+            (
+                "/git/checkout/ref/commit",
+                "checking out a commit (spec.git.checkout.ref.commit)",
+            ),
+        ] {
+            if spec
+                .and_then(|s| s.pointer(path))
+                .is_some_and(|v| !v.is_null())
+            {
+                return Err(config(format!("{what} is not supported by keel-flux")));
+            }
+        }
+        let selector = PolicySelector::read(spec.and_then(|s| s.get("policySelector")))
+            .map_err(|e| Ready::no("InvalidPolicySelector", e))?;
 
         // The GitRepository and its credentials.
         let repositories: Api<DynamicObject> = Api::namespaced_with(
@@ -416,7 +452,7 @@ impl Automation {
         let push = str_at(spec, &["git", "push", "branch"]).unwrap_or(checkout);
 
         // The ready policies of the automation's namespace.
-        let observed = self.ready_policies(&meta.namespace).await?;
+        let observed = self.ready_policies(&meta.namespace, &selector).await?;
         let mut repo_config = RepoConfig::default();
         for (name, latest) in &observed {
             // A policy only so that keel-git reports the marker, with the repository a
@@ -632,7 +668,11 @@ impl Automation {
     }
 
     /// The `ImagePolicy` objects of `namespace` that are ready with a `latestRef`, by name.
-    async fn ready_policies(&self, namespace: &str) -> Result<BTreeMap<String, LatestRef>, Ready> {
+    async fn ready_policies(
+        &self,
+        namespace: &str,
+        selector: &PolicySelector,
+    ) -> Result<BTreeMap<String, LatestRef>, Ready> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &policy_resource());
         let list = api.list(&ListParams::default()).await.map_err(|e| {
@@ -647,7 +687,8 @@ impl Automation {
                 continue;
             };
             let is_ready = meta.ready().is_some_and(|c| c.status == "True");
-            if !is_ready {
+            let labels = object.metadata.labels.clone().unwrap_or_default();
+            if !is_ready || !selector.matches(&labels) {
                 continue;
             }
             let latest = object
@@ -660,6 +701,51 @@ impl Automation {
             }
         }
         Ok(ready)
+    }
+}
+
+/// `spec.policySelector`: the labels a policy must carry to be applied (all, when unset).
+#[derive(Debug, Default, PartialEq)]
+struct PolicySelector {
+    match_labels: BTreeMap<String, String>,
+}
+
+impl PolicySelector {
+    /// Reads `matchLabels`; `matchExpressions` is refused (keel-flux does not evaluate them).
+    fn read(value: Option<&Value>) -> Result<PolicySelector, String> {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return Ok(PolicySelector::default());
+        };
+        if value
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .is_some_and(|e| !e.is_empty())
+        {
+            return Err(
+                "spec.policySelector.matchExpressions is not supported by keel-flux; use \
+                 matchLabels"
+                    .into(),
+            );
+        }
+        let mut match_labels = BTreeMap::new();
+        if let Some(labels) = value.get("matchLabels").filter(|v| !v.is_null()) {
+            let labels = labels
+                .as_object()
+                .ok_or("spec.policySelector.matchLabels is not a map")?;
+            for (key, value) in labels {
+                let value = value.as_str().ok_or_else(|| {
+                    format!("spec.policySelector.matchLabels.{key} is not a string")
+                })?;
+                match_labels.insert(key.clone(), value.to_owned());
+            }
+        }
+        Ok(PolicySelector { match_labels })
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
     }
 }
 
@@ -928,6 +1014,28 @@ mod tests {
         // A tag marker alone: the repository is the policy's.
         let tag = target_image(&found[2], &latest("registry/c", "1.0", "")).unwrap();
         assert_eq!(tag, found[2].image, "already at the policy's choice");
+    }
+
+    #[test]
+    fn policy_selectors_match_labels_and_refuse_expressions() {
+        let selector =
+            PolicySelector::read(Some(&json!({"matchLabels": {"team": "web"}}))).unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(selector.matches(&labels(&[("team", "web"), ("x", "y")])));
+        assert!(!selector.matches(&labels(&[("team", "db")])));
+        assert!(!selector.matches(&labels(&[])));
+        assert!(PolicySelector::read(None).unwrap().matches(&labels(&[])));
+        let err = PolicySelector::read(Some(&json!({"matchExpressions": [
+            {"key": "team", "operator": "In", "values": ["web"]}
+        ]})))
+        .unwrap_err();
+        assert!(err.contains("matchExpressions"), "{err}");
+        assert!(PolicySelector::read(Some(&json!({"matchLabels": {"a": 1}}))).is_err());
     }
 
     #[test]
