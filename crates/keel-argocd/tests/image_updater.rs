@@ -474,3 +474,103 @@ async fn without_image_updaters_only_annotations_count() {
     assert_eq!(report.tracked, 0);
     assert_eq!(resource_versions(&admin, &ns).await, versions);
 }
+
+#[tokio::test]
+async fn overlapping_image_updaters_and_use_annotations() {
+    let Some((ns, admin)) = argocd_namespace("argo-iu-overlap").await else {
+        return;
+    };
+    let registry = RegistryServer::with_tags(
+        ServerOptions::plain(),
+        "acme/web",
+        &["1.0.0", "1.1.0", "2.0.0"],
+    )
+    .await;
+    let web = format!("{}/acme/web", registry.addr());
+    // Configured by its annotations through a `useAnnotations` rule.
+    let list = format!("web={web}:^1");
+    create_app(
+        &admin,
+        &ns,
+        "legacy",
+        &[("team", "legacy")],
+        &[("image-list", &list)],
+        helm_tag("image.name", "image.tag", &web, "1.0.0"),
+    )
+    .await;
+    // Selected by both ImageUpdaters: the first by name ("a-first") alone updates it.
+    create_app(
+        &admin,
+        &ns,
+        "shared",
+        &[],
+        &[],
+        helm_tag("image.name", "image.tag", &web, "1.0.0"),
+    )
+    .await;
+    let image =
+        |constraint: &str| json!([{ "alias": "web", "imageName": format!("{web}:{constraint}") }]);
+    create_image_updater(
+        &admin,
+        &ns,
+        "a-first",
+        json!({ "applicationRefs": [
+            { "namePattern": "shared", "images": image("~1.0") },
+            { "namePattern": "*", "labelSelectors": { "matchLabels": { "team": "legacy" } },
+              "useAnnotations": true },
+        ]}),
+    )
+    .await;
+    create_image_updater(
+        &admin,
+        &ns,
+        "b-second",
+        json!({ "applicationRefs": [{ "namePattern": "sha*", "images": image("^2") }] }),
+    )
+    .await;
+
+    let target = target(admin.clone(), &ns);
+    let report = pipeline(&target).run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // No 1.0.x after 1.0.0: `shared` stays; `legacy` follows its annotation's ^1.
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "argocd application/{ns}/legacy/web: {web}:1.0.0 -> {web}:1.1.0"
+        )]
+    );
+    assert_eq!(report.tracked, 2);
+    let problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    let expected = format!(
+        "imageupdater {ns}/b-second: spec.applicationRefs[0].namePattern = \"sha*\": \
+         Application shared is selected by ImageUpdater {ns}/a-first already, which alone \
+         updates it"
+    );
+    assert_eq!(problems, std::slice::from_ref(&expected));
+    assert_eq!(
+        source(&admin, &ns, "shared").await["helm"]["parameters"][2]["value"],
+        "1.0.0"
+    );
+    let first = image_updater(&admin, &ns, "a-first").await.data["status"].clone();
+    assert_eq!(
+        (
+            first["applicationsMatched"].clone(),
+            first["imagesManaged"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+    let second = image_updater(&admin, &ns, "b-second").await.data["status"].clone();
+    assert_eq!(second["applicationsMatched"], 0);
+    assert_eq!(
+        condition(&second, "Ready"),
+        (
+            "True".into(),
+            "ReconcileCompletedWithErrors".into(),
+            "Reconciled 0 applications with 1 errors, 0 images managed.".into()
+        )
+    );
+    assert_eq!(
+        condition(&second, "Error"),
+        ("True".into(), "PartialErrors".into(), expected)
+    );
+}

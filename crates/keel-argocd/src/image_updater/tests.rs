@@ -434,3 +434,88 @@ fn specificity_follows_image_updater() {
     assert_eq!(specificity("app-[1234567]", None), 4);
     assert_eq!(specificity("app-?", Some(&selector)), 10_204);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Field names the reader looks at, and a few values that mean something to it.
+    const FIELDS: [&str; 24] = [
+        "applicationRefs",
+        "namePattern",
+        "labelSelectors",
+        "matchLabels",
+        "matchExpressions",
+        "key",
+        "operator",
+        "values",
+        "useAnnotations",
+        "commonUpdateSettings",
+        "writeBackConfig",
+        "method",
+        "images",
+        "alias",
+        "imageName",
+        "manifestTargets",
+        "helm",
+        "kustomize",
+        "plugin",
+        "name",
+        "tag",
+        "spec",
+        "updateStrategy",
+        "ignoreTags",
+    ];
+    const WORDS: [&str; 12] = [
+        "*",
+        "web-[",
+        "web-?",
+        "In",
+        "Exists",
+        "digest",
+        "semver",
+        "git:",
+        "argocd",
+        "ghcr.io/acme/web:~1",
+        "regexp:(",
+        "env:",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            prop::sample::select(&WORDS[..]).prop_map(Value::from),
+            "[ -~]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(prop::sample::select(&FIELDS[..]), inner, 0..6)
+                    .prop_map(|m| {
+                        Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                    }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the object holds, the reader answers: a spec it accepts selects without
+        /// panicking, and a refusal names at least one field.
+        #[test]
+        fn any_object_is_read_or_refused(spec in value(), name in "[a-z*-]{0,6}") {
+            match ImageUpdaterSpec::parse(&json!({ "spec": spec })) {
+                Ok(parsed) => {
+                    prop_assert!(!parsed.refs.is_empty());
+                    let _ = parsed.select(&name, &labels(&[("env", "prod")]));
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    prop_assert!(errors.iter().all(|e| e.key.starts_with("spec.")), "{errors:?}");
+                }
+            }
+        }
+    }
+}
