@@ -93,7 +93,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::reflector::objects::{LatestRef, Meta, parse_duration};
 use crate::reflector::status::{conditions_with_ready, timestamp, truncate};
@@ -286,7 +286,8 @@ impl Automation {
         if !due(meta, spec, status, now) {
             return Outcome::NotDue;
         }
-        let result = self.update(meta, spec).await;
+        let span = info_span!("automation", automation = %meta.key());
+        let result = self.update(meta, spec).instrument(span).await;
         let mut patch = serde_json::Map::new();
         patch.insert("lastAutomationRunTime".into(), json!(timestamp(now)));
         let ready = match result {
