@@ -91,8 +91,10 @@
 //!   alias and version). Written as a merge patch of the status subresource by the field
 //!   manager `keel`, only when something changed; `lastCheckedAt` is not written, as it
 //!   would change every object at every pass.
-//! - ImageUpdaters are read by default, and where the resource is not served there are
-//!   none; [`ArgoCdTarget::with_image_updaters`]`(false)` reads annotations only.
+//! - ImageUpdaters are read with [`ArgoCdTarget::with_image_updaters`]`(true)`; where the
+//!   resource is not served there are none. They are off by default: reading them needs
+//!   `list` on `imageupdaters` and `patch` on `imageupdaters/status` in the
+//!   `argocd-image-updater.argoproj.io` group, which an installation granted for 0.x lacks.
 //!
 //! # What runs, and the write-back
 //!
@@ -120,7 +122,10 @@
 //! use keel_registry::RegistryClient;
 //! # async fn demo() -> Result<(), keel_core::Error> {
 //! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
-//! let target = ArgoCdTarget::new(client).with_namespace("argocd");
+//! // Annotated Applications, and those the ImageUpdaters of `argocd` select.
+//! let target = ArgoCdTarget::new(client)
+//!     .with_namespace("argocd")
+//!     .with_image_updaters(true);
 //! let registry = RegistryClient::builder()
 //!     .with_credential_source(Arc::new(target.credentials()))
 //!     .build()?;

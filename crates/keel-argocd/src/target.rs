@@ -106,15 +106,17 @@ impl ArgoCdTarget {
             attempts: DEFAULT_ATTEMPTS,
             credentials: PullCredentials::default(),
             problems: ProblemLog::default(),
-            image_updaters: true,
+            image_updaters: false,
             selections: Mutex::default(),
             recent: Mutex::default(),
         }
     }
 
     /// Whether Image Updater 1.x `ImageUpdater` objects select and configure Applications
-    /// (default `true`; where the resource is not served, there are none). `false` reads
-    /// the annotations of every Application only, as Image Updater 0.x does.
+    /// (default `false`: the annotations of every Application only, as Image Updater 0.x
+    /// does). Off by default because reading them needs `list` on `imageupdaters` and
+    /// `patch` on `imageupdaters/status`, which an installation granted for 0.x lacks; where
+    /// the resource is not served, there are none.
     pub fn with_image_updaters(mut self, enabled: bool) -> Self {
         self.image_updaters = enabled;
         self

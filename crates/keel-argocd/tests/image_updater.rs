@@ -145,7 +145,8 @@ fn target(client: Client, ns: &str) -> Arc<ArgoCdTarget> {
     Arc::new(
         ArgoCdTarget::new(client)
             .with_namespace(ns)
-            .with_name("argocd"),
+            .with_name("argocd")
+            .with_image_updaters(true),
     )
 }
 
@@ -439,7 +440,7 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
 }
 
 #[tokio::test]
-async fn without_image_updaters_only_annotations_count() {
+async fn by_default_only_annotations_count() {
     let Some((ns, admin)) = argocd_namespace("argo-iu-off").await else {
         return;
     };
@@ -463,11 +464,7 @@ async fn without_image_updaters_only_annotations_count() {
             "images": [{ "alias": "web", "imageName": web }] }] }),
     )
     .await;
-    let target = Arc::new(
-        ArgoCdTarget::new(admin.clone())
-            .with_namespace(&ns)
-            .with_image_updaters(false),
-    );
+    let target = Arc::new(ArgoCdTarget::new(admin.clone()).with_namespace(&ns));
     let versions = resource_versions(&admin, &ns).await;
     let report = pipeline(&target).run_once().await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
