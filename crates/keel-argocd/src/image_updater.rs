@@ -90,6 +90,28 @@ pub struct ImageUpdaterSpec {
 
 impl ImageUpdaterSpec {
     /// Reads a whole ImageUpdater object (or its JSON): every bad value is reported.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use keel_argocd::ImageUpdaterSpec;
+    /// use keel_argocd::image_updater::RefConfig;
+    ///
+    /// let object = serde_json::json!({ "spec": {
+    ///     "commonUpdateSettings": { "updateStrategy": "alphabetical" },
+    ///     "applicationRefs": [{
+    ///         "namePattern": "web-*",
+    ///         "images": [{ "alias": "web", "imageName": "ghcr.io/acme/web" }],
+    ///     }],
+    /// }});
+    /// let spec = ImageUpdaterSpec::parse(&object).unwrap();
+    /// let rule = spec.select("web-prod", &BTreeMap::new()).unwrap();
+    /// let RefConfig::Images(config) = &rule.config else { unreachable!() };
+    /// assert_eq!(config.images[0].strategy, keel_argocd::UpdateStrategy::Alphabetical);
+    ///
+    /// let bad = serde_json::json!({ "spec": { "applicationRefs": [{ "namePattern": "web-[" }] } });
+    /// let errors = ImageUpdaterSpec::parse(&bad).unwrap_err();
+    /// assert_eq!(errors[0].key, "spec.applicationRefs[0].namePattern");
+    /// ```
     pub fn parse(object: &Value) -> Result<ImageUpdaterSpec, Vec<FieldError>> {
         let mut r = Reader::default();
         let spec = &object["spec"];
