@@ -27,14 +27,16 @@
 //!   webhooks, approvals and notifications; updates run `helm upgrade` with the deployed
 //!   chart. The `helm` binary (on `PATH`, or `--helm-binary`) is checked at start-up.
 //! - With `--argocd`, Argo CD Applications configured by Argo CD Image Updater's annotations
-//!   (`argocd-image-updater.argoproj.io/*`) are tracked too (keel-argocd), in the namespaces
+//!   (`argocd-image-updater.argoproj.io/*`) or selected by its 1.x `ImageUpdater` objects
+//!   are tracked too (keel-argocd), in the namespaces
 //!   of `--argocd-namespace` (default: all), polled on the default schedule; updates patch
 //!   the Application's Helm parameters or Kustomize images (write-back `argocd`). The pull
 //!   secrets the annotations name are used for their image's registry only.
-//! - With `--flux`, the controller does the job of Flux's image-reflector-controller
-//!   (keel-flux): it scans the registries of the `ImageRepository` objects in the namespaces
-//!   of `--namespaces` and writes the tag each `ImagePolicy` selects into its status, as Flux
-//!   does, with its own pull secrets and registry client.
+//! - With `--flux`, the controller does the jobs of Flux's image-reflector-controller and
+//!   image-automation-controller (keel-flux): it scans the registries of the
+//!   `ImageRepository` objects in the namespaces of `--namespaces`, writes the tag each
+//!   `ImagePolicy` selects into its status, and runs the `ImageUpdateAutomation`s, pushing
+//!   the choices to the setter markers of their Git repositories, as Flux does.
 //! - The approvals API (`/api/v1/approvals`, `/api/v1/audit`) is served when credentials
 //!   are configured; approval requests live in ConfigMaps of the controller's namespace
 //!   (shared by replicas), in an embedded file, or in memory (`--approval-store`).
@@ -50,6 +52,7 @@ use clap::{ArgAction, Parser};
 use keel_api::Shutdown;
 use keel_api::dashboard::{Checks, DashboardConfig, TargetImages};
 use keel_argocd::ArgoCdTarget;
+use keel_controller::flux::FluxJobs;
 use keel_controller::http::{self, HttpConfig};
 use keel_controller::metrics::Metrics;
 use keel_controller::setup;
@@ -58,7 +61,7 @@ use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApp
 use keel_core::registry::CredentialChain;
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
 use keel_core::{Pipeline, Target, UpdatePlan};
-use keel_flux::reflector::{Namespaces, Reflector};
+use keel_flux::{Automation, Namespaces, Reflector};
 use keel_helm::HelmTarget;
 use keel_k8s::{
     KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
@@ -158,8 +161,9 @@ struct Args {
     #[arg(long, env = "KEEL_ARGOCD")]
     argocd: bool,
 
-    /// Do the job of Flux's image-reflector-controller: scan the `ImageRepository` objects
-    /// of --namespaces and write the tag each `ImagePolicy` selects into its status.
+    /// Do the jobs of Flux's image-reflector-controller and image-automation-controller:
+    /// scan the `ImageRepository` objects of --namespaces, write the tag each `ImagePolicy`
+    /// selects into its status, and push it to the markers of each `ImageUpdateAutomation`.
     #[arg(long, env = "KEEL_FLUX")]
     flux: bool,
 
@@ -262,8 +266,8 @@ struct Controller {
     leadership: Option<Leadership>,
     /// What the dashboard lists.
     tracked: Arc<TargetImages>,
-    /// The Flux reflector, with `--flux`.
-    reflector: Option<Arc<Reflector>>,
+    /// The Flux reflector and automation, with `--flux`.
+    flux: Option<Arc<FluxJobs>>,
 }
 
 impl Controller {
@@ -351,8 +355,8 @@ impl Controller {
             api_auth,
             leadership,
             tracked,
-            reflector: match args.flux {
-                true => Some(Arc::new(flux_reflector(args, &client)?)),
+            flux: match args.flux {
+                true => Some(Arc::new(flux_jobs(args, &client)?)),
                 false => None,
             },
         })
@@ -374,10 +378,10 @@ impl Controller {
         let shutdown = Shutdown::on_signal();
         let (pushes, queue) = tokio::sync::mpsc::channel(args.queue.max(1));
         let worker_task = tokio::spawn(worker.run(queue, shutdown.wait()));
-        let reflector_task = self.reflector.map(|reflector| {
+        let flux_task = self.flux.map(|jobs| {
             let leading = self.leadership.as_ref().map(Leadership::subscribe);
-            tokio::spawn(keel_controller::flux::reflect_until(
-                reflector,
+            tokio::spawn(keel_controller::flux::run_until(
+                jobs,
                 leading,
                 args.flux_tick,
                 shutdown.wait(),
@@ -407,11 +411,11 @@ impl Controller {
             error!(%e, "worker failed");
             return std::process::ExitCode::FAILURE;
         }
-        if let Some(Err(e)) = match reflector_task {
+        if let Some(Err(e)) = match flux_task {
             Some(task) => Some(task.await),
             None => None,
         } {
-            error!(%e, "Flux reflector failed");
+            error!(%e, "Flux jobs failed");
             return std::process::ExitCode::FAILURE;
         }
         if let Some(leadership) = self.leadership {
@@ -495,10 +499,11 @@ async fn helm_target(
     Ok(target)
 }
 
-/// The Flux reflector over the namespaces of `--namespaces` (all without it), with pull
-/// secrets and a registry client of its own (the workloads' sync would replace its secret
-/// usage, and tag lists must not be shared across credentials).
-fn flux_reflector(args: &Args, client: &kube::Client) -> Result<Reflector, String> {
+/// The Flux reflector and automation over the namespaces of `--namespaces` (all without
+/// it); the reflector with pull secrets and a registry client of its own (the workloads'
+/// sync would replace its secret usage, and tag lists must not be shared across
+/// credentials).
+fn flux_jobs(args: &Args, client: &kube::Client) -> Result<FluxJobs, String> {
     let (namespaces, secrets) = if args.namespaces.is_empty() {
         (Namespaces::All, PullSecrets::all_namespaces(client.clone()))
     } else {
@@ -514,18 +519,20 @@ fn flux_reflector(args: &Args, client: &kube::Client) -> Result<Reflector, Strin
         })
         .and_then(|b| b.build())
         .map_err(|e| format!("cannot set up the Flux reflector's registry client: {e}"))?;
-    info!(namespaces = ?args.namespaces, "reflecting Flux image repositories and policies");
-    Ok(Reflector::new(client.clone(), namespaces, Arc::new(registry)).with_pull_secrets(secrets))
+    info!(namespaces = ?args.namespaces, "doing Flux's image automation");
+    Ok(FluxJobs {
+        reflector: Reflector::new(client.clone(), namespaces.clone(), Arc::new(registry))
+            .with_pull_secrets(secrets),
+        automation: Automation::new(client.clone(), namespaces),
+    })
 }
 
 /// The Argo CD Applications in the namespaces `--argocd-namespace` names (all without it).
 fn argocd_target(args: &Args, client: &kube::Client) -> ArgoCdTarget {
-    let target = args
-        .argocd_namespaces
-        .iter()
-        .fold(ArgoCdTarget::new(client.clone()), |t, ns| {
-            t.with_namespace(ns)
-        });
+    let target = args.argocd_namespaces.iter().fold(
+        ArgoCdTarget::new(client.clone()).with_image_updaters(true),
+        |t, ns| t.with_namespace(ns),
+    );
     info!(namespaces = ?args.argocd_namespaces, "tracking Argo CD Applications");
     target
 }

@@ -1,16 +1,23 @@
-//! `keel-controller --flux` against a real kube-apiserver serving Flux's image CRDs and a
-//! real registry, running as a user bound only by `deploy/rbac-cluster.yaml`,
-//! `deploy/rbac-flux.yaml` and `deploy/rbac-own-namespace.yaml`: an `ImageRepository` is
-//! scanned and an `ImagePolicy` gets the tag Flux would pick in its status, and the same
-//! user may not change either object's spec.
+//! `keel-controller --flux` against a real kube-apiserver serving Flux's CRDs, a real
+//! registry and a real Git server, running as a user bound only by
+//! `deploy/rbac-cluster.yaml`, `deploy/rbac-flux.yaml` and `deploy/rbac-own-namespace.yaml`:
+//! an `ImageRepository` is scanned, an `ImagePolicy` gets the tag Flux would pick in its
+//! status, and an `ImageUpdateAutomation` pushes that tag to the setter marker of a manifest
+//! (HTTP with the credentials of the `GitRepository`'s secret), changing nothing else; the
+//! same user may not change any object's spec.
 
 mod common;
 use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
-use keel_flux::crds::{IMAGE_POLICY_CRD, IMAGE_REPOSITORY_CRD};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use keel_flux::crds::{
+    GIT_REPOSITORY_CRD, IMAGE_POLICY_CRD, IMAGE_REPOSITORY_CRD, IMAGE_UPDATE_AUTOMATION_CRD,
+};
 use keel_flux::reflector::GROUP;
+use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
@@ -18,15 +25,19 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-fn api_of(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+
+/// The `group/v1` objects `kind` (`plural`) of `ns`.
+fn api_of(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", kind), plural);
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
-async fn create(api: &Api<DynamicObject>, kind: &str, name: &str, spec: Value) {
+/// Creates the `group/v1` object `kind` `name` with `spec` through `api`.
+async fn create(api: &Api<DynamicObject>, group: &str, kind: &str, name: &str, spec: Value) {
     let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": format!("{GROUP}/v1"),
+        "apiVersion": format!("{group}/v1"),
         "kind": kind,
         "metadata": { "name": name },
         "spec": spec,
@@ -38,15 +49,17 @@ async fn create(api: &Api<DynamicObject>, kind: &str, name: &str, spec: Value) {
 }
 
 #[tokio::test]
-async fn repositories_are_scanned_and_policies_resolved_by_the_controller() {
+async fn the_controller_scans_resolves_and_pushes_as_flux_does() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    for (yaml, plural) in [
-        (IMAGE_REPOSITORY_CRD, "imagerepositories"),
-        (IMAGE_POLICY_CRD, "imagepolicies"),
+    for (yaml, group, plural) in [
+        (IMAGE_REPOSITORY_CRD, GROUP, "imagerepositories"),
+        (IMAGE_POLICY_CRD, GROUP, "imagepolicies"),
+        (IMAGE_UPDATE_AUTOMATION_CRD, GROUP, "imageupdateautomations"),
+        (GIT_REPOSITORY_CRD, SOURCE_GROUP, "gitrepositories"),
     ] {
-        install_crd(api, yaml, &format!("{GROUP}/v1"), plural).await;
+        install_crd(api, yaml, &format!("{group}/v1"), plural).await;
     }
     let registry = RegistryServer::with_tags(
         ServerOptions::plain(),
@@ -64,10 +77,46 @@ async fn repositories_are_scanned_and_policies_resolved_by_the_controller() {
     docs.extend(manifest("rbac-own-namespace.yaml"));
     apply_rbac(&admin, docs, user, &ns, &[("keel", own_ns.as_str())]).await;
 
-    let repositories = api_of(&admin, &ns, "ImageRepository", "imagerepositories");
-    let policies = api_of(&admin, &ns, "ImagePolicy", "imagepolicies");
+    // The fleet repository: a Deployment whose image carries a setter marker.
+    let git = GitServer::start_with_http("flux-bot", "push-token");
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image}:1.0.0 # {{\"$imagepolicy\": \"{ns}:web\"}}\n"
+    );
+    git.create_repo("fleet", &[("apps/web.yaml", deployment.as_str())], "main");
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "fleet-auth"}})).unwrap();
+    let secret = Secret {
+        data: Some(
+            [("username", "flux-bot"), ("password", "push-token")]
+                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                .into(),
+        ),
+        ..secret
+    };
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let repositories = api_of(&admin, &ns, GROUP, "ImageRepository", "imagerepositories");
+    let policies = api_of(&admin, &ns, GROUP, "ImagePolicy", "imagepolicies");
+    let automations = api_of(
+        &admin,
+        &ns,
+        GROUP,
+        "ImageUpdateAutomation",
+        "imageupdateautomations",
+    );
+    let sources = api_of(
+        &admin,
+        &ns,
+        SOURCE_GROUP,
+        "GitRepository",
+        "gitrepositories",
+    );
     create(
         &repositories,
+        GROUP,
         "ImageRepository",
         "web",
         json!({"image": image, "interval": "1m"}),
@@ -75,9 +124,40 @@ async fn repositories_are_scanned_and_policies_resolved_by_the_controller() {
     .await;
     create(
         &policies,
+        GROUP,
         "ImagePolicy",
         "web",
         json!({"imageRepositoryRef": {"name": "web"}, "policy": {"semver": {"range": ">=1.0.0"}}}),
+    )
+    .await;
+    create(
+        &sources,
+        SOURCE_GROUP,
+        "GitRepository",
+        "fleet",
+        json!({
+            "url": git.http_url("fleet"),
+            "interval": "1m",
+            "ref": {"branch": "main"},
+            "secretRef": {"name": "fleet-auth"},
+        }),
+    )
+    .await;
+    create(
+        &automations,
+        GROUP,
+        "ImageUpdateAutomation",
+        "fleet",
+        json!({
+            "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            "interval": "1m",
+            "git": {
+                "checkout": {"ref": {"branch": "main"}},
+                "commit": {"author": {"name": "Fleet Bot", "email": "fleet@example.com"}},
+                "push": {"branch": "main"},
+            },
+            "update": {"path": "./apps", "strategy": "Setters"},
+        }),
     )
     .await;
 
@@ -115,8 +195,39 @@ async fn repositories_are_scanned_and_policies_resolved_by_the_controller() {
     let repository = repositories.get("web").await.unwrap().data;
     assert_eq!(repository["status"]["lastScanResult"]["tagCount"], 6);
 
+    // The automation pushes the choice to the marker, and only there.
+    wait_for(
+        "the pushed manifest",
+        (Duration::from_secs(60), Duration::from_millis(200)),
+        async || git.read_file("fleet", "main", "apps/web.yaml"),
+        |text| text.as_deref() != Some(deployment.as_str()),
+    )
+    .await;
+    let text = git.read_file("fleet", "main", "apps/web.yaml").unwrap();
+    assert_eq!(
+        text,
+        deployment.replace(&format!("{image}:1.0.0"), &format!("{image}:1.10.0"))
+    );
+    assert_eq!(
+        git.show("fleet", "main", "%an <%ae>").trim(),
+        "Fleet Bot <fleet@example.com>"
+    );
+    wait_for(
+        "the automation's lastPushCommit",
+        (Duration::from_secs(30), Duration::from_millis(200)),
+        async || automations.get("fleet").await.unwrap().data["status"].clone(),
+        |status| status["lastPushCommit"].is_string(),
+    )
+    .await;
+
     // Least privilege: the controller's user writes statuses, never specs.
-    let as_user = api_of(&api.client_as(user), &ns, "ImagePolicy", "imagepolicies");
+    let as_user = api_of(
+        &api.client_as(user),
+        &ns,
+        GROUP,
+        "ImagePolicy",
+        "imagepolicies",
+    );
     let err = as_user
         .patch(
             "web",
