@@ -179,13 +179,6 @@ fn automation_resource() -> ApiResource {
     )
 }
 
-fn policy_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GROUP, VERSION, "ImagePolicy"),
-        "imagepolicies",
-    )
-}
-
 fn git_repository_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(SOURCE_GROUP, SOURCE_VERSION, "GitRepository"),
@@ -674,8 +667,11 @@ impl Automation {
         namespace: &str,
         selector: &PolicySelector,
     ) -> Result<BTreeMap<String, LatestRef>, Ready> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &policy_resource());
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &crate::reflector::policy_resource(),
+        );
         let list = api.list(&ListParams::default()).await.map_err(|e| {
             Ready::no(
                 "ReconciliationFailed",

@@ -341,7 +341,8 @@ fn repository_resource() -> ApiResource {
     )
 }
 
-fn policy_resource() -> ApiResource {
+/// `ImagePolicy` in the version the reflector reads and writes.
+pub(crate) fn policy_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(GROUP, VERSION, "ImagePolicy"),
         "imagepolicies",
