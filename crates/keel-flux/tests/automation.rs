@@ -315,6 +315,37 @@ fn automation_spec(extra: Value) -> Value {
     spec
 }
 
+/// The `git` part of `automation_spec`, for tests that change it.
+fn git_spec() -> Value {
+    automation_spec(json!({}))["git"].clone()
+}
+
+/// Creates the `ImageUpdateAutomation` `name` of `automation_spec(extra)`.
+async fn create_automation(client: &Client, ns: &str, name: &str, extra: Value) {
+    create(client, ns, &automations(), name, automation_spec(extra)).await;
+}
+
+/// The credentials the Git server accepts.
+const GOOD_CREDENTIALS: &[(&str, &str)] = &[("username", USER), ("password", PASSWORD)];
+
+/// The Git server of `git_server` and, in `ns`, the secret `git` with the credentials it
+/// accepts, the `GitRepository` `fleet` with the secret `secret`, and the policies of
+/// `policies_with_choices`.
+async fn fleet(client: &Client, ns: &str, secret: &str) -> GitServer {
+    let server = git_server(ns);
+    credentials(client, ns, "git", GOOD_CREDENTIALS).await;
+    git_repository(client, ns, &server, secret).await;
+    policies_with_choices(client, ns).await;
+    server
+}
+
+/// The outcome of a run that found nothing to push.
+fn up_to_date() -> Outcome {
+    Outcome::Ready {
+        message: "repository up-to-date".into(),
+    }
+}
+
 fn automation(client: &Client, ns: &str, server: &GitServer) -> Automation {
     Automation::new(client.clone(), Namespaces::only([ns]))
         .with_workdir(server.scratch_dir("work"))
@@ -326,31 +357,15 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
     let Some((ns, client)) = setup("auto-push").await else {
         return;
     };
-    let server = git_server(&ns);
+    let server = fleet(&client, &ns, "git").await;
     let main_head = server.head("fleet", "main").expect("main");
-    credentials(
-        &client,
-        &ns,
-        "git",
-        &[("username", USER), ("password", PASSWORD)],
-    )
-    .await;
-    git_repository(&client, &ns, &server, "git").await;
-    policies_with_choices(&client, &ns).await;
-    let mut git = automation_spec(json!({}))["git"].clone();
+    let mut git = git_spec();
     git["commit"]["messageTemplate"] = json!(
         "Update by {{ .AutomationObject }}\n\n{{ range .Changed.Changes -}}\n- {{ .Setter }}: \
          {{ .OldValue }} -> {{ .NewValue }}\n{{ end -}}\nFiles:{{ range $f, $_ := \
          .Changed.FileChanges }} {{ $f }}{{ end }}\n"
     );
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "auto",
-        automation_spec(json!({"git": git})),
-    )
-    .await;
+    create_automation(&client, &ns, "auto", json!({"git": git})).await;
     let automation = automation(&client, &ns, &server);
 
     let t0 = at("2026-03-01T10:00:00Z");
@@ -426,12 +441,7 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
 
     // Due again: nothing to push, and the status says the repository is up to date.
     let again = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
-    assert_eq!(
-        outcome(&again, &ns, "auto"),
-        &Outcome::Ready {
-            message: "repository up-to-date".into()
-        }
-    );
+    assert_eq!(outcome(&again, &ns, "auto"), &up_to_date());
     assert!(again.pushed.is_empty());
     assert_eq!(server.log("fleet", "main").len(), 2);
     let after = status(&client, &ns, "auto").await;
@@ -462,27 +472,11 @@ async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
     let Some((ns, client)) = setup("auto-branch").await else {
         return;
     };
-    let server = git_server(&ns);
+    let server = fleet(&client, &ns, "git").await;
     let main_head = server.head("fleet", "main").expect("main");
-    credentials(
-        &client,
-        &ns,
-        "git",
-        &[("username", USER), ("password", PASSWORD)],
-    )
-    .await;
-    git_repository(&client, &ns, &server, "git").await;
-    policies_with_choices(&client, &ns).await;
-    let mut git = automation_spec(json!({}))["git"].clone();
+    let mut git = git_spec();
     git["push"] = json!({"branch": "image-updates"});
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "auto",
-        automation_spec(json!({"git": git})),
-    )
-    .await;
+    create_automation(&client, &ns, "auto", json!({"git": git})).await;
     let automation = automation(&client, &ns, &server);
 
     let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
@@ -512,12 +506,7 @@ async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
     );
     // The next run builds on the push branch: nothing more to do.
     let again = automation.reconcile(at("2026-03-01T10:05:00Z")).await;
-    assert_eq!(
-        outcome(&again, &ns, "auto"),
-        &Outcome::Ready {
-            message: "repository up-to-date".into()
-        }
-    );
+    assert_eq!(outcome(&again, &ns, "auto"), &up_to_date());
     assert_eq!(server.log("fleet", "image-updates").len(), 2);
 }
 
@@ -526,25 +515,9 @@ async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
     let Some((ns, client)) = setup("auto-suspend").await else {
         return;
     };
-    let server = git_server(&ns);
+    let server = fleet(&client, &ns, "git").await;
     let head = server.head("fleet", "main");
-    credentials(
-        &client,
-        &ns,
-        "git",
-        &[("username", USER), ("password", PASSWORD)],
-    )
-    .await;
-    git_repository(&client, &ns, &server, "git").await;
-    policies_with_choices(&client, &ns).await;
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "auto",
-        automation_spec(json!({"suspend": true})),
-    )
-    .await;
+    create_automation(&client, &ns, "auto", json!({"suspend": true})).await;
     patch_status(
         &client,
         &ns,
@@ -577,58 +550,17 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
     let Some((ns, client)) = setup("auto-fail").await else {
         return;
     };
-    let server = git_server(&ns);
+    for (name, data) in [
+        ("wrong", &[("username", USER), ("password", "nope")]),
+        ("ssh", &[("identity", "KEY"), ("known_hosts", "HOSTS")]),
+    ] {
+        credentials(&client, &ns, name, data).await;
+    }
+    let server = fleet(&client, &ns, "wrong").await;
     let head = server.head("fleet", "main");
-    credentials(
-        &client,
-        &ns,
-        "wrong",
-        &[("username", USER), ("password", "nope")],
-    )
-    .await;
-    credentials(
-        &client,
-        &ns,
-        "ssh",
-        &[("identity", "KEY"), ("known_hosts", "HOSTS")],
-    )
-    .await;
-    credentials(
-        &client,
-        &ns,
-        "git",
-        &[("username", USER), ("password", PASSWORD)],
-    )
-    .await;
-    git_repository(&client, &ns, &server, "wrong").await;
-    policies_with_choices(&client, &ns).await;
-    let mut bad_template = automation_spec(json!({}))["git"].clone();
+    let mut bad_template = git_spec();
     bad_template["commit"]["messageTemplate"] =
         json!("{{ range $r, $c := .Changed.Objects }}{{ $r.Kind }}{{ end }}");
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "wrong-password",
-        automation_spec(json!({})),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "no-source",
-        automation_spec(json!({"sourceRef": {"kind": "GitRepository", "name": "missing"}})),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "template",
-        automation_spec(json!({"git": bad_template})),
-    )
-    .await;
     // The same repository with an SSH secret, which keel-flux refuses.
     create(
         &client,
@@ -638,14 +570,15 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
         json!({"url": server.http_url("fleet"), "interval": "1m", "secretRef": {"name": "ssh"}}),
     )
     .await;
-    create(
-        &client,
-        &ns,
-        &automations(),
-        "ssh",
-        automation_spec(json!({"sourceRef": {"kind": "GitRepository", "name": "over-ssh"}})),
-    )
-    .await;
+    let source = |name: &str| json!({"sourceRef": {"kind": "GitRepository", "name": name}});
+    for (name, extra) in [
+        ("wrong-password", json!({})),
+        ("no-source", source("missing")),
+        ("template", json!({"git": bad_template})),
+        ("ssh", source("over-ssh")),
+    ] {
+        create_automation(&client, &ns, name, extra).await;
+    }
 
     let report = automation(&client, &ns, &server)
         .reconcile(at("2026-03-01T10:00:00Z"))

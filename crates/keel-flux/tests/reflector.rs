@@ -82,6 +82,17 @@ async fn create(client: &Client, ns: &str, version: &str, plural: &str, name: &s
         .unwrap_or_else(|e| panic!("create {plural} {ns}/{name} ({version}): {e}"));
 }
 
+/// Creates each `(version, plural, name, spec)` in turn.
+async fn create_all<'a>(
+    client: &Client,
+    ns: &str,
+    objects: impl IntoIterator<Item = (&'a str, &'a str, &'a str, Value)>,
+) {
+    for (version, plural, name, spec) in objects {
+        create(client, ns, version, plural, name, spec).await;
+    }
+}
+
 /// Merge-patches the spec of an object (a new generation).
 async fn patch_spec(client: &Client, ns: &str, plural: &str, name: &str, spec: Value) {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource("v1", plural));
@@ -121,6 +132,20 @@ fn ready(status: &Value) -> (String, String, String) {
     (text("status"), text("reason"), text("message"))
 }
 
+/// Asserts the `Ready` condition of a status: its state, its reason and a part of its message.
+/// Returns the message for further checks.
+#[track_caller]
+fn assert_ready(status: &Value, state: &str, reason: &str, part: &str) -> String {
+    let (got_state, got_reason, message) = ready(status);
+    assert_eq!(
+        (got_state.as_str(), got_reason.as_str()),
+        (state, reason),
+        "{message}"
+    );
+    assert!(message.contains(part), "{message}");
+    message
+}
+
 fn outcome<'r>(report: &'r ReflectorReport, plural: &str, ns: &str, name: &str) -> &'r Outcome {
     let found = if plural == REPOSITORIES {
         report.repository(ns, name)
@@ -130,6 +155,15 @@ fn outcome<'r>(report: &'r ReflectorReport, plural: &str, ns: &str, name: &str) 
     &found
         .unwrap_or_else(|| panic!("{plural} {ns}/{name} not in the report: {report:?}"))
         .outcome
+}
+
+/// The digest `repository:tag` has in the registry now.
+async fn head_digest(registry: &RegistryServer, repository: &str, tag: &str) -> String {
+    registry
+        .seeder()
+        .head_digest(repository, tag)
+        .await
+        .unwrap_or_else(|| panic!("no {repository}:{tag} in the registry"))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -177,62 +211,54 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
     let builds = format!("{}/team/builds", registry.addr());
 
     // One repository created as v1 (default exclusion list), one as v1beta2 (its own).
-    create(
+    create_all(
         &client,
         &ns,
-        "v1",
-        REPOSITORIES,
-        "app",
-        json!({"image": app, "interval": "5m"}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1beta2",
-        REPOSITORIES,
-        "builds",
-        json!({"image": builds, "interval": "5m", "exclusionList": ["^feature-"]}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "semver",
-        json!({
-            "imageRepositoryRef": {"name": "app"},
-            "policy": {"semver": {"range": ">=1.0.0 <2.0.0"}},
-            "digestReflectionPolicy": "IfNotPresent",
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "alphabetical",
-        json!({
-            "imageRepositoryRef": {"name": "app", "namespace": ns},
-            "policy": {"alphabetical": {"order": "desc"}},
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1beta2",
-        POLICIES,
-        "numerical",
-        json!({
-            "imageRepositoryRef": {"name": "builds"},
-            "policy": {"numerical": {}},
-            "filterTags": {"pattern": "^main-[a-z]+-(?P<ts>[0-9]+)$", "extract": "$ts"},
-            "digestReflectionPolicy": "Always",
-            "interval": "1m",
-        }),
+        [
+            (
+                "v1",
+                REPOSITORIES,
+                "app",
+                json!({"image": app, "interval": "5m"}),
+            ),
+            (
+                "v1beta2",
+                REPOSITORIES,
+                "builds",
+                json!({"image": builds, "interval": "5m", "exclusionList": ["^feature-"]}),
+            ),
+            (
+                "v1",
+                POLICIES,
+                "semver",
+                json!({
+                    "imageRepositoryRef": {"name": "app"},
+                    "policy": {"semver": {"range": ">=1.0.0 <2.0.0"}},
+                    "digestReflectionPolicy": "IfNotPresent",
+                }),
+            ),
+            (
+                "v1",
+                POLICIES,
+                "alphabetical",
+                json!({
+                    "imageRepositoryRef": {"name": "app", "namespace": ns},
+                    "policy": {"alphabetical": {"order": "desc"}},
+                }),
+            ),
+            (
+                "v1beta2",
+                POLICIES,
+                "numerical",
+                json!({
+                    "imageRepositoryRef": {"name": "builds"},
+                    "policy": {"numerical": {}},
+                    "filterTags": {"pattern": "^main-[a-z]+-(?P<ts>[0-9]+)$", "extract": "$ts"},
+                    "digestReflectionPolicy": "Always",
+                    "interval": "1m",
+                }),
+            ),
+        ],
     )
     .await;
 
@@ -265,8 +291,7 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
     assert_eq!(app_status["canonicalImageName"], app);
     assert_eq!(app_status["observedExclusionList"], json!([r"^.*\.sig$"]));
     assert_eq!(app_status["observedGeneration"], 1);
-    let (state, reason, message) = ready(&app_status);
-    assert_eq!((state.as_str(), reason.as_str()), ("True", "Succeeded"));
+    let message = assert_ready(&app_status, "True", "Succeeded", "");
     assert!(
         message.starts_with("successful scan: found 7 tags"),
         "{message}"
@@ -301,19 +326,14 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
     );
 
     let semver = status(&client, &ns, POLICIES, "semver").await;
-    let digest_1_10 = registry
-        .seeder()
-        .head_digest("team/app", "1.10.0")
-        .await
-        .unwrap();
+    let digest_1_10 = head_digest(&registry, "team/app", "1.10.0").await;
     assert_eq!(
         semver["latestRef"],
         json!({"name": app, "tag": "1.10.0", "digest": digest_1_10}),
         "{semver}"
     );
     assert!(semver.get("observedPreviousRef").is_none_or(Value::is_null));
-    let (state, reason, message) = ready(&semver);
-    assert_eq!((state.as_str(), reason.as_str()), ("True", "Succeeded"));
+    let message = assert_ready(&semver, "True", "Succeeded", "");
     assert_eq!(
         message,
         format!("Latest image tag for {app} resolved to 1.10.0 with digest {digest_1_10}")
@@ -353,17 +373,14 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
         before.push(get(&client, &ns, plural, name).await);
     }
     let report = reflector.reconcile(at("2026-03-01T10:01:00Z")).await;
-    assert_eq!(outcome(&report, REPOSITORIES, &ns, "app"), &Outcome::NotDue);
-    assert_eq!(
-        outcome(&report, REPOSITORIES, &ns, "builds"),
-        &Outcome::NotDue
-    );
-    for name in ["semver", "alphabetical", "numerical"] {
-        assert_eq!(
-            outcome(&report, POLICIES, &ns, name),
-            &Outcome::Unchanged,
-            "{name}"
-        );
+    for (plural, name, want) in [
+        (REPOSITORIES, "app", Outcome::NotDue),
+        (REPOSITORIES, "builds", Outcome::NotDue),
+        (POLICIES, "semver", Outcome::Unchanged),
+        (POLICIES, "alphabetical", Outcome::Unchanged),
+        (POLICIES, "numerical", Outcome::Unchanged),
+    ] {
+        assert_eq!(outcome(&report, plural, &ns, name), &want, "{name}");
     }
     let mut after = Vec::new();
     for object in &before {
@@ -427,11 +444,7 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
         registry_client(None),
     );
     reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
-    let first = registry
-        .seeder()
-        .head_digest("team/web", "1.1.0")
-        .await
-        .unwrap();
+    let first = head_digest(&registry, "team/web", "1.1.0").await;
     for name in ["keep", "always"] {
         let s = status(&client, &ns, POLICIES, name).await;
         assert_eq!(s["latestRef"]["tag"], "1.1.0", "{name}: {s}");
@@ -548,15 +561,11 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
 
     // With 2.0.0 gone, the >=2.0.0 policy has no candidate: not ready, its tag kept.
     let keep = status(&client, &ns, POLICIES, "keep").await;
-    let (state, reason, message) = ready(&keep);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "Failure"),
-        "{message}"
-    );
-    assert!(
-        message.contains("unable to determine latest version"),
-        "{message}"
+    assert_ready(
+        &keep,
+        "False",
+        "Failure",
+        "unable to determine latest version",
     );
     assert_eq!(keep["latestRef"]["tag"], "2.0.0");
 
@@ -587,32 +596,30 @@ async fn suspended_objects_keep_their_status_untouched() {
     };
     let registry = RegistryServer::with_tags(ServerOptions::plain(), "team/svc", &["1.0.0"]).await;
     let image = format!("{}/team/svc", registry.addr());
-    create(
+    create_all(
         &client,
         &ns,
-        "v1",
-        REPOSITORIES,
-        "svc",
-        json!({"image": image, "interval": "1m"}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "svc",
-        json!({"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "*"}}}),
-    )
-    .await;
-    // Suspended from the start: never scanned, never written.
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "never",
-        json!({"image": image, "interval": "1m", "suspend": true}),
+        [
+            (
+                "v1",
+                REPOSITORIES,
+                "svc",
+                json!({"image": image, "interval": "1m"}),
+            ),
+            (
+                "v1",
+                POLICIES,
+                "svc",
+                json!({"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "*"}}}),
+            ),
+            // Suspended from the start: never scanned, never written.
+            (
+                "v1",
+                REPOSITORIES,
+                "never",
+                json!({"image": image, "interval": "1m", "suspend": true}),
+            ),
+        ],
     )
     .await;
     let reflector = Reflector::new(
@@ -704,105 +711,54 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     };
     let unreachable = format!("127.0.0.1:{closed}/team/gone");
 
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "ok",
-        json!({"image": image, "interval": "1m"}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "closed",
-        json!({"image": unreachable, "interval": "1m", "timeout": "20s"}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "bad-regex",
-        json!({"image": image, "interval": "1m", "exclusionList": ["^(unclosed"]}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "tagged",
-        json!({"image": format!("{image}:1.0.0"), "interval": "1m"}),
-    )
-    .await;
+    let repositories = [
+        ("ok", json!({"image": image, "interval": "1m"})),
+        (
+            "closed",
+            json!({"image": unreachable, "interval": "1m", "timeout": "20s"}),
+        ),
+        (
+            "bad-regex",
+            json!({"image": image, "interval": "1m", "exclusionList": ["^(unclosed"]}),
+        ),
+        (
+            "tagged",
+            json!({"image": format!("{image}:1.0.0"), "interval": "1m"}),
+        ),
+    ];
     let policy = |repository: &str, range: &str| json!({"imageRepositoryRef": {"name": repository}, "policy": {"semver": {"range": range}}});
-    create(&client, &ns, "v1", POLICIES, "ok", policy("ok", "1.x")).await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "missing",
-        policy("nowhere", "1.x"),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "unscanned",
-        policy("closed", "1.x"),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "bad-range",
-        policy("ok", ">=1.0 <abc"),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "two-choices",
-        json!({
-            "imageRepositoryRef": {"name": "ok"},
-            "policy": {"semver": {"range": "1.x"}, "alphabetical": {}},
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "bad-extract",
-        json!({
-            "imageRepositoryRef": {"name": "ok"},
-            "policy": {"numerical": {}},
-            "filterTags": {"pattern": "^(?P<v>.*)$", "extract": "$nope"},
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "elsewhere",
-        json!({"imageRepositoryRef": {"name": "ok", "namespace": "kube-system"}, "policy": {"alphabetical": {}}}),
-    )
-    .await;
+    let policies = [
+        ("ok", policy("ok", "1.x")),
+        ("missing", policy("nowhere", "1.x")),
+        ("unscanned", policy("closed", "1.x")),
+        ("bad-range", policy("ok", ">=1.0 <abc")),
+        (
+            "two-choices",
+            json!({
+                "imageRepositoryRef": {"name": "ok"},
+                "policy": {"semver": {"range": "1.x"}, "alphabetical": {}},
+            }),
+        ),
+        (
+            "bad-extract",
+            json!({
+                "imageRepositoryRef": {"name": "ok"},
+                "policy": {"numerical": {}},
+                "filterTags": {"pattern": "^(?P<v>.*)$", "extract": "$nope"},
+            }),
+        ),
+        (
+            "elsewhere",
+            json!({"imageRepositoryRef": {"name": "ok", "namespace": "kube-system"}, "policy": {"alphabetical": {}}}),
+        ),
+    ];
+    let repositories = repositories
+        .into_iter()
+        .map(|(name, spec)| ("v1", REPOSITORIES, name, spec));
+    let policies = policies
+        .into_iter()
+        .map(|(name, spec)| ("v1", POLICIES, name, spec));
+    create_all(&client, &ns, repositories.chain(policies)).await;
 
     let reflector = Reflector::new(
         client.clone(),
@@ -838,43 +794,32 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     );
 
     let closed_status = status(&client, &ns, REPOSITORIES, "closed").await;
-    let (state, reason, message) = ready(&closed_status);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "ReadOperationFailed"),
-        "{message}"
+    let message = assert_ready(
+        &closed_status,
+        "False",
+        "ReadOperationFailed",
+        &format!("127.0.0.1:{closed}"),
     );
     assert!(message.starts_with("scan failed: "), "{message}");
-    assert!(
-        message.contains(&format!("127.0.0.1:{closed}")),
-        "{message}"
-    );
     assert!(
         closed_status.get("lastScanResult").is_none(),
         "{closed_status}"
     );
-
-    let bad_regex = status(&client, &ns, REPOSITORIES, "bad-regex").await;
-    let (state, reason, message) = ready(&bad_regex);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "ReadOperationFailed")
-    );
-    assert!(
-        message.contains("failed to compile regex ^(unclosed"),
-        "{message}"
-    );
-
-    let tagged = status(&client, &ns, REPOSITORIES, "tagged").await;
-    let (state, reason, message) = ready(&tagged);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "ImageURLInvalid")
-    );
-    assert!(
-        message.contains("should not include a tag; remove ':1.0.0'"),
-        "{message}"
-    );
+    for (name, reason, says) in [
+        (
+            "bad-regex",
+            "ReadOperationFailed",
+            "failed to compile regex ^(unclosed",
+        ),
+        (
+            "tagged",
+            "ImageURLInvalid",
+            "should not include a tag; remove ':1.0.0'",
+        ),
+    ] {
+        let s = status(&client, &ns, REPOSITORIES, name).await;
+        assert_ready(&s, "False", reason, says);
+    }
 
     assert_eq!(
         status(&client, &ns, POLICIES, "ok").await["latestRef"]["tag"],
@@ -889,13 +834,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
         ("elsewhere", "AccessDenied", "kube-system/ok"),
     ] {
         let s = status(&client, &ns, POLICIES, name).await;
-        let (state, reason, message) = ready(&s);
-        assert_eq!(
-            (state.as_str(), reason.as_str()),
-            ("False", want_reason),
-            "{name}: {message}"
-        );
-        assert!(message.contains(says), "{name}: {message}");
+        assert_ready(&s, "False", want_reason, says);
         assert!(s.get("latestRef").is_none(), "{name}: {s}");
     }
     let missing = status(&client, &ns, POLICIES, "missing").await;
@@ -953,11 +892,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     reflector.reconcile(at("2026-03-01T10:00:30Z")).await;
     assert!(reflector.tags(&ns, "ok").is_none());
     let ok_policy = status(&client, &ns, POLICIES, "ok").await;
-    let (state, reason, _) = ready(&ok_policy);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "DependencyNotReady")
-    );
+    assert_ready(&ok_policy, "False", "DependencyNotReady", "");
     assert_eq!(
         ok_policy["latestRef"]["tag"], "1.1.0",
         "the last choice stays"
@@ -1027,26 +962,14 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
         }
         spec
     };
-    create(&client, &ns, "v1", REPOSITORIES, "good", spec(Some("good"))).await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "wrong",
-        spec(Some("wrong")),
-    )
-    .await;
-    create(&client, &ns, "v1", REPOSITORIES, "anonymous", spec(None)).await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        REPOSITORIES,
-        "absent",
-        spec(Some("absent")),
-    )
-    .await;
+    for (name, secret) in [
+        ("good", Some("good")),
+        ("wrong", Some("wrong")),
+        ("anonymous", None),
+        ("absent", Some("absent")),
+    ] {
+        create(&client, &ns, "v1", REPOSITORIES, name, spec(secret)).await;
+    }
     // The good secret named by a repository of another registry, which asks for basic auth
     // and records whether it gets any: the secret's credentials are for the first registry
     // only, so the scan is refused there.
@@ -1074,26 +997,27 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
         }
     })
     .await;
-    create(
+    create_all(
         &client,
         &ns,
-        "v1",
-        REPOSITORIES,
-        "other-registry",
-        json!({"image": format!("{other}/team/other"), "interval": "1m", "secretRef": {"name": "good"}}),
-    )
-    .await;
-    create(
-        &client,
-        &ns,
-        "v1",
-        POLICIES,
-        "good",
-        json!({
-            "imageRepositoryRef": {"name": "good"},
-            "policy": {"semver": {"range": "^1"}},
-            "digestReflectionPolicy": "IfNotPresent",
-        }),
+        [
+            (
+                "v1",
+                REPOSITORIES,
+                "other-registry",
+                json!({"image": format!("{other}/team/other"), "interval": "1m", "secretRef": {"name": "good"}}),
+            ),
+            (
+                "v1",
+                POLICIES,
+                "good",
+                json!({
+                    "imageRepositoryRef": {"name": "good"},
+                    "policy": {"semver": {"range": "^1"}},
+                    "digestReflectionPolicy": "IfNotPresent",
+                }),
+            ),
+        ],
     )
     .await;
 
@@ -1110,11 +1034,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
     assert_eq!(good["lastScanResult"]["tagCount"], 2, "{good}");
     assert!(ready_true(&good));
     let policy = status(&client, &ns, POLICIES, "good").await;
-    let digest = registry
-        .seeder()
-        .head_digest("private/app", "1.4.0")
-        .await
-        .unwrap();
+    let digest = head_digest(&registry, "private/app", "1.4.0").await;
     assert_eq!(
         policy["latestRef"],
         json!({"name": image, "tag": "1.4.0", "digest": digest}),
@@ -1133,12 +1053,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
 
     for name in ["wrong", "anonymous"] {
         let s = status(&client, &ns, REPOSITORIES, name).await;
-        let (state, reason, message) = ready(&s);
-        assert_eq!(
-            (state.as_str(), reason.as_str()),
-            ("False", "AuthenticationFailed"),
-            "{name}: {message}"
-        );
+        let message = assert_ready(&s, "False", "AuthenticationFailed", "");
         assert!(
             message.starts_with("scan failed: unauthorized"),
             "{name}: {message}"
@@ -1151,14 +1066,11 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
         assert!(reflector.tags(&ns, name).is_none(), "{name}");
     }
     let absent = status(&client, &ns, REPOSITORIES, "absent").await;
-    let (state, reason, message) = ready(&absent);
-    assert_eq!(
-        (state.as_str(), reason.as_str()),
-        ("False", "AuthenticationFailed")
-    );
-    assert!(
-        message.contains(&format!("secret {ns}/absent not found")),
-        "{message}"
+    assert_ready(
+        &absent,
+        "False",
+        "AuthenticationFailed",
+        &format!("secret {ns}/absent not found"),
     );
     // Nothing is left recorded for the registry client once the pass is over.
     assert!(
@@ -1190,26 +1102,27 @@ async fn cross_namespace_references_need_access_from() {
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "team/base", &["1.0.0", "1.5.0"]).await;
     let image = format!("{}/team/base", registry.addr());
-    create(
+    create_all(
         &client,
         &owner,
-        "v1",
-        REPOSITORIES,
-        "shared",
-        json!({
-            "image": image,
-            "interval": "1m",
-            "accessFrom": {"namespaceSelectors": [{"matchLabels": {"keel-test/flux-acl": user}}]},
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &owner,
-        "v1",
-        REPOSITORIES,
-        "private",
-        json!({"image": image, "interval": "1m"}),
+        [
+            (
+                "v1",
+                REPOSITORIES,
+                "shared",
+                json!({
+                    "image": image,
+                    "interval": "1m",
+                    "accessFrom": {"namespaceSelectors": [{"matchLabels": {"keel-test/flux-acl": user}}]},
+                }),
+            ),
+            (
+                "v1",
+                REPOSITORIES,
+                "private",
+                json!({"image": image, "interval": "1m"}),
+            ),
+        ],
     )
     .await;
     for repository in ["shared", "private"] {
@@ -1240,13 +1153,7 @@ async fn cross_namespace_references_need_access_from() {
         ("private", "missing ACL labels on 'accessFrom'".to_owned()),
     ] {
         let s = status(&client, &user, POLICIES, name).await;
-        let (state, reason, message) = ready(&s);
-        assert_eq!(
-            (state.as_str(), reason.as_str()),
-            ("False", "AccessDenied"),
-            "{message}"
-        );
-        assert!(message.contains(&says), "{name}: {message}");
+        assert_ready(&s, "False", "AccessDenied", &says);
     }
 
     // Labelled as `accessFrom` asks, the user's namespace may read `shared`, not `private`.
