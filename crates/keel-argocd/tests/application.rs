@@ -4,97 +4,40 @@
 //! Needs `eval "$(scripts/envtest env)"` and `scripts/registry-server install`; without the
 //! API server binaries the tests return early after saying so.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
-use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
-use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, RunReport, Target, UpdatePlan};
-use keel_registry::RegistryClient;
-use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest, install_crd};
+use common::{
+    App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, helm_value, pipeline,
+    problems, source,
+};
+use keel_argocd::ArgoCdTarget;
+use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
+use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-const PREFIX: &str = "argocd-image-updater.argoproj.io/";
-
-/// The shared API server with the Application CRD served, a fresh namespace and an admin
-/// client.
-async fn argocd_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
-    let (server, ns, client) = ApiServer::shared_namespace(prefix).await?;
-    install_crd(
-        server,
-        APPLICATION_CRD,
-        "argoproj.io/v1alpha1",
-        "applications",
-    )
-    .await;
-    Some((server, ns, client))
-}
-
-fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &application_resource())
-}
-
-/// Creates Application `name` with `annotations` (keys without the prefix), `source` and,
-/// when given, `status` (written through the status subresource, as Argo CD does).
-async fn create_app(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    annotations: &[(&str, &str)],
-    source: Value,
-    status: Option<Value>,
-) {
-    let annotations: BTreeMap<String, String> = annotations
-        .iter()
-        .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).to_owned()))
-        .collect();
-    let mut source = source;
-    source["repoURL"] = json!("https://git.example/acme/deploy.git");
-    source["path"] = json!(format!("apps/{name}"));
-    source["targetRevision"] = json!("HEAD");
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": { "name": name, "namespace": ns, "annotations": annotations },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
-            "source": source,
-        },
-    }))
-    .expect("an Application");
-    let api = apps(client, ns);
-    api.create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
-    if let Some(status) = status {
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("status of application {ns}/{name}: {e}"));
-    }
-}
-
-async fn app(client: &Client, ns: &str, name: &str) -> DynamicObject {
-    apps(client, ns)
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("get application {ns}/{name}: {e}"))
-}
-
-async fn source(client: &Client, ns: &str, name: &str) -> Value {
-    app(client, ns, name).await.data["spec"]["source"].clone()
+/// Creates the Applications of `table`, each source at `targetRevision` `HEAD`.
+async fn create_apps(client: &Client, ns: &str, table: impl IntoIterator<Item = App<'_>>) {
+    let table = table.into_iter().map(|mut app| {
+        app.source["targetRevision"] = json!("HEAD");
+        app
+    });
+    common::create_apps(client, ns, table).await;
 }
 
 fn helm(parameters: Value) -> Value {
     json!({ "helm": { "parameters": parameters } })
+}
+
+/// A Helm source with the one parameter `image.tag`.
+fn helm_tag(tag: &str) -> Value {
+    helm(json!([{ "name": "image.tag", "value": tag }]))
 }
 
 fn kustomize(images: &[&str]) -> Value {
@@ -102,32 +45,18 @@ fn kustomize(images: &[&str]) -> Value {
 }
 
 fn target(client: Client, ns: &str) -> Arc<ArgoCdTarget> {
-    Arc::new(
-        ArgoCdTarget::new(client)
-            .with_namespace(ns)
-            .with_name("argocd"),
-    )
-}
-
-/// A pipeline over `target` with a registry client that is not rate limited and takes the
-/// target's pull secrets.
-fn pipeline(target: &Arc<ArgoCdTarget>) -> Pipeline {
-    let registry = RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .with_credential_source(Arc::new(target.credentials()))
-        .build()
-        .expect("registry client");
-    Pipeline::new(Arc::new(registry)).with_target(target.clone())
-}
-
-fn applied(report: &RunReport) -> Vec<String> {
-    let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
-    applied.sort();
-    applied
+    Arc::new(argocd_target(client, ns))
 }
 
 fn image(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// Asserts that `report` has no failures and applied exactly `want` (sorted).
+#[track_caller]
+fn assert_applied(report: &keel_core::RunReport, want: &[String]) {
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(applied(report), want);
 }
 
 #[tokio::test]
@@ -143,61 +72,62 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
     .await;
     let web = format!("{}/acme/web", registry.addr());
     let list = format!("web={web}:~1.2");
-    // Default parameter names, among others that must stay as they are.
-    create_app(
+    let helm_status =
+        json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } });
+    create_apps(
         &admin,
         &ns,
-        "default-names",
-        &[("image-list", &list)],
-        helm(json!([
-            { "name": "replicaCount", "value": "2" },
-            { "name": "image.name", "value": web },
-            { "name": "image.tag", "value": "1.2.3" },
-            { "name": "ingress.enabled", "value": "true", "forceString": false },
-        ])),
-        Some(json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } })),
-    )
-    .await;
-    // Custom names, the tag parameter not set yet: what runs comes from the status.
-    create_app(
-        &admin,
-        &ns,
-        "custom-names",
-        &[
-            ("image-list", &format!("{web}:^1")),
-            ("web.helm.image-name", "app.repository"),
-            ("web.helm.image-tag", "app.version"),
+        [
+            // Default parameter names, among others that must stay as they are.
+            App {
+                name: "default-names",
+                annotations: &[("image-list", &list)],
+                source: helm(json!([
+                    { "name": "replicaCount", "value": "2" },
+                    { "name": "image.name", "value": web },
+                    { "name": "image.tag", "value": "1.2.3" },
+                    { "name": "ingress.enabled", "value": "true", "forceString": false },
+                ])),
+                status: Some(helm_status.clone()),
+                ..App::default()
+            },
+            // Custom names, the tag parameter not set yet: what runs comes from the status.
+            App {
+                name: "custom-names",
+                annotations: &[
+                    ("image-list", &format!("{web}:^1")),
+                    ("web.helm.image-name", "app.repository"),
+                    ("web.helm.image-tag", "app.version"),
+                ],
+                source: helm(json!([{ "name": "app.replicas", "value": "3" }])),
+                status: Some(helm_status),
+                ..App::default()
+            },
+            // One parameter with the whole reference.
+            App {
+                name: "image-spec",
+                annotations: &[("image-list", &list), ("web.helm.image-spec", "app.image")],
+                source: helm(json!([
+                    { "name": "app.image", "value": format!("{web}:1.2.3") },
+                    { "name": "app.port", "value": "8080" },
+                ])),
+                ..App::default()
+            },
         ],
-        helm(json!([{ "name": "app.replicas", "value": "3" }])),
-        Some(json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } })),
-    )
-    .await;
-    // One parameter with the whole reference.
-    create_app(
-        &admin,
-        &ns,
-        "image-spec",
-        &[("image-list", &list), ("web.helm.image-spec", "app.image")],
-        helm(json!([
-            { "name": "app.image", "value": format!("{web}:1.2.3") },
-            { "name": "app.port", "value": "8080" },
-        ])),
-        None,
     )
     .await;
 
     let target = target(admin.clone(), &ns);
     let pipeline = pipeline(&target);
     let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert!(target.problems().is_empty(), "{:?}", target.problems());
-    assert_eq!(
-        applied(&report),
-        [
+    assert_applied(
+        &report,
+        &[
             format!("argocd application/{ns}/custom-names/web: {web}:1.2.3 -> {web}:1.3.0"),
             format!("argocd application/{ns}/default-names/web: {web}:1.2.3 -> {web}:1.2.9"),
             format!("argocd application/{ns}/image-spec/web: {web}:1.2.3 -> {web}:1.2.9"),
-        ]
+        ],
     );
     assert_eq!(
         source(&admin, &ns, "default-names").await["helm"]["parameters"],
@@ -307,58 +237,59 @@ async fn kustomize_applications_follow_every_strategy() {
         .push_tags("acme/api", &["1.0.0", "1.1.0", "2.0.0"])
         .await;
 
-    create_app(
+    create_apps(
         &admin,
         &ns,
-        "alphabetical",
-        &[
-            ("image-list", &format!("names={addr}/acme/names")),
-            ("names.update-strategy", "name"),
+        [
+            App {
+                name: "alphabetical",
+                annotations: &[
+                    ("image-list", &format!("names={addr}/acme/names")),
+                    ("names.update-strategy", "name"),
+                ],
+                source: kustomize(&[
+                    "nginx:1.25",
+                    &format!("{addr}/acme/names:build-a"),
+                    "redis=redis:7",
+                ]),
+                ..App::default()
+            },
+            // What runs only in the status: the override is added.
+            App {
+                name: "newest",
+                annotations: &[
+                    ("image-list", &format!("{addr}/acme/builds")),
+                    ("builds.update-strategy", "latest"),
+                ],
+                source: json!({ "kustomize": {} }),
+                status: Some(
+                    json!({ "summary": { "images": [format!("{addr}/acme/builds:main-1111")] } }),
+                ),
+                ..App::default()
+            },
+            App {
+                name: "digest",
+                annotations: &[
+                    ("image-list", &format!("s={addr}/acme/stable:stable")),
+                    ("s.update-strategy", "digest"),
+                ],
+                source: kustomize(&[&format!("{addr}/acme/stable:stable")]),
+                ..App::default()
+            },
+            // The source type from the status alone, and an override of another image name.
+            App {
+                name: "renamed",
+                annotations: &[
+                    ("image-list", &format!("api={addr}/acme/api:1.x")),
+                    ("api.kustomize.image-name", "acme/api-base"),
+                ],
+                source: json!({}),
+                status: Some(
+                    json!({ "sourceType": "Kustomize", "summary": { "images": [format!("{addr}/acme/api:1.0.0")] } }),
+                ),
+                ..App::default()
+            },
         ],
-        kustomize(&[
-            "nginx:1.25",
-            &format!("{addr}/acme/names:build-a"),
-            "redis=redis:7",
-        ]),
-        None,
-    )
-    .await;
-    // What runs only in the status: the override is added.
-    create_app(
-        &admin,
-        &ns,
-        "newest",
-        &[
-            ("image-list", &format!("{addr}/acme/builds")),
-            ("builds.update-strategy", "latest"),
-        ],
-        json!({ "kustomize": {} }),
-        Some(json!({ "summary": { "images": [format!("{addr}/acme/builds:main-1111")] } })),
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "digest",
-        &[
-            ("image-list", &format!("s={addr}/acme/stable:stable")),
-            ("s.update-strategy", "digest"),
-        ],
-        kustomize(&[&format!("{addr}/acme/stable:stable")]),
-        None,
-    )
-    .await;
-    // The source type from the status alone, and an override of another image name.
-    create_app(
-        &admin,
-        &ns,
-        "renamed",
-        &[
-            ("image-list", &format!("api={addr}/acme/api:1.x")),
-            ("api.kustomize.image-name", "acme/api-base"),
-        ],
-        json!({}),
-        Some(json!({ "sourceType": "Kustomize", "summary": { "images": [format!("{addr}/acme/api:1.0.0")] } })),
     )
     .await;
 
@@ -369,26 +300,27 @@ async fn kustomize_applications_follow_every_strategy() {
     assert!(target.problems().is_empty(), "{:?}", target.problems());
     assert_eq!(report.applied.len(), 4, "{:?}", applied(&report));
     let images = async |name: &str| source(&admin, &ns, name).await["kustomize"]["images"].clone();
-    assert_eq!(
-        images("alphabetical").await,
-        json!([
-            "nginx:1.25",
-            format!("{addr}/acme/names:build-c"),
-            "redis=redis:7"
-        ])
-    );
-    assert_eq!(
-        images("newest").await,
-        json!([format!("{addr}/acme/builds:main-3333")])
-    );
-    assert_eq!(
-        images("digest").await,
-        json!([format!("{addr}/acme/stable:stable@{first}")])
-    );
-    assert_eq!(
-        images("renamed").await,
-        json!([format!("acme/api-base={addr}/acme/api:1.1.0")])
-    );
+    for (name, want) in [
+        (
+            "alphabetical",
+            json!([
+                "nginx:1.25",
+                format!("{addr}/acme/names:build-c"),
+                "redis=redis:7"
+            ]),
+        ),
+        ("newest", json!([format!("{addr}/acme/builds:main-3333")])),
+        (
+            "digest",
+            json!([format!("{addr}/acme/stable:stable@{first}")]),
+        ),
+        (
+            "renamed",
+            json!([format!("acme/api-base={addr}/acme/api:1.1.0")]),
+        ),
+    ] {
+        assert_eq!(images(name).await, want, "{name}");
+    }
 
     // Nothing moved: nothing to do. Then the followed tag is pushed again.
     let report = pipeline.run_once().await;
@@ -399,13 +331,12 @@ async fn kustomize_applications_follow_every_strategy() {
     registry.retag("acme/stable", "next", "stable").await;
     // A fresh registry client: the first one may answer from its digest cache for a while.
     let report = self::pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "argocd application/{ns}/digest/s: {addr}/acme/stable:stable@{first} -> \
              {addr}/acme/stable:stable@{second}"
-        )]
+        )],
     );
     assert_eq!(
         images("digest").await,
@@ -425,37 +356,38 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     )
     .await;
     let web = format!("{}/acme/web", registry.addr());
-    create_app(
+    let list = format!("web={web}");
+    create_apps(
         &admin,
         &ns,
-        "filtered",
-        &[
-            ("image-list", &format!("web={web}")),
-            ("web.allow-tags", r"regexp:^1\.[0-9]+\.[0-9]+"),
-            ("web.ignore-tags", "1.3.*, *-debug"),
+        [
+            App {
+                name: "filtered",
+                annotations: &[
+                    ("image-list", &list),
+                    ("web.allow-tags", r"regexp:^1\.[0-9]+\.[0-9]+"),
+                    ("web.ignore-tags", "1.3.*, *-debug"),
+                ],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
+            App {
+                name: "unfiltered",
+                annotations: &[("image-list", &list)],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
         ],
-        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
-        None,
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "unfiltered",
-        &[("image-list", &format!("web={web}"))],
-        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
-        None,
     )
     .await;
     let target = target(admin.clone(), &ns);
     let report = pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(
-        applied(&report),
-        [
+    assert_applied(
+        &report,
+        &[
             format!("argocd application/{ns}/filtered/web: {web}:1.0.0 -> {web}:1.2.0"),
             format!("argocd application/{ns}/unfiltered/web: {web}:1.0.0 -> {web}:2.0.0"),
-        ]
+        ],
     );
 }
 
@@ -499,20 +431,17 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     };
     let web = "registry.example/acme/web";
     let list = format!("web={web}");
-    for name in ["relabelled", "moved", "busy"] {
-        create_app(
-            &admin,
-            &ns,
-            name,
-            &[("image-list", &list)],
-            helm(json!([
-                { "name": "image.tag", "value": "1.0.0" },
-                { "name": "replicaCount", "value": "2" },
-            ])),
-            None,
-        )
-        .await;
-    }
+    let annotations = [("image-list", list.as_str())];
+    let table = ["relabelled", "moved", "busy"].map(|name| App {
+        name,
+        annotations: &annotations,
+        source: helm(json!([
+            { "name": "image.tag", "value": "1.0.0" },
+            { "name": "replicaCount", "value": "2" },
+        ])),
+        ..App::default()
+    });
+    create_apps(&admin, &ns, table).await;
     let plan = |name: &str| UpdatePlan {
         target: "argocd".into(),
         id: format!("application/{ns}/{name}/web"),
@@ -580,10 +509,7 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     let err = racing.apply(&plan("moved")).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert!(err.to_string().contains("1.0.5"), "{err}");
-    assert_eq!(
-        source(&admin, &ns, "moved").await["helm"]["parameters"][0]["value"],
-        "1.0.5"
-    );
+    assert_eq!(helm_value(&admin, &ns, "moved", 0).await, "1.0.5");
 
     // An Application that changes at every write: a conflict after the attempts.
     let (client, patches) = racing_client(server, &ns, "busy", {
@@ -605,10 +531,7 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     let err = racing.apply(&plan("busy")).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert_eq!(patches.load(Ordering::SeqCst), 3);
-    assert_eq!(
-        source(&admin, &ns, "busy").await["helm"]["parameters"][0]["value"],
-        "1.0.0"
-    );
+    assert_eq!(helm_value(&admin, &ns, "busy", 0).await, "1.0.0");
 
     // Unknown ids.
     let target = target(admin.clone(), &ns);
@@ -636,54 +559,50 @@ async fn a_bad_annotation_skips_only_its_application() {
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
-    let tag = helm(json!([{ "name": "image.tag", "value": "1.0.0" }]));
-    create_app(
+    let list = format!("web={web}");
+    create_apps(
         &admin,
         &ns,
-        "good",
-        &[("image-list", &format!("web={web}"))],
-        tag.clone(),
-        None,
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "bad",
-        &[
-            ("image-list", &format!("web={web}")),
-            ("web.update-strategy", "bogus"),
+        [
+            App {
+                name: "good",
+                annotations: &[("image-list", &list)],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
+            App {
+                name: "bad",
+                annotations: &[("image-list", &list), ("web.update-strategy", "bogus")],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
+            // Nothing says what runs: that image alone is not tracked.
+            App {
+                name: "unknown",
+                annotations: &[("image-list", &list)],
+                source: helm(json!([])),
+                ..App::default()
+            },
+            // Not annotated: not looked at.
+            App {
+                name: "plain",
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
         ],
-        tag.clone(),
-        None,
     )
     .await;
-    // Nothing says what runs: that image alone is not tracked.
-    create_app(
-        &admin,
-        &ns,
-        "unknown",
-        &[("image-list", &format!("web={web}"))],
-        helm(json!([])),
-        None,
-    )
-    .await;
-    // Not annotated: not looked at.
-    create_app(&admin, &ns, "plain", &[], tag.clone(), None).await;
 
     let target = target(admin.clone(), &ns);
     let report = pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "argocd application/{ns}/good/web: {web}:1.0.0 -> {web}:1.1.0"
-        )]
+        )],
     );
-    let mut problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
-    problems.sort();
     assert_eq!(
-        problems,
+        problems(&target),
         [
             format!(
                 "application {ns}/bad: {PREFIX}web.update-strategy = \"bogus\": expected \
@@ -696,14 +615,9 @@ async fn a_bad_annotation_skips_only_its_application() {
             ),
         ]
     );
-    assert_eq!(
-        source(&admin, &ns, "bad").await["helm"]["parameters"][0]["value"],
-        "1.0.0"
-    );
-    assert_eq!(
-        source(&admin, &ns, "plain").await["helm"]["parameters"][0]["value"],
-        "1.0.0"
-    );
+    for name in ["bad", "plain"] {
+        assert_eq!(helm_value(&admin, &ns, name, 0).await, "1.0.0", "{name}");
+    }
 }
 
 #[tokio::test]
@@ -742,41 +656,40 @@ async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
             .await
             .expect("create secret");
     }
-    let tag = helm(json!([{ "name": "image.tag", "value": "1.0.0" }]));
-    create_app(
+    let private = format!("p={addr}/acme/private");
+    let other = format!("o={addr}/acme/other");
+    create_apps(
         &admin,
         &ns,
-        "private",
-        &[
-            ("image-list", &format!("p={addr}/acme/private")),
-            ("p.pull-secret", &format!("pullsecret:{ns}/regcred")),
+        [
+            App {
+                name: "private",
+                annotations: &[
+                    ("image-list", &private),
+                    ("p.pull-secret", &format!("pullsecret:{ns}/regcred")),
+                ],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
+            App {
+                name: "wrong",
+                annotations: &[
+                    ("image-list", &other),
+                    ("o.pull-secret", &format!("secret:{ns}/wrong#creds")),
+                ],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
+            App {
+                name: "missing",
+                annotations: &[
+                    ("image-list", &other),
+                    ("o.pull-secret", &format!("pullsecret:{ns}/absent")),
+                ],
+                source: helm_tag("1.0.0"),
+                ..App::default()
+            },
         ],
-        tag.clone(),
-        None,
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "wrong",
-        &[
-            ("image-list", &format!("o={addr}/acme/other")),
-            ("o.pull-secret", &format!("secret:{ns}/wrong#creds")),
-        ],
-        tag.clone(),
-        None,
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "missing",
-        &[
-            ("image-list", &format!("o={addr}/acme/other")),
-            ("o.pull-secret", &format!("pullsecret:{ns}/absent")),
-        ],
-        tag.clone(),
-        None,
     )
     .await;
 
@@ -802,11 +715,8 @@ async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
         failures[0].1
     );
     assert!(!format!("{:?}", report.failures).contains("not-the-password"));
-    assert_eq!(
-        source(&admin, &ns, "wrong").await["helm"]["parameters"][0]["value"],
-        "1.0.0"
-    );
-    let problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(helm_value(&admin, &ns, "wrong", 0).await, "1.0.0");
+    let problems = problems(&target);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].starts_with(&format!(
@@ -814,10 +724,7 @@ async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
         )) && problems[0].contains("not found"),
         "{problems:?}"
     );
-    assert_eq!(
-        source(&admin, &ns, "missing").await["helm"]["parameters"][0]["value"],
-        "1.0.0"
-    );
+    assert_eq!(helm_value(&admin, &ns, "missing", 0).await, "1.0.0");
 }
 
 #[tokio::test]
@@ -828,16 +735,18 @@ async fn git_write_back_is_discovered_and_refused() {
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
-    create_app(
+    create_apps(
         &admin,
         &ns,
-        "gitops",
-        &[
-            ("image-list", &format!("web={web}")),
-            ("write-back-method", "git:secret:argocd/git-creds"),
-        ],
-        helm(json!([{ "name": "image.tag", "value": "1.0.0" }])),
-        None,
+        [App {
+            name: "gitops",
+            annotations: &[
+                ("image-list", &format!("web={web}")),
+                ("write-back-method", "git:secret:argocd/git-creds"),
+            ],
+            source: helm_tag("1.0.0"),
+            ..App::default()
+        }],
     )
     .await;
     let target = target(admin.clone(), &ns);

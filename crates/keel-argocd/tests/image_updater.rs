@@ -5,33 +5,23 @@
 //! Needs `eval "$(scripts/envtest env)"` and `scripts/registry-server install`; without the
 //! API server binaries the tests return early after saying so.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
-use keel_argocd::{
-    APPLICATION_CRD, ArgoCdTarget, IMAGE_UPDATER_CRD, application_resource, image_updater_resource,
+use common::{
+    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, source,
 };
-use keel_core::{Pipeline, RunReport};
-use keel_registry::RegistryClient;
-use keel_testsupport::kube::{ApiServer, install_crd};
+use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
+use keel_testsupport::kube::install_crd;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-const PREFIX: &str = "argocd-image-updater.argoproj.io/";
-
 /// The shared API server with both CRDs served, a fresh namespace and an admin client.
 async fn argocd_namespace(prefix: &str) -> Option<(String, Client)> {
-    let (server, ns, client): (&ApiServer, String, Client) =
-        ApiServer::shared_namespace(prefix).await?;
-    install_crd(
-        server,
-        APPLICATION_CRD,
-        "argoproj.io/v1alpha1",
-        "applications",
-    )
-    .await;
+    let (server, ns, client) = common::argocd_namespace(prefix).await?;
     install_crd(
         server,
         IMAGE_UPDATER_CRD,
@@ -42,47 +32,8 @@ async fn argocd_namespace(prefix: &str) -> Option<(String, Client)> {
     Some((ns, client))
 }
 
-fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &application_resource())
-}
-
 fn image_updaters(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &image_updater_resource())
-}
-
-/// Creates Application `name` with `labels`, `annotations` (keys without the prefix) and
-/// `source`.
-async fn create_app(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    source: Value,
-) {
-    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
-    let annotations: BTreeMap<String, &str> = annotations
-        .iter()
-        .map(|(k, v)| (format!("{PREFIX}{k}"), *v))
-        .collect();
-    let mut source = source;
-    source["repoURL"] = json!("https://git.example/acme/deploy.git");
-    source["path"] = json!(format!("apps/{name}"));
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": { "name": name, "namespace": ns, "labels": labels, "annotations": annotations },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
-            "source": source,
-        },
-    }))
-    .expect("an Application");
-    apps(client, ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
 }
 
 async fn create_image_updater(client: &Client, ns: &str, name: &str, spec: Value) {
@@ -99,20 +50,16 @@ async fn create_image_updater(client: &Client, ns: &str, name: &str, spec: Value
         .unwrap_or_else(|e| panic!("create imageupdater {ns}/{name}: {e}"));
 }
 
-async fn source(client: &Client, ns: &str, name: &str) -> Value {
-    apps(client, ns)
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("get application {ns}/{name}: {e}"))
-        .data["spec"]["source"]
-        .clone()
-}
-
 async fn image_updater(client: &Client, ns: &str, name: &str) -> DynamicObject {
     image_updaters(client, ns)
         .get(name)
         .await
         .unwrap_or_else(|e| panic!("get imageupdater {ns}/{name}: {e}"))
+}
+
+/// The status of ImageUpdater `name`.
+async fn image_updater_status(client: &Client, ns: &str, name: &str) -> Value {
+    image_updater(client, ns, name).await.data["status"].clone()
 }
 
 /// The resourceVersion of every Application and ImageUpdater in `ns`, by name.
@@ -141,28 +88,17 @@ fn helm_tag(repository_parameter: &str, tag_parameter: &str, web: &str, tag: &st
     ]}})
 }
 
+/// A Helm Application reading the parameters `image.name` and `image.tag`, at `tag`.
+fn image_tag_app<'a>(name: &'a str, web: &str, tag: &str) -> App<'a> {
+    App {
+        name,
+        source: helm_tag("image.name", "image.tag", web, tag),
+        ..App::default()
+    }
+}
+
 fn target(client: Client, ns: &str) -> Arc<ArgoCdTarget> {
-    Arc::new(
-        ArgoCdTarget::new(client)
-            .with_namespace(ns)
-            .with_name("argocd")
-            .with_image_updaters(true),
-    )
-}
-
-fn pipeline(target: &Arc<ArgoCdTarget>) -> Pipeline {
-    let registry = RegistryClient::builder()
-        .with_requests_per_second(0.0)
-        .with_credential_source(Arc::new(target.credentials()))
-        .build()
-        .expect("registry client");
-    Pipeline::new(Arc::new(registry)).with_target(target.clone())
-}
-
-fn applied(report: &RunReport) -> Vec<String> {
-    let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
-    applied.sort();
-    applied
+    Arc::new(argocd_target(client, ns).with_image_updaters(true))
 }
 
 /// A condition of a status, as `(status, reason, message)`.
@@ -173,6 +109,17 @@ fn condition(status: &Value, type_: &str) -> (String, String, String) {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
     let s = |f: &str| c[f].as_str().unwrap_or_default().to_owned();
     (s("status"), s("reason"), s("message"))
+}
+
+/// Asserts the whole condition `type_` of a status.
+#[track_caller]
+fn assert_condition(status: &Value, type_: &str, want: (&str, &str, &str)) {
+    let (state, reason, message) = condition(status, type_);
+    assert_eq!(
+        (state.as_str(), reason.as_str(), message.as_str()),
+        want,
+        "{type_}"
+    );
 }
 
 #[tokio::test]
@@ -191,42 +138,37 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     // Selected by name: Helm, custom parameter names. web-1 also carries 0.x annotations
     // asking for ^2, which the ImageUpdater overrides.
     let list = format!("web={web}:^2");
-    create_app(
+    let custom = || helm_tag("app.repository", "app.version", &web, "1.2.3");
+    create_apps(
         &admin,
         &ns,
-        "web-1",
-        &[],
-        &[("image-list", &list)],
-        helm_tag("app.repository", "app.version", &web, "1.2.3"),
-    )
-    .await;
-    create_app(
-        &admin,
-        &ns,
-        "web-2",
-        &[],
-        &[],
-        helm_tag("app.repository", "app.version", &web, "1.2.3"),
-    )
-    .await;
-    // Selected by label: Kustomize, a name override, another strategy.
-    create_app(
-        &admin,
-        &ns,
-        "api",
-        &[("updates", "alphabetical")],
-        &[],
-        json!({ "kustomize": { "images": ["redis:7", format!("acme/web={web}:1.2.3")] } }),
-    )
-    .await;
-    // Matched by neither rule: untouched.
-    create_app(
-        &admin,
-        &ns,
-        "other",
-        &[("updates", "none")],
-        &[],
-        helm_tag("app.repository", "app.version", &web, "1.2.3"),
+        [
+            App {
+                name: "web-1",
+                annotations: &[("image-list", &list)],
+                source: custom(),
+                ..App::default()
+            },
+            App {
+                name: "web-2",
+                source: custom(),
+                ..App::default()
+            },
+            // Selected by label: Kustomize, a name override, another strategy.
+            App {
+                name: "api",
+                labels: &[("updates", "alphabetical")],
+                source: json!({ "kustomize": { "images": ["redis:7", format!("acme/web={web}:1.2.3")] } }),
+                ..App::default()
+            },
+            // Matched by neither rule: untouched.
+            App {
+                name: "other",
+                labels: &[("updates", "none")],
+                source: custom(),
+                ..App::default()
+            },
+        ],
     )
     .await;
     create_image_updater(
@@ -309,13 +251,14 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     assert_eq!(status["observedGeneration"], json!(iu.metadata.generation));
     assert_eq!(status["applicationsMatched"], 3);
     assert_eq!(status["imagesManaged"], 3);
-    assert_eq!(
-        condition(status, "Ready"),
+    assert_condition(
+        status,
+        "Ready",
         (
-            "True".into(),
-            "ReconcileSucceeded".into(),
-            "Reconciled 3 applications, 3 images managed.".into()
-        )
+            "True",
+            "ReconcileSucceeded",
+            "Reconciled 3 applications, 3 images managed.",
+        ),
     );
     assert_eq!(condition(status, "Error").0, "False");
     assert!(status["lastUpdatedAt"].is_string(), "{status}");
@@ -372,17 +315,8 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
-    for name in ["bad-1", "good-1"] {
-        create_app(
-            &admin,
-            &ns,
-            name,
-            &[],
-            &[],
-            helm_tag("image.name", "image.tag", &web, "1.0.0"),
-        )
-        .await;
-    }
+    let table = ["bad-1", "good-1"].map(|name| image_tag_app(name, &web, "1.0.0"));
+    create_apps(&admin, &ns, table).await;
     let spec = |pattern: &str, strategy: &str| {
         json!({ "applicationRefs": [{
             "namePattern": pattern,
@@ -402,38 +336,31 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
             "argocd application/{ns}/good-1/web: {web}:1.0.0 -> {web}:1.1.0"
         )]
     );
-    let problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    let problems = problems(&target);
     let expected = format!(
         "imageupdater {ns}/broken: spec.applicationRefs[0].images[0].commonUpdateSettings\
          .updateStrategy = \"fastest\": expected `semver`, `newest-build` (or `latest`), \
          `digest` or `alphabetical` (or `name`)"
     );
     assert_eq!(problems, std::slice::from_ref(&expected));
-    assert_eq!(
-        source(&admin, &ns, "bad-1").await["helm"]["parameters"][2]["value"],
-        "1.0.0"
-    );
-    assert_eq!(
-        source(&admin, &ns, "good-1").await["helm"]["parameters"][2]["value"],
-        "1.1.0"
-    );
+    for (name, tag) in [("bad-1", "1.0.0"), ("good-1", "1.1.0")] {
+        assert_eq!(helm_value(&admin, &ns, name, 2).await, tag, "{name}");
+    }
 
-    let broken = image_updater(&admin, &ns, "broken").await.data["status"].clone();
+    let broken = image_updater_status(&admin, &ns, "broken").await;
     assert_eq!(broken["applicationsMatched"], 0);
-    assert_eq!(
-        condition(&broken, "Ready"),
+    assert_condition(
+        &broken,
+        "Ready",
         (
-            "False".into(),
-            "ReconcileFailed".into(),
-            format!("Reconciliation failed: {expected}")
-        )
+            "False",
+            "ReconcileFailed",
+            &format!("Reconciliation failed: {expected}"),
+        ),
     );
-    assert_eq!(
-        condition(&broken, "Error"),
-        ("True".into(), "ReconcileError".into(), expected)
-    );
+    assert_condition(&broken, "Error", ("True", "ReconcileError", &expected));
     assert!(broken["recentUpdates"].is_null(), "{broken}");
-    let working = image_updater(&admin, &ns, "working").await.data["status"].clone();
+    let working = image_updater_status(&admin, &ns, "working").await;
     assert_eq!(working["applicationsMatched"], 1);
     assert_eq!(condition(&working, "Ready").1, "ReconcileSucceeded");
     assert_eq!(working["recentUpdates"][0]["newVersion"], "1.1.0");
@@ -447,15 +374,7 @@ async fn by_default_only_annotations_count() {
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     let web = format!("{}/acme/web", registry.addr());
-    create_app(
-        &admin,
-        &ns,
-        "web",
-        &[],
-        &[],
-        helm_tag("image.name", "image.tag", &web, "1.0.0"),
-    )
-    .await;
+    create_apps(&admin, &ns, [image_tag_app("web", &web, "1.0.0")]).await;
     create_image_updater(
         &admin,
         &ns,
@@ -486,23 +405,18 @@ async fn overlapping_image_updaters_and_use_annotations() {
     let web = format!("{}/acme/web", registry.addr());
     // Configured by its annotations through a `useAnnotations` rule.
     let list = format!("web={web}:^1");
-    create_app(
+    create_apps(
         &admin,
         &ns,
-        "legacy",
-        &[("team", "legacy")],
-        &[("image-list", &list)],
-        helm_tag("image.name", "image.tag", &web, "1.0.0"),
-    )
-    .await;
-    // Selected by both ImageUpdaters: the first by name ("a-first") alone updates it.
-    create_app(
-        &admin,
-        &ns,
-        "shared",
-        &[],
-        &[],
-        helm_tag("image.name", "image.tag", &web, "1.0.0"),
+        [
+            App {
+                labels: &[("team", "legacy")],
+                annotations: &[("image-list", &list)],
+                ..image_tag_app("legacy", &web, "1.0.0")
+            },
+            // Selected by both ImageUpdaters: the first by name ("a-first") alone updates it.
+            image_tag_app("shared", &web, "1.0.0"),
+        ],
     )
     .await;
     let image =
@@ -537,18 +451,15 @@ async fn overlapping_image_updaters_and_use_annotations() {
         )]
     );
     assert_eq!(report.tracked, 2);
-    let problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    let problems = problems(&target);
     let expected = format!(
         "imageupdater {ns}/b-second: spec.applicationRefs[0].namePattern = \"sha*\": \
          Application shared is selected by ImageUpdater {ns}/a-first already, which alone \
          updates it"
     );
     assert_eq!(problems, std::slice::from_ref(&expected));
-    assert_eq!(
-        source(&admin, &ns, "shared").await["helm"]["parameters"][2]["value"],
-        "1.0.0"
-    );
-    let first = image_updater(&admin, &ns, "a-first").await.data["status"].clone();
+    assert_eq!(helm_value(&admin, &ns, "shared", 2).await, "1.0.0");
+    let first = image_updater_status(&admin, &ns, "a-first").await;
     assert_eq!(
         (
             first["applicationsMatched"].clone(),
@@ -556,18 +467,16 @@ async fn overlapping_image_updaters_and_use_annotations() {
         ),
         (json!(2), json!(2))
     );
-    let second = image_updater(&admin, &ns, "b-second").await.data["status"].clone();
+    let second = image_updater_status(&admin, &ns, "b-second").await;
     assert_eq!(second["applicationsMatched"], 0);
-    assert_eq!(
-        condition(&second, "Ready"),
+    assert_condition(
+        &second,
+        "Ready",
         (
-            "True".into(),
-            "ReconcileCompletedWithErrors".into(),
-            "Reconciled 0 applications with 1 errors, 0 images managed.".into()
-        )
+            "True",
+            "ReconcileCompletedWithErrors",
+            "Reconciled 0 applications with 1 errors, 0 images managed.",
+        ),
     );
-    assert_eq!(
-        condition(&second, "Error"),
-        ("True".into(), "PartialErrors".into(), expected)
-    );
+    assert_condition(&second, "Error", ("True", "PartialErrors", &expected));
 }

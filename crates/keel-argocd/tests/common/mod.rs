@@ -1,0 +1,139 @@
+//! What the Application and ImageUpdater tests share: the API server with the Application
+//! CRD, Applications created from tables, the target, the pipeline and what they report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
+use keel_core::{Pipeline, RunReport};
+use keel_registry::RegistryClient;
+use keel_testsupport::kube::{ApiServer, install_crd};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+pub(crate) const PREFIX: &str = "argocd-image-updater.argoproj.io/";
+
+/// The shared API server with the Application CRD served, a fresh namespace and an admin
+/// client.
+pub(crate) async fn argocd_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
+    let (server, ns, client) = ApiServer::shared_namespace(prefix).await?;
+    install_crd(
+        server,
+        APPLICATION_CRD,
+        "argoproj.io/v1alpha1",
+        "applications",
+    )
+    .await;
+    Some((server, ns, client))
+}
+
+pub(crate) fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &application_resource())
+}
+
+/// An Application to create: its name, labels, annotations (keys without the prefix),
+/// source (`repoURL` and `path` are added) and, when given, status (written through the
+/// status subresource, as Argo CD does).
+#[derive(Default)]
+pub(crate) struct App<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) labels: &'a [(&'a str, &'a str)],
+    pub(crate) annotations: &'a [(&'a str, &'a str)],
+    pub(crate) source: Value,
+    pub(crate) status: Option<Value>,
+}
+
+/// Creates each Application of `table` in `ns`.
+pub(crate) async fn create_apps<'a>(
+    client: &Client,
+    ns: &str,
+    table: impl IntoIterator<Item = App<'a>>,
+) {
+    let api = apps(client, ns);
+    for app in table {
+        let name = app.name;
+        let labels: BTreeMap<&str, &str> = app.labels.iter().copied().collect();
+        let annotations: BTreeMap<String, &str> = app
+            .annotations
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), *v))
+            .collect();
+        let mut source = app.source;
+        source["repoURL"] = json!("https://git.example/acme/deploy.git");
+        source["path"] = json!(format!("apps/{name}"));
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": name, "namespace": ns, "labels": labels, "annotations": annotations,
+            },
+            "spec": {
+                "project": "default",
+                "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
+                "source": source,
+            },
+        }))
+        .expect("an Application");
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
+        if let Some(status) = app.status {
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("status of application {ns}/{name}: {e}"));
+        }
+    }
+}
+
+pub(crate) async fn app(client: &Client, ns: &str, name: &str) -> DynamicObject {
+    apps(client, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get application {ns}/{name}: {e}"))
+}
+
+pub(crate) async fn source(client: &Client, ns: &str, name: &str) -> Value {
+    app(client, ns, name).await.data["spec"]["source"].clone()
+}
+
+/// The value of the Helm parameter at `index` in the source of Application `name`.
+pub(crate) async fn helm_value(client: &Client, ns: &str, name: &str, index: usize) -> Value {
+    source(client, ns, name).await["helm"]["parameters"][index]["value"].clone()
+}
+
+/// The target over `ns`, named `argocd`.
+pub(crate) fn argocd_target(client: Client, ns: &str) -> ArgoCdTarget {
+    ArgoCdTarget::new(client)
+        .with_namespace(ns)
+        .with_name("argocd")
+}
+
+/// A pipeline over `target` with a registry client that is not rate limited and takes the
+/// target's pull secrets.
+pub(crate) fn pipeline(target: &Arc<ArgoCdTarget>) -> Pipeline {
+    let registry = RegistryClient::builder()
+        .with_requests_per_second(0.0)
+        .with_credential_source(Arc::new(target.credentials()))
+        .build()
+        .expect("registry client");
+    Pipeline::new(Arc::new(registry)).with_target(target.clone())
+}
+
+/// What a pass applied, sorted.
+pub(crate) fn applied(report: &RunReport) -> Vec<String> {
+    let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
+    applied.sort();
+    applied
+}
+
+/// The target's problems, sorted.
+pub(crate) fn problems(target: &ArgoCdTarget) -> Vec<String> {
+    let mut problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
+    problems.sort();
+    problems
+}
