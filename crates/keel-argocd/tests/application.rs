@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, helm_value, pipeline,
-    problems, source,
+    problems, source, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -64,13 +64,7 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
     let Some((_, ns, admin)) = argocd_namespace("argo-helm").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "acme/web",
-        &["1.2.3", "1.2.9", "1.3.0", "2.0.0", "1.2.10-rc.1"],
-    )
-    .await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.2.3", "1.2.9", "1.3.0", "2.0.0", "1.2.10-rc.1"]).await;
     let list = format!("web={web}:~1.2");
     let helm_status =
         json!({ "sourceType": "Helm", "summary": { "images": [format!("{web}:1.2.3")] } });
@@ -79,40 +73,37 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
         &ns,
         [
             // Default parameter names, among others that must stay as they are.
-            App {
-                name: "default-names",
-                annotations: &[("image-list", &list)],
-                source: helm(json!([
+            App::new(
+                "default-names",
+                &[("image-list", &list)],
+                helm(json!([
                     { "name": "replicaCount", "value": "2" },
                     { "name": "image.name", "value": web },
                     { "name": "image.tag", "value": "1.2.3" },
                     { "name": "ingress.enabled", "value": "true", "forceString": false },
                 ])),
-                status: Some(helm_status.clone()),
-                ..App::default()
-            },
+            )
+            .with_status(helm_status.clone()),
             // Custom names, the tag parameter not set yet: what runs comes from the status.
-            App {
-                name: "custom-names",
-                annotations: &[
+            App::new(
+                "custom-names",
+                &[
                     ("image-list", &format!("{web}:^1")),
                     ("web.helm.image-name", "app.repository"),
                     ("web.helm.image-tag", "app.version"),
                 ],
-                source: helm(json!([{ "name": "app.replicas", "value": "3" }])),
-                status: Some(helm_status),
-                ..App::default()
-            },
+                helm(json!([{ "name": "app.replicas", "value": "3" }])),
+            )
+            .with_status(helm_status),
             // One parameter with the whole reference.
-            App {
-                name: "image-spec",
-                annotations: &[("image-list", &list), ("web.helm.image-spec", "app.image")],
-                source: helm(json!([
+            App::new(
+                "image-spec",
+                &[("image-list", &list), ("web.helm.image-spec", "app.image")],
+                helm(json!([
                     { "name": "app.image", "value": format!("{web}:1.2.3") },
                     { "name": "app.port", "value": "8080" },
                 ])),
-                ..App::default()
-            },
+            ),
         ],
     )
     .await;
@@ -237,58 +228,56 @@ async fn kustomize_applications_follow_every_strategy() {
         .push_tags("acme/api", &["1.0.0", "1.1.0", "2.0.0"])
         .await;
 
+    let newest_status =
+        json!({ "summary": { "images": [format!("{addr}/acme/builds:main-1111")] } });
+    let renamed_status = json!({
+        "sourceType": "Kustomize",
+        "summary": { "images": [format!("{addr}/acme/api:1.0.0")] },
+    });
     create_apps(
         &admin,
         &ns,
         [
-            App {
-                name: "alphabetical",
-                annotations: &[
+            App::new(
+                "alphabetical",
+                &[
                     ("image-list", &format!("names={addr}/acme/names")),
                     ("names.update-strategy", "name"),
                 ],
-                source: kustomize(&[
+                kustomize(&[
                     "nginx:1.25",
                     &format!("{addr}/acme/names:build-a"),
                     "redis=redis:7",
                 ]),
-                ..App::default()
-            },
+            ),
             // What runs only in the status: the override is added.
-            App {
-                name: "newest",
-                annotations: &[
+            App::new(
+                "newest",
+                &[
                     ("image-list", &format!("{addr}/acme/builds")),
                     ("builds.update-strategy", "latest"),
                 ],
-                source: json!({ "kustomize": {} }),
-                status: Some(
-                    json!({ "summary": { "images": [format!("{addr}/acme/builds:main-1111")] } }),
-                ),
-                ..App::default()
-            },
-            App {
-                name: "digest",
-                annotations: &[
+                json!({ "kustomize": {} }),
+            )
+            .with_status(newest_status),
+            App::new(
+                "digest",
+                &[
                     ("image-list", &format!("s={addr}/acme/stable:stable")),
                     ("s.update-strategy", "digest"),
                 ],
-                source: kustomize(&[&format!("{addr}/acme/stable:stable")]),
-                ..App::default()
-            },
+                kustomize(&[&format!("{addr}/acme/stable:stable")]),
+            ),
             // The source type from the status alone, and an override of another image name.
-            App {
-                name: "renamed",
-                annotations: &[
+            App::new(
+                "renamed",
+                &[
                     ("image-list", &format!("api={addr}/acme/api:1.x")),
                     ("api.kustomize.image-name", "acme/api-base"),
                 ],
-                source: json!({}),
-                status: Some(
-                    json!({ "sourceType": "Kustomize", "summary": { "images": [format!("{addr}/acme/api:1.0.0")] } }),
-                ),
-                ..App::default()
-            },
+                json!({}),
+            )
+            .with_status(renamed_status),
         ],
     )
     .await;
@@ -349,34 +338,23 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     let Some((_, ns, admin)) = argocd_namespace("argo-filters").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "acme/web",
-        &["1.0.0", "1.2.0", "1.3.0", "1.3.1", "2.0.0", "1.4.0-debug"],
-    )
-    .await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) =
+        web_registry(&["1.0.0", "1.2.0", "1.3.0", "1.3.1", "2.0.0", "1.4.0-debug"]).await;
     let list = format!("web={web}");
     create_apps(
         &admin,
         &ns,
         [
-            App {
-                name: "filtered",
-                annotations: &[
+            App::new(
+                "filtered",
+                &[
                     ("image-list", &list),
                     ("web.allow-tags", r"regexp:^1\.[0-9]+\.[0-9]+"),
                     ("web.ignore-tags", "1.3.*, *-debug"),
                 ],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
-            App {
-                name: "unfiltered",
-                annotations: &[("image-list", &list)],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
+                helm_tag("1.0.0"),
+            ),
+            App::new("unfiltered", &[("image-list", &list)], helm_tag("1.0.0")),
         ],
     )
     .await;
@@ -556,39 +534,22 @@ async fn a_bad_annotation_skips_only_its_application() {
     let Some((_, ns, admin)) = argocd_namespace("argo-bad").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
     let list = format!("web={web}");
     create_apps(
         &admin,
         &ns,
         [
-            App {
-                name: "good",
-                annotations: &[("image-list", &list)],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
-            App {
-                name: "bad",
-                annotations: &[("image-list", &list), ("web.update-strategy", "bogus")],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
+            App::new("good", &[("image-list", &list)], helm_tag("1.0.0")),
+            App::new(
+                "bad",
+                &[("image-list", &list), ("web.update-strategy", "bogus")],
+                helm_tag("1.0.0"),
+            ),
             // Nothing says what runs: that image alone is not tracked.
-            App {
-                name: "unknown",
-                annotations: &[("image-list", &list)],
-                source: helm(json!([])),
-                ..App::default()
-            },
+            App::new("unknown", &[("image-list", &list)], helm(json!([]))),
             // Not annotated: not looked at.
-            App {
-                name: "plain",
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
+            App::new("plain", &[], helm_tag("1.0.0")),
         ],
     )
     .await;
@@ -662,33 +623,30 @@ async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
         &admin,
         &ns,
         [
-            App {
-                name: "private",
-                annotations: &[
+            App::new(
+                "private",
+                &[
                     ("image-list", &private),
                     ("p.pull-secret", &format!("pullsecret:{ns}/regcred")),
                 ],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
-            App {
-                name: "wrong",
-                annotations: &[
+                helm_tag("1.0.0"),
+            ),
+            App::new(
+                "wrong",
+                &[
                     ("image-list", &other),
                     ("o.pull-secret", &format!("secret:{ns}/wrong#creds")),
                 ],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
-            App {
-                name: "missing",
-                annotations: &[
+                helm_tag("1.0.0"),
+            ),
+            App::new(
+                "missing",
+                &[
                     ("image-list", &other),
                     ("o.pull-secret", &format!("pullsecret:{ns}/absent")),
                 ],
-                source: helm_tag("1.0.0"),
-                ..App::default()
-            },
+                helm_tag("1.0.0"),
+            ),
         ],
     )
     .await;
@@ -732,21 +690,18 @@ async fn git_write_back_is_discovered_and_refused() {
     let Some((_, ns, admin)) = argocd_namespace("argo-git").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
     create_apps(
         &admin,
         &ns,
-        [App {
-            name: "gitops",
-            annotations: &[
+        [App::new(
+            "gitops",
+            &[
                 ("image-list", &format!("web={web}")),
                 ("write-back-method", "git:secret:argocd/git-creds"),
             ],
-            source: helm_tag("1.0.0"),
-            ..App::default()
-        }],
+            helm_tag("1.0.0"),
+        )],
     )
     .await;
     let target = target(admin.clone(), &ns);

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use common::{
     App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, source,
+    web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_testsupport::kube::install_crd;
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -127,13 +127,7 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     let Some((ns, admin)) = argocd_namespace("argo-iu").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "acme/web",
-        &["1.2.3", "1.2.9", "1.3.0", "2.0.0"],
-    )
-    .await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.2.3", "1.2.9", "1.3.0", "2.0.0"]).await;
 
     // Selected by name: Helm, custom parameter names. web-1 also carries 0.x annotations
     // asking for ^2, which the ImageUpdater overrides.
@@ -143,22 +137,15 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
         &admin,
         &ns,
         [
-            App {
-                name: "web-1",
-                annotations: &[("image-list", &list)],
-                source: custom(),
-                ..App::default()
-            },
-            App {
-                name: "web-2",
-                source: custom(),
-                ..App::default()
-            },
+            App::new("web-1", &[("image-list", &list)], custom()),
+            App::new("web-2", &[], custom()),
             // Selected by label: Kustomize, a name override, another strategy.
             App {
                 name: "api",
                 labels: &[("updates", "alphabetical")],
-                source: json!({ "kustomize": { "images": ["redis:7", format!("acme/web={web}:1.2.3")] } }),
+                source: json!({
+                    "kustomize": { "images": ["redis:7", format!("acme/web={web}:1.2.3")] },
+                }),
                 ..App::default()
             },
             // Matched by neither rule: untouched.
@@ -312,9 +299,7 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     let Some((ns, admin)) = argocd_namespace("argo-iu-bad").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
     let table = ["bad-1", "good-1"].map(|name| image_tag_app(name, &web, "1.0.0"));
     create_apps(&admin, &ns, table).await;
     let spec = |pattern: &str, strategy: &str| {
@@ -371,9 +356,7 @@ async fn by_default_only_annotations_count() {
     let Some((ns, admin)) = argocd_namespace("argo-iu-off").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
     create_apps(&admin, &ns, [image_tag_app("web", &web, "1.0.0")]).await;
     create_image_updater(
         &admin,
@@ -396,13 +379,7 @@ async fn overlapping_image_updaters_and_use_annotations() {
     let Some((ns, admin)) = argocd_namespace("argo-iu-overlap").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "acme/web",
-        &["1.0.0", "1.1.0", "2.0.0"],
-    )
-    .await;
-    let web = format!("{}/acme/web", registry.addr());
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0", "2.0.0"]).await;
     // Configured by its annotations through a `useAnnotations` rule.
     let list = format!("web={web}:^1");
     create_apps(

@@ -8,6 +8,7 @@ use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
 use keel_core::{Pipeline, RunReport};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::{ApiServer, install_crd};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -42,6 +43,27 @@ pub(crate) struct App<'a> {
     pub(crate) annotations: &'a [(&'a str, &'a str)],
     pub(crate) source: Value,
     pub(crate) status: Option<Value>,
+}
+
+impl<'a> App<'a> {
+    /// Application `name` with `annotations` and `source`, no labels and no status.
+    pub(crate) fn new(name: &'a str, annotations: &'a [(&'a str, &'a str)], source: Value) -> Self {
+        App {
+            name,
+            annotations,
+            source,
+            ..App::default()
+        }
+    }
+
+    /// The same Application with `status`.
+    #[allow(dead_code, reason = "the ImageUpdater tests set no status")]
+    pub(crate) fn with_status(self, status: Value) -> Self {
+        App {
+            status: Some(status),
+            ..self
+        }
+    }
 }
 
 /// Creates each Application of `table` in `ns`.
@@ -104,6 +126,13 @@ pub(crate) async fn source(client: &Client, ns: &str, name: &str) -> Value {
 /// The value of the Helm parameter at `index` in the source of Application `name`.
 pub(crate) async fn helm_value(client: &Client, ns: &str, name: &str, index: usize) -> Value {
     source(client, ns, name).await["helm"]["parameters"][index]["value"].clone()
+}
+
+/// A registry serving `acme/web` with `tags`, and the name of that image in it.
+pub(crate) async fn web_registry(tags: &[&str]) -> (RegistryServer, String) {
+    let registry = RegistryServer::with_tags(ServerOptions::plain(), "acme/web", tags).await;
+    let web = format!("{}/acme/web", registry.addr());
+    (registry, web)
 }
 
 /// The target over `ns`, named `argocd`.
