@@ -5,9 +5,11 @@
 //!
 //! Run `eval "$(scripts/envtest env)"` first; without the API server binaries the tests skip.
 
+mod common;
+
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use common::{assert_ready, at, ready};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -114,27 +116,11 @@ async fn status(client: &Client, ns: &str, name: &str) -> Value {
     object.data.get("status").cloned().unwrap_or(Value::Null)
 }
 
-/// The `Ready` condition of a status: (status, reason, message).
-fn ready(status: &Value) -> (String, String, String) {
-    let condition = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .unwrap_or_else(|| panic!("no Ready condition in {status}"));
-    let text = |key: &str| condition[key].as_str().unwrap_or_default().to_owned();
-    (text("status"), text("reason"), text("message"))
-}
-
 fn outcome<'r>(report: &'r AutomationReport, ns: &str, name: &str) -> &'r Outcome {
     &report
         .automation(ns, name)
         .unwrap_or_else(|| panic!("{ns}/{name} not in the report: {report:?}"))
         .outcome
-}
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("a test time")
-        .with_timezone(&Utc)
 }
 
 const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -271,30 +257,21 @@ async fn policy(client: &Client, ns: &str, name: &str, latest: Value, is_ready: 
 
 /// The policies of the first test: `app` (with a digest) and `api` ready, `worker` not.
 async fn policies_with_choices(client: &Client, ns: &str) {
-    policy(
-        client,
-        ns,
-        "app",
-        json!({"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}),
-        true,
-    )
-    .await;
-    policy(
-        client,
-        ns,
-        "api",
-        json!({"name": "registry/api", "tag": "2.1.0"}),
-        true,
-    )
-    .await;
-    policy(
-        client,
-        ns,
-        "worker",
-        json!({"name": "registry/worker", "tag": "3.1.0"}),
-        false,
-    )
-    .await;
+    for (name, latest, is_ready) in [
+        (
+            "app",
+            json!({"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}),
+            true,
+        ),
+        ("api", json!({"name": "registry/api", "tag": "2.1.0"}), true),
+        (
+            "worker",
+            json!({"name": "registry/worker", "tag": "3.1.0"}),
+            false,
+        ),
+    ] {
+        policy(client, ns, name, latest, is_ready).await;
+    }
 }
 
 fn automation_spec(extra: Value) -> Value {
@@ -427,11 +404,7 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
             "api": {"name": "registry/api", "tag": "2.1.0"},
         })
     );
-    let (status_, reason, message) = ready(&written);
-    assert_eq!(
-        (status_.as_str(), reason.as_str()),
-        ("True", "ReconciliationSucceeded")
-    );
+    let message = assert_ready(&written, "True", "ReconciliationSucceeded", "");
     assert_eq!(message, format!("pushed commit '{short}' to branch 'main'"));
 
     // Not due before the interval has passed: nothing read, nothing written.
@@ -593,13 +566,7 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
         ("ssh", "InvalidSourceConfiguration", "SSH"),
     ] {
         let written = status(&client, &ns, name).await;
-        let (status_, reason_, message) = ready(&written);
-        assert_eq!(
-            (status_.as_str(), reason_.as_str()),
-            ("False", reason),
-            "{name}: {message}"
-        );
-        assert!(message.contains(says), "{name}: {message}");
+        let message = assert_ready(&written, "False", reason, says);
         assert!(
             !message.contains(PASSWORD) && !message.contains("nope"),
             "{message}"

@@ -3,11 +3,13 @@
 //!
 //! Run `eval "$(scripts/envtest env)"` first; without the API server binaries the tests skip.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use common::{assert_ready, at, ready};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -122,30 +124,6 @@ async fn status(client: &Client, ns: &str, plural: &str, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The `Ready` condition of a status: (status, reason, message).
-fn ready(status: &Value) -> (String, String, String) {
-    let condition = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .unwrap_or_else(|| panic!("no Ready condition in {status}"));
-    let text = |key: &str| condition[key].as_str().unwrap_or_default().to_owned();
-    (text("status"), text("reason"), text("message"))
-}
-
-/// Asserts the `Ready` condition of a status: its state, its reason and a part of its message.
-/// Returns the message for further checks.
-#[track_caller]
-fn assert_ready(status: &Value, state: &str, reason: &str, part: &str) -> String {
-    let (got_state, got_reason, message) = ready(status);
-    assert_eq!(
-        (got_state.as_str(), got_reason.as_str()),
-        (state, reason),
-        "{message}"
-    );
-    assert!(message.contains(part), "{message}");
-    message
-}
-
 fn outcome<'r>(report: &'r ReflectorReport, plural: &str, ns: &str, name: &str) -> &'r Outcome {
     let found = if plural == REPOSITORIES {
         report.repository(ns, name)
@@ -157,6 +135,14 @@ fn outcome<'r>(report: &'r ReflectorReport, plural: &str, ns: &str, name: &str) 
         .outcome
 }
 
+/// A registry without authentication serving `repository` with `tags`, and the name of that
+/// image in it.
+async fn plain_registry(repository: &str, tags: &[&str]) -> (RegistryServer, String) {
+    let registry = RegistryServer::with_tags(ServerOptions::plain(), repository, tags).await;
+    let image = format!("{}/{repository}", registry.addr());
+    (registry, image)
+}
+
 /// The digest `repository:tag` has in the registry now.
 async fn head_digest(registry: &RegistryServer, repository: &str, tag: &str) -> String {
     registry
@@ -164,12 +150,6 @@ async fn head_digest(registry: &RegistryServer, repository: &str, tag: &str) -> 
         .head_digest(repository, tag)
         .await
         .unwrap_or_else(|| panic!("no {repository}:{tag} in the registry"))
-}
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("a test time")
-        .with_timezone(&Utc)
 }
 
 fn ready_true(status: &Value) -> bool {
@@ -411,13 +391,7 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
     let Some((ns, client)) = setup("flux-digests").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "team/web",
-        &["1.0.0", "1.1.0", "2.0.0"],
-    )
-    .await;
-    let image = format!("{}/team/web", registry.addr());
+    let (registry, image) = plain_registry("team/web", &["1.0.0", "1.1.0", "2.0.0"]).await;
     create(
         &client,
         &ns,
@@ -594,8 +568,7 @@ async fn suspended_objects_keep_their_status_untouched() {
     let Some((ns, client)) = setup("flux-suspend").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(ServerOptions::plain(), "team/svc", &["1.0.0"]).await;
-    let image = format!("{}/team/svc", registry.addr());
+    let (registry, image) = plain_registry("team/svc", &["1.0.0"]).await;
     create_all(
         &client,
         &ns,
@@ -702,9 +675,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     let Some((ns, client)) = setup("flux-failures").await else {
         return;
     };
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "team/ok", &["1.0.0", "1.1.0"]).await;
-    let image = format!("{}/team/ok", registry.addr());
+    let (_registry, image) = plain_registry("team/ok", &["1.0.0", "1.1.0"]).await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -1099,9 +1070,7 @@ async fn cross_namespace_references_need_access_from() {
     };
     install_crds(server).await;
     let user = server.namespace("flux-acl-user").await;
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "team/base", &["1.0.0", "1.5.0"]).await;
-    let image = format!("{}/team/base", registry.addr());
+    let (_registry, image) = plain_registry("team/base", &["1.0.0", "1.5.0"]).await;
     create_all(
         &client,
         &owner,
