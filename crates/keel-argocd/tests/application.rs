@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, helm_value, pipeline,
-    problems, source, web_registry,
+    problems, run_without_problems, source, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -110,8 +110,7 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
 
     let target = target(admin.clone(), &ns);
     let pipeline = pipeline(&target);
-    let report = pipeline.run_once().await;
-    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    let report = run_without_problems(&pipeline, &target).await;
     assert_applied(
         &report,
         &[
@@ -284,9 +283,7 @@ async fn kustomize_applications_follow_every_strategy() {
 
     let target = target(admin.clone(), &ns);
     let pipeline = pipeline(&target);
-    let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    let report = run_without_problems(&pipeline, &target).await;
     assert_eq!(report.applied.len(), 4, "{:?}", applied(&report));
     let images = async |name: &str| source(&admin, &ns, name).await["kustomize"]["images"].clone();
     for (name, want) in [
@@ -402,6 +399,21 @@ fn concurrent_change(client: &Client, ns: &str, name: &str, patch: Value) -> Hoo
     })
 }
 
+/// An admin client whose first PATCH of application `name` is preceded by `patch`, written
+/// by another client.
+fn changed_before_first_patch(
+    server: &ApiServer,
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    patch: Value,
+) -> (Client, Arc<AtomicUsize>) {
+    let (admin, namespace, application) = (admin.clone(), ns.to_owned(), name.to_owned());
+    racing_client(server, ns, name, move |n| {
+        (n == 0).then(|| concurrent_change(&admin, &namespace, &application, patch.clone()))
+    })
+}
+
 #[tokio::test]
 async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     let Some((server, ns, admin)) = argocd_namespace("argo-race").await else {
@@ -428,19 +440,13 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     };
 
     // Someone labels the Application between our read and our write: read again, write.
-    let (client, patches) = racing_client(server, &ns, "relabelled", {
-        let (admin, ns) = (admin.clone(), ns.clone());
-        move |n| {
-            (n == 0).then(|| {
-                concurrent_change(
-                    &admin,
-                    &ns,
-                    "relabelled",
-                    json!({ "metadata": { "labels": { "team": "web" } } }),
-                )
-            })
-        }
-    });
+    let (client, patches) = changed_before_first_patch(
+        server,
+        &admin,
+        &ns,
+        "relabelled",
+        json!({ "metadata": { "labels": { "team": "web" } } }),
+    );
     let racing = target(client, &ns);
     assert_eq!(
         racing.apply(&plan("relabelled")).await.unwrap(),
@@ -467,22 +473,16 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     );
 
     // Someone moves the image meanwhile: what the plan expected no longer runs.
-    let (client, _) = racing_client(server, &ns, "moved", {
-        let (admin, ns) = (admin.clone(), ns.clone());
-        move |n| {
-            (n == 0).then(|| {
-                concurrent_change(
-                    &admin,
-                    &ns,
-                    "moved",
-                    json!({ "spec": { "source": { "helm": { "parameters": [
-                        { "name": "image.tag", "value": "1.0.5" },
-                        { "name": "replicaCount", "value": "2" },
-                    ] } } } }),
-                )
-            })
-        }
-    });
+    let (client, _) = changed_before_first_patch(
+        server,
+        &admin,
+        &ns,
+        "moved",
+        json!({ "spec": { "source": { "helm": { "parameters": [
+            { "name": "image.tag", "value": "1.0.5" },
+            { "name": "replicaCount", "value": "2" },
+        ] } } } }),
+    );
     let racing = target(client, &ns);
     let err = racing.apply(&plan("moved")).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");

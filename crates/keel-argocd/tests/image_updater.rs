@@ -10,10 +10,11 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, source,
-    web_registry,
+    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems,
+    run_without_problems, source, web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
+use keel_core::Pipeline;
 use keel_testsupport::kube::install_crd;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
@@ -78,6 +79,17 @@ async fn resource_versions(client: &Client, ns: &str) -> Vec<(String, Option<Str
     }
     out.sort();
     out
+}
+
+/// Runs `pipeline` once and asserts that it failed nowhere, applied nothing, tracked
+/// `tracked` images and wrote no Application or ImageUpdater.
+async fn assert_pass_writes_nothing(admin: &Client, ns: &str, pipeline: &Pipeline, tracked: usize) {
+    let versions = resource_versions(admin, ns).await;
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert_eq!(report.tracked, tracked);
+    assert_eq!(resource_versions(admin, ns).await, versions);
 }
 
 fn helm_tag(repository_parameter: &str, tag_parameter: &str, web: &str, tag: &str) -> Value {
@@ -192,9 +204,7 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
 
     let target = target(admin.clone(), &ns);
     let pipeline = pipeline(&target);
-    let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    let report = run_without_problems(&pipeline, &target).await;
     // semver ^1 without 1.3.* (the ImageUpdater-wide ignoreTags) → 1.2.9; alphabetical with
     // the image's empty ignoreTags → 2.0.0.
     assert_eq!(
@@ -286,12 +296,7 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     assert_eq!(keel, [["f:status"]], "{managed:?}");
 
     // A second pass finds nothing to do and writes nothing, status included.
-    let versions = resource_versions(&admin, &ns).await;
-    let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(report.applied.is_empty(), "{:?}", report.applied);
-    assert_eq!(report.tracked, 3);
-    assert_eq!(resource_versions(&admin, &ns).await, versions);
+    assert_pass_writes_nothing(&admin, &ns, &pipeline, 3).await;
 }
 
 #[tokio::test]
@@ -367,11 +372,7 @@ async fn by_default_only_annotations_count() {
     )
     .await;
     let target = Arc::new(ArgoCdTarget::new(admin.clone()).with_namespace(&ns));
-    let versions = resource_versions(&admin, &ns).await;
-    let report = pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(report.tracked, 0);
-    assert_eq!(resource_versions(&admin, &ns).await, versions);
+    assert_pass_writes_nothing(&admin, &ns, &pipeline(&target), 0).await;
 }
 
 #[tokio::test]

@@ -153,6 +153,14 @@ pub(crate) fn pipeline(target: &Arc<ArgoCdTarget>) -> Pipeline {
     Pipeline::new(Arc::new(registry)).with_target(target.clone())
 }
 
+/// Runs `pipeline` once and asserts that nothing failed and `target` has no problems.
+pub(crate) async fn run_without_problems(pipeline: &Pipeline, target: &ArgoCdTarget) -> RunReport {
+    let report = pipeline.run_once().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(target.problems().is_empty(), "{:?}", target.problems());
+    report
+}
+
 /// What a pass applied, sorted.
 pub(crate) fn applied(report: &RunReport) -> Vec<String> {
     let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
