@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use common::{
-    App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, helm_value, pipeline,
-    problems, run_without_problems, source, web_registry,
+    App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
+    pipeline, problems, run_without_problems, source, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -50,13 +50,6 @@ fn target(client: Client, ns: &str) -> Arc<ArgoCdTarget> {
 
 fn image(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-/// Asserts that `report` has no failures and applied exactly `want` (sorted).
-#[track_caller]
-fn assert_applied(report: &keel_core::RunReport, want: &[String]) {
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(applied(report), want);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems,
+    App, applied, apps, argocd_target, assert_applied, create_apps, helm_value, pipeline, problems,
     run_without_problems, source, web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
@@ -319,12 +319,11 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
 
     let target = target(admin.clone(), &ns);
     let report = pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "argocd application/{ns}/good-1/web: {web}:1.0.0 -> {web}:1.1.0"
-        )]
+        )],
     );
     let problems = problems(&target);
     let expected = format!(
@@ -420,13 +419,12 @@ async fn overlapping_image_updaters_and_use_annotations() {
 
     let target = target(admin.clone(), &ns);
     let report = pipeline(&target).run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
     // No 1.0.x after 1.0.0: `shared` stays; `legacy` follows its annotation's ^1.
-    assert_eq!(
-        applied(&report),
-        [format!(
+    assert_applied(
+        &report,
+        &[format!(
             "argocd application/{ns}/legacy/web: {web}:1.0.0 -> {web}:1.1.0"
-        )]
+        )],
     );
     assert_eq!(report.tracked, 2);
     let problems = problems(&target);

@@ -168,6 +168,13 @@ pub(crate) fn applied(report: &RunReport) -> Vec<String> {
     applied
 }
 
+/// Asserts that `report` has no failures and applied exactly `want` (sorted).
+#[track_caller]
+pub(crate) fn assert_applied(report: &RunReport, want: &[String]) {
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(applied(report), want);
+}
+
 /// The target's problems, sorted.
 pub(crate) fn problems(target: &ArgoCdTarget) -> Vec<String> {
     let mut problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
