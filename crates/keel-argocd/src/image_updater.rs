@@ -134,6 +134,14 @@ impl ImageUpdaterSpec {
                 refs.push(parsed);
             }
         }
+        // Entries that are all empty (`[null]`) select nothing either.
+        if refs.is_empty() && !entries.is_empty() && r.errors.is_empty() {
+            r.bad(
+                "spec.applicationRefs",
+                "",
+                "names no Application: give at least one entry",
+            );
+        }
         if !r.errors.is_empty() {
             return Err(r.errors);
         }

@@ -281,7 +281,11 @@ fn use_annotations_only_selects() {
 
 #[test]
 fn bad_values_name_the_field_and_the_value() {
-    let table: [(Value, &[&str]); 12] = [
+    let table: [(Value, &[&str]); 13] = [
+        (
+            json!({ "applicationRefs": [null] }),
+            &["spec.applicationRefs = \"\": names no Application: give at least one entry"],
+        ),
         (
             json!({ "applicationRefs": [{ "namePattern": "web-[", "images": [] }] }),
             &[
