@@ -177,6 +177,16 @@ impl ContainerId {
     pub(crate) fn workload(&self) -> String {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
     }
+
+    /// A request `verb` about the container's workload, for error messages.
+    pub(crate) fn request(&self, verb: &'static str) -> crate::error::Request<'_> {
+        crate::error::Request {
+            verb,
+            resource: self.kind.plural(),
+            namespace: Some(&self.namespace),
+            name: Some(&self.name),
+        }
+    }
 }
 
 impl fmt::Display for ContainerId {

@@ -8,7 +8,7 @@ use keel_core::{Error, ImageRef};
 use kube::api::{Api, Patch, PatchParams};
 use tracing::{debug, info};
 
-use crate::error::{self as kerr, Request};
+use crate::error as kerr;
 use crate::patch::{effective_image, image_patch, recorded_digests, runs};
 use crate::workload::{ContainerId, Workload};
 
@@ -27,13 +27,6 @@ impl KubeTarget {
         plan: &UpdatePlan,
     ) -> Result<ApplyOutcome, Error> {
         let api: Api<K> = Api::namespaced(self.inner.settings.client.clone(), &id.namespace);
-        let resource = id.kind.plural();
-        let request = |verb| Request {
-            verb,
-            resource,
-            namespace: Some(&id.namespace),
-            name: Some(&id.name),
-        };
         let action = format!("apply {plan}");
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -44,7 +37,7 @@ impl KubeTarget {
             let object = api
                 .get(&id.name)
                 .await
-                .map_err(|e| kerr::from_kube(e, &request("get")))?;
+                .map_err(|e| kerr::from_kube(e, &id.request("get")))?;
             let view = self.effective(object.view());
             let container = view.container(&id.container, id.init).ok_or_else(|| {
                 Error::not_found(format!(
@@ -148,7 +141,7 @@ impl KubeTarget {
                         ),
                     });
                 }
-                Err(e) => return Err(kerr::from_kube(e, &request("patch"))),
+                Err(e) => return Err(kerr::from_kube(e, &id.request("patch"))),
             }
         }
     }

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use tracing::info;
 
-use crate::error::{self as kerr, Request};
+use crate::error as kerr;
 use crate::workload::{ContainerId, Workload};
 
 use super::*;
@@ -113,7 +113,7 @@ impl KubeTarget {
                         reason: "the workload changed since it was read; read it again".into(),
                     }
                 } else {
-                    kerr::from_kube(e, &self.request(id, "patch"))
+                    kerr::from_kube(e, &id.request("patch"))
                 }
             })?;
         info!(%workload, keys = ?change.keys().collect::<Vec<_>>(), "settings changed");
@@ -124,15 +124,6 @@ impl KubeTarget {
         let api: Api<K> = Api::namespaced(self.inner.settings.client.clone(), &id.namespace);
         api.get(&id.name)
             .await
-            .map_err(|e| kerr::from_kube(e, &self.request(id, "get")))
-    }
-
-    fn request<'a>(&self, id: &'a ContainerId, verb: &'static str) -> Request<'a> {
-        Request {
-            verb,
-            resource: id.kind.plural(),
-            namespace: Some(&id.namespace),
-            name: Some(&id.name),
-        }
+            .map_err(|e| kerr::from_kube(e, &id.request("get")))
     }
 }
