@@ -334,10 +334,13 @@ async fn apply_change(
     if let Err(e) = provider.change_settings(&q.target, &q.id, change).await {
         return core_error(viewer, "Could not change the settings", &e);
     }
+    // The row alone: the image page's registry check is not needed to name the image.
     let image = provider
-        .image(&q.target, &q.id)
+        .snapshot()
         .await
-        .map(|d| d.row.image)
+        .into_iter()
+        .find(|r| r.target == q.target && r.id == q.id)
+        .map(|r| r.image)
         .unwrap_or_default();
     let entry = AuditEntry {
         seq: 0,
