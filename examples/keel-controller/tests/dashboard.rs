@@ -174,13 +174,7 @@ async fn approve_a_held_update_in_the_browser_and_see_it_roll_out() {
 
     // The workload rolls out the approved version, and the audit log shows the vote.
     let approved = image("1.0.1");
-    wait_for(
-        "gated to run the approved image",
-        (WAIT, Duration::from_millis(200)),
-        async || deployment_images(&client, &ns, "gated", false).await,
-        |images| images.iter().any(|(_, image)| *image == approved),
-    )
-    .await;
+    wait_until_runs(&client, &ns, "gated", &approved).await;
     let audit = wait_for_text(&browser, &format!("{base}/ui/audit"), "ops").await;
     assert!(audit.contains("gated"), "{audit}");
     screenshot(&browser, "audit").await;
@@ -224,6 +218,43 @@ fn percent_decoded(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Clicks the first element `css` selects.
+async fn click(page: &Client, css: &str) {
+    page.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("find {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Waits until Deployment `name` of `ns` runs `image` in one of its containers.
+async fn wait_until_runs(client: &kube::Client, ns: &str, name: &str, image: &str) {
+    wait_for(
+        &format!("{name} to run {image}"),
+        (WAIT, Duration::from_millis(200)),
+        async || deployment_images(client, ns, name, false).await,
+        |images| images.iter().any(|(_, i)| i == image),
+    )
+    .await;
+}
+
+/// Waits until Deployment `name` of `ns` carries the `keel.sh/*` annotation `(key, value)`.
+async fn wait_for_annotation(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    (key, value): (&str, &str),
+) {
+    wait_for(
+        &format!("{name}'s annotation {key}={value}"),
+        (WAIT, Duration::from_millis(200)),
+        async || keel_annotations(client, ns, name).await,
+        |keys| keys.contains(&(key.to_owned(), value.to_owned())),
+    )
+    .await;
 }
 
 /// Serves, on another origin, a page whose script posts a form to `action` at once.
@@ -292,13 +323,7 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     );
 
     // `patch` moves web to 1.0.1; the image's page says why 2.0.0 is not taken.
-    wait_for(
-        "web to run 1.0.1",
-        (WAIT, Duration::from_millis(200)),
-        async || deployment_images(&client, &ns, "web", false).await,
-        |images| images.iter().any(|(_, i)| *i == image("1.0.1")),
-    )
-    .await;
+    wait_until_runs(&client, &ns, "web", &image("1.0.1")).await;
     browser.goto(&format!("{base}/ui/")).await;
     let link = page
         .find(Locator::Css(&format!(r#"a[href*="{ns}%2Fweb%2Fapp"]"#)))
@@ -324,42 +349,14 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     let policy = page.find(Locator::Id("policy")).await.unwrap();
     policy.clear().await.unwrap();
     policy.send_keys("major").await.unwrap();
-    page.find(Locator::Css("form.settings button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for(
-        "the policy annotation to say major",
-        (WAIT, Duration::from_millis(200)),
-        async || keel_annotations(&client, &ns, "web").await,
-        |keys| keys.contains(&("keel.sh/policy".to_owned(), "major".to_owned())),
-    )
-    .await;
-    wait_for(
-        "web to run 2.0.0",
-        (WAIT, Duration::from_millis(200)),
-        async || deployment_images(&client, &ns, "web", false).await,
-        |images| images.iter().any(|(_, i)| *i == image("2.0.0")),
-    )
-    .await;
+    click(page, "form.settings button[type=submit]").await;
+    wait_for_annotation(&client, &ns, "web", ("keel.sh/policy", "major")).await;
+    wait_until_runs(&client, &ns, "web", &image("2.0.0")).await;
 
     // Pause: the annotation names the container, and the page offers to resume.
     browser.goto(&image_page).await;
-    page.find(Locator::Css(r#"form[action="/ui/image/pause"] button"#))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for(
-        "the paused annotation",
-        (WAIT, Duration::from_millis(200)),
-        async || keel_annotations(&client, &ns, "web").await,
-        |keys| keys.contains(&("keel.sh/paused".to_owned(), "app".to_owned())),
-    )
-    .await;
+    click(page, r#"form[action="/ui/image/pause"] button"#).await;
+    wait_for_annotation(&client, &ns, "web", ("keel.sh/paused", "app")).await;
     wait_for_text(&browser, &image_page, "Resume tracking").await;
     screenshot(&browser, "image-paused").await;
 
