@@ -155,4 +155,47 @@ mod tests {
         futures::executor::block_on(pipeline.check(&image, false)).unwrap();
         assert_eq!(registry.metadata_calls(), reads);
     }
+
+    /// The in-memory registry, with every listing reported as cut short by a budget.
+    #[derive(Debug)]
+    struct CutShort(InMemoryRegistry);
+
+    #[async_trait::async_trait]
+    impl crate::registry::Registry for CutShort {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+
+        async fn list_tags(&self, image: &crate::ImageRef) -> Result<TagList> {
+            let mut tags = self.0.list_tags(image).await?;
+            tags.truncated = true;
+            Ok(tags)
+        }
+
+        async fn resolve_digest(
+            &self,
+            image: &crate::ImageRef,
+            tag: &crate::Tag,
+        ) -> Result<Digest> {
+            self.0.resolve_digest(image, tag).await
+        }
+    }
+
+    #[test]
+    fn a_listing_cut_short_decides_and_plans_nothing() {
+        let registry = InMemoryRegistry::new("memory");
+        registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.3.0"]);
+        let pipeline = Pipeline::new(Arc::new(CutShort(registry)));
+        let image = tracked("ghcr.io/acme/web:1.2.3", "minor");
+
+        let check = futures::executor::block_on(pipeline.check(&image, true)).unwrap();
+        assert!(check.truncated());
+        assert_eq!(
+            check.tags().tags.len(),
+            2,
+            "the partial list is still shown"
+        );
+        assert_eq!(check.decision.tag(), None);
+        assert_eq!(check.plan("t", &image).unwrap(), None);
+    }
 }
