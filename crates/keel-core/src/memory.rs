@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, ParseError, Result};
 use crate::policy::{Policy, PolicyOptions, VersionPolicy};
-use crate::reference::{Digest, ImageRef, Tag};
+use crate::reference::{Digest, ImageRef, Platform, Tag};
 use crate::registry::{ImageMetadata, Registry, TagList};
 use crate::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 
@@ -23,6 +23,7 @@ struct Entry {
     tag: String,
     digest: Digest,
     created: Option<DateTime<Utc>>,
+    platforms: Vec<Platform>,
 }
 
 /// A registry kept in memory. Repositories are keyed by `registry/repository`
@@ -64,7 +65,28 @@ impl InMemoryRegistry {
             tag: tag.to_owned(),
             digest: digest.clone(),
             created,
+            platforms: Vec::new(),
         });
+        digest
+    }
+
+    /// Pushes `tag` to `repository` as [`InMemoryRegistry::push`] does, built for
+    /// `platforms` (`os/architecture[/variant]`), which its metadata then lists.
+    ///
+    /// # Panics
+    /// When an argument is not valid: this is a test helper.
+    pub fn push_for(&self, repository: &str, tag: &str, platforms: &[&str]) -> Digest {
+        let digest = self.push(repository, tag, None);
+        let image = ImageRef::parse(repository).expect("valid repository reference");
+        let mut repos = lock(&self.repos);
+        let entry = repos
+            .get_mut(&image.name())
+            .and_then(|entries| entries.iter_mut().find(|e| e.tag == tag))
+            .expect("just pushed");
+        entry.platforms = platforms
+            .iter()
+            .map(|p| p.parse().expect("valid platform"))
+            .collect();
         digest
     }
 
@@ -131,7 +153,7 @@ impl Registry for InMemoryRegistry {
         let entry = self.entry(image, tag)?;
         Ok(ImageMetadata {
             created: entry.created,
-            platforms: Vec::new(),
+            platforms: entry.platforms,
             digest: Some(entry.digest),
         })
     }

@@ -9,8 +9,9 @@
 //!   error rather than a hang.
 //! - **Digests**: `HEAD` on the manifest (`Docker-Content-Digest`; a `HEAD` does not count
 //!   against Docker Hub's pull limit), falling back to `GET` and hashing the body.
-//! - **Metadata**, only when a policy asks: creation time from the image config; for an index,
-//!   the platforms, and the newest creation time among those matching the configured platform.
+//! - **Metadata**, only when a policy or an image's platforms ask: creation time and platform
+//!   from the image config; for an index, the platforms, and the newest creation time among
+//!   those matching the configured platform.
 //! - **Auth**: anonymous, basic, and the bearer-token flow (`WWW-Authenticate: Bearer`), with
 //!   tokens reused until they expire; credentials from Docker's `config.json` (`auths`,
 //!   `credHelpers`, `credsStore`) and `kubernetes.io/dockerconfigjson` secrets

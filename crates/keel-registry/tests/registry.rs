@@ -153,6 +153,11 @@ async fn metadata_reads_creation_times_and_platforms() {
         single.created.unwrap().to_rfc3339(),
         "2024-03-01T10:00:00+00:00"
     );
+    assert_eq!(
+        single.platforms,
+        ["linux/amd64".parse::<Platform>().unwrap()],
+        "a single image's platform comes from its config"
+    );
 
     let multi = client.metadata(&repo, &tag("multi")).await.unwrap();
     let platforms: Vec<String> = multi.platforms.iter().map(|p| p.to_string()).collect();

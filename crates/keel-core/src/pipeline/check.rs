@@ -17,6 +17,8 @@ use crate::target::{TrackedImage, UpdatePlan};
 #[derive(Debug)]
 pub struct Check {
     facts: RepoFacts,
+    /// Unreadable tags and those built for none of the image's platforms, with the reason.
+    skipped: Vec<(String, String)>,
     /// The policy's decision, with its explanation when one was asked for. No update when
     /// the tag list was cut short ([`Check::truncated`]).
     pub decision: Decision,
@@ -48,9 +50,10 @@ impl Check {
         &self.facts.created
     }
 
-    /// Tags left out because their metadata could not be read, with the reason.
+    /// Tags left out, with the reason: their metadata could not be read, or their image is
+    /// built for none of the platforms the image asks for ([`TrackedImage::platforms`]).
     pub fn skipped_tags(&self) -> &[(String, String)] {
-        &self.facts.unreadable
+        &self.skipped
     }
 
     /// The plan a pass would make for `image` of target `target` from this decision: what it
@@ -104,7 +107,13 @@ impl Pipeline {
         } else {
             decide(image, &facts, &facts.candidates(), explain)
         };
-        Ok(Check { facts, decision })
+        let mut skipped = facts.unreadable.clone();
+        skipped.extend(facts.misfits(image));
+        Ok(Check {
+            facts,
+            skipped,
+            decision,
+        })
     }
 }
 

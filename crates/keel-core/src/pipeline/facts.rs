@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::Pipeline;
 use crate::error::{Error, Result};
 use crate::policy::{Candidate, Current, Decision, SelectInput};
-use crate::reference::{Digest, ImageRef, Tag};
+use crate::reference::{Digest, ImageRef, Platform, Tag};
 use crate::registry::{ImageMetadata, TagList};
 use crate::target::TrackedImage;
 
@@ -28,6 +28,9 @@ pub(super) struct RepoFacts {
     pub(super) read_digests: HashMap<String, Digest>,
     /// Tags skipped because their metadata could not be read, with the reason.
     pub(super) unreadable: Vec<(String, String)>,
+    /// The platforms each tag's image is built for, where its metadata was read (empty when
+    /// the registry did not say).
+    pub(super) platforms: HashMap<String, Vec<Platform>>,
 }
 
 impl RepoFacts {
@@ -38,7 +41,46 @@ impl RepoFacts {
         if let Some(digest) = &meta.digest {
             self.read_digests.insert(tag.to_owned(), digest.clone());
         }
+        self.platforms
+            .insert(tag.to_owned(), meta.platforms.clone());
     }
+
+    /// Whether `tag`'s image is built for one of `wanted`: `None` while its platforms are not
+    /// known (not read, or the registry did not say), which does not exclude it.
+    pub(super) fn fits(&self, tag: &str, wanted: &[Platform]) -> Option<bool> {
+        let built = self.platforms.get(tag).filter(|p| !p.is_empty())?;
+        Some(built.iter().any(|b| wanted.iter().any(|w| w.matches(b))))
+    }
+
+    /// The tags left out for `image` because their image is built for none of the platforms
+    /// it asks for, with the reason.
+    pub(super) fn misfits(&self, image: &TrackedImage) -> Vec<(String, String)> {
+        if image.platforms.is_empty() {
+            return Vec::new();
+        }
+        let wanted = list(&image.platforms);
+        self.tags
+            .tags
+            .iter()
+            .filter(|t| self.fits(t, &image.platforms) == Some(false))
+            .map(|t| {
+                let built = list(self.platforms.get(t.as_str()).map_or(&[][..], |p| p));
+                (
+                    t.clone(),
+                    format!("its image is built for {built}, not for {wanted}"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `linux/amd64, linux/arm64`.
+fn list(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Image metadata by repository and tag, kept across passes: metadata is immutable per
@@ -51,6 +93,9 @@ pub(super) struct MetadataCache {
 
 /// The most entries the metadata cache holds; past it, expired entries go, then all.
 const METADATA_CACHE_ENTRIES: usize = 200_000;
+
+/// How many tags' platforms are read for one image in one pass before it fails.
+pub(super) const PLATFORM_READS: usize = 32;
 
 /// The longest time metadata is reused, whatever lifetime was asked for: a century.
 const LONGEST_METADATA_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -111,6 +156,11 @@ impl Pipeline {
             }
             if needs.created {
                 self.read_created(repo, image, &mut facts).await?;
+            }
+            if !image.platforms.is_empty() {
+                self.confirm_platforms(repo, image, &mut facts).await?;
+            }
+            if needs.created {
                 self.confirm_newest(repo, image, &mut facts).await?;
             }
             if pinned {
@@ -231,6 +281,51 @@ impl Pipeline {
         })
     }
 
+    /// For an image that asks for platforms: reads the metadata of the tag its policy
+    /// chooses until the choice is a tag whose image is built for one of them (or whose
+    /// platforms the registry does not say), leaving out the others. At most
+    /// [`PLATFORM_READS`] tags are read per image and pass.
+    pub(super) async fn confirm_platforms(
+        &self,
+        repo: &ImageRef,
+        image: &TrackedImage,
+        facts: &mut RepoFacts,
+    ) -> Result<()> {
+        let name = repo.name();
+        for _ in 0..PLATFORM_READS {
+            let decision = decide(image, facts, &facts.candidates(), false);
+            let Some(update) = decision.update else {
+                return Ok(());
+            };
+            // `decide` leaves out the tags known not to fit: a known one fits.
+            if facts.platforms.contains_key(&update.tag) {
+                return Ok(());
+            }
+            let tag = Tag::new(update.tag.as_str())?;
+            let cached = self.lock_metadata().fresh(&name, tag.as_str()).cloned();
+            let meta = match cached {
+                Some(meta) => meta,
+                None => {
+                    let meta = self.registry.metadata(repo, &tag).await?;
+                    self.lock_metadata().insert(
+                        &name,
+                        tag.as_str(),
+                        meta.clone(),
+                        self.metadata_ttl,
+                    );
+                    meta
+                }
+            };
+            facts.learn(tag.as_str(), &meta);
+        }
+        Err(Error::Conflict {
+            action: format!("choose an image of {name} for {}", list(&image.platforms)),
+            reason: format!(
+                "none of the {PLATFORM_READS} tags its policy preferred is built for them"
+            ),
+        })
+    }
+
     pub(super) async fn fetch_digest(
         &self,
         repo: &ImageRef,
@@ -274,6 +369,17 @@ pub(super) fn decide(
         tag,
         digest: image.image.digest(),
         created: tag.and_then(|t| facts.created.get(t).copied()),
+    };
+    let fitting: Vec<Candidate<'_>>;
+    let candidates = if image.platforms.is_empty() {
+        candidates
+    } else {
+        fitting = candidates
+            .iter()
+            .filter(|c| facts.fits(c.tag, &image.platforms) != Some(false))
+            .copied()
+            .collect();
+        &fitting
     };
     let mut input = SelectInput::new(current, candidates);
     input.explain = explain;

@@ -50,6 +50,18 @@ struct PlatformField {
 struct ImageConfig {
     #[serde(default)]
     created: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+/// What an image config says: its creation time and, when it names them, its platform.
+struct ConfigFacts {
+    created: Option<DateTime<Utc>>,
+    platform: Option<Platform>,
 }
 
 impl RegistryClient {
@@ -187,12 +199,12 @@ impl RegistryClient {
         Ok((manifest, media_type, digest))
     }
 
-    pub(super) async fn config_created(
+    async fn read_config(
         &self,
         image: &ImageRef,
         config_digest: &str,
         action: &str,
-    ) -> Result<Option<DateTime<Utc>>, Error> {
+    ) -> Result<ConfigFacts, Error> {
         let url = format!(
             "{}/v2/{}/blobs/{config_digest}",
             self.base(image.registry()),
@@ -201,10 +213,16 @@ impl RegistryClient {
         let got = self.send(image, Kind::BlobGet, &url, action).await?;
         let config: ImageConfig =
             parse_json(&got.body, image.registry(), action, "the image config")?;
-        Ok(config
+        let created = config
             .created
             .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
-            .map(|c| c.with_timezone(&Utc)))
+            .map(|c| c.with_timezone(&Utc));
+        // A config without a valid os and architecture says nothing of its platform.
+        let platform = match (config.os, config.architecture) {
+            (Some(os), Some(arch)) => Platform::new(&os, &arch, config.variant.as_deref()).ok(),
+            _ => None,
+        };
+        Ok(ConfigFacts { created, platform })
     }
 }
 
@@ -258,8 +276,8 @@ impl Registry for RegistryClient {
                 if platform.matches(&self.inner.settings.platform) {
                     let (inner, ..) = self.fetch_manifest(image, &entry.digest, &action).await?;
                     if let Some(config) = inner.config {
-                        let c = self.config_created(image, &config.digest, &action).await?;
-                        created = created.max(c);
+                        let c = self.read_config(image, &config.digest, &action).await?;
+                        created = created.max(c.created);
                     }
                 }
                 platforms.push(platform);
@@ -270,13 +288,16 @@ impl Registry for RegistryClient {
                 digest: Some(digest),
             });
         }
-        let created = match manifest.config {
-            Some(config) => self.config_created(image, &config.digest, &action).await?,
-            None => None,
+        let facts = match manifest.config {
+            Some(config) => self.read_config(image, &config.digest, &action).await?,
+            None => ConfigFacts {
+                created: None,
+                platform: None,
+            },
         };
         Ok(ImageMetadata {
-            created,
-            platforms: Vec::new(),
+            created: facts.created,
+            platforms: facts.platform.into_iter().collect(),
             digest: Some(digest),
         })
     }
