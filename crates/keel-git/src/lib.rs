@@ -8,6 +8,8 @@
 //! - rewrites that change only the bytes of the tag or digest, so comments, quoting,
 //!   indentation and line endings survive;
 //! - one commit per run, pushed with bounded fetch-rebase-retry on non-fast-forward rejections;
+//!   each plan applied on its own, or all of them or none
+//!   ([`GitTargetBuilder::with_all_or_nothing`]);
 //! - releases: every other `image:` value and kustomization entry is found too, untracked, so
 //!   a caller that names an image and its tag can set it wherever the repository references it
 //!   ([`Reference::released`]);

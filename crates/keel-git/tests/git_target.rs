@@ -470,3 +470,89 @@ async fn a_fixed_message_is_used_verbatim_and_the_pushed_commit_is_reported() {
     assert_eq!(server.log("fleet", "main").len(), 2);
     assert_eq!(target.last_pushed_commit(), Some(head));
 }
+
+/// The plans of one change: the web image and the api tag, in two files.
+fn one_change(target: &GitTarget) -> Vec<UpdatePlan> {
+    vec![
+        plan_for(
+            target,
+            "apps/web.yaml#L10:flux-system:web",
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        ),
+        plan_for(
+            target,
+            "charts/api/values.yaml#L3:flux-system:api",
+            "ghcr.io/acme/api:2.0.0",
+            "ghcr.io/acme/api:2.1.0",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_or_nothing_pushes_every_change_or_none_when_the_branch_moves() {
+    let server = GitServer::start();
+    let initial = server.create_repo("fleet", &files(), "main");
+    let atomic = target(&server, "fleet").with_all_or_nothing(true).build();
+    let plans = one_change(&atomic);
+
+    // A third party sets the web image between the fetch and the push: nothing of the
+    // change lands, and every plan says which file no longer applies.
+    let raced = WEB_YAML.replace("web:1.2.3", "web:1.2.4");
+    let theirs = server.push_file("fleet", "theirs", WEB, &raced, "Pin web");
+    server.move_branch_on_next_push("fleet", "main", &theirs);
+    let results = atomic.apply_all(&plans).await;
+    assert_eq!(results.len(), 2);
+    for result in results {
+        let error = result.expect_err("no plan applies alone");
+        assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
+        assert_contains(
+            &error.to_string(),
+            &["update apps/web.yaml", "now holds ghcr.io/acme/web:1.2.4"],
+        );
+    }
+    assert_eq!(
+        server.head("fleet", "main").as_deref(),
+        Some(theirs.as_str())
+    );
+    assert_eq!(
+        server.read_file("fleet", "main", VALUES).unwrap(),
+        VALUES_YAML
+    );
+    assert_eq!(atomic.last_pushed_commit(), None);
+
+    // Without the option the other file's change would have landed alone.
+    server.set_branch("fleet", "main", Some(&initial));
+    server.move_branch_on_next_push("fleet", "main", &theirs);
+    let each = target(&server, "fleet").build();
+    let results = each.apply_all(&one_change(&each)).await;
+    assert!(results[0].is_err(), "{results:?}");
+    assert!(
+        matches!(results[1], Ok(ApplyOutcome::Applied)),
+        "{results:?}"
+    );
+    assert_eq!(server.log("fleet", "main").len(), 3);
+
+    // A third party that changes another file: the change lands whole, on top of theirs.
+    server.set_branch("fleet", "main", Some(&initial));
+    let other = server.push_file("fleet", "other", "README.md", "changed\n", "Docs");
+    server.move_branch_on_next_push("fleet", "main", &other);
+    let results = atomic.apply_all(&plans).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(ApplyOutcome::Applied))),
+        "{results:?}"
+    );
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].0, other);
+    assert_eq!(
+        atomic.last_pushed_commit().as_deref(),
+        Some(log[0].0.as_str())
+    );
+    let web = server.read_file("fleet", "main", WEB).unwrap();
+    assert_contains(&web, &["web:1.3.0"]);
+    let values = server.read_file("fleet", "main", VALUES).unwrap();
+    assert_contains(&values, &["\"2.1.0\""]);
+}

@@ -59,6 +59,7 @@ pub struct GitTargetBuilder {
     max_push_attempts: u32,
     config: Option<RepoConfig>,
     commit_per_image: bool,
+    all_or_nothing: bool,
     timeouts: Timeouts,
     max_file_size: u64,
 }
@@ -156,6 +157,23 @@ impl GitTargetBuilder {
     /// One commit per image instead of one per run.
     pub fn with_commit_per_image(mut self, yes: bool) -> Self {
         self.commit_per_image = yes;
+        self
+    }
+
+    /// Applies the plans of one [`apply_all`](Target::apply_all) call together or not at all
+    /// (default: each plan on its own).
+    ///
+    /// Each plan alone is the right unit when every plan is an update of its own, as the
+    /// pipeline applies them. When the plans are one change, like the run of a Flux
+    /// `ImageUpdateAutomation`, pushing some without the others is a half-applied update:
+    /// with this set, should any plan not apply on the branch as fetched (its reference is
+    /// gone or holds another image, or its file cannot be rewritten), nothing is committed or
+    /// pushed, and every plan fails with the same [`Error::Conflict`], whose action is
+    /// `update FILE` (the file of the first plan that failed) and whose reason says why. A
+    /// branch that moved meanwhile is still fetched and every plan applied again on its new
+    /// tip, as long as every plan still applies.
+    pub fn with_all_or_nothing(mut self, yes: bool) -> Self {
+        self.all_or_nothing = yes;
         self
     }
 
@@ -270,6 +288,7 @@ impl GitTarget {
             max_push_attempts: 5,
             config: None,
             commit_per_image: false,
+            all_or_nothing: false,
             timeouts: Timeouts::DEFAULT,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
@@ -607,6 +626,45 @@ impl Inner {
             .collect()
     }
 
+    /// With [`GitTargetBuilder::with_all_or_nothing`]: fails the attempt, so that nothing is
+    /// committed or pushed, when a plan could not be applied. Every plan is then given the
+    /// error returned.
+    fn all_or_nothing(
+        &self,
+        plans: &[UpdatePlan],
+        outcomes: &mut [Option<Result<ApplyOutcome, Error>>],
+    ) -> Result<(), PushError> {
+        if !self.settings.all_or_nothing {
+            return Ok(());
+        }
+        let Some((plan, cause)) = plans
+            .iter()
+            .zip(outcomes.iter())
+            .find_map(|(plan, outcome)| match outcome {
+                Some(Err(e)) => Some((plan, e.to_string())),
+                _ => None,
+            })
+        else {
+            return Ok(());
+        };
+        let file = plan
+            .id
+            .rsplit_once("#L")
+            .map_or(plan.id.as_str(), |(file, _)| file);
+        let error = Error::Conflict {
+            action: format!("update {file}"),
+            reason: format!(
+                "{cause}; all or nothing: none of the {} change(s) was pushed to {}",
+                plans.len(),
+                self.push_branch
+            ),
+        };
+        for outcome in outcomes.iter_mut() {
+            *outcome = Some(Err(error.clone()));
+        }
+        Err(PushError::Failed(error))
+    }
+
     /// One attempt: sync, edit, commit, push. Fills the outcomes it settles; the rest are
     /// applied when it returns `Ok`.
     fn try_apply(
@@ -617,12 +675,14 @@ impl Inner {
         let copy = self.sync().map_err(PushError::Failed)?;
         let refs = self.scan(&copy).map_err(PushError::Failed)?;
         let mut edits = self.plan_edits(&refs, plans, outcomes);
+        self.all_or_nothing(plans, outcomes)?;
         if edits.is_empty() {
             return Ok(());
         }
         let written = self
             .write_edits(&copy, &mut edits, outcomes)
             .map_err(PushError::Failed)?;
+        self.all_or_nothing(plans, outcomes)?;
         if written.is_empty() {
             return Ok(());
         }

@@ -405,6 +405,25 @@ impl GitServer {
             .expect("make the hook executable");
     }
 
+    /// Makes the next push to the repository race with another: when it arrives, before its
+    /// refs are updated, `branch` is moved to `commit` (which must exist in the repository,
+    /// e.g. pushed to another branch with [`GitServer::push_file`]), so the push finds the
+    /// branch moved and is refused as a client racing another would be. Only the first push
+    /// after this call races; later ones land as usual. Installs the `pre-receive` hook.
+    pub fn move_branch_on_next_push(&self, name: &str, branch: &str, commit: &str) {
+        let marker = self.scratch_dir("raced-").join("done");
+        // Outside receive-pack's quarantine, which forbids ref updates from hooks.
+        let body = format!(
+            "cat >/dev/null\n\
+             [ -e '{marker}' ] && exit 0\n\
+             : > '{marker}'\n\
+             exec env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY \
+             -u GIT_ALTERNATE_OBJECT_DIRECTORIES git update-ref 'refs/heads/{branch}' '{commit}'",
+            marker = marker.display(),
+        );
+        self.install_hook(name, "pre-receive", &body);
+    }
+
     /// Runs `git --git-dir=<bare repository> ARGS`, whether it succeeds or not.
     pub fn bare<I, S>(&self, name: &str, args: I) -> GitOutput
     where
