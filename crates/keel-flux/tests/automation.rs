@@ -605,3 +605,83 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
     );
     assert_eq!(server.log("fleet", "main").len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
+    let Some((ns, client)) = setup("auto-race").await else {
+        return;
+    };
+    let server = fleet(&client, &ns, "git").await;
+    let initial = server.head("fleet", "main").expect("main");
+    create_automation(&client, &ns, "auto", json!({})).await;
+    let automation = automation(&client, &ns, &server);
+
+    // Another commit lands between the automation's fetch and its push, changing the line of
+    // the app's marker: the values' change does not land without it.
+    let pinned = deployment(&ns).replace("registry/app:1.0.0", "registry/app:1.0.5");
+    let theirs = server.push_file("fleet", "theirs", "apps/app.yaml", &pinned, "Pin app");
+    server.move_branch_on_next_push("fleet", "main", &theirs);
+    let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.pushed.is_empty(), "{:?}", report.pushed);
+    assert_eq!(server.log("fleet", "main").len(), 2, "the run pushed");
+    assert_eq!(
+        server.head("fleet", "main").as_deref(),
+        Some(theirs.as_str())
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "main", "charts/api/values.yaml")
+            .unwrap(),
+        values(&ns)
+    );
+    let written = status(&client, &ns, "auto").await;
+    let message = assert_ready(&written, "False", "UpdateFailed", "apps/app.yaml");
+    assert!(message.contains("registry/app:1.0.5"), "{message}");
+    assert!(message.contains("none"), "{message}");
+    for field in ["lastPushCommit", "lastPushTime"] {
+        assert!(written.get(field).is_none(), "{field} in {written}");
+    }
+
+    // The next run starts from the branch as it is: both changes, in one commit on theirs.
+    let report = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].0, theirs);
+    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&log[0].0));
+
+    // A commit to another file between fetch and push: the run's commit lands on top of it.
+    server.set_branch("fleet", "main", Some(&initial));
+    let docs = server.push_file("fleet", "docs", "README.md", "docs\n", "Docs");
+    server.move_branch_on_next_push("fleet", "main", &docs);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &automations());
+    api.patch(
+        "auto",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"interval": "2m"}})),
+    )
+    .await
+    .expect("change the spec");
+    let report = automation.reconcile(at("2026-03-01T10:01:30Z")).await;
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].0, docs);
+    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&log[0].0));
+    assert_eq!(
+        server.read_file("fleet", "main", "README.md").unwrap(),
+        "docs\n"
+    );
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
+        deployment(&ns).replace(
+            "registry/app:1.0.0",
+            &format!("registry/app:1.1.0@{DIGEST}")
+        )
+    );
+    assert_ready(
+        &status(&client, &ns, "auto").await,
+        "True",
+        "ReconciliationSucceeded",
+        &log[0].0[..7],
+    );
+}

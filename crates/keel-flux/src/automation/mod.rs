@@ -23,11 +23,12 @@
 //!    repository root) that names one of them is set to its `latestRef`: `name:tag`, with
 //!    `@digest` when the policy has a digest, and for a part marker the part it marks.
 //!    Markers that name another policy, or a policy that is not ready, are left alone.
-//! 4. The changes are pushed as one commit with keel-git ([`keel_git::GitTarget`]): nothing is
-//!    half-written, and a branch that moved meanwhile is fetched and the changes applied again
-//!    on its new tip. (Should the branch have moved so that one file can no longer be
-//!    rewritten, keel-git leaves that file alone and pushes the others; `Ready` is then
-//!    `False` and its message names the commit.)
+//! 4. The changes are pushed as one commit with keel-git ([`keel_git::GitTarget`]), all of
+//!    them or none ([`keel_git::GitTargetBuilder::with_all_or_nothing`]): a branch that
+//!    moved meanwhile is fetched and every change applied again on its new tip; should any
+//!    change no longer apply there (the branch's new commits changed a marked line), nothing
+//!    is pushed and `Ready` is `False` (`UpdateFailed`, naming the file). As with Flux, whose
+//!    failed push fails the run, the next run starts again from the branch as it is then.
 //!
 //! Then the status is written as Flux writes it: `lastAutomationRunTime`, `observedPolicies`
 //! (policy name → `{name, tag, digest}`), `observedGeneration`, and after a push
@@ -42,8 +43,8 @@
 //! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options`, a checkout `tag`, `semver`, `name` or `commit` |
 //! | `InvalidPolicySelector` | `spec.policySelector` uses `matchExpressions` or is malformed |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
-//! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection |
-//! | `UpdateFailed` | a marker could not be rewritten (the file changed meanwhile, a value not an image) |
+//! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection, a branch that kept moving |
+//! | `UpdateFailed` | a marker could not be rewritten (its line changed on the branch meanwhile, a value not an image); nothing of the run is pushed |
 //! | `ReconciliationFailed` | the `ImagePolicy` objects of the namespace could not be listed |
 //!
 //! Every write is a JSON merge patch of the `status` subresource with the field manager
@@ -464,7 +465,8 @@ impl Automation {
             .with_auth(auth)
             .with_config(repo_config)
             .with_server_timeout(self.server_timeout)
-            .with_max_push_attempts(3);
+            .with_max_push_attempts(3)
+            .with_all_or_nothing(true);
         if let Some(path) = &path {
             builder = builder.with_paths([path.clone()]);
         }
@@ -559,41 +561,13 @@ impl Automation {
         }
         let results = target.apply_all(&plans).await;
         let mut applied = false;
-        let mut failure = None;
-        for (plan, result) in plans.iter().zip(results) {
+        for result in results {
             match result {
                 Ok(ApplyOutcome::Applied) => applied = true,
                 Ok(ApplyOutcome::AlreadyCurrent) => {}
-                Err(error) if failure.is_none() => {
-                    // A file that could not be rewritten (keel-git left it untouched), or a
-                    // fetch or push that failed.
-                    let rewrite = matches!(
-                        &error,
-                        Error::Conflict { action, .. } if action.starts_with("rewrite")
-                    );
-                    failure = Some(if rewrite {
-                        Ready::no(
-                            "UpdateFailed",
-                            format!("failed to update {}: {error}", plan.id),
-                        )
-                    } else {
-                        git_failure("failed to push", &error)
-                    });
-                }
-                Err(_) => {}
+                // All or nothing: every plan carries the same error, and nothing was pushed.
+                Err(error) => return Err(apply_failure(&error)),
             }
-        }
-        if let Some(mut failure) = failure {
-            // Only when the branch moved between the scan and the push so that one file can
-            // no longer be rewritten do the other files' changes land without it: say so.
-            if applied && let Some(commit) = target.last_pushed_commit() {
-                failure.message = truncate(&format!(
-                    "{} (the other changes were pushed as commit '{}' to branch '{push}')",
-                    failure.message,
-                    short(&commit)
-                ));
-            }
-            return Err(failure);
         }
         let pushed = if applied {
             target.last_pushed_commit()
@@ -922,6 +896,19 @@ fn observed_patch(status: Option<&Value>, observed: &BTreeMap<String, LatestRef>
 /// The short form of a commit id, as `git log --oneline` shows it.
 fn short(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
+}
+
+/// The `Ready` condition for a run whose changes were not pushed: `UpdateFailed` when a
+/// change no longer applies to the branch as fetched (keel-git names the file in the
+/// action), `GitOperationFailed` for the fetch or push.
+fn apply_failure(error: &Error) -> Ready {
+    match error {
+        Error::Conflict { action, .. } if action.starts_with("update ") => Ready::no(
+            "UpdateFailed",
+            format!("failed to apply the changes, none was pushed: {error}"),
+        ),
+        _ => git_failure("failed to push", error),
+    }
 }
 
 /// The `Ready` condition for a failed Git operation.
