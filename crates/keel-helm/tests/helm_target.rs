@@ -746,7 +746,21 @@ async fn a_storage_object_that_does_not_decode_skips_only_its_release() {
 
 #[tokio::test]
 async fn with_pinned_digests_exactly_the_planned_digest_is_written() {
-    let Some(w) = world("helm-digest").await else {
+    pinned_digest_is_applied_once("helm-digest", "1.1.0").await;
+}
+
+/// The rule every target shares (`UpdatePlan::already_runs`): values that name a tag but no
+/// digest do not run a digest planned for that tag, so the plan is applied, not taken as
+/// already current.
+#[tokio::test]
+async fn a_digest_plan_for_the_running_tag_is_not_already_current_without_a_known_digest() {
+    pinned_digest_is_applied_once("helm-same-tag", "1.0.0").await;
+}
+
+/// Installs `web` at 1.0.0 (values without digest), applies with pinned digests the plan to
+/// `to_tag` at a digest, and checks that exactly that digest is written and runs, once.
+async fn pinned_digest_is_applied_once(prefix: &str, to_tag: &str) {
+    let Some(w) = world(prefix).await else {
         return;
     };
     w.install("web", &[]);
@@ -762,16 +776,16 @@ async fn with_pinned_digests_exactly_the_planned_digest_is_written() {
         "web",
         "image.repository",
         "registry.example/acme/web:1.0.0",
-        &format!("registry.example/acme/web:1.1.0@{digest}"),
+        &format!("registry.example/acme/web:{to_tag}@{digest}"),
     );
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
     assert_eq!(
         w.helm.get_values(&w.ns, "web", false),
-        json!({"image": {"tag": format!("1.1.0@{digest}")}})
+        json!({"image": {"tag": format!("{to_tag}@{digest}")}})
     );
     assert_eq!(
         w.images("web").await[0].1,
-        format!("registry.example/acme/web:1.1.0@{digest}")
+        format!("registry.example/acme/web:{to_tag}@{digest}")
     );
     // The same plan again: nothing to do.
     assert_eq!(

@@ -40,13 +40,6 @@ pub(crate) fn effective_image(
     }
 }
 
-/// Whether a container running `running` runs `wanted`: same repository and tag, and the
-/// same digest when `wanted` names one.
-pub(crate) fn runs(running: &ImageRef, wanted: &ImageRef) -> bool {
-    running.without_digest() == wanted.without_digest()
-        && (wanted.digest().is_none() || wanted.digest() == running.digest())
-}
-
 /// The string to write for `new` in a container that has `written` now: the user's style
 /// (short `nginx:1.2` or fully qualified) is kept, and a digest is written when the current
 /// string pins one or `pin` asks for it.
@@ -229,17 +222,6 @@ mod tests {
     }
 
     #[test]
-    fn runs_compares_digest_only_when_wanted() {
-        let plain = image("nginx:1.2");
-        let pinned = image(&format!("nginx:1.2@{OLD}"));
-        assert!(runs(&pinned, &plain));
-        assert!(runs(&pinned, &pinned));
-        assert!(!runs(&plain, &pinned));
-        assert!(!runs(&pinned, &image(&format!("nginx:1.2@{NEW}"))));
-        assert!(!runs(&plain, &image("nginx:1.3")));
-    }
-
-    #[test]
     fn rendering_keeps_the_users_style() {
         let short = image("nginx:1.2");
         assert_eq!(
@@ -327,6 +309,31 @@ mod tests {
             &recorded_digests(&after),
         );
         assert_eq!(moved, image("nginx:1.4"));
+    }
+
+    /// The rule every target shares (`UpdatePlan::already_runs`): a container whose image
+    /// string names no digest and whose workload records none does not run a digest planned
+    /// for its tag; once the digest is recorded, it does.
+    #[test]
+    fn a_digest_plan_for_the_running_tag_is_already_current_only_once_its_digest_is_recorded() {
+        let digest_plan = plan("nginx:1.2", &format!("nginx:1.2@{NEW}"));
+        let before = view(WorkloadKind::Deployment, &[]);
+        let unknown = effective_image(
+            &image("nginx:1.2"),
+            &before.containers[0],
+            &recorded_digests(&before),
+        );
+        assert!(!digest_plan.already_runs(&unknown));
+        assert!(digest_plan.still_current(&unknown));
+
+        let record = format!(r#"{{"app":"docker.io/library/nginx:1.2@{NEW}"}}"#);
+        let after = view(WorkloadKind::Deployment, &[(DIGESTS, &record)]);
+        let recorded = effective_image(
+            &image("nginx:1.2"),
+            &after.containers[0],
+            &recorded_digests(&after),
+        );
+        assert!(digest_plan.already_runs(&recorded));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{HelmTarget, ReleaseId, runs, tracked_id};
+use super::{HelmTarget, ReleaseId, tracked_id};
 use crate::chart;
 use crate::config;
 use crate::helm::BACKEND;
@@ -244,15 +244,10 @@ impl HelmTarget {
                 e.path, e.value, e.reason
             ),
         })?;
-        if runs(&current, &plan.new) {
+        if plan.already_runs(&current) {
             return Ok(None);
         }
-        let still_current = if plan.new.digest().is_some() && current.digest().is_some() {
-            current == plan.current
-        } else {
-            runs(&current, &plan.current)
-        };
-        if !still_current {
+        if !plan.still_current(&current) {
             return Err(Error::Conflict {
                 action,
                 reason: format!(
@@ -365,7 +360,7 @@ impl HelmTarget {
             .flatten()
             .and_then(|c| c.images.into_iter().find(|e| e.key() == id.path))
             .and_then(|e| e.current(&values).ok())
-            .is_some_and(|image| runs(&image, &plan.new));
+            .is_some_and(|image| plan.already_runs(&image));
         if !runs_new {
             return Err(Error::Conflict {
                 action,

@@ -128,12 +128,14 @@ pub(crate) fn tracked_id(namespace: &str, release: &str, path: &str) -> String {
     format!("helm/{namespace}/{release}/{path}")
 }
 
-/// Whether an image that runs `running` runs `wanted`: the same repository and tag, and the
-/// same digest when both name one.
-pub(crate) fn runs(running: &ImageRef, wanted: &ImageRef) -> bool {
-    running.name() == wanted.name()
-        && running.tag() == wanted.tag()
-        && match (running.digest(), wanted.digest()) {
+/// Whether `image` may be what runs as `running`: the same repository and tag, and the same
+/// digest where both name one. The tags to avoid leave out whatever may run now; whether a
+/// plan is already applied is [`UpdatePlan::already_runs`](keel_core::target::UpdatePlan::already_runs),
+/// stricter about digests.
+fn may_run_as(running: &ImageRef, image: &ImageRef) -> bool {
+    running.name() == image.name()
+        && running.tag() == image.tag()
+        && match (running.digest(), image.digest()) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         }
@@ -359,7 +361,7 @@ impl HelmTarget {
         images
             .iter()
             .filter_map(|text| ImageRef::parse(text).ok())
-            .filter(|image| image.name() == current.name() && !runs(current, image))
+            .filter(|image| image.name() == current.name() && !may_run_as(current, image))
             .filter_map(|image| image.tag().map(|t| t.as_str().to_owned()))
             .collect()
     }

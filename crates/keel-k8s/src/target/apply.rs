@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use tracing::{debug, info};
 
 use crate::error as kerr;
-use crate::patch::{effective_image, image_patch, recorded_digests, runs};
+use crate::patch::{effective_image, image_patch, recorded_digests};
 use crate::workload::{ContainerId, Workload};
 
 use super::*;
@@ -67,18 +67,11 @@ impl KubeTarget {
                 reason: format!("{id} runs an image that does not parse ({e})"),
             })?;
             let running = effective_image(&written, container, &recorded_digests(&view));
-            if runs(&running, &plan.new) {
+            if plan.already_runs(&running) {
                 debug!("already runs the new image");
                 return Ok(ApplyOutcome::AlreadyCurrent);
             }
-            // A plan that follows digests must know the digest that runs; without digests in
-            // play, the repository and tag decide.
-            let still_current = if plan.new.digest().is_some() && running.digest().is_some() {
-                running == plan.current
-            } else {
-                runs(&running, &plan.current)
-            };
-            if !still_current {
+            if !plan.still_current(&running) {
                 return Err(Error::Conflict {
                     action,
                     reason: format!(
