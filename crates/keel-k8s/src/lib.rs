@@ -98,6 +98,7 @@ pub use secrets::{PullSecrets, SecretRef};
 pub mod leader;
 pub use leader::{LeaderElector, Leadership};
 pub mod rollout;
+pub mod selector;
 pub mod sync;
 pub use rollout::{RolloutStatus, WorkloadRef};
 pub mod approval_store;
