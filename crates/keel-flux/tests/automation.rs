@@ -685,3 +685,112 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
         &log[0].0[..7],
     );
 }
+
+/// Sets the labels of the `ImagePolicy` `name`.
+async fn label_policy(client: &Client, ns: &str, name: &str, labels: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &policies());
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": labels}})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("label the policy {ns}/{name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_selector_expressions_choose_the_policies_applied() {
+    let Some((ns, client)) = setup("auto-select").await else {
+        return;
+    };
+    let server = fleet(&client, &ns, "git").await;
+    label_policy(&client, &ns, "app", json!({"tier": "front", "team": "web"})).await;
+    label_policy(&client, &ns, "api", json!({"tier": "back", "team": "web"})).await;
+    let expressions = |list: Value| json!({"policySelector": {"matchExpressions": list}});
+    for (name, extra) in [
+        (
+            "bad-operator",
+            expressions(json!([{"key": "tier", "operator": "Equals", "values": ["front"]}])),
+        ),
+        (
+            "no-values",
+            expressions(json!([{"key": "tier", "operator": "In"}])),
+        ),
+        // Every automation below selects the app's policy alone.
+        (
+            "front",
+            json!({"policySelector": {
+                "matchLabels": {"team": "web"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "NotIn", "values": ["back", "db"]},
+                    {"key": "team", "operator": "Exists"},
+                    {"key": "frozen", "operator": "DoesNotExist"},
+                ],
+            }}),
+        ),
+    ] {
+        create_automation(&client, &ns, name, extra).await;
+    }
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:00:00Z"))
+        .await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for (name, says) in [
+        (
+            "bad-operator",
+            "spec.policySelector.matchExpressions[0].operator \"Equals\"",
+        ),
+        (
+            "no-values",
+            "spec.policySelector.matchExpressions[0].operator \"In\"",
+        ),
+    ] {
+        let written = status(&client, &ns, name).await;
+        assert_ready(&written, "False", "InvalidPolicySelector", says);
+        assert!(written.get("lastPushCommit").is_none(), "{written}");
+    }
+
+    // Only the app's marker moved; the api's policy, labelled tier=back, was not applied.
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(report.pushed.get(&format!("{ns}/front")), Some(&log[0].0));
+    assert_eq!(
+        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
+        deployment(&ns).replace(
+            "registry/app:1.0.0",
+            &format!("registry/app:1.1.0@{DIGEST}")
+        )
+    );
+    assert_eq!(
+        server
+            .read_file("fleet", "main", "charts/api/values.yaml")
+            .unwrap(),
+        values(&ns)
+    );
+    assert_eq!(
+        status(&client, &ns, "front").await["observedPolicies"],
+        json!({"app": {"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}})
+    );
+
+    // A label that now fails an expression deselects the policy: nothing more to push.
+    label_policy(&client, &ns, "api", json!({"frozen": "yes"})).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &automations());
+    api.patch(
+        "front",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"policySelector": {"matchExpressions": [
+            {"key": "frozen", "operator": "DoesNotExist"},
+        ]}}})),
+    )
+    .await
+    .expect("change the selector");
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:00:30Z"))
+        .await;
+    assert_eq!(outcome(&report, &ns, "front"), &up_to_date());
+    assert_eq!(server.log("fleet", "main").len(), 2);
+    assert_eq!(
+        status(&client, &ns, "front").await["observedPolicies"],
+        json!({"app": {"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}})
+    );
+}

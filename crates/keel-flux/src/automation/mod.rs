@@ -17,10 +17,11 @@
 //!    `spec.git.push.branch`, else the checkout branch. Commits are authored by
 //!    `spec.git.commit.author`.
 //! 3. The `ImagePolicy` objects of the automation's namespace whose `Ready` is `True`, that
-//!    have a `status.latestRef` and that `spec.policySelector.matchLabels` selects (all when
-//!    unset; `matchExpressions` is refused) are the ones applied; each marker `# {"$imagepolicy":
-//!    "NS:NAME"}` (and `:tag`, `:name`, `:digest`) under `spec.update.path` (default the
-//!    repository root) that names one of them is set to its `latestRef`: `name:tag`, with
+//!    have a `status.latestRef` and that `spec.policySelector` selects (all when unset;
+//!    `matchLabels` and `matchExpressions` with `In`, `NotIn`, `Exists` and `DoesNotExist`,
+//!    read and matched by [`keel_k8s::selector::LabelSelector`]) are the ones applied; each
+//!    marker `# {"$imagepolicy": "NS:NAME"}` (and `:tag`, `:name`, `:digest`) under
+//!    `spec.update.path` (default the repository root) that names one of them is set to its `latestRef`: `name:tag`, with
 //!    `@digest` when the policy has a digest, and for a part marker the part it marks.
 //!    Markers that name another policy, or a policy that is not ready, are left alone.
 //! 4. The changes are pushed as one commit with keel-git ([`keel_git::GitTarget`]), all of
@@ -41,7 +42,7 @@
 //! |---|---|
 //! | `GitRepositoryNotFound` | the `GitRepository` does not exist |
 //! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options`, a checkout `tag`, `semver`, `name` or `commit` |
-//! | `InvalidPolicySelector` | `spec.policySelector` uses `matchExpressions` or is malformed |
+//! | `InvalidPolicySelector` | `spec.policySelector` is malformed: an operator other than `In`, `NotIn`, `Exists` and `DoesNotExist`, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values, a missing key, a value not a string (the message names the field) |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
 //! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection, a branch that kept moving |
 //! | `UpdateFailed` | a marker could not be rewritten (its line changed on the branch meanwhile, a value not an image); nothing of the run is pushed |
@@ -90,6 +91,7 @@ use keel_core::{Error, ImageRef, PolicySpec, Target as _};
 use keel_git::manifest::{MarkerPolicy, Part, Reference, ReferenceKind, RepoConfig};
 use keel_git::{GitAuth, GitTarget};
 use keel_k8s::error::{Request, from_kube};
+use keel_k8s::selector::LabelSelector;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -677,46 +679,21 @@ impl Automation {
 
 /// `spec.policySelector`: the labels a policy must carry to be applied (all, when unset).
 #[derive(Debug, Default, PartialEq)]
-struct PolicySelector {
-    match_labels: BTreeMap<String, String>,
-}
+struct PolicySelector(Option<LabelSelector>);
 
 impl PolicySelector {
-    /// Reads `matchLabels`; `matchExpressions` is refused (keel-flux does not evaluate them).
+    /// Reads `matchLabels` and `matchExpressions` as Kubernetes reads a label selector.
     fn read(value: Option<&Value>) -> Result<PolicySelector, String> {
         let Some(value) = value.filter(|v| !v.is_null()) else {
             return Ok(PolicySelector::default());
         };
-        if value
-            .get("matchExpressions")
-            .and_then(Value::as_array)
-            .is_some_and(|e| !e.is_empty())
-        {
-            return Err(
-                "spec.policySelector.matchExpressions is not supported by keel-flux; use \
-                 matchLabels"
-                    .into(),
-            );
-        }
-        let mut match_labels = BTreeMap::new();
-        if let Some(labels) = value.get("matchLabels").filter(|v| !v.is_null()) {
-            let labels = labels
-                .as_object()
-                .ok_or("spec.policySelector.matchLabels is not a map")?;
-            for (key, value) in labels {
-                let value = value.as_str().ok_or_else(|| {
-                    format!("spec.policySelector.matchLabels.{key} is not a string")
-                })?;
-                match_labels.insert(key.clone(), value.to_owned());
-            }
-        }
-        Ok(PolicySelector { match_labels })
+        LabelSelector::from_json(value, "spec.policySelector")
+            .map(|s| PolicySelector(Some(s)))
+            .map_err(|e| e.to_string())
     }
 
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
+        self.0.as_ref().is_none_or(|s| s.matches(labels))
     }
 }
 
@@ -1001,24 +978,32 @@ mod tests {
     }
 
     #[test]
-    fn policy_selectors_match_labels_and_refuse_expressions() {
-        let selector =
-            PolicySelector::read(Some(&json!({"matchLabels": {"team": "web"}}))).unwrap();
+    fn policy_selectors_match_labels_and_expressions() {
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect()
         };
+        let selector = PolicySelector::read(Some(&json!({
+            "matchLabels": {"team": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}],
+        })))
+        .unwrap();
         assert!(selector.matches(&labels(&[("team", "web"), ("x", "y")])));
+        assert!(!selector.matches(&labels(&[("team", "web"), ("tier", "db")])));
         assert!(!selector.matches(&labels(&[("team", "db")])));
         assert!(!selector.matches(&labels(&[])));
         assert!(PolicySelector::read(None).unwrap().matches(&labels(&[])));
         let err = PolicySelector::read(Some(&json!({"matchExpressions": [
-            {"key": "team", "operator": "In", "values": ["web"]}
+            {"key": "team", "operator": "Equals", "values": ["web"]}
         ]})))
         .unwrap_err();
-        assert!(err.contains("matchExpressions"), "{err}");
+        assert!(
+            err.contains("spec.policySelector.matchExpressions[0].operator")
+                && err.contains("Equals"),
+            "{err}"
+        );
         assert!(PolicySelector::read(Some(&json!({"matchLabels": {"a": 1}}))).is_err());
     }
 
