@@ -16,13 +16,19 @@
 //! - bounded work whatever the repository or server holds: fetch and push time out
 //!   ([`GitTargetBuilder::with_server_timeout`]), files above a size limit and YAML whose
 //!   aliases would expand beyond a budget are skipped and reported ([`GitTarget::scan`]), and
-//!   credentials in remote URLs never reach an error, a log line or a name.
+//!   credentials in remote URLs never reach an error, a log line or a name;
+//! - for callers that know which files they change (Argo CD Image Updater's `git` write-back):
+//!   [`BranchCommit`] runs an edit of given files on a branch head and pushes it as one
+//!   commit, from a fresh fetch again when the branch moved, and [`manifest::edit`] sets one
+//!   YAML value at a path, byte-exact.
 
+mod branch;
 pub mod env;
 pub mod manifest;
 mod repo;
 mod target;
 
+pub use branch::{BranchCommit, CommitOutcome, RepoFiles};
 pub use keel_core::Target;
 pub use manifest::{Reference, RepoConfig};
 pub use repo::GitAuth;

@@ -284,6 +284,11 @@ impl WorkingCopy {
 
     /// Fetches every branch of the remote.
     pub(crate) fn fetch(&self) -> Result<(), Error> {
+        self.fetch_refspecs(&["+refs/heads/*:refs/remotes/origin/*"])
+    }
+
+    /// Fetches what the `refspecs` name.
+    pub(crate) fn fetch_refspecs(&self, refspecs: &[&str]) -> Result<(), Error> {
         let attempts = Cell::new(0);
         let rejection = RefCell::new(None);
         let mut options = FetchOptions::new();
@@ -291,15 +296,65 @@ impl WorkingCopy {
         let mut remote = self.origin()?;
         with_timeouts(self.timeouts, || {
             remote
-                .fetch(
-                    &["+refs/heads/*:refs/remotes/origin/*"],
-                    Some(&mut options),
-                    None,
-                )
+                .fetch(refspecs, Some(&mut options), None)
                 .map_err(|e| {
                     self.auth_failure("fetch from", attempts.get(), &e)
                         .unwrap_or_else(|| git_error(&self.url, "fetch", e))
                 })
+        })
+    }
+
+    /// The branch the remote's `HEAD` names (its default branch), asked of the server.
+    pub(crate) fn default_branch(&self) -> Result<String, Error> {
+        let attempts = Cell::new(0);
+        let rejection = RefCell::new(None);
+        let mut remote = self.origin()?;
+        let name = with_timeouts(self.timeouts, || {
+            let connection = remote
+                .connect_auth(
+                    git2::Direction::Fetch,
+                    Some(self.callbacks(&attempts, &rejection)),
+                    None,
+                )
+                .map_err(|e| {
+                    self.auth_failure("connect to", attempts.get(), &e)
+                        .unwrap_or_else(|| git_error(&self.url, "connect", e))
+                })?;
+            let name = connection
+                .default_branch()
+                .map_err(|e| git_error(&self.url, "read the default branch", e))?;
+            Ok(name.as_str().unwrap_or_default().to_owned())
+        })?;
+        match name.strip_prefix("refs/heads/") {
+            Some(branch) if !branch.is_empty() => Ok(branch.to_owned()),
+            _ => Err(Error::not_found(format!(
+                "the default branch of {} (its HEAD names no branch)",
+                self.shown
+            ))),
+        }
+    }
+
+    /// The names of the remote's references (`refs/heads/...`, `refs/tags/...`), asked of the
+    /// server.
+    pub(crate) fn remote_refs(&self) -> Result<Vec<String>, Error> {
+        let attempts = Cell::new(0);
+        let rejection = RefCell::new(None);
+        let mut remote = self.origin()?;
+        with_timeouts(self.timeouts, || {
+            let connection = remote
+                .connect_auth(
+                    git2::Direction::Fetch,
+                    Some(self.callbacks(&attempts, &rejection)),
+                    None,
+                )
+                .map_err(|e| {
+                    self.auth_failure("list the references of", attempts.get(), &e)
+                        .unwrap_or_else(|| git_error(&self.url, "connect", e))
+                })?;
+            let heads = connection
+                .list()
+                .map_err(|e| git_error(&self.url, "list the references", e))?;
+            Ok(heads.iter().map(|h| h.name().to_owned()).collect())
         })
     }
 
@@ -393,12 +448,18 @@ impl WorkingCopy {
 
     /// Pushes the work branch to `branch` on the remote, never forcing.
     pub(crate) fn push(&self, branch: &str) -> Result<(), PushError> {
+        self.push_with(branch, false)
+    }
+
+    /// Pushes the work branch to `branch`; with `force`, replaces whatever `branch` holds.
+    pub(crate) fn push_with(&self, branch: &str, force: bool) -> Result<(), PushError> {
         let attempts = Cell::new(0);
         let rejection = RefCell::new(None);
         let mut options = PushOptions::new();
         options.remote_callbacks(self.callbacks(&attempts, &rejection));
         let mut remote = self.origin().map_err(PushError::Failed)?;
-        let refspec = format!("refs/heads/{WORK_BRANCH}:refs/heads/{branch}");
+        let plus = if force { "+" } else { "" };
+        let refspec = format!("{plus}refs/heads/{WORK_BRANCH}:refs/heads/{branch}");
         let result = with_timeouts(self.timeouts, || {
             Ok(remote.push(&[refspec.as_str()], Some(&mut options)))
         })

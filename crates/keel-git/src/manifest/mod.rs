@@ -54,6 +54,7 @@ use keel_core::{ImageRef, PolicyOptions, PolicySpec};
 pub use keel_core::keel_keys::KeelSettings;
 
 mod config;
+pub mod edit;
 mod rewrite;
 mod scan;
 mod yaml;
