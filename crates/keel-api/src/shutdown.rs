@@ -2,8 +2,11 @@
 //! Kubernetes send it) stops every task that waits on a [`Shutdown`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::Router;
+use chrono::{DateTime, Utc};
+use keel_core::trigger::Poller;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -105,6 +108,71 @@ impl Shutdown {
     }
 }
 
+impl Shutdown {
+    /// Serves `server` (when there is one: a listener and its router) and runs `work` until
+    /// both end, then waits for the server: the shape of every long-running keel-rs program
+    /// (serve the API and the dashboard, poll, stop on the signal). `work` is to end when the
+    /// stop comes, as [`Shutdown::poll`] does.
+    ///
+    /// # Errors
+    /// Why the server failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let shutdown = keel_api::Shutdown::on(async {});
+    /// let served = shutdown
+    ///     .run(Some((listener, axum::Router::new())), shutdown.wait())
+    ///     .await;
+    /// assert_eq!(served, Ok(()));
+    /// # }
+    /// ```
+    pub async fn run(
+        &self,
+        server: Option<(TcpListener, Router)>,
+        work: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let server = server.map(|(listener, router)| self.serve(listener, router));
+        work.await;
+        match server {
+            Some(server) => server.finish().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Runs poll passes until the stop comes: the first at once, then whenever `poller` has
+    /// an image due, and `rescan(last)` after the last pass at the latest, so that images
+    /// deployed since are found. `pass` runs (and records) one pass at the time it is given,
+    /// usually with [`Poller::pass`](keel_core::trigger::Poller::pass). A pass under way ends before the loop does, so that no
+    /// update is cut in half.
+    pub async fn poll<P, F>(
+        &self,
+        poller: &Poller,
+        rescan: impl Fn(DateTime<Utc>) -> Duration,
+        mut pass: P,
+    ) where
+        P: FnMut(DateTime<Utc>) -> F,
+        F: Future,
+    {
+        let stop = self.wait();
+        tokio::pin!(stop);
+        let mut last: Option<DateTime<Utc>> = None;
+        loop {
+            let now = Utc::now();
+            let wake = poller.next_pass(last, last.map_or(Duration::ZERO, &rescan), now);
+            let sleep = (wake - now).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = &mut stop => return,
+            }
+            let now = Utc::now();
+            pass(now).await;
+            last = Some(now);
+        }
+    }
+}
+
 /// A server started by [`Shutdown::serve`].
 #[derive(Debug)]
 pub struct Server(JoinHandle<std::io::Result<()>>);
@@ -117,5 +185,56 @@ impl Server {
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keel_core::trigger::PollScheduler;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn polls_at_once_then_on_the_rescan_interval_until_the_stop() {
+        let shutdown = Shutdown::on(tokio::time::sleep(Duration::from_millis(300)));
+        let poller = Poller::new(PollScheduler::new());
+        let passes = AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        shutdown
+            .poll(
+                &poller,
+                |_| Duration::from_millis(100),
+                |_| async { passes.fetch_add(1, Ordering::SeqCst) },
+            )
+            .await;
+        // At 0, 100 and 200 ms (give or take a slow machine), and none once stopped.
+        let passes = passes.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&passes), "{passes} passes");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn run_serves_while_the_work_runs_and_then_waits_for_the_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::on(std::future::pending());
+        let stopper = Shutdown::on(tokio::time::sleep(Duration::from_millis(200)));
+        let served = async {
+            let served = shutdown.run(Some((listener, Router::new())), stopper.wait());
+            // Nothing stops the server but the stop of `shutdown`: run waits for it.
+            tokio::time::timeout(Duration::from_millis(500), served).await
+        };
+        let reached = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        };
+        let (served, reached) = tokio::join!(served, reached);
+        assert!(reached, "the server listens while the work runs");
+        assert!(
+            served.is_err(),
+            "run waits for the server, which had no stop"
+        );
     }
 }

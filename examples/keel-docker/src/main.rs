@@ -330,57 +330,35 @@ impl App {
 
     async fn run(mut self, args: &Args) -> ExitCode {
         if args.run_once {
-            let report = self.updater.pass(&[], "run once").await;
-            return if report.failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
+            return self.updater.pass(&[], "run once").await.exit_code();
         }
         // One signal stops both the server and the polls.
         let shutdown = Shutdown::on_signal();
-        let server = self
-            .server
-            .take()
-            .map(|(listener, router)| shutdown.serve(listener, router));
-        if args.periodic_polls() {
-            info!(schedule = %self.default_schedule, "polling");
-            self.poll(shutdown.wait()).await;
-        } else {
-            info!("no periodic polls: passes run on /v1/update");
-            shutdown.wait().await;
-        }
-        if let Some(Err(e)) = match server {
-            Some(server) => Some(server.finish().await),
-            None => None,
-        } {
-            error!(%e, "HTTP server failed");
-            return ExitCode::FAILURE;
-        }
-        ExitCode::SUCCESS
-    }
-
-    /// Poll passes until `stop` completes: the first at once, then whenever a container is
-    /// due, and on the default schedule at the latest, to find new containers.
-    async fn poll(&self, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        let mut last: Option<DateTime<Utc>> = None;
-        loop {
-            let now = Utc::now();
-            let rescan = last.map_or(Duration::ZERO, |last| {
-                (self.default_schedule.next_after(last) - last)
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            });
-            let wake = self.updater.poller().next_pass(last, rescan, now);
-            let sleep = (wake - now).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                () = tokio::time::sleep(sleep) => {}
-                () = &mut stop => return,
+        let server = self.server.take();
+        let passes = async {
+            if args.periodic_polls() {
+                info!(schedule = %self.default_schedule, "polling");
+                // The default schedule brings the containers started since.
+                let rescan = |last: DateTime<Utc>| {
+                    (self.default_schedule.next_after(last) - last)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                };
+                let poller = self.updater.poller();
+                shutdown
+                    .poll(poller, rescan, |now| self.updater.poll(now))
+                    .await;
+            } else {
+                info!("no periodic polls: passes run on /v1/update");
+                shutdown.wait().await;
             }
-            let now = Utc::now();
-            self.updater.poll(now).await;
-            last = Some(now);
+        };
+        match shutdown.run(server, passes).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(%e, "HTTP server failed");
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -188,45 +188,18 @@ impl App {
     /// until SIGTERM or ctrl-c.
     async fn run(mut self, args: &Args) -> ExitCode {
         if args.once {
-            let report = self.pass(Utc::now()).await;
-            return if report.failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
+            return self.pass(Utc::now()).await.exit_code();
         }
-        // One signal stops both the server and the polls.
+        // One signal stops both the server and the polls; a pass under way ends first, so
+        // that no push is cut in half.
         let shutdown = Shutdown::on_signal();
-        let server = self
-            .server
-            .take()
-            .map(|(listener, router)| shutdown.serve(listener, router));
-        self.poll(args.interval, shutdown.wait()).await;
-        match server {
-            Some(server) => match server.finish().await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(%e, "HTTP server failed");
-                    ExitCode::FAILURE
-                }
-            },
-            None => ExitCode::SUCCESS,
-        }
-    }
-
-    /// Poll passes until `stop` completes: the first at once, then whenever a reference is
-    /// due, and one `interval` on at the latest, to find new references. A pass under way
-    /// ends before the loop does, so no push is cut in half.
-    async fn poll(&self, interval: Duration, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            let now = Utc::now();
-            self.pass(now).await;
-            let wake = self.poller.next_pass(Some(now), interval, now);
-            let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                () = tokio::time::sleep(sleep) => {}
-                () = &mut stop => return,
+        let server = self.server.take();
+        let passes = shutdown.poll(&self.poller, |_| args.interval, |now| self.pass(now));
+        match shutdown.run(server, passes).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(%e, "HTTP server failed");
+                ExitCode::FAILURE
             }
         }
     }

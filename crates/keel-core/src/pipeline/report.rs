@@ -106,6 +106,16 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The exit status of a program that ran this one pass (a `--once` run, a CI step):
+    /// success, or failure when anything failed.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.failures.is_empty() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+
     /// Logs what the pass did: one `pass done` line with the counts (and `pass`, what started
     /// it), and a warning for each failure.
     pub fn log(&self, pass: &str) {
