@@ -33,6 +33,6 @@ pub use keel_core::Target;
 pub use manifest::{Reference, RepoConfig};
 pub use repo::GitAuth;
 pub use target::{
-    DEFAULT_CHANGE_TEMPLATE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MESSAGE_TEMPLATE, GitTarget,
+    Checkout, DEFAULT_CHANGE_TEMPLATE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MESSAGE_TEMPLATE, GitTarget,
     GitTargetBuilder,
 };

@@ -287,12 +287,14 @@ impl WorkingCopy {
         self.fetch_refspecs(&["+refs/heads/*:refs/remotes/origin/*"])
     }
 
-    /// Fetches what the `refspecs` name.
+    /// Fetches what the `refspecs` name, and nothing else: no tags follow (libgit2 would
+    /// otherwise keep a tag named by a refspec under its own name, not the refspec's).
     pub(crate) fn fetch_refspecs(&self, refspecs: &[&str]) -> Result<(), Error> {
         let attempts = Cell::new(0);
         let rejection = RefCell::new(None);
         let mut options = FetchOptions::new();
         options.remote_callbacks(self.callbacks(&attempts, &rejection));
+        options.download_tags(git2::AutotagOption::None);
         let mut remote = self.origin()?;
         with_timeouts(self.timeouts, || {
             remote

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use keel_core::memory::InMemoryRegistry;
 use keel_core::target::{ApplyOutcome, Target, UpdatePlan};
 use keel_core::{Error, ImageRef, Pipeline, testkit};
-use keel_git::{GitAuth, GitTarget, GitTargetBuilder};
+use keel_git::{Checkout, GitAuth, GitTarget, GitTargetBuilder};
 use keel_testsupport::assert_contains;
 use keel_testsupport::git::GitServer;
 
@@ -555,4 +555,114 @@ async fn all_or_nothing_pushes_every_change_or_none_when_the_branch_moves() {
     assert_contains(&web, &["web:1.3.0"]);
     let values = server.read_file("fleet", "main", VALUES).unwrap();
     assert_contains(&values, &["\"2.1.0\""]);
+}
+
+/// The web image's plan from 1.2.3 to `to`.
+fn web_plan(target: &GitTarget, to: &str) -> UpdatePlan {
+    plan_for(
+        target,
+        "apps/web.yaml#L10:flux-system:web",
+        "ghcr.io/acme/web:1.2.3",
+        to,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_of_a_tag_a_reference_or_a_commit_push_on_top_of_it_to_the_push_branch() {
+    let server = GitServer::start();
+    let released = server.create_repo("fleet", &files(), "main");
+    server
+        .bare(
+            "fleet",
+            [
+                "-c",
+                "user.name=Release",
+                "-c",
+                "user.email=release@example.invalid",
+                "tag",
+                "-a",
+                "-m",
+                "release",
+                "v1.0.0",
+                &released,
+            ],
+        )
+        .expect_success();
+    let later = WEB_YAML.replace("web:1.2.3", "web:1.2.4");
+    let main = server.push_file("fleet", "main", WEB, &later, "Later work");
+    server.set_branch("fleet", "release", Some(&released));
+
+    for (checkout, branch) in [
+        (Checkout::Tag("v1.0.0".into()), "from-tag"),
+        (Checkout::Reference("refs/heads/release".into()), "from-ref"),
+        (Checkout::Commit(released.clone()), "from-commit"),
+    ] {
+        let target = target(&server, "fleet")
+            .with_checkout(checkout.clone())
+            .with_push_branch(branch)
+            .with_push_branch_reset(true)
+            .build();
+        let plan = web_plan(&target, "ghcr.io/acme/web:1.3.0");
+        assert_eq!(outcome(&target, &plan).await, "applied", "{checkout}");
+        let log = server.log("fleet", branch);
+        assert_eq!(log.len(), 2, "{checkout}: {log:?}");
+        assert_eq!(log[1].0, released, "{checkout}: not on top of the checkout");
+        assert_eq!(
+            server.read_file("fleet", branch, WEB).unwrap(),
+            WEB_YAML.replace("web:1.2.3", "web:1.3.0")
+        );
+        // Again: the push branch holds the very files, nothing is pushed.
+        assert_eq!(
+            outcome(&target, &plan).await,
+            "already current",
+            "{checkout}"
+        );
+        assert_eq!(server.log("fleet", branch).len(), 2);
+    }
+    assert_eq!(server.head("fleet", "main").as_deref(), Some(main.as_str()));
+
+    // A push branch with commits of its own is made anew from the checkout, as Flux does.
+    let theirs = server.push_file("fleet", "from-tag", "NOTES.md", "x\n", "Notes");
+    let from_tag = target(&server, "fleet")
+        .with_checkout(Checkout::Tag("v1.0.0".into()))
+        .with_push_branch("from-tag")
+        .with_push_branch_reset(true)
+        .build();
+    let plan = web_plan(&from_tag, "ghcr.io/acme/web:1.3.0");
+    assert_eq!(outcome(&from_tag, &plan).await, "applied");
+    let log = server.log("fleet", "from-tag");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].0, released);
+    assert!(log.iter().all(|(id, _)| *id != theirs));
+
+    // A missing tag, a tag without push branch, a bad commit id: clear errors, nothing pushed.
+    let missing = target(&server, "fleet")
+        .with_checkout(Checkout::Tag("v9".into()))
+        .with_push_branch("x")
+        .build();
+    let error = missing
+        .apply(&web_plan(&missing, "ghcr.io/acme/web:1.3.0"))
+        .await;
+    assert!(
+        matches!(&error, Err(Error::NotFound { what }) if what.contains("tag v9")),
+        "{error:?}"
+    );
+    let no_push = target(&server, "fleet")
+        .with_checkout(Checkout::Tag("v1.0.0".into()))
+        .build();
+    let error = no_push.references().await.unwrap_err().to_string();
+    assert_contains(&error, &["push branch", "tag v1.0.0"]);
+    let bad = target(&server, "fleet")
+        .with_checkout(Checkout::Commit("abc".into()))
+        .with_push_branch("x")
+        .build();
+    let error = bad.references().await.unwrap_err().to_string();
+    assert_contains(&error, &["abc", "40"]);
+    assert!(server.head("fleet", "x").is_none());
+
+    // The tags as the server lists them.
+    server
+        .bare("fleet", ["tag", "v1.1.0", &main])
+        .expect_success();
+    assert_eq!(from_tag.remote_tags().await.unwrap(), ["v1.0.0", "v1.1.0"]);
 }

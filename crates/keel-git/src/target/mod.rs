@@ -16,6 +16,9 @@ use tracing::{info, warn};
 use crate::manifest::{self, Reference, ReferenceKind, RepoConfig, Scan, Warning};
 use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
 
+mod checkout;
+pub use checkout::Checkout;
+
 /// The default commit message: a subject, then one line per change.
 pub const DEFAULT_MESSAGE_TEMPLATE: &str = "Update {count} image(s)\n\n{changes}";
 
@@ -60,6 +63,8 @@ pub struct GitTargetBuilder {
     config: Option<RepoConfig>,
     commit_per_image: bool,
     all_or_nothing: bool,
+    checkout: Option<Checkout>,
+    reset_push_branch: bool,
     timeouts: Timeouts,
     max_file_size: u64,
 }
@@ -70,6 +75,7 @@ impl std::fmt::Debug for GitTargetBuilder {
         f.debug_struct("GitTargetBuilder")
             .field("url", &redact_urls(&self.url))
             .field("branch", &self.branch)
+            .field("checkout", &self.checkout)
             .field("push_branch", &self.push_branch)
             .field("paths", &self.paths)
             .field("workdir", &self.workdir)
@@ -84,6 +90,42 @@ impl GitTargetBuilder {
     /// otherwise, to push to (default `main`).
     pub fn with_branch(mut self, branch: impl Into<String>) -> Self {
         self.branch = branch.into();
+        self.checkout = None;
+        self
+    }
+
+    /// What to check out and build the commits on: a branch (as
+    /// [`with_branch`](Self::with_branch)), or a tag, another reference or a commit, which
+    /// need a [push branch](Self::with_push_branch): the commits are made on top of the
+    /// commit checked out and pushed there.
+    ///
+    /// ```
+    /// use keel_git::{Checkout, GitTarget, Target as _};
+    ///
+    /// let target = GitTarget::builder("https://git.example.com/fleet.git")
+    ///     .with_checkout(Checkout::Tag("v1.4.0".into()))
+    ///     .with_push_branch("image-updates")
+    ///     .build();
+    /// assert_eq!(target.name(), "git https://git.example.com/fleet.git#tag v1.4.0->image-updates");
+    /// ```
+    pub fn with_checkout(mut self, checkout: Checkout) -> Self {
+        match checkout {
+            Checkout::Branch(branch) => return self.with_branch(branch),
+            other => {
+                self.branch = other.to_string();
+                self.checkout = Some(other);
+            }
+        }
+        self
+    }
+
+    /// Makes the push branch anew on each push: the commits are made on top of the checkout
+    /// (never on the push branch's own commits) and replace whatever the push branch holds,
+    /// by a forced push, as Flux's image automation does by default. A push branch that
+    /// already holds exactly the files of the new commit is left as it is. Without it
+    /// (default), an existing push branch is built upon and never force-pushed.
+    pub fn with_push_branch_reset(mut self, yes: bool) -> Self {
+        self.reset_push_branch = yes;
         self
     }
 
@@ -289,6 +331,8 @@ impl GitTarget {
             config: None,
             commit_per_image: false,
             all_or_nothing: false,
+            checkout: None,
+            reset_push_branch: false,
             timeouts: Timeouts::DEFAULT,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
@@ -336,6 +380,32 @@ impl GitTarget {
         Ok(self.scan().await?.references)
     }
 
+    /// The tags of the remote repository (names without `refs/tags/`, sorted), as its server
+    /// lists them now: for callers that choose a tag to [check out](Checkout::Tag), such as
+    /// the highest one in a version range.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the credentials.
+    pub async fn remote_tags(&self) -> Result<Vec<String>, Error> {
+        self.blocking(|inner| {
+            let s = &inner.settings;
+            let copy = WorkingCopy::open_or_clone(&s.url, &inner.workdir, &s.auth, s.timeouts)?;
+            let mut tags: Vec<String> = copy
+                .remote_refs()?
+                .into_iter()
+                .filter_map(|name| {
+                    let tag = name.strip_prefix("refs/tags/")?;
+                    // `v1^{}`: the commit an annotated tag points at, listed next to it.
+                    (!tag.ends_with("^{}")).then(|| tag.to_owned())
+                })
+                .collect();
+            tags.sort();
+            tags.dedup();
+            Ok(tags)
+        })
+        .await
+    }
+
     /// Scans the repository after a fresh sync: every reference, by id, and every file or
     /// value skipped and why (not UTF-8, larger than the
     /// [size limit](GitTargetBuilder::with_max_file_size), not valid YAML, aliases beyond
@@ -360,19 +430,42 @@ impl GitTarget {
 type FileEdits = BTreeMap<String, Vec<(usize, Reference, ImageRef)>>;
 
 impl Inner {
-    /// Opens or clones the working copy, fetches, and resets it to the branch to build on:
-    /// the push branch when it exists, else the checkout branch.
+    /// Opens or clones the working copy, fetches, and resets it to the commit to build on:
+    /// the push branch when it exists (unless it is [reset](GitTargetBuilder::with_push_branch_reset)
+    /// on each push), else the checkout.
     fn sync(&self) -> Result<WorkingCopy, Error> {
         let s = &self.settings;
         let copy = WorkingCopy::open_or_clone(&s.url, &self.workdir, &s.auth, s.timeouts)?;
-        copy.fetch()?;
-        let tip = copy
-            .remote_tip(&self.push_branch)
-            .or_else(|| copy.remote_tip(&s.branch))
-            .ok_or_else(|| {
-                Error::not_found(format!("branch {} of {}", s.branch, redact_urls(&s.url)))
-            })?;
-        copy.reset_to(tip)?;
+        let shown = redact_urls(&s.url);
+        let checkout = match &s.checkout {
+            None => {
+                copy.fetch()?;
+                copy.remote_tip(&s.branch)
+            }
+            Some(checkout) => {
+                if s.push_branch.is_none() {
+                    return Err(Error::InvalidInput(keel_core::ParseError::new(
+                        "push branch",
+                        "",
+                        format!(
+                            "required to check out the {checkout} of {shown}: commits are \
+                             pushed to a branch"
+                        ),
+                    )));
+                }
+                checkout::resolve(&copy, checkout)?
+            }
+        };
+        let base = if s.reset_push_branch {
+            checkout
+        } else {
+            copy.remote_tip(&self.push_branch).or(checkout)
+        };
+        let base = base.ok_or_else(|| match &s.checkout {
+            None => Error::not_found(format!("branch {} of {shown}", s.branch)),
+            Some(checkout) => Error::not_found(format!("{checkout} of {shown}")),
+        })?;
+        copy.reset_to(base)?;
         Ok(copy)
     }
 
@@ -714,7 +807,20 @@ impl Inner {
                     .map_err(PushError::Failed)?,
             );
         }
-        copy.push(&self.push_branch)?;
+        if s.reset_push_branch {
+            if let Some(tip) = tip
+                && checkout::same_tree(&copy, tip, copy.remote_tip(&self.push_branch))
+            {
+                // The push branch holds these very files already.
+                for outcome in outcomes.iter_mut() {
+                    outcome.get_or_insert(Ok(ApplyOutcome::AlreadyCurrent));
+                }
+                return Ok(());
+            }
+            copy.push_with(&self.push_branch, true)?;
+        } else {
+            copy.push(&self.push_branch)?;
+        }
         if let Some(tip) = tip {
             *self.last_push.lock().unwrap_or_else(|e| e.into_inner()) = Some(tip.to_string());
         }
