@@ -18,8 +18,8 @@ use keel_core::target::SettingsChange;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::pages::{enc, layout, query, state_badge, time};
-use super::{Dash, TrackedRow, Viewer, core_error, forbidden, post_refusal, see_other};
+use super::pages::{column_heads, enc, layout, query, state_badge, time};
+use super::{Dash, TrackedRow, Viewer, core_error, forbidden, refusal, see_other};
 
 /// Rejected candidates shown on the page; the rest are counted.
 pub const SHOWN_REJECTIONS: usize = 300;
@@ -188,23 +188,6 @@ fn describe(current: &BTreeMap<String, String>, change: &SettingsChange) -> Stri
         .join("; ")
 }
 
-/// Checks the POST and the role (admin) for a change to an image.
-fn refusal(viewer: &Viewer, headers: &HeaderMap, csrf: &str) -> Option<Response> {
-    if let Some(reason) = post_refusal(viewer, headers, csrf) {
-        return Some(forbidden(Some(viewer), reason));
-    }
-    if !viewer.may_delete() {
-        return Some(forbidden(
-            Some(viewer),
-            &format!(
-                "You are logged in with the role {}; changing an image's settings needs admin.",
-                viewer.role
-            ),
-        ));
-    }
-    None
-}
-
 pub(crate) async fn change_settings(
     State(dash): State<Dash>,
     Extension(viewer): Extension<Viewer>,
@@ -300,7 +283,9 @@ async fn admitted(
     csrf: &str,
     q: &ImageQuery,
 ) -> Result<BTreeMap<String, String>, Response> {
-    if let Some(refused) = refusal(viewer, headers, csrf) {
+    let may_change = viewer.may_delete();
+    let needs = "changing an image's settings needs admin";
+    if let Some(refused) = refusal(viewer, headers, csrf, may_change, needs) {
         return Err(refused);
     }
     settings_of(dash, q)
@@ -460,7 +445,7 @@ fn candidates_card(detail: &ImageDetail) -> Markup {
                 @if !x.rejected.is_empty() {
                     div.scroll {
                         table.candidates {
-                            thead { tr { th scope="col" { "Tag" } th scope="col" { "Why not" } } }
+                            thead { tr { (column_heads(&["Tag", "Why not"])) } }
                             tbody {
                                 @for r in x.rejected.iter().take(SHOWN_REJECTIONS) {
                                     tr { td.mono { (r.tag) } td { (r.reason.to_string()) } }
@@ -488,7 +473,7 @@ fn history_table(history: &[AuditEntry]) -> Markup {
             } @else {
                 div.scroll {
                     table {
-                        thead { tr { th scope="col" { "Time" } th scope="col" { "Action" } th scope="col" { "Actor" } th scope="col" { "Image" } th scope="col" { "Message" } } }
+                        thead { tr { (column_heads(&["Time", "Action", "Actor", "Image", "Message"])) } }
                         tbody {
                             @for e in history {
                                 tr {

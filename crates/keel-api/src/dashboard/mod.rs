@@ -62,6 +62,7 @@ mod pages;
 mod tracked;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -311,9 +312,7 @@ pub fn router(config: DashboardConfig) -> Router {
         .route("/ui/image/settings", post(image::change_settings))
         .route("/ui/image/pause", post(image::pause))
         .route("/ui/approvals", get(approvals_page))
-        .route("/ui/approvals/{id}/approve", post(approve))
-        .route("/ui/approvals/{id}/reject", post(reject))
-        .route("/ui/approvals/{id}/delete", post(delete))
+        .route("/ui/approvals/{id}/{action}", post(act_on_request))
         .route("/ui/audit", get(audit_page))
         .route("/ui/audit.json", get(audit_json))
         .route("/ui/activity", get(activity_page))
@@ -529,6 +528,28 @@ fn post_refusal(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Option<&'s
     None
 }
 
+/// Checks a form POST of `viewer` that changes something: refused, with the page that says
+/// why, when it is not the dashboard's own form ([`post_refusal`]) or when the viewer's role
+/// is not `permitted` to do it; `needs` then says what the action needs (`deleting needs
+/// admin`).
+fn refusal(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    csrf: &str,
+    permitted: bool,
+    needs: &str,
+) -> Option<Response> {
+    if let Some(reason) = post_refusal(viewer, headers, csrf) {
+        return Some(forbidden(Some(viewer), reason));
+    }
+    (!permitted).then(|| {
+        forbidden(
+            Some(viewer),
+            &format!("You are logged in with the role {}; {needs}.", viewer.role),
+        )
+    })
+}
+
 fn core_error(viewer: &Viewer, action: &str, error: &Error) -> Response {
     let (status, _) = status_of(error);
     (
@@ -705,79 +726,63 @@ async fn approvals_page(
     }
 }
 
-async fn approve(
-    dash: State<Dash>,
-    viewer: axum::Extension<Viewer>,
-    id: Path<String>,
-    headers: HeaderMap,
-    form: Form<CsrfForm>,
-) -> Response {
-    vote(dash, viewer, id, headers, form, VoteKind::Approve).await
+/// What a button of the approvals page does to a request (the last part of its path).
+#[derive(Clone, Copy, Debug)]
+enum RequestAction {
+    Vote(VoteKind),
+    Delete,
 }
 
-async fn reject(
-    dash: State<Dash>,
-    viewer: axum::Extension<Viewer>,
-    id: Path<String>,
-    headers: HeaderMap,
-    form: Form<CsrfForm>,
-) -> Response {
-    vote(dash, viewer, id, headers, form, VoteKind::Reject).await
+impl RequestAction {
+    fn parse(text: &str) -> Option<RequestAction> {
+        match text {
+            "approve" => Some(RequestAction::Vote(VoteKind::Approve)),
+            "reject" => Some(RequestAction::Vote(VoteKind::Reject)),
+            "delete" => Some(RequestAction::Delete),
+            _ => None,
+        }
+    }
 }
 
-async fn vote(
+impl fmt::Display for RequestAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestAction::Vote(kind) => kind.fmt(f),
+            RequestAction::Delete => f.write_str("delete"),
+        }
+    }
+}
+
+/// `POST /ui/approvals/{id}/{approve|reject|delete}`: a vote (approver or admin) or the
+/// deletion (admin) of a request, then back to the approvals page.
+async fn act_on_request(
     State(dash): State<Dash>,
     axum::Extension(viewer): axum::Extension<Viewer>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-    kind: VoteKind,
-) -> Response {
-    if let Some(reason) = post_refusal(&viewer, &headers, &form.csrf) {
-        return forbidden(Some(&viewer), reason);
-    }
-    if !viewer.may_vote() {
-        return forbidden(
-            Some(&viewer),
-            &format!(
-                "You are logged in with the role {}; voting needs approver or admin.",
-                viewer.role
-            ),
-        );
-    }
-    match dash
-        .config()
-        .approvals
-        .vote(&id, &viewer.name, kind, None)
-        .await
-    {
-        Ok(_) => see_other("/ui/approvals"),
-        Err(e) => core_error(&viewer, &format!("Could not {kind} {id}"), &e),
-    }
-}
-
-async fn delete(
-    State(dash): State<Dash>,
-    axum::Extension(viewer): axum::Extension<Viewer>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(reason) = post_refusal(&viewer, &headers, &form.csrf) {
-        return forbidden(Some(&viewer), reason);
+    let Some(action) = RequestAction::parse(&action) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (permitted, needs) = match action {
+        RequestAction::Vote(_) => (viewer.may_vote(), "voting needs approver or admin"),
+        RequestAction::Delete => (viewer.may_delete(), "deleting needs admin"),
+    };
+    if let Some(refused) = refusal(&viewer, &headers, &form.csrf, permitted, needs) {
+        return refused;
     }
-    if !viewer.may_delete() {
-        return forbidden(
-            Some(&viewer),
-            &format!(
-                "You are logged in with the role {}; deleting needs admin.",
-                viewer.role
-            ),
-        );
-    }
-    match dash.config().approvals.delete(&id, &viewer.name).await {
-        Ok(_) => see_other("/ui/approvals"),
-        Err(e) => core_error(&viewer, &format!("Could not delete {id}"), &e),
+    let approvals = &dash.config().approvals;
+    let done = match action {
+        RequestAction::Vote(kind) => approvals
+            .vote(&id, &viewer.name, kind, None)
+            .await
+            .map(drop),
+        RequestAction::Delete => approvals.delete(&id, &viewer.name).await.map(drop),
+    };
+    match done {
+        Ok(()) => see_other("/ui/approvals"),
+        Err(e) => core_error(&viewer, &format!("Could not {action} {id}"), &e),
     }
 }
 

@@ -289,6 +289,16 @@ const APPROVAL_TABS: [(&str, &str); 5] = [
     ("expired", "Expired"),
 ];
 
+/// The heads of a table's columns, one `th scope="col"` each, so that screen readers name
+/// the column of every cell.
+pub(crate) fn column_heads(labels: &[&str]) -> Markup {
+    html! {
+        @for label in labels {
+            th scope="col" { (label) }
+        }
+    }
+}
+
 fn approval_badge(state: ApprovalState) -> Markup {
     html! { span class={ "badge " (state.as_str()) } { (state.as_str()) } }
 }
@@ -316,13 +326,7 @@ pub(crate) fn approvals_page(
                     table {
                         thead {
                             tr {
-                                th scope="col" { "State" }
-                                th scope="col" { "Image" }
-                                th scope="col" { "Target" }
-                                th scope="col" { "Tracked id" }
-                                th scope="col" { "Digest" }
-                                th scope="col" { "Votes" }
-                                th scope="col" { "Deadline" }
+                                (column_heads(&["State", "Image", "Target", "Tracked id", "Digest", "Votes", "Deadline"]))
                                 @if viewer.may_vote() { th scope="col" { "Actions" } }
                             }
                         }
@@ -441,14 +445,7 @@ pub(crate) fn audit_page(viewer: &Viewer, f: &AuditFilter, view: AuditView<'_>) 
                 table {
                     thead {
                         tr {
-                            th scope="col" { "#" }
-                            th scope="col" { "Time" }
-                            th scope="col" { "Action" }
-                            th scope="col" { "Actor" }
-                            th scope="col" { "Target" }
-                            th scope="col" { "Image id" }
-                            th scope="col" { "Image" }
-                            th scope="col" { "Message" }
+                            (column_heads(&["#", "Time", "Action", "Actor", "Target", "Image id", "Image", "Message"]))
                         }
                     }
                     tbody {
