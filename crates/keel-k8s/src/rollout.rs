@@ -115,6 +115,25 @@ impl RolloutStatus {
         self.failed_reason.is_some()
     }
 
+    /// The status of a rollout of `kind` with these `[desired, updated, ready, available]`
+    /// replicas, before the checks of its kind; waiting for the controller to observe the spec
+    /// while it has not (`observed` false), as the counts then describe the previous spec.
+    fn counted(kind: &str, observed: bool, [desired, updated, ready, available]: [i32; 4]) -> Self {
+        let base = RolloutStatus {
+            desired,
+            updated,
+            ready,
+            available,
+            observed_generation_current: observed,
+            ..Default::default()
+        };
+        if observed {
+            base
+        } else {
+            base.waiting(format!("the {kind} spec update to be observed"))
+        }
+    }
+
     fn waiting(mut self, why: String) -> Self {
         self.waiting_for = why;
         self
@@ -153,16 +172,11 @@ impl RolloutStatus {
         let total = status.replicas.unwrap_or(0);
         let available = status.available_replicas.unwrap_or(0);
         let observed = generation_observed(d.metadata.generation, status.observed_generation);
-        let base = RolloutStatus {
-            desired,
-            updated,
-            ready: status.ready_replicas.unwrap_or(0),
-            available,
-            observed_generation_current: observed,
-            ..Default::default()
-        };
+        let ready = status.ready_replicas.unwrap_or(0);
+        let base =
+            RolloutStatus::counted("deployment", observed, [desired, updated, ready, available]);
         if !observed {
-            return base.waiting("the deployment spec update to be observed".into());
+            return base;
         }
         let deadline_exceeded = status.conditions.iter().flatten().find(|c| {
             c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
@@ -202,16 +216,14 @@ impl RolloutStatus {
         let available = count("/status/availableReplicas");
         let observed =
             generation_observed(dc.metadata.generation, number("/status/observedGeneration"));
-        let base = RolloutStatus {
-            desired,
-            updated,
-            ready: count("/status/readyReplicas"),
-            available,
-            observed_generation_current: observed,
-            ..Default::default()
-        };
+        let ready = count("/status/readyReplicas");
+        let base = RolloutStatus::counted(
+            "deploymentconfig",
+            observed,
+            [desired, updated, ready, available],
+        );
         if !observed {
-            return base.waiting("the deploymentconfig spec update to be observed".into());
+            return base;
         }
         let conditions = dc
             .data
@@ -256,16 +268,14 @@ impl RolloutStatus {
         let ready = status.ready_replicas.unwrap_or(0);
         let observed = generation_observed(s.metadata.generation, status.observed_generation)
             && status.observed_generation.unwrap_or(0) > 0;
-        let base = RolloutStatus {
-            desired,
-            updated,
-            ready,
-            available: status.available_replicas.unwrap_or(ready),
-            observed_generation_current: observed,
-            ..Default::default()
-        };
+        let available = status.available_replicas.unwrap_or(ready);
+        let base = RolloutStatus::counted(
+            "statefulset",
+            observed,
+            [desired, updated, ready, available],
+        );
         if !observed {
-            return Ok(base.waiting("the statefulset spec update to be observed".into()));
+            return Ok(base);
         }
         if ready < desired {
             return Ok(base.waiting(format!("{ready} of {desired} pods to be ready")));
@@ -308,16 +318,11 @@ impl RolloutStatus {
         let updated = status.updated_number_scheduled.unwrap_or(0);
         let available = status.number_available.unwrap_or(0);
         let observed = generation_observed(d.metadata.generation, status.observed_generation);
-        let base = RolloutStatus {
-            desired,
-            updated,
-            ready: status.number_ready,
-            available,
-            observed_generation_current: observed,
-            ..Default::default()
-        };
+        let ready = status.number_ready;
+        let base =
+            RolloutStatus::counted("daemonset", observed, [desired, updated, ready, available]);
         if !observed {
-            Ok(base.waiting("the daemonset spec update to be observed".into()))
+            Ok(base)
         } else if updated < desired {
             Ok(base.waiting(format!(
                 "{updated} of {desired} updated pods to be scheduled"
