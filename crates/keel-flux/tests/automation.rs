@@ -794,3 +794,152 @@ async fn policy_selector_expressions_choose_the_policies_applied() {
         json!({"app": {"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_that_are_not_a_branch_push_on_top_of_them_to_the_push_branch() {
+    let Some((ns, client)) = setup("auto-checkout").await else {
+        return;
+    };
+    let server = fleet(&client, &ns, "git").await;
+    let initial = server.head("fleet", "main").expect("main");
+    let later = server.push_file("fleet", "main", "README.md", "later\n", "Later work");
+    for (tag, commit) in [
+        ("v1.0.0", &initial),
+        ("v1.1.0", &later),
+        ("v2.0.0", &initial),
+    ] {
+        server.bare("fleet", ["tag", tag, commit]).expect_success();
+    }
+    // A GitRepository that checks out a tag, for an automation without a checkout of its own.
+    create(
+        &client,
+        &ns,
+        &git_repositories(),
+        "fleet-tag",
+        json!({
+            "url": server.http_url("fleet"),
+            "interval": "1m",
+            "ref": {"tag": "v1.0.0"},
+            "secretRef": {"name": "git"},
+        }),
+    )
+    .await;
+    let git = |reference: Value, push: Option<&str>| {
+        let mut git = git_spec();
+        git["checkout"] = json!({"ref": reference});
+        if let Some(push) = push {
+            git["push"] = json!({"branch": push});
+        }
+        json!({"git": git})
+    };
+    let cases = [
+        (
+            "tag",
+            git(json!({"tag": "v1.0.0"}), Some("from-tag")),
+            &initial,
+        ),
+        (
+            "semver",
+            git(json!({"semver": ">=1.0.0 <2.0.0"}), Some("from-semver")),
+            &later,
+        ),
+        (
+            "name",
+            git(json!({"name": "refs/tags/v1.0.0"}), Some("from-name")),
+            &initial,
+        ),
+        (
+            "commit",
+            // The commit wins over the branch, as in Flux.
+            git(
+                json!({"commit": initial, "branch": "main"}),
+                Some("from-commit"),
+            ),
+            &initial,
+        ),
+    ];
+    for (name, extra, _) in &cases {
+        create_automation(&client, &ns, name, extra.clone()).await;
+    }
+    let mut from_repository = git_spec();
+    from_repository
+        .as_object_mut()
+        .expect("git")
+        .remove("checkout");
+    from_repository["push"] = json!({"branch": "from-repository"});
+    create_automation(
+        &client,
+        &ns,
+        "repository",
+        json!({
+            "sourceRef": {"kind": "GitRepository", "name": "fleet-tag"},
+            "git": from_repository,
+        }),
+    )
+    .await;
+    create_automation(&client, &ns, "no-push", git(json!({"tag": "v1.0.0"}), None)).await;
+
+    let automation = automation(&client, &ns, &server);
+    let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let expected_app = deployment(&ns).replace(
+        "registry/app:1.0.0",
+        &format!("registry/app:1.1.0@{DIGEST}"),
+    );
+    let branches = cases
+        .iter()
+        .map(|(name, extra, base)| {
+            let branch = extra["git"]["push"]["branch"].as_str().unwrap().to_owned();
+            (name.to_string(), branch, (*base).clone())
+        })
+        .chain([(
+            "repository".to_owned(),
+            "from-repository".to_owned(),
+            initial.clone(),
+        )]);
+    for (name, branch, base) in branches {
+        let log = server.log("fleet", &branch);
+        assert_eq!(
+            server.show("fleet", &log[0].0, "%P").trim(),
+            base,
+            "{name}: not one commit on top of its checkout: {log:?}"
+        );
+        assert_eq!(report.pushed.get(&format!("{ns}/{name}")), Some(&log[0].0));
+        assert_eq!(
+            server.read_file("fleet", &branch, "apps/app.yaml").unwrap(),
+            expected_app,
+            "{name}"
+        );
+        assert_ready(
+            &status(&client, &ns, &name).await,
+            "True",
+            "ReconciliationSucceeded",
+            &format!("to branch '{branch}'"),
+        );
+    }
+    assert_eq!(
+        server.head("fleet", "main").as_deref(),
+        Some(later.as_str())
+    );
+    assert_ready(
+        &status(&client, &ns, "no-push").await,
+        "False",
+        "InvalidSourceConfiguration",
+        "spec.git.push.branch is required",
+    );
+
+    // The next run finds the push branch as it would make it: nothing to push.
+    let again = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
+    assert_eq!(outcome(&again, &ns, "tag"), &up_to_date());
+    assert_eq!(server.log("fleet", "from-tag").len(), 2);
+
+    // Commits of someone else on the push branch: the branch is made anew from the tag, as
+    // Flux's default (GitForcePushBranch) does.
+    let theirs = server.push_file("fleet", "from-tag", "NOTES.md", "x\n", "Notes");
+    let report = automation.reconcile(at("2026-03-01T10:02:00Z")).await;
+    let log = server.log("fleet", "from-tag");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].0, initial);
+    assert!(log.iter().all(|(id, _)| *id != theirs), "{log:?}");
+    assert_eq!(report.pushed.get(&format!("{ns}/tag")), Some(&log[0].0));
+}

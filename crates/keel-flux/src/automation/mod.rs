@@ -12,9 +12,19 @@
 //!    basic authentication, sent to that repository only. A secret with `identity` (an SSH
 //!    key) or `bearerToken` is refused with `Ready` `False`: keel-git cannot pin the host
 //!    keys of `known_hosts`, and keel-flux does not use SSH without them.
-//! 2. The branch checked out is `spec.git.checkout.ref.branch`, else the `GitRepository`'s
-//!    `spec.ref.branch`, else `master` (Flux's default); the branch pushed to is
-//!    `spec.git.push.branch`, else the checkout branch. Commits are authored by
+//! 2. What is checked out is `spec.git.checkout.ref`, else the `GitRepository`'s `spec.ref`,
+//!    read with Flux's precedence: `commit` (a full commit id, reachable from a branch or
+//!    tag), then `name` (a full reference name such as `refs/tags/v1`; `refs/heads/X` is the
+//!    branch `X`), then `semver` (the highest tag in the range, tags read as for an
+//!    `ImagePolicy`'s `semver`: strict semver after an optional `v`), then `tag`, then
+//!    `branch`, else the branch `master` (Flux's default). The branch pushed to is
+//!    `spec.git.push.branch`, else the checkout branch; a checkout that is not a branch
+//!    needs `spec.git.push.branch` (else `InvalidSourceConfiguration`). The commit is made
+//!    on top of the commit checked out. A push branch other than the checkout branch is
+//!    made anew from the checkout on each push, as Flux does by default (its
+//!    `GitForcePushBranch` feature): should it exist, it is overwritten (force-pushed) with
+//!    the checkout plus the run's changes, its own commits dropped; if it already holds
+//!    exactly those files nothing is pushed. Commits are authored by
 //!    `spec.git.commit.author`.
 //! 3. The `ImagePolicy` objects of the automation's namespace whose `Ready` is `True`, that
 //!    have a `status.latestRef` and that `spec.policySelector` selects (all when unset;
@@ -41,10 +51,10 @@
 //! | reason | when |
 //! |---|---|
 //! | `GitRepositoryNotFound` | the `GitRepository` does not exist |
-//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options`, a checkout `tag`, `semver`, `name` or `commit` |
+//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, a checkout that is not a branch without `spec.git.push.branch`, a `semver` checkout range that does not parse, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options` |
 //! | `InvalidPolicySelector` | `spec.policySelector` is malformed: an operator other than `In`, `NotIn`, `Exists` and `DoesNotExist`, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values, a missing key, a value not a string (the message names the field) |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
-//! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch missing, server rejection, a branch that kept moving |
+//! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch, tag, reference or commit missing, no tag in the `semver` range, server rejection, a branch that kept moving |
 //! | `UpdateFailed` | a marker could not be rewritten (its line changed on the branch meanwhile, a value not an image); nothing of the run is pushed |
 //! | `ReconciliationFailed` | the `ImagePolicy` objects of the namespace could not be listed |
 //!
@@ -89,7 +99,7 @@ use chrono::{DateTime, Utc};
 use keel_core::target::{ApplyOutcome, UpdatePlan};
 use keel_core::{Error, ImageRef, PolicySpec, Target as _};
 use keel_git::manifest::{MarkerPolicy, Part, Reference, ReferenceKind, RepoConfig};
-use keel_git::{GitAuth, GitTarget};
+use keel_git::{Checkout, GitAuth, GitTarget};
 use keel_k8s::error::{Request, from_kube};
 use keel_k8s::selector::LabelSelector;
 use kube::Client;
@@ -98,6 +108,7 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{Instrument as _, info, info_span, warn};
 
+use crate::policy::{FluxPolicy, ImagePolicyChoice};
 use crate::reflector::objects::{LatestRef, Meta, parse_duration};
 use crate::reflector::status::{conditions_with_ready, timestamp, truncate};
 use crate::reflector::{FIELD_MANAGER, GROUP, Namespaces, ObjectReport, Outcome, VERSION};
@@ -387,22 +398,6 @@ impl Automation {
             ),
             ("/git/push/refspec", "push refspecs (spec.git.push.refspec)"),
             ("/git/push/options", "push options (spec.git.push.options)"),
-            (
-                "/git/checkout/ref/tag",
-                "checking out a tag (spec.git.checkout.ref.tag)",
-            ),
-            (
-                "/git/checkout/ref/semver",
-                "checking out a semver range (spec.git.checkout.ref.semver)",
-            ),
-            (
-                "/git/checkout/ref/name",
-                "checking out a reference name (spec.git.checkout.ref.name)",
-            ),
-            (
-                "/git/checkout/ref/commit",
-                "checking out a commit (spec.git.checkout.ref.commit)",
-            ),
         ] {
             if spec
                 .and_then(|s| s.pointer(path))
@@ -443,10 +438,25 @@ impl Automation {
             None => GitAuth::None,
             Some(secret) => self.auth(source_namespace, secret).await?,
         };
-        let checkout = str_at(spec, &["git", "checkout", "ref", "branch"])
-            .or_else(|| str_at(repository_spec, &["ref", "branch"]))
-            .unwrap_or(DEFAULT_BRANCH);
-        let push = str_at(spec, &["git", "push", "branch"]).unwrap_or(checkout);
+        // The automation's checkout reference replaces the GitRepository's as a whole.
+        let (reference, field) = match spec.and_then(|s| s.pointer("/git/checkout/ref")) {
+            Some(reference) if !reference.is_null() => (Some(reference), "spec.git.checkout.ref"),
+            _ => (
+                repository_spec.and_then(|s| s.get("ref")),
+                "the GitRepository's spec.ref",
+            ),
+        };
+        let checkout = CheckoutRef::read(reference);
+        let push = match (str_at(spec, &["git", "push", "branch"]), &checkout) {
+            (Some(push), _) => push.to_owned(),
+            (None, CheckoutRef::Branch(branch)) => branch.clone(),
+            (None, other) => {
+                return Err(config(format!(
+                    "spec.git.push.branch is required: {field} checks out {other}, not a \
+                     branch, and commits are pushed to a branch"
+                )));
+            }
+        };
 
         // The ready policies of the automation's namespace.
         let observed = self.ready_policies(&meta.namespace, &selector).await?;
@@ -461,8 +471,7 @@ impl Automation {
         }
 
         let mut builder = GitTarget::builder(url)
-            .with_branch(checkout)
-            .with_push_branch(push)
+            .with_push_branch(push.clone())
             .with_author(author_name, author_email)
             .with_auth(auth)
             .with_config(repo_config)
@@ -475,6 +484,38 @@ impl Automation {
         if let Some(dir) = &self.workdir {
             builder = builder.with_workdir(dir.join(&meta.namespace).join(&meta.name));
         }
+        let checkout = match checkout {
+            CheckoutRef::SemVer(range) => {
+                let tags = builder
+                    .clone()
+                    .build()
+                    .remote_tags()
+                    .await
+                    .map_err(|e| git_failure("failed to list the tags", &e))?;
+                let policy = FluxPolicy::new(ImagePolicyChoice::semver(range.as_str()), None)
+                    .map_err(|e| config(format!("{field}.semver '{range}': {e}")))?;
+                let tag = policy
+                    .latest(tags.iter().map(String::as_str))
+                    .map_err(|e| config(format!("{field}.semver '{range}': {e}")))?
+                    .ok_or_else(|| {
+                        Ready::no(
+                            "GitOperationFailed",
+                            format!("no tag of '{source_key}' is in the semver range '{range}'"),
+                        )
+                    })?;
+                Checkout::Tag(tag)
+            }
+            CheckoutRef::Branch(branch) => Checkout::Branch(branch),
+            CheckoutRef::Tag(tag) => Checkout::Tag(tag),
+            CheckoutRef::Name(name) => Checkout::Reference(name),
+            CheckoutRef::Commit(id) => Checkout::Commit(id),
+        };
+        // A push branch other than the checkout is made anew from the checkout on each push,
+        // as Flux does by default (its GitForcePushBranch feature).
+        let reset = checkout != Checkout::Branch(push.clone());
+        builder = builder
+            .with_checkout(checkout)
+            .with_push_branch_reset(reset);
         let values: BTreeMap<String, String> = spec
             .and_then(|s| s.pointer("/git/commit/messageTemplateValues"))
             .and_then(Value::as_object)
@@ -674,6 +715,50 @@ impl Automation {
             }
         }
         Ok(ready)
+    }
+}
+
+/// A checkout reference (`spec.git.checkout.ref`, or the `GitRepository`'s `spec.ref`), by
+/// Flux's precedence: `commit`, then `name`, then `semver`, then `tag`, then `branch`.
+#[derive(Debug, Clone, PartialEq)]
+enum CheckoutRef {
+    Branch(String),
+    Tag(String),
+    SemVer(String),
+    Name(String),
+    Commit(String),
+}
+
+impl CheckoutRef {
+    fn read(reference: Option<&Value>) -> CheckoutRef {
+        let field = |key: &str| str_at(reference, &[key]).map(str::to_owned);
+        if let Some(commit) = field("commit") {
+            CheckoutRef::Commit(commit)
+        } else if let Some(name) = field("name") {
+            // A branch by its full name is that branch.
+            match name.strip_prefix("refs/heads/") {
+                Some(branch) if !branch.is_empty() => CheckoutRef::Branch(branch.to_owned()),
+                _ => CheckoutRef::Name(name),
+            }
+        } else if let Some(range) = field("semver") {
+            CheckoutRef::SemVer(range)
+        } else if let Some(tag) = field("tag") {
+            CheckoutRef::Tag(tag)
+        } else {
+            CheckoutRef::Branch(field("branch").unwrap_or_else(|| DEFAULT_BRANCH.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for CheckoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckoutRef::Branch(name) => write!(f, "branch '{name}'"),
+            CheckoutRef::Tag(name) => write!(f, "tag '{name}'"),
+            CheckoutRef::SemVer(range) => write!(f, "the highest tag in semver range '{range}'"),
+            CheckoutRef::Name(name) => write!(f, "reference '{name}'"),
+            CheckoutRef::Commit(id) => write!(f, "commit '{id}'"),
+        }
     }
 }
 
