@@ -136,6 +136,23 @@ impl Browser {
         }
     }
 
+    /// The size of the viewport the open page lays out in, `(width, height)` in CSS pixels
+    /// (`window.innerWidth` and `innerHeight`): the [`Window`] the browser was started with,
+    /// unless the page misses `<meta name="viewport">` on a phone. Panics if the script fails
+    /// or answers something else.
+    pub async fn viewport(&self) -> (u32, u32) {
+        let size = self
+            .client()
+            .execute(
+                "return [window.innerWidth, window.innerHeight];",
+                Vec::new(),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("reading the viewport's size: {error}"));
+        serde_json::from_value(size.clone())
+            .unwrap_or_else(|error| panic!("the viewport's size is {size}: {error}"))
+    }
+
     /// Saves a PNG of the visible part of the page to `path` (creating its directory, e.g.
     /// under [`screenshot_dir`]); returns the PNG's bytes. Panics if it cannot.
     pub async fn screenshot(&self, path: impl AsRef<Path>) -> Vec<u8> {

@@ -26,6 +26,9 @@ const FORM_PAGE: &str = r#"<!doctype html>
 </form>
 </body></html>"#;
 
+/// The first bytes of every PNG file.
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
 /// `text` with the characters HTML gives a meaning escaped.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -102,22 +105,12 @@ async fn fills_a_form_reads_escaped_text_and_takes_a_screenshot() {
     );
     assert_eq!(client.title().await.unwrap(), "greeted");
 
-    let size = client
-        .execute(
-            "return [window.innerWidth, window.innerHeight];",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        size,
-        serde_json::json!([Window::DESKTOP.width, Window::DESKTOP.height]),
-        "the viewport"
-    );
+    let desktop = (Window::DESKTOP.width, Window::DESKTOP.height);
+    assert_eq!(browser.viewport().await, desktop, "the viewport");
 
     let path = screenshot_dir().join("keel-testsupport-browser-desktop.png");
     let png = browser.screenshot(&path).await;
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.starts_with(PNG_SIGNATURE), "not a PNG");
     assert_eq!(std::fs::read(&path).unwrap(), png);
 
     browser.close().await;
@@ -131,22 +124,11 @@ async fn a_phone_window_has_a_phone_viewport() {
     let base = serve_form(Received::default()).await;
     let browser = Browser::start_with(Window::PHONE).await;
     browser.goto(&format!("{base}/")).await;
-    let size = browser
-        .client()
-        .execute(
-            "return [window.innerWidth, window.innerHeight];",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        size,
-        serde_json::json!([Window::PHONE.width, Window::PHONE.height]),
-        "the viewport"
-    );
+    let phone = (Window::PHONE.width, Window::PHONE.height);
+    assert_eq!(browser.viewport().await, phone, "the viewport");
 
     let path = screenshot_dir().join("keel-testsupport-browser-phone.png");
     let png = browser.screenshot(&path).await;
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.starts_with(PNG_SIGNATURE), "not a PNG");
     // Dropped without close: the server stops and takes chromium with it.
 }
