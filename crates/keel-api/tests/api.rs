@@ -7,8 +7,8 @@ use keel_core::approval::{
     ApprovalFilter, ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditQuery,
     MemoryApprovalStore,
 };
-use keel_core::{Error, ImageRef, UpdatePlan};
-use keel_testsupport::pipeline::{audit_entries, audited};
+use keel_core::{Error, UpdatePlan};
+use keel_testsupport::pipeline::{audit_entries, audited, stored_request, web_plan};
 use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
@@ -68,12 +68,11 @@ fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
     items.map(|item| item[field].as_str().unwrap()).collect()
 }
 
+/// [`web_plan`] in target `target`.
 fn plan(target: &str, id: &str, tag: &str) -> UpdatePlan {
     UpdatePlan {
         target: target.into(),
-        id: id.into(),
-        current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-        new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
+        ..web_plan(id, tag)
     }
 }
 
@@ -520,15 +519,7 @@ async fn bad_ids_bodies_and_unknown_requests() {
         .unwrap();
     assert_eq!(huge.status(), 413);
     // None of it voted.
-    assert!(
-        s.approvals
-            .get(&r.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .votes
-            .is_empty()
-    );
+    assert!(stored_request(&s.approvals, &r.id).await.votes.is_empty());
 }
 
 #[tokio::test]

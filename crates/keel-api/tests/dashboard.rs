@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use keel_api::dashboard::{DashboardConfig, ImageDetail, TrackedImages, TrackedRow};
 use keel_api::{ApiAuth, Role};
+use keel_core::Error;
 use keel_core::approval::{
     ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditEntry, MemoryApprovalStore,
 };
 use keel_core::keel_keys::{self, changed_settings};
 use keel_core::policy::{Explanation, Reason, Rejection};
 use keel_core::target::SettingsChange;
-use keel_core::{Error, ImageRef, UpdatePlan};
+use keel_testsupport::pipeline::{stored_request, web_plan};
 use keel_testsupport::receiver::serve_router;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -75,14 +76,8 @@ async fn start(tracked: Option<Arc<dyn TrackedImages>>) -> Server {
 
 impl Server {
     async fn open(&self, id: &str, tag: &str) -> ApprovalRequest {
-        let plan = UpdatePlan {
-            target: "prod".into(),
-            id: id.into(),
-            current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-            new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
-        };
         self.approvals
-            .request(&plan, None, 1, None, None)
+            .request(&web_plan(id, tag), None, 1, None, None)
             .await
             .unwrap()
     }
@@ -332,15 +327,7 @@ async fn a_reader_sees_no_buttons_and_its_post_is_refused() {
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{action}");
     }
     assert_eq!(s.state(&r.id).await, ApprovalState::Pending);
-    assert!(
-        s.approvals
-            .get(&r.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .votes
-            .is_empty()
-    );
+    assert!(stored_request(&s.approvals, &r.id).await.votes.is_empty());
 }
 
 #[tokio::test]

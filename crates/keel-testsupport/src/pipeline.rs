@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use keel_core::approval::{
-    ApprovalFilter, ApprovalState, Approvals, AuditAction, AuditEntry, AuditQuery, Clock,
-    MemoryApprovalStore, VoteKind,
+    ApprovalFilter, ApprovalRequest, ApprovalState, Approvals, AuditAction, AuditEntry, AuditQuery,
+    Clock, MemoryApprovalStore, VoteKind,
 };
 use keel_core::{
     Digest, Error, Event, EventKind, ImageRef, Notifier, Pipeline, TrackedImage, UpdatePlan,
@@ -116,6 +116,12 @@ pub fn memory_approvals(time: DateTime<Utc>) -> (Arc<MemoryApprovalStore>, Manua
 pub async fn stored_requests(approvals: &Approvals) -> usize {
     let all = approvals.list(&ApprovalFilter::default()).await;
     all.expect("list the approval requests").len()
+}
+
+/// The request `id` as `approvals` stores it; panics when it cannot be read or is not there.
+pub async fn stored_request(approvals: &Approvals, id: &str) -> ApprovalRequest {
+    let stored = approvals.get(id).await.expect("read the approval request");
+    stored.unwrap_or_else(|| panic!("no approval request {id}"))
 }
 
 /// The whole audit log of `approvals`.

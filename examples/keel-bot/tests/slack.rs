@@ -13,9 +13,8 @@ use keel_bot::{Bot, Config, Secret};
 use keel_core::approval::{
     ApprovalRequest, ApprovalState, Approvals, AuditAction, MemoryApprovalStore, VoteKind,
 };
-use keel_core::{ImageRef, UpdatePlan};
 use keel_testsupport::hmac_sha256_hex;
-use keel_testsupport::pipeline::audited;
+use keel_testsupport::pipeline::{audited, web_plan};
 use keel_testsupport::receiver::serve_router;
 use serde_json::{Value, json};
 
@@ -184,14 +183,8 @@ impl World {
     }
 
     async fn open(&self, id: &str, tag: &str, required: u32) -> ApprovalRequest {
-        let plan = UpdatePlan {
-            target: "prod".into(),
-            id: id.into(),
-            current: ImageRef::parse("ghcr.io/acme/web:1.0.0").unwrap(),
-            new: ImageRef::parse(&format!("ghcr.io/acme/web:{tag}")).unwrap(),
-        };
         self.approvals
-            .request(&plan, None, required, None, None)
+            .request(&web_plan(id, tag), None, required, None, None)
             .await
             .unwrap()
     }

@@ -207,16 +207,7 @@ async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
     // The first pass opens a request for 2.1.0 and pushes nothing.
     let approvals = &gitops.url("/api/v1/approvals");
     let request: Value = eventually(30, "an approval request", move || async move {
-        let listed: Value = client
-            .get(approvals)
-            .basic_auth(ADMIN.0, Some(ADMIN.1))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        listed["approvals"].as_array()?.first().cloned()
+        approval_requests(client, gitops).await.first().cloned()
     })
     .await;
     assert_eq!(request["state"], "pending", "{request}");
@@ -303,15 +294,7 @@ async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
     eprintln!("approval to pushed commit: {:?}", started.elapsed());
     let request = &gitops.url(&format!("/api/v1/approvals/{id}"));
     eventually(30, "the request marked applied", move || async move {
-        let request: Value = client
-            .get(request)
-            .bearer_auth(APPROVER.1)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let request = json_of(client.get(request).bearer_auth(APPROVER.1)).await;
         (request["state"] == "applied").then_some(())
     })
     .await;
@@ -368,16 +351,15 @@ async fn without_credentials_only_healthz_is_served_and_sigterm_stops_it() {
 
 /// The approval requests `gitops` lists, as the admin sees them.
 async fn approval_requests(client: &reqwest::Client, gitops: &Gitops) -> Vec<Value> {
-    let listed: Value = client
-        .get(gitops.url("/api/v1/approvals"))
-        .basic_auth(ADMIN.0, Some(ADMIN.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let approvals = client.get(gitops.url("/api/v1/approvals"));
+    let listed = json_of(approvals.basic_auth(ADMIN.0, Some(ADMIN.1))).await;
     listed["approvals"].as_array().cloned().unwrap_or_default()
+}
+
+/// The JSON `request` answers; panics when it fails or answers something else.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("the request is answered");
+    response.json().await.expect("the answer is JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
