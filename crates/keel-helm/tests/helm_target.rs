@@ -576,6 +576,21 @@ async fn a_missing_helm_binary_fails_at_start_up() {
 }
 
 #[tokio::test]
+async fn an_empty_namespace_list_fails_at_start_up() {
+    let Some(w) = world("helm-no-namespaces").await else {
+        return;
+    };
+    for list in [&[][..], &[""]] {
+        let error = w.target_as(w.admin.clone(), list).await.unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidInput(_)),
+            "{list:?}: {error:?}"
+        );
+        assert!(error.to_string().contains("namespace list"), "{error}");
+    }
+}
+
+#[tokio::test]
 async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
     let Some(w) = world("helm-rollback").await else {
         return;

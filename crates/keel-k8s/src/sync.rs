@@ -65,6 +65,22 @@ impl NamespaceScope {
             .is_none_or(|list| list.iter().any(|ns| ns == namespace))
     }
 
+    /// Checks a list before any watch starts: an empty list, or an empty name in it, would
+    /// watch nothing and is refused ([`Error::InvalidInput`] naming the list).
+    pub fn check(&self) -> Result<(), Error> {
+        match self.list() {
+            Some(list) if list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()) => {
+                Err(keel_core::ParseError::new(
+                    "namespace list",
+                    list.join(","),
+                    "name at least one namespace, none of them empty",
+                )
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The namespace of each watch to start: `None` for one over all namespaces.
     pub fn watched(&self) -> Vec<Option<&str>> {
         match self.list() {
@@ -205,4 +221,25 @@ pub async fn discover<I>(
         secrets.replace_usage(scan.pull_secrets);
     }
     Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_that_watches_nothing_is_refused_naming_the_list() {
+        assert!(NamespaceScope::all().check().is_ok());
+        assert!(NamespaceScope::only(["shop", "web"]).check().is_ok());
+        for list in [&[][..], &[""], &["shop", " "]] {
+            let error = NamespaceScope::only(list.iter().copied())
+                .check()
+                .unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidInput(_)),
+                "{list:?}: {error:?}"
+            );
+            assert!(error.to_string().contains("namespace list"), "{error}");
+        }
+    }
 }

@@ -130,12 +130,14 @@ impl HelmTargetBuilder {
         self
     }
 
-    /// Checks the helm binary and starts the watches.
+    /// Checks the namespaces and the helm binary, and starts the watches.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no helm binary, [`Error::Backend`] when it does not
-    /// run as helm: at start-up, not at the first update.
+    /// [`Error::InvalidInput`] for an empty namespace list; [`Error::NotFound`] when there is
+    /// no helm binary, [`Error::Backend`] when it does not run as helm: at start-up, not at
+    /// the first update.
     pub async fn build(self) -> Result<HelmTarget, Error> {
+        self.scope.check()?;
         let helm = HelmBinary::locate(self.helm_path.as_deref())
             .await?
             .with_env(self.helm_env.clone())

@@ -135,16 +135,7 @@ impl KubeTargetBuilder {
     /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g.
     /// [`Error::Unauthorized`]) when API discovery of an optional kind's group fails.
     pub async fn build(self) -> Result<KubeTarget, Error> {
-        if let Some(list) = self.scope.list()
-            && (list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()))
-        {
-            return Err(keel_core::ParseError::new(
-                "namespace list",
-                list.join(","),
-                "name at least one namespace, none of them empty",
-            )
-            .into());
-        }
+        self.scope.check()?;
 
         let mut kinds = self.kinds.clone();
         // CronJobs need `batch/v1`; DeploymentConfigs and ImageStreams need OpenShift's API
