@@ -25,7 +25,9 @@
 //!   on 429/503 with bounded exponential backoff and jitter, Docker Hub's
 //!   `RateLimit-Remaining` surfaced, timeouts on every request, capped response bodies, and a
 //!   TTL cache of tag lists and digests so that many tracked images of one repository cost one
-//!   listing. Every body (tag lists, manifests, token answers, error bodies) is read through
+//!   listing. Cached answers and bearer tokens are kept per set of credentials (by a salted
+//!   hash, never shown): what one tenant's pull secret fetched never answers a request sent
+//!   with another's, or with none. Every body (tag lists, manifests, token answers, error bodies) is read through
 //!   keel-core's one bounded reader, and lifetimes a server sends saturate rather than
 //!   overflow the clock.
 //! - **Transport**: HTTPS with the system roots plus optional extra CAs; plain HTTP only for

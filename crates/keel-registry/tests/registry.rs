@@ -386,6 +386,64 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     assert_eq!(anonymous.list_tags(&repo).await.unwrap().tags.len(), 2);
 }
 
+/// One tenant's pull secret for `server`, as a credential source document.
+fn secret_for(server: &RegistryServer, user: &str, password: &str) -> DockerConfigDocument {
+    document(
+        "secret tenant-a/regcred",
+        DockerConfigFormat::ConfigJson,
+        format!(
+            r#"{{"auths":{{"{}":{{"username":"{user}","password":"{password}"}}}}}}"#,
+            server.addr()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn cached_answers_and_tokens_serve_only_the_credentials_they_were_got_with() {
+    let server =
+        RegistryServer::with_tags(ServerOptions::token("keel", "pw"), "team/app", &["1.0.0"]).await;
+    let repo = image(server.addr(), "team/app");
+    let issuer = server.token_issuer();
+    let secrets = Arc::new(Secrets::default());
+    let client = builder()
+        .with_cache_ttl(Duration::from_secs(600))
+        .with_credential_source(secrets.clone())
+        .build()
+        .unwrap();
+
+    // Tenant A, with the secret: the list, a digest and a token are cached.
+    secrets.set(vec![secret_for(&server, "keel", "pw")]);
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    let digest = client.resolve_digest(&repo, &tag("1.0.0")).await.unwrap();
+    let issued = issuer.issued();
+
+    // Tenant B, without it, through the same client: refused by the registry, not answered
+    // from A's cache or with A's token.
+    secrets.set(Vec::new());
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let err = client
+        .resolve_digest(&repo, &tag("1.0.0"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    // Nor with a wrong password for the same user.
+    secrets.set(vec![secret_for(&server, "keel", "guess")]);
+    let err = client.list_tags(&repo).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+
+    // Tenant A again: answered from its cache, with no new token.
+    secrets.set(vec![secret_for(&server, "keel", "pw")]);
+    let before = issuer.issued();
+    assert_eq!(client.list_tags(&repo).await.unwrap().tags, ["1.0.0"]);
+    assert_eq!(
+        client.resolve_digest(&repo, &tag("1.0.0")).await.unwrap(),
+        digest
+    );
+    assert_eq!(issuer.issued(), before);
+    assert!(issued >= 1);
+}
+
 #[tokio::test]
 async fn expired_tokens_are_renewed() {
     let server =

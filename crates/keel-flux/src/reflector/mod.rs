@@ -54,10 +54,9 @@
 //! Give the reflector a [`PullSecrets`] and a registry client of its own: keel-k8s's workload
 //! sync replaces the whole usage map of the [`PullSecrets`] it is given (which would drop the
 //! reflector's entry in the middle of a scan), and adds workloads' secrets for the same
-//! repositories. The registry client caches tag lists (for its cache TTL) and bearer tokens
-//! per repository, not per credential, so a repository whose secret is wrong can be answered
-//! from what another repository's secret fetched a moment before; where tenants must not
-//! reach each other's images, give each its own reflector and registry client.
+//! repositories. The registry client keeps its cached tag lists and bearer tokens per set of
+//! credentials, so a repository whose secret is wrong (or missing) is never answered from
+//! what another repository's secret fetched a moment before.
 //!
 //! The `provider` field (`aws`, `azure`, `gcp`) gets no cloud identity: such repositories are
 //! scanned with whatever the registry client is configured with (its Docker config and

@@ -302,6 +302,7 @@ impl RegistryClientBuilder {
                 source: self.source,
                 parsed: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
+                identity_salt: random_salt(),
                 basic_hosts: Mutex::new(HashSet::new()),
                 limiters: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
@@ -309,4 +310,17 @@ impl RegistryClientBuilder {
             }),
         })
     }
+}
+
+/// 16 bytes no other client has: the keys of two fresh [`RandomState`]s, which the
+/// standard library seeds from the operating system's random source.
+///
+/// [`RandomState`]: std::collections::hash_map::RandomState
+fn random_salt() -> [u8; 16] {
+    use std::hash::BuildHasher;
+    let half = || std::collections::hash_map::RandomState::new().hash_one(0u8);
+    let mut salt = [0; 16];
+    salt[..8].copy_from_slice(&half().to_le_bytes());
+    salt[8..].copy_from_slice(&half().to_le_bytes());
+    salt
 }

@@ -73,11 +73,16 @@ struct Inner {
     source: Option<Arc<dyn CredentialSource>>,
     /// Documents of the credential source, parsed, by their contents.
     parsed: Mutex<HashMap<Arc<str>, Arc<DockerConfig>>>,
-    tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Bearer tokens by registry, scope and [identity](RegistryClient::identity).
+    tokens: Mutex<HashMap<(String, String, String), Token>>,
+    /// Salts the [identity](RegistryClient::identity) of credentials, per client.
+    identity_salt: [u8; 16],
     basic_hosts: Mutex<HashSet<String>>,
     limiters: Mutex<HashMap<String, Arc<HostLimiter>>>,
-    tags: TtlCache<String, TagList>,
-    digests: TtlCache<(String, String), Digest>,
+    /// Tag lists by identity and repository.
+    tags: TtlCache<(String, String), TagList>,
+    /// Digests by identity, repository and tag.
+    digests: TtlCache<(String, String, String), Digest>,
     stats: Stats,
     rate_remaining: Mutex<HashMap<String, u64>>,
 }

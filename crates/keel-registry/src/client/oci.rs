@@ -65,6 +65,17 @@ struct ConfigFacts {
 }
 
 impl RegistryClient {
+    /// The key of `image:tag`'s digest in the cache, under the identity of the credentials
+    /// sent for it.
+    async fn digest_key(
+        &self,
+        image: &ImageRef,
+        tag: &Tag,
+    ) -> Result<(String, String, String), Error> {
+        let identity = self.identity_for(image).await?;
+        Ok((identity, image.name(), tag.as_str().to_owned()))
+    }
+
     /// Lists tags like [`Registry::list_tags`], reporting progress (tags so far) after each
     /// page, and bypassing the cache.
     pub async fn list_tags_with_progress(
@@ -233,14 +244,15 @@ impl Registry for RegistryClient {
     }
 
     async fn list_tags(&self, image: &ImageRef) -> Result<TagList, Error> {
+        let key = (self.identity_for(image).await?, image.name());
         self.inner
             .tags
-            .get_or_fetch(&image.name(), || self.fetch_tags(image, &|_| {}))
+            .get_or_fetch(&key, || self.fetch_tags(image, &|_| {}))
             .await
     }
 
     async fn resolve_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
-        let key = (image.name(), tag.as_str().to_owned());
+        let key = self.digest_key(image, tag).await?;
         self.inner
             .digests
             .get_or_fetch(&key, || self.fetch_digest(image, tag.as_str()))
@@ -249,7 +261,7 @@ impl Registry for RegistryClient {
 
     async fn confirm_digest(&self, image: &ImageRef, tag: &Tag) -> Result<Digest, Error> {
         let digest = self.fetch_digest(image, tag.as_str()).await?;
-        let key = (image.name(), tag.as_str().to_owned());
+        let key = self.digest_key(image, tag).await?;
         self.inner.digests.put(&key, digest.clone()).await;
         Ok(digest)
     }

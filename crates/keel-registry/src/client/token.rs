@@ -10,6 +10,7 @@ use keel_core::registry::DockerConfigDocument;
 use keel_core::{Error, ImageRef};
 use reqwest::StatusCode;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
 use crate::auth::Token;
@@ -99,6 +100,31 @@ impl RegistryClient {
             .await
     }
 
+    /// Who the client is at a registry when it sends `credentials`: `anonymous`, or a salted
+    /// hash of the credentials (never shown). Tokens and cached answers are kept by it, so
+    /// that what was got with one set of credentials never answers a request made with
+    /// another: two tenants' pull secrets for one repository, a password rotated or revoked.
+    pub(super) fn identity(&self, credentials: &Credentials) -> String {
+        let (kind, user, secret) = match credentials {
+            Credentials::Anonymous => return "anonymous".to_owned(),
+            Credentials::Basic { username, password } => ("basic", username.as_str(), password),
+            Credentials::IdentityToken(token) => ("identity-token", "", token),
+            Credentials::Bearer(token) => ("bearer", "", token),
+        };
+        let mut hash = Sha256::new();
+        hash.update(self.inner.identity_salt);
+        for part in [kind, user, secret.expose()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        hex::encode(&hash.finalize()[..16])
+    }
+
+    /// The [identity](Self::identity) of the credentials a request for `image` sends now.
+    pub(super) async fn identity_for(&self, image: &ImageRef) -> Result<String, Error> {
+        Ok(self.identity(&self.credentials(image).await?))
+    }
+
     pub(super) fn parse_document(
         &self,
         document: &DockerConfigDocument,
@@ -130,12 +156,18 @@ impl RegistryClient {
         scope: &str,
     ) -> Result<reqwest::RequestBuilder, Error> {
         let registry = image.registry();
+        let credentials = self.credentials(image).await?;
+        let key = (
+            registry.to_owned(),
+            scope.to_owned(),
+            self.identity(&credentials),
+        );
         let token = self
             .inner
             .tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(registry.to_owned(), scope.to_owned()))
+            .get(&key)
             .filter(|t| t.is_fresh())
             .map(|t| t.value.clone());
         if let Some(token) = token {
@@ -147,7 +179,7 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(registry);
-        match self.credentials(image).await? {
+        match credentials {
             Credentials::Basic { username, password } if basic => {
                 Ok(request.basic_auth(username, Some(password.expose())))
             }
@@ -254,7 +286,11 @@ impl RegistryClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
-                (registry.to_owned(), scope.to_owned()),
+                (
+                    registry.to_owned(),
+                    scope.to_owned(),
+                    self.identity(&credentials),
+                ),
                 Token::new(value, answer.expires_in),
             );
         Ok(())
