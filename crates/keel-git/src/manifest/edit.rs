@@ -84,7 +84,11 @@ pub struct EditError {
 
 impl fmt::Display for EditError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "YAML path {}: {}", self.path, self.reason)
+        if self.path.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "YAML path {}: {}", self.path, self.reason)
+        }
     }
 }
 
@@ -193,6 +197,19 @@ pub fn get(content: &str, path: &[Step<'_>]) -> Result<Option<String>, EditError
         },
         Walk::Missing { .. } => Ok(None),
     }
+}
+
+/// The first document of `content` as JSON, by the YAML 1.2 core schema (`1.10` is a
+/// number, `"1.10"` a string); `null` for a file without any document.
+///
+/// # Errors
+/// The content is not YAML (or its aliases stand for too many nodes).
+pub fn to_json(content: &str) -> Result<serde_json::Value, EditError> {
+    let tree = parse(content, &[])?;
+    Ok(tree
+        .docs
+        .first()
+        .map_or(serde_json::Value::Null, |&root| tree.to_json(root)))
 }
 
 /// `content` with the scalar at `path` set to `value`, every other byte kept. A missing key
@@ -531,6 +548,17 @@ mod tests {
         assert_eq!(after, "kustomize:\n  images:\n  - a:1 # keep\n  - web:2\n");
         let again = set(&after, &path, Value::String("web:3")).unwrap();
         assert_eq!(again, "kustomize:\n  images:\n  - a:1 # keep\n  - web:3\n");
+    }
+
+    #[test]
+    fn reads_the_first_document_as_json() {
+        let json = to_json("a: [1, \"2\", x]\n---\nb: 1\n").unwrap();
+        assert_eq!(json, serde_json::json!({ "a": [1, "2", "x"] }));
+        assert_eq!(
+            to_json("# only a comment\n").unwrap(),
+            serde_json::Value::Null
+        );
+        assert!(to_json("a: [").is_err());
     }
 
     #[test]
