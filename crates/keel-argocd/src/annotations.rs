@@ -3,8 +3,8 @@
 //! [`ApplicationConfig::parse`] turns an Application's annotations into typed values: the
 //! images of `image-list` ([`ImageConfig`]), each with its update strategy already built into
 //! a keel-core [`VersionPolicy`], its pull secret, its Helm and Kustomize parameter names, and
-//! the Application's [`WriteBack`] method. Every write-back (the `argocd` one of this crate, Git
-//! later) and every source of the same settings (the 1.x `ImageUpdater` resource) starts from
+//! the Application's [`WriteBack`] method with its [`GitSettings`]. Both write-backs (`argocd`
+//! and `git`) and every source of the same settings (the 1.x `ImageUpdater` resource) starts from
 //! these values; nothing re-reads the annotations.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,8 @@ use std::sync::Arc;
 use keel_core::policy::{PolicyOptions, PolicySpec, SortOrder, VersionPolicy, regex_reason};
 use keel_core::{ImageRef, Platform};
 use regex::Regex;
+
+use crate::git::GitSettings;
 
 /// The prefix of every key.
 pub const PREFIX: &str = "argocd-image-updater.argoproj.io/";
@@ -263,6 +265,9 @@ pub struct ApplicationConfig {
     pub images: Vec<ImageConfig>,
     /// `write-back-method`.
     pub write_back: WriteBack,
+    /// `git-repository`, `git-branch` and `write-back-target`: where the `git` write-back
+    /// commits (read whatever the method, used by `git` only).
+    pub git: GitSettings,
 }
 
 impl ApplicationConfig {
@@ -309,6 +314,20 @@ impl ApplicationConfig {
                 WriteBack::ArgoCd
             }
         };
+        let git = match GitSettings::parse(&|name| {
+            let key = GitSettings::annotation(name);
+            annotations.get(key).map(|v| (key.to_owned(), v.clone()))
+        }) {
+            Ok(git) => git,
+            Err(bad) => {
+                errors.extend(bad.into_iter().map(|(key, value, reason)| AnnotationError {
+                    key,
+                    value,
+                    reason,
+                }));
+                GitSettings::default()
+            }
+        };
         let list = annotations
             .get(IMAGE_LIST)
             .map(String::as_str)
@@ -349,7 +368,11 @@ impl ApplicationConfig {
             errors.push(bad_list("names no image".into()));
         }
         if errors.is_empty() {
-            Ok(ApplicationConfig { images, write_back })
+            Ok(ApplicationConfig {
+                images,
+                write_back,
+                git,
+            })
         } else {
             Err(errors)
         }

@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::annotations::{
     AnnotationError, ApplicationConfig, ImageConfig, ImageError, WriteBack, glob_regex,
 };
+use crate::git::GitSettings;
 
 /// The resource (plural) of ImageUpdaters.
 pub const RESOURCE: &str = "imageupdaters";
@@ -115,6 +116,7 @@ impl ImageUpdaterSpec {
     pub fn parse(object: &Value) -> Result<ImageUpdaterSpec, Vec<FieldError>> {
         let mut r = Reader::default();
         let spec = &object["spec"];
+        r.global_git = spec["writeBackConfig"]["gitConfig"].clone();
         let global = r.settings(&spec["commonUpdateSettings"], "spec.commonUpdateSettings");
         let global_method = r.string(
             &spec["writeBackConfig"]["method"],
@@ -200,6 +202,8 @@ const SETTINGS: [(&str, &str); 6] = [
 #[derive(Default)]
 struct Reader {
     errors: Vec<FieldError>,
+    /// `spec.writeBackConfig.gitConfig`, for the applicationRefs without their own.
+    global_git: Value,
 }
 
 impl Reader {
@@ -462,6 +466,38 @@ impl Reader {
                 },
             },
         };
+        let own_git = &entry["writeBackConfig"]["gitConfig"];
+        let (git_value, git_path) = if own_git.is_null() {
+            (
+                self.global_git.clone(),
+                "spec.writeBackConfig.gitConfig".to_owned(),
+            )
+        } else {
+            (own_git.clone(), format!("{path}.writeBackConfig.gitConfig"))
+        };
+        let mut fields = Vec::new();
+        for (name, field) in [
+            ("repository", "repository"),
+            ("branch", "branch"),
+            ("target", "writeBackTarget"),
+        ] {
+            let field_path = format!("{git_path}.{field}");
+            if let Some(v) = self.string(&git_value[field], &field_path) {
+                fields.push((name, field_path, v));
+            }
+        }
+        let git = GitSettings::parse(&|name| {
+            fields
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, p, v)| (p.clone(), v.clone()))
+        })
+        .unwrap_or_else(|bad| {
+            for (key, value, reason) in bad {
+                self.bad(&key, &value, &reason);
+            }
+            GitSettings::default()
+        });
         let images_path = format!("{path}.images");
         let entries = self.array(&entry["images"], &images_path);
         if entries.is_empty() {
@@ -490,7 +526,11 @@ impl Reader {
                 }
             }
         }
-        Some(ApplicationConfig { images, write_back })
+        Some(ApplicationConfig {
+            images,
+            write_back,
+            git,
+        })
     }
 
     fn image(&mut self, path: &str, image: &Value, ref_settings: &Settings) -> Option<ImageConfig> {

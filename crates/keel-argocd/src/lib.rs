@@ -1,13 +1,14 @@
 //! Argo CD Image Updater for keel-rs: Argo CD `Application`s (`argoproj.io/v1alpha1`)
 //! configured by the annotations of Image Updater 0.x or selected by the `ImageUpdater`
 //! objects of Image Updater 1.x, updated by the keel-rs [`Pipeline`](keel_core::Pipeline)
-//! with the `argocd` write-back method.
+//! with the `argocd` or the `git` write-back method.
 //!
 //! [`ArgoCdTarget`] is a [`keel_core::Target`]: it lists the Applications that carry
 //! `argocd-image-updater.argoproj.io/image-list` or that an ImageUpdater selects, reads what
 //! each image runs, and lets the
 //! keel-core policy engine choose the next version; an update rewrites the Application's Helm
-//! parameters or Kustomize images, as Image Updater does, and Argo CD syncs it.
+//! parameters or Kustomize images, or commits them to its Git repository, as Image Updater
+//! does, and Argo CD syncs it.
 //!
 //! # The annotations
 //!
@@ -27,7 +28,10 @@
 //! | `<alias>.helm.image-name`, `<alias>.helm.image-tag` | Helm parameter names (default `image.name`, `image.tag`) | set to the image name and to `tag` (`tag@digest` with `digest`) |
 //! | `<alias>.helm.image-spec` | one Helm parameter | set to `<image>:<tag>` instead of the two above |
 //! | `<alias>.kustomize.image-name` | the image Kustomize overrides (default: the image) | the override is `<that name>=<image>:<tag>` |
-//! | `write-back-method` | `argocd` (default), `git[:<credentials>]` | `git` Applications are discovered; applying to them is [`Error::NotSupported`](keel_core::Error) |
+//! | `write-back-method` | `argocd` (default), `git`, `git:repocreds`, `git:secret:<ns>/<name>` | the `argocd` or the [`git` write-back](#the-git-write-back) |
+//! | `git-branch` | `<branch>`, `<base>:<push>`, `:<push>` | the branch checked out (default `spec.source.targetRevision`, its default branch for `HEAD`) and the branch pushed to, a template ([`git::BranchTemplate`]) |
+//! | `write-back-target` | `kustomization[:<dir>]`, `helmvalues[:<file>]` | the file the `git` write-back edits (default `.argocd-source-<app>.yaml`) |
+//! | `git-repository` | a repository URL | the repository of the `git` write-back (default `spec.source.repoURL`) |
 //!
 //! A bad value skips its Application with a [`Problem`](keel_k8s::Problem) naming the
 //! Application, the key and the value ([`ArgoCdTarget::problems`]); the others are tracked.
@@ -72,8 +76,10 @@
 //!   same name; values are read as the annotations read them. `manifestTargets.helm`
 //!   (`name`, `tag`, `spec`) and `manifestTargets.kustomize.name` are the `helm.image-*` and
 //!   `kustomize.image-name` options; `manifestTargets.plugin` is refused. `writeBackConfig
-//!   .method` comes from the applicationRef, else the ImageUpdater (`git` is discovered and
-//!   refused at apply, as with the annotation); `gitConfig` is read by no write-back here.
+//!   .method` comes from the applicationRef, else the ImageUpdater (read as the annotation),
+//!   and `writeBackConfig.gitConfig` (`repository`, `branch`, `writeBackTarget`; the
+//!   applicationRef's whole, else the ImageUpdater's) as the annotations `git-repository`,
+//!   `git-branch` and `write-back-target`.
 //! - **`useAnnotations: true`**: the rule only selects; the Application's own annotations
 //!   configure it.
 //! - **Annotations and ImageUpdaters**: as in Image Updater 1.x, an Application an
@@ -112,6 +118,56 @@
 //!   applying a plan twice is [`ApplyOutcome::AlreadyCurrent`](keel_core::ApplyOutcome).
 //! - Ids are `application/<namespace>/<name>/<alias>`.
 //!
+//! # The `git` write-back
+//!
+//! With `write-back-method: git`, an update is a commit to the Application's repository
+//! (`spec.source.repoURL`, or `git-repository`), made through keel-git's
+//! [`BranchCommit`](keel_git::BranchCommit); the Application itself is not changed.
+//!
+//! - **Branch**: `spec.source.targetRevision` (the remote's default branch for `HEAD` or
+//!   none), unless `git-branch` names one. `git-branch: <base>:<push>` checks out `<base>`
+//!   and pushes to `<push>`; when `<push>` exists on the remote the commit goes on top of
+//!   it, so nothing is ever force-pushed. `<push>` may be a template with `{{.SHA256}}` (the
+//!   SHA-256 of the commit's change lines: not the same digits as Image Updater's, but the
+//!   same changes always give the same branch) and `{{range .Images}}...{{end}}` with
+//!   `{{.Name}}`, `{{.Alias}}`, `{{.OldTag}}`, `{{.NewTag}}`; anything else is refused with a
+//!   problem naming the annotation.
+//! - **The file** (`write-back-target`): by default `.argocd-source-<app>.yaml` in
+//!   `spec.source.path`, the file Argo CD merges into the source: Helm parameters
+//!   (`helm.parameters` entries `name`, `value`, `forcestring: true`) or Kustomize images
+//!   (`kustomize.images`: `<image>:<tag>`, `<name>=<image>:<tag>`); created when missing.
+//!   `kustomization[:<dir>]` edits the `images:` entry of `<dir>/kustomization.yaml` whose
+//!   `name` is the image (`newTag`, `digest`, `newName` when `kustomize.image-name` is set),
+//!   as `kustomize edit set image` does. `helmvalues[:<file>]` (default `values.yaml`) sets
+//!   the values at the dotted keys of the `helm.image-*` options. Paths are relative to
+//!   `spec.source.path`, or to the repository root when they start with `/`; `..` is
+//!   refused. Every edit changes only the bytes of the values it sets (or adds the missing
+//!   entries in the file's own indentation): comments, quoting, order and other entries
+//!   stay, and writing what is there already makes no commit.
+//! - **What runs**: the write-back file at the head of the branch (the push branch when it
+//!   is named without template and exists, else the checked-out one) is read at every
+//!   discovery and again inside the commit, before anything is written: the values it sets
+//!   come before the Application's own parameters, as Argo CD renders them, else the
+//!   Application is read as above. So a second pass plans nothing, applying a plan twice is
+//!   [`ApplyOutcome::AlreadyCurrent`](keel_core::ApplyOutcome) without an empty commit, and
+//!   a plan whose current image is not what the file at the new head says is a conflict.
+//! - **Pushing**: a push refused because the branch moved starts again from a fresh fetch
+//!   (the other commits stay); an edit that fails pushes nothing.
+//! - **Credentials**: `git` and `git:repocreds` use Argo CD's repository Secrets (in the
+//!   Application's namespace, or [`ArgoCdTarget::with_argocd_namespace`]): the one labelled
+//!   `argocd.argoproj.io/secret-type: repository` whose `url` is the repository, else the
+//!   `repo-creds` one whose `url` is the longest prefix of it; none, no credentials.
+//!   `git:secret:<ns>/<name>` uses that Secret. Fields `username` and `password`; they go
+//!   to that repository URL only and are never shown. SSH (an `sshPrivateKey`, an `ssh://`
+//!   or `git@host:` URL) is refused, as the server's host key cannot be pinned here.
+//! - **Commit**: Image Updater's author `argocd-image-updater <noreply@argoproj.io>` and
+//!   message `build: automatic update of <app>` with a line `updates image <name> tag
+//!   '<old>' to '<new>'`, changed with [`ArgoCdTarget::with_git_author`] and
+//!   [`ArgoCdTarget::with_git_message`]. Clones live under
+//!   [`ArgoCdTarget::with_git_workdir`].
+//! - Reading the Secrets needs `get` on the named Secret, or `list` on Secrets in Argo CD's
+//!   namespace for `git` and `git:repocreds`.
+//!
 //! As kube's own crates do, keel-argocd leaves the Kubernetes version of the API types (a
 //! feature of `k8s-openapi`) and kube's TLS backend to the application.
 //!
@@ -137,6 +193,7 @@
 
 pub mod annotations;
 mod credentials;
+pub mod git;
 pub mod image_updater;
 pub mod source;
 mod status;

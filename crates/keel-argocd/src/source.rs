@@ -182,7 +182,7 @@ fn name_part(reference: &str) -> &str {
 
 /// Whether two image names name the same repository once normalised (`nginx` and
 /// `docker.io/library/nginx`).
-fn same_repository(a: &str, b: &str) -> bool {
+pub(crate) fn same_repository(a: &str, b: &str) -> bool {
     match (ImageRef::parse(a), ImageRef::parse(b)) {
         (Ok(a), Ok(b)) => a.name() == b.name(),
         _ => a == b,
@@ -231,7 +231,7 @@ fn status_reference(application: &Value, image: &ImageConfig) -> Option<ImageRef
 }
 
 /// How the tag of `new` is written: `tag`, `tag@digest`, or the digest alone.
-fn tag_text(new: &ImageRef) -> String {
+pub(crate) fn tag_text(new: &ImageRef) -> String {
     match (new.tag(), new.digest()) {
         (Some(t), Some(d)) => format!("{t}@{d}"),
         (Some(t), None) => t.to_string(),
@@ -241,7 +241,7 @@ fn tag_text(new: &ImageRef) -> String {
 }
 
 /// `name:tag`, `name:tag@digest` or `name@digest` for `new`, with the image name as written.
-fn reference_text(image: &ImageConfig, new: &ImageRef) -> String {
+pub(crate) fn reference_text(image: &ImageConfig, new: &ImageRef) -> String {
     match new.tag() {
         Some(_) => format!("{}:{}", image.name, tag_text(new)),
         None => format!("{}@{}", image.name, tag_text(new)),

@@ -1,6 +1,7 @@
 //! [`ArgoCdTarget`]: Argo CD Applications as a keel-core [`Target`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use tracing::{Instrument as _, debug, info, info_span};
 
 use crate::annotations::{ApplicationConfig, IMAGE_LIST, ImageConfig, PREFIX, WriteBack};
 use crate::credentials::{self, PullCredentials};
+use crate::git::{self, GitProblem, WriteBackTarget};
 use crate::image_updater::{self, ImageUpdaterSpec, RefConfig};
 use crate::source::{self, SourceKind};
 use crate::status::{self, ImageUpdaterReport, RecentUpdate};
@@ -50,11 +52,21 @@ pub struct ArgoCdTarget {
     credentials: PullCredentials,
     problems: ProblemLog,
     image_updaters: bool,
+    git: GitOptions,
     /// The Applications the last discovery found selected by an ImageUpdater, by namespace
     /// and name: apply reads their configuration here, not from their annotations.
     selections: Mutex<BTreeMap<(String, String), Selection>>,
     /// The updates applied since the last discovery, by ImageUpdater (namespace, name).
     recent: Mutex<BTreeMap<(String, String), Vec<RecentUpdate>>>,
+}
+
+/// How the `git` write-back commits.
+#[derive(Clone, Debug)]
+struct GitOptions {
+    workdir: PathBuf,
+    author: (String, String),
+    message: String,
+    argocd_namespace: Option<String>,
 }
 
 /// An Application selected by an ImageUpdater.
@@ -82,6 +94,7 @@ impl std::fmt::Debug for ArgoCdTarget {
             .field("attempts", &self.attempts)
             .field("credentials", &self.credentials)
             .field("image_updaters", &self.image_updaters)
+            .field("git", &self.git)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +120,16 @@ impl ArgoCdTarget {
             credentials: PullCredentials::default(),
             problems: ProblemLog::default(),
             image_updaters: false,
+            git: GitOptions {
+                workdir: std::env::temp_dir()
+                    .join(format!("keel-argocd-git-{}", std::process::id())),
+                author: (
+                    git::DEFAULT_AUTHOR.0.to_owned(),
+                    git::DEFAULT_AUTHOR.1.to_owned(),
+                ),
+                message: git::DEFAULT_MESSAGE.to_owned(),
+                argocd_namespace: None,
+            },
             selections: Mutex::default(),
             recent: Mutex::default(),
         }
@@ -119,6 +142,36 @@ impl ArgoCdTarget {
     /// the resource is not served, there are none.
     pub fn with_image_updaters(mut self, enabled: bool) -> Self {
         self.image_updaters = enabled;
+        self
+    }
+
+    /// The directory the `git` write-back clones repositories into, one subdirectory per
+    /// repository URL (default: `keel-argocd-git-<process id>` in the system's temporary
+    /// directory). Keep it for the life of the process: each pass fetches into it.
+    pub fn with_git_workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.git.workdir = dir.into();
+        self
+    }
+
+    /// The author and committer of `git` write-back commits (default Image Updater's,
+    /// `argocd-image-updater <noreply@argoproj.io>`).
+    pub fn with_git_author(mut self, name: impl Into<String>, email: impl Into<String>) -> Self {
+        self.git.author = (name.into(), email.into());
+        self
+    }
+
+    /// The message of `git` write-back commits, a template with `{app}`, `{alias}`,
+    /// `{image}`, `{old}` and `{new}` (default [`git::DEFAULT_MESSAGE`], Image Updater's).
+    pub fn with_git_message(mut self, template: impl Into<String>) -> Self {
+        self.git.message = template.into();
+        self
+    }
+
+    /// The namespace of Argo CD's repository Secrets, which `write-back-method: git` (or
+    /// `git:repocreds`) authenticates with (default: the Application's namespace, where
+    /// Argo CD keeps its Applications and Secrets alike).
+    pub fn with_argocd_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.git.argocd_namespace = Some(namespace.into());
         self
     }
 
@@ -254,14 +307,20 @@ impl ArgoCdTarget {
                 return None;
             }
         };
-        let kind = SourceKind::of(&app.data);
-        if kind.is_none() && config.write_back == WriteBack::ArgoCd {
+        let kind = match (&config.write_back, &config.git.target) {
+            (WriteBack::Git { .. }, WriteBackTarget::Kustomization(_)) => {
+                Some(SourceKind::Kustomize)
+            }
+            (WriteBack::Git { .. }, WriteBackTarget::HelmValues(_)) => Some(SourceKind::Helm),
+            _ => SourceKind::of(&app.data),
+        };
+        if kind.is_none() {
             problems.push(problem(
                 &list_key,
                 &list_value,
                 format!(
                     "the Application's source is neither Helm nor Kustomize (status.sourceType \
-                     {:?}): the argocd write-back sets Helm parameters or Kustomize images",
+                     {:?}): the write-back sets Helm parameters or Kustomize images",
                     app.data["status"]["sourceType"].as_str().unwrap_or("")
                 ),
             ));
@@ -297,6 +356,216 @@ impl ArgoCdTarget {
         }
     }
 
+    /// The configuration of an Application that uses the `git` write-back, `None` for the
+    /// others (and for a configuration with errors, which [`Self::read`] reports).
+    fn git_config(
+        &self,
+        app: &DynamicObject,
+        selection: Option<&Selection>,
+    ) -> Option<ApplicationConfig> {
+        let config = match selection.and_then(|s| s.config.as_ref()) {
+            Some(config) => config.clone(),
+            None => {
+                let annotations = app.metadata.annotations.as_ref()?;
+                if !ApplicationConfig::is_configured(annotations) {
+                    return None;
+                }
+                ApplicationConfig::parse(annotations).ok()?
+            }
+        };
+        matches!(config.write_back, WriteBack::Git { .. }).then_some(config)
+    }
+
+    /// A problem about Application `app`.
+    fn app_problem(&self, app: &DynamicObject, p: GitProblem) -> Problem {
+        Problem {
+            kind: PROBLEM_KIND.into(),
+            namespace: app.metadata.namespace.clone().unwrap_or_default(),
+            name: app.metadata.name.clone().unwrap_or_default(),
+            key: p.key,
+            value: p.value,
+            reason: p.reason,
+        }
+    }
+
+    /// Where the `git` write-back of `app` goes, and its credentials.
+    async fn git_destination(
+        &self,
+        app: &DynamicObject,
+        config: &ApplicationConfig,
+    ) -> std::result::Result<(git::Destination, keel_git::GitAuth), GitProblem> {
+        let name = app.metadata.name.as_deref().unwrap_or_default();
+        let destination = git::destination(name, &app.data, &config.git)?;
+        let WriteBack::Git { credentials } = &config.write_back else {
+            return Err(GitProblem::new(
+                crate::annotations::WRITE_BACK_METHOD,
+                config.write_back.to_string(),
+                "not the git write-back",
+            ));
+        };
+        let namespace = match &self.git.argocd_namespace {
+            Some(ns) => ns.clone(),
+            None => app.metadata.namespace.clone().unwrap_or_default(),
+        };
+        let auth = git::auth(&self.client, &namespace, credentials, &destination.url).await?;
+        Ok((destination, auth))
+    }
+
+    /// The commit of a write-back to `destination`, pushed to `push` when given.
+    fn branch_commit(
+        &self,
+        destination: &git::Destination,
+        auth: keel_git::GitAuth,
+        push: Option<String>,
+    ) -> keel_git::BranchCommit {
+        let dir = self.git.workdir.join(git::workdir_name(&destination.url));
+        let mut commit = keel_git::BranchCommit::new(&destination.url, dir)
+            .with_auth(auth)
+            .with_author(&self.git.author.0, &self.git.author.1);
+        if let Some(branch) = &destination.branch {
+            commit = commit.with_branch(branch);
+        }
+        if let Some(push) = push {
+            commit = commit.with_push_branch(push);
+        }
+        commit
+    }
+
+    /// `app` as it runs with its `git` write-back file at the branch head (the push branch
+    /// when it is named without template and exists, else the base branch): the file's
+    /// parameters or images come before the Application's own.
+    async fn git_view(
+        &self,
+        app: &DynamicObject,
+        config: &ApplicationConfig,
+    ) -> std::result::Result<DynamicObject, GitProblem> {
+        let (destination, auth) = self.git_destination(app, config).await?;
+        let push = destination
+            .push_branch
+            .as_ref()
+            .and_then(|t| t.literal())
+            .map(str::to_owned);
+        let content = self
+            .branch_commit(&destination, auth, push)
+            .read(vec![destination.file.clone()])
+            .await
+            .map_err(|e| {
+                GitProblem::new(
+                    crate::annotations::WRITE_BACK_METHOD,
+                    config.write_back.to_string(),
+                    format!("reading {} failed: {e}", destination.file),
+                )
+            })?
+            .pop()
+            .flatten();
+        let Some(content) = content else {
+            return Ok(app.clone());
+        };
+        let data = git::overlay(
+            &app.data,
+            &destination,
+            &config.git.target,
+            &content,
+            &config.images,
+        )
+        .map_err(|reason| {
+            GitProblem::new(
+                git::WRITE_BACK_TARGET,
+                config.git.target.to_string(),
+                reason,
+            )
+        })?;
+        let mut viewed = app.clone();
+        viewed.data = data;
+        Ok(viewed)
+    }
+
+    /// Applies `plan` to an Application with the `git` write-back: one commit of its
+    /// write-back file, pushed; see the crate docs.
+    async fn apply_git(
+        &self,
+        plan: &UpdatePlan,
+        app: &DynamicObject,
+        config: ApplicationConfig,
+        alias: &str,
+        selection: Option<Selection>,
+    ) -> Result<Attempt> {
+        let ns = app.metadata.namespace.clone().unwrap_or_default();
+        let name = app.metadata.name.clone().unwrap_or_default();
+        let invalid = |p: GitProblem| {
+            Error::InvalidInput(keel_core::ParseError::new(
+                "git write-back setting",
+                p.value,
+                format!("{} of Application {ns}/{name}: {}", p.key, p.reason),
+            ))
+        };
+        let Some(image) = config.images.iter().find(|i| i.alias == alias).cloned() else {
+            return Err(Error::not_found(format!(
+                "tracked image {} in {}",
+                plan.id, self.name
+            )));
+        };
+        let (destination, auth) = self.git_destination(app, &config).await.map_err(invalid)?;
+        let change = git::change(&image, &plan.current, &plan.new);
+        let push = match &destination.push_branch {
+            Some(template) => Some(template.render(std::slice::from_ref(&change)).map_err(
+                |reason| {
+                    invalid(GitProblem::new(
+                        git::GIT_BRANCH,
+                        template.to_string(),
+                        reason,
+                    ))
+                },
+            )?),
+            None => None,
+        };
+        let message = git::message(&self.git.message, &name, &image, &change);
+        let commit = self.branch_commit(&destination, auth, push);
+        let data = app.data.clone();
+        let target = config.git.target.clone();
+        let (id, current, new) = (plan.id.clone(), plan.current.clone(), plan.new.clone());
+        let written = image.clone();
+        let outcome = commit
+            .commit(message, move |files| {
+                let content = files.read(&destination.file)?;
+                let conflict = |reason: String| Error::Conflict {
+                    action: format!("update {id}"),
+                    reason,
+                };
+                let running =
+                    git::running(&data, &destination, &target, content.as_deref(), &written)
+                        .map_err(conflict)?;
+                if running == new {
+                    return Ok(());
+                }
+                if running != current {
+                    return Err(conflict(format!(
+                        "it runs {running} now, not {current} as planned"
+                    )));
+                }
+                let text = git::write(
+                    content.as_deref().unwrap_or(""),
+                    &destination,
+                    &target,
+                    &written,
+                    &new,
+                )
+                .map_err(conflict)?;
+                files.write(&destination.file, text)
+            })
+            .await?;
+        match outcome {
+            keel_git::CommitOutcome::Pushed { commit, branch } => {
+                info!(%commit, %branch, "pushed");
+                if let Some(selection) = selection {
+                    self.record_update(&selection, &image, plan).await;
+                }
+                Ok(Attempt::Done(ApplyOutcome::Applied))
+            }
+            _ => Ok(Attempt::Done(ApplyOutcome::AlreadyCurrent)),
+        }
+    }
+
     async fn apply_once(&self, plan: &UpdatePlan) -> Result<Attempt> {
         let (ns, name, alias) = self.parse_id(&plan.id)?;
         let get = Request {
@@ -314,7 +583,10 @@ impl ArgoCdTarget {
         let selection = lock(&self.selections)
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned();
-        let Some((config, found)) = self.read(&app, selection.as_ref(), &mut problems) else {
+        if let Some(config) = self.git_config(&app, selection.as_ref()) {
+            return self.apply_git(plan, &app, config, alias, selection).await;
+        }
+        let Some((_, found)) = self.read(&app, selection.as_ref(), &mut problems) else {
             return Err(match problems.first() {
                 Some(p) => Error::Conflict {
                     action: format!("update {}", plan.id),
@@ -323,12 +595,6 @@ impl ArgoCdTarget {
                 None => Error::not_found(format!("tracked image {} in {}", plan.id, self.name)),
             });
         };
-        if let WriteBack::Git { .. } = config.write_back {
-            return Err(Error::NotSupported {
-                operation: "the git write-back method (only `argocd` is applied)",
-                backend: format!("{} application {ns}/{name}", self.name),
-            });
-        }
         let Some(found) = found.into_iter().find(|f| f.config.alias == alias) else {
             return Err(match problems.into_iter().next() {
                 Some(p) => Error::Conflict {
@@ -405,7 +671,17 @@ impl ArgoCdTarget {
             );
             let selection = selections.get(&key);
             let before = problems.len();
-            let read = self.read(app, selection, &mut problems);
+            // With the git write-back, what runs is read with the write-back file applied.
+            let read = match self.git_config(app, selection) {
+                Some(config) => match self.git_view(app, &config).await {
+                    Ok(viewed) => self.read(&viewed, selection, &mut problems),
+                    Err(p) => {
+                        problems.push(self.app_problem(app, p));
+                        None
+                    }
+                },
+                None => self.read(app, selection, &mut problems),
+            };
             let report = selection.and_then(|s| {
                 reports.iter_mut().find(|r| {
                     (r.namespace.as_str(), r.name.as_str())

@@ -34,7 +34,7 @@ pub(crate) fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
 }
 
 /// An Application to create: its name, labels, annotations (keys without the prefix),
-/// source (`repoURL` and `path` are added) and, when given, status (written through the
+/// source (`repoURL` and `path` are added when it has none) and, when given, status (written through the
 /// status subresource, as Argo CD does).
 #[derive(Default)]
 pub(crate) struct App<'a> {
@@ -82,8 +82,12 @@ pub(crate) async fn create_apps<'a>(
             .map(|(k, v)| (format!("{PREFIX}{k}"), *v))
             .collect();
         let mut source = app.source;
-        source["repoURL"] = json!("https://git.example/acme/deploy.git");
-        source["path"] = json!(format!("apps/{name}"));
+        if source["repoURL"].is_null() {
+            source["repoURL"] = json!("https://git.example/acme/deploy.git");
+        }
+        if source["path"].is_null() {
+            source["path"] = json!(format!("apps/{name}"));
+        }
         let object: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
@@ -124,6 +128,10 @@ pub(crate) async fn source(client: &Client, ns: &str, name: &str) -> Value {
 }
 
 /// The value of the Helm parameter at `index` in the source of Application `name`.
+#[allow(
+    dead_code,
+    reason = "the git write-back tests read files, not parameters"
+)]
 pub(crate) async fn helm_value(client: &Client, ns: &str, name: &str, index: usize) -> Value {
     source(client, ns, name).await["helm"]["parameters"][index]["value"].clone()
 }

@@ -1,0 +1,602 @@
+//! The `git` write-back: Argo CD Applications in a real kube-apiserver, images in a real
+//! registry, commits pushed to a real `git daemon` (and a smart-HTTP server behind basic
+//! auth), by full passes of the keel-core pipeline.
+//!
+//! Needs `eval "$(scripts/envtest env)"`, `scripts/registry-server install` and
+//! `scripts/git-server install`; without the API server binaries the tests return early
+//! after saying so.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{
+    App, applied, argocd_namespace, argocd_target, assert_applied, create_apps, pipeline, problems,
+    run_without_problems, source, web_registry,
+};
+use k8s_openapi::api::core::v1::Secret;
+use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
+use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
+use keel_testsupport::git::GitServer;
+use keel_testsupport::kube::install_crd;
+use kube::api::{DynamicObject, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+/// Image Updater's commit identity.
+const AUTHOR: &str = "argocd-image-updater <noreply@argoproj.io>";
+
+/// A Helm source of `repo` at `HEAD` with the one parameter `image.tag`.
+fn helm_source(repo: &str, tag: &str) -> Value {
+    json!({
+        "repoURL": repo, "targetRevision": "HEAD",
+        "helm": { "parameters": [{ "name": "image.tag", "value": tag }] },
+    })
+}
+
+/// The target over `ns`, cloning into a directory of `server`.
+fn target(client: Client, ns: &str, server: &GitServer) -> Arc<ArgoCdTarget> {
+    Arc::new(argocd_target(client, ns).with_git_workdir(server.scratch_dir("argocd-git")))
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// The author and message of the commit at the tip of `branch`.
+fn tip_commit(server: &GitServer, repo: &str, branch: &str) -> String {
+    let head = server.head(repo, branch).expect("the branch");
+    server
+        .show(repo, &head, "%an <%ae>%n%B")
+        .trim_end()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
+    let Some((_, ns, admin)) = argocd_namespace("git-helm").await else {
+        return;
+    };
+    let (registry, web) = web_registry(&["1.2.3", "1.2.9", "1.3.0"]).await;
+    let server = GitServer::start();
+    server.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
+    let list = format!("web={web}:~1.2");
+    let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
+    let mut app = App::new(
+        "web",
+        &annotations,
+        helm_source(&server.git_url("deploy"), "1.2.3"),
+    );
+    app.source["path"] = json!("apps/web");
+    create_apps(&admin, &ns, [app]).await;
+    let target = target(admin.clone(), &ns, &server);
+    let pipeline = pipeline(&target);
+
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(
+        &report,
+        &[format!(
+            "argocd application/{ns}/web/web: {web}:1.2.3 -> {web}:1.2.9"
+        )],
+    );
+    let file = "apps/web/.argocd-source-web.yaml";
+    let written = format!(
+        "helm:\n  parameters:\n  - name: image.name\n    value: {web}\n    forcestring: true\n  \
+         - name: image.tag\n    value: 1.2.9\n    forcestring: true\n"
+    );
+    assert_eq!(server.read_file("deploy", "main", file).unwrap(), written);
+    assert_eq!(
+        tip_commit(&server, "deploy", "main"),
+        format!(
+            "{AUTHOR}\nbuild: automatic update of web\n\nupdates image {web} tag '1.2.3' to '1.2.9'"
+        )
+    );
+    // The Application itself is not changed: Argo CD reads the file.
+    assert_eq!(
+        source(&admin, &ns, "web").await["helm"]["parameters"],
+        json!([{ "name": "image.tag", "value": "1.2.3" }])
+    );
+
+    // What runs now comes from the file: nothing to do, no empty commit.
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(&report, &[]);
+    assert_eq!(server.log("deploy", "main").len(), 2);
+    let id = format!("application/{ns}/web/web");
+    let plan = |current: &str, new: &str| UpdatePlan {
+        target: "argocd".into(),
+        id: id.clone(),
+        current: image(&format!("{web}:{current}")),
+        new: image(&format!("{web}:{new}")),
+    };
+    let again = plan("1.2.3", "1.2.9");
+    assert_eq!(
+        target.apply(&again).await.unwrap(),
+        ApplyOutcome::AlreadyCurrent
+    );
+    let stale = plan("1.2.3", "1.3.0");
+    let err = target.apply(&stale).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!(
+            "it runs {web}:1.2.9 now, not {web}:1.2.3 as planned"
+        )),
+        "{err}"
+    );
+    assert_eq!(server.log("deploy", "main").len(), 2);
+
+    // Someone adds a parameter and comments; the next update changes only the tag's bytes.
+    let by_hand = format!(
+        "# kept by hand\nhelm:\n  parameters:\n  - name: replicaCount # scale\n    value: \"3\"\n{}",
+        written.trim_start_matches("helm:\n  parameters:\n")
+    );
+    server.push_file("deploy", "main", file, &by_hand, "Scale web");
+    registry.seeder().push_tags("acme/web", &["1.2.10"]).await;
+    // A new pipeline: the registry client keeps tag lists for a while.
+    let report = run_without_problems(&common::pipeline(&target), &target).await;
+    assert_applied(
+        &report,
+        &[format!(
+            "argocd application/{ns}/web/web: {web}:1.2.9 -> {web}:1.2.10"
+        )],
+    );
+    assert_eq!(
+        server.read_file("deploy", "main", file).unwrap(),
+        by_hand.replace("value: 1.2.9", "value: 1.2.10")
+    );
+    assert_eq!(server.log("deploy", "main").len(), 4);
+}
+
+#[tokio::test]
+async fn kustomization_and_helm_values_targets_are_edited_in_place() {
+    let Some((_, ns, admin)) = argocd_namespace("git-targets").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start();
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- \
+         deployment.yaml\nimages:\n- name: {web} # the web tier\n  newTag: 1.0.0\n- name: redis\n  \
+         newTag: \"7\"\n"
+    );
+    let values = format!(
+        "# web chart values\nreplicaCount: 2\nimage:\n  repository: {web}  # pinned\n  tag: \
+         \"1.0.0\"\n  pullPolicy: IfNotPresent\n"
+    );
+    server.create_repo(
+        "deploy",
+        &[
+            ("apps/kust/kustomization.yaml", &kustomization),
+            ("charts/web/values.yaml", &values),
+        ],
+        "main",
+    );
+    let url = server.git_url("deploy");
+    let list = format!("web={web}");
+    let kust_annotations = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git"),
+        ("write-back-target", "kustomization"),
+    ];
+    let values_annotations = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git"),
+        ("git-branch", "main"),
+        ("write-back-target", "helmvalues:/charts/web/values.yaml"),
+        ("web.helm.image-name", "image.repository"),
+        ("web.helm.image-tag", "image.tag"),
+    ];
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new(
+                "kust",
+                &kust_annotations,
+                json!({ "repoURL": url, "targetRevision": "main", "kustomize": {} }),
+            ),
+            App::new(
+                "values",
+                &values_annotations,
+                json!({ "repoURL": url, "targetRevision": "v1.0", "path": "apps/values", "helm": {} }),
+            ),
+        ],
+    )
+    .await;
+    let target = target(admin.clone(), &ns, &server);
+    let pipeline = pipeline(&target);
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(
+        &report,
+        &[
+            format!("argocd application/{ns}/kust/web: {web}:1.0.0 -> {web}:1.1.0"),
+            format!("argocd application/{ns}/values/web: {web}:1.0.0 -> {web}:1.1.0"),
+        ],
+    );
+    assert_eq!(
+        server
+            .read_file("deploy", "main", "apps/kust/kustomization.yaml")
+            .unwrap(),
+        kustomization.replace("newTag: 1.0.0", "newTag: 1.1.0")
+    );
+    assert_eq!(
+        server
+            .read_file("deploy", "main", "charts/web/values.yaml")
+            .unwrap(),
+        values.replace("tag: \"1.0.0\"", "tag: \"1.1.0\"")
+    );
+    assert_eq!(server.log("deploy", "main").len(), 3);
+    // Byte-stable: the next pass finds both current and commits nothing.
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(&report, &[]);
+    assert_eq!(server.log("deploy", "main").len(), 3);
+}
+
+#[tokio::test]
+async fn a_push_branch_of_git_branch_is_pushed_and_main_is_left_alone() {
+    let Some((_, ns, admin)) = argocd_namespace("git-branch").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start();
+    let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
+    let list = format!("web={web}");
+    let annotations = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git"),
+        (
+            "git-branch",
+            "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
+        ),
+    ];
+    create_apps(
+        &admin,
+        &ns,
+        [App::new(
+            "web",
+            &annotations,
+            helm_source(&server.git_url("deploy"), "1.0.0"),
+        )],
+    )
+    .await;
+    let target = target(admin.clone(), &ns, &server);
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_eq!(applied(&report).len(), 1, "{:?}", report.applied);
+    assert_eq!(server.head("deploy", "main"), Some(initial));
+    let pushed = server
+        .read_file(
+            "deploy",
+            "image-updater-web-1.1.0",
+            "apps/web/.argocd-source-web.yaml",
+        )
+        .expect("the pushed branch has the file");
+    assert!(pushed.contains("value: 1.1.0"), "{pushed}");
+}
+
+async fn create_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) {
+    let string_data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": ns, "labels": labels },
+        "stringData": string_data,
+    }))
+    .expect("a secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("create secret {ns}/{name}: {e}"));
+}
+
+#[tokio::test]
+async fn credentials_go_to_their_repository_only() {
+    let Some((_, ns, admin)) = argocd_namespace("git-creds").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start_with_http("bot", "s3cret-token");
+    for repo in ["deploy", "other", "wrong"] {
+        server.create_repo(repo, &[("README.md", "x\n")], "main");
+    }
+    create_secret(
+        &admin,
+        &ns,
+        "deploy-creds",
+        &[("username", "bot"), ("password", "s3cret-token")],
+        &[],
+    )
+    .await;
+    create_secret(
+        &admin,
+        &ns,
+        "bad-creds",
+        &[("username", "bot"), ("password", "not-the-token")],
+        &[],
+    )
+    .await;
+    // Argo CD's repository credentials: for `deploy` only.
+    create_secret(
+        &admin,
+        &ns,
+        "repo-deploy",
+        &[
+            ("url", &server.http_url("deploy")),
+            ("username", "bot"),
+            ("password", "s3cret-token"),
+        ],
+        &[("argocd.argoproj.io/secret-type", "repository")],
+    )
+    .await;
+    let list = format!("web={web}");
+    let with_secret = format!("git:secret:{ns}/deploy-creds");
+    let wrong_secret = format!("git:secret:{ns}/bad-creds");
+    let a = [
+        ("image-list", list.as_str()),
+        ("write-back-method", with_secret.as_str()),
+    ];
+    let b = [("image-list", list.as_str()), ("write-back-method", "git")];
+    let c = [
+        ("image-list", list.as_str()),
+        ("write-back-method", wrong_secret.as_str()),
+    ];
+    let d = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git:repocreds"),
+    ];
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new("a", &a, helm_source(&server.http_url("deploy"), "1.0.0")),
+            App::new("b", &b, helm_source(&server.http_url("other"), "1.0.0")),
+            App::new("c", &c, helm_source(&server.http_url("wrong"), "1.0.0")),
+            App::new("d", &d, helm_source(&server.http_url("deploy"), "1.0.0")),
+        ],
+    )
+    .await;
+    let target = target(admin.clone(), &ns, &server);
+    let report = pipeline(&target).run_once().await;
+    // `a` with its secret, `d` with the repository credentials of `deploy`.
+    assert_eq!(
+        applied(&report),
+        [
+            format!("argocd application/{ns}/a/web: {web}:1.0.0 -> {web}:1.1.0"),
+            format!("argocd application/{ns}/d/web: {web}:1.0.0 -> {web}:1.1.0"),
+        ]
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        server
+            .read_file("deploy", "main", "apps/a/.argocd-source-a.yaml")
+            .is_some()
+    );
+    // `b` has no credentials for `other`, `c` wrong ones: nothing is read, nothing changes.
+    let problems = problems(&target);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!("application {ns}/b: ")),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with(&format!("application {ns}/c: ")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.contains("s3cret") || p.contains("not-the-token")),
+        "{problems:?}"
+    );
+    assert_eq!(server.log("other", "main").len(), 1);
+    assert_eq!(server.log("wrong", "main").len(), 1);
+    // The secret's user was sent to `deploy` and `wrong` (its own secret), never to `other`.
+    let log = server.http_log();
+    assert!(
+        log.iter()
+            .filter(|r| r.path.contains("/other.git"))
+            .all(|r| r.user.is_none()),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|r| r.path.contains("/deploy.git")
+            && r.user.as_deref() == Some("bot")
+            && r.status == 200),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_updater_configures_the_same_write_back_as_annotations() {
+    let Some((server_api, ns, admin)) = argocd_namespace("git-iu").await else {
+        return;
+    };
+    install_crd(
+        server_api,
+        IMAGE_UPDATER_CRD,
+        "argocd-image-updater.argoproj.io/v1alpha1",
+        "imageupdaters",
+    )
+    .await;
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start();
+    let values = format!("image:\n  repository: {web}\n  tag: 1.0.0 # by hand\n");
+    server.create_repo(
+        "deploy",
+        &[
+            ("apps/iu/values.yaml", &values),
+            ("apps/annotated/values.yaml", &values),
+        ],
+        "main",
+    );
+    let url = server.git_url("deploy");
+    let list = format!("web={web}");
+    let annotations = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git"),
+        ("git-branch", "main"),
+        ("write-back-target", "helmvalues:values.yaml"),
+        ("web.helm.image-name", "image.repository"),
+        ("web.helm.image-tag", "image.tag"),
+    ];
+    let source = json!({ "repoURL": url, "targetRevision": "HEAD", "helm": {} });
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new("annotated", &annotations, source.clone()),
+            App::new("iu", &[], source),
+        ],
+    )
+    .await;
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argocd-image-updater.argoproj.io/v1alpha1",
+        "kind": "ImageUpdater",
+        "metadata": { "name": "web", "namespace": ns },
+        "spec": {
+            "writeBackConfig": {
+                "method": "git",
+                "gitConfig": { "branch": "main", "writeBackTarget": "helmvalues:values.yaml" },
+            },
+            "applicationRefs": [{
+                "namePattern": "iu",
+                "images": [{
+                    "alias": "web",
+                    "imageName": web,
+                    "manifestTargets": { "helm": { "name": "image.repository", "tag": "image.tag" } },
+                }],
+            }],
+        },
+    }))
+    .expect("an ImageUpdater");
+    Api::<DynamicObject>::namespaced_with(admin.clone(), &ns, &image_updater_resource())
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create the ImageUpdater");
+    let target = Arc::new(
+        argocd_target(admin.clone(), &ns)
+            .with_image_updaters(true)
+            .with_git_workdir(server.scratch_dir("argocd-git")),
+    );
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_applied(
+        &report,
+        &[
+            format!("argocd application/{ns}/annotated/web: {web}:1.0.0 -> {web}:1.1.0"),
+            format!("argocd application/{ns}/iu/web: {web}:1.0.0 -> {web}:1.1.0"),
+        ],
+    );
+    let want = values.replace("tag: 1.0.0", "tag: 1.1.0");
+    for app in ["iu", "annotated"] {
+        let path = format!("apps/{app}/values.yaml");
+        assert_eq!(server.read_file("deploy", "main", &path).unwrap(), want);
+    }
+}
+
+#[tokio::test]
+async fn a_push_race_keeps_both_commits() {
+    let Some((_, ns, admin)) = argocd_namespace("git-race").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start();
+    server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
+    let list = format!("web={web}");
+    let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
+    create_apps(
+        &admin,
+        &ns,
+        [App::new(
+            "web",
+            &annotations,
+            helm_source(&server.git_url("deploy"), "1.0.0"),
+        )],
+    )
+    .await;
+    let theirs = server.push_file("deploy", "theirs", "README.md", "theirs\n", "Docs");
+    server.move_branch_on_next_push("deploy", "main", &theirs);
+    let target = target(admin.clone(), &ns, &server);
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_eq!(applied(&report).len(), 1);
+    let log = server.log("deploy", "main");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1].0, theirs);
+    assert_eq!(
+        server.read_file("deploy", "main", "README.md").unwrap(),
+        "theirs\n"
+    );
+    assert!(
+        server
+            .read_file("deploy", "main", "apps/web/.argocd-source-web.yaml")
+            .unwrap()
+            .contains("value: 1.1.0")
+    );
+}
+
+#[tokio::test]
+async fn paths_leaving_the_repository_and_ssh_are_refused_by_name() {
+    let Some((_, ns, admin)) = argocd_namespace("git-paths").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let server = GitServer::start();
+    let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
+    let url = server.git_url("deploy");
+    let list = format!("web={web}");
+    let up = [
+        ("image-list", list.as_str()),
+        ("write-back-method", "git"),
+        ("write-back-target", "kustomization:../../other"),
+    ];
+    let git = [("image-list", list.as_str()), ("write-back-method", "git")];
+    let mut escaping = App::new("escaping", &git, helm_source(&url, "1.0.0"));
+    escaping.source["path"] = json!("apps/../../etc");
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new("up", &up, helm_source(&url, "1.0.0")),
+            escaping,
+            App::new(
+                "ssh",
+                &git,
+                helm_source("git@git.example:acme/deploy.git", "1.0.0"),
+            ),
+        ],
+    )
+    .await;
+    let target = target(admin.clone(), &ns, &server);
+    let report = pipeline(&target).run_once().await;
+    assert_applied(&report, &[]);
+    let problems = problems(&target);
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "application {ns}/escaping: spec.source.path = \"apps/../../etc\": contains \
+                 `..`: paths stay inside the repository"
+            ),
+            format!(
+                "application {ns}/ssh: spec.source.repoURL = \"git@git.example:acme/deploy.git\": \
+                 SSH repositories are refused: the server's host key cannot be pinned here; use \
+                 the HTTPS URL of the repository"
+            ),
+            format!(
+                "application {ns}/up: argocd-image-updater.argoproj.io/write-back-target = \
+                 \"kustomization:../../other\": `../../other` contains `..`: paths stay inside \
+                 the repository"
+            ),
+        ]
+    );
+    assert_eq!(server.head("deploy", "main"), Some(initial));
+}
