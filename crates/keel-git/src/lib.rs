@@ -17,6 +17,8 @@
 //!   ([`GitTargetBuilder::with_server_timeout`]), files above a size limit and YAML whose
 //!   aliases would expand beyond a budget are skipped and reported ([`GitTarget::scan`]), and
 //!   credentials in remote URLs never reach an error, a log line or a name;
+//! - SSH with a private key held in memory, offered only to a server that showed a host key
+//!   pinned by `known_hosts` ([`GitAuth::SshKeyInMemory`], [`known_hosts::KnownHosts`]);
 //! - for callers that know which files they change (Argo CD Image Updater's `git` write-back):
 //!   [`BranchCommit`] runs an edit of given files on a branch head and pushes it as one
 //!   commit, from a fresh fetch again when the branch moved, and [`manifest::edit`] sets one
@@ -24,6 +26,7 @@
 
 mod branch;
 pub mod env;
+pub mod known_hosts;
 pub mod manifest;
 mod repo;
 mod target;

@@ -5,14 +5,16 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use git2::{
-    Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, PushOptions, RemoteCallbacks,
-    Repository, ResetType, Signature,
+    CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, PushOptions,
+    RemoteCallbacks, Repository, ResetType, Signature,
 };
 use keel_core::{Error, Secret, redact_urls};
+
+use crate::known_hosts::KnownHosts;
 
 /// How to authenticate to the Git server.
 #[derive(Clone, Default)]
@@ -42,6 +44,19 @@ pub enum GitAuth {
         /// The SSH user, usually `git`.
         username: String,
     },
+    /// An SSH private key held in memory, offered only to a server that shows one of the
+    /// host keys of `known_hosts` (checked before any credential is sent); for `ssh://` and
+    /// `user@host:path` URLs.
+    SshKeyInMemory {
+        /// The SSH user, usually `git` (a user in the URL wins).
+        username: String,
+        /// The private key, PEM or OpenSSH format; never shows in `Debug` output or errors.
+        private_key: Secret,
+        /// Its passphrase, if any.
+        passphrase: Option<Secret>,
+        /// The host keys the server must show.
+        known_hosts: KnownHosts,
+    },
 }
 
 impl fmt::Debug for GitAuth {
@@ -64,6 +79,15 @@ impl fmt::Debug for GitAuth {
                 "SshKey {{ username: {username:?}, private_key: {private_key:?}, passphrase: *** }}"
             ),
             GitAuth::SshAgent { username } => write!(f, "SshAgent {{ username: {username:?} }}"),
+            GitAuth::SshKeyInMemory {
+                username,
+                known_hosts,
+                ..
+            } => write!(
+                f,
+                "SshKeyInMemory {{ username: {username:?}, private_key: ***, passphrase: ***, \
+                 known_hosts: {known_hosts:?} }}"
+            ),
         }
     }
 }
@@ -75,6 +99,7 @@ impl GitAuth {
             GitAuth::UserPassword { username, .. } => format!("user {username:?}"),
             GitAuth::SshKey { username, .. } => format!("SSH key of user {username:?}"),
             GitAuth::SshAgent { username } => format!("SSH agent keys of user {username:?}"),
+            GitAuth::SshKeyInMemory { username, .. } => format!("SSH key of user {username:?}"),
         }
     }
 }
@@ -172,6 +197,9 @@ pub(crate) struct WorkingCopy {
     shown: String,
     auth: GitAuth,
     timeouts: Timeouts,
+    /// Why the last connection refused the SSH server's host key: libgit2 keeps only its own
+    /// message ("invalid or unknown remote ssh hostkey").
+    host_key_refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl WorkingCopy {
@@ -202,6 +230,7 @@ impl WorkingCopy {
             shown: redact_urls(url),
             auth: auth.clone(),
             timeouts,
+            host_key_refusal: Arc::default(),
         })
     }
 
@@ -247,6 +276,26 @@ impl WorkingCopy {
                 GitAuth::SshAgent { username } => {
                     Cred::ssh_key_from_agent(user_from_url.unwrap_or(username))
                 }
+                GitAuth::SshKeyInMemory {
+                    username,
+                    private_key,
+                    passphrase,
+                    ..
+                } if allowed.contains(CredentialType::SSH_MEMORY)
+                    || allowed.contains(CredentialType::SSH_KEY) =>
+                {
+                    Cred::ssh_key_from_memory(
+                        user_from_url.unwrap_or(username),
+                        None,
+                        private_key.expose(),
+                        passphrase.as_ref().map(Secret::expose),
+                    )
+                }
+                GitAuth::SshKeyInMemory { username, .. }
+                    if allowed.contains(CredentialType::USERNAME) =>
+                {
+                    Cred::username(user_from_url.unwrap_or(username))
+                }
                 _ if allowed.contains(CredentialType::DEFAULT) => Cred::default(),
                 _ => Err(git2::Error::new(
                     ErrorCode::Auth,
@@ -255,6 +304,22 @@ impl WorkingCopy {
                 )),
             }
         });
+        if let GitAuth::SshKeyInMemory { known_hosts, .. } = &self.auth {
+            let url = self.url.clone();
+            let refusal = self.host_key_refusal.clone();
+            callbacks.certificate_check(move |cert, _| {
+                let Some(hostkey) = cert.as_hostkey() else {
+                    // Not SSH: libgit2's own checks decide.
+                    return Ok(CertificateCheckStatus::CertificatePassthrough);
+                };
+                let checked = pin_host_key(known_hosts, &url, hostkey.hostkey());
+                if let Err(e) = &checked {
+                    *refusal.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(e.message().to_owned());
+                }
+                checked
+            });
+        }
         callbacks.push_update_reference(move |_refname, status| {
             if let Some(status) = status {
                 *rejection.borrow_mut() = Some(status.to_owned());
@@ -265,6 +330,20 @@ impl WorkingCopy {
     }
 
     fn auth_failure(&self, action: &str, attempts: usize, e: &git2::Error) -> Option<Error> {
+        let host_key = self
+            .host_key_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(reason) = host_key {
+            return Some(Error::Backend {
+                backend: format!("git {}", self.shown),
+                action: format!("{action} {}", self.shown),
+                message: reason,
+                retryable: false,
+                source: None,
+            });
+        }
         let refused = e.code() == ErrorCode::Auth
             || attempts > MAX_CREDENTIAL_ATTEMPTS
             || e.message().contains("401")
@@ -489,6 +568,73 @@ impl WorkingCopy {
     }
 }
 
+/// Accepts the SSH server of `url` only when it showed (`key`) one of the host keys that
+/// `known_hosts` pins for its host and port.
+fn pin_host_key(
+    known_hosts: &KnownHosts,
+    url: &str,
+    key: Option<&[u8]>,
+) -> Result<CertificateCheckStatus, git2::Error> {
+    let refuse = |message: String| {
+        Err(git2::Error::new(
+            ErrorCode::Certificate,
+            ErrorClass::Ssh,
+            message,
+        ))
+    };
+    let Some((host, port)) = ssh_host_port(url) else {
+        return refuse(format!(
+            "cannot tell the SSH host of {} to check its host key",
+            redact_urls(url)
+        ));
+    };
+    let Some(key) = key else {
+        return refuse(format!(
+            "the SSH server {host} did not show its host key in full, so it cannot be checked \
+             against known_hosts"
+        ));
+    };
+    match known_hosts.check(&host, port, key) {
+        Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+        Err(reason) => refuse(format!("refused to connect: {reason}")),
+    }
+}
+
+/// The host and port of an SSH URL: `ssh://[user@]host[:port]/path` or `[user@]host:path`.
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url
+        .strip_prefix("ssh://")
+        .or_else(|| url.strip_prefix("git+ssh://"))
+    {
+        let authority = rest.split('/').next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            }
+        };
+        let port = match port {
+            None | Some("") => 22,
+            Some(port) => port.parse().ok()?,
+        };
+        return (!host.is_empty()).then(|| (host.to_owned(), port));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-like: the part before the first ':' (with no '/' in it) is [user@]host.
+    let (authority, _) = url.split_once(':')?;
+    if authority.contains('/') {
+        return None;
+    }
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then(|| (host.to_owned(), 22))
+}
+
 /// The local branch the backend commits on; pushed to the configured branch.
 const WORK_BRANCH: &str = "keel-work";
 
@@ -540,4 +686,30 @@ pub(crate) fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {
         format!("{action} {}", path.display()),
         e,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_host_port;
+
+    #[test]
+    fn ssh_urls_name_their_host_and_port() {
+        let at = |h: &str, p: u16| Some((h.to_owned(), p));
+        assert_eq!(
+            ssh_host_port("ssh://git@git.example.com/org/fleet.git"),
+            at("git.example.com", 22)
+        );
+        assert_eq!(
+            ssh_host_port("ssh://git@127.0.0.1:2222/srv/fleet.git"),
+            at("127.0.0.1", 2222)
+        );
+        assert_eq!(ssh_host_port("ssh://[::1]:2222/fleet.git"), at("::1", 2222));
+        assert_eq!(
+            ssh_host_port("git@github.com:org/fleet.git"),
+            at("github.com", 22)
+        );
+        assert_eq!(ssh_host_port("https://git.example.com/fleet.git"), None);
+        assert_eq!(ssh_host_port("/srv/git/fleet.git"), None);
+        assert_eq!(ssh_host_port("ssh://host:notaport/x"), None);
+    }
 }
