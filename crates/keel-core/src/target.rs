@@ -230,41 +230,6 @@ fn runs(running: &ImageRef, wanted: &ImageRef) -> bool {
         && (wanted.digest().is_none() || wanted.digest() == running.digest())
 }
 
-impl UpdatePlan {
-    /// Whether a workload that runs `running` already runs this plan's new image, so that
-    /// applying the plan is [`ApplyOutcome::AlreadyCurrent`]: the same repository and tag,
-    /// and, when the new image names a digest, that digest known to run. A digest the target
-    /// does not know (a tag-only value, no record of the digest) is not taken to be the
-    /// planned one: a plan that moves a tag to a new digest (a `latest` that moved) would
-    /// otherwise never be applied.
-    ///
-    /// Every target decides "already current" by this one rule.
-    pub fn already_runs(&self, running: &ImageRef) -> bool {
-        runs(running, &self.new)
-    }
-
-    /// Whether `running` is still what the plan was made from ([`UpdatePlan::current`]), so
-    /// that the plan may be applied; else the target refuses it with
-    /// [`Error::Conflict`](crate::Error::Conflict). A plan that follows digests (its new image
-    /// names one) must know the digest that runs where the target knows one: the digest that
-    /// runs is compared with `current` to the letter. Without digests on both sides, the
-    /// repository and tag decide (and `current`'s digest, if it names one, must run).
-    pub fn still_current(&self, running: &ImageRef) -> bool {
-        if self.new.digest().is_some() && running.digest().is_some() {
-            *running == self.current
-        } else {
-            runs(running, &self.current)
-        }
-    }
-}
-
-/// Whether what runs (`running`) runs `wanted`: the same repository and tag, and the same
-/// digest when `wanted` names one.
-fn runs(running: &ImageRef, wanted: &ImageRef) -> bool {
-    running.without_digest() == wanted.without_digest()
-        && (wanted.digest().is_none() || wanted.digest() == running.digest())
-}
-
 /// What applying one plan did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -339,77 +304,6 @@ pub trait Target: Send + Sync + fmt::Debug {
 
 /// A change to `keel.sh/*` settings: each key to a new value, or to `None` to remove it.
 pub type SettingsChange = BTreeMap<String, Option<String>>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OLD: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const NEW: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-    fn image(text: &str) -> ImageRef {
-        ImageRef::parse(text).unwrap()
-    }
-
-    fn plan(current: &str, new: &str) -> UpdatePlan {
-        UpdatePlan {
-            target: "t".into(),
-            id: "id".into(),
-            current: image(current),
-            new: image(new),
-        }
-    }
-
-    #[test]
-    fn a_planned_digest_runs_only_where_that_digest_is_known_to_run() {
-        let tag_only = plan("nginx:1.2", "nginx:1.3");
-        let by_digest = plan("nginx:latest", &format!("nginx:latest@{NEW}"));
-        // (plan, what runs, already runs)
-        let cases = [
-            (&tag_only, "nginx:1.3".to_owned(), true),
-            (&tag_only, format!("nginx:1.3@{OLD}"), true),
-            (&tag_only, "nginx:1.2".to_owned(), false),
-            (&by_digest, format!("nginx:latest@{NEW}"), true),
-            (&by_digest, format!("nginx:latest@{OLD}"), false),
-            // The digest that runs is not known: the plan is not done yet.
-            (&by_digest, "nginx:latest".to_owned(), false),
-        ];
-        for (plan, running, expected) in cases {
-            assert_eq!(
-                plan.already_runs(&image(&running)),
-                expected,
-                "{plan} with {running} running"
-            );
-        }
-    }
-
-    #[test]
-    fn a_digest_plan_is_still_current_only_for_the_digest_it_was_made_from() {
-        let from_tag = plan("nginx:latest", &format!("nginx:latest@{NEW}"));
-        let from_digest = plan(
-            &format!("nginx:latest@{OLD}"),
-            &format!("nginx:latest@{NEW}"),
-        );
-        let tag_only = plan("nginx:1.2", "nginx:1.3");
-        // (plan, what runs, still current)
-        let cases = [
-            (&from_tag, "nginx:latest".to_owned(), true),
-            (&from_tag, format!("nginx:latest@{OLD}"), false),
-            (&from_digest, format!("nginx:latest@{OLD}"), true),
-            (&from_digest, "nginx:latest".to_owned(), false),
-            (&tag_only, "nginx:1.2".to_owned(), true),
-            (&tag_only, format!("nginx:1.2@{OLD}"), true),
-            (&tag_only, "nginx:1.1".to_owned(), false),
-        ];
-        for (plan, running, expected) in cases {
-            assert_eq!(
-                plan.still_current(&image(&running)),
-                expected,
-                "{plan} with {running} running"
-            );
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
