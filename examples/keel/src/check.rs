@@ -79,22 +79,17 @@ enum Subject<'a> {
 impl CheckArgs {
     /// The one subject the arguments name.
     fn subject(&self) -> Result<Subject<'_>, CliError> {
-        let mut chosen: Vec<(&str, Subject<'_>)> = Vec::new();
-        if let Some(image) = &self.image {
-            chosen.push(("IMAGE", Subject::Image(image)));
-        }
-        #[cfg(feature = "kube")]
-        if self.kube {
-            chosen.push(("--kube", Subject::Kube));
-        }
-        #[cfg(feature = "helm")]
-        if self.helm {
-            chosen.push(("--helm", Subject::Helm));
-        }
-        #[cfg(feature = "git")]
-        if self.repo.is_set() {
-            chosen.push(("--repo", Subject::Repo));
-        }
+        let chosen = [
+            self.image
+                .as_deref()
+                .map(|image| ("IMAGE", Subject::Image(image))),
+            #[cfg(feature = "kube")]
+            self.kube.then_some(("--kube", Subject::Kube)),
+            #[cfg(feature = "helm")]
+            self.helm.then_some(("--helm", Subject::Helm)),
+            #[cfg(feature = "git")]
+            self.repo.is_set().then_some(("--repo", Subject::Repo)),
+        ];
         match one_of(chosen, "check different things")? {
             Some(subject) => Ok(subject),
             None => Err(CliError::Input(format!(

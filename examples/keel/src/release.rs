@@ -74,20 +74,22 @@ enum Subject {
 impl ReleaseArgs {
     /// The one target the arguments name: `--kube`, `--helm`, else the repository.
     fn subject(&self) -> Result<Subject, CliError> {
-        let mut chosen = Vec::new();
-        #[cfg(feature = "kube")]
-        if self.kube {
-            chosen.push(("--kube", Subject::Kube));
-        }
-        #[cfg(feature = "helm")]
-        if self.helm {
-            chosen.push(("--helm", Subject::Helm));
-        }
+        let cluster: [Option<(&str, Subject)>; _] = [
+            #[cfg(feature = "kube")]
+            self.kube.then_some(("--kube", Subject::Kube)),
+            #[cfg(feature = "helm")]
+            self.helm.then_some(("--helm", Subject::Helm)),
+        ];
+        // The repository is the default: chosen when no cluster flag is.
         #[cfg(feature = "git")]
-        if self.repo.is_set() || chosen.is_empty() {
-            chosen.push(("--repo", Subject::Repo));
-        }
-        match one_of(chosen, "release to different targets")? {
+        let repo = (self.repo.is_set() || cluster.iter().all(Option::is_none))
+            .then_some(("--repo", Subject::Repo));
+        #[cfg(not(feature = "git"))]
+        let repo = None;
+        match one_of(
+            cluster.into_iter().chain([repo]),
+            "release to different targets",
+        )? {
             Some(subject) => Ok(subject),
             None => Err(CliError::Input(
                 "nothing to release to: give --kube --workload NS/KIND/NAME or --helm \
