@@ -30,8 +30,11 @@
 //!   (`argocd-image-updater.argoproj.io/*`) or selected by its 1.x `ImageUpdater` objects
 //!   are tracked too (keel-argocd), in the namespaces
 //!   of `--argocd-namespace` (default: all), polled on the default schedule; updates patch
-//!   the Application's Helm parameters or Kustomize images (write-back `argocd`). The pull
-//!   secrets the annotations name are used for their image's registry only.
+//!   the Application's Helm parameters or Kustomize images (write-back `argocd`), or are
+//!   committed to its Git repository (write-back `git`, cloned under
+//!   `--argocd-git-workdir`, with Argo CD's repository credentials or the Secret the
+//!   annotation names). The pull secrets the annotations name are used for their image's
+//!   registry only.
 //! - With `--flux`, the controller does the jobs of Flux's image-reflector-controller and
 //!   image-automation-controller (keel-flux): it scans the registries of the
 //!   `ImageRepository` objects in the namespaces of `--namespaces`, writes the tag each
@@ -157,7 +160,7 @@ struct Args {
     helm_binary: Option<PathBuf>,
 
     /// Track Argo CD Applications configured by Argo CD Image Updater's annotations, and
-    /// update them with its `argocd` write-back.
+    /// update them with its `argocd` or `git` write-back.
     #[arg(long, env = "KEEL_ARGOCD")]
     argocd: bool,
 
@@ -176,6 +179,17 @@ struct Args {
     /// all).
     #[arg(long = "argocd-namespace", value_delimiter = ',', requires = "argocd")]
     argocd_namespaces: Vec<String>,
+
+    /// Where the `git` write-back of Argo CD Applications clones their repositories, one
+    /// directory each (default: `keel-argocd-git` in the system's temporary directory); it
+    /// must be writable (an `emptyDir` volume in a read-only container).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "KEEL_ARGOCD_GIT_WORKDIR",
+        requires = "argocd"
+    )]
+    argocd_git_workdir: Option<PathBuf>,
 }
 
 /// The targets the controller updates: the cluster's workloads, its Helm releases with
@@ -529,11 +543,17 @@ fn flux_jobs(args: &Args, client: &kube::Client) -> Result<FluxJobs, String> {
 
 /// The Argo CD Applications in the namespaces `--argocd-namespace` names (all without it).
 fn argocd_target(args: &Args, client: &kube::Client) -> ArgoCdTarget {
+    let workdir = args
+        .argocd_git_workdir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("keel-argocd-git"));
     let target = args.argocd_namespaces.iter().fold(
-        ArgoCdTarget::new(client.clone()).with_image_updaters(true),
+        ArgoCdTarget::new(client.clone())
+            .with_image_updaters(true)
+            .with_git_workdir(&workdir),
         |t, ns| t.with_namespace(ns),
     );
-    info!(namespaces = ?args.argocd_namespaces, "tracking Argo CD Applications");
+    info!(namespaces = ?args.argocd_namespaces, git_workdir = %workdir.display(), "tracking Argo CD Applications");
     target
 }
 

@@ -2,14 +2,18 @@
 //! and a real registry, running as a user bound only by `deploy/rbac-cluster.yaml`,
 //! `deploy/rbac-argocd.yaml` and `deploy/rbac-own-namespace.yaml`: an Application configured
 //! by Argo CD Image Updater's annotations gets its Helm parameter patched to the version its
-//! constraint picks, its other parameters untouched, and the same user may not delete it.
+//! constraint picks, its other parameters untouched, and the same user may not delete it;
+//! one with the `git` write-back gets a commit pushed to its repository with Argo CD's
+//! repository credentials, which that user may list, and is not patched.
 
 mod common;
 use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use keel_argocd::{APPLICATION_CRD, application_resource};
+use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
@@ -127,4 +131,112 @@ async fn an_application_gets_the_version_its_constraint_picks() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("forbidden"), "{err}");
+}
+
+#[tokio::test]
+async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
+    let Some(api) = ApiServer::shared().await else {
+        return;
+    };
+    install_crd(api, APPLICATION_CRD, "argoproj.io/v1alpha1", "applications").await;
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "team/web", &["1.0.0", "1.1.0"]).await;
+    let repo = format!("{}/team/web", registry.addr());
+    let git = GitServer::start_with_http("argocd-bot", "repo-token");
+    git.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
+    let ns = api.namespace("argocd").await;
+    let own_ns = api.namespace("keel").await;
+    let admin = api.admin_client();
+    let user = "bob";
+    let mut docs = manifest("rbac-cluster.yaml");
+    docs.extend(manifest("rbac-argocd.yaml"));
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    apply_rbac(&admin, docs, user, &ns, &[("keel", own_ns.as_str())]).await;
+    // Argo CD's repository credentials for the repository.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "name": "repo-deploy",
+            "namespace": ns,
+            "labels": { "argocd.argoproj.io/secret-type": "repository" },
+        },
+        "stringData": {
+            "url": git.http_url("deploy"), "username": "argocd-bot", "password": "repo-token",
+        },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &ns, &application_resource());
+    let application: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": "web",
+            "namespace": ns,
+            "annotations": {
+                format!("{PREFIX}image-list"): format!("web={repo}:1.x"),
+                format!("{PREFIX}write-back-method"): "git",
+            },
+        },
+        "spec": {
+            "project": "default",
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
+            "source": {
+                "repoURL": git.http_url("deploy"),
+                "path": "apps/web",
+                "targetRevision": "main",
+                "helm": { "parameters": [{ "name": "image.tag", "value": "1.0.0" }] },
+            },
+        },
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &application)
+        .await
+        .unwrap();
+    let workdir = git.scratch_dir("controller-clones");
+    let _controller = Controller::start(
+        api,
+        user,
+        &[
+            "--argocd",
+            "--argocd-namespace",
+            &ns,
+            "--argocd-git-workdir",
+            workdir.to_str().unwrap(),
+            "--controller-namespace",
+            &own_ns,
+            "--identity",
+            user,
+            "--resync",
+            "1s",
+        ],
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("POLL_DEFAULTSCHEDULE", "@every 1s"),
+        ],
+    );
+    let file = "apps/web/.argocd-source-web.yaml";
+    wait_for(
+        "the .argocd-source file to be pushed",
+        (Duration::from_secs(60), Duration::from_millis(200)),
+        async || git.read_file("deploy", "main", file),
+        |content| content.is_some(),
+    )
+    .await;
+    assert_eq!(
+        git.read_file("deploy", "main", file).unwrap(),
+        format!(
+            "helm:\n  parameters:\n  - name: image.name\n    value: {repo}\n    forcestring: \
+             true\n  - name: image.tag\n    value: 1.1.0\n    forcestring: true\n"
+        )
+    );
+    // The Application is not patched: Argo CD reads the file.
+    let app = apps.get("web").await.unwrap();
+    assert_eq!(
+        app.data["spec"]["source"]["helm"]["parameters"],
+        json!([{ "name": "image.tag", "value": "1.0.0" }])
+    );
 }
