@@ -10,8 +10,11 @@
 //!    namespace unless `sourceRef.namespace` names another) gives the URL and, through
 //!    `spec.secretRef`, the credentials: a secret with `username` and `password` is HTTPS
 //!    basic authentication, sent to that repository only. A secret with `identity` (an SSH
-//!    key) or `bearerToken` is refused with `Ready` `False`: keel-git cannot pin the host
-//!    keys of `known_hosts`, and keel-flux does not use SSH without them.
+//!    private key, PEM or OpenSSH format), optional `password` (its passphrase) and
+//!    `known_hosts` is SSH authentication for an `ssh://` or `user@host:path` URL
+//!    ([`keel_git::GitAuth::SshKeyInMemory`]): the key is offered only to a server that
+//!    showed a host key `known_hosts` pins for its host and port, and without `known_hosts`
+//!    the secret is refused. A `bearerToken` is refused.
 //! 2. What is checked out is `spec.git.checkout.ref`, else the `GitRepository`'s `spec.ref`,
 //!    read with Flux's precedence: `commit` (a full commit id, reachable from a branch or
 //!    tag), then `name` (a full reference name such as `refs/tags/v1`; `refs/heads/X` is the
@@ -51,10 +54,10 @@
 //! | reason | when |
 //! |---|---|
 //! | `GitRepositoryNotFound` | the `GitRepository` does not exist |
-//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use, `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, a checkout that is not a branch without `spec.git.push.branch`, a `semver` checkout range that does not parse, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options` |
+//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use (a `bearerToken`; an SSH `identity` without `known_hosts`, with unreadable `known_hosts` or for a URL that is not SSH), `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, a checkout that is not a branch without `spec.git.push.branch`, a `semver` checkout range that does not parse, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options` |
 //! | `InvalidPolicySelector` | `spec.policySelector` is malformed: an operator other than `In`, `NotIn`, `Exists` and `DoesNotExist`, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values, a missing key, a value not a string (the message names the field) |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
-//! | `GitOperationFailed` | the fetch or push failed: credentials refused, branch, tag, reference or commit missing, no tag in the `semver` range, server rejection, a branch that kept moving |
+//! | `GitOperationFailed` | the fetch or push failed: credentials refused, an SSH host key that `known_hosts` does not pin, branch, tag, reference or commit missing, no tag in the `semver` range, server rejection, a branch that kept moving |
 //! | `UpdateFailed` | a marker could not be rewritten (its line changed on the branch meanwhile, a value not an image); nothing of the run is pushed |
 //! | `ReconciliationFailed` | the `ImagePolicy` objects of the namespace could not be listed |
 //!
@@ -98,6 +101,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use keel_core::target::{ApplyOutcome, UpdatePlan};
 use keel_core::{Error, ImageRef, PolicySpec, Target as _};
+use keel_git::known_hosts::KnownHosts;
 use keel_git::manifest::{MarkerPolicy, Part, Reference, ReferenceKind, RepoConfig};
 use keel_git::{Checkout, GitAuth, GitTarget};
 use keel_k8s::error::{Request, from_kube};
@@ -436,7 +440,7 @@ impl Automation {
             .ok_or_else(|| config(format!("GitRepository '{source_key}' has no spec.url")))?;
         let auth = match str_at(repository_spec, &["secretRef", "name"]) {
             None => GitAuth::None,
-            Some(secret) => self.auth(source_namespace, secret).await?,
+            Some(secret) => self.auth(source_namespace, secret, url).await?,
         };
         // The automation's checkout reference replaces the GitRepository's as a whole.
         let (reference, field) = match spec.and_then(|s| s.pointer("/git/checkout/ref")) {
@@ -632,7 +636,7 @@ impl Automation {
     }
 
     /// The credentials of the secret `namespace/name`, as Flux reads a `GitRepository`'s.
-    async fn auth(&self, namespace: &str, name: &str) -> Result<GitAuth, Ready> {
+    async fn auth(&self, namespace: &str, name: &str, url: &str) -> Result<GitAuth, Ready> {
         let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &secret_resource());
@@ -653,12 +657,31 @@ impl Automation {
                 .map(Some)
                 .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not UTF-8")))
         };
-        if field("identity")?.is_some() {
-            return Err(config(format!(
-                "secret '{namespace}/{name}' holds an SSH identity: SSH is not supported by \
-                 keel-flux, which cannot pin the host keys of known_hosts; use an HTTPS URL \
-                 with username and password"
-            )));
+        if let Some(identity) = field("identity")? {
+            if !is_ssh_url(url) {
+                return Err(config(format!(
+                    "secret '{namespace}/{name}' holds an SSH identity, but the GitRepository's \
+                     URL '{}' is not an SSH URL (ssh://... or user@host:path)",
+                    keel_core::redact_urls(url)
+                )));
+            }
+            let known_hosts = field("known_hosts")?.ok_or_else(|| {
+                config(format!(
+                    "secret '{namespace}/{name}' holds an SSH identity without known_hosts: \
+                     keel-flux does not use SSH without the server's host keys"
+                ))
+            })?;
+            let known_hosts = KnownHosts::parse(&known_hosts).map_err(|e| {
+                config(format!(
+                    "secret '{namespace}/{name}': the known_hosts of its SSH identity: {e}"
+                ))
+            })?;
+            return Ok(GitAuth::SshKeyInMemory {
+                username: "git".into(),
+                private_key: identity.into(),
+                passphrase: field("password")?.map(Into::into),
+                known_hosts,
+            });
         }
         if field("bearerToken")?.is_some() {
             return Err(config(format!(
@@ -958,6 +981,15 @@ fn observed_patch(status: Option<&Value>, observed: &BTreeMap<String, LatestRef>
 /// The short form of a commit id, as `git log --oneline` shows it.
 fn short(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
+}
+
+/// Whether `url` is one keel-git reaches over SSH: `ssh://...` or scp-like `user@host:path`.
+fn is_ssh_url(url: &str) -> bool {
+    if let Some((scheme, _)) = url.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh");
+    }
+    url.split_once(':')
+        .is_some_and(|(authority, _)| !authority.is_empty() && !authority.contains('/'))
 }
 
 /// The `Ready` condition for a run whose changes were not pushed: `UpdateFailed` when a
