@@ -89,7 +89,8 @@ mod workload;
 pub use keel_core::Target;
 pub use keys::{Problem, ProblemLog};
 pub use target::{
-    FIELD_MANAGER, ImageTrigger, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadImage,
+    FIELD_MANAGER, ImageTrigger, KubeTarget, KubeTargetBuilder, RolloutVerdict, WorkloadContainer,
+    WorkloadImage,
 };
 pub use workload::WorkloadKind;
 

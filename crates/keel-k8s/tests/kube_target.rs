@@ -188,12 +188,15 @@ async fn discovers_keys_from_annotations_and_labels_with_annotations_winning() {
     );
 
     let listing = target.workloads().await.expect("workloads");
-    let row = listing.iter().find(|w| w.name == "both").expect("listed");
+    let row = listing
+        .iter()
+        .find(|w| w.workload.name == "both")
+        .expect("listed");
     assert_eq!(
         (
-            row.kind.as_str(),
-            row.container.as_str(),
-            row.image.as_str(),
+            row.workload.kind.as_str(),
+            row.workload.container.as_str(),
+            row.workload.image.as_str(),
             row.policy.as_str()
         ),
         ("deployment", "app", "ghcr.io/acme/web:1.2.0", "glob:1.2.*")

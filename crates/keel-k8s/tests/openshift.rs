@@ -372,7 +372,7 @@ async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
         listed
             .iter()
             .find(|w| w.id == id)
-            .map(|w| (w.policy.clone(), w.image.clone()))
+            .map(|w| (w.policy.clone(), w.workload.image.clone()))
             .unwrap_or_else(|| panic!("{id} listed"))
     };
     assert_eq!(
@@ -950,10 +950,10 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
         .map(|t| {
             format!(
                 "{} {}/{} {} <- {} ({}) <- {} tracked as {}",
-                t.kind,
-                t.namespace,
-                t.name,
-                t.container,
+                t.workload.kind,
+                t.workload.namespace,
+                t.workload.name,
+                t.workload.container,
                 t.image_stream_tag,
                 t.via,
                 t.source.unwrap_or_default(),

@@ -218,13 +218,9 @@ async fn check_kube(
     let rows: Vec<Row> = workloads
         .iter()
         .map(|w: &keel_k8s::WorkloadImage| Row {
-            workload: format!("{}/{}/{}", w.namespace, w.kind, w.name),
-            container: if w.init {
-                format!("{} (init)", w.container)
-            } else {
-                w.container.clone()
-            },
-            image: w.image.clone(),
+            workload: w.workload.workload(),
+            container: w.workload.container_label(),
+            image: w.workload.image.clone(),
             policy: w.policy.clone(),
             trigger: w.trigger.clone(),
             verdict: found.verdict(&w.id),
@@ -244,9 +240,9 @@ async fn check_kube(
                 .and_then(|id| workloads.iter().find(|w| w.id == id));
             let id = t.tracked_id.as_deref().unwrap_or_default();
             Row {
-                workload: format!("{}/{}/{}", t.namespace, t.kind, t.name),
-                container: t.container,
-                image: t.image,
+                workload: t.workload.workload(),
+                container: t.workload.container_label(),
+                image: t.workload.image,
                 policy: tag.map_or_else(|| "-".to_owned(), |w| w.policy.clone()),
                 trigger: tag.map_or_else(|| "-".to_owned(), |w| w.trigger.clone()),
                 verdict: found.verdict(id),

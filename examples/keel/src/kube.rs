@@ -63,11 +63,12 @@ pub(crate) async fn release_plans(
     let mut found = false;
     let mut plans = Vec::new();
     for w in target.workloads().await? {
-        if w.namespace != namespace || w.kind != kind || w.name != name {
+        let at = &w.workload;
+        if at.namespace != namespace || at.kind != kind || at.name != name {
             continue;
         }
         found = true;
-        let Ok(current) = ImageRef::parse(&w.image) else {
+        let Ok(current) = ImageRef::parse(&at.image) else {
             continue;
         };
         if current.name() == new.name() {

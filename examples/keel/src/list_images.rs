@@ -193,7 +193,7 @@ async fn discover(args: &ListImagesArgs, progress: &Progress) -> Result<Vec<Entr
             .await?
             .into_iter()
             .map(|w| {
-                let label = format!("{}/{}/{} {}", w.namespace, w.kind, w.name, w.container);
+                let label = format!("{} {}", w.workload.workload(), w.workload.container);
                 (w.id, (label, w.policy))
             })
             .collect();

@@ -110,13 +110,9 @@ impl KubeTarget {
                     .iter()
                     .any(|(t, _)| t.id == tag_id)
                     .then_some(tag_id);
+                let image = container.image.as_deref().unwrap_or_default();
                 triggers.push(ImageTrigger {
-                    kind: view.kind.to_string(),
-                    namespace: view.namespace.clone(),
-                    name: view.name.clone(),
-                    container: container.name.clone(),
-                    init: container.init,
-                    image: container.image.clone().unwrap_or_default(),
+                    workload: WorkloadContainer::of(view, container, image),
                     image_stream_tag: tag.to_string(),
                     via: if container.driven_by_annotation {
                         crate::openshift::TRIGGERS_ANNOTATION.to_owned()
@@ -128,14 +124,16 @@ impl KubeTarget {
                 });
             }
         }
-        triggers.sort_by(|a, b| {
-            (&a.kind, &a.namespace, &a.name, &a.container).cmp(&(
-                &b.kind,
-                &b.namespace,
-                &b.name,
-                &b.container,
-            ))
-        });
+        let key = |t: &ImageTrigger| {
+            let w = &t.workload;
+            (
+                w.kind.clone(),
+                w.namespace.clone(),
+                w.name.clone(),
+                w.container.clone(),
+            )
+        };
+        triggers.sort_by_key(key);
         Ok(triggers)
     }
 
@@ -385,12 +383,7 @@ pub(super) fn track_workload(view: &WorkloadView, scan: &mut Scan) {
             .with_paused(config.is_paused(&container.name));
         let listing = WorkloadImage {
             id,
-            kind: view.kind.to_string(),
-            namespace: view.namespace.clone(),
-            name: view.name.clone(),
-            container: container.name.clone(),
-            init: container.init,
-            image: text.to_owned(),
+            workload: WorkloadContainer::of(view, container, text),
             policy: base.spec().to_string(),
             trigger: config.settings.trigger.to_string(),
         };

@@ -87,12 +87,11 @@ impl fmt::Debug for KubeTarget {
     }
 }
 
-/// One tracked container of a workload, for listings such as `keel check --kube`.
+/// A container of a workload and the image it has, as listings such as `keel check --kube`
+/// show it; the part [`WorkloadImage`] and [`ImageTrigger`] share.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct WorkloadImage {
-    /// The tracked image's id.
-    pub id: String,
+pub struct WorkloadContainer {
     /// The workload's kind.
     pub kind: String,
     /// Its namespace.
@@ -103,8 +102,52 @@ pub struct WorkloadImage {
     pub container: String,
     /// Whether it is an init container.
     pub init: bool,
-    /// The image as written in the container.
+    /// The image as written in the container (for a container an ImageStream tag drives:
+    /// as OpenShift wrote it).
     pub image: String,
+}
+
+impl WorkloadContainer {
+    /// `container` (with `image` as written) of the workload `view`.
+    pub(crate) fn of(
+        view: &WorkloadView,
+        container: &crate::workload::ContainerView,
+        image: &str,
+    ) -> Self {
+        WorkloadContainer {
+            kind: view.kind.to_string(),
+            namespace: view.namespace.clone(),
+            name: view.name.clone(),
+            container: container.name.clone(),
+            init: container.init,
+            image: image.to_owned(),
+        }
+    }
+
+    /// The workload as listings name it: `namespace/kind/name`.
+    pub fn workload(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+
+    /// The container as listings name it: its name, with ` (init)` for an init container.
+    pub fn container_label(&self) -> String {
+        if self.init {
+            format!("{} (init)", self.container)
+        } else {
+            self.container.clone()
+        }
+    }
+}
+
+/// One tracked container of a workload, for listings such as `keel check --kube`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WorkloadImage {
+    /// The tracked image's id.
+    pub id: String,
+    /// The workload, the container and its image.
+    #[serde(flatten)]
+    pub workload: WorkloadContainer,
     /// The policy as written in `keel.sh/policy`.
     pub policy: String,
     /// `poll <schedule>` or `webhook`.
@@ -116,18 +159,9 @@ pub struct WorkloadImage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ImageTrigger {
-    /// The workload's kind.
-    pub kind: String,
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// The container's name.
-    pub container: String,
-    /// Whether it is an init container.
-    pub init: bool,
-    /// The image the container has now (written by OpenShift).
-    pub image: String,
+    /// The workload, the container and the image it has now (written by OpenShift).
+    #[serde(flatten)]
+    pub workload: WorkloadContainer,
     /// The ImageStreamTag that drives it, `namespace/stream:tag`.
     pub image_stream_tag: String,
     /// What drives it: `ImageChange trigger` (a DeploymentConfig's) or

@@ -43,7 +43,7 @@ fn tracks_each_monitored_container_with_its_config() {
         ]
     );
     assert!(scan.tracked.iter().all(|(t, _)| t.approvals == 1));
-    assert_eq!(scan.tracked[0].1.image, "postgres:16.1");
+    assert_eq!(scan.tracked[0].1.workload.image, "postgres:16.1");
     assert_eq!(scan.tracked[0].1.trigger, "webhook");
 }
 
@@ -160,7 +160,7 @@ mod followed_tags {
     fn listed(scan: &Scan) -> Vec<(String, String, String)> {
         scan.tracked
             .iter()
-            .map(|(t, w)| (t.id.clone(), w.policy.clone(), w.image.clone()))
+            .map(|(t, w)| (t.id.clone(), w.policy.clone(), w.workload.image.clone()))
             .collect()
     }
 
@@ -234,4 +234,31 @@ mod followed_tags {
             );
         }
     }
+}
+
+#[test]
+fn listings_name_the_workload_and_mark_init_containers() {
+    let mut listed = WorkloadContainer {
+        kind: "deployment".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+        container: "app".into(),
+        init: false,
+        image: "ghcr.io/acme/web:1.0.0".into(),
+    };
+    assert_eq!(listed.workload(), "shop/deployment/web");
+    assert_eq!(listed.container_label(), "app");
+    listed.init = true;
+    assert_eq!(listed.container_label(), "app (init)");
+    // The listings serialize flat, as before the workload had a type of its own.
+    let json = serde_json::to_value(WorkloadImage {
+        id: "deployment/shop/web/app".into(),
+        workload: listed,
+        policy: "minor".into(),
+        trigger: "webhook".into(),
+    })
+    .unwrap();
+    assert_eq!(json["namespace"], "shop");
+    assert_eq!(json["container"], "app");
+    assert_eq!(json["init"], true);
 }
