@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use keel_core::{Error, ParseError, Secret};
 
+use crate::known_hosts::KnownHosts;
 use crate::repo::GitAuth;
 use crate::target::{GitTarget, GitTargetBuilder};
 
@@ -24,6 +25,9 @@ pub const GIT_PASSWORD: &str = "KEEL_GIT_PASSWORD";
 pub const SSH_KEY: &str = "KEEL_SSH_KEY";
 /// The passphrase of [`SSH_KEY`], if it has one.
 pub const SSH_PASSPHRASE: &str = "KEEL_SSH_PASSPHRASE";
+/// A `known_hosts` file: with it, the key of [`SSH_KEY`] is read into memory and offered only
+/// to a server showing a host key the file pins ([`GitAuth::SshKeyInMemory`]).
+pub const SSH_KNOWN_HOSTS: &str = "KEEL_SSH_KNOWN_HOSTS";
 /// The commit author, `Name <email>`.
 pub const GIT_AUTHOR: &str = "KEEL_GIT_AUTHOR";
 /// Where to keep the working copy (default: a directory under the system's temp dir).
@@ -33,14 +37,16 @@ impl GitTargetBuilder {
     /// A builder configured from the environment: the repository from `KEEL_REPO` (a URL, or
     /// a local path, which becomes a `file://` URL), `KEEL_BRANCH`, `KEEL_PUSH_BRANCH`,
     /// `KEEL_PATHS` (comma-separated), HTTPS credentials from `KEEL_GIT_USERNAME` and
-    /// `KEEL_GIT_PASSWORD` or an SSH key from `KEEL_SSH_KEY` (and `KEEL_SSH_PASSPHRASE`),
+    /// `KEEL_GIT_PASSWORD` or an SSH key from `KEEL_SSH_KEY` (and `KEEL_SSH_PASSPHRASE`; with
+    /// `KEEL_SSH_KNOWN_HOSTS`, a `known_hosts` file, the server's host key is pinned),
     /// the author from `KEEL_GIT_AUTHOR` (`Name <email>`) and the working copy's place from
     /// `KEEL_WORKDIR`. Unset or empty variables keep the defaults of [`GitTarget::builder`].
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the variable: `KEEL_REPO` unset, a local path that
     /// cannot be resolved, a user without a password, an author not written
-    /// `Name <email>`.
+    /// `Name <email>`, an SSH key or `known_hosts` file that cannot be read, or `known_hosts`
+    /// without an SSH key or holding no valid host key.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -95,15 +101,41 @@ impl GitTargetBuilder {
                     password: Secret::new(password),
                 }
             }
-            (None, Some(key)) => GitAuth::SshKey {
-                username: "git".into(),
-                private_key: PathBuf::from(key),
-                passphrase: var(SSH_PASSPHRASE).map(Secret::new),
+            (None, Some(key)) => match var(SSH_KNOWN_HOSTS) {
+                Some(known_hosts) => GitAuth::SshKeyInMemory {
+                    username: "git".into(),
+                    private_key: Secret::new(read_file(SSH_KEY, &key)?),
+                    passphrase: var(SSH_PASSPHRASE).map(Secret::new),
+                    known_hosts: KnownHosts::parse(&read_file(SSH_KNOWN_HOSTS, &known_hosts)?)
+                        .map_err(|e| {
+                            ParseError::new(SSH_KNOWN_HOSTS, known_hosts.as_str(), e.to_string())
+                        })?,
+                },
+                None => GitAuth::SshKey {
+                    username: "git".into(),
+                    private_key: PathBuf::from(key),
+                    passphrase: var(SSH_PASSPHRASE).map(Secret::new),
+                },
             },
-            (None, None) => GitAuth::None,
+            (None, None) => {
+                if let Some(known_hosts) = var(SSH_KNOWN_HOSTS) {
+                    return Err(ParseError::new(
+                        SSH_KNOWN_HOSTS,
+                        known_hosts,
+                        format!("pins host keys for an SSH key, and {SSH_KEY} is not set"),
+                    )
+                    .into());
+                }
+                GitAuth::None
+            }
         };
         Ok(builder.with_auth(auth))
     }
+}
+
+/// The text of the file `path` that the variable `name` names (never shown: it may be a key).
+fn read_file(name: &'static str, path: &str) -> Result<String, ParseError> {
+    std::fs::read_to_string(path).map_err(|e| ParseError::new(name, path, e.to_string()))
 }
 
 /// A URL as it is; a local path that exists (and is no URL) as a `file://` URL of its
@@ -180,6 +212,47 @@ mod tests {
             ssh.contains("SshKey { username: \"git\", private_key: \"id\""),
             "{ssh}"
         );
+    }
+
+    #[test]
+    fn known_hosts_pin_the_ssh_key_read_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        let hosts = dir.path().join("known_hosts");
+        std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n").unwrap();
+        std::fs::write(
+            &hosts,
+            "git.example.com ssh-ed25519 \
+             AAAAC3NzaC1lZDI1NTE5AAAAIBHlPWFAXmzC21uiiaTSd6ze+F3YhDc+dcnnwp+GDkyD\n",
+        )
+        .unwrap();
+        let (key, hosts) = (key.to_str().unwrap(), hosts.to_str().unwrap());
+        let shown = format!(
+            "{:?}",
+            from(&[
+                (REPO, "git@git.example.com:o/r.git"),
+                (SSH_KEY, key),
+                (SSH_KNOWN_HOSTS, hosts)
+            ])
+            .unwrap()
+        );
+        assert!(shown.contains("SshKeyInMemory"), "{shown}");
+        assert!(shown.contains("KnownHosts(1 key(s))"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+        let e = error(&[
+            (REPO, "git@h:o/r.git"),
+            (SSH_KEY, key),
+            (SSH_KNOWN_HOSTS, key),
+        ]);
+        assert!(e.contains(SSH_KNOWN_HOSTS) && !e.contains("secret"), "{e}");
+        let e = error(&[(REPO, "git@h:o/r.git"), (SSH_KNOWN_HOSTS, hosts)]);
+        assert!(e.contains(SSH_KNOWN_HOSTS) && e.contains(SSH_KEY), "{e}");
+        let e = error(&[
+            (REPO, "git@h:o/r.git"),
+            (SSH_KEY, "/nonexistent/id"),
+            (SSH_KNOWN_HOSTS, hosts),
+        ]);
+        assert!(e.contains(SSH_KEY) && e.contains("/nonexistent/id"), "{e}");
     }
 
     #[test]

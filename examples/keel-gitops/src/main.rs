@@ -87,8 +87,9 @@ struct Args {
     dry_run: bool,
 
     /// HTTPS user for the repository; the token comes from `KEEL_GIT_PASSWORD`. (An SSH key
-    /// comes from `KEEL_SSH_KEY`, the commit author from `KEEL_GIT_AUTHOR`, the working copy's
-    /// place from `KEEL_WORKDIR`: see `keel_git::env`.)
+    /// comes from `KEEL_SSH_KEY`, the host keys it is offered to from `KEEL_SSH_KNOWN_HOSTS`,
+    /// the commit author from `KEEL_GIT_AUTHOR`, the working copy's place from
+    /// `KEEL_WORKDIR`: see `keel_git::env`.)
     #[arg(long, env = "KEEL_GIT_USERNAME")]
     git_username: Option<String>,
 
