@@ -427,6 +427,9 @@ pub(crate) fn destination(
     app: &Value,
     settings: &GitSettings,
 ) -> Result<Destination, GitProblem> {
+    if source::is_multi_source(app) {
+        return Err(GitProblem::new("spec.sources", "", source::MULTI_SOURCE));
+    }
     let source = &app["spec"]["source"];
     let url = match &settings.repository {
         Some(url) => url.clone(),
@@ -444,7 +447,7 @@ pub(crate) fn destination(
     if url.starts_with("ssh://") || (url.contains('@') && !url.contains("://")) {
         return Err(GitProblem::new(
             "spec.source.repoURL",
-            url,
+            keel_core::redact_urls(&url),
             "SSH repositories are refused: the server's host key cannot be pinned here; use \
              the HTTPS URL of the repository",
         ));

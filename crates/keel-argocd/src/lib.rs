@@ -168,6 +168,10 @@
 //! - Reading the Secrets needs `get` on the named Secret, or `list` on Secrets in Argo CD's
 //!   namespace for `git` and `git:repocreds`.
 //!
+//! Multi-source Applications (`spec.sources` instead of `spec.source`) are not updated by
+//! either write-back: which source holds an image's parameters is not known, and a problem
+//! says so ([`source::MULTI_SOURCE`]).
+//!
 //! As kube's own crates do, keel-argocd leaves the Kubernetes version of the API types (a
 //! feature of `k8s-openapi`) and kube's TLS backend to the application.
 //!

@@ -37,6 +37,19 @@ impl SourceKind {
     }
 }
 
+/// Why a multi-source Application (`spec.sources`, no `spec.source`) is not updated.
+pub const MULTI_SOURCE: &str = "multi-source Applications (spec.sources) are not updated: which \
+     of the sources holds the image's parameters is not known; give the Application one \
+     spec.source";
+
+/// Whether `application` has `spec.sources` instead of `spec.source`.
+pub fn is_multi_source(application: &Value) -> bool {
+    application["spec"]["source"].is_null()
+        && application["spec"]["sources"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+}
+
 /// The image `image` runs in `application`, from the Application's own parameters when they
 /// set it, else from `status.summary.images`; `Err` says why neither does.
 pub fn running(

@@ -307,6 +307,10 @@ impl ArgoCdTarget {
                 return None;
             }
         };
+        if source::is_multi_source(&app.data) {
+            problems.push(problem("spec.sources", "", source::MULTI_SOURCE.to_owned()));
+            return None;
+        }
         let kind = match (&config.write_back, &config.git.target) {
             (WriteBack::Git { .. }, WriteBackTarget::Kustomization(_)) => {
                 Some(SourceKind::Kustomize)

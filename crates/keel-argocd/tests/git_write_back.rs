@@ -16,6 +16,7 @@ use common::{
     run_without_problems, source, web_registry,
 };
 use k8s_openapi::api::core::v1::Secret;
+use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
 use keel_testsupport::git::GitServer;
@@ -233,7 +234,7 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
 }
 
 #[tokio::test]
-async fn a_push_branch_of_git_branch_is_pushed_and_main_is_left_alone() {
+async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_message() {
     let Some((_, ns, admin)) = argocd_namespace("git-branch").await else {
         return;
     };
@@ -259,10 +260,20 @@ async fn a_push_branch_of_git_branch_is_pushed_and_main_is_left_alone() {
         )],
     )
     .await;
-    let target = target(admin.clone(), &ns, &server);
+    // The author and message are the embedder's choice.
+    let target = Arc::new(
+        argocd_target(admin.clone(), &ns)
+            .with_git_workdir(server.scratch_dir("argocd-git"))
+            .with_git_author("ci-bot", "ci-bot@example.invalid")
+            .with_git_message("chore({alias}): {image} {old} -> {new} in {app}"),
+    );
     let report = run_without_problems(&pipeline(&target), &target).await;
     assert_eq!(applied(&report).len(), 1, "{:?}", report.applied);
     assert_eq!(server.head("deploy", "main"), Some(initial));
+    assert_eq!(
+        tip_commit(&server, "deploy", "image-updater-web-1.1.0"),
+        format!("ci-bot <ci-bot@example.invalid>\nchore(web): {web} 1.0.0 -> 1.1.0 in web")
+    );
     let pushed = server
         .read_file(
             "deploy",
@@ -544,7 +555,7 @@ async fn a_push_race_keeps_both_commits() {
 }
 
 #[tokio::test]
-async fn paths_leaving_the_repository_and_ssh_are_refused_by_name() {
+async fn paths_leaving_the_repository_ssh_and_multi_source_are_refused_by_name() {
     let Some((_, ns, admin)) = argocd_namespace("git-paths").await else {
         return;
     };
@@ -572,6 +583,16 @@ async fn paths_leaving_the_repository_and_ssh_are_refused_by_name() {
                 &git,
                 helm_source("git@git.example:acme/deploy.git", "1.0.0"),
             ),
+            App::new(
+                "multi",
+                &git,
+                json!({ "sources": [helm_source(&url, "1.0.0")] }),
+            ),
+            App::new(
+                "multi-argocd",
+                &up[..1],
+                json!({ "sources": [helm_source(&url, "1.0.0")] }),
+            ),
         ],
     )
     .await;
@@ -586,6 +607,8 @@ async fn paths_leaving_the_repository_and_ssh_are_refused_by_name() {
                 "application {ns}/escaping: spec.source.path = \"apps/../../etc\": contains \
                  `..`: paths stay inside the repository"
             ),
+            format!("application {ns}/multi-argocd: spec.sources = \"\": {MULTI_SOURCE}"),
+            format!("application {ns}/multi: spec.sources = \"\": {MULTI_SOURCE}"),
             format!(
                 "application {ns}/ssh: spec.source.repoURL = \"git@git.example:acme/deploy.git\": \
                  SSH repositories are refused: the server's host key cannot be pinned here; use \

@@ -34,7 +34,8 @@ pub(crate) fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
 }
 
 /// An Application to create: its name, labels, annotations (keys without the prefix),
-/// source (`repoURL` and `path` are added when it has none) and, when given, status (written through the
+/// source (`repoURL` and `path` are added when it has none; one holding only `sources` makes a
+/// multi-source Application) and, when given, status (written through the
 /// status subresource, as Argo CD does).
 #[derive(Default)]
 pub(crate) struct App<'a> {
@@ -82,6 +83,24 @@ pub(crate) async fn create_apps<'a>(
             .map(|(k, v)| (format!("{PREFIX}{k}"), *v))
             .collect();
         let mut source = app.source;
+        // `sources` in the table: a multi-source Application, without `spec.source`.
+        if let Some(sources) = source.as_object_mut().and_then(|o| o.remove("sources")) {
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": { "name": name, "namespace": ns, "annotations": annotations },
+                "spec": {
+                    "project": "default",
+                    "destination": { "server": "https://kubernetes.default.svc" },
+                    "sources": sources,
+                },
+            }))
+            .expect("an Application");
+            api.create(&PostParams::default(), &object)
+                .await
+                .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
+            continue;
+        }
         if source["repoURL"].is_null() {
             source["repoURL"] = json!("https://git.example/acme/deploy.git");
         }
