@@ -72,6 +72,14 @@ impl World {
         format!("helm/{}/{release}/{path}", self.ns)
     }
 
+    /// The ids of the test chart's two images in `release`: the app's, then the sidecar's.
+    fn chart_ids(&self, release: &str) -> [String; 2] {
+        [
+            self.id(release, "image.repository"),
+            self.id(release, "sidecar.image"),
+        ]
+    }
+
     fn plan(&self, release: &str, path: &str, current: &str, new: &str) -> UpdatePlan {
         UpdatePlan {
             target: NAME.to_owned(),
@@ -107,6 +115,12 @@ impl World {
     async fn images(&self, release: &str) -> Vec<(String, String)> {
         deployment_images(&self.admin, &self.ns, release, false).await
     }
+}
+
+/// What `target` finds of the rollout of `plan` within `secs` seconds.
+async fn rollout_verdict(target: &HelmTarget, plan: &UpdatePlan, secs: u64) -> RolloutVerdict {
+    let verdict = target.verify_rollout(plan, Duration::from_secs(secs)).await;
+    verdict.expect("the rollout is verified")
 }
 
 /// `(container, image)` of the test chart's Deployment with the app at `app` and the sidecar
@@ -164,12 +178,7 @@ async fn discovers_from_chart_defaults_and_user_values() {
     let images = target.discover().await.unwrap();
     assert_eq!(
         ids(&images),
-        [
-            w.id("custom", "image.repository"),
-            w.id("custom", "sidecar.image"),
-            w.id("defaults", "image.repository"),
-            w.id("defaults", "sidecar.image"),
-        ]
+        [w.chart_ids("custom"), w.chart_ids("defaults")].concat()
     );
     let app = by_id(&images, &w.id("defaults", "image.repository"));
     assert_eq!(app.image, image("registry.example/acme/web:1.0.0"));
@@ -229,13 +238,7 @@ async fn a_bad_value_skips_only_its_release_naming_the_path_and_value() {
     );
     let target = w.target().await;
     let images = target.discover().await.unwrap();
-    assert_eq!(
-        ids(&images),
-        [
-            w.id("good", "image.repository"),
-            w.id("good", "sidecar.image")
-        ]
-    );
+    assert_eq!(ids(&images), w.chart_ids("good"));
     let mut problems: Vec<(String, String, String)> = target
         .problems()
         .into_iter()
@@ -604,10 +607,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
     let good = w.app_plan("good", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&good).await.unwrap(), ApplyOutcome::Applied);
     mark_deployment_rolled_out(&w.admin, &w.ns, "good").await;
-    let verdict = target
-        .verify_rollout(&good, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let verdict = rollout_verdict(&target, &good, 5).await;
     assert!(
         matches!(verdict, RolloutVerdict::Complete(_)),
         "{verdict:?}"
@@ -617,10 +617,7 @@ async fn a_rollout_that_never_becomes_available_is_rolled_back_and_avoided() {
     // `web` never becomes available: back to revision 1's values in a third revision.
     let update = w.app_plan("web", "1.0.0", "1.1.0");
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
-    let verdict = target
-        .verify_rollout(&update, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let verdict = rollout_verdict(&target, &update, 1).await;
     assert!(
         matches!(verdict, RolloutVerdict::RolledBack(_)),
         "{verdict:?}"
@@ -682,13 +679,7 @@ async fn releases_stored_in_configmaps_are_tracked_and_upgraded_there() {
     w.install("web", &[]);
     let target = w.target().await;
     let images = target.discover().await.unwrap();
-    assert_eq!(
-        ids(&images),
-        [
-            w.id("web", "image.repository"),
-            w.id("web", "sidecar.image")
-        ]
-    );
+    assert_eq!(ids(&images), w.chart_ids("web"));
     let update = w.plan(
         "web",
         "sidecar.image",
@@ -734,13 +725,7 @@ async fn a_storage_object_that_does_not_decode_skips_only_its_release() {
         .unwrap();
     let target = w.target().await;
     let images = target.discover().await.unwrap();
-    assert_eq!(
-        ids(&images),
-        [
-            w.id("good", "image.repository"),
-            w.id("good", "sidecar.image")
-        ]
-    );
+    assert_eq!(ids(&images), w.chart_ids("good"));
     let problems = target.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(
