@@ -29,12 +29,14 @@ pub mod env;
 pub mod known_hosts;
 pub mod manifest;
 mod repo;
+mod sign;
 mod target;
 
 pub use branch::{BranchCommit, CommitOutcome, RepoFiles};
 pub use keel_core::Target;
 pub use manifest::{Reference, RepoConfig};
 pub use repo::GitAuth;
+pub use sign::CommitSigner;
 pub use target::{
     Checkout, DEFAULT_CHANGE_TEMPLATE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MESSAGE_TEMPLATE, GitTarget,
     GitTargetBuilder,

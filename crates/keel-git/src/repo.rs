@@ -15,6 +15,7 @@ use git2::{
 use keel_core::{Error, Secret, redact_urls};
 
 use crate::known_hosts::KnownHosts;
+use crate::sign::CommitSigner;
 
 /// How to authenticate to the Git server.
 #[derive(Clone, Default)]
@@ -501,6 +502,17 @@ impl WorkingCopy {
         author: &Signature<'_>,
         message: &str,
     ) -> Result<git2::Oid, Error> {
+        self.commit_signed(files, author, message, None)
+    }
+
+    /// [`commit`](Self::commit), signed by `signer` when there is one.
+    pub(crate) fn commit_signed(
+        &self,
+        files: &[String],
+        author: &Signature<'_>,
+        message: &str,
+        signer: Option<&dyn CommitSigner>,
+    ) -> Result<git2::Oid, Error> {
         let mut index = self
             .repo
             .index()
@@ -522,9 +534,35 @@ impl WorkingCopy {
             .head()
             .and_then(|h| h.peel_to_commit())
             .map_err(|e| git_error(&self.url, "read HEAD", e))?;
+        let Some(signer) = signer else {
+            return self
+                .repo
+                .commit(Some("HEAD"), author, author, message, &tree, &[&parent])
+                .map_err(|e| git_error(&self.url, "commit", e));
+        };
+        let content = self
+            .repo
+            .commit_create_buffer(author, author, message, &tree, &[&parent])
+            .map_err(|e| git_error(&self.url, "write the commit", e))?;
+        let signature = signer.sign(&content)?;
+        let content = std::str::from_utf8(&content).map_err(|_| Error::Backend {
+            backend: format!("git {}", self.shown),
+            action: "sign the commit".into(),
+            message: "the commit is not UTF-8 text".into(),
+            retryable: false,
+            source: None,
+        })?;
+        let id = self
+            .repo
+            .commit_signed(content, &signature, None)
+            .map_err(|e| git_error(&self.url, "write the signed commit", e))?;
+        // HEAD is the work branch: move it, as `commit(Some("HEAD"), ...)` does.
         self.repo
-            .commit(Some("HEAD"), author, author, message, &tree, &[&parent])
-            .map_err(|e| git_error(&self.url, "commit", e))
+            .head()
+            .and_then(|head| head.resolve())
+            .and_then(|mut branch| branch.set_target(id, "keel-git: signed commit").map(drop))
+            .map_err(|e| git_error(&self.url, "move the work branch to the signed commit", e))?;
+        Ok(id)
     }
 
     /// Pushes the work branch to `branch` on the remote, never forcing.

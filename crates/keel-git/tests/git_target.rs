@@ -666,3 +666,73 @@ async fn checkouts_of_a_tag_a_reference_or_a_commit_push_on_top_of_it_to_the_pus
         .expect_success();
     assert_eq!(from_tag.remote_tags().await.unwrap(), ["v1.0.0", "v1.1.0"]);
 }
+
+/// Signs with a fixed text, or refuses; records what it was given.
+#[derive(Debug, Default)]
+struct FakeSigner {
+    refuse: bool,
+    signed: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl keel_git::CommitSigner for FakeSigner {
+    fn sign(&self, commit: &[u8]) -> Result<String, Error> {
+        if self.refuse {
+            return Err(Error::NotSupported {
+                operation: "signing",
+                backend: "fake signer".into(),
+            });
+        }
+        self.signed.lock().unwrap().push(commit.to_vec());
+        Ok("-----BEGIN PGP SIGNATURE-----\n\nZmFrZQ==\n-----END PGP SIGNATURE-----".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_carry_the_signers_signature_or_are_not_made() {
+    let server = GitServer::start();
+    server.create_repo("fleet", &files(), "main");
+    let head = server.head("fleet", "main");
+    let refusing = Arc::new(FakeSigner {
+        refuse: true,
+        ..FakeSigner::default()
+    });
+    let refused = target(&server, "fleet")
+        .with_commit_signer(refusing)
+        .build();
+    let error = refused
+        .apply(&web_plan(&refused, "ghcr.io/acme/web:1.3.0"))
+        .await;
+    assert!(
+        matches!(error, Err(Error::NotSupported { .. })),
+        "{error:?}"
+    );
+    assert_eq!(server.head("fleet", "main"), head);
+
+    let signer = Arc::new(FakeSigner::default());
+    let target = target(&server, "fleet")
+        .with_commit_signer(signer.clone())
+        .build();
+    assert_eq!(
+        outcome(&target, &web_plan(&target, "ghcr.io/acme/web:1.3.0")).await,
+        "applied"
+    );
+    let pushed = server.head("fleet", "main").unwrap();
+    let object = server
+        .bare("fleet", ["cat-file", "commit", &pushed])
+        .expect_success()
+        .stdout_text();
+    assert!(
+        object.contains(
+            "\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n ZmFrZQ==\n -----END PGP SIGNATURE-----\n"
+        ),
+        "{object}"
+    );
+    // What was signed is the commit without its signature header.
+    let signed = signer.signed.lock().unwrap().clone();
+    assert_eq!(signed.len(), 1);
+    let unsigned: String = object
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with("gpgsig ") && !line.starts_with(' '))
+        .collect();
+    assert_eq!(String::from_utf8(signed[0].clone()).unwrap(), unsigned);
+}

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::manifest::{self, Reference, ReferenceKind, RepoConfig, Scan, Warning};
 use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
+use crate::sign::CommitSigner;
 
 mod checkout;
 pub use checkout::Checkout;
@@ -65,6 +66,7 @@ pub struct GitTargetBuilder {
     all_or_nothing: bool,
     checkout: Option<Checkout>,
     reset_push_branch: bool,
+    signer: Option<Arc<dyn CommitSigner>>,
     timeouts: Timeouts,
     max_file_size: u64,
 }
@@ -76,6 +78,7 @@ impl std::fmt::Debug for GitTargetBuilder {
             .field("url", &redact_urls(&self.url))
             .field("branch", &self.branch)
             .field("checkout", &self.checkout)
+            .field("signer", &self.signer)
             .field("push_branch", &self.push_branch)
             .field("paths", &self.paths)
             .field("workdir", &self.workdir)
@@ -116,6 +119,13 @@ impl GitTargetBuilder {
                 self.checkout = Some(other);
             }
         }
+        self
+    }
+
+    /// Signs every commit with `signer` (default: unsigned). A commit that cannot be signed
+    /// is not made, and nothing is pushed.
+    pub fn with_commit_signer(mut self, signer: Arc<dyn CommitSigner>) -> Self {
+        self.signer = Some(signer);
         self
     }
 
@@ -333,6 +343,7 @@ impl GitTarget {
             all_or_nothing: false,
             checkout: None,
             reset_push_branch: false,
+            signer: None,
             timeouts: Timeouts::DEFAULT,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
@@ -793,18 +804,24 @@ impl Inner {
             for (file, list) in &edits {
                 let one: FileEdits = BTreeMap::from([(file.clone(), list.clone())]);
                 tip = Some(
-                    copy.commit(
+                    copy.commit_signed(
                         std::slice::from_ref(file),
                         &author,
                         &self.message(plans, &one),
+                        s.signer.as_deref(),
                     )
                     .map_err(PushError::Failed)?,
                 );
             }
         } else {
             tip = Some(
-                copy.commit(&written, &author, &self.message(plans, &edits))
-                    .map_err(PushError::Failed)?,
+                copy.commit_signed(
+                    &written,
+                    &author,
+                    &self.message(plans, &edits),
+                    s.signer.as_deref(),
+                )
+                .map_err(PushError::Failed)?,
             );
         }
         if s.reset_push_branch {
