@@ -132,6 +132,13 @@ impl Server {
         page(r.form(&form).send().await.unwrap()).await
     }
 
+    /// Presses the button `action` (`approve`, `reject` or `delete`) of request `id` on
+    /// `page`, a page that shows it (for its CSRF token).
+    async fn press(&self, page: &Page, id: &str, action: &str, cookie: &str) -> Page {
+        let path = format!("/ui/approvals/{id}/{action}");
+        self.post(&path, cookie, Some(&csrf(&page.body)), &[]).await
+    }
+
     /// Posts `fields` as a same-origin form.
     async fn submit(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Page {
         let r = self
@@ -291,14 +298,7 @@ async fn approver_approves_through_the_form_and_the_audit_shows_the_vote() {
     let admin = s.session("root", "pw-of-root").await;
     let list = s.get("/ui/approvals", Some(&admin)).await;
     assert!(list.body.contains(">Delete</button>"));
-    let deleted = s
-        .post(
-            &format!("/ui/approvals/{}/delete", r.id),
-            &admin,
-            Some(&csrf(&list.body)),
-            &[],
-        )
-        .await;
+    let deleted = s.press(&list, &r.id, "delete", &admin).await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
     assert!(s.approvals.get(&r.id).await.unwrap().is_none());
 }
@@ -314,16 +314,9 @@ async fn a_reader_sees_no_buttons_and_its_post_is_refused() {
     for button in [">Approve</button>", ">Reject</button>", ">Delete</button>"] {
         assert!(!list.body.contains(button), "{button}");
     }
-    let token = csrf(&list.body); // the logout form's
     for action in ["approve", "reject", "delete"] {
-        let p = s
-            .post(
-                &format!("/ui/approvals/{}/{action}", r.id),
-                &cookie,
-                Some(&token),
-                &[],
-            )
-            .await;
+        // With the token of the page's only form, the logout form.
+        let p = s.press(&list, &r.id, action, &cookie).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{action}");
     }
     assert_eq!(s.state(&r.id).await, ApprovalState::Pending);
@@ -425,14 +418,7 @@ async fn user_controlled_text_is_shown_escaped() {
         .unwrap();
     let cookie = s.session(SCRIPT, "pw-of-script").await;
     let list = s.get("/ui/approvals", Some(&cookie)).await;
-    let voted = s
-        .post(
-            &format!("/ui/approvals/{}/reject", r.id),
-            &cookie,
-            Some(&csrf(&list.body)),
-            &[],
-        )
-        .await;
+    let voted = s.press(&list, &r.id, "reject", &cookie).await;
     assert_eq!(voted.status, StatusCode::SEE_OTHER, "{}", voted.body);
     assert_eq!(s.state(&r.id).await, ApprovalState::Rejected);
     for path in ["/ui/approvals", "/ui/audit", "/ui/"] {
