@@ -124,7 +124,9 @@ enum Walk {
     Missing { at: Option<NodeId>, missing: usize },
 }
 
-fn walk(tree: &Tree, path: &[Step<'_>]) -> Result<Walk, EditError> {
+/// Follows `path`; `for_edit` refuses to go through an alias or a merge key (`<<`), where an
+/// edit would change every mapping that shares the node.
+fn walk(tree: &Tree, path: &[Step<'_>], for_edit: bool) -> Result<Walk, EditError> {
     let Some(&root) = tree.docs.first() else {
         return Ok(Walk::Missing {
             at: None,
@@ -138,12 +140,26 @@ fn walk(tree: &Tree, path: &[Step<'_>]) -> Result<Walk, EditError> {
             reason,
         };
         let node = tree.resolve(at);
+        if for_edit && node != at {
+            return Err(bad("its parent is written through an alias".into()));
+        }
         let next = match step {
             Step::Key(key) => {
                 if !tree.is_mapping(node) {
                     return Err(bad("its parent is not a mapping".into()));
                 }
-                tree.get(node, key)
+                let found = tree.get(node, key);
+                let own = match &tree.nodes[node] {
+                    Node::Mapping { entries, .. } => entries
+                        .iter()
+                        .find(|&&(k, _)| tree.str(k) == Some(key))
+                        .map(|&(_, v)| v),
+                    _ => None,
+                };
+                if for_edit && found.is_some() && own.is_none() {
+                    return Err(bad("the key comes from a merge key (`<<`)".into()));
+                }
+                found
             }
             Step::Item { key, value } => {
                 if !matches!(tree.nodes[node], Node::Sequence { .. }) {
@@ -187,7 +203,7 @@ fn walk(tree: &Tree, path: &[Step<'_>]) -> Result<Walk, EditError> {
 /// the path ends at a collection.
 pub fn get(content: &str, path: &[Step<'_>]) -> Result<Option<String>, EditError> {
     let tree = parse(content, path)?;
-    match walk(&tree, path)? {
+    match walk(&tree, path, false)? {
         Walk::Found(id) => match tree.str(id) {
             Some(s) => Ok(Some(s.to_owned())),
             None => Err(EditError {
@@ -229,7 +245,7 @@ pub fn set(content: &str, path: &[Step<'_>], value: Value<'_>) -> Result<String,
         path: shown(path),
         reason,
     };
-    match walk(&tree, path)? {
+    match walk(&tree, path, true)? {
         Walk::Found(id) => {
             if id != tree.resolve(id) {
                 return Err(bad("the value is written through an alias".into()));
@@ -437,6 +453,16 @@ fn insertion_point(
                 .first()
                 .ok_or("its parent is an empty mapping; add it by hand")?;
             let (indent, line_start) = column(content, tree.start(first_key));
+            let key_start = tree.start(first_key);
+            let before = &content[content[..key_start].rfind('\n').map_or(0, |i| i + 1)..key_start];
+            // Only blanks or list dashes may come before the first key on its line: after an
+            // anchor or a tag the mapping's indentation is not the key's column.
+            if !before.chars().all(|c| c == ' ' || c == '-') {
+                return Err(
+                    "its mapping starts after an anchor or a tag on the same line; add it by hand"
+                        .into(),
+                );
+            }
             if let Some(end) = collection_end(content, tree, at) {
                 return Ok((end, indent));
             }
@@ -456,6 +482,13 @@ fn insertion_point(
                 .map(str::len)
                 .ok_or("its list is not written with `- `")?;
             let (indent, line_start) = column(content, dash);
+            let before = &content[dash - indent..dash];
+            if !before.chars().all(|c| c == ' ' || c == '-') {
+                return Err(
+                    "its list starts after an anchor or a tag on the same line; add it by hand"
+                        .into(),
+                );
+            }
             if let Some(end) = collection_end(content, tree, at) {
                 return Ok((end, indent));
             }
@@ -562,6 +595,74 @@ mod tests {
     }
 
     #[test]
+    fn refuses_edits_through_aliases_and_merge_keys() {
+        let text = "base: &b\n  tag: \"1\"\napp:\n  <<: *b\nother: *b\n";
+        let err = set(
+            text,
+            &[Step::Key("app"), Step::Key("tag")],
+            Value::String("2"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("merge key"), "{err}");
+        let err = set(
+            text,
+            &[Step::Key("other"), Step::Key("tag")],
+            Value::String("2"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alias"), "{err}");
+        assert_eq!(
+            get(text, &[Step::Key("app"), Step::Key("tag")])
+                .unwrap()
+                .as_deref(),
+            Some("1")
+        );
+        let own = set(
+            text,
+            &[Step::Key("base"), Step::Key("tag")],
+            Value::String("2"),
+        )
+        .unwrap();
+        assert_eq!(own, text.replace("\"1\"", "\"2\""));
+    }
+
+    proptest::proptest! {
+        /// Any text and path: an answer or an error, never a panic; what `set` writes reads
+        /// back as the value, and setting it again changes nothing.
+        #[test]
+        fn set_reads_back_and_is_stable(
+            content in "([a-z]{1,3}:( [a-z0-9.\"']{0,4})?\n|  |- |#x\n|\\{|\\[|&a |\\*a |<<: ){0,12}",
+            keys in proptest::collection::vec("[a-z]{1,3}", 1..4),
+            value in "[a-zA-Z0-9.:/@ -]{0,12}",
+        ) {
+            let path: Vec<Step<'_>> = keys.iter().map(|k| Step::Key(k)).collect();
+            let _ = get(&content, &path);
+            if let Ok(out) = set(&content, &path, Value::String(&value)) {
+                proptest::prop_assert_eq!(get(&out, &path).unwrap(), Some(value.clone()));
+                proptest::prop_assert_eq!(set(&out, &path, Value::String(&value)).unwrap(), out);
+            }
+        }
+
+        /// In a block mapping of plain values, setting one key changes no other line.
+        #[test]
+        fn other_lines_stay(
+            entries in proptest::collection::btree_map("[a-z]{1,4}", "[a-z0-9.]{1,6}", 1..6),
+            pick in 0usize..6,
+            value in "[a-z0-9.]{1,6}",
+        ) {
+            let text: String = entries.iter().map(|(k, v)| format!("{k}: {v} # c\n")).collect();
+            let key = entries.keys().nth(pick % entries.len()).unwrap().clone();
+            let out = set(&text, &[Step::Key(&key)], Value::String(&value)).unwrap();
+            for (line, before) in out.lines().zip(text.lines()) {
+                if !before.starts_with(&format!("{key}:")) {
+                    proptest::prop_assert_eq!(line, before);
+                }
+            }
+            proptest::prop_assert_eq!(out.lines().count(), text.lines().count());
+        }
+    }
+
+    #[test]
     fn refuses_what_it_cannot_edit_in_place() {
         for (text, want) in [
             ("image: [1]\n", "not a mapping"),
@@ -571,6 +672,8 @@ mod tests {
             ("image:\n  tag: {a: 1}\n", "not a value"),
             ("image:\n  tag: \"a\\\"b\"\n", "block scalar"),
             ("a: [\n", "not YAML"),
+            // The proptest's case: a key added after `&a ` would nest under the last key.
+            ("&a other: 1\n", "anchor or a tag"),
         ] {
             let err = tag(text, "2").unwrap_err();
             assert!(err.to_string().contains(want), "{text:?}: {err}");
