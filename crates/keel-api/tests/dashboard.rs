@@ -427,16 +427,8 @@ async fn user_controlled_text_is_shown_escaped() {
         assert!(p.body.contains(ESCAPED), "{path} shows the text escaped");
         assert!(!p.body.contains(SCRIPT), "{path} has no raw script");
     }
-    let json: serde_json::Value = s
-        .http
-        .get(format!("{}/ui/audit.json?action=applied", s.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let export = s.get("/ui/audit.json?action=applied", Some(&cookie)).await;
+    let json: serde_json::Value = serde_json::from_str(&export.body).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["actor"], SCRIPT);
 }
