@@ -1008,6 +1008,109 @@ mod tests {
         );
     }
 
+    fn web(pairs: &[(&str, &str)]) -> (ImageConfig, GitSettings) {
+        let mut annotations: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).to_owned()))
+            .collect();
+        annotations.insert(format!("{PREFIX}image-list"), "web=ghcr.io/acme/web".into());
+        let config = crate::ApplicationConfig::parse(&annotations).expect("valid annotations");
+        (config.images[0].clone(), config.git)
+    }
+
+    proptest::proptest! {
+        /// Any value of the three settings is read or refused under its own key, and a read
+        /// path never holds `..`.
+        #[test]
+        fn settings_are_read_or_refused_by_key(
+            branch in "[a-z:./{}A-Z0-9 _-]{0,24}",
+            target in "(kustomization|helmvalues|x)?(:[a-z./]{0,12})?",
+        ) {
+            let get = |name: &str| match name {
+                "branch" => Some((GIT_BRANCH.to_owned(), branch.clone())),
+                "target" => Some((WRITE_BACK_TARGET.to_owned(), target.clone())),
+                _ => None,
+            };
+            match GitSettings::parse(&get) {
+                Ok(settings) => {
+                    let path = match &settings.target {
+                        WriteBackTarget::Kustomization(p) | WriteBackTarget::HelmValues(p) => p.clone(),
+                        WriteBackTarget::ArgoCdSource => String::new(),
+                    };
+                    proptest::prop_assert!(!path.split('/').any(|c| c == ".."));
+                }
+                Err(errors) => {
+                    for (key, value, _) in errors {
+                        proptest::prop_assert!(
+                            (key == GIT_BRANCH && value == branch) || (key == WRITE_BACK_TARGET && value == target)
+                        );
+                    }
+                }
+            }
+        }
+
+        /// Whatever a write-back file holds, reading and writing it answers or refuses,
+        /// and what is written reads back as the new image.
+        #[test]
+        fn files_are_read_and_written_or_refused(
+            content in "(helm:\n|  parameters:\n|  - name: image.tag\n|    value: [0-9.]{1,5}\n|kustomize:\n|  images:\n|  - ghcr.io/acme/web:[0-9.]{1,4}\n|[a-z]{1,3}: [a-z0-9]{0,3}\n|#c\n|  ){0,10}",
+            helm in proptest::bool::ANY,
+        ) {
+            let (image, settings) = web(&[]);
+            let app = json!({ "spec": { "source": { "repoURL": "https://git.example/d.git" } } });
+            let destination = Destination {
+                url: "https://git.example/d.git".into(),
+                branch: None,
+                push_branch: None,
+                file: ".argocd-source-web.yaml".into(),
+                kind: if helm { SourceKind::Helm } else { SourceKind::Kustomize },
+            };
+            let _ = running(&app, &destination, &settings.target, Some(&content), &image);
+            let new = ImageRef::parse("ghcr.io/acme/web:2.0.0").unwrap();
+            if let Ok(text) = write(&content, &destination, &settings.target, &image, &new) {
+                let seen = running(&app, &destination, &settings.target, Some(&text), &image);
+                proptest::prop_assert_eq!(seen, Ok(new.clone()));
+                let again = write(&text, &destination, &settings.target, &image, &new);
+                proptest::prop_assert_eq!(again, Ok(text));
+            }
+        }
+    }
+
+    #[test]
+    fn writes_every_target_byte_stably() {
+        let new = ImageRef::parse("ghcr.io/acme/web:1.1.0").unwrap();
+        let app = json!({ "spec": { "source": { "repoURL": "https://g.example/d", "path": "apps/web", "helm": {} } } });
+        let (image, settings) = web(&[
+            ("write-back-target", "helmvalues"),
+            ("web.helm.image-spec", "app.image"),
+        ]);
+        let d = destination("web", &app, &settings).unwrap();
+        assert_eq!(d.file, "apps/web/values.yaml");
+        let values = "app:\n  image: ghcr.io/acme/web:1.0.0 # set\n";
+        let out = write(values, &d, &settings.target, &image, &new).unwrap();
+        assert_eq!(out, "app:\n  image: ghcr.io/acme/web:1.1.0 # set\n");
+        let (image, settings) = web(&[
+            ("write-back-target", "kustomization"),
+            ("web.kustomize.image-name", "web"),
+        ]);
+        let d = destination("web", &app, &settings).unwrap();
+        assert_eq!(d.file, "apps/web/kustomization.yaml");
+        let out = write("kind: Kustomization\n", &d, &settings.target, &image, &new).unwrap();
+        assert_eq!(
+            out,
+            "kind: Kustomization\nimages:\n- name: web\n  newName: ghcr.io/acme/web\n  newTag: 1.1.0\n"
+        );
+        let pinned = "images:\n- name: web\n  newTag: 1.0.0\n  digest: sha256:0000000000000000000000000000000000000000000000000000000000000000\n";
+        let err = write(pinned, &d, &settings.target, &image, &new).unwrap_err();
+        assert!(err.contains("pinned to a digest"), "{err}");
+        let kustomize = json!({ "spec": { "source": { "repoURL": "https://g.example/d", "path": "k", "kustomize": {} } } });
+        let (image, settings) = web(&[]);
+        let d = destination("web", &kustomize, &settings).unwrap();
+        assert_eq!(d.file, "k/.argocd-source-web.yaml");
+        let out = write("", &d, &settings.target, &image, &new).unwrap();
+        assert_eq!(out, "kustomize:\n  images:\n  - ghcr.io/acme/web:1.1.0\n");
+    }
+
     #[test]
     fn urls_match_with_or_without_git_suffix() {
         assert!(same_url(
