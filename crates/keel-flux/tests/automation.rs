@@ -1058,3 +1058,129 @@ async fn ssh_secrets_push_only_to_the_host_known_hosts_pins() {
         )
     );
 }
+
+/// Runs `gpg` with the key ring `home`, failing the test unless it succeeds.
+fn gpg(home: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let output = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--quiet", "--pinentry-mode", "loopback"])
+        .args(args)
+        .output()
+        .expect("run gpg (Debian's gnupg)");
+    assert!(
+        output.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_signed_with_the_signing_key_and_verify_with_git() {
+    let Some((ns, client)) = setup("auto-sign").await else {
+        return;
+    };
+    let server = fleet(&client, &ns, "git").await;
+    let head = server.head("fleet", "main");
+    // A key made by GnuPG, as users make theirs.
+    let home = server.scratch_dir("gnupg");
+    let passphrase = "correct horse";
+    gpg(
+        &home,
+        &[
+            "--passphrase",
+            passphrase,
+            "--quick-gen-key",
+            "Flux Bot <flux@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let armored = String::from_utf8(gpg(
+        &home,
+        &[
+            "--passphrase",
+            passphrase,
+            "--armor",
+            "--export-secret-keys",
+            "flux@example.invalid",
+        ],
+    ))
+    .unwrap();
+    credentials(
+        &client,
+        &ns,
+        "signing",
+        &[("git.asc", armored.as_str()), ("passphrase", passphrase)],
+    )
+    .await;
+    credentials(
+        &client,
+        &ns,
+        "wrong-passphrase",
+        &[("git.asc", armored.as_str()), ("passphrase", "wrong")],
+    )
+    .await;
+    credentials(&client, &ns, "not-a-key", &[("git.asc", "hello")]).await;
+    for (name, secret) in [
+        ("unlocked", "wrong-passphrase"),
+        ("garbage", "not-a-key"),
+        ("signed", "signing"),
+    ] {
+        let mut git = git_spec();
+        git["commit"]["signingKey"] = json!({"secretRef": {"name": secret}});
+        create_automation(&client, &ns, name, json!({"git": git})).await;
+    }
+    let mut git = git_spec();
+    git["commit"]["signingKey"] = json!({"type": "ssh", "secretRef": {"name": "signing"}});
+    create_automation(&client, &ns, "ssh-signing", json!({"git": git})).await;
+
+    let report = automation(&client, &ns, &server)
+        .reconcile(at("2026-03-01T10:00:00Z"))
+        .await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for (name, says) in [
+        ("unlocked", "cannot sign"),
+        ("garbage", "not an ASCII-armored OpenPGP private key"),
+        ("ssh-signing", "type 'ssh'"),
+    ] {
+        let message = assert_ready(
+            &status(&client, &ns, name).await,
+            "False",
+            "InvalidSourceConfiguration",
+            says,
+        );
+        assert!(!message.contains(passphrase), "{message}");
+    }
+    let log = server.log("fleet", "main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].0, head.unwrap());
+    assert_eq!(report.pushed.get(&format!("{ns}/signed")), Some(&log[0].0));
+
+    // git itself verifies the signature with the public key.
+    let mut verify = server.git().command();
+    verify
+        .env("GNUPGHOME", &home)
+        .arg("--git-dir")
+        .arg(server.repo_path("fleet"))
+        .args(["verify-commit", "--raw", &log[0].0]);
+    let output = server.git().output(verify);
+    assert!(output.success, "{}", output.stderr);
+    let said = &output.stderr;
+    assert!(said.contains("GOODSIG"), "{said}");
+    // And refuses a commit that is not signed.
+    let mut unsigned = server.git().command();
+    unsigned
+        .env("GNUPGHOME", &home)
+        .arg("--git-dir")
+        .arg(server.repo_path("fleet"))
+        .args(["verify-commit", &log[1].0]);
+    assert!(!server.git().output(unsigned).success);
+    let _ = std::process::Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "gpg-agent"])
+        .status();
+}

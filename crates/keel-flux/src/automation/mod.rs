@@ -28,7 +28,11 @@
 //!    `GitForcePushBranch` feature): should it exist, it is overwritten (force-pushed) with
 //!    the checkout plus the run's changes, its own commits dropped; if it already holds
 //!    exactly those files nothing is pushed. Commits are authored by
-//!    `spec.git.commit.author`.
+//!    `spec.git.commit.author` and, with `spec.git.commit.signingKey.secretRef`, signed as
+//!    `git commit -S` signs them: the secret's `git.asc` is an ASCII-armored OpenPGP private
+//!    key (its primary key signs), `passphrase` its passphrase; the signature is made with
+//!    rPGP (the `pgp` crate) and `git verify-commit` checks it. A key that cannot sign is
+//!    found before anything is committed (`signingKey.type: ssh` is refused).
 //! 3. The `ImagePolicy` objects of the automation's namespace whose `Ready` is `True`, that
 //!    have a `status.latestRef` and that `spec.policySelector` selects (all when unset;
 //!    `matchLabels` and `matchExpressions` with `In`, `NotIn`, `Exists` and `DoesNotExist`,
@@ -54,7 +58,7 @@
 //! | reason | when |
 //! |---|---|
 //! | `GitRepositoryNotFound` | the `GitRepository` does not exist |
-//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use (a `bearerToken`; an SSH `identity` without `known_hosts`, with unreadable `known_hosts` or for a URL that is not SSH), `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, a checkout that is not a branch without `spec.git.push.branch`, a `semver` checkout range that does not parse, or the spec asks for what keel-flux does not do: commit signing (`signingKey`), push `refspec` or `options` |
+//! | `InvalidSourceConfiguration` | `sourceRef.kind` is not `GitRepository`, the `GitRepository` has no URL, its secret is missing or of a kind keel-flux does not use (a `bearerToken`; an SSH `identity` without `known_hosts`, with unreadable `known_hosts` or for a URL that is not SSH), `spec.git.commit.author.email` is missing, `spec.update.path` leaves the repository, `spec.update.strategy` is not `Setters`, a checkout that is not a branch without `spec.git.push.branch`, a `semver` checkout range that does not parse, a signing key that is missing, not an ASCII-armored OpenPGP private key, cannot sign with its passphrase, or of `type` `ssh`, or the spec asks for what keel-flux does not do: push `refspec` or `options` |
 //! | `InvalidPolicySelector` | `spec.policySelector` is malformed: an operator other than `In`, `NotIn`, `Exists` and `DoesNotExist`, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with values, a missing key, a value not a string (the message names the field) |
 //! | `InvalidMessageTemplate` | `messageTemplate` uses what keel-flux does not render (see below) |
 //! | `GitOperationFailed` | the fetch or push failed: credentials refused, an SSH host key that `known_hosts` does not pin, branch, tag, reference or commit missing, no tag in the `semver` range, server rejection, a branch that kept moving |
@@ -90,17 +94,19 @@
 //! # }
 //! ```
 
+mod signing;
 mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use keel_core::target::{ApplyOutcome, UpdatePlan};
-use keel_core::{Error, ImageRef, PolicySpec, Target as _};
+use keel_core::{Error, ImageRef, PolicySpec, Secret, Target as _};
 use keel_git::known_hosts::KnownHosts;
 use keel_git::manifest::{MarkerPolicy, Part, Reference, ReferenceKind, RepoConfig};
 use keel_git::{Checkout, GitAuth, GitTarget};
@@ -116,6 +122,7 @@ use crate::policy::{FluxPolicy, ImagePolicyChoice};
 use crate::reflector::objects::{LatestRef, Meta, parse_duration};
 use crate::reflector::status::{conditions_with_ready, timestamp, truncate};
 use crate::reflector::{FIELD_MANAGER, GROUP, Namespaces, ObjectReport, Outcome, VERSION};
+use signing::OpenPgpSigner;
 use template::{Change, TemplateData};
 
 /// The API group of Flux's `GitRepository`.
@@ -396,10 +403,6 @@ impl Automation {
             str_at(spec, &["git", "commit", "author", "name"]).unwrap_or(author_email);
         // What keel-flux cannot do is refused rather than silently left out.
         for (path, what) in [
-            (
-                "/git/commit/signingKey",
-                "commit signing (spec.git.commit.signingKey)",
-            ),
             ("/git/push/refspec", "push refspecs (spec.git.push.refspec)"),
             ("/git/push/options", "push options (spec.git.push.options)"),
         ] {
@@ -410,6 +413,22 @@ impl Automation {
                 return Err(config(format!("{what} is not supported by keel-flux")));
             }
         }
+        if let Some(kind) = str_at(spec, &["git", "commit", "signingKey", "type"])
+            && kind != "gpg"
+        {
+            return Err(config(format!(
+                "spec.git.commit.signingKey.type '{kind}' is not supported by keel-flux: only \
+                 gpg (OpenPGP) keys sign commits"
+            )));
+        }
+        let signing_secret = match spec.and_then(|s| s.pointer("/git/commit/signingKey")) {
+            Some(key) if !key.is_null() => {
+                Some(str_at(Some(key), &["secretRef", "name"]).ok_or_else(|| {
+                    config("spec.git.commit.signingKey.secretRef.name is required".into())
+                })?)
+            }
+            _ => None,
+        };
         let selector = PolicySelector::read(spec.and_then(|s| s.get("policySelector")))
             .map_err(|e| Ready::no("InvalidPolicySelector", e))?;
 
@@ -474,6 +493,10 @@ impl Automation {
             );
         }
 
+        let signer = match signing_secret {
+            Some(name) => Some(self.signer(&meta.namespace, name).await?),
+            None => None,
+        };
         let mut builder = GitTarget::builder(url)
             .with_push_branch(push.clone())
             .with_author(author_name, author_email)
@@ -484,6 +507,9 @@ impl Automation {
             .with_all_or_nothing(true);
         if let Some(path) = &path {
             builder = builder.with_paths([path.clone()]);
+        }
+        if let Some(signer) = signer {
+            builder = builder.with_commit_signer(Arc::new(signer));
         }
         if let Some(dir) = &self.workdir {
             builder = builder.with_workdir(dir.join(&meta.namespace).join(&meta.name));
@@ -633,6 +659,48 @@ impl Automation {
             observed,
             pushed,
         })
+    }
+
+    /// The signer of the signing-key secret `namespace/name`: `git.asc`, an ASCII-armored
+    /// OpenPGP private key, with its `passphrase` if it has one.
+    async fn signer(&self, namespace: &str, name: &str) -> Result<OpenPgpSigner, Ready> {
+        let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &secret_resource());
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|e| config(format!("failed to get secret '{namespace}/{name}': {e}")))?
+            .ok_or_else(|| {
+                config(format!(
+                    "signing-key secret '{namespace}/{name}' does not exist"
+                ))
+            })?;
+        let data = secret.data.get("data").and_then(Value::as_object);
+        let field = |key: &str| -> Result<Option<String>, Ready> {
+            let Some(encoded) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
+                return Ok(None);
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not base64")))?;
+            String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not UTF-8")))
+        };
+        let armored = field("git.asc")?.ok_or_else(|| {
+            config(format!(
+                "signing-key secret '{namespace}/{name}' has no git.asc (an ASCII-armored \
+                 OpenPGP private key)"
+            ))
+        })?;
+        let passphrase = field("passphrase")?.map(Secret::from);
+        OpenPgpSigner::new(
+            &armored,
+            passphrase,
+            &format!("secret '{namespace}/{name}'"),
+        )
+        .map_err(config)
     }
 
     /// The credentials of the secret `namespace/name`, as Flux reads a `GitRepository`'s.
