@@ -65,11 +65,14 @@
 //! each [`reconcile`](Automation::reconcile) pass runs the `ImageUpdateAutomation` objects
 //! that are due (never run, spec changed, or `spec.interval` elapsed since
 //! `lastAutomationRunTime`). A run reads the `GitRepository` the automation names and its
-//! HTTPS credentials, sets every setter marker (`# {"$imagepolicy": "NS:NAME"}`, and
-//! `:tag`, `:name`, `:digest`) under `spec.update.path` that names a ready `ImagePolicy` of
-//! the automation's namespace to the policy's `latestRef`, byte-exactly with keel-git, and
-//! pushes the changes as one commit with Flux's message (or `messageTemplate`, rendered for
-//! the variables listed in [`automation`]). The status says what happened as Flux writes it:
+//! HTTPS or SSH credentials (SSH only with the host keys of `known_hosts` pinned), checks out
+//! its branch, tag, semver range, reference or commit, sets every setter marker
+//! (`# {"$imagepolicy": "NS:NAME"}`, and `:tag`, `:name`, `:digest`) under
+//! `spec.update.path` that names a ready `ImagePolicy` of the automation's namespace to the
+//! policy's `latestRef`, byte-exactly with keel-git, and
+//! pushes the changes as one commit, all of them or none, with Flux's message (or
+//! `messageTemplate`, rendered for the variables listed in [`automation`]), signed when the
+//! automation has a `signingKey`. The status says what happened as Flux writes it:
 //! `lastAutomationRunTime`, `lastPushCommit`, `lastPushTime`, `observedPolicies` and `Ready`.
 //!
 //! ```no_run
