@@ -444,14 +444,6 @@ pub(crate) fn destination(
             }
         },
     };
-    if url.starts_with("ssh://") || (url.contains('@') && !url.contains("://")) {
-        return Err(GitProblem::new(
-            "spec.source.repoURL",
-            keel_core::redact_urls(&url),
-            "SSH repositories are refused: the server's host key cannot be pinned here; use \
-             the HTTPS URL of the repository",
-        ));
-    }
     let branch = match &settings.branch {
         Some(b) => Some(b.clone()),
         None => match source["targetRevision"].as_str().map(str::trim) {
@@ -774,6 +766,16 @@ fn name_of(reference: &str) -> &str {
     }
 }
 
+/// Whether `url` is reached over SSH (`ssh://`, or `user@host:path`).
+fn is_ssh(url: &str) -> bool {
+    url.starts_with("ssh://")
+        || url.starts_with("git+ssh://")
+        || (url.contains('@') && !url.contains("://"))
+}
+
+/// The ConfigMap and key where Argo CD keeps the SSH host keys of repository servers.
+pub const KNOWN_HOSTS_CONFIGMAP: (&str, &str) = ("argocd-ssh-known-hosts-cm", "ssh_known_hosts");
+
 /// The Secret label Argo CD marks repository credentials with.
 const SECRET_TYPE: &str = "argocd.argoproj.io/secret-type";
 
@@ -845,6 +847,7 @@ pub(crate) async fn auth(
             };
             match exact.or_else(prefix) {
                 Some(s) => s.clone(),
+                None if is_ssh(url) => return Err(no_ssh_key(url)),
                 None => return Ok(GitAuth::None),
             }
         }
@@ -893,10 +896,24 @@ pub(crate) async fn auth(
             })
             .transpose()
     };
-    if data.contains_key("sshPrivateKey") {
+    if is_ssh(url) {
+        let Some(key) = text("sshPrivateKey")? else {
+            return Err(no_ssh_key(url));
+        };
+        let known_hosts = known_hosts(client, argocd_namespace)
+            .await
+            .map_err(problem)?;
+        return Ok(GitAuth::SshKeyInMemory {
+            username: "git".into(),
+            private_key: key.into(),
+            passphrase: None,
+            known_hosts,
+        });
+    }
+    if data.contains_key("sshPrivateKey") && !data.contains_key("password") {
         return Err(problem(format!(
-            "{shown} holds an SSH key: SSH is refused, as the server's host key cannot be \
-             pinned here; give `username` and `password` for the HTTPS URL"
+            "{shown} holds an SSH key, and the repository {} is not an SSH URL",
+            keel_core::redact_urls(url)
         )));
     }
     match (text("username")?, text("password")?) {
@@ -912,6 +929,47 @@ pub(crate) async fn auth(
             "{shown} has no `username` and `password` (Argo CD's repository credential fields)"
         ))),
     }
+}
+
+fn no_ssh_key(url: &str) -> GitProblem {
+    GitProblem::new(
+        "spec.source.repoURL",
+        keel_core::redact_urls(url),
+        "an SSH repository needs a private key: Argo CD's repository credentials or the \
+         Secret of git:secret:<ns>/<name> with `sshPrivateKey`",
+    )
+}
+
+/// The SSH host keys Argo CD trusts (ConfigMap `argocd-ssh-known-hosts-cm`, key
+/// `ssh_known_hosts`, in its namespace): an SSH server must show one of them before any key
+/// is offered to it.
+async fn known_hosts(
+    client: &Client,
+    namespace: &str,
+) -> Result<keel_git::known_hosts::KnownHosts, String> {
+    let (name, key) = KNOWN_HOSTS_CONFIGMAP;
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    let map = api.get(name).await.map_err(|e| {
+        keel_k8s::error::from_kube(
+            e,
+            &keel_k8s::error::Request {
+                verb: "get",
+                resource: "configmaps",
+                namespace: Some(namespace),
+                name: Some(name),
+            },
+        )
+        .to_string()
+            + " (SSH needs the server's host key pinned there)"
+    })?;
+    let text = map.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
+        format!(
+            "ConfigMap {namespace}/{name} has no `{key}`: SSH needs the server's host key pinned"
+        )
+    })?;
+    keel_git::known_hosts::KnownHosts::parse(text)
+        .map_err(|e| format!("`{key}` of ConfigMap {namespace}/{name}: {e}"))
 }
 
 /// Whether two repository URLs name the same repository (a trailing `/` or `.git` aside).

@@ -157,16 +157,20 @@
 //!   Application's namespace, or [`ArgoCdTarget::with_argocd_namespace`]): the one labelled
 //!   `argocd.argoproj.io/secret-type: repository` whose `url` is the repository, else the
 //!   `repo-creds` one whose `url` is the longest prefix of it; none, no credentials.
-//!   `git:secret:<ns>/<name>` uses that Secret. Fields `username` and `password`; they go
-//!   to that repository URL only and are never shown. SSH (an `sshPrivateKey`, an `ssh://`
-//!   or `git@host:` URL) is refused, as the server's host key cannot be pinned here.
+//!   `git:secret:<ns>/<name>` uses that Secret. Fields `username` and `password` for HTTPS;
+//!   for an SSH URL (`ssh://`, `git@host:path`), `sshPrivateKey`, offered only to a server
+//!   whose host key Argo CD's ConfigMap `argocd-ssh-known-hosts-cm` (`ssh_known_hosts`, in
+//!   the same namespace as the repository Secrets) pins, checked before the key is offered;
+//!   without that ConfigMap SSH is refused. Credentials go to that repository URL only and
+//!   are never shown.
 //! - **Commit**: Image Updater's author `argocd-image-updater <noreply@argoproj.io>` and
 //!   message `build: automatic update of <app>` with a line `updates image <name> tag
 //!   '<old>' to '<new>'`, changed with [`ArgoCdTarget::with_git_author`] and
 //!   [`ArgoCdTarget::with_git_message`]. Clones live under
 //!   [`ArgoCdTarget::with_git_workdir`].
 //! - Reading the Secrets needs `get` on the named Secret, or `list` on Secrets in Argo CD's
-//!   namespace for `git` and `git:repocreds`.
+//!   namespace for `git` and `git:repocreds`; SSH needs `get` on the ConfigMap
+//!   `argocd-ssh-known-hosts-cm` there.
 //!
 //! Multi-source Applications (`spec.sources` instead of `spec.source`) are not updated by
 //! either write-back: which source holds an image's parameters is not known, and a problem

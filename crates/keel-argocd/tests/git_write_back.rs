@@ -15,11 +15,12 @@ use common::{
     App, applied, argocd_namespace, argocd_target, assert_applied, create_apps, pipeline, problems,
     run_without_problems, source, web_registry,
 };
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::Secret;
 use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
-use keel_testsupport::git::GitServer;
+use keel_testsupport::git::{GitServer, SshServer};
 use keel_testsupport::kube::install_crd;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
@@ -555,7 +556,7 @@ async fn a_push_race_keeps_both_commits() {
 }
 
 #[tokio::test]
-async fn paths_leaving_the_repository_ssh_and_multi_source_are_refused_by_name() {
+async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refused_by_name() {
     let Some((_, ns, admin)) = argocd_namespace("git-paths").await else {
         return;
     };
@@ -611,8 +612,8 @@ async fn paths_leaving_the_repository_ssh_and_multi_source_are_refused_by_name()
             format!("application {ns}/multi: spec.sources = \"\": {MULTI_SOURCE}"),
             format!(
                 "application {ns}/ssh: spec.source.repoURL = \"git@git.example:acme/deploy.git\": \
-                 SSH repositories are refused: the server's host key cannot be pinned here; use \
-                 the HTTPS URL of the repository"
+                 an SSH repository needs a private key: Argo CD's repository credentials or the \
+                 Secret of git:secret:<ns>/<name> with `sshPrivateKey`"
             ),
             format!(
                 "application {ns}/up: argocd-image-updater.argoproj.io/write-back-target = \
@@ -622,4 +623,89 @@ async fn paths_leaving_the_repository_ssh_and_multi_source_are_refused_by_name()
         ]
     );
     assert_eq!(server.head("deploy", "main"), Some(initial));
+}
+
+#[tokio::test]
+async fn ssh_repositories_are_written_with_the_host_key_argocd_pins() {
+    let Some((_, ns, admin)) = argocd_namespace("git-ssh").await else {
+        return;
+    };
+    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let git = GitServer::start();
+    let ssh = SshServer::start();
+    for repo in ["deploy", "unpinned"] {
+        git.create_repo(repo, &[("README.md", "x\n")], "main");
+    }
+    let key = ssh.client_key();
+    for (name, repo) in [("repo-deploy", "deploy"), ("repo-unpinned", "unpinned")] {
+        create_secret(
+            &admin,
+            &ns,
+            name,
+            &[("url", &ssh.url(&git, repo)), ("sshPrivateKey", &key)],
+            &[("argocd.argoproj.io/secret-type", "repository")],
+        )
+        .await;
+    }
+    // Argo CD's known hosts pin the server's key for 127.0.0.1 at its port only.
+    let known: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "argocd-ssh-known-hosts-cm", "namespace": ns },
+        "data": { "ssh_known_hosts": format!("{}\n", ssh.known_hosts()) },
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &known)
+        .await
+        .unwrap();
+    let list = format!("web={web}");
+    let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
+    // `unpinned` names the server as `localhost`, which known_hosts does not list.
+    let unpinned_url = ssh.url(&git, "unpinned").replace("127.0.0.1", "localhost");
+    create_secret(
+        &admin,
+        &ns,
+        "repo-localhost",
+        &[("url", &unpinned_url), ("sshPrivateKey", &key)],
+        &[("argocd.argoproj.io/secret-type", "repository")],
+    )
+    .await;
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new(
+                "web",
+                &annotations,
+                helm_source(&ssh.url(&git, "deploy"), "1.0.0"),
+            ),
+            App::new(
+                "unpinned",
+                &annotations,
+                helm_source(&unpinned_url, "1.0.0"),
+            ),
+        ],
+    )
+    .await;
+    let target = target(admin.clone(), &ns, &git);
+    let report = pipeline(&target).run_once().await;
+    assert_eq!(
+        applied(&report),
+        [format!(
+            "argocd application/{ns}/web/web: {web}:1.0.0 -> {web}:1.1.0"
+        )]
+    );
+    assert!(
+        git.read_file("deploy", "main", "apps/web/.argocd-source-web.yaml")
+            .unwrap()
+            .contains("value: 1.1.0")
+    );
+    let problems = problems(&target);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!("application {ns}/unpinned: ")),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("host key"), "{problems:?}");
+    assert!(!problems[0].contains("PRIVATE KEY"), "{problems:?}");
+    assert_eq!(git.log("unpinned", "main").len(), 1);
 }
