@@ -3,17 +3,19 @@
 //! `deploy/rbac-argocd.yaml` and `deploy/rbac-own-namespace.yaml`: an Application configured
 //! by Argo CD Image Updater's annotations gets its Helm parameter patched to the version its
 //! constraint picks, its other parameters untouched, and the same user may not delete it;
-//! one with the `git` write-back gets a commit pushed to its repository with Argo CD's
-//! repository credentials, which that user may list, and is not patched.
+//! ones with the `git` write-back get a commit pushed to their repository, over HTTPS and
+//! over SSH, with Argo CD's repository credentials and SSH known hosts, which that user may
+//! read, and are not patched.
 
 mod common;
 use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::Secret;
 use keel_argocd::{APPLICATION_CRD, application_resource};
-use keel_testsupport::git::GitServer;
+use keel_testsupport::git::{GitServer, SshServer};
 use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
@@ -42,7 +44,14 @@ async fn an_application_gets_the_version_its_constraint_picks() {
     let mut docs = manifest("rbac-cluster.yaml");
     docs.extend(manifest("rbac-argocd.yaml"));
     docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply_rbac(&admin, docs, user, &ns, &[("keel", own_ns.as_str())]).await;
+    apply_rbac(
+        &admin,
+        docs,
+        user,
+        &ns,
+        &[("keel", own_ns.as_str()), ("argocd", ns.as_str())],
+    )
+    .await;
 
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
@@ -144,6 +153,8 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
     let repo = format!("{}/team/web", registry.addr());
     let git = GitServer::start_with_http("argocd-bot", "repo-token");
     git.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
+    git.create_repo("over-ssh", &[("README.md", "x\n")], "main");
+    let ssh = SshServer::start();
     let ns = api.namespace("argocd").await;
     let own_ns = api.namespace("keel").await;
     let admin = api.admin_client();
@@ -151,7 +162,14 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
     let mut docs = manifest("rbac-cluster.yaml");
     docs.extend(manifest("rbac-argocd.yaml"));
     docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply_rbac(&admin, docs, user, &ns, &[("keel", own_ns.as_str())]).await;
+    apply_rbac(
+        &admin,
+        docs,
+        user,
+        &ns,
+        &[("keel", own_ns.as_str()), ("argocd", ns.as_str())],
+    )
+    .await;
     // Argo CD's repository credentials for the repository.
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {
@@ -168,8 +186,56 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    // And for the repository over SSH, with the server's host key pinned as Argo CD pins it.
+    let ssh_url = ssh.url(&git, "over-ssh");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "name": "repo-over-ssh",
+            "namespace": ns,
+            "labels": { "argocd.argoproj.io/secret-type": "repository" },
+        },
+        "stringData": { "url": ssh_url, "sshPrivateKey": ssh.client_key() },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let known: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "argocd-ssh-known-hosts-cm", "namespace": ns },
+        "data": { "ssh_known_hosts": ssh.known_hosts() },
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &known)
+        .await
+        .unwrap();
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
+    let over_ssh: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": "over-ssh",
+            "namespace": ns,
+            "annotations": {
+                format!("{PREFIX}image-list"): format!("web={repo}:1.x"),
+                format!("{PREFIX}write-back-method"): "git",
+            },
+        },
+        "spec": {
+            "project": "default",
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
+            "source": {
+                "repoURL": ssh_url, "path": "web", "targetRevision": "HEAD",
+                "kustomize": { "images": [format!("{repo}:1.0.0")] },
+            },
+        },
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &over_ssh)
+        .await
+        .unwrap();
     let application: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -232,6 +298,18 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
             "helm:\n  parameters:\n  - name: image.name\n    value: {repo}\n    forcestring: \
              true\n  - name: image.tag\n    value: 1.1.0\n    forcestring: true\n"
         )
+    );
+    wait_for(
+        "the .argocd-source file to be pushed over SSH",
+        (Duration::from_secs(60), Duration::from_millis(200)),
+        async || git.read_file("over-ssh", "main", "web/.argocd-source-over-ssh.yaml"),
+        |content| content.is_some(),
+    )
+    .await;
+    assert_eq!(
+        git.read_file("over-ssh", "main", "web/.argocd-source-over-ssh.yaml")
+            .unwrap(),
+        format!("kustomize:\n  images:\n  - {repo}:1.1.0\n")
     );
     // The Application is not patched: Argo CD reads the file.
     let app = apps.get("web").await.unwrap();
