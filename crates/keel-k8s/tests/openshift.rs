@@ -10,25 +10,28 @@
 //! disturbed.
 
 mod support;
-use support::{discover_until, ids, image, named_target, outcome, plan_of};
+use support::{
+    conflict_reason, discover_until, ids, image, named_target, outcome, plan_of, unauthorized,
+};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use keel_core::{ApplyOutcome, Error, Pipeline, Target, TrackedImage, UpdatePlan};
+use keel_core::{ApplyOutcome, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_registry::RegistryClient;
+use keel_testsupport::kube::openshift::{
+    OpenShiftNs, alias_tag, api, concurrent_change, config_change, create, image_change, keyed_tag,
+    tag, triggers_annotation,
+};
 use keel_testsupport::kube::{
-    ADMIN, ApiServer, HookFuture, RecordedRequest, Workload, deployment_images, grant,
-    install_openshift_crds, wait_until,
+    ApiServer, Workload, deployment_images, granted_client, install_openshift_crds,
 };
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
-use serde_json::{Value, json};
+use kube::api::{Api, Patch};
+use serde_json::json;
 
 /// What OpenShift's trigger writes into a container: the internal registry's image by digest.
 const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000/ns/web@sha256:\
@@ -49,173 +52,6 @@ async fn openshift_namespace(prefix: &str) -> Option<(&'static ApiServer, String
     install_openshift_crds(server).await;
     let ns = server.namespace(prefix).await;
     Some((server, ns, server.admin_client()))
-}
-
-fn resource(kind: &str) -> ApiResource {
-    let (group, plural) = match kind {
-        "DeploymentConfig" => ("apps.openshift.io", "deploymentconfigs"),
-        _ => ("image.openshift.io", "imagestreams"),
-    };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
-}
-
-fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &resource(kind))
-}
-
-/// Creates `object` (with `kind` and `metadata.name` set) in `ns`.
-async fn create(client: &Client, ns: &str, kind: &str, object: Value) {
-    let object: DynamicObject = serde_json::from_value(object).expect("an object");
-    api(client, ns, kind)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
-}
-
-async fn get(client: &Client, ns: &str, kind: &str, name: &str) -> Value {
-    let object = api(client, ns, kind).get(name).await.expect("get");
-    serde_json::to_value(object).expect("JSON")
-}
-
-/// A DeploymentConfig `name` with containers `(name, image)`, annotations and triggers.
-fn deployment_config(
-    name: &str,
-    annotations: Value,
-    containers: &[(&str, &str)],
-    triggers: Value,
-) -> Value {
-    let containers: Vec<Value> = containers
-        .iter()
-        .map(|(n, i)| json!({ "name": n, "image": i }))
-        .collect();
-    json!({
-        "apiVersion": "apps.openshift.io/v1",
-        "kind": "DeploymentConfig",
-        "metadata": { "name": name, "annotations": annotations },
-        "spec": {
-            "replicas": 1,
-            "selector": { "app": name },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": containers }
-            },
-            "triggers": triggers
-        }
-    })
-}
-
-/// The triggers of a DeploymentConfig that rolls out on its own changes alone.
-fn config_change() -> Value {
-    json!([{ "type": "ConfigChange" }])
-}
-
-/// An automatic ImageChange trigger of `containers` from ImageStreamTag `from`.
-fn image_change(containers: &[&str], from: &str) -> Value {
-    json!({
-        "type": "ImageChange",
-        "imageChangeParams": {
-            "automatic": true,
-            "containerNames": containers,
-            "from": { "kind": "ImageStreamTag", "name": from }
-        }
-    })
-}
-
-/// An ImageStream tag `name` from `kind` `from`, with the tag's own annotations.
-fn stream_tag_spec(name: &str, kind: &str, from: &str, annotations: Value) -> Value {
-    json!({
-        "name": name,
-        "from": { "kind": kind, "name": from },
-        "annotations": annotations,
-        "importPolicy": { "scheduled": true },
-        "referencePolicy": { "type": "Source" }
-    })
-}
-
-/// A tag `name` following the registry image `image`, with no annotations of its own.
-fn tag(name: &str, image: &str) -> Value {
-    keyed_tag(name, image, json!({}))
-}
-
-/// A tag `name` following the registry image `image`, with its own (keel) annotations.
-fn keyed_tag(name: &str, image: &str, annotations: Value) -> Value {
-    stream_tag_spec(name, "DockerImage", image, annotations)
-}
-
-/// A tag `name` that follows another ImageStreamTag, `from`.
-fn alias_tag(name: &str, from: &str) -> Value {
-    stream_tag_spec(name, "ImageStreamTag", from, json!({}))
-}
-
-/// A test's namespace and its admin client: what the tests create and read back there.
-#[derive(Clone, Copy)]
-struct Ns<'a> {
-    admin: &'a Client,
-    ns: &'a str,
-}
-
-impl<'a> Ns<'a> {
-    fn new(admin: &'a Client, ns: &'a str) -> Self {
-        Self { admin, ns }
-    }
-
-    /// Creates [`deployment_config`] `name`.
-    async fn create_dc(
-        self,
-        name: &str,
-        annotations: Value,
-        containers: &[(&str, &str)],
-        triggers: Value,
-    ) {
-        let dc = deployment_config(name, annotations, containers, triggers);
-        create(self.admin, self.ns, "DeploymentConfig", dc).await;
-    }
-
-    /// Creates ImageStream `name` with annotations and tags ([`tag`], [`keyed_tag`],
-    /// [`alias_tag`]).
-    async fn create_stream(self, name: &str, annotations: Value, tags: &[Value]) {
-        let stream = json!({
-            "apiVersion": "image.openshift.io/v1",
-            "kind": "ImageStream",
-            "metadata": { "name": name, "annotations": annotations },
-            "spec": { "tags": tags }
-        });
-        create(self.admin, self.ns, "ImageStream", stream).await;
-    }
-
-    async fn get(self, kind: &str, name: &str) -> Value {
-        get(self.admin, self.ns, kind, name).await
-    }
-
-    /// The image of container `container` of DeploymentConfig `name`.
-    async fn dc_image(self, name: &str, container: &str) -> String {
-        let dc = self.get("DeploymentConfig", name).await;
-        dc["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .expect("containers")
-            .iter()
-            .find(|c| c["name"] == container)
-            .and_then(|c| c["image"].as_str())
-            .expect("the container's image")
-            .to_owned()
-    }
-
-    /// Tag `tag` of ImageStream `name`, the whole of it.
-    async fn stream_tag(self, name: &str, tag: &str) -> Value {
-        let stream = self.get("ImageStream", name).await;
-        stream["spec"]["tags"]
-            .as_array()
-            .expect("tags")
-            .iter()
-            .find(|t| t["name"] == tag)
-            .cloned()
-            .expect("the tag")
-    }
-
-    /// The `from.name` of tag `tag` of ImageStream `name`: the image the tag follows.
-    async fn tag_image(self, name: &str, tag: &str) -> Value {
-        self.stream_tag(name, tag).await["from"]["name"].clone()
-    }
 }
 
 /// The name of the target the tests build.
@@ -249,71 +85,12 @@ fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
     plan_of(TARGET, id, current, new)
 }
 
-/// An admin client that, before each PATCH of `path`, runs what `race` makes of the number of
-/// such PATCHes before it (nothing where `race` gives `None`); and that count, as it goes.
-fn racing_client(
-    server: &ApiServer,
-    path: String,
-    race: impl Fn(usize) -> Option<HookFuture> + Send + Sync + 'static,
-) -> (Client, Arc<AtomicUsize>) {
-    let patches = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&patches);
-    let client = server.intercepting_client_as(
-        ADMIN,
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            race(counted.fetch_add(1, Ordering::SeqCst))
-        }),
-    );
-    (client, patches)
-}
-
-/// Someone else's change: `patch` of `kind` `name` in `ns`, which must succeed.
-fn concurrent_change(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    patch: Patch<Value>,
-) -> HookFuture {
-    let api = api(client, ns, kind);
-    let name = name.to_owned();
-    Box::pin(async move {
-        api.patch(&name, &PatchParams::default(), &patch)
-            .await
-            .expect("the concurrent change");
-    })
-}
-
-/// Grants `user` the `rules` in `ns` and returns the user's client once `works` succeeds with
-/// it (a grant takes a moment to be in force).
-async fn granted_client(
-    server: &ApiServer,
-    admin: &Client,
-    ns: &str,
-    user: &str,
-    rules: &Rules<'_>,
-    works: impl AsyncFn(&Client) -> kube::Result<()>,
-) -> Client {
-    grant(admin, ns, user, rules).await;
-    let client = server.client_as(user);
-    wait_until(
-        "the grant to work",
-        (Duration::from_secs(10), Duration::from_millis(50)),
-        async || works(&client).await,
-    )
-    .await;
-    client
-}
-
 #[tokio::test]
 async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
     let Some((_, ns, admin)) = openshift_namespace("os-discover").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_dc(
         "web",
         json!({ "keel.sh/policy": "minor", "keel.sh/trigger": "poll" }),
@@ -407,7 +184,7 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     let Some((server, ns, admin)) = openshift_namespace("os-patch").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_dc(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -450,7 +227,7 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     // time: with no retries, the patch meets a 409 and nothing of it is applied.
     let path = format!("/apis/apps.openshift.io/v1/namespaces/{ns}/deploymentconfigs/web");
     let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, stamps) = racing_client(server, path, move |n| {
+    let (client, stamps) = server.racing_client(path, move |n| {
         let stamp = json!({ "metadata": { "labels": { "stamp": format!("change-{n}") } } });
         let patch = Patch::Merge(stamp);
         Some(concurrent_change(
@@ -463,16 +240,12 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
     });
     let impatient = impatient_target(client, &ns).await;
     let next = plan(&id, "ghcr.io/acme/web:1.3.0", "ghcr.io/acme/web:1.4.0");
-    match impatient.apply(&next).await {
-        Err(Error::Conflict { reason, .. }) => {
-            assert!(reason.contains("409"), "{reason}");
-            assert!(
-                reason.contains(&format!("deploymentconfig {ns}/web")),
-                "{reason}"
-            );
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let reason = conflict_reason(impatient.apply(&next).await);
+    assert!(reason.contains("409"), "{reason}");
+    assert!(
+        reason.contains(&format!("deploymentconfig {ns}/web")),
+        "{reason}"
+    );
     assert_eq!(stamps.load(Ordering::SeqCst), 1);
     assert_eq!(
         os.dc_image("web", "app").await,
@@ -494,7 +267,7 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
     let Some((_, ns, admin)) = openshift_namespace("os-trigger").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
         .await;
     os.create_dc(
@@ -563,15 +336,11 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
     );
     // A plan made from what the tag was before is refused: it is decided again from fresh data.
     let stale = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.4.0");
-    match target.apply(&stale).await {
-        Err(Error::Conflict { reason, .. }) => {
-            assert!(
-                reason.contains("runs ghcr.io/acme/web:1.3.0 now"),
-                "{reason}"
-            );
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let reason = conflict_reason(target.apply(&stale).await);
+    assert!(
+        reason.contains("runs ghcr.io/acme/web:1.3.0 now"),
+        "{reason}"
+    );
     assert_eq!(
         os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.3.0"
@@ -583,19 +352,15 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
         INTERNAL,
         "ghcr.io/acme/web:1.3.0",
     );
-    match target.apply(&direct).await {
-        Err(Error::Conflict { reason, .. }) => {
-            assert!(
-                reason.contains(&format!("ImageStreamTag {ns}/web:stable")),
-                "{reason}"
-            );
-            assert!(
-                reason.contains(&format!("imagestream/{ns}/web/stable")),
-                "{reason}"
-            );
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    let reason = conflict_reason(target.apply(&direct).await);
+    assert!(
+        reason.contains(&format!("ImageStreamTag {ns}/web:stable")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("imagestream/{ns}/web/stable")),
+        "{reason}"
+    );
 
     // A new digest of the same tag asks OpenShift to import the tag again.
     discover_until(&target, "the moved tag", |images| {
@@ -626,7 +391,7 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
     let Some((_, ns, admin)) = openshift_namespace("os-semver").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     let registry = RegistryServer::with_tags(
         ServerOptions::plain(),
         "acme/web",
@@ -691,7 +456,6 @@ async fn odd_objects_are_skipped_without_harm() {
     create(
         &admin,
         &ns,
-        "DeploymentConfig",
         json!({
             "apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
             "metadata": { "name": "odd", "annotations": { "keel.sh/policy": "minor" } },
@@ -716,7 +480,7 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
     let Some((server, ns, admin)) = openshift_namespace("os-rbac").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -797,27 +561,8 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
         .build()
         .await
         .expect("build");
-    match dave.discover().await {
-        Err(Error::Unauthorized { action, .. }) => {
-            assert_eq!(action, format!("list deploymentconfigs in namespace {ns}"));
-        }
-        other => panic!("expected unauthorized, got {other:?}"),
-    }
-}
-
-/// Writes the `/status` of DeploymentConfig `name` (no OpenShift controller does here), with
-/// `observedGeneration` set to its current generation.
-async fn set_dc_status(client: &Client, ns: &str, name: &str, mut status: Value) {
-    let dc = get(client, ns, "DeploymentConfig", name).await;
-    status["observedGeneration"] = dc["metadata"]["generation"].clone();
-    api(client, ns, "DeploymentConfig")
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .expect("patch the status");
+    let (action, _) = unauthorized(dave.discover().await);
+    assert_eq!(action, format!("list deploymentconfigs in namespace {ns}"));
 }
 
 #[tokio::test]
@@ -825,7 +570,7 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
     let Some((_, ns, admin)) = openshift_namespace("os-rollout").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     for name in ["good", "bad"] {
         os.create_dc(
             name,
@@ -847,18 +592,14 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
     for update in [&good, &bad] {
         assert_eq!(outcome(&target, update).await, ApplyOutcome::Applied);
     }
-    set_dc_status(
-        &admin,
-        &ns,
+    os.set_dc_status(
         "good",
         json!({ "latestVersion": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
                 "conditions": [{ "type": "Progressing", "status": "True",
                                  "reason": "NewReplicationControllerAvailable" }] }),
     )
     .await;
-    set_dc_status(
-        &admin,
-        &ns,
+    os.set_dc_status(
         "bad",
         json!({ "latestVersion": 2, "replicas": 1, "updatedReplicas": 0, "availableReplicas": 1,
                 "conditions": [{ "type": "Progressing", "status": "False",
@@ -901,21 +642,12 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
     assert!(note.contains("restored to ghcr.io/acme/web:1.2.3"), "{dc}");
 }
 
-/// The `image.openshift.io/triggers` annotation driving container `container` from `from`.
-fn triggers_annotation(container: &str, from: &str) -> String {
-    json!([{
-        "from": { "kind": "ImageStreamTag", "name": from },
-        "fieldPath": format!("spec.template.spec.containers[?(@.name==\"{container}\")].image"),
-    }])
-    .to_string()
-}
-
 #[tokio::test]
 async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_container() {
     let Some((_, ns, admin)) = openshift_namespace("os-annotation").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
         .await;
     Workload::keel_deployment("web", "minor", INTERNAL)
@@ -996,7 +728,7 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
     let Some((server, ns, admin)) = openshift_namespace("os-is-conflict").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -1010,7 +742,7 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
     // other tag.
     let path = format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/web");
     let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, changes) = racing_client(server, path, move |n| {
+    let (client, changes) = server.racing_client(path, move |n| {
         if n >= 2 {
             return None;
         }
@@ -1031,10 +763,8 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
     let impatient = impatient_target(client.clone(), &ns).await;
     let id = format!("imagestream/{ns}/web/stable");
     let update = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0");
-    match impatient.apply(&update).await {
-        Err(Error::Conflict { reason, .. }) => assert!(reason.contains("409"), "{reason}"),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let reason = conflict_reason(impatient.apply(&update).await);
+    assert!(reason.contains("409"), "{reason}");
     assert_eq!(
         os.tag_image("web", "stable").await,
         "ghcr.io/acme/web:1.2.3",
@@ -1069,7 +799,7 @@ async fn a_registry_webhook_moves_only_the_stream_tags_of_the_pushed_repository(
     let Some((_, ns, admin)) = openshift_namespace("os-webhook").await else {
         return;
     };
-    let os = Ns::new(&admin, &ns);
+    let os = OpenShiftNs::new(&admin, &ns);
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;

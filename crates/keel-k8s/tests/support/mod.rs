@@ -1,12 +1,76 @@
-//! Helpers of the `KubeTarget` tests (`kube_target.rs`, `openshift.rs`).
-//! Each test file uses part of it.
+//! Helpers of the tests against the API server (`kube_target.rs`, `poll_cycle.rs`,
+//! `openshift.rs`, `settings.rs`, `rollout.rs`). Each test file uses part of it.
 #![allow(dead_code)]
 
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use keel_core::{ApplyOutcome, ImageRef, Target, TrackedImage, UpdatePlan};
+use k8s_openapi::api::apps::v1::Deployment;
+use keel_core::{ApplyOutcome, Error, ImageRef, Target, TrackedImage, UpdatePlan};
 use keel_k8s::KubeTarget;
+use keel_testsupport::kube::{ApiServer, HookFuture, Workload};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+/// The name of the target of the tests of the plain Kubernetes kinds.
+pub(crate) const TARGET: &str = "test cluster";
+
+/// The [`TARGET`] over namespace `ns`, as `client`.
+pub(crate) async fn target_in(client: Client, ns: &str) -> KubeTarget {
+    named_target(TARGET, client, ns).await
+}
+
+/// The plan of the [`TARGET`] that moves `id` from `current` to `new`.
+pub(crate) fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
+    plan_of(TARGET, id, current, new)
+}
+
+/// A fresh namespace of the shared API server holding `workloads`; `None` (the test skips)
+/// without a server.
+pub(crate) async fn namespace_with(
+    prefix: &str,
+    workloads: impl IntoIterator<Item = Workload>,
+) -> Option<(&'static ApiServer, String, Client)> {
+    let (server, ns, admin) = ApiServer::shared_namespace(prefix).await?;
+    for workload in workloads {
+        workload.create(&admin, &ns).await;
+    }
+    Some((server, ns, admin))
+}
+
+pub(crate) async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get deployment")
+}
+
+/// Someone else's change, for the `race` of `ApiServer::racing_client`: label `key` set to
+/// `value` on Deployment `name` of `ns`.
+pub(crate) fn labelled_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> HookFuture {
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let patch = Patch::Merge(json!({ "metadata": { "labels": { key: value } } }));
+    let name = name.to_owned();
+    Box::pin(async move {
+        api.patch(&name, &PatchParams::default(), &patch)
+            .await
+            .expect("the concurrent change");
+    })
+}
+
+pub(crate) fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
+    images.iter().find(|i| i.id == id).unwrap_or_else(|| {
+        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+        panic!("{id} not discovered; found {ids:?}")
+    })
+}
 
 /// The target named `name` over namespace `ns`, as `client`, waiting at most 30 s for its
 /// caches.
@@ -41,6 +105,22 @@ pub(crate) fn ids(images: &[TrackedImage]) -> Vec<String> {
 /// The outcome of applying `update` with `target`, which must not fail.
 pub(crate) async fn outcome(target: &KubeTarget, update: &UpdatePlan) -> ApplyOutcome {
     target.apply(update).await.expect("apply")
+}
+
+/// The reason of the `Conflict` that `result` must be.
+pub(crate) fn conflict_reason<T: Debug>(result: Result<T, Error>) -> String {
+    match result {
+        Err(Error::Conflict { reason, .. }) => reason,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// The action and reason of the `Unauthorized` that `result` must be.
+pub(crate) fn unauthorized<T: Debug>(result: Result<T, Error>) -> (String, String) {
+    match result {
+        Err(Error::Unauthorized { action, reason }) => (action, reason),
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
 }
 
 /// Discovers until `done` holds (watch events take a moment), or panics after 20 s naming

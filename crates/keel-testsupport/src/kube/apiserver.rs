@@ -13,8 +13,8 @@ use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -352,6 +352,28 @@ impl ApiServer {
             .expect("client builder from config")
             .with_layer(&super::InterceptLayer::new(hook))
             .build()
+    }
+
+    /// An admin client that, before each PATCH of `path`, runs what `race` makes of the number
+    /// of such PATCHes before it (nothing where `race` gives `None`); and that count, as it
+    /// goes. For tests of what someone else's change between a read and a patch does.
+    pub fn racing_client(
+        &self,
+        path: String,
+        race: impl Fn(usize) -> Option<super::HookFuture> + Send + Sync + 'static,
+    ) -> (Client, Arc<AtomicUsize>) {
+        let patches = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&patches);
+        let client = self.intercepting_client_as(
+            ADMIN,
+            Arc::new(move |request: &super::RecordedRequest| {
+                if request.method != "PATCH" || request.path != path {
+                    return None;
+                }
+                race(counted.fetch_add(1, Ordering::SeqCst))
+            }),
+        );
+        (client, patches)
     }
 
     /// An admin client that records every request it makes into the returned log.

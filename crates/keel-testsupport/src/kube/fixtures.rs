@@ -1,6 +1,8 @@
 //! Workloads, RBAC grants and status patches for the tests, written with the raw API so the
 //! code under test does not set up its own fixtures.
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -293,6 +295,28 @@ pub async fn grant(
         .create(&params, &binding)
         .await
         .unwrap_or_else(|e| panic!("create role binding {namespace}/{name}: {e}"));
+}
+
+/// [`grant`]s `user` the `rules` in `namespace` and returns the user's client of `server` once
+/// `works` succeeds with it: RBAC reaches the authorizer through its own cache, so a grant
+/// takes a moment to be in force. Panics after 10 s.
+pub async fn granted_client(
+    server: &super::ApiServer,
+    admin: &Client,
+    namespace: &str,
+    user: &str,
+    rules: &[(&[&str], &[&str], &[&str])],
+    works: impl AsyncFn(&Client) -> kube::Result<()>,
+) -> Client {
+    grant(admin, namespace, user, rules).await;
+    let client = server.client_as(user);
+    super::wait_until(
+        &format!("the grant to {user} to work"),
+        (Duration::from_secs(10), Duration::from_millis(50)),
+        async || works(&client).await,
+    )
+    .await;
+    client
 }
 
 /// Merge-patches the `/status` subresource of a Deployment (there is no controller-manager

@@ -22,13 +22,14 @@ mod apiserver;
 mod counting;
 mod fixtures;
 mod intercept;
-mod openshift;
+pub mod openshift;
 mod wait;
 
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
 pub use counting::{RecordedRequest, RequestLog};
 pub use fixtures::{
-    Kind, Workload, deployment_images, grant, mark_deployment_rolled_out, patch_deployment_status,
+    Kind, Workload, deployment_images, grant, granted_client, mark_deployment_rolled_out,
+    patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
 pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_crd, install_openshift_crds};
