@@ -1,49 +1,28 @@
 //! `KubeTarget` against a real API server: discovery from annotations and labels for every
-//! kind, updates patched onto one container, conflicts, RBAC, idempotence, the cache's
-//! request pattern and a full poll cycle of the pipeline.
+//! kind, updates patched onto one container, conflicts, RBAC, idempotence and the cache's
+//! request pattern. Poll cycles of the pipeline over it are in `poll_cycle.rs`.
 
 mod support;
-use support::{discover_until, ids, image, named_target, outcome, plan_of};
+use support::{
+    by_id, conflict_reason, discover_until, get_deployment, ids, image, labelled_deployment,
+    namespace_with, outcome, plan, target_in, unauthorized,
+};
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use keel_core::memory::InMemoryRegistry;
 use keel_core::target::Trigger;
-use keel_core::{ApplyOutcome, Error, Pipeline, Target, TrackedImage, UpdatePlan};
-use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
-use keel_testsupport::kube::{
-    ADMIN, ApiServer, Hook, HookFuture, Kind, RecordedRequest, Workload, deployment_images, grant,
-    mark_deployment_rolled_out,
-};
-use kube::Client;
+use keel_core::{ApplyOutcome, Error, Target};
+use keel_k8s::{KubeTarget, WorkloadKind};
+use keel_testsupport::kube::openshift::triggers_annotation;
+use keel_testsupport::kube::{ApiServer, Kind, Workload, deployment_images, granted_client};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-/// The name of the target the tests build.
-const TARGET: &str = "test cluster";
-
-/// The target over namespace `ns`, as `client`.
-async fn target_in(client: Client, ns: &str) -> KubeTarget {
-    named_target(TARGET, client, ns).await
-}
-
-fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
-    images.iter().find(|i| i.id == id).unwrap_or_else(|| {
-        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-        panic!("{id} not discovered; found {ids:?}")
-    })
-}
-
-fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
-    plan_of(TARGET, id, current, new)
-}
 
 /// Applies the plan moving `id` from `current` to `new` with `target`.
 async fn apply(
@@ -53,13 +32,6 @@ async fn apply(
     new: &str,
 ) -> Result<ApplyOutcome, Error> {
     target.apply(&plan(id, current, new)).await
-}
-
-async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("get deployment")
 }
 
 /// Keys and values of annotations or labels.
@@ -72,19 +44,6 @@ type Problem<'a> = (&'a str, &'a str);
 /// container.
 type Row<'a> = (&'a str, Keys<'a>, Keys<'a>, &'a str);
 
-/// A fresh namespace of the shared API server holding `workloads`; `None` (the test skips)
-/// without a server.
-async fn namespace_with(
-    prefix: &str,
-    workloads: impl IntoIterator<Item = Workload>,
-) -> Option<(&'static ApiServer, String, Client)> {
-    let (server, ns, admin) = ApiServer::shared_namespace(prefix).await?;
-    for workload in workloads {
-        workload.create(&admin, &ns).await;
-    }
-    Some((server, ns, admin))
-}
-
 /// The Deployment of a table row.
 fn row_workload((name, annotations, labels, app): &Row<'_>) -> Workload {
     let mut workload = Workload::deployment(name);
@@ -95,11 +54,6 @@ fn row_workload((name, annotations, labels, app): &Row<'_>) -> Workload {
         workload = workload.label(key, value);
     }
     workload.container("app", app)
-}
-
-/// What `deployment_images` reads of a workload whose one container `app` runs `image`.
-fn app_runs(image: &str) -> [(String, String); 1] {
-    [("app".to_owned(), image.to_owned())]
 }
 
 /// The ids of the Deployment containers `workload/container` of `ns`.
@@ -417,13 +371,9 @@ async fn patches_one_container_of_two_and_is_idempotent() {
 
     // A plan from an older discovery is refused, naming the container.
     let stale = plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.2.9");
-    match target.apply(&stale).await {
-        Err(Error::Conflict { reason, .. }) => {
-            assert!(reason.contains(&id), "{reason}");
-            assert!(reason.contains("ghcr.io/acme/web:1.3.0"), "{reason}");
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let reason = conflict_reason(target.apply(&stale).await);
+    assert!(reason.contains(&id), "{reason}");
+    assert!(reason.contains("ghcr.io/acme/web:1.3.0"), "{reason}");
 
     // Unknown ids, containers and workloads.
     for missing in [
@@ -538,33 +488,11 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     };
 
     // Before the first PATCH of the deployment goes out, someone else changes it.
-    let patches = Arc::new(AtomicUsize::new(0));
-    let hook_patches = Arc::clone(&patches);
-    let hook_admin = admin.clone();
-    let hook_ns = ns.clone();
     let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    let hook: Hook = Arc::new(move |request| {
-        if request.method != "PATCH" || request.path != path {
-            return None;
-        }
-        if hook_patches.fetch_add(1, Ordering::SeqCst) != 0 {
-            return None;
-        }
-        let admin = hook_admin.clone();
-        let ns = hook_ns.clone();
-        let change: HookFuture = Box::pin(async move {
-            Api::<Deployment>::namespaced(admin, &ns)
-                .patch(
-                    "web",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "labels": { "changed-by": "someone" } } })),
-                )
-                .await
-                .expect("the concurrent change");
-        });
-        Some(change)
+    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
+    let (client, patches) = server.racing_client(path.clone(), move |n| {
+        (n == 0).then(|| labelled_deployment(&hook_admin, &hook_ns, "web", "changed-by", "someone"))
     });
-    let client = server.intercepting_client_as(ADMIN, hook);
     let target = target_in(client, &ns).await;
     target.discover().await.expect("discover");
     let id = format!("deployment/{ns}/web/app");
@@ -595,37 +523,23 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     );
 
     // With no retries allowed, the same race is a Conflict.
-    patches.store(0, Ordering::SeqCst);
-    let impatient = KubeTarget::builder(server.intercepting_client_as(ADMIN, {
-        let admin = admin.clone();
-        let ns = ns.clone();
-        let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-        let stamps = Arc::new(AtomicUsize::new(0));
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            let admin = admin.clone();
-            let ns = ns.clone();
-            let stamp = format!("change-{}", stamps.fetch_add(1, Ordering::SeqCst));
-            let change: HookFuture = Box::pin(async move {
-                Api::<Deployment>::namespaced(admin, &ns)
-                    .patch(
-                        "web",
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "metadata": { "labels": { "stamp": stamp } } })),
-                    )
-                    .await
-                    .expect("the concurrent change");
-            });
-            Some(change)
-        })
-    }))
-    .with_namespaces([ns.as_str()])
-    .with_conflict_retries(0)
-    .build()
-    .await
-    .expect("build");
+    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
+    let (client, _) = server.racing_client(path, move |n| {
+        let stamp = format!("change-{n}");
+        Some(labelled_deployment(
+            &hook_admin,
+            &hook_ns,
+            "web",
+            "stamp",
+            &stamp,
+        ))
+    });
+    let impatient = KubeTarget::builder(client)
+        .with_namespaces([ns.as_str()])
+        .with_conflict_retries(0)
+        .build()
+        .await
+        .expect("build");
     let result = apply(
         &impatient,
         &id,
@@ -633,13 +547,9 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
         "ghcr.io/acme/web:1.4.0",
     )
     .await;
-    match result {
-        Err(Error::Conflict { reason, .. }) => {
-            assert!(reason.contains("409"), "{reason}");
-            assert!(reason.contains(&format!("deployment {ns}/web")), "{reason}");
-        }
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    let reason = conflict_reason(result);
+    assert!(reason.contains("409"), "{reason}");
+    assert!(reason.contains(&format!("deployment {ns}/web")), "{reason}");
 }
 
 #[tokio::test]
@@ -649,27 +559,13 @@ async fn rbac_denials_are_reported_clearly() {
         return;
     };
     // alice may read and watch deployments, not patch them.
-    grant(
-        &admin,
-        &ns,
-        "alice",
-        &[(&["apps"], &["deployments"], &["get", "list", "watch"])],
-    )
+    let read: &[(&[&str], &[&str], &[&str])] =
+        &[(&["apps"], &["deployments"], &["get", "list", "watch"])];
+    let alice = granted_client(server, &admin, &ns, "alice", read, async |alice| {
+        let deployments = Api::<Deployment>::namespaced(alice.clone(), &ns);
+        deployments.get("web").await.map(drop)
+    })
     .await;
-    // RBAC reaches the authorizer through its own cache; wait for the grant to work.
-    let alice = server.client_as("alice");
-    let started = Instant::now();
-    while Api::<Deployment>::namespaced(alice.clone(), &ns)
-        .get("web")
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "grant not effective"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let target = KubeTarget::builder(alice)
         .with_namespaces([ns.as_str()])
@@ -680,23 +576,20 @@ async fn rbac_denials_are_reported_clearly() {
     let images = target.discover().await.expect("alice may discover");
     assert_eq!(ids(&images), deployment_ids(&ns, &["web/app"]));
     let id = format!("deployment/{ns}/web/app");
-    match apply(
-        &target,
-        &id,
-        "ghcr.io/acme/web:1.2.3",
-        "ghcr.io/acme/web:1.3.0",
-    )
-    .await
-    {
-        Err(Error::Unauthorized { action, reason }) => {
-            assert_eq!(action, format!("patch deployments {ns}/web"));
-            assert!(
-                reason.contains("`patch`") && reason.contains(&format!("`{ns}`")),
-                "{reason}"
-            );
-        }
-        other => panic!("expected unauthorized, got {other:?}"),
-    }
+    let (action, reason) = unauthorized(
+        apply(
+            &target,
+            &id,
+            "ghcr.io/acme/web:1.2.3",
+            "ghcr.io/acme/web:1.3.0",
+        )
+        .await,
+    );
+    assert_eq!(action, format!("patch deployments {ns}/web"));
+    assert!(
+        reason.contains("`patch`") && reason.contains(&format!("`{ns}`")),
+        "{reason}"
+    );
     assert_eq!(
         deployment_images(&admin, &ns, "web", false).await[0].1,
         "ghcr.io/acme/web:1.2.3"
@@ -711,13 +604,9 @@ async fn rbac_denials_are_reported_clearly() {
         .await
         .expect("build");
     let started = Instant::now();
-    match bob.discover().await {
-        Err(Error::Unauthorized { action, reason }) => {
-            assert_eq!(action, format!("list deployments in namespace {ns}"));
-            assert!(reason.contains("forbidden"), "{reason}");
-        }
-        other => panic!("expected unauthorized, got {other:?}"),
-    }
+    let (action, reason) = unauthorized(bob.discover().await);
+    assert_eq!(action, format!("list deployments in namespace {ns}"));
+    assert!(reason.contains("forbidden"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
@@ -841,189 +730,12 @@ async fn a_label_selector_limits_discovery() {
 }
 
 #[tokio::test]
-async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
-    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .annotation("keel.sh/trigger", "poll")
-        .container("cache", "redis:7.0.1");
-    let gated = Workload::keel_deployment("gated", "minor", "ghcr.io/acme/web:1.2.3")
-        .annotation("keel.sh/approvals", "1");
-    let Some((_, ns, admin)) = namespace_with("pipeline", [web, gated]).await else {
-        return;
-    };
-    let registry = Arc::new(InMemoryRegistry::new("test registry"));
-    registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.2.4", "1.3.0", "2.0.0"]);
-    registry.push_tags("redis", &["7.0.1", "7.2.4", "8.0.0"]);
-    let target = Arc::new(target_in(admin.clone(), &ns).await);
-    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
-
-    let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(report.tracked, 3);
-    assert_eq!(registry.list_calls(), 2, "one listing per repository");
-    let mut applied: Vec<String> = report.applied.iter().map(|p| p.to_string()).collect();
-    applied.sort();
-    assert_eq!(
-        applied,
-        [
-            format!(
-                "test cluster deployment/{ns}/web/app: ghcr.io/acme/web:1.2.3 -> ghcr.io/acme/web:1.3.0"
-            ),
-            format!(
-                "test cluster deployment/{ns}/web/cache: docker.io/library/redis:7.0.1 -> docker.io/library/redis:7.2.4"
-            ),
-        ]
-    );
-    assert_eq!(report.awaiting_approval.len(), 1);
-    assert_eq!(
-        deployment_images(&admin, &ns, "web", false).await,
-        [
-            ("app".to_owned(), "ghcr.io/acme/web:1.3.0".to_owned()),
-            ("cache".to_owned(), "redis:7.2.4".to_owned()),
-        ]
-    );
-    assert_eq!(
-        deployment_images(&admin, &ns, "gated", false).await[0].1,
-        "ghcr.io/acme/web:1.2.3"
-    );
-
-    // Once the watch has seen the change, the next cycle has nothing to do for `web`.
-    discover_until(&target, "the patched images", |images| {
-        images
-            .iter()
-            .any(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
-    })
-    .await;
-    let report = pipeline.run_once().await;
-    assert!(report.applied.is_empty(), "{:?}", report.applied);
-    assert_eq!(report.awaiting_approval.len(), 1);
-}
-
-#[tokio::test]
-async fn poll_cycles_follow_a_moving_tag_by_digest() {
-    let follow = Workload::keel_deployment("follow", "force", "ghcr.io/acme/web:stable")
-        .annotation("keel.sh/match-tag", "true")
-        .annotation("keel.sh/trigger", "poll");
-    let Some((_, ns, admin)) = namespace_with("pipeline-digest", [follow]).await else {
-        return;
-    };
-    let registry = Arc::new(InMemoryRegistry::new("test registry"));
-    let first = registry.push("ghcr.io/acme/web", "stable", None);
-    let target = Arc::new(target_in(admin.clone(), &ns).await);
-    let pipeline = Pipeline::new(registry.clone()).with_target(target.clone());
-    let id = format!("deployment/{ns}/follow/app");
-    let running_digest = |images: &[TrackedImage], digest: &keel_core::Digest| {
-        images
-            .iter()
-            .any(|i| i.id == id && i.image.digest() == Some(digest))
-    };
-
-    let report = pipeline.run_once().await;
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(report.applied.len(), 1, "{:?}", report.planned);
-    assert_eq!(report.applied[0].new.digest(), Some(&first));
-    assert_eq!(
-        deployment_images(&admin, &ns, "follow", false).await[0].1,
-        "ghcr.io/acme/web:stable",
-        "the tag stays; the pods roll by annotation"
-    );
-    discover_until(&target, "the first digest", |i| running_digest(i, &first)).await;
-
-    // Nothing new in the registry: nothing to do.
-    let report = pipeline.run_once().await;
-    assert!(report.planned.is_empty(), "{:?}", report.planned);
-
-    // The tag moves: the next cycle follows it.
-    let second = registry.push("ghcr.io/acme/web", "stable", None);
-    let report = pipeline.run_once().await;
-    assert_eq!(report.applied.len(), 1, "{:?}", report.failures);
-    assert_eq!(report.applied[0].current.digest(), Some(&first));
-    assert_eq!(report.applied[0].new.digest(), Some(&second));
-    discover_until(&target, "the second digest", |i| running_digest(i, &second)).await;
-}
-
-#[tokio::test]
-async fn a_rollout_that_never_becomes_available_is_rolled_back() {
-    let both = ["good", "bad"]
-        .map(|name| Workload::keel_deployment(name, "minor", "ghcr.io/acme/web:1.2.3"));
-    let Some((_, ns, admin)) = namespace_with("verify", both).await else {
-        return;
-    };
-    let target = target_in(admin.clone(), &ns).await;
-    target.discover().await.expect("discover");
-    let to_1_3_0 = |name: &str| {
-        let id = format!("deployment/{ns}/{name}/app");
-        plan(&id, "ghcr.io/acme/web:1.2.3", "ghcr.io/acme/web:1.3.0")
-    };
-    let (good, bad) = (to_1_3_0("good"), to_1_3_0("bad"));
-    // The verdict on the rollout of `update` of `name` within `secs`, and what `name` then runs.
-    let verify = async |update: &UpdatePlan, secs: u64, name: &str| {
-        let within = Duration::from_secs(secs);
-        let verdict = target.verify_rollout(update, within).await;
-        (
-            verdict.expect("verify"),
-            deployment_images(&admin, &ns, name, false).await,
-        )
-    };
-    target.apply(&good).await.expect("apply good");
-    target.apply(&bad).await.expect("apply bad");
-
-    // There is no controller-manager: the test reports the good rollout as done.
-    mark_deployment_rolled_out(&admin, &ns, "good").await;
-    let (verdict, running) = verify(&good, 10, "good").await;
-    assert!(
-        matches!(verdict, RolloutVerdict::Complete(_)),
-        "{verdict:?}"
-    );
-    assert_eq!(running, app_runs("ghcr.io/acme/web:1.3.0"));
-
-    // The bad one never becomes available: back to 1.2.3, with the reason recorded.
-    let (verdict, running) = verify(&bad, 2, "bad").await;
-    assert!(
-        matches!(verdict, RolloutVerdict::RolledBack(_)),
-        "{verdict:?}"
-    );
-    assert_eq!(running, app_runs("ghcr.io/acme/web:1.2.3"));
-    let annotations = get_deployment(&admin, &ns, "bad")
-        .await
-        .metadata
-        .annotations
-        .unwrap_or_default();
-    let why = annotations
-        .get("keel.sh/rollback")
-        .expect("rollback annotation");
-    assert!(why.contains("ghcr.io/acme/web:1.3.0"), "{why}");
-
-    // The failed version does not come straight back; the next one does.
-    let registry = Arc::new(InMemoryRegistry::new("test registry"));
-    registry.push_tags("ghcr.io/acme/web", &["1.2.3", "1.3.0"]);
-    let pipeline = Pipeline::new(registry.clone()).with_target(Arc::new(target.clone()));
-    let bad_id = format!("deployment/{ns}/bad/app");
-    discover_until(&target, "the rolled-back image", |images| {
-        by_id(images, &bad_id).image.tag().map(|t| t.as_str()) == Some("1.2.3")
-    })
-    .await;
-    let only_bad = |image: &TrackedImage| image.id == bad_id;
-    let report = pipeline.run_filtered(&only_bad).await;
-    assert!(report.planned.is_empty(), "{:?}", report.planned);
-    registry.push_tags("ghcr.io/acme/web", &["1.3.1"]);
-    let report = pipeline.run_filtered(&only_bad).await;
-    assert_eq!(report.applied.len(), 1, "{report:?}");
-    assert_eq!(
-        deployment_images(&admin, &ns, "bad", false).await,
-        app_runs("ghcr.io/acme/web:1.3.1")
-    );
-}
-
-#[tokio::test]
 async fn a_server_without_openshift_groups_is_not_disturbed() {
     // Without OpenShift nothing acts on `image.openshift.io/triggers`: the container is
     // tracked and patched as usual.
-    let triggers = json!([{
-        "from": { "kind": "ImageStreamTag", "name": "web:stable" },
-        "fieldPath": "spec.template.spec.containers[?(@.name==\"app\")].image",
-    }]);
+    let triggers = triggers_annotation("app", "web:stable");
     let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.2.3")
-        .annotation("image.openshift.io/triggers", &triggers.to_string());
+        .annotation("image.openshift.io/triggers", &triggers);
     let Some((server, ns, admin)) = namespace_with("no-openshift", [web]).await else {
         return;
     };

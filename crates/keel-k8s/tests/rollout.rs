@@ -1,6 +1,9 @@
 //! Rollout tracking and rollback against a real API server. There is no controller-manager:
 //! the tests write `/status` themselves to simulate a rollout that progresses or stalls.
 
+mod support;
+use support::namespace_with;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -260,13 +263,11 @@ async fn rollback_refuses_to_undo_someone_elses_change() {
 
 #[tokio::test]
 async fn a_statefulset_rollout_waits_for_its_update_revision() {
-    let Some((_, ns, client)) = ApiServer::shared_namespace("rollout-sts").await else {
+    let db =
+        Workload::new(Kind::StatefulSet, "db").container("db", "registry.example.com/shop/db:14.1");
+    let Some((_, ns, client)) = namespace_with("rollout-sts", [db]).await else {
         return;
     };
-    Workload::new(Kind::StatefulSet, "db")
-        .container("db", "registry.example.com/shop/db:14.1")
-        .create(&client, &ns)
-        .await;
     let db = WorkloadRef::new(WorkloadKind::StatefulSet, &ns, "db");
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let set_status = |status: serde_json::Value| {

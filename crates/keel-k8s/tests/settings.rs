@@ -3,7 +3,7 @@
 //! change refused, and a paused container left out of passes.
 
 mod support;
-use support::{discover_until, named_target};
+use support::{discover_until, get_deployment, labelled_deployment, named_target, namespace_with};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,18 +13,15 @@ use keel_core::keel_keys::{APPROVALS, PAUSED, POLICY, POLL_SCHEDULE, TRIGGER};
 use keel_core::memory::InMemoryRegistry;
 use keel_core::target::SettingsChange;
 use keel_core::{Error, Pipeline, Target};
-use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest, Workload};
+use keel_testsupport::kube::Workload;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 const TARGET: &str = "settings cluster";
 
 async fn annotations(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
-    let d = Api::<Deployment>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("get deployment");
+    let d = get_deployment(client, ns, name).await;
     d.metadata.annotations.unwrap_or_default()
 }
 
@@ -37,16 +34,14 @@ fn change(pairs: &[(&str, Option<&str>)]) -> SettingsChange {
 
 #[tokio::test]
 async fn settings_are_read_from_labels_and_annotations_and_written_as_annotations() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("settings").await else {
-        return;
-    };
-    Workload::deployment("web")
+    let web = Workload::deployment("web")
         .annotation(POLICY, "patch")
         .annotation("team", "shop")
         .label(APPROVALS, "1")
-        .container("app", "ghcr.io/acme/web:1.0.0")
-        .create(&admin, &ns)
-        .await;
+        .container("app", "ghcr.io/acme/web:1.0.0");
+    let Some((_, ns, admin)) = namespace_with("settings", [web]).await else {
+        return;
+    };
     let target = named_target(TARGET, admin.clone(), &ns).await;
     let id = format!("deployment/{ns}/web/app");
 
@@ -104,12 +99,10 @@ async fn settings_are_read_from_labels_and_annotations_and_written_as_annotation
 
 #[tokio::test]
 async fn bad_values_and_unknown_images_change_nothing() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("settings-bad").await else {
+    let web = Workload::keel_deployment("web", "patch", "ghcr.io/acme/web:1.0.0");
+    let Some((_, ns, admin)) = namespace_with("settings-bad", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "patch", "ghcr.io/acme/web:1.0.0")
-        .create(&admin, &ns)
-        .await;
     let target = named_target(TARGET, admin.clone(), &ns).await;
     let id = format!("deployment/{ns}/web/app");
     let before = annotations(&admin, &ns, "web").await;
@@ -146,13 +139,11 @@ async fn bad_values_and_unknown_images_change_nothing() {
 
 #[tokio::test]
 async fn a_paused_container_is_discovered_but_not_updated() {
-    let Some((_, ns, admin)) = ApiServer::shared_namespace("settings-pause").await else {
+    let web = Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.0.0")
+        .container("sidecar", "ghcr.io/acme/proxy:1.0.0");
+    let Some((_, ns, admin)) = namespace_with("settings-pause", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "minor", "ghcr.io/acme/web:1.0.0")
-        .container("sidecar", "ghcr.io/acme/proxy:1.0.0")
-        .create(&admin, &ns)
-        .await;
     let target = Arc::new(named_target(TARGET, admin.clone(), &ns).await);
     let app = format!("deployment/{ns}/web/app");
     target
@@ -184,35 +175,23 @@ async fn a_paused_container_is_discovered_but_not_updated() {
 
 #[tokio::test]
 async fn a_change_that_races_another_writer_is_a_conflict_and_loses_nothing() {
-    let Some((server, ns, admin)) = ApiServer::shared_namespace("settings-race").await else {
+    let web = Workload::keel_deployment("web", "patch", "ghcr.io/acme/web:1.0.0");
+    let Some((server, ns, admin)) = namespace_with("settings-race", [web]).await else {
         return;
     };
-    Workload::keel_deployment("web", "patch", "ghcr.io/acme/web:1.0.0")
-        .create(&admin, &ns)
-        .await;
     // Someone else labels the Deployment between keel's read and its patch.
     let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    let hook = {
-        let (admin, ns) = (admin.clone(), ns.clone());
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            let (admin, ns) = (admin.clone(), ns.clone());
-            let other: HookFuture = Box::pin(async move {
-                Api::<Deployment>::namespaced(admin, &ns)
-                    .patch(
-                        "web",
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"metadata": {"labels": {"changed-by": "someone"}}})),
-                    )
-                    .await
-                    .expect("the other writer's change");
-            });
-            Some(other)
-        })
-    };
-    let target = named_target(TARGET, server.intercepting_client_as(ADMIN, hook), &ns).await;
+    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
+    let (client, _) = server.racing_client(path, move |_| {
+        Some(labelled_deployment(
+            &hook_admin,
+            &hook_ns,
+            "web",
+            "changed-by",
+            "someone",
+        ))
+    });
+    let target = named_target(TARGET, client, &ns).await;
     let e = target
         .change_settings(
             &format!("deployment/{ns}/web/app"),
@@ -221,10 +200,7 @@ async fn a_change_that_races_another_writer_is_a_conflict_and_loses_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
-    let after = Api::<Deployment>::namespaced(admin.clone(), &ns)
-        .get("web")
-        .await
-        .unwrap();
+    let after = get_deployment(&admin, &ns, "web").await;
     let labels = after.metadata.labels.unwrap_or_default();
     assert_eq!(
         labels.get("changed-by").map(String::as_str),
