@@ -303,42 +303,27 @@ async fn the_http_api_needs_its_token() {
     }
     let update = format!("{base}/v1/update");
 
-    // The approvals API shares the listener, behind its own credentials.
+    // The approvals API shares the listener, behind its own credentials; the update token is
+    // not an API credential, nor the other way round. Each row: method, URL, bearer token and
+    // the status it gets.
     let approvals = format!("{base}/api/v1/approvals");
-    let listed = client
-        .get(&approvals)
-        .bearer_auth("api-t0ken")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.status(), 200);
-    let refused = client.get(&approvals).send().await.unwrap();
-    assert_eq!(refused.status(), 401);
-    // The update token is not an API credential, nor the other way round.
-    let crossed = client
-        .get(&approvals)
-        .bearer_auth("T0ken")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(crossed.status(), 401);
-    let crossed = client
-        .post(&update)
-        .bearer_auth("api-t0ken")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(crossed.status(), 401);
-
-    let none = client.post(&update).send().await.unwrap();
-    assert_eq!(none.status(), 401);
-    let wrong = client
-        .post(&update)
-        .bearer_auth("T0ken-not")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
+    let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+    let credentials = [
+        (&get, &approvals, Some("api-t0ken"), 200),
+        (&get, &approvals, None, 401),
+        (&get, &approvals, Some("T0ken"), 401),
+        (&post, &update, Some("api-t0ken"), 401),
+        (&post, &update, None, 401),
+        (&post, &update, Some("T0ken-not"), 401),
+    ];
+    for (method, url, token, status) in credentials {
+        let mut request = client.request(method.clone(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), status, "{method} {url} with {token:?}");
+    }
     // Without periodic polls, nothing ran on its own either.
     assert_eq!(host.state("app").0, old);
 
