@@ -21,6 +21,31 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `User-Agent` of every request.
 pub(crate) const USER_AGENT: &str = concat!("keel-rs/", env!("CARGO_PKG_VERSION"));
 
+/// Who a chat message says it is from, where the webhook lets the sender choose: a name and
+/// the address of a picture. Discord and Mattermost take both, each naming the picture's field
+/// its own way.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Poster {
+    pub(crate) username: Option<String>,
+    pub(crate) picture_url: Option<String>,
+}
+
+impl Poster {
+    /// Sets `username` and `picture_key` in `payload` to what is chosen here; leaves out what
+    /// is not.
+    pub(crate) fn add_to(&self, payload: &mut serde_json::Value, picture_key: &str) {
+        let fields = [
+            ("username", &self.username),
+            (picture_key, &self.picture_url),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                payload[key] = serde_json::Value::String(value.clone());
+            }
+        }
+    }
+}
+
 /// The builder settings every notifier has.
 #[derive(Clone)]
 pub(crate) struct Common {

@@ -29,7 +29,7 @@ use keel_core::{Error, Event};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, common_setters, endpoint_build, json_notifier};
+use crate::common::{Base, Common, Poster, common_setters, endpoint_build, json_notifier};
 use crate::delivery::{Answer, Context, truncate};
 
 /// Discord's limit on an embed description.
@@ -52,8 +52,7 @@ const DESCRIPTION_MAX: usize = 4096;
 pub struct Discord {
     base: Base,
     url: Url,
-    username: Option<String>,
-    avatar_url: Option<String>,
+    poster: Poster,
 }
 
 /// Builds a [`Discord`] notifier.
@@ -61,8 +60,7 @@ pub struct Discord {
 pub struct DiscordBuilder {
     url: String,
     common: Common,
-    username: Option<String>,
-    avatar_url: Option<String>,
+    poster: Poster,
 }
 
 impl Discord {
@@ -71,8 +69,7 @@ impl Discord {
         DiscordBuilder {
             url: url.into(),
             common: Common::default(),
-            username: None,
-            avatar_url: None,
+            poster: Poster::default(),
         }
     }
 
@@ -92,12 +89,7 @@ impl Discord {
             "embeds": [embed],
             "allowed_mentions": {"parse": []},
         });
-        if let Some(username) = &self.username {
-            payload["username"] = Value::String(username.clone());
-        }
-        if let Some(avatar) = &self.avatar_url {
-            payload["avatar_url"] = Value::String(avatar.clone());
-        }
+        self.poster.add_to(&mut payload, "avatar_url");
         payload
     }
 }
@@ -119,23 +111,17 @@ impl DiscordBuilder {
 
     /// Posts as `username` instead of the webhook's name.
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.poster.username = Some(username.into());
         self
     }
 
     /// Posts with the avatar at `url` instead of the webhook's.
     pub fn with_avatar_url(mut self, url: impl Into<String>) -> Self {
-        self.avatar_url = Some(url.into());
+        self.poster.picture_url = Some(url.into());
         self
     }
 
-    endpoint_build!(
-        Discord,
-        "discord",
-        "discord webhook URL",
-        username,
-        avatar_url
-    );
+    endpoint_build!(Discord, "discord", "discord webhook URL", poster);
 }
 
 json_notifier!(Discord, DiscordBuilder, Discord::payload, check_discord);

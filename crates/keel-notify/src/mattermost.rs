@@ -28,7 +28,9 @@ use keel_core::{Error, Event};
 use reqwest::Url;
 use serde_json::{Value, json};
 
-use crate::common::{Base, Common, base_notifier, channels_for, common_setters, endpoint_build};
+use crate::common::{
+    Base, Common, Poster, base_notifier, channels_for, common_setters, endpoint_build,
+};
 
 /// Posts to a Mattermost incoming webhook; see the [module docs](self) for the payload.
 ///
@@ -48,8 +50,7 @@ pub struct Mattermost {
     base: Base,
     url: Url,
     channels: Vec<String>,
-    username: Option<String>,
-    icon_url: Option<String>,
+    poster: Poster,
 }
 
 /// Builds a [`Mattermost`] notifier.
@@ -58,8 +59,7 @@ pub struct MattermostBuilder {
     url: String,
     common: Common,
     channels: Vec<String>,
-    username: Option<String>,
-    icon_url: Option<String>,
+    poster: Poster,
 }
 
 impl Mattermost {
@@ -69,8 +69,7 @@ impl Mattermost {
             url: url.into(),
             common: Common::default(),
             channels: Vec::new(),
-            username: None,
-            icon_url: None,
+            poster: Poster::default(),
         }
     }
 
@@ -92,16 +91,10 @@ impl Mattermost {
             attachment["title_link"] = Value::String(notes.clone());
         }
         let mut payload = json!({ "attachments": [attachment] });
-        let optional = [
-            ("channel", channel),
-            ("username", self.username.as_deref()),
-            ("icon_url", self.icon_url.as_deref()),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                payload[key] = Value::String(value.to_owned());
-            }
+        if let Some(channel) = channel {
+            payload["channel"] = Value::String(channel.to_owned());
         }
+        self.poster.add_to(&mut payload, "icon_url");
         payload
     }
 
@@ -131,13 +124,13 @@ impl MattermostBuilder {
 
     /// Posts as `username` (the webhook must allow overriding it).
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.poster.username = Some(username.into());
         self
     }
 
     /// Posts with the profile picture at `url` (the webhook must allow overriding it).
     pub fn with_icon_url(mut self, url: impl Into<String>) -> Self {
-        self.icon_url = Some(url.into());
+        self.poster.picture_url = Some(url.into());
         self
     }
 
@@ -146,8 +139,7 @@ impl MattermostBuilder {
         "mattermost",
         "mattermost webhook URL",
         channels,
-        username,
-        icon_url
+        poster
     );
 }
 

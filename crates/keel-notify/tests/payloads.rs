@@ -15,6 +15,9 @@ use support::{approval, event, failure};
 
 const NOTES: &str = "https://nginx.org/en/CHANGES";
 
+/// The picture a chat message may say it is from.
+const PICTURE: &str = "https://example.com/keel.png";
+
 /// The first blocks of every Slack message: `title` in bold over `text`, then the `context`
 /// line (level, workload and time).
 fn slack_blocks(title: &str, text: &str, context: &str) -> Vec<Value> {
@@ -196,6 +199,7 @@ async fn mattermost_sends_a_coloured_attachment_per_channel() {
     let rx = Receiver::always(Reply::ok()).await;
     let mm = Mattermost::builder(rx.url("/hooks/abc"))
         .with_username("keel")
+        .with_icon_url(PICTURE)
         .with_channel("deploys")
         .build()
         .unwrap();
@@ -219,6 +223,7 @@ async fn mattermost_sends_a_coloured_attachment_per_channel() {
             json!({
                 "channel": channel,
                 "username": "keel",
+                "icon_url": PICTURE,
                 "attachments": [{
                     "fallback": format!("Update failed: {text}"),
                     "color": "#d40e0d",
@@ -236,7 +241,9 @@ async fn mattermost_sends_a_coloured_attachment_per_channel() {
     let mm = Mattermost::builder(rx.url("/hooks/abc")).build().unwrap();
     mm.notify(&event(EventKind::Approved)).await.unwrap();
     let body = rx.requests()[0].json();
-    assert!(body.get("channel").is_none() && body.get("username").is_none());
+    for unset in ["channel", "username", "icon_url"] {
+        assert!(body.get(unset).is_none(), "{unset}: {body}");
+    }
     assert_eq!(body["attachments"][0]["color"], "#2eb886");
     assert!(body["attachments"][0].get("title_link").is_none());
 }
@@ -302,6 +309,7 @@ async fn discord_sends_an_embed_without_mentions() {
     let rx = Receiver::always(Reply::status(204, "")).await;
     let discord = Discord::builder(rx.url("/api/webhooks/1/tok"))
         .with_username("keel")
+        .with_avatar_url(PICTURE)
         .build()
         .unwrap();
     let e = event(EventKind::Rejected).with_release_notes(Some(NOTES.into()));
@@ -314,6 +322,7 @@ async fn discord_sends_an_embed_without_mentions() {
         rx.requests()[0].json(),
         json!({
             "username": "keel",
+            "avatar_url": PICTURE,
             "embeds": [{
                 "title": "Rejected",
                 "description": "Update of prod/default/web to nginx:1.25.1 rejected: \
