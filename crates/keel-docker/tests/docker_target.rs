@@ -94,7 +94,7 @@ impl World {
     /// Runs `web` on `acme/web:1.0.0` with `keel.sh/policy: minor`, waiting until it runs.
     fn run_web(&self) -> String {
         let image = format!("{}:1.0.0", self.repo("acme/web"));
-        self.run("web", &["--label", "keel.sh/policy=minor"], &image)
+        self.run("web", &flags("--label keel.sh/policy=minor"), &image)
     }
 
     fn version(&self, name: &str) -> String {
@@ -118,6 +118,12 @@ impl World {
             .expect("registry client");
         Pipeline::new(Arc::new(client)).with_target(Arc::new(target.clone()))
     }
+}
+
+/// The arguments of a command line written as one string, split at white space (for
+/// `docker run` flags whose values hold none).
+fn flags(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 fn applied(report: &RunReport) -> Vec<String> {
@@ -168,38 +174,13 @@ async fn an_update_to_the_policys_version_keeps_the_configuration() {
     w.engine.run(["volume", "create", "appdata"]);
     w.run(
         "web",
-        &[
-            "--label",
-            "keel.sh/policy=minor",
-            "--label",
-            "com.docker.compose.project=demo",
-            "--label",
-            "com.docker.compose.service=web",
-            "--env",
-            "MODE=prod",
-            "--restart",
-            "unless-stopped",
-            "--memory",
-            "64m",
-            "--cpu-shares",
-            "512",
-            "--workdir",
-            "/tmp",
-            "--stop-timeout",
-            "4",
-            "--network",
-            "appnet",
-            "--network-alias",
-            "api",
-            "--publish",
-            "127.0.0.1::8080",
-            "--volume",
-            "appdata:/data",
-            "--tmpfs",
-            "/run",
-            "--hostname",
-            "web-host",
-        ],
+        &flags(
+            "--label keel.sh/policy=minor --label com.docker.compose.project=demo \
+         --label com.docker.compose.service=web --env MODE=prod --restart unless-stopped \
+         --memory 64m --cpu-shares 512 --workdir /tmp --stop-timeout 4 \
+         --network appnet --network-alias api --publish 127.0.0.1::8080 \
+         --volume appdata:/data --tmpfs /run --hostname web-host",
+        ),
         &format!("{repo}:1.0.0"),
     );
     w.engine.run([
@@ -408,12 +389,12 @@ async fn label_enable_tracks_only_opted_in_containers_and_false_opts_out() {
     w.run("plain", &[], &image);
     w.run(
         "in",
-        &["--label", &format!("{}=true", labels::ENABLE)],
+        &flags(&format!("--label {}=true", labels::ENABLE)),
         &image,
     );
     w.run(
         "out",
-        &["--label", &format!("{}=false", labels::ENABLE)],
+        &flags(&format!("--label {}=false", labels::ENABLE)),
         &image,
     );
     let ids = |target: DockerTarget| async move {
@@ -443,7 +424,7 @@ async fn label_enable_tracks_only_opted_in_containers_and_false_opts_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_only_containers_are_reported_and_left_alone() {
     let (w, repo) = World::with_web_releases().await;
-    let labels = ["--label", "keel.sh/policy=minor"];
+    let labels = flags("--label keel.sh/policy=minor");
     w.run("web", &labels, &format!("{repo}:1.0.0"));
     let before = w.inspect("web");
     let watching = Scope {
@@ -469,12 +450,9 @@ async fn monitor_only_containers_are_reported_and_left_alone() {
     assert!(error.to_string().contains("monitor-only"), "{error}");
 
     // The label does the same for one container.
-    let labelled = [
-        "--label",
-        "keel.sh/policy=minor",
-        "--label",
-        "com.centurylinklabs.watchtower.monitor-only=true",
-    ];
+    let labelled = flags(
+        "--label keel.sh/policy=minor --label com.centurylinklabs.watchtower.monitor-only=true",
+    );
     w.run("watched", &labelled, &format!("{repo}:1.0.0"));
     let report = w.pass(&w.target().await).await;
     assert_applied(
@@ -495,36 +473,32 @@ async fn dependencies_are_updated_first_and_dependents_follow() {
         w.push(repo, "1.0.0", &ImageSpec::server("1.0.0"));
         w.push(repo, "1.1.0", &ImageSpec::server("1.1.0"));
     }
-    let policy = ["--label", "keel.sh/policy=minor"];
+    let policy = flags("--label keel.sh/policy=minor");
     w.run("db", &policy, &format!("{db}:1.0.0"));
     // `app` depends on `db` and comes first in name order.
     let depends = format!("{}=db", labels::DEPENDS_ON);
     w.run(
         "app",
-        &["--label", "keel.sh/policy=minor", "--label", &depends],
+        &flags(&format!("--label keel.sh/policy=minor --label {depends}")),
         &format!("{app}:1.0.0"),
     );
     // `sidecar` shares db's network namespace and is not tracked.
     w.run(
         "sidecar",
-        &[
-            "--network",
-            "container:db",
-            "--label",
-            &format!("{}=false", labels::ENABLE),
-        ],
+        &flags(&format!(
+            "--network container:db --label {}=false",
+            labels::ENABLE
+        )),
         &format!("{db}:1.0.0"),
     );
     let sidecar_before = w.inspect("sidecar");
     // `client` depends on `db` by label and is not tracked: it is restarted after db.
     w.run(
         "client",
-        &[
-            "--label",
-            &depends,
-            "--label",
-            &format!("{}=false", labels::ENABLE),
-        ],
+        &flags(&format!(
+            "--label {depends} --label {}=false",
+            labels::ENABLE
+        )),
         &format!("{db}:1.0.0"),
     );
     let client_before = w.inspect("client");
@@ -595,7 +569,7 @@ async fn a_registry_error_mid_update_leaves_the_container_running() {
     let proxied = format!("{}/acme/web", proxy.addr());
     w.run(
         "web",
-        &["--label", "keel.sh/policy=minor"],
+        &flags("--label keel.sh/policy=minor"),
         &format!("{proxied}:1.0.0"),
     );
     let before = w.inspect("web");
@@ -628,7 +602,7 @@ async fn a_recreation_cut_short_is_put_back_by_the_next_discovery() {
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
     let id = w.run(
         "web",
-        &["--label", "keel.sh/policy=minor"],
+        &flags("--label keel.sh/policy=minor"),
         &format!("{repo}:1.0.0"),
     );
     // What an updater killed between renaming the old container aside and creating the new
@@ -658,18 +632,13 @@ async fn a_bad_keel_label_skips_only_that_container() {
     let w = World::start().await;
     let image = format!("{}:1.0.0", w.repo("acme/web"));
     w.push("acme/web", "1.0.0", &ImageSpec::server("1.0.0"));
-    w.run("good", &["--label", "keel.sh/policy=minor"], &image);
+    w.run("good", &flags("--label keel.sh/policy=minor"), &image);
     w.run(
         "bad",
-        &[
-            "--label",
-            "keel.sh/policy=minor",
-            "--label",
-            "keel.sh/approvals=two",
-        ],
+        &flags("--label keel.sh/policy=minor --label keel.sh/approvals=two"),
         &image,
     );
-    w.run("off", &["--label", "keel.sh/policy=never"], &image);
+    w.run("off", &flags("--label keel.sh/policy=never"), &image);
     let tracked = w.target().await.discover().await.unwrap();
     let ids: Vec<&str> = tracked.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["container/good"]);
@@ -750,19 +719,13 @@ async fn pulls_send_the_credentials_of_the_images_registry_only() {
 async fn lifecycle_commands_run_around_the_update_and_a_failing_one_cancels_it() {
     let (w, repo) = World::with_web_releases().await;
     w.engine.run(["volume", "create", "hooks"]);
-    let hooks = [
-        "--label",
-        "keel.sh/policy=minor",
-        "--volume",
-        "hooks:/hooks",
-        "--label",
-    ];
+    // The commands hold spaces: they are added as whole arguments.
+    let mut args = flags("--label keel.sh/policy=minor --volume hooks:/hooks --label");
     let pre = format!(
         "{}=test ! -e /hooks/block && cat /version >> /hooks/log",
         labels::PRE_UPDATE
     );
     let post = format!("{}=cat /version >> /hooks/log", labels::POST_UPDATE);
-    let mut args = hooks.to_vec();
     args.extend([pre.as_str(), "--label", post.as_str()]);
     w.run("web", &args, &format!("{repo}:1.0.0"));
 
@@ -796,12 +759,12 @@ async fn cleanup_removes_the_old_image_once_nothing_uses_it() {
     w.run_web();
     w.run(
         "keep",
-        &["--label", "keel.sh/policy=minor"],
+        &flags("--label keel.sh/policy=minor"),
         &format!("{other}:1.0.0"),
     );
     w.run(
         "pinned",
-        &["--label", "keel.sh/policy=never"],
+        &flags("--label keel.sh/policy=never"),
         &format!("{other}:1.0.0"),
     );
     w.push("acme/other", "1.1.0", &ImageSpec::server("1.1.0"));
@@ -827,12 +790,7 @@ async fn what_was_approved_is_exactly_what_rolls_out() {
     let approved = w.push("acme/web", "1.1.0", &ImageSpec::server("1.1.0-approved"));
     w.run(
         "web",
-        &[
-            "--label",
-            "keel.sh/policy=minor",
-            "--label",
-            "keel.sh/approvals=1",
-        ],
+        &flags("--label keel.sh/policy=minor --label keel.sh/approvals=1"),
         &format!("{repo}:1.0.0"),
     );
     let target = w.target().await;
