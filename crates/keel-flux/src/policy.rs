@@ -675,7 +675,7 @@ fn not_one_choice(choice: &ImagePolicyChoice) -> ParseError {
 /// Parses a Masterminds range with keel-core's [`VersionRange`], reading Masterminds' extra
 /// operator spellings `=>` and `=<` as `>=` and `<=` (same length, so spans still point into
 /// the text as written).
-fn parse_range(text: &str) -> Result<VersionRange, ParseError> {
+pub(crate) fn parse_range(text: &str) -> Result<VersionRange, ParseError> {
     let spelled = text.replace("=>", ">=").replace("=<", "<=");
     VersionRange::parse(&spelled).map_err(|e| {
         let error = ParseError::new(FIELD_RANGE, text, e.reason());

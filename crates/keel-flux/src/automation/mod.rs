@@ -18,8 +18,9 @@
 //! 2. What is checked out is `spec.git.checkout.ref`, else the `GitRepository`'s `spec.ref`,
 //!    read with Flux's precedence: `commit` (a full commit id, reachable from a branch or
 //!    tag), then `name` (a full reference name such as `refs/tags/v1`; `refs/heads/X` is the
-//!    branch `X`), then `semver` (the highest tag in the range, tags read as for an
-//!    `ImagePolicy`'s `semver`: strict semver after an optional `v`), then `tag`, then
+//!    branch `X`), then `semver` (the highest tag in the range, tags read leniently as
+//!    Flux's source-controller reads them: an optional `v`, missing minor and patch numbers
+//!    as 0; pre-releases only when the range names one), then `tag`, then
 //!    `branch`, else the branch `master` (Flux's default). The branch pushed to is
 //!    `spec.git.push.branch`, else the checkout branch; a checkout that is not a branch
 //!    needs `spec.git.push.branch` (else `InvalidSourceConfiguration`). The commit is made
@@ -106,6 +107,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use keel_core::target::{ApplyOutcome, UpdatePlan};
+use keel_core::version::Version;
 use keel_core::{Error, ImageRef, PolicySpec, Secret, Target as _};
 use keel_git::known_hosts::KnownHosts;
 use keel_git::manifest::{MarkerPolicy, Part, Reference, ReferenceKind, RepoConfig};
@@ -118,7 +120,7 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{Instrument as _, info, info_span, warn};
 
-use crate::policy::{FluxPolicy, ImagePolicyChoice};
+use crate::policy::parse_range;
 use crate::reflector::objects::{LatestRef, Meta, parse_duration};
 use crate::reflector::status::{conditions_with_ready, timestamp, truncate};
 use crate::reflector::{FIELD_MANAGER, GROUP, Namespaces, ObjectReport, Outcome, VERSION};
@@ -522,10 +524,7 @@ impl Automation {
                     .remote_tags()
                     .await
                     .map_err(|e| git_failure("failed to list the tags", &e))?;
-                let policy = FluxPolicy::new(ImagePolicyChoice::semver(range.as_str()), None)
-                    .map_err(|e| config(format!("{field}.semver '{range}': {e}")))?;
-                let tag = policy
-                    .latest(tags.iter().map(String::as_str))
+                let tag = highest_tag_in_range(&range, &tags)
                     .map_err(|e| config(format!("{field}.semver '{range}': {e}")))?
                     .ok_or_else(|| {
                         Ready::no(
@@ -1051,6 +1050,20 @@ fn short(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
 }
 
+/// The highest of `tags` in the semver `range`, as Flux's source-controller picks the tag of a
+/// `semver` checkout: tags read leniently (an optional `v`, missing minor and patch numbers
+/// taken as 0), pre-releases only when the range names one; of tags of equal precedence the
+/// greatest name, so that the choice never depends on the server's order.
+fn highest_tag_in_range(range: &str, tags: &[String]) -> Result<Option<String>, Error> {
+    let range = parse_range(range)?;
+    Ok(tags
+        .iter()
+        .filter_map(|tag| Some((Version::parse(tag)?, tag)))
+        .filter(|(version, _)| range.matches(version))
+        .max_by(|(a, a_tag), (b, b_tag)| a.precedence(b).then_with(|| a_tag.cmp(b_tag)))
+        .map(|(_, tag)| tag.clone()))
+}
+
 /// Whether `url` is one keel-git reaches over SSH: `ssh://...` or scp-like `user@host:path`.
 fn is_ssh_url(url: &str) -> bool {
     if let Some((scheme, _)) = url.split_once("://") {
@@ -1190,6 +1203,24 @@ mod tests {
             "{err}"
         );
         assert!(PolicySelector::read(Some(&json!({"matchLabels": {"a": 1}}))).is_err());
+    }
+
+    #[test]
+    fn semver_checkouts_take_the_highest_tag_in_the_range() {
+        let tags: Vec<String> = ["v1.0.0", "1.2", "v1.10.0-rc.1", "1.9.9", "2.0.0", "latest"]
+            .map(String::from)
+            .into();
+        let pick = |range: &str| highest_tag_in_range(range, &tags).unwrap();
+        assert_eq!(pick(">=1.0.0 <2.0.0").as_deref(), Some("1.9.9"));
+        assert_eq!(pick("1.2.x").as_deref(), Some("1.2"));
+        assert_eq!(pick(">=1.10.0-0 <2.0.0").as_deref(), Some("v1.10.0-rc.1"));
+        assert_eq!(pick(">=3").as_deref(), None);
+        assert!(highest_tag_in_range("not a range", &tags).is_err());
+        let equal: Vec<String> = ["v1.0.0", "1.0.0"].map(String::from).into();
+        assert_eq!(
+            highest_tag_in_range("1.x", &equal).unwrap().as_deref(),
+            Some("v1.0.0")
+        );
     }
 
     #[test]

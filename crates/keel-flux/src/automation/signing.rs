@@ -69,4 +69,3 @@ impl CommitSigner for OpenPgpSigner {
         })
     }
 }
-
