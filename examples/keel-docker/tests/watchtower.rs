@@ -308,6 +308,14 @@ async fn the_http_api_needs_its_token() {
     // the status it gets.
     let approvals = format!("{base}/api/v1/approvals");
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+    // A request of `method` to `url`, with `token` as its bearer credential if one is given.
+    let send = async |method: &reqwest::Method, url: &str, token: Option<&str>| {
+        let mut request = client.request(method.clone(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    };
     let credentials = [
         (&get, &approvals, Some("api-t0ken"), 200),
         (&get, &approvals, None, 401),
@@ -317,35 +325,23 @@ async fn the_http_api_needs_its_token() {
         (&post, &update, Some("T0ken-not"), 401),
     ];
     for (method, url, token, status) in credentials {
-        let mut request = client.request(method.clone(), url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let answer = request.send().await.unwrap();
+        let answer = send(method, url, token).await;
         assert_eq!(answer.status(), status, "{method} {url} with {token:?}");
     }
     // Without periodic polls, nothing ran on its own either.
     assert_eq!(host.state("app").0, old);
 
     // Another repository only: nothing to do.
-    let other = client
-        .get(format!("{update}?image=busybox,ghcr.io/acme/web"))
-        .bearer_auth("T0ken")
-        .send()
-        .await
-        .unwrap();
+    let others = format!("{update}?image=busybox,ghcr.io/acme/web");
+    let other = send(&get, &others, Some("T0ken")).await;
     assert_eq!(other.status(), 200);
     let report: Value = other.json().await.unwrap();
     assert_eq!(report["scanned"], 0, "{report}");
     assert_eq!(host.state("app").0, old);
 
     let started = Instant::now();
-    let ok = client
-        .post(format!("{update}?image={}/app", host.registry.addr()))
-        .bearer_auth("T0ken")
-        .send()
-        .await
-        .unwrap();
+    let app = format!("{update}?image={}/app", host.registry.addr());
+    let ok = send(&post, &app, Some("T0ken")).await;
     eprintln!("/v1/update took {:?}", started.elapsed());
     assert_eq!(ok.status(), 200);
     let report: Value = ok.json().await.unwrap();
@@ -361,12 +357,8 @@ async fn the_http_api_needs_its_token() {
     assert_eq!((image, version), (host.image("1.1.0"), "1.1.0".to_owned()));
 
     // The dashboard lists the container on the API's credentials, with its last check.
-    let page = client
-        .get(format!("{base}/ui/"))
-        .bearer_auth("api-t0ken")
-        .send()
-        .await
-        .unwrap();
+    let dashboard = format!("{base}/ui/");
+    let page = send(&get, &dashboard, Some("api-t0ken")).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
@@ -379,7 +371,7 @@ async fn the_http_api_needs_its_token() {
         html.contains("up to date</span> <strong>1</strong>"),
         "{html}"
     );
-    let anonymous = client.get(format!("{base}/ui/")).send().await.unwrap();
+    let anonymous = send(&get, &dashboard, None).await;
     assert_eq!(
         anonymous.url().path(),
         "/ui/login",
