@@ -4,8 +4,8 @@
 
 mod support;
 use support::{
-    by_id, conflict_reason, discover_until, get_deployment, ids, image, labelled_deployment,
-    namespace_with, outcome, plan, target_in, unauthorized,
+    by_id, conflict_reason, discover_until, get_deployment, ids, image, namespace_with, outcome,
+    plan, racing_deployment_client, target_in, unauthorized,
 };
 
 use std::sync::atomic::Ordering;
@@ -18,6 +18,7 @@ use keel_core::{ApplyOutcome, Error, Target};
 use keel_k8s::{KubeTarget, WorkloadKind};
 use keel_testsupport::kube::openshift::triggers_annotation;
 use keel_testsupport::kube::{ApiServer, Kind, Workload, deployment_images, granted_client};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -349,14 +350,12 @@ async fn patches_one_container_of_two_and_is_idempotent() {
             .map(String::as_str),
         Some("keel: app ghcr.io/acme/web:1.2.3 -> ghcr.io/acme/web:1.3.0")
     );
-    let managers: Vec<String> = after
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
-    assert!(managers.iter().any(|m| m == "keel"), "{managers:?}");
+    let managers = after
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.as_deref());
+    let managers: Vec<&str> = managers.collect();
+    assert!(managers.contains(&"keel"), "{managers:?}");
 
     // The same plan again changes nothing.
     assert_eq!(
@@ -488,10 +487,8 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     };
 
     // Before the first PATCH of the deployment goes out, someone else changes it.
-    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, patches) = server.racing_client(path.clone(), move |n| {
-        (n == 0).then(|| labelled_deployment(&hook_admin, &hook_ns, "web", "changed-by", "someone"))
+    let (client, patches) = racing_deployment_client(server, &admin, &ns, "web", |n| {
+        (n == 0).then(|| ("changed-by", "someone".to_owned()))
     });
     let target = target_in(client, &ns).await;
     target.discover().await.expect("discover");
@@ -523,16 +520,8 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     );
 
     // With no retries allowed, the same race is a Conflict.
-    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, _) = server.racing_client(path, move |n| {
-        let stamp = format!("change-{n}");
-        Some(labelled_deployment(
-            &hook_admin,
-            &hook_ns,
-            "web",
-            "stamp",
-            &stamp,
-        ))
+    let (client, _) = racing_deployment_client(server, &admin, &ns, "web", |n| {
+        Some(("stamp", format!("change-{n}")))
     });
     let impatient = KubeTarget::builder(client)
         .with_namespaces([ns.as_str()])

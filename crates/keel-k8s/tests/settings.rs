@@ -3,7 +3,9 @@
 //! change refused, and a paused container left out of passes.
 
 mod support;
-use support::{discover_until, get_deployment, labelled_deployment, named_target, namespace_with};
+use support::{
+    discover_until, get_deployment, named_target, namespace_with, racing_deployment_client,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -180,16 +182,8 @@ async fn a_change_that_races_another_writer_is_a_conflict_and_loses_nothing() {
         return;
     };
     // Someone else labels the Deployment between keel's read and its patch.
-    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
-    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, _) = server.racing_client(path, move |_| {
-        Some(labelled_deployment(
-            &hook_admin,
-            &hook_ns,
-            "web",
-            "changed-by",
-            "someone",
-        ))
+    let (client, _) = racing_deployment_client(server, &admin, &ns, "web", |_| {
+        Some(("changed-by", "someone".to_owned()))
     });
     let target = named_target(TARGET, client, &ns).await;
     let e = target

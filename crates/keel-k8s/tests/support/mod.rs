@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -46,9 +48,26 @@ pub(crate) async fn get_deployment(client: &Client, ns: &str, name: &str) -> Dep
         .expect("get deployment")
 }
 
-/// Someone else's change, for the `race` of `ApiServer::racing_client`: label `key` set to
-/// `value` on Deployment `name` of `ns`.
-pub(crate) fn labelled_deployment(
+/// An admin client before each PATCH of Deployment `name` in `ns` of which someone else sets
+/// the label `(key, value)` that `label` makes of the number of such PATCHes before it
+/// (nothing where it gives `None`); and that count, as it goes.
+pub(crate) fn racing_deployment_client(
+    server: &ApiServer,
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    label: impl Fn(usize) -> Option<(&'static str, String)> + Send + Sync + 'static,
+) -> (Client, Arc<AtomicUsize>) {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
+    let (admin, ns, name) = (admin.clone(), ns.to_owned(), name.to_owned());
+    server.racing_client(path, move |n| {
+        let (key, value) = label(n)?;
+        Some(labelled_deployment(&admin, &ns, &name, key, &value))
+    })
+}
+
+/// Someone else's change: label `key` set to `value` on Deployment `name` of `ns`.
+fn labelled_deployment(
     client: &Client,
     ns: &str,
     name: &str,
