@@ -4,8 +4,8 @@
 
 mod support;
 use support::{
-    by_id, conflict_reason, discover_until, get_deployment, ids, image, namespace_with, outcome,
-    plan, racing_deployment_client, target_in, unauthorized,
+    by_id, conflict_reason, discover_running, discover_until, get_deployment, ids, image,
+    namespace_with, outcome, plan, racing_deployment_client, target_in, unauthorized,
 };
 
 use std::sync::atomic::Ordering;
@@ -632,12 +632,7 @@ async fn steady_state_discovery_makes_no_list_calls() {
         )
         .await
         .expect("change by hand");
-    discover_until(&target, "the changed image", |images| {
-        images
-            .iter()
-            .any(|i| i.image == image("ghcr.io/acme/web:1.1.0"))
-    })
-    .await;
+    discover_running(&target, "ghcr.io/acme/web:1.1.0").await;
     for _ in 0..20 {
         target.discover().await.expect("discover");
     }

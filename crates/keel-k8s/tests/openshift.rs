@@ -11,7 +11,8 @@
 
 mod support;
 use support::{
-    conflict_reason, discover_until, ids, image, named_target, outcome, plan_of, unauthorized,
+    conflict_reason, discover_running, discover_until, ids, image, named_target, outcome, plan_of,
+    unauthorized,
 };
 
 use std::sync::Arc;
@@ -45,13 +46,17 @@ const VERBS: &[&str] = &["get", "list", "watch", "patch"];
 /// The RBAC rules of one Role: `(API groups, resources, verbs)`.
 type Rules<'a> = [(&'a [&'a str], &'a [&'a str], &'a [&'a str])];
 
-/// The shared server with the OpenShift CRDs, a fresh namespace and an admin client; `None`
-/// (the test skips) without a server.
-async fn openshift_namespace(prefix: &str) -> Option<(&'static ApiServer, String, Client)> {
+/// The shared server with the OpenShift CRDs, a fresh namespace, an admin client and the
+/// OpenShift objects there; `None` (the test skips) without a server.
+async fn openshift_namespace(
+    prefix: &str,
+) -> Option<(&'static ApiServer, String, Client, OpenShiftNs)> {
     let server = ApiServer::shared().await?;
     install_openshift_crds(server).await;
     let ns = server.namespace(prefix).await;
-    Some((server, ns, server.admin_client()))
+    let admin = server.admin_client();
+    let os = OpenShiftNs::new(&admin, &ns);
+    Some((server, ns, admin, os))
 }
 
 /// The name of the target the tests build.
@@ -87,10 +92,9 @@ fn plan(id: &str, current: &str, new: &str) -> UpdatePlan {
 
 #[tokio::test]
 async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
-    let Some((_, ns, admin)) = openshift_namespace("os-discover").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-discover").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_dc(
         "web",
         json!({ "keel.sh/policy": "minor", "keel.sh/trigger": "poll" }),
@@ -181,10 +185,9 @@ async fn discovers_deployment_configs_and_image_stream_tags_from_annotations() {
 
 #[tokio::test]
 async fn patches_a_deployment_config_container_idempotently_and_guarded() {
-    let Some((server, ns, admin)) = openshift_namespace("os-patch").await else {
+    let Some((server, ns, admin, os)) = openshift_namespace("os-patch").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_dc(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -264,10 +267,9 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
 
 #[tokio::test]
 async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updated() {
-    let Some((_, ns, admin)) = openshift_namespace("os-trigger").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-trigger").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
         .await;
     os.create_dc(
@@ -363,12 +365,7 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
     );
 
     // A new digest of the same tag asks OpenShift to import the tag again.
-    discover_until(&target, "the moved tag", |images| {
-        images
-            .iter()
-            .any(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
-    })
-    .await;
+    discover_running(&target, "ghcr.io/acme/web:1.3.0").await;
     let reimport = plan(
         &id,
         "ghcr.io/acme/web:1.3.0",
@@ -388,10 +385,9 @@ async fn an_image_change_driven_container_is_left_alone_and_its_stream_tag_updat
 
 #[tokio::test]
 async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
-    let Some((_, ns, admin)) = openshift_namespace("os-semver").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-semver").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     let registry = RegistryServer::with_tags(
         ServerOptions::plain(),
         "acme/web",
@@ -449,7 +445,7 @@ async fn a_semver_policy_moves_a_stream_tag_from_the_registry_tags() {
 
 #[tokio::test]
 async fn odd_objects_are_skipped_without_harm() {
-    let Some((_, ns, admin)) = openshift_namespace("os-odd").await else {
+    let Some((_, ns, admin, _)) = openshift_namespace("os-odd").await else {
         return;
     };
     // Fields the schema leaves open hold what keel-rs does not expect.
@@ -477,10 +473,9 @@ async fn odd_objects_are_skipped_without_harm() {
 
 #[tokio::test]
 async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
-    let Some((server, ns, admin)) = openshift_namespace("os-rbac").await else {
+    let Some((server, ns, admin, os)) = openshift_namespace("os-rbac").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -567,10 +562,9 @@ async fn the_minimal_openshift_rules_are_enough_and_their_absence_is_named() {
 
 #[tokio::test]
 async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
-    let Some((_, ns, admin)) = openshift_namespace("os-rollout").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-rollout").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     for name in ["good", "bad"] {
         os.create_dc(
             name,
@@ -644,10 +638,9 @@ async fn deployment_config_rollouts_are_followed_and_failed_ones_rolled_back() {
 
 #[tokio::test]
 async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_container() {
-    let Some((_, ns, admin)) = openshift_namespace("os-annotation").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-annotation").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream("web", json!({}), &[tag("stable", "ghcr.io/acme/web:1.2.3")])
         .await;
     Workload::keel_deployment("web", "minor", INTERNAL)
@@ -725,10 +718,9 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
 
 #[tokio::test]
 async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
-    let Some((server, ns, admin)) = openshift_namespace("os-is-conflict").await else {
+    let Some((server, ns, admin, os)) = openshift_namespace("os-is-conflict").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     os.create_stream(
         "web",
         json!({ "keel.sh/policy": "minor" }),
@@ -796,10 +788,9 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
 
 #[tokio::test]
 async fn a_registry_webhook_moves_only_the_stream_tags_of_the_pushed_repository() {
-    let Some((_, ns, admin)) = openshift_namespace("os-webhook").await else {
+    let Some((_, ns, admin, os)) = openshift_namespace("os-webhook").await else {
         return;
     };
-    let os = OpenShiftNs::new(&admin, &ns);
     let registry =
         RegistryServer::with_tags(ServerOptions::plain(), "acme/web", &["1.0.0", "1.1.0"]).await;
     registry.push_tags("acme/api", &["2.0.0", "2.1.0"]).await;

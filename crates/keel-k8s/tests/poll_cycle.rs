@@ -3,7 +3,9 @@
 //! rollout that never becomes available rolled back and not re-applied.
 
 mod support;
-use support::{by_id, discover_until, get_deployment, image, namespace_with, plan, target_in};
+use support::{
+    by_id, discover_running, discover_until, get_deployment, namespace_with, plan, target_in,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,12 +67,7 @@ async fn a_full_poll_cycle_ends_in_a_patched_deployment() {
     );
 
     // Once the watch has seen the change, the next cycle has nothing to do for `web`.
-    discover_until(&target, "the patched images", |images| {
-        images
-            .iter()
-            .any(|i| i.image == image("ghcr.io/acme/web:1.3.0"))
-    })
-    .await;
+    discover_running(&target, "ghcr.io/acme/web:1.3.0").await;
     let report = pipeline.run_once().await;
     assert!(report.applied.is_empty(), "{:?}", report.applied);
     assert_eq!(report.awaiting_approval.len(), 1);

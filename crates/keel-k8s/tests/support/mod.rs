@@ -163,3 +163,13 @@ pub(crate) async fn discover_until(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Discovers until some container runs `running` (watch events take a moment), as
+/// [`discover_until`].
+pub(crate) async fn discover_running(target: &KubeTarget, running: &str) -> Vec<TrackedImage> {
+    let wanted = image(running);
+    discover_until(target, &format!("{running} discovered"), |images| {
+        images.iter().any(|i| i.image == wanted)
+    })
+    .await
+}

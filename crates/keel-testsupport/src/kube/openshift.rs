@@ -214,38 +214,41 @@ pub fn alias_tag(name: &str, from: &str) -> Value {
 
 /// A test's namespace and its admin client: the OpenShift objects the tests create and read
 /// back there.
-#[derive(Clone, Copy)]
-pub struct OpenShiftNs<'a> {
-    admin: &'a Client,
-    ns: &'a str,
+#[derive(Clone)]
+pub struct OpenShiftNs {
+    admin: Client,
+    ns: String,
 }
 
-impl<'a> OpenShiftNs<'a> {
+impl OpenShiftNs {
     /// The objects of namespace `ns`, as `admin`.
-    pub fn new(admin: &'a Client, ns: &'a str) -> Self {
-        Self { admin, ns }
+    pub fn new(admin: &Client, ns: &str) -> Self {
+        Self {
+            admin: admin.clone(),
+            ns: ns.to_owned(),
+        }
     }
 
     /// Creates [`deployment_config`] `name`.
     pub async fn create_dc(
-        self,
+        &self,
         name: &str,
         annotations: Value,
         containers: &[(&str, &str)],
         triggers: Value,
     ) {
         let dc = deployment_config(name, annotations, containers, triggers);
-        create(self.admin, self.ns, dc).await;
+        create(&self.admin, &self.ns, dc).await;
     }
 
     /// Creates [`image_stream`] `name`.
-    pub async fn create_stream(self, name: &str, annotations: Value, tags: &[Value]) {
-        create(self.admin, self.ns, image_stream(name, annotations, tags)).await;
+    pub async fn create_stream(&self, name: &str, annotations: Value, tags: &[Value]) {
+        create(&self.admin, &self.ns, image_stream(name, annotations, tags)).await;
     }
 
     /// The whole of `kind` `name`, as JSON.
-    pub async fn get(self, kind: &str, name: &str) -> Value {
-        let object = api(self.admin, self.ns, kind)
+    pub async fn get(&self, kind: &str, name: &str) -> Value {
+        let object = api(&self.admin, &self.ns, kind)
             .get(name)
             .await
             .unwrap_or_else(|e| panic!("get {kind} {name}: {e}"));
@@ -253,7 +256,7 @@ impl<'a> OpenShiftNs<'a> {
     }
 
     /// The image of container `container` of DeploymentConfig `name`.
-    pub async fn dc_image(self, name: &str, container: &str) -> String {
+    pub async fn dc_image(&self, name: &str, container: &str) -> String {
         let dc = self.get("DeploymentConfig", name).await;
         dc["spec"]["template"]["spec"]["containers"]
             .as_array()
@@ -266,7 +269,7 @@ impl<'a> OpenShiftNs<'a> {
     }
 
     /// Tag `tag` of ImageStream `name`, the whole of it.
-    pub async fn stream_tag(self, name: &str, tag: &str) -> Value {
+    pub async fn stream_tag(&self, name: &str, tag: &str) -> Value {
         let stream = self.get("ImageStream", name).await;
         stream["spec"]["tags"]
             .as_array()
@@ -278,16 +281,16 @@ impl<'a> OpenShiftNs<'a> {
     }
 
     /// The `from.name` of tag `tag` of ImageStream `name`: the image the tag follows.
-    pub async fn tag_image(self, name: &str, tag: &str) -> Value {
+    pub async fn tag_image(&self, name: &str, tag: &str) -> Value {
         self.stream_tag(name, tag).await["from"]["name"].clone()
     }
 
     /// Writes the `/status` of DeploymentConfig `name` (no OpenShift controller does here),
     /// with `observedGeneration` set to its current generation.
-    pub async fn set_dc_status(self, name: &str, mut status: Value) {
+    pub async fn set_dc_status(&self, name: &str, mut status: Value) {
         let dc = self.get("DeploymentConfig", name).await;
         status["observedGeneration"] = dc["metadata"]["generation"].clone();
-        api(self.admin, self.ns, "DeploymentConfig")
+        api(&self.admin, &self.ns, "DeploymentConfig")
             .patch_status(
                 name,
                 &PatchParams::default(),
