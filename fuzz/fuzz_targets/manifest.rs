@@ -6,9 +6,14 @@
 //! each reference as it is changes nothing; writing a new tag never reports a conflict on a
 //! fresh scan, changes no byte before the first slot nor after the line of the last, gives
 //! a file whose scan finds the same reference with the new tag, and is idempotent.
+//!
+//! The same file is edited with `manifest::edit` at the paths Argo CD Image Updater's `git`
+//! write-back sets (Helm values, `.argocd-source` parameters and images, kustomization
+//! images): no panic; a value set reads back, and setting it again changes nothing.
 #![no_main]
 
 use keel_core::{Error, PolicySpec, Tag};
+use keel_git::manifest::edit::{self, Step, Value};
 use keel_git::manifest::{ImagePolicy, MarkerPolicy, RepoConfig, rewrite, scan};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,7 +40,47 @@ fuzz_target!(|content: &str| {
     for file in FILES {
         check(file, content);
     }
+    check_edits(content);
 });
+
+/// Sets a value at each path of a write-back: it reads back, and a second set is a no-op.
+fn check_edits(content: &str) {
+    let _ = edit::to_json(content);
+    let web = |s: &str| s.starts_with("ghcr.io/acme/web");
+    let paths: [&[Step<'_>]; 4] = [
+        &[Step::Key("image"), Step::Key("tag")],
+        &[
+            Step::Key("helm"),
+            Step::Key("parameters"),
+            Step::Item { key: "name", value: "image.tag" },
+            Step::Key("value"),
+        ],
+        &[Step::Key("kustomize"), Step::Key("images"), Step::ScalarItem(&web)],
+        &[
+            Step::Key("images"),
+            Step::Item { key: "name", value: "web" },
+            Step::Key("newTag"),
+        ],
+    ];
+    for path in paths {
+        let _ = edit::get(content, path);
+        let value = if matches!(path.last(), Some(Step::ScalarItem(_))) {
+            "ghcr.io/acme/web:9.9.9"
+        } else {
+            NEW_TAG
+        };
+        let Ok(out) = edit::set(content, path, Value::String(value)) else {
+            continue;
+        };
+        assert_eq!(
+            edit::get(&out, path).ok().flatten().as_deref(),
+            Some(value),
+            "{path:?}: {out:?}"
+        );
+        let twice = edit::set(&out, path, Value::String(value));
+        assert_eq!(twice.as_deref().ok(), Some(out.as_str()), "{path:?}");
+    }
+}
 
 fn check(file: &str, content: &str) {
     let config = RepoConfig::default()

@@ -390,25 +390,34 @@ fn render(steps: &[Step<'_>], value: Value<'_>, indent: usize, newline: &str) ->
     }
 }
 
+/// Where the line holding byte `at` starts. YAML breaks lines at `\n`, `\r\n` and a lone
+/// `\r` alike.
+fn start_of_line(content: &str, at: usize) -> usize {
+    content[..at].rfind(['\n', '\r']).map_or(0, |i| i + 1)
+}
+
 /// The column of byte `at`, and whether only blanks precede it on its line.
 fn column(content: &str, at: usize) -> (usize, bool) {
-    let line_start = content[..at].rfind('\n').map_or(0, |i| i + 1);
-    let before = &content[line_start..at];
-    (at - line_start, before.chars().all(|c| c == ' '))
+    let start = start_of_line(content, at);
+    let before = &content[start..at];
+    (at - start, before.chars().all(|c| c == ' '))
 }
 
 /// The byte after the end of the line holding byte `at` (the text's end without newline).
 fn after_line(content: &str, at: usize) -> usize {
-    content[at..]
-        .find('\n')
-        .map_or(content.len(), |i| at + i + 1)
+    match content[at..].find(['\n', '\r']) {
+        Some(i) if content[at + i..].starts_with("\r\n") => at + i + 2,
+        Some(i) => at + i + 1,
+        None => content.len(),
+    }
 }
 
 /// The end of the one line `id` is written on, when it is a scalar on one line.
 fn one_line_end(content: &str, tree: &Tree, id: NodeId) -> Option<usize> {
     let scalar = tree.own_scalar(id)?;
     let token = &content[scalar.token.clone()];
-    (!token.contains('\n') && scalar.style.is_some()).then(|| after_line(content, scalar.token.end))
+    (!token.contains(['\n', '\r']) && scalar.style.is_some())
+        .then(|| after_line(content, scalar.token.end))
 }
 
 /// The last byte where an item or entry of the collection `id` ends on one line: after the
@@ -454,7 +463,7 @@ fn insertion_point(
                 .ok_or("its parent is an empty mapping; add it by hand")?;
             let (indent, line_start) = column(content, tree.start(first_key));
             let key_start = tree.start(first_key);
-            let before = &content[content[..key_start].rfind('\n').map_or(0, |i| i + 1)..key_start];
+            let before = &content[start_of_line(content, key_start)..key_start];
             // Only blanks or list dashes may come before the first key on its line: after an
             // anchor or a tag the mapping's indentation is not the key's column.
             if !before.chars().all(|c| c == ' ' || c == '-') {
@@ -580,6 +589,22 @@ mod tests {
         let after = set(images, &path, Value::String("web:2")).unwrap();
         assert_eq!(after, "kustomize:\n  images:\n  - a:1 # keep\n  - web:2\n");
         let again = set(&after, &path, Value::String("web:3")).unwrap();
+        // A lone `\r` ends a line: the item goes after it, at the list's own column.
+        let lone = "images:\r- name: a\rx: 1\n";
+        let path = [
+            Step::Key("images"),
+            Step::Item {
+                key: "name",
+                value: "web",
+            },
+            Step::Key("newTag"),
+        ];
+        let out = set(lone, &path, Value::String("2")).unwrap();
+        assert_eq!(
+            out,
+            "images:\r- name: a\r- name: web\n  newTag: \"2\"\nx: 1\n"
+        );
+        assert_eq!(get(&out, &path).unwrap().as_deref(), Some("2"));
         assert_eq!(again, "kustomize:\n  images:\n  - a:1 # keep\n  - web:3\n");
     }
 
@@ -674,6 +699,8 @@ mod tests {
             ("a: [\n", "not YAML"),
             // The proptest's case: a key added after `&a ` would nest under the last key.
             ("&a other: 1\n", "anchor or a tag"),
+            // The fuzzer's case: a lone `\r` breaks a line too.
+            ("image:\r  - x\r", "not a mapping"),
         ] {
             let err = tag(text, "2").unwrap_err();
             assert!(err.to_string().contains(want), "{text:?}: {err}");
