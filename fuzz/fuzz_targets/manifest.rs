@@ -52,13 +52,23 @@ fn check_edits(content: &str) {
         &[
             Step::Key("helm"),
             Step::Key("parameters"),
-            Step::Item { key: "name", value: "image.tag" },
+            Step::Item {
+                key: "name",
+                value: "image.tag",
+            },
             Step::Key("value"),
         ],
-        &[Step::Key("kustomize"), Step::Key("images"), Step::ScalarItem(&web)],
+        &[
+            Step::Key("kustomize"),
+            Step::Key("images"),
+            Step::ScalarItem(&web),
+        ],
         &[
             Step::Key("images"),
-            Step::Item { key: "name", value: "web" },
+            Step::Item {
+                key: "name",
+                value: "web",
+            },
             Step::Key("newTag"),
         ],
     ];
