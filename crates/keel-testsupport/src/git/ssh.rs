@@ -25,7 +25,11 @@ impl SshServer {
              of keel-git need OpenSSH's server)"
         );
         let server = ScriptServer::start("ssh-server", std::iter::empty::<&str>());
-        let port = server.field("addr").rsplit(':').next().and_then(|p| p.parse().ok());
+        let port = server
+            .field("addr")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok());
         let port = port.expect("scripts/ssh-server printed an addr with a port");
         let user = server.field("user").to_owned();
         SshServer { port, user, server }
