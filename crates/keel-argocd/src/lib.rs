@@ -23,7 +23,7 @@
 //! | `<alias>.allow-tags` | `regexp:<re>` or `any` | the policy's filter regex |
 //! | `<alias>.ignore-tags` | globs, comma-separated | one anchored exclude regex per glob |
 //! | `<alias>.force-update` | `true` / `false` | recorded ([`ImageConfig::force_update`](annotations::ImageConfig)) |
-//! | `<alias>.platforms` | `os/arch[/variant]`, comma-separated | recorded; the registry backend's platform applies |
+//! | `<alias>.platforms` | `os/arch[/variant]`, comma-separated | only tags whose image is built for one of them ([`TrackedImage::platforms`](keel_core::TrackedImage)); a tag whose platforms the registry does not say is not left out |
 //! | `<alias>.pull-secret` | `pullsecret:<ns>/<name>`, `secret:<ns>/<name>#<field>`, `env:<VAR>` | registry credentials for that image's repository only ([`PullCredentials`]) |
 //! | `<alias>.helm.image-name`, `<alias>.helm.image-tag` | Helm parameter names (default `image.name`, `image.tag`) | set to the image name and to `tag` (`tag@digest` with `digest`) |
 //! | `<alias>.helm.image-spec` | one Helm parameter | set to `<image>:<tag>` instead of the two above |

@@ -740,7 +740,8 @@ impl ArgoCdTarget {
                 debug!(id = %f.id, image = %f.image, policy = ?f.config.policy, "tracking");
                 tracked.push(
                     TrackedImage::new(f.id, f.image, f.config.policy)
-                        .with_trigger(self.trigger.clone()),
+                        .with_trigger(self.trigger.clone())
+                        .with_platforms(f.config.platforms),
                 );
             }
         }

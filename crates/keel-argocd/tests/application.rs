@@ -359,6 +359,63 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     );
 }
 
+#[tokio::test]
+async fn platforms_leave_out_the_tags_not_built_for_them() {
+    let Some((_, ns, admin)) = argocd_namespace("argo-platforms").await else {
+        return;
+    };
+    let registry = RegistryServer::start(ServerOptions::plain()).await;
+    let created = "2024-03-01T10:00:00Z";
+    for tag in ["1.0.0", "1.1.0"] {
+        registry
+            .push_index(
+                "acme/web",
+                tag,
+                &[("linux/amd64", created), ("linux/arm64/v8", created)],
+            )
+            .await;
+    }
+    registry
+        .push_index("acme/web", "1.2.0", &[("linux/amd64", created)])
+        .await;
+    registry
+        .push_image("acme/web", "1.3.0", created, "linux/amd64")
+        .await;
+    let web = format!("{}/acme/web", registry.addr());
+    let list = format!("web={web}");
+    create_apps(
+        &admin,
+        &ns,
+        [
+            App::new(
+                "arm",
+                &[("image-list", &list), ("web.platforms", "linux/arm64")],
+                helm_tag("1.0.0"),
+            ),
+            App::new(
+                "either",
+                &[
+                    ("image-list", &list),
+                    ("web.platforms", "linux/arm/v7, linux/amd64"),
+                ],
+                helm_tag("1.0.0"),
+            ),
+            App::new("any", &[("image-list", &list)], helm_tag("1.0.0")),
+        ],
+    )
+    .await;
+    let target = target(admin.clone(), &ns);
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_applied(
+        &report,
+        &[
+            format!("argocd application/{ns}/any/web: {web}:1.0.0 -> {web}:1.3.0"),
+            format!("argocd application/{ns}/arm/web: {web}:1.0.0 -> {web}:1.1.0"),
+            format!("argocd application/{ns}/either/web: {web}:1.0.0 -> {web}:1.3.0"),
+        ],
+    );
+}
+
 /// An admin client that runs what `race` makes of the number of PATCHes of application
 /// `name` before each one.
 fn racing_client(
