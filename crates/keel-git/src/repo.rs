@@ -24,7 +24,8 @@ pub enum GitAuth {
     /// No credentials: local paths, `file://`, `git://`, and public HTTPS.
     #[default]
     None,
-    /// A user name and password or access token, for HTTPS.
+    /// A user name and password or access token, for HTTPS; sent only to the configured
+    /// URL's scheme, host and port (a redirect to another server gets nothing).
     UserPassword {
         /// The user name (for tokens, often anything non-empty, e.g. `x-access-token`).
         username: String,
@@ -248,7 +249,7 @@ impl WorkingCopy {
         rejection: &'a RefCell<Option<String>>,
     ) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
-        callbacks.credentials(move |_url, user_from_url, allowed| {
+        callbacks.credentials(move |url, user_from_url, allowed| {
             let n = attempts.get() + 1;
             attempts.set(n);
             if n > MAX_CREDENTIAL_ATTEMPTS {
@@ -256,6 +257,17 @@ impl WorkingCopy {
                     ErrorCode::Auth,
                     ErrorClass::Net,
                     "credentials refused",
+                ));
+            }
+            // A redirect to another server (libgit2 follows the first request's) gets no
+            // password: credentials belong to the configured repository's server only.
+            if matches!(self.auth, GitAuth::UserPassword { .. })
+                && http_origin(url) != http_origin(&self.url)
+            {
+                return Err(git2::Error::new(
+                    ErrorCode::Auth,
+                    ErrorClass::Net,
+                    REDIRECT_REFUSED,
                 ));
             }
             match &self.auth {
@@ -351,7 +363,11 @@ impl WorkingCopy {
             || e.message().contains("authentication");
         refused.then(|| Error::Unauthorized {
             action: format!("{action} {}", self.shown),
-            reason: format!("the server refused {}", self.auth.describe()),
+            reason: if e.message().contains(REDIRECT_REFUSED) {
+                REDIRECT_REFUSED.to_owned()
+            } else {
+                format!("the server refused {}", self.auth.describe())
+            },
         })
     }
 
@@ -639,6 +655,38 @@ fn pin_host_key(
 }
 
 /// The host and port of an SSH URL: `ssh://[user@]host[:port]/path` or `[user@]host:path`.
+/// Why credentials were not sent to the server a redirect led to.
+const REDIRECT_REFUSED: &str = "the server redirected to another host, and the credentials \
+     are for the configured repository's host only";
+
+/// The scheme, host (lower case) and port of an `http://` or `https://` URL; `None` for
+/// other URLs.
+fn http_origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => default_port,
+        Some(port) => port.parse().ok()?,
+    };
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
 fn ssh_host_port(url: &str) -> Option<(String, u16)> {
     if let Some(rest) = url
         .strip_prefix("ssh://")
@@ -728,7 +776,28 @@ pub(crate) fn io_error(action: &str, path: &Path, e: std::io::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::ssh_host_port;
+    use super::{http_origin, ssh_host_port};
+
+    #[test]
+    fn http_origins() {
+        let o = |u: &str| http_origin(u);
+        assert_eq!(
+            o("https://bot:pw@Git.Example.com/org/fleet.git"),
+            Some(("https".into(), "git.example.com".into(), 443))
+        );
+        assert_eq!(
+            o("https://git.example.com:443/x"),
+            o("https://git.example.com/y")
+        );
+        assert_ne!(o("http://127.0.0.1:8080/x"), o("http://localhost:8080/x"));
+        assert_ne!(o("http://h/x"), o("https://h/x"));
+        assert_eq!(
+            o("http://[::1]:81/x"),
+            Some(("http".into(), "::1".into(), 81))
+        );
+        assert_eq!(o("ssh://git@h/x"), None);
+        assert_eq!(o("http://h:notaport/x"), None);
+    }
 
     #[test]
     fn ssh_urls_name_their_host_and_port() {

@@ -2,8 +2,11 @@
 //! one commit, on the default branch or another, again from a fresh fetch when the branch
 //! moved.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
 use keel_core::Error;
-use keel_git::{BranchCommit, CommitOutcome};
+use keel_git::{BranchCommit, CommitOutcome, GitAuth};
 use keel_testsupport::git::GitServer;
 
 const VALUES: &str = "apps/web/values.yaml";
@@ -168,4 +171,66 @@ async fn a_failed_edit_or_a_path_outside_pushes_nothing() {
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert_eq!(server.head("deploy", "main"), Some(initial));
+}
+
+/// A server on 127.0.0.1 that answers every request with a redirect to the same path on
+/// `target` (scheme, host and port); its port.
+fn redirect_to(target: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_gets_no_password() {
+    let server = GitServer::start_with_http("bot", "s3cret");
+    server.create_repo("deploy", &[(VALUES, VALUES_YAML)], "main");
+    let direct = server.http_url("deploy");
+    // The same repository through a redirect to `localhost`, another host than the one
+    // configured (127.0.0.1).
+    let origin = direct.split("/git/").next().unwrap().to_owned();
+    let port = redirect_to(origin.replace("127.0.0.1", "localhost"));
+    let redirected = direct.replace(&origin, &format!("http://127.0.0.1:{port}"));
+    let auth = GitAuth::UserPassword {
+        username: "bot".into(),
+        password: "s3cret".into(),
+    };
+    let err = BranchCommit::new(&redirected, server.scratch_dir("workdir"))
+        .with_auth(auth.clone())
+        .commit("web 1.2.4", set_tag("1.2.4"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another host"), "{err}");
+    let log = server.http_log();
+    assert!(log.iter().all(|r| r.user.is_none()), "{log:?}");
+    // Straight to the repository, the same credentials work.
+    let outcome = BranchCommit::new(&direct, server.scratch_dir("workdir"))
+        .with_auth(auth)
+        .commit("web 1.2.4", set_tag("1.2.4"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, CommitOutcome::Pushed { .. }),
+        "{outcome:?}"
+    );
 }
