@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keel_benches::measure::{memory, print_memory};
+use keel_benches::measure::{memory, print_memory, settled};
 use keel_core::{Pipeline, Target as _};
 use keel_docker::DockerTarget;
 use keel_registry::RegistryClient;
@@ -158,13 +158,7 @@ fn bench(c: &mut Criterion) {
     let pipeline = Pipeline::new(Arc::new(client)).with_target(Arc::new(target));
 
     proxy.reset_counts();
-    let report = rt.block_on(pipeline.run_once());
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(
-        report.planned.is_empty(),
-        "steady state: {:?}",
-        report.planned
-    );
+    let report = settled(rt.block_on(pipeline.run_once()));
     eprintln!(
         "docker bench: one steady-state cycle over {} containers: {} registry requests ({})",
         report.tracked,

@@ -114,3 +114,15 @@ pub fn format_counts(counts: &BTreeMap<String, usize>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `report` when a pass left nothing failed and nothing to do: the steady state every bench
+/// measures from. Panics otherwise, showing what failed or was planned.
+pub fn settled(report: keel_core::RunReport) -> keel_core::RunReport {
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        report.planned.is_empty(),
+        "steady state: {:?}",
+        report.planned
+    );
+    report
+}
