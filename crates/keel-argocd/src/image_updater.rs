@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use keel_k8s::selector::LabelSelector;
 use kube::api::ApiResource;
 use regex::Regex;
 use serde_json::Value;
@@ -155,33 +156,6 @@ impl ImageUpdaterSpec {
     /// The rule that applies to an Application: the most specific one that matches it.
     pub fn select(&self, name: &str, labels: &BTreeMap<String, String>) -> Option<&ApplicationRef> {
         self.refs.iter().find(|r| r.matches(name, labels))
-    }
-}
-
-/// A `metav1.LabelSelector`.
-#[derive(Clone, Debug, Default)]
-struct LabelSelector {
-    requirements: Vec<Requirement>,
-    /// How many `matchLabels` and `matchExpressions` entries it has, for the specificity.
-    entries: u64,
-}
-
-#[derive(Clone, Debug)]
-enum Requirement {
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
-}
-
-impl LabelSelector {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| match r {
-            Requirement::In(k, values) => labels.get(k).is_some_and(|v| values.contains(v)),
-            Requirement::NotIn(k, values) => labels.get(k).is_none_or(|v| !values.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
-        })
     }
 }
 
@@ -364,68 +338,18 @@ impl Reader {
         })
     }
 
+    /// A `labelSelectors` field, read by the selector reader every custom object shares.
     fn label_selector(&mut self, v: &Value, path: &str) -> Option<LabelSelector> {
-        if !self.object(v, path) {
+        if v.is_null() {
             return None;
         }
-        let mut selector = LabelSelector::default();
-        let labels_path = format!("{path}.matchLabels");
-        if self.object(&v["matchLabels"], &labels_path)
-            && let Some(labels) = v["matchLabels"].as_object()
-        {
-            for (key, value) in labels {
-                match value {
-                    Value::String(s) => selector
-                        .requirements
-                        .push(Requirement::In(key.clone(), vec![s.clone()])),
-                    other => self.type_error(other, &format!("{labels_path}.{key}"), "a string"),
-                }
-                selector.entries += 1;
+        match LabelSelector::from_json(v, path) {
+            Ok(selector) => Some(selector),
+            Err(e) => {
+                self.bad(&e.field, &e.value, &e.reason);
+                None
             }
         }
-        let expressions_path = format!("{path}.matchExpressions");
-        for (i, e) in self
-            .array(&v["matchExpressions"], &expressions_path)
-            .iter()
-            .enumerate()
-        {
-            selector.entries += 1;
-            let e_path = format!("{expressions_path}[{i}]");
-            let key = self.string(&e["key"], &format!("{e_path}.key"));
-            let operator = self.string(&e["operator"], &format!("{e_path}.operator"));
-            let values = self
-                .strings(&e["values"], &format!("{e_path}.values"))
-                .unwrap_or_default();
-            let Some(key) = key else {
-                self.bad(&format!("{e_path}.key"), "", "required: the label key");
-                continue;
-            };
-            let op_path = format!("{e_path}.operator");
-            let requirement = match operator.as_deref() {
-                Some("In") if !values.is_empty() => Requirement::In(key, values),
-                Some("NotIn") if !values.is_empty() => Requirement::NotIn(key, values),
-                Some("Exists") if values.is_empty() => Requirement::Exists(key),
-                Some("DoesNotExist") if values.is_empty() => Requirement::DoesNotExist(key),
-                Some(op @ ("In" | "NotIn")) => {
-                    self.bad(&op_path, op, "`In` and `NotIn` need at least one value");
-                    continue;
-                }
-                Some(op @ ("Exists" | "DoesNotExist")) => {
-                    self.bad(&op_path, op, "`Exists` and `DoesNotExist` take no values");
-                    continue;
-                }
-                other => {
-                    self.bad(
-                        &op_path,
-                        other.unwrap_or(""),
-                        "expected `In`, `NotIn`, `Exists` or `DoesNotExist`",
-                    );
-                    continue;
-                }
-            };
-            selector.requirements.push(requirement);
-        }
-        Some(selector)
     }
 
     /// The rule's images with their merged settings, and its write-back method.
@@ -689,7 +613,7 @@ fn specificity(pattern: &str, selector: Option<&LabelSelector>) -> u64 {
     }
     score += literals;
     if let Some(selector) = selector {
-        score += 10_000 + 100 * selector.entries;
+        score += 10_000 + 100 * selector.entries() as u64;
     }
     score
 }

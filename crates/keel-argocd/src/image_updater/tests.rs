@@ -379,13 +379,17 @@ fn bad_values_name_the_field_and_the_value() {
         (
             json!({ "applicationRefs": [{ "namePattern": "*",
                     "labelSelectors": { "matchExpressions": [
-                        { "key": "env", "operator": "Equals", "values": ["a"] },
+                        { "key": "env", "operator": "Equals", "values": ["a"] }] },
+                    "images": [{ "alias": "web", "imageName": "ghcr.io/acme/web" }] },
+                { "namePattern": "*",
+                    "labelSelectors": { "matchExpressions": [
+                        { "key": "env", "operator": "Exists" },
                         { "key": "env", "operator": "In" }] },
                     "images": [{ "alias": "web", "imageName": "ghcr.io/acme/web" }] }] }),
             &[
                 "spec.applicationRefs[0].labelSelectors.matchExpressions[0].operator = \"Equals\": \
                  expected `In`, `NotIn`, `Exists` or `DoesNotExist`",
-                "spec.applicationRefs[0].labelSelectors.matchExpressions[1].operator = \"In\": \
+                "spec.applicationRefs[1].labelSelectors.matchExpressions[1].operator = \"In\": \
                  `In` and `NotIn` need at least one value",
             ],
         ),
@@ -429,10 +433,11 @@ fn wrong_types_are_reported_not_panicked_on() {
 
 #[test]
 fn specificity_follows_image_updater() {
-    let selector = LabelSelector {
-        requirements: Vec::new(),
-        entries: 2,
-    };
+    let selector = LabelSelector::from_json(
+        &json!({ "matchLabels": { "team": "web", "env": "prod" } }),
+        "labelSelectors",
+    )
+    .unwrap();
     assert_eq!(specificity("app-1", None), 1_000_005);
     assert_eq!(specificity("app-prod-*", None), 9);
     assert_eq!(specificity("app-[1234567]", None), 4);
