@@ -2,15 +2,14 @@
 //! from a fresh fetch when the branch moved; for write-backs that know which files they
 //! change (Argo CD Image Updater's `git` method) rather than scanning the repository.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::Signature;
 use keel_core::{Error, redact_urls};
 use tracing::debug;
 
-use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, git_error, io_error};
+use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, git_error, io_error, lock_for};
 
 /// The files of a checked-out branch, for an edit of [`BranchCommit::commit`]: reads see
 /// the branch head and the edit's own writes; writes are kept until the edit returns. Paths
@@ -170,18 +169,6 @@ pub struct BranchCommit {
     author: (String, String),
     max_push_attempts: u32,
     timeouts: Timeouts,
-}
-
-/// The lock of each working copy: one process never runs two operations on one at once.
-fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    LOCKS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(dir.to_path_buf())
-        .or_default()
-        .clone()
 }
 
 impl BranchCommit {

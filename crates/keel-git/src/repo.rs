@@ -2,10 +2,11 @@
 //! commit, push, diff. Blocking (libgit2); the target runs it on blocking threads.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use git2::{
@@ -404,20 +405,7 @@ impl WorkingCopy {
 
     /// The branch the remote's `HEAD` names (its default branch), asked of the server.
     pub(crate) fn default_branch(&self) -> Result<String, Error> {
-        let attempts = Cell::new(0);
-        let rejection = RefCell::new(None);
-        let mut remote = self.origin()?;
-        let name = with_timeouts(self.timeouts, || {
-            let connection = remote
-                .connect_auth(
-                    git2::Direction::Fetch,
-                    Some(self.callbacks(&attempts, &rejection)),
-                    None,
-                )
-                .map_err(|e| {
-                    self.auth_failure("connect to", attempts.get(), &e)
-                        .unwrap_or_else(|| git_error(&self.url, "connect", e))
-                })?;
+        let name = self.ask_remote("connect to", |connection| {
             let name = connection
                 .default_branch()
                 .map_err(|e| git_error(&self.url, "read the default branch", e))?;
@@ -435,6 +423,21 @@ impl WorkingCopy {
     /// The names of the remote's references (`refs/heads/...`, `refs/tags/...`), asked of the
     /// server.
     pub(crate) fn remote_refs(&self) -> Result<Vec<String>, Error> {
+        self.ask_remote("list the references of", |connection| {
+            let heads = connection
+                .list()
+                .map_err(|e| git_error(&self.url, "list the references", e))?;
+            Ok(heads.iter().map(|h| h.name().to_owned()).collect())
+        })
+    }
+
+    /// `ask` of a fetch connection to the remote, opened with this copy's credentials and
+    /// within its timeouts; a refused login is reported as `action` the repository.
+    fn ask_remote<T>(
+        &self,
+        action: &str,
+        ask: impl FnOnce(&git2::RemoteConnection<'_, '_, '_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let attempts = Cell::new(0);
         let rejection = RefCell::new(None);
         let mut remote = self.origin()?;
@@ -446,13 +449,10 @@ impl WorkingCopy {
                     None,
                 )
                 .map_err(|e| {
-                    self.auth_failure("list the references of", attempts.get(), &e)
+                    self.auth_failure(action, attempts.get(), &e)
                         .unwrap_or_else(|| git_error(&self.url, "connect", e))
                 })?;
-            let heads = connection
-                .list()
-                .map_err(|e| git_error(&self.url, "list the references", e))?;
-            Ok(heads.iter().map(|h| h.name().to_owned()).collect())
+            ask(&connection)
         })
     }
 
@@ -740,6 +740,20 @@ fn is_non_fast_forward(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| m.contains(needle))
+}
+
+/// The lock of each working copy, one for the whole process (a [`crate::GitTarget`] and a
+/// [`crate::BranchCommit`] on one directory share it): one process never runs two operations
+/// on one working copy at once.
+pub(crate) fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(dir.to_path_buf())
+        .or_default()
+        .clone()
 }
 
 /// A libgit2 failure while doing `action` with repository `url`. The URL's credentials are

@@ -1,9 +1,9 @@
 //! `GitTarget`: the `Target` for manifests in a Git repository.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use keel_core::{Error, ImageRef, redact_urls};
 use tracing::{info, warn};
 
 use crate::manifest::{self, Reference, ReferenceKind, RepoConfig, Scan, Warning};
-use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error};
+use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, io_error, lock_for};
 use crate::sign::CommitSigner;
 
 mod checkout;
@@ -307,18 +307,6 @@ struct Inner {
     /// The commit the last successful push of this target left at the tip of the push branch.
     last_push: Mutex<Option<String>>,
     settings: GitTargetBuilder,
-}
-
-/// The lock of each working copy: one process never runs two operations on one at once.
-fn lock_for(dir: &Path) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    LOCKS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(dir.to_path_buf())
-        .or_default()
-        .clone()
 }
 
 impl GitTarget {
