@@ -16,7 +16,7 @@ use common::{
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
-use keel_testsupport::kube::{ADMIN, ApiServer, HookFuture, RecordedRequest};
+use keel_testsupport::kube::{ApiServer, HookFuture};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -416,27 +416,9 @@ async fn platforms_leave_out_the_tags_not_built_for_them() {
     );
 }
 
-/// An admin client that runs what `race` makes of the number of PATCHes of application
-/// `name` before each one.
-fn racing_client(
-    server: &ApiServer,
-    ns: &str,
-    name: &str,
-    race: impl Fn(usize) -> Option<HookFuture> + Send + Sync + 'static,
-) -> (Client, Arc<AtomicUsize>) {
-    let path = format!("/apis/argoproj.io/v1alpha1/namespaces/{ns}/applications/{name}");
-    let patches = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&patches);
-    let client = server.intercepting_client_as(
-        ADMIN,
-        Arc::new(move |request: &RecordedRequest| {
-            if request.method != "PATCH" || request.path != path {
-                return None;
-            }
-            race(counted.fetch_add(1, Ordering::SeqCst))
-        }),
-    );
-    (client, patches)
+/// The API path of application `name`, whose PATCHes a racing client counts.
+fn application_path(ns: &str, name: &str) -> String {
+    format!("/apis/argoproj.io/v1alpha1/namespaces/{ns}/applications/{name}")
 }
 
 fn concurrent_change(client: &Client, ns: &str, name: &str, patch: Value) -> HookFuture {
@@ -459,7 +441,7 @@ fn changed_before_first_patch(
     patch: Value,
 ) -> (Client, Arc<AtomicUsize>) {
     let (admin, namespace, application) = (admin.clone(), ns.to_owned(), name.to_owned());
-    racing_client(server, ns, name, move |n| {
+    server.racing_client(application_path(ns, name), move |n| {
         (n == 0).then(|| concurrent_change(&admin, &namespace, &application, patch.clone()))
     })
 }
@@ -540,7 +522,7 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     assert_eq!(helm_value(&admin, &ns, "moved", 0).await, "1.0.5");
 
     // An Application that changes at every write: a conflict after the attempts.
-    let (client, patches) = racing_client(server, &ns, "busy", {
+    let (client, patches) = server.racing_client(application_path(&ns, "busy"), {
         let (admin, ns) = (admin.clone(), ns.clone());
         move |n| {
             Some(concurrent_change(
