@@ -133,6 +133,114 @@ impl GitTargetBuilder {
     }
 }
 
+/// The command-line flags of a Git target, each standing for its `KEEL_*` variable: the one
+/// flag set of every program built on keel-git (the `keel` CLI's `--repo`, `keel-gitops`).
+///
+/// With the `clap` feature it is a `clap::Args` to `#[command(flatten)]` into a program's
+/// flags: `--repo`, `--branch`, `--push-branch`, `--path` (repeatable), `--git-username`,
+/// `--ssh-key`, `--author` and `--workdir`, each also read from its variable. Without it, a
+/// program fills the fields itself. Either way [`to_builder`](Self::to_builder) reads them
+/// as [`GitTargetBuilder::from_lookup`] reads the variables: a flag that is set wins over its
+/// variable, an empty one counts as unset, and what no flag sets (the password, the SSH
+/// passphrase and `known_hosts`, `KEEL_PATHS` without `--path`) comes from the environment.
+///
+/// ```
+/// use keel_git::env::GitArgs;
+///
+/// let mut args = GitArgs::default();
+/// args.repo = Some("https://git.example.com/org/fleet.git".into());
+/// args.paths = vec!["apps".into(), "clusters/prod".into()];
+/// let var = |name: &str| (name == "KEEL_BRANCH").then(|| "prod".to_owned());
+/// let shown = format!("{:?}", args.to_builder_with(var).unwrap());
+/// assert!(shown.contains("\"prod\"") && shown.contains("clusters/prod"), "{shown}");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[non_exhaustive]
+pub struct GitArgs {
+    /// The repository: a URL (`https://`, `ssh://`, `git@host:path`, `git://`, `file://`) or a
+    /// local path.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "URL|PATH", env = REPO))]
+    pub repo: Option<String>,
+
+    /// The branch to update.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "BRANCH", default_value = "main", env = BRANCH)
+    )]
+    pub branch: Option<String>,
+
+    /// Push to this branch instead (created from --branch when missing).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "BRANCH", env = PUSH_BRANCH))]
+    pub push_branch: Option<String>,
+
+    /// Scan only these directories of the repository (repeatable; default: `KEEL_PATHS`,
+    /// comma-separated, else the whole repository).
+    #[cfg_attr(feature = "clap", arg(long = "path", value_name = "DIR"))]
+    pub paths: Vec<String>,
+
+    /// The user for HTTPS; the password or token comes from `KEEL_GIT_PASSWORD`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "USER", env = GIT_USERNAME))]
+    pub git_username: Option<String>,
+
+    /// An SSH private key file, for the user `git` (its passphrase comes from
+    /// `KEEL_SSH_PASSPHRASE`; with `KEEL_SSH_KNOWN_HOSTS` it is offered only to the host keys
+    /// that file pins).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE", env = SSH_KEY))]
+    pub ssh_key: Option<PathBuf>,
+
+    /// The commit author, `Name <email>`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "AUTHOR", env = GIT_AUTHOR))]
+    pub author: Option<String>,
+
+    /// Keep the working copy here (default: a directory under the system's temp dir).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR", env = WORKDIR))]
+    pub workdir: Option<PathBuf>,
+}
+
+impl GitArgs {
+    /// The value these flags give the variable `name` ([`REPO`], [`PATHS`] joined with
+    /// commas, ...), if they set it.
+    pub fn var(&self, name: &str) -> Option<String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match name {
+            REPO => self.repo.clone(),
+            BRANCH => self.branch.clone(),
+            PUSH_BRANCH => self.push_branch.clone(),
+            PATHS => (!self.paths.is_empty()).then(|| self.paths.join(",")),
+            GIT_USERNAME => self.git_username.clone(),
+            SSH_KEY => path(&self.ssh_key),
+            GIT_AUTHOR => self.author.clone(),
+            WORKDIR => path(&self.workdir),
+            _ => None,
+        }
+    }
+
+    /// The builder these flags describe, the rest read from the environment.
+    ///
+    /// # Errors
+    /// As [`GitTargetBuilder::from_env`].
+    pub fn to_builder(&self) -> Result<GitTargetBuilder, Error> {
+        self.to_builder_with(|name| std::env::var(name).ok())
+    }
+
+    /// [`to_builder`](Self::to_builder) reading what no flag sets through `var` (a password
+    /// read from stdin for [`GIT_PASSWORD`], say).
+    ///
+    /// # Errors
+    /// As [`GitTargetBuilder::from_lookup`].
+    pub fn to_builder_with(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<GitTargetBuilder, Error> {
+        GitTargetBuilder::from_lookup(|name| {
+            self.var(name)
+                .filter(|v| !v.trim().is_empty())
+                .or_else(|| var(name))
+        })
+    }
+}
+
 /// The text of the file `path` that the variable `name` names (never shown: it may be a key).
 fn read_file(name: &'static str, path: &str) -> Result<String, ParseError> {
     std::fs::read_to_string(path).map_err(|e| ParseError::new(name, path, e.to_string()))
@@ -272,5 +380,81 @@ mod tests {
             let e = error(&[(REPO, "https://h/r.git"), (GIT_AUTHOR, author)]);
             assert!(e.contains(GIT_AUTHOR) && e.contains(author), "{e}");
         }
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_variable_and_the_rest_comes_from_the_variables() {
+        let vars: HashMap<&str, &str> = [
+            (REPO, "https://git.example.com/env.git"),
+            (BRANCH, "from-env"),
+            (PATHS, "env-dir"),
+            (GIT_USERNAME, "env-user"),
+            (GIT_PASSWORD, "hunter2"),
+            (WORKDIR, "env-work"),
+        ]
+        .into();
+        let var = |name: &str| vars.get(name).map(|v| (*v).to_owned());
+        // An empty flag is unset, as an empty variable is: the variable's value stands.
+        let args = GitArgs {
+            repo: Some("https://git.example.com/flag.git".into()),
+            paths: vec!["a".into(), "b".into()],
+            git_username: Some("flag-user".into()),
+            workdir: Some(PathBuf::new()),
+            ..GitArgs::default()
+        };
+        let shown = format!("{:?}", args.to_builder_with(var).unwrap());
+        for part in [
+            "flag.git",
+            "\"from-env\"",
+            "[\"a\", \"b\"]",
+            "username: \"flag-user\"",
+            "\"env-work\"",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(
+            !shown.contains("env.git") && !shown.contains("env-dir"),
+            "{shown}"
+        );
+        let e = GitArgs::default().to_builder_with(|_| None).unwrap_err();
+        assert!(e.to_string().contains(REPO), "{e}");
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn the_flags_parse_into_their_fields() {
+        use clap::{CommandFactory, Parser};
+
+        #[derive(Parser)]
+        struct Program {
+            #[command(flatten)]
+            git: GitArgs,
+        }
+        Program::command().debug_assert();
+        let program = Program::try_parse_from([
+            "program",
+            "--repo",
+            "fleet",
+            "--path",
+            "apps",
+            "--path",
+            "infra",
+            "--ssh-key",
+            "id",
+            "--author",
+            "Keel <keel@example.com>",
+            "--workdir",
+            "work",
+        ])
+        .unwrap();
+        assert_eq!(program.git.var(REPO).as_deref(), Some("fleet"));
+        assert_eq!(program.git.var(BRANCH).as_deref(), Some("main"));
+        assert_eq!(program.git.var(PATHS).as_deref(), Some("apps,infra"));
+        assert_eq!(program.git.var(SSH_KEY).as_deref(), Some("id"));
+        assert_eq!(
+            program.git.var(GIT_AUTHOR).as_deref(),
+            Some("Keel <keel@example.com>")
+        );
+        assert_eq!(program.git.var(WORKDIR).as_deref(), Some("work"));
     }
 }

@@ -49,7 +49,7 @@ use keel_core::trigger::{
     PollPass, PollScheduler, Poller, Schedule, default_poll_schedule, parse_interval,
 };
 use keel_core::{Pipeline, Registry, RunReport, Target};
-use keel_git::{GitTargetBuilder, env};
+use keel_git::env::GitArgs;
 use keel_registry::RegistryClientBuilder;
 use tokio::net::TcpListener;
 use tracing::{error, info};
@@ -57,22 +57,12 @@ use tracing::{error, info};
 /// Keeps the images of a Git repository up to date.
 #[derive(Debug, Parser)]
 #[command(name = "keel-gitops", version, about)]
+#[command(mut_arg("repo", |repo| repo.required(true)))]
 struct Args {
-    /// The repository URL or local path.
-    #[arg(long, env = "KEEL_REPO")]
-    repo: String,
-
-    /// The branch to update.
-    #[arg(long, default_value = "main", env = "KEEL_BRANCH")]
-    branch: String,
-
-    /// Push to this branch instead (created from --branch when missing).
-    #[arg(long, env = "KEEL_PUSH_BRANCH")]
-    push_branch: Option<String>,
-
-    /// Scan only these directories (repeatable).
-    #[arg(long = "path")]
-    paths: Vec<String>,
+    /// The repository and how to reach it: keel-git's flags, each standing for its `KEEL_*`
+    /// variable (`--repo` is required).
+    #[command(flatten)]
+    git: GitArgs,
 
     /// How often to look for updates: `30s`, `5m`, `1h`.
     #[arg(long, default_value = "5m", value_parser = parse_interval, env = "KEEL_INTERVAL")]
@@ -85,13 +75,6 @@ struct Args {
     /// Show what would change, never push.
     #[arg(long)]
     dry_run: bool,
-
-    /// HTTPS user for the repository; the token comes from `KEEL_GIT_PASSWORD`. (An SSH key
-    /// comes from `KEEL_SSH_KEY`, the host keys it is offered to from `KEEL_SSH_KNOWN_HOSTS`,
-    /// the commit author from `KEEL_GIT_AUTHOR`, the working copy's place from
-    /// `KEEL_WORKDIR`: see `keel_git::env`.)
-    #[arg(long, env = "KEEL_GIT_USERNAME")]
-    git_username: Option<String>,
 
     /// Where `/healthz`, the approvals API and the dashboard listen (nothing does with --once).
     #[arg(
@@ -215,21 +198,13 @@ impl App {
     }
 }
 
-/// The repository to update. The flags stand for their `KEEL_*` variables; the rest
-/// (password, SSH key, author, working copy) is read from the environment as every keel-git
-/// program reads it.
+/// The repository to update, read from the flags and the `KEEL_*` variables as every
+/// keel-git program reads them (`keel_git::env::GitArgs`).
 fn git_target(args: &Args) -> Result<Arc<dyn Target>, String> {
-    let flag = |name: &str| match name {
-        env::REPO => Some(args.repo.clone()),
-        env::BRANCH => Some(args.branch.clone()),
-        env::PUSH_BRANCH => args.push_branch.clone(),
-        env::PATHS => (!args.paths.is_empty()).then(|| args.paths.join(",")),
-        env::GIT_USERNAME => args.git_username.clone(),
-        _ => None,
-    };
-    let builder =
-        GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))
-            .map_err(|e| format!("cannot set up the Git target: {e}"))?;
+    let builder = args
+        .git
+        .to_builder()
+        .map_err(|e| format!("cannot set up the Git target: {e}"))?;
     Ok(Arc::new(builder.build()))
 }
 
@@ -343,6 +318,19 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{args:?}");
             let text = e.to_string();
             assert!(text.contains(flag), "{args:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn the_repository_flags_are_keel_gits() {
+        let args = parse(&["--ssh-key", "id", "--author", "Keel <keel@example.com>"]).unwrap();
+        assert_eq!(args.git.var(keel_git::env::REPO).as_deref(), Some("fleet"));
+        assert_eq!(args.git.var(keel_git::env::BRANCH).as_deref(), Some("main"));
+        assert_eq!(args.git.var(keel_git::env::SSH_KEY).as_deref(), Some("id"));
+        // `--repo` stays required here (unless `KEEL_REPO` sets it).
+        if std::env::var_os(keel_git::env::REPO).is_none() {
+            let e = Args::try_parse_from(["keel-gitops"]).unwrap_err();
+            assert!(e.to_string().contains("--repo"), "{e}");
         }
     }
 }

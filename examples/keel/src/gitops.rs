@@ -3,68 +3,32 @@
 use clap::Args;
 use keel_core::ImageRef;
 use keel_core::target::{Target, UpdatePlan};
-use keel_git::{GitTarget, GitTargetBuilder, env};
+use keel_git::GitTarget;
+use keel_git::env::{self, GitArgs};
 use std::io::{self, Read};
-use std::path::PathBuf;
 
 use crate::error::CliError;
 
-/// Which repository, and how to reach it.
+/// Which repository, and how to reach it: keel-git's flags (`keel_git::env::GitArgs`), and
+/// a password read from stdin.
 #[derive(Debug, Args)]
 pub(crate) struct RepoArgs {
-    /// The repository: a URL (`https://`, `ssh://`, `git@host:path`, `git://`, `file://`) or a
-    /// local path.
-    #[arg(long, value_name = "URL|PATH", env = "KEEL_REPO")]
-    repo: Option<String>,
+    #[command(flatten)]
+    git: GitArgs,
 
-    /// The branch to update.
-    #[arg(
-        long,
-        value_name = "BRANCH",
-        default_value = "main",
-        env = "KEEL_BRANCH"
-    )]
-    branch: String,
-
-    /// Push to this branch instead (created from --branch when missing).
-    #[arg(long, value_name = "BRANCH", env = "KEEL_PUSH_BRANCH")]
-    push_branch: Option<String>,
-
-    /// Scan only these directories of the repository (repeatable).
-    #[arg(long = "path", value_name = "DIR")]
-    paths: Vec<String>,
-
-    /// The user for HTTPS; the password or token comes from `KEEL_GIT_PASSWORD` or stdin
-    /// (`--git-password-stdin`).
-    #[arg(long, value_name = "USER", env = "KEEL_GIT_USERNAME")]
-    git_username: Option<String>,
-
-    /// Read the HTTPS password or token from stdin.
+    /// Read the HTTPS password or token from stdin (instead of `KEEL_GIT_PASSWORD`).
     #[arg(long, requires = "git_username")]
     git_password_stdin: bool,
-
-    /// An SSH private key file (user `git`).
-    #[arg(long, value_name = "FILE", env = "KEEL_SSH_KEY")]
-    ssh_key: Option<PathBuf>,
-
-    /// The commit author, `Name <email>`.
-    #[arg(long, value_name = "AUTHOR", env = "KEEL_GIT_AUTHOR")]
-    author: Option<String>,
-
-    /// Keep the working copy here (default: a directory under the system's temp dir).
-    #[arg(long, value_name = "DIR", env = "KEEL_WORKDIR")]
-    workdir: Option<PathBuf>,
 }
 
 impl RepoArgs {
     /// Whether a repository was given (`--repo` or `KEEL_REPO`).
     pub(crate) fn is_set(&self) -> bool {
-        self.repo.is_some()
+        self.git.repo.is_some()
     }
 
-    /// The Git target these flags describe, read as [`GitTargetBuilder::from_lookup`] reads
-    /// the `KEEL_*` variables: a flag stands for its variable, and the password read from
-    /// stdin for `KEEL_GIT_PASSWORD`.
+    /// The Git target these flags describe, read as keel-git reads them: a flag stands for
+    /// its `KEEL_*` variable, and the password read from stdin for `KEEL_GIT_PASSWORD`.
     pub(crate) fn target(&self) -> Result<GitTarget, CliError> {
         let password = if self.git_password_stdin {
             let mut p = String::new();
@@ -75,21 +39,10 @@ impl RepoArgs {
         } else {
             None
         };
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        let flag = |name: &str| match name {
-            env::REPO => self.repo.clone(),
-            env::BRANCH => Some(self.branch.clone()),
-            env::PUSH_BRANCH => self.push_branch.clone(),
-            env::PATHS => (!self.paths.is_empty()).then(|| self.paths.join(",")),
-            env::GIT_USERNAME => self.git_username.clone(),
-            env::GIT_PASSWORD => password.clone(),
-            env::SSH_KEY => path(&self.ssh_key),
-            env::GIT_AUTHOR => self.author.clone(),
-            env::WORKDIR => path(&self.workdir),
-            _ => None,
-        };
-        let builder =
-            GitTargetBuilder::from_lookup(|name| flag(name).or_else(|| std::env::var(name).ok()))?;
+        let builder = self.git.to_builder_with(|name| match name {
+            env::GIT_PASSWORD if password.is_some() => password.clone(),
+            _ => std::env::var(name).ok(),
+        })?;
         Ok(builder.build())
     }
 }
