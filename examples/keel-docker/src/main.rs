@@ -59,7 +59,7 @@ use clap::Parser;
 use clap::builder::BoolishValueParser;
 use keel_api::Shutdown;
 use keel_api::dashboard::{Checks, TargetImages};
-use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
+use keel_core::approval::{self, Approvals};
 use keel_core::trigger::{PollScheduler, Poller, Schedule, parse_interval};
 use keel_core::{Pipeline, Secret, Target};
 use keel_docker::DockerTarget;
@@ -271,24 +271,19 @@ impl App {
             .and_then(|b| b.build())
             .map_err(|e| format!("cannot set up the registry client: {e}"))?;
 
-        let store: Arc<dyn ApprovalStore> = match &args.approvals_file {
-            Some(path) => Arc::new(
-                RedbApprovalStore::open(path)
-                    .map_err(|e| format!("invalid --approvals-file: {e}"))?,
-            ),
-            None => Arc::new(MemoryApprovalStore::new()),
-        };
-        let mut approvals = Approvals::new(store);
-        let registry: Arc<dyn keel_core::Registry> = Arc::new(registry);
-        let mut pipeline = Pipeline::new(registry.clone())
-            .with_target(target.clone())
-            .with_dry_run(args.monitor_only);
-        for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {
+        let store = approval::store_in(args.approvals_file.as_deref())
+            .map_err(|e| format!("invalid --approvals-file: {e}"))?;
+        let notifiers = keel_notify::from_env(|name| std::env::var(name).ok())?;
+        for notifier in &notifiers {
             info!(notifier = notifier.name(), "notifying");
-            approvals = approvals.with_notifier(notifier.clone());
-            pipeline = pipeline.with_notifier(notifier);
         }
-        let pipeline = pipeline.with_approvals(approvals.clone());
+        let approvals = Approvals::new(store).with_notifiers(notifiers.iter().cloned());
+        let registry: Arc<dyn keel_core::Registry> = Arc::new(registry);
+        let pipeline = Pipeline::new(registry.clone())
+            .with_target(target.clone())
+            .with_dry_run(args.monitor_only)
+            .with_notifiers(notifiers)
+            .with_approvals(approvals.clone());
         let api_auth = keel_api::auth_from_env(|name| std::env::var(name).ok())?;
 
         // Docker hosts have no webhooks: every container polls, on the default schedule

@@ -44,7 +44,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use keel_api::Shutdown;
 use keel_api::dashboard::{Checks, TargetImages};
-use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApprovalStore};
+use keel_core::approval::{self, Approvals};
 use keel_core::trigger::{
     PollPass, PollScheduler, Poller, Schedule, default_poll_schedule, parse_interval,
 };
@@ -135,7 +135,9 @@ impl App {
         let target = git_target(args)?;
         let poller = Poller::new(scheduler(args)?);
         let registry = registry()?;
-        let approvals = Approvals::new(approval_store(args)?);
+        let store = approval::store_in(args.approvals_file.as_deref())
+            .map_err(|e| format!("invalid --approvals-file: {e}"))?;
+        let approvals = Approvals::new(store);
         let (pipeline, approvals) = pipeline(args, registry.clone(), target.clone(), approvals)?;
         let auth = keel_api::auth_from_env(|name| std::env::var(name).ok())?;
         let checks = Arc::new(Checks::default());
@@ -221,16 +223,6 @@ fn scheduler(args: &Args) -> Result<PollScheduler, String> {
         .with_unpolled_schedule(interval))
 }
 
-/// Where approval requests live: `--approvals-file`, else memory.
-fn approval_store(args: &Args) -> Result<Arc<dyn ApprovalStore>, String> {
-    Ok(match &args.approvals_file {
-        Some(path) => Arc::new(
-            RedbApprovalStore::open(path).map_err(|e| format!("invalid --approvals-file: {e}"))?,
-        ),
-        None => Arc::new(MemoryApprovalStore::new()),
-    })
-}
-
 /// The registry client, configured as every keel-rs program's (`DOCKER_CONFIG`,
 /// `KEEL_INSECURE_REGISTRIES`...).
 fn registry() -> Result<Arc<dyn Registry>, String> {
@@ -250,17 +242,19 @@ fn pipeline(
     args: &Args,
     registry: Arc<dyn Registry>,
     target: Arc<dyn Target>,
-    mut approvals: Approvals,
+    approvals: Approvals,
 ) -> Result<(Pipeline, Approvals), String> {
-    let mut pipeline = Pipeline::new(registry)
-        .with_target(target)
-        .with_dry_run(args.dry_run);
-    for notifier in keel_notify::from_env(|name| std::env::var(name).ok())? {
+    let notifiers = keel_notify::from_env(|name| std::env::var(name).ok())?;
+    for notifier in &notifiers {
         info!(notifier = notifier.name(), "notifying");
-        approvals = approvals.with_notifier(notifier.clone());
-        pipeline = pipeline.with_notifier(notifier);
     }
-    Ok((pipeline.with_approvals(approvals.clone()), approvals))
+    let approvals = approvals.with_notifiers(notifiers.iter().cloned());
+    let pipeline = Pipeline::new(registry)
+        .with_target(target)
+        .with_dry_run(args.dry_run)
+        .with_notifiers(notifiers)
+        .with_approvals(approvals.clone());
+    Ok((pipeline, approvals))
 }
 
 /// Logs what a pass did, and prints the diffs of a dry run on stdout.

@@ -132,6 +132,12 @@ impl Approvals {
         self
     }
 
+    /// Adds each of `notifiers` ([`with_notifier`](Self::with_notifier)): a program gives its
+    /// manager the notifiers it gives its pipeline ([`crate::Pipeline::with_notifiers`]).
+    pub fn with_notifiers(self, notifiers: impl IntoIterator<Item = Arc<dyn Notifier>>) -> Self {
+        notifiers.into_iter().fold(self, Self::with_notifier)
+    }
+
     /// Reads the time from `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

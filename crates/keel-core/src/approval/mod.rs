@@ -71,6 +71,20 @@ pub use memory::MemoryApprovalStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbApprovalStore;
 
+/// The store of a program's approval requests: the embedded database in `file`
+/// ([`RedbApprovalStore`], kept across restarts), or memory without one
+/// ([`MemoryApprovalStore`]).
+///
+/// # Errors
+/// The database in `file` cannot be opened or created.
+#[cfg(feature = "redb")]
+pub fn store_in(file: Option<&std::path::Path>) -> Result<std::sync::Arc<dyn ApprovalStore>> {
+    Ok(match file {
+        Some(path) => std::sync::Arc::new(RedbApprovalStore::open(path)?),
+        None => std::sync::Arc::new(MemoryApprovalStore::new()),
+    })
+}
+
 /// Where an approval request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -636,6 +650,20 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::error::Error;
+
+    #[cfg(feature = "redb")]
+    #[test]
+    fn store_in_a_file_is_a_database_there_and_without_one_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.redb");
+        let store = store_in(Some(&path)).unwrap();
+        assert!(store.name().contains("approvals.redb"), "{}", store.name());
+        assert!(path.exists());
+        let memory = store_in(None).unwrap();
+        assert!(!memory.name().contains("redb"), "{}", memory.name());
+        let e = store_in(Some(&dir.path().join("missing/approvals.redb"))).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
 
     fn plan(tag: &str) -> UpdatePlan {
         UpdatePlan {

@@ -149,6 +149,12 @@ impl Pipeline {
         self
     }
 
+    /// Adds each of `notifiers` ([`with_notifier`](Self::with_notifier)); give the same to the
+    /// approvals manager ([`Approvals::with_notifiers`]), which tells them of votes.
+    pub fn with_notifiers(self, notifiers: impl IntoIterator<Item = Arc<dyn Notifier>>) -> Self {
+        notifiers.into_iter().fold(self, Self::with_notifier)
+    }
+
     /// In a dry run, plans are previewed, never applied.
     pub fn with_dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
