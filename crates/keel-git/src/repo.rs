@@ -670,6 +670,13 @@ fn http_origin(url: &str) -> Option<(String, String, u16)> {
         _ => return None,
     };
     let authority = rest.split(['/', '?', '#']).next()?;
+    let (host, port) = authority_host_port(authority, default_port)?;
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
+/// The host and port of a URL's authority, `[user@]host[:port]` (an IPv6 host in brackets);
+/// `default_port` when it names none.
+fn authority_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
         let (host, after) = v6.split_once(']')?;
@@ -684,7 +691,7 @@ fn http_origin(url: &str) -> Option<(String, String, u16)> {
         None | Some("") => default_port,
         Some(port) => port.parse().ok()?,
     };
-    Some((scheme, host.to_ascii_lowercase(), port))
+    Some((host, port))
 }
 
 fn ssh_host_port(url: &str) -> Option<(String, u16)> {
@@ -693,20 +700,7 @@ fn ssh_host_port(url: &str) -> Option<(String, u16)> {
         .or_else(|| url.strip_prefix("git+ssh://"))
     {
         let authority = rest.split('/').next()?;
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match host_port.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            }
-        };
-        let port = match port {
-            None | Some("") => 22,
-            Some(port) => port.parse().ok()?,
-        };
+        let (host, port) = authority_host_port(authority, 22)?;
         return (!host.is_empty()).then(|| (host.to_owned(), port));
     }
     if url.contains("://") {
