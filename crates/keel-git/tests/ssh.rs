@@ -40,6 +40,17 @@ fn plan(target: &GitTarget) -> UpdatePlan {
     }
 }
 
+/// The outcome of applying the test plan through a target with `auth`.
+async fn apply(git: &GitServer, ssh: &SshServer, auth: GitAuth) -> Result<ApplyOutcome, Error> {
+    let target = target(git, ssh, auth);
+    target.apply(&plan(&target)).await
+}
+
+/// The error of applying the test plan through a target with `auth`, which must fail.
+async fn refusal(git: &GitServer, ssh: &SshServer, auth: GitAuth) -> String {
+    apply(git, ssh, auth).await.unwrap_err().to_string()
+}
+
 /// How many times the server was asked to let someone in (any method, any key).
 fn auth_requests(ssh: &SshServer) -> usize {
     ssh.log().matches("userauth-request for user").count()
@@ -68,12 +79,7 @@ async fn pushes_over_ssh_only_to_the_pinned_host_with_the_right_key() {
     // A host key that is not the server's: refused before any key is offered.
     let wrong_host = format!("[127.0.0.1]:{} {}", ssh.port(), ssh.other_public_key());
     let before = auth_requests(&ssh);
-    let refused = target(&git, &ssh, auth(ssh.client_key(), &wrong_host));
-    let error = refused
-        .apply(&plan(&refused))
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&git, &ssh, auth(ssh.client_key(), &wrong_host)).await;
     assert_contains(
         &error,
         &[&format!("[127.0.0.1]:{}", ssh.port()), "known_hosts"],
@@ -87,12 +93,7 @@ async fn pushes_over_ssh_only_to_the_pinned_host_with_the_right_key() {
     );
     // Known for another port only: refused as well.
     let other_port = format!("[127.0.0.1]:1 {}", ssh.host_key());
-    let refused = target(&git, &ssh, auth(ssh.client_key(), &other_port));
-    let error = refused
-        .apply(&plan(&refused))
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&git, &ssh, auth(ssh.client_key(), &other_port)).await;
     assert_contains(
         &error,
         &["no key for", &format!("[127.0.0.1]:{}", ssh.port())],
@@ -100,8 +101,9 @@ async fn pushes_over_ssh_only_to_the_pinned_host_with_the_right_key() {
     assert_eq!(auth_requests(&ssh), before);
 
     // The right host key, the wrong identity: refused by the server, nothing pushed.
-    let stranger = target(&git, &ssh, auth(ssh.other_key(), ssh.known_hosts()));
-    let error = stranger.apply(&plan(&stranger)).await.unwrap_err();
+    let error = apply(&git, &ssh, auth(ssh.other_key(), ssh.known_hosts()))
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::Unauthorized { .. }), "{error:?}");
     assert!(auth_requests(&ssh) > before);
     assert_eq!(git.head("fleet", "main"), head);
