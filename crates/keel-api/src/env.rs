@@ -9,6 +9,11 @@
 
 use crate::ApiAuth;
 
+/// What a program logs when [`auth_from_env`] finds no credentials, so that whoever expected
+/// the approvals API and the dashboard learns which variables turn them on.
+pub const API_OFF: &str = "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
+                           BASIC_AUTH_USER/BASIC_AUTH_PASSWORD";
+
 /// The credentials of the approvals API the environment configures (see the
 /// [module docs](self) for the variables), read through `var`
 /// (`|name| std::env::var(name).ok()`), or `None` when none are configured (the API is then

@@ -299,10 +299,7 @@ impl App {
 
         let server = if !args.run_once && (update_token.is_some() || api_auth.is_some()) {
             if api_auth.is_none() {
-                info!(
-                    "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
-                     BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
-                );
+                info!("{}", keel_api::env::API_OFF);
             }
             let router = http::router(
                 updater.clone(),

@@ -152,10 +152,7 @@ impl App {
                 ),
             });
             if api.is_none() {
-                info!(
-                    "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
-                     BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
-                );
+                info!("{}", keel_api::env::API_OFF);
             }
             let listener = TcpListener::bind(args.listen)
                 .await

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use keel_api::env::API_OFF;
 use keel_testsupport::git::GitServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use reqwest::StatusCode;
@@ -22,10 +23,6 @@ const ADMIN: (&str, &str) = ("admin", "s3cret-pw");
 
 /// A `KEEL_API_AUTH` credential that may vote, and its token.
 const APPROVER: (&str, &str) = ("bearer/approver:release:appr0ve-t0ken", "appr0ve-t0ken");
-
-/// The sentence logged when no credentials are set.
-const API_OFF: &str = "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
-                       BASIC_AUTH_USER/BASIC_AUTH_PASSWORD";
 
 /// A repository `fleet` with one Deployment whose container runs `acme/api:2.0.0` of
 /// `registry` with Keel's `minor` policy and `keel.sh/approvals: "1"`; the image's name.
