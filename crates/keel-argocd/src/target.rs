@@ -222,10 +222,23 @@ impl ArgoCdTarget {
     }
 
     fn api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
-        let resource = application_resource();
+        self.api_of(namespace, &application_resource())
+    }
+
+    /// The `Api` of `resource` in `namespace`, or over all namespaces.
+    fn api_of(&self, namespace: Option<&str>, resource: &ApiResource) -> Api<DynamicObject> {
         match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        }
+    }
+
+    /// The scopes listed: all namespaces, or each of the target's.
+    fn scopes(&self) -> Vec<Option<&str>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
         }
     }
 
@@ -234,13 +247,8 @@ impl ArgoCdTarget {
         if let Some(selector) = &self.label_selector {
             params = params.labels(selector);
         }
-        let scopes: Vec<Option<&str>> = if self.namespaces.is_empty() {
-            vec![None]
-        } else {
-            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
-        };
         let mut out = Vec::new();
-        for scope in scopes {
+        for scope in self.scopes() {
             let request = Request {
                 verb: "list",
                 resource: RESOURCE,
@@ -757,17 +765,9 @@ impl ArgoCdTarget {
     /// The ImageUpdaters in the target's namespaces; none where the resource is not served.
     async fn list_image_updaters(&self) -> Result<Vec<DynamicObject>> {
         let resource = image_updater::image_updater_resource();
-        let scopes: Vec<Option<&str>> = if self.namespaces.is_empty() {
-            vec![None]
-        } else {
-            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
-        };
         let mut out = Vec::new();
-        for scope in scopes {
-            let api: Api<DynamicObject> = match scope {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-                None => Api::all_with(self.client.clone(), &resource),
-            };
+        for scope in self.scopes() {
+            let api = self.api_of(scope, &resource);
             match api.list(&ListParams::default()).await {
                 Ok(list) => out.extend(list.items),
                 Err(kube::Error::Api(status)) if status.code == 404 => {

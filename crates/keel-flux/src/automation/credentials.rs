@@ -28,17 +28,7 @@ impl Automation {
                 ))
             })?;
         let data = secret.data.get("data").and_then(Value::as_object);
-        let field = |key: &str| -> Result<Option<String>, Ready> {
-            let Some(encoded) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
-                return Ok(None);
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not base64")))?;
-            String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not UTF-8")))
-        };
+        let field = |key: &str| secret_field(data, namespace, name, key);
         let armored = field("git.asc")?.ok_or_else(|| {
             config(format!(
                 "signing-key secret '{namespace}/{name}' has no git.asc (an ASCII-armored \
@@ -70,17 +60,7 @@ impl Automation {
             .map_err(|e| config(format!("failed to get secret '{namespace}/{name}': {e}")))?
             .ok_or_else(|| config(format!("secret '{namespace}/{name}' does not exist")))?;
         let data = secret.data.get("data").and_then(Value::as_object);
-        let field = |key: &str| -> Result<Option<String>, Ready> {
-            let Some(encoded) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
-                return Ok(None);
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not base64")))?;
-            String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not UTF-8")))
-        };
+        let field = |key: &str| secret_field(data, namespace, name, key);
         if let Some(identity) = field("identity")? {
             if !is_ssh_url(url) {
                 return Err(config(format!(
@@ -133,4 +113,23 @@ pub(super) fn is_ssh_url(url: &str) -> bool {
     }
     url.split_once(':')
         .is_some_and(|(authority, _)| !authority.is_empty() && !authority.contains('/'))
+}
+
+/// The text of `key` in the `data` of secret `namespace/name`; `None` when it is not there.
+fn secret_field(
+    data: Option<&serde_json::Map<String, Value>>,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, Ready> {
+    let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
+    let Some(encoded) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not base64")))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| config(format!("secret '{namespace}/{name}': {key} is not UTF-8")))
 }

@@ -225,15 +225,7 @@ impl Automation {
         let mut report = AutomationReport::default();
         let resource = automation_resource();
         let mut objects = Vec::new();
-        let scopes: Vec<Option<&str>> = match &self.namespaces {
-            Namespaces::All => vec![None],
-            Namespaces::Only(names) => names.iter().map(|n| Some(n.as_str())).collect(),
-        };
-        for namespace in scopes {
-            let api: Api<DynamicObject> = match namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-                None => Api::all_with(self.client.clone(), &resource),
-            };
+        for (namespace, api) in self.namespaces.apis(&self.client, &resource) {
             match api.list(&ListParams::default()).await {
                 Ok(list) => objects.extend(list.items),
                 Err(error) => report.errors.push(from_kube(

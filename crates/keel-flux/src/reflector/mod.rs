@@ -153,6 +153,29 @@ impl Namespaces {
     {
         Namespaces::Only(names.into_iter().map(Into::into).collect())
     }
+
+    /// The `Api` of `resource` in each scope listed, with the scope: one over all
+    /// namespaces, or one per namespace named.
+    pub(crate) fn apis<'a>(
+        &'a self,
+        client: &Client,
+        resource: &ApiResource,
+    ) -> Vec<(Option<&'a str>, Api<DynamicObject>)> {
+        let scopes: Vec<Option<&str>> = match self {
+            Namespaces::All => vec![None],
+            Namespaces::Only(names) => names.iter().map(|n| Some(n.as_str())).collect(),
+        };
+        scopes
+            .into_iter()
+            .map(|scope| {
+                let api = match scope {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+                    None => Api::all_with(client.clone(), resource),
+                };
+                (scope, api)
+            })
+            .collect()
+    }
 }
 
 /// What a pass did with one object.
@@ -443,15 +466,7 @@ impl Reflector {
     /// Every object of `resource` in the scope, sorted by namespace and name.
     async fn list(&self, resource: &ApiResource) -> Result<Vec<DynamicObject>, Error> {
         let mut objects = Vec::new();
-        let scopes: Vec<Option<&str>> = match &self.namespaces {
-            Namespaces::All => vec![None],
-            Namespaces::Only(names) => names.iter().map(|n| Some(n.as_str())).collect(),
-        };
-        for namespace in scopes {
-            let api: Api<DynamicObject> = match namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
-                None => Api::all_with(self.client.clone(), resource),
-            };
+        for (namespace, api) in self.namespaces.apis(&self.client, resource) {
             let list = api.list(&ListParams::default()).await.map_err(|e| {
                 from_kube(
                     e,
