@@ -22,6 +22,7 @@ use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
 use keel_testsupport::git::{GitServer, SshServer};
 use keel_testsupport::kube::install_crd;
+use keel_testsupport::registry::RegistryServer;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -55,13 +56,45 @@ fn tip_commit(server: &GitServer, repo: &str, branch: &str) -> String {
         .to_owned()
 }
 
+/// What most tests start from, for a test named `prefix`: a namespace with Argo CD's CRDs
+/// and its admin client, the name of `acme/web` in a registry serving it with `tags`, a git
+/// server, and the registry (to keep while it serves); `None` when the API server binaries
+/// are not installed.
+async fn world(
+    prefix: &str,
+    tags: &[&str],
+) -> Option<(String, Client, String, GitServer, RegistryServer)> {
+    let (_, ns, admin) = argocd_namespace(prefix).await?;
+    let (registry, web) = web_registry(tags).await;
+    Some((ns, admin, web, GitServer::start(), registry))
+}
+
+/// The tags most tests serve: the running one and the one to update to.
+const TAGS: &[&str] = &["1.0.0", "1.1.0"];
+
+/// The annotations of a git write-back of the images of `list` to the Helm values file of
+/// `write_back_target`, on branch `main`, at `image.repository` and `image.tag`.
+fn helm_values_annotations<'a>(
+    list: &'a str,
+    write_back_target: &'a str,
+) -> [(&'a str, &'a str); 6] {
+    [
+        ("image-list", list),
+        ("write-back-method", "git"),
+        ("git-branch", "main"),
+        ("write-back-target", write_back_target),
+        ("web.helm.image-name", "image.repository"),
+        ("web.helm.image-tag", "image.tag"),
+    ]
+}
+
 #[tokio::test]
 async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
-    let Some((_, ns, admin)) = argocd_namespace("git-helm").await else {
+    let Some((ns, admin, web, server, registry)) =
+        world("git-helm", &["1.2.3", "1.2.9", "1.3.0"]).await
+    else {
         return;
     };
-    let (registry, web) = web_registry(&["1.2.3", "1.2.9", "1.3.0"]).await;
-    let server = GitServer::start();
     server.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
     let list = format!("web={web}:~1.2");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
@@ -151,11 +184,9 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
 
 #[tokio::test]
 async fn kustomization_and_helm_values_targets_are_edited_in_place() {
-    let Some((_, ns, admin)) = argocd_namespace("git-targets").await else {
+    let Some((ns, admin, web, server, _registry)) = world("git-targets", TAGS).await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
-    let server = GitServer::start();
     let kustomization = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- \
          deployment.yaml\nimages:\n- name: {web} # the web tier\n  newTag: 1.0.0\n- name: redis\n  \
@@ -180,14 +211,7 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
         ("write-back-method", "git"),
         ("write-back-target", "kustomization"),
     ];
-    let values_annotations = [
-        ("image-list", list.as_str()),
-        ("write-back-method", "git"),
-        ("git-branch", "main"),
-        ("write-back-target", "helmvalues:/charts/web/values.yaml"),
-        ("web.helm.image-name", "image.repository"),
-        ("web.helm.image-tag", "image.tag"),
-    ];
+    let values_annotations = helm_values_annotations(&list, "helmvalues:/charts/web/values.yaml");
     create_apps(
         &admin,
         &ns,
@@ -236,11 +260,9 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
 
 #[tokio::test]
 async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_message() {
-    let Some((_, ns, admin)) = argocd_namespace("git-branch").await else {
+    let Some((ns, admin, web, server, _registry)) = world("git-branch", TAGS).await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
-    let server = GitServer::start();
     let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
     let list = format!("web={web}");
     let annotations = [
@@ -316,7 +338,7 @@ async fn credentials_go_to_their_repository_only() {
     let Some((_, ns, admin)) = argocd_namespace("git-creds").await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let (_registry, web) = web_registry(TAGS).await;
     let server = GitServer::start_with_http("bot", "s3cret-token");
     for repo in ["deploy", "other", "wrong"] {
         server.create_repo(repo, &[("README.md", "x\n")], "main");
@@ -440,7 +462,7 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
         "imageupdaters",
     )
     .await;
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let (_registry, web) = web_registry(TAGS).await;
     let server = GitServer::start();
     let values = format!("image:\n  repository: {web}\n  tag: 1.0.0 # by hand\n");
     server.create_repo(
@@ -453,14 +475,7 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
     );
     let url = server.git_url("deploy");
     let list = format!("web={web}");
-    let annotations = [
-        ("image-list", list.as_str()),
-        ("write-back-method", "git"),
-        ("git-branch", "main"),
-        ("write-back-target", "helmvalues:values.yaml"),
-        ("web.helm.image-name", "image.repository"),
-        ("web.helm.image-tag", "image.tag"),
-    ];
+    let annotations = helm_values_annotations(&list, "helmvalues:values.yaml");
     let source = json!({ "repoURL": url, "targetRevision": "HEAD", "helm": {} });
     create_apps(
         &admin,
@@ -517,11 +532,9 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
 
 #[tokio::test]
 async fn a_push_race_keeps_both_commits() {
-    let Some((_, ns, admin)) = argocd_namespace("git-race").await else {
+    let Some((ns, admin, web, server, _registry)) = world("git-race", TAGS).await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
-    let server = GitServer::start();
     server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
     let list = format!("web={web}");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
@@ -557,11 +570,9 @@ async fn a_push_race_keeps_both_commits() {
 
 #[tokio::test]
 async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refused_by_name() {
-    let Some((_, ns, admin)) = argocd_namespace("git-paths").await else {
+    let Some((ns, admin, web, server, _registry)) = world("git-paths", TAGS).await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
-    let server = GitServer::start();
     let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
     let url = server.git_url("deploy");
     let list = format!("web={web}");
@@ -630,7 +641,7 @@ async fn ssh_repositories_are_written_with_the_host_key_argocd_pins() {
     let Some((_, ns, admin)) = argocd_namespace("git-ssh").await else {
         return;
     };
-    let (_registry, web) = web_registry(&["1.0.0", "1.1.0"]).await;
+    let (_registry, web) = web_registry(TAGS).await;
     let git = GitServer::start();
     let ssh = SshServer::start();
     for repo in ["deploy", "unpinned"] {
