@@ -144,6 +144,19 @@ fn deployment(ns: &str) -> String {
     .join("\n")
 }
 
+/// [`deployment`] with the app's marker set to its policy's choice: 1.1.0 with the digest.
+fn updated_deployment(ns: &str) -> String {
+    deployment(ns).replace(
+        "registry/app:1.0.0",
+        &format!("registry/app:1.1.0@{DIGEST}"),
+    )
+}
+
+/// The file at `path` on branch `main` of the fleet repository.
+fn fleet_file(server: &GitServer, path: &str) -> String {
+    server.read_file("fleet", "main", path).unwrap()
+}
+
 fn values(ns: &str) -> String {
     [
         "# Helm values",
@@ -363,20 +376,15 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
 
     // The files differ only at the markers of ready policies.
     assert_eq!(
-        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
-        deployment(&ns).replace(
-            "registry/app:1.0.0",
-            &format!("registry/app:1.1.0@{DIGEST}")
-        )
+        fleet_file(&server, "apps/app.yaml"),
+        updated_deployment(&ns)
     );
     assert_eq!(
-        server
-            .read_file("fleet", "main", "charts/api/values.yaml")
-            .unwrap(),
+        fleet_file(&server, "charts/api/values.yaml"),
         values(&ns).replace("\"2.0.0\"", "\"2.1.0\"")
     );
     assert_eq!(
-        server.read_file("fleet", "main", "README.md").unwrap(),
+        fleet_file(&server, "README.md"),
         "image: registry/app:1.0.0 # {\"$imagepolicy\": \"x:app\"}\n"
     );
     assert_eq!(
@@ -629,12 +637,7 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
         server.head("fleet", "main").as_deref(),
         Some(theirs.as_str())
     );
-    assert_eq!(
-        server
-            .read_file("fleet", "main", "charts/api/values.yaml")
-            .unwrap(),
-        values(&ns)
-    );
+    assert_eq!(fleet_file(&server, "charts/api/values.yaml"), values(&ns));
     let written = status(&client, &ns, "auto").await;
     let message = assert_ready(&written, "False", "UpdateFailed", "apps/app.yaml");
     assert!(message.contains("registry/app:1.0.5"), "{message}");
@@ -667,16 +670,10 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
     assert_eq!(log.len(), 3, "{log:?}");
     assert_eq!(log[1].0, docs);
     assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&log[0].0));
+    assert_eq!(fleet_file(&server, "README.md"), "docs\n");
     assert_eq!(
-        server.read_file("fleet", "main", "README.md").unwrap(),
-        "docs\n"
-    );
-    assert_eq!(
-        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
-        deployment(&ns).replace(
-            "registry/app:1.0.0",
-            &format!("registry/app:1.1.0@{DIGEST}")
-        )
+        fleet_file(&server, "apps/app.yaml"),
+        updated_deployment(&ns)
     );
     assert_ready(
         &status(&client, &ns, "auto").await,
@@ -755,18 +752,10 @@ async fn policy_selector_expressions_choose_the_policies_applied() {
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(report.pushed.get(&format!("{ns}/front")), Some(&log[0].0));
     assert_eq!(
-        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
-        deployment(&ns).replace(
-            "registry/app:1.0.0",
-            &format!("registry/app:1.1.0@{DIGEST}")
-        )
+        fleet_file(&server, "apps/app.yaml"),
+        updated_deployment(&ns)
     );
-    assert_eq!(
-        server
-            .read_file("fleet", "main", "charts/api/values.yaml")
-            .unwrap(),
-        values(&ns)
-    );
+    assert_eq!(fleet_file(&server, "charts/api/values.yaml"), values(&ns));
     assert_eq!(
         status(&client, &ns, "front").await["observedPolicies"],
         json!({"app": {"name": "registry/app", "tag": "1.1.0", "digest": DIGEST}})
@@ -882,10 +871,7 @@ async fn checkouts_that_are_not_a_branch_push_on_top_of_them_to_the_push_branch(
     let automation = automation(&client, &ns, &server);
     let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let expected_app = deployment(&ns).replace(
-        "registry/app:1.0.0",
-        &format!("registry/app:1.1.0@{DIGEST}"),
-    );
+    let expected_app = updated_deployment(&ns);
     let branches = cases
         .iter()
         .map(|(name, extra, base)| {
@@ -1051,11 +1037,8 @@ async fn ssh_secrets_push_only_to_the_host_known_hosts_pins() {
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(report.pushed.get(&format!("{ns}/good")), Some(&log[0].0));
     assert_eq!(
-        server.read_file("fleet", "main", "apps/app.yaml").unwrap(),
-        deployment(&ns).replace(
-            "registry/app:1.0.0",
-            &format!("registry/app:1.1.0@{DIGEST}")
-        )
+        fleet_file(&server, "apps/app.yaml"),
+        updated_deployment(&ns)
     );
 }
 
