@@ -18,11 +18,62 @@ use keel_argocd::{APPLICATION_CRD, application_resource};
 use keel_testsupport::git::{GitServer, SshServer};
 use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, PostParams};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 
 const PREFIX: &str = "argocd-image-updater.argoproj.io/";
+
+/// A namespace for Argo CD's Applications and the controller's own, with the controller's
+/// RBAC (cluster, Argo CD and own-namespace manifests) applied for `user`; and the admin
+/// client.
+async fn argocd_namespaces(api: &ApiServer, user: &str) -> (String, String, Client) {
+    let ns = api.namespace("argocd").await;
+    let own_ns = api.namespace("keel").await;
+    let admin = api.admin_client();
+    let mut docs = manifest("rbac-cluster.yaml");
+    docs.extend(manifest("rbac-argocd.yaml"));
+    docs.extend(manifest("rbac-own-namespace.yaml"));
+    apply_rbac(
+        &admin,
+        docs,
+        user,
+        &ns,
+        &[("keel", own_ns.as_str()), ("argocd", ns.as_str())],
+    )
+    .await;
+    (ns, own_ns, admin)
+}
+
+/// The controller as `user`, updating the Applications of `ns` every second, with `extra`
+/// arguments.
+fn start_controller(
+    api: &ApiServer,
+    user: &str,
+    ns: &str,
+    own_ns: &str,
+    extra: &[&str],
+) -> Controller {
+    let mut args = vec!["--argocd", "--argocd-namespace", ns];
+    args.extend(extra);
+    args.extend([
+        "--controller-namespace",
+        own_ns,
+        "--identity",
+        user,
+        "--resync",
+        "1s",
+    ]);
+    Controller::start(
+        api,
+        user,
+        &args,
+        &[
+            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
+            ("POLL_DEFAULTSCHEDULE", "@every 1s"),
+        ],
+    )
+}
 
 #[tokio::test]
 async fn an_application_gets_the_version_its_constraint_picks() {
@@ -37,21 +88,8 @@ async fn an_application_gets_the_version_its_constraint_picks() {
     )
     .await;
     let repo = format!("{}/team/api", registry.addr());
-    let ns = api.namespace("argocd").await;
-    let own_ns = api.namespace("keel").await;
-    let admin = api.admin_client();
     let user = "alice";
-    let mut docs = manifest("rbac-cluster.yaml");
-    docs.extend(manifest("rbac-argocd.yaml"));
-    docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply_rbac(
-        &admin,
-        docs,
-        user,
-        &ns,
-        &[("keel", own_ns.as_str()), ("argocd", ns.as_str())],
-    )
-    .await;
+    let (ns, own_ns, admin) = argocd_namespaces(api, user).await;
 
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
@@ -87,25 +125,7 @@ async fn an_application_gets_the_version_its_constraint_picks() {
         .await
         .unwrap();
 
-    let _controller = Controller::start(
-        api,
-        user,
-        &[
-            "--argocd",
-            "--argocd-namespace",
-            &ns,
-            "--controller-namespace",
-            &own_ns,
-            "--identity",
-            user,
-            "--resync",
-            "1s",
-        ],
-        &[
-            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
-            ("POLL_DEFAULTSCHEDULE", "@every 1s"),
-        ],
-    );
+    let _controller = start_controller(api, user, &ns, &own_ns, &[]);
     let parameters =
         |app: &DynamicObject| -> Value { app.data["spec"]["source"]["helm"]["parameters"].clone() };
     wait_for(
@@ -155,21 +175,8 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
     git.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
     git.create_repo("over-ssh", &[("README.md", "x\n")], "main");
     let ssh = SshServer::start();
-    let ns = api.namespace("argocd").await;
-    let own_ns = api.namespace("keel").await;
-    let admin = api.admin_client();
     let user = "bob";
-    let mut docs = manifest("rbac-cluster.yaml");
-    docs.extend(manifest("rbac-argocd.yaml"));
-    docs.extend(manifest("rbac-own-namespace.yaml"));
-    apply_rbac(
-        &admin,
-        docs,
-        user,
-        &ns,
-        &[("keel", own_ns.as_str()), ("argocd", ns.as_str())],
-    )
-    .await;
+    let (ns, own_ns, admin) = argocd_namespaces(api, user).await;
     // Argo CD's repository credentials for the repository.
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {
@@ -263,26 +270,12 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
         .await
         .unwrap();
     let workdir = git.scratch_dir("controller-clones");
-    let _controller = Controller::start(
+    let _controller = start_controller(
         api,
         user,
-        &[
-            "--argocd",
-            "--argocd-namespace",
-            &ns,
-            "--argocd-git-workdir",
-            workdir.to_str().unwrap(),
-            "--controller-namespace",
-            &own_ns,
-            "--identity",
-            user,
-            "--resync",
-            "1s",
-        ],
-        &[
-            ("KEEL_WEBHOOK_TOKEN", "hook-token"),
-            ("POLL_DEFAULTSCHEDULE", "@every 1s"),
-        ],
+        &ns,
+        &own_ns,
+        &["--argocd-git-workdir", workdir.to_str().unwrap()],
     );
     let file = "apps/web/.argocd-source-web.yaml";
     wait_for(
