@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
-    pipeline, problems, run_without_problems, source, web_registry,
+    pipeline, problems, run_applying, run_without_problems, source, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -349,14 +349,14 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     )
     .await;
     let target = target(admin.clone(), &ns);
-    let report = pipeline(&target).run_once().await;
-    assert_applied(
-        &report,
+    run_applying(
+        &target,
         &[
             format!("argocd application/{ns}/filtered/web: {web}:1.0.0 -> {web}:1.2.0"),
             format!("argocd application/{ns}/unfiltered/web: {web}:1.0.0 -> {web}:2.0.0"),
         ],
-    );
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -587,13 +587,13 @@ async fn a_bad_annotation_skips_only_its_application() {
     .await;
 
     let target = target(admin.clone(), &ns);
-    let report = pipeline(&target).run_once().await;
-    assert_applied(
-        &report,
+    run_applying(
+        &target,
         &[format!(
             "argocd application/{ns}/good/web: {web}:1.0.0 -> {web}:1.1.0"
         )],
-    );
+    )
+    .await;
     assert_eq!(
         problems(&target),
         [

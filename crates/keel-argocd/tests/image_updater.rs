@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    App, applied, apps, argocd_target, assert_applied, create_apps, helm_value, pipeline, problems,
+    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, run_applying,
     run_without_problems, source, web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
@@ -318,13 +318,13 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     create_image_updater(&admin, &ns, "working", spec("good-*", "semver")).await;
 
     let target = target(admin.clone(), &ns);
-    let report = pipeline(&target).run_once().await;
-    assert_applied(
-        &report,
+    run_applying(
+        &target,
         &[format!(
             "argocd application/{ns}/good-1/web: {web}:1.0.0 -> {web}:1.1.0"
         )],
-    );
+    )
+    .await;
     let problems = problems(&target);
     let expected = format!(
         "imageupdater {ns}/broken: spec.applicationRefs[0].images[0].commonUpdateSettings\
@@ -418,14 +418,14 @@ async fn overlapping_image_updaters_and_use_annotations() {
     .await;
 
     let target = target(admin.clone(), &ns);
-    let report = pipeline(&target).run_once().await;
     // No 1.0.x after 1.0.0: `shared` stays; `legacy` follows its annotation's ^1.
-    assert_applied(
-        &report,
+    let report = run_applying(
+        &target,
         &[format!(
             "argocd application/{ns}/legacy/web: {web}:1.0.0 -> {web}:1.1.0"
         )],
-    );
+    )
+    .await;
     assert_eq!(report.tracked, 2);
     let problems = problems(&target);
     let expected = format!(
