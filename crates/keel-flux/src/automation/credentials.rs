@@ -12,9 +12,14 @@ use super::signing::OpenPgpSigner;
 use super::status::Ready;
 use super::{Automation, secret_resource};
 impl Automation {
-    /// The signer of the signing-key secret `namespace/name`: `git.asc`, an ASCII-armored
-    /// OpenPGP private key, with its `passphrase` if it has one.
-    pub(super) async fn signer(&self, namespace: &str, name: &str) -> Result<OpenPgpSigner, Ready> {
+    /// The `data` of secret `namespace/name` (empty when it has none), which the errors call
+    /// `what` (`secret`, `signing-key secret`).
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+    ) -> Result<serde_json::Map<String, Value>, Ready> {
         let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &secret_resource());
@@ -22,13 +27,23 @@ impl Automation {
             .get_opt(name)
             .await
             .map_err(|e| config(format!("failed to get secret '{namespace}/{name}': {e}")))?
-            .ok_or_else(|| {
-                config(format!(
-                    "signing-key secret '{namespace}/{name}' does not exist"
-                ))
-            })?;
-        let data = secret.data.get("data").and_then(Value::as_object);
-        let field = |key: &str| secret_field(data, namespace, name, key);
+            .ok_or_else(|| config(format!("{what} '{namespace}/{name}' does not exist")))?;
+        Ok(secret
+            .data
+            .get("data")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The signer of the signing-key secret `namespace/name`: `git.asc`, an ASCII-armored
+    /// OpenPGP private key, with its `passphrase` if it has one.
+    pub(super) async fn signer(&self, namespace: &str, name: &str) -> Result<OpenPgpSigner, Ready> {
+        let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
+        let data = self
+            .secret_data(namespace, name, "signing-key secret")
+            .await?;
+        let field = |key: &str| secret_field(&data, namespace, name, key);
         let armored = field("git.asc")?.ok_or_else(|| {
             config(format!(
                 "signing-key secret '{namespace}/{name}' has no git.asc (an ASCII-armored \
@@ -52,15 +67,8 @@ impl Automation {
         url: &str,
     ) -> Result<GitAuth, Ready> {
         let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &secret_resource());
-        let secret = api
-            .get_opt(name)
-            .await
-            .map_err(|e| config(format!("failed to get secret '{namespace}/{name}': {e}")))?
-            .ok_or_else(|| config(format!("secret '{namespace}/{name}' does not exist")))?;
-        let data = secret.data.get("data").and_then(Value::as_object);
-        let field = |key: &str| secret_field(data, namespace, name, key);
+        let data = self.secret_data(namespace, name, "secret").await?;
+        let field = |key: &str| secret_field(&data, namespace, name, key);
         if let Some(identity) = field("identity")? {
             if !is_ssh_url(url) {
                 return Err(config(format!(
@@ -117,13 +125,13 @@ pub(super) fn is_ssh_url(url: &str) -> bool {
 
 /// The text of `key` in the `data` of secret `namespace/name`; `None` when it is not there.
 fn secret_field(
-    data: Option<&serde_json::Map<String, Value>>,
+    data: &serde_json::Map<String, Value>,
     namespace: &str,
     name: &str,
     key: &str,
 ) -> Result<Option<String>, Ready> {
     let config = |message: String| Ready::no("InvalidSourceConfiguration", message);
-    let Some(encoded) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
+    let Some(encoded) = data.get(key).and_then(Value::as_str) else {
         return Ok(None);
     };
     let bytes = base64::engine::general_purpose::STANDARD
