@@ -75,6 +75,32 @@ fn start_controller(
     )
 }
 
+/// Creates Application `name` in `ns` with `annotations`, deploying `source` to namespace
+/// `destination`.
+async fn create_application(
+    apps: &Api<DynamicObject>,
+    ns: &str,
+    name: &str,
+    destination: &str,
+    annotations: Value,
+    source: Value,
+) {
+    let application: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": name, "namespace": ns, "annotations": annotations },
+        "spec": {
+            "project": "default",
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": destination },
+            "source": source,
+        },
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &application)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn an_application_gets_the_version_its_constraint_picks() {
     let Some(api) = ApiServer::shared().await else {
@@ -93,37 +119,28 @@ async fn an_application_gets_the_version_its_constraint_picks() {
 
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
-    let application: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {
-            "name": "api",
-            "namespace": ns,
-            "annotations": {
-                format!("{PREFIX}image-list"): format!("api={repo}:1.x"),
-                format!("{PREFIX}api.helm.image-name"): "image.repository",
-                format!("{PREFIX}api.helm.image-tag"): "image.tag",
-            },
-        },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": "api" },
-            "source": {
-                "repoURL": "https://git.example/acme/deploy.git",
-                "path": "charts/api",
-                "targetRevision": "HEAD",
-                "helm": { "parameters": [
-                    { "name": "replicaCount", "value": "3" },
-                    { "name": "image.repository", "value": repo },
-                    { "name": "image.tag", "value": "1.0.0" },
-                ] },
-            },
-        },
-    }))
-    .unwrap();
-    apps.create(&PostParams::default(), &application)
-        .await
-        .unwrap();
+    create_application(
+        &apps,
+        &ns,
+        "api",
+        "api",
+        json!({
+            format!("{PREFIX}image-list"): format!("api={repo}:1.x"),
+            format!("{PREFIX}api.helm.image-name"): "image.repository",
+            format!("{PREFIX}api.helm.image-tag"): "image.tag",
+        }),
+        json!({
+            "repoURL": "https://git.example/acme/deploy.git",
+            "path": "charts/api",
+            "targetRevision": "HEAD",
+            "helm": { "parameters": [
+                { "name": "replicaCount", "value": "3" },
+                { "name": "image.repository", "value": repo },
+                { "name": "image.tag", "value": "1.0.0" },
+            ] },
+        }),
+    )
+    .await;
 
     let _controller = start_controller(api, user, &ns, &own_ns, &[]);
     let parameters =
@@ -219,56 +236,36 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
         .unwrap();
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
-    let over_ssh: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {
-            "name": "over-ssh",
-            "namespace": ns,
-            "annotations": {
-                format!("{PREFIX}image-list"): format!("web={repo}:1.x"),
-                format!("{PREFIX}write-back-method"): "git",
-            },
-        },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
-            "source": {
-                "repoURL": ssh_url, "path": "web", "targetRevision": "HEAD",
-                "kustomize": { "images": [format!("{repo}:1.0.0")] },
-            },
-        },
-    }))
-    .unwrap();
-    apps.create(&PostParams::default(), &over_ssh)
-        .await
-        .unwrap();
-    let application: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {
-            "name": "web",
-            "namespace": ns,
-            "annotations": {
-                format!("{PREFIX}image-list"): format!("web={repo}:1.x"),
-                format!("{PREFIX}write-back-method"): "git",
-            },
-        },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
-            "source": {
-                "repoURL": git.http_url("deploy"),
-                "path": "apps/web",
-                "targetRevision": "main",
-                "helm": { "parameters": [{ "name": "image.tag", "value": "1.0.0" }] },
-            },
-        },
-    }))
-    .unwrap();
-    apps.create(&PostParams::default(), &application)
-        .await
-        .unwrap();
+    let git_write_back = json!({
+        format!("{PREFIX}image-list"): format!("web={repo}:1.x"),
+        format!("{PREFIX}write-back-method"): "git",
+    });
+    create_application(
+        &apps,
+        &ns,
+        "over-ssh",
+        "web",
+        git_write_back.clone(),
+        json!({
+            "repoURL": ssh_url, "path": "web", "targetRevision": "HEAD",
+            "kustomize": { "images": [format!("{repo}:1.0.0")] },
+        }),
+    )
+    .await;
+    create_application(
+        &apps,
+        &ns,
+        "web",
+        "web",
+        git_write_back,
+        json!({
+            "repoURL": git.http_url("deploy"),
+            "path": "apps/web",
+            "targetRevision": "main",
+            "helm": { "parameters": [{ "name": "image.tag", "value": "1.0.0" }] },
+        }),
+    )
+    .await;
     let workdir = git.scratch_dir("controller-clones");
     let _controller = start_controller(
         api,
