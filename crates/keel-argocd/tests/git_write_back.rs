@@ -38,6 +38,26 @@ fn helm_source(repo: &str, tag: &str) -> Value {
     })
 }
 
+/// Creates Application `web` in `ns` with `annotations`, a Helm source of repository
+/// `deploy` of `server` running tag 1.0.0.
+async fn create_web_app(
+    admin: &Client,
+    ns: &str,
+    server: &GitServer,
+    annotations: &[(&str, &str)],
+) {
+    create_apps(
+        admin,
+        ns,
+        [App::new(
+            "web",
+            annotations,
+            helm_source(&server.git_url("deploy"), "1.0.0"),
+        )],
+    )
+    .await;
+}
+
 /// The target over `ns`, cloning into a directory of `server`.
 fn target(client: Client, ns: &str, server: &GitServer) -> Arc<ArgoCdTarget> {
     Arc::new(argocd_target(client, ns).with_git_workdir(server.scratch_dir("argocd-git")))
@@ -273,16 +293,7 @@ async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_mes
             "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
         ),
     ];
-    create_apps(
-        &admin,
-        &ns,
-        [App::new(
-            "web",
-            &annotations,
-            helm_source(&server.git_url("deploy"), "1.0.0"),
-        )],
-    )
-    .await;
+    create_web_app(&admin, &ns, &server, &annotations).await;
     // The author and message are the embedder's choice.
     let target = Arc::new(
         argocd_target(admin.clone(), &ns)
@@ -538,16 +549,7 @@ async fn a_push_race_keeps_both_commits() {
     server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
     let list = format!("web={web}");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
-    create_apps(
-        &admin,
-        &ns,
-        [App::new(
-            "web",
-            &annotations,
-            helm_source(&server.git_url("deploy"), "1.0.0"),
-        )],
-    )
-    .await;
+    create_web_app(&admin, &ns, &server, &annotations).await;
     let theirs = server.push_file("deploy", "theirs", "README.md", "theirs\n", "Docs");
     server.move_branch_on_next_push("deploy", "main", &theirs);
     let target = target(admin.clone(), &ns, &server);
