@@ -566,15 +566,15 @@ fn pipeline(
     store: Arc<dyn ApprovalStore>,
 ) -> Result<(Pipeline, Approvals), String> {
     let notifiers = setup::notifiers_from_env(|name| std::env::var(name).ok())?;
-    let mut approvals = Approvals::new(store);
-    let mut pipeline = Pipeline::new(Arc::new(registry.clone())).with_dry_run(args.dry_run);
+    for notifier in &notifiers {
+        info!(notifier = notifier.name(), "notifying");
+    }
+    let approvals = Approvals::new(store).with_notifiers(notifiers.iter().cloned());
+    let mut pipeline = Pipeline::new(Arc::new(registry.clone()))
+        .with_dry_run(args.dry_run)
+        .with_notifiers(notifiers);
     for target in targets.all() {
         pipeline = pipeline.with_target(target);
-    }
-    for notifier in notifiers {
-        info!(notifier = notifier.name(), "notifying");
-        approvals = approvals.with_notifier(notifier.clone());
-        pipeline = pipeline.with_notifier(notifier);
     }
     Ok((pipeline.with_approvals(approvals.clone()), approvals))
 }
@@ -677,10 +677,7 @@ fn router(
             router.merge(keel_api::dashboard::router_with_api(dashboard))
         }
         None => {
-            info!(
-                "the approvals API and the dashboard are off: set KEEL_API_AUTH or \
-                 BASIC_AUTH_USER/BASIC_AUTH_PASSWORD"
-            );
+            info!("{}", keel_api::env::API_OFF);
             router
         }
     }
