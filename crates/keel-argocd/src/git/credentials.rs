@@ -7,7 +7,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::GitProblem;
-use crate::annotations::PREFIX;
+use crate::annotations::WRITE_BACK_METHOD;
 
 /// Whether `url` is reached over SSH (`ssh://`, or `user@host:path`).
 fn is_ssh(url: &str) -> bool {
@@ -33,13 +33,12 @@ pub(crate) async fn auth(
     credentials: &str,
     url: &str,
 ) -> Result<GitAuth, GitProblem> {
-    let method = format!("{PREFIX}write-back-method");
     let value = if credentials.is_empty() {
         "git".to_owned()
     } else {
         format!("git:{credentials}")
     };
-    let problem = |reason: String| GitProblem::new(method.clone(), value.clone(), reason);
+    let problem = |reason: String| GitProblem::new(WRITE_BACK_METHOD, value.clone(), reason);
     let secret = match credentials {
         "" | "repocreds" => {
             let api: Api<Secret> = Api::namespaced(client.clone(), argocd_namespace);
