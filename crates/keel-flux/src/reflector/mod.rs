@@ -96,6 +96,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keel_core::retry::Backoff;
 use keel_core::{Error, ImageRef, Registry};
 use keel_k8s::error::{Request, from_kube};
 use keel_k8s::{PullSecrets, SecretRef};
@@ -549,9 +550,8 @@ impl Reflector {
             .and_then(parse_duration)
             .unwrap_or(Duration::from_secs(300))
             .max(FIRST_RETRY);
-        let wait = FIRST_RETRY
-            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-            .min(cap);
+        // Doubling stops at 2^16 times the first retry.
+        let wait = Backoff::new(FIRST_RETRY, cap).ceiling(failures.min(17));
         let at = chrono::Duration::from_std(wait)
             .ok()
             .and_then(|w| now.checked_add_signed(w))
