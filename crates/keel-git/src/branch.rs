@@ -10,6 +10,7 @@ use keel_core::{Error, redact_urls};
 use tracing::debug;
 
 use crate::repo::{GitAuth, PushError, Timeouts, WorkingCopy, git_error, io_error, lock_for};
+use crate::target::FileText;
 
 /// The files of a checked-out branch, for an edit of [`BranchCommit::commit`]: reads see
 /// the branch head and the edit's own writes; writes are kept until the edit returns. Paths
@@ -71,17 +72,15 @@ fn read_text(url: &str, path: &str, full: &Path) -> Result<Option<String>, Error
     if !meta.is_file() {
         return Err(invalid_path(url, path, "is not a file"));
     }
-    if meta.len() > MAX_READ {
-        return Err(invalid_path(
+    match crate::target::read_text(full, MAX_READ).map_err(|e| io_error("read", full, e))? {
+        FileText::Text(text) => Ok(Some(text)),
+        FileText::TooLarge(_) => Err(invalid_path(
             url,
             path,
             &format!("is larger than {MAX_READ} bytes"),
-        ));
+        )),
+        FileText::NotUtf8 => Err(invalid_path(url, path, "is not UTF-8 text")),
     }
-    let bytes = std::fs::read(full).map_err(|e| io_error("read", full, e))?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| invalid_path(url, path, "is not UTF-8 text"))
 }
 
 /// Whether `path` is a plain relative path inside `root` (no `..`, no `.git`, no symbolic

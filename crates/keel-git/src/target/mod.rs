@@ -856,7 +856,7 @@ impl Inner {
 }
 
 /// A file of the working copy, read no further than a limit.
-enum FileText {
+pub(crate) enum FileText {
     Text(String),
     /// Larger than the limit: its size in bytes.
     TooLarge(u64),
@@ -865,7 +865,7 @@ enum FileText {
 
 /// Reads the file at `path` as text, unless it is larger than `limit` bytes (only as many
 /// bytes as the limit are ever read, should the file grow meanwhile).
-fn read_text(path: &Path, limit: u64) -> std::io::Result<FileText> {
+pub(crate) fn read_text(path: &Path, limit: u64) -> std::io::Result<FileText> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
