@@ -381,7 +381,7 @@ impl WorkingCopy {
 
     /// Fetches every branch of the remote.
     pub(crate) fn fetch(&self) -> Result<(), Error> {
-        self.fetch_refspecs(&["+refs/heads/*:refs/remotes/origin/*"])
+        self.fetch_refspecs(&[BRANCHES_REFSPEC])
     }
 
     /// Fetches what the `refspecs` name, and nothing else: no tags follow (libgit2 would
@@ -735,6 +735,10 @@ fn is_non_fast_forward(message: &str) -> bool {
     .iter()
     .any(|needle| m.contains(needle))
 }
+
+/// The refspec that fetches every branch of the remote to `refs/remotes/origin/`, where
+/// [`WorkingCopy::remote_tip`] reads them.
+pub(crate) const BRANCHES_REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
 
 /// The lock of each working copy, one for the whole process (a [`crate::GitTarget`] and a
 /// [`crate::BranchCommit`] on one directory share it): one process never runs two operations

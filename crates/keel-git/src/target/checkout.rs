@@ -5,7 +5,7 @@ use std::fmt;
 
 use keel_core::Error;
 
-use crate::repo::WorkingCopy;
+use crate::repo::{BRANCHES_REFSPEC, WorkingCopy};
 
 /// What a [`GitTarget`](super::GitTarget) checks out and makes its commits on top of
 /// ([`GitTargetBuilder::with_checkout`](super::GitTargetBuilder::with_checkout)).
@@ -41,7 +41,6 @@ const CHECKOUT_REF: &str = "refs/keel/checkout";
 /// Fetches what `checkout` names and returns its commit; `None` when the server has no
 /// such branch, tag or reference.
 pub(super) fn resolve(copy: &WorkingCopy, checkout: &Checkout) -> Result<Option<git2::Oid>, Error> {
-    let heads = "+refs/heads/*:refs/remotes/origin/*";
     let reference = match checkout {
         Checkout::Branch(branch) => {
             copy.fetch()?;
@@ -58,7 +57,7 @@ pub(super) fn resolve(copy: &WorkingCopy, checkout: &Checkout) -> Result<Option<
                         "not a full hexadecimal commit id (40 characters)",
                     ))
                 })?;
-            copy.fetch_refspecs(&[heads, "+refs/tags/*:refs/tags/*"])?;
+            copy.fetch_refspecs(&[BRANCHES_REFSPEC, "+refs/tags/*:refs/tags/*"])?;
             return Ok(copy.repo.find_commit(oid).ok().map(|c| c.id()));
         }
         Checkout::Tag(tag) => format!("refs/tags/{tag}"),
@@ -77,7 +76,7 @@ pub(super) fn resolve(copy: &WorkingCopy, checkout: &Checkout) -> Result<Option<
             .map_err(|e| Error::backend("git working copy", "clear the fetched checkout", e))?;
     }
     let refspec = format!("+{reference}:{CHECKOUT_REF}");
-    copy.fetch_refspecs(&[heads, &refspec])?;
+    copy.fetch_refspecs(&[BRANCHES_REFSPEC, &refspec])?;
     Ok(copy
         .repo
         .find_reference(CHECKOUT_REF)
