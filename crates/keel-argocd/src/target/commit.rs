@@ -4,24 +4,23 @@
 use super::*;
 
 impl ArgoCdTarget {
-    /// The configuration of an Application that uses the `git` write-back, `None` for the
-    /// others (and for a configuration with errors, which [`Self::read`] reports).
-    pub(super) fn git_config(
+    /// The configuration of `app`: its selection's, else its annotations' (with their
+    /// errors, which [`Self::read`] reports); `None` when it has neither.
+    pub(super) fn config(
         &self,
         app: &DynamicObject,
         selection: Option<&Selection>,
-    ) -> Option<ApplicationConfig> {
-        let config = match selection.and_then(|s| s.config.as_ref()) {
-            Some(config) => config.clone(),
+    ) -> Option<std::result::Result<ApplicationConfig, Vec<AnnotationError>>> {
+        match selection.and_then(|s| s.config.as_ref()) {
+            Some(config) => Some(Ok(config.clone())),
             None => {
                 let annotations = app.metadata.annotations.as_ref()?;
                 if !ApplicationConfig::is_configured(annotations) {
                     return None;
                 }
-                ApplicationConfig::parse(annotations).ok()?
+                Some(ApplicationConfig::parse(annotations))
             }
-        };
-        matches!(config.write_back, WriteBack::Git { .. }).then_some(config)
+        }
     }
 
     /// A problem about Application `app`.

@@ -17,7 +17,9 @@ use kube::{Api, Client};
 use serde_json::json;
 use tracing::{Instrument as _, debug, info, info_span};
 
-use crate::annotations::{ApplicationConfig, IMAGE_LIST, ImageConfig, PREFIX, WriteBack};
+use crate::annotations::{
+    AnnotationError, ApplicationConfig, IMAGE_LIST, ImageConfig, PREFIX, WriteBack,
+};
 use crate::credentials::{self, PullCredentials};
 use crate::git::{self, GitProblem, WriteBackTarget};
 use crate::image_updater::{self, ImageUpdaterSpec, RefConfig};
@@ -268,11 +270,13 @@ impl ArgoCdTarget {
         Ok(out)
     }
 
-    /// The images of one Application, with the problems that skip it or some of its images.
+    /// The images of one Application configured as `parsed` says ([`Self::config`]), with
+    /// the problems that skip it or some of its images.
     fn read(
         &self,
         app: &DynamicObject,
         selection: Option<&Selection>,
+        parsed: std::result::Result<ApplicationConfig, Vec<AnnotationError>>,
         problems: &mut Vec<Problem>,
     ) -> Option<(ApplicationConfig, Vec<Found>)> {
         let namespace = app.metadata.namespace.clone().unwrap_or_default();
@@ -301,11 +305,6 @@ impl ArgoCdTarget {
                 IMAGE_LIST.to_owned(),
                 annotations.get(IMAGE_LIST).cloned().unwrap_or_default(),
             ),
-        };
-        let parsed = match selection.and_then(|s| s.config.as_ref()) {
-            Some(config) => Ok(config.clone()),
-            None if !ApplicationConfig::is_configured(annotations) => return None,
-            None => ApplicationConfig::parse(annotations),
         };
         let config = match parsed {
             Ok(config) => config,
@@ -388,10 +387,15 @@ impl ArgoCdTarget {
         let selection = lock(&self.selections)
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned();
-        if let Some(config) = self.git_config(&app, selection.as_ref()) {
-            return self.apply_git(plan, &app, config, alias, selection).await;
-        }
-        let Some((_, found)) = self.read(&app, selection.as_ref(), &mut problems) else {
+        let parsed = match self.config(&app, selection.as_ref()) {
+            Some(Ok(config)) if matches!(config.write_back, WriteBack::Git { .. }) => {
+                return self.apply_git(plan, &app, config, alias, selection).await;
+            }
+            parsed => parsed,
+        };
+        let Some((_, found)) =
+            parsed.and_then(|parsed| self.read(&app, selection.as_ref(), parsed, &mut problems))
+        else {
             return Err(match problems.first() {
                 Some(p) => Error::Conflict {
                     action: format!("update {}", plan.id),
@@ -477,15 +481,18 @@ impl ArgoCdTarget {
             let selection = selections.get(&key);
             let before = problems.len();
             // With the git write-back, what runs is read with the write-back file applied.
-            let read = match self.git_config(app, selection) {
-                Some(config) => match self.git_view(app, &config).await {
-                    Ok(viewed) => self.read(&viewed, selection, &mut problems),
-                    Err(p) => {
-                        problems.push(self.app_problem(app, p));
-                        None
+            let read = match self.config(app, selection) {
+                None => None,
+                Some(Ok(config)) if matches!(config.write_back, WriteBack::Git { .. }) => {
+                    match self.git_view(app, &config).await {
+                        Ok(viewed) => self.read(&viewed, selection, Ok(config), &mut problems),
+                        Err(p) => {
+                            problems.push(self.app_problem(app, p));
+                            None
+                        }
                     }
-                },
-                None => self.read(app, selection, &mut problems),
+                }
+                Some(parsed) => self.read(app, selection, parsed, &mut problems),
             };
             let report = selection.and_then(|s| {
                 reports.iter_mut().find(|r| {
