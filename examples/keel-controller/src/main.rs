@@ -296,11 +296,7 @@ impl Controller {
                  service account): {e}"
             )
         })?;
-        let secrets = if args.namespaces.is_empty() {
-            PullSecrets::all_namespaces(client.clone())
-        } else {
-            PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
-        };
+        let secrets = pull_secrets(args, &client);
         let targets = Targets {
             kube: Arc::new(kube_target(args, &client, secrets.clone()).await?),
             helm: match args.helm {
@@ -467,6 +463,15 @@ fn http_config(args: &Args) -> Result<HttpConfig, String> {
     Ok(config)
 }
 
+/// The pull secrets of the namespaces of `--namespaces` (all without it).
+fn pull_secrets(args: &Args, client: &kube::Client) -> PullSecrets {
+    if args.namespaces.is_empty() {
+        PullSecrets::all_namespaces(client.clone())
+    } else {
+        PullSecrets::in_namespaces(client.clone(), args.namespaces.clone())
+    }
+}
+
 /// The workloads in the namespaces and with the labels the flags name.
 async fn kube_target(
     args: &Args,
@@ -518,14 +523,12 @@ async fn helm_target(
 /// sync would replace its secret usage, and tag lists must not be shared across
 /// credentials).
 fn flux_jobs(args: &Args, client: &kube::Client) -> Result<FluxJobs, String> {
-    let (namespaces, secrets) = if args.namespaces.is_empty() {
-        (Namespaces::All, PullSecrets::all_namespaces(client.clone()))
+    let namespaces = if args.namespaces.is_empty() {
+        Namespaces::All
     } else {
-        (
-            Namespaces::only(args.namespaces.clone()),
-            PullSecrets::in_namespaces(client.clone(), args.namespaces.clone()),
-        )
+        Namespaces::only(args.namespaces.clone())
     };
+    let secrets = pull_secrets(args, client);
     let registry = RegistryClientBuilder::from_env()
         .map(|b| {
             b.with_cache_ttl(Duration::ZERO)
