@@ -111,14 +111,14 @@ use chrono::{DateTime, Utc};
 use keel_core::Error;
 use keel_k8s::error::{Request, from_kube};
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{Instrument as _, info_span, warn};
 
 use crate::reflector::objects::Meta;
 use crate::reflector::status::{conditions_with_ready, timestamp};
-use crate::reflector::{FIELD_MANAGER, GROUP, Namespaces, ObjectReport, Outcome, VERSION};
+use crate::reflector::{GROUP, Namespaces, ObjectReport, Outcome, VERSION, patch_status};
 use spec::due;
 use status::{Ready, observed_patch};
 
@@ -305,29 +305,8 @@ impl Automation {
             now,
         );
         patch.insert("conditions".into(), json!(conditions));
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &meta.namespace, &automation_resource());
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        if let Err(error) = api
-            .patch_status(
-                &meta.name,
-                &params,
-                &Patch::Merge(json!({ "status": patch })),
-            )
-            .await
-        {
-            report.errors.push(from_kube(
-                error,
-                &Request {
-                    verb: "patch",
-                    resource: "imageupdateautomations/status",
-                    namespace: Some(&meta.namespace),
-                    name: Some(&meta.name),
-                },
-            ));
+        if let Err(error) = patch_status(&self.client, &automation_resource(), meta, patch).await {
+            report.errors.push(error);
         }
         if ready.ok {
             Outcome::Ready {

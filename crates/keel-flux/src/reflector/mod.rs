@@ -784,27 +784,38 @@ impl Reflector {
         if let Some(request) = &meta.reconcile_request {
             status.insert("lastHandledReconcileAt".into(), json!(request));
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &meta.namespace, resource);
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let patch = Patch::Merge(json!({ "status": status }));
-        if let Err(error) = api.patch_status(&meta.name, &params, &patch).await {
-            let plural = format!("{}/status", resource.plural);
-            let error = from_kube(
-                error,
-                &Request {
-                    verb: "patch",
-                    resource: &plural,
-                    namespace: Some(&meta.namespace),
-                    name: Some(&meta.name),
-                },
-            );
+        if let Err(error) = patch_status(&self.client, resource, meta, status).await {
             warn!(object = %meta.key(), %error, "cannot write the status");
             report.errors.push(error);
         }
+    }
+}
+
+/// Merge-patches `status` into the status subresource of the object `meta` describes, with
+/// the field manager `keel`.
+pub(crate) async fn patch_status(
+    client: &Client,
+    resource: &ApiResource,
+    meta: &Meta,
+    status: serde_json::Map<String, Value>,
+) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &meta.namespace, resource);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let patch = Patch::Merge(json!({ "status": status }));
+    match api.patch_status(&meta.name, &params, &patch).await {
+        Ok(_) => Ok(()),
+        Err(error) => Err(from_kube(
+            error,
+            &Request {
+                verb: "patch",
+                resource: &format!("{}/status", resource.plural),
+                namespace: Some(&meta.namespace),
+                name: Some(&meta.name),
+            },
+        )),
     }
 }
 
