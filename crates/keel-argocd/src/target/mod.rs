@@ -278,7 +278,7 @@ impl ArgoCdTarget {
         selection: Option<&Selection>,
         parsed: std::result::Result<ApplicationConfig, Vec<AnnotationError>>,
         problems: &mut Vec<Problem>,
-    ) -> Option<(ApplicationConfig, Vec<Found>)> {
+    ) -> Option<Vec<Found>> {
         let namespace = app.metadata.namespace.clone().unwrap_or_default();
         let name = app.metadata.name.clone().unwrap_or_default();
         let empty = BTreeMap::new();
@@ -351,7 +351,7 @@ impl ArgoCdTarget {
                 Err(reason) => problems.push(problem(&list_key, &image.alias, reason)),
             }
         }
-        Some((config, found))
+        Some(found)
     }
 
     /// The id's namespace, name and alias.
@@ -393,7 +393,7 @@ impl ArgoCdTarget {
             }
             parsed => parsed,
         };
-        let Some((_, found)) =
+        let Some(found) =
             parsed.and_then(|parsed| self.read(&app, selection.as_ref(), parsed, &mut problems))
         else {
             return Err(match problems.first() {
@@ -505,11 +505,11 @@ impl ArgoCdTarget {
                 report
                     .problems
                     .extend(problems[before..].iter().map(ToString::to_string));
-                if let Some((_, found)) = &read {
+                if let Some(found) = &read {
                     report.images_managed += found.len();
                 }
             }
-            let Some((_, found)) = read else {
+            let Some(found) = read else {
                 continue;
             };
             for f in found {
