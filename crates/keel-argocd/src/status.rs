@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::annotations::ImageConfig;
 use crate::image_updater::image_updater_resource;
+use crate::source::tag_text;
 
 /// The longest condition message written; the API server refuses longer ones than 32768
 /// bytes, and a list of problems can be longer.
@@ -74,16 +75,6 @@ fn cut(message: String) -> String {
     format!("{}...", &message[..end])
 }
 
-/// `tag`, `tag@digest` or `digest`: the version an image was updated to.
-fn version(plan: &UpdatePlan) -> String {
-    match (plan.new.tag(), plan.new.digest()) {
-        (Some(tag), Some(digest)) => format!("{tag}@{digest}"),
-        (Some(tag), None) => tag.to_string(),
-        (None, Some(digest)) => digest.to_string(),
-        (None, None) => String::new(),
-    }
-}
-
 /// Adds an applied update, counted with the others of the same alias and version.
 pub(crate) fn add_update(updates: &mut Vec<RecentUpdate>, image: &ImageConfig, plan: &UpdatePlan) {
     add_update_at(updates, image, plan, Utc::now());
@@ -95,7 +86,8 @@ fn add_update_at(
     plan: &UpdatePlan,
     now: DateTime<Utc>,
 ) {
-    let new_version = version(plan);
+    // `tag`, `tag@digest` or `digest`: the version the image was updated to.
+    let new_version = tag_text(&plan.new);
     if let Some(u) = updates
         .iter_mut()
         .find(|u| u.alias == image.alias && u.new_version == new_version)
