@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use keel_core::Error;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::reflector::objects::LatestRef;
-use crate::reflector::status::truncate;
+use crate::reflector::status::{ref_patch, truncate};
 
 /// A `Ready` condition to write.
 pub(super) struct Ready {
@@ -48,15 +48,7 @@ pub(super) fn observed_patch(
         }
     }
     for (name, latest) in observed {
-        let digest = if latest.digest.is_empty() {
-            Value::Null
-        } else {
-            json!(latest.digest)
-        };
-        patch.insert(
-            name.clone(),
-            json!({"name": latest.name, "tag": latest.tag, "digest": digest}),
-        );
+        patch.insert(name.clone(), ref_patch(latest));
     }
     Value::Object(patch)
 }

@@ -9,6 +9,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::status::ref_patch;
 use super::*;
 
 impl Reflector {
@@ -284,16 +285,6 @@ impl Reflector {
             Ok(Ok(digest)) => Ok(digest.as_str().to_owned()),
         }
     }
-}
-
-/// A `latestRef` as a merge patch: a missing digest is removed, not left as it was.
-fn ref_patch(reference: &LatestRef) -> Value {
-    let digest = if reference.digest.is_empty() {
-        Value::Null
-    } else {
-        json!(reference.digest)
-    };
-    json!({"name": reference.name, "tag": reference.tag, "digest": digest})
 }
 
 /// Flux's message for a resolved policy.

@@ -1,8 +1,9 @@
-//! The `Ready` condition and timestamps as Kubernetes writes them.
+//! The `Ready` condition, timestamps and `latestRef` patches as Kubernetes writes them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
 
-use super::objects::Condition;
+use super::objects::{Condition, LatestRef};
 
 /// The conditions Flux's image-reflector-controller owns; the reflector writes `Ready` and
 /// drops the other two, which only Flux's own progress reporting sets.
@@ -49,6 +50,16 @@ pub(crate) fn conditions_with_ready(
             .cloned(),
     );
     conditions
+}
+
+/// A `latestRef` as a merge patch: a missing digest is removed, not left as it was.
+pub(crate) fn ref_patch(reference: &LatestRef) -> Value {
+    let digest = if reference.digest.is_empty() {
+        Value::Null
+    } else {
+        json!(reference.digest)
+    };
+    json!({"name": reference.name, "tag": reference.tag, "digest": digest})
 }
 
 /// `message` cut to [`MAX_MESSAGE`] bytes at a character boundary, marked when cut.
