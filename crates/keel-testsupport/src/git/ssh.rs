@@ -40,11 +40,6 @@ impl SshServer {
         self.port
     }
 
-    /// The user that may log in: the one running the tests.
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
     /// `ssh://USER@127.0.0.1:PORT/<path of the bare repository NAME of git>`.
     pub fn url(&self, git: &GitServer, name: &str) -> String {
         format!(
@@ -78,11 +73,6 @@ impl SshServer {
     /// The public key of [`SshServer::other_key`], as `authorized_keys` lines are written.
     pub fn other_public_key(&self) -> String {
         self.read("other.pub")
-    }
-
-    /// The public key of [`SshServer::client_key`].
-    pub fn client_public_key(&self) -> String {
-        self.read("client.pub")
     }
 
     /// What `sshd` logged so far (`LogLevel DEBUG1`: connections and every authentication
