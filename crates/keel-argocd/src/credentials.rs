@@ -122,7 +122,12 @@ pub(crate) async fn resolve(
     }
 }
 
-async fn get_secret(client: &Client, namespace: &str, name: &str) -> Result<Secret, String> {
+/// Secret `namespace/name`; `Err` says why it cannot be read.
+pub(crate) async fn get_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Secret, String> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     api.get(name).await.map_err(|e| {
         let request = keel_k8s::error::Request {

@@ -107,21 +107,9 @@ pub(crate) async fn auth(
                     "`{rest}` is not `<namespace>/<name>` of a Secret"
                 )));
             };
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            api.get(name).await.map_err(|e| {
-                problem(
-                    keel_k8s::error::from_kube(
-                        e,
-                        &keel_k8s::error::Request {
-                            verb: "get",
-                            resource: "secrets",
-                            namespace: Some(ns),
-                            name: Some(name),
-                        },
-                    )
-                    .to_string(),
-                )
-            })?
+            crate::credentials::get_secret(client, ns, name)
+                .await
+                .map_err(problem)?
         }
     };
     let shown = format!(
