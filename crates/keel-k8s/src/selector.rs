@@ -99,7 +99,6 @@ impl Requirement {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
     requirements: Vec<Requirement>,
-    entries: usize,
 }
 
 impl LabelSelector {
@@ -135,7 +134,6 @@ impl LabelSelector {
                         key: key.clone(),
                         values: vec![value.to_owned()],
                     });
-                    selector.entries += 1;
                 }
             }
             Some(other) => {
@@ -209,7 +207,6 @@ impl LabelSelector {
                 }
             };
             selector.requirements.push(requirement);
-            selector.entries += 1;
         }
         Ok(selector)
     }
@@ -227,7 +224,7 @@ impl LabelSelector {
     /// How many `matchLabels` and `matchExpressions` entries the selector has: a measure of
     /// how specific it is, for callers that let the most specific of several selectors win.
     pub fn entries(&self) -> usize {
-        self.entries
+        self.requirements.len()
     }
 }
 
