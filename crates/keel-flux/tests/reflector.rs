@@ -671,6 +671,51 @@ async fn suspended_objects_keep_their_status_untouched() {
 }
 
 #[tokio::test]
+async fn a_tag_list_cut_short_by_the_listing_budget_decides_nothing() {
+    let Some((ns, client)) = setup("flux-cut-short").await else {
+        return;
+    };
+    let (_registry, image) = plain_registry("team/app", &["1.0.0", "1.1.0", "1.2.0"]).await;
+    create_all(
+        &client,
+        &ns,
+        [
+            (
+                "v1",
+                REPOSITORIES,
+                "app",
+                json!({"image": image, "interval": "1m"}),
+            ),
+            (
+                "v1",
+                POLICIES,
+                "app",
+                json!({"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "1.x"}}}),
+            ),
+        ],
+    )
+    .await;
+    // A client that stops after two tags: the listing it returns is marked cut short.
+    let cut_short = RegistryClient::builder()
+        .with_cache_ttl(Duration::ZERO)
+        .with_listing_budget(1, 2)
+        .build()
+        .expect("registry client");
+    let reflector = Reflector::new(client.clone(), Namespaces::only([&ns]), Arc::new(cut_short));
+    let report = reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
+    assert!(matches!(
+        outcome(&report, REPOSITORIES, &ns, "app"),
+        Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"
+    ));
+    let repository = status(&client, &ns, REPOSITORIES, "app").await;
+    assert!(!ready_true(&repository));
+    assert!(repository.get("lastScanResult").is_none(), "{repository}");
+    let policy = status(&client, &ns, POLICIES, "app").await;
+    assert!(policy.get("latestRef").is_none(), "{policy}");
+    assert!(!ready_true(&policy));
+}
+
+#[tokio::test]
 async fn failures_stay_with_their_object_and_keep_what_was_found() {
     let Some((ns, client)) = setup("flux-failures").await else {
         return;

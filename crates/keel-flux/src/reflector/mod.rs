@@ -17,7 +17,9 @@
 //!    (`True`, reason `Succeeded`, message `successful scan: found N tags with checksum R`).
 //!    A failed scan sets `Ready` `False` with the reason (`ImageURLInvalid`,
 //!    `IntervalNotConfigured`, `AuthenticationFailed`, `ReadOperationFailed`) and the error,
-//!    and keeps both the tags found before and `lastScanResult`.
+//!    and keeps both the tags found before and `lastScanResult`. A tag list the registry
+//!    client cut short at its listing budget is such a failure (`ReadOperationFailed`): no
+//!    policy decides from a partial list.
 //! 2. Every `ImagePolicy` that is not suspended is evaluated with [`FluxPolicy`] over the tags
 //!    of its repository (`spec.imageRepositoryRef`, in the policy's namespace unless it names
 //!    another), and its status written: `latestRef {name, tag, digest}` (`name` is the
@@ -712,11 +714,17 @@ impl Reflector {
             Ok(Err(error)) => return Err(registry_failure("scan failed", &error)),
             Ok(Ok(listing)) => listing,
         };
+        // A list cut short may lack the newest tags: no policy decides from it, and the
+        // tags of the last full scan are kept, as after any failed scan.
         if listing.truncated {
-            warn!(
-                repository = %meta.key(),
-                "the registry client stopped listing at its budget; the newest tags may be missing"
-            );
+            return Err(Ready::no(
+                "ReadOperationFailed",
+                format!(
+                    "scan failed: the registry client stopped listing at its budget after {} \
+                     tags, and nothing is decided from a partial list",
+                    listing.tags.len()
+                ),
+            ));
         }
         let mut tags: Vec<String> = listing
             .tags
