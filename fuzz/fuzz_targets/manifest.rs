@@ -49,28 +49,9 @@ fn check_edits(content: &str) {
     let web = |s: &str| s.starts_with("ghcr.io/acme/web");
     let paths: [&[Step<'_>]; 4] = [
         &[Step::Key("image"), Step::Key("tag")],
-        &[
-            Step::Key("helm"),
-            Step::Key("parameters"),
-            Step::Item {
-                key: "name",
-                value: "image.tag",
-            },
-            Step::Key("value"),
-        ],
-        &[
-            Step::Key("kustomize"),
-            Step::Key("images"),
-            Step::ScalarItem(&web),
-        ],
-        &[
-            Step::Key("images"),
-            Step::Item {
-                key: "name",
-                value: "web",
-            },
-            Step::Key("newTag"),
-        ],
+        &edit::helm_parameter("image.tag"),
+        &edit::argocd_source_image(&web),
+        &edit::kustomization_image("web", "newTag"),
     ];
     for path in paths {
         let _ = edit::get(content, path);

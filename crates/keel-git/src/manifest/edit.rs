@@ -55,6 +55,51 @@ impl fmt::Debug for Step<'_> {
     }
 }
 
+/// The path of the value of the Helm parameter `name` in an Argo CD source
+/// (`helm.parameters[name=NAME].value`), as an `.argocd-source` file holds it.
+///
+/// ```
+/// use keel_git::manifest::edit::{Value, get, helm_parameter, set};
+///
+/// let source = "helm:\n  parameters:\n  - name: image.tag\n    value: \"1.0\"\n";
+/// let after = set(source, &helm_parameter("image.tag"), Value::String("1.1")).unwrap();
+/// assert_eq!(get(&after, &helm_parameter("image.tag")).unwrap().as_deref(), Some("1.1"));
+/// ```
+pub fn helm_parameter(name: &str) -> [Step<'_>; 4] {
+    [
+        Step::Key("helm"),
+        Step::Key("parameters"),
+        Step::Item {
+            key: "name",
+            value: name,
+        },
+        Step::Key("value"),
+    ]
+}
+
+/// The path of the `kustomize.images` entry of an Argo CD source that `matches` picks (a
+/// `NAME[=NEW_NAME]:TAG` string), as an `.argocd-source` file holds it.
+pub fn argocd_source_image<'a>(matches: &'a (dyn Fn(&str) -> bool + Sync)) -> [Step<'a>; 3] {
+    [
+        Step::Key("kustomize"),
+        Step::Key("images"),
+        Step::ScalarItem(matches),
+    ]
+}
+
+/// The path of `field` (`newName`, `newTag`, `digest`) of the entry of the image `name` in a
+/// kustomization's `images` list (`images[name=NAME].FIELD`).
+pub fn kustomization_image<'a>(name: &'a str, field: &'a str) -> [Step<'a>; 3] {
+    [
+        Step::Key("images"),
+        Step::Item {
+            key: "name",
+            value: name,
+        },
+        Step::Key(field),
+    ]
+}
+
 /// The value [`set`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -557,15 +602,7 @@ mod tests {
         );
         assert_eq!(tag("a: 1", "v2").unwrap(), "a: 1\nimage:\n  tag: v2\n");
         let params = "helm:\n  parameters:\n  - name: x\n    value: \"1\"\n";
-        let path = [
-            Step::Key("helm"),
-            Step::Key("parameters"),
-            Step::Item {
-                key: "name",
-                value: "image.tag",
-            },
-            Step::Key("value"),
-        ];
+        let path = helm_parameter("image.tag");
         let after = set(params, &path, Value::String("1.2")).unwrap();
         assert_eq!(
             after,
@@ -581,24 +618,13 @@ mod tests {
         assert_eq!(get(&after, &path).unwrap().as_deref(), Some("1.2"));
         let images = "kustomize:\n  images:\n  - a:1 # keep\n";
         let web = |s: &str| s.starts_with("web:");
-        let path = [
-            Step::Key("kustomize"),
-            Step::Key("images"),
-            Step::ScalarItem(&web),
-        ];
+        let path = argocd_source_image(&web);
         let after = set(images, &path, Value::String("web:2")).unwrap();
         assert_eq!(after, "kustomize:\n  images:\n  - a:1 # keep\n  - web:2\n");
         let again = set(&after, &path, Value::String("web:3")).unwrap();
         // A lone `\r` ends a line: the item goes after it, at the list's own column.
         let lone = "images:\r- name: a\rx: 1\n";
-        let path = [
-            Step::Key("images"),
-            Step::Item {
-                key: "name",
-                value: "web",
-            },
-            Step::Key("newTag"),
-        ];
+        let path = kustomization_image("web", "newTag");
         let out = set(lone, &path, Value::String("2")).unwrap();
         assert_eq!(
             out,
