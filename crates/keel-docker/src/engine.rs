@@ -6,11 +6,13 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, EndpointSettings};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, KillContainerOptions,
-    RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions, StopContainerOptions,
-    TagImageOptions,
+    ListContainersOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
+    StopContainerOptions, TagImageOptions,
 };
 use futures::StreamExt;
 use keel_core::{Error, ImageRef, Result};
@@ -67,6 +69,17 @@ pub(crate) struct Engine {
 impl Engine {
     fn error(&self, action: String) -> impl FnOnce(bollard::errors::Error) -> Error + '_ {
         move |e| api_error(&self.backend, action, e)
+    }
+
+    /// The containers `options` select (without filters: the running ones).
+    pub(crate) async fn list(
+        &self,
+        options: ListContainersOptions,
+    ) -> Result<Vec<ContainerSummary>> {
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(self.error("list containers".into()))
     }
 
     pub(crate) async fn inspect(&self, container: &str) -> Result<ContainerInspectResponse> {

@@ -10,7 +10,6 @@ use keel_core::{Error, ImageRef, Result};
 use tracing::{info, warn};
 
 use super::{ASIDE, DockerTarget, bare, container_name, dependencies, is_running};
-use crate::engine::api_error;
 use crate::labels;
 use crate::recreate::create_body;
 
@@ -186,13 +185,7 @@ impl DockerTarget {
     /// Restarts (or, sharing its network namespace, recreates) the running containers that
     /// depend on `name`, which was just recreated.
     async fn restart_dependents(&self, name: &str, old_id: &str, skip: &[String]) -> Result<()> {
-        let options = ListContainersOptions::default();
-        let running = self
-            .engine()
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        let running = self.engine().list(ListContainersOptions::default()).await?;
         for summary in running {
             let Some(id) = summary.id else { continue };
             let container = self.engine().inspect(&id).await?;

@@ -20,7 +20,7 @@ use keel_core::target::{ApplyOutcome, Target, TrackedImage, Trigger, UpdatePlan}
 use keel_core::{Error, ImageRef, Result, Secret, VersionPolicy};
 use tracing::{debug, warn};
 
-use crate::engine::{Engine, api_error};
+use crate::engine::Engine;
 use crate::labels::{self, Scope};
 
 /// The prefix of the ids of tracked containers: `container/<name>`.
@@ -406,12 +406,7 @@ impl DockerTarget {
             filters: Some(HashMap::from([("name".to_owned(), vec![ASIDE.to_owned()])])),
             ..ListContainersOptions::default()
         };
-        let aside = self
-            .engine()
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        let aside = self.engine().list(options).await?;
         for container in aside {
             let Some(aside_name) = container.names.as_ref().and_then(|n| n.first()) else {
                 continue;
@@ -500,12 +495,7 @@ impl Target for DockerTarget {
 
     async fn discover(&self) -> Result<Vec<TrackedImage>> {
         self.recover_interrupted().await?;
-        let running = self
-            .engine()
-            .docker
-            .list_containers(Some(ListContainersOptions::default()))
-            .await
-            .map_err(|e| api_error(&self.engine().backend, "list containers".into(), e))?;
+        let running = self.engine().list(ListContainersOptions::default()).await?;
         let mut tracked = Vec::new();
         for summary in running {
             let Some(id) = summary.id else { continue };
