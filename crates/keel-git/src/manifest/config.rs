@@ -160,6 +160,22 @@ fn error(key: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::InvalidInput(ParseError::new(KIND, key, reason))
 }
 
+/// What the section `key` holds when `kind` reads it (`Value::as_object`, `Value::as_array`),
+/// or `None` for an empty section (`key:` alone); any other value is an error saying what
+/// the section `must` be.
+fn section<'v, T>(
+    value: &'v Value,
+    kind: fn(&Value) -> Option<&T>,
+    key: &str,
+    must: &str,
+) -> Result<Option<&'v T>, Error> {
+    match (value, kind(value)) {
+        (Value::Null, _) => Ok(None),
+        (_, Some(contents)) => Ok(Some(contents)),
+        (_, None) => Err(error(key, must)),
+    }
+}
+
 impl RepoConfig {
     /// Parses and validates the text of a [`CONFIG_FILE`]. An empty file is the default
     /// configuration.
@@ -188,10 +204,9 @@ impl RepoConfig {
     /// # Errors
     /// As [`RepoConfig::from_yaml`].
     pub fn from_value(value: &Value) -> Result<RepoConfig, Error> {
-        let top = match value {
-            Value::Null => return Ok(RepoConfig::default()),
-            Value::Object(map) => map,
-            _ => return Err(error("(top level)", "must be a mapping")),
+        let Some(top) = section(value, Value::as_object, "(top level)", "must be a mapping")?
+        else {
+            return Ok(RepoConfig::default());
         };
         let mut config = RepoConfig::default();
         for (key, value) in top {
@@ -304,15 +319,9 @@ fn normalise_path(path: &str) -> &str {
 }
 
 fn parse_policies(value: &Value) -> Result<BTreeMap<String, MarkerPolicy>, Error> {
-    let map = match value {
-        Value::Null => return Ok(BTreeMap::new()),
-        Value::Object(map) => map,
-        _ => {
-            return Err(error(
-                "policies",
-                "must be a mapping of NS:NAME to a policy",
-            ));
-        }
+    let must = "must be a mapping of NS:NAME to a policy";
+    let Some(map) = section(value, Value::as_object, "policies", must)? else {
+        return Ok(BTreeMap::new());
     };
     let mut out = BTreeMap::new();
     for (name, entry) in map {
@@ -331,15 +340,9 @@ fn parse_policies(value: &Value) -> Result<BTreeMap<String, MarkerPolicy>, Error
 }
 
 fn parse_images(value: &Value) -> Result<Vec<ImagePolicy>, Error> {
-    let items = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items,
-        _ => {
-            return Err(error(
-                "images",
-                "must be a list of entries with `image` and `policy`",
-            ));
-        }
+    let must = "must be a list of entries with `image` and `policy`";
+    let Some(items) = section(value, Value::as_array, "images", must)? else {
+        return Ok(Vec::new());
     };
     items
         .iter()
