@@ -253,14 +253,9 @@ impl Pipeline {
         const ATTEMPTS: usize = 3;
         let name = repo.name();
         for _ in 0..ATTEMPTS {
-            let decision = decide(image, facts, &facts.candidates(), false);
-            let Some(update) = decision.update else {
+            let Some(tag) = facts.choice_to_confirm(image, &facts.digests)? else {
                 return Ok(());
             };
-            if facts.digests.contains_key(&update.tag) {
-                return Ok(());
-            }
-            let tag = Tag::new(update.tag.as_str())?;
             let now = self.registry.confirm_digest(repo, &tag).await?;
             let read = facts.read_digests.get(tag.as_str()).cloned();
             facts.digests.insert(tag.as_str().to_owned(), now.clone());
@@ -293,15 +288,10 @@ impl Pipeline {
     ) -> Result<()> {
         let name = repo.name();
         for _ in 0..PLATFORM_READS {
-            let decision = decide(image, facts, &facts.candidates(), false);
-            let Some(update) = decision.update else {
+            // `decide` leaves out the tags known not to fit: a known one fits.
+            let Some(tag) = facts.choice_to_confirm(image, &facts.platforms)? else {
                 return Ok(());
             };
-            // `decide` leaves out the tags known not to fit: a known one fits.
-            if facts.platforms.contains_key(&update.tag) {
-                return Ok(());
-            }
-            let tag = Tag::new(update.tag.as_str())?;
             let cached = self.lock_metadata().fresh(&name, tag.as_str()).cloned();
             let meta = match cached {
                 Some(meta) => meta,
@@ -354,6 +344,22 @@ impl RepoFacts {
                 created: self.created.get(t.as_str()).copied(),
             })
             .collect()
+    }
+
+    /// The tag `image`'s policy chooses now, if that choice still needs reading: none when
+    /// there is no update or when the chosen tag is already in `known` (by tag).
+    fn choice_to_confirm<T>(
+        &self,
+        image: &TrackedImage,
+        known: &HashMap<String, T>,
+    ) -> Result<Option<Tag>> {
+        let decision = decide(image, self, &self.candidates(), false);
+        match decision.update {
+            Some(update) if !known.contains_key(&update.tag) => {
+                Ok(Some(Tag::new(update.tag.as_str())?))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
