@@ -325,6 +325,17 @@ mod tests {
         }
     }
 
+    /// Asserts `question` of each case's plan and running image: (plan, what runs, expected).
+    fn check(question: fn(&UpdatePlan, &ImageRef) -> bool, cases: &[(&UpdatePlan, String, bool)]) {
+        for (plan, running, expected) in cases {
+            assert_eq!(
+                question(plan, &image(running)),
+                *expected,
+                "{plan} with {running} running"
+            );
+        }
+    }
+
     #[test]
     fn a_planned_digest_runs_only_where_that_digest_is_known_to_run() {
         let tag_only = plan("nginx:1.2", "nginx:1.3");
@@ -339,13 +350,7 @@ mod tests {
             // The digest that runs is not known: the plan is not done yet.
             (&by_digest, "nginx:latest".to_owned(), false),
         ];
-        for (plan, running, expected) in cases {
-            assert_eq!(
-                plan.already_runs(&image(&running)),
-                expected,
-                "{plan} with {running} running"
-            );
-        }
+        check(UpdatePlan::already_runs, &cases);
     }
 
     #[test]
@@ -366,12 +371,6 @@ mod tests {
             (&tag_only, format!("nginx:1.2@{OLD}"), true),
             (&tag_only, "nginx:1.1".to_owned(), false),
         ];
-        for (plan, running, expected) in cases {
-            assert_eq!(
-                plan.still_current(&image(&running)),
-                expected,
-                "{plan} with {running} running"
-            );
-        }
+        check(UpdatePlan::still_current, &cases);
     }
 }

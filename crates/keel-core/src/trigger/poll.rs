@@ -430,6 +430,17 @@ mod tests {
         ids
     }
 
+    /// A scheduler that has seen image `a`, polled every minute, in a pass at [`t0`].
+    fn polling_a_every_minute() -> PollScheduler {
+        let mut s = PollScheduler::new();
+        pass(
+            &mut s,
+            &[image("a", "ghcr.io/a/x:1", Some("@every 1m"))],
+            t0(),
+        );
+        s
+    }
+
     #[test]
     fn each_image_fires_on_its_own_schedule() {
         let images = [
@@ -462,8 +473,7 @@ mod tests {
     #[test]
     fn a_late_tick_fires_once_and_reschedules_from_then() {
         let images = [image("a", "ghcr.io/a/x:1", Some("@every 1m"))];
-        let mut s = PollScheduler::new();
-        pass(&mut s, &images, t0());
+        let mut s = polling_a_every_minute();
         // Ten minutes late (a long pass): fires once, next a minute after that.
         let late = t0() + Duration::minutes(10);
         assert_eq!(pass(&mut s, &images, late), ["a"]);
@@ -472,12 +482,7 @@ mod tests {
 
     #[test]
     fn vanished_images_are_forgotten_unless_discovery_failed() {
-        let mut s = PollScheduler::new();
-        pass(
-            &mut s,
-            &[image("a", "ghcr.io/a/x:1", Some("@every 1m"))],
-            t0(),
-        );
+        let mut s = polling_a_every_minute();
         assert_eq!(s.len(), 1);
         let due = s.take_due(t0() + Duration::minutes(1));
         assert_eq!(due.len(), 1);
@@ -491,12 +496,7 @@ mod tests {
 
     #[test]
     fn trigger_and_schedule_changes_apply() {
-        let mut s = PollScheduler::new();
-        pass(
-            &mut s,
-            &[image("a", "ghcr.io/a/x:1", Some("@every 1m"))],
-            t0(),
-        );
+        let mut s = polling_a_every_minute();
         // Now hourly: the minute mark no longer fires.
         let hourly = [image("a", "ghcr.io/a/x:1", Some("@hourly"))];
         assert!(pass(&mut s, &hourly, t0() + Duration::seconds(30)).is_empty());

@@ -311,15 +311,28 @@ mod tests {
 
     #[test]
     fn channels() {
-        assert_eq!(v("1.0.0-rc.1").channel(), "rc");
-        assert_eq!(v("1.0.0-beta.2").channel(), "beta");
-        assert_eq!(v("1.0-alpine").channel(), "alpine");
-        assert_eq!(v("1.0.0").channel(), "");
-        assert_eq!(v("1.0.0-1.rc.2.x").channel(), "rc.x");
-        assert!(v("1.0.0-rc.1").same_channel(&v("2.0.0-rc.7")));
-        assert!(!v("1.0.0-rc.1").same_channel(&v("1.0.0-beta.1")));
-        assert!(!v("1.0.0-rc.1").same_channel(&v("1.0.0")));
-        assert!(v("1.0.0-5").same_channel(&v("1.0.0")));
+        for (version, channel) in [
+            ("1.0.0-rc.1", "rc"),
+            ("1.0.0-beta.2", "beta"),
+            ("1.0-alpine", "alpine"),
+            ("1.0.0", ""),
+            ("1.0.0-1.rc.2.x", "rc.x"),
+        ] {
+            assert_eq!(v(version).channel(), channel, "the channel of {version}");
+        }
+        // (one version, another, whether they are on the same channel)
+        for (one, other, same) in [
+            ("1.0.0-rc.1", "2.0.0-rc.7", true),
+            ("1.0.0-rc.1", "1.0.0-beta.1", false),
+            ("1.0.0-rc.1", "1.0.0", false),
+            ("1.0.0-5", "1.0.0", true),
+        ] {
+            assert_eq!(
+                v(one).same_channel(&v(other)),
+                same,
+                "whether {one} and {other} are on the same channel"
+            );
+        }
     }
 
     #[test]
