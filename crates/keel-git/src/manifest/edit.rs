@@ -486,6 +486,36 @@ fn collection_end(content: &str, tree: &Tree, id: NodeId) -> Option<usize> {
     }
 }
 
+/// Where an entry goes in the block collection `at` (a `kind`, mapping or list) whose first
+/// entry begins at byte `first` (its first key, or the dash of its first item): after the
+/// collection's last line, or else before its first line; at the column of `first`.
+fn block_insertion(
+    content: &str,
+    tree: &Tree,
+    at: NodeId,
+    first: usize,
+    kind: &str,
+) -> Result<(usize, usize), String> {
+    let (indent, line_start) = column(content, first);
+    // Only blanks or list dashes may come before the first entry on its line: after an
+    // anchor or a tag the collection's indentation is not the entry's column.
+    if !content[first - indent..first]
+        .chars()
+        .all(|c| c == ' ' || c == '-')
+    {
+        return Err(format!(
+            "its {kind} starts after an anchor or a tag on the same line; add it by hand"
+        ));
+    }
+    if let Some(end) = collection_end(content, tree, at) {
+        return Ok((end, indent));
+    }
+    if line_start {
+        return Ok((first - indent, indent));
+    }
+    Err(format!("there is no line of its {kind} to add it after"))
+}
+
 /// Where a missing `step` goes in the collection `at`, and at which column.
 fn insertion_point(
     content: &str,
@@ -506,24 +536,7 @@ fn insertion_point(
             let &(first_key, _) = entries
                 .first()
                 .ok_or("its parent is an empty mapping; add it by hand")?;
-            let (indent, line_start) = column(content, tree.start(first_key));
-            let key_start = tree.start(first_key);
-            let before = &content[start_of_line(content, key_start)..key_start];
-            // Only blanks or list dashes may come before the first key on its line: after an
-            // anchor or a tag the mapping's indentation is not the key's column.
-            if !before.chars().all(|c| c == ' ' || c == '-') {
-                return Err(
-                    "its mapping starts after an anchor or a tag on the same line; add it by hand"
-                        .into(),
-                );
-            }
-            if let Some(end) = collection_end(content, tree, at) {
-                return Ok((end, indent));
-            }
-            if line_start {
-                return Ok((tree.start(first_key) - indent, indent));
-            }
-            Err("there is no line of its mapping to add it after".into())
+            block_insertion(content, tree, at, tree.start(first_key), "mapping")
         }
         (Node::Sequence { items }, Step::Item { .. } | Step::ScalarItem(_)) => {
             let &first = items
@@ -535,21 +548,7 @@ fn insertion_point(
                 .strip_suffix('-')
                 .map(str::len)
                 .ok_or("its list is not written with `- `")?;
-            let (indent, line_start) = column(content, dash);
-            let before = &content[dash - indent..dash];
-            if !before.chars().all(|c| c == ' ' || c == '-') {
-                return Err(
-                    "its list starts after an anchor or a tag on the same line; add it by hand"
-                        .into(),
-                );
-            }
-            if let Some(end) = collection_end(content, tree, at) {
-                return Ok((end, indent));
-            }
-            if line_start {
-                return Ok((dash - indent, indent));
-            }
-            Err("there is no line of its list to add it after".into())
+            block_insertion(content, tree, at, dash, "list")
         }
         (Node::Scalar(s), _) if s.value.is_empty() || s.value == "~" || s.value == "null" => Err(
             "its parent is empty (null); write an empty mapping or list in its place by hand"
