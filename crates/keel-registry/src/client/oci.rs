@@ -76,6 +76,16 @@ impl RegistryClient {
         Ok((identity, image.name(), tag.as_str().to_owned()))
     }
 
+    /// The URL of `path` (`tags/list`, `manifests/REF`, `blobs/DIGEST`) under the
+    /// repository of `image` in its registry's API.
+    fn api_url(&self, image: &ImageRef, path: &str) -> String {
+        format!(
+            "{}/v2/{}/{path}",
+            self.base(image.registry()),
+            image.repository()
+        )
+    }
+
     /// Lists tags like [`Registry::list_tags`], reporting progress (tags so far) after each
     /// page, and bypassing the cache.
     pub async fn list_tags_with_progress(
@@ -92,13 +102,8 @@ impl RegistryClient {
         progress: &(dyn Fn(usize) + Send + Sync),
     ) -> Result<TagList, Error> {
         let settings = &self.inner.settings;
-        let base = self.base(image.registry());
         let action = format!("list tags of {}", image.name());
-        let mut url = format!(
-            "{base}/v2/{}/tags/list?n={}",
-            image.repository(),
-            settings.page_size
-        );
+        let mut url = self.api_url(image, &format!("tags/list?n={}", settings.page_size));
         let mut seen = HashSet::new();
         let mut tags = Vec::new();
         let mut pages = 0;
@@ -165,11 +170,7 @@ impl RegistryClient {
         image: &ImageRef,
         reference: &str,
     ) -> Result<Digest, Error> {
-        let url = format!(
-            "{}/v2/{}/manifests/{reference}",
-            self.base(image.registry()),
-            image.repository()
-        );
+        let url = self.api_url(image, &format!("manifests/{reference}"));
         let action = format!("resolve {}:{reference}", image.name());
         let head = self.send(image, Kind::ManifestHead, &url, &action).await?;
         if let Some(digest) = head
@@ -191,11 +192,7 @@ impl RegistryClient {
         reference: &str,
         action: &str,
     ) -> Result<(Manifest, String, Digest), Error> {
-        let url = format!(
-            "{}/v2/{}/manifests/{reference}",
-            self.base(image.registry()),
-            image.repository()
-        );
+        let url = self.api_url(image, &format!("manifests/{reference}"));
         let got = self.send(image, Kind::ManifestGet, &url, action).await?;
         let content_type = got
             .headers
@@ -216,11 +213,7 @@ impl RegistryClient {
         config_digest: &str,
         action: &str,
     ) -> Result<ConfigFacts, Error> {
-        let url = format!(
-            "{}/v2/{}/blobs/{config_digest}",
-            self.base(image.registry()),
-            image.repository()
-        );
+        let url = self.api_url(image, &format!("blobs/{config_digest}"));
         let got = self.send(image, Kind::BlobGet, &url, action).await?;
         let config: ImageConfig =
             parse_json(&got.body, image.registry(), action, "the image config")?;
