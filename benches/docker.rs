@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use keel_benches::measure::{memory, print_memory, settled};
+use keel_benches::measure::{format_counts, memory, print_memory, rss_of, settled};
 use keel_core::{Pipeline, Target as _};
 use keel_docker::DockerTarget;
 use keel_registry::RegistryClient;
@@ -62,24 +62,7 @@ fn request_kinds(log: &[String]) -> String {
         };
         *kinds.entry(format!("{method} {kind}")).or_default() += 1;
     }
-    if kinds.is_empty() {
-        return "none".into();
-    }
-    kinds
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The resident memory of process `pid` in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
+    format_counts(&kinds)
 }
 
 fn bench(c: &mut Criterion) {
@@ -212,7 +195,7 @@ fn bench(c: &mut Criterion) {
         eprintln!(
             "docker bench: keel-docker over {} containers, settled: VmRSS {} KiB",
             CONTAINERS + 1,
-            rss_kib(child.id()).map_or("n/a".into(), |k| k.to_string())
+            rss_of(child.id()).map_or("n/a".into(), |k| k.to_string())
         );
         let _ = child.kill();
         let _ = child.wait();

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Secret;
-use keel_benches::measure::{by_verb, format_counts, memory, print_growth, print_memory};
+use keel_benches::measure::{by_verb, format_counts, memory, print_growth, print_memory, rss_of};
 use keel_core::{Pipeline, Target as _, TrackedImage};
 use keel_helm::HelmTarget;
 use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
@@ -86,16 +86,6 @@ fn install_all(helm: &Helm, namespaces: &[String], addr: &str) {
             });
         }
     });
-}
-
-/// The resident memory of process `pid` in KiB.
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
 }
 
 /// Starts `keel-controller --helm` over the releases (when `KEEL_CONTROLLER_BIN` is set) and

@@ -24,7 +24,18 @@ pub struct Memory {
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`); `None` off Linux.
 pub fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib("self", field)
+}
+
+/// The resident memory (`VmRSS`) of process `pid` in KiB, such as a program a bench started;
+/// `None` off Linux.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmRSS")
+}
+
+/// A field of `/proc/<process>/status` in KiB.
+fn status_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
