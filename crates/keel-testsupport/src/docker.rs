@@ -30,6 +30,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ScriptServer;
+use crate::script::run_script;
 
 /// The shell script of [`ImageSpec::server`]: sleeps until SIGTERM (or SIGINT), then exits 0
 /// at once (`wait` is interrupted by the signal, unlike a foreground `sleep`).
@@ -396,16 +397,8 @@ impl Drop for DockerEngine {
 
 /// Runs `command`; panics with its arguments and stderr unless it succeeds.
 fn checked(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("running {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let what = format!("{command:?}");
+    run_script(command, &what)
 }
 
 /// The only element of the JSON array `docker inspect` prints.

@@ -13,7 +13,7 @@ pub fn script(name: &str) -> Command {
 
 /// Runs `command` (`what`, for the messages) to its end; panics with its stderr unless it
 /// succeeds.
-pub(crate) fn run_script(mut command: Command, what: &str) -> Output {
+pub(crate) fn run_script(command: &mut Command, what: &str) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("running {what}: {error}"));
@@ -49,7 +49,7 @@ impl ScriptServer {
             .arg("start")
             .args(["--owner-pid", &std::process::id().to_string()])
             .args(args);
-        let output = run_script(command, &format!("scripts/{name} start"));
+        let output = run_script(&mut command, &format!("scripts/{name} start"));
         let line = String::from_utf8_lossy(&output.stdout);
         let started: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|error| panic!("scripts/{name} start printed {line:?}: {error}"));

@@ -214,7 +214,10 @@ impl GitServer {
         if let Some(source) = source {
             command.arg("--from-dir").arg(source);
         }
-        run_script(command, &format!("scripts/git-server create-repo {name}"))
+        run_script(
+            &mut command,
+            &format!("scripts/git-server create-repo {name}"),
+        )
     }
 
     /// A third party commits `content` to `path` on `branch` (created from HEAD, or as the first
