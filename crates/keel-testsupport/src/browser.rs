@@ -30,7 +30,8 @@
 use std::path::{Path, PathBuf};
 
 pub use fantoccini;
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::ScriptServer;
@@ -134,6 +135,35 @@ impl Browser {
         if let Err(error) = self.client().goto(url).await {
             panic!("opening {url}: {error}");
         }
+    }
+
+    /// Clicks the first element of the open page that `locator` finds; panics if there is
+    /// none or the click fails.
+    pub async fn click(&self, locator: Locator<'_>) {
+        self.find(locator)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("clicking {locator:?}: {error}"));
+    }
+
+    /// Types `text` into the first element of the open page that `locator` finds (a form's
+    /// field); panics if there is none or it takes no text.
+    pub async fn type_into(&self, locator: Locator<'_>, text: &str) {
+        self.find(locator)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|error| panic!("typing into {locator:?}: {error}"));
+    }
+
+    /// The first element of the open page that `locator` finds; panics with chromedriver's
+    /// log if there is none.
+    async fn find(&self, locator: Locator<'_>) -> Element {
+        self.client()
+            .find(locator)
+            .await
+            .unwrap_or_else(|error| panic!("finding {locator:?}: {error}\n{}", self.log()))
     }
 
     /// The size of the viewport the open page lays out in, `(width, height)` in CSS pixels

@@ -73,20 +73,8 @@ async fn fills_a_form_reads_escaped_text_and_takes_a_screenshot() {
     browser.goto(&format!("{base}/")).await;
     assert_eq!(client.title().await.unwrap(), "form");
     let name = "<script>document.title = 'ran'</script>Ada & Bob";
-    client
-        .find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys(name)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.type_into(Locator::Id("name"), name).await;
+    browser.click(Locator::Id("send")).await;
 
     let greeting = client
         .wait()

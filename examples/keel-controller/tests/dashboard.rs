@@ -23,25 +23,10 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Logs in through the form as `user`.
 async fn log_in(browser: &Browser, base: &str, user: &str, password: &str) {
     browser.goto(&format!("{base}/ui/login")).await;
+    browser.type_into(Locator::Id("user"), user).await;
+    browser.type_into(Locator::Id("password"), password).await;
+    browser.click(Locator::Css("button[type=submit]")).await;
     let page = browser.client();
-    page.find(Locator::Id("user"))
-        .await
-        .unwrap()
-        .send_keys(user)
-        .await
-        .unwrap();
-    page.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    page.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
     // Logged in once the form has led to the tracked-images page.
     let start = std::time::Instant::now();
     while !page.current_url().await.unwrap().path().ends_with("/ui/") {
@@ -163,14 +148,7 @@ async fn approve_a_held_update_in_the_browser_and_see_it_roll_out() {
     screenshot(&browser, "tracked").await;
     browser.goto(&approvals).await;
     screenshot(&browser, "approvals").await;
-    browser
-        .client()
-        .find(Locator::Css("button.approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("button.approve")).await;
 
     // The workload rolls out the approved version, and the audit log shows the vote.
     let approved = image("1.0.1");
@@ -218,16 +196,6 @@ fn percent_decoded(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Clicks the first element `css` selects.
-async fn click(page: &Client, css: &str) {
-    page.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("find {css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 /// Waits until Deployment `name` of `ns` runs `image` in one of its containers.
@@ -349,13 +317,17 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     let policy = page.find(Locator::Id("policy")).await.unwrap();
     policy.clear().await.unwrap();
     policy.send_keys("major").await.unwrap();
-    click(page, "form.settings button[type=submit]").await;
+    browser
+        .click(Locator::Css("form.settings button[type=submit]"))
+        .await;
     wait_for_annotation(&client, &ns, "web", ("keel.sh/policy", "major")).await;
     wait_until_runs(&client, &ns, "web", &image("2.0.0")).await;
 
     // Pause: the annotation names the container, and the page offers to resume.
     browser.goto(&image_page).await;
-    click(page, r#"form[action="/ui/image/pause"] button"#).await;
+    browser
+        .click(Locator::Css(r#"form[action="/ui/image/pause"] button"#))
+        .await;
     wait_for_annotation(&client, &ns, "web", ("keel.sh/paused", "app")).await;
     wait_for_text(&browser, &image_page, "Resume tracking").await;
     screenshot(&browser, "image-paused").await;
