@@ -24,9 +24,13 @@ const ADMIN: (&str, &str) = ("admin", "s3cret-pw");
 /// A `KEEL_API_AUTH` credential that may vote, and its token.
 const APPROVER: (&str, &str) = ("bearer/approver:release:appr0ve-t0ken", "appr0ve-t0ken");
 
-/// A repository `fleet` with one Deployment whose container runs `acme/api:2.0.0` of
-/// `registry` with Keel's `minor` policy and `keel.sh/approvals: "1"`; the image's name.
-fn fleet(git: &GitServer, registry: &RegistryServer) -> String {
+/// A registry with `acme/api` `2.0.0` and `2.1.0`, and a git server with a repository `fleet`
+/// holding one Deployment whose container runs `acme/api:2.0.0` of that registry with Keel's
+/// `minor` policy and `keel.sh/approvals: "1"`; and the image's name.
+async fn fleet() -> (RegistryServer, GitServer, String) {
+    let registry =
+        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
+    let git = GitServer::start();
     let api = format!("{}/acme/api", registry.addr());
     let workloads = format!(
         "\
@@ -40,7 +44,7 @@ spec: {{template: {{spec: {{containers: [{{name: api, image: '{api}:2.0.0'}}]}}}
 "
     );
     git.create_repo("fleet", &[("apps.yaml", &workloads)], "main");
-    api
+    (registry, git, api)
 }
 
 /// `keel-gitops` on `fleet` of `git` with `args`, without any credentials, Docker config or
@@ -183,10 +187,7 @@ async fn tracked_page(client: &reqwest::Client, gitops: &Gitops) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
-    let git = &GitServer::start();
-    let api = fleet(git, &registry);
+    let (_registry, git, api) = &fleet().await;
     let (old, new) = (&format!("{api}:2.0.0"), &format!("{api}:2.1.0"));
     let manifest = git.read_file("fleet", "main", "apps.yaml").unwrap();
     let log = git.scratch_dir("log").join("keel-gitops.log");
@@ -313,12 +314,9 @@ async fn a_held_update_shows_on_the_dashboard_and_is_pushed_once_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_only_healthz_is_served_and_sigterm_stops_it() {
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
-    let git = GitServer::start();
-    fleet(&git, &registry);
+    let (_registry, git, _) = &fleet().await;
     let log = git.scratch_dir("log").join("keel-gitops.log");
-    let command = gitops(&git, &["--interval", "1s"], &log);
+    let command = gitops(git, &["--interval", "1s"], &log);
     let listen = free_addr();
     let mut gitops = Gitops::start(command, &listen, log).await;
     let client = reqwest::Client::builder()
@@ -361,10 +359,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_file_keeps_requests_and_votes_across_a_restart() {
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
-    let git = &GitServer::start();
-    fleet(git, &registry);
+    let (_registry, git, _) = &fleet().await;
     let file = git.scratch_dir("approvals").join("approvals.redb");
     let file = file.to_str().unwrap();
     let client = &reqwest::Client::new();
@@ -419,16 +414,13 @@ async fn approvals_file_keeps_requests_and_votes_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_serves_nothing() {
-    let registry =
-        RegistryServer::with_tags(ServerOptions::plain(), "acme/api", &["2.0.0", "2.1.0"]).await;
-    let git = GitServer::start();
-    fleet(&git, &registry);
+    let (_registry, git, _) = &fleet().await;
     let head = git.head("fleet", "main");
     // Taken: a run that tried to listen on it would fail.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
     let log = git.scratch_dir("log").join("keel-gitops.log");
-    let mut command = gitops(&git, &["--once", "--dry-run", "--listen", &listen], &log);
+    let mut command = gitops(git, &["--once", "--dry-run", "--listen", &listen], &log);
     command
         .env("BASIC_AUTH_USER", ADMIN.0)
         .env("BASIC_AUTH_PASSWORD", ADMIN.1);
