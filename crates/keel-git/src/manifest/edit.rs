@@ -570,36 +570,44 @@ mod tests {
         )
     }
 
+    /// `image.tag` set to a value in a file: (file, value, the file after).
+    fn assert_tags(cases: &[(&str, &str, &str)]) {
+        for &(text, value, after) in cases {
+            assert_eq!(tag(text, value).unwrap(), after, "{text:?} with {value}");
+        }
+    }
+
     #[test]
     fn rewrites_only_the_value_in_its_quotes() {
-        assert_eq!(
-            tag("image:\n  tag: 1.2.3 # c\n", "1.3.0").unwrap(),
-            "image:\n  tag: 1.3.0 # c\n"
-        );
-        assert_eq!(
-            tag("image:\n  tag: '1.2'\n", "1.10").unwrap(),
-            "image:\n  tag: '1.10'\n"
-        );
-        assert_eq!(
-            tag("image:\n  tag: 1.2.3\n", "1.10").unwrap(),
-            "image:\n  tag: \"1.10\"\n"
-        );
-        assert_eq!(
-            tag("image: {tag: v1}\n", "v2").unwrap(),
-            "image: {tag: v2}\n"
-        );
         let same = "image:\n  tag: 1.2.3\n";
-        assert_eq!(tag(same, "1.2.3").unwrap(), same);
+        assert_tags(&[
+            (
+                "image:\n  tag: 1.2.3 # c\n",
+                "1.3.0",
+                "image:\n  tag: 1.3.0 # c\n",
+            ),
+            ("image:\n  tag: '1.2'\n", "1.10", "image:\n  tag: '1.10'\n"),
+            (
+                "image:\n  tag: 1.2.3\n",
+                "1.10",
+                "image:\n  tag: \"1.10\"\n",
+            ),
+            ("image: {tag: v1}\n", "v2", "image: {tag: v2}\n"),
+            (same, "1.2.3", same),
+        ]);
     }
 
     #[test]
     fn adds_missing_keys_and_items_in_the_files_indentation() {
-        assert_eq!(tag("", "1.0").unwrap(), "image:\n  tag: \"1.0\"\n");
-        assert_eq!(
-            tag("a: 1\nimage:\n    name: web\n", "v2").unwrap(),
-            "a: 1\nimage:\n    name: web\n    tag: v2\n"
-        );
-        assert_eq!(tag("a: 1", "v2").unwrap(), "a: 1\nimage:\n  tag: v2\n");
+        assert_tags(&[
+            ("", "1.0", "image:\n  tag: \"1.0\"\n"),
+            (
+                "a: 1\nimage:\n    name: web\n",
+                "v2",
+                "a: 1\nimage:\n    name: web\n    tag: v2\n",
+            ),
+            ("a: 1", "v2", "a: 1\nimage:\n  tag: v2\n"),
+        ]);
         let params = "helm:\n  parameters:\n  - name: x\n    value: \"1\"\n";
         let path = helm_parameter("image.tag");
         let after = set(params, &path, Value::String("1.2")).unwrap();
