@@ -19,7 +19,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::pages::{column_heads, enc, layout, query, state_badge, time};
-use super::{Dash, TrackedRow, Viewer, core_error, forbidden, refusal, see_other};
+use super::session::refusal;
+use super::{Dash, TrackedRow, Viewer, core_error, forbidden, see_other};
 
 /// Rejected candidates shown on the page; the rest are counted.
 pub const SHOWN_REJECTIONS: usize = 300;

@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 use keel_core::approval::{ApprovalRequest, ApprovalState, AuditEntry, VoteKind};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{
-    AUDIT_ACTIONS, AuditFilter, DayCounts, TRACKED_COLUMNS, TrackedQuery, TrackedRow, TrackedState,
-    Viewer,
-};
+use super::audit::{AUDIT_ACTIONS, AuditFilter, DayCounts};
+use super::listing::{TRACKED_COLUMNS, TrackedQuery};
+use super::{TrackedRow, TrackedState, Viewer};
 
 const NAV: [(&str, &str); 4] = [
     ("/ui/", "Tracked images"),

@@ -7,15 +7,16 @@
 //! ([`TargetImages::with_registry`]), an image's page checks the image as a pass would and
 //! shows the policy's reasons and the change the next update makes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keel_core::target::{SettingsChange, TrackedImage};
+use keel_core::target::TrackedImage;
 use keel_core::trigger::ImageKey;
-use keel_core::{Error, Pipeline, Registry, RunReport, Target};
+use keel_core::{Pipeline, Registry, RunReport, Target};
 
+use super::listing::target_named;
 use super::{ImageDetail, TrackedImages, TrackedRow};
 
 /// What the last pass that covered an image found.
@@ -139,13 +140,6 @@ impl TargetImages {
         }
     }
 
-    fn target(&self, name: &str) -> Result<&Arc<dyn Target>, Error> {
-        self.targets
-            .iter()
-            .find(|t| t.name() == name)
-            .ok_or_else(|| Error::not_found(format!("target {name}")))
-    }
-
     fn row(&self, target: &dyn Target, image: &TrackedImage) -> TrackedRow {
         let check = self.checks.get(target.name(), &image.id);
         let (kind, namespace, container) = parts(&image.id);
@@ -225,7 +219,7 @@ impl TrackedImages for TargetImages {
     }
 
     async fn image(&self, target: &str, id: &str) -> Option<ImageDetail> {
-        let target = self.target(target).ok()?;
+        let target = target_named(Some(&self.targets), target, "reading an image").ok()?;
         let image = target
             .discover()
             .await
@@ -240,17 +234,8 @@ impl TrackedImages for TargetImages {
         Some(detail)
     }
 
-    async fn settings(&self, target: &str, id: &str) -> Result<BTreeMap<String, String>, Error> {
-        self.target(target)?.settings(id).await
-    }
-
-    async fn change_settings(
-        &self,
-        target: &str,
-        id: &str,
-        change: &SettingsChange,
-    ) -> Result<(), Error> {
-        self.target(target)?.change_settings(id, change).await
+    fn targets(&self) -> Option<&[Arc<dyn Target>]> {
+        Some(&self.targets)
     }
 }
 
