@@ -45,22 +45,20 @@ fn release_sets_one_image_everywhere_and_pushes() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).lines().count(), 2, "{}", text(&o.stdout));
-    assert_eq!(
-        server.read_file("fleet", "main", "apps/web.yaml").unwrap(),
-        web.replace("1.2.3", "1.4.2")
-    );
-    assert_eq!(
-        server
-            .read_file("fleet", "main", "charts/web/values.yaml")
-            .unwrap(),
-        values.replace("tag: 1.2.3", "tag: 1.4.2")
-    );
-    assert_eq!(
-        server
-            .read_file("fleet", "main", "apps/other.yaml")
-            .unwrap(),
-        other
-    );
+    for (path, want) in [
+        ("apps/web.yaml", web.replace("1.2.3", "1.4.2")),
+        (
+            "charts/web/values.yaml",
+            values.replace("tag: 1.2.3", "tag: 1.4.2"),
+        ),
+        ("apps/other.yaml", other),
+    ] {
+        assert_eq!(
+            server.read_file("fleet", "main", path).unwrap(),
+            want,
+            "{path}"
+        );
+    }
     let log = server.log("fleet", "main");
     assert_eq!(log.len(), 2);
     assert_eq!(server.show("fleet", &log[0].0, "%an"), "CI Bot\n");
@@ -226,15 +224,9 @@ async fn gitops_plan_shows_and_apply_pushes() {
     };
 
     let o = run("plan");
-    let diff = stdout_of(&o);
-    assert!(
-        diff.contains(&format!("-          image: {image}:1.2.3")),
-        "{diff}"
-    );
-    assert!(
-        diff.contains(&format!("+          image: {image}:1.3.0")),
-        "{diff}"
-    );
+    let diff = stdout_of(&o).as_bytes();
+    assert_says(diff, &format!("-          image: {image}:1.2.3"));
+    assert_says(diff, &format!("+          image: {image}:1.3.0"));
     assert_eq!(git.head("fleet", "main"), head, "plan pushed");
 
     let o = run("apply");
