@@ -23,8 +23,8 @@ use keel_core::{ApplyOutcome, Pipeline, Target, TrackedImage, UpdatePlan};
 use keel_k8s::{KubeTarget, RolloutVerdict, WorkloadKind};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::openshift::{
-    OpenShiftNs, alias_tag, api, concurrent_change, config_change, create, image_change, keyed_tag,
-    tag, triggers_annotation,
+    OpenShiftNs, alias_tag, api, config_change, create, image_change, keyed_tag, tag,
+    triggers_annotation,
 };
 use keel_testsupport::kube::{
     ApiServer, Workload, deployment_images, granted_client, install_openshift_crds,
@@ -228,18 +228,9 @@ async fn patches_a_deployment_config_container_idempotently_and_guarded() {
 
     // Someone else changes the DeploymentConfig between keel-rs's read and its patch, every
     // time: with no retries, the patch meets a 409 and nothing of it is applied.
-    let path = format!("/apis/apps.openshift.io/v1/namespaces/{ns}/deploymentconfigs/web");
-    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, stamps) = server.racing_client(path, move |n| {
+    let (client, stamps) = os.racing_client(server, "DeploymentConfig", "web", |n| {
         let stamp = json!({ "metadata": { "labels": { "stamp": format!("change-{n}") } } });
-        let patch = Patch::Merge(stamp);
-        Some(concurrent_change(
-            &hook_admin,
-            &hook_ns,
-            "DeploymentConfig",
-            "web",
-            patch,
-        ))
+        Some(Patch::Merge(stamp))
     });
     let impatient = impatient_target(client, &ns).await;
     let next = plan(&id, "ghcr.io/acme/web:1.3.0", "ghcr.io/acme/web:1.4.0");
@@ -718,7 +709,7 @@ async fn the_triggers_annotation_shows_the_chain_and_moves_the_tag_not_the_conta
 
 #[tokio::test]
 async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
-    let Some((server, ns, admin, os)) = openshift_namespace("os-is-conflict").await else {
+    let Some((server, ns, _, os)) = openshift_namespace("os-is-conflict").await else {
         return;
     };
     os.create_stream(
@@ -732,9 +723,7 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
     .await;
     // Before each of the first two PATCHes of the stream goes out, someone else moves its
     // other tag.
-    let path = format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/web");
-    let (hook_admin, hook_ns) = (admin.clone(), ns.clone());
-    let (client, changes) = server.racing_client(path, move |n| {
+    let (client, changes) = os.racing_client(server, "ImageStream", "web", |n| {
         if n >= 2 {
             return None;
         }
@@ -743,13 +732,8 @@ async fn an_image_stream_changed_between_read_and_patch_is_not_overwritten() {
             { "op": "test", "path": "/spec/tags/1/name", "value": "other" },
             { "op": "replace", "path": "/spec/tags/1/from/name", "value": to },
         ]);
-        let patch = Patch::Json(serde_json::from_value(patch).expect("a JSON patch"));
-        Some(concurrent_change(
-            &hook_admin,
-            &hook_ns,
-            "ImageStream",
-            "web",
-            patch,
+        Some(Patch::Json(
+            serde_json::from_value(patch).expect("a JSON patch"),
         ))
     });
     let impatient = impatient_target(client.clone(), &ns).await;

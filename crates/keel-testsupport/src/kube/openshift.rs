@@ -12,6 +12,8 @@
 //! triggers, [`image_stream`] with its tags, and [`OpenShiftNs`] to create them in a namespace
 //! and read back what a test checks.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use kube::Client;
@@ -21,7 +23,6 @@ use kube::api::{
 use serde_json::{Value, json};
 
 use super::ApiServer;
-use super::HookFuture;
 use super::wait_until;
 
 /// The DeploymentConfig CRD (`deploymentconfigs.apps.openshift.io`), as YAML.
@@ -102,24 +103,6 @@ pub async fn create(client: &Client, ns: &str, object: Value) {
         .create(&PostParams::default(), &object)
         .await
         .unwrap_or_else(|e| panic!("create {kind}: {e}"));
-}
-
-/// Someone else's change: `patch` of `kind` `name` in `ns`, which must succeed; for the
-/// `race` of [`ApiServer::racing_client`].
-pub fn concurrent_change(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    patch: Patch<Value>,
-) -> HookFuture {
-    let api = api(client, ns, kind);
-    let name = name.to_owned();
-    Box::pin(async move {
-        api.patch(&name, &PatchParams::default(), &patch)
-            .await
-            .expect("the concurrent change");
-    })
 }
 
 /// A DeploymentConfig `name` with containers `(name, image)`, annotations and triggers.
@@ -283,6 +266,31 @@ impl OpenShiftNs {
     /// The `from.name` of tag `tag` of ImageStream `name`: the image the tag follows.
     pub async fn tag_image(&self, name: &str, tag: &str) -> Value {
         self.stream_tag(name, tag).await["from"]["name"].clone()
+    }
+
+    /// A client of `server` whose PATCHes of `kind` `name` here each race someone else's
+    /// change: before the `n`th of them (from 0) goes out, `change(n)`, unless `None`, is
+    /// patched into the object as the admin, and must succeed. The counter counts the
+    /// PATCHes (see [`ApiServer::racing_client`]).
+    pub fn racing_client(
+        &self,
+        server: &ApiServer,
+        kind: &str,
+        name: &str,
+        change: impl Fn(usize) -> Option<Patch<Value>> + Send + Sync + 'static,
+    ) -> (Client, Arc<AtomicUsize>) {
+        let api = api(&self.admin, &self.ns, kind);
+        let path = format!("{}/{name}", api.resource_url());
+        let name = name.to_owned();
+        server.racing_client(path, move |n| {
+            let patch = change(n)?;
+            let (api, name) = (api.clone(), name.clone());
+            Some(Box::pin(async move {
+                api.patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .expect("the concurrent change");
+            }))
+        })
     }
 
     /// Writes the `/status` of DeploymentConfig `name` (no OpenShift controller does here),
