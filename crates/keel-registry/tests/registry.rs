@@ -355,9 +355,7 @@ async fn a_credential_source_is_asked_on_every_request() {
 
 #[tokio::test]
 async fn bearer_tokens_are_fetched_once_and_reused() {
-    let options = ServerOptions::token("keel", "t0ken-pw");
-    let server = RegistryServer::with_tags(options, "team/app", &["1.0.0", "2.0.0"]).await;
-    let repo = image(server.addr(), "team/app");
+    let (server, repo) = token_registry("t0ken-pw", &["1.0.0", "2.0.0"]).await;
     let issuer = server.token_issuer();
 
     let client = builder()
@@ -386,6 +384,15 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     assert_eq!(anonymous.list_tags(&repo).await.unwrap().tags.len(), 2);
 }
 
+/// A registry that hands out bearer tokens to user `keel` with `password`, holding `team/app`
+/// at `tags`; and that repository.
+async fn token_registry(password: &str, tags: &[&str]) -> (RegistryServer, ImageRef) {
+    let options = ServerOptions::token("keel", password);
+    let server = RegistryServer::with_tags(options, "team/app", tags).await;
+    let repo = image(server.addr(), "team/app");
+    (server, repo)
+}
+
 /// One tenant's pull secret for `server`, as a credential source document.
 fn secret_for(server: &RegistryServer, user: &str, password: &str) -> DockerConfigDocument {
     document(
@@ -400,9 +407,7 @@ fn secret_for(server: &RegistryServer, user: &str, password: &str) -> DockerConf
 
 #[tokio::test]
 async fn cached_answers_and_tokens_serve_only_the_credentials_they_were_got_with() {
-    let server =
-        RegistryServer::with_tags(ServerOptions::token("keel", "pw"), "team/app", &["1.0.0"]).await;
-    let repo = image(server.addr(), "team/app");
+    let (server, repo) = token_registry("pw", &["1.0.0"]).await;
     let issuer = server.token_issuer();
     let secrets = Arc::new(Secrets::default());
     let client = builder()
@@ -446,9 +451,7 @@ async fn cached_answers_and_tokens_serve_only_the_credentials_they_were_got_with
 
 #[tokio::test]
 async fn expired_tokens_are_renewed() {
-    let server =
-        RegistryServer::with_tags(ServerOptions::token("keel", "pw"), "team/app", &["1.0.0"]).await;
-    let repo = image(server.addr(), "team/app");
+    let (server, repo) = token_registry("pw", &["1.0.0"]).await;
     let issuer = server.token_issuer();
     issuer.set_expires_in(1);
     let client = builder()
