@@ -8,19 +8,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{
     App, applied, argocd_namespace, argocd_target, assert_applied, create_apps, pipeline, problems,
     run_without_problems, source, web_registry,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::core::v1::Secret;
 use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
 use keel_testsupport::git::{GitServer, SshServer};
+use keel_testsupport::kube::argocd::{
+    create_repository_secret, create_secret, create_ssh_known_hosts,
+};
 use keel_testsupport::kube::install_crd;
 use keel_testsupport::registry::RegistryServer;
 use kube::api::{DynamicObject, PostParams};
@@ -259,18 +259,22 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
             format!("argocd application/{ns}/values/web: {web}:1.0.0 -> {web}:1.1.0"),
         ],
     );
-    assert_eq!(
-        server
-            .read_file("deploy", "main", "apps/kust/kustomization.yaml")
-            .unwrap(),
-        kustomization.replace("newTag: 1.0.0", "newTag: 1.1.0")
-    );
-    assert_eq!(
-        server
-            .read_file("deploy", "main", "charts/web/values.yaml")
-            .unwrap(),
-        values.replace("tag: \"1.0.0\"", "tag: \"1.1.0\"")
-    );
+    for (file, updated) in [
+        (
+            "apps/kust/kustomization.yaml",
+            kustomization.replace("newTag: 1.0.0", "newTag: 1.1.0"),
+        ),
+        (
+            "charts/web/values.yaml",
+            values.replace("tag: \"1.0.0\"", "tag: \"1.1.0\""),
+        ),
+    ] {
+        assert_eq!(
+            server.read_file("deploy", "main", file).unwrap(),
+            updated,
+            "{file}"
+        );
+    }
     assert_eq!(server.log("deploy", "main").len(), 3);
     // Byte-stable: the next pass finds both current and commits nothing.
     let report = run_without_problems(&pipeline, &target).await;
@@ -318,32 +322,6 @@ async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_mes
     assert!(pushed.contains("value: 1.1.0"), "{pushed}");
 }
 
-async fn create_secret(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    data: &[(&str, &str)],
-    labels: &[(&str, &str)],
-) {
-    let string_data: BTreeMap<String, String> = data
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": ns, "labels": labels },
-        "stringData": string_data,
-    }))
-    .expect("a secret");
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap_or_else(|e| panic!("create secret {ns}/{name}: {e}"));
-}
-
 #[tokio::test]
 async fn credentials_go_to_their_repository_only() {
     let Some((_, ns, admin)) = argocd_namespace("git-creds").await else {
@@ -354,35 +332,22 @@ async fn credentials_go_to_their_repository_only() {
     for repo in ["deploy", "other", "wrong"] {
         server.create_repo(repo, &[("README.md", "x\n")], "main");
     }
-    create_secret(
-        &admin,
-        &ns,
-        "deploy-creds",
-        &[("username", "bot"), ("password", "s3cret-token")],
-        &[],
-    )
-    .await;
-    create_secret(
-        &admin,
-        &ns,
-        "bad-creds",
-        &[("username", "bot"), ("password", "not-the-token")],
-        &[],
-    )
-    .await;
+    for (name, password) in [
+        ("deploy-creds", "s3cret-token"),
+        ("bad-creds", "not-the-token"),
+    ] {
+        create_secret(
+            &admin,
+            &ns,
+            name,
+            &[("username", "bot"), ("password", password)],
+        )
+        .await;
+    }
     // Argo CD's repository credentials: for `deploy` only.
-    create_secret(
-        &admin,
-        &ns,
-        "repo-deploy",
-        &[
-            ("url", &server.http_url("deploy")),
-            ("username", "bot"),
-            ("password", "s3cret-token"),
-        ],
-        &[("argocd.argoproj.io/secret-type", "repository")],
-    )
-    .await;
+    let credentials = [("username", "bot"), ("password", "s3cret-token")];
+    let deploy_url = server.http_url("deploy");
+    create_repository_secret(&admin, &ns, "repo-deploy", &deploy_url, &credentials).await;
     let list = format!("web={web}");
     let with_secret = format!("git:secret:{ns}/deploy-creds");
     let wrong_secret = format!("git:secret:{ns}/bad-creds");
@@ -650,38 +615,17 @@ async fn ssh_repositories_are_written_with_the_host_key_argocd_pins() {
         git.create_repo(repo, &[("README.md", "x\n")], "main");
     }
     let key = ssh.client_key();
+    let credentials = [("sshPrivateKey", key.as_str())];
     for (name, repo) in [("repo-deploy", "deploy"), ("repo-unpinned", "unpinned")] {
-        create_secret(
-            &admin,
-            &ns,
-            name,
-            &[("url", &ssh.url(&git, repo)), ("sshPrivateKey", &key)],
-            &[("argocd.argoproj.io/secret-type", "repository")],
-        )
-        .await;
+        create_repository_secret(&admin, &ns, name, &ssh.url(&git, repo), &credentials).await;
     }
     // Argo CD's known hosts pin the server's key for 127.0.0.1 at its port only.
-    let known: ConfigMap = serde_json::from_value(json!({
-        "metadata": { "name": "argocd-ssh-known-hosts-cm", "namespace": ns },
-        "data": { "ssh_known_hosts": format!("{}\n", ssh.known_hosts()) },
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &known)
-        .await
-        .unwrap();
+    create_ssh_known_hosts(&admin, &ns, &format!("{}\n", ssh.known_hosts())).await;
     let list = format!("web={web}");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
     // `unpinned` names the server as `localhost`, which known_hosts does not list.
     let unpinned_url = ssh.url(&git, "unpinned").replace("127.0.0.1", "localhost");
-    create_secret(
-        &admin,
-        &ns,
-        "repo-localhost",
-        &[("url", &unpinned_url), ("sshPrivateKey", &key)],
-        &[("argocd.argoproj.io/secret-type", "repository")],
-    )
-    .await;
+    create_repository_secret(&admin, &ns, "repo-localhost", &unpinned_url, &credentials).await;
     create_apps(
         &admin,
         &ns,

@@ -15,6 +15,7 @@ use common::{
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::Pipeline;
+use keel_testsupport::kube::argocd::helm_parameters;
 use keel_testsupport::kube::install_crd;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
@@ -93,11 +94,12 @@ async fn assert_pass_writes_nothing(admin: &Client, ns: &str, pipeline: &Pipelin
 }
 
 fn helm_tag(repository_parameter: &str, tag_parameter: &str, web: &str, tag: &str) -> Value {
-    json!({ "helm": { "parameters": [
-        { "name": "replicaCount", "value": "2" },
-        { "name": repository_parameter, "value": web },
-        { "name": tag_parameter, "value": tag },
-    ]}})
+    let parameters = helm_parameters(&[
+        ("replicaCount", "2"),
+        (repository_parameter, web),
+        (tag_parameter, tag),
+    ]);
+    json!({ "helm": { "parameters": parameters } })
 }
 
 /// A Helm Application reading the parameters `image.name` and `image.tag`, at `tag`.
@@ -235,11 +237,11 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
         json!({
             "repoURL": "https://git.example/acme/deploy.git",
             "path": "apps/other",
-            "helm": { "parameters": [
-                { "name": "replicaCount", "value": "2" },
-                { "name": "app.repository", "value": web },
-                { "name": "app.version", "value": "1.2.3" },
-            ]},
+            "helm": { "parameters": helm_parameters(&[
+                ("replicaCount", "2"),
+                ("app.repository", &web),
+                ("app.version", "1.2.3"),
+            ])},
         })
     );
 

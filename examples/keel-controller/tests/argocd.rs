@@ -12,13 +12,14 @@ use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::core::v1::Secret;
 use keel_argocd::{APPLICATION_CRD, application_resource};
 use keel_testsupport::git::{GitServer, SshServer};
+use keel_testsupport::kube::argocd::{
+    create_application, create_repository_secret, create_ssh_known_hosts, helm_parameters,
+};
 use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::api::{DeleteParams, DynamicObject, PostParams};
+use kube::api::{DeleteParams, DynamicObject};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -75,32 +76,6 @@ fn start_controller(
     )
 }
 
-/// Creates Application `name` in `ns` with `annotations`, deploying `source` to namespace
-/// `destination`.
-async fn create_application(
-    apps: &Api<DynamicObject>,
-    ns: &str,
-    name: &str,
-    destination: &str,
-    annotations: Value,
-    source: Value,
-) {
-    let application: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": { "name": name, "namespace": ns, "annotations": annotations },
-        "spec": {
-            "project": "default",
-            "destination": { "server": "https://kubernetes.default.svc", "namespace": destination },
-            "source": source,
-        },
-    }))
-    .unwrap();
-    apps.create(&PostParams::default(), &application)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn an_application_gets_the_version_its_constraint_picks() {
     let Some(api) = ApiServer::shared().await else {
@@ -119,26 +94,27 @@ async fn an_application_gets_the_version_its_constraint_picks() {
 
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
+    let annotations = json!({
+        format!("{PREFIX}image-list"): format!("api={repo}:1.x"),
+        format!("{PREFIX}api.helm.image-name"): "image.repository",
+        format!("{PREFIX}api.helm.image-tag"): "image.tag",
+    });
+    let parameters = helm_parameters(&[
+        ("replicaCount", "3"),
+        ("image.repository", &repo),
+        ("image.tag", "1.0.0"),
+    ]);
     create_application(
         &apps,
         &ns,
-        "api",
-        "api",
-        json!({
-            format!("{PREFIX}image-list"): format!("api={repo}:1.x"),
-            format!("{PREFIX}api.helm.image-name"): "image.repository",
-            format!("{PREFIX}api.helm.image-tag"): "image.tag",
-        }),
-        json!({
+        json!({ "name": "api", "annotations": annotations }),
+        Some("api"),
+        json!({ "source": {
             "repoURL": "https://git.example/acme/deploy.git",
             "path": "charts/api",
             "targetRevision": "HEAD",
-            "helm": { "parameters": [
-                { "name": "replicaCount", "value": "3" },
-                { "name": "image.repository", "value": repo },
-                { "name": "image.tag", "value": "1.0.0" },
-            ] },
-        }),
+            "helm": { "parameters": parameters },
+        } }),
     )
     .await;
 
@@ -195,45 +171,15 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
     let user = "bob";
     let (ns, own_ns, admin) = argocd_namespaces(api, user).await;
     // Argo CD's repository credentials for the repository.
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {
-            "name": "repo-deploy",
-            "namespace": ns,
-            "labels": { "argocd.argoproj.io/secret-type": "repository" },
-        },
-        "stringData": {
-            "url": git.http_url("deploy"), "username": "argocd-bot", "password": "repo-token",
-        },
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    let credentials = [("username", "argocd-bot"), ("password", "repo-token")];
+    let deploy_url = git.http_url("deploy");
+    create_repository_secret(&admin, &ns, "repo-deploy", &deploy_url, &credentials).await;
     // And for the repository over SSH, with the server's host key pinned as Argo CD pins it.
     let ssh_url = ssh.url(&git, "over-ssh");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {
-            "name": "repo-over-ssh",
-            "namespace": ns,
-            "labels": { "argocd.argoproj.io/secret-type": "repository" },
-        },
-        "stringData": { "url": ssh_url, "sshPrivateKey": ssh.client_key() },
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let known: ConfigMap = serde_json::from_value(json!({
-        "metadata": { "name": "argocd-ssh-known-hosts-cm", "namespace": ns },
-        "data": { "ssh_known_hosts": ssh.known_hosts() },
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &known)
-        .await
-        .unwrap();
+    let key = ssh.client_key();
+    let credentials = [("sshPrivateKey", key.as_str())];
+    create_repository_secret(&admin, &ns, "repo-over-ssh", &ssh_url, &credentials).await;
+    create_ssh_known_hosts(&admin, &ns, ssh.known_hosts()).await;
     let apps: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &application_resource());
     let git_write_back = json!({
@@ -243,27 +189,25 @@ async fn a_git_write_back_is_pushed_with_argocds_repository_credentials() {
     create_application(
         &apps,
         &ns,
-        "over-ssh",
-        "web",
-        git_write_back.clone(),
-        json!({
+        json!({ "name": "over-ssh", "annotations": git_write_back }),
+        Some("web"),
+        json!({ "source": {
             "repoURL": ssh_url, "path": "web", "targetRevision": "HEAD",
             "kustomize": { "images": [format!("{repo}:1.0.0")] },
-        }),
+        } }),
     )
     .await;
     create_application(
         &apps,
         &ns,
-        "web",
-        "web",
-        git_write_back,
-        json!({
+        json!({ "name": "web", "annotations": git_write_back }),
+        Some("web"),
+        json!({ "source": {
             "repoURL": git.http_url("deploy"),
             "path": "apps/web",
             "targetRevision": "main",
             "helm": { "parameters": [{ "name": "image.tag", "value": "1.0.0" }] },
-        }),
+        } }),
     )
     .await;
     let workdir = git.scratch_dir("controller-clones");

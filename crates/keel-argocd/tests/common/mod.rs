@@ -7,9 +7,10 @@ use std::sync::Arc;
 use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
 use keel_core::{Pipeline, RunReport};
 use keel_registry::RegistryClient;
+use keel_testsupport::kube::argocd::create_application;
 use keel_testsupport::kube::{ApiServer, install_crd};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -82,23 +83,11 @@ pub(crate) async fn create_apps<'a>(
             .iter()
             .map(|(k, v)| (format!("{PREFIX}{k}"), *v))
             .collect();
+        let metadata = json!({ "name": name, "labels": labels, "annotations": annotations });
         let mut source = app.source;
         // `sources` in the table: a multi-source Application, without `spec.source`.
         if let Some(sources) = source.as_object_mut().and_then(|o| o.remove("sources")) {
-            let object: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "argoproj.io/v1alpha1",
-                "kind": "Application",
-                "metadata": { "name": name, "namespace": ns, "annotations": annotations },
-                "spec": {
-                    "project": "default",
-                    "destination": { "server": "https://kubernetes.default.svc" },
-                    "sources": sources,
-                },
-            }))
-            .expect("an Application");
-            api.create(&PostParams::default(), &object)
-                .await
-                .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
+            create_application(&api, ns, metadata, None, json!({ "sources": sources })).await;
             continue;
         }
         if source["repoURL"].is_null() {
@@ -107,22 +96,7 @@ pub(crate) async fn create_apps<'a>(
         if source["path"].is_null() {
             source["path"] = json!(format!("apps/{name}"));
         }
-        let object: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Application",
-            "metadata": {
-                "name": name, "namespace": ns, "labels": labels, "annotations": annotations,
-            },
-            "spec": {
-                "project": "default",
-                "destination": { "server": "https://kubernetes.default.svc", "namespace": "web" },
-                "source": source,
-            },
-        }))
-        .expect("an Application");
-        api.create(&PostParams::default(), &object)
-            .await
-            .unwrap_or_else(|e| panic!("create application {ns}/{name}: {e}"));
+        create_application(&api, ns, metadata, Some("web"), json!({ "source": source })).await;
         if let Some(status) = app.status {
             api.patch_status(
                 name,

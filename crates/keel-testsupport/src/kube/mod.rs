@@ -19,8 +19,12 @@
 //! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
 
 mod apiserver;
+/// Argo CD's Applications, credentials and known hosts written with the raw API.
+pub mod argocd;
 mod counting;
 mod fixtures;
+/// Flux's kinds and CRDs on the test server, and the Flux objects tests build.
+pub mod flux;
 mod intercept;
 pub mod openshift;
 mod wait;
