@@ -1,0 +1,80 @@
+//! What the reflector's test binaries share: the kinds it reads, a namespace with Flux's
+//! CRDs, a registry client and a reflector for tests, registries to scan and the report's
+//! outcome of an object.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_flux::reflector::{Namespaces, Outcome, Reflector, ReflectorReport};
+use keel_k8s::PullSecrets;
+use keel_registry::RegistryClient;
+use keel_testsupport::kube::flux::{FluxKind, flux_namespace, ready};
+use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use kube::Client;
+use serde_json::Value;
+
+pub(crate) const REPOSITORIES: FluxKind = FluxKind::ImageRepository;
+pub(crate) const POLICIES: FluxKind = FluxKind::ImagePolicy;
+
+/// A fresh namespace with Flux's CRDs installed, and an admin client.
+pub(crate) async fn setup(prefix: &str) -> Option<(String, Client)> {
+    let (_, namespace, client) = flux_namespace(prefix, &keel_flux::crds::ALL).await?;
+    Some((namespace, client))
+}
+
+/// A registry client for tests: no cache (each pass asks the registry) and one quick retry.
+pub(crate) fn registry_client(secrets: Option<&PullSecrets>) -> Arc<RegistryClient> {
+    let mut builder = RegistryClient::builder()
+        .with_cache_ttl(Duration::ZERO)
+        .with_retries(1, Duration::from_millis(10), Duration::from_millis(50))
+        .with_timeout(Duration::from_secs(10));
+    if let Some(secrets) = secrets {
+        builder = builder.with_credential_source(Arc::new(secrets.clone()));
+    }
+    Arc::new(builder.build().expect("registry client"))
+}
+
+/// A reflector over the objects of `namespaces` with the [`registry_client`] of no secrets.
+pub(crate) fn reflector_of(client: &Client, namespaces: &[&str]) -> Reflector {
+    let namespaces = Namespaces::only(namespaces.iter().copied());
+    Reflector::new(client.clone(), namespaces, registry_client(None))
+}
+
+/// What the pass of `report` did with the object `name` of `kind`.
+pub(crate) fn outcome<'r>(
+    report: &'r ReflectorReport,
+    kind: FluxKind,
+    ns: &str,
+    name: &str,
+) -> &'r Outcome {
+    let found = if kind == REPOSITORIES {
+        report.repository(ns, name)
+    } else {
+        report.policy(ns, name)
+    };
+    &found
+        .unwrap_or_else(|| panic!("{kind} {ns}/{name} not in the report: {report:?}"))
+        .outcome
+}
+
+/// A registry without authentication serving `repository` with `tags`, and the name of that
+/// image in it.
+pub(crate) async fn plain_registry(repository: &str, tags: &[&str]) -> (RegistryServer, String) {
+    let registry = RegistryServer::with_tags(ServerOptions::plain(), repository, tags).await;
+    let image = format!("{}/{repository}", registry.addr());
+    (registry, image)
+}
+
+/// The digest `repository:tag` has in the registry now.
+pub(crate) async fn head_digest(registry: &RegistryServer, repository: &str, tag: &str) -> String {
+    registry
+        .seeder()
+        .head_digest(repository, tag)
+        .await
+        .unwrap_or_else(|| panic!("no {repository}:{tag} in the registry"))
+}
+
+/// Whether the `Ready` condition of `status` is `True`.
+pub(crate) fn ready_true(status: &Value) -> bool {
+    ready(status).0 == "True"
+}
