@@ -655,20 +655,11 @@ mod tests {
     #[test]
     fn refuses_edits_through_aliases_and_merge_keys() {
         let text = "base: &b\n  tag: \"1\"\napp:\n  <<: *b\nother: *b\n";
-        let err = set(
-            text,
-            &[Step::Key("app"), Step::Key("tag")],
-            Value::String("2"),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("merge key"), "{err}");
-        let err = set(
-            text,
-            &[Step::Key("other"), Step::Key("tag")],
-            Value::String("2"),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("alias"), "{err}");
+        for (key, through) in [("app", "merge key"), ("other", "alias")] {
+            let path = [Step::Key(key), Step::Key("tag")];
+            let err = set(text, &path, Value::String("2")).unwrap_err();
+            assert!(err.to_string().contains(through), "{key}: {err}");
+        }
         assert_eq!(
             get(text, &[Step::Key("app"), Step::Key("tag")])
                 .unwrap()

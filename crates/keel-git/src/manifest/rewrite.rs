@@ -391,19 +391,31 @@ mod tests {
 
     #[test]
     fn written_names() {
-        assert_eq!(written_name("nginx"), "nginx");
-        assert_eq!(written_name("localhost:5000/a/b:1.0"), "localhost:5000/a/b");
-        assert_eq!(written_name("app:1.2.3@sha256:abc"), "app");
-        assert_eq!(written_name("app@sha256:abc"), "app");
+        let cases = [
+            ("nginx", "nginx"),
+            ("localhost:5000/a/b:1.0", "localhost:5000/a/b"),
+            ("app:1.2.3@sha256:abc", "app"),
+            ("app@sha256:abc", "app"),
+        ];
+        for (written, name) in cases {
+            assert_eq!(written_name(written), name, "the name written in {written}");
+        }
     }
 
     #[test]
     fn familiar_names() {
-        let image = ImageRef::parse("docker.io/library/nginx:1.2").unwrap();
-        assert_eq!(familiar_name(&image), "nginx");
-        let image = ImageRef::parse("ghcr.io/o/r:latest").unwrap();
-        assert_eq!(familiar_name(&image), "ghcr.io/o/r");
-        let image = ImageRef::parse("localhost:5000/a").unwrap();
-        assert_eq!(familiar_name(&image), "localhost:5000/a");
+        let cases = [
+            ("docker.io/library/nginx:1.2", "nginx"),
+            ("ghcr.io/o/r:latest", "ghcr.io/o/r"),
+            ("localhost:5000/a", "localhost:5000/a"),
+        ];
+        for (reference, familiar) in cases {
+            let image = ImageRef::parse(reference).unwrap();
+            assert_eq!(
+                familiar_name(&image),
+                familiar,
+                "the familiar name of {reference}"
+            );
+        }
     }
 }
