@@ -653,6 +653,10 @@ mod tests {
     fn defaults_render_per_kind() {
         let templates = Templates::default();
         let notes = Some("https://n/1".to_string());
+        let said = |kind, message: &str| Event {
+            message: message.into(),
+            ..event(kind)
+        };
         let cases = [
             (
                 event(EventKind::UpdatePlanned),
@@ -663,10 +667,7 @@ mod tests {
                 "prod/default/web now runs nginx:1.25.1 (was nginx:1.25.0).",
             ),
             (
-                Event {
-                    message: "conflict".into(),
-                    ..event(EventKind::UpdateFailed)
-                },
+                said(EventKind::UpdateFailed, "conflict"),
                 "Update of prod/default/web from nginx:1.25.0 to nginx:1.25.1 failed: conflict",
             ),
             (
@@ -675,10 +676,7 @@ mod tests {
                  1/2 so far. Approve with `/keel approve a1b2` before 2024-05-02T12:00:00Z.",
             ),
             (
-                Event {
-                    message: "needs 2 approval(s)".into(),
-                    ..event(EventKind::ApprovalRequested)
-                },
+                said(EventKind::ApprovalRequested, "needs 2 approval(s)"),
                 "Update of prod/default/web from nginx:1.25.0 to nginx:1.25.1 needs approval \
                  (needs 2 approval(s)).",
             ),
@@ -691,10 +689,7 @@ mod tests {
                 "Update of prod/default/web to nginx:1.25.1 approved (2/2: ana, bo).",
             ),
             (
-                Event {
-                    message: "not on a Friday".into(),
-                    ..event(EventKind::Rejected)
-                },
+                said(EventKind::Rejected, "not on a Friday"),
                 "Update of prod/default/web to nginx:1.25.1 rejected: not on a Friday.",
             ),
             (
