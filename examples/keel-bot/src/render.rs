@@ -229,17 +229,25 @@ mod tests {
     #[test]
     fn escapes_and_mentions() {
         assert_eq!(escape("a<b>&c"), "a&lt;b&gt;&amp;c");
-        assert_eq!(voter("slack:U024BE7LH"), "<@U024BE7LH>");
-        assert_eq!(voter("slack:T0001/U024BE7LH"), "<@U024BE7LH>");
-        assert_eq!(voter("alice"), "alice");
-        assert_eq!(voter("ops:<!channel>"), "ops:&lt;!channel&gt;");
+        for (name, shown) in [
+            ("slack:U024BE7LH", "<@U024BE7LH>"),
+            ("slack:T0001/U024BE7LH", "<@U024BE7LH>"),
+            ("alice", "alice"),
+            ("ops:<!channel>", "ops:&lt;!channel&gt;"),
+        ] {
+            assert_eq!(voter(name), shown, "voter {name}");
+        }
         assert!(!is_slack_user_id("Ualice"));
         assert_eq!(code("a`b"), "`a'b`");
-        assert_eq!(release_notes("javascript:alert(1)"), None);
-        assert_eq!(release_notes("https://x/y|z"), None);
-        assert_eq!(
-            release_notes("https://example.com/r").as_deref(),
-            Some("<https://example.com/r|release notes>")
-        );
+        for (url, link) in [
+            ("javascript:alert(1)", None),
+            ("https://x/y|z", None),
+            (
+                "https://example.com/r",
+                Some("<https://example.com/r|release notes>"),
+            ),
+        ] {
+            assert_eq!(release_notes(url).as_deref(), link, "release notes {url}");
+        }
     }
 }
