@@ -99,6 +99,128 @@ impl std::fmt::Debug for NamespaceScope {
     }
 }
 
+/// The settings every target built on watches shares ([`KubeTarget`](crate::KubeTarget)'s and
+/// keel-helm's `HelmTarget`'s): its name, the namespaces it watches, whether its updates pin
+/// digests, how long its first discovery waits for the watches, and where it records the pull
+/// secrets of the images it tracks. Each target's builder sets them with setters of the same
+/// names, which add what is particular to that target.
+#[derive(Clone)]
+pub struct WatchSettings {
+    name: String,
+    scope: NamespaceScope,
+    pin_digests: bool,
+    sync_timeout: Duration,
+    pull_secrets: Option<PullSecrets>,
+}
+
+impl WatchSettings {
+    /// The defaults of a target named `name`: every namespace, tags without digests, 60 s for
+    /// the first discovery, no pull secrets recorded.
+    pub fn new(name: impl Into<String>) -> Self {
+        WatchSettings {
+            name: name.into(),
+            scope: NamespaceScope::all(),
+            pin_digests: false,
+            sync_timeout: Duration::from_secs(60),
+            pull_secrets: None,
+        }
+    }
+
+    /// Sets the target's name in plans, reports and notifications.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// Sets the namespaces watched (default: all).
+    pub fn set_scope(&mut self, scope: NamespaceScope) {
+        self.scope = scope;
+    }
+
+    /// Sets whether updates write the digest of the plan with its tag, so that exactly the
+    /// approved image runs even if its tag moves (default false: the tag only).
+    pub fn set_pin_digests(&mut self, pin: bool) {
+        self.pin_digests = pin;
+    }
+
+    /// Sets how long the first discovery waits for the watches' initial lists (default 60 s).
+    pub fn set_sync_timeout(&mut self, timeout: Duration) {
+        self.sync_timeout = timeout;
+    }
+
+    /// Records, at every discovery, which pull secrets each tracked image is pulled with in
+    /// `secrets`, so that a registry client given `secrets` as its
+    /// [`CredentialSource`](keel_core::CredentialSource) uses them.
+    pub fn set_pull_secrets(&mut self, secrets: PullSecrets) {
+        self.pull_secrets = Some(secrets);
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespaces watched.
+    pub fn scope(&self) -> &NamespaceScope {
+        &self.scope
+    }
+
+    /// Whether updates pin digests.
+    pub fn pin_digests(&self) -> bool {
+        self.pin_digests
+    }
+
+    /// How long the first discovery waits for the watches' initial lists.
+    pub fn sync_timeout(&self) -> Duration {
+        self.sync_timeout
+    }
+
+    /// [`Target::discover`](keel_core::Target::discover) of the target: runs `scan` in a
+    /// `discover` span naming the target, records the pull secrets it found (when the target
+    /// was given some, [`set_pull_secrets`](Self::set_pull_secrets)) and returns the tracked
+    /// images.
+    ///
+    /// # Errors
+    /// The error of `scan`.
+    pub async fn discover<I>(
+        &self,
+        scan: impl Future<Output = Result<Scan<I>, Error>>,
+    ) -> Result<Vec<TrackedImage>, Error> {
+        let scan = scan
+            .instrument(info_span!("discover", target_name = %self.name))
+            .await?;
+        if let Some(secrets) = &self.pull_secrets {
+            secrets.replace_usage(scan.pull_secrets);
+        }
+        Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
+    }
+}
+
+impl std::fmt::Debug for WatchSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchSettings")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("pin_digests", &self.pin_digests)
+            .field("sync_timeout", &self.sync_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The builder of a target built on watches, which holds the target's [`WatchSettings`]: its
+/// setters of them (`with_name`, `with_namespaces`, `with_sync_timeout`...) go through
+/// [`with_watch`](Self::with_watch).
+pub trait WatchTargetBuilder: Sized {
+    /// The settings the builder holds.
+    fn watch_mut(&mut self) -> &mut WatchSettings;
+
+    /// Changes the settings the builder holds, e.g.
+    /// `builder.with_watch(|w| w.set_sync_timeout(Duration::from_secs(30)))`.
+    fn with_watch(mut self, change: impl FnOnce(&mut WatchSettings)) -> Self {
+        change(self.watch_mut());
+        self
+    }
+}
+
 /// The health of one watch, shared between its task (which records it) and the target
 /// (which reads it through [`SyncState`]).
 #[derive(Debug, Default)]
@@ -201,26 +323,6 @@ impl<I> Default for Scan<I> {
             pull_secrets: Vec::new(),
         }
     }
-}
-
-/// [`Target::discover`](keel_core::Target::discover) of a target built on watches: runs `scan`
-/// in a `discover` span naming the target, records the pull secrets it found in `secrets`
-/// (when the target was given some) and returns the tracked images.
-///
-/// # Errors
-/// The error of `scan`.
-pub async fn discover<I>(
-    target_name: &str,
-    secrets: Option<&PullSecrets>,
-    scan: impl Future<Output = Result<Scan<I>, Error>>,
-) -> Result<Vec<TrackedImage>, Error> {
-    let scan = scan
-        .instrument(info_span!("discover", target_name = %target_name))
-        .await?;
-    if let Some(secrets) = secrets {
-        secrets.replace_usage(scan.pull_secrets);
-    }
-    Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
 }
 
 #[cfg(test)]

@@ -114,7 +114,8 @@ impl HelmTarget {
         for (i, plan) in plans.iter().enumerate() {
             match ReleaseId::parse(&plan.id) {
                 Some(id)
-                    if plan.target == self.inner.settings.name && self.in_scope(id.namespace) =>
+                    if plan.target == self.inner.settings.watch.name()
+                        && self.in_scope(id.namespace) =>
                 {
                     by_release
                         .entry((id.namespace.to_owned(), id.release.to_owned()))
@@ -124,7 +125,8 @@ impl HelmTarget {
                 _ => {
                     results[i] = Some(Err(Error::not_found(format!(
                         "tracked image {} in {}",
-                        plan.id, self.inner.settings.name
+                        plan.id,
+                        self.inner.settings.watch.name()
                     ))));
                 }
             }
@@ -194,7 +196,8 @@ impl HelmTarget {
             let result = match entry {
                 None => Err(Error::not_found(format!(
                     "tracked image {} in {}",
-                    plan.id, self.inner.settings.name
+                    plan.id,
+                    self.inner.settings.watch.name()
                 ))),
                 Some(entry) => self.plan_change(entry, &values, &mut user, plan),
             };
@@ -258,7 +261,12 @@ impl HelmTarget {
             });
         }
         entry
-            .write(user, &current, &plan.new, self.inner.settings.pin_digests)
+            .write(
+                user,
+                &current,
+                &plan.new,
+                self.inner.settings.watch.pin_digests(),
+            )
             .map_err(|e| helm_error(&action, format!("{}: {}", e.path, e.reason)))?;
         Ok(Some(format!(
             "{}: {} -> {}",
@@ -349,7 +357,8 @@ impl HelmTarget {
             .ok_or_else(|| {
                 Error::not_found(format!(
                     "tracked image {} in {}",
-                    plan.id, self.inner.settings.name
+                    plan.id,
+                    self.inner.settings.watch.name()
                 ))
             })?;
         let action = format!("verify the rollout of {plan}");

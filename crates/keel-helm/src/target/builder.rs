@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keel_core::Error;
 use keel_k8s::PullSecrets;
-use keel_k8s::sync::NamespaceScope;
+use keel_k8s::sync::{NamespaceScope, WatchSettings, WatchTargetBuilder};
 use kube::Client;
 
 use super::watch::Watch;
@@ -20,27 +20,27 @@ use crate::storage::Driver;
 #[derive(Clone)]
 pub struct HelmTargetBuilder {
     pub(super) client: Client,
-    pub(super) name: String,
-    pub(super) scope: NamespaceScope,
+    pub(super) watch: WatchSettings,
     pub(super) drivers: Vec<Driver>,
-    pub(super) pin_digests: bool,
-    pub(super) sync_timeout: Duration,
     pub(super) helm_path: Option<PathBuf>,
     pub(super) helm_env: Vec<(OsString, OsString)>,
     pub(super) helm_timeout: Duration,
-    pub(super) pull_secrets: Option<PullSecrets>,
 }
 
 impl fmt::Debug for HelmTargetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The helm environment may carry credentials (a kubeconfig path, tokens): left out.
         f.debug_struct("HelmTargetBuilder")
-            .field("name", &self.name)
-            .field("namespaces", &self.scope.list())
+            .field("watch", &self.watch)
             .field("drivers", &self.drivers)
-            .field("pin_digests", &self.pin_digests)
             .field("helm_path", &self.helm_path)
             .finish_non_exhaustive()
+    }
+}
+
+impl WatchTargetBuilder for HelmTargetBuilder {
+    fn watch_mut(&mut self) -> &mut WatchSettings {
+        &mut self.watch
     }
 }
 
@@ -48,32 +48,26 @@ impl HelmTargetBuilder {
     pub(super) fn new(client: Client) -> Self {
         HelmTargetBuilder {
             client,
-            name: "helm".to_owned(),
-            scope: NamespaceScope::all(),
+            watch: WatchSettings::new("helm"),
             drivers: Driver::ALL.to_vec(),
-            pin_digests: false,
-            sync_timeout: Duration::from_secs(60),
             helm_path: None,
             helm_env: Vec::new(),
             helm_timeout: Duration::from_secs(300),
-            pull_secrets: None,
         }
     }
 
     /// The target's name in plans, reports and notifications (default `helm`).
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        self.with_watch(|w| w.set_name(name))
     }
 
     /// Watches releases in these namespaces only (default: all namespaces).
-    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
+    pub fn with_namespaces<I, S>(self, namespaces: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scope = NamespaceScope::only(namespaces);
-        self
+        self.with_watch(|w| w.set_scope(NamespaceScope::only(namespaces)))
     }
 
     /// Which of Helm's storage drivers to read (default both: Secrets and ConfigMaps).
@@ -87,15 +81,13 @@ impl HelmTargetBuilder {
 
     /// Writes digests into the values with the tag (`1.2.3@sha256:...`, or the image's
     /// `digest` path), so that exactly the approved image runs even if its tag moves.
-    pub fn with_pin_digests(mut self, pin: bool) -> Self {
-        self.pin_digests = pin;
-        self
+    pub fn with_pin_digests(self, pin: bool) -> Self {
+        self.with_watch(|w| w.set_pin_digests(pin))
     }
 
     /// How long the first discovery waits for the watches' initial lists (default 60 s).
-    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
-        self.sync_timeout = timeout;
-        self
+    pub fn with_sync_timeout(self, timeout: Duration) -> Self {
+        self.with_watch(|w| w.set_sync_timeout(timeout))
     }
 
     /// The `helm` binary to run (default: `helm` on `PATH`).
@@ -125,9 +117,8 @@ impl HelmTargetBuilder {
 
     /// Registers which pull secrets each tracked image uses with `secrets` at every
     /// discovery, so that registry requests carry the release's credentials.
-    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
-        self.pull_secrets = Some(secrets);
-        self
+    pub fn with_pull_secrets(self, secrets: PullSecrets) -> Self {
+        self.with_watch(|w| w.set_pull_secrets(secrets))
     }
 
     /// Checks the namespaces and the helm binary, and starts the watches.
@@ -137,13 +128,13 @@ impl HelmTargetBuilder {
     /// no helm binary, [`Error::Backend`] when it does not run as helm: at start-up, not at
     /// the first update.
     pub async fn build(self) -> Result<HelmTarget, Error> {
-        self.scope.check()?;
+        self.watch.scope().check()?;
         let helm = HelmBinary::locate(self.helm_path.as_deref())
             .await?
             .with_env(self.helm_env.clone())
             .with_timeout(self.helm_timeout);
         let (changes, _) = tokio::sync::watch::channel(());
-        let scopes = self.scope.watched();
+        let scopes = self.watch.scope().watched();
         let watches = self
             .drivers
             .iter()

@@ -182,12 +182,12 @@ impl HelmTarget {
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
-        self.inner.settings.scope.contains(namespace)
+        self.inner.settings.watch.scope().contains(namespace)
     }
 
     async fn wait_synced(&self) -> Result<(), Error> {
         let watches: Vec<&Watch> = self.inner.watches.iter().collect();
-        keel_k8s::sync::wait_synced(&watches, self.inner.settings.sync_timeout).await
+        keel_k8s::sync::wait_synced(&watches, self.inner.settings.watch.sync_timeout()).await
     }
 
     async fn scan(&self) -> Result<Scan, Error> {
@@ -211,7 +211,7 @@ impl HelmTarget {
         scan.tracked.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         self.inner
             .problems
-            .record(&self.inner.settings.name, scan.problems.clone());
+            .record(self.inner.settings.watch.name(), scan.problems.clone());
         Ok(scan)
     }
 
@@ -370,12 +370,11 @@ impl HelmTarget {
 #[async_trait]
 impl Target for HelmTarget {
     fn name(&self) -> &str {
-        &self.inner.settings.name
+        self.inner.settings.watch.name()
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
-        let settings = &self.inner.settings;
-        keel_k8s::sync::discover(&settings.name, settings.pull_secrets.as_ref(), self.scan()).await
+        self.inner.settings.watch.discover(self.scan()).await
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {

@@ -86,7 +86,7 @@ impl KubeTarget {
                 &written_text,
                 &written,
                 plan,
-                self.inner.settings.pin_digests,
+                self.inner.settings.watch.pin_digests(),
                 chrono::Utc::now(),
             );
             let sent = if K::KIND.is_openshift() {

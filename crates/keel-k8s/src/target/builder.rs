@@ -22,7 +22,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::error::{self as kerr, Request};
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::secrets::PullSecrets;
-use crate::sync::{NamespaceScope, WatchHealth};
+use crate::sync::{NamespaceScope, WatchHealth, WatchSettings, WatchTargetBuilder};
 use crate::workload::{Workload, WorkloadKind};
 
 use super::*;
@@ -31,52 +31,49 @@ use super::*;
 #[derive(Clone)]
 pub struct KubeTargetBuilder {
     pub(super) client: Client,
-    pub(super) name: String,
-    pub(super) scope: NamespaceScope,
+    pub(super) watch: WatchSettings,
     pub(super) label_selector: Option<String>,
     pub(super) kinds: Vec<WorkloadKind>,
     /// Whether [`KubeTargetBuilder::with_kinds`] chose the kinds (else: every kind).
     pub(super) kinds_chosen: bool,
-    pub(super) pin_digests: bool,
-    pub(super) sync_timeout: Duration,
     pub(super) conflict_retries: u32,
-    pub(super) pull_secrets: Option<PullSecrets>,
 }
 
 impl fmt::Debug for KubeTargetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeTargetBuilder")
-            .field("name", &self.name)
-            .field("scope", &self.scope)
+            .field("watch", &self.watch)
             .field("label_selector", &self.label_selector)
             .field("kinds", &self.kinds)
-            .field("pin_digests", &self.pin_digests)
             .finish_non_exhaustive()
+    }
+}
+
+impl WatchTargetBuilder for KubeTargetBuilder {
+    fn watch_mut(&mut self) -> &mut WatchSettings {
+        &mut self.watch
     }
 }
 
 impl KubeTargetBuilder {
     /// The target's name in plans, reports and notifications (default `kubernetes`).
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        self.with_watch(|w| w.set_name(name))
     }
 
     /// Watches every namespace (the default).
-    pub fn all_namespaces(mut self) -> Self {
-        self.scope = NamespaceScope::all();
-        self
+    pub fn all_namespaces(self) -> Self {
+        self.with_watch(|w| w.set_scope(NamespaceScope::all()))
     }
 
     /// Watches only these namespaces (one watch per namespace and kind, for RBAC that grants
     /// Roles rather than a ClusterRole).
-    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
+    pub fn with_namespaces<I, S>(self, namespaces: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scope = NamespaceScope::only(namespaces);
-        self
+        self.with_watch(|w| w.set_scope(NamespaceScope::only(namespaces)))
     }
 
     /// Watches only workloads matching a label selector, e.g. `team=web,tier!=batch`.
@@ -101,15 +98,13 @@ impl KubeTargetBuilder {
 
     /// Whether updates write `image:tag@sha256:...` when the plan carries a digest
     /// (default false: the tag only, plus a `keel.sh/digests` record).
-    pub fn pin_digests(mut self, pin: bool) -> Self {
-        self.pin_digests = pin;
-        self
+    pub fn pin_digests(self, pin: bool) -> Self {
+        self.with_watch(|w| w.set_pin_digests(pin))
     }
 
     /// How long the first [`Target::discover`] waits for the caches to fill (default 60 s).
-    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
-        self.sync_timeout = timeout;
-        self
+    pub fn with_sync_timeout(self, timeout: Duration) -> Self {
+        self.with_watch(|w| w.set_sync_timeout(timeout))
     }
 
     /// How many times an update is re-read and tried again after a 409 Conflict (default 5).
@@ -122,9 +117,8 @@ impl KubeTargetBuilder {
     /// (its pod template's `imagePullSecrets`, then `keel.sh/imagePullSecret`) in `secrets`,
     /// so that a registry client given `secrets` as its
     /// [`CredentialSource`](keel_core::CredentialSource) uses them.
-    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
-        self.pull_secrets = Some(secrets);
-        self
+    pub fn with_pull_secrets(self, secrets: PullSecrets) -> Self {
+        self.with_watch(|w| w.set_pull_secrets(secrets))
     }
 
     /// Checks the configuration, asks the server which kinds it serves (CronJobs need
@@ -135,7 +129,7 @@ impl KubeTargetBuilder {
     /// [`Error::InvalidInput`] for an empty namespace list; the server's answer (e.g.
     /// [`Error::Unauthorized`]) when API discovery of an optional kind's group fails.
     pub async fn build(self) -> Result<KubeTarget, Error> {
-        self.scope.check()?;
+        self.watch.scope().check()?;
 
         let mut kinds = self.kinds.clone();
         // CronJobs need `batch/v1`; DeploymentConfigs and ImageStreams need OpenShift's API
@@ -148,7 +142,7 @@ impl KubeTargetBuilder {
                 served.push(kind);
             } else {
                 info!(
-                    target_name = %self.name,
+                    target_name = %self.watch.name(),
                     "the API server does not serve {} in {}; not watching them",
                     kind.plural(),
                     kind.group_version()
@@ -163,7 +157,7 @@ impl KubeTargetBuilder {
                     permitted.push(kind);
                 } else {
                     warn!(
-                        target_name = %self.name,
+                        target_name = %self.watch.name(),
                         "RBAC does not let this client list and watch {} ({}); not watching \
                          them (see rbac-openshift.yaml)",
                         kind.plural(),
@@ -174,7 +168,7 @@ impl KubeTargetBuilder {
             kinds = permitted;
         }
 
-        let namespaces = self.scope.watched();
+        let namespaces = self.watch.scope().watched();
         let (changes, _) = tokio::sync::watch::channel(());
         let mut caches: Vec<Box<dyn Cache>> = Vec::new();
         for kind in &kinds {
@@ -208,7 +202,7 @@ impl KubeTargetBuilder {
     /// by SelfSubjectAccessReviews; `true` when the server does not answer them (the watch
     /// then says what is wrong).
     async fn may_watch(&self, kind: WorkloadKind) -> bool {
-        let namespaces = self.scope.watched();
+        let namespaces = self.watch.scope().watched();
         let group = kind
             .group_version()
             .split_once('/')

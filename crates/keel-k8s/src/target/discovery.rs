@@ -23,7 +23,7 @@ impl KubeTarget {
     /// succeed (RBAC) and late on the timeout.
     pub(super) async fn wait_synced(&self) -> Result<(), Error> {
         let caches: Vec<&dyn Cache> = self.inner.caches.iter().map(|c| c.as_ref()).collect();
-        crate::sync::wait_synced(&caches, self.inner.settings.sync_timeout).await
+        crate::sync::wait_synced(&caches, self.inner.settings.watch.sync_timeout()).await
     }
 
     pub(super) async fn scan(&self) -> Result<Scan, Error> {
@@ -54,7 +54,7 @@ impl KubeTarget {
         });
         self.inner
             .problems
-            .record(&self.inner.settings.name, scan.problems.clone());
+            .record(self.inner.settings.watch.name(), scan.problems.clone());
         Ok(scan)
     }
 
@@ -138,7 +138,7 @@ impl KubeTarget {
     }
 
     pub(super) fn in_scope(&self, namespace: &str) -> bool {
-        self.inner.settings.scope.contains(namespace)
+        self.inner.settings.watch.scope().contains(namespace)
     }
 }
 

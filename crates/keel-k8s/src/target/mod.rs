@@ -17,7 +17,7 @@ use tracing::{Instrument as _, info_span, warn};
 use crate::keys::Problem;
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
-use crate::sync::NamespaceScope;
+use crate::sync::WatchSettings;
 use crate::workload::{ContainerId, WorkloadKind, WorkloadView};
 
 mod apply;
@@ -78,11 +78,9 @@ pub struct KubeTarget {
 impl fmt::Debug for KubeTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeTarget")
-            .field("name", &self.inner.settings.name)
-            .field("scope", &self.inner.settings.scope)
+            .field("watch", &self.inner.settings.watch)
             .field("label_selector", &self.inner.settings.label_selector)
             .field("kinds", &self.inner.settings.kinds)
-            .field("pin_digests", &self.inner.settings.pin_digests)
             .finish_non_exhaustive()
     }
 }
@@ -193,15 +191,11 @@ impl KubeTarget {
     pub fn builder(client: Client) -> KubeTargetBuilder {
         KubeTargetBuilder {
             client,
-            name: "kubernetes".to_owned(),
-            scope: NamespaceScope::all(),
+            watch: WatchSettings::new("kubernetes"),
             label_selector: None,
             kinds: WorkloadKind::ALL.to_vec(),
             kinds_chosen: false,
-            pin_digests: false,
-            sync_timeout: Duration::from_secs(60),
             conflict_retries: 5,
-            pull_secrets: None,
         }
     }
 
@@ -283,7 +277,8 @@ impl KubeTarget {
         let id = ContainerId::parse(&plan.id).ok_or_else(|| {
             Error::not_found(format!(
                 "tracked image {} in {}",
-                plan.id, self.inner.settings.name
+                plan.id,
+                self.inner.settings.watch.name()
             ))
         })?;
         if matches!(id.kind, WorkloadKind::CronJob | WorkloadKind::ImageStream) {
@@ -335,19 +330,18 @@ impl KubeTarget {
 #[async_trait]
 impl Target for KubeTarget {
     fn name(&self) -> &str {
-        &self.inner.settings.name
+        self.inner.settings.watch.name()
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
-        let settings = &self.inner.settings;
-        crate::sync::discover(&settings.name, settings.pull_secrets.as_ref(), self.scan()).await
+        self.inner.settings.watch.discover(self.scan()).await
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
         let id = self.container_id(&plan.id)?;
         let span = info_span!(
             "apply",
-            target_name = %self.inner.settings.name,
+            target_name = %self.inner.settings.watch.name(),
             id = %plan.id,
             current = %plan.current,
             new = %plan.new

@@ -29,7 +29,7 @@ impl KubeTarget {
         let unknown = || {
             Error::not_found(format!(
                 "tracked image {id} in {}",
-                self.inner.settings.name
+                self.inner.settings.watch.name()
             ))
         };
         let parsed = ContainerId::parse(id).ok_or_else(unknown)?;
