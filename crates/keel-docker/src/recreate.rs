@@ -222,25 +222,26 @@ mod tests {
         Some(values.iter().map(|v| (*v).to_owned()).collect())
     }
 
+    /// A container of [`old_image`], which the engine reports with the image's user,
+    /// command, entrypoint, healthcheck and volumes, and with the image's `PATH` and
+    /// version label beside its own.
     fn old_container() -> ContainerInspectResponse {
+        let image = old_image();
         ContainerInspectResponse {
             id: Some("0123456789abcdef0123".into()),
             config: Some(ContainerConfig {
                 hostname: Some("0123456789ab".into()),
-                user: Some("nobody".into()),
+                user: image.user,
                 env: strings(&["PATH=/bin", "MODE=prod"]),
-                cmd: strings(&["serve"]),
-                entrypoint: strings(&["/bin/app"]),
+                cmd: image.cmd,
+                entrypoint: image.entrypoint,
                 image: Some("registry.local/app:1.0".into()),
                 labels: Some(HashMap::from([
                     ("com.docker.compose.service".into(), "web".into()),
                     ("org.opencontainers.image.version".into(), "1.0".into()),
                 ])),
-                healthcheck: Some(HealthConfig {
-                    test: strings(&["CMD", "true"]),
-                    ..HealthConfig::default()
-                }),
-                volumes: strings(&["/data"]),
+                healthcheck: image.healthcheck,
+                volumes: image.volumes,
                 working_dir: Some("/srv".into()),
                 ..ContainerConfig::default()
             }),
