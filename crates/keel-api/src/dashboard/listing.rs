@@ -244,4 +244,16 @@ mod tests {
     use super::*;
 
     fn _obj_safe(_: Arc<dyn TrackedImages>) {}
+
+    #[test]
+    fn settings_without_targets_are_not_supported_and_of_an_unknown_target_not_found() {
+        match target_named(None, "prod", "reading settings") {
+            Err(Error::NotSupported { operation, .. }) => assert_eq!(operation, "reading settings"),
+            other => panic!("without targets: {other:?}"),
+        }
+        match target_named(Some(&[]), "prod", "reading settings") {
+            Err(Error::NotFound { what }) => assert_eq!(what, "target prod"),
+            other => panic!("no target named prod: {other:?}"),
+        }
+    }
 }
