@@ -11,56 +11,23 @@ use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use keel_flux::crds::{
-    GIT_REPOSITORY_CRD, IMAGE_POLICY_CRD, IMAGE_REPOSITORY_CRD, IMAGE_UPDATE_AUTOMATION_CRD,
-};
-use keel_flux::reflector::GROUP;
 use keel_testsupport::git::GitServer;
-use keel_testsupport::kube::{ApiServer, install_crd, wait_for};
+use keel_testsupport::kube::flux::{
+    FluxKind, create, git_repository_spec, install_flux_crds, secret,
+};
+use keel_testsupport::kube::{ApiServer, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Api, Client};
-use serde_json::{Value, json};
-
-const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
-
-/// The `group/v1` objects `kind` (`plural`) of `ns`.
-fn api_of(client: &Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
-    Api::namespaced_with(client.clone(), ns, &resource)
-}
-
-/// Creates the `group/v1` object `kind` `name` with `spec` through `api`.
-async fn create(api: &Api<DynamicObject>, group: &str, kind: &str, name: &str, spec: Value) {
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": format!("{group}/v1"),
-        "kind": kind,
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("create {kind} {name}: {e}"));
-}
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_controller_scans_resolves_and_pushes_as_flux_does() {
     let Some(api) = ApiServer::shared().await else {
         return;
     };
-    for (yaml, group, plural) in [
-        (IMAGE_REPOSITORY_CRD, GROUP, "imagerepositories"),
-        (IMAGE_POLICY_CRD, GROUP, "imagepolicies"),
-        (IMAGE_UPDATE_AUTOMATION_CRD, GROUP, "imageupdateautomations"),
-        (GIT_REPOSITORY_CRD, SOURCE_GROUP, "gitrepositories"),
-    ] {
-        install_crd(api, yaml, &format!("{group}/v1"), plural).await;
-    }
+    install_flux_crds(api, &keel_flux::crds::ALL).await;
     let registry = RegistryServer::with_tags(
         ServerOptions::plain(),
         "team/web",
@@ -83,70 +50,45 @@ async fn the_controller_scans_resolves_and_pushes_as_flux_does() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image}:1.0.0 # {{\"$imagepolicy\": \"{ns}:web\"}}\n"
     );
     git.create_repo("fleet", &[("apps/web.yaml", deployment.as_str())], "main");
-    let secret: Secret =
-        serde_json::from_value(json!({"metadata": {"name": "fleet-auth"}})).unwrap();
-    let secret = Secret {
-        data: Some(
-            [("username", "flux-bot"), ("password", "push-token")]
-                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-                .into(),
-        ),
-        ..secret
-    };
     Api::<Secret>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &secret)
+        .create(
+            &PostParams::default(),
+            &secret(
+                "fleet-auth",
+                &[("username", "flux-bot"), ("password", "push-token")],
+            ),
+        )
         .await
         .unwrap();
 
-    let repositories = api_of(&admin, &ns, GROUP, "ImageRepository", "imagerepositories");
-    let policies = api_of(&admin, &ns, GROUP, "ImagePolicy", "imagepolicies");
-    let automations = api_of(
-        &admin,
-        &ns,
-        GROUP,
-        "ImageUpdateAutomation",
-        "imageupdateautomations",
-    );
-    let sources = api_of(
-        &admin,
-        &ns,
-        SOURCE_GROUP,
-        "GitRepository",
-        "gitrepositories",
-    );
+    let repositories = FluxKind::ImageRepository.api(&admin, &ns);
+    let policies = FluxKind::ImagePolicy.api(&admin, &ns);
+    let automations = FluxKind::ImageUpdateAutomation.api(&admin, &ns);
     create(
-        &repositories,
-        GROUP,
-        "ImageRepository",
+        &admin,
+        &ns,
+        "v1",
+        FluxKind::ImageRepository,
         "web",
         json!({"image": image, "interval": "1m"}),
     )
     .await;
     create(
-        &policies,
-        GROUP,
-        "ImagePolicy",
+        &admin,
+        &ns,
+        "v1",
+        FluxKind::ImagePolicy,
         "web",
         json!({"imageRepositoryRef": {"name": "web"}, "policy": {"semver": {"range": ">=1.0.0"}}}),
     )
     .await;
+    let source = git_repository_spec(&git.http_url("fleet"), "fleet-auth");
+    create(&admin, &ns, "v1", FluxKind::GitRepository, "fleet", source).await;
     create(
-        &sources,
-        SOURCE_GROUP,
-        "GitRepository",
-        "fleet",
-        json!({
-            "url": git.http_url("fleet"),
-            "interval": "1m",
-            "ref": {"branch": "main"},
-            "secretRef": {"name": "fleet-auth"},
-        }),
-    )
-    .await;
-    create(
-        &automations,
-        GROUP,
-        "ImageUpdateAutomation",
+        &admin,
+        &ns,
+        "v1",
+        FluxKind::ImageUpdateAutomation,
         "fleet",
         json!({
             "sourceRef": {"kind": "GitRepository", "name": "fleet"},
@@ -221,13 +163,7 @@ async fn the_controller_scans_resolves_and_pushes_as_flux_does() {
     .await;
 
     // Least privilege: the controller's user writes statuses, never specs.
-    let as_user = api_of(
-        &api.client_as(user),
-        &ns,
-        GROUP,
-        "ImagePolicy",
-        "imagepolicies",
-    );
+    let as_user = FluxKind::ImagePolicy.api(&api.client_as(user), &ns);
     let err = as_user
         .patch(
             "web",
