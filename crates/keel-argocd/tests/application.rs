@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
-    pipeline, problems, run_applying, run_without_problems, source, web_registry,
+    pipeline, problems, run_applying, run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -107,28 +107,33 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
     assert_applied(
         &report,
         &[
-            format!("argocd application/{ns}/custom-names/web: {web}:1.2.3 -> {web}:1.3.0"),
-            format!("argocd application/{ns}/default-names/web: {web}:1.2.3 -> {web}:1.2.9"),
-            format!("argocd application/{ns}/image-spec/web: {web}:1.2.3 -> {web}:1.2.9"),
+            updated(&ns, "custom-names", &web, "1.2.3", "1.3.0"),
+            updated(&ns, "default-names", &web, "1.2.3", "1.2.9"),
+            updated(&ns, "image-spec", &web, "1.2.3", "1.2.9"),
         ],
     );
-    assert_eq!(
-        source(&admin, &ns, "default-names").await["helm"]["parameters"],
-        json!([
-            { "name": "replicaCount", "value": "2" },
-            { "name": "image.name", "value": web, "forceString": true },
-            { "name": "image.tag", "value": "1.2.9", "forceString": true },
-            { "name": "ingress.enabled", "value": "true", "forceString": false },
-        ])
-    );
-    assert_eq!(
-        source(&admin, &ns, "custom-names").await["helm"]["parameters"],
-        json!([
-            { "name": "app.replicas", "value": "3" },
-            { "name": "app.repository", "value": web, "forceString": true },
-            { "name": "app.version", "value": "1.3.0", "forceString": true },
-        ])
-    );
+    for (name, parameters) in [
+        (
+            "default-names",
+            json!([
+                { "name": "replicaCount", "value": "2" },
+                { "name": "image.name", "value": web, "forceString": true },
+                { "name": "image.tag", "value": "1.2.9", "forceString": true },
+                { "name": "ingress.enabled", "value": "true", "forceString": false },
+            ]),
+        ),
+        (
+            "custom-names",
+            json!([
+                { "name": "app.replicas", "value": "3" },
+                { "name": "app.repository", "value": web, "forceString": true },
+                { "name": "app.version", "value": "1.3.0", "forceString": true },
+            ]),
+        ),
+    ] {
+        let written = &source(&admin, &ns, name).await["helm"]["parameters"];
+        assert_eq!(written, &parameters, "{name}");
+    }
     let spec = source(&admin, &ns, "image-spec").await;
     assert_eq!(
         spec["helm"]["parameters"],
@@ -352,8 +357,8 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     run_applying(
         &target,
         &[
-            format!("argocd application/{ns}/filtered/web: {web}:1.0.0 -> {web}:1.2.0"),
-            format!("argocd application/{ns}/unfiltered/web: {web}:1.0.0 -> {web}:2.0.0"),
+            updated(&ns, "filtered", &web, "1.0.0", "1.2.0"),
+            updated(&ns, "unfiltered", &web, "1.0.0", "2.0.0"),
         ],
     )
     .await;
@@ -409,9 +414,9 @@ async fn platforms_leave_out_the_tags_not_built_for_them() {
     assert_applied(
         &report,
         &[
-            format!("argocd application/{ns}/any/web: {web}:1.0.0 -> {web}:1.3.0"),
-            format!("argocd application/{ns}/arm/web: {web}:1.0.0 -> {web}:1.1.0"),
-            format!("argocd application/{ns}/either/web: {web}:1.0.0 -> {web}:1.3.0"),
+            updated(&ns, "any", &web, "1.0.0", "1.3.0"),
+            updated(&ns, "arm", &web, "1.0.0", "1.1.0"),
+            updated(&ns, "either", &web, "1.0.0", "1.3.0"),
         ],
     );
 }
@@ -587,13 +592,7 @@ async fn a_bad_annotation_skips_only_its_application() {
     .await;
 
     let target = target(admin.clone(), &ns);
-    run_applying(
-        &target,
-        &[format!(
-            "argocd application/{ns}/good/web: {web}:1.0.0 -> {web}:1.1.0"
-        )],
-    )
-    .await;
+    run_applying(&target, &[updated(&ns, "good", &web, "1.0.0", "1.1.0")]).await;
     assert_eq!(
         problems(&target),
         [

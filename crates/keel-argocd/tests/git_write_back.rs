@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::{
     App, applied, argocd_namespace, argocd_target, assert_applied, create_apps, pipeline, problems,
-    run_without_problems, source, web_registry,
+    run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
@@ -129,12 +129,7 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     let pipeline = pipeline(&target);
 
     let report = run_without_problems(&pipeline, &target).await;
-    assert_applied(
-        &report,
-        &[format!(
-            "argocd application/{ns}/web/web: {web}:1.2.3 -> {web}:1.2.9"
-        )],
-    );
+    assert_applied(&report, &[updated(&ns, "web", &web, "1.2.3", "1.2.9")]);
     let file = "apps/web/.argocd-source-web.yaml";
     let written = format!(
         "helm:\n  parameters:\n  - name: image.name\n    value: {web}\n    forcestring: true\n  \
@@ -189,12 +184,7 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     registry.seeder().push_tags("acme/web", &["1.2.10"]).await;
     // A new pipeline: the registry client keeps tag lists for a while.
     let report = run_without_problems(&common::pipeline(&target), &target).await;
-    assert_applied(
-        &report,
-        &[format!(
-            "argocd application/{ns}/web/web: {web}:1.2.9 -> {web}:1.2.10"
-        )],
-    );
+    assert_applied(&report, &[updated(&ns, "web", &web, "1.2.9", "1.2.10")]);
     assert_eq!(
         server.read_file("deploy", "main", file).unwrap(),
         by_hand.replace("value: 1.2.9", "value: 1.2.10")
@@ -255,8 +245,8 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
     assert_applied(
         &report,
         &[
-            format!("argocd application/{ns}/kust/web: {web}:1.0.0 -> {web}:1.1.0"),
-            format!("argocd application/{ns}/values/web: {web}:1.0.0 -> {web}:1.1.0"),
+            updated(&ns, "kust", &web, "1.0.0", "1.1.0"),
+            updated(&ns, "values", &web, "1.0.0", "1.1.0"),
         ],
     );
     for (file, updated) in [
@@ -381,8 +371,8 @@ async fn credentials_go_to_their_repository_only() {
     assert_eq!(
         applied(&report),
         [
-            format!("argocd application/{ns}/a/web: {web}:1.0.0 -> {web}:1.1.0"),
-            format!("argocd application/{ns}/d/web: {web}:1.0.0 -> {web}:1.1.0"),
+            updated(&ns, "a", &web, "1.0.0", "1.1.0"),
+            updated(&ns, "d", &web, "1.0.0", "1.1.0"),
         ]
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -495,8 +485,8 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
     assert_applied(
         &report,
         &[
-            format!("argocd application/{ns}/annotated/web: {web}:1.0.0 -> {web}:1.1.0"),
-            format!("argocd application/{ns}/iu/web: {web}:1.0.0 -> {web}:1.1.0"),
+            updated(&ns, "annotated", &web, "1.0.0", "1.1.0"),
+            updated(&ns, "iu", &web, "1.0.0", "1.1.0"),
         ],
     );
     let want = values.replace("tag: 1.0.0", "tag: 1.1.0");
@@ -647,9 +637,7 @@ async fn ssh_repositories_are_written_with_the_host_key_argocd_pins() {
     let report = pipeline(&target).run_once().await;
     assert_eq!(
         applied(&report),
-        [format!(
-            "argocd application/{ns}/web/web: {web}:1.0.0 -> {web}:1.1.0"
-        )]
+        [updated(&ns, "web", &web, "1.0.0", "1.1.0")]
     );
     assert!(
         git.read_file("deploy", "main", "apps/web/.argocd-source-web.yaml")

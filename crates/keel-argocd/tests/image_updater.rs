@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::{
     App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, run_applying,
-    run_without_problems, source, web_registry,
+    run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::Pipeline;
@@ -212,9 +212,9 @@ async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     assert_eq!(
         applied(&report),
         [
-            format!("argocd application/{ns}/api/web: {web}:1.2.3 -> {web}:2.0.0"),
-            format!("argocd application/{ns}/web-1/web: {web}:1.2.3 -> {web}:1.2.9"),
-            format!("argocd application/{ns}/web-2/web: {web}:1.2.3 -> {web}:1.2.9"),
+            updated(&ns, "api", &web, "1.2.3", "2.0.0"),
+            updated(&ns, "web-1", &web, "1.2.3", "1.2.9"),
+            updated(&ns, "web-2", &web, "1.2.3", "1.2.9"),
         ]
     );
     for name in ["web-1", "web-2"] {
@@ -320,13 +320,7 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     create_image_updater(&admin, &ns, "working", spec("good-*", "semver")).await;
 
     let target = target(admin.clone(), &ns);
-    run_applying(
-        &target,
-        &[format!(
-            "argocd application/{ns}/good-1/web: {web}:1.0.0 -> {web}:1.1.0"
-        )],
-    )
-    .await;
+    run_applying(&target, &[updated(&ns, "good-1", &web, "1.0.0", "1.1.0")]).await;
     let problems = problems(&target);
     let expected = format!(
         "imageupdater {ns}/broken: spec.applicationRefs[0].images[0].commonUpdateSettings\
@@ -421,13 +415,7 @@ async fn overlapping_image_updaters_and_use_annotations() {
 
     let target = target(admin.clone(), &ns);
     // No 1.0.x after 1.0.0: `shared` stays; `legacy` follows its annotation's ^1.
-    let report = run_applying(
-        &target,
-        &[format!(
-            "argocd application/{ns}/legacy/web: {web}:1.0.0 -> {web}:1.1.0"
-        )],
-    )
-    .await;
+    let report = run_applying(&target, &[updated(&ns, "legacy", &web, "1.0.0", "1.1.0")]).await;
     assert_eq!(report.tracked, 2);
     let problems = problems(&target);
     let expected = format!(

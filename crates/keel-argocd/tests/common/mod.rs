@@ -169,6 +169,12 @@ pub(crate) fn applied(report: &RunReport) -> Vec<String> {
     applied
 }
 
+/// What a pass reports when it updated image `web` of Application `ns/app`, alias `web`, from
+/// tag `from` to tag `to`.
+pub(crate) fn updated(ns: &str, app: &str, web: &str, from: &str, to: &str) -> String {
+    format!("argocd application/{ns}/{app}/web: {web}:{from} -> {web}:{to}")
+}
+
 /// Asserts that `report` has no failures and applied exactly `want` (sorted).
 #[track_caller]
 pub(crate) fn assert_applied(report: &RunReport, want: &[String]) {
