@@ -1,9 +1,12 @@
 //! Helm's storage objects as keel-helm sees them, whichever driver holds them.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 
 use crate::release::Status;
 
@@ -71,17 +74,34 @@ impl Stored {
             data,
         })
     }
+}
 
-    pub(crate) fn from_secret(secret: Secret) -> Option<Stored> {
-        let data = secret.data.and_then(|mut d| d.remove("release"));
-        Stored::new(Driver::Secret, secret.metadata, data.map(|b| b.0))
+/// A kind of object Helm keeps revisions in (a [`Driver`]'s), read as a [`Stored`].
+pub(crate) trait StorageObject:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + 'static
+{
+    /// The revision the object holds; `None` when it is not one.
+    fn read(self) -> Option<Stored>;
+}
+
+impl StorageObject for Secret {
+    fn read(self) -> Option<Stored> {
+        let data = self.data.and_then(|mut d| d.remove("release"));
+        Stored::new(Driver::Secret, self.metadata, data.map(|b| b.0))
     }
+}
 
-    pub(crate) fn from_config_map(map: ConfigMap) -> Option<Stored> {
-        let data = map.data.and_then(|mut d| d.remove("release"));
+impl StorageObject for ConfigMap {
+    fn read(self) -> Option<Stored> {
+        let data = self.data.and_then(|mut d| d.remove("release"));
         Stored::new(
             Driver::ConfigMap,
-            map.metadata,
+            self.metadata,
             data.map(String::into_bytes),
         )
     }

@@ -21,7 +21,7 @@ use crate::chart;
 use crate::config;
 use crate::helm::BACKEND;
 use crate::release::{self, OWNER_SELECTOR, Release, Status};
-use crate::storage::{Driver, Stored};
+use crate::storage::{Driver, StorageObject, Stored};
 
 /// A release as its storage holds it now, read at apply time (not from the cache).
 struct Fresh {
@@ -67,12 +67,8 @@ impl HelmTarget {
                 name: None,
             };
             let listed = match driver {
-                Driver::Secret => {
-                    list_stored(client, namespace, &params, Stored::from_secret).await
-                }
-                Driver::ConfigMap => {
-                    list_stored(client, namespace, &params, Stored::from_config_map).await
-                }
+                Driver::Secret => list_stored::<Secret>(client, namespace, &params).await,
+                Driver::ConfigMap => list_stored::<ConfigMap>(client, namespace, &params).await,
             };
             all.extend(listed.map_err(|e| kerr::from_kube(e, &request))?);
         }
@@ -476,22 +472,15 @@ impl HelmTarget {
 }
 
 /// The storage objects of kind `K` in `namespace` that `params` select, as `read` reads them.
-async fn list_stored<K>(
+async fn list_stored<K: StorageObject>(
     client: &kube::Client,
     namespace: &str,
     params: &ListParams,
-    read: fn(K) -> Option<Stored>,
-) -> kube::Result<Vec<Stored>>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> kube::Result<Vec<Stored>> {
     let list = Api::<K>::namespaced(client.clone(), namespace)
         .list(params)
         .await?;
-    Ok(list.items.into_iter().filter_map(read).collect())
+    Ok(list.items.into_iter().filter_map(K::read).collect())
 }
 
 /// The Deployments, StatefulSets and DaemonSets a rendered manifest holds.

@@ -7,17 +7,17 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use keel_core::Error;
 use keel_k8s::sync::{SyncState, WatchHealth};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::release::{self, OWNER_SELECTOR, Status};
-use crate::storage::{Driver, Stored};
+use crate::storage::{Driver, StorageObject, Stored};
 
 /// What discovery needs of one revision.
 #[derive(Debug)]
@@ -89,21 +89,10 @@ impl Watch {
             driver = driver.helm_name(),
             namespace = namespace.as_deref().unwrap_or("*")
         );
+        let namespace_ref = namespace.as_deref();
         let task = match driver {
-            Driver::Secret => spawn(
-                api(client, namespace.as_deref()),
-                Stored::from_secret,
-                Arc::clone(&state),
-                changes,
-                span,
-            ),
-            Driver::ConfigMap => spawn(
-                api(client, namespace.as_deref()),
-                Stored::from_config_map,
-                Arc::clone(&state),
-                changes,
-                span,
-            ),
+            Driver::Secret => spawn::<Secret>(client, namespace_ref, &state, changes, span),
+            Driver::ConfigMap => spawn::<ConfigMap>(client, namespace_ref, &state, changes, span),
         };
         Watch {
             driver,
@@ -145,31 +134,24 @@ impl SyncState for Watch {
     }
 }
 
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 fn key(stored: &Stored) -> String {
     format!("{}/{}", stored.namespace, stored.object)
 }
 
-fn spawn<K>(
-    api: Api<K>,
-    read: fn(K) -> Option<Stored>,
-    state: Arc<WatchState>,
+/// Starts the task that keeps `state` current from a watch of the `K` objects labelled
+/// `owner=helm` in `namespace` (or all).
+fn spawn<K: StorageObject>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    state: &Arc<WatchState>,
     changes: tokio::sync::watch::Sender<()>,
     span: tracing::Span,
-) -> JoinHandle<()>
-where
-    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
+) -> JoinHandle<()> {
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let state = Arc::clone(state);
     let config = watcher::Config::default()
         .labels(OWNER_SELECTOR)
         .any_semantic();
@@ -189,7 +171,7 @@ where
                     }
                     Ok(watcher::Event::InitApply(object)) => {
                         set_error(None);
-                        if let Some(stored) = read(object) {
+                        if let Some(stored) = object.read() {
                             relist.insert(key(&stored), Arc::new(Revision::new(stored)));
                         }
                     }
@@ -202,7 +184,7 @@ where
                     }
                     Ok(watcher::Event::Apply(object)) => {
                         set_error(None);
-                        if let Some(stored) = read(object) {
+                        if let Some(stored) = object.read() {
                             let revision = Arc::new(Revision::new(stored));
                             cache().insert(key(&revision.stored), revision);
                             changes.send_replace(());
@@ -210,7 +192,7 @@ where
                     }
                     Ok(watcher::Event::Delete(object)) => {
                         set_error(None);
-                        if let Some(stored) = read(object) {
+                        if let Some(stored) = object.read() {
                             cache().remove(&key(&stored));
                             changes.send_replace(());
                         }
