@@ -25,6 +25,7 @@ const NAME: &str = "test helm";
 
 /// A fresh namespace of the shared API server, with helm acting as the admin.
 struct World {
+    server: &'static ApiServer,
     ns: String,
     admin: Client,
     helm: Helm,
@@ -33,7 +34,12 @@ struct World {
 async fn world(prefix: &str) -> Option<World> {
     let (server, ns, admin) = ApiServer::shared_namespace(prefix).await?;
     let helm = Helm::new(server, ADMIN)?;
-    Some(World { ns, admin, helm })
+    Some(World {
+        server,
+        ns,
+        admin,
+        helm,
+    })
 }
 
 impl World {
@@ -180,32 +186,26 @@ async fn discovers_from_chart_defaults_and_user_values() {
         ids(&images),
         [w.chart_ids("custom"), w.chart_ids("defaults")].concat()
     );
-    let app = by_id(&images, &w.id("defaults", "image.repository"));
-    assert_eq!(app.image, image("registry.example/acme/web:1.0.0"));
-    assert!(
-        format!("{:?}", app.policy).contains("Minor"),
-        "{:?}",
-        app.policy
-    );
-    assert_eq!(
-        app.trigger,
-        Trigger::Poll {
-            schedule: Some("@every 1m".parse().unwrap())
-        }
-    );
-    assert_eq!(app.approvals, 0);
+    let poll = Trigger::Poll {
+        schedule: Some("@every 1m".parse().unwrap()),
+    };
+    for (release, tag, policy, trigger, approvals) in [
+        ("defaults", "1.0.0", "Minor", poll, 0),
+        ("custom", "1.1.0", "Major", Trigger::Webhook, 2),
+    ] {
+        let app = by_id(&images, &w.id(release, "image.repository"));
+        let want = image(&format!("registry.example/acme/web:{tag}"));
+        assert_eq!(app.image, want, "{release}");
+        assert!(
+            format!("{:?}", app.policy).contains(policy),
+            "{release}: {:?}",
+            app.policy
+        );
+        assert_eq!(app.trigger, trigger, "{release}");
+        assert_eq!(app.approvals, approvals, "{release}");
+    }
     let sidecar = by_id(&images, &w.id("defaults", "sidecar.image"));
     assert_eq!(sidecar.image, image("registry.example/acme/proxy:2.0.0"));
-
-    let custom = by_id(&images, &w.id("custom", "image.repository"));
-    assert_eq!(custom.image, image("registry.example/acme/web:1.1.0"));
-    assert!(
-        format!("{:?}", custom.policy).contains("Major"),
-        "{:?}",
-        custom.policy
-    );
-    assert_eq!(custom.trigger, Trigger::Webhook);
-    assert_eq!(custom.approvals, 2);
 
     let listing = target.releases().await.unwrap();
     let row = listing.iter().find(|r| r.release == "defaults").unwrap();
@@ -457,9 +457,6 @@ async fn rbac_denials_are_reported_clearly() {
     let Some(w) = world("helm-rbac").await else {
         return;
     };
-    let Some(server) = ApiServer::shared().await else {
-        return;
-    };
     let user = LIMITED_USERS[2];
     // May read Secrets but not ConfigMaps.
     grant(
@@ -469,7 +466,10 @@ async fn rbac_denials_are_reported_clearly() {
         &[(&[""], &["secrets"], &["get", "list", "watch"])],
     )
     .await;
-    let target = w.target_as(server.client_as(user), &[&w.ns]).await.unwrap();
+    let target = w
+        .target_as(w.server.client_as(user), &[&w.ns])
+        .await
+        .unwrap();
     let error = target.discover().await.unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, Error::Unauthorized { .. }), "{error:?}");
@@ -483,13 +483,10 @@ async fn steady_state_discovery_makes_no_api_request() {
     let Some(w) = world("helm-steady").await else {
         return;
     };
-    let Some(server) = ApiServer::shared().await else {
-        return;
-    };
     for i in 0..3 {
         w.install(&format!("web-{i}"), &[]);
     }
-    let (client, log) = server.counting_admin_client();
+    let (client, log) = w.server.counting_admin_client();
     let target = w.target_as(client, &[&w.ns]).await.unwrap();
     assert_eq!(target.discover().await.unwrap().len(), 6);
     assert!(!log.lists().is_empty(), "the first discovery lists");
@@ -670,11 +667,9 @@ async fn releases_stored_in_configmaps_are_tracked_and_upgraded_there() {
     let Some(w) = world("helm-configmap").await else {
         return;
     };
-    let World { ns, admin, helm } = w;
     let w = World {
-        ns,
-        admin,
-        helm: helm.with_driver("configmap"),
+        helm: w.helm.with_driver("configmap"),
+        ..w
     };
     w.install("web", &[]);
     let target = w.target().await;
