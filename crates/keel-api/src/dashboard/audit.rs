@@ -26,6 +26,17 @@ pub(crate) struct AuditFilter {
     pub(crate) page: Option<usize>,
 }
 
+impl AuditFilter {
+    /// The filters, as the query pairs of a link that keeps them: another page, the export.
+    pub(crate) fn filters(&self) -> [(&'static str, &str); 3] {
+        [
+            ("action", &self.action),
+            ("target", &self.target),
+            ("image", &self.image),
+        ]
+    }
+}
+
 /// Every audit action, for the filter's choices.
 pub(crate) const AUDIT_ACTIONS: [AuditAction; 12] = [
     AuditAction::Requested,

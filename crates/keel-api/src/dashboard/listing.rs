@@ -174,6 +174,18 @@ pub(crate) struct TrackedQuery {
     pub(crate) desc: String,
 }
 
+impl TrackedQuery {
+    /// The filters, as the query pairs of a link that keeps them (sorted anew).
+    pub(crate) fn filters(&self) -> [(&'static str, &str); 4] {
+        [
+            ("ns", &self.ns),
+            ("kind", &self.kind),
+            ("policy", &self.policy),
+            ("update", &self.update),
+        ]
+    }
+}
+
 /// The columns the tracked-images page sorts by, as named in `?sort=`.
 pub(crate) const TRACKED_COLUMNS: [(&str, &str); 9] = [
     ("target", "Target"),

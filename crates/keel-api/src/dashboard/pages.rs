@@ -192,17 +192,9 @@ pub(crate) fn tracked_page(
         } else {
             ""
         };
-        format!(
-            "/ui/{}",
-            query(&[
-                ("ns", &q.ns),
-                ("kind", &q.kind),
-                ("policy", &q.policy),
-                ("update", &q.update),
-                ("sort", col),
-                ("desc", desc),
-            ])
-        )
+        let mut pairs = q.filters().to_vec();
+        pairs.extend([("sort", col), ("desc", desc)]);
+        format!("/ui/{}", query(&pairs))
     };
     let sorted_by = |col: &str| {
         let current = if q.sort.is_empty() {
@@ -394,24 +386,11 @@ pub(crate) struct AuditView<'a> {
 pub(crate) fn audit_page(viewer: &Viewer, f: &AuditFilter, view: AuditView<'_>) -> Markup {
     let page_link = |page: usize| {
         let page = page.to_string();
-        format!(
-            "/ui/audit{}",
-            query(&[
-                ("action", &f.action),
-                ("target", &f.target),
-                ("image", &f.image),
-                ("page", &page),
-            ])
-        )
+        let mut pairs = f.filters().to_vec();
+        pairs.push(("page", &page));
+        format!("/ui/audit{}", query(&pairs))
     };
-    let export = format!(
-        "/ui/audit.json{}",
-        query(&[
-            ("action", &f.action),
-            ("target", &f.target),
-            ("image", &f.image)
-        ])
-    );
+    let export = format!("/ui/audit.json{}", query(&f.filters()));
     layout(
         "Audit log",
         Some(viewer),
@@ -602,4 +581,65 @@ pub(crate) fn activity_page(viewer: &Viewer, days: &[DayCounts]) -> Markup {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn viewer() -> Viewer {
+        Viewer {
+            name: "ana".into(),
+            role: Role::Reader,
+            csrf: "token".into(),
+        }
+    }
+
+    #[test]
+    fn sort_links_keep_the_filters() {
+        let q = TrackedQuery {
+            ns: "team 3".into(),
+            policy: "minor".into(),
+            sort: "image".into(),
+            ..TrackedQuery::default()
+        };
+        let counts = BTreeMap::new();
+        let view = TrackedView {
+            rows: &[],
+            counts: &counts,
+            facets: &Facets::of(&[]),
+        };
+        let page = tracked_page(&viewer(), Some(view), &q).into_string();
+        for link in [
+            r#"href="/ui/?ns=team%203&amp;policy=minor&amp;sort=image&amp;desc=1""#,
+            r#"href="/ui/?ns=team%203&amp;policy=minor&amp;sort=kind""#,
+        ] {
+            assert!(page.contains(link), "{link} in {page}");
+        }
+    }
+
+    #[test]
+    fn page_and_export_links_keep_the_filters() {
+        let f = AuditFilter {
+            action: "applied".into(),
+            image: "web 1".into(),
+            page: Some(2),
+            ..AuditFilter::default()
+        };
+        let view = AuditView {
+            entries: &[],
+            total: 120,
+            page: 2,
+            pages: 3,
+        };
+        let page = audit_page(&viewer(), &f, view).into_string();
+        for link in [
+            r#"href="/ui/audit.json?action=applied&amp;image=web%201""#,
+            r#"href="/ui/audit?action=applied&amp;image=web%201&amp;page=1""#,
+            r#"href="/ui/audit?action=applied&amp;image=web%201&amp;page=3""#,
+        ] {
+            assert!(page.contains(link), "{link} in {page}");
+        }
+    }
 }
