@@ -105,22 +105,18 @@ pub(crate) fn overlay(
     let mut out = app.clone();
     let source = &mut out["spec"]["source"];
     if !helm.is_empty() {
-        let own = source["helm"]["parameters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        helm.extend(own);
-        source["helm"]["parameters"] = Value::Array(helm);
+        put_first(&mut source["helm"]["parameters"], helm);
     }
     if !kustomize.is_empty() {
-        let own = source["kustomize"]["images"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        kustomize.extend(own);
-        source["kustomize"]["images"] = Value::Array(kustomize);
+        put_first(&mut source["kustomize"]["images"], kustomize);
     }
     Ok(out)
+}
+
+/// Makes `list` the array of `first` then its own entries (none when it is not an array).
+fn put_first(list: &mut Value, mut first: Vec<Value>) {
+    first.extend(list.as_array().cloned().unwrap_or_default());
+    *list = Value::Array(first);
 }
 
 /// What runs for `image` once the write-back file holds `content`.
