@@ -479,22 +479,6 @@ mod tests {
                 {"name": "image.name", "value": "ghcr.io/acme/web", "forceString": true}
             ]}})
         );
-        let spec = image(&[
-            ("image-list", "web=ghcr.io/acme/web"),
-            ("web.helm.image-spec", "web.image"),
-        ]);
-        let patch = write(
-            &json!({}),
-            SourceKind::Helm,
-            &spec,
-            &r("ghcr.io/acme/web:2.0.0"),
-        );
-        assert_eq!(
-            patch,
-            json!({"helm": {"parameters": [
-                {"name": "web.image", "value": "ghcr.io/acme/web:2.0.0", "forceString": true}
-            ]}})
-        );
     }
 
     #[test]
@@ -513,20 +497,35 @@ mod tests {
             patch,
             json!({"kustomize": {"images": ["nginx:1.25", "ghcr.io/acme/web:1.1.0", "redis=redis:7"]}})
         );
-        let aliased = image(&[
-            ("image-list", "web=ghcr.io/acme/web"),
-            ("web.kustomize.image-name", "acme/web-base"),
-        ]);
-        let patch = write(
-            &json!({}),
-            SourceKind::Kustomize,
-            &aliased,
-            &r("ghcr.io/acme/web:3.0.0"),
-        );
-        assert_eq!(
-            patch,
-            json!({"kustomize": {"images": ["acme/web-base=ghcr.io/acme/web:3.0.0"]}})
-        );
+    }
+
+    #[test]
+    fn writes_to_an_empty_source_use_the_configured_names() {
+        // (option key and value, kind, new reference, patch)
+        let table = [
+            (
+                ("web.helm.image-spec", "web.image"),
+                SourceKind::Helm,
+                "ghcr.io/acme/web:2.0.0",
+                json!({"helm": {"parameters": [
+                    {"name": "web.image", "value": "ghcr.io/acme/web:2.0.0", "forceString": true}
+                ]}}),
+            ),
+            (
+                ("web.kustomize.image-name", "acme/web-base"),
+                SourceKind::Kustomize,
+                "ghcr.io/acme/web:3.0.0",
+                json!({"kustomize": {"images": ["acme/web-base=ghcr.io/acme/web:3.0.0"]}}),
+            ),
+        ];
+        for (option, kind, new, patch) in table {
+            let configured = image(&[("image-list", "web=ghcr.io/acme/web"), option]);
+            assert_eq!(
+                write(&json!({}), kind, &configured, &r(new)),
+                patch,
+                "{option:?}"
+            );
+        }
     }
 
     /// Arbitrary JSON built from a few shapes, at the places the reader looks.
