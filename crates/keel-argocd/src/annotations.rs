@@ -40,6 +40,20 @@ pub struct AnnotationError {
     pub reason: String,
 }
 
+impl AnnotationError {
+    pub(crate) fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        AnnotationError {
+            key: key.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl fmt::Display for AnnotationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} = {:?}: {}", self.key, self.value, self.reason)
@@ -306,11 +320,11 @@ impl ApplicationConfig {
                 credentials: v["git:".len()..].to_owned(),
             },
             Some(v) => {
-                errors.push(AnnotationError {
-                    key: WRITE_BACK_METHOD.into(),
-                    value: v.into(),
-                    reason: "expected `argocd` or `git[:<credentials>]`".into(),
-                });
+                errors.push(AnnotationError::new(
+                    WRITE_BACK_METHOD,
+                    v,
+                    "expected `argocd` or `git[:<credentials>]`",
+                ));
                 WriteBack::ArgoCd
             }
         };
@@ -320,11 +334,10 @@ impl ApplicationConfig {
         }) {
             Ok(git) => git,
             Err(bad) => {
-                errors.extend(bad.into_iter().map(|(key, value, reason)| AnnotationError {
-                    key,
-                    value,
-                    reason,
-                }));
+                errors.extend(
+                    bad.into_iter()
+                        .map(|(key, value, reason)| AnnotationError::new(key, value, reason)),
+                );
                 GitSettings::default()
             }
         };
@@ -333,11 +346,7 @@ impl ApplicationConfig {
             .map(String::as_str)
             .unwrap_or("");
         let mut images: Vec<ImageConfig> = Vec::new();
-        let bad_list = |reason: String| AnnotationError {
-            key: IMAGE_LIST.into(),
-            value: list.into(),
-            reason,
-        };
+        let bad_list = |reason: String| AnnotationError::new(IMAGE_LIST, list, reason);
         for entry in list.split(',').map(str::trim) {
             if entry.is_empty() {
                 continue;
@@ -473,11 +482,7 @@ fn parse_image(entry: &str, option: &OptionSource<'_>) -> Result<ImageConfig, Im
     let get = |name: &str| -> Option<(String, String)> {
         option(&alias, name).map(|(k, v)| (k, v.trim().to_owned()))
     };
-    let bad = |key: &str, value: &str, reason: String| AnnotationError {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason,
-    };
+    let bad = |key: &str, value: &str, reason: String| AnnotationError::new(key, value, reason);
 
     let strategy_value = get("update-strategy");
     let strategy = match &strategy_value {

@@ -11,7 +11,7 @@ use keel_core::ImageRef;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::annotations::ImageConfig;
+use crate::annotations::{AnnotationError, ImageConfig};
 use crate::source::{self, SourceKind, tag_text};
 
 mod credentials;
@@ -202,27 +202,9 @@ impl GitSettings {
     }
 }
 
-/// Why a git write-back cannot go on: the setting (key and value) and the reason.
-#[derive(Clone, Debug)]
-pub(crate) struct GitProblem {
-    pub(crate) key: String,
-    pub(crate) value: String,
-    pub(crate) reason: String,
-}
-
-impl GitProblem {
-    pub(crate) fn new(
-        key: impl Into<String>,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        GitProblem {
-            key: key.into(),
-            value: value.into(),
-            reason: reason.into(),
-        }
-    }
-}
+/// Why a git write-back cannot go on: the setting (an annotation, or a field of the
+/// Application such as `spec.sources`), its value and the reason.
+pub(crate) type GitProblem = AnnotationError;
 
 /// Where one Application's write-back goes.
 #[derive(Clone, Debug)]
