@@ -6,6 +6,8 @@ use std::sync::Arc;
 use keel_core::Error;
 use kube::core::Status;
 
+use crate::workload::WorkloadKind;
+
 /// The backend name in [`Error::Backend`].
 pub const BACKEND: &str = "kubernetes";
 
@@ -22,7 +24,22 @@ pub struct Request<'a> {
     pub name: Option<&'a str>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// A request `verb` about the workload `name` of `kind` in `namespace`.
+    pub(crate) fn workload(
+        verb: &'a str,
+        kind: WorkloadKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> Self {
+        Request {
+            verb,
+            resource: kind.plural(),
+            namespace: Some(namespace),
+            name: Some(name),
+        }
+    }
+
     /// `patch deployments keel/web`, `watch deployments in namespace keel`,
     /// `list cronjobs in all namespaces`.
     pub fn action(&self) -> String {

@@ -70,12 +70,7 @@ impl WorkloadRef {
     }
 
     fn request<'a>(&'a self, verb: &'a str) -> Request<'a> {
-        Request {
-            verb,
-            resource: self.kind.plural(),
-            namespace: Some(&self.namespace),
-            name: Some(&self.name),
-        }
+        Request::workload(verb, self.kind, &self.namespace, &self.name)
     }
 }
 

@@ -9,6 +9,8 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::ResourceExt;
 
+use crate::rollout::WorkloadRef;
+
 /// A kind of workload keel-k8s updates.
 ///
 /// ```
@@ -173,19 +175,19 @@ impl ContainerId {
         container_key(&self.container, self.init)
     }
 
+    /// The container's workload.
+    pub(crate) fn workload_ref(&self) -> WorkloadRef {
+        WorkloadRef::new(self.kind, self.namespace.clone(), self.name.clone())
+    }
+
     /// `deployment ns/name`.
     pub(crate) fn workload(&self) -> String {
-        format!("{} {}/{}", self.kind, self.namespace, self.name)
+        self.workload_ref().to_string()
     }
 
     /// A request `verb` about the container's workload, for error messages.
     pub(crate) fn request(&self, verb: &'static str) -> crate::error::Request<'_> {
-        crate::error::Request {
-            verb,
-            resource: self.kind.plural(),
-            namespace: Some(&self.namespace),
-            name: Some(&self.name),
-        }
+        crate::error::Request::workload(verb, self.kind, &self.namespace, &self.name)
     }
 }
 

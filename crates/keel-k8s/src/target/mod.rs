@@ -16,7 +16,7 @@ use tracing::{Instrument as _, info_span, warn};
 
 use crate::keys::Problem;
 use crate::openshift::{DeploymentConfig, ImageStream};
-use crate::rollout::{RolloutStatus, WorkloadRef, rollback, watch_rollout};
+use crate::rollout::{RolloutStatus, rollback, watch_rollout};
 use crate::sync::WatchSettings;
 use crate::workload::{ContainerId, WorkloadKind, WorkloadView};
 
@@ -284,7 +284,7 @@ impl KubeTarget {
         if matches!(id.kind, WorkloadKind::CronJob | WorkloadKind::ImageStream) {
             return Ok(RolloutVerdict::NoRollout);
         }
-        let workload = WorkloadRef::new(id.kind, id.namespace.clone(), id.name.clone());
+        let workload = id.workload_ref();
         let status = watch_rollout(&self.inner.settings.client, &workload, deadline).await?;
         if status.complete && !status.failed() {
             return Ok(RolloutVerdict::Complete(status));
