@@ -751,12 +751,7 @@ async fn an_admin_changes_settings_and_pauses_and_the_audit_says_who() {
     assert!(p.body.contains("keel.sh/approvals"), "{}", p.body);
     assert_eq!(image.settings(), settings);
 
-    let pause = [
-        ("target", "prod"),
-        ("id", id),
-        ("action", "pause"),
-        ("csrf", &token),
-    ];
+    let pause = image_form(id, ("action", "pause"), &token);
     let p = s.submit("/ui/image/pause", &cookie, &pause).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(image.settings()[keel_keys::PAUSED], "web");
@@ -785,6 +780,15 @@ async fn an_admin_changes_settings_and_pauses_and_the_audit_says_who() {
     assert!(history.body.contains("paused tracking of container web"));
 }
 
+/// A form of the image page: image `id` of target `prod`, one `field` and the CSRF token.
+fn image_form<'a>(
+    id: &'a str,
+    field: (&'a str, &'a str),
+    csrf: &'a str,
+) -> [(&'a str, &'a str); 4] {
+    [("target", "prod"), ("id", id), field, ("csrf", csrf)]
+}
+
 #[tokio::test]
 async fn settings_need_an_admin_and_a_same_site_form() {
     let image = Editable::new();
@@ -793,12 +797,7 @@ async fn settings_need_an_admin_and_a_same_site_form() {
     let id = image.row.id.as_str();
     let approver = s.session("ann", "pw-of-ann").await;
     let token = csrf(&s.get(&path, Some(&approver)).await.body);
-    let fields = [
-        ("target", "prod"),
-        ("id", id),
-        ("policy", "all"),
-        ("csrf", &token),
-    ];
+    let fields = image_form(id, ("policy", "all"), &token);
     let p = s.submit("/ui/image/settings", &approver, &fields).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(p.body.contains("needs admin"));
@@ -810,12 +809,7 @@ async fn settings_need_an_admin_and_a_same_site_form() {
         .post(format!("{}/ui/image/pause", s.url))
         .header("cookie", &admin)
         .header("sec-fetch-site", "cross-site")
-        .form(&[
-            ("target", "prod"),
-            ("id", id),
-            ("action", "pause"),
-            ("csrf", &token),
-        ])
+        .form(&image_form(id, ("action", "pause"), &token))
         .send()
         .await
         .unwrap();
