@@ -125,13 +125,7 @@ mod tests {
     use keel_core::target::Trigger;
 
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::string_map as map;
 
     #[test]
     fn annotations_win_over_labels_key_by_key() {

@@ -104,3 +104,12 @@ pub mod sync;
 pub use rollout::{RolloutStatus, WorkloadRef};
 pub mod approval_store;
 pub use approval_store::KubeApprovalStore;
+
+/// `pairs` as a map of owned strings, as annotations and labels are held: for tests.
+#[cfg(test)]
+pub(crate) fn string_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}

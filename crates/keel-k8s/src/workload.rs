@@ -274,10 +274,7 @@ impl WorkloadView {
             namespace: namespace.into(),
             name: name.into(),
             resource_version: Some("1".into()),
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            annotations: crate::string_map(annotations),
             labels: BTreeMap::new(),
             containers: containers
                 .iter()
