@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use chrono::Utc;
 use keel_core::Error;
 use keel_core::approval::{AuditAction, AuditEntry, AuditQuery};
@@ -19,7 +18,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::pages::{column_heads, enc, layout, query, state_badge, time};
-use super::session::refusal;
+use super::session::{CsrfField, Posted, role_refusal};
 use super::{Dash, TrackedRow, Viewer, core_error, forbidden, see_other};
 
 /// Rejected candidates shown on the page; the rest are counted.
@@ -189,31 +188,24 @@ fn describe(current: &BTreeMap<String, String>, change: &SettingsChange) -> Stri
         .join("; ")
 }
 
+impl CsrfField for SettingsForm {
+    fn csrf(&self) -> &str {
+        &self.post.csrf
+    }
+}
+
 pub(crate) async fn change_settings(
     State(dash): State<Dash>,
-    Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Form(form): Form<SettingsForm>,
-) -> Response {
-    let q = form.post.image();
-    let current = match admitted(&dash, &viewer, &headers, &form.post.csrf, &q).await {
-        Ok(current) => current,
-        Err(refused) => return refused,
-    };
+    Posted { viewer, form }: Posted<SettingsForm>,
+) -> Result<Response, Response> {
+    let (q, current) = admitted(&dash, &viewer, &form.post).await?;
     let change = settings_change(&current, &form);
     if change.is_empty() {
-        return see_other(&q.page());
+        return Ok(see_other(&q.page()));
     }
     let message = describe(&current, &change);
-    apply_change(
-        &dash,
-        &viewer,
-        &q,
-        &change,
-        AuditAction::SettingsChanged,
-        message,
-    )
-    .await
+    let action = AuditAction::SettingsChanged;
+    Ok(apply_change(&dash, &viewer, &q, &change, action, message).await)
 }
 
 /// The pause form: `action` is `pause` or `resume`.
@@ -223,6 +215,12 @@ pub(crate) struct PauseForm {
     #[serde(flatten)]
     post: ImagePost,
     action: String,
+}
+
+impl CsrfField for PauseForm {
+    fn csrf(&self) -> &str {
+        &self.post.csrf
+    }
 }
 
 /// The container an image id names last (`deployment/ns/web/app` → `app`; an init
@@ -248,21 +246,15 @@ fn paused_after(current: Option<&str>, container: &str, pause: bool) -> Option<S
 
 pub(crate) async fn pause(
     State(dash): State<Dash>,
-    Extension(viewer): Extension<Viewer>,
-    headers: HeaderMap,
-    Form(form): Form<PauseForm>,
-) -> Response {
-    let q = form.post.image();
-    let current = match admitted(&dash, &viewer, &headers, &form.post.csrf, &q).await {
-        Ok(current) => current,
-        Err(refused) => return refused,
-    };
+    Posted { viewer, form }: Posted<PauseForm>,
+) -> Result<Response, Response> {
+    let (q, current) = admitted(&dash, &viewer, &form.post).await?;
     let (pause, action) = match form.action.as_str() {
         "pause" => (true, AuditAction::Paused),
         "resume" => (false, AuditAction::Resumed),
         other => {
             let reason = format!("Unknown action {other:?}: expected `pause` or `resume`.");
-            return forbidden(Some(&viewer), &reason);
+            return Err(forbidden(Some(&viewer), &reason));
         }
     };
     let container = container_of(&q.id);
@@ -272,26 +264,26 @@ pub(crate) async fn pause(
         "{} tracking of container {container}",
         if pause { "paused" } else { "resumed" }
     );
-    apply_change(&dash, &viewer, &q, &change, action, message).await
+    Ok(apply_change(&dash, &viewer, &q, &change, action, message).await)
 }
 
-/// The image's settings when the POST may change them (a same-site form of an admin), else
-/// the page that says why not.
+/// The image a [`Posted`] form is about, with its settings, when the viewer may change them
+/// (an admin), else the page that says why not.
 async fn admitted(
     dash: &Dash,
     viewer: &Viewer,
-    headers: &HeaderMap,
-    csrf: &str,
-    q: &ImageQuery,
-) -> Result<BTreeMap<String, String>, Response> {
+    post: &ImagePost,
+) -> Result<(ImageQuery, BTreeMap<String, String>), Response> {
     let may_change = viewer.may_delete();
     let needs = "changing an image's settings needs admin";
-    if let Some(refused) = refusal(viewer, headers, csrf, may_change, needs) {
+    if let Some(refused) = role_refusal(viewer, may_change, needs) {
         return Err(refused);
     }
-    settings_of(dash, q)
-        .await
-        .map_err(|e| core_error(viewer, "Could not read the settings", &e))
+    let q = post.image();
+    match settings_of(dash, &q).await {
+        Ok(current) => Ok((q, current)),
+        Err(e) => Err(core_error(viewer, "Could not read the settings", &e)),
+    }
 }
 
 async fn settings_of(dash: &Dash, q: &ImageQuery) -> Result<BTreeMap<String, String>, Error> {

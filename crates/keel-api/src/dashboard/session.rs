@@ -1,16 +1,17 @@
 //! Who is looking: the session cookie, the `Authorization` header, the CSRF token and the
 //! same-site check of every POST, and the login and logout forms.
 
-use axum::Form;
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Form};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -159,6 +160,49 @@ pub(super) struct CsrfForm {
     pub(super) csrf: String,
 }
 
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form that carries the CSRF token of the page it was sent from.
+pub(super) trait CsrfField {
+    /// The token the form posted.
+    fn csrf(&self) -> &str;
+}
+
+/// A form POST of the viewer, let through only when it is the dashboard's own form: sent from
+/// this site with the viewer's CSRF token ([`post_refusal`]). Any other is answered 403, with
+/// the page that says why, before the handler runs.
+pub(super) struct Posted<F> {
+    pub(super) viewer: Viewer,
+    pub(super) form: F,
+}
+
+impl<F, S> FromRequest<S> for Posted<F>
+where
+    F: DeserializeOwned + CsrfField + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let Extension(viewer) = Extension::<Viewer>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let Form(form) = Form::<F>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(reason) = post_refusal(&viewer, &headers, form.csrf()) {
+            return Err(forbidden(Some(&viewer), reason));
+        }
+        Ok(Posted { viewer, form })
+    }
+}
+
 /// Why a POST is refused, if it is: sent from another site, or without the viewer's CSRF
 /// token.
 fn post_refusal(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Option<&'static str> {
@@ -175,8 +219,7 @@ fn post_refusal(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Option<&'s
 
 /// Checks a form POST of `viewer` that changes something: refused, with the page that says
 /// why, when it is not the dashboard's own form ([`post_refusal`]) or when the viewer's role
-/// is not `permitted` to do it; `needs` then says what the action needs (`deleting needs
-/// admin`).
+/// is not `permitted` to do it ([`role_refusal`]).
 pub(super) fn refusal(
     viewer: &Viewer,
     headers: &HeaderMap,
@@ -187,6 +230,12 @@ pub(super) fn refusal(
     if let Some(reason) = post_refusal(viewer, headers, csrf) {
         return Some(forbidden(Some(viewer), reason));
     }
+    role_refusal(viewer, permitted, needs)
+}
+
+/// The page refusing `viewer` an action its role is not `permitted` to do; `needs` says what
+/// the action needs (`deleting needs admin`).
+pub(super) fn role_refusal(viewer: &Viewer, permitted: bool, needs: &str) -> Option<Response> {
     (!permitted).then(|| {
         forbidden(
             Some(viewer),
@@ -238,15 +287,8 @@ pub(super) async fn login(
     r
 }
 
-pub(super) async fn logout(
-    State(dash): State<Dash>,
-    axum::Extension(viewer): axum::Extension<Viewer>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(reason) = post_refusal(&viewer, &headers, &form.csrf) {
-        return forbidden(Some(&viewer), reason);
-    }
+/// Ends the session; a [`Posted`] form, so another site cannot log the viewer out.
+pub(super) async fn logout(State(dash): State<Dash>, _: Posted<CsrfForm>) -> Response {
     let mut r = see_other("/ui/login");
     r.headers_mut()
         .insert(SET_COOKIE, dash.cookie_header("", 0));
