@@ -10,8 +10,8 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, DIGEST, GIT_REPOSITORIES, PASSWORD, POLICIES, USER, automation, create_automation,
-    credentials, deployment, fleet, fleet_file, git_spec, outcome, setup, status, up_to_date,
-    updated_deployment, values,
+    credentials, deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, setup, status,
+    up_to_date, updated_deployment, values,
 };
 use common::at;
 use keel_flux::reflector::Outcome;
@@ -21,10 +21,9 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
-    let Some((ns, client)) = setup("auto-push").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-push").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let main_head = server.head("fleet", "main").expect("main");
     let mut git = git_spec();
     git["commit"]["messageTemplate"] = json!(
@@ -120,10 +119,9 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
-    let Some((ns, client)) = setup("auto-branch").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-branch").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let main_head = server.head("fleet", "main").expect("main");
     let mut git = git_spec();
     git["push"] = json!({"branch": "image-updates"});
@@ -163,10 +161,9 @@ async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
-    let Some((ns, client)) = setup("auto-suspend").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-suspend").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let head = server.head("fleet", "main");
     create_automation(&client, &ns, "auto", json!({"suspend": true})).await;
     patch_status(
@@ -287,10 +284,9 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
-    let Some((ns, client)) = setup("auto-race").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-race").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let initial = server.head("fleet", "main").expect("main");
     create_automation(&client, &ns, "auto", json!({})).await;
     let automation = automation(&client, &ns, &server);
@@ -361,10 +357,9 @@ async fn label_policy(client: &Client, ns: &str, name: &str, labels: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_selector_expressions_choose_the_policies_applied() {
-    let Some((ns, client)) = setup("auto-select").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-select").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     label_policy(&client, &ns, "app", json!({"tier": "front", "team": "web"})).await;
     label_policy(&client, &ns, "api", json!({"tier": "back", "team": "web"})).await;
     let expressions = |list: Value| json!({"policySelector": {"matchExpressions": list}});

@@ -8,9 +8,9 @@ mod automation_common;
 mod common;
 
 use automation_common::{
-    AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, credentials, fleet, fleet_file,
-    git_server, git_spec, outcome, policies_with_choices, setup, status, up_to_date,
-    updated_deployment,
+    AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, credentials, fleet_file,
+    fleet_namespace, git_server, git_spec, outcome, policies_with_choices, setup, status,
+    up_to_date, updated_deployment,
 };
 use common::at;
 use keel_testsupport::git::SshServer;
@@ -19,10 +19,9 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkouts_that_are_not_a_branch_push_on_top_of_them_to_the_push_branch() {
-    let Some((ns, client)) = setup("auto-checkout").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-checkout").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let initial = server.head("fleet", "main").expect("main");
     let later = server.push_file("fleet", "main", "README.md", "later\n", "Later work");
     for (tag, commit) in [
@@ -260,10 +259,9 @@ fn gpg(home: &std::path::Path, args: &[&str]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_are_signed_with_the_signing_key_and_verify_with_git() {
-    let Some((ns, client)) = setup("auto-sign").await else {
+    let Some((ns, client, server)) = fleet_namespace("auto-sign").await else {
         return;
     };
-    let server = fleet(&client, &ns, "git").await;
     let head = server.head("fleet", "main");
     // A key made by GnuPG, as users make theirs.
     let home = server.scratch_dir("gnupg");

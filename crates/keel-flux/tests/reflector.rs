@@ -16,32 +16,28 @@ use keel_registry::RegistryClient;
 use keel_testsupport::kube::flux::{
     assert_ready, create, create_all, get, merge, patch_spec, ready, status,
 };
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::core::DynamicObject;
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, outcome, plain_registry, ready_true, reflector_of, setup,
+    POLICIES, REPOSITORIES, head_digest, outcome, ready_true, reflector_of, repository_spec,
+    semver_policy, setup,
 };
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
-    let Some((ns, client)) = setup("flux-reflect").await else {
+    let app_tags = [
+        "1.0.0",
+        "1.2.0",
+        "1.10.0",
+        "2.0.0",
+        "1.3.0-rc.1",
+        "latest",
+        "sha256-ab.sig",
+    ];
+    let Some((ns, client, registry, app)) = setup("flux-reflect", "team/app", &app_tags).await
+    else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::plain(),
-        "team/app",
-        &[
-            "1.0.0",
-            "1.2.0",
-            "1.10.0",
-            "2.0.0",
-            "1.3.0-rc.1",
-            "latest",
-            "sha256-ab.sig",
-        ],
-    )
-    .await;
     let app_digests = registry.seeder().push_tags("team/app", &["1.9.0"]).await;
     let build_tags = [
         "main-aaa-100",
@@ -54,7 +50,6 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
         .seeder()
         .push_tags("team/builds", &build_tags)
         .await;
-    let app = format!("{}/team/app", registry.addr());
     let builds = format!("{}/team/builds", registry.addr());
 
     // One repository created as v1 (default exclusion list), one as v1beta2 (its own).
@@ -251,25 +246,23 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
 
 #[tokio::test]
 async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
-    let Some((ns, client)) = setup("flux-digests").await else {
+    let Some((ns, client, registry, image)) =
+        setup("flux-digests", "team/web", &["1.0.0", "1.1.0", "2.0.0"]).await
+    else {
         return;
     };
-    let (registry, image) = plain_registry("team/web", &["1.0.0", "1.1.0", "2.0.0"]).await;
     create(
         &client,
         &ns,
         "v1",
         REPOSITORIES,
         "web",
-        json!({"image": image, "interval": "1m"}),
+        repository_spec(&image),
     )
     .await;
     for (name, reflection) in [("keep", "IfNotPresent"), ("always", "Always")] {
-        let mut spec = json!({
-            "imageRepositoryRef": {"name": "web"},
-            "policy": {"semver": {"range": "1.x"}},
-            "digestReflectionPolicy": reflection,
-        });
+        let mut spec = semver_policy("web", "1.x");
+        spec["digestReflectionPolicy"] = json!(reflection);
         if reflection == "Always" {
             spec["interval"] = json!("10s");
         }
@@ -420,26 +413,16 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
 
 #[tokio::test]
 async fn suspended_objects_keep_their_status_untouched() {
-    let Some((ns, client)) = setup("flux-suspend").await else {
+    let Some((ns, client, registry, image)) = setup("flux-suspend", "team/svc", &["1.0.0"]).await
+    else {
         return;
     };
-    let (registry, image) = plain_registry("team/svc", &["1.0.0"]).await;
     create_all(
         &client,
         &ns,
         [
-            (
-                "v1",
-                REPOSITORIES,
-                "svc",
-                json!({"image": image, "interval": "1m"}),
-            ),
-            (
-                "v1",
-                POLICIES,
-                "svc",
-                json!({"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "*"}}}),
-            ),
+            ("v1", REPOSITORIES, "svc", repository_spec(&image)),
+            ("v1", POLICIES, "svc", semver_policy("svc", "*")),
             // Suspended from the start: never scanned, never written.
             (
                 "v1",
@@ -523,26 +506,17 @@ async fn suspended_objects_keep_their_status_untouched() {
 
 #[tokio::test]
 async fn a_tag_list_cut_short_by_the_listing_budget_decides_nothing() {
-    let Some((ns, client)) = setup("flux-cut-short").await else {
+    let Some((ns, client, _registry, image)) =
+        setup("flux-cut-short", "team/app", &["1.0.0", "1.1.0", "1.2.0"]).await
+    else {
         return;
     };
-    let (_registry, image) = plain_registry("team/app", &["1.0.0", "1.1.0", "1.2.0"]).await;
     create_all(
         &client,
         &ns,
         [
-            (
-                "v1",
-                REPOSITORIES,
-                "app",
-                json!({"image": image, "interval": "1m"}),
-            ),
-            (
-                "v1",
-                POLICIES,
-                "app",
-                json!({"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "1.x"}}}),
-            ),
+            ("v1", REPOSITORIES, "app", repository_spec(&image)),
+            ("v1", POLICIES, "app", semver_policy("app", "1.x")),
         ],
     )
     .await;

@@ -20,20 +20,21 @@ use keel_testsupport::kube::flux::{
     status,
 };
 use keel_testsupport::kube::wait_until;
-use keel_testsupport::registry::{RegistryServer, ServerOptions};
+use keel_testsupport::registry::ServerOptions;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, outcome, plain_registry, ready_true, reflector_of,
-    registry_client, setup,
+    POLICIES, REPOSITORIES, head_digest, namespace, outcome, ready_true, reflector_of, registry,
+    registry_client, repository_spec, semver_policy, setup,
 };
 use serde_json::json;
 
 #[tokio::test]
 async fn failures_stay_with_their_object_and_keep_what_was_found() {
-    let Some((ns, client)) = setup("flux-failures").await else {
+    let Some((ns, client, _registry, image)) =
+        setup("flux-failures", "team/ok", &["1.0.0", "1.1.0"]).await
+    else {
         return;
     };
-    let (_registry, image) = plain_registry("team/ok", &["1.0.0", "1.1.0"]).await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -41,7 +42,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     let unreachable = format!("127.0.0.1:{closed}/team/gone");
 
     let repositories = [
-        ("ok", json!({"image": image, "interval": "1m"})),
+        ("ok", repository_spec(&image)),
         (
             "closed",
             json!({"image": unreachable, "interval": "1m", "timeout": "20s"}),
@@ -55,12 +56,11 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
             json!({"image": format!("{image}:1.0.0"), "interval": "1m"}),
         ),
     ];
-    let policy = |repository: &str, range: &str| json!({"imageRepositoryRef": {"name": repository}, "policy": {"semver": {"range": range}}});
     let policies = [
-        ("ok", policy("ok", "1.x")),
-        ("missing", policy("nowhere", "1.x")),
-        ("unscanned", policy("closed", "1.x")),
-        ("bad-range", policy("ok", ">=1.0 <abc")),
+        ("ok", semver_policy("ok", "1.x")),
+        ("missing", semver_policy("nowhere", "1.x")),
+        ("unscanned", semver_policy("closed", "1.x")),
+        ("bad-range", semver_policy("ok", ">=1.0 <abc")),
         (
             "two-choices",
             json!({
@@ -225,16 +225,11 @@ fn docker_config_secret(name: &str, registry: &str, user: &str, password: &str) 
 
 #[tokio::test]
 async fn secret_refs_are_the_credentials_of_their_repository_only() {
-    let Some((ns, client)) = setup("flux-secrets").await else {
+    let Some((ns, client)) = namespace("flux-secrets").await else {
         return;
     };
-    let registry = RegistryServer::with_tags(
-        ServerOptions::htpasswd("robot", "s3cret"),
-        "private/app",
-        &["1.0.0", "1.4.0"],
-    )
-    .await;
-    let image = format!("{}/private/app", registry.addr());
+    let options = ServerOptions::htpasswd("robot", "s3cret");
+    let (registry, image) = registry(options, "private/app", &["1.0.0", "1.4.0"]).await;
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     for secret in [
         docker_config_secret("good", registry.addr(), "robot", "s3cret"),
@@ -262,7 +257,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
     // Three repositories of the same image: the good secret, the wrong one, none; and one
     // naming a secret that does not exist.
     let spec = |secret: Option<&str>| {
-        let mut spec = json!({"image": image, "interval": "1m"});
+        let mut spec = repository_spec(&image);
         if let Some(secret) = secret {
             spec["secretRef"] = json!({"name": secret});
         }
@@ -402,7 +397,8 @@ async fn cross_namespace_references_need_access_from() {
         return;
     };
     let user = server.namespace("flux-acl-user").await;
-    let (_registry, image) = plain_registry("team/base", &["1.0.0", "1.5.0"]).await;
+    let (_registry, image) =
+        registry(ServerOptions::plain(), "team/base", &["1.0.0", "1.5.0"]).await;
     create_all(
         &client,
         &owner,
@@ -421,7 +417,7 @@ async fn cross_namespace_references_need_access_from() {
                 "v1",
                 REPOSITORIES,
                 "private",
-                json!({"image": image, "interval": "1m"}),
+                repository_spec(&image),
             ),
         ],
     )

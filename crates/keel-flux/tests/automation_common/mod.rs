@@ -229,6 +229,14 @@ pub(crate) async fn fleet(client: &Client, ns: &str, secret: &str) -> GitServer 
     server
 }
 
+/// A fresh namespace with Flux's CRDs, an admin client and the [`fleet`] of the secret `git`:
+/// what most tests begin with.
+pub(crate) async fn fleet_namespace(prefix: &str) -> Option<(String, Client, GitServer)> {
+    let (ns, client) = setup(prefix).await?;
+    let server = fleet(&client, &ns, "git").await;
+    Some((ns, client, server))
+}
+
 /// The outcome of a run that found nothing to push.
 pub(crate) fn up_to_date() -> Outcome {
     Outcome::Ready {

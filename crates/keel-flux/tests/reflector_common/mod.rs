@@ -1,6 +1,6 @@
 //! What the reflector's test binaries share: the kinds it reads, a namespace with Flux's
-//! CRDs, a registry client and a reflector for tests, registries to scan and the report's
-//! outcome of an object.
+//! CRDs, registries to scan, the specs of their objects, a registry client and a reflector
+//! for tests, and the report's outcome of an object.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +11,27 @@ use keel_registry::RegistryClient;
 use keel_testsupport::kube::flux::{FluxKind, flux_namespace, ready};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub(crate) const REPOSITORIES: FluxKind = FluxKind::ImageRepository;
 pub(crate) const POLICIES: FluxKind = FluxKind::ImagePolicy;
 
 /// A fresh namespace with Flux's CRDs installed, and an admin client.
-pub(crate) async fn setup(prefix: &str) -> Option<(String, Client)> {
+pub(crate) async fn namespace(prefix: &str) -> Option<(String, Client)> {
     let (_, namespace, client) = flux_namespace(prefix, &keel_flux::crds::ALL).await?;
     Some((namespace, client))
+}
+
+/// What most tests begin with: a fresh [`namespace`], an admin client, and a [`registry`]
+/// without authentication serving `repository` with `tags`, with the name of that image.
+pub(crate) async fn setup(
+    prefix: &str,
+    repository: &str,
+    tags: &[&str],
+) -> Option<(String, Client, RegistryServer, String)> {
+    let (namespace, client) = namespace(prefix).await?;
+    let (registry, image) = registry(ServerOptions::plain(), repository, tags).await;
+    Some((namespace, client, registry, image))
 }
 
 /// A registry client for tests: no cache (each pass asks the registry) and one quick retry.
@@ -57,12 +69,26 @@ pub(crate) fn outcome<'r>(
         .outcome
 }
 
-/// A registry without authentication serving `repository` with `tags`, and the name of that
-/// image in it.
-pub(crate) async fn plain_registry(repository: &str, tags: &[&str]) -> (RegistryServer, String) {
-    let registry = RegistryServer::with_tags(ServerOptions::plain(), repository, tags).await;
+/// A registry of `options` serving `repository` with `tags`, and the name of that image in it.
+pub(crate) async fn registry(
+    options: ServerOptions,
+    repository: &str,
+    tags: &[&str],
+) -> (RegistryServer, String) {
+    let registry = RegistryServer::with_tags(options, repository, tags).await;
     let image = format!("{}/{repository}", registry.addr());
     (registry, image)
+}
+
+/// The spec of an `ImageRepository` of `image`, scanned every minute.
+pub(crate) fn repository_spec(image: &str) -> Value {
+    json!({"image": image, "interval": "1m"})
+}
+
+/// The spec of an `ImagePolicy` choosing the greatest version in the semver `range` from the
+/// tags of the `ImageRepository` `repository`.
+pub(crate) fn semver_policy(repository: &str, range: &str) -> Value {
+    json!({"imageRepositoryRef": {"name": repository}, "policy": {"semver": {"range": range}}})
 }
 
 /// The digest `repository:tag` has in the registry now.
