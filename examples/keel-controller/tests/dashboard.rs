@@ -101,15 +101,13 @@ async fn screenshot(browser: &Browser, name: &str) {
 
 #[tokio::test]
 async fn approve_a_held_update_in_the_browser_and_see_it_roll_out() {
-    let Some(api) = ApiServer::shared().await else {
+    let Some((api, ns, client)) = ApiServer::shared_namespace("dashboard").await else {
         return;
     };
+    let own_ns = api.namespace("keel-dash").await;
     let server =
         RegistryServer::with_tags(ServerOptions::plain(), "team/gated", &["1.0.0", "1.0.1"]).await;
     let image = |tag: &str| format!("{}/team/gated:{tag}", server.addr());
-    let ns = api.namespace("dashboard").await;
-    let own_ns = api.namespace("keel-dash").await;
-    let client = api.admin_client();
     Workload::keel_deployment("gated", "patch", &image("1.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
@@ -250,9 +248,10 @@ async fn cross_site_form(action: &str, fields: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
-    let Some(api) = ApiServer::shared().await else {
+    let Some((api, ns, client)) = ApiServer::shared_namespace("dash-settings").await else {
         return;
     };
+    let own_ns = api.namespace("keel-dash-settings").await;
     let server = RegistryServer::with_tags(
         ServerOptions::plain(),
         "team/web",
@@ -260,9 +259,6 @@ async fn an_admin_changes_a_policy_and_pauses_an_image_from_its_page() {
     )
     .await;
     let image = |tag: &str| format!("{}/team/web:{tag}", server.addr());
-    let ns = api.namespace("dash-settings").await;
-    let own_ns = api.namespace("keel-dash-settings").await;
-    let client = api.admin_client();
     Workload::keel_deployment("web", "patch", &image("1.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
