@@ -136,6 +136,15 @@ fn assert_condition(status: &Value, type_: &str, want: (&str, &str, &str)) {
     );
 }
 
+/// Asserts that a status reports a problem of its ImageUpdater: no Application matched, the
+/// `Ready` condition `ready` and the `Error` condition `True` with `error` (reason, message).
+#[track_caller]
+fn assert_reports_problem(status: &Value, ready: (&str, &str, &str), error: (&str, &str)) {
+    assert_eq!(status["applicationsMatched"], 0, "{status}");
+    assert_condition(status, "Ready", ready);
+    assert_condition(status, "Error", ("True", error.0, error.1));
+}
+
 #[tokio::test]
 async fn an_image_updater_updates_exactly_the_applications_it_selects() {
     let Some((ns, admin)) = argocd_namespace("argo-iu").await else {
@@ -333,17 +342,9 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     }
 
     let broken = image_updater_status(&admin, &ns, "broken").await;
-    assert_eq!(broken["applicationsMatched"], 0);
-    assert_condition(
-        &broken,
-        "Ready",
-        (
-            "False",
-            "ReconcileFailed",
-            &format!("Reconciliation failed: {expected}"),
-        ),
-    );
-    assert_condition(&broken, "Error", ("True", "ReconcileError", &expected));
+    let failed = format!("Reconciliation failed: {expected}");
+    let ready = ("False", "ReconcileFailed", failed.as_str());
+    assert_reports_problem(&broken, ready, ("ReconcileError", &expected));
     assert!(broken["recentUpdates"].is_null(), "{broken}");
     let working = image_updater_status(&admin, &ns, "working").await;
     assert_eq!(working["applicationsMatched"], 1);
@@ -434,15 +435,10 @@ async fn overlapping_image_updaters_and_use_annotations() {
         (json!(2), json!(2))
     );
     let second = image_updater_status(&admin, &ns, "b-second").await;
-    assert_eq!(second["applicationsMatched"], 0);
-    assert_condition(
-        &second,
-        "Ready",
-        (
-            "True",
-            "ReconcileCompletedWithErrors",
-            "Reconciled 0 applications with 1 errors, 0 images managed.",
-        ),
+    let ready = (
+        "True",
+        "ReconcileCompletedWithErrors",
+        "Reconciled 0 applications with 1 errors, 0 images managed.",
     );
-    assert_condition(&second, "Error", ("True", "PartialErrors", &expected));
+    assert_reports_problem(&second, ready, ("PartialErrors", &expected));
 }
