@@ -208,13 +208,27 @@ impl std::fmt::Debug for WatchSettings {
 
 /// The builder of a target built on watches, which holds the target's [`WatchSettings`]: its
 /// setters of them (`with_name`, `with_namespaces`, `with_sync_timeout`...) go through
-/// [`with_watch`](Self::with_watch).
+/// [`with_watch`](Self::with_watch), which code generic over such builders can call too.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use keel_k8s::KubeTarget;
+/// use keel_k8s::sync::WatchTargetBuilder as _;
+/// # async fn demo() -> Result<(), keel_core::Error> {
+/// let client = kube::Client::try_default().await.expect("a kubeconfig");
+/// let target = KubeTarget::builder(client)
+///     .with_watch(|w| w.set_sync_timeout(Duration::from_secs(30)))
+///     .build()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait WatchTargetBuilder: Sized {
     /// The settings the builder holds.
     fn watch_mut(&mut self) -> &mut WatchSettings;
 
-    /// Changes the settings the builder holds, e.g.
-    /// `builder.with_watch(|w| w.set_sync_timeout(Duration::from_secs(30)))`.
+    /// Changes the settings the builder holds.
     fn with_watch(mut self, change: impl FnOnce(&mut WatchSettings)) -> Self {
         change(self.watch_mut());
         self
