@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
-use keel_core::Error;
 use keel_core::approval::{AuditAction, AuditEntry, AuditQuery};
 use serde::Deserialize;
 
@@ -53,8 +52,13 @@ pub(crate) const AUDIT_ACTIONS: [AuditAction; 12] = [
     AuditAction::Resumed,
 ];
 
-/// The entries matching `f`, newest first.
-async fn filtered_audit(dash: &Dash, f: &AuditFilter) -> Result<Vec<AuditEntry>, Error> {
+/// The entries matching `f`, newest first; when the log cannot be read, the page that says
+/// why, shown to `viewer`.
+async fn filtered_audit(
+    dash: &Dash,
+    viewer: &Viewer,
+    f: &AuditFilter,
+) -> Result<Vec<AuditEntry>, Response> {
     let query = AuditQuery {
         target: (!f.target.is_empty()).then(|| f.target.clone()),
         ..AuditQuery::default()
@@ -63,7 +67,8 @@ async fn filtered_audit(dash: &Dash, f: &AuditFilter) -> Result<Vec<AuditEntry>,
         .config()
         .approvals
         .audit_log(&query)
-        .await?
+        .await
+        .map_err(|e| core_error(viewer, "Audit log", &e))?
         .into_iter()
         .filter(|e| f.action.is_empty() || e.action.to_string() == f.action)
         .filter(|e| f.image.is_empty() || e.image_id.contains(&f.image))
@@ -76,37 +81,30 @@ pub(super) async fn audit_page(
     State(dash): State<Dash>,
     axum::Extension(viewer): axum::Extension<Viewer>,
     Query(f): Query<AuditFilter>,
-) -> Response {
-    match filtered_audit(&dash, &f).await {
-        Ok(entries) => {
-            let pages_total = entries.len().div_ceil(AUDIT_PAGE_SIZE).max(1);
-            let page = f.page.unwrap_or(1).clamp(1, pages_total);
-            let shown: Vec<&AuditEntry> = entries
-                .iter()
-                .skip((page - 1) * AUDIT_PAGE_SIZE)
-                .take(AUDIT_PAGE_SIZE)
-                .collect();
-            let view = pages::AuditView {
-                entries: &shown,
-                total: entries.len(),
-                page,
-                pages: pages_total,
-            };
-            Html(pages::audit_page(&viewer, &f, view).into_string()).into_response()
-        }
-        Err(e) => core_error(&viewer, "Audit log", &e),
-    }
+) -> Result<Html<String>, Response> {
+    let entries = filtered_audit(&dash, &viewer, &f).await?;
+    let pages_total = entries.len().div_ceil(AUDIT_PAGE_SIZE).max(1);
+    let page = f.page.unwrap_or(1).clamp(1, pages_total);
+    let shown: Vec<&AuditEntry> = entries
+        .iter()
+        .skip((page - 1) * AUDIT_PAGE_SIZE)
+        .take(AUDIT_PAGE_SIZE)
+        .collect();
+    let view = pages::AuditView {
+        entries: &shown,
+        total: entries.len(),
+        page,
+        pages: pages_total,
+    };
+    Ok(Html(pages::audit_page(&viewer, &f, view).into_string()))
 }
 
 pub(super) async fn audit_json(
     State(dash): State<Dash>,
     axum::Extension(viewer): axum::Extension<Viewer>,
     Query(f): Query<AuditFilter>,
-) -> Response {
-    match filtered_audit(&dash, &f).await {
-        Ok(entries) => Json(entries).into_response(),
-        Err(e) => core_error(&viewer, "Audit log", &e),
-    }
+) -> Result<Json<Vec<AuditEntry>>, Response> {
+    filtered_audit(&dash, &viewer, &f).await.map(Json)
 }
 
 // --- activity --------------------------------------------------------------------------------
