@@ -58,6 +58,13 @@ async fn create_web_app(
     .await;
 }
 
+/// Creates repository `deploy` of `server` with `files` on branch `main`, and returns its
+/// `git://` URL.
+fn deploy_repo(server: &GitServer, files: &[(&str, &str)]) -> String {
+    server.create_repo("deploy", files, "main");
+    server.git_url("deploy")
+}
+
 /// The target over `ns`, cloning into a directory of `server`.
 fn target(client: Client, ns: &str, server: &GitServer) -> Arc<ArgoCdTarget> {
     Arc::new(argocd_target(client, ns).with_git_workdir(server.scratch_dir("argocd-git")))
@@ -115,14 +122,10 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     else {
         return;
     };
-    server.create_repo("deploy", &[("apps/web/Chart.yaml", "name: web\n")], "main");
+    let url = deploy_repo(&server, &[("apps/web/Chart.yaml", "name: web\n")]);
     let list = format!("web={web}:~1.2");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
-    let mut app = App::new(
-        "web",
-        &annotations,
-        helm_source(&server.git_url("deploy"), "1.2.3"),
-    );
+    let mut app = App::new("web", &annotations, helm_source(&url, "1.2.3"));
     app.source["path"] = json!("apps/web");
     create_apps(&admin, &ns, [app]).await;
     let target = target(admin.clone(), &ns, &server);
@@ -206,15 +209,11 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
         "# web chart values\nreplicaCount: 2\nimage:\n  repository: {web}  # pinned\n  tag: \
          \"1.0.0\"\n  pullPolicy: IfNotPresent\n"
     );
-    server.create_repo(
-        "deploy",
-        &[
-            ("apps/kust/kustomization.yaml", &kustomization),
-            ("charts/web/values.yaml", &values),
-        ],
-        "main",
-    );
-    let url = server.git_url("deploy");
+    let files = [
+        ("apps/kust/kustomization.yaml", kustomization.as_str()),
+        ("charts/web/values.yaml", &values),
+    ];
+    let url = deploy_repo(&server, &files);
     let list = format!("web={web}");
     let kust_annotations = [
         ("image-list", list.as_str()),
@@ -431,15 +430,13 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
     let (_registry, web) = web_registry(TAGS).await;
     let server = GitServer::start();
     let values = format!("image:\n  repository: {web}\n  tag: 1.0.0 # by hand\n");
-    server.create_repo(
-        "deploy",
+    let url = deploy_repo(
+        &server,
         &[
             ("apps/iu/values.yaml", &values),
             ("apps/annotated/values.yaml", &values),
         ],
-        "main",
     );
-    let url = server.git_url("deploy");
     let list = format!("web={web}");
     let annotations = helm_values_annotations(&list, "helmvalues:values.yaml");
     let source = json!({ "repoURL": url, "targetRevision": "HEAD", "helm": {} });
