@@ -693,12 +693,18 @@ impl TrackedImages for Editable {
     }
 }
 
-#[tokio::test]
-async fn the_image_page_explains_the_choice_and_escapes_every_tag() {
+/// A dashboard over one [`Editable`] image, and the path of that image's page.
+async fn image_page() -> (Server, Arc<Editable>, String) {
     let image = Editable::new();
     let s = start(Some(image.clone())).await;
-    let cookie = s.session("rita", "pw-of-rita").await;
     let path = format!("/ui/image?target=prod&id={}", image.row.id);
+    (s, image, path)
+}
+
+#[tokio::test]
+async fn the_image_page_explains_the_choice_and_escapes_every_tag() {
+    let (s, _, path) = image_page().await;
+    let cookie = s.session("rita", "pw-of-rita").await;
     let p = s.get(&path, Some(&cookie)).await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.body.contains("The policy chooses"), "{}", p.body);
@@ -716,10 +722,8 @@ async fn the_image_page_explains_the_choice_and_escapes_every_tag() {
 
 #[tokio::test]
 async fn an_admin_changes_settings_and_pauses_and_the_audit_says_who() {
-    let image = Editable::new();
-    let s = start(Some(image.clone())).await;
+    let (s, image, path) = image_page().await;
     let cookie = s.session("root", "pw-of-root").await;
-    let path = format!("/ui/image?target=prod&id={}", image.row.id);
     let token = csrf(&s.get(&path, Some(&cookie)).await.body);
     let id = image.row.id.as_str();
     let form = |policy: &'static str, approvals: &'static str| {
@@ -791,9 +795,7 @@ fn image_form<'a>(
 
 #[tokio::test]
 async fn settings_need_an_admin_and_a_same_site_form() {
-    let image = Editable::new();
-    let s = start(Some(image.clone())).await;
-    let path = format!("/ui/image?target=prod&id={}", image.row.id);
+    let (s, image, path) = image_page().await;
     let id = image.row.id.as_str();
     let approver = s.session("ann", "pw-of-ann").await;
     let token = csrf(&s.get(&path, Some(&approver)).await.body);
