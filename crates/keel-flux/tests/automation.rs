@@ -10,8 +10,8 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, DIGEST, GIT_REPOSITORIES, PASSWORD, POLICIES, USER, automation, create_automation,
-    credentials, deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, setup, status,
-    up_to_date, updated_deployment, values,
+    credentials, deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, pushed_log,
+    setup, status, up_to_date, updated_deployment, values,
 };
 use common::at;
 use keel_flux::reflector::Outcome;
@@ -37,11 +37,9 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
     let t0 = at("2026-03-01T10:00:00Z");
     let report = automation.reconcile(t0).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 2, "{log:?}");
+    let log = pushed_log(&server, &report, &ns, "auto", "main", 2);
     assert_eq!(log[1].0, main_head);
     let head = log[0].0.clone();
-    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&head));
     let short = &head[..7];
     assert_eq!(
         outcome(&report, &ns, "auto"),
@@ -315,10 +313,8 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
 
     // The next run starts from the branch as it is: both changes, in one commit on theirs.
     let report = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 3, "{log:?}");
+    let log = pushed_log(&server, &report, &ns, "auto", "main", 3);
     assert_eq!(log[1].0, theirs);
-    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&log[0].0));
 
     // A commit to another file between fetch and push: the run's commit lands on top of it.
     server.set_branch("fleet", "main", Some(&initial));
@@ -326,10 +322,8 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
     server.move_branch_on_next_push("fleet", "main", &docs);
     patch_spec(&client, &ns, AUTOMATIONS, "auto", json!({"interval": "2m"})).await;
     let report = automation.reconcile(at("2026-03-01T10:01:30Z")).await;
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 3, "{log:?}");
+    let log = pushed_log(&server, &report, &ns, "auto", "main", 3);
     assert_eq!(log[1].0, docs);
-    assert_eq!(report.pushed.get(&format!("{ns}/auto")), Some(&log[0].0));
     assert_eq!(fleet_file(&server, "README.md"), "docs\n");
     assert_eq!(
         fleet_file(&server, "apps/app.yaml"),
@@ -407,9 +401,7 @@ async fn policy_selector_expressions_choose_the_policies_applied() {
     }
 
     // Only the app's marker moved; the api's policy, labelled tier=back, was not applied.
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 2, "{log:?}");
-    assert_eq!(report.pushed.get(&format!("{ns}/front")), Some(&log[0].0));
+    pushed_log(&server, &report, &ns, "front", "main", 2);
     assert_eq!(
         fleet_file(&server, "apps/app.yaml"),
         updated_deployment(&ns)

@@ -9,8 +9,8 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, credentials, fleet_file,
-    fleet_namespace, git_server, git_spec, outcome, policies_with_choices, setup, status,
-    up_to_date, updated_deployment,
+    fleet_namespace, git_server, git_spec, outcome, policies_with_choices, pushed_log, setup,
+    status, up_to_date, updated_deployment,
 };
 use common::at;
 use keel_testsupport::git::SshServer;
@@ -145,11 +145,9 @@ async fn checkouts_that_are_not_a_branch_push_on_top_of_them_to_the_push_branch(
     // Flux's default (GitForcePushBranch) does.
     let theirs = server.push_file("fleet", "from-tag", "NOTES.md", "x\n", "Notes");
     let report = automation.reconcile(at("2026-03-01T10:02:00Z")).await;
-    let log = server.log("fleet", "from-tag");
-    assert_eq!(log.len(), 2, "{log:?}");
+    let log = pushed_log(&server, &report, &ns, "tag", "from-tag", 2);
     assert_eq!(log[1].0, initial);
     assert!(log.iter().all(|(id, _)| *id != theirs), "{log:?}");
-    assert_eq!(report.pushed.get(&format!("{ns}/tag")), Some(&log[0].0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,9 +229,7 @@ async fn ssh_secrets_push_only_to_the_host_known_hosts_pins() {
     let report = automation(&client, &ns, &server)
         .reconcile(at("2026-03-01T10:00:10Z"))
         .await;
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 2, "{log:?}");
-    assert_eq!(report.pushed.get(&format!("{ns}/good")), Some(&log[0].0));
+    pushed_log(&server, &report, &ns, "good", "main", 2);
     assert_eq!(
         fleet_file(&server, "apps/app.yaml"),
         updated_deployment(&ns)
@@ -334,10 +330,8 @@ async fn commits_are_signed_with_the_signing_key_and_verify_with_git() {
         );
         assert!(!message.contains(passphrase), "{message}");
     }
-    let log = server.log("fleet", "main");
-    assert_eq!(log.len(), 2, "{log:?}");
+    let log = pushed_log(&server, &report, &ns, "signed", "main", 2);
     assert_eq!(log[1].0, head.unwrap());
-    assert_eq!(report.pushed.get(&format!("{ns}/signed")), Some(&log[0].0));
 
     // git itself verifies the signature with the public key.
     let mut verify = server.git().command();

@@ -18,8 +18,8 @@ use keel_testsupport::kube::flux::{
 };
 use kube::core::DynamicObject;
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, outcome, ready_true, reflector_of, repository_spec,
-    semver_policy, setup,
+    POLICIES, REPOSITORIES, head_digest, outcome, ready_true, reflecting_digests, reflector_of,
+    repository_spec, semver_policy, setup,
 };
 use serde_json::{Value, json};
 
@@ -73,11 +73,7 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
                 "v1",
                 POLICIES,
                 "semver",
-                json!({
-                    "imageRepositoryRef": {"name": "app"},
-                    "policy": {"semver": {"range": ">=1.0.0 <2.0.0"}},
-                    "digestReflectionPolicy": "IfNotPresent",
-                }),
+                reflecting_digests(semver_policy("app", ">=1.0.0 <2.0.0"), "IfNotPresent"),
             ),
             (
                 "v1",
@@ -261,8 +257,7 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
     )
     .await;
     for (name, reflection) in [("keep", "IfNotPresent"), ("always", "Always")] {
-        let mut spec = semver_policy("web", "1.x");
-        spec["digestReflectionPolicy"] = json!(reflection);
+        let mut spec = reflecting_digests(semver_policy("web", "1.x"), reflection);
         if reflection == "Always" {
             spec["interval"] = json!("10s");
         }

@@ -23,8 +23,8 @@ use keel_testsupport::kube::wait_until;
 use keel_testsupport::registry::ServerOptions;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, namespace, outcome, ready_true, reflector_of, registry,
-    registry_client, repository_spec, semver_policy, setup,
+    POLICIES, REPOSITORIES, head_digest, namespace, outcome, ready_true, reflecting_digests,
+    reflector_of, registry, registry_client, repository_spec, semver_policy, setup,
 };
 use serde_json::json;
 
@@ -312,11 +312,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
                 "v1",
                 POLICIES,
                 "good",
-                json!({
-                    "imageRepositoryRef": {"name": "good"},
-                    "policy": {"semver": {"range": "^1"}},
-                    "digestReflectionPolicy": "IfNotPresent",
-                }),
+                reflecting_digests(semver_policy("good", "^1"), "IfNotPresent"),
             ),
         ],
     )

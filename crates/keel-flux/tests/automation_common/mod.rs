@@ -237,6 +237,25 @@ pub(crate) async fn fleet_namespace(prefix: &str) -> Option<(String, Client, Git
     Some((ns, client, server))
 }
 
+/// The log of `branch` of the fleet repository, newest first, after a run that pushed a commit
+/// for the automation `name`: checked to hold `commits` commits, the newest the one `report`
+/// says was pushed.
+#[track_caller]
+pub(crate) fn pushed_log(
+    server: &GitServer,
+    report: &AutomationReport,
+    ns: &str,
+    name: &str,
+    branch: &str,
+    commits: usize,
+) -> Vec<(String, String)> {
+    let log = server.log("fleet", branch);
+    assert_eq!(log.len(), commits, "{name}: {log:?}");
+    let pushed = report.pushed.get(&format!("{ns}/{name}"));
+    assert_eq!(pushed, Some(&log[0].0), "{name}: {log:?}");
+    log
+}
+
 /// The outcome of a run that found nothing to push.
 pub(crate) fn up_to_date() -> Outcome {
     Outcome::Ready {

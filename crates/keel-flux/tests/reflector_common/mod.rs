@@ -91,6 +91,13 @@ pub(crate) fn semver_policy(repository: &str, range: &str) -> Value {
     json!({"imageRepositoryRef": {"name": repository}, "policy": {"semver": {"range": range}}})
 }
 
+/// `spec` of an `ImagePolicy` with `digestReflectionPolicy` set to `reflection`: `Never`,
+/// `IfNotPresent` or `Always`.
+pub(crate) fn reflecting_digests(mut spec: Value, reflection: &str) -> Value {
+    spec["digestReflectionPolicy"] = json!(reflection);
+    spec
+}
+
 /// The digest `repository:tag` has in the registry now.
 pub(crate) async fn head_digest(registry: &RegistryServer, repository: &str, tag: &str) -> String {
     registry
