@@ -415,13 +415,11 @@ impl Reflector {
         let _pass = self.pass.lock().await;
         let mut report = ReflectorReport::default();
 
-        let repositories = match self.list(&repository_resource()).await {
-            Ok(objects) => objects,
-            Err(error) => {
-                warn!(%error, "cannot list ImageRepositories; nothing reconciled");
-                report.errors.push(error);
-                return report;
-            }
+        let Some(repositories) = self
+            .list_for_pass(&repository_resource(), &mut report)
+            .await
+        else {
+            return report;
         };
         let repositories: Vec<Repository> =
             repositories.iter().filter_map(Repository::read).collect();
@@ -440,13 +438,8 @@ impl Reflector {
             });
         }
 
-        let policies = match self.list(&policy_resource()).await {
-            Ok(objects) => objects,
-            Err(error) => {
-                warn!(%error, "cannot list ImagePolicies");
-                report.errors.push(error);
-                return report;
-            }
+        let Some(policies) = self.list_for_pass(&policy_resource(), &mut report).await else {
+            return report;
         };
         let policies: Vec<Policy> = policies.iter().filter_map(Policy::read).collect();
         let listed: HashSet<String> = policies.iter().map(|p| p.meta.key()).collect();
@@ -464,6 +457,23 @@ impl Reflector {
             });
         }
         report
+    }
+
+    /// [`Self::list`] for a pass, which ends without the objects: `None` once the error is in
+    /// `report` and logged.
+    async fn list_for_pass(
+        &self,
+        resource: &ApiResource,
+        report: &mut ReflectorReport,
+    ) -> Option<Vec<DynamicObject>> {
+        match self.list(resource).await {
+            Ok(objects) => Some(objects),
+            Err(error) => {
+                warn!(%error, kind = %resource.kind, "cannot list; the pass ends here");
+                report.errors.push(error);
+                None
+            }
+        }
     }
 
     /// Every object of `resource` in the scope, sorted by namespace and name.
@@ -576,8 +586,7 @@ impl Reflector {
         report: &mut ReflectorReport,
     ) -> Outcome {
         let meta = &repository.meta;
-        if meta.suspend {
-            debug!(repository = %meta.key(), "suspended");
+        if meta.is_suspended("ImageRepository") {
             return Outcome::Suspended;
         }
         let Some(why) = self.due(repository, now) else {

@@ -91,6 +91,15 @@ impl Meta {
         })
     }
 
+    /// Whether the object of `kind` is suspended (`spec.suspend: true`), and so left alone:
+    /// nothing read for it, nothing written. Logged at debug level.
+    pub(crate) fn is_suspended(&self, kind: &str) -> bool {
+        if self.suspend {
+            tracing::debug!(object = %self.key(), kind, "suspended");
+        }
+        self.suspend
+    }
+
     /// `namespace/name`.
     pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use keel_core::{Error, ImageRef, Tag};
 use kube::api::Api;
 use serde_json::{Value, json};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::status::ref_patch;
 use super::*;
@@ -21,8 +21,7 @@ impl Reflector {
         report: &mut ReflectorReport,
     ) -> Outcome {
         let meta = &policy.meta;
-        if meta.suspend {
-            debug!(policy = %meta.key(), "suspended");
+        if meta.is_suspended("ImagePolicy") {
             return Outcome::Suspended;
         }
         let (latest_ref, ready) = match self.evaluate(policy, repositories, now).await {
