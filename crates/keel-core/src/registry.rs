@@ -103,23 +103,15 @@ pub enum DockerConfigFormat {
 
 /// One Docker credentials document from outside the registry backend, e.g. the contents of a
 /// Kubernetes pull secret.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, derive_more::Debug)]
 pub struct DockerConfigDocument {
     /// Where it came from, for messages, e.g. `secret prod/regcred`. Never a credential.
     pub origin: String,
     /// How `json` is laid out.
     pub format: DockerConfigFormat,
     /// The document itself. It holds credentials: it is never logged or shown by `Debug`.
+    #[debug(skip)]
     pub json: std::sync::Arc<str>,
-}
-
-impl fmt::Debug for DockerConfigDocument {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DockerConfigDocument")
-            .field("origin", &self.origin)
-            .field("format", &self.format)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A live source of registry credentials kept outside the registry backend: the pull secrets

@@ -20,7 +20,8 @@ use crate::error::ParseError;
 /// assert!(token.matches(b"s3cr3t"));
 /// assert!("  ".parse::<Secret>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, derive_more::Debug)]
+#[debug("Secret(***)")]
 pub struct Secret(String);
 
 impl Secret {
@@ -46,12 +47,6 @@ impl Secret {
 /// with a secret.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 impl fmt::Display for Secret {

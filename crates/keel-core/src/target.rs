@@ -51,13 +51,14 @@ impl fmt::Display for Trigger {
 }
 
 /// One image a target deploys, and how it is to be kept up to date.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 #[non_exhaustive]
 pub struct TrackedImage {
     /// Identifies the image within its target, stable across discoveries, e.g.
     /// `deployment/default/web/app` or `apps/web.yaml#spec.containers[0].image`.
     pub id: String,
     /// The image as it runs now.
+    #[debug("{:?}", image.to_string())]
     pub image: ImageRef,
     /// Which tag it should move to.
     pub policy: Arc<dyn Policy>,
@@ -66,6 +67,7 @@ pub struct TrackedImage {
     /// How many approvals an update needs before it is applied (0: none).
     pub approvals: u32,
     /// A release-notes link to pass on to notifications.
+    #[debug(skip)]
     pub release_notes: Option<String>,
     /// How long an approval request for this image stays open (`None`: the approvals
     /// manager's default, 24 hours).
@@ -152,23 +154,6 @@ impl TrackedImage {
             release_notes: Some(url.into()),
             ..self
         }
-    }
-}
-
-impl fmt::Debug for TrackedImage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrackedImage")
-            .field("id", &self.id)
-            .field("image", &self.image.to_string())
-            .field("policy", &self.policy)
-            .field("trigger", &self.trigger)
-            .field("approvals", &self.approvals)
-            .field("approval_deadline", &self.approval_deadline)
-            .field("notify", &self.notify)
-            .field("report_only", &self.report_only)
-            .field("paused", &self.paused)
-            .field("platforms", &self.platforms)
-            .finish_non_exhaustive()
     }
 }
 

@@ -1,6 +1,5 @@
 //! The approvals manager: the rules of requests and votes, the audit log and notifications.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,25 +51,15 @@ fn too_many_rounds(plan: &UpdatePlan) -> Error {
 ///
 /// Every step is written to the store's audit log. To open a request again after it expired
 /// or was rejected, [`delete`](Self::delete) it: the next pass asks anew.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct Approvals {
+    #[debug("{:?}", store.name())]
     store: Arc<dyn ApprovalStore>,
+    #[debug("{:?}", notifiers.iter().map(|n| n.name()).collect::<Vec<_>>())]
     notifiers: Vec<Arc<dyn Notifier>>,
     default_deadline: Duration,
+    #[debug(skip)]
     clock: Clock,
-}
-
-impl fmt::Debug for Approvals {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Approvals")
-            .field("store", &self.store.name())
-            .field(
-                "notifiers",
-                &self.notifiers.iter().map(|n| n.name()).collect::<Vec<_>>(),
-            )
-            .field("default_deadline", &self.default_deadline)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a vote did, for the audit log and notifications.

@@ -1,6 +1,5 @@
 //! An [`ApprovalStore`] in one embedded redb database file.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,18 +33,13 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("approval_audit"
 /// assert!(store.list(&ApprovalFilter::default()).await.unwrap().is_empty());
 /// # });
 /// ```
+#[derive(derive_more::Debug)]
 pub struct RedbApprovalStore {
+    #[debug(skip)]
     name: String,
     path: PathBuf,
+    #[debug(skip)]
     db: Database,
-}
-
-impl fmt::Debug for RedbApprovalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedbApprovalStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RedbApprovalStore {
