@@ -29,38 +29,11 @@ pub const DEFAULT_HELM_IMAGE_NAME: &str = "image.name";
 /// The Helm parameter that holds the image tag when none is configured.
 pub const DEFAULT_HELM_IMAGE_TAG: &str = "image.tag";
 
-/// A key with a bad value: the Application is skipped for it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct AnnotationError {
-    /// The whole key, e.g. `argocd-image-updater.argoproj.io/web.update-strategy`.
-    pub key: String,
-    /// The value as written.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl AnnotationError {
-    pub(crate) fn new(
-        key: impl Into<String>,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        AnnotationError {
-            key: key.into(),
-            value: value.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for AnnotationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {:?}: {}", self.key, self.value, self.reason)
-    }
-}
-
-impl std::error::Error for AnnotationError {}
+/// A key with a bad value (the whole key, e.g.
+/// `argocd-image-updater.argoproj.io/web.update-strategy`, its value as written, and what is
+/// wrong with it): the Application is skipped for it. keel-core's error of a bad key, so that
+/// it reads as a bad `keel.sh/*` key does.
+pub type AnnotationError = keel_core::keel_keys::KeyError;
 
 /// How an image's next version is chosen (`<alias>.update-strategy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

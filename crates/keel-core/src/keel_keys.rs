@@ -108,22 +108,35 @@ pub const EDITABLE: [&str; 6] = [
 /// The default approval deadline, Keel's 24 hours.
 pub const DEFAULT_APPROVAL_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A key with a value that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A key with a value that does not parse: of Keel's keys here, and of every other dialect of
+/// annotations or labels (keel-argocd's `argocd-image-updater.argoproj.io/*` keys), so that a
+/// bad setting reads the same whichever dialect it is written in.
+///
+/// ```
+/// use keel_core::keel_keys::{KeyError, APPROVALS};
+/// let error = KeyError::new(APPROVALS, "two", "expected a whole number");
+/// assert_eq!(error.to_string(), r#"keel.sh/approvals = "two": expected a whole number"#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KeyError {
-    /// The key, e.g. `keel.sh/approvals`.
+    /// The whole key, e.g. `keel.sh/approvals`.
     pub key: String,
-    /// The value as written (trimmed).
+    /// The value as written (Keel's values trimmed).
     pub value: String,
     /// What is wrong with it.
     pub reason: String,
 }
 
 impl KeyError {
-    fn new(key: &str, value: &str, reason: impl Into<String>) -> Self {
+    /// The error of `key`, whose `value` is wrong for `reason`.
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         KeyError {
-            key: key.to_owned(),
-            value: value.to_owned(),
+            key: key.into(),
+            value: value.into(),
             reason: reason.into(),
         }
     }
@@ -370,7 +383,7 @@ impl KeelConfig {
         self.tracked_policy()
             .map(|spec| {
                 VersionPolicy::new(spec.clone(), &self.options)
-                    .map_err(|e| KeyError::new(POLICY, &spec.to_string(), e.reason().to_owned()))
+                    .map_err(|e| KeyError::new(POLICY, spec.to_string(), e.reason().to_owned()))
             })
             .transpose()
     }
