@@ -18,8 +18,8 @@ use keel_testsupport::kube::flux::{
 };
 use kube::core::DynamicObject;
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, outcome, ready_true, reflecting_digests, reflector_of,
-    repository_spec, semver_policy, setup,
+    POLICIES, REPOSITORIES, assert_scan_failed, head_digest, outcome, ready_true,
+    reflecting_digests, reflector_of, repository_spec, semver_policy, setup,
 };
 use serde_json::{Value, json};
 
@@ -523,10 +523,7 @@ async fn a_tag_list_cut_short_by_the_listing_budget_decides_nothing() {
         .expect("registry client");
     let reflector = Reflector::new(client.clone(), Namespaces::only([&ns]), Arc::new(cut_short));
     let report = reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
-    assert!(matches!(
-        outcome(&report, REPOSITORIES, &ns, "app"),
-        Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"
-    ));
+    assert_scan_failed(&report, &ns, "app");
     let repository = status(&client, &ns, REPOSITORIES, "app").await;
     assert!(!ready_true(&repository));
     assert!(repository.get("lastScanResult").is_none(), "{repository}");

@@ -23,8 +23,9 @@ use keel_testsupport::kube::wait_until;
 use keel_testsupport::registry::ServerOptions;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use reflector_common::{
-    POLICIES, REPOSITORIES, head_digest, namespace, outcome, ready_true, reflecting_digests,
-    reflector_of, registry, registry_client, repository_spec, semver_policy, setup,
+    POLICIES, REPOSITORIES, assert_scan_failed, head_digest, namespace, outcome, ready_true,
+    reflecting_digests, reflector_of, registry, registry_client, repository_spec, semver_policy,
+    setup,
 };
 use serde_json::json;
 
@@ -105,10 +106,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
         &Outcome::NotDue
     );
     let report = reflector.reconcile(at("2026-03-01T10:00:10Z")).await;
-    assert!(matches!(
-        outcome(&report, REPOSITORIES, &ns, "closed"),
-        Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"
-    ));
+    assert_scan_failed(&report, &ns, "closed");
     // The same failure again: the status already says so and is not written.
     assert_eq!(
         get(&client, &ns, REPOSITORIES, "closed")
@@ -176,10 +174,7 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     )
     .await;
     let report = reflector.reconcile(at("2026-03-01T10:00:15Z")).await;
-    assert!(matches!(
-        outcome(&report, REPOSITORIES, &ns, "ok"),
-        Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"
-    ));
+    assert_scan_failed(&report, &ns, "ok");
     let ok = status(&client, &ns, REPOSITORIES, "ok").await;
     assert!(!ready_true(&ok));
     assert_eq!(ok["lastScanResult"], previous_scan);

@@ -69,6 +69,17 @@ pub(crate) fn outcome<'r>(
         .outcome
 }
 
+/// Asserts that the pass of `report` failed to scan the `ImageRepository` `name`: not ready,
+/// for `ReadOperationFailed`.
+#[track_caller]
+pub(crate) fn assert_scan_failed(report: &ReflectorReport, ns: &str, name: &str) {
+    let outcome = outcome(report, REPOSITORIES, ns, name);
+    assert!(
+        matches!(outcome, Outcome::NotReady { reason, .. } if reason == "ReadOperationFailed"),
+        "{name}: {outcome:?}"
+    );
+}
+
 /// A registry of `options` serving `repository` with `tags`, and the name of that image in it.
 pub(crate) async fn registry(
     options: ServerOptions,
