@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 pub(crate) const AUTOMATIONS: FluxKind = FluxKind::ImageUpdateAutomation;
 pub(crate) const POLICIES: FluxKind = FluxKind::ImagePolicy;
 pub(crate) const GIT_REPOSITORIES: FluxKind = FluxKind::GitRepository;
-/// The user and password the Git server accepts.
+/// The user the Git server accepts.
 pub(crate) const USER: &str = "flux-bot";
+/// The user's password, which no status message may show.
 pub(crate) const PASSWORD: &str = "s3cret-t0ken";
 
 /// A fresh namespace with Flux's CRDs installed, and an admin client.
