@@ -84,21 +84,14 @@ const MAX_ATTEMPTS: u32 = 100;
 ///
 /// The client needs `get`, `list`, `create`, `update` and `delete` on `configmaps` in that
 /// namespace.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct KubeApprovalStore {
+    #[debug(skip)]
     api: Api<ConfigMap>,
     namespace: String,
     prefix: String,
+    #[debug(skip)]
     name: String,
-}
-
-impl fmt::Debug for KubeApprovalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeApprovalStore")
-            .field("namespace", &self.namespace)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 impl KubeApprovalStore {

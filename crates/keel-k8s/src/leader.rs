@@ -55,8 +55,9 @@ use crate::error::{Request, from_kube, is_conflict};
 /// Configures and starts leader election for one replica.
 ///
 /// Defaults are client-go's: a 15 s lease, a 10 s renew deadline and a 2 s retry period.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct LeaderElector {
+    #[debug(skip)]
     client: Client,
     namespace: String,
     lease_name: String,
@@ -64,21 +65,6 @@ pub struct LeaderElector {
     lease_duration: Duration,
     renew_deadline: Duration,
     retry_period: Duration,
-}
-
-impl fmt::Debug for LeaderElector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeaderElector")
-            .field(
-                "lease",
-                &format_args!("{}/{}", self.namespace, self.lease_name),
-            )
-            .field("identity", &self.identity)
-            .field("lease_duration", &self.lease_duration)
-            .field("renew_deadline", &self.renew_deadline)
-            .field("retry_period", &self.retry_period)
-            .finish_non_exhaustive()
-    }
 }
 
 impl LeaderElector {

@@ -104,12 +104,13 @@ impl std::fmt::Debug for NamespaceScope {
 /// digests, how long its first discovery waits for the watches, and where it records the pull
 /// secrets of the images it tracks. Each target's builder sets them with setters of the same
 /// names, which add what is particular to that target.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct WatchSettings {
     name: String,
     scope: NamespaceScope,
     pin_digests: bool,
     sync_timeout: Duration,
+    #[debug(skip)]
     pull_secrets: Option<PullSecrets>,
 }
 
@@ -192,17 +193,6 @@ impl WatchSettings {
             secrets.replace_usage(scan.pull_secrets);
         }
         Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
-    }
-}
-
-impl std::fmt::Debug for WatchSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchSettings")
-            .field("name", &self.name)
-            .field("scope", &self.scope)
-            .field("pin_digests", &self.pin_digests)
-            .field("sync_timeout", &self.sync_timeout)
-            .finish_non_exhaustive()
     }
 }
 

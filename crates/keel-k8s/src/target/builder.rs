@@ -1,7 +1,6 @@
 //! [`KubeTargetBuilder`]: the settings of a [`KubeTarget`], and the watches it starts.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -28,25 +27,18 @@ use crate::workload::{Workload, WorkloadKind};
 use super::*;
 
 /// Builds a [`KubeTarget`]; see [`KubeTarget::builder`].
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct KubeTargetBuilder {
+    #[debug(skip)]
     pub(super) client: Client,
     pub(super) watch: WatchSettings,
     pub(super) label_selector: Option<String>,
     pub(super) kinds: Vec<WorkloadKind>,
     /// Whether [`KubeTargetBuilder::with_kinds`] chose the kinds (else: every kind).
+    #[debug(skip)]
     pub(super) kinds_chosen: bool,
+    #[debug(skip)]
     pub(super) conflict_retries: u32,
-}
-
-impl fmt::Debug for KubeTargetBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeTargetBuilder")
-            .field("watch", &self.watch)
-            .field("label_selector", &self.label_selector)
-            .field("kinds", &self.kinds)
-            .finish_non_exhaustive()
-    }
 }
 
 impl WatchTargetBuilder for KubeTargetBuilder {
