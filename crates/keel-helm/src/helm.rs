@@ -12,25 +12,14 @@ use tokio::process::Command;
 pub const BACKEND: &str = "helm";
 
 /// A `helm` binary that answered `helm version`, with the environment it runs in.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct HelmBinary {
     path: PathBuf,
     version: String,
+    /// May carry credentials: `Debug` shows only its names.
+    #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
     env: Vec<(OsString, OsString)>,
     timeout: Duration,
-}
-
-impl std::fmt::Debug for HelmBinary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The environment may carry credentials: only its names are shown.
-        let env: Vec<_> = self.env.iter().map(|(k, _)| k).collect();
-        f.debug_struct("HelmBinary")
-            .field("path", &self.path)
-            .field("version", &self.version)
-            .field("env", &env)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// What one helm run printed.

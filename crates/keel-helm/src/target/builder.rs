@@ -1,7 +1,6 @@
 //! [`HelmTargetBuilder`]: the settings of a [`HelmTarget`], checked at build time.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,25 +16,18 @@ use crate::helm::HelmBinary;
 use crate::storage::Driver;
 
 /// Builds a [`HelmTarget`]; see [`HelmTarget::builder`].
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct HelmTargetBuilder {
+    #[debug(skip)]
     pub(super) client: Client,
     pub(super) watch: WatchSettings,
     pub(super) drivers: Vec<Driver>,
     pub(super) helm_path: Option<PathBuf>,
+    /// May carry credentials (a kubeconfig path, tokens): left out of `Debug`.
+    #[debug(skip)]
     pub(super) helm_env: Vec<(OsString, OsString)>,
+    #[debug(skip)]
     pub(super) helm_timeout: Duration,
-}
-
-impl fmt::Debug for HelmTargetBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The helm environment may carry credentials (a kubeconfig path, tokens): left out.
-        f.debug_struct("HelmTargetBuilder")
-            .field("watch", &self.watch)
-            .field("drivers", &self.drivers)
-            .field("helm_path", &self.helm_path)
-            .finish_non_exhaustive()
-    }
 }
 
 impl WatchTargetBuilder for HelmTargetBuilder {
