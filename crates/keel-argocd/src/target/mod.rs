@@ -47,21 +47,26 @@ pub fn application_resource() -> ApiResource {
 /// Argo CD Applications configured by Image Updater 0.x annotations or selected by Image
 /// Updater 1.x `ImageUpdater` objects, updated with the `argocd` write-back method. See the
 /// [crate docs](crate).
+#[derive(derive_more::Debug)]
 pub struct ArgoCdTarget {
     name: String,
+    #[debug(skip)]
     client: Client,
     namespaces: Vec<String>,
     label_selector: Option<String>,
     trigger: Trigger,
     attempts: u32,
     credentials: PullCredentials,
+    #[debug(skip)]
     problems: ProblemLog,
     image_updaters: bool,
     git: GitOptions,
     /// The Applications the last discovery found selected by an ImageUpdater, by namespace
     /// and name: apply reads their configuration here, not from their annotations.
+    #[debug(skip)]
     selections: Mutex<BTreeMap<(String, String), Selection>>,
     /// The updates applied since the last discovery, by ImageUpdater (namespace, name).
+    #[debug(skip)]
     recent: Mutex<BTreeMap<(String, String), Vec<RecentUpdate>>>,
 }
 
@@ -87,21 +92,6 @@ struct Selection {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl std::fmt::Debug for ArgoCdTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArgoCdTarget")
-            .field("name", &self.name)
-            .field("namespaces", &self.namespaces)
-            .field("label_selector", &self.label_selector)
-            .field("trigger", &self.trigger)
-            .field("attempts", &self.attempts)
-            .field("credentials", &self.credentials)
-            .field("image_updaters", &self.image_updaters)
-            .field("git", &self.git)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One tracked image, as discovery and apply both read it.
