@@ -47,45 +47,42 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 ///     .with_author("keel-bot", "keel-bot@example.com")
 ///     .build();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct GitTargetBuilder {
+    // The URL may carry a token: `Debug` shows it redacted.
+    #[debug("{:?}", redact_urls(url))]
     url: String,
     branch: String,
     push_branch: Option<String>,
     paths: Vec<String>,
     workdir: Option<PathBuf>,
+    // `GitAuth`'s `Debug` shows no secrets.
     auth: GitAuth,
+    #[debug(skip)]
     author_name: String,
+    #[debug(skip)]
     author_email: String,
+    #[debug(skip)]
     message_template: String,
+    #[debug(skip)]
     change_template: String,
+    #[debug(skip)]
     message: Option<String>,
+    #[debug(skip)]
     max_push_attempts: u32,
+    #[debug(skip)]
     config: Option<RepoConfig>,
+    #[debug(skip)]
     commit_per_image: bool,
+    #[debug(skip)]
     all_or_nothing: bool,
     checkout: Option<Checkout>,
+    #[debug(skip)]
     reset_push_branch: bool,
     signer: Option<Arc<dyn CommitSigner>>,
     timeouts: Timeouts,
+    #[debug(skip)]
     max_file_size: u64,
-}
-
-impl std::fmt::Debug for GitTargetBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a token; the auth shows no secrets.
-        f.debug_struct("GitTargetBuilder")
-            .field("url", &redact_urls(&self.url))
-            .field("branch", &self.branch)
-            .field("checkout", &self.checkout)
-            .field("signer", &self.signer)
-            .field("push_branch", &self.push_branch)
-            .field("paths", &self.paths)
-            .field("workdir", &self.workdir)
-            .field("auth", &self.auth)
-            .field("timeouts", &self.timeouts)
-            .finish_non_exhaustive()
-    }
 }
 
 impl GitTargetBuilder {
