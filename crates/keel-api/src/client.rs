@@ -1,6 +1,5 @@
 //! A client of the API, for the chat bot, CLIs and tests.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,27 +48,20 @@ const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct ApiClient {
+    #[debug(skip)]
     http: reqwest::Client,
+    #[debug("{:?}", base.as_str())]
     base: Url,
+    #[debug(skip)]
     auth: Option<HeaderValue>,
     auth_kind: &'static str,
     /// Set when the credentials cannot be sent; every call then fails with it.
+    #[debug(skip)]
     auth_error: Option<&'static str>,
     timeout: Duration,
     max_body_bytes: usize,
-}
-
-impl fmt::Debug for ApiClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiClient")
-            .field("base", &self.base.as_str())
-            .field("auth", &self.auth_kind)
-            .field("timeout", &self.timeout)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .finish()
-    }
 }
 
 impl ApiClient {
