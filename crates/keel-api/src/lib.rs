@@ -68,7 +68,7 @@ pub use error::{ErrorBody, status_of};
 pub use server::{
     DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, MAX_BODY_BYTES, metrics_text, route_table, router,
 };
-pub use shutdown::{Server, Shutdown, shutdown_signal};
+pub use shutdown::{Server, Shutdown, shutdown_signal, start_then_run};
 
 /// The OpenAPI 3.0 description of the API (`openapi.yaml`).
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");

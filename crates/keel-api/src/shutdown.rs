@@ -1,7 +1,9 @@
 //! Stopping a server process cleanly: one signal (ctrl-c, or SIGTERM as `docker stop` and
-//! Kubernetes send it) stops every task that waits on a [`Shutdown`].
+//! Kubernetes send it) stops every task that waits on a [`Shutdown`]; and starting one:
+//! [`start_then_run`] runs nothing until every part is set up.
 
 use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
@@ -169,6 +171,40 @@ impl Shutdown {
             let now = Utc::now();
             pass(now).await;
             last = Some(now);
+        }
+    }
+}
+
+/// Starts a long-running program, then runs it: `start` checks every setting and sets every
+/// part up before anything runs, so that a bad flag or variable stops the program before it
+/// acts, its error logged and with exit code 2 (as clap's own errors); otherwise `run` runs the
+/// started parts, and its exit code is the program's.
+///
+/// ```
+/// use std::process::ExitCode;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let started = async { Ok::<_, String>(ExitCode::SUCCESS) };
+/// let code = keel_api::start_then_run(started, |code| async move { code }).await;
+/// assert_eq!(code, ExitCode::SUCCESS);
+/// let refused = async { Err::<ExitCode, _>("invalid --listen".to_owned()) };
+/// let code = keel_api::start_then_run(refused, |code| async move { code }).await;
+/// assert_eq!(code, ExitCode::from(2));
+/// # }
+/// ```
+pub async fn start_then_run<T, R>(
+    start: impl Future<Output = Result<T, String>>,
+    run: impl FnOnce(T) -> R,
+) -> ExitCode
+where
+    R: Future<Output = ExitCode>,
+{
+    match start.await {
+        Ok(started) => run(started).await,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -21,6 +21,8 @@
 //!   independently of the code under test.
 //! - `tls` (module `tls`, implied by `registry` and `kube`): certificate authorities and certificates
 //!   signed by them.
+//! - `cli` (module `cli`): a program's clap command line checked, parsed, and refusing bad values
+//!   by the name of their flag.
 //!
 //! [`yaml`] has YAML documents that cost far more to expand than to send.
 //!
@@ -35,6 +37,8 @@ pub use signing::hmac_sha256_hex;
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "git")]

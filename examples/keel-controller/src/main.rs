@@ -258,16 +258,7 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    // Every setting is checked, and every part set up, before anything runs: a bad setting
-    // stops the start naming it, with exit code 2.
-    let controller = match Controller::start(&args).await {
-        Ok(controller) => controller,
-        Err(e) => {
-            error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    controller.run(&args).await
+    keel_api::start_then_run(Controller::start(&args), |controller| controller.run(&args)).await
 }
 
 /// The parts of a started controller, wired together.

@@ -206,14 +206,7 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    // Every setting is checked, and every part set up, before anything runs.
-    match App::start(&args).await {
-        Ok(app) => app.run(&args).await,
-        Err(e) => {
-            error!("{e}");
-            ExitCode::from(2)
-        }
-    }
+    keel_api::start_then_run(App::start(&args), |app| app.run(&args)).await
 }
 
 /// The parts of a started updater.
@@ -398,56 +391,53 @@ fn connect(args: &Args) -> Result<Docker, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use keel_testsupport::cli::CommandLine;
 
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        Args::try_parse_from(std::iter::once("keel-docker").chain(args.iter().copied()))
-    }
+    /// What every command line of these tests starts with.
+    const CLI: CommandLine<Args> = CommandLine::new(&["keel-docker"]);
 
     #[test]
     fn flags_are_consistent() {
-        Args::command().debug_assert();
+        CLI.assert_consistent();
     }
 
     #[test]
     fn watchtowers_defaults_and_schedules() {
-        let args = parse(&[]).unwrap();
+        let args = CLI.parse(&[]).unwrap();
         assert_eq!(args.default_schedule().unwrap().to_string(), "@every 24h");
         assert!(args.periodic_polls());
-        let args = parse(&["-i", "300", "--cleanup", "web", "db"]).unwrap();
+        let args = CLI.parse(&["-i", "300", "--cleanup", "web", "db"]).unwrap();
         assert_eq!(args.default_schedule().unwrap().to_string(), "@every 5m");
         assert!(args.cleanup);
         assert_eq!(args.containers, ["web", "db"]);
-        let args = parse(&["--schedule", "0 0 4 * * *"]).unwrap();
+        let args = CLI.parse(&["--schedule", "0 0 4 * * *"]).unwrap();
         assert_eq!(args.default_schedule().unwrap().to_string(), "0 0 4 * * *");
-        let args = parse(&["--http-api-update", "--http-api-token", "t"]).unwrap();
+        let args = CLI
+            .parse(&["--http-api-update", "--http-api-token", "t"])
+            .unwrap();
         assert!(!args.periodic_polls());
-        let args = parse(&[
-            "--http-api-update",
-            "--http-api-token",
-            "t",
-            "--http-api-periodic-polls",
-        ])
-        .unwrap();
+        let args = CLI
+            .parse(&[
+                "--http-api-update",
+                "--http-api-token",
+                "t",
+                "--http-api-periodic-polls",
+            ])
+            .unwrap();
         assert!(args.periodic_polls());
     }
 
     #[test]
     fn bad_values_name_their_flag() {
-        for (args, flag) in [
+        CLI.assert_refused(&[
             (&["--interval", "0"][..], "--interval"),
             (&["--interval", "5m"], "--interval"),
             (&["--schedule", "0 0 25 * * *"], "--schedule"),
             (&["--stop-timeout", "10"], "--stop-timeout"),
             (&["--label-enable=maybe"], "--label-enable"),
             (&["-i", "60", "-s", "0 0 4 * * *"], "--schedule"),
-        ] {
-            let e = parse(args).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{args:?}");
-            let text = e.to_string();
-            assert!(text.contains(flag), "{args:?}: {text}");
-        }
+        ]);
     }
 }

@@ -94,14 +94,7 @@ struct Args {
 async fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
-    // Every setting is checked, and every part set up, before anything runs.
-    match App::start(&args).await {
-        Ok(app) => app.run(&args).await,
-        Err(e) => {
-            error!("{e}");
-            ExitCode::from(2)
-        }
-    }
+    keel_api::start_then_run(App::start(&args), |app| app.run(&args)).await
 }
 
 /// Logs to stderr, at `RUST_LOG`'s levels (default `info`), in colour on a terminal only:
@@ -264,57 +257,50 @@ fn log(report: &RunReport) {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use keel_testsupport::cli::CommandLine;
 
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        Args::try_parse_from(
-            ["keel-gitops", "--repo", "fleet"]
-                .into_iter()
-                .chain(args.iter().copied()),
-        )
-    }
+    /// What every command line of these tests starts with: `--repo` is required.
+    const CLI: CommandLine<Args> = CommandLine::new(&["keel-gitops", "--repo", "fleet"]);
 
     #[test]
     fn flags_are_consistent() {
-        Args::command().debug_assert();
+        CLI.assert_consistent();
     }
 
     #[test]
     fn defaults_and_the_http_flags() {
-        let args = parse(&[]).unwrap();
+        let args = CLI.parse(&[]).unwrap();
         assert_eq!(args.listen, "0.0.0.0:9300".parse::<SocketAddr>().unwrap());
         assert_eq!(args.approvals_file, None);
         assert_eq!(args.interval, Duration::from_secs(300));
-        let args = parse(&[
-            "--listen",
-            "127.0.0.1:8081",
-            "--approvals-file",
-            "approvals.redb",
-        ])
-        .unwrap();
+        let args = CLI
+            .parse(&[
+                "--listen",
+                "127.0.0.1:8081",
+                "--approvals-file",
+                "approvals.redb",
+            ])
+            .unwrap();
         assert_eq!(args.listen, "127.0.0.1:8081".parse::<SocketAddr>().unwrap());
         assert_eq!(args.approvals_file, Some(PathBuf::from("approvals.redb")));
     }
 
     #[test]
     fn bad_values_name_their_flag() {
-        for (args, flag) in [
+        CLI.assert_refused(&[
             (&["--listen", "localhost"][..], "--listen"),
             (&["--listen", "127.0.0.1:99999"], "--listen"),
             (&["--interval", "5x"], "--interval"),
-        ] {
-            let e = parse(args).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{args:?}");
-            let text = e.to_string();
-            assert!(text.contains(flag), "{args:?}: {text}");
-        }
+        ]);
     }
 
     #[test]
     fn the_repository_flags_are_keel_gits() {
-        let args = parse(&["--ssh-key", "id", "--author", "Keel <keel@example.com>"]).unwrap();
+        let args = CLI
+            .parse(&["--ssh-key", "id", "--author", "Keel <keel@example.com>"])
+            .unwrap();
         assert_eq!(args.git.var(keel_git::env::REPO).as_deref(), Some("fleet"));
         assert_eq!(args.git.var(keel_git::env::BRANCH).as_deref(), Some("main"));
         assert_eq!(args.git.var(keel_git::env::SSH_KEY).as_deref(), Some("id"));
