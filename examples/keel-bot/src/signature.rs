@@ -102,17 +102,11 @@ fn mac_of(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
 
 /// Checks signed requests with one signing secret and remembers the signatures it accepted
 /// for five minutes, to refuse replays.
+#[derive(derive_more::Debug)]
 pub struct Verifier {
     secret: Secret,
+    #[debug(skip)]
     seen: Mutex<HashMap<Vec<u8>, i64>>,
-}
-
-impl fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier")
-            .field("secret", &self.secret)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Verifier {

@@ -1,7 +1,6 @@
 //! The two Slack Web API methods the bot calls (`chat.postMessage`, `chat.update`) and the
 //! `response_url` replies.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +27,14 @@ pub struct PostedMessage {
 }
 
 /// A client of Slack's Web API with a bot token.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct SlackClient {
+    #[debug(skip)]
     http: reqwest::Client,
+    #[debug("{:?}", base.as_str())]
     base: Url,
+    #[debug(skip)]
     token: Secret,
-}
-
-impl fmt::Debug for SlackClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackClient")
-            .field("base", &self.base.as_str())
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize)]
