@@ -212,9 +212,7 @@ async fn check_kube(
     progress.spin("discovering the workloads of the cluster".to_owned());
     let target = Arc::new(kube.target().await?);
     let workloads = target.workloads().await?;
-    progress.spin("checking the registries".to_owned());
-    let found = dry_run(target.clone(), registry).await?;
-    progress.finish();
+    let found = dry_run(target.clone(), registry, &progress).await?;
     let rows: Vec<Row> = workloads
         .iter()
         .map(|w: &keel_k8s::WorkloadImage| Row {
@@ -329,9 +327,7 @@ async fn check_repo(
     progress.spin("cloning and scanning the repository".to_owned());
     let target = Arc::new(repo.target()?);
     let scan = target.scan().await?;
-    progress.spin("checking the registries".to_owned());
-    let found = dry_run(target.clone(), registry).await?;
-    progress.finish();
+    let found = dry_run(target.clone(), registry, &progress).await?;
     use keel_core::PolicySpec;
     use keel_git::manifest::{Reference, ReferenceKind};
 
@@ -425,12 +421,15 @@ impl Verdict {
 }
 
 #[cfg(any(feature = "kube", feature = "git"))]
-/// Runs the pipeline over `target` once without applying anything; fails when the target
-/// itself failed (rather than one of its images).
+/// Runs the pipeline over `target` once without applying anything, saying so on `progress`
+/// and clearing it once done, before the result is printed; fails when the target itself
+/// failed (rather than one of its images).
 pub(crate) async fn dry_run(
     target: Arc<dyn Target>,
     registry: &RegistryArgs,
+    progress: &Progress,
 ) -> Result<Findings, CliError> {
+    progress.spin("checking the registries".to_owned());
     let client = registry.client_for_any()?;
     let report = Pipeline::new(Arc::new(client))
         .with_target(target)
@@ -458,6 +457,7 @@ pub(crate) async fn dry_run(
             errors.insert(id.clone(), listing.to_string());
         }
     }
+    progress.finish();
     Ok(Findings { updates, errors })
 }
 

@@ -91,9 +91,7 @@ mod listing {
         progress.spin("reading the Helm releases of the cluster".to_owned());
         let target = Arc::new(helm.target(namespaces, false).await?);
         let releases = target.releases().await?;
-        progress.spin("checking the registries".to_owned());
-        let found = dry_run(target.clone(), registry).await?;
-        progress.finish();
+        let found = dry_run(target.clone(), registry, &progress).await?;
         let rows: Vec<Row> = releases
             .iter()
             .map(|r: &ReleaseImage| Row {
