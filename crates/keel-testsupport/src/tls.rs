@@ -9,15 +9,12 @@ use rcgen::{
 
 /// A self-signed certificate authority with a fresh key, which signs certificates for fresh
 /// keys.
+#[derive(derive_more::Debug)]
 pub struct TestCa {
+    #[debug(skip)]
     cert: Certificate,
+    #[debug(skip)]
     issuer: Issuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for TestCa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCa").finish_non_exhaustive()
-    }
 }
 
 /// A certificate signed by a [`TestCa`] and the key it certifies.
