@@ -159,16 +159,7 @@ pub(crate) fn write(
                 HelmParameters::Spec(spec) => vec![(spec, reference_text(image, new))],
             };
             for (name, value) in params {
-                let item = Step::Item {
-                    key: "name",
-                    value: name,
-                };
-                let path = [
-                    Step::Key("helm"),
-                    Step::Key("parameters"),
-                    item,
-                    Step::Key("value"),
-                ];
+                let path = edit::helm_parameter(name);
                 text = edit::set(&text, &path, YamlValue::String(&value)).map_err(fail)?;
                 let force = [path[0], path[1], path[2], Step::Key("forcestring")];
                 text = edit::set(&text, &force, YamlValue::Bool(true)).map_err(fail)?;
@@ -187,11 +178,7 @@ pub(crate) fn write(
                     .map_or_else(|| name_of(e), |(n, _)| n.trim());
                 same_repository(name, &wanted)
             };
-            let path = [
-                Step::Key("kustomize"),
-                Step::Key("images"),
-                Step::ScalarItem(&matches),
-            ];
+            let path = edit::argocd_source_image(&matches);
             text = edit::set(&text, &path, YamlValue::String(&entry)).map_err(fail)?;
         }
         (WriteBackTarget::Kustomization(_), _) => {
@@ -205,12 +192,8 @@ pub(crate) fn write(
                 .find(|n| same_repository(n, wanted))
                 .unwrap_or(wanted)
                 .to_owned();
-            let item = Step::Item {
-                key: "name",
-                value: &written,
-            };
             let mut set = |key: &str, value: &str| -> Result<(), String> {
-                let path = [Step::Key("images"), item, Step::Key(key)];
+                let path = edit::kustomization_image(&written, key);
                 text = edit::set(&text, &path, YamlValue::String(value)).map_err(fail)?;
                 Ok(())
             };
