@@ -189,15 +189,19 @@ impl RegistryClientBuilder {
         self
     }
 
-    /// The credential helpers (`credHelpers`, `credsStore`): how long one may run before it
-    /// is stopped and the request fails (default
-    /// [`DEFAULT_HELPER_TIMEOUT`](crate::DEFAULT_HELPER_TIMEOUT), 10 s), and how long its
-    /// answer for a registry is reused before the helper is asked again (default
-    /// [`DEFAULT_HELPER_CACHE_TTL`](crate::DEFAULT_HELPER_CACHE_TTL), 5 minutes; zero asks on
-    /// every request). At most 256 answers are kept.
-    pub fn with_credential_helpers(mut self, timeout: Duration, cache_ttl: Duration) -> Self {
+    /// How long a credential helper (`credHelpers`, `credsStore`) may run before it is
+    /// stopped and the request fails (default
+    /// [`DEFAULT_HELPER_TIMEOUT`](crate::DEFAULT_HELPER_TIMEOUT), 10 s).
+    pub fn with_credential_helper_timeout(mut self, timeout: Duration) -> Self {
         self.settings.helper_timeout = timeout;
-        self.settings.helper_cache_ttl = cache_ttl;
+        self
+    }
+
+    /// How long a credential helper's answer for a registry is reused before the helper is
+    /// asked again (default [`DEFAULT_HELPER_CACHE_TTL`](crate::DEFAULT_HELPER_CACHE_TTL),
+    /// 5 minutes; zero asks on every request). At most 256 answers are kept.
+    pub fn with_credential_helper_cache(mut self, ttl: Duration) -> Self {
+        self.settings.helper_cache_ttl = ttl;
         self
     }
 

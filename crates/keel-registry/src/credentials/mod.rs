@@ -19,13 +19,13 @@ pub use keel_core::Secret;
 
 /// How long a credential helper (`docker-credential-<name> get`) may run before it is stopped
 /// and the lookup fails: 10 seconds, unless set with
-/// [`RegistryClientBuilder::with_credential_helpers`](crate::RegistryClientBuilder::with_credential_helpers).
+/// [`RegistryClientBuilder::with_credential_helper_timeout`](crate::RegistryClientBuilder::with_credential_helper_timeout).
 pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a [`RegistryClient`](crate::RegistryClient) reuses a credential helper's answer
 /// (credentials, or "none for this registry") before asking the helper again: 5 minutes,
 /// unless set with
-/// [`RegistryClientBuilder::with_credential_helpers`](crate::RegistryClientBuilder::with_credential_helpers).
+/// [`RegistryClientBuilder::with_credential_helper_cache`](crate::RegistryClientBuilder::with_credential_helper_cache).
 pub const DEFAULT_HELPER_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The most (helper, registry) answers a client keeps; past it, helpers are asked every time.
