@@ -169,22 +169,21 @@ impl GitTargetBuilder {
         self
     }
 
-    /// The templates of the commit message (defaults [`DEFAULT_MESSAGE_TEMPLATE`] and
-    /// [`DEFAULT_CHANGE_TEMPLATE`]): in `message`, `{count}` is the number of changes and
-    /// `{changes}` their lines, each line rendered from `change`, where `{image}`, `{old}`,
-    /// `{new}`, `{file}` and `{id}` stand for the change's.
-    pub fn with_message_templates(
-        mut self,
-        message: impl Into<String>,
-        change: impl Into<String>,
-    ) -> Self {
-        self.message_template = message.into();
-        self.change_template = change.into();
+    /// The commit message: `{count}` is the number of changes, `{changes}` their lines.
+    pub fn with_message_template(mut self, template: impl Into<String>) -> Self {
+        self.message_template = template.into();
         self
     }
 
-    /// Uses `message` verbatim as the message of every commit, instead of the
-    /// [templates](Self::with_message_templates): for callers that render their
+    /// The line of one change: `{image}`, `{old}`, `{new}`, `{file}`, `{id}`.
+    pub fn with_change_template(mut self, template: impl Into<String>) -> Self {
+        self.change_template = template.into();
+        self
+    }
+
+    /// Uses `message` verbatim as the message of every commit, instead of the templates
+    /// ([`with_message_template`](Self::with_message_template),
+    /// [`with_change_template`](Self::with_change_template)): for callers that render their
     /// own message, such as Flux's `messageTemplate`, whose text must not be read as a keel
     /// template again.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
