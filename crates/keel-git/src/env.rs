@@ -423,30 +423,32 @@ mod tests {
     #[cfg(feature = "clap")]
     #[test]
     fn the_flags_parse_into_their_fields() {
-        use clap::{CommandFactory, Parser};
+        use clap::Parser;
+        use keel_testsupport::cli::CommandLine;
 
-        #[derive(Parser)]
+        #[derive(Debug, Parser)]
         struct Program {
             #[command(flatten)]
             git: GitArgs,
         }
-        Program::command().debug_assert();
-        let program = Program::try_parse_from([
-            "program",
-            "--repo",
-            "fleet",
-            "--path",
-            "apps",
-            "--path",
-            "infra",
-            "--ssh-key",
-            "id",
-            "--author",
-            "Keel <keel@example.com>",
-            "--workdir",
-            "work",
-        ])
-        .unwrap();
+        const CLI: CommandLine<Program> = CommandLine::new(&["program"]);
+        CLI.assert_consistent();
+        let program = CLI
+            .parse(&[
+                "--repo",
+                "fleet",
+                "--path",
+                "apps",
+                "--path",
+                "infra",
+                "--ssh-key",
+                "id",
+                "--author",
+                "Keel <keel@example.com>",
+                "--workdir",
+                "work",
+            ])
+            .unwrap();
         assert_eq!(program.git.var(REPO).as_deref(), Some("fleet"));
         assert_eq!(program.git.var(BRANCH).as_deref(), Some("main"));
         assert_eq!(program.git.var(PATHS).as_deref(), Some("apps,infra"));
