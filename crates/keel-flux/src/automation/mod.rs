@@ -261,7 +261,7 @@ impl Automation {
         now: DateTime<Utc>,
         report: &mut AutomationReport,
     ) -> Outcome {
-        if meta.is_suspended("ImageUpdateAutomation") {
+        if meta.is_suspended() {
             return Outcome::Suspended;
         }
         let spec = object.data.get("spec");

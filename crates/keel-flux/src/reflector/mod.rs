@@ -416,7 +416,11 @@ impl Reflector {
         let mut report = ReflectorReport::default();
 
         let Some(repositories) = self
-            .list_for_pass(&repository_resource(), &mut report)
+            .list_for_pass(
+                &repository_resource(),
+                "cannot list ImageRepositories; nothing reconciled",
+                &mut report,
+            )
             .await
         else {
             return report;
@@ -438,7 +442,10 @@ impl Reflector {
             });
         }
 
-        let Some(policies) = self.list_for_pass(&policy_resource(), &mut report).await else {
+        let Some(policies) = self
+            .list_for_pass(&policy_resource(), "cannot list ImagePolicies", &mut report)
+            .await
+        else {
             return report;
         };
         let policies: Vec<Policy> = policies.iter().filter_map(Policy::read).collect();
@@ -460,16 +467,17 @@ impl Reflector {
     }
 
     /// [`Self::list`] for a pass, which ends without the objects: `None` once the error is in
-    /// `report` and logged.
+    /// `report` and logged with the warning `failed`.
     async fn list_for_pass(
         &self,
         resource: &ApiResource,
+        failed: &'static str,
         report: &mut ReflectorReport,
     ) -> Option<Vec<DynamicObject>> {
         match self.list(resource).await {
             Ok(objects) => Some(objects),
             Err(error) => {
-                warn!(%error, kind = %resource.kind, "cannot list; the pass ends here");
+                warn!(%error, "{failed}");
                 report.errors.push(error);
                 None
             }
@@ -586,7 +594,8 @@ impl Reflector {
         report: &mut ReflectorReport,
     ) -> Outcome {
         let meta = &repository.meta;
-        if meta.is_suspended("ImageRepository") {
+        if meta.is_suspended() {
+            debug!(repository = %meta.key(), "suspended");
             return Outcome::Suspended;
         }
         let Some(why) = self.due(repository, now) else {

@@ -91,12 +91,9 @@ impl Meta {
         })
     }
 
-    /// Whether the object of `kind` is suspended (`spec.suspend: true`), and so left alone:
-    /// nothing read for it, nothing written. Logged at debug level.
-    pub(crate) fn is_suspended(&self, kind: &str) -> bool {
-        if self.suspend {
-            tracing::debug!(object = %self.key(), kind, "suspended");
-        }
+    /// Whether the object is suspended (`spec.suspend: true`), and so left alone: nothing read
+    /// for it, nothing written.
+    pub(crate) fn is_suspended(&self) -> bool {
         self.suspend
     }
 

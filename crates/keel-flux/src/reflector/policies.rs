@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use keel_core::{Error, ImageRef, Tag};
 use kube::api::Api;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::status::ref_patch;
 use super::*;
@@ -21,7 +21,8 @@ impl Reflector {
         report: &mut ReflectorReport,
     ) -> Outcome {
         let meta = &policy.meta;
-        if meta.is_suspended("ImagePolicy") {
+        if meta.is_suspended() {
+            debug!(policy = %meta.key(), "suspended");
             return Outcome::Suspended;
         }
         let (latest_ref, ready) = match self.evaluate(policy, repositories, now).await {
