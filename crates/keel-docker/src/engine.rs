@@ -19,7 +19,7 @@ use keel_core::{Error, ImageRef, Result};
 
 /// An Engine API error as keel-core's: 404 is `NotFound`, 409 `Conflict`, a 5xx or a broken
 /// connection is retryable.
-pub(crate) fn api_error(backend: &str, action: String, error: bollard::errors::Error) -> Error {
+fn api_error(backend: &str, action: String, error: bollard::errors::Error) -> Error {
     use bollard::errors::Error as E;
     match error {
         E::DockerResponseServerError {
@@ -71,7 +71,8 @@ impl Engine {
         move |e| api_error(&self.backend, action, e)
     }
 
-    /// The containers `options` select (without filters: the running ones).
+    /// The containers `options` select: the running ones only, unless
+    /// [`all`](ListContainersOptions::all) is set.
     pub(crate) async fn list(
         &self,
         options: ListContainersOptions,
