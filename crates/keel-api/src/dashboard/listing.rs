@@ -150,7 +150,7 @@ pub trait TrackedImages: Send + Sync {
 
 /// The target of `targets` named `name`, for `operation`: [`Error::NotSupported`] without
 /// targets, [`Error::NotFound`] when none has the name.
-pub(crate) fn target_named<'a>(
+fn target_named<'a>(
     targets: Option<&'a [Arc<dyn Target>]>,
     name: &str,
     operation: &'static str,
@@ -257,15 +257,60 @@ mod tests {
 
     fn _obj_safe(_: Arc<dyn TrackedImages>) {}
 
-    #[test]
-    fn settings_without_targets_are_not_supported_and_of_an_unknown_target_not_found() {
-        match target_named(None, "prod", "reading settings") {
-            Err(Error::NotSupported { operation, .. }) => assert_eq!(operation, "reading settings"),
-            other => panic!("without targets: {other:?}"),
+    /// Images that do not come from targets: only the required method.
+    struct RowsOnly;
+
+    #[async_trait]
+    impl TrackedImages for RowsOnly {
+        async fn snapshot(&self) -> Vec<TrackedRow> {
+            Vec::new()
         }
-        match target_named(Some(&[]), "prod", "reading settings") {
-            Err(Error::NotFound { what }) => assert_eq!(what, "target prod"),
-            other => panic!("no target named prod: {other:?}"),
+    }
+
+    /// Images that come from targets, none of them named `prod`.
+    struct NoTargetNamedProd;
+
+    #[async_trait]
+    impl TrackedImages for NoTargetNamedProd {
+        async fn snapshot(&self) -> Vec<TrackedRow> {
+            Vec::new()
+        }
+
+        fn targets(&self) -> Option<&[Arc<dyn Target>]> {
+            Some(&[])
+        }
+    }
+
+    #[tokio::test]
+    async fn settings_without_targets_are_not_supported_and_of_an_unknown_target_not_found() {
+        let change = SettingsChange::new();
+        let without_targets = [
+            (
+                "reading settings",
+                RowsOnly.settings("prod", "web").await.map(drop),
+            ),
+            (
+                "changing settings",
+                RowsOnly.change_settings("prod", "web", &change).await,
+            ),
+        ];
+        for (expected, result) in without_targets {
+            match result {
+                Err(Error::NotSupported { operation, .. }) => assert_eq!(operation, expected),
+                other => panic!("{expected} without targets: {other:?}"),
+            }
+        }
+        let unknown_target = [
+            NoTargetNamedProd.settings("prod", "web").await.map(drop),
+            NoTargetNamedProd
+                .change_settings("prod", "web", &change)
+                .await,
+        ];
+        for result in unknown_target {
+            match result {
+                Err(Error::NotFound { what }) => assert_eq!(what, "target prod"),
+                other => panic!("no target named prod: {other:?}"),
+            }
         }
     }
 }

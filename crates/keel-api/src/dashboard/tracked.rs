@@ -16,7 +16,6 @@ use keel_core::target::TrackedImage;
 use keel_core::trigger::ImageKey;
 use keel_core::{Pipeline, Registry, RunReport, Target};
 
-use super::listing::target_named;
 use super::{ImageDetail, TrackedImages, TrackedRow};
 
 /// What the last pass that covered an image found.
@@ -219,7 +218,7 @@ impl TrackedImages for TargetImages {
     }
 
     async fn image(&self, target: &str, id: &str) -> Option<ImageDetail> {
-        let target = target_named(Some(&self.targets), target, "reading an image").ok()?;
+        let target = self.targets.iter().find(|t| t.name() == target)?;
         let image = target
             .discover()
             .await
