@@ -194,11 +194,7 @@ fn helm_bench(c: &mut Criterion) {
         "poll cycle at steady state ({} cycles over {RELEASES} releases): API requests per \
          cycle: {}",
         cycles,
-        if requests.is_empty() {
-            "none".to_owned()
-        } else {
-            format_counts(&by_verb(&requests))
-        }
+        format_counts(&by_verb(&requests))
     );
     assert!(
         requests.is_empty(),

@@ -248,15 +248,7 @@ fn k8s(c: &mut Criterion) {
         "poll cycle at steady state ({cycles} cycles over {containers} containers): API \
          requests per cycle: {}; watch (re)connections in all: {}; registry tag pages per \
          cycle: {:.1}",
-        if per_cycle.is_empty() {
-            "none".to_owned()
-        } else {
-            per_cycle
-                .iter()
-                .map(|(verb, n)| format!("{verb} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
+        format_counts(&per_cycle),
         counts.get("WATCH").copied().unwrap_or(0),
         tag_pages_since(&registry_client, &stats) as f64 / cycles as f64,
     );

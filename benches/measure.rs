@@ -7,6 +7,7 @@
 //! the heap figure stays 0.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 use keel_testsupport::kube::RecordedRequest;
 use stats_alloc::INSTRUMENTED_SYSTEM;
@@ -114,8 +115,8 @@ pub fn by_verb(requests: &[RecordedRequest]) -> BTreeMap<String, usize> {
     counts
 }
 
-/// `GET 2, LIST 1`, or `none`.
-pub fn format_counts(counts: &BTreeMap<String, usize>) -> String {
+/// The figure of each verb (a count, or a count per cycle) as `GET 2, LIST 1`, or `none`.
+pub fn format_counts<V: Display>(counts: &BTreeMap<String, V>) -> String {
     if counts.is_empty() {
         return "none".to_owned();
     }
