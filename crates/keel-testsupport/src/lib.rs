@@ -6,7 +6,8 @@
 //! - `git` (module `git`): throw-away `git daemon`s started by `scripts/git-server`, optionally with a
 //!   smart-HTTP server, and an isolated `git` CLI.
 //! - `kube` (module `kube`): a throw-away etcd + kube-apiserver from the envtest binaries, clients as
-//!   chosen users, and workload fixtures.
+//!   chosen users, workload fixtures, and Flux's and Argo CD's objects (`kube::flux`,
+//!   `kube::argocd`).
 //! - `helm` (module `helm`, implies `kube`): a real `helm` from `scripts/helm` acting as a user of
 //!   that API server with Helm homes of its own, and the test charts under `charts/`.
 //! - `docker` (module `docker`): a throw-away Docker engine from `scripts/docker`, its CLI, and

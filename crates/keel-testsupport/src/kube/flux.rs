@@ -23,6 +23,7 @@
 //! [`ready`]: crate::kube::flux::ready
 //! [`assert_ready`]: crate::kube::flux::assert_ready
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ pub enum FluxKind {
 }
 
 impl FluxKind {
-    /// Every kind, in the order the CRDs are installed.
+    /// Every kind keel-flux reads or writes.
     pub const ALL: [FluxKind; 4] = [
         FluxKind::ImageRepository,
         FluxKind::ImagePolicy,
@@ -137,14 +138,27 @@ pub async fn install_flux_crds(server: &ApiServer, crds: &[(&str, &str)]) {
     }
 }
 
-/// The shared server with Flux's CRDs `crds` installed ([`install_flux_crds`]), a fresh
-/// namespace named after `prefix` and an admin client; `None` as for [`ApiServer::shared`].
+/// The names of the Flux CRDs [`flux_namespace`] has installed on the shared server of this
+/// test binary, so that its tests install each once.
+static INSTALLED: tokio::sync::Mutex<BTreeSet<String>> =
+    tokio::sync::Mutex::const_new(BTreeSet::new());
+
+/// The shared server with Flux's CRDs `crds` installed ([`install_flux_crds`], once per test
+/// binary), a fresh namespace named after `prefix` and an admin client; `None` as for
+/// [`ApiServer::shared`].
 pub async fn flux_namespace(
     prefix: &str,
     crds: &[(&str, &str)],
 ) -> Option<(&'static ApiServer, String, Client)> {
     let (server, namespace, client) = ApiServer::shared_namespace(prefix).await?;
-    install_flux_crds(server, crds).await;
+    let mut installed = INSTALLED.lock().await;
+    let missing: Vec<(&str, &str)> = crds
+        .iter()
+        .filter(|(name, _)| !installed.contains(*name))
+        .copied()
+        .collect();
+    install_flux_crds(server, &missing).await;
+    installed.extend(missing.iter().map(|(name, _)| name.to_string()));
     Some((server, namespace, client))
 }
 

@@ -17,13 +17,15 @@
 //! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what
 //!   was seen.
 //! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
+//! - [`flux`]: Flux's kinds and CRDs on the test server ([`flux::install_flux_crds`]), and the
+//!   Flux objects tests build.
+//! - [`argocd`]: Argo CD's Applications, repository credentials and known hosts written with the
+//!   raw API.
 
 mod apiserver;
-/// Argo CD's Applications, credentials and known hosts written with the raw API.
 pub mod argocd;
 mod counting;
 mod fixtures;
-/// Flux's kinds and CRDs on the test server, and the Flux objects tests build.
 pub mod flux;
 mod intercept;
 pub mod openshift;
