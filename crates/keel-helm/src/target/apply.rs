@@ -471,7 +471,8 @@ impl HelmTarget {
     }
 }
 
-/// The storage objects of kind `K` in `namespace` that `params` select, as `read` reads them.
+/// The storage objects of kind `K` in `namespace` that `params` select, as
+/// [`StorageObject::read`] reads them.
 async fn list_stored<K: StorageObject>(
     client: &kube::Client,
     namespace: &str,

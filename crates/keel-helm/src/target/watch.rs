@@ -3,7 +3,6 @@
 //! (deployed and failed), the merged values; nothing else of a release is kept.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
