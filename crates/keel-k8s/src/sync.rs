@@ -102,8 +102,8 @@ impl std::fmt::Debug for NamespaceScope {
 /// The settings every target built on watches shares ([`KubeTarget`](crate::KubeTarget)'s and
 /// keel-helm's `HelmTarget`'s): its name, the namespaces it watches, whether its updates pin
 /// digests, how long its first discovery waits for the watches, and where it records the pull
-/// secrets of the images it tracks. Each target's builder sets them with setters of the same
-/// names, which add what is particular to that target.
+/// secrets of the images it tracks. Each target's builder has its own setters for them, which go
+/// through [`WatchTargetBuilder::with_watch`].
 #[derive(Clone, derive_more::Debug)]
 pub struct WatchSettings {
     name: String,
