@@ -38,31 +38,22 @@ fn helm_source(repo: &str, tag: &str) -> Value {
     })
 }
 
-/// Creates Application `web` in `ns` with `annotations`, a Helm source of repository
-/// `deploy` of `server` running tag 1.0.0.
-async fn create_web_app(
-    admin: &Client,
-    ns: &str,
-    server: &GitServer,
-    annotations: &[(&str, &str)],
-) {
+/// Creates Application `web` in `ns` with `annotations`, a Helm source of repository `url`
+/// running tag 1.0.0.
+async fn create_web_app(admin: &Client, ns: &str, url: &str, annotations: &[(&str, &str)]) {
     create_apps(
         admin,
         ns,
-        [App::new(
-            "web",
-            annotations,
-            helm_source(&server.git_url("deploy"), "1.0.0"),
-        )],
+        [App::new("web", annotations, helm_source(url, "1.0.0"))],
     )
     .await;
 }
 
 /// Creates repository `deploy` of `server` with `files` on branch `main`, and returns its
-/// `git://` URL.
-fn deploy_repo(server: &GitServer, files: &[(&str, &str)]) -> String {
-    server.create_repo("deploy", files, "main");
-    server.git_url("deploy")
+/// commit and its `git://` URL.
+fn deploy_repo(server: &GitServer, files: &[(&str, &str)]) -> (String, String) {
+    let commit = server.create_repo("deploy", files, "main");
+    (commit, server.git_url("deploy"))
 }
 
 /// The target over `ns`, cloning into a directory of `server`.
@@ -122,7 +113,7 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     else {
         return;
     };
-    let url = deploy_repo(&server, &[("apps/web/Chart.yaml", "name: web\n")]);
+    let (_, url) = deploy_repo(&server, &[("apps/web/Chart.yaml", "name: web\n")]);
     let list = format!("web={web}:~1.2");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
     let mut app = App::new("web", &annotations, helm_source(&url, "1.2.3"));
@@ -213,7 +204,7 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
         ("apps/kust/kustomization.yaml", kustomization.as_str()),
         ("charts/web/values.yaml", &values),
     ];
-    let url = deploy_repo(&server, &files);
+    let (_, url) = deploy_repo(&server, &files);
     let list = format!("web={web}");
     let kust_annotations = [
         ("image-list", list.as_str()),
@@ -248,7 +239,7 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
             updated(&ns, "values", &web, "1.0.0", "1.1.0"),
         ],
     );
-    for (file, updated) in [
+    for (file, want) in [
         (
             "apps/kust/kustomization.yaml",
             kustomization.replace("newTag: 1.0.0", "newTag: 1.1.0"),
@@ -260,7 +251,7 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
     ] {
         assert_eq!(
             server.read_file("deploy", "main", file).unwrap(),
-            updated,
+            want,
             "{file}"
         );
     }
@@ -276,7 +267,7 @@ async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_mes
     let Some((ns, admin, web, server, _registry)) = world("git-branch", TAGS).await else {
         return;
     };
-    let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
+    let (initial, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
     let list = format!("web={web}");
     let annotations = [
         ("image-list", list.as_str()),
@@ -286,7 +277,7 @@ async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_mes
             "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
         ),
     ];
-    create_web_app(&admin, &ns, &server, &annotations).await;
+    create_web_app(&admin, &ns, &url, &annotations).await;
     // The author and message are the embedder's choice.
     let target = Arc::new(
         argocd_target(admin.clone(), &ns)
@@ -430,7 +421,7 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
     let (_registry, web) = web_registry(TAGS).await;
     let server = GitServer::start();
     let values = format!("image:\n  repository: {web}\n  tag: 1.0.0 # by hand\n");
-    let url = deploy_repo(
+    let (_, url) = deploy_repo(
         &server,
         &[
             ("apps/iu/values.yaml", &values),
@@ -498,10 +489,10 @@ async fn a_push_race_keeps_both_commits() {
     let Some((ns, admin, web, server, _registry)) = world("git-race", TAGS).await else {
         return;
     };
-    server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
+    let (_, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
     let list = format!("web={web}");
     let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
-    create_web_app(&admin, &ns, &server, &annotations).await;
+    create_web_app(&admin, &ns, &url, &annotations).await;
     let theirs = server.push_file("deploy", "theirs", "README.md", "theirs\n", "Docs");
     server.move_branch_on_next_push("deploy", "main", &theirs);
     let target = target(admin.clone(), &ns, &server);
@@ -527,8 +518,7 @@ async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refus
     let Some((ns, admin, web, server, _registry)) = world("git-paths", TAGS).await else {
         return;
     };
-    let initial = server.create_repo("deploy", &[("README.md", "deploy\n")], "main");
-    let url = server.git_url("deploy");
+    let (initial, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
     let list = format!("web={web}");
     let up = [
         ("image-list", list.as_str()),
