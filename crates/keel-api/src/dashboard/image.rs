@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Extension;
 use chrono::Utc;
 use keel_core::Error;
 use keel_core::approval::{AuditAction, AuditEntry, AuditQuery};
