@@ -12,16 +12,17 @@ use keel_testsupport::registry::{RegistryServer, ServerOptions};
 /// `minor` through a Flux marker.
 async fn fixture() -> (RegistryServer, GitServer, String) {
     let registry = RegistryServer::start(ServerOptions::plain()).await;
-    for (tag, created) in [
-        ("1.2.3", "2026-01-01T00:00:00Z"),
-        ("1.3.0", "2026-03-01T00:00:00Z"),
-        ("2.0.0", "2026-04-01T00:00:00Z"),
-        ("1.2.4", "2026-05-01T00:00:00Z"),
-    ] {
-        registry
-            .push_image("acme/web", tag, created, "linux/amd64")
-            .await;
-    }
+    registry
+        .push_images(
+            "acme/web",
+            &[
+                ("1.2.3", "2026-01-01T00:00:00Z"),
+                ("1.3.0", "2026-03-01T00:00:00Z"),
+                ("2.0.0", "2026-04-01T00:00:00Z"),
+                ("1.2.4", "2026-05-01T00:00:00Z"),
+            ],
+        )
+        .await;
     let image = format!("{}/acme/web", registry.addr());
     let git = GitServer::start();
     let web = format!(

@@ -156,6 +156,19 @@ impl Seeder {
             .await
     }
 
+    /// One `linux/amd64` OCI image per `(tag, created)`, pushed in the given order; returns
+    /// the manifest digests in that order.
+    pub async fn push_images<C: Created>(&self, repo: &str, images: &[(&str, C)]) -> Vec<String> {
+        let mut digests = Vec::with_capacity(images.len());
+        for (tag, created) in images {
+            digests.push(
+                self.push_single(repo, tag, &created.rfc3339(), "linux/amd64", false)
+                    .await,
+            );
+        }
+        digests
+    }
+
     /// An OCI index over one image per `(platform, created)`; returns the index digest.
     pub async fn push_index<C: Created>(
         &self,
