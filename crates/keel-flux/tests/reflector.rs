@@ -18,8 +18,8 @@ use keel_testsupport::kube::flux::{
 };
 use kube::core::DynamicObject;
 use reflector_common::{
-    POLICIES, REPOSITORIES, assert_scan_failed, head_digest, outcome, ready_true,
-    reflecting_digests, reflector_of, repository_spec, semver_policy, setup,
+    POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, outcome,
+    ready_true, reflecting_digests, reflector_of, repository_spec, semver_policy, setup,
 };
 use serde_json::{Value, json};
 
@@ -161,11 +161,7 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
 
     let semver = status(&client, &ns, POLICIES, "semver").await;
     let digest_1_10 = head_digest(&registry, "team/app", "1.10.0").await;
-    assert_eq!(
-        semver["latestRef"],
-        json!({"name": app, "tag": "1.10.0", "digest": digest_1_10}),
-        "{semver}"
-    );
+    assert_latest_ref(&semver, &app, "1.10.0", &digest_1_10);
     assert!(semver.get("observedPreviousRef").is_none_or(Value::is_null));
     let message = assert_ready(&semver, "True", "Succeeded", "");
     assert_eq!(
@@ -181,11 +177,7 @@ async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
     );
 
     let numerical = status(&client, &ns, POLICIES, "numerical").await;
-    assert_eq!(
-        numerical["latestRef"],
-        json!({"name": builds, "tag": "main-ccc-300", "digest": build_digests[2]}),
-        "{numerical}"
-    );
+    assert_latest_ref(&numerical, &builds, "main-ccc-300", &build_digests[2]);
     assert!(ready_true(&numerical));
     assert_ne!(app_digests[0], digest_1_10);
 
@@ -294,10 +286,7 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
     let keep = status(&client, &ns, POLICIES, "keep").await;
     assert_eq!(keep["latestRef"]["digest"], first.as_str());
     let always = status(&client, &ns, POLICIES, "always").await;
-    assert_eq!(
-        always["latestRef"],
-        json!({"name": image, "tag": "1.1.0", "digest": moved})
-    );
+    assert_latest_ref(&always, &image, "1.1.0", &moved);
     assert_eq!(
         always["observedPreviousRef"],
         json!({"name": image, "tag": "1.1.0", "digest": first})

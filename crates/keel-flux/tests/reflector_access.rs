@@ -23,9 +23,9 @@ use keel_testsupport::kube::wait_until;
 use keel_testsupport::registry::ServerOptions;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use reflector_common::{
-    POLICIES, REPOSITORIES, assert_scan_failed, head_digest, namespace, outcome, ready_true,
-    reflecting_digests, reflector_of, registry, registry_client, repository_spec, semver_policy,
-    setup,
+    POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, namespace, outcome,
+    ready_true, reflecting_digests, reflector_of, registry, registry_client, repository_spec,
+    semver_policy, setup,
 };
 use serde_json::json;
 
@@ -327,11 +327,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
     assert!(ready_true(&good));
     let policy = status(&client, &ns, POLICIES, "good").await;
     let digest = head_digest(&registry, "private/app", "1.4.0").await;
-    assert_eq!(
-        policy["latestRef"],
-        json!({"name": image, "tag": "1.4.0", "digest": digest}),
-        "{policy}"
-    );
+    assert_latest_ref(&policy, &image, "1.4.0", &digest);
 
     let other_status = status(&client, &ns, REPOSITORIES, "other-registry").await;
     assert_eq!(

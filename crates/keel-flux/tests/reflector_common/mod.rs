@@ -118,6 +118,16 @@ pub(crate) async fn head_digest(registry: &RegistryServer, repository: &str, tag
         .unwrap_or_else(|| panic!("no {repository}:{tag} in the registry"))
 }
 
+/// Asserts that the `latestRef` of the policy status `policy` is `image:tag` at `digest`.
+#[track_caller]
+pub(crate) fn assert_latest_ref(policy: &Value, image: &str, tag: &str, digest: &str) {
+    assert_eq!(
+        policy["latestRef"],
+        json!({"name": image, "tag": tag, "digest": digest}),
+        "{policy}"
+    );
+}
+
 /// Whether the `Ready` condition of `status` is `True`.
 pub(crate) fn ready_true(status: &Value) -> bool {
     ready(status).0 == "True"
