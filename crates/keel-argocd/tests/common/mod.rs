@@ -8,9 +8,9 @@ use keel_argocd::{APPLICATION_CRD, ArgoCdTarget, application_resource};
 use keel_core::{Pipeline, RunReport};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::argocd::create_application;
-use keel_testsupport::kube::{ApiServer, install_crd};
+use keel_testsupport::kube::{ApiServer, install_crd, merge_status};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -98,13 +98,7 @@ pub(crate) async fn create_apps<'a>(
         }
         create_application(&api, ns, metadata, Some("web"), json!({ "source": source })).await;
         if let Some(status) = app.status {
-            api.patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("status of application {ns}/{name}: {e}"));
+            merge_status(&api, name, status).await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Workloads, RBAC grants and status patches for the tests, written with the raw API so the
 //! code under test does not set up its own fixtures.
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -8,6 +9,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// The kinds of workload the fixtures make.
@@ -319,17 +321,27 @@ pub async fn granted_client(
     client
 }
 
+/// Merge-patches the `/status` subresource of object `name` of `api` with `status`, as the
+/// object's controller would (none runs beside the test API server); panics naming the
+/// object if the API server refuses.
+pub async fn merge_status<K>(api: &Api<K>, name: &str, status: Value)
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
+{
+    let patch = Patch::Merge(json!({ "status": status }));
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &patch)
+        .await
+    {
+        panic!("patch the status of {}/{name}: {e}", api.resource_url());
+    }
+}
+
 /// Merge-patches the `/status` subresource of a Deployment (there is no controller-manager
 /// to do it), e.g. `json!({"observedGeneration": 2, "updatedReplicas": 1, ...})`.
 pub async fn patch_deployment_status(client: &Client, namespace: &str, name: &str, status: Value) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("patch status of deployment {namespace}/{name}: {e}"));
+    merge_status(&api, name, status).await;
 }
 
 /// Marks a Deployment's current generation as fully rolled out (all replicas updated,

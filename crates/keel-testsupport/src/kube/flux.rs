@@ -36,7 +36,7 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 
-use super::{ApiServer, install_crd, wait_until};
+use super::{ApiServer, install_crd, merge_status, wait_until};
 
 /// The API group of Flux's image automation kinds.
 pub const IMAGE_GROUP: &str = "image.toolkit.fluxcd.io";
@@ -226,14 +226,7 @@ pub async fn patch_spec(client: &Client, ns: &str, kind: FluxKind, name: &str, s
 /// Merge-patches the status subresource of the object `name` of `kind`: the status a Flux
 /// controller would have written.
 pub async fn patch_status(client: &Client, ns: &str, kind: FluxKind, name: &str, status: Value) {
-    let patch = Patch::Merge(json!({ "status": status }));
-    let api = kind.api(client, ns);
-    if let Err(e) = api
-        .patch_status(name, &PatchParams::default(), &patch)
-        .await
-    {
-        panic!("patch the status of {kind} {ns}/{name}: {e}");
-    }
+    merge_status(&kind.api(client, ns), name, status).await;
 }
 
 /// Deletes the object `name` of `kind` and waits until it is gone (10 s at most).

@@ -12,8 +12,8 @@
 //!   ([`RequestLog`]), to assert e.g. that nothing LISTs at steady state;
 //!   [`ApiServer::intercepting_client_as`]: a client that runs a hook before chosen requests
 //!   (e.g. a concurrent change between a read and a write).
-//! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`]:
-//!   fixtures written with the raw API.
+//! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`],
+//!   [`merge_status`]: fixtures written with the raw API.
 //! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what
 //!   was seen.
 //! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
@@ -35,7 +35,7 @@ pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE
 pub use counting::{RecordedRequest, RequestLog};
 pub use fixtures::{
     Kind, Workload, deployment_images, grant, granted_client, mark_deployment_rolled_out,
-    patch_deployment_status,
+    merge_status, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
 pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_crd, install_openshift_crds};

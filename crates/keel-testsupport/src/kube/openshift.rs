@@ -23,7 +23,7 @@ use kube::api::{
 use serde_json::{Value, json};
 
 use super::ApiServer;
-use super::wait_until;
+use super::{merge_status, wait_until};
 
 /// The DeploymentConfig CRD (`deploymentconfigs.apps.openshift.io`), as YAML.
 pub const DEPLOYMENT_CONFIG_CRD: &str =
@@ -298,13 +298,11 @@ impl OpenShiftNs {
     pub async fn set_dc_status(&self, name: &str, mut status: Value) {
         let dc = self.get("DeploymentConfig", name).await;
         status["observedGeneration"] = dc["metadata"]["generation"].clone();
-        api(&self.admin, &self.ns, "DeploymentConfig")
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .expect("patch the status");
+        merge_status(
+            &api(&self.admin, &self.ns, "DeploymentConfig"),
+            name,
+            status,
+        )
+        .await;
     }
 }
