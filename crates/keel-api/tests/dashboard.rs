@@ -74,6 +74,15 @@ async fn start(tracked: Option<Arc<dyn TrackedImages>>) -> Server {
     }
 }
 
+/// A server with one pending request for `deployment/default/web/app` to 1.1.0, and the
+/// session cookie of `user` signed in there.
+async fn web_request_seen_by(user: &str, password: &str) -> (Server, ApprovalRequest, String) {
+    let s = start(None).await;
+    let r = s.open("deployment/default/web/app", "1.1.0").await;
+    let cookie = s.session(user, password).await;
+    (s, r, cookie)
+}
+
 impl Server {
     async fn open(&self, id: &str, tag: &str) -> ApprovalRequest {
         self.approvals
@@ -257,9 +266,7 @@ async fn pages_without_a_valid_session_redirect_to_login() {
 
 #[tokio::test]
 async fn approver_approves_through_the_form_and_the_audit_shows_the_vote() {
-    let s = start(None).await;
-    let r = s.open("deployment/default/web/app", "1.1.0").await;
-    let cookie = s.session("ann", "pw-of-ann").await;
+    let (s, r, cookie) = web_request_seen_by("ann", "pw-of-ann").await;
     let list = s.get("/ui/approvals?state=pending", Some(&cookie)).await;
     assert!(list.body.contains(">Approve</button>"));
     assert!(list.body.contains(">Reject</button>"));
@@ -305,9 +312,7 @@ async fn approver_approves_through_the_form_and_the_audit_shows_the_vote() {
 
 #[tokio::test]
 async fn a_reader_sees_no_buttons_and_its_post_is_refused() {
-    let s = start(None).await;
-    let r = s.open("deployment/default/web/app", "1.1.0").await;
-    let cookie = s.session("rita", "pw-of-rita").await;
+    let (s, r, cookie) = web_request_seen_by("rita", "pw-of-rita").await;
     let list = s.get("/ui/approvals", Some(&cookie)).await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.body.contains("ghcr.io/acme/web:1.1.0"));
@@ -325,9 +330,7 @@ async fn a_reader_sees_no_buttons_and_its_post_is_refused() {
 
 #[tokio::test]
 async fn forged_posts_are_refused_and_change_nothing() {
-    let s = start(None).await;
-    let r = s.open("deployment/default/web/app", "1.1.0").await;
-    let cookie = s.session("ann", "pw-of-ann").await;
+    let (s, r, cookie) = web_request_seen_by("ann", "pw-of-ann").await;
     let other = s.session("root", "pw-of-root").await;
     let token = csrf(&s.get("/ui/approvals", Some(&cookie)).await.body);
     let others_token = csrf(&s.get("/ui/approvals", Some(&other)).await.body);
