@@ -74,6 +74,13 @@ impl World {
         target
     }
 
+    /// `web` installed with `set`, a target that has discovered it, and the plan that moves its
+    /// app image from 1.0.0 to 1.1.0.
+    async fn web_upgrade(&self, set: &[(&str, &str)]) -> (HelmTarget, UpdatePlan) {
+        let target = self.discovered("web", set).await;
+        (target, self.app_plan("web", "1.0.0", "1.1.0"))
+    }
+
     fn id(&self, release: &str, path: &str) -> String {
         format!("helm/{}/{release}/{path}", self.ns)
     }
@@ -270,8 +277,7 @@ async fn upgrades_one_path_of_two_with_nothing_else_changed_and_is_idempotent() 
     let Some(w) = world("helm-apply").await else {
         return;
     };
-    let target = w.discovered("web", &[("replicas", "2")]).await;
-    let update = w.app_plan("web", "1.0.0", "1.1.0");
+    let (target, update) = w.web_upgrade(&[("replicas", "2")]).await;
     assert_eq!(target.apply(&update).await.unwrap(), ApplyOutcome::Applied);
     assert_eq!(
         w.revisions("web"),
@@ -371,8 +377,7 @@ async fn a_failed_upgrade_is_reported_with_helms_message_and_not_tried_again() {
     let Some(w) = world("helm-fail").await else {
         return;
     };
-    let target = w.discovered("web", &[("failOnTag", "1.1.0")]).await;
-    let update = w.app_plan("web", "1.0.0", "1.1.0");
+    let (target, update) = w.web_upgrade(&[("failOnTag", "1.1.0")]).await;
     let error = target.apply(&update).await.unwrap_err();
     let text = error.to_string();
     assert!(
