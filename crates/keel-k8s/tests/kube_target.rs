@@ -4,8 +4,9 @@
 
 mod support;
 use support::{
-    by_id, conflict_reason, discover_running, discover_until, get_deployment, ids, image,
-    namespace_with, outcome, plan, racing_deployment_client, target_in, unauthorized,
+    assert_someones_label_kept, by_id, conflict_reason, discover_running, discover_until,
+    get_deployment, ids, image, namespace_with, outcome, plan, racing_deployment_client,
+    someone_labels_web, target_in, unauthorized,
 };
 
 use std::sync::atomic::Ordering;
@@ -487,9 +488,7 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     };
 
     // Before the first PATCH of the deployment goes out, someone else changes it.
-    let (client, patches) = racing_deployment_client(server, &admin, &ns, "web", |n| {
-        (n == 0).then(|| ("changed-by", "someone".to_owned()))
-    });
+    let (client, patches) = someone_labels_web(server, &admin, &ns, |n| n == 0);
     let target = target_in(client, &ns).await;
     target.discover().await.expect("discover");
     let id = format!("deployment/{ns}/web/app");
@@ -503,17 +502,7 @@ async fn a_concurrent_change_between_read_and_patch_is_retried() {
     .expect("applied after re-reading");
     assert_eq!(outcome, ApplyOutcome::Applied);
     assert_eq!(patches.load(Ordering::SeqCst), 2, "one 409, one success");
-    let after = get_deployment(&admin, &ns, "web").await;
-    assert_eq!(
-        after
-            .metadata
-            .labels
-            .unwrap_or_default()
-            .get("changed-by")
-            .map(String::as_str),
-        Some("someone"),
-        "the concurrent change survives"
-    );
+    assert_someones_label_kept(&admin, &ns).await;
     assert_eq!(
         deployment_images(&admin, &ns, "web", false).await[0].1,
         "ghcr.io/acme/web:1.3.0"

@@ -4,7 +4,8 @@
 
 mod support;
 use support::{
-    discover_until, get_deployment, named_target, namespace_with, racing_deployment_client,
+    assert_someones_label_kept, discover_until, get_deployment, named_target, namespace_with,
+    someone_labels_web,
 };
 
 use std::collections::BTreeMap;
@@ -182,9 +183,7 @@ async fn a_change_that_races_another_writer_is_a_conflict_and_loses_nothing() {
         return;
     };
     // Someone else labels the Deployment between keel's read and its patch.
-    let (client, _) = racing_deployment_client(server, &admin, &ns, "web", |_| {
-        Some(("changed-by", "someone".to_owned()))
-    });
+    let (client, _) = someone_labels_web(server, &admin, &ns, |_| true);
     let target = named_target(TARGET, client, &ns).await;
     let e = target
         .change_settings(
@@ -194,11 +193,6 @@ async fn a_change_that_races_another_writer_is_a_conflict_and_loses_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
-    let after = get_deployment(&admin, &ns, "web").await;
-    let labels = after.metadata.labels.unwrap_or_default();
-    assert_eq!(
-        labels.get("changed-by").map(String::as_str),
-        Some("someone")
-    );
+    assert_someones_label_kept(&admin, &ns).await;
     assert_eq!(annotations(&admin, &ns, "web").await[POLICY], "patch");
 }

@@ -66,6 +66,31 @@ pub(crate) fn racing_deployment_client(
     })
 }
 
+/// An admin client before each PATCH of Deployment `web` in `ns` of which someone else sets
+/// the label `changed-by: someone` where `when` holds for the number of such PATCHes before it;
+/// and that count, as it goes.
+pub(crate) fn someone_labels_web(
+    server: &ApiServer,
+    admin: &Client,
+    ns: &str,
+    when: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> (Client, Arc<AtomicUsize>) {
+    racing_deployment_client(server, admin, ns, "web", move |n| {
+        when(n).then(|| ("changed-by", "someone".to_owned()))
+    })
+}
+
+/// Asserts that the label of [`someone_labels_web`] is still on Deployment `web` of `ns`.
+pub(crate) async fn assert_someones_label_kept(admin: &Client, ns: &str) {
+    let after = get_deployment(admin, ns, "web").await;
+    let labels = after.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("changed-by").map(String::as_str),
+        Some("someone"),
+        "the concurrent change survives"
+    );
+}
+
 /// Someone else's change: label `key` set to `value` on Deployment `name` of `ns`.
 fn labelled_deployment(
     client: &Client,
