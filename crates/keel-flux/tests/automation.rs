@@ -14,35 +14,81 @@ use automation_common::{
     setup, status, up_to_date, updated_deployment, values,
 };
 use common::at;
+use keel_flux::automation::{Automation, AutomationReport};
 use keel_flux::reflector::Outcome;
+use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::flux::{assert_ready, create, merge, patch_spec, patch_status, ready};
 use kube::Client;
 use serde_json::{Value, json};
 
+/// What the tests of the one automation `auto` begin with.
+struct World {
+    /// The namespace of a [`fleet_namespace`].
+    ns: String,
+    /// Its admin client.
+    client: Client,
+    /// The Git server of the fleet repository.
+    server: GitServer,
+    /// The commit `main` of the fleet repository was at before any run.
+    main_head: String,
+    /// An [`automation`] of the namespace.
+    automation: Automation,
+}
+
+impl World {
+    /// The status of `auto`.
+    async fn status(&self) -> Value {
+        status(&self.client, &self.ns, "auto").await
+    }
+
+    /// What the run of `report` did with `auto`.
+    fn outcome<'r>(&self, report: &'r AutomationReport) -> &'r Outcome {
+        outcome(report, &self.ns, "auto")
+    }
+
+    /// Merge-patches `spec` into the spec of `auto`.
+    async fn patch_spec(&self, spec: Value) {
+        patch_spec(&self.client, &self.ns, AUTOMATIONS, "auto", spec).await;
+    }
+}
+
+/// The [`World`] of a test named `prefix`, with `extra` in the spec of `auto`; `None` when the
+/// API server binaries are not installed.
+async fn world(prefix: &str, extra: Value) -> Option<World> {
+    let (ns, client, server) = fleet_namespace(prefix).await?;
+    let main_head = server.head("fleet", "main").expect("main");
+    create_automation(&client, &ns, "auto", extra).await;
+    let automation = automation(&client, &ns, &server);
+    Some(World {
+        ns,
+        client,
+        server,
+        main_head,
+        automation,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
-    let Some((ns, client, server)) = fleet_namespace("auto-push").await else {
-        return;
-    };
-    let main_head = server.head("fleet", "main").expect("main");
     let mut git = git_spec();
     git["commit"]["messageTemplate"] = json!(
         "Update by {{ .AutomationObject }}\n\n{{ range .Changed.Changes -}}\n- {{ .Setter }}: \
          {{ .OldValue }} -> {{ .NewValue }}\n{{ end -}}\nFiles:{{ range $f, $_ := \
          .Changed.FileChanges }} {{ $f }}{{ end }}\n"
     );
-    create_automation(&client, &ns, "auto", json!({"git": git})).await;
-    let automation = automation(&client, &ns, &server);
+    let Some(w) = world("auto-push", json!({"git": git})).await else {
+        return;
+    };
 
     let t0 = at("2026-03-01T10:00:00Z");
-    let report = automation.reconcile(t0).await;
+    let report = w.automation.reconcile(t0).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let log = pushed_log(&server, &report, &ns, "auto", "main", 2);
-    assert_eq!(log[1].0, main_head);
+    let log = pushed_log(&w.server, &report, &w.ns, "auto", "main", 2);
+    assert_eq!(log[1].0, w.main_head);
     let head = log[0].0.clone();
     let short = &head[..7];
     assert_eq!(
-        outcome(&report, &ns, "auto"),
+        w.outcome(&report),
         &Outcome::Ready {
             message: format!("pushed commit '{short}' to branch 'main'")
         }
@@ -50,31 +96,32 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
 
     // The files differ only at the markers of ready policies.
     assert_eq!(
-        fleet_file(&server, "apps/app.yaml"),
-        updated_deployment(&ns)
+        fleet_file(&w.server, "apps/app.yaml"),
+        updated_deployment(&w.ns)
     );
     assert_eq!(
-        fleet_file(&server, "charts/api/values.yaml"),
-        values(&ns).replace("\"2.0.0\"", "\"2.1.0\"")
+        fleet_file(&w.server, "charts/api/values.yaml"),
+        values(&w.ns).replace("\"2.0.0\"", "\"2.1.0\"")
     );
     assert_eq!(
-        fleet_file(&server, "README.md"),
+        fleet_file(&w.server, "README.md"),
         "image: registry/app:1.0.0 # {\"$imagepolicy\": \"x:app\"}\n"
     );
     assert_eq!(
-        server.show("fleet", &head, "%an <%ae>|%cn <%ce>"),
+        w.server.show("fleet", &head, "%an <%ae>|%cn <%ce>"),
         "Flux Bot <flux@example.invalid>|Flux Bot <flux@example.invalid>\n"
     );
     assert_eq!(
-        server.show("fleet", &head, "%B"),
+        w.server.show("fleet", &head, "%B"),
         format!(
             "Update by {ns}/auto\n\n- {ns}:app: registry/app:1.0.0 -> \
              registry/app:1.1.0@{DIGEST}\n- {ns}:api:tag: 2.0.0 -> 2.1.0\nFiles: apps/app.yaml \
-             charts/api/values.yaml\n\n"
+             charts/api/values.yaml\n\n",
+            ns = w.ns
         )
     );
 
-    let written = status(&client, &ns, "auto").await;
+    let written = w.status().await;
     assert_eq!(written["lastAutomationRunTime"], "2026-03-01T10:00:00Z");
     assert_eq!(written["lastPushCommit"], json!(head));
     assert_eq!(written["lastPushTime"], "2026-03-01T10:00:00Z");
@@ -90,53 +137,50 @@ async fn one_commit_changes_only_the_markers_and_the_status_says_so() {
     assert_eq!(message, format!("pushed commit '{short}' to branch 'main'"));
 
     // Not due before the interval has passed: nothing read, nothing written.
-    let early = automation.reconcile(at("2026-03-01T10:00:30Z")).await;
-    assert_eq!(outcome(&early, &ns, "auto"), &Outcome::NotDue);
-    assert_eq!(status(&client, &ns, "auto").await, written);
+    let early = w.automation.reconcile(at("2026-03-01T10:00:30Z")).await;
+    assert_eq!(w.outcome(&early), &Outcome::NotDue);
+    assert_eq!(w.status().await, written);
 
     // Due again: nothing to push, and the status says the repository is up to date.
-    let again = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
-    assert_eq!(outcome(&again, &ns, "auto"), &up_to_date());
+    let again = w.automation.reconcile(at("2026-03-01T10:01:00Z")).await;
+    assert_eq!(w.outcome(&again), &up_to_date());
     assert!(again.pushed.is_empty());
-    assert_eq!(server.log("fleet", "main").len(), 2);
-    let after = status(&client, &ns, "auto").await;
+    assert_eq!(w.server.log("fleet", "main").len(), 2);
+    let after = w.status().await;
     assert_eq!(after["lastPushCommit"], json!(head));
     assert_eq!(after["lastPushTime"], "2026-03-01T10:00:00Z");
     assert_eq!(after["lastAutomationRunTime"], "2026-03-01T10:01:00Z");
     assert_eq!(ready(&after).2, "repository up-to-date");
 
     // A new generation is due at once, interval or not.
-    patch_spec(&client, &ns, AUTOMATIONS, "auto", json!({"interval": "5m"})).await;
-    let changed = automation.reconcile(at("2026-03-01T10:01:10Z")).await;
-    assert_ne!(outcome(&changed, &ns, "auto"), &Outcome::NotDue);
-    let after = status(&client, &ns, "auto").await;
+    w.patch_spec(json!({"interval": "5m"})).await;
+    let changed = w.automation.reconcile(at("2026-03-01T10:01:10Z")).await;
+    assert_ne!(w.outcome(&changed), &Outcome::NotDue);
+    let after = w.status().await;
     assert_eq!(after["lastAutomationRunTime"], "2026-03-01T10:01:10Z");
     assert_eq!(after["observedGeneration"], 2);
-    assert_eq!(server.log("fleet", "main").len(), 2);
+    assert_eq!(w.server.log("fleet", "main").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
-    let Some((ns, client, server)) = fleet_namespace("auto-branch").await else {
-        return;
-    };
-    let main_head = server.head("fleet", "main").expect("main");
     let mut git = git_spec();
     git["push"] = json!({"branch": "image-updates"});
-    create_automation(&client, &ns, "auto", json!({"git": git})).await;
-    let automation = automation(&client, &ns, &server);
+    let Some(w) = world("auto-branch", json!({"git": git})).await else {
+        return;
+    };
 
-    let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    let report = w.automation.reconcile(at("2026-03-01T10:00:00Z")).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(
-        server.head("fleet", "main").as_deref(),
-        Some(main_head.as_str())
+        w.server.head("fleet", "main").as_deref(),
+        Some(w.main_head.as_str())
     );
-    let updates = server.log("fleet", "image-updates");
+    let updates = w.server.log("fleet", "image-updates");
     assert_eq!(updates.len(), 2, "{updates:?}");
-    assert_eq!(updates[1].0, main_head);
+    assert_eq!(updates[1].0, w.main_head);
     assert_eq!(updates[0].1, "Update from image update automation");
-    let (status_, _, message) = ready(&status(&client, &ns, "auto").await);
+    let (status_, _, message) = ready(&w.status().await);
     assert_eq!(status_, "True");
     assert_eq!(
         message,
@@ -146,27 +190,25 @@ async fn a_push_branch_gets_the_commit_and_the_checkout_branch_stays() {
         )
     );
     assert_eq!(
-        server
+        w.server
             .read_file("fleet", "image-updates", "charts/api/values.yaml")
             .unwrap(),
-        values(&ns).replace("\"2.0.0\"", "\"2.1.0\"")
+        values(&w.ns).replace("\"2.0.0\"", "\"2.1.0\"")
     );
     // The next run builds on the push branch: nothing more to do.
-    let again = automation.reconcile(at("2026-03-01T10:05:00Z")).await;
-    assert_eq!(outcome(&again, &ns, "auto"), &up_to_date());
-    assert_eq!(server.log("fleet", "image-updates").len(), 2);
+    let again = w.automation.reconcile(at("2026-03-01T10:05:00Z")).await;
+    assert_eq!(w.outcome(&again), &up_to_date());
+    assert_eq!(w.server.log("fleet", "image-updates").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
-    let Some((ns, client, server)) = fleet_namespace("auto-suspend").await else {
+    let Some(w) = world("auto-suspend", json!({"suspend": true})).await else {
         return;
     };
-    let head = server.head("fleet", "main");
-    create_automation(&client, &ns, "auto", json!({"suspend": true})).await;
     patch_status(
-        &client,
-        &ns,
+        &w.client,
+        &w.ns,
         AUTOMATIONS,
         "auto",
         json!({
@@ -182,13 +224,11 @@ async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
         }),
     )
     .await;
-    let before = status(&client, &ns, "auto").await;
-    let report = automation(&client, &ns, &server)
-        .reconcile(at("2026-03-01T10:00:00Z"))
-        .await;
-    assert_eq!(outcome(&report, &ns, "auto"), &Outcome::Suspended);
-    assert_eq!(server.head("fleet", "main"), head);
-    assert_eq!(status(&client, &ns, "auto").await, before);
+    let before = w.status().await;
+    let report = w.automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    assert_eq!(w.outcome(&report), &Outcome::Suspended);
+    assert_eq!(w.server.head("fleet", "main").as_ref(), Some(&w.main_head));
+    assert_eq!(w.status().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,28 +322,30 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
-    let Some((ns, client, server)) = fleet_namespace("auto-race").await else {
+    let Some(w) = world("auto-race", json!({})).await else {
         return;
     };
-    let initial = server.head("fleet", "main").expect("main");
-    create_automation(&client, &ns, "auto", json!({})).await;
-    let automation = automation(&client, &ns, &server);
 
     // Another commit lands between the automation's fetch and its push, changing the line of
     // the app's marker: the values' change does not land without it.
-    let pinned = deployment(&ns).replace("registry/app:1.0.0", "registry/app:1.0.5");
-    let theirs = server.push_file("fleet", "theirs", "apps/app.yaml", &pinned, "Pin app");
-    server.move_branch_on_next_push("fleet", "main", &theirs);
-    let report = automation.reconcile(at("2026-03-01T10:00:00Z")).await;
+    let pinned = deployment(&w.ns).replace("registry/app:1.0.0", "registry/app:1.0.5");
+    let theirs = w
+        .server
+        .push_file("fleet", "theirs", "apps/app.yaml", &pinned, "Pin app");
+    w.server.move_branch_on_next_push("fleet", "main", &theirs);
+    let report = w.automation.reconcile(at("2026-03-01T10:00:00Z")).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.pushed.is_empty(), "{:?}", report.pushed);
-    assert_eq!(server.log("fleet", "main").len(), 2, "the run pushed");
+    assert_eq!(w.server.log("fleet", "main").len(), 2, "the run pushed");
     assert_eq!(
-        server.head("fleet", "main").as_deref(),
+        w.server.head("fleet", "main").as_deref(),
         Some(theirs.as_str())
     );
-    assert_eq!(fleet_file(&server, "charts/api/values.yaml"), values(&ns));
-    let written = status(&client, &ns, "auto").await;
+    assert_eq!(
+        fleet_file(&w.server, "charts/api/values.yaml"),
+        values(&w.ns)
+    );
+    let written = w.status().await;
     let message = assert_ready(&written, "False", "UpdateFailed", "apps/app.yaml");
     assert!(message.contains("registry/app:1.0.5"), "{message}");
     assert!(message.contains("none"), "{message}");
@@ -312,25 +354,27 @@ async fn a_branch_that_moves_under_the_run_gets_all_of_its_changes_or_none() {
     }
 
     // The next run starts from the branch as it is: both changes, in one commit on theirs.
-    let report = automation.reconcile(at("2026-03-01T10:01:00Z")).await;
-    let log = pushed_log(&server, &report, &ns, "auto", "main", 3);
+    let report = w.automation.reconcile(at("2026-03-01T10:01:00Z")).await;
+    let log = pushed_log(&w.server, &report, &w.ns, "auto", "main", 3);
     assert_eq!(log[1].0, theirs);
 
     // A commit to another file between fetch and push: the run's commit lands on top of it.
-    server.set_branch("fleet", "main", Some(&initial));
-    let docs = server.push_file("fleet", "docs", "README.md", "docs\n", "Docs");
-    server.move_branch_on_next_push("fleet", "main", &docs);
-    patch_spec(&client, &ns, AUTOMATIONS, "auto", json!({"interval": "2m"})).await;
-    let report = automation.reconcile(at("2026-03-01T10:01:30Z")).await;
-    let log = pushed_log(&server, &report, &ns, "auto", "main", 3);
+    w.server.set_branch("fleet", "main", Some(&w.main_head));
+    let docs = w
+        .server
+        .push_file("fleet", "docs", "README.md", "docs\n", "Docs");
+    w.server.move_branch_on_next_push("fleet", "main", &docs);
+    w.patch_spec(json!({"interval": "2m"})).await;
+    let report = w.automation.reconcile(at("2026-03-01T10:01:30Z")).await;
+    let log = pushed_log(&w.server, &report, &w.ns, "auto", "main", 3);
     assert_eq!(log[1].0, docs);
-    assert_eq!(fleet_file(&server, "README.md"), "docs\n");
+    assert_eq!(fleet_file(&w.server, "README.md"), "docs\n");
     assert_eq!(
-        fleet_file(&server, "apps/app.yaml"),
-        updated_deployment(&ns)
+        fleet_file(&w.server, "apps/app.yaml"),
+        updated_deployment(&w.ns)
     );
     assert_ready(
-        &status(&client, &ns, "auto").await,
+        &w.status().await,
         "True",
         "ReconciliationSucceeded",
         &log[0].0[..7],
