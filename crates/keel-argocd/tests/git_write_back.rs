@@ -90,6 +90,44 @@ async fn world(
 /// The tags most tests serve: the running one and the one to update to.
 const TAGS: &[&str] = &["1.0.0", "1.1.0"];
 
+/// A [`world`] serving [`TAGS`] whose repository `deploy` holds only a README.
+struct ReadmeWorld {
+    /// The namespace of the Applications.
+    ns: String,
+    /// Its admin client.
+    admin: Client,
+    /// The name of `acme/web` in the registry.
+    web: String,
+    /// The git server of `deploy`.
+    server: GitServer,
+    /// The commit `main` of `deploy` starts at.
+    initial: String,
+    /// The `git://` URL of `deploy`.
+    url: String,
+    /// The image list naming `web` alone: `web=<web>`.
+    list: String,
+    /// The registry, kept while it serves.
+    _registry: RegistryServer,
+}
+
+/// The [`ReadmeWorld`] of a test named `prefix`; `None` when the API server binaries are not
+/// installed.
+async fn readme_world(prefix: &str) -> Option<ReadmeWorld> {
+    let (ns, admin, web, server, _registry) = world(prefix, TAGS).await?;
+    let (initial, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
+    let list = format!("web={web}");
+    Some(ReadmeWorld {
+        ns,
+        admin,
+        web,
+        server,
+        initial,
+        url,
+        list,
+        _registry,
+    })
+}
+
 /// The annotations of a git write-back of the images of `list` to the Helm values file of
 /// `write_back_target`, on branch `main`, at `image.repository` and `image.tag`.
 fn helm_values_annotations<'a>(
@@ -264,35 +302,37 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
 
 #[tokio::test]
 async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_message() {
-    let Some((ns, admin, web, server, _registry)) = world("git-branch", TAGS).await else {
+    let Some(w) = readme_world("git-branch").await else {
         return;
     };
-    let (initial, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
-    let list = format!("web={web}");
     let annotations = [
-        ("image-list", list.as_str()),
+        ("image-list", w.list.as_str()),
         ("write-back-method", "git"),
         (
             "git-branch",
             "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
         ),
     ];
-    create_web_app(&admin, &ns, &url, &annotations).await;
+    create_web_app(&w.admin, &w.ns, &w.url, &annotations).await;
     // The author and message are the embedder's choice.
     let target = Arc::new(
-        argocd_target(admin.clone(), &ns)
-            .with_git_workdir(server.scratch_dir("argocd-git"))
+        argocd_target(w.admin.clone(), &w.ns)
+            .with_git_workdir(w.server.scratch_dir("argocd-git"))
             .with_git_author("ci-bot", "ci-bot@example.invalid")
             .with_git_message("chore({alias}): {image} {old} -> {new} in {app}"),
     );
     let report = run_without_problems(&pipeline(&target), &target).await;
     assert_eq!(applied(&report).len(), 1, "{:?}", report.applied);
-    assert_eq!(server.head("deploy", "main"), Some(initial));
+    assert_eq!(w.server.head("deploy", "main"), Some(w.initial));
     assert_eq!(
-        tip_commit(&server, "deploy", "image-updater-web-1.1.0"),
-        format!("ci-bot <ci-bot@example.invalid>\nchore(web): {web} 1.0.0 -> 1.1.0 in web")
+        tip_commit(&w.server, "deploy", "image-updater-web-1.1.0"),
+        format!(
+            "ci-bot <ci-bot@example.invalid>\nchore(web): {web} 1.0.0 -> 1.1.0 in web",
+            web = w.web
+        )
     );
-    let pushed = server
+    let pushed = w
+        .server
         .read_file(
             "deploy",
             "image-updater-web-1.1.0",
@@ -486,27 +526,30 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
 
 #[tokio::test]
 async fn a_push_race_keeps_both_commits() {
-    let Some((ns, admin, web, server, _registry)) = world("git-race", TAGS).await else {
+    let Some(w) = readme_world("git-race").await else {
         return;
     };
-    let (_, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
-    let list = format!("web={web}");
-    let annotations = [("image-list", list.as_str()), ("write-back-method", "git")];
-    create_web_app(&admin, &ns, &url, &annotations).await;
-    let theirs = server.push_file("deploy", "theirs", "README.md", "theirs\n", "Docs");
-    server.move_branch_on_next_push("deploy", "main", &theirs);
-    let target = target(admin.clone(), &ns, &server);
+    let annotations = [
+        ("image-list", w.list.as_str()),
+        ("write-back-method", "git"),
+    ];
+    create_web_app(&w.admin, &w.ns, &w.url, &annotations).await;
+    let theirs = w
+        .server
+        .push_file("deploy", "theirs", "README.md", "theirs\n", "Docs");
+    w.server.move_branch_on_next_push("deploy", "main", &theirs);
+    let target = target(w.admin.clone(), &w.ns, &w.server);
     let report = run_without_problems(&pipeline(&target), &target).await;
     assert_eq!(applied(&report).len(), 1);
-    let log = server.log("deploy", "main");
+    let log = w.server.log("deploy", "main");
     assert_eq!(log.len(), 3, "{log:?}");
     assert_eq!(log[1].0, theirs);
     assert_eq!(
-        server.read_file("deploy", "main", "README.md").unwrap(),
+        w.server.read_file("deploy", "main", "README.md").unwrap(),
         "theirs\n"
     );
     assert!(
-        server
+        w.server
             .read_file("deploy", "main", "apps/web/.argocd-source-web.yaml")
             .unwrap()
             .contains("value: 1.1.0")
@@ -515,24 +558,25 @@ async fn a_push_race_keeps_both_commits() {
 
 #[tokio::test]
 async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refused_by_name() {
-    let Some((ns, admin, web, server, _registry)) = world("git-paths", TAGS).await else {
+    let Some(w) = readme_world("git-paths").await else {
         return;
     };
-    let (initial, url) = deploy_repo(&server, &[("README.md", "deploy\n")]);
-    let list = format!("web={web}");
     let up = [
-        ("image-list", list.as_str()),
+        ("image-list", w.list.as_str()),
         ("write-back-method", "git"),
         ("write-back-target", "kustomization:../../other"),
     ];
-    let git = [("image-list", list.as_str()), ("write-back-method", "git")];
-    let mut escaping = App::new("escaping", &git, helm_source(&url, "1.0.0"));
+    let git = [
+        ("image-list", w.list.as_str()),
+        ("write-back-method", "git"),
+    ];
+    let mut escaping = App::new("escaping", &git, helm_source(&w.url, "1.0.0"));
     escaping.source["path"] = json!("apps/../../etc");
     create_apps(
-        &admin,
-        &ns,
+        &w.admin,
+        &w.ns,
         [
-            App::new("up", &up, helm_source(&url, "1.0.0")),
+            App::new("up", &up, helm_source(&w.url, "1.0.0")),
             escaping,
             App::new(
                 "ssh",
@@ -542,20 +586,21 @@ async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refus
             App::new(
                 "multi",
                 &git,
-                json!({ "sources": [helm_source(&url, "1.0.0")] }),
+                json!({ "sources": [helm_source(&w.url, "1.0.0")] }),
             ),
             App::new(
                 "multi-argocd",
                 &up[..1],
-                json!({ "sources": [helm_source(&url, "1.0.0")] }),
+                json!({ "sources": [helm_source(&w.url, "1.0.0")] }),
             ),
         ],
     )
     .await;
-    let target = target(admin.clone(), &ns, &server);
+    let target = target(w.admin.clone(), &w.ns, &w.server);
     let report = pipeline(&target).run_once().await;
     assert_applied(&report, &[]);
     let problems = problems(&target);
+    let ns = &w.ns;
     assert_eq!(
         problems,
         [
@@ -577,7 +622,7 @@ async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refus
             ),
         ]
     );
-    assert_eq!(server.head("deploy", "main"), Some(initial));
+    assert_eq!(w.server.head("deploy", "main"), Some(w.initial));
 }
 
 #[tokio::test]
