@@ -110,6 +110,18 @@ struct ReadmeWorld {
     _registry: RegistryServer,
 }
 
+impl ReadmeWorld {
+    /// The annotations of a git write-back of the image list, with `more` after them.
+    fn git_write_back<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut annotations = vec![
+            ("image-list", self.list.as_str()),
+            ("write-back-method", "git"),
+        ];
+        annotations.extend_from_slice(more);
+        annotations
+    }
+}
+
 /// The [`ReadmeWorld`] of a test named `prefix`; `None` when the API server binaries are not
 /// installed.
 async fn readme_world(prefix: &str) -> Option<ReadmeWorld> {
@@ -305,14 +317,10 @@ async fn a_push_branch_of_git_branch_is_pushed_with_the_embedders_author_and_mes
     let Some(w) = readme_world("git-branch").await else {
         return;
     };
-    let annotations = [
-        ("image-list", w.list.as_str()),
-        ("write-back-method", "git"),
-        (
-            "git-branch",
-            "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
-        ),
-    ];
+    let annotations = w.git_write_back(&[(
+        "git-branch",
+        "main:image-updater-{{range .Images}}{{.Alias}}-{{.NewTag}}{{end}}",
+    )]);
     create_web_app(&w.admin, &w.ns, &w.url, &annotations).await;
     // The author and message are the embedder's choice.
     let target = Arc::new(
@@ -529,10 +537,7 @@ async fn a_push_race_keeps_both_commits() {
     let Some(w) = readme_world("git-race").await else {
         return;
     };
-    let annotations = [
-        ("image-list", w.list.as_str()),
-        ("write-back-method", "git"),
-    ];
+    let annotations = w.git_write_back(&[]);
     create_web_app(&w.admin, &w.ns, &w.url, &annotations).await;
     let theirs = w
         .server
@@ -561,15 +566,8 @@ async fn paths_leaving_the_repository_ssh_without_key_and_multi_source_are_refus
     let Some(w) = readme_world("git-paths").await else {
         return;
     };
-    let up = [
-        ("image-list", w.list.as_str()),
-        ("write-back-method", "git"),
-        ("write-back-target", "kustomization:../../other"),
-    ];
-    let git = [
-        ("image-list", w.list.as_str()),
-        ("write-back-method", "git"),
-    ];
+    let up = w.git_write_back(&[("write-back-target", "kustomization:../../other")]);
+    let git = w.git_write_back(&[]);
     let mut escaping = App::new("escaping", &git, helm_source(&w.url, "1.0.0"));
     escaping.source["path"] = json!("apps/../../etc");
     create_apps(
