@@ -13,15 +13,75 @@ use std::time::Duration;
 use common::at;
 use keel_flux::reflector::{Namespaces, Outcome, Reflector};
 use keel_registry::RegistryClient;
+use keel_testsupport::kube::flux::FluxKind;
 use keel_testsupport::kube::flux::{
     assert_ready, create, create_all, get, merge, patch_spec, ready, status,
 };
+use keel_testsupport::registry::RegistryServer;
+use kube::Client;
 use kube::core::DynamicObject;
 use reflector_common::{
     POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, outcome,
     ready_true, reflecting_digests, reflector_of, repository_spec, semver_policy, setup,
 };
 use serde_json::{Value, json};
+
+/// What the tests of one tracked image begin with.
+struct World {
+    /// The namespace of a [`setup`].
+    ns: String,
+    /// Its admin client.
+    client: Client,
+    /// The registry serving the image.
+    registry: RegistryServer,
+    /// The name of the image in the registry.
+    image: String,
+}
+
+impl World {
+    /// The status of the object `name` of `kind`.
+    async fn status(&self, kind: FluxKind, name: &str) -> Value {
+        status(&self.client, &self.ns, kind, name).await
+    }
+
+    /// The object `name` of `kind`.
+    async fn get(&self, kind: FluxKind, name: &str) -> DynamicObject {
+        get(&self.client, &self.ns, kind, name).await
+    }
+
+    /// Merge-patches `spec` into the spec of the object `name` of `kind`.
+    async fn patch_spec(&self, kind: FluxKind, name: &str, spec: Value) {
+        patch_spec(&self.client, &self.ns, kind, name, spec).await;
+    }
+}
+
+/// The [`setup`] of a test named `prefix` whose registry serves `repository` with `tags`,
+/// with the `ImageRepository` `name` of that image and the `ImagePolicy` `name` choosing its
+/// latest tag in the semver `range`; `None` when the API server binaries are not installed.
+async fn tracked(
+    prefix: &str,
+    repository: &str,
+    tags: &[&str],
+    name: &str,
+    range: &str,
+) -> Option<World> {
+    let (ns, client, registry, image) = setup(prefix, repository, tags).await?;
+    create_all(
+        &client,
+        &ns,
+        [
+            ("v1", REPOSITORIES, name, repository_spec(&image)),
+            ("v1", POLICIES, name, semver_policy(name, range)),
+        ],
+    )
+    .await;
+    Some(World {
+        ns,
+        client,
+        registry,
+        image,
+    })
+}
 
 #[tokio::test]
 async fn repositories_are_scanned_and_policies_resolved_as_flux_reports_them() {
@@ -397,64 +457,49 @@ async fn digests_follow_the_reflection_policy_and_spec_changes_are_picked_up() {
 
 #[tokio::test]
 async fn suspended_objects_keep_their_status_untouched() {
-    let Some((ns, client, registry, image)) = setup("flux-suspend", "team/svc", &["1.0.0"]).await
-    else {
+    let Some(w) = tracked("flux-suspend", "team/svc", &["1.0.0"], "svc", "*").await else {
         return;
     };
-    create_all(
-        &client,
-        &ns,
-        [
-            ("v1", REPOSITORIES, "svc", repository_spec(&image)),
-            ("v1", POLICIES, "svc", semver_policy("svc", "*")),
-            // Suspended from the start: never scanned, never written.
-            (
-                "v1",
-                REPOSITORIES,
-                "never",
-                json!({"image": image, "interval": "1m", "suspend": true}),
-            ),
-        ],
-    )
-    .await;
-    let reflector = reflector_of(&client, &[&ns]);
+    // Suspended from the start: never scanned, never written.
+    let spec = json!({"image": w.image, "interval": "1m", "suspend": true});
+    create(&w.client, &w.ns, "v1", REPOSITORIES, "never", spec).await;
+    let reflector = reflector_of(&w.client, &[&w.ns]);
     let report = reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
     assert_eq!(
-        outcome(&report, REPOSITORIES, &ns, "never"),
+        outcome(&report, REPOSITORIES, &w.ns, "never"),
         &Outcome::Suspended
     );
-    assert!(reflector.tags(&ns, "never").is_none());
-    let never = status(&client, &ns, REPOSITORIES, "never").await;
+    assert!(reflector.tags(&w.ns, "never").is_none());
+    let never = w.status(REPOSITORIES, "never").await;
     assert!(
         never.get("lastScanResult").is_none() && never.get("conditions").is_none(),
         "{never}"
     );
-    assert_eq!(
-        status(&client, &ns, POLICIES, "svc").await["latestRef"]["tag"],
-        "1.0.0"
-    );
+    assert_eq!(w.status(POLICIES, "svc").await["latestRef"]["tag"], "1.0.0");
 
     // Both suspended, a new tag pushed, the interval past and the range changed: nothing moves.
-    patch_spec(&client, &ns, REPOSITORIES, "svc", json!({"suspend": true})).await;
-    patch_spec(
-        &client,
-        &ns,
+    w.patch_spec(REPOSITORIES, "svc", json!({"suspend": true}))
+        .await;
+    w.patch_spec(
         POLICIES,
         "svc",
         json!({"suspend": true, "policy": {"semver": {"range": "<1.0.0"}}}),
     )
     .await;
-    registry.seeder().push_tags("team/svc", &["1.1.0"]).await;
-    let repository_before = get(&client, &ns, REPOSITORIES, "svc").await;
-    let policy_before = get(&client, &ns, POLICIES, "svc").await;
+    w.registry.seeder().push_tags("team/svc", &["1.1.0"]).await;
+    let repository_before = w.get(REPOSITORIES, "svc").await;
+    let policy_before = w.get(POLICIES, "svc").await;
     let report = reflector.reconcile(at("2026-03-01T11:00:00Z")).await;
     assert_eq!(
-        outcome(&report, REPOSITORIES, &ns, "svc"),
+        outcome(&report, REPOSITORIES, &w.ns, "svc"),
         &Outcome::Suspended
     );
-    assert_eq!(outcome(&report, POLICIES, &ns, "svc"), &Outcome::Suspended);
-    let repository_after = get(&client, &ns, REPOSITORIES, "svc").await;
-    let policy_after = get(&client, &ns, POLICIES, "svc").await;
+    assert_eq!(
+        outcome(&report, POLICIES, &w.ns, "svc"),
+        &Outcome::Suspended
+    );
+    let repository_after = w.get(REPOSITORIES, "svc").await;
+    let policy_after = w.get(POLICIES, "svc").await;
     assert_eq!(
         repository_before.data["status"],
         repository_after.data["status"]
@@ -469,54 +514,44 @@ async fn suspended_objects_keep_their_status_untouched() {
         policy_after.metadata.resource_version
     );
     assert_eq!(repository_after.data["status"]["observedGeneration"], 1);
-    assert_eq!(reflector.tags(&ns, "svc").unwrap(), ["1.0.0"]);
+    assert_eq!(reflector.tags(&w.ns, "svc").unwrap(), ["1.0.0"]);
 
     // Resumed: scanned at once (new generation) and the policy follows.
-    patch_spec(&client, &ns, REPOSITORIES, "svc", json!({"suspend": false})).await;
-    patch_spec(
-        &client,
-        &ns,
+    w.patch_spec(REPOSITORIES, "svc", json!({"suspend": false}))
+        .await;
+    w.patch_spec(
         POLICIES,
         "svc",
         json!({"suspend": false, "policy": {"semver": {"range": "*"}}}),
     )
     .await;
     reflector.reconcile(at("2026-03-01T11:00:10Z")).await;
-    assert_eq!(
-        status(&client, &ns, POLICIES, "svc").await["latestRef"]["tag"],
-        "1.1.0"
-    );
+    assert_eq!(w.status(POLICIES, "svc").await["latestRef"]["tag"], "1.1.0");
 }
 
 #[tokio::test]
 async fn a_tag_list_cut_short_by_the_listing_budget_decides_nothing() {
-    let Some((ns, client, _registry, image)) =
-        setup("flux-cut-short", "team/app", &["1.0.0", "1.1.0", "1.2.0"]).await
-    else {
+    let tags = ["1.0.0", "1.1.0", "1.2.0"];
+    let Some(w) = tracked("flux-cut-short", "team/app", &tags, "app", "1.x").await else {
         return;
     };
-    create_all(
-        &client,
-        &ns,
-        [
-            ("v1", REPOSITORIES, "app", repository_spec(&image)),
-            ("v1", POLICIES, "app", semver_policy("app", "1.x")),
-        ],
-    )
-    .await;
     // A client that stops after two tags: the listing it returns is marked cut short.
     let cut_short = RegistryClient::builder()
         .with_cache_ttl(Duration::ZERO)
         .with_listing_budget(1, 2)
         .build()
         .expect("registry client");
-    let reflector = Reflector::new(client.clone(), Namespaces::only([&ns]), Arc::new(cut_short));
+    let reflector = Reflector::new(
+        w.client.clone(),
+        Namespaces::only([&w.ns]),
+        Arc::new(cut_short),
+    );
     let report = reflector.reconcile(at("2026-03-01T10:00:00Z")).await;
-    assert_scan_failed(&report, &ns, "app");
-    let repository = status(&client, &ns, REPOSITORIES, "app").await;
+    assert_scan_failed(&report, &w.ns, "app");
+    let repository = w.status(REPOSITORIES, "app").await;
     assert!(!ready_true(&repository));
     assert!(repository.get("lastScanResult").is_none(), "{repository}");
-    let policy = status(&client, &ns, POLICIES, "app").await;
+    let policy = w.status(POLICIES, "app").await;
     assert!(policy.get("latestRef").is_none(), "{policy}");
     assert!(!ready_true(&policy));
 }
