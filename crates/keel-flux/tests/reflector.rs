@@ -53,6 +53,15 @@ impl World {
     async fn patch_spec(&self, kind: FluxKind, name: &str, spec: Value) {
         patch_spec(&self.client, &self.ns, kind, name, spec).await;
     }
+
+    /// Sets `suspend` of the `ImageRepository` and the `ImagePolicy` `name`, and the semver
+    /// `range` of the policy.
+    async fn set_suspended(&self, name: &str, suspend: bool, range: &str) {
+        self.patch_spec(REPOSITORIES, name, json!({"suspend": suspend}))
+            .await;
+        let policy = json!({"suspend": suspend, "policy": {"semver": {"range": range}}});
+        self.patch_spec(POLICIES, name, policy).await;
+    }
 }
 
 /// The [`setup`] of a test named `prefix` whose registry serves `repository` with `tags`,
@@ -478,14 +487,7 @@ async fn suspended_objects_keep_their_status_untouched() {
     assert_eq!(w.status(POLICIES, "svc").await["latestRef"]["tag"], "1.0.0");
 
     // Both suspended, a new tag pushed, the interval past and the range changed: nothing moves.
-    w.patch_spec(REPOSITORIES, "svc", json!({"suspend": true}))
-        .await;
-    w.patch_spec(
-        POLICIES,
-        "svc",
-        json!({"suspend": true, "policy": {"semver": {"range": "<1.0.0"}}}),
-    )
-    .await;
+    w.set_suspended("svc", true, "<1.0.0").await;
     w.registry.seeder().push_tags("team/svc", &["1.1.0"]).await;
     let repository_before = w.get(REPOSITORIES, "svc").await;
     let policy_before = w.get(POLICIES, "svc").await;
@@ -517,14 +519,7 @@ async fn suspended_objects_keep_their_status_untouched() {
     assert_eq!(reflector.tags(&w.ns, "svc").unwrap(), ["1.0.0"]);
 
     // Resumed: scanned at once (new generation) and the policy follows.
-    w.patch_spec(REPOSITORIES, "svc", json!({"suspend": false}))
-        .await;
-    w.patch_spec(
-        POLICIES,
-        "svc",
-        json!({"suspend": false, "policy": {"semver": {"range": "*"}}}),
-    )
-    .await;
+    w.set_suspended("svc", false, "*").await;
     reflector.reconcile(at("2026-03-01T11:00:10Z")).await;
     assert_eq!(w.status(POLICIES, "svc").await["latestRef"]["tag"], "1.1.0");
 }
