@@ -13,7 +13,7 @@ use keel_k8s::rollout::{
     ROLLBACK_ANNOTATION, WorkloadRef, rollback, rollout_status, watch_rollout,
 };
 use keel_testsupport::kube::{
-    ApiServer, Kind, Workload, deployment_images, mark_deployment_rolled_out,
+    ApiServer, Kind, Workload, deployment_images, mark_deployment_rolled_out, merge_status,
     patch_deployment_status,
 };
 use kube::api::{Api, Patch, PatchParams};
@@ -272,15 +272,7 @@ async fn a_statefulset_rollout_waits_for_its_update_revision() {
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let set_status = |status: serde_json::Value| {
         let api = api.clone();
-        async move {
-            api.patch_status(
-                "db",
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .unwrap();
-        }
+        async move { merge_status(&api, "db", status).await }
     };
     set_status(
         json!({ "observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
