@@ -208,15 +208,16 @@ async fn kustomize_applications_follow_every_strategy() {
     )
     .await;
     let addr = registry.addr().to_owned();
-    for (tag, created) in [
-        ("main-1111", "2024-01-01T00:00:00Z"),
-        ("main-3333", "2024-03-01T00:00:00Z"),
-        ("main-2222", "2024-02-01T00:00:00Z"),
-    ] {
-        registry
-            .push_image("acme/builds", tag, created, "linux/amd64")
-            .await;
-    }
+    registry
+        .push_images(
+            "acme/builds",
+            &[
+                ("main-1111", "2024-01-01T00:00:00Z"),
+                ("main-3333", "2024-03-01T00:00:00Z"),
+                ("main-2222", "2024-02-01T00:00:00Z"),
+            ],
+        )
+        .await;
     let first = registry
         .push_tags("acme/stable", &["stable"])
         .await
