@@ -465,7 +465,7 @@ async fn same_tag_digest_updates_roll_the_pods_and_stay_idempotent() {
     // With pinning, the digest goes into the image string.
     let pinning = KubeTarget::builder(admin.clone())
         .with_namespaces([ns.as_str()])
-        .pin_digests(true)
+        .with_pin_digests(true)
         .build()
         .await
         .expect("build");

@@ -470,7 +470,7 @@ async fn kube_target(
     secrets: PullSecrets,
 ) -> Result<KubeTarget, String> {
     let mut builder = KubeTarget::builder(client.clone())
-        .pin_digests(args.pin_digests)
+        .with_pin_digests(args.pin_digests)
         .with_pull_secrets(secrets);
     builder = if args.namespaces.is_empty() {
         builder.all_namespaces()

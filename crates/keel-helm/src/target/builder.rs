@@ -53,6 +53,11 @@ impl HelmTargetBuilder {
         self.with_watch(|w| w.set_name(name))
     }
 
+    /// Watches every namespace (the default).
+    pub fn all_namespaces(self) -> Self {
+        self.with_watch(|w| w.set_scope(NamespaceScope::all()))
+    }
+
     /// Watches releases in these namespaces only (default: all namespaces).
     pub fn with_namespaces<I, S>(self, namespaces: I) -> Self
     where
@@ -151,5 +156,22 @@ impl HelmTargetBuilder {
                 refused: Mutex::new(Default::default()),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_k8s::sync::NamespaceScope;
+
+    use super::HelmTargetBuilder;
+
+    #[tokio::test]
+    async fn all_namespaces_widens_a_namespace_list() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let narrowed = HelmTargetBuilder::new(client).with_namespaces(["shop"]);
+        assert_eq!(narrowed.watch.scope(), &NamespaceScope::only(["shop"]));
+        let widened = narrowed.all_namespaces();
+        assert_eq!(widened.watch.scope(), &NamespaceScope::all());
     }
 }

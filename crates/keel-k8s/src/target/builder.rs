@@ -90,7 +90,7 @@ impl KubeTargetBuilder {
 
     /// Whether updates write `image:tag@sha256:...` when the plan carries a digest
     /// (default false: the tag only, plus a `keel.sh/digests` record).
-    pub fn pin_digests(self, pin: bool) -> Self {
+    pub fn with_pin_digests(self, pin: bool) -> Self {
         self.with_watch(|w| w.set_pin_digests(pin))
     }
 
