@@ -16,10 +16,10 @@ use common::{
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
-use keel_testsupport::kube::{ApiServer, HookFuture};
+use keel_testsupport::kube::ApiServer;
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use serde_json::{Value, json};
 
 /// Creates the Applications of `table`, each source at `targetRevision` `HEAD`.
@@ -422,21 +422,6 @@ async fn platforms_leave_out_the_tags_not_built_for_them() {
     );
 }
 
-/// The API path of application `name`, whose PATCHes a racing client counts.
-fn application_path(ns: &str, name: &str) -> String {
-    format!("/apis/argoproj.io/v1alpha1/namespaces/{ns}/applications/{name}")
-}
-
-fn concurrent_change(client: &Client, ns: &str, name: &str, patch: Value) -> HookFuture {
-    let api = apps(client, ns);
-    let name = name.to_owned();
-    Box::pin(async move {
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("the concurrent change");
-    })
-}
-
 /// An admin client whose first PATCH of application `name` is preceded by `patch`, written
 /// by another client.
 fn changed_before_first_patch(
@@ -446,9 +431,8 @@ fn changed_before_first_patch(
     name: &str,
     patch: Value,
 ) -> (Client, Arc<AtomicUsize>) {
-    let (admin, namespace, application) = (admin.clone(), ns.to_owned(), name.to_owned());
-    server.racing_client(application_path(ns, name), move |n| {
-        (n == 0).then(|| concurrent_change(&admin, &namespace, &application, patch.clone()))
+    server.racing_object_client(&apps(admin, ns), name, move |n| {
+        (n == 0).then(|| Patch::Merge(patch.clone()))
     })
 }
 
@@ -528,16 +512,10 @@ async fn a_concurrent_change_is_read_again_and_a_moved_image_is_a_conflict() {
     assert_eq!(helm_value(&admin, &ns, "moved", 0).await, "1.0.5");
 
     // An Application that changes at every write: a conflict after the attempts.
-    let (client, patches) = server.racing_client(application_path(&ns, "busy"), {
-        let (admin, ns) = (admin.clone(), ns.clone());
-        move |n| {
-            Some(concurrent_change(
-                &admin,
-                &ns,
-                "busy",
-                json!({ "metadata": { "labels": { "n": n.to_string() } } }),
-            ))
-        }
+    let (client, patches) = server.racing_object_client(&apps(&admin, &ns), "busy", |n| {
+        Some(Patch::Merge(
+            json!({ "metadata": { "labels": { "n": n.to_string() } } }),
+        ))
     });
     let racing = Arc::new(
         ArgoCdTarget::new(client)

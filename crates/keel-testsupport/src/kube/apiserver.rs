@@ -8,6 +8,7 @@
 //! tail of its log to the test's stderr.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -18,7 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use kube::config::{AuthInfo, Config};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::counting::RequestLog;
 use crate::tls::TestCa;
@@ -374,6 +378,32 @@ impl ApiServer {
             }),
         );
         (client, patches)
+    }
+
+    /// An admin client whose PATCHes of object `name` of `api` each race another writer's
+    /// change: before the `n`th of them (from 0) goes out, `change(n)`, unless `None`, is
+    /// patched into the object through `api`, and must succeed. The counter counts those
+    /// PATCHes, as [`racing_client`](Self::racing_client)'s does.
+    pub fn racing_object_client<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        change: impl Fn(usize) -> Option<Patch<Value>> + Send + Sync + 'static,
+    ) -> (Client, Arc<AtomicUsize>)
+    where
+        K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let path = format!("{}/{name}", api.resource_url());
+        let (api, name) = (api.clone(), name.to_owned());
+        self.racing_client(path, move |n| {
+            let patch = change(n)?;
+            let (api, name) = (api.clone(), name.clone());
+            Some(Box::pin(async move {
+                api.patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .expect("the concurrent change");
+            }))
+        })
     }
 
     /// An admin client that records every request it makes into the returned log.

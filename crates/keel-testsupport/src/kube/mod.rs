@@ -11,7 +11,9 @@
 //! - [`ApiServer::counting_admin_client`]: a client whose requests are recorded
 //!   ([`RequestLog`]), to assert e.g. that nothing LISTs at steady state;
 //!   [`ApiServer::intercepting_client_as`]: a client that runs a hook before chosen requests
-//!   (e.g. a concurrent change between a read and a write).
+//!   (e.g. a concurrent change between a read and a write);
+//!   [`ApiServer::racing_object_client`]: a client whose PATCHes of one object each race
+//!   another writer's change of it.
 //! - [`Workload`], [`grant`], [`patch_deployment_status`], [`mark_deployment_rolled_out`],
 //!   [`merge_status`]: fixtures written with the raw API.
 //! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what

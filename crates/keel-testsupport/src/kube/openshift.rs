@@ -17,9 +17,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PostParams};
 use serde_json::{Value, json};
 
 use super::ApiServer;
@@ -271,7 +269,7 @@ impl OpenShiftNs {
     /// A client of `server` whose PATCHes of `kind` `name` here each race someone else's
     /// change: before the `n`th of them (from 0) goes out, `change(n)`, unless `None`, is
     /// patched into the object as the admin, and must succeed. The counter counts the
-    /// PATCHes (see [`ApiServer::racing_client`]).
+    /// PATCHes (see [`ApiServer::racing_object_client`]).
     pub fn racing_client(
         &self,
         server: &ApiServer,
@@ -279,18 +277,7 @@ impl OpenShiftNs {
         name: &str,
         change: impl Fn(usize) -> Option<Patch<Value>> + Send + Sync + 'static,
     ) -> (Client, Arc<AtomicUsize>) {
-        let api = api(&self.admin, &self.ns, kind);
-        let path = format!("{}/{name}", api.resource_url());
-        let name = name.to_owned();
-        server.racing_client(path, move |n| {
-            let patch = change(n)?;
-            let (api, name) = (api.clone(), name.clone());
-            Some(Box::pin(async move {
-                api.patch(&name, &PatchParams::default(), &patch)
-                    .await
-                    .expect("the concurrent change");
-            }))
-        })
+        server.racing_object_client(&api(&self.admin, &self.ns, kind), name, change)
     }
 
     /// Writes the `/status` of DeploymentConfig `name` (no OpenShift controller does here),
