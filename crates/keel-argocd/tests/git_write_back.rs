@@ -18,10 +18,8 @@ use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
 use keel_testsupport::git::{GitServer, SshServer};
-use keel_testsupport::kube::argocd::{
-    create_repository_secret, create_secret, create_ssh_known_hosts,
-};
-use keel_testsupport::kube::install_crd;
+use keel_testsupport::kube::argocd::{create_repository_secret, create_ssh_known_hosts};
+use keel_testsupport::kube::{create_secret, install_crd};
 use keel_testsupport::registry::RegistryServer;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};

@@ -10,13 +10,14 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, DIGEST, GIT_REPOSITORIES, PASSWORD, POLICIES, USER, automation, create_automation,
-    credentials, deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, pushed_log,
-    setup, status, up_to_date, updated_deployment, values,
+    deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, pushed_log, setup, status,
+    up_to_date, updated_deployment, values,
 };
 use common::at;
 use keel_flux::automation::{Automation, AutomationReport};
 use keel_flux::reflector::Outcome;
 use keel_testsupport::git::GitServer;
+use keel_testsupport::kube::create_secret;
 use keel_testsupport::kube::flux::{assert_ready, create, merge, patch_spec, patch_status, ready};
 use kube::Client;
 use serde_json::{Value, json};
@@ -240,7 +241,7 @@ async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
         ("wrong", &[("username", USER), ("password", "nope")]),
         ("ssh", &[("identity", "KEY"), ("known_hosts", "HOSTS")]),
     ] {
-        credentials(&client, &ns, name, data).await;
+        create_secret(&client, &ns, name, data).await;
     }
     let server = fleet(&client, &ns, "wrong").await;
     let head = server.head("fleet", "main");

@@ -8,12 +8,13 @@ mod automation_common;
 mod common;
 
 use automation_common::{
-    AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, credentials, fleet_file,
-    fleet_namespace, git_server, git_spec, outcome, policies_with_choices, pushed_log, setup,
-    status, up_to_date, updated_deployment,
+    AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, fleet_file, fleet_namespace,
+    git_server, git_spec, outcome, policies_with_choices, pushed_log, setup, status, up_to_date,
+    updated_deployment,
 };
 use common::at;
 use keel_testsupport::git::SshServer;
+use keel_testsupport::kube::create_secret;
 use keel_testsupport::kube::flux::{assert_ready, create, git_repository_spec, patch_spec};
 use serde_json::{Value, json};
 
@@ -186,7 +187,7 @@ async fn ssh_secrets_push_only_to_the_host_known_hosts_pins() {
         ),
         ("no-known-hosts", vec![("identity", client_key.as_str())]),
     ] {
-        credentials(&client, &ns, secret, &data).await;
+        create_secret(&client, &ns, secret, &data).await;
         let spec = git_repository_spec(&ssh.url(&server, "fleet"), secret);
         create(&client, &ns, "v1", GIT_REPOSITORIES, secret, spec).await;
         let mut git = git_spec();
@@ -285,21 +286,21 @@ async fn commits_are_signed_with_the_signing_key_and_verify_with_git() {
         ],
     ))
     .unwrap();
-    credentials(
+    create_secret(
         &client,
         &ns,
         "signing",
         &[("git.asc", armored.as_str()), ("passphrase", passphrase)],
     )
     .await;
-    credentials(
+    create_secret(
         &client,
         &ns,
         "wrong-passphrase",
         &[("git.asc", armored.as_str()), ("passphrase", "wrong")],
     )
     .await;
-    credentials(&client, &ns, "not-a-key", &[("git.asc", "hello")]).await;
+    create_secret(&client, &ns, "not-a-key", &[("git.asc", "hello")]).await;
     for (name, secret) in [
         ("unlocked", "wrong-passphrase"),
         ("garbage", "not-a-key"),

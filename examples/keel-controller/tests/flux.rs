@@ -11,15 +11,11 @@ use common::{Controller, apply_rbac, manifest};
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use keel_testsupport::git::GitServer;
-use keel_testsupport::kube::flux::{
-    FluxKind, create, git_repository_spec, install_flux_crds, secret,
-};
-use keel_testsupport::kube::{ApiServer, wait_for};
+use keel_testsupport::kube::flux::{FluxKind, create, git_repository_spec, install_flux_crds};
+use keel_testsupport::kube::{ApiServer, create_secret, wait_for};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
-use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 #[tokio::test]
@@ -50,16 +46,13 @@ async fn the_controller_scans_resolves_and_pushes_as_flux_does() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image}:1.0.0 # {{\"$imagepolicy\": \"{ns}:web\"}}\n"
     );
     git.create_repo("fleet", &[("apps/web.yaml", deployment.as_str())], "main");
-    Api::<Secret>::namespaced(admin.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &secret(
-                "fleet-auth",
-                &[("username", "flux-bot"), ("password", "push-token")],
-            ),
-        )
-        .await
-        .unwrap();
+    create_secret(
+        &admin,
+        &ns,
+        "fleet-auth",
+        &[("username", "flux-bot"), ("password", "push-token")],
+    )
+    .await;
 
     let repositories = FluxKind::ImageRepository.api(&admin, &ns);
     let policies = FluxKind::ImagePolicy.api(&admin, &ns);

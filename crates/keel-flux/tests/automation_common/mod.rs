@@ -5,15 +5,14 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use keel_flux::automation::{Automation, AutomationReport};
 use keel_flux::reflector::{Namespaces, Outcome};
 use keel_testsupport::git::GitServer;
+use keel_testsupport::kube::create_secret;
 use keel_testsupport::kube::flux::{
-    self, FluxKind, create, flux_namespace, git_repository_spec, patch_status, secret,
+    self, FluxKind, create, flux_namespace, git_repository_spec, patch_status,
 };
 use kube::Client;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 pub(crate) const AUTOMATIONS: FluxKind = FluxKind::ImageUpdateAutomation;
@@ -119,14 +118,6 @@ pub(crate) fn git_server(ns: &str) -> GitServer {
     server
 }
 
-/// Creates the Secret `name` of `data` in `ns`.
-pub(crate) async fn credentials(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &secret(name, data))
-        .await
-        .expect("create the secret");
-}
-
 /// An `ImagePolicy` whose status says `latestRef`, ready or not.
 pub(crate) async fn policy(client: &Client, ns: &str, name: &str, latest: Value, is_ready: bool) {
     create(
@@ -223,7 +214,7 @@ pub(crate) const GOOD_CREDENTIALS: &[(&str, &str)] = &[("username", USER), ("pas
 /// `policies_with_choices`.
 pub(crate) async fn fleet(client: &Client, ns: &str, secret: &str) -> GitServer {
     let server = git_server(ns);
-    credentials(client, ns, "git", GOOD_CREDENTIALS).await;
+    create_secret(client, ns, "git", GOOD_CREDENTIALS).await;
     let spec = git_repository_spec(&server.http_url("fleet"), secret);
     create(client, ns, "v1", GIT_REPOSITORIES, "fleet", spec).await;
     policies_with_choices(client, ns).await;

@@ -2,12 +2,12 @@
 //! Applications, repository credentials and SSH known hosts that keel-argocd's tests and the
 //! controller's Argo CD tests create.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+
+use super::fixtures::create_labelled_secret;
 
 /// Creates an Argo CD Application in `namespace` through `apps` (an API of Argo CD's
 /// Application resource in that namespace): of project `default`, deploying to the cluster it
@@ -49,18 +49,6 @@ pub fn helm_parameters(pairs: &[(&str, &str)]) -> Value {
         .collect()
 }
 
-/// Creates Secret `name` in `namespace` with `string_data`, as the Secret of a
-/// `git:secret:<namespace>/<name>` write-back is written. Panics naming the Secret when the
-/// API server refuses it.
-pub async fn create_secret(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    string_data: &[(&str, &str)],
-) {
-    create_labelled_secret(client, namespace, name, &[], string_data).await;
-}
-
 /// Creates Argo CD's repository credentials `name` in `namespace`: a Secret labelled
 /// `argocd.argoproj.io/secret-type: repository` with the repository's `url` and
 /// `credentials` (`username` and `password`, or `sshPrivateKey`). Panics naming the Secret
@@ -76,26 +64,6 @@ pub async fn create_repository_secret(
     string_data.extend_from_slice(credentials);
     let labels = [("argocd.argoproj.io/secret-type", "repository")];
     create_labelled_secret(client, namespace, name, &labels, &string_data).await;
-}
-
-async fn create_labelled_secret(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    labels: &[(&str, &str)],
-    string_data: &[(&str, &str)],
-) {
-    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
-    let string_data: BTreeMap<&str, &str> = string_data.iter().copied().collect();
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": namespace, "labels": labels },
-        "stringData": string_data,
-    }))
-    .expect("a Secret");
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap_or_else(|e| panic!("create secret {namespace}/{name}: {e}"));
 }
 
 /// Creates Argo CD's SSH known hosts in `namespace`, ConfigMap `argocd-ssh-known-hosts-cm`

@@ -1,11 +1,14 @@
-//! Workloads, RBAC grants and status patches for the tests, written with the raw API so the
-//! code under test does not set up its own fixtures.
+//! Workloads, RBAC grants, Secrets and status patches for the tests, written with the raw API
+//! so the code under test does not set up its own fixtures.
+
+use std::collections::BTreeMap;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -319,6 +322,33 @@ pub async fn granted_client(
     )
     .await;
     client
+}
+
+/// Creates Secret `name` in `namespace` of the plain `(key, value)` pairs `data`, e.g. the
+/// `username` and `password` of a Flux `GitRepository`'s `secretRef`, or the Secret of an
+/// Argo CD `git:secret:<namespace>/<name>` write-back. Panics naming the Secret when the API
+/// server refuses it.
+pub async fn create_secret(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    create_labelled_secret(client, namespace, name, &[], data).await;
+}
+
+/// [`create_secret`], the Secret labelled with the `(key, value)` pairs `labels`.
+pub(super) async fn create_labelled_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    data: &[(&str, &str)],
+) {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    let string_data: BTreeMap<&str, &str> = data.iter().copied().collect();
+    let secret = json!({
+        "metadata": { "name": name, "namespace": namespace, "labels": labels },
+        "stringData": string_data,
+    });
+    create_as::<Secret>(client, namespace, secret)
+        .await
+        .unwrap_or_else(|e| panic!("create secret {namespace}/{name}: {e}"));
 }
 
 /// Merge-patches the `/status` subresource of object `name` of `api` with `status`, as the
