@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, TrackedImage, UpdatePlan};
 use keel_k8s::KubeTarget;
-use keel_testsupport::kube::{ApiServer, HookFuture, Workload};
+use keel_testsupport::kube::{ApiServer, Workload};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 /// The name of the target of the tests of the plain Kubernetes kinds.
@@ -58,11 +58,12 @@ pub(crate) fn racing_deployment_client(
     name: &str,
     label: impl Fn(usize) -> Option<(&'static str, String)> + Send + Sync + 'static,
 ) -> (Client, Arc<AtomicUsize>) {
-    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
-    let (admin, ns, name) = (admin.clone(), ns.to_owned(), name.to_owned());
-    server.racing_client(path, move |n| {
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), ns);
+    server.racing_object_client(&deployments, name, move |n| {
         let (key, value) = label(n)?;
-        Some(labelled_deployment(&admin, &ns, &name, key, &value))
+        Some(Patch::Merge(
+            json!({ "metadata": { "labels": { key: value } } }),
+        ))
     })
 }
 
@@ -89,24 +90,6 @@ pub(crate) async fn assert_someones_label_kept(admin: &Client, ns: &str) {
         Some("someone"),
         "the concurrent change survives"
     );
-}
-
-/// Someone else's change: label `key` set to `value` on Deployment `name` of `ns`.
-fn labelled_deployment(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    key: &str,
-    value: &str,
-) -> HookFuture {
-    let api = Api::<Deployment>::namespaced(client.clone(), ns);
-    let patch = Patch::Merge(json!({ "metadata": { "labels": { key: value } } }));
-    let name = name.to_owned();
-    Box::pin(async move {
-        api.patch(&name, &PatchParams::default(), &patch)
-            .await
-            .expect("the concurrent change");
-    })
 }
 
 pub(crate) fn by_id<'a>(images: &'a [TrackedImage], id: &str) -> &'a TrackedImage {
