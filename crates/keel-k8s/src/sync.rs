@@ -102,8 +102,8 @@ impl std::fmt::Debug for NamespaceScope {
 /// The settings every target built on watches shares ([`KubeTarget`](crate::KubeTarget)'s and
 /// keel-helm's `HelmTarget`'s): its name, the namespaces it watches, whether its updates pin
 /// digests, how long its first discovery waits for the watches, and where it records the pull
-/// secrets of the images it tracks. Each target's builder has its own setters for them, which go
-/// through [`WatchTargetBuilder::with_watch`].
+/// secrets of the images it tracks. Each target's builder has its own setters for them, documented
+/// for its backend.
 #[derive(Clone, derive_more::Debug)]
 pub struct WatchSettings {
     name: String,
@@ -193,35 +193,6 @@ impl WatchSettings {
             secrets.replace_usage(scan.pull_secrets);
         }
         Ok(scan.tracked.into_iter().map(|(t, _)| t).collect())
-    }
-}
-
-/// The builder of a target built on watches, which holds the target's [`WatchSettings`]: its
-/// setters of them (`with_name`, `with_namespaces`, `with_sync_timeout`...) go through
-/// [`with_watch`](Self::with_watch), which code generic over such builders can call too.
-///
-/// ```no_run
-/// use std::time::Duration;
-///
-/// use keel_k8s::KubeTarget;
-/// use keel_k8s::sync::WatchTargetBuilder as _;
-/// # async fn demo() -> Result<(), keel_core::Error> {
-/// let client = kube::Client::try_default().await.expect("a kubeconfig");
-/// let target = KubeTarget::builder(client)
-///     .with_watch(|w| w.set_sync_timeout(Duration::from_secs(30)))
-///     .build()
-///     .await?;
-/// # Ok(())
-/// # }
-/// ```
-pub trait WatchTargetBuilder: Sized {
-    /// The settings the builder holds.
-    fn watch_mut(&mut self) -> &mut WatchSettings;
-
-    /// Changes the settings the builder holds.
-    fn with_watch(mut self, change: impl FnOnce(&mut WatchSettings)) -> Self {
-        change(self.watch_mut());
-        self
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keel_core::Error;
 use keel_k8s::PullSecrets;
-use keel_k8s::sync::{NamespaceScope, WatchSettings, WatchTargetBuilder};
+use keel_k8s::sync::{NamespaceScope, WatchSettings};
 use kube::Client;
 
 use super::watch::Watch;
@@ -30,12 +30,6 @@ pub struct HelmTargetBuilder {
     pub(super) helm_timeout: Duration,
 }
 
-impl WatchTargetBuilder for HelmTargetBuilder {
-    fn watch_mut(&mut self) -> &mut WatchSettings {
-        &mut self.watch
-    }
-}
-
 impl HelmTargetBuilder {
     pub(super) fn new(client: Client) -> Self {
         HelmTargetBuilder {
@@ -49,22 +43,25 @@ impl HelmTargetBuilder {
     }
 
     /// The target's name in plans, reports and notifications (default `helm`).
-    pub fn with_name(self, name: impl Into<String>) -> Self {
-        self.with_watch(|w| w.set_name(name))
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.watch.set_name(name);
+        self
     }
 
     /// Watches every namespace (the default).
-    pub fn all_namespaces(self) -> Self {
-        self.with_watch(|w| w.set_scope(NamespaceScope::all()))
+    pub fn all_namespaces(mut self) -> Self {
+        self.watch.set_scope(NamespaceScope::all());
+        self
     }
 
     /// Watches releases in these namespaces only (default: all namespaces).
-    pub fn with_namespaces<I, S>(self, namespaces: I) -> Self
+    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.with_watch(|w| w.set_scope(NamespaceScope::only(namespaces)))
+        self.watch.set_scope(NamespaceScope::only(namespaces));
+        self
     }
 
     /// Which of Helm's storage drivers to read (default both: Secrets and ConfigMaps).
@@ -78,13 +75,15 @@ impl HelmTargetBuilder {
 
     /// Writes digests into the values with the tag (`1.2.3@sha256:...`, or the image's
     /// `digest` path), so that exactly the approved image runs even if its tag moves.
-    pub fn with_pin_digests(self, pin: bool) -> Self {
-        self.with_watch(|w| w.set_pin_digests(pin))
+    pub fn with_pin_digests(mut self, pin: bool) -> Self {
+        self.watch.set_pin_digests(pin);
+        self
     }
 
     /// How long the first discovery waits for the watches' initial lists (default 60 s).
-    pub fn with_sync_timeout(self, timeout: Duration) -> Self {
-        self.with_watch(|w| w.set_sync_timeout(timeout))
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.watch.set_sync_timeout(timeout);
+        self
     }
 
     /// The `helm` binary to run (default: `helm` on `PATH`).
@@ -114,8 +113,9 @@ impl HelmTargetBuilder {
 
     /// Registers which pull secrets each tracked image uses with `secrets` at every
     /// discovery, so that registry requests carry the release's credentials.
-    pub fn with_pull_secrets(self, secrets: PullSecrets) -> Self {
-        self.with_watch(|w| w.set_pull_secrets(secrets))
+    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
+        self.watch.set_pull_secrets(secrets);
+        self
     }
 
     /// Checks the namespaces and the helm binary, and starts the watches.

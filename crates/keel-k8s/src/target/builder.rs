@@ -21,7 +21,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::error::{self as kerr, Request};
 use crate::openshift::{DeploymentConfig, ImageStream};
 use crate::secrets::PullSecrets;
-use crate::sync::{NamespaceScope, WatchHealth, WatchSettings, WatchTargetBuilder};
+use crate::sync::{NamespaceScope, WatchHealth, WatchSettings};
 use crate::workload::{Workload, WorkloadKind};
 
 use super::*;
@@ -41,31 +41,28 @@ pub struct KubeTargetBuilder {
     pub(super) conflict_retries: u32,
 }
 
-impl WatchTargetBuilder for KubeTargetBuilder {
-    fn watch_mut(&mut self) -> &mut WatchSettings {
-        &mut self.watch
-    }
-}
-
 impl KubeTargetBuilder {
     /// The target's name in plans, reports and notifications (default `kubernetes`).
-    pub fn with_name(self, name: impl Into<String>) -> Self {
-        self.with_watch(|w| w.set_name(name))
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.watch.set_name(name);
+        self
     }
 
     /// Watches every namespace (the default).
-    pub fn all_namespaces(self) -> Self {
-        self.with_watch(|w| w.set_scope(NamespaceScope::all()))
+    pub fn all_namespaces(mut self) -> Self {
+        self.watch.set_scope(NamespaceScope::all());
+        self
     }
 
     /// Watches only these namespaces (one watch per namespace and kind, for RBAC that grants
     /// Roles rather than a ClusterRole).
-    pub fn with_namespaces<I, S>(self, namespaces: I) -> Self
+    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.with_watch(|w| w.set_scope(NamespaceScope::only(namespaces)))
+        self.watch.set_scope(NamespaceScope::only(namespaces));
+        self
     }
 
     /// Watches only workloads matching a label selector, e.g. `team=web,tier!=batch`.
@@ -90,13 +87,15 @@ impl KubeTargetBuilder {
 
     /// Whether updates write `image:tag@sha256:...` when the plan carries a digest
     /// (default false: the tag only, plus a `keel.sh/digests` record).
-    pub fn with_pin_digests(self, pin: bool) -> Self {
-        self.with_watch(|w| w.set_pin_digests(pin))
+    pub fn with_pin_digests(mut self, pin: bool) -> Self {
+        self.watch.set_pin_digests(pin);
+        self
     }
 
     /// How long the first [`Target::discover`] waits for the caches to fill (default 60 s).
-    pub fn with_sync_timeout(self, timeout: Duration) -> Self {
-        self.with_watch(|w| w.set_sync_timeout(timeout))
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.watch.set_sync_timeout(timeout);
+        self
     }
 
     /// How many times an update is re-read and tried again after a 409 Conflict (default 5).
@@ -109,8 +108,9 @@ impl KubeTargetBuilder {
     /// (its pod template's `imagePullSecrets`, then `keel.sh/imagePullSecret`) in `secrets`,
     /// so that a registry client given `secrets` as its
     /// [`CredentialSource`](keel_core::CredentialSource) uses them.
-    pub fn with_pull_secrets(self, secrets: PullSecrets) -> Self {
-        self.with_watch(|w| w.set_pull_secrets(secrets))
+    pub fn with_pull_secrets(mut self, secrets: PullSecrets) -> Self {
+        self.watch.set_pull_secrets(secrets);
+        self
     }
 
     /// Checks the configuration, asks the server which kinds it serves (CronJobs need
