@@ -52,7 +52,7 @@ pub(crate) struct Meta {
     pub(crate) reconcile_request: Option<String>,
     pub(crate) last_handled_reconcile: Option<String>,
     pub(crate) conditions: Vec<Condition>,
-    pub(crate) suspend: bool,
+    suspend: bool,
 }
 
 impl Meta {
