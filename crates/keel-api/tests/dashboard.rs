@@ -787,6 +787,32 @@ async fn an_admin_changes_settings_and_pauses_and_the_audit_says_who() {
     assert!(history.body.contains("paused tracking of container web"));
 }
 
+#[tokio::test]
+async fn an_unknown_action_is_refused_when_forged_and_not_found_when_genuine() {
+    let (s, r, cookie) = web_request_seen_by("root", "pw-of-root").await;
+    let token = csrf(&s.get("/ui/approvals", Some(&cookie)).await.body);
+    let path = format!("/ui/approvals/{}/frobnicate", r.id);
+    // A forged form learns nothing about which actions exist.
+    let forged: [(&str, Option<&str>, Headers); 3] = [
+        ("no token", None, &[]),
+        ("wrong token", Some("not-the-token"), &[]),
+        (
+            "cross-site",
+            Some(&token),
+            &[("sec-fetch-site", "cross-site")],
+        ),
+    ];
+    for (case, csrf, headers) in forged {
+        let p = s.post(&path, &cookie, csrf, headers).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{case}");
+    }
+    let genuine = s
+        .post(&path, &cookie, Some(&token), &[("origin", &s.url)])
+        .await;
+    assert_eq!(genuine.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.state(&r.id).await, ApprovalState::Pending);
+}
+
 /// A form of the image page: image `id` of target `prod`, one `field` and the CSRF token.
 fn image_form<'a>(
     id: &'a str,

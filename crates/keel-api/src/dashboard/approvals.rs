@@ -4,13 +4,13 @@
 use std::fmt;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Extension, Form, Json};
+use axum::{Extension, Json};
 use keel_core::approval::{ApprovalFilter, ApprovalState, VoteKind};
 use serde::Deserialize;
 
-use super::session::{CsrfForm, refusal};
+use super::session::{CsrfForm, Posted, role_refusal};
 use super::{Dash, Viewer, core_error, pages, see_other};
 use crate::error::status_of;
 
@@ -68,13 +68,13 @@ impl fmt::Display for RequestAction {
 }
 
 /// `POST /ui/approvals/{id}/{approve|reject|delete}`: a vote (approver or admin) or the
-/// deletion (admin) of a request, then back to the approvals page.
+/// deletion (admin) of a request, then back to the approvals page. A [`Posted`] form: a
+/// forged one is refused before its action is looked at, so it learns nothing about which
+/// actions exist.
 pub(super) async fn act_on_request(
     State(dash): State<Dash>,
-    Extension(viewer): Extension<Viewer>,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Posted { viewer, .. }: Posted<CsrfForm>,
 ) -> Response {
     let Some(action) = RequestAction::parse(&action) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -83,7 +83,7 @@ pub(super) async fn act_on_request(
         RequestAction::Vote(_) => (viewer.may_vote(), "voting needs approver or admin"),
         RequestAction::Delete => (viewer.may_delete(), "deleting needs admin"),
     };
-    if let Some(refused) = refusal(&viewer, &headers, &form.csrf, permitted, needs) {
+    if let Some(refused) = role_refusal(&viewer, permitted, needs) {
         return refused;
     }
     let approvals = &dash.config().approvals;

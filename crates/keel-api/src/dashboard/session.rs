@@ -157,7 +157,7 @@ fn same_site(headers: &HeaderMap) -> bool {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct CsrfForm {
-    pub(super) csrf: String,
+    csrf: String,
 }
 
 impl CsrfField for CsrfForm {
@@ -215,22 +215,6 @@ fn post_refusal(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Option<&'s
         );
     }
     None
-}
-
-/// Checks a form POST of `viewer` that changes something: refused, with the page that says
-/// why, when it is not the dashboard's own form ([`post_refusal`]) or when the viewer's role
-/// is not `permitted` to do it ([`role_refusal`]).
-pub(super) fn refusal(
-    viewer: &Viewer,
-    headers: &HeaderMap,
-    csrf: &str,
-    permitted: bool,
-    needs: &str,
-) -> Option<Response> {
-    if let Some(reason) = post_refusal(viewer, headers, csrf) {
-        return Some(forbidden(Some(viewer), reason));
-    }
-    role_refusal(viewer, permitted, needs)
 }
 
 /// The page refusing `viewer` an action its role is not `permitted` to do; `needs` says what
