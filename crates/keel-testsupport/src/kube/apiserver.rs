@@ -7,7 +7,7 @@
 //! and removes their directory. A server that dies on its own makes the supervisor print the
 //! tail of its log to the test's stderr.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::io::Write as _;
@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::counting::RequestLog;
+use super::wait_until;
 use crate::tls::TestCa;
 
 /// What a test prints when it skips for want of the binaries.
@@ -90,6 +91,8 @@ pub struct ApiServer {
     dir: PathBuf,
     supervisor: Mutex<Option<(Child, ChildStdin)>>,
     namespaces: AtomicU64,
+    /// The CRD resources, `(group_version, plural)`, [`install_crd`] has seen served.
+    served_crds: tokio::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -274,6 +277,7 @@ impl ApiServer {
             dir,
             supervisor: Mutex::new(Some((child, stdin))),
             namespaces: AtomicU64::new(0),
+            served_crds: tokio::sync::Mutex::const_new(BTreeSet::new()),
         };
         server.wait_ready(Duration::from_secs(120)).await?;
         Ok(server)
@@ -514,4 +518,40 @@ impl ApiServer {
         })
         .to_string()
     }
+}
+
+/// Installs the CRD `yaml` into `server` (one already there, e.g. from another test binary, is
+/// left as it is) and waits until the server serves `plural` in `group_version`, once per
+/// server: later calls for the same resource return at once, concurrent ones wait for the
+/// first. Panics, naming the resource, when the server refuses the CRD or does not serve it
+/// within 30 s.
+pub async fn install_crd(server: &ApiServer, yaml: &str, group_version: &str, plural: &str) {
+    let mut served = server.served_crds.lock().await;
+    let resource = (group_version.to_owned(), plural.to_owned());
+    if served.contains(&resource) {
+        return;
+    }
+    let client = server.admin_client();
+    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        .header(http::header::CONTENT_TYPE, "application/yaml")
+        .body(yaml.as_bytes().to_vec())
+        .expect("a valid request");
+    match client.request_text(request).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("create the CRD of {plural} in {group_version}: {e}"),
+    }
+    wait_until(
+        &format!("{plural} served in {group_version}"),
+        (Duration::from_secs(30), Duration::from_millis(100)),
+        async || {
+            if server.serves(group_version, plural).await {
+                Ok(())
+            } else {
+                Err("not in discovery yet")
+            }
+        },
+    )
+    .await;
+    served.insert(resource);
 }

@@ -23,7 +23,6 @@
 //! [`ready`]: crate::kube::flux::ready
 //! [`assert_ready`]: crate::kube::flux::assert_ready
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -138,27 +137,15 @@ pub async fn install_flux_crds(server: &ApiServer, crds: &[(&str, &str)]) {
     }
 }
 
-/// The names of the Flux CRDs [`flux_namespace`] has installed on the shared server of this
-/// test binary, so that its tests install each once.
-static INSTALLED: tokio::sync::Mutex<BTreeSet<String>> =
-    tokio::sync::Mutex::const_new(BTreeSet::new());
-
-/// The shared server with Flux's CRDs `crds` installed ([`install_flux_crds`], once per test
-/// binary), a fresh namespace named after `prefix` and an admin client; `None` as for
-/// [`ApiServer::shared`].
+/// The shared server with Flux's CRDs `crds` installed ([`install_flux_crds`]; each once, as
+/// [`install_crd`] does), a fresh namespace named after `prefix` and an admin client; `None`
+/// as for [`ApiServer::shared`].
 pub async fn flux_namespace(
     prefix: &str,
     crds: &[(&str, &str)],
 ) -> Option<(&'static ApiServer, String, Client)> {
     let (server, namespace, client) = ApiServer::shared_namespace(prefix).await?;
-    let mut installed = INSTALLED.lock().await;
-    let missing: Vec<(&str, &str)> = crds
-        .iter()
-        .filter(|(name, _)| !installed.contains(*name))
-        .copied()
-        .collect();
-    install_flux_crds(server, &missing).await;
-    installed.extend(missing.iter().map(|(name, _)| name.to_string()));
+    install_flux_crds(server, crds).await;
     Some((server, namespace, client))
 }
 

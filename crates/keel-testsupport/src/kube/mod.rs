@@ -18,7 +18,8 @@
 //!   [`mark_deployment_rolled_out`], [`merge_status`]: fixtures written with the raw API.
 //! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what
 //!   was seen.
-//! - [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
+//! - [`install_crd`]: a CRD installed once per server, however many tests ask for it;
+//!   [`install_openshift_crds`]: OpenShift's DeploymentConfig and ImageStream as CRDs.
 //! - [`flux`]: Flux's kinds and CRDs on the test server ([`flux::install_flux_crds`]), and the
 //!   Flux objects tests build.
 //! - [`argocd`]: Argo CD's Applications, repository credentials and known hosts written with the
@@ -33,12 +34,12 @@ mod intercept;
 pub mod openshift;
 mod wait;
 
-pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE};
+pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE, install_crd};
 pub use counting::{RecordedRequest, RequestLog};
 pub use fixtures::{
     Kind, Workload, create_secret, deployment_images, grant, granted_client,
     mark_deployment_rolled_out, merge_status, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
-pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_crd, install_openshift_crds};
+pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
 pub use wait::{wait_for, wait_until};

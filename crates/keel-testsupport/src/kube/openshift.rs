@@ -14,14 +14,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PostParams};
 use serde_json::{Value, json};
 
-use super::ApiServer;
-use super::{merge_status, wait_until};
+use super::{ApiServer, install_crd, merge_status};
 
 /// The DeploymentConfig CRD (`deploymentconfigs.apps.openshift.io`), as YAML.
 pub const DEPLOYMENT_CONFIG_CRD: &str =
@@ -47,34 +45,6 @@ pub async fn install_openshift_crds(server: &ApiServer) {
         IMAGE_STREAM_CRD,
         "image.openshift.io/v1",
         "imagestreams",
-    )
-    .await;
-}
-
-/// Installs the CRD `yaml` into `server` (an existing one is left as it is) and waits until
-/// the server serves `plural` in `group_version`. Panics, naming the resource, when the
-/// server refuses the CRD or does not serve it within 30 s.
-pub async fn install_crd(server: &ApiServer, yaml: &str, group_version: &str, plural: &str) {
-    let client = server.admin_client();
-    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-        .header(http::header::CONTENT_TYPE, "application/yaml")
-        .body(yaml.as_bytes().to_vec())
-        .expect("a valid request");
-    match client.request_text(request).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => panic!("create the CRD of {plural} in {group_version}: {e}"),
-    }
-    wait_until(
-        &format!("{plural} served in {group_version}"),
-        (Duration::from_secs(30), Duration::from_millis(100)),
-        async || {
-            if server.serves(group_version, plural).await {
-                Ok(())
-            } else {
-                Err("not in discovery yet")
-            }
-        },
     )
     .await;
 }
