@@ -109,16 +109,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keel_core::Error;
-use keel_k8s::error::{Request, from_kube};
+use keel_k8s::sync::NamespaceScope;
 use kube::Client;
-use kube::api::ListParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{Instrument as _, info_span, warn};
 
 use crate::reflector::objects::Meta;
 use crate::reflector::status::{conditions_with_ready, timestamp};
-use crate::reflector::{GROUP, Namespaces, ObjectReport, Outcome, VERSION, patch_status};
+use crate::reflector::{
+    GROUP, Namespaces, ObjectReport, Outcome, VERSION, list_scope, patch_status, sort_by_name,
+};
 use spec::due;
 use status::{Ready, observed_patch};
 
@@ -156,7 +157,7 @@ impl AutomationReport {
 /// Runs Flux's `ImageUpdateAutomation` objects; see the [module docs](self).
 pub struct Automation {
     client: Client,
-    namespaces: Namespaces,
+    namespaces: NamespaceScope,
     workdir: Option<PathBuf>,
     server_timeout: Duration,
 }
@@ -201,7 +202,7 @@ impl Automation {
     pub fn new(client: Client, namespaces: Namespaces) -> Self {
         Automation {
             client,
-            namespaces,
+            namespaces: namespaces.into_scope(),
             workdir: None,
             server_timeout: Duration::from_secs(60),
         }
@@ -225,21 +226,13 @@ impl Automation {
         let mut report = AutomationReport::default();
         let resource = automation_resource();
         let mut objects = Vec::new();
-        for (namespace, api) in self.namespaces.apis(&self.client, &resource) {
-            match api.list(&ListParams::default()).await {
-                Ok(list) => objects.extend(list.items),
-                Err(error) => report.errors.push(from_kube(
-                    error,
-                    &Request {
-                        verb: "list",
-                        resource: "imageupdateautomations",
-                        namespace,
-                        name: None,
-                    },
-                )),
+        for namespace in self.namespaces.watched() {
+            match list_scope(&self.client, &resource, namespace).await {
+                Ok(items) => objects.extend(items),
+                Err(error) => report.errors.push(error),
             }
         }
-        objects.sort_by_key(|o| (o.metadata.namespace.clone(), o.metadata.name.clone()));
+        sort_by_name(&mut objects);
         for object in &objects {
             let Some(meta) = Meta::read(object) else {
                 continue;

@@ -101,6 +101,7 @@ use chrono::{DateTime, Utc};
 use keel_core::retry::Backoff;
 use keel_core::{Error, ImageRef, Registry};
 use keel_k8s::error::{Request, from_kube};
+use keel_k8s::sync::NamespaceScope;
 use keel_k8s::{PullSecrets, SecretRef};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -157,28 +158,46 @@ impl Namespaces {
         Namespaces::Only(names.into_iter().map(Into::into).collect())
     }
 
-    /// The `Api` of `resource` in each scope listed, with the scope: one over all
-    /// namespaces, or one per namespace named.
-    pub(crate) fn apis<'a>(
-        &'a self,
-        client: &Client,
-        resource: &ApiResource,
-    ) -> Vec<(Option<&'a str>, Api<DynamicObject>)> {
-        let scopes: Vec<Option<&str>> = match self {
-            Namespaces::All => vec![None],
-            Namespaces::Only(names) => names.iter().map(|n| Some(n.as_str())).collect(),
-        };
-        scopes
-            .into_iter()
-            .map(|scope| {
-                let api = match scope {
-                    Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
-                    None => Api::all_with(client.clone(), resource),
-                };
-                (scope, api)
-            })
-            .collect()
+    /// The same namespaces as a scope of keel-k8s, which names the scope of each listing and
+    /// tells which namespaces are read.
+    pub(crate) fn into_scope(self) -> NamespaceScope {
+        match self {
+            Namespaces::All => NamespaceScope::all(),
+            Namespaces::Only(names) => NamespaceScope::only(names),
+        }
     }
+}
+
+/// Every object of `resource` in `namespace` (`None`: in all namespaces), one scope of a
+/// pass's listing.
+pub(crate) async fn list_scope(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+) -> Result<Vec<DynamicObject>, Error> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let list = api.list(&ListParams::default()).await.map_err(|e| {
+        from_kube(
+            e,
+            &Request {
+                verb: "list",
+                resource: &resource.plural,
+                namespace,
+                name: None,
+            },
+        )
+    })?;
+    Ok(list.items)
+}
+
+/// Sorts `objects` by namespace and name, the order a pass works in.
+pub(crate) fn sort_by_name(objects: &mut [DynamicObject]) {
+    objects.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
 }
 
 /// What a pass did with one object.
@@ -276,7 +295,7 @@ struct Scanned {
 /// a pass that has nothing to do makes no registry request and writes nothing).
 pub struct Reflector {
     client: Client,
-    namespaces: Namespaces,
+    namespaces: NamespaceScope,
     registry: Arc<dyn Registry>,
     pull_secrets: Option<PullSecrets>,
     tags: Mutex<HashMap<String, Scanned>>,
@@ -382,7 +401,7 @@ impl Reflector {
     pub fn new(client: Client, namespaces: Namespaces, registry: Arc<dyn Registry>) -> Self {
         Reflector {
             client,
-            namespaces,
+            namespaces: namespaces.into_scope(),
             registry,
             pull_secrets: None,
             tags: Mutex::new(HashMap::new()),
@@ -487,24 +506,10 @@ impl Reflector {
     /// Every object of `resource` in the scope, sorted by namespace and name.
     async fn list(&self, resource: &ApiResource) -> Result<Vec<DynamicObject>, Error> {
         let mut objects = Vec::new();
-        for (namespace, api) in self.namespaces.apis(&self.client, resource) {
-            let list = api.list(&ListParams::default()).await.map_err(|e| {
-                from_kube(
-                    e,
-                    &Request {
-                        verb: "list",
-                        resource: &resource.plural,
-                        namespace,
-                        name: None,
-                    },
-                )
-            })?;
-            objects.extend(list.items);
+        for namespace in self.namespaces.watched() {
+            objects.extend(list_scope(&self.client, resource, namespace).await?);
         }
-        objects.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
+        sort_by_name(&mut objects);
         Ok(objects)
     }
 

@@ -116,9 +116,7 @@ impl Reflector {
                 format!("failed to get the referred ImageRepository: access denied: {why}"),
             )
         };
-        if let Namespaces::Only(names) = &self.namespaces
-            && !names.contains(repository_namespace)
-        {
+        if !self.namespaces.contains(repository_namespace) {
             return Err(access_denied(format!(
                 "'ImageRepository/{repository_key}' is in a namespace this reflector does not \
                  read"
