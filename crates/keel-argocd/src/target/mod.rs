@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Result, Target, TrackedImage, UpdatePlan};
 use keel_k8s::error::{Request, from_kube, is_conflict};
+use keel_k8s::sync::NamespaceScope;
 use keel_k8s::{FIELD_MANAGER, Problem, ProblemLog};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -52,7 +53,7 @@ pub struct ArgoCdTarget {
     name: String,
     #[debug(skip)]
     client: Client,
-    namespaces: Vec<String>,
+    namespaces: NamespaceScope,
     label_selector: Option<String>,
     trigger: Trigger,
     attempts: u32,
@@ -108,7 +109,7 @@ impl ArgoCdTarget {
         ArgoCdTarget {
             name: "argocd".into(),
             client,
-            namespaces: Vec::new(),
+            namespaces: NamespaceScope::all(),
             label_selector: None,
             trigger: Trigger::Poll { schedule: None },
             attempts: DEFAULT_ATTEMPTS,
@@ -172,7 +173,9 @@ impl ArgoCdTarget {
 
     /// Only Applications in `namespace` (call again for more); by default, all namespaces.
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespaces.push(namespace.into());
+        let mut namespaces = self.namespaces.list().unwrap_or_default().to_vec();
+        namespaces.push(namespace.into());
+        self.namespaces = NamespaceScope::only(namespaces);
         self
     }
 
@@ -228,22 +231,13 @@ impl ArgoCdTarget {
         }
     }
 
-    /// The scopes listed: all namespaces, or each of the target's.
-    fn scopes(&self) -> Vec<Option<&str>> {
-        if self.namespaces.is_empty() {
-            vec![None]
-        } else {
-            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
-        }
-    }
-
     async fn list(&self) -> Result<Vec<DynamicObject>> {
         let mut params = ListParams::default();
         if let Some(selector) = &self.label_selector {
             params = params.labels(selector);
         }
         let mut out = Vec::new();
-        for scope in self.scopes() {
+        for scope in self.namespaces.watched() {
             let request = Request {
                 verb: "list",
                 resource: RESOURCE,
@@ -556,7 +550,7 @@ impl ArgoCdTarget {
     async fn list_image_updaters(&self) -> Result<Vec<DynamicObject>> {
         let resource = image_updater::image_updater_resource();
         let mut out = Vec::new();
-        for scope in self.scopes() {
+        for scope in self.namespaces.watched() {
             let api = self.api_of(scope, &resource);
             match api.list(&ListParams::default()).await {
                 Ok(list) => out.extend(list.items),
