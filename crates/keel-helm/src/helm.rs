@@ -1,4 +1,5 @@
-//! The `helm` binary: found at start-up, run with a deadline, its own messages passed on.
+//! The `helm` binary: where it is and how it runs ([`HelmBinary`]), checked at start-up
+//! ([`CheckedHelm`]), run with a deadline, its own messages passed on.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,40 @@ use tokio::process::Command;
 /// The backend name in errors of the helm binary.
 pub const BACKEND: &str = "helm";
 
-/// A `helm` binary that answered `helm version`, with the environment it runs in.
-#[derive(Clone, derive_more::Debug)]
+/// Which `helm` to run and how, not checked yet: the first `helm` on `PATH` or one path, the
+/// environment it runs in, and how long one run may take. [`check`](Self::check) finds it and
+/// runs `helm version`; a [`HelmTarget`](crate::HelmTarget) does that when it is built.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use keel_helm::HelmBinary;
+///
+/// let helm = HelmBinary::at("/usr/local/bin/helm")
+///     .with_env([("KUBECONFIG", "/etc/keel/kubeconfig")])
+///     .with_timeout(Duration::from_secs(600));
+/// ```
+#[derive(Clone, Default, derive_more::Debug)]
 pub struct HelmBinary {
-    path: PathBuf,
-    version: String,
+    /// `None`: the first `helm` on `PATH`.
+    path: Option<PathBuf>,
     /// May carry credentials: `Debug` shows only its names.
     #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
     env: Vec<(OsString, OsString)>,
+    /// `None`: the default of whoever runs it ([`HelmBinary::DEFAULT_TIMEOUT`], or a
+    /// target's own).
+    timeout: Option<Duration>,
+}
+
+/// A `helm` binary that answered `helm version`, with the environment it runs in: what
+/// [`HelmBinary::check`] returns and what a [`HelmTarget`](crate::HelmTarget) runs.
+#[derive(Clone, Debug)]
+pub struct CheckedHelm {
+    path: PathBuf,
+    version: String,
     timeout: Duration,
+    /// Its environment (`Debug` shows only the names).
+    settings: HelmBinary,
 }
 
 /// What one helm run printed.
@@ -29,15 +55,64 @@ pub(crate) struct Output {
 }
 
 impl HelmBinary {
-    /// Finds `helm`: `path` when given, else the first `helm` on `PATH`; runs `helm version`
-    /// to check that it works.
+    /// How long one run may take when [`with_timeout`](Self::with_timeout) was not given, for
+    /// a binary checked on its own. A [`HelmTarget`](crate::HelmTarget) gives its runs five
+    /// minutes instead (an upgrade waits for the chart's hooks).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// The first `helm` on `PATH` when it is checked (the default).
+    pub fn on_path() -> Self {
+        HelmBinary::default()
+    }
+
+    /// The `helm` binary at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        HelmBinary::on_path().with_path(path)
+    }
+
+    /// The same settings with the binary at `path` instead.
+    pub(crate) fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The same binary, run with these extra environment variables (`KUBECONFIG`,
+    /// `HELM_CONFIG_HOME`...), `helm version` included. Without `KUBECONFIG`, helm finds the
+    /// cluster as kubectl does (in a pod: its service account).
+    pub fn with_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// The same binary, with runs killed after `timeout` (default
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) on its own, five minutes in a
+    /// [`HelmTarget`](crate::HelmTarget)).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The same settings, with `timeout` when none was given.
+    pub(crate) fn or_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout.get_or_insert(timeout);
+        self
+    }
+
+    /// Finds the binary and runs `helm version` with its environment and timeout, to check
+    /// that it works.
     ///
     /// # Errors
     /// [`Error::NotFound`] naming where it looked when there is no such binary;
     /// [`Error::Backend`] when it does not run or does not answer as helm does.
-    pub async fn locate(path: Option<&Path>) -> Result<HelmBinary, Error> {
-        let path = match path {
-            Some(path) => path.to_owned(),
+    pub async fn check(self) -> Result<CheckedHelm, Error> {
+        let path = match &self.path {
+            Some(path) => path.clone(),
             None => find_on_path("helm").ok_or_else(|| {
                 Error::not_found(
                     "the helm binary on PATH (install Helm 3 or 4, or give its path with \
@@ -51,11 +126,11 @@ impl HelmBinary {
                 path.display()
             )));
         }
-        let mut helm = HelmBinary {
+        let mut helm = CheckedHelm {
             path,
             version: String::new(),
-            env: Vec::new(),
-            timeout: Duration::from_secs(120),
+            timeout: self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT),
+            settings: self,
         };
         let output = helm
             .run("check the helm binary", &["version", "--short"])
@@ -73,26 +148,9 @@ impl HelmBinary {
         helm.version = version;
         Ok(helm)
     }
+}
 
-    /// The same binary, run with these extra environment variables (`KUBECONFIG`,
-    /// `HELM_CONFIG_HOME`...).
-    pub fn with_env<I, K, V>(mut self, vars: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<OsString>,
-        V: Into<OsString>,
-    {
-        self.env
-            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
-    }
-
-    /// The same binary, with runs killed after `timeout` (default two minutes).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
+impl CheckedHelm {
     /// The binary's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -101,6 +159,11 @@ impl HelmBinary {
     /// What `helm version --short` printed, e.g. `v4.1.4+g...`.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// How long one run may take before it is killed.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs helm with `args`, for `action` (in errors).
@@ -129,7 +192,7 @@ impl HelmBinary {
         let mut command = Command::new(&self.path);
         command
             .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -169,29 +232,39 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
+
+    /// A stand-in for helm in a new directory: a shell script with `body`.
+    fn fake_helm(body: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("helm");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, path)
+    }
 
     #[tokio::test]
     async fn a_missing_binary_is_a_clear_error() {
-        let error = HelmBinary::locate(Some(Path::new("no/such/helm")))
-            .await
-            .unwrap_err();
+        let error = HelmBinary::at("no/such/helm").check().await.unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
         assert!(error.to_string().contains("no/such/helm"), "{error}");
     }
 
     #[test]
     fn debug_output_names_the_environment_but_not_its_values() {
-        let helm = HelmBinary {
+        let settings = HelmBinary::at("helm").with_env([("HELM_REGISTRY_TOKEN", "s3cr3t-token")]);
+        let helm = CheckedHelm {
             path: PathBuf::from("helm"),
             version: "v4.1.4".to_owned(),
-            env: Vec::new(),
             timeout: Duration::from_secs(1),
+            settings: settings.clone(),
+        };
+        for text in [format!("{settings:?}"), format!("{helm:?}")] {
+            assert!(text.contains("HELM_REGISTRY_TOKEN"), "{text}");
+            assert!(!text.contains("s3cr3t-token"), "{text}");
         }
-        .with_env([("HELM_REGISTRY_TOKEN", "s3cr3t-token")]);
-        let text = format!("{helm:?}");
-        assert!(text.contains("HELM_REGISTRY_TOKEN"), "{text}");
-        assert!(!text.contains("s3cr3t-token"), "{text}");
     }
 
     #[tokio::test]
@@ -200,7 +273,46 @@ mod tests {
         let Some(true_bin) = find_on_path("true") else {
             return;
         };
-        let error = HelmBinary::locate(Some(&true_bin)).await.unwrap_err();
+        let error = HelmBinary::at(true_bin).check().await.unwrap_err();
         assert!(error.to_string().contains("not a version"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_version_check_runs_with_the_environment() {
+        let (_dir, path) = fake_helm(r#"[ "$KEEL_TEST_HELM" = yes ] && echo v4.1.4"#);
+        let error = HelmBinary::at(&path).check().await.unwrap_err();
+        assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+        let helm = HelmBinary::at(&path)
+            .with_env([("KEEL_TEST_HELM", "yes")])
+            .check()
+            .await
+            .unwrap();
+        assert_eq!(helm.version(), "v4.1.4");
+        assert_eq!(helm.path(), path);
+    }
+
+    #[tokio::test]
+    async fn the_timeout_is_two_minutes_unless_given() {
+        let (_dir, path) = fake_helm("echo v4.1.4");
+        let helm = HelmBinary::at(&path).check().await.unwrap();
+        assert_eq!(helm.timeout(), Duration::from_secs(120));
+        let helm = HelmBinary::at(&path)
+            .with_timeout(Duration::from_secs(7))
+            .or_timeout(Duration::from_secs(300))
+            .check()
+            .await
+            .unwrap();
+        assert_eq!(helm.timeout(), Duration::from_secs(7));
+    }
+
+    #[tokio::test]
+    async fn the_version_check_is_killed_after_the_timeout() {
+        let (_dir, path) = fake_helm("exec sleep 10");
+        let error = HelmBinary::at(&path)
+            .with_timeout(Duration::from_millis(200))
+            .check()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("ran longer than"), "{error}");
     }
 }

@@ -31,8 +31,10 @@
 //! - Releases are discovered from Helm's own storage ([`release`]: Secrets and ConfigMaps
 //!   labelled `owner=helm`, decoded here), deployed revisions only, through watches: a
 //!   steady-state discovery makes no API request.
-//! - Updates run the real `helm` binary ([`HelmBinary`], checked at start-up): `helm upgrade`
-//!   with the deployed chart, the values the release had, and only the tracked paths changed.
+//! - Updates run the real `helm` binary ([`HelmBinary`]: its path, environment and timeout,
+//!   given with [`HelmTargetBuilder::with_helm`] and checked with `helm version` at start-up):
+//!   `helm upgrade` with the deployed chart, the values the release had, and only the tracked
+//!   paths changed.
 //!   A release with an operation under way (`pending-*`) is not touched; helm's own message
 //!   reports a failed upgrade, and the image it failed on is not tried again.
 //! - [`HelmTarget::verify_rollout`] follows the release's workloads and runs `helm rollback`
@@ -48,6 +50,6 @@ pub mod release;
 mod storage;
 mod target;
 
-pub use helm::HelmBinary;
+pub use helm::{CheckedHelm, HelmBinary};
 pub use storage::Driver;
 pub use target::{HelmTarget, HelmTargetBuilder, PROBLEM_KIND, ReleaseImage};

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use keel_core::approval::{Approvals, MemoryApprovalStore};
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Pipeline, Target, TrackedImage, UpdatePlan};
-use keel_helm::{HelmTarget, HelmTargetBuilder, PROBLEM_KIND};
+use keel_helm::{HelmBinary, HelmTarget, HelmTargetBuilder, PROBLEM_KIND};
 use keel_k8s::RolloutVerdict;
 use keel_registry::RegistryClient;
 use keel_testsupport::helm::{Helm, chart_dir, chart_registry, helm_bin};
@@ -55,9 +55,13 @@ impl World {
         HelmTarget::builder(client)
             .with_name(NAME)
             .with_namespaces(namespaces.iter().copied())
-            .with_helm_binary(helm_bin().expect("HELM_BIN is set"))
-            .with_helm_env(self.helm.env())
+            .with_helm(self.helm_binary())
             .with_sync_timeout(Duration::from_secs(30))
+    }
+
+    /// The real helm, acting as the admin.
+    fn helm_binary(&self) -> HelmBinary {
+        HelmBinary::at(helm_bin().expect("HELM_BIN is set")).with_env(self.helm.env())
     }
 
     async fn target(&self) -> HelmTarget {
@@ -572,12 +576,28 @@ async fn a_missing_helm_binary_fails_at_start_up() {
         return;
     };
     let error = HelmTarget::builder(w.admin.clone())
-        .with_helm_binary("no/such/helm")
+        .with_helm(HelmBinary::at("no/such/helm"))
         .build()
         .await
         .unwrap_err();
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
     assert!(error.to_string().contains("no/such/helm"), "{error}");
+}
+
+#[tokio::test]
+async fn helm_runs_are_killed_after_five_minutes_unless_the_binary_says_otherwise() {
+    let Some(w) = world("helm-timeout").await else {
+        return;
+    };
+    let target = w.target().await;
+    assert_eq!(target.helm().timeout(), Duration::from_secs(300));
+    let target = w
+        .builder(w.admin.clone(), &[&w.ns])
+        .with_helm(w.helm_binary().with_timeout(Duration::from_secs(42)))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(target.helm().timeout(), Duration::from_secs(42));
 }
 
 #[tokio::test]

@@ -499,7 +499,7 @@ async fn helm_target(
         builder = builder.with_namespaces(args.namespaces.clone());
     }
     if let Some(path) = &args.helm_binary {
-        builder = builder.with_helm_binary(path);
+        builder = builder.with_helm(keel_helm::HelmBinary::at(path));
     }
     let target = builder
         .build()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use keel_core::{ImageRef, Target, UpdatePlan};
-use keel_helm::HelmTarget;
+use keel_helm::{HelmBinary, HelmTarget};
 
 use crate::error::CliError;
 use crate::kube::release_plan;
@@ -39,7 +39,7 @@ impl HelmArgs {
         let Some(path) = &self.helm_binary else {
             return Ok(builder.build().await?);
         };
-        match builder.with_helm_binary(path).build().await {
+        match builder.with_helm(HelmBinary::at(path)).build().await {
             Err(e @ keel_core::Error::NotFound { .. }) => Err(CliError::Input(format!(
                 "invalid --helm-binary {:?}: {e}",
                 path.display().to_string()

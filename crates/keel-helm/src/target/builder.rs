@@ -22,13 +22,12 @@ pub struct HelmTargetBuilder {
     pub(super) client: Client,
     pub(super) watch: WatchSettings,
     pub(super) drivers: Vec<Driver>,
-    pub(super) helm_path: Option<PathBuf>,
-    /// May carry credentials (a kubeconfig path, tokens): left out of `Debug`.
-    #[debug(skip)]
-    pub(super) helm_env: Vec<(OsString, OsString)>,
-    #[debug(skip)]
-    pub(super) helm_timeout: Duration,
+    pub(super) helm: HelmBinary,
 }
+
+/// How long one helm run of a target may take when its [`HelmBinary`] names no timeout: an
+/// upgrade waits for the chart's hooks.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl HelmTargetBuilder {
     pub(super) fn new(client: Client) -> Self {
@@ -36,9 +35,7 @@ impl HelmTargetBuilder {
             client,
             watch: WatchSettings::new("helm"),
             drivers: Driver::ALL.to_vec(),
-            helm_path: None,
-            helm_env: Vec::new(),
-            helm_timeout: Duration::from_secs(300),
+            helm: HelmBinary::on_path(),
         }
     }
 
@@ -86,28 +83,31 @@ impl HelmTargetBuilder {
         self
     }
 
-    /// The `helm` binary to run (default: `helm` on `PATH`).
-    pub fn with_helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
-        self.helm_path = Some(path.into());
+    /// The `helm` binary to run, its environment and timeout (default:
+    /// [`HelmBinary::on_path`], the environment of this process, and runs killed after five
+    /// minutes unless [`HelmBinary::with_timeout`] says otherwise); checked by
+    /// [`build`](Self::build).
+    pub fn with_helm(mut self, helm: HelmBinary) -> Self {
+        self.helm = helm;
         self
     }
 
-    /// Extra environment for helm (`KUBECONFIG`, `HELM_CONFIG_HOME`...). Without
-    /// `KUBECONFIG`, helm finds the cluster as kubectl does (in a pod: its service account).
+    /// The `helm` binary at `path`, keeping the environment and timeout: short for
+    /// [`with_helm`](Self::with_helm) with [`HelmBinary::at`].
+    pub fn with_helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.helm = self.helm.with_path(path);
+        self
+    }
+
+    /// Extra environment for helm: short for [`with_helm`](Self::with_helm) with
+    /// [`HelmBinary::with_env`].
     pub fn with_helm_env<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        self.helm_env
-            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
-    }
-
-    /// How long one helm run may take before it is killed (default five minutes).
-    pub fn with_helm_timeout(mut self, timeout: Duration) -> Self {
-        self.helm_timeout = timeout;
+        self.helm = self.helm.with_env(vars);
         self
     }
 
@@ -126,10 +126,7 @@ impl HelmTargetBuilder {
     /// the first update.
     pub async fn build(self) -> Result<HelmTarget, Error> {
         self.watch.scope().check()?;
-        let helm = HelmBinary::locate(self.helm_path.as_deref())
-            .await?
-            .with_env(self.helm_env.clone())
-            .with_timeout(self.helm_timeout);
+        let helm = self.helm.clone().or_timeout(RUN_TIMEOUT).check().await?;
         let (changes, _) = tokio::sync::watch::channel(());
         let scopes = self.watch.scope().watched();
         let watches = self

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tracing::debug;
 
 use crate::config::{self, ImageEntry};
-use crate::helm::HelmBinary;
+use crate::helm::CheckedHelm;
 use crate::release::Status;
 
 mod apply;
@@ -62,7 +62,7 @@ pub struct HelmTarget {
 
 struct Inner {
     settings: HelmTargetBuilder,
-    helm: HelmBinary,
+    helm: CheckedHelm,
     watches: Vec<Watch>,
     changes: tokio::sync::watch::Sender<()>,
     problems: ProblemLog,
@@ -151,7 +151,7 @@ impl HelmTarget {
     }
 
     /// The helm binary this target runs.
-    pub fn helm(&self) -> &HelmBinary {
+    pub fn helm(&self) -> &CheckedHelm {
         &self.inner.helm
     }
 
