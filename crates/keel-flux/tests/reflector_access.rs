@@ -12,16 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::at;
-use k8s_openapi::api::core::v1::Secret;
 use keel_flux::reflector::{Namespaces, Outcome, Reflector};
 use keel_k8s::{PullSecrets, SecretRef};
 use keel_testsupport::kube::flux::{
-    assert_ready, create, create_all, delete, flux_namespace, get, patch_spec, ready, secret,
-    status,
+    assert_ready, create, create_all, delete, flux_namespace, get, patch_spec, ready, status,
 };
-use keel_testsupport::kube::wait_until;
+use keel_testsupport::kube::{create_docker_config_secret, wait_until};
 use keel_testsupport::registry::ServerOptions;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use reflector_common::{
     POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, namespace, outcome,
     ready_true, reflecting_digests, reflector_of, registry, registry_client, repository_spec,
@@ -208,16 +206,6 @@ async fn failures_stay_with_their_object_and_keep_what_was_found() {
     );
 }
 
-fn docker_config_secret(name: &str, registry: &str, user: &str, password: &str) -> Secret {
-    use base64::Engine as _;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let config = format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#);
-    Secret {
-        type_: Some("kubernetes.io/dockerconfigjson".into()),
-        ..secret(name, &[(".dockerconfigjson", &config)])
-    }
-}
-
 #[tokio::test]
 async fn secret_refs_are_the_credentials_of_their_repository_only() {
     let Some((ns, client)) = namespace("flux-secrets").await else {
@@ -225,15 +213,8 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
     };
     let options = ServerOptions::htpasswd("robot", "s3cret");
     let (registry, image) = registry(options, "private/app", &["1.0.0", "1.4.0"]).await;
-    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for secret in [
-        docker_config_secret("good", registry.addr(), "robot", "s3cret"),
-        docker_config_secret("wrong", registry.addr(), "robot", "guess"),
-    ] {
-        secrets_api
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
+    for (name, password) in [("good", "s3cret"), ("wrong", "guess")] {
+        create_docker_config_secret(&client, &ns, name, registry.addr(), "robot", password).await;
     }
     let secrets = PullSecrets::in_namespaces(client.clone(), [ns.clone()]);
     assert!(secrets.ready_within(Duration::from_secs(30)).await);

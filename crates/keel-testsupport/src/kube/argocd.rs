@@ -7,7 +7,7 @@ use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::fixtures::create_labelled_secret;
+use super::fixtures::{OPAQUE, create_secret_of};
 
 /// Creates an Argo CD Application in `namespace` through `apps` (an API of Argo CD's
 /// Application resource in that namespace): of project `default`, deploying to the cluster it
@@ -63,7 +63,7 @@ pub async fn create_repository_secret(
     let mut string_data = vec![("url", url)];
     string_data.extend_from_slice(credentials);
     let labels = [("argocd.argoproj.io/secret-type", "repository")];
-    create_labelled_secret(client, namespace, name, &labels, &string_data).await;
+    create_secret_of(client, namespace, name, OPAQUE, &labels, &string_data).await;
 }
 
 /// Creates Argo CD's SSH known hosts in `namespace`, ConfigMap `argocd-ssh-known-hosts-cm`

@@ -329,14 +329,40 @@ pub async fn granted_client(
 /// Argo CD `git:secret:<namespace>/<name>` write-back. Panics naming the Secret when the API
 /// server refuses it.
 pub async fn create_secret(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
-    create_labelled_secret(client, namespace, name, &[], data).await;
+    create_secret_of(client, namespace, name, OPAQUE, &[], data).await;
 }
 
-/// [`create_secret`], the Secret labelled with the `(key, value)` pairs `labels`.
-pub(super) async fn create_labelled_secret(
+/// Creates the `kubernetes.io/dockerconfigjson` Secret `name` in `namespace` with the
+/// credentials `user` and `password` of `registry` (`host:port`): a pod's image pull secret,
+/// or the `secretRef` of a Flux `ImageRepository`. Panics naming the Secret when the API
+/// server refuses it.
+pub async fn create_docker_config_secret(
     client: &Client,
     namespace: &str,
     name: &str,
+    registry: &str,
+    user: &str,
+    password: &str,
+) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = json!({ "auths": { registry: { "auth": auth } } }).to_string();
+    let data = [(".dockerconfigjson", config.as_str())];
+    let kind = "kubernetes.io/dockerconfigjson";
+    create_secret_of(client, namespace, name, kind, &[], &data).await;
+}
+
+/// The type of a Secret of arbitrary values, the API server's default.
+pub(super) const OPAQUE: &str = "Opaque";
+
+/// Creates Secret `name` of type `kind` in `namespace`, labelled with the `(key, value)` pairs
+/// `labels`, of the plain `(key, value)` pairs `data`. Panics naming the Secret when the API
+/// server refuses it.
+pub(super) async fn create_secret_of(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    kind: &str,
     labels: &[(&str, &str)],
     data: &[(&str, &str)],
 ) {
@@ -344,6 +370,7 @@ pub(super) async fn create_labelled_secret(
     let string_data: BTreeMap<&str, &str> = data.iter().copied().collect();
     let secret = json!({
         "metadata": { "name": name, "namespace": namespace, "labels": labels },
+        "type": kind,
         "stringData": string_data,
     });
     create_as::<Secret>(client, namespace, secret)

@@ -3,8 +3,10 @@
 //! ([`install_flux_crds`], with the YAML keel-flux ships), and the fixtures that keel-flux's
 //! tests and the controller's Flux test build alike: objects created, read and patched as JSON
 //! ([`create`], [`get`], [`status`], [`merge`], [`patch_spec`], [`patch_status`],
-//! [`delete`]), a `GitRepository` spec ([`git_repository_spec`]), a Secret of plain values
-//! ([`secret`]) and the `Ready` condition Flux's statuses carry ([`ready`], [`assert_ready`]).
+//! [`delete`]), a `GitRepository` spec ([`git_repository_spec`]) and the `Ready` condition
+//! Flux's statuses carry ([`ready`], [`assert_ready`]). The Secrets these objects name are
+//! made with [`create_secret`] (a `GitRepository`'s `username` and `password`) and
+//! [`create_docker_config_secret`] (an `ImageRepository`'s registry credentials).
 //!
 //! No Flux controller runs here: what a test does not write itself, only the code under test
 //! writes.
@@ -19,16 +21,14 @@
 //! [`patch_status`]: crate::kube::flux::patch_status
 //! [`delete`]: crate::kube::flux::delete
 //! [`git_repository_spec`]: crate::kube::flux::git_repository_spec
-//! [`secret`]: crate::kube::flux::secret
 //! [`ready`]: crate::kube::flux::ready
 //! [`assert_ready`]: crate::kube::flux::assert_ready
+//! [`create_secret`]: crate::kube::create_secret
+//! [`create_docker_config_secret`]: crate::kube::create_docker_config_secret
 
 use std::fmt;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -242,22 +242,6 @@ pub fn git_repository_spec(url: &str, secret: &str) -> Value {
         "ref": {"branch": "main"},
         "secretRef": {"name": secret},
     })
-}
-
-/// A Secret `name` of the `(key, value)` pairs `data`, e.g. the `username` and `password` of a
-/// `GitRepository`'s `secretRef`.
-pub fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
-    let data = data
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), ByteString(value.as_bytes().to_vec())));
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(data.collect()),
-        ..Secret::default()
-    }
 }
 
 /// The `Ready` condition of a Flux status: (status, reason, message). Panics when there is

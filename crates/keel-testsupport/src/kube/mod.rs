@@ -14,8 +14,9 @@
 //!   (e.g. a concurrent change between a read and a write);
 //!   [`ApiServer::racing_object_client`]: a client whose PATCHes of one object each race
 //!   another writer's change of it.
-//! - [`Workload`], [`grant`], [`create_secret`], [`patch_deployment_status`],
-//!   [`mark_deployment_rolled_out`], [`merge_status`]: fixtures written with the raw API.
+//! - [`Workload`], [`grant`], [`create_secret`], [`create_docker_config_secret`],
+//!   [`patch_deployment_status`], [`mark_deployment_rolled_out`], [`merge_status`]: fixtures
+//!   written with the raw API.
 //! - [`wait_until`] and [`wait_for`]: polling until a state is reached, or panicking with what
 //!   was seen.
 //! - [`install_crd`]: a CRD installed once per server, however many tests ask for it;
@@ -37,8 +38,8 @@ mod wait;
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE, install_crd};
 pub use counting::{RecordedRequest, RequestLog};
 pub use fixtures::{
-    Kind, Workload, create_secret, deployment_images, grant, granted_client,
-    mark_deployment_rolled_out, merge_status, patch_deployment_status,
+    Kind, Workload, create_docker_config_secret, create_secret, deployment_images, grant,
+    granted_client, mark_deployment_rolled_out, merge_status, patch_deployment_status,
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
 pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
