@@ -159,7 +159,8 @@ pub struct Automation {
     client: Client,
     namespaces: NamespaceScope,
     workdir: Option<PathBuf>,
-    server_timeout: Duration,
+    /// `None`: keel-git's default.
+    server_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Automation {
@@ -204,7 +205,7 @@ impl Automation {
             client,
             namespaces: namespaces.into_scope(),
             workdir: None,
-            server_timeout: Duration::from_secs(60),
+            server_timeout: None,
         }
     }
 
@@ -215,9 +216,10 @@ impl Automation {
         self
     }
 
-    /// How long a fetch or push waits for each answer of the Git server (default 60 s).
+    /// How long a fetch or push waits for each answer of the Git server (default: that of
+    /// [`keel_git::GitTargetBuilder::with_server_timeout`], 60 s).
     pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
-        self.server_timeout = timeout;
+        self.server_timeout = Some(timeout);
         self
     }
 

@@ -144,7 +144,6 @@ impl Automation {
             .with_author(author_name, author_email)
             .with_auth(auth)
             .with_config(repo_config)
-            .with_server_timeout(self.server_timeout)
             .with_max_push_attempts(3)
             .with_all_or_nothing(true);
         if let Some(path) = &path {
@@ -155,6 +154,9 @@ impl Automation {
         }
         if let Some(dir) = &self.workdir {
             builder = builder.with_workdir(dir.join(&meta.namespace).join(&meta.name));
+        }
+        if let Some(timeout) = self.server_timeout {
+            builder = builder.with_server_timeout(timeout);
         }
         let checkout = match checkout {
             CheckoutRef::SemVer(range) => {
