@@ -10,10 +10,10 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, DIGEST, GIT_REPOSITORIES, PASSWORD, POLICIES, USER, automation, create_automation,
-    deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, pushed_log, setup, status,
+    deployment, fleet, fleet_file, fleet_namespace, git_spec, outcome, pushed_log, status,
     up_to_date, updated_deployment, values,
 };
-use common::at;
+use common::{at, namespace};
 use keel_flux::automation::{Automation, AutomationReport};
 use keel_flux::reflector::Outcome;
 use keel_testsupport::git::GitServer;
@@ -234,7 +234,7 @@ async fn a_suspended_automation_pushes_nothing_and_keeps_its_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_push_nothing_and_write_only_the_condition_and_run_time() {
-    let Some((ns, client)) = setup("auto-fail").await else {
+    let Some((ns, client)) = namespace("auto-fail").await else {
         return;
     };
     for (name, data) in [

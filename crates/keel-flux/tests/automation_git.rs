@@ -9,10 +9,10 @@ mod common;
 
 use automation_common::{
     AUTOMATIONS, GIT_REPOSITORIES, automation, create_automation, fleet_file, fleet_namespace,
-    git_server, git_spec, outcome, policies_with_choices, pushed_log, setup, status, up_to_date,
+    git_server, git_spec, outcome, policies_with_choices, pushed_log, status, up_to_date,
     updated_deployment,
 };
-use common::at;
+use common::{at, namespace};
 use keel_testsupport::git::SshServer;
 use keel_testsupport::kube::create_secret;
 use keel_testsupport::kube::flux::{assert_ready, create, git_repository_spec, patch_spec};
@@ -153,7 +153,7 @@ async fn checkouts_that_are_not_a_branch_push_on_top_of_them_to_the_push_branch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_secrets_push_only_to_the_host_known_hosts_pins() {
-    let Some((ns, client)) = setup("auto-ssh").await else {
+    let Some((ns, client)) = namespace("auto-ssh").await else {
         return;
     };
     let server = git_server(&ns);

@@ -11,7 +11,7 @@ mod reflector_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::at;
+use common::{at, namespace};
 use keel_flux::reflector::{Namespaces, Outcome, Reflector};
 use keel_k8s::{PullSecrets, SecretRef};
 use keel_testsupport::kube::flux::{
@@ -21,7 +21,7 @@ use keel_testsupport::kube::{create_docker_config_secret, wait_until};
 use keel_testsupport::registry::ServerOptions;
 use kube::api::{Api, Patch, PatchParams};
 use reflector_common::{
-    POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, namespace, outcome,
+    POLICIES, REPOSITORIES, assert_latest_ref, assert_scan_failed, head_digest, outcome,
     ready_true, reflecting_digests, reflector_of, registry, registry_client, repository_spec,
     semver_policy, setup,
 };

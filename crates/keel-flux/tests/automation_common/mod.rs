@@ -1,6 +1,6 @@
-//! What the automation's test binaries share: a namespace with Flux's CRDs, the fleet
-//! repository on a Git server with its `GitRepository` and secret, `ImagePolicy` objects
-//! whose statuses are written directly (as the reflector would), automations of that
+//! What the automation's test binaries share: a [`namespace`] with the fleet repository
+//! ([`fleet_namespace`]) on a Git server with its `GitRepository` and secret, `ImagePolicy`
+//! objects whose statuses are written directly (as the reflector would), automations of that
 //! repository and what a run reports.
 
 use std::time::Duration;
@@ -9,11 +9,11 @@ use keel_flux::automation::{Automation, AutomationReport};
 use keel_flux::reflector::{Namespaces, Outcome};
 use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::create_secret;
-use keel_testsupport::kube::flux::{
-    self, FluxKind, create, flux_namespace, git_repository_spec, patch_status,
-};
+use keel_testsupport::kube::flux::{self, FluxKind, create, git_repository_spec, patch_status};
 use kube::Client;
 use serde_json::{Value, json};
+
+use crate::common::namespace;
 
 pub(crate) const AUTOMATIONS: FluxKind = FluxKind::ImageUpdateAutomation;
 pub(crate) const POLICIES: FluxKind = FluxKind::ImagePolicy;
@@ -22,12 +22,6 @@ pub(crate) const GIT_REPOSITORIES: FluxKind = FluxKind::GitRepository;
 pub(crate) const USER: &str = "flux-bot";
 /// The user's password, which no status message may show.
 pub(crate) const PASSWORD: &str = "s3cret-t0ken";
-
-/// A fresh namespace with Flux's CRDs installed, and an admin client.
-pub(crate) async fn setup(prefix: &str) -> Option<(String, Client)> {
-    let (_, namespace, client) = flux_namespace(prefix, &keel_flux::crds::ALL).await?;
-    Some((namespace, client))
-}
 
 /// The status of the `ImageUpdateAutomation` `name`.
 pub(crate) async fn status(client: &Client, ns: &str, name: &str) -> Value {
@@ -224,7 +218,7 @@ pub(crate) async fn fleet(client: &Client, ns: &str, secret: &str) -> GitServer 
 /// A fresh namespace with Flux's CRDs, an admin client and the [`fleet`] of the secret `git`:
 /// what most tests begin with.
 pub(crate) async fn fleet_namespace(prefix: &str) -> Option<(String, Client, GitServer)> {
-    let (ns, client) = setup(prefix).await?;
+    let (ns, client) = namespace(prefix).await?;
     let server = fleet(&client, &ns, "git").await;
     Some((ns, client, server))
 }

@@ -1,6 +1,6 @@
-//! What the reflector's test binaries share: the kinds it reads, a namespace with Flux's
-//! CRDs, registries to scan, the specs of their objects, a registry client and a reflector
-//! for tests, and the report's outcome of an object.
+//! What the reflector's test binaries share: the kinds it reads, a [`namespace`] with a
+//! registry to scan ([`setup`]), registries, the specs of their objects, a registry client
+//! and a reflector for tests, and the report's outcome of an object.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +8,15 @@ use std::time::Duration;
 use keel_flux::reflector::{Namespaces, Outcome, Reflector, ReflectorReport};
 use keel_k8s::PullSecrets;
 use keel_registry::RegistryClient;
-use keel_testsupport::kube::flux::{FluxKind, flux_namespace, ready};
+use keel_testsupport::kube::flux::{FluxKind, ready};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
 use serde_json::{Value, json};
 
+use crate::common::namespace;
+
 pub(crate) const REPOSITORIES: FluxKind = FluxKind::ImageRepository;
 pub(crate) const POLICIES: FluxKind = FluxKind::ImagePolicy;
-
-/// A fresh namespace with Flux's CRDs installed, and an admin client.
-pub(crate) async fn namespace(prefix: &str) -> Option<(String, Client)> {
-    let (_, namespace, client) = flux_namespace(prefix, &keel_flux::crds::ALL).await?;
-    Some((namespace, client))
-}
 
 /// What most tests begin with: a fresh [`namespace`], an admin client, and a [`registry`]
 /// without authentication serving `repository` with `tags`, with the name of that image.
