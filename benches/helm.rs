@@ -29,7 +29,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Secret;
 use keel_benches::measure::{by_verb, format_counts, memory, print_growth, print_memory, rss_of};
 use keel_core::{Pipeline, Target as _, TrackedImage};
-use keel_helm::HelmTarget;
+use keel_helm::{HelmBinary, HelmTarget};
 use keel_testsupport::helm::{Helm, chart_dir, helm_bin};
 use keel_testsupport::kube::{ADMIN, ApiServer, RecordedRequest};
 use kube::Api;
@@ -160,8 +160,7 @@ fn helm_bench(c: &mut Criterion) {
     let (target, first) = rt.block_on(async {
         let target = HelmTarget::builder(client)
             .with_name("bench helm")
-            .with_helm_binary(helm_bin().expect("HELM_BIN is set"))
-            .with_helm_env(helm.env())
+            .with_helm(HelmBinary::at(helm_bin().expect("HELM_BIN is set")).with_env(helm.env()))
             .build()
             .await
             .expect("build the target");

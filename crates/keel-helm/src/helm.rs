@@ -44,7 +44,8 @@ pub struct CheckedHelm {
     path: PathBuf,
     version: String,
     timeout: Duration,
-    /// Its environment (`Debug` shows only the names).
+    /// The settings it was checked from: their environment goes to every run (`Debug` shows
+    /// only the names).
     settings: HelmBinary,
 }
 
@@ -67,13 +68,10 @@ impl HelmBinary {
 
     /// The `helm` binary at `path`.
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        HelmBinary::on_path().with_path(path)
-    }
-
-    /// The same settings with the binary at `path` instead.
-    pub(crate) fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.path = Some(path.into());
-        self
+        HelmBinary {
+            path: Some(path.into()),
+            ..HelmBinary::on_path()
+        }
     }
 
     /// The same binary, run with these extra environment variables (`KUBECONFIG`,

@@ -1,7 +1,5 @@
 //! [`HelmTargetBuilder`]: the settings of a [`HelmTarget`], checked at build time.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,25 +87,6 @@ impl HelmTargetBuilder {
     /// [`build`](Self::build).
     pub fn with_helm(mut self, helm: HelmBinary) -> Self {
         self.helm = helm;
-        self
-    }
-
-    /// The `helm` binary at `path`, keeping the environment and timeout: short for
-    /// [`with_helm`](Self::with_helm) with [`HelmBinary::at`].
-    pub fn with_helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
-        self.helm = self.helm.with_path(path);
-        self
-    }
-
-    /// Extra environment for helm: short for [`with_helm`](Self::with_helm) with
-    /// [`HelmBinary::with_env`].
-    pub fn with_helm_env<I, K, V>(mut self, vars: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<OsString>,
-        V: Into<OsString>,
-    {
-        self.helm = self.helm.with_env(vars);
         self
     }
 
