@@ -161,10 +161,8 @@ impl Seeder {
     pub async fn push_images<C: Created>(&self, repo: &str, images: &[(&str, C)]) -> Vec<String> {
         let mut digests = Vec::with_capacity(images.len());
         for (tag, created) in images {
-            digests.push(
-                self.push_single(repo, tag, &created.rfc3339(), "linux/amd64", false)
-                    .await,
-            );
+            let digest = self.push_image(repo, tag, created.rfc3339(), "linux/amd64");
+            digests.push(digest.await);
         }
         digests
     }
