@@ -108,24 +108,46 @@ fn semver_is_stricter_than_keel_core() {
 }
 
 #[test]
-fn alphabetical_cases() {
-    let asc = policy(ImagePolicyChoice::alphabetical(SortOrder::Asc), None);
-    let desc = policy(ImagePolicyChoice::alphabetical(SortOrder::Desc), None);
+fn alphabetical_and_numerical_cases() {
+    use SortOrder::{Asc, Desc};
+    /// The ordering kind: `ImagePolicyChoice::alphabetical` or `numerical`.
+    type Kind = fn(SortOrder) -> ImagePolicyChoice;
+    let alphabetical: Kind = ImagePolicyChoice::alphabetical;
+    let numerical: Kind = ImagePolicyChoice::numerical;
     #[rustfmt::skip]
-    let cases: &[(&FluxPolicy, &str, Option<&str>)] = &[
-        (&asc,  "a c b",                                    Some("c")),
-        (&desc, "a c b",                                    Some("a")),
+    let cases: &[(Kind, SortOrder, &str, Option<&str>)] = &[
+        // (kind, order, tags, latest)
+        (alphabetical, Asc,  "a c b",                                   Some("c")),
+        (alphabetical, Desc, "a c b",                                   Some("a")),
         // Byte order: capitals before small letters, `9` after `10`.
-        (&asc,  "Zeta alpha",                               Some("alpha")),
-        (&desc, "Zeta alpha",                               Some("Zeta")),
-        (&asc,  "9 10",                                     Some("9")),
-        (&asc,  "RELEASE.2023-01-01 RELEASE.2024-05-01",    Some("RELEASE.2024-05-01")),
-        (&asc,  "",                                         None),
+        (alphabetical, Asc,  "Zeta alpha",                              Some("alpha")),
+        (alphabetical, Desc, "Zeta alpha",                              Some("Zeta")),
+        (alphabetical, Asc,  "9 10",                                    Some("9")),
+        (alphabetical, Asc,  "RELEASE.2023-01-01 RELEASE.2024-05-01",   Some("RELEASE.2024-05-01")),
+        (alphabetical, Asc,  "",                                        None),
+        (numerical,    Asc,  "1 10 9 1.5",                              Some("10")),
+        (numerical,    Desc, "1 10 9 1.5",                              Some("1")),
+        (numerical,    Asc,  "-2 -10",                                  Some("-2")),
+        (numerical,    Desc, "-2 -10 0",                                Some("-10")),
+        (numerical,    Asc,  "1e3 999 2.5e2",                           Some("1e3")),
+        (numerical,    Asc,  "0x1p4 15",                                Some("0x1p4")),
+        (numerical,    Asc,  "1_000 999",                               Some("1_000")),
+        (numerical,    Asc,  "Inf 1e300",                               Some("Inf")),
+        (numerical,    Desc, "-Infinity -1e300",                        Some("-Infinity")),
+        // Equal numbers tie; the byte-wise greatest tag wins.
+        (numerical,    Asc,  "1 1.0",                                   Some("1.0")),
+        (numerical,    Asc,  "1e3 1000 1_000",                          Some("1e3")),
+        (numerical,    Desc, "0 -0",                                    Some("0")),
+        (numerical,    Asc,  "",                                        None),
     ];
-    for (p, tags, expected) in cases {
-        assert_eq!(latest(p, tags).as_deref(), *expected, "{p} {tags:?}");
+    for (kind, order, tags, expected) in cases {
+        let p = policy(kind(*order), None);
+        assert_eq!(latest(&p, tags).as_deref(), *expected, "{p}, tags {tags:?}");
     }
+}
 
+#[test]
+fn alphabetical_orders_extracted_values() {
     // Extracted values order; equal ones tie and the byte-wise greatest tag wins.
     let filter = TagFilter::new("^(?P<d>[0-9]{8})-").with_extract("$d");
     let p = policy(
@@ -145,32 +167,6 @@ fn alphabetical_cases() {
         latest(&p, "20240101-b 20231231-a 20231231-z").as_deref(),
         Some("20231231-z")
     );
-}
-
-#[test]
-fn numerical_cases() {
-    let asc = policy(ImagePolicyChoice::numerical(SortOrder::Asc), None);
-    let desc = policy(ImagePolicyChoice::numerical(SortOrder::Desc), None);
-    #[rustfmt::skip]
-    let cases: &[(&FluxPolicy, &str, Option<&str>)] = &[
-        (&asc,  "1 10 9 1.5",         Some("10")),
-        (&desc, "1 10 9 1.5",         Some("1")),
-        (&asc,  "-2 -10",             Some("-2")),
-        (&desc, "-2 -10 0",           Some("-10")),
-        (&asc,  "1e3 999 2.5e2",      Some("1e3")),
-        (&asc,  "0x1p4 15",           Some("0x1p4")),
-        (&asc,  "1_000 999",          Some("1_000")),
-        (&asc,  "Inf 1e300",          Some("Inf")),
-        (&desc, "-Infinity -1e300",   Some("-Infinity")),
-        // Equal numbers tie; the byte-wise greatest tag wins.
-        (&asc,  "1 1.0",              Some("1.0")),
-        (&asc,  "1e3 1000 1_000",     Some("1e3")),
-        (&desc, "0 -0",               Some("0")),
-        (&asc,  "",                   None),
-    ];
-    for (p, tags, expected) in cases {
-        assert_eq!(latest(p, tags).as_deref(), *expected, "{p} {tags:?}");
-    }
 }
 
 #[test]
