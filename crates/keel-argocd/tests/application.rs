@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
-    pipeline, problems, run_applying, run_applying_without_problems, run_without_problems, source,
-    updated, web_registry,
+    pipeline, problems, run_applying, run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -104,16 +103,15 @@ async fn helm_applications_get_their_parameters_set_and_nothing_else() {
 
     let target = target(admin.clone(), &ns);
     let pipeline = pipeline(&target);
-    run_applying_without_problems(
-        &pipeline,
-        &target,
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(
+        &report,
         &[
             updated(&ns, "custom-names", &web, "1.2.3", "1.3.0"),
             updated(&ns, "default-names", &web, "1.2.3", "1.2.9"),
             updated(&ns, "image-spec", &web, "1.2.3", "1.2.9"),
         ],
-    )
-    .await;
+    );
     for (name, parameters) in [
         (
             "default-names",
@@ -413,16 +411,15 @@ async fn platforms_leave_out_the_tags_not_built_for_them() {
     )
     .await;
     let target = target(admin.clone(), &ns);
-    run_applying_without_problems(
-        &pipeline(&target),
-        &target,
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_applied(
+        &report,
         &[
             updated(&ns, "any", &web, "1.0.0", "1.3.0"),
             updated(&ns, "arm", &web, "1.0.0", "1.1.0"),
             updated(&ns, "either", &web, "1.0.0", "1.3.0"),
         ],
-    )
-    .await;
+    );
 }
 
 /// An admin client whose first PATCH of application `name` is preceded by `patch`, written

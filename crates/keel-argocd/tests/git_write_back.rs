@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::{
     App, applied, argocd_namespace, argocd_target, assert_applied, create_apps, pipeline, problems,
-    run_applying_without_problems, run_without_problems, source, updated, web_registry,
+    run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::source::MULTI_SOURCE;
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
@@ -170,12 +170,8 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     let target = target(admin.clone(), &ns, &server);
     let pipeline = pipeline(&target);
 
-    run_applying_without_problems(
-        &pipeline,
-        &target,
-        &[updated(&ns, "web", &web, "1.2.3", "1.2.9")],
-    )
-    .await;
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(&report, &[updated(&ns, "web", &web, "1.2.3", "1.2.9")]);
     let file = "apps/web/.argocd-source-web.yaml";
     let written = format!(
         "helm:\n  parameters:\n  - name: image.name\n    value: {web}\n    forcestring: true\n  \
@@ -195,7 +191,8 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     );
 
     // What runs now comes from the file: nothing to do, no empty commit.
-    run_applying_without_problems(&pipeline, &target, &[]).await;
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(&report, &[]);
     assert_eq!(server.log("deploy", "main").len(), 2);
     let id = format!("application/{ns}/web/web");
     let plan = |current: &str, new: &str| UpdatePlan {
@@ -228,12 +225,8 @@ async fn helm_applications_get_their_argocd_source_file_created_then_edited() {
     server.push_file("deploy", "main", file, &by_hand, "Scale web");
     registry.seeder().push_tags("acme/web", &["1.2.10"]).await;
     // A new pipeline: the registry client keeps tag lists for a while.
-    run_applying_without_problems(
-        &common::pipeline(&target),
-        &target,
-        &[updated(&ns, "web", &web, "1.2.9", "1.2.10")],
-    )
-    .await;
+    let report = run_without_problems(&common::pipeline(&target), &target).await;
+    assert_applied(&report, &[updated(&ns, "web", &web, "1.2.9", "1.2.10")]);
     assert_eq!(
         server.read_file("deploy", "main", file).unwrap(),
         by_hand.replace("value: 1.2.9", "value: 1.2.10")
@@ -286,15 +279,14 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
     .await;
     let target = target(admin.clone(), &ns, &server);
     let pipeline = pipeline(&target);
-    run_applying_without_problems(
-        &pipeline,
-        &target,
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(
+        &report,
         &[
             updated(&ns, "kust", &web, "1.0.0", "1.1.0"),
             updated(&ns, "values", &web, "1.0.0", "1.1.0"),
         ],
-    )
-    .await;
+    );
     for (file, want) in [
         (
             "apps/kust/kustomization.yaml",
@@ -313,7 +305,8 @@ async fn kustomization_and_helm_values_targets_are_edited_in_place() {
     }
     assert_eq!(server.log("deploy", "main").len(), 3);
     // Byte-stable: the next pass finds both current and commits nothing.
-    run_applying_without_problems(&pipeline, &target, &[]).await;
+    let report = run_without_problems(&pipeline, &target).await;
+    assert_applied(&report, &[]);
     assert_eq!(server.log("deploy", "main").len(), 3);
 }
 
@@ -522,15 +515,14 @@ async fn an_image_updater_configures_the_same_write_back_as_annotations() {
             .with_image_updaters(true)
             .with_git_workdir(server.scratch_dir("argocd-git")),
     );
-    run_applying_without_problems(
-        &pipeline(&target),
-        &target,
+    let report = run_without_problems(&pipeline(&target), &target).await;
+    assert_applied(
+        &report,
         &[
             updated(&ns, "annotated", &web, "1.0.0", "1.1.0"),
             updated(&ns, "iu", &web, "1.0.0", "1.1.0"),
         ],
-    )
-    .await;
+    );
     let want = values.replace("tag: 1.0.0", "tag: 1.1.0");
     for app in ["iu", "annotated"] {
         let path = format!("apps/{app}/values.yaml");

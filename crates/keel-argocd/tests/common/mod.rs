@@ -156,17 +156,6 @@ pub(crate) async fn run_without_problems(pipeline: &Pipeline, target: &ArgoCdTar
     report
 }
 
-/// Runs `pipeline` once and asserts that nothing failed, `target` has no problems and the pass
-/// applied exactly `want` (sorted).
-pub(crate) async fn run_applying_without_problems(
-    pipeline: &Pipeline,
-    target: &ArgoCdTarget,
-    want: &[String],
-) {
-    let report = run_without_problems(pipeline, target).await;
-    assert_applied(&report, want);
-}
-
 /// What a pass applied, sorted.
 pub(crate) fn applied(report: &RunReport) -> Vec<String> {
     let mut applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
