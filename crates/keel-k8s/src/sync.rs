@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use keel_core::target::TrackedImage;
 use keel_core::{Error, ImageRef};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::watcher;
+use kube::{Client, Resource};
 use tracing::{Instrument as _, info_span};
 
-use crate::error as kerr;
+use crate::error::{self as kerr, Request};
 use crate::keys::Problem;
 use crate::secrets::{PullSecrets, SecretRef};
 
@@ -88,6 +90,65 @@ impl NamespaceScope {
             Some(list) => list.iter().map(|ns| Some(ns.as_str())).collect(),
         }
     }
+
+    /// Every object of `resource` that `params` selects in the scope, listed namespace by
+    /// namespace ([`list_in`] each of [`watched`](Self::watched)), in the order listed.
+    ///
+    /// # Errors
+    /// That of the first listing that fails; the namespaces after it are not listed.
+    pub async fn list_objects(
+        &self,
+        client: &Client,
+        resource: &ApiResource,
+        params: &ListParams,
+    ) -> Result<Vec<DynamicObject>, Error> {
+        let mut objects = Vec::new();
+        for namespace in self.watched() {
+            objects.extend(list_in(client, resource, namespace, params).await?);
+        }
+        Ok(objects)
+    }
+}
+
+/// Every object of `resource` that `params` selects in `namespace` (`None`: in all
+/// namespaces): one listing of a [`NamespaceScope`], for callers that go on to the next
+/// namespace when one fails.
+///
+/// # Errors
+/// The API server's error as [`kerr::from_kube`] maps it, naming the request (`list
+/// imagepolicies in namespace apps`); a resource the server does not serve is
+/// [`Error::NotFound`].
+pub async fn list_in(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<DynamicObject>, Error> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let list = api.list(params).await.map_err(|e| {
+        kerr::from_kube(
+            e,
+            &Request {
+                verb: "list",
+                resource: &resource.plural,
+                namespace,
+                name: None,
+            },
+        )
+    })?;
+    Ok(list.items)
+}
+
+/// Sorts `objects` by namespace and name: the order in which a pass over listed objects works
+/// and reports, whatever order the namespaces were listed in.
+pub fn sort_by_name<K: Resource>(objects: &mut [K]) {
+    objects.sort_by(|a, b| {
+        let (a, b) = (a.meta(), b.meta());
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
 }
 
 impl std::fmt::Debug for NamespaceScope {
@@ -318,5 +379,77 @@ mod tests {
             );
             assert!(error.to_string().contains("namespace list"), "{error}");
         }
+    }
+
+    fn object(namespace: Option<&str>, name: &str) -> DynamicObject {
+        let mut object = DynamicObject::new(
+            name,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        object.metadata.namespace = namespace.map(str::to_owned);
+        object
+    }
+
+    #[test]
+    fn objects_sort_by_namespace_then_name() {
+        let mut objects = vec![
+            object(Some("web"), "a"),
+            object(Some("shop"), "b"),
+            object(Some("shop"), "a"),
+            object(None, "z"),
+        ];
+        sort_by_name(&mut objects);
+        let order: Vec<_> = objects
+            .iter()
+            .map(|o| (o.metadata.namespace.as_deref(), o.metadata.name.as_deref()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (None, Some("z")),
+                (Some("shop"), Some("a")),
+                (Some("shop"), Some("b")),
+                (Some("web"), Some("a")),
+            ]
+        );
+    }
+
+    /// A client of a server that refuses every connection.
+    fn unreachable_client() -> Client {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("a URL"));
+        Client::try_from(config).expect("a client")
+    }
+
+    #[tokio::test]
+    async fn a_failed_listing_names_the_request() {
+        let client = unreachable_client();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let params = ListParams::default();
+        for (namespace, action) in [
+            (Some("shop"), "list configmaps in namespace shop"),
+            (None, "list configmaps in all namespaces"),
+        ] {
+            let error = list_in(&client, &resource, namespace, &params)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&error, Error::Backend { action: a, retryable: true, .. } if a == action),
+                "{namespace:?}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scope_stops_at_its_first_failed_listing() {
+        let client = unreachable_client();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let error = NamespaceScope::only(["shop", "web"])
+            .list_objects(&client, &resource, &ListParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Backend { action, .. } if action == "list configmaps in namespace shop"),
+            "{error:?}"
+        );
     }
 }
