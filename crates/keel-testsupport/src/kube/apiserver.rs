@@ -7,7 +7,7 @@
 //! and removes their directory. A server that dies on its own makes the supervisor print the
 //! tail of its log to the test's stderr.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::io::Write as _;
@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -91,9 +91,14 @@ pub struct ApiServer {
     dir: PathBuf,
     supervisor: Mutex<Option<(Child, ChildStdin)>>,
     namespaces: AtomicU64,
-    /// The CRD resources, `(group_version, plural)`, [`install_crd`] has seen served.
-    served_crds: tokio::sync::Mutex<BTreeSet<(String, String)>>,
+    /// Per CRD resource, `(group_version, plural)`, whether [`install_crd`] has seen it
+    /// served.
+    served_crds: Mutex<BTreeMap<(String, String), Served>>,
 }
+
+/// Set by the first install of a CRD resource that succeeds; the installs after it wait for
+/// that one.
+type Served = Arc<tokio::sync::OnceCell<()>>;
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -277,7 +282,7 @@ impl ApiServer {
             dir,
             supervisor: Mutex::new(Some((child, stdin))),
             namespaces: AtomicU64::new(0),
-            served_crds: tokio::sync::Mutex::const_new(BTreeSet::new()),
+            served_crds: Mutex::new(BTreeMap::new()),
         };
         server.wait_ready(Duration::from_secs(120)).await?;
         Ok(server)
@@ -522,15 +527,33 @@ impl ApiServer {
 
 /// Installs the CRD `yaml` into `server` (one already there, e.g. from another test binary, is
 /// left as it is) and waits until the server serves `plural` in `group_version`, once per
-/// server: later calls for the same resource return at once, concurrent ones wait for the
-/// first. Panics, naming the resource, when the server refuses the CRD or does not serve it
-/// within 30 s.
+/// server and resource: later calls for the same resource return at once, and concurrent
+/// ones for the same resource wait for the first, while those for other resources go ahead
+/// in parallel. An install that panicked is tried again by the next call. Panics, naming the
+/// resource, when the server refuses the CRD or does not serve it within 30 s.
 pub async fn install_crd(server: &ApiServer, yaml: &str, group_version: &str, plural: &str) {
-    let mut served = server.served_crds.lock().await;
-    let resource = (group_version.to_owned(), plural.to_owned());
-    if served.contains(&resource) {
-        return;
+    server
+        .served_crd(group_version, plural)
+        .get_or_init(|| create_crd(server, yaml, group_version, plural))
+        .await;
+}
+
+impl ApiServer {
+    /// The cell [`install_crd`] sets once `plural` in `group_version` is served. The map lock
+    /// is held only to find it, never across an install.
+    fn served_crd(&self, group_version: &str, plural: &str) -> Served {
+        let mut cells = self
+            .served_crds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cell = cells.entry((group_version.to_owned(), plural.to_owned()));
+        Arc::clone(cell.or_default())
     }
+}
+
+/// What [`install_crd`] does the first time for a resource: creates the CRD, accepting one
+/// already there, and waits until it is served.
+async fn create_crd(server: &ApiServer, yaml: &str, group_version: &str, plural: &str) {
     let client = server.admin_client();
     let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
         .header(http::header::CONTENT_TYPE, "application/yaml")
@@ -553,5 +576,78 @@ pub async fn install_crd(server: &ApiServer, yaml: &str, group_version: &str, pl
         },
     )
     .await;
-    served.insert(resource);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP_VERSION: &str = "selftest.keel.sh/v1";
+
+    /// A CRD of kind `kind` in [`GROUP_VERSION`]; without a scope, which the server refuses,
+    /// when `scope` is `None`.
+    fn crd(kind: &str, scope: Option<&str>) -> String {
+        let plural = format!("{}s", kind.to_lowercase());
+        let mut crd = serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": { "name": format!("{plural}.selftest.keel.sh") },
+            "spec": {
+                "group": "selftest.keel.sh",
+                "names": { "kind": kind, "plural": plural },
+                "versions": [{
+                    "name": "v1",
+                    "served": true,
+                    "storage": true,
+                    "schema": { "openAPIV3Schema": { "type": "object" } },
+                }],
+            },
+        });
+        if let Some(scope) = scope {
+            crd["spec"]["scope"] = serde_json::json!(scope);
+        }
+        // JSON is YAML.
+        crd.to_string()
+    }
+
+    #[tokio::test]
+    async fn an_install_waits_only_for_its_own_resource_and_a_failed_one_is_tried_again() {
+        let Some(server) = ApiServer::shared().await else {
+            return;
+        };
+
+        // An install of widgets that never ends holds no other resource up.
+        let stuck = tokio::spawn(async move {
+            server
+                .served_crd(GROUP_VERSION, "widgets")
+                .get_or_init(std::future::pending)
+                .await;
+        });
+        tokio::task::yield_now().await;
+        let gadgets = crd("Gadget", Some("Namespaced"));
+        let other = install_crd(server, &gadgets, GROUP_VERSION, "gadgets");
+        tokio::time::timeout(Duration::from_secs(40), other)
+            .await
+            .expect("gadgets installed while an install of widgets is under way");
+
+        // Neither a cancelled install nor a refused one counts as done.
+        stuck.abort();
+        assert!(stuck.await.expect_err("aborted").is_cancelled());
+        // On a runtime of its own, since `install_crd`'s future is not `Send` for every
+        // lifetime, as `tokio::spawn` would want.
+        let refused = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let widgets = crd("Widget", None);
+            runtime.block_on(install_crd(server, &widgets, GROUP_VERSION, "widgets"));
+        });
+        let panic = refused.await.expect_err("a CRD without a scope is refused");
+        assert!(panic.is_panic(), "{panic}");
+        assert!(!server.serves(GROUP_VERSION, "widgets").await);
+        let widgets = crd("Widget", Some("Namespaced"));
+        install_crd(server, &widgets, GROUP_VERSION, "widgets").await;
+        assert!(server.serves(GROUP_VERSION, "widgets").await);
+    }
 }
