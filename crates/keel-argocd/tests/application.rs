@@ -9,17 +9,16 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use base64::Engine as _;
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
     pipeline, problems, run_applying, run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
-use keel_testsupport::kube::ApiServer;
+use keel_testsupport::kube::{ApiServer, create_docker_config_secret, create_secret};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Client;
-use kube::api::{Api, Patch, PostParams};
+use kube::api::Patch;
 use serde_json::{Value, json};
 
 /// Creates the Applications of `table`, each source at `targetRevision` `HEAD`.
@@ -604,29 +603,8 @@ async fn pull_secrets_reach_their_registry_and_a_wrong_one_updates_nothing() {
     .await;
     registry.push_tags("acme/other", &["1.0.0", "1.1.0"]).await;
     let addr = registry.addr().to_owned();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let config = json!({ "auths": { addr.clone(): { "auth": b64("bot:s3cret") } } }).to_string();
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &ns);
-    for secret in [
-        json!({
-            "metadata": { "name": "regcred" },
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": { ".dockerconfigjson": b64(&config) },
-        }),
-        json!({
-            "metadata": { "name": "wrong" },
-            "type": "Opaque",
-            "data": { "creds": b64("bot:not-the-password") },
-        }),
-    ] {
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(secret).unwrap(),
-            )
-            .await
-            .expect("create secret");
-    }
+    create_docker_config_secret(&admin, &ns, "regcred", &addr, "bot", "s3cret").await;
+    create_secret(&admin, &ns, "wrong", &[("creds", "bot:not-the-password")]).await;
     let private = format!("p={addr}/acme/private");
     let other = format!("o={addr}/acme/other");
     create_apps(
