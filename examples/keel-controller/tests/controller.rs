@@ -9,11 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
-use keel_testsupport::kube::{ADMIN, ApiServer, Workload, deployment_images, wait_for};
+use keel_testsupport::kube::{
+    ADMIN, ApiServer, Workload, create_docker_config_secret, deployment_images, wait_for,
+};
 use keel_testsupport::registry::{RegistryServer, ServerOptions};
 use kube::Api;
-use kube::api::PostParams;
 
 /// Waits until `ns/name` runs `want`, for a minute at most; how long that took.
 async fn wait_for_image(client: &kube::Client, ns: &str, name: &str, want: &str) -> Duration {
@@ -54,19 +54,7 @@ async fn the_controller_polls_takes_webhooks_and_waits_for_approvals() {
     let client = api.admin_client();
 
     // The registry needs credentials; only the workloads' pull secret holds them.
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode("puller:pull-pw");
-    let config = serde_json::json!({"auths": {server.addr(): {"auth": auth}}}).to_string();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "regcred"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": config},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    create_docker_config_secret(&client, &ns, "regcred", server.addr(), "puller", "pull-pw").await;
     Workload::keel_deployment("polled", "minor", &image("polled", "1.0.0"))
         .annotation("keel.sh/trigger", "poll")
         .annotation("keel.sh/pollSchedule", "@every 1s")
