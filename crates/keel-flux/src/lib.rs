@@ -38,7 +38,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use keel_flux::{Namespaces, Reflector};
+//! use keel_flux::{NamespaceScope, Reflector};
 //!
 //! # async fn demo() -> Result<(), keel_core::Error> {
 //! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
@@ -47,8 +47,8 @@
 //! let registry = keel_registry::RegistryClient::builder()
 //!     .with_credential_source(Arc::new(secrets.clone()))
 //!     .build()?;
-//! let reflector =
-//!     Reflector::new(client, Namespaces::All, Arc::new(registry)).with_pull_secrets(secrets);
+//! let reflector = Reflector::new(client, NamespaceScope::all(), Arc::new(registry))
+//!     .with_pull_secrets(secrets);
 //! loop {
 //!     let report = reflector.reconcile(chrono::Utc::now()).await;
 //!     for error in &report.errors {
@@ -77,11 +77,11 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use keel_flux::{Automation, Namespaces};
+//! use keel_flux::{Automation, NamespaceScope};
 //!
 //! # async fn demo() {
 //! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
-//! let automation = Automation::new(client, Namespaces::All);
+//! let automation = Automation::new(client, NamespaceScope::all());
 //! loop {
 //!     let report = automation.reconcile(chrono::Utc::now()).await;
 //!     for (automation, commit) in &report.pushed {
@@ -114,5 +114,8 @@ pub mod policy;
 pub mod reflector;
 
 pub use automation::{Automation, AutomationReport};
+/// Which namespaces the [`Reflector`] and the [`Automation`] read: keel-k8s's, as for every
+/// Kubernetes backend of keel.
+pub use keel_k8s::sync::NamespaceScope;
 pub use policy::FluxPolicy;
 pub use reflector::{Namespaces, Reflector, ReflectorReport};

@@ -2,7 +2,7 @@
 //! objects into a Git repository at Flux's setter markers, and push one commit.
 //!
 //! [`Automation::reconcile`] makes one pass over the `ImageUpdateAutomation` objects of its
-//! [`Namespaces`]. Each one that is not suspended and is due (never run, its spec changed
+//! [`NamespaceScope`]. Each one that is not suspended and is due (never run, its spec changed
 //! since the generation its `Ready` condition or `status.observedGeneration` records, or
 //! `status.lastAutomationRunTime + spec.interval` has come) is run:
 //!
@@ -83,11 +83,11 @@
 //!
 //! ```no_run
 //! use keel_flux::automation::Automation;
-//! use keel_flux::Namespaces;
+//! use keel_flux::NamespaceScope;
 //!
 //! # async fn demo() {
 //! let client = kube::Client::try_default().await.expect("a kubeconfig or in-cluster config");
-//! let automation = Automation::new(client, Namespaces::only(["apps"]));
+//! let automation = Automation::new(client, NamespaceScope::only(["apps"]));
 //! let report = automation.reconcile(chrono::Utc::now()).await;
 //! for object in &report.automations {
 //!     println!("{}/{}: {:?}", object.namespace, object.name, object.outcome);
@@ -109,17 +109,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keel_core::Error;
-use keel_k8s::sync::NamespaceScope;
+use keel_k8s::sync::{NamespaceScope, list_in, sort_by_name};
 use kube::Client;
+use kube::api::ListParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use tracing::{Instrument as _, info_span, warn};
 
 use crate::reflector::objects::Meta;
 use crate::reflector::status::{conditions_with_ready, timestamp};
-use crate::reflector::{
-    GROUP, Namespaces, ObjectReport, Outcome, VERSION, list_scope, patch_status, sort_by_name,
-};
+use crate::reflector::{GROUP, ObjectReport, Outcome, VERSION, patch_status};
 use spec::due;
 use status::{Ready, observed_patch};
 
@@ -200,10 +199,10 @@ fn str_at<'v>(value: Option<&'v Value>, path: &[&str]) -> Option<&'v str> {
 
 impl Automation {
     /// An automation over the `ImageUpdateAutomation` objects of `namespaces`.
-    pub fn new(client: Client, namespaces: Namespaces) -> Self {
+    pub fn new(client: Client, namespaces: impl Into<NamespaceScope>) -> Self {
         Automation {
             client,
-            namespaces: namespaces.into_scope(),
+            namespaces: namespaces.into(),
             workdir: None,
             server_timeout: None,
         }
@@ -227,9 +226,10 @@ impl Automation {
     pub async fn reconcile(&self, now: DateTime<Utc>) -> AutomationReport {
         let mut report = AutomationReport::default();
         let resource = automation_resource();
+        let params = ListParams::default();
         let mut objects = Vec::new();
         for namespace in self.namespaces.watched() {
-            match list_scope(&self.client, &resource, namespace).await {
+            match list_in(&self.client, &resource, namespace, &params).await {
                 Ok(items) => objects.extend(items),
                 Err(error) => report.errors.push(error),
             }

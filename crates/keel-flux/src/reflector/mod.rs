@@ -1,7 +1,7 @@
 //! The job of Flux's image-reflector-controller: scan the registries that `ImageRepository`
 //! objects name, and write the tag each `ImagePolicy` selects into its status.
 //!
-//! [`Reflector::reconcile`] makes one pass over the objects of its [`Namespaces`]:
+//! [`Reflector::reconcile`] makes one pass over the objects of its [`NamespaceScope`]:
 //!
 //! 1. Every `ImageRepository` that is not suspended and is due is scanned: never scanned (by
 //!    this reflector: the tags live in its memory, so after a restart every repository is
@@ -67,8 +67,9 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use keel_flux::reflector::{Namespaces, Reflector};
+//! use keel_flux::reflector::Reflector;
 //! use keel_k8s::PullSecrets;
+//! use keel_k8s::sync::NamespaceScope;
 //! use keel_registry::RegistryClient;
 //!
 //! # async fn demo() -> Result<(), keel_core::Error> {
@@ -78,7 +79,7 @@
 //! let registry = RegistryClient::builder()
 //!     .with_credential_source(Arc::new(secrets.clone()))
 //!     .build()?;
-//! let reflector = Reflector::new(client, Namespaces::only(["apps"]), Arc::new(registry))
+//! let reflector = Reflector::new(client, NamespaceScope::only(["apps"]), Arc::new(registry))
 //!     .with_pull_secrets(secrets);
 //! let report = reflector.reconcile(chrono::Utc::now()).await;
 //! for repository in &report.repositories {
@@ -101,7 +102,7 @@ use chrono::{DateTime, Utc};
 use keel_core::retry::Backoff;
 use keel_core::{Error, ImageRef, Registry};
 use keel_k8s::error::{Request, from_kube};
-use keel_k8s::sync::NamespaceScope;
+use keel_k8s::sync::{NamespaceScope, sort_by_name};
 use keel_k8s::{PullSecrets, SecretRef};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -134,7 +135,9 @@ const LATEST_TAGS: usize = 10;
 /// (`deployment/...`), so an `ImageRepository`'s own secret comes first.
 const CREDENTIAL_USER: &str = "!keel-flux/imagerepository";
 
-/// Which namespaces a [`Reflector`] reads.
+/// Which namespaces a [`Reflector`] or an [`Automation`](crate::Automation) reads, as written
+/// before both took keel-k8s's [`NamespaceScope`] (which every Kubernetes backend of keel
+/// uses): each converts to it, and new code passes a [`NamespaceScope`] directly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Namespaces {
     /// Every namespace (list and patch rights cluster-wide).
@@ -157,47 +160,15 @@ impl Namespaces {
     {
         Namespaces::Only(names.into_iter().map(Into::into).collect())
     }
+}
 
-    /// The same namespaces as a scope of keel-k8s, which names the scope of each listing and
-    /// tells which namespaces are read.
-    pub(crate) fn into_scope(self) -> NamespaceScope {
-        match self {
+impl From<Namespaces> for NamespaceScope {
+    fn from(namespaces: Namespaces) -> Self {
+        match namespaces {
             Namespaces::All => NamespaceScope::all(),
             Namespaces::Only(names) => NamespaceScope::only(names),
         }
     }
-}
-
-/// Every object of `resource` in `namespace` (`None`: in all namespaces), one scope of a
-/// pass's listing.
-pub(crate) async fn list_scope(
-    client: &Client,
-    resource: &ApiResource,
-    namespace: Option<&str>,
-) -> Result<Vec<DynamicObject>, Error> {
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
-        None => Api::all_with(client.clone(), resource),
-    };
-    let list = api.list(&ListParams::default()).await.map_err(|e| {
-        from_kube(
-            e,
-            &Request {
-                verb: "list",
-                resource: &resource.plural,
-                namespace,
-                name: None,
-            },
-        )
-    })?;
-    Ok(list.items)
-}
-
-/// Sorts `objects` by namespace and name, the order a pass works in.
-pub(crate) fn sort_by_name(objects: &mut [DynamicObject]) {
-    objects.sort_by(|a, b| {
-        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-    });
 }
 
 /// What a pass did with one object.
@@ -398,10 +369,14 @@ impl Reflector {
     /// A reflector over the objects of `namespaces`, listing tags and reading digests with
     /// `registry`. Without [`with_pull_secrets`](Self::with_pull_secrets), a repository with
     /// a `secretRef` is not scanned (its `Ready` says why).
-    pub fn new(client: Client, namespaces: Namespaces, registry: Arc<dyn Registry>) -> Self {
+    pub fn new(
+        client: Client,
+        namespaces: impl Into<NamespaceScope>,
+        registry: Arc<dyn Registry>,
+    ) -> Self {
         Reflector {
             client,
-            namespaces: namespaces.into_scope(),
+            namespaces: namespaces.into(),
             registry,
             pull_secrets: None,
             tags: Mutex::new(HashMap::new()),
@@ -505,10 +480,10 @@ impl Reflector {
 
     /// Every object of `resource` in the scope, sorted by namespace and name.
     async fn list(&self, resource: &ApiResource) -> Result<Vec<DynamicObject>, Error> {
-        let mut objects = Vec::new();
-        for namespace in self.namespaces.watched() {
-            objects.extend(list_scope(&self.client, resource, namespace).await?);
-        }
+        let mut objects = self
+            .namespaces
+            .list_objects(&self.client, resource, &ListParams::default())
+            .await?;
         sort_by_name(&mut objects);
         Ok(objects)
     }
@@ -903,6 +878,14 @@ fn revision(tags: &[String]) -> String {
 mod tests {
     use super::policies::ready_message;
     use super::*;
+
+    #[test]
+    fn namespaces_convert_to_the_same_scope() {
+        assert_eq!(NamespaceScope::from(Namespaces::All), NamespaceScope::all());
+        let scope = NamespaceScope::from(Namespaces::only(["web", "shop", "web"]));
+        assert_eq!(scope, NamespaceScope::only(["shop", "web"]));
+        assert!(scope.contains("web") && !scope.contains("apps"));
+    }
 
     #[test]
     fn revision_is_adler32_of_the_json_array() {
