@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use keel_core::target::Trigger;
 use keel_core::{ApplyOutcome, Error, ImageRef, Result, Target, TrackedImage, UpdatePlan};
 use keel_k8s::error::{Request, from_kube, is_conflict};
-use keel_k8s::sync::NamespaceScope;
+use keel_k8s::sync::{NamespaceScope, list_in, sort_by_name};
 use keel_k8s::{FIELD_MANAGER, Problem, ProblemLog};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -219,16 +219,8 @@ impl ArgoCdTarget {
         self.problems.current()
     }
 
-    fn api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
-        self.api_of(namespace, &application_resource())
-    }
-
-    /// The `Api` of `resource` in `namespace`, or over all namespaces.
-    fn api_of(&self, namespace: Option<&str>, resource: &ApiResource) -> Api<DynamicObject> {
-        match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
-            None => Api::all_with(self.client.clone(), resource),
-        }
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &application_resource())
     }
 
     async fn list(&self) -> Result<Vec<DynamicObject>> {
@@ -236,22 +228,9 @@ impl ArgoCdTarget {
         if let Some(selector) = &self.label_selector {
             params = params.labels(selector);
         }
-        let mut out = Vec::new();
-        for scope in self.namespaces.watched() {
-            let request = Request {
-                verb: "list",
-                resource: RESOURCE,
-                namespace: scope,
-                name: None,
-            };
-            let list = self
-                .api(scope)
-                .list(&params)
-                .await
-                .map_err(|e| from_kube(e, &request))?;
-            out.extend(list.items);
-        }
-        Ok(out)
+        self.namespaces
+            .list_objects(&self.client, &application_resource(), &params)
+            .await
     }
 
     /// The images of one Application configured as `parsed` says ([`Self::config`]), with
@@ -363,7 +342,7 @@ impl ArgoCdTarget {
             name: Some(name),
         };
         let app = self
-            .api(Some(ns))
+            .api(ns)
             .get(name)
             .await
             .map_err(|e| from_kube(e, &get))?;
@@ -425,7 +404,7 @@ impl ArgoCdTarget {
             ..PatchParams::default()
         };
         match self
-            .api(Some(ns))
+            .api(ns)
             .patch(name, &params, &Patch::Merge(&patch))
             .await
         {
@@ -549,31 +528,19 @@ impl ArgoCdTarget {
     /// The ImageUpdaters in the target's namespaces; none where the resource is not served.
     async fn list_image_updaters(&self) -> Result<Vec<DynamicObject>> {
         let resource = image_updater::image_updater_resource();
+        let params = ListParams::default();
         let mut out = Vec::new();
         for scope in self.namespaces.watched() {
-            let api = self.api_of(scope, &resource);
-            match api.list(&ListParams::default()).await {
-                Ok(list) => out.extend(list.items),
-                Err(kube::Error::Api(status)) if status.code == 404 => {
+            match list_in(&self.client, &resource, scope, &params).await {
+                Ok(items) => out.extend(items),
+                // A list answered 404 names no object: the resource itself is missing.
+                Err(Error::NotFound { .. }) => {
                     debug!("the ImageUpdater resource is not served");
                 }
-                Err(e) => {
-                    return Err(from_kube(
-                        e,
-                        &Request {
-                            verb: "list",
-                            resource: image_updater::RESOURCE,
-                            namespace: scope,
-                            name: None,
-                        },
-                    ));
-                }
+                Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
+        sort_by_name(&mut out);
         Ok(out)
     }
 
@@ -737,6 +704,17 @@ mod tests {
             (r.api_version.as_str(), r.kind.as_str(), r.plural.as_str()),
             ("argoproj.io/v1alpha1", "Application", "applications")
         );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_given_twice_is_listed_once() {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("a URL"));
+        let client = Client::try_from(config).expect("a client");
+        let target = ArgoCdTarget::new(client)
+            .with_namespace("shop")
+            .with_namespace("web")
+            .with_namespace("shop");
+        assert_eq!(target.namespaces.watched(), [Some("shop"), Some("web")]);
     }
 
     fn _target_is_dyn(t: ArgoCdTarget) -> std::sync::Arc<dyn Target> {
