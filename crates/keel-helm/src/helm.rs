@@ -33,20 +33,21 @@ pub struct HelmBinary {
     #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
     env: Vec<(OsString, OsString)>,
     /// `None`: the default of whoever runs it ([`HelmBinary::DEFAULT_TIMEOUT`], or a
-    /// target's own).
+    /// target's own
+    /// [`DEFAULT_RUN_TIMEOUT`](crate::HelmTargetBuilder::DEFAULT_RUN_TIMEOUT)).
     timeout: Option<Duration>,
 }
 
 /// A `helm` binary that answered `helm version`, with the environment it runs in: what
 /// [`HelmBinary::check`] returns and what a [`HelmTarget`](crate::HelmTarget) runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, derive_more::Debug)]
 pub struct CheckedHelm {
     path: PathBuf,
     version: String,
     timeout: Duration,
-    /// The settings it was checked from: their environment goes to every run (`Debug` shows
-    /// only the names).
-    settings: HelmBinary,
+    /// Goes to every run; may carry credentials: `Debug` shows only its names.
+    #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
+    env: Vec<(OsString, OsString)>,
 }
 
 /// What one helm run printed.
@@ -57,8 +58,10 @@ pub(crate) struct Output {
 
 impl HelmBinary {
     /// How long one run may take when [`with_timeout`](Self::with_timeout) was not given, for
-    /// a binary checked on its own. A [`HelmTarget`](crate::HelmTarget) gives its runs five
-    /// minutes instead (an upgrade waits for the chart's hooks).
+    /// a binary checked on its own, and for the `helm version` of every check. The runs of a
+    /// [`HelmTarget`](crate::HelmTarget) take
+    /// [`HelmTargetBuilder::DEFAULT_RUN_TIMEOUT`](crate::HelmTargetBuilder::DEFAULT_RUN_TIMEOUT)
+    /// instead (an upgrade waits for the chart's hooks).
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
     /// The first `helm` on `PATH` when it is checked (the default).
@@ -88,17 +91,12 @@ impl HelmBinary {
         self
     }
 
-    /// The same binary, with runs killed after `timeout` (default
-    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) on its own, five minutes in a
-    /// [`HelmTarget`](crate::HelmTarget)).
+    /// The same binary, with runs killed after `timeout`, `helm version` included (default
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT), or
+    /// [`HelmTargetBuilder::DEFAULT_RUN_TIMEOUT`](crate::HelmTargetBuilder::DEFAULT_RUN_TIMEOUT)
+    /// for the runs of a [`HelmTarget`](crate::HelmTarget)).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
-        self
-    }
-
-    /// The same settings, with `timeout` when none was given.
-    pub(crate) fn or_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout.get_or_insert(timeout);
         self
     }
 
@@ -109,8 +107,18 @@ impl HelmBinary {
     /// [`Error::NotFound`] naming where it looked when there is no such binary;
     /// [`Error::Backend`] when it does not run or does not answer as helm does.
     pub async fn check(self) -> Result<CheckedHelm, Error> {
-        let path = match &self.path {
-            Some(path) => path.clone(),
+        self.check_with_run_timeout(Self::DEFAULT_TIMEOUT).await
+    }
+
+    /// As [`check`](Self::check), for runs that take `run_timeout` when no timeout was given;
+    /// `helm version` still waits [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) then.
+    pub(crate) async fn check_with_run_timeout(
+        self,
+        run_timeout: Duration,
+    ) -> Result<CheckedHelm, Error> {
+        let HelmBinary { path, env, timeout } = self;
+        let path = match path {
+            Some(path) => path,
             None => find_on_path("helm").ok_or_else(|| {
                 Error::not_found(
                     "the helm binary on PATH (install Helm 3 or 4, or give its path with \
@@ -127,8 +135,8 @@ impl HelmBinary {
         let mut helm = CheckedHelm {
             path,
             version: String::new(),
-            timeout: self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT),
-            settings: self,
+            timeout: timeout.unwrap_or(Self::DEFAULT_TIMEOUT),
+            env,
         };
         let output = helm
             .run("check the helm binary", &["version", "--short"])
@@ -144,6 +152,7 @@ impl HelmBinary {
             });
         }
         helm.version = version;
+        helm.timeout = timeout.unwrap_or(run_timeout);
         Ok(helm)
     }
 }
@@ -190,7 +199,7 @@ impl CheckedHelm {
         let mut command = Command::new(&self.path);
         command
             .args(args)
-            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -229,17 +238,26 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
+pub(crate) mod tests {
     use super::*;
 
-    /// A stand-in for helm in a new directory: a shell script with `body`.
-    fn fake_helm(body: &str) -> (tempfile::TempDir, PathBuf) {
+    /// A stand-in for helm in a new directory: a shell script with `body`. A child process
+    /// writes it: a write handle of this process, inherited by a test running in parallel
+    /// that starts a process at that moment, would make running the script fail with
+    /// "Text file busy".
+    pub(crate) fn fake_helm(body: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("helm");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let written = std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#"printf '#!/bin/sh\n%s\n' "$1" >"$0" && chmod 755 "$0""#,
+            ])
+            .arg(&path)
+            .arg(body)
+            .status()
+            .unwrap();
+        assert!(written.success(), "writing {}", path.display());
         (dir, path)
     }
 
@@ -257,7 +275,7 @@ mod tests {
             path: PathBuf::from("helm"),
             version: "v4.1.4".to_owned(),
             timeout: Duration::from_secs(1),
-            settings: settings.clone(),
+            env: settings.env.clone(),
         };
         for text in [format!("{settings:?}"), format!("{helm:?}")] {
             assert!(text.contains("HELM_REGISTRY_TOKEN"), "{text}");
@@ -296,8 +314,7 @@ mod tests {
         assert_eq!(helm.timeout(), Duration::from_secs(120));
         let helm = HelmBinary::at(&path)
             .with_timeout(Duration::from_secs(7))
-            .or_timeout(Duration::from_secs(300))
-            .check()
+            .check_with_run_timeout(Duration::from_secs(300))
             .await
             .unwrap();
         assert_eq!(helm.timeout(), Duration::from_secs(7));

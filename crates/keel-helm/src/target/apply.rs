@@ -56,10 +56,10 @@ fn helm_error(action: &str, message: impl Into<String>) -> Error {
 impl HelmTarget {
     /// Reads the storage objects of `release` in `namespace` and decodes the deployed one.
     async fn read_fresh(&self, namespace: &str, release: &str) -> Result<Fresh, Error> {
-        let client = &self.inner.settings.client;
+        let client = &self.inner.client;
         let params = ListParams::default().labels(&format!("{OWNER_SELECTOR},name={release}"));
         let mut all = Vec::new();
-        for driver in &self.inner.settings.drivers {
+        for driver in &self.inner.drivers {
             let request = Request {
                 verb: "list",
                 resource: driver.resource(),
@@ -110,8 +110,7 @@ impl HelmTarget {
         for (i, plan) in plans.iter().enumerate() {
             match ReleaseId::parse(&plan.id) {
                 Some(id)
-                    if plan.target == self.inner.settings.watch.name()
-                        && self.in_scope(id.namespace) =>
+                    if plan.target == self.inner.watch.name() && self.in_scope(id.namespace) =>
                 {
                     by_release
                         .entry((id.namespace.to_owned(), id.release.to_owned()))
@@ -122,7 +121,7 @@ impl HelmTarget {
                     results[i] = Some(Err(Error::not_found(format!(
                         "tracked image {} in {}",
                         plan.id,
-                        self.inner.settings.watch.name()
+                        self.inner.watch.name()
                     ))));
                 }
             }
@@ -193,7 +192,7 @@ impl HelmTarget {
                 None => Err(Error::not_found(format!(
                     "tracked image {} in {}",
                     plan.id,
-                    self.inner.settings.watch.name()
+                    self.inner.watch.name()
                 ))),
                 Some(entry) => self.plan_change(entry, &values, &mut user, plan),
             };
@@ -257,12 +256,7 @@ impl HelmTarget {
             });
         }
         entry
-            .write(
-                user,
-                &current,
-                &plan.new,
-                self.inner.settings.watch.pin_digests(),
-            )
+            .write(user, &current, &plan.new, self.inner.watch.pin_digests())
             .map_err(|e| helm_error(&action, format!("{}: {}", e.path, e.reason)))?;
         Ok(Some(format!(
             "{}: {} -> {}",
@@ -354,7 +348,7 @@ impl HelmTarget {
                 Error::not_found(format!(
                     "tracked image {} in {}",
                     plan.id,
-                    self.inner.settings.watch.name()
+                    self.inner.watch.name()
                 ))
             })?;
         let action = format!("verify the rollout of {plan}");
@@ -383,7 +377,7 @@ impl HelmTarget {
         let mut last = None;
         for workload in &workloads {
             let left = deadline.saturating_sub(started.elapsed());
-            let status = watch_rollout(&self.inner.settings.client, workload, left).await?;
+            let status = watch_rollout(&self.inner.client, workload, left).await?;
             let failed = !status.complete || status.failed();
             last = Some(status);
             if failed {
@@ -449,7 +443,7 @@ impl HelmTarget {
         let patch = json!({"metadata": {"annotations": {
             FAILED_ANNOTATION: serde_json::to_string(&failed).expect("a map of strings serializes"),
         }}});
-        let client = self.inner.settings.client.clone();
+        let client = self.inner.client.clone();
         let params = PatchParams::default();
         let request = Request {
             verb: "patch",

@@ -23,11 +23,12 @@ pub struct HelmTargetBuilder {
     pub(super) helm: HelmBinary,
 }
 
-/// How long one helm run of a target may take when its [`HelmBinary`] names no timeout: an
-/// upgrade waits for the chart's hooks.
-const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
 impl HelmTargetBuilder {
+    /// How long one helm run of a target may take when its [`HelmBinary`] names no timeout
+    /// (an upgrade waits for the chart's hooks). The start-up check waits
+    /// [`HelmBinary::DEFAULT_TIMEOUT`] as elsewhere.
+    pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
     pub(super) fn new(client: Client) -> Self {
         HelmTargetBuilder {
             client,
@@ -82,9 +83,9 @@ impl HelmTargetBuilder {
     }
 
     /// The `helm` binary to run, its environment and timeout (default:
-    /// [`HelmBinary::on_path`], the environment of this process, and runs killed after five
-    /// minutes unless [`HelmBinary::with_timeout`] says otherwise); checked by
-    /// [`build`](Self::build).
+    /// [`HelmBinary::on_path`], the environment of this process, and runs killed after
+    /// [`DEFAULT_RUN_TIMEOUT`](Self::DEFAULT_RUN_TIMEOUT) unless
+    /// [`HelmBinary::with_timeout`] says otherwise); checked by [`build`](Self::build).
     pub fn with_helm(mut self, helm: HelmBinary) -> Self {
         self.helm = helm;
         self
@@ -104,27 +105,31 @@ impl HelmTargetBuilder {
     /// no helm binary, [`Error::Backend`] when it does not run as helm: at start-up, not at
     /// the first update.
     pub async fn build(self) -> Result<HelmTarget, Error> {
-        self.watch.scope().check()?;
-        let helm = self.helm.clone().or_timeout(RUN_TIMEOUT).check().await?;
+        let HelmTargetBuilder {
+            client,
+            watch,
+            drivers,
+            helm,
+        } = self;
+        watch.scope().check()?;
+        let helm = helm
+            .check_with_run_timeout(Self::DEFAULT_RUN_TIMEOUT)
+            .await?;
         let (changes, _) = tokio::sync::watch::channel(());
-        let scopes = self.watch.scope().watched();
-        let watches = self
-            .drivers
+        let scopes = watch.scope().watched();
+        let watches = drivers
             .iter()
             .flat_map(|driver| {
                 scopes.iter().map(|ns| {
-                    Watch::start(
-                        &self.client,
-                        *driver,
-                        ns.map(str::to_owned),
-                        changes.clone(),
-                    )
+                    Watch::start(&client, *driver, ns.map(str::to_owned), changes.clone())
                 })
             })
             .collect();
         Ok(HelmTarget {
             inner: Arc::new(Inner {
-                settings: self,
+                client,
+                watch,
+                drivers,
                 helm,
                 watches,
                 changes,
@@ -137,17 +142,55 @@ impl HelmTargetBuilder {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use keel_core::Error;
     use keel_k8s::sync::NamespaceScope;
 
     use super::HelmTargetBuilder;
+    use crate::HelmTarget;
+    use crate::helm::HelmBinary;
+    use crate::helm::tests::fake_helm;
+
+    /// A client of a server that is not there: these tests reach no cluster.
+    fn offline_client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    async fn build_with(helm: HelmBinary) -> Result<HelmTarget, Error> {
+        HelmTargetBuilder::new(offline_client())
+            .with_helm(helm)
+            .build()
+            .await
+    }
 
     #[tokio::test]
     async fn all_namespaces_widens_a_namespace_list() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        let narrowed = HelmTargetBuilder::new(client).with_namespaces(["shop"]);
+        let narrowed = HelmTargetBuilder::new(offline_client()).with_namespaces(["shop"]);
         assert_eq!(narrowed.watch.scope(), &NamespaceScope::only(["shop"]));
         let widened = narrowed.all_namespaces();
         assert_eq!(widened.watch.scope(), &NamespaceScope::all());
+    }
+
+    #[tokio::test]
+    async fn runs_take_the_target_default_unless_the_helm_binary_names_a_timeout() {
+        let (_dir, path) = fake_helm("echo v4.1.4");
+        let target = build_with(HelmBinary::at(&path)).await.unwrap();
+        assert_eq!(target.helm().timeout(), Duration::from_secs(300));
+        let helm = HelmBinary::at(&path).with_timeout(Duration::from_secs(7));
+        let target = build_with(helm).await.unwrap();
+        assert_eq!(target.helm().timeout(), Duration::from_secs(7));
+    }
+
+    /// The clock is paused: the check's timeout passes as soon as the fake helm hangs.
+    #[tokio::test(start_paused = true)]
+    async fn the_start_up_check_waits_two_minutes_not_the_run_timeout() {
+        let (_dir, path) = fake_helm("exec sleep 600");
+        let error = build_with(HelmBinary::at(&path)).await.unwrap_err();
+        assert!(
+            error.to_string().contains("ran longer than 120s"),
+            "{error}"
+        );
     }
 }

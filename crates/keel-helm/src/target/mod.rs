@@ -9,6 +9,7 @@ use keel_core::policy::Policy;
 use keel_core::target::{ApplyOutcome, Target, TrackedImage, UpdatePlan};
 use keel_core::{Error, ImageRef};
 use keel_k8s::avoid::{AvoidTag, FAILED_ANNOTATION};
+use keel_k8s::sync::WatchSettings;
 use keel_k8s::{Problem, ProblemLog};
 use serde::Serialize;
 use tracing::debug;
@@ -16,6 +17,7 @@ use tracing::debug;
 use crate::config::{self, ImageEntry};
 use crate::helm::CheckedHelm;
 use crate::release::Status;
+use crate::storage::Driver;
 
 mod apply;
 mod builder;
@@ -61,7 +63,9 @@ pub struct HelmTarget {
 }
 
 struct Inner {
-    settings: HelmTargetBuilder,
+    client: kube::Client,
+    watch: WatchSettings,
+    drivers: Vec<Driver>,
     helm: CheckedHelm,
     watches: Vec<Watch>,
     changes: tokio::sync::watch::Sender<()>,
@@ -74,8 +78,9 @@ struct Inner {
 impl fmt::Debug for HelmTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HelmTarget")
-            .field("settings", &self.inner.settings)
-            .field("helm", &self.inner.helm.version())
+            .field("watch", &self.inner.watch)
+            .field("drivers", &self.inner.drivers)
+            .field("helm", &self.inner.helm)
             .finish_non_exhaustive()
     }
 }
@@ -182,12 +187,12 @@ impl HelmTarget {
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
-        self.inner.settings.watch.scope().contains(namespace)
+        self.inner.watch.scope().contains(namespace)
     }
 
     async fn wait_synced(&self) -> Result<(), Error> {
         let watches: Vec<&Watch> = self.inner.watches.iter().collect();
-        keel_k8s::sync::wait_synced(&watches, self.inner.settings.watch.sync_timeout()).await
+        keel_k8s::sync::wait_synced(&watches, self.inner.watch.sync_timeout()).await
     }
 
     async fn scan(&self) -> Result<Scan, Error> {
@@ -211,7 +216,7 @@ impl HelmTarget {
         scan.tracked.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         self.inner
             .problems
-            .record(self.inner.settings.watch.name(), scan.problems.clone());
+            .record(self.inner.watch.name(), scan.problems.clone());
         Ok(scan)
     }
 
@@ -370,11 +375,11 @@ impl HelmTarget {
 #[async_trait]
 impl Target for HelmTarget {
     fn name(&self) -> &str {
-        self.inner.settings.watch.name()
+        self.inner.watch.name()
     }
 
     async fn discover(&self) -> Result<Vec<TrackedImage>, Error> {
-        self.inner.settings.watch.discover(self.scan()).await
+        self.inner.watch.discover(self.scan()).await
     }
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome, Error> {
