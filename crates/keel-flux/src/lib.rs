@@ -118,4 +118,4 @@ pub use automation::{Automation, AutomationReport};
 /// Kubernetes backend of keel.
 pub use keel_k8s::sync::NamespaceScope;
 pub use policy::FluxPolicy;
-pub use reflector::{Namespaces, Reflector, ReflectorReport};
+pub use reflector::{Reflector, ReflectorReport};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::at;
-use keel_flux::reflector::{Namespaces, Outcome, Reflector};
+use keel_flux::NamespaceScope;
+use keel_flux::reflector::{Outcome, Reflector};
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::flux::FluxKind;
 use keel_testsupport::kube::flux::{
@@ -538,7 +539,7 @@ async fn a_tag_list_cut_short_by_the_listing_budget_decides_nothing() {
         .expect("registry client");
     let reflector = Reflector::new(
         w.client.clone(),
-        Namespaces::only([&w.ns]),
+        NamespaceScope::only([&w.ns]),
         Arc::new(cut_short),
     );
     let report = reflector.reconcile(at("2026-03-01T10:00:00Z")).await;

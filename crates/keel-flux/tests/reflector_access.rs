@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{at, namespace};
-use keel_flux::reflector::{Namespaces, Outcome, Reflector};
+use keel_flux::NamespaceScope;
+use keel_flux::reflector::{Outcome, Reflector};
 use keel_k8s::{PullSecrets, SecretRef};
 use keel_testsupport::kube::flux::{
     assert_ready, create, create_all, delete, flux_namespace, get, patch_spec, ready, status,
@@ -296,7 +297,7 @@ async fn secret_refs_are_the_credentials_of_their_repository_only() {
 
     let reflector = Reflector::new(
         client.clone(),
-        Namespaces::only([&ns]),
+        NamespaceScope::only([&ns]),
         registry_client(Some(&secrets)),
     )
     .with_pull_secrets(secrets.clone());

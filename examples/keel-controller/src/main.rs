@@ -64,7 +64,7 @@ use keel_core::approval::{ApprovalStore, Approvals, MemoryApprovalStore, RedbApp
 use keel_core::registry::CredentialChain;
 use keel_core::trigger::{PollScheduler, default_poll_schedule, parse_interval};
 use keel_core::{Pipeline, Target, UpdatePlan};
-use keel_flux::{Automation, Namespaces, Reflector};
+use keel_flux::{Automation, NamespaceScope, Reflector};
 use keel_helm::HelmTarget;
 use keel_k8s::{
     KubeApprovalStore, KubeTarget, LeaderElector, Leadership, PullSecrets, RolloutVerdict,
@@ -515,9 +515,9 @@ async fn helm_target(
 /// credentials).
 fn flux_jobs(args: &Args, client: &kube::Client) -> Result<FluxJobs, String> {
     let namespaces = if args.namespaces.is_empty() {
-        Namespaces::All
+        NamespaceScope::all()
     } else {
-        Namespaces::only(args.namespaces.clone())
+        NamespaceScope::only(args.namespaces.clone())
     };
     let secrets = pull_secrets(args, client);
     let registry = RegistryClientBuilder::from_env()

@@ -93,7 +93,7 @@ pub(crate) mod objects;
 mod policies;
 pub(crate) mod status;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,42 +134,6 @@ const LATEST_TAGS: usize = 10;
 /// registry, in the order of the usage ids; `!` sorts before the ids of workloads
 /// (`deployment/...`), so an `ImageRepository`'s own secret comes first.
 const CREDENTIAL_USER: &str = "!keel-flux/imagerepository";
-
-/// Which namespaces a [`Reflector`] or an [`Automation`](crate::Automation) reads, as written
-/// before both took keel-k8s's [`NamespaceScope`] (which every Kubernetes backend of keel
-/// uses): each converts to it, and new code passes a [`NamespaceScope`] directly.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Namespaces {
-    /// Every namespace (list and patch rights cluster-wide).
-    All,
-    /// These namespaces only.
-    Only(BTreeSet<String>),
-}
-
-impl Namespaces {
-    /// The namespaces `names`.
-    ///
-    /// ```
-    /// use keel_flux::reflector::Namespaces;
-    /// assert_eq!(Namespaces::only(["b", "a", "b"]), Namespaces::only(["a", "b"]));
-    /// ```
-    pub fn only<I, S>(names: I) -> Namespaces
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Namespaces::Only(names.into_iter().map(Into::into).collect())
-    }
-}
-
-impl From<Namespaces> for NamespaceScope {
-    fn from(namespaces: Namespaces) -> Self {
-        match namespaces {
-            Namespaces::All => NamespaceScope::all(),
-            Namespaces::Only(names) => NamespaceScope::only(names),
-        }
-    }
-}
 
 /// What a pass did with one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -878,14 +842,6 @@ fn revision(tags: &[String]) -> String {
 mod tests {
     use super::policies::ready_message;
     use super::*;
-
-    #[test]
-    fn namespaces_convert_to_the_same_scope() {
-        assert_eq!(NamespaceScope::from(Namespaces::All), NamespaceScope::all());
-        let scope = NamespaceScope::from(Namespaces::only(["web", "shop", "web"]));
-        assert_eq!(scope, NamespaceScope::only(["shop", "web"]));
-        assert!(scope.contains("web") && !scope.contains("apps"));
-    }
 
     #[test]
     fn revision_is_adler32_of_the_json_array() {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use keel_flux::NamespaceScope;
 use keel_flux::automation::{Automation, AutomationReport};
-use keel_flux::reflector::{Namespaces, Outcome};
+use keel_flux::reflector::Outcome;
 use keel_testsupport::git::GitServer;
 use keel_testsupport::kube::create_secret;
 use keel_testsupport::kube::flux::{self, FluxKind, create, git_repository_spec, patch_status};
@@ -252,7 +253,7 @@ pub(crate) fn up_to_date() -> Outcome {
 /// An automation of the objects of `ns`, with its working copies in `server`'s scratch
 /// directory.
 pub(crate) fn automation(client: &Client, ns: &str, server: &GitServer) -> Automation {
-    Automation::new(client.clone(), Namespaces::only([ns]))
+    Automation::new(client.clone(), NamespaceScope::only([ns]))
         .with_workdir(server.scratch_dir("work"))
         .with_server_timeout(Duration::from_secs(20))
 }

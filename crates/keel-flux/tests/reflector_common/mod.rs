@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_flux::reflector::{Namespaces, Outcome, Reflector, ReflectorReport};
+use keel_flux::NamespaceScope;
+use keel_flux::reflector::{Outcome, Reflector, ReflectorReport};
 use keel_k8s::PullSecrets;
 use keel_registry::RegistryClient;
 use keel_testsupport::kube::flux::{FluxKind, ready};
@@ -44,7 +45,7 @@ pub(crate) fn registry_client(secrets: Option<&PullSecrets>) -> Arc<RegistryClie
 
 /// A reflector over the objects of `namespaces` with the [`registry_client`] of no secrets.
 pub(crate) fn reflector_of(client: &Client, namespaces: &[&str]) -> Reflector {
-    let namespaces = Namespaces::only(namespaces.iter().copied());
+    let namespaces = NamespaceScope::only(namespaces.iter().copied());
     Reflector::new(client.clone(), namespaces, registry_client(None))
 }
 
