@@ -1,6 +1,8 @@
-//! What every target built on watches (the workload caches here, Helm's storage in
-//! keel-helm) shares: the namespaces it watches, the health of its watches, waiting for their
-//! initial lists, and discovery from what it scanned in its caches.
+//! What the Kubernetes backends share: the namespaces they read ([`NamespaceScope`]) and
+//! listing them ([`list_in`], [`sort_by_name`]), used by every backend of keel on Kubernetes
+//! (here, in keel-helm, keel-flux and keel-argocd); and, for targets built on watches (the
+//! workload caches here, Helm's storage in keel-helm), the health of their watches, waiting
+//! for their initial lists, and discovery from what they scanned in their caches.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +31,9 @@ pub trait SyncState {
     fn namespace(&self) -> Option<&str>;
 }
 
-/// Which namespaces a target built on watches watches: all of them (one cluster-wide watch per
-/// resource), or a list (one watch per namespace and resource, for RBAC that grants Roles
-/// rather than a ClusterRole).
+/// Which namespaces a backend reads: all of them (one cluster-wide watch or listing per
+/// resource), or a list (one per namespace and resource, for RBAC that grants Roles rather
+/// than a ClusterRole).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct NamespaceScope(Option<Vec<String>>);
 
@@ -115,7 +117,7 @@ impl NamespaceScope {
 /// namespace when one fails.
 ///
 /// # Errors
-/// The API server's error as [`kerr::from_kube`] maps it, naming the request (`list
+/// The API server's error as [`crate::error::from_kube`] maps it, naming the request (`list
 /// imagepolicies in namespace apps`); a resource the server does not serve is
 /// [`Error::NotFound`].
 pub async fn list_in(
@@ -379,6 +381,17 @@ mod tests {
             );
             assert!(error.to_string().contains("namespace list"), "{error}");
         }
+    }
+
+    #[test]
+    fn only_keeps_each_namespace_once_in_the_order_given() {
+        let scope = NamespaceScope::only(["web", "shop", "web"]);
+        assert_eq!(
+            scope.list(),
+            Some(&["web".to_owned(), "shop".to_owned()][..])
+        );
+        assert_eq!(scope.watched(), [Some("web"), Some("shop")]);
+        assert_eq!(NamespaceScope::all().watched(), [None]);
     }
 
     fn object(namespace: Option<&str>, name: &str) -> DynamicObject {
