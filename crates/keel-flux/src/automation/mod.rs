@@ -199,10 +199,10 @@ fn str_at<'v>(value: Option<&'v Value>, path: &[&str]) -> Option<&'v str> {
 
 impl Automation {
     /// An automation over the `ImageUpdateAutomation` objects of `namespaces`.
-    pub fn new(client: Client, namespaces: impl Into<NamespaceScope>) -> Self {
+    pub fn new(client: Client, namespaces: NamespaceScope) -> Self {
         Automation {
             client,
-            namespaces: namespaces.into(),
+            namespaces,
             workdir: None,
             server_timeout: None,
         }

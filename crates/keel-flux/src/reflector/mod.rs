@@ -69,7 +69,7 @@
 //! use std::sync::Arc;
 //! use keel_flux::reflector::Reflector;
 //! use keel_k8s::PullSecrets;
-//! use keel_k8s::sync::NamespaceScope;
+//! use keel_flux::NamespaceScope;
 //! use keel_registry::RegistryClient;
 //!
 //! # async fn demo() -> Result<(), keel_core::Error> {
@@ -333,14 +333,10 @@ impl Reflector {
     /// A reflector over the objects of `namespaces`, listing tags and reading digests with
     /// `registry`. Without [`with_pull_secrets`](Self::with_pull_secrets), a repository with
     /// a `secretRef` is not scanned (its `Ready` says why).
-    pub fn new(
-        client: Client,
-        namespaces: impl Into<NamespaceScope>,
-        registry: Arc<dyn Registry>,
-    ) -> Self {
+    pub fn new(client: Client, namespaces: NamespaceScope, registry: Arc<dyn Registry>) -> Self {
         Reflector {
             client,
-            namespaces: namespaces.into(),
+            namespaces,
             registry,
             pull_secrets: None,
             tags: Mutex::new(HashMap::new()),
