@@ -28,11 +28,14 @@
 //! [`yaml`] has YAML documents that cost far more to expand than to send.
 //!
 //! Servers started by the project's scripts go through one [`ScriptServer`], which parses the
-//! JSON the script prints and stops the server on drop.
+//! JSON the script prints and stops the server on drop. Fake helpers and hooks that tests run
+//! at once are written by [`write_shell_script`].
 
 mod script;
+mod shell_script;
 
 pub use script::{ScriptServer, script};
+pub use shell_script::write_shell_script;
 #[cfg(feature = "signing")]
 pub use signing::hmac_sha256_hex;
 

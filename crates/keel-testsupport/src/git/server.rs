@@ -399,13 +399,9 @@ impl GitServer {
     /// Installs the hook `hook` (`pre-receive`, `update`, ...) of the bare repository as a
     /// `/bin/sh` script with `body`, e.g. `echo "rejected" >&2; exit 1` to refuse pushes.
     pub fn install_hook(&self, name: &str, hook: &str, body: &str) {
-        use std::os::unix::fs::PermissionsExt as _;
         let path = self.repo_path(name).join("hooks").join(hook);
         std::fs::create_dir_all(path.parent().expect("hooks dir")).expect("hooks directory");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))
-            .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .expect("make the hook executable");
+        crate::write_shell_script(&path, body);
     }
 
     /// Makes the next push to the repository race with another: when it arrives, before its
