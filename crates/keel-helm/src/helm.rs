@@ -241,23 +241,11 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A stand-in for helm in a new directory: a shell script with `body`. A child process
-    /// writes it: a write handle of this process, inherited by a test running in parallel
-    /// that starts a process at that moment, would make running the script fail with
-    /// "Text file busy".
+    /// A stand-in for helm in a new directory: a shell script with `body`.
     pub(crate) fn fake_helm(body: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("helm");
-        let written = std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#"printf '#!/bin/sh\n%s\n' "$1" >"$0" && chmod 755 "$0""#,
-            ])
-            .arg(&path)
-            .arg(body)
-            .status()
-            .unwrap();
-        assert!(written.success(), "writing {}", path.display());
+        keel_testsupport::write_shell_script(&path, body);
         (dir, path)
     }
 

@@ -118,29 +118,27 @@ async fn missing_helper_is_a_clear_error() {
 /// `reg.example.com` only, `keelcount` counts its runs in `dir/runs`, `keelhang` writes
 /// its process id to `dir/hang.pid` and sleeps.
 fn write_helpers(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     let answer =
         r#"{"ServerURL":"reg.example.com","Username":"helper-user","Secret":"helper-pass"}"#;
     let scripts = [
         (
             "keeltest",
             format!(
-                "read server\n[ \"$server\" = \"reg.example.com\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{answer}'\n"
+                "read server\n[ \"$server\" = \"reg.example.com\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{answer}'"
             ),
         ),
         (
             "keelcount",
-            format!("echo run >> \"{}/runs\"\necho '{answer}'\n", dir.display()),
+            format!("echo run >> \"{}/runs\"\necho '{answer}'", dir.display()),
         ),
         (
             "keelhang",
-            format!("echo $$ > \"{}/hang.pid\"\nexec sleep 30\n", dir.display()),
+            format!("echo $$ > \"{}/hang.pid\"\nexec sleep 30", dir.display()),
         ),
     ];
     for (name, body) in scripts {
         let script = dir.join(format!("docker-credential-{name}"));
-        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        keel_testsupport::write_shell_script(&script, &body);
     }
 }
 
