@@ -512,8 +512,7 @@ mod tests {
 
     #[tokio::test]
     async fn inconsistent_timings_are_refused() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = Client::try_from(config).unwrap();
+        let client = keel_testsupport::kube::unreachable_client();
         let e = LeaderElector::new(client.clone(), "ns", "lease", "me")
             .with_lease_duration(Duration::from_secs(5))
             .with_renew_deadline(Duration::from_secs(5))

@@ -365,6 +365,8 @@ impl<I> Default for Scan<I> {
 
 #[cfg(test)]
 mod tests {
+    use keel_testsupport::kube::unreachable_client;
+
     use super::*;
 
     #[test]
@@ -425,12 +427,6 @@ mod tests {
                 (Some("web"), Some("a")),
             ]
         );
-    }
-
-    /// A client of a server that refuses every connection.
-    fn unreachable_client() -> Client {
-        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("a URL"));
-        Client::try_from(config).expect("a client")
     }
 
     #[tokio::test]

@@ -146,20 +146,15 @@ mod tests {
 
     use keel_core::Error;
     use keel_k8s::sync::NamespaceScope;
+    use keel_testsupport::kube::unreachable_client;
 
     use super::HelmTargetBuilder;
     use crate::HelmTarget;
     use crate::helm::HelmBinary;
     use crate::helm::tests::fake_helm;
 
-    /// A client of a server that is not there: these tests reach no cluster.
-    fn offline_client() -> kube::Client {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        kube::Client::try_from(config).unwrap()
-    }
-
     async fn build_with(helm: HelmBinary) -> Result<HelmTarget, Error> {
-        HelmTargetBuilder::new(offline_client())
+        HelmTargetBuilder::new(unreachable_client())
             .with_helm(helm)
             .build()
             .await
@@ -167,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn all_namespaces_widens_a_namespace_list() {
-        let narrowed = HelmTargetBuilder::new(offline_client()).with_namespaces(["shop"]);
+        let narrowed = HelmTargetBuilder::new(unreachable_client()).with_namespaces(["shop"]);
         assert_eq!(narrowed.watch.scope(), &NamespaceScope::only(["shop"]));
         let widened = narrowed.all_namespaces();
         assert_eq!(widened.watch.scope(), &NamespaceScope::all());

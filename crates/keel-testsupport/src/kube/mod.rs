@@ -25,6 +25,8 @@
 //!   Flux objects tests build.
 //! - [`argocd`]: Argo CD's Applications, repository credentials and known hosts written with the
 //!   raw API.
+//! - [`unreachable_client`]: a client of a server that refuses every connection, for unit
+//!   tests that need a [`kube::Client`] but no cluster.
 
 mod apiserver;
 pub mod argocd;
@@ -33,6 +35,7 @@ mod fixtures;
 pub mod flux;
 mod intercept;
 pub mod openshift;
+mod unreachable;
 mod wait;
 
 pub use apiserver::{ADMIN, ApiServer, LIMITED_GROUP, LIMITED_USERS, SKIP_MESSAGE, install_crd};
@@ -43,4 +46,5 @@ pub use fixtures::{
 };
 pub use intercept::{Hook, HookFuture, InterceptLayer, InterceptService};
 pub use openshift::{DEPLOYMENT_CONFIG_CRD, IMAGE_STREAM_CRD, install_openshift_crds};
+pub use unreachable::unreachable_client;
 pub use wait::{wait_for, wait_until};
