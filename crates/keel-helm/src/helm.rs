@@ -2,6 +2,7 @@
 //! ([`CheckedHelm`]), run with a deadline, its own messages passed on.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -29,9 +30,7 @@ pub const BACKEND: &str = "helm";
 pub struct HelmBinary {
     /// `None`: the first `helm` on `PATH`.
     path: Option<PathBuf>,
-    /// May carry credentials: `Debug` shows only its names.
-    #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
-    env: Vec<(OsString, OsString)>,
+    env: Environment,
     /// `None`: the default of whoever runs it ([`HelmBinary::DEFAULT_TIMEOUT`], or a
     /// target's own
     /// [`DEFAULT_RUN_TIMEOUT`](crate::HelmTargetBuilder::DEFAULT_RUN_TIMEOUT)).
@@ -45,9 +44,21 @@ pub struct CheckedHelm {
     path: PathBuf,
     version: String,
     timeout: Duration,
-    /// Goes to every run; may carry credentials: `Debug` shows only its names.
-    #[debug("{:?}", env.iter().map(|(k, _)| k).collect::<Vec<_>>())]
-    env: Vec<(OsString, OsString)>,
+    /// Goes to every run.
+    env: Environment,
+}
+
+/// The extra environment variables helm runs with. They may carry credentials (a registry
+/// token), so `Debug` shows only their names: every type that holds them prints them so.
+#[derive(Clone, Default)]
+struct Environment(Vec<(OsString, OsString)>);
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 /// What one helm run printed.
@@ -87,6 +98,7 @@ impl HelmBinary {
         V: Into<OsString>,
     {
         self.env
+            .0
             .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
@@ -199,7 +211,7 @@ impl CheckedHelm {
         let mut command = Command::new(&self.path);
         command
             .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.0.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
