@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
     App, PREFIX, app, applied, apps, argocd_namespace, argocd_target, assert_applied, helm_value,
-    pipeline, problems, run_applying, run_without_problems, source, updated, web_registry,
+    pipeline, problems, run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::ArgoCdTarget;
 use keel_core::{ApplyOutcome, Error, ImageRef, Target, UpdatePlan};
@@ -354,14 +354,14 @@ async fn allow_tags_and_ignore_tags_narrow_the_choice() {
     )
     .await;
     let target = target(admin.clone(), &ns);
-    run_applying(
-        &target,
+    let report = pipeline(&target).run_once().await;
+    assert_applied(
+        &report,
         &[
             updated(&ns, "filtered", &web, "1.0.0", "1.2.0"),
             updated(&ns, "unfiltered", &web, "1.0.0", "2.0.0"),
         ],
-    )
-    .await;
+    );
 }
 
 #[tokio::test]
@@ -570,7 +570,8 @@ async fn a_bad_annotation_skips_only_its_application() {
     .await;
 
     let target = target(admin.clone(), &ns);
-    run_applying(&target, &[updated(&ns, "good", &web, "1.0.0", "1.1.0")]).await;
+    let report = pipeline(&target).run_once().await;
+    assert_applied(&report, &[updated(&ns, "good", &web, "1.0.0", "1.1.0")]);
     assert_eq!(
         problems(&target),
         [

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    App, applied, apps, argocd_target, create_apps, helm_value, pipeline, problems, run_applying,
+    App, applied, apps, argocd_target, assert_applied, create_apps, helm_value, pipeline, problems,
     run_without_problems, source, updated, web_registry,
 };
 use keel_argocd::{ArgoCdTarget, IMAGE_UPDATER_CRD, image_updater_resource};
@@ -329,7 +329,8 @@ async fn a_bad_image_updater_is_reported_and_updates_nothing_while_another_works
     create_image_updater(&admin, &ns, "working", spec("good-*", "semver")).await;
 
     let target = target(admin.clone(), &ns);
-    run_applying(&target, &[updated(&ns, "good-1", &web, "1.0.0", "1.1.0")]).await;
+    let report = pipeline(&target).run_once().await;
+    assert_applied(&report, &[updated(&ns, "good-1", &web, "1.0.0", "1.1.0")]);
     let problems = problems(&target);
     let expected = format!(
         "imageupdater {ns}/broken: spec.applicationRefs[0].images[0].commonUpdateSettings\
@@ -416,7 +417,8 @@ async fn overlapping_image_updaters_and_use_annotations() {
 
     let target = target(admin.clone(), &ns);
     // No 1.0.x after 1.0.0: `shared` stays; `legacy` follows its annotation's ^1.
-    let report = run_applying(&target, &[updated(&ns, "legacy", &web, "1.0.0", "1.1.0")]).await;
+    let report = pipeline(&target).run_once().await;
+    assert_applied(&report, &[updated(&ns, "legacy", &web, "1.0.0", "1.1.0")]);
     assert_eq!(report.tracked, 2);
     let problems = problems(&target);
     let expected = format!(

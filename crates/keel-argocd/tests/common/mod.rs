@@ -176,17 +176,6 @@ pub(crate) fn assert_applied(report: &RunReport, want: &[String]) {
     assert_eq!(applied(report), want);
 }
 
-/// Runs one pass of `target`'s [`pipeline`] and asserts that it applied exactly `want`.
-#[allow(
-    dead_code,
-    reason = "the git write-back tests also check that nothing failed or went wrong"
-)]
-pub(crate) async fn run_applying(target: &Arc<ArgoCdTarget>, want: &[String]) -> RunReport {
-    let report = pipeline(target).run_once().await;
-    assert_applied(&report, want);
-    report
-}
-
 /// The target's problems, sorted.
 pub(crate) fn problems(target: &ArgoCdTarget) -> Vec<String> {
     let mut problems: Vec<String> = target.problems().iter().map(ToString::to_string).collect();
