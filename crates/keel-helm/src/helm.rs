@@ -26,7 +26,7 @@ pub const BACKEND: &str = "helm";
 ///     .with_env([("KUBECONFIG", "/etc/keel/kubeconfig")])
 ///     .with_timeout(Duration::from_secs(600));
 /// ```
-#[derive(Clone, Default, derive_more::Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct HelmBinary {
     /// `None`: the first `helm` on `PATH`.
     path: Option<PathBuf>,
@@ -39,7 +39,7 @@ pub struct HelmBinary {
 
 /// A `helm` binary that answered `helm version`, with the environment it runs in: what
 /// [`HelmBinary::check`] returns and what a [`HelmTarget`](crate::HelmTarget) runs.
-#[derive(Clone, derive_more::Debug)]
+#[derive(Clone, Debug)]
 pub struct CheckedHelm {
     path: PathBuf,
     version: String,
