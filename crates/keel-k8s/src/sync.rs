@@ -1,8 +1,9 @@
-//! What the Kubernetes backends share: the namespaces they read ([`NamespaceScope`]) and
-//! listing them ([`list_in`], [`sort_by_name`]), used by every backend of keel on Kubernetes
-//! (here, in keel-helm, keel-flux and keel-argocd); and, for targets built on watches (the
-//! workload caches here, Helm's storage in keel-helm), the health of their watches, waiting
-//! for their initial lists, and discovery from what they scanned in their caches.
+//! What the Kubernetes backends share: the namespaces they read ([`NamespaceScope`], used by
+//! the workload target here, keel-helm, keel-flux and keel-argocd) and listing them
+//! ([`list_in`], [`sort_by_name`], used by keel-flux and keel-argocd); and, for targets built
+//! on watches (the workload caches here, Helm's storage in keel-helm), the health of their
+//! watches, waiting for their initial lists, and discovery from what they scanned in their
+//! caches.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,8 +70,8 @@ impl NamespaceScope {
             .is_none_or(|list| list.iter().any(|ns| ns == namespace))
     }
 
-    /// Checks a list before any watch starts: an empty list, or an empty name in it, would
-    /// watch nothing and is refused ([`Error::InvalidInput`] naming the list).
+    /// Checks a list before any watch or listing starts: an empty list, or an empty name in
+    /// it, would read nothing and is refused ([`Error::InvalidInput`] naming the list).
     pub fn check(&self) -> Result<(), Error> {
         match self.list() {
             Some(list) if list.is_empty() || list.iter().any(|ns| ns.trim().is_empty()) => {
@@ -97,13 +98,15 @@ impl NamespaceScope {
     /// namespace ([`list_in`] each of [`watched`](Self::watched)), in the order listed.
     ///
     /// # Errors
-    /// That of the first listing that fails; the namespaces after it are not listed.
+    /// [`check`](Self::check)'s for a list that names nothing, before any request; else that
+    /// of the first listing that fails, and the namespaces after it are not listed.
     pub async fn list_objects(
         &self,
         client: &Client,
         resource: &ApiResource,
         params: &ListParams,
     ) -> Result<Vec<DynamicObject>, Error> {
+        self.check()?;
         let mut objects = Vec::new();
         for namespace in self.watched() {
             objects.extend(list_in(client, resource, namespace, params).await?);
@@ -445,6 +448,23 @@ mod tests {
                 matches!(&error, Error::Backend { action: a, retryable: true, .. } if a == action),
                 "{namespace:?}: {error:?}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scope_that_names_nothing_is_refused_before_any_request() {
+        let client = unreachable_client();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        for list in [&[][..], &[""], &["shop", " "]] {
+            let error = NamespaceScope::only(list.iter().copied())
+                .list_objects(&client, &resource, &ListParams::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidInput(_)),
+                "{list:?}: {error:?}"
+            );
+            assert!(error.to_string().contains("namespace list"), "{error}");
         }
     }
 

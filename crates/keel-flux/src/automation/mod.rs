@@ -225,6 +225,10 @@ impl Automation {
     /// One pass: runs every automation that is due and writes its status.
     pub async fn reconcile(&self, now: DateTime<Utc>) -> AutomationReport {
         let mut report = AutomationReport::default();
+        if let Err(error) = self.namespaces.check() {
+            report.errors.push(error);
+            return report;
+        }
         let resource = automation_resource();
         let params = ListParams::default();
         let mut objects = Vec::new();
@@ -325,6 +329,24 @@ mod tests {
     use super::spec::{PolicySelector, highest_tag_in_range, update_path};
     use super::*;
     use crate::reflector::objects::LatestRef;
+
+    #[tokio::test]
+    async fn a_namespace_list_that_names_nothing_is_reported_and_nothing_runs() {
+        let client = keel_testsupport::kube::unreachable_client();
+        for list in [&[][..], &[""]] {
+            let automation =
+                Automation::new(client.clone(), NamespaceScope::only(list.iter().copied()));
+            let report = automation.reconcile(Utc::now()).await;
+            assert!(report.automations.is_empty(), "{list:?}: {report:?}");
+            assert!(
+                matches!(
+                    report.errors.as_slice(),
+                    [keel_core::Error::InvalidInput(_)]
+                ),
+                "{list:?}: {report:?}"
+            );
+        }
+    }
 
     #[test]
     fn update_paths_stay_in_the_repository() {
