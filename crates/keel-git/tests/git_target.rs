@@ -331,7 +331,7 @@ async fn a_server_side_rejection_leaves_the_remote_untouched() {
     server.install_hook(
         "fleet",
         "pre-receive",
-        "#!/bin/sh\necho 'frozen for release' >&2\nexit 1\n",
+        "echo 'frozen for release' >&2\nexit 1",
     );
     let head = server.head("fleet", "main");
     let target = target(&server, "fleet").with_max_push_attempts(2).build();

@@ -26,10 +26,30 @@ pub fn write_shell_script(path: impl AsRef<Path>, body: &str) {
         .arg(path)
         .arg(body)
         .status()
-        .unwrap_or_else(|error| panic!("writing {}: {error}", path.display()));
+        .unwrap_or_else(|error| panic!("starting sh to write {}: {error}", path.display()));
     assert!(
         written.success(),
         "writing {} failed ({written})",
         path.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_written_exactly_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("script");
+        let body = "printf '%s\\n' \"$1\" 'it''s' \"50%\"\n";
+        write_shell_script(&path, body);
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written, format!("#!/bin/sh\n{body}\n"));
+        let output = std::process::Command::new(&path)
+            .arg("a b")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "a b\nits\n50%\n");
+    }
 }
