@@ -75,11 +75,9 @@ async fn a_scope_lists_its_namespaces_only() {
 
 #[tokio::test]
 async fn a_resource_the_server_does_not_serve_is_not_found() {
-    let Some(server) = ApiServer::shared().await else {
+    let Some((_, ns, client)) = ApiServer::shared_namespace("listing-unserved").await else {
         return;
     };
-    let ns = server.namespace("listing-unserved").await;
-    let client = server.admin_client();
     let resource = ApiResource {
         group: "unserved.keel.sh".into(),
         version: "v1".into(),
