@@ -372,19 +372,32 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_list_that_watches_nothing_is_refused_naming_the_list() {
+    /// Checked on its own, and by a listing before any request (the client reaches no
+    /// server, so a request would fail otherwise).
+    #[tokio::test]
+    async fn a_list_that_watches_nothing_is_refused_naming_the_list() {
         assert!(NamespaceScope::all().check().is_ok());
         assert!(NamespaceScope::only(["shop", "web"]).check().is_ok());
+        let client = unreachable_client();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
         for list in [&[][..], &[""], &["shop", " "]] {
-            let error = NamespaceScope::only(list.iter().copied())
-                .check()
-                .unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidInput(_)),
-                "{list:?}: {error:?}"
-            );
-            assert!(error.to_string().contains("namespace list"), "{error}");
+            let scope = NamespaceScope::only(list.iter().copied());
+            let listed = scope
+                .list_objects(&client, &resource, &ListParams::default())
+                .await;
+            for (way, error) in [
+                ("check", scope.check().unwrap_err()),
+                ("list", listed.unwrap_err()),
+            ] {
+                assert!(
+                    matches!(error, Error::InvalidInput(_)),
+                    "{way} {list:?}: {error:?}"
+                );
+                assert!(
+                    error.to_string().contains("namespace list"),
+                    "{way}: {error}"
+                );
+            }
         }
     }
 
@@ -448,23 +461,6 @@ mod tests {
                 matches!(&error, Error::Backend { action: a, retryable: true, .. } if a == action),
                 "{namespace:?}: {error:?}"
             );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_scope_that_names_nothing_is_refused_before_any_request() {
-        let client = unreachable_client();
-        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
-        for list in [&[][..], &[""], &["shop", " "]] {
-            let error = NamespaceScope::only(list.iter().copied())
-                .list_objects(&client, &resource, &ListParams::default())
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidInput(_)),
-                "{list:?}: {error:?}"
-            );
-            assert!(error.to_string().contains("namespace list"), "{error}");
         }
     }
 
