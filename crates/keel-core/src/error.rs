@@ -124,6 +124,21 @@ impl Error {
         Error::NotFound { what: what.into() }
     }
 
+    /// A `NotFound` for the tracked image `id` in the target named `target`: what a target
+    /// answers a plan for an image it does not track (any more).
+    ///
+    /// ```
+    /// let error = keel_core::Error::untracked("deployment/shop/web/app", "kubernetes");
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     keel_core::Error::not_found("tracked image deployment/shop/web/app in kubernetes")
+    ///         .to_string()
+    /// );
+    /// ```
+    pub fn untracked(id: &str, target: &str) -> Self {
+        Error::not_found(format!("tracked image {id} in {target}"))
+    }
+
     /// A `Backend` error of `backend` doing `action`, caused by `source`, whose text is the
     /// message; not retryable: for a failure that trying again does not cure, such as a file
     /// that cannot be read or a client that cannot be built.

@@ -226,9 +226,9 @@ impl Target for InMemoryTarget {
 
     async fn apply(&self, plan: &UpdatePlan) -> Result<ApplyOutcome> {
         let mut images = lock(&self.images);
-        let tracked = images.get_mut(&plan.id).ok_or_else(|| {
-            Error::not_found(format!("tracked image {} in {}", plan.id, self.name))
-        })?;
+        let tracked = images
+            .get_mut(&plan.id)
+            .ok_or_else(|| Error::untracked(&plan.id, &self.name))?;
         if tracked.image == plan.new {
             return Ok(ApplyOutcome::AlreadyCurrent);
         }

@@ -147,10 +147,7 @@ impl ArgoCdTarget {
             ))
         };
         let Some(image) = config.images.iter().find(|i| i.alias == alias).cloned() else {
-            return Err(Error::not_found(format!(
-                "tracked image {} in {}",
-                plan.id, self.name
-            )));
+            return Err(Error::untracked(&plan.id, &self.name));
         };
         let (destination, auth) = self.git_destination(app, &config).await.map_err(invalid)?;
         let change = git::change(&image, &plan.current, &plan.new);

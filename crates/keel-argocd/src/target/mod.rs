@@ -326,10 +326,7 @@ impl ArgoCdTarget {
             {
                 Ok((ns, name, alias))
             }
-            _ => Err(Error::not_found(format!(
-                "tracked image {id} in {}",
-                self.name
-            ))),
+            _ => Err(Error::untracked(id, &self.name)),
         }
     }
 
@@ -364,7 +361,7 @@ impl ArgoCdTarget {
                     action: format!("update {}", plan.id),
                     reason: format!("the Application changed and is skipped now: {p}"),
                 },
-                None => Error::not_found(format!("tracked image {} in {}", plan.id, self.name)),
+                None => Error::untracked(&plan.id, &self.name),
             });
         };
         let Some(found) = found.into_iter().find(|f| f.config.alias == alias) else {
@@ -373,7 +370,7 @@ impl ArgoCdTarget {
                     action: format!("update {}", plan.id),
                     reason: p.to_string(),
                 },
-                None => Error::not_found(format!("tracked image {} in {}", plan.id, self.name)),
+                None => Error::untracked(&plan.id, &self.name),
             });
         };
         if found.image == plan.new {
@@ -389,10 +386,7 @@ impl ArgoCdTarget {
             });
         }
         let Some(kind) = SourceKind::of(&app.data) else {
-            return Err(Error::not_found(format!(
-                "tracked image {} in {}",
-                plan.id, self.name
-            )));
+            return Err(Error::untracked(&plan.id, &self.name));
         };
         let source_patch = source::write(&app.data, kind, &found.config, &plan.new);
         let patch = json!({

@@ -118,11 +118,7 @@ impl HelmTarget {
                         .push(i);
                 }
                 _ => {
-                    results[i] = Some(Err(Error::not_found(format!(
-                        "tracked image {} in {}",
-                        plan.id,
-                        self.inner.watch.name()
-                    ))));
+                    results[i] = Some(Err(Error::untracked(&plan.id, self.inner.watch.name())));
                 }
             }
         }
@@ -189,11 +185,7 @@ impl HelmTarget {
                 .iter()
                 .find(|e| tracked_id(namespace, release, e.key()) == plan.id);
             let result = match entry {
-                None => Err(Error::not_found(format!(
-                    "tracked image {} in {}",
-                    plan.id,
-                    self.inner.watch.name()
-                ))),
+                None => Err(Error::untracked(&plan.id, self.inner.watch.name())),
                 Some(entry) => self.plan_change(entry, &values, &mut user, plan),
             };
             match result {
@@ -344,13 +336,7 @@ impl HelmTarget {
     ) -> Result<RolloutVerdict, Error> {
         let id = ReleaseId::parse(&plan.id)
             .filter(|id| self.in_scope(id.namespace))
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "tracked image {} in {}",
-                    plan.id,
-                    self.inner.watch.name()
-                ))
-            })?;
+            .ok_or_else(|| Error::untracked(&plan.id, self.inner.watch.name()))?;
         let action = format!("verify the rollout of {plan}");
         let fresh = self.read_fresh(id.namespace, id.release).await?;
         let values = fresh.deployed.merged_values();

@@ -274,13 +274,8 @@ impl KubeTarget {
         plan: &UpdatePlan,
         deadline: Duration,
     ) -> Result<RolloutVerdict, Error> {
-        let id = ContainerId::parse(&plan.id).ok_or_else(|| {
-            Error::not_found(format!(
-                "tracked image {} in {}",
-                plan.id,
-                self.inner.settings.watch.name()
-            ))
-        })?;
+        let id = ContainerId::parse(&plan.id)
+            .ok_or_else(|| Error::untracked(&plan.id, self.inner.settings.watch.name()))?;
         if matches!(id.kind, WorkloadKind::CronJob | WorkloadKind::ImageStream) {
             return Ok(RolloutVerdict::NoRollout);
         }

@@ -26,12 +26,7 @@ fn keel_entries(map: &BTreeMap<String, String>) -> impl Iterator<Item = (String,
 impl KubeTarget {
     /// The workload of tracked image `id`, when it is one this target tracks.
     pub(super) fn container_id(&self, id: &str) -> Result<ContainerId, Error> {
-        let unknown = || {
-            Error::not_found(format!(
-                "tracked image {id} in {}",
-                self.inner.settings.watch.name()
-            ))
-        };
+        let unknown = || Error::untracked(id, self.inner.settings.watch.name());
         let parsed = ContainerId::parse(id).ok_or_else(unknown)?;
         if !self.in_scope(&parsed.namespace) || !self.inner.settings.kinds.contains(&parsed.kind) {
             return Err(unknown());
