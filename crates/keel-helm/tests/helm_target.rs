@@ -585,22 +585,6 @@ async fn a_missing_helm_binary_fails_at_start_up() {
 }
 
 #[tokio::test]
-async fn helm_runs_are_killed_after_five_minutes_unless_the_binary_says_otherwise() {
-    let Some(w) = world("helm-timeout").await else {
-        return;
-    };
-    let target = w.target().await;
-    assert_eq!(target.helm().timeout(), Duration::from_secs(300));
-    let target = w
-        .builder(w.admin.clone(), &[&w.ns])
-        .with_helm(w.helm_binary().with_timeout(Duration::from_secs(42)))
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(target.helm().timeout(), Duration::from_secs(42));
-}
-
-#[tokio::test]
 async fn an_empty_namespace_list_fails_at_start_up() {
     let Some(w) = world("helm-no-namespaces").await else {
         return;
