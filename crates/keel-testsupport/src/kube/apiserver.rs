@@ -370,7 +370,7 @@ impl ApiServer {
     /// An admin client that, before each PATCH of `path`, runs what `race` makes of the number
     /// of such PATCHes before it (nothing where `race` gives `None`); and that count, as it
     /// goes. For tests of what someone else's change between a read and a patch does.
-    pub fn racing_client(
+    fn racing_client(
         &self,
         path: String,
         race: impl Fn(usize) -> Option<super::HookFuture> + Send + Sync + 'static,
@@ -392,7 +392,7 @@ impl ApiServer {
     /// An admin client whose PATCHes of object `name` of `api` each race another writer's
     /// change: before the `n`th of them (from 0) goes out, `change(n)`, unless `None`, is
     /// patched into the object through `api`, and must succeed. The counter counts those
-    /// PATCHes, as [`racing_client`](Self::racing_client)'s does.
+    /// PATCHes as they go.
     pub fn racing_object_client<K>(
         &self,
         api: &Api<K>,
