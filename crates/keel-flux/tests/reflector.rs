@@ -14,9 +14,8 @@ use common::at;
 use keel_flux::NamespaceScope;
 use keel_flux::reflector::{Outcome, Reflector};
 use keel_registry::RegistryClient;
-use keel_testsupport::kube::flux::FluxKind;
 use keel_testsupport::kube::flux::{
-    assert_ready, create, create_all, get, merge, patch_spec, ready, status,
+    FluxKind, assert_ready, create, create_all, get, merge, patch_spec, ready, status,
 };
 use keel_testsupport::registry::RegistryServer;
 use kube::Client;

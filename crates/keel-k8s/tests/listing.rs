@@ -61,15 +61,13 @@ async fn a_scope_lists_its_namespaces_only() {
         ]
     );
 
-    let all = list_in(&client, &resource, None, &params)
-        .await
-        .expect("list all namespaces");
+    let all = names(
+        &list_in(&client, &resource, None, &params)
+            .await
+            .expect("list all namespaces"),
+    );
     for ns in [&shop, &web, &other] {
-        assert!(
-            names(&all).iter().any(|(n, _)| n == ns),
-            "{ns} in {:?}",
-            names(&all)
-        );
+        assert!(all.iter().any(|(n, _)| n == ns), "{ns} in {all:?}");
     }
 }
 
@@ -96,9 +94,4 @@ async fn a_resource_the_server_does_not_serve_is_not_found() {
         );
         assert!(error.to_string().contains("gizmos"), "{error}");
     }
-    let error = NamespaceScope::only([ns.clone()])
-        .list_objects(&client, &resource, &params)
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
 }
